@@ -1,0 +1,3 @@
+"""
+The tests of xxterocpp (run with C{python3 -m twisted.trial tests}).
+"""

@@ -1,0 +1,246 @@
+"""
+Run the real service for integration tests: in-process on the test's
+reactor (L{start_service}) or as a separate twistd process that can be
+SIGKILLed (L{ServiceProcess}). Both listen on loopback, on free ports.
+"""
+
+import os
+import re
+import sys
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.task import deferLater
+
+from xxterocpp.config import load_config
+from xxterocpp.store import Store
+from xxterocpp.tap import XxterocppService
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: A configuration for tests: loopback, free ports, no KNX, no pings.
+BASE_CONFIG = """
+[ocpp]
+interface = "127.0.0.1"
+port = 0
+heartbeat_interval = 120
+call_timeout = 5
+ping_interval = 0
+max_chargers = 4
+
+[knx]
+knxd = ""
+
+[web]
+port = 0
+
+[storage]
+database = "{database}"
+
+[[tag]]
+id = "04A1B2C3"
+
+[[tag]]
+id = "BLOCKED1"
+status = "Blocked"
+
+[[tag]]
+id = "OLDTAG"
+expiry = "2020-01-01T00:00:00Z"
+
+[[tag]]
+id = "CHILD"
+parent = "FAMILY"
+
+[[charger]]
+id = "CP1"
+max_current = 32
+normal_current = 16
+
+[[charger]]
+id = "TWIN"
+connector = 1
+max_current = 16
+allowed_tags = ["04A1B2C3", "family"]
+
+[[charger]]
+id = "TWIN"
+connector = 2
+max_current = 16
+allowed_tags = ["04A1B2C3", "family"]
+
+[[charger]]
+id = "RDAM 123"
+max_current = 16
+password = "{password}"
+"""
+
+#: The Basic-auth password of the C{"RDAM 123"} charger in L{BASE_CONFIG}:
+#: 20 bytes written as 40 hex digits, as the security white paper does it.
+PASSWORD = "0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"
+
+
+def write_config(testcase, text=BASE_CONFIG, **values):
+    """
+    Write a configuration file in a fresh temporary directory.
+
+    @return: its path.
+    """
+    directory = os.path.abspath(testcase.mktemp())
+    os.makedirs(directory)
+    values.setdefault("database", os.path.join(directory, "state.sqlite3"))
+    values.setdefault("password", PASSWORD)
+    path = os.path.join(directory, "xxterocpp.toml")
+    with open(path, "w") as f:
+        f.write(text.format(**values))
+    return path
+
+
+@defer.inlineCallbacks
+def start_service(testcase, config_path=None):
+    """
+    Start the whole service in-process, on the global reactor.
+
+    @return: a Deferred firing with the running L{XxterocppService}, with
+        C{url} (C{ws://127.0.0.1:PORT/}) set; it is stopped at cleanup.
+    """
+    if config_path is None:
+        config_path = write_config(testcase)
+    config = load_config(config_path)
+    testcase._xxterocpp_database = config.storage.database
+    service = XxterocppService(config, reactor)
+    service.startService()
+    testcase.addCleanup(lambda: service.running and service.stopService())
+    port = yield service.ocpp.when_listening()
+    service.url = f"ws://127.0.0.1:{port.getHost().port}/"
+    return service
+
+
+def reopen_store(testcase):
+    """
+    Open the state database of the last L{start_service} anew, as the next
+    start of the service would.
+    """
+    store = Store(testcase._xxterocpp_database, reactor)
+    store.open()
+    testcase.addCleanup(store.close)
+    return store
+
+
+class _Output(protocol.ProcessProtocol):
+    def __init__(self, process):
+        self.process = process
+
+    def outReceived(self, data):
+        self.process._output(data)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.process._ended(reason)
+
+
+class ServiceProcess:
+    """
+    The service as its own process (C{python -m twisted xxterocpp}), for
+    tests that kill it.
+
+    @ivar output: everything it printed.
+    @ivar url: the OCPP URL once listening.
+    """
+
+    _LISTENING = re.compile(rb"OCPP server \(wss?\) listening on \S+ port (\d+)")
+
+    def __init__(self, config_path):
+        self.config_path = config_path
+        self.output = b""
+        self.url = None
+        self._waiting = []
+        self._ended_waiters = []
+        self.transport = None
+        self.exit = None
+
+    def start(self):
+        """
+        @return: a Deferred firing once the OCPP port listens.
+        """
+        self.output, self.url, self.exit = b"", None, None
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        self.transport = reactor.spawnProcess(
+            _Output(self), sys.executable,
+            [sys.executable, "-m", "twisted", "--log-format=text", "xxterocpp",
+             "--config", self.config_path],
+            env=env, path=ROOT)
+        d = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+    def _output(self, data):
+        self.output += data
+        match = self._LISTENING.search(self.output)
+        if match and self.url is None:
+            self.url = f"ws://127.0.0.1:{int(match.group(1))}/"
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(self.url)
+
+    def _ended(self, reason):
+        self.exit = reason.value
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(RuntimeError(f"service exited: {self.output.decode(errors='replace')}"))
+        ended, self._ended_waiters = self._ended_waiters, []
+        for d in ended:
+            d.callback(reason.value)
+
+    def signal(self, name):
+        """
+        Send a signal (C{"KILL"}, C{"TERM"}, C{"HUP"}).
+
+        @return: for KILL and TERM, a Deferred firing when it has exited.
+        """
+        d = defer.Deferred()
+        if name in ("KILL", "TERM"):
+            if self.exit is not None:
+                return defer.succeed(self.exit)
+            self._ended_waiters.append(d)
+        else:
+            d.callback(None)
+        self.transport.signalProcess(name)
+        return d
+
+    def stop(self):
+        if self.transport is not None and self.exit is None:
+            return self.signal("TERM")
+        return defer.succeed(None)
+
+    def wait_for_output(self, text, timeout=10):
+        """
+        @return: a Deferred firing once C{text} (bytes) was printed.
+        """
+
+        @defer.inlineCallbacks
+        def poll():
+            for _ in range(int(timeout / 0.05)):
+                if text in self.output:
+                    return True
+                yield deferLater(reactor, 0.05, lambda: None)
+            raise AssertionError(f"{text!r} not printed; output:\n{self.output.decode()}")
+
+        return poll()
+
+
+def kill_on_cleanup(testcase, process):
+    """
+    Make sure a L{ServiceProcess} is gone when the test ends.
+    """
+
+    def cleanup():
+        if process.transport is not None and process.exit is None:
+            return process.signal("KILL")
+
+    testcase.addCleanup(cleanup)
+
+
+__all__ = ["BASE_CONFIG", "PASSWORD", "write_config", "start_service", "reopen_store",
+           "ServiceProcess",
+           "kill_on_cleanup"]

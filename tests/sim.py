@@ -1,0 +1,922 @@
+# -*- test-case-name: tests.test_sim -*-
+"""
+A simulated OCPP 1.6J charge point for integration tests.
+
+The simulator is an independent peer: it speaks raw OCPP-J JSON over a real
+WebSocket (Autobahn's Twisted client on the global reactor, the one trial
+spins) and deliberately imports nothing from C{xxterocpp}, so a bug in the
+project's own message classes cannot hide itself by being shared with the
+test peer.  Because it builds frames by hand it can also send the invalid
+frames that negative tests need (L{SimCharger.send_raw}).
+
+Typical use in a C{twisted.trial.unittest.TestCase}::
+
+    charger = yield connect_charger(f"ws://127.0.0.1:{port}/ocpp/", "CP1")
+    self.addCleanup(charger.close)
+    conf = yield charger.boot()
+    unique_id, payload = yield charger.wait_for_call("RemoteStartTransaction")
+
+Every wait is bounded by a reactor timer that is cancelled as soon as the
+wait is over, so a failing test fails with a clear exception instead of
+hanging, and a passing one leaves no L{DelayedCall} behind for trial's
+dirty-reactor check.
+"""
+
+import base64
+import enum
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, NamedTuple, Optional
+from urllib.parse import quote
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+)
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    fail,
+    maybeDeferred,
+    succeed,
+)
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.python.failure import Failure
+
+__all__ = [
+    "CALL",
+    "CALLERROR",
+    "CALLRESULT",
+    "NO_REPLY",
+    "CS_TO_CP_ACTIONS",
+    "CallErrorReceived",
+    "CallErrorReply",
+    "CallTimeout",
+    "ConfigurationKey",
+    "ConnectionClosed",
+    "HandshakeFailed",
+    "HandshakeRefused",
+    "SimCharger",
+    "WaitTimeout",
+    "basic_authorization",
+    "connect_charger",
+]
+
+# OCPP-J message type ids [J §4.1.3].
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+
+#: Direction markers used in L{SimCharger.frames}.
+SENT = "sent"
+RECEIVED = "received"
+
+
+class _Sentinel(enum.Enum):
+    NO_REPLY = "NO_REPLY"
+
+
+#: Return this from a handler (or put it in C{handlers}) to simulate a charger
+#: that receives a CALL and never answers it.
+NO_REPLY = _Sentinel.NO_REPLY
+
+
+class WaitTimeout(Exception):
+    """
+    A bounded wait of the simulator ran out of time.
+    """
+
+
+class CallTimeout(WaitTimeout):
+    """
+    The central system did not answer a CALL within the timeout.
+
+    @ivar action: The action of the unanswered CALL.
+    @ivar unique_id: Its message id.
+    """
+
+    def __init__(self, action: str, unique_id: str, timeout: float):
+        super().__init__(f"no answer to {action} [{unique_id}] within {timeout} s")
+        self.action = action
+        self.unique_id = unique_id
+
+
+class CallErrorReceived(Exception):
+    """
+    The central system answered a CALL with a CALLERROR.
+
+    @ivar code: The errorCode string, for example C{"FormationViolation"}.
+    @ivar description: The errorDescription string.
+    @ivar details: The errorDetails object.
+    """
+
+    def __init__(self, code: str, description: str = "", details: Any = None):
+        super().__init__(code, description, details)
+        self.code = code
+        self.description = description
+        self.details = {} if details is None else details
+
+
+class ConnectionClosed(Exception):
+    """
+    The WebSocket connection went away while something was still waiting on
+    it (an unanswered CALL, L{SimCharger.wait_for_call}, ...), or an
+    operation needed an open connection.
+    """
+
+
+class HandshakeFailed(Exception):
+    """
+    The TCP connection was made but the WebSocket opening handshake failed
+    for a reason other than an HTTP refusal (a bogus reply, a subprotocol we
+    did not offer, the server hanging up).
+
+    @ivar reason: Autobahn's text explaining why.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HandshakeRefused(HandshakeFailed):
+    """
+    The server answered the WebSocket upgrade request with an HTTP status
+    other than 101, for example 404 for an unknown charge point identity or
+    401 for bad Basic-auth credentials.
+
+    @ivar status: The HTTP status code as an L{int}.
+    """
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.reason}"
+
+
+class CallErrorReply(NamedTuple):
+    """
+    A handler's way of answering a CS→CP CALL with a CALLERROR.
+    """
+
+    code: str
+    description: str = ""
+    details: dict = {}
+
+
+class ConfigurationKey(NamedTuple):
+    """
+    One configuration key of the simulated charger, as GetConfiguration
+    reports it.  A plain C{(value, readonly)} tuple works too.
+    """
+
+    value: Optional[str]
+    readonly: bool = False
+
+
+# The HTTP status from Autobahn's client failure text.  Autobahn 22.7 and
+# 26.10 both say "WebSocket connection upgrade failed [404]: Not Found"; older
+# releases said "(404 - NotFound)", so accept either bracket.
+_UPGRADE_FAILED = re.compile(r"upgrade failed\s*[\[(]\s*(\d{3})\b")
+
+
+def _status_from_reason(reason: str) -> Optional[int]:
+    """
+    The refused HTTP status named in Autobahn's handshake failure text, or
+    L{None} when the failure was not an HTTP refusal.
+    """
+    match = _UPGRADE_FAILED.search(reason or "")
+    return int(match.group(1)) if match else None
+
+
+def basic_authorization(user: str, password: "str | bytes") -> str:
+    """
+    The value of an C{Authorization} header for HTTP Basic auth (RFC 7617).
+
+    OCPP security profile 1/2 chargers send their identity as the user-id
+    and the AuthorizationKey as the password; the white paper's example key
+    is raw bytes, hence C{password} may be L{bytes} and is then used
+    unchanged, while a L{str} is encoded as UTF-8 (RFC 7617 §2.1 charset).
+    """
+    if isinstance(password, str):
+        password = password.encode("utf-8")
+    token = base64.b64encode(user.encode("utf-8") + b":" + password)
+    return "Basic " + token.decode("ascii")
+
+
+def _timestamp(when: "datetime | str | None", reactor) -> str:
+    """
+    An OCPP dateTime: UTC with milliseconds and a C{Z}, as the 1.6 spec
+    recommends [S §3.14].  Strings pass through untouched so tests can send
+    malformed timestamps.
+    """
+    if isinstance(when, str):
+        return when
+    if when is None:
+        when = datetime.fromtimestamp(reactor.seconds(), timezone.utc)
+    when = when.astimezone(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _value(number) -> str:
+    """
+    SampledValue.value is a string holding a decimal number [S §7.43].
+    """
+    return str(number)
+
+
+# Default answers of the CS→CP actions whose response is only a status, in
+# the wording of the OCPP 1.6 schemas.  The security-extension actions are
+# included because a white-paper CS may send them.
+_STATUS_REPLIES = {
+    "CancelReservation": "Accepted",
+    "ChangeAvailability": "Accepted",
+    "ClearCache": "Accepted",
+    "ClearChargingProfile": "Accepted",
+    # A simulated charger implements no vendor extension.
+    "DataTransfer": "UnknownVendorId",
+    # The simulator does not compute charging schedules.
+    "GetCompositeSchedule": "Rejected",
+    "RemoteStartTransaction": "Accepted",
+    "RemoteStopTransaction": "Accepted",
+    "ReserveNow": "Accepted",
+    "Reset": "Accepted",
+    "SetChargingProfile": "Accepted",
+    "TriggerMessage": "Accepted",
+    "UnlockConnector": "Unlocked",
+    "CertificateSigned": "Accepted",
+    "DeleteCertificate": "NotFound",
+    "ExtendedTriggerMessage": "Accepted",
+    "GetInstalledCertificateIds": "NotFound",
+    "InstallCertificate": "Accepted",
+    "SignedUpdateFirmware": "Accepted",
+}
+
+#: Every CS→CP action of OCPP 1.6 and its security extension; each has a
+#: default handler in L{SimCharger.handlers}.
+CS_TO_CP_ACTIONS = frozenset(
+    set(_STATUS_REPLIES)
+    | {
+        "ChangeConfiguration",
+        "GetConfiguration",
+        "GetDiagnostics",
+        "GetLocalListVersion",
+        "GetLog",
+        "SendLocalList",
+        "UpdateFirmware",
+    }
+)
+
+
+def _default_configuration() -> dict:
+    """
+    The configuration a fresh simulated charger reports: the keys a
+    KNX-bridge central system reads or sets [S §9], plausible values.
+    """
+    return {
+        "AuthorizeRemoteTxRequests": ConfigurationKey("true"),
+        "ChargeProfileMaxStackLevel": ConfigurationKey("10", readonly=True),
+        "ChargingScheduleAllowedChargingRateUnit": ConfigurationKey("Current", readonly=True),
+        "ChargingScheduleMaxPeriods": ConfigurationKey("24", readonly=True),
+        "ConnectionTimeOut": ConfigurationKey("60"),
+        "HeartbeatInterval": ConfigurationKey("300"),
+        "LocalAuthListEnabled": ConfigurationKey("false"),
+        "MaxChargingProfilesInstalled": ConfigurationKey("10", readonly=True),
+        "MeterValueSampleInterval": ConfigurationKey("60"),
+        "MeterValuesSampledData": ConfigurationKey("Energy.Active.Import.Register"),
+        "NumberOfConnectors": ConfigurationKey("1", readonly=True),
+        "SupportedFeatureProfiles": ConfigurationKey(
+            "Core,FirmwareManagement,LocalAuthListManagement,Reservation,"
+            "SmartCharging,RemoteTrigger",
+            readonly=True,
+        ),
+        "WebSocketPingInterval": ConfigurationKey("0"),
+    }
+
+
+class SimCharger:
+    """
+    One simulated charge point with one open WebSocket connection to the
+    central system.  Create it with L{connect_charger}.
+
+    @ivar identity: The charge point identity, or L{None} if the URL was
+        given complete.
+    @ivar negotiated_protocol: The subprotocol the server selected, or
+        L{None} if its 101 response carried no C{Sec-WebSocket-Protocol}.
+    @ivar frames: Every frame in order, as C{(SENT | RECEIVED, text)}.  Text
+        frames are L{str}; binary frames and invalid UTF-8 sent through
+        L{send_raw} are L{bytes}.
+    @ivar calls_received: Every CS→CP CALL as C{(action, payload)}.
+    @ivar handlers: Maps a CS→CP action to C{callable(payload)} returning a
+        payload L{dict}, a L{CallErrorReply}, L{NO_REPLY}, or a L{Deferred}
+        of one of these.  A CALL whose action is missing gets a CALLERROR
+        C{NotImplemented}; a handler that raises gets C{InternalError}.
+    @ivar configuration: Maps a configuration key to its L{ConfigurationKey};
+        GetConfiguration reads it and ChangeConfiguration writes it.
+    @ivar local_list_version: Reported by GetLocalListVersion, set by
+        SendLocalList.
+    @ivar close_info: C{(was_clean, code, reason)} once the connection is
+        gone, else L{None}.
+    """
+
+    def __init__(self, reactor, identity: Optional[str] = None):
+        self.identity = identity
+        self.negotiated_protocol: Optional[str] = None
+        self.frames: list = []
+        self.calls_received: list = []
+        self.configuration = _default_configuration()
+        self.local_list_version = 0
+        self.close_info: Optional[tuple] = None
+        self.handlers: dict = {
+            action: (lambda payload, status=status: {"status": status})
+            for action, status in _STATUS_REPLIES.items()
+        }
+        self.handlers.update(
+            {
+                "ChangeConfiguration": self._change_configuration,
+                "GetConfiguration": self._get_configuration,
+                "GetDiagnostics": lambda payload: {"fileName": "diagnostics.log"},
+                "GetLocalListVersion": lambda payload: {"listVersion": self.local_list_version},
+                "GetLog": lambda payload: {"status": "Accepted", "filename": "log.txt"},
+                "SendLocalList": self._send_local_list,
+                "UpdateFirmware": lambda payload: {},
+            }
+        )
+        self._reactor = reactor
+        self._protocol: Optional["_SimProtocol"] = None
+        self._opened: Optional[Deferred] = None
+        self._lost = False
+        self._close_reason: Optional[tuple] = None
+        self._handshake_failure: Optional[str] = None
+        self._pending: dict = {}
+        self._unconsumed_calls: list = []
+        self._call_waiters: list = []
+        self._frame_waiters: list = []
+        self._closed_waiters: list = []
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<SimCharger {self.identity!r} {state}>"
+
+    # -- connection state -------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """
+        Whether the WebSocket is open and CALLs can be sent.
+        """
+        return (
+            self._protocol is not None
+            and not self._lost
+            and self._protocol.state == WebSocketProtocol.STATE_OPEN
+        )
+
+    @property
+    def closed(self) -> Deferred:
+        """
+        A new L{Deferred} firing with C{(was_clean, code, reason)} when the
+        connection is gone (closed by either side), failing with
+        L{WaitTimeout} after 10 seconds.  Use L{wait_closed} for another
+        timeout.
+        """
+        return self.wait_closed()
+
+    def wait_closed(self, timeout: float = 10) -> Deferred:
+        """
+        Like L{closed}, with a chosen timeout.
+        """
+        if self.close_info is not None:
+            return succeed(self.close_info)
+        d = Deferred(lambda d: self._closed_waiters.remove(d))
+        self._closed_waiters.append(d)
+        return self._bounded(d, timeout, lambda: WaitTimeout(f"connection still open after {timeout} s"))
+
+    def close(self, code: int = 1000, reason: Optional[str] = None, timeout: float = 5) -> Deferred:
+        """
+        Start the WebSocket closing handshake.
+
+        @return: A L{Deferred} firing with L{close_info} once the TCP
+            connection is gone.  If the server does not finish the closing
+            handshake within C{timeout} the TCP connection is aborted, so
+            the L{Deferred} always fires and nothing is left in the reactor.
+        """
+        if self._protocol is None or self._lost:
+            return succeed(self.close_info)
+        d = Deferred()
+        self._closed_waiters.append(d)
+        if self._protocol.state == WebSocketProtocol.STATE_OPEN:
+            self._protocol.sendClose(code=code, reason=reason)
+        abort = self._reactor.callLater(timeout, self._protocol.transport.abortConnection)
+
+        def stop_abort(result):
+            if abort.active():
+                abort.cancel()
+            return result
+
+        return d.addBoth(stop_abort)
+
+    # -- sending ----------------------------------------------------------
+
+    def send_raw(self, data: "str | bytes", binary: bool = False) -> None:
+        """
+        Send one WebSocket message exactly as given: a L{str} is sent as
+        UTF-8, L{bytes} unchanged (so a test can send invalid UTF-8 in a text
+        frame).  C{binary=True} sends a binary frame instead of a text frame.
+        """
+        if not self.is_open:
+            raise ConnectionClosed(f"{self!r} cannot send")
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        self.frames.append((SENT, _as_text(raw) if not binary else raw))
+        self._protocol.sendMessage(raw, isBinary=binary)
+
+    def _send_json(self, message: list) -> None:
+        self.send_raw(json.dumps(message, ensure_ascii=False))
+
+    def call(self, action: str, payload: Any, unique_id: Optional[str] = None, timeout: float = 10) -> Deferred:
+        """
+        Send a CALL and wait for its answer.
+
+        @param payload: Normally a L{dict}; anything JSON-serialisable is
+            sent as is, for negative tests.
+        @param unique_id: The message id; a fresh uuid4 string (36
+            characters, the maximum [J §4.1.4]) when omitted.
+        @return: A L{Deferred} firing with the CALLRESULT payload, failing
+            with L{CallErrorReceived}, L{CallTimeout}, or L{ConnectionClosed}.
+        """
+        if not self.is_open:
+            return fail(ConnectionClosed(f"{self!r} cannot send {action}"))
+        if unique_id is None:
+            unique_id = str(uuid.uuid4())
+        d = Deferred(lambda d: self._pending.pop(unique_id, None))
+        self._pending[unique_id] = d
+        self._send_json([CALL, unique_id, action, payload])
+        return self._bounded(d, timeout, lambda: CallTimeout(action, unique_id, timeout))
+
+    def reply(self, unique_id: str, answer: "dict | CallErrorReply") -> None:
+        """
+        Answer a CS→CP CALL by hand, for tests whose handler returned
+        L{NO_REPLY} and that answer later (or twice).
+        """
+        if isinstance(answer, CallErrorReply):
+            self._send_json([CALLERROR, unique_id, answer.code, answer.description, answer.details])
+        else:
+            self._send_json([CALLRESULT, unique_id, answer])
+
+    # -- convenience CALLs (CP→CS, OCPP 1.6 Core) ---------------------------
+
+    def boot(self, vendor: str = "Sim", model: str = "Sim-1", **extra) -> Deferred:
+        """
+        BootNotification; C{extra} are further fields in camelCase
+        (C{firmwareVersion="1.0"}).
+        """
+        return self.call("BootNotification", {"chargePointVendor": vendor, "chargePointModel": model, **extra})
+
+    def heartbeat(self) -> Deferred:
+        """
+        Heartbeat.
+        """
+        return self.call("Heartbeat", {})
+
+    def status(self, connector: int, status: str, error_code: str = "NoError", **extra) -> Deferred:
+        """
+        StatusNotification; C{extra} are further fields in camelCase
+        (C{timestamp=..., info=...}).
+        """
+        return self.call(
+            "StatusNotification",
+            {"connectorId": connector, "errorCode": error_code, "status": status, **extra},
+        )
+
+    def authorize(self, id_tag: str) -> Deferred:
+        """
+        Authorize.
+        """
+        return self.call("Authorize", {"idTag": id_tag})
+
+    def start_transaction(
+        self, connector: int, id_tag: str, meter_start: int, timestamp=None, reservation_id=None
+    ) -> Deferred:
+        """
+        StartTransaction; C{timestamp} defaults to now.
+        """
+        payload = {
+            "connectorId": connector,
+            "idTag": id_tag,
+            "meterStart": meter_start,
+            "timestamp": _timestamp(timestamp, self._reactor),
+        }
+        if reservation_id is not None:
+            payload["reservationId"] = reservation_id
+        return self.call("StartTransaction", payload)
+
+    def stop_transaction(
+        self,
+        transaction_id: int,
+        meter_stop: int,
+        timestamp=None,
+        reason=None,
+        id_tag=None,
+        transaction_data=None,
+    ) -> Deferred:
+        """
+        StopTransaction; C{timestamp} defaults to now, C{transaction_data} is
+        a list of MeterValue objects sent as given.
+        """
+        payload = {
+            "transactionId": transaction_id,
+            "meterStop": meter_stop,
+            "timestamp": _timestamp(timestamp, self._reactor),
+        }
+        optional = {"reason": reason, "idTag": id_tag, "transactionData": transaction_data}
+        payload.update({key: value for key, value in optional.items() if value is not None})
+        return self.call("StopTransaction", payload)
+
+    def meter_values(
+        self,
+        connector: int,
+        transaction_id=None,
+        energy_wh=None,
+        currents=None,
+        power_w=None,
+        unit: str = "Wh",
+        timestamp=None,
+    ) -> Deferred:
+        """
+        MeterValues with one MeterValue holding the given samples:
+        C{energy_wh} as Energy.Active.Import.Register in C{unit}, C{currents}
+        as Current.Import with phases L1, L2, L3 in order, C{power_w} as
+        Power.Active.Import.
+        """
+        samples = []
+        if energy_wh is not None:
+            samples.append({"value": _value(energy_wh), "measurand": "Energy.Active.Import.Register", "unit": unit})
+        for phase, current in zip(("L1", "L2", "L3"), currents or ()):
+            samples.append({"value": _value(current), "measurand": "Current.Import", "phase": phase, "unit": "A"})
+        if power_w is not None:
+            samples.append({"value": _value(power_w), "measurand": "Power.Active.Import", "unit": "W"})
+        if not samples:
+            raise ValueError("meter_values needs energy_wh, currents or power_w; use call() for an empty sampledValue")
+        payload = {
+            "connectorId": connector,
+            "meterValue": [{"timestamp": _timestamp(timestamp, self._reactor), "sampledValue": samples}],
+        }
+        if transaction_id is not None:
+            payload["transactionId"] = transaction_id
+        return self.call("MeterValues", payload)
+
+    # -- waiting for the central system -----------------------------------
+
+    def wait_for_call(self, action: str, timeout: float = 10) -> Deferred:
+        """
+        The next CS→CP CALL of C{action} not yet consumed by an earlier
+        C{wait_for_call}, including one that has already arrived.
+
+        @return: A L{Deferred} firing with C{(unique_id, payload)}, failing
+            with L{WaitTimeout} or L{ConnectionClosed}.  The CALL is answered
+            by C{handlers} regardless.
+        """
+        for index, (unique_id, got_action, payload) in enumerate(self._unconsumed_calls):
+            if got_action == action:
+                del self._unconsumed_calls[index]
+                return succeed((unique_id, payload))
+        if self._lost:
+            return fail(ConnectionClosed(f"{self!r} is closed, no {action} will come"))
+        entry = (action, Deferred(lambda d: self._call_waiters.remove(entry)))
+        self._call_waiters.append(entry)
+        return self._bounded(entry[1], timeout, lambda: WaitTimeout(f"no {action} CALL within {timeout} s"))
+
+    def wait_for_frame(self, predicate: Callable[[Any], bool], timeout: float = 10) -> Deferred:
+        """
+        The next received frame for which C{predicate(text)} is true; frames
+        that arrived before this call are not considered.
+
+        @return: A L{Deferred} firing with the frame's text, failing with
+            L{WaitTimeout} or L{ConnectionClosed}.
+        """
+        if self._lost:
+            return fail(ConnectionClosed(f"{self!r} is closed"))
+        entry = (predicate, Deferred(lambda d: self._frame_waiters.remove(entry)))
+        self._frame_waiters.append(entry)
+        return self._bounded(entry[1], timeout, lambda: WaitTimeout(f"no matching frame within {timeout} s"))
+
+    def _bounded(self, d: Deferred, timeout: float, error: Callable[[], Exception]) -> Deferred:
+        """
+        Fail C{d} with C{error()} after C{timeout} seconds; the timer goes
+        away as soon as C{d} fires, so trial sees a clean reactor.
+        """
+
+        def timed_out(result, timeout):
+            if isinstance(result, Failure) and result.check(CancelledError):
+                return Failure(error())
+            return result
+
+        return d.addTimeout(timeout, self._reactor, onTimeoutCancel=timed_out)
+
+    # -- events from the protocol -----------------------------------------
+
+    def _connection_made(self, protocol: "_SimProtocol") -> None:
+        self._protocol = protocol
+
+    def _open(self, protocol: "_SimProtocol") -> None:
+        self.negotiated_protocol = protocol.websocket_protocol_in_use
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.callback(self)
+
+    def _message(self, payload: bytes, is_binary: bool) -> None:
+        text = payload if is_binary else payload.decode("utf-8")
+        self.frames.append((RECEIVED, text))
+        for entry in list(self._frame_waiters):
+            predicate, d = entry
+            try:
+                matched = predicate(text)
+            except Exception:
+                # A broken predicate fails its own wait, not the connection.
+                self._frame_waiters.remove(entry)
+                d.errback()
+                continue
+            if matched:
+                self._frame_waiters.remove(entry)
+                d.callback(text)
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        # A receiver ignores what it cannot parse [J §4.1.3]; tests see it
+        # in .frames.
+        if not isinstance(message, list) or len(message) < 3 or not isinstance(message[1], str):
+            return
+        kind, unique_id = message[0], message[1]
+        if kind == CALL and len(message) == 4 and isinstance(message[2], str):
+            self._call_received(unique_id, message[2], message[3])
+        elif kind == CALLRESULT:
+            pending = self._pending.pop(unique_id, None)
+            if pending is not None:
+                pending.callback(message[2])
+        elif kind == CALLERROR and len(message) >= 4:
+            pending = self._pending.pop(unique_id, None)
+            if pending is not None:
+                details = message[4] if len(message) > 4 else {}
+                pending.errback(CallErrorReceived(message[2], message[3], details))
+
+    def _call_received(self, unique_id: str, action: str, payload: Any) -> None:
+        self.calls_received.append((action, payload))
+        for entry in self._call_waiters:
+            if entry[0] == action:
+                self._call_waiters.remove(entry)
+                entry[1].callback((unique_id, payload))
+                break
+        else:
+            self._unconsumed_calls.append((unique_id, action, payload))
+        handler = self.handlers.get(action)
+        if handler is None:
+            # [J §4.2.3, Table 7]: NotImplemented = action not known.
+            self.reply(unique_id, CallErrorReply("NotImplemented", f"Requested Action {action} is not known"))
+            return
+        answer = maybeDeferred(handler, payload)
+        answer.addCallbacks(
+            lambda result: self._answer(unique_id, result),
+            lambda failure: self._answer(unique_id, CallErrorReply("InternalError", failure.getErrorMessage())),
+        )
+
+    def _answer(self, unique_id: str, result) -> None:
+        # The connection may be gone by the time a slow handler answers.
+        if result is NO_REPLY or not self.is_open:
+            return
+        self.reply(unique_id, result)
+
+    def _connection_lost(self, reason: Failure) -> None:
+        self._lost = True
+        was_clean, code, text = self._close_reason or (False, 1006, None)
+        self.close_info = (was_clean, code, text)
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.errback(self._why_not_opened(reason))
+        gone = ConnectionClosed(f"{self!r} lost its connection: {text}")
+        for d in list(self._pending.values()):
+            d.errback(gone)
+        self._pending.clear()
+        waiters = [d for _, d in self._call_waiters] + [d for _, d in self._frame_waiters]
+        self._call_waiters, self._frame_waiters = [], []
+        for d in waiters:
+            d.errback(gone)
+        closed, self._closed_waiters = self._closed_waiters, []
+        for d in closed:
+            d.callback(self.close_info)
+
+    def _why_not_opened(self, reason: Failure) -> Failure:
+        """
+        Turn a connection lost during the opening handshake into the error
+        L{connect_charger} promises.
+        """
+        text = self._handshake_failure
+        if text is not None:
+            status = _status_from_reason(text)
+            if status is not None:
+                return Failure(HandshakeRefused(status, text))
+            return Failure(HandshakeFailed(text))
+        # A TLS failure or the like: the caller wants the real error.
+        if not reason.check(ConnectionDone, ConnectionLost, ConnectionAborted):
+            return reason
+        return Failure(HandshakeFailed(self._close_reason[2] if self._close_reason else str(reason.value)))
+
+    # -- default CS→CP handlers -------------------------------------------
+
+    def _get_configuration(self, payload: dict) -> dict:
+        # An absent or empty key list means "all keys" [S §5.8].
+        wanted = payload.get("key") or list(self.configuration)
+        known = [key for key in wanted if key in self.configuration]
+        reply = {
+            "configurationKey": [
+                _key_value(key, *self.configuration[key]) for key in known
+            ]
+        }
+        unknown = [key for key in wanted if key not in self.configuration]
+        if unknown:
+            reply["unknownKey"] = unknown
+        return reply
+
+    def _change_configuration(self, payload: dict) -> dict:
+        key = payload.get("key")
+        current = self.configuration.get(key)
+        if current is not None and ConfigurationKey(*current).readonly:
+            return {"status": "Rejected"}
+        # Unknown keys are stored too, so a test can see what the central
+        # system set (vendor keys, AuthorizationKey, ...).
+        self.configuration[key] = ConfigurationKey(payload.get("value"))
+        return {"status": "Accepted"}
+
+    def _send_local_list(self, payload: dict) -> dict:
+        self.local_list_version = payload.get("listVersion", self.local_list_version)
+        return {"status": "Accepted"}
+
+
+def _key_value(key: str, value: Optional[str], readonly: bool = False) -> dict:
+    entry = {"key": key, "readonly": readonly}
+    if value is not None:
+        entry["value"] = value
+    return entry
+
+
+def _as_text(raw: bytes) -> "str | bytes":
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+class _SimProtocol(WebSocketClientProtocol):
+    """
+    Feeds Autobahn's client callbacks to the L{SimCharger}.
+    """
+
+    def connectionMade(self):
+        self.factory.charger._connection_made(self)
+        super().connectionMade()
+
+    def failHandshake(self, reason):
+        # Autobahn 26 keeps the HTTP status line in a local variable, so the
+        # failure text is the one place both versions report the status.
+        self.factory.charger._handshake_failure = reason
+        return super().failHandshake(reason)
+
+    def onOpen(self):
+        self.factory.charger._open(self)
+
+    def onMessage(self, payload, isBinary):
+        self.factory.charger._message(payload, isBinary)
+
+    def onClose(self, wasClean, code, reason):
+        self.factory.charger._close_reason = (wasClean, code, reason)
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        # Autobahn 22.7 does not cancel this timer when the peer drops the
+        # TCP connection in the middle of the closing handshake; left alone
+        # it would make trial report a dirty reactor.
+        if getattr(self, "closeHandshakeTimeoutCall", None) is not None:
+            self.closeHandshakeTimeoutCall.cancel()
+            self.closeHandshakeTimeoutCall = None
+        self.factory.charger._connection_lost(reason)
+
+
+class _SimFactory(WebSocketClientFactory):
+    protocol = _SimProtocol
+
+    def __init__(self, charger: SimCharger, **kwargs):
+        super().__init__(**kwargs)
+        self.charger = charger
+
+
+def _endpoint(reactor, host: str, port: int, timeout: float):
+    """
+    A TCP endpoint; IP literals skip name resolution (and its thread).
+    """
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return HostnameEndpoint(reactor, host, port, timeout=timeout)
+
+
+def connect_charger(
+    url: str,
+    identity: Optional[str] = None,
+    *,
+    protocols=("ocpp1.6",),
+    auth=None,
+    headers=None,
+    tls=None,
+    timeout: float = 10,
+    reactor=None,
+) -> Deferred:
+    """
+    Connect a simulated charge point to a central system.
+
+    @param url: The central system's endpoint, C{ws://host:port/path/} or
+        C{wss://...}.  When C{identity} is given it is percent-encoded
+        (RFC 3986, as [J §3.1.1] requires) and appended as the last path
+        segment; otherwise C{url} is used as the complete URL.
+    @param protocols: Subprotocols to offer in order of preference; an empty
+        sequence sends no C{Sec-WebSocket-Protocol} header at all.
+    @param auth: C{(user, password)} for HTTP Basic auth, see
+        L{basic_authorization}.
+    @param headers: Extra request headers; they win over C{auth}.
+    @param tls: A client TLS connection creator (for example from
+        L{twisted.internet.ssl.optionsForClientTLS}) for C{wss://};
+        defaults to verifying the URL's host against the system trust store.
+    @param timeout: Seconds for TCP connect, TLS and the opening handshake
+        together.
+    @param reactor: Defaults to the global reactor, the one trial spins.
+
+    @return: A L{Deferred} firing with an open L{SimCharger}; failing with
+        L{HandshakeRefused} (with C{.status}) when the server answers the
+        upgrade with an HTTP error, L{HandshakeFailed} for other handshake
+        failures, L{WaitTimeout} on timeout, or the underlying connection
+        error (C{ConnectionRefusedError}, a TLS error, ...).
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    if identity is not None:
+        url = (url if url.endswith("/") else url + "/") + quote(identity, safe="")
+    all_headers = {}
+    if auth is not None:
+        all_headers["Authorization"] = basic_authorization(*auth)
+    all_headers.update(headers or {})
+
+    charger = SimCharger(reactor, identity)
+    factory = _SimFactory(charger, url=url, protocols=list(protocols), headers=all_headers, reactor=reactor)
+    # Our own timer below bounds the opening handshake; Autobahn's runs on
+    # txaio's loop, which would be one more thing to clean up.
+    factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=2, serverConnectionDropTimeout=2)
+
+    endpoint = _endpoint(reactor, factory.host, factory.port, timeout)
+    if factory.isSecure:
+        if tls is None:
+            from twisted.internet.ssl import optionsForClientTLS
+
+            tls = optionsForClientTLS(factory.host)
+        endpoint = wrapClientTLS(tls, endpoint)
+
+    opened = charger._opened = Deferred()
+    connecting = endpoint.connect(factory)
+    timed_out = []
+
+    def give_up():
+        timed_out.append(True)
+        if charger._protocol is None:
+            connecting.cancel()
+        else:
+            # The errback follows from connectionLost, once the socket is
+            # really gone.
+            charger._protocol.transport.abortConnection()
+
+    timer = reactor.callLater(timeout, give_up)
+
+    def tcp_failed(failure):
+        if charger._opened is not None:
+            charger._opened = None
+            opened.errback(failure)
+
+    connecting.addErrback(tcp_failed)
+
+    def done(result):
+        if timer.active():
+            timer.cancel()
+        if timed_out and isinstance(result, Failure):
+            return Failure(WaitTimeout(f"no WebSocket connection to {url} within {timeout} s"))
+        return result
+
+    return opened.addBoth(done)

@@ -1,0 +1,75 @@
+"""
+Nothing lost: the service killed with SIGKILL in the middle of charging
+sessions, started again, and the sessions still end with the right energy.
+"""
+
+import os
+import sqlite3
+
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
+
+from tests.service import ServiceProcess, kill_on_cleanup, write_config
+from tests.sim import connect_charger
+
+
+def read_transactions(path):
+    """
+    The transactions of a state database, read directly with sqlite3.
+    """
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(
+            "select id, connector, meter_start, meter_stop, stop_reason from transactions"
+            " order by id").fetchall()
+    finally:
+        db.close()
+
+
+class CrashRestartTests(TestCase):
+    """
+    SIGKILL of the service process.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_sigkill_mid_session_then_stop_gives_right_energy(self):
+        """
+        Transactions started before a SIGKILL are stopped after the restart
+        with meterStop - meterStart, and new ids never collide.
+        """
+        config = write_config(self)
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        twin = yield connect_charger(service.url, "TWIN")
+        yield cp.boot()
+        first = yield cp.start_transaction(1, "04A1B2C3", 1000)
+        second = yield twin.start_transaction(2, "XXTER", 50000)
+        yield cp.meter_values(1, first["transactionId"], energy_wh=1800, currents=(10, 10, 10))
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        yield twin.wait_closed()
+
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        # No BootNotification: a reconnecting charger need not send one.
+        yield cp.stop_transaction(first["transactionId"], 5000, reason="EVDisconnected")
+        yield twin.stop_transaction(second["transactionId"], 57500)
+        third = yield cp.start_transaction(1, "04A1B2C3", 5000)
+        self.assertGreater(third["transactionId"], second["transactionId"])
+        yield cp.close()
+        yield twin.close()
+        yield service.stop()
+        rows = read_transactions(database)
+        self.assertEqual(rows[:2], [
+            (first["transactionId"], 1, 1000, 5000, "EVDisconnected"),
+            (second["transactionId"], 2, 50000, 57500, "Local"),
+        ])
+        self.assertEqual(rows[2][0], third["transactionId"])

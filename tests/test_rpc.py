@@ -1,0 +1,264 @@
+"""
+Tests for L{xxterocpp.ocpp.rpc}: framing, CALLERROR mapping, the outgoing
+call queue and its timeouts, driven with a fake clock and no sockets.
+"""
+
+import json
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected, OcppSession
+
+
+class SessionHarness:
+    """
+    An L{OcppSession} with its output captured and a scripted dispatcher.
+    """
+
+    def __init__(self, dispatch=None, timeout=30):
+        self.clock = Clock()
+        self.sent = []
+        self.seen = []
+        self.closed = 0
+        self.dispatched = []
+        self.session = OcppSession(
+            "CP1", self.sent.append, dispatch or self.dispatch, self.clock, timeout,
+            frame_observer=lambda d, t: self.seen.append((d, t)),
+            close=self._close)
+
+    def _close(self):
+        self.closed += 1
+
+    def dispatch(self, action, request):
+        self.dispatched.append((action, request))
+        if action == "Heartbeat":
+            return m.HeartbeatResponse(current_time=self.now())
+        if action == "MeterValues":
+            return m.MeterValuesResponse()
+        if action == "StopTransaction":
+            return m.StopTransactionResponse()
+        if action == "Authorize":
+            raise CallError(m.SECURITY_ERROR, "not now")
+        raise RuntimeError("boom")
+
+    def now(self):
+        from datetime import datetime, timezone
+
+        return datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+    def receive(self, frame):
+        self.session.text_received(frame if isinstance(frame, str) else json.dumps(frame))
+
+    def last(self):
+        return json.loads(self.sent[-1])
+
+
+class IncomingCallTests(SynchronousTestCase):
+    """
+    CALLs from the charger.
+    """
+
+    def test_call_is_answered_with_callresult(self):
+        """
+        A valid CALL is dispatched and answered with its id.
+        """
+        h = SessionHarness()
+        h.receive([2, "abc", "Heartbeat", {}])
+        self.assertEqual(h.last(), [3, "abc", {"currentTime": "2026-01-02T03:04:05.000Z"}])
+        self.assertEqual(h.seen[0][0], "in")
+        self.assertEqual(h.seen[1][0], "out")
+
+    def test_unknown_action_is_not_implemented(self):
+        """
+        OCPP-J Table 7: an action the receiver does not know is NotImplemented.
+        """
+        h = SessionHarness()
+        h.receive([2, "1", "FooBar", {}])
+        self.assertEqual(h.last()[:3], [4, "1", "NotImplemented"])
+
+    def test_central_system_action_from_charger_is_not_supported(self):
+        """
+        A known action only a central system sends is NotSupported.
+        """
+        h = SessionHarness()
+        h.receive([2, "1", "RemoteStartTransaction", {"idTag": "X"}])
+        self.assertEqual(h.last()[:3], [4, "1", "NotSupported"])
+
+    def test_validation_errors_map_to_their_codes(self):
+        """
+        Each kind of bad payload gets its CALLERROR code and the session
+        stays usable.
+        """
+        h = SessionHarness()
+        cases = [
+            ([2, "1", "Heartbeat", []], "FormationViolation"),
+            ([2, "2", "Heartbeat", {"foo": 1}], "FormationViolation"),
+            ([2, "3", "Authorize", {}], "ProtocolError"),
+            ([2, "4", "Authorize", {"idTag": 5}], "TypeConstraintViolation"),
+            ([2, "5", "StatusNotification",
+              {"connectorId": 1, "errorCode": "NoError", "status": "Sleeping"}],
+             "PropertyConstraintViolation"),
+        ]
+        for frame, code in cases:
+            h.receive(frame)
+            answer = h.last()
+            self.assertEqual(answer[:3], [4, frame[1], code], frame)
+            self.assertEqual(answer[4], {})
+        h.receive([2, "6", "Heartbeat", {}])
+        self.assertEqual(h.last()[0], 3)
+
+    def test_handler_call_error_is_sent(self):
+        """
+        A handler raising L{CallError} answers with that code.
+        """
+        h = SessionHarness()
+        h.receive([2, "7", "Authorize", {"idTag": "AB"}])
+        self.assertEqual(h.last(), [4, "7", "SecurityError", "not now", {}])
+
+    def test_handler_crash_is_internal_error(self):
+        """
+        A failing handler answers InternalError and is logged, the session
+        stays up.
+        """
+        h = SessionHarness()
+        h.receive([2, "8", "BootNotification",
+                   {"chargePointVendor": "V", "chargePointModel": "M"}])
+        self.assertEqual(h.last()[:3], [4, "8", "InternalError"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        h.receive([2, "9", "Heartbeat", {}])
+        self.assertEqual(h.last()[0], 3)
+
+    def test_truncated_json_with_readable_id_gets_formation_violation(self):
+        """
+        A CALL cut short still gets an answer when its id can be read.
+        """
+        h = SessionHarness()
+        h.receive('[2, "42", "Heartbeat", {')
+        self.assertEqual(h.last()[:3], [4, "42", "FormationViolation"])
+
+    def test_garbage_is_ignored(self):
+        """
+        Frames without a readable CALL id, and unknown message types, are
+        ignored without an answer.
+        """
+        h = SessionHarness()
+        for frame in ["hello", "{}", "[]", "[9, \"1\"]", "null", "[2]"]:
+            h.receive(frame)
+        self.assertEqual(h.sent, [])
+
+    def test_overlong_message_id(self):
+        """
+        OCPP-J §4.1.4: ids are at most 36 characters.
+        """
+        h = SessionHarness()
+        h.receive([2, "x" * 37, "Heartbeat", {}])
+        self.assertEqual(h.last()[:3], [4, "x" * 37, "FormationViolation"])
+
+    def test_stop_transaction_is_acknowledged_even_when_malformed(self):
+        """
+        StopTransaction is decoded leniently: a wrong field does not cost the
+        charger its acknowledgement.
+        """
+        h = SessionHarness()
+        h.receive([2, "s", "StopTransaction",
+                   {"transactionId": 5, "meterStop": "lots", "timestamp": "2026-01-01T00:00:00Z",
+                    "idTag": "A" * 30}])
+        self.assertEqual(h.last(), [3, "s", {}])
+        self.assertEqual(h.dispatched[-1][1].meter_stop, None)
+        self.assertGreater(h.session.warnings, 0)
+
+    def test_deferred_handler_result(self):
+        """
+        A handler may answer later through a Deferred.
+        """
+        d = defer.Deferred()
+        h = SessionHarness(dispatch=lambda action, request: d)
+        h.receive([2, "later", "Heartbeat", {}])
+        self.assertEqual(h.sent, [])
+        d.callback(m.HeartbeatResponse(current_time=h.now()))
+        self.assertEqual(h.last()[:2], [3, "later"])
+
+
+class OutgoingCallTests(SynchronousTestCase):
+    """
+    Our CALLs to the charger.
+    """
+
+    def test_one_outstanding_call_at_a_time(self):
+        """
+        The second call waits until the first is answered.
+        """
+        h = SessionHarness()
+        d1 = h.session.call(m.ClearCacheRequest())
+        d2 = h.session.call(m.ResetRequest(type="Soft"))
+        self.assertEqual(len(h.sent), 1)
+        first = h.last()
+        self.assertEqual(first[0], 2)
+        self.assertEqual(first[2], "ClearCache")
+        h.receive([3, first[1], {"status": "Accepted"}])
+        self.assertEqual(self.successResultOf(d1).status, "Accepted")
+        second = h.last()
+        self.assertEqual(second[2:], ["Reset", {"type": "Soft"}])
+        self.assertNoResult(d2)
+        h.receive([3, second[1], {"status": "Rejected"}])
+        self.assertEqual(self.successResultOf(d2).status, "Rejected")
+
+    def test_timeout_moves_the_queue_on(self):
+        """
+        An unanswered call fails with L{CallTimeout} after the call timeout
+        and the next call goes out; a late answer is dropped.
+        """
+        h = SessionHarness(timeout=30)
+        d1 = h.session.call(m.ClearCacheRequest())
+        d2 = h.session.call(m.ClearCacheRequest())
+        first_id = h.last()[1]
+        h.clock.advance(29.9)
+        self.assertNoResult(d1)
+        h.clock.advance(0.2)
+        self.failureResultOf(d1, CallTimeout)
+        self.assertEqual(len(h.sent), 2)
+        h.receive([3, first_id, {"status": "Accepted"}])
+        self.assertNoResult(d2)
+        h.receive([3, h.last()[1], {"status": "Accepted"}])
+        self.successResultOf(d2)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_callerror_answer(self):
+        """
+        A CALLERROR fails the call with L{CallError}; 2.0.1 spellings are
+        normalised.
+        """
+        h = SessionHarness()
+        d = h.session.call(m.ClearCacheRequest())
+        h.receive([4, h.last()[1], "FormatViolation", "bad", {"x": 1}])
+        failure = self.failureResultOf(d, CallError)
+        self.assertEqual(failure.value.code, "FormationViolation")
+        self.assertEqual(failure.value.details, {"x": 1})
+
+    def test_connection_lost_fails_every_pending_call(self):
+        """
+        Queued and outstanding calls fail with L{NotConnected}; later calls
+        fail at once.
+        """
+        h = SessionHarness()
+        d1 = h.session.call(m.ClearCacheRequest())
+        d2 = h.session.call(m.ClearCacheRequest())
+        h.session.connection_lost()
+        self.failureResultOf(d1, NotConnected)
+        self.failureResultOf(d2, NotConnected)
+        self.failureResultOf(h.session.call(m.ClearCacheRequest()), NotConnected)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_close_asks_the_transport(self):
+        """
+        L{OcppSession.close} closes the connection while it is open.
+        """
+        h = SessionHarness()
+        h.session.close()
+        self.assertEqual(h.closed, 1)
+        h.session.connection_lost()
+        h.session.close()
+        self.assertEqual(h.closed, 1)

@@ -1,0 +1,455 @@
+"""
+Integration tests of the OCPP 1.6J central system: the real service on a
+loopback port, simulated chargers talking to it over real WebSockets.
+"""
+
+from datetime import datetime, timezone
+
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
+
+from tests.service import PASSWORD, reopen_store, start_service
+from tests.sim import CallErrorReceived, HandshakeRefused, connect_charger
+
+
+class HandshakeTests(TestCase):
+    """
+    OCPP-J §3: who may connect, and how.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.service = yield start_service(self)
+
+    @defer.inlineCallbacks
+    def connect(self, identity="CP1", **kwargs):
+        cp = yield connect_charger(self.service.url, identity, **kwargs)
+        self.addCleanup(cp.close)
+        return cp
+
+    @defer.inlineCallbacks
+    def refused(self, identity="CP1", **kwargs):
+        try:
+            cp = yield connect_charger(self.service.url, identity, **kwargs)
+        except HandshakeRefused as e:
+            return e.status
+        yield cp.close()
+        self.fail("the handshake was accepted")
+
+    @defer.inlineCallbacks
+    def test_ocpp16_subprotocol_is_selected(self):
+        """
+        C{ocpp1.6} is answered when offered, also among other versions.
+        """
+        cp = yield self.connect(protocols=("ocpp2.0.1", "ocpp1.6", "ocpp1.5"))
+        self.assertEqual(cp.negotiated_protocol, "ocpp1.6")
+        result = yield cp.heartbeat()
+        self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
+    def test_no_subprotocol_header_is_accepted_as_16(self):
+        """
+        Real chargers (Grizzl-E) send no Sec-WebSocket-Protocol at all.
+        """
+        cp = yield self.connect(protocols=())
+        self.assertIsNone(cp.negotiated_protocol)
+        result = yield cp.boot()
+        self.assertEqual(result["status"], "Accepted")
+
+    @defer.inlineCallbacks
+    def test_only_unsupported_subprotocols_get_400(self):
+        """
+        Offering only versions we do not speak is refused with 400.
+        """
+        status = yield self.refused(protocols=("ocpp2.0.1", "ocpp0.1"))
+        self.assertEqual(status, 400)
+
+    @defer.inlineCallbacks
+    def test_unknown_identity_gets_404_and_is_recorded(self):
+        """
+        An unknown identity is refused with 404 and listed as trying to
+        connect, with address and count, persisted across restarts.
+        """
+        self.assertEqual((yield self.refused("NOPE-42")), 404)
+        self.assertEqual((yield self.refused("NOPE-42")), 404)
+        entry = self.service.central.unknown["NOPE-42"]
+        self.assertEqual(entry.count, 2)
+        self.assertEqual(entry.address, "127.0.0.1")
+        self.assertLessEqual(entry.first_seen, entry.last_seen)
+        yield self.service.stopService()
+        rows = reopen_store(self).load_unknown_chargers()
+        self.assertEqual([(r.identity, r.count) for r in rows], [("NOPE-42", 2)])
+
+    @defer.inlineCallbacks
+    def test_identity_is_percent_decoded_after_any_prefix(self):
+        """
+        C{/ocpp/RDAM%20123} is the charger C{RDAM 123} (OCPP-J §3.1.1).
+        """
+        cp = yield connect_charger(self.service.url + "ocpp/some/prefix/", "RDAM 123",
+                                   auth=("RDAM 123", bytes.fromhex(PASSWORD)))
+        self.addCleanup(cp.close)
+        self.assertTrue(self.service.central.chargers["RDAM 123"].connected)
+
+    @defer.inlineCallbacks
+    def test_identity_case_differs_from_configuration(self):
+        """
+        A charger whose UI changed the case of its id is still served.
+        """
+        yield self.connect("cp1")
+        self.assertTrue(self.service.central.chargers["CP1"].connected)
+
+    @defer.inlineCallbacks
+    def test_basic_auth(self):
+        """
+        With a password: missing or wrong credentials get 401; the key is
+        accepted as the raw bytes of its hex form or as the text itself.
+        """
+        self.assertEqual((yield self.refused("RDAM 123")), 401)
+        self.assertEqual((yield self.refused("RDAM 123", auth=("RDAM 123", b"wrong"))), 401)
+        self.assertEqual((yield self.refused("RDAM 123", auth=("OTHER", PASSWORD))), 401)
+        self.assertEqual(self.service.ocpp_factory.auth_failures, 3)
+        cp = yield self.connect("RDAM 123", auth=("RDAM 123", bytes.fromhex(PASSWORD)))
+        yield cp.close()
+        cp = yield self.connect("RDAM 123", auth=("RDAM 123", PASSWORD))
+        result = yield cp.heartbeat()
+        self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
+    def test_new_connection_replaces_the_old(self):
+        """
+        A reconnect closes the previous connection; the new one is served.
+        """
+        first = yield self.connect()
+        second = yield self.connect()
+        was_clean, code, reason = yield first.closed
+        self.assertEqual(code, 1000)
+        result = yield second.heartbeat()
+        self.assertIn("currentTime", result)
+        charger = self.service.central.chargers["CP1"]
+        self.assertEqual(charger.reconnects, 1)
+        self.assertTrue(charger.connected)
+
+    @defer.inlineCallbacks
+    def test_reconnect_flood(self):
+        """
+        A charger reconnecting in a tight loop ends up with exactly one live
+        connection, and no state is lost.
+        """
+        cp = yield self.connect()
+        yield cp.start_transaction(1, "04A1B2C3", 100)
+        chargers = [cp]
+        for _ in range(30):
+            chargers.append((yield self.connect()))
+        for old in chargers[:-1]:
+            yield old.closed
+        result = yield chargers[-1].heartbeat()
+        self.assertIn("currentTime", result)
+        charger = self.service.central.chargers["CP1"]
+        self.assertEqual(charger.reconnects, 30)
+        self.assertIsNotNone(charger.connectors[1].transaction)
+
+
+class ActionTests(TestCase):
+    """
+    Every CP→CS action over a real connection.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.service = yield start_service(self)
+        self.central = self.service.central
+        self.cp = yield connect_charger(self.service.url, "CP1")
+        self.addCleanup(self.cp.close)
+
+    @defer.inlineCallbacks
+    def test_boot_notification(self):
+        """
+        Accepted with the configured heartbeat interval; the nameplate is
+        kept and persisted.
+        """
+        result = yield self.cp.boot(vendor="Acme", model="Wallbox 22", firmwareVersion="1.2.3",
+                                    chargePointSerialNumber="SN-0001")
+        self.assertEqual(result["status"], "Accepted")
+        self.assertEqual(result["interval"], 120)
+        self.assertTrue(result["currentTime"].endswith("Z"))
+        boot = self.central.chargers["CP1"].boot
+        self.assertEqual((boot["vendor"], boot["model"], boot["firmware"], boot["serial"]),
+                         ("Acme", "Wallbox 22", "1.2.3", "SN-0001"))
+        yield self.service.stopService()
+        self.assertEqual(reopen_store(self).load_settings()[("CP1", "boot")]["vendor"], "Acme")
+
+    @defer.inlineCallbacks
+    def test_heartbeat(self):
+        """
+        Heartbeat answers the current time.
+        """
+        result = yield self.cp.heartbeat()
+        when = datetime.fromisoformat(result["currentTime"].replace("Z", "+00:00"))
+        self.assertLess(abs((when - datetime.now(timezone.utc)).total_seconds()), 60)
+
+    @defer.inlineCallbacks
+    def test_status_notification(self):
+        """
+        The connector status and error code are tracked per connector, and
+        connector 0 separately.
+        """
+        result = yield self.cp.status(1, "Faulted", "GroundFailure", info="x" * 80)
+        self.assertEqual(result, {})
+        yield self.cp.status(0, "Available")
+        connector = self.central.chargers["CP1"].connectors[1]
+        self.assertEqual((connector.status, connector.error_code), ("Faulted", "GroundFailure"))
+        self.assertEqual(connector.info, "x" * 80)
+        self.assertEqual(self.central.chargers["CP1"].status, "Available")
+
+    @defer.inlineCallbacks
+    def test_authorize(self):
+        """
+        Authorize follows the tag registry and C{allowed_tags}.
+        """
+        for tag, status in [("04a1b2c3", "Accepted"), ("ANYTHING", "Accepted"),
+                            ("BLOCKED1", "Blocked"), ("OLDTAG", "Expired"),
+                            ("XXTER", "Accepted")]:
+            result = yield self.cp.authorize(tag)
+            self.assertEqual(result["idTagInfo"]["status"], status, tag)
+
+    @defer.inlineCallbacks
+    def test_authorize_on_charger_with_a_tag_list(self):
+        """
+        A charger with an explicit list refuses other tags; a parent in the
+        list admits its children.
+        """
+        twin = yield connect_charger(self.service.url, "TWIN")
+        self.addCleanup(twin.close)
+        for tag, status in [("04A1B2C3", "Accepted"), ("STRANGER", "Invalid"),
+                            ("CHILD", "Accepted"), ("BLOCKED1", "Blocked")]:
+            result = yield twin.authorize(tag)
+            self.assertEqual(result["idTagInfo"]["status"], status, tag)
+        result = yield twin.authorize("CHILD")
+        self.assertEqual(result["idTagInfo"]["parentIdTag"], "FAMILY")
+
+    @defer.inlineCallbacks
+    def test_transaction_lifecycle(self):
+        """
+        Start, meter and stop: unique id, live readings, session energy.
+        """
+        start = yield self.cp.start_transaction(1, "04A1B2C3", 12000,
+                                                timestamp="2026-03-01T10:00:00+01:00")
+        self.assertEqual(start["idTagInfo"]["status"], "Accepted")
+        tx_id = start["transactionId"]
+        connector = self.central.chargers["CP1"].connectors[1]
+        self.assertEqual(connector.transaction.id, tx_id)
+        self.assertEqual(connector.transaction.start_time,
+                         datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc))
+        yield self.cp.meter_values(1, tx_id, energy_wh=13.5, unit="kWh",
+                                   currents=(15.9, 16.1, 15.7), power_w=11000)
+        self.assertEqual(connector.energy_register_wh, 13500)
+        self.assertEqual(connector.current, 16.1)
+        self.assertEqual(connector.power_w, 11000)
+        self.assertEqual(connector.transaction.energy_wh, 1500)
+        result = yield self.cp.stop_transaction(tx_id, 14250, reason="EVDisconnected",
+                                                id_tag="04A1B2C3")
+        self.assertEqual(result["idTagInfo"]["status"], "Accepted")
+        self.assertIsNone(connector.transaction)
+        self.assertEqual(connector.current, 0.0)
+        records = yield self.service.store.query_transactions(charger_id="CP1")
+        self.assertEqual([(r.id, r.meter_start, r.meter_stop, r.stop_reason, r.energy_wh)
+                          for r in records], [(tx_id, 12000, 14250, "EVDisconnected", 2250)])
+
+    @defer.inlineCallbacks
+    def test_transaction_ids_unique_and_retry_idempotent(self):
+        """
+        Every StartTransaction gets a new id, except a retried identical one,
+        which gets the same id and books nothing twice.
+        """
+        a = yield self.cp.start_transaction(1, "04A1B2C3", 0, timestamp="2026-03-01T10:00:00Z")
+        again = yield self.cp.start_transaction(1, "04A1B2C3", 0,
+                                                timestamp="2026-03-01T10:00:00Z")
+        self.assertEqual(a["transactionId"], again["transactionId"])
+        twin = yield connect_charger(self.service.url, "TWIN")
+        self.addCleanup(twin.close)
+        b = yield twin.start_transaction(2, "XXTER", 0)
+        self.assertNotEqual(a["transactionId"], b["transactionId"])
+        records = yield self.service.store.query_transactions()
+        self.assertEqual(len(records), 2)
+
+    @defer.inlineCallbacks
+    def test_start_transaction_statuses(self):
+        """
+        A StartTransaction is always answered with an id; the verdict says
+        Invalid, Blocked or ConcurrentTx where it applies.
+        """
+        twin = yield connect_charger(self.service.url, "TWIN")
+        self.addCleanup(twin.close)
+        blocked = yield self.cp.start_transaction(1, "BLOCKED1", 0)
+        self.assertEqual(blocked["idTagInfo"]["status"], "Blocked")
+        self.assertIsInstance(blocked["transactionId"], int)
+        invalid = yield twin.start_transaction(1, "STRANGER", 0)
+        self.assertEqual(invalid["idTagInfo"]["status"], "Invalid")
+        yield self.cp.start_transaction(1, "04A1B2C3", 10)
+        concurrent = yield twin.start_transaction(2, "04A1B2C3", 10)
+        self.assertEqual(concurrent["idTagInfo"]["status"], "ConcurrentTx")
+
+    @defer.inlineCallbacks
+    def test_stop_transaction_unknown_id_is_acknowledged(self):
+        """
+        A StopTransaction for a transaction nobody knows, or one already
+        stopped, is acknowledged and recorded, never refused.
+        """
+        result = yield self.cp.stop_transaction(987654, 5000)
+        self.assertEqual(result, {})
+        start = yield self.cp.start_transaction(1, "04A1B2C3", 100)
+        yield self.cp.stop_transaction(start["transactionId"], 200)
+        again = yield self.cp.stop_transaction(start["transactionId"], 300)
+        self.assertEqual(again, {})
+        orphans = yield self.service.store.query_orphan_stops(10)
+        self.assertEqual(sorted((o.transaction_id, o.note) for o in orphans),
+                         [(start["transactionId"], "already stopped"), (987654, "unknown")])
+        records = yield self.service.store.query_transactions()
+        self.assertEqual(records[0].meter_stop, 200)
+
+    @defer.inlineCallbacks
+    def test_stop_transaction_with_transaction_data_and_overlong_tag(self):
+        """
+        transactionData readings are used, and an idTag with garbage bytes
+        (Ocular LTE echoes two extra bytes) does not stop the stop.
+        """
+        start = yield self.cp.start_transaction(1, "04A1B2C3", 1000)
+        data = [{"timestamp": "2026-03-01T11:00:00Z", "context": "Transaction.End",
+                 "sampledValue": [{"value": "3.0", "unit": "kWh",
+                                   "measurand": "Energy.Active.Import.Register"}]}]
+        result = yield self.cp.stop_transaction(start["transactionId"], 3000,
+                                                id_tag="04A1B2C3" + "\x10\x0e" + "Z" * 14,
+                                                transaction_data=data)
+        self.assertEqual(result["idTagInfo"]["status"], "Accepted")
+        records = yield self.service.store.query_transactions()
+        self.assertEqual(records[0].energy_wh, 2000)
+
+    @defer.inlineCallbacks
+    def test_meter_values_after_stop_do_not_change_the_session(self):
+        """
+        Closing meter values that arrive after StopTransaction are
+        acknowledged; the booked session keeps its energy.
+        """
+        start = yield self.cp.start_transaction(1, "04A1B2C3", 1000)
+        yield self.cp.stop_transaction(start["transactionId"], 1500)
+        result = yield self.cp.meter_values(1, start["transactionId"], energy_wh=1600)
+        self.assertEqual(result, {})
+        records = yield self.service.store.query_transactions()
+        self.assertEqual(records[0].energy_wh, 500)
+
+    @defer.inlineCallbacks
+    def test_meter_values_tolerance(self):
+        """
+        Celcius, Hertz, L1-N phases, empty strings and per-phase-only energy
+        are all acknowledged; what can be read is used.
+        """
+        payload = {"connectorId": 1, "meterValue": [{
+            "timestamp": "2026-03-01T10:00:00",
+            "sampledValue": [
+                {"value": "21.5", "measurand": "Temperature", "unit": "Celcius"},
+                {"value": "22", "measurand": "Temperature", "unit": "Celsius"},
+                {"value": "", "measurand": "Voltage", "unit": "V"},
+                {"value": " 7.5 ", "measurand": "Current.Import", "phase": "L1-N", "unit": "A"},
+                {"value": "0.3", "measurand": "Current.Import", "phase": "N", "unit": "A"},
+                {"value": "100", "measurand": "Energy.Active.Import.Register", "phase": "L1"},
+                {"value": "200", "measurand": "Energy.Active.Import.Register", "phase": "L2"},
+            ]}]}
+        result = yield self.cp.call("MeterValues", payload)
+        self.assertEqual(result, {})
+        connector = self.central.chargers["CP1"].connectors[1]
+        self.assertEqual(connector.currents, {"L1": 7.5})
+        self.assertEqual(connector.energy_register_wh, 300)
+
+    @defer.inlineCallbacks
+    def test_notifications_are_acknowledged(self):
+        """
+        Firmware, diagnostics, log, signed-firmware and security
+        notifications get their empty confirmations; SignCertificate is
+        refused (certificates are made with xxterocpp-certs), DataTransfer
+        from an unknown vendor says so.
+        """
+        calls = [
+            ("DiagnosticsStatusNotification", {"status": "Uploaded"}, {}),
+            ("FirmwareStatusNotification", {"status": "Installed"}, {}),
+            ("LogStatusNotification", {"status": "Uploaded", "requestId": 1}, {}),
+            ("SignedFirmwareStatusNotification", {"status": "Installed", "requestId": 2}, {}),
+            ("SecurityEventNotification",
+             {"type": "InvalidCentralSystemCertificate", "timestamp": "2026-03-01T10:00:00Z"},
+             {}),
+            ("SignCertificate", {"csr": "-----BEGIN CERTIFICATE REQUEST-----"},
+             {"status": "Rejected"}),
+            ("DataTransfer", {"vendorId": "com.example", "messageId": "x", "data": "y"},
+             {"status": "UnknownVendorId"}),
+        ]
+        for action, payload, expected in calls:
+            result = yield self.cp.call(action, payload)
+            self.assertEqual(result, expected, action)
+        charger = self.central.chargers["CP1"]
+        self.assertEqual(charger.notifications["FirmwareStatusNotification"][1], "Installed")
+        self.assertEqual(charger.security_events[0][1], "InvalidCentralSystemCertificate")
+
+    @defer.inlineCallbacks
+    def test_callerror_codes(self):
+        """
+        Each kind of bad CALL gets its CALLERROR code and the connection
+        stays up.
+        """
+        cases = [
+            ("FooBar", {}, "NotImplemented"),
+            ("RemoteStartTransaction", {"idTag": "X"}, "NotSupported"),
+            ("Heartbeat", {"unexpected": True}, "FormationViolation"),
+            ("Heartbeat", [], "FormationViolation"),
+            ("Authorize", {}, "ProtocolError"),
+            ("BootNotification", {"chargePointVendor": 1, "chargePointModel": "M"},
+             "TypeConstraintViolation"),
+            ("StatusNotification", {"connectorId": -1, "errorCode": "NoError",
+                                    "status": "Available"}, "PropertyConstraintViolation"),
+            ("StartTransaction", {"connectorId": 1, "idTag": "A", "meterStart": 0,
+                                  "timestamp": "yesterday"}, "PropertyConstraintViolation"),
+        ]
+        for action, payload, code in cases:
+            try:
+                yield self.cp.call(action, payload)
+            except CallErrorReceived as e:
+                self.assertEqual(e.code, code, (action, payload))
+            else:
+                self.fail(f"{action} {payload} was accepted")
+        self.assertTrue(self.cp.is_open)
+        result = yield self.cp.heartbeat()
+        self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
+    def test_timestamp_without_zone_is_taken_as_utc(self):
+        """
+        Growatt sends local times without a zone: accepted, read as UTC.
+        """
+        start = yield self.cp.start_transaction(1, "04A1B2C3", 0, timestamp="2026-03-01T10:00:00")
+        tx = self.central.chargers["CP1"].connectors[1].transaction
+        self.assertEqual(tx.id, start["transactionId"])
+        self.assertEqual(tx.start_time, datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc))
+
+    @defer.inlineCallbacks
+    def test_charger_without_boot_after_reconnect_is_served(self):
+        """
+        OCPP-J §5.4: a reconnecting charger need not boot again; its calls
+        are served straight away.
+        """
+        start = yield self.cp.start_transaction(1, "04A1B2C3", 0)
+        yield self.cp.close()
+        cp = yield connect_charger(self.service.url, "CP1")
+        self.addCleanup(cp.close)
+        result = yield cp.stop_transaction(start["transactionId"], 700)
+        self.assertEqual(result, {})
+        records = yield self.service.store.query_transactions()
+        self.assertEqual(records[0].energy_wh, 700)
+
+    @defer.inlineCallbacks
+    def test_frames_are_kept_for_the_status_page(self):
+        """
+        The last OCPP frames of a charger are kept, both directions.
+        """
+        yield self.cp.heartbeat()
+        frames = self.central.chargers["CP1"].frames
+        self.assertEqual([d for _, d, _ in frames][-2:], ["in", "out"])
+        self.assertIn('"Heartbeat"', frames[-2][2])
+

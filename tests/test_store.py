@@ -1,0 +1,528 @@
+"""
+Tests for L{xxterocpp.store}.
+
+The store runs SQL in a real thread against a real SQLite file, so these
+tests use the global reactor (a fake one cannot receive C{callFromThread}),
+and a L{Clock} only where a retry delay would otherwise make a test wait.
+"""
+
+import os
+import sqlite3
+import sys
+from datetime import datetime, timedelta, timezone
+
+import attr
+
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.error import ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from xxterocpp.store import (
+    MIGRATIONS,
+    ConnectorStatusRecord,
+    Store,
+    StoreError,
+    TagRecord,
+    TransactionRecord,
+)
+
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def started(tx_id, charger_id="CP1", start_time=T0, meter_start=1000):
+    """
+    A freshly started transaction.
+    """
+    return TransactionRecord(
+        tx_id, charger_id, 1, "04A1B2C3", start_time, meter_start, None,
+        "Accepted", f"{charger_id}/{tx_id}",
+    )
+
+
+class EnergyTests(SynchronousTestCase):
+    def test_energy_of_stopped_transaction(self):
+        """
+        A stopped transaction's energy is meterStop - meterStart.
+        """
+        rec = started(1, meter_start=1000)
+        self.assertIsNone(rec.energy_wh)
+        self.assertEqual(
+            attr.evolve(rec, meter_stop=1500, last_meter_wh=9999.0).energy_wh, 500
+        )
+
+    def test_energy_of_open_transaction_and_meter_reset(self):
+        """
+        An open transaction counts up to the last reading; a meter that went
+        backwards gives 0, not negative energy.
+        """
+        rec = started(1, meter_start=1000)
+        self.assertEqual(attr.evolve(rec, last_meter_wh=1250.5).energy_wh, 250.5)
+        self.assertEqual(attr.evolve(rec, meter_stop=10).energy_wh, 0)
+
+
+class StoreTestCase(TestCase):
+    def makeStore(self, path=None, **kwargs):
+        """
+        Open a store, closed again when the test ends.
+        """
+        store = Store(path or self.path, reactor, **kwargs)
+        store.open()
+        self.addCleanup(store.close)
+        return store
+
+    @inlineCallbacks
+    def restart(self, store):
+        """
+        Close C{store} and open a new one on the same file, as after a
+        restart of the service.
+        """
+        yield store.close()
+        return self.makeStore(store.path)
+
+    def captureLog(self):
+        """
+        @return: a list that receives the store's log events.
+        """
+        events = []
+
+        def observe(event):
+            if event.get("log_namespace") == "xxterocpp.store":
+                events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return events
+
+    def setUp(self):
+        self.path = os.path.join(self.mktemp(), "state", "state.sqlite3")
+
+
+class SchemaTests(StoreTestCase):
+    @inlineCallbacks
+    def test_open_creates_directory_and_versioned_schema(self):
+        """
+        The first open creates the missing directory and the schema, in WAL
+        mode, with C{user_version} at the latest migration.
+        """
+        store = self.makeStore()
+        yield store.close()
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        self.assertEqual(
+            db.execute("PRAGMA user_version").fetchone()[0], len(MIGRATIONS)
+        )
+        self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        self.assertTrue(
+            {"transactions", "meta", "orphan_stops", "connector_status",
+             "unknown_chargers", "settings", "tags"} <= tables
+        )
+
+    @inlineCallbacks
+    def test_reopen_keeps_data(self):
+        """
+        Opening an existing file migrates nothing and keeps its content.
+        """
+        store = self.makeStore()
+        yield store.put_setting("CP1", "limit", 16.0)
+        store = yield self.restart(store)
+        self.assertEqual(store.load_settings(), {("CP1", "limit"): 16.0})
+
+    @inlineCallbacks
+    def test_newer_schema_is_refused(self):
+        """
+        A file written by a newer version is not touched: open() says so.
+        """
+        yield self.makeStore().close()
+        db = sqlite3.connect(self.path)
+        db.execute("PRAGMA user_version = 99")
+        db.close()
+        error = self.assertRaises(StoreError, Store(self.path, reactor).open)
+        self.assertIn("newer", str(error))
+        self.assertIn(self.path, str(error))
+
+
+class TransactionTests(StoreTestCase):
+    @inlineCallbacks
+    def test_inserted_transaction_is_open_after_restart(self):
+        """
+        Once insert_transaction's Deferred fired, a restarted store loads the
+        transaction as open.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(7))
+        store = yield self.restart(store)
+        self.assertEqual(store.load_open_transactions(), [started(7)])
+        self.assertEqual(store.load_open_transactions()[0].start_time, T0)
+
+    @inlineCallbacks
+    def test_stopped_transaction_is_history(self):
+        """
+        A stopped transaction is no longer open and knows its energy.
+        """
+        store = self.makeStore()
+        store.insert_transaction(started(1, meter_start=1000))
+        store.update_meter(1, 3000.0, T0 + timedelta(minutes=30))
+        yield store.stop_transaction(
+            1, 4200, T0 + timedelta(hours=1), "EVDisconnected", "04A1B2C3"
+        )
+        store = yield self.restart(store)
+        self.assertEqual(store.load_open_transactions(), [])
+        [rec] = store.load_recent_transactions()
+        self.assertEqual(rec.energy_wh, 3200)
+        self.assertEqual(
+            (rec.stop_time, rec.stop_reason, rec.stop_id_tag, rec.last_meter_wh),
+            (T0 + timedelta(hours=1), "EVDisconnected", "04A1B2C3", 3000.0),
+        )
+
+    @inlineCallbacks
+    def test_stop_of_unknown_or_stopped_transaction_is_kept(self):
+        """
+        Stops that match no open transaction are recorded as orphans, both
+        when the domain says so and when the store finds out itself.
+        """
+        store = self.makeStore()
+        store.insert_transaction(started(1))
+        store.stop_transaction(1, 1500, T0, "Local", None)
+        store.stop_transaction(1, 1600, T0, "Local", None)
+        yield store.record_orphan_stop(
+            "CP2", 99, 500, T0, None, T0, "unknown transaction"
+        )
+        orphans = yield store.query_orphan_stops(10)
+        self.assertEqual(
+            [(o.charger_id, o.transaction_id, o.meter_stop, o.note) for o in orphans],
+            [("CP2", 99, 500, "unknown transaction"),
+             ("CP1", 1, 1600,
+              "stop_transaction for a transaction not open in the store")],
+        )
+        [rec] = yield store.query_transactions()
+        self.assertEqual(rec.meter_stop, 1500)
+
+    @inlineCallbacks
+    def test_last_transaction_id_survives_restart_and_deletion(self):
+        """
+        The highest id handed out is remembered even when history is deleted,
+        so an id is never handed out twice.
+        """
+        store = self.makeStore()
+        self.assertEqual(store.last_transaction_id(), 0)
+        yield gatherResults(
+            [store.insert_transaction(started(n)) for n in (5, 41, 7)]
+        )
+        yield store.close()
+        db = sqlite3.connect(self.path)
+        with db:
+            db.execute("DELETE FROM transactions")
+        db.close()
+        store = self.makeStore()
+        self.assertEqual(store.load_recent_transactions(), [])
+        self.assertEqual(store.last_transaction_id(), 41)
+
+    @inlineCallbacks
+    def test_duplicate_id_is_rejected_alone(self):
+        """
+        A write that can never succeed fails with StoreError; the writes
+        batched with it are committed anyway.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(1))
+        events = self.captureLog()
+        duplicate = store.insert_transaction(started(1, charger_id="CP2"))
+        other = store.insert_transaction(started(2))
+        yield self.assertFailure(duplicate, StoreError)
+        yield other
+        self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
+        self.assertEqual(len(events), 1)
+
+    @inlineCallbacks
+    def test_query_transactions_filters_and_order(self):
+        """
+        query_transactions returns newest first, filtered by charger and by a
+        half-open start-time window, and sees writes queued before it.
+        """
+        store = self.makeStore()
+        for n in range(1, 7):
+            store.insert_transaction(
+                started(n, "CP1" if n % 2 else "CP2", T0 + timedelta(hours=n))
+            )
+        every = yield store.query_transactions()
+        self.assertEqual([r.id for r in every], [6, 5, 4, 3, 2, 1])
+        cp1 = yield store.query_transactions(charger_id="CP1")
+        self.assertEqual([r.id for r in cp1], [5, 3, 1])
+        window = yield store.query_transactions(
+            since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=5)
+        )
+        self.assertEqual([r.id for r in window], [4, 3, 2])
+        latest = yield store.query_transactions(charger_id="CP2", limit=2)
+        self.assertEqual([r.id for r in latest], [6, 4])
+        # An offset is the same instant: the window still matches.
+        local = timezone(timedelta(hours=2))
+        same = yield store.query_transactions(
+            since=(T0 + timedelta(hours=6)).astimezone(local)
+        )
+        self.assertEqual([r.id for r in same], [6])
+
+    def test_naive_datetime_is_refused_at_once(self):
+        """
+        A datetime without zone is a caller bug, raised before anything is
+        queued.
+        """
+        store = self.makeStore()
+        self.assertRaises(
+            ValueError, store.update_meter, 1, 10.0, datetime(2024, 5, 1)
+        )
+
+
+class BatchingTests(StoreTestCase):
+    @inlineCallbacks
+    def test_one_commit_per_reactor_turn_latest_value_wins(self):
+        """
+        200 meter and 200 status updates made in one reactor turn are one
+        commit, and only the latest value per key is stored.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(1))
+        before = store.commits
+        writes = []
+        for n in range(200):
+            at = T0 + timedelta(seconds=n)
+            writes.append(store.update_meter(1, 1000.0 + n, at))
+            writes.append(
+                store.save_connector_status(
+                    "CP1", 1, ("Charging", "SuspendedEV")[n % 2], "NoError", None, at
+                )
+            )
+        yield gatherResults(writes)
+        self.assertEqual(store.commits, before + 1)
+        store = yield self.restart(store)
+        [rec] = store.load_open_transactions()
+        self.assertEqual(
+            (rec.last_meter_wh, rec.last_meter_time),
+            (1199.0, T0 + timedelta(seconds=199)),
+        )
+        self.assertEqual(
+            store.load_connector_status(),
+            [ConnectorStatusRecord(
+                "CP1", 1, "SuspendedEV", "NoError", None, T0 + timedelta(seconds=199)
+            )],
+        )
+
+    @inlineCallbacks
+    def test_writes_during_a_flush_go_to_the_next_batch(self):
+        """
+        A write made while a batch is being committed waits for the next
+        batch, and its Deferred fires only when that one is committed.
+        """
+        store = self.makeStore()
+        before = store.commits
+        first = store.put_setting("CP1", "a", 1)
+        # Runs after the store's own callLater(0): the first batch is away.
+        yield task.deferLater(reactor, 0, lambda: None)
+        second = store.put_setting("CP1", "b", 2)
+        yield first
+        self.assertEqual(store.commits, before + 1)
+        self.assertFalse(second.called)
+        yield second
+        self.assertEqual(store.commits, before + 2)
+
+    @inlineCallbacks
+    def test_close_commits_what_is_queued(self):
+        """
+        close() commits writes made just before it; later writes fail.
+        """
+        store = self.makeStore()
+        written = store.put_tag("04A1B2C3", "Accepted")
+        yield store.close()
+        yield written
+        yield self.assertFailure(store.delete_tag("04A1B2C3"), StoreError)
+        store = self.makeStore()
+        self.assertEqual(
+            store.load_tags(), [TagRecord("04A1B2C3", "Accepted", None, None)]
+        )
+
+
+class RegistryTests(StoreTestCase):
+    @inlineCallbacks
+    def test_unknown_charger_attempts_are_counted(self):
+        """
+        Each attempt counts; the first sighting is kept, the last one and its
+        address are updated.
+        """
+        store = self.makeStore()
+        store.record_unknown_attempt("SN999", "10.0.0.5", T0)
+        store.record_unknown_attempt("SN999", "10.0.0.6", T0 + timedelta(minutes=1))
+        yield store.record_unknown_attempt("SN1", "10.0.0.7", T0)
+        yield store.record_unknown_attempt(
+            "SN999", "10.0.0.8", T0 + timedelta(minutes=2)
+        )
+        store = yield self.restart(store)
+        [sn999, sn1] = store.load_unknown_chargers()
+        self.assertEqual(
+            (sn999.identity, sn999.address, sn999.first_seen, sn999.last_seen,
+             sn999.count),
+            ("SN999", "10.0.0.8", T0, T0 + timedelta(minutes=2), 3),
+        )
+        self.assertEqual((sn1.identity, sn1.count), ("SN1", 1))
+
+    @inlineCallbacks
+    def test_settings_round_trip(self):
+        """
+        Settings keep their JSON value per (scope, key); the last write of a
+        key wins, deleted ones are gone; unserialisable values fail at once.
+        """
+        store = self.makeStore()
+        store.put_setting("CP1", "limit", 10)
+        store.put_setting("CP1", "limit", 16.5)
+        store.put_setting("CP1", "profile", {"kind": "Absolute", "stack": [0, 1]})
+        store.put_setting("CP2", "limit", None)
+        store.put_setting("CP2", "gone", True)
+        yield store.delete_setting("CP2", "gone")
+        self.assertRaises(TypeError, store.put_setting, "CP1", "x", object())
+        store = yield self.restart(store)
+        self.assertEqual(
+            store.load_settings(),
+            {("CP1", "limit"): 16.5,
+             ("CP1", "profile"): {"kind": "Absolute", "stack": [0, 1]},
+             ("CP2", "limit"): None},
+        )
+
+    @inlineCallbacks
+    def test_tags_round_trip(self):
+        """
+        API-managed tags are stored, replaced and deleted.
+        """
+        store = self.makeStore()
+        expiry = datetime(2030, 1, 1, tzinfo=timezone.utc)
+        store.put_tag("04A1B2C3", "Accepted", expiry, "FAMILY")
+        store.put_tag("DEADBEEF", "Accepted")
+        store.put_tag("DEADBEEF", "Blocked")
+        store.put_tag("CAFE", "Expired")
+        yield store.delete_tag("CAFE")
+        store = yield self.restart(store)
+        self.assertEqual(
+            store.load_tags(),
+            [TagRecord("04A1B2C3", "Accepted", expiry, "FAMILY"),
+             TagRecord("DEADBEEF", "Blocked", None, None)],
+        )
+
+
+class _Child(ProcessProtocol):
+    """
+    Watches the crash child: C{committed} fires when it says so, C{ended}
+    when it is gone.
+    """
+
+    def __init__(self):
+        self.output = b""
+        self.committed = Deferred()
+        self.ended = Deferred()
+
+    def outReceived(self, data):
+        self.output += data
+        if b"committed" in self.output and not self.committed.called:
+            self.committed.callback(None)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        if not self.committed.called:
+            self.committed.errback(
+                AssertionError(f"child ended early: {self.output.decode()!r}")
+            )
+        self.ended.callback(reason.value)
+
+
+class FailureTests(StoreTestCase):
+    timeout = 60
+
+    @inlineCallbacks
+    def test_committed_transactions_survive_sigkill(self):
+        """
+        A process killed with SIGKILL in the middle of a meter value storm
+        loses none of the transactions it had seen committed.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        child = _Child()
+        reactor.spawnProcess(
+            child,
+            sys.executable,
+            [sys.executable, os.path.join(HERE, "store_crash_child.py"), self.path],
+            env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)),
+        )
+        yield child.committed
+        # Let the storm run a little so the kill hits a batch in flight.
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        child.transport.signalProcess("KILL")
+        ended = yield child.ended
+        self.assertIsInstance(ended, ProcessTerminated)
+        self.assertEqual(ended.signal, 9)
+        store = self.makeStore()
+        self.assertEqual(
+            [r.id for r in store.load_open_transactions()], list(range(1, 51))
+        )
+        self.assertEqual(store.last_transaction_id(), 50)
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+
+    @inlineCallbacks
+    def test_read_only_database_keeps_writes_and_retries(self):
+        """
+        While the database refuses writes, write Deferreds fail with
+        StoreError, one line is logged, the service goes on; once writable
+        again the retry commits everything.
+        """
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
+        events = self.captureLog()
+
+        def query_only(on):
+            # Run in the worker: the connection belongs to that thread. As
+            # root, chmod cannot make a file read-only; SQLite's own switch
+            # fails the commit the same way ("attempt to write a readonly
+            # database").
+            store._db.execute(f"PRAGMA query_only = {on}")
+
+        yield store._read(query_only, "ON")
+        failed = store.insert_transaction(started(1))
+        error = yield self.assertFailure(failed, StoreError)
+        self.assertIn("readonly", str(error))
+        # A write made while waiting for the retry fails with the retry.
+        waiting = store.update_meter(1, 1500.0, T0)
+        clock.advance(1)
+        yield self.assertFailure(waiting, StoreError)
+        [line] = events
+        self.assertEqual(line["log_level"], LogLevel.error)
+        self.assertIn(self.path, formatEvent(line))
+        self.assertIn("readonly", formatEvent(line))
+
+        yield store._read(query_only, "OFF")
+        last = store.put_setting("CP1", "limit", 6.0)
+        clock.advance(2)
+        yield last
+        store = yield self.restart(store)
+        [rec] = store.load_open_transactions()
+        self.assertEqual((rec.id, rec.last_meter_wh), (1, 1500.0))
+        self.assertEqual(store.load_settings(), {("CP1", "limit"): 6.0})
+        self.assertEqual(len(events), 2, [formatEvent(e) for e in events])
+
+    @inlineCallbacks
+    def test_deleted_database_file_is_rebuilt(self):
+        """
+        Deleting the file while the service runs loses nothing: the next
+        batch rebuilds it from the open connection and says so.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(1))
+        events = self.captureLog()
+        os.unlink(self.path)
+        yield store.insert_transaction(started(2))
+        [line] = events
+        self.assertIn("deleted", formatEvent(line))
+        store = yield self.restart(store)
+        self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
+        self.assertEqual(store.last_transaction_id(), 2)

@@ -1,0 +1,3 @@
+"""
+The KNX side: group addresses, datapoint types and the knxd client.
+"""

@@ -1,0 +1,3 @@
+"""
+The OCPP-J side: message schemas, the RPC framing and the WebSocket server.
+"""

@@ -1,0 +1,652 @@
+# -*- test-case-name: tests.test_messages -*-
+"""
+The field machinery behind L{xxterocpp.ocpp.messages}.
+
+A message class is an ordinary frozen attrs class whose attributes are
+declared with the helpers below (L{integer}, L{string}, L{enum}, ...).  Each
+helper returns an C{attr.ib} carrying a L{_Field} in its metadata; L{message}
+turns the class into an attrs class and precomputes, once, the table that
+L{decode} and L{encode} walk for every message on the wire.
+
+Two construction paths exist on purpose:
+
+  - calling the class (C{BootNotificationResponse(status=...)}) runs attrs
+    validators that are as strict as the JSON schema, so the messages this
+    central system sends are checked before they leave;
+
+  - L{decode} fills a bare instance directly, because what a charger sends is
+    judged by the more forgiving rules of the CALLERROR mapping: over-long
+    CiStrings and zone-less timestamps are only warnings, and lenient decoding
+    leaves C{None} in required fields.
+"""
+
+import datetime
+import math
+import re
+
+import attr
+
+# CALLERROR codes, OCPP-J 1.6 section 4.2.3 table 7.  Two are misspelled in
+# 1.6 and the misspellings are normative (the OCPP-J errata lists them as
+# "will not be fixed"), so these are the strings we send.
+NOT_IMPLEMENTED = "NotImplemented"
+NOT_SUPPORTED = "NotSupported"
+INTERNAL_ERROR = "InternalError"
+PROTOCOL_ERROR = "ProtocolError"
+SECURITY_ERROR = "SecurityError"
+FORMATION_VIOLATION = "FormationViolation"
+PROPERTY_CONSTRAINT_VIOLATION = "PropertyConstraintViolation"
+OCCURENCE_CONSTRAINT_VIOLATION = "OccurenceConstraintViolation"
+TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
+GENERIC_ERROR = "GenericError"
+
+ERROR_CODES = (
+    NOT_IMPLEMENTED,
+    NOT_SUPPORTED,
+    INTERNAL_ERROR,
+    PROTOCOL_ERROR,
+    SECURITY_ERROR,
+    FORMATION_VIOLATION,
+    PROPERTY_CONSTRAINT_VIOLATION,
+    OCCURENCE_CONSTRAINT_VIOLATION,
+    TYPE_CONSTRAINT_VIOLATION,
+    GENERIC_ERROR,
+)
+
+# OCPP 2.0.1 fixed the spelling; real firmware and the ocpp library send the
+# 2.0.1 names even when speaking 1.6.
+_ERROR_CODE_ALIASES = {
+    "FormatViolation": FORMATION_VIOLATION,
+    "OccurrenceConstraintViolation": OCCURENCE_CONSTRAINT_VIOLATION,
+}
+
+
+def normalize_error_code(code):
+    """
+    Map a CALLERROR code received from a charger to its OCPP 1.6 spelling.
+
+    @param code: the C{errorCode} of a received CALLERROR.
+    @type code: L{str}
+
+    @return: the 1.6 spelling for the 2.0.1 names C{FormatViolation} and
+        C{OccurrenceConstraintViolation}; any other code unchanged (an
+        unknown code is the caller's to judge, it is not invented away).
+    @rtype: L{str}
+    """
+    return _ERROR_CODE_ALIASES.get(code, code)
+
+
+class ValidationError(Exception):
+    """
+    A payload does not conform to its message schema.
+
+    @ivar code: the CALLERROR code the problem maps to (one of
+        L{ERROR_CODES}).
+    @type code: L{str}
+
+    @ivar message: a sentence for people that names the JSON field path,
+        e.g. C{"meterValue[0].sampledValue[1].unit: 'Foo' is not one of ..."}.
+    @type message: L{str}
+    """
+
+    def __init__(self, code, message):
+        Exception.__init__(self, code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self):
+        return f"{self.code}: {self.message}"
+
+
+_MISSING = object()
+_UTC = datetime.timezone.utc
+_METADATA_KEY = "xxterocpp.ocpp.field"
+_set = object.__setattr__
+
+
+def _camel_case(name):
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _wrong_type(path, value, expected):
+    return ValidationError(
+        TYPE_CONSTRAINT_VIOLATION,
+        f"{path}: expected {expected}, got {_json_type(value)} {_show(value)}",
+    )
+
+
+class _Field:
+    """
+    How one value is checked, decoded and encoded.
+
+    Subclasses implement L{decode} (JSON value to Python, raising
+    L{ValidationError}), L{encode} (Python to JSON) and L{check} (the attrs
+    validator for values set from Python, raising L{TypeError} or
+    L{ValueError}).
+    """
+
+    #: Encoding is the identity for JSON-native values; L{encode} skips the
+    #: call when this is false.
+    converts = False
+
+    def decode(self, raw, path, lenient, warnings):
+        raise NotImplementedError()
+
+    def encode(self, value):
+        return value
+
+    def check(self, value):
+        raise NotImplementedError()
+
+
+class _Integer(_Field):
+    def __init__(self, minimum, maximum):
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def _range(self, value):
+        if self.minimum is not None and value < self.minimum:
+            return f"{value} is less than the minimum {self.minimum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{value} is greater than the maximum {self.maximum}"
+        return None
+
+    def decode(self, raw, path, lenient, warnings):
+        if type(raw) is not int:
+            # JSON has one number type; 16.0 is an integer in JSON schema.
+            if type(raw) is float and raw.is_integer():
+                raw = int(raw)
+            else:
+                raise _wrong_type(path, raw, "an integer")
+        problem = self._range(raw)
+        if problem is not None:
+            raise ValidationError(PROPERTY_CONSTRAINT_VIOLATION, f"{path}: {problem}")
+        return raw
+
+    def check(self, value):
+        if type(value) is not int:
+            raise TypeError(f"expected an int, got {_show(value)}")
+        problem = self._range(value)
+        if problem is not None:
+            raise ValueError(problem)
+
+
+class _Decimal(_Field):
+    """
+    A JSON number with C{multipleOf: 0.1} (charging limits): at most one
+    decimal, held as L{float}.
+    """
+
+    converts = True
+
+    def __init__(self, minimum):
+        self.minimum = minimum
+
+    def _problem(self, value):
+        if not math.isfinite(value):
+            # Python's json module parses NaN and Infinity.
+            return f"{value!r} is not a finite number"
+        tenths = value * 10
+        # Binary floats: 21.4 * 10 is 213.99999999999997, still one decimal.
+        if abs(tenths - round(tenths)) > 1e-6:
+            return f"{value!r} has more than one decimal (multipleOf 0.1)"
+        if self.minimum is not None and value < self.minimum:
+            return f"{value!r} is less than the minimum {self.minimum}"
+        return None
+
+    def decode(self, raw, path, lenient, warnings):
+        kind = type(raw)
+        if kind is not float and kind is not int:
+            raise _wrong_type(path, raw, "a number")
+        problem = self._problem(raw)
+        if problem is not None:
+            raise ValidationError(PROPERTY_CONSTRAINT_VIOLATION, f"{path}: {problem}")
+        return float(raw)
+
+    def encode(self, value):
+        # Strip binary noise (16.299999999999997) so the peer's multipleOf
+        # check passes.
+        return round(value, 1)
+
+    def check(self, value):
+        if type(value) is not float:
+            raise TypeError(f"expected a float, got {_show(value)}")
+        problem = self._problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+
+
+def _to_float(value):
+    return float(value) if type(value) is int else value
+
+
+class _String(_Field):
+    def __init__(self, max_length):
+        self.max_length = max_length
+
+    def decode(self, raw, path, lenient, warnings):
+        if type(raw) is not str:
+            raise _wrong_type(path, raw, "a string")
+        if self.max_length is not None and len(raw) > self.max_length:
+            # Real chargers send over-long idTags, info texts and serial
+            # numbers; refusing them would lose transactions, so the value is
+            # kept as sent.
+            warnings.append(
+                f"{path}: {len(raw)} characters, longer than the maximum "
+                f"{self.max_length}; kept as sent"
+            )
+        return raw
+
+    def check(self, value):
+        if type(value) is not str:
+            raise TypeError(f"expected a str, got {_show(value)}")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise ValueError(
+                f"{len(value)} characters, longer than the maximum {self.max_length}"
+            )
+
+
+class _Boolean(_Field):
+    def decode(self, raw, path, lenient, warnings):
+        if type(raw) is not bool:
+            raise _wrong_type(path, raw, "a boolean")
+        return raw
+
+    def check(self, value):
+        if type(value) is not bool:
+            raise TypeError(f"expected a bool, got {_show(value)}")
+
+
+class _Enum(_Field):
+    def __init__(self, values):
+        self.values = tuple(values)
+        self._allowed = frozenset(self.values)
+
+    def _problem(self, value):
+        return f"{_show(value)} is not one of {', '.join(self.values)}"
+
+    def decode(self, raw, path, lenient, warnings):
+        if type(raw) is not str:
+            raise _wrong_type(path, raw, "a string")
+        if raw in self._allowed:
+            return raw
+        raise ValidationError(
+            PROPERTY_CONSTRAINT_VIOLATION, f"{path}: {self._problem(raw)}"
+        )
+
+    def check(self, value):
+        if type(value) is not str:
+            raise TypeError(f"expected a str, got {_show(value)}")
+        if value not in self._allowed:
+            raise ValueError(self._problem(value))
+
+
+# RFC 3339 date-time, plus what OCPP 1.6 section 3.14 asks receivers to
+# handle: any number of fractional digits, offsets, and (Growatt and others)
+# no zone at all.
+_DATE_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?"
+    r"(?:([Zz])|([+-])(\d\d):?(\d\d))?\Z"
+)
+
+
+class _DateTime(_Field):
+    converts = True
+
+    def decode(self, raw, path, lenient, warnings):
+        if type(raw) is not str:
+            raise _wrong_type(path, raw, "a date-time string")
+        match = _DATE_TIME.match(raw)
+        if match is None:
+            raise ValidationError(
+                PROPERTY_CONSTRAINT_VIOLATION,
+                f"{path}: {_show(raw)} is not an ISO 8601 date-time",
+            )
+        year, month, day, hour, minute, second, fraction, zulu, sign, zh, zm = (
+            match.groups()
+        )
+        micro = int((fraction + "00000")[:6]) if fraction else 0
+        try:
+            value = datetime.datetime(
+                int(year), int(month), int(day), int(hour), int(minute),
+                int(second), micro, _UTC,
+            )
+        except ValueError as e:
+            raise ValidationError(
+                PROPERTY_CONSTRAINT_VIOLATION, f"{path}: {_show(raw)}: {e}"
+            ) from None
+        if sign is not None:
+            offset = datetime.timedelta(hours=int(zh), minutes=int(zm))
+            value = value - offset if sign == "+" else value + offset
+        elif zulu is None:
+            warnings.append(f"{path}: {_show(raw)} has no time zone; assumed UTC")
+        return value
+
+    def encode(self, value):
+        value = value.astimezone(_UTC)
+        milliseconds = value.microsecond // 1000
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{milliseconds:03d}Z"
+
+    def check(self, value):
+        if not isinstance(value, datetime.datetime):
+            raise TypeError(f"expected a datetime, got {_show(value)}")
+        if value.utcoffset() is None:
+            # A naive time on the wire is exactly the charger bug we warn
+            # about; never produce one ourselves.
+            raise ValueError(f"{value!r} has no time zone")
+
+
+class _Object(_Field):
+    converts = True
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def decode(self, raw, path, lenient, warnings):
+        if type(raw) is not dict:
+            raise _wrong_type(path, raw, "an object")
+        return self.cls._ocpp_schema.decode(raw, path + ".", lenient, warnings)
+
+    def encode(self, value):
+        return value._ocpp_schema.encode(value)
+
+    def check(self, value):
+        if not isinstance(value, self.cls):
+            raise TypeError(f"expected a {self.cls.__name__}, got {_show(value)}")
+
+
+class _Array(_Field):
+    converts = True
+
+    def __init__(self, item, min_items):
+        self.item = item
+        self.min_items = min_items
+
+    def decode(self, raw, path, lenient, warnings):
+        if type(raw) is not list:
+            raise _wrong_type(path, raw, "an array")
+        decode = self.item.decode
+        items = []
+        for index, element in enumerate(raw):
+            try:
+                items.append(decode(element, f"{path}[{index}]", lenient, warnings))
+            except ValidationError as e:
+                if not lenient:
+                    raise
+                warnings.append(f"{e.message}; element dropped")
+        if len(items) < self.min_items:
+            raise ValidationError(
+                OCCURENCE_CONSTRAINT_VIOLATION,
+                f"{path}: {len(items)} element(s), at least {self.min_items} required",
+            )
+        return tuple(items)
+
+    def encode(self, value):
+        if self.item.converts:
+            encode = self.item.encode
+            return [encode(item) for item in value]
+        return list(value)
+
+    def check(self, value):
+        if type(value) is not tuple:
+            raise TypeError(f"expected a tuple, got {_show(value)}")
+        if len(value) < self.min_items:
+            raise ValueError(
+                f"{len(value)} element(s), at least {self.min_items} required"
+            )
+        for index, item in enumerate(value):
+            try:
+                self.item.check(item)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"[{index}]: {e}") from None
+
+
+def _to_tuple(value):
+    return tuple(value) if type(value) is list else value
+
+
+def _declare(field, required, name, converter=None):
+    """
+    Wrap C{field} in an C{attr.ib}: required attributes have no default,
+    optional ones default to L{None}.
+    """
+
+    def validate(instance, attribute, value):
+        if value is None:
+            if required:
+                raise TypeError(f"{attribute.name} is required")
+            return
+        try:
+            field.check(value)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{attribute.name}: {e}") from None
+
+    kwargs = {
+        "validator": validate,
+        "metadata": {_METADATA_KEY: (field, required, name)},
+    }
+    if converter is not None:
+        kwargs["converter"] = converter
+    if not required:
+        kwargs["default"] = None
+    return attr.ib(**kwargs)
+
+
+def integer(*, minimum=None, maximum=None, required=True, name=None):
+    """
+    Declare a JSON integer (an integral float such as C{16.0} is accepted
+    on decoding).
+
+    @param minimum: the smallest allowed value, or L{None}.
+    @param maximum: the largest allowed value, or L{None}.
+    @param required: whether the property must be present.
+    @param name: the JSON property name, when it is not the camelCase of
+        the attribute name.
+    """
+    return _declare(_Integer(minimum, maximum), required, name)
+
+
+def number(*, decimals=1, minimum=None, required=True, name=None):
+    """
+    Declare a JSON number with at most C{decimals} decimals (the schemas'
+    C{multipleOf: 0.1}); an int is accepted and held as L{float}.
+
+    @param decimals: only C{1} occurs in OCPP 1.6.
+    """
+    if decimals != 1:
+        raise ValueError("OCPP 1.6 only has numbers with multipleOf 0.1")
+    return _declare(_Decimal(minimum), required, name, converter=_to_float)
+
+
+def string(max_length=None, *, required=True, name=None):
+    """
+    Declare a JSON string, a CiString when C{max_length} is given.
+
+    Exceeding C{max_length} is an error from Python but only a warning when
+    decoding what a charger sent.
+    """
+    return _declare(_String(max_length), required, name)
+
+
+def boolean(*, required=True, name=None):
+    """
+    Declare a JSON boolean.
+    """
+    return _declare(_Boolean(), required, name)
+
+
+def date_time(*, required=True, name=None):
+    """
+    Declare an OCPP dateTime, held as a timezone-aware
+    L{datetime.datetime} (UTC after decoding).
+    """
+    return _declare(_DateTime(), required, name)
+
+
+def enum(values, *, required=True, name=None):
+    """
+    Declare a string restricted to C{values} (held as plain L{str}).
+
+    @param values: the allowed strings, in schema order.
+    @type values: L{tuple} of L{str}
+    """
+    return _declare(_Enum(values), required, name)
+
+
+def nested(cls, *, required=True, name=None):
+    """
+    Declare a JSON object described by the L{message} class C{cls}.
+    """
+    return _declare(_Object(cls), required, name)
+
+
+def array(item, *, min_items=0, max_length=None, required=True, name=None):
+    """
+    Declare a JSON array, held as a L{tuple} (a list given from Python is
+    converted) so that messages stay hashable.
+
+    @param item: a L{message} class for arrays of objects, or L{str} for
+        arrays of (Ci)Strings.
+    @param min_items: the spec's lower cardinality (C{1} for C{1..*}).
+    @param max_length: for arrays of strings, the CiString length.
+    """
+    if item is str:
+        element = _String(max_length)
+    else:
+        element = _Object(item)
+    return _declare(_Array(element, min_items), required, name, converter=_to_tuple)
+
+
+class _ObjectSchema:
+    """
+    The precomputed field table of one L{message} class.
+    """
+
+    def __init__(self, cls):
+        self.cls = cls
+        fields = []
+        for attribute in attr.fields(cls):
+            field, required, name = attribute.metadata[_METADATA_KEY]
+            fields.append(
+                (attribute.name, name or _camel_case(attribute.name), field, required)
+            )
+        self.fields = tuple(fields)
+        self.json_names = frozenset(json_name for _, json_name, _, _ in fields)
+        self.encoders = tuple(
+            (attr_name, json_name, field.encode if field.converts else None)
+            for attr_name, json_name, field, _ in fields
+        )
+
+    def decode(self, payload, prefix, lenient, warnings):
+        if not self.json_names.issuperset(payload):
+            for key in payload:
+                if key not in self.json_names:
+                    # Every 1.6 (2019-12) schema object has
+                    # additionalProperties false, inner objects included.
+                    message = f"{prefix}{key}: unknown property"
+                    if not lenient:
+                        raise ValidationError(FORMATION_VIOLATION, message)
+                    warnings.append(f"{message}; ignored")
+        instance = self.cls.__new__(self.cls)
+        for attr_name, json_name, field, required in self.fields:
+            raw = payload.get(json_name, _MISSING)
+            if raw is _MISSING:
+                value = None
+                if required:
+                    message = f"{prefix}{json_name}: required property missing"
+                    if not lenient:
+                        raise ValidationError(PROTOCOL_ERROR, message)
+                    warnings.append(message)
+            else:
+                try:
+                    value = field.decode(raw, prefix + json_name, lenient, warnings)
+                except ValidationError as e:
+                    if not lenient:
+                        raise
+                    warnings.append(f"{e.message}; set to None")
+                    value = None
+            _set(instance, attr_name, value)
+        return instance
+
+    def encode(self, instance):
+        result = {}
+        for attr_name, json_name, encode in self.encoders:
+            value = getattr(instance, attr_name)
+            if value is not None:
+                result[json_name] = value if encode is None else encode(value)
+        return result
+
+
+def message(cls):
+    """
+    Class decorator: make C{cls} a frozen, keyword-only attrs class whose
+    fields are declared with the helpers of this module, and precompute its
+    decoding table.
+    """
+    cls = attr.s(frozen=True, slots=True, auto_attribs=True, kw_only=True)(cls)
+    cls._ocpp_schema = _ObjectSchema(cls)
+    return cls
+
+
+def decode(cls, payload, lenient=False):
+    """
+    Build a C{cls} instance from a JSON payload sent by a charger.
+
+    @param cls: a L{message} class.
+    @param payload: the parsed JSON payload.
+    @param lenient: when true, field-level problems do not raise: each
+        becomes a warning and the offending field L{None} (an array element
+        that is bad as a whole is dropped, unknown properties are ignored).
+        For messages that must always be acknowledged (StopTransaction,
+        MeterValues).
+
+    @return: C{(instance, warnings)}; the warnings are sentences naming the
+        field path (over-long strings, timestamps without zone, and in
+        lenient mode every tolerated problem).
+    @rtype: L{tuple} of C{cls} and L{list} of L{str}
+
+    @raise ValidationError: with the CALLERROR code of the first problem;
+        when C{payload} is not a JSON object, even in lenient mode.
+    """
+    if type(payload) is not dict:
+        raise ValidationError(
+            FORMATION_VIOLATION,
+            f"payload must be a JSON object, "
+            f"got {_json_type(payload)} {_show(payload)}",
+        )
+    warnings = []
+    instance = cls._ocpp_schema.decode(payload, "", lenient, warnings)
+    return instance, warnings
+
+
+def encode(instance):
+    """
+    Turn a message instance into a JSON-ready dict.
+
+    @return: camelCase keys, L{None} fields omitted, datetimes as
+        C{YYYY-MM-DDTHH:MM:SS.sssZ} in UTC, tuples as lists.
+    @rtype: L{dict}
+    """
+    return instance._ocpp_schema.encode(instance)

@@ -1,0 +1,327 @@
+# -*- test-case-name: tests.test_rpc -*-
+"""
+The OCPP-J RPC framework (OCPP-J 1.6 §4): CALL / CALLRESULT / CALLERROR frames
+over one WebSocket, independent of the WebSocket library.
+
+An L{OcppSession} owns one conversation: it validates incoming CALLs against
+the schemas of L{xxterocpp.ocpp.messages}, hands them to a dispatcher, answers
+them, and sends our own CALLs one at a time (OCPP-J §4.1.1: a side should not
+send a CALL before the previous one was answered or timed out).
+"""
+
+import json
+import re
+from collections import deque
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from xxterocpp.ocpp import messages as m
+
+CALL, CALLRESULT, CALLERROR = 2, 3, 4
+
+#: OCPP-J §4.1.4: message ids are at most 36 characters (a GUID).
+MAX_ID_LENGTH = 36
+
+#: OCPP 1.6 §4.7, §4.10: StopTransaction and MeterValues must always be
+#: acknowledged, whatever their content, or the charger retries forever or
+#: (Ocular LTE, lbbrhzn/ocpp#2030) keeps charging. They are decoded leniently.
+ALWAYS_ACKNOWLEDGED = frozenset({"StopTransaction", "MeterValues"})
+
+_CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
+
+_REQUEST_ACTIONS = {action.request: name for name, action in m.ACTIONS.items()}
+
+
+class CallError(Exception):
+    """
+    A CALLERROR: received from the peer for one of our calls, or raised by a
+    handler to answer a CALL with one.
+
+    @ivar code: the CALLERROR code (2.0.1 spellings normalised to 1.6).
+    @ivar description: the error description.
+    @ivar details: the errorDetails object.
+    """
+
+    def __init__(self, code, description="", details=None):
+        super().__init__(code, description)
+        self.code = code
+        self.description = description
+        self.details = details or {}
+
+    def __str__(self):
+        return f"{self.code}: {self.description}" if self.description else self.code
+
+
+class CallTimeout(Exception):
+    """
+    The charger did not answer our CALL within the call timeout.
+    """
+
+    def __str__(self):
+        return "no answer within the call timeout"
+
+
+class NotConnected(Exception):
+    """
+    The connection went away before the CALL was answered (or sent).
+    """
+
+    def __str__(self):
+        return "charger not connected"
+
+
+def _dumps(frame):
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+class OcppSession:
+    """
+    One OCPP-J conversation.
+
+    @ivar identity: the charger identity (for log lines).
+    @ivar warnings: how many tolerated schema problems the charger sent.
+    """
+
+    log = Logger()
+
+    def __init__(self, identity, send, dispatch, clock, call_timeout,
+                 frame_observer=None, id_factory=None, close=None):
+        """
+        @param send: called with each outgoing frame as C{str}.
+        @param dispatch: C{dispatch(action, request)} returns the response
+            message (or a Deferred of it) for a CALL from the charger; it may
+            raise L{CallError} to answer with a CALLERROR.
+        @param clock: an L{IReactorTime} for call timeouts.
+        @param call_timeout: seconds to wait for each answer.
+        @param frame_observer: optional C{f(direction, text)} seeing every
+            frame, C{direction} being C{"in"} or C{"out"}.
+        @param id_factory: optional zero-argument callable giving message ids.
+        @param close: optional zero-argument callable closing the connection.
+        """
+        self.identity = identity
+        self._send = send
+        self._close = close
+        self._dispatch = dispatch
+        self._clock = clock
+        self.call_timeout = call_timeout
+        self._observe = frame_observer
+        self._counter = 0
+        self._id_factory = id_factory or self._next_id
+        self._queue = deque()
+        self._outstanding = None
+        self._handling = set()
+        self.open = True
+        self.warnings = 0
+
+    def _next_id(self):
+        self._counter += 1
+        return str(self._counter)
+
+    # -- outgoing -------------------------------------------------------
+
+    def _write(self, frame):
+        text = _dumps(frame)
+        if self._observe is not None:
+            self._observe("out", text)
+        self._send(text)
+
+    def call(self, request):
+        """
+        Send a CALL (queued behind the outstanding one).
+
+        @param request: a C{...Request} message instance.
+        @return: a Deferred firing with the decoded response message, or
+            failing with L{CallError}, L{CallTimeout} or L{NotConnected}.
+        """
+        action = _REQUEST_ACTIONS[type(request)]
+        d = defer.Deferred()
+        if not self.open:
+            d.errback(NotConnected())
+            return d
+        self._queue.append((action, request, d))
+        self._send_next()
+        return d
+
+    def _send_next(self):
+        if self._outstanding is not None or not self._queue or not self.open:
+            return
+        action, request, d = self._queue.popleft()
+        unique_id = self._id_factory()
+        timer = self._clock.callLater(self.call_timeout, self._timed_out, unique_id)
+        self._outstanding = (unique_id, action, d, timer)
+        self._write([CALL, unique_id, action, m.encode(request)])
+
+    def _finish_outstanding(self):
+        unique_id, action, d, timer = self._outstanding
+        self._outstanding = None
+        if timer.active():
+            timer.cancel()
+        return action, d
+
+    def _timed_out(self, unique_id):
+        if self._outstanding is None or self._outstanding[0] != unique_id:
+            return
+        action, d = self._finish_outstanding()
+        self.log.warn("{identity}: {action} got no answer within {timeout} s",
+                      identity=self.identity, action=action, timeout=self.call_timeout)
+        self._send_next()
+        d.errback(CallTimeout())
+
+    @property
+    def pending_calls(self):
+        """
+        How many of our CALLs are waiting (outstanding and queued).
+        """
+        return len(self._queue) + (self._outstanding is not None)
+
+    # -- incoming -------------------------------------------------------
+
+    def text_received(self, text):
+        """
+        Handle one WebSocket text message from the charger.
+        """
+        if self._observe is not None:
+            self._observe("in", text)
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            self._malformed(text, "not valid JSON")
+            return
+        if not isinstance(frame, list) or not frame:
+            self._malformed(text, "not a JSON array")
+            return
+        kind = frame[0]
+        if kind == CALL:
+            self._call_received(frame, text)
+        elif kind in (CALLRESULT, CALLERROR):
+            self._answer_received(frame)
+        else:
+            # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
+            self.log.info("{identity}: ignored a frame of unknown type {kind!r}",
+                          identity=self.identity, kind=kind)
+
+    def _malformed(self, text, why):
+        match = _CALL_ID.match(text)
+        self.log.warn("{identity}: malformed frame ({why}): {text}", identity=self.identity,
+                      why=why, text=text[:200])
+        if match:
+            self._write([CALLERROR, match.group(1), m.FORMATION_VIOLATION, why, {}])
+
+    def _call_received(self, frame, text):
+        if len(frame) != 4 or not isinstance(frame[1], str) or not isinstance(frame[2], str):
+            self._malformed(text, "a CALL is [2, id, action, payload]")
+            return
+        _, unique_id, action, payload = frame
+        if len(unique_id) > MAX_ID_LENGTH:
+            self._reply_error(unique_id, m.FORMATION_VIOLATION,
+                              f"message id longer than {MAX_ID_LENGTH} characters")
+            return
+        if unique_id in self._handling:
+            self._reply_error(unique_id, m.PROTOCOL_ERROR,
+                              "a call with this id is being handled already")
+            return
+        spec = m.ACTIONS.get(action)
+        if spec is None:
+            self._reply_error(unique_id, m.NOT_IMPLEMENTED, f"unknown action {action!r}")
+            return
+        if spec.direction == "CS->CP":
+            self._reply_error(unique_id, m.NOT_SUPPORTED,
+                              f"{action} is sent by the central system, not by a charger")
+            return
+        lenient = action in ALWAYS_ACKNOWLEDGED
+        try:
+            request, warnings = m.decode(spec.request, payload, lenient=lenient)
+        except m.ValidationError as e:
+            self.log.warn("{identity}: {action} refused with {code}: {message}",
+                          identity=self.identity, action=action, code=e.code, message=e.message)
+            self._reply_error(unique_id, e.code, e.message)
+            return
+        if warnings:
+            self.warnings += len(warnings)
+            self.log.info("{identity}: {action} tolerated: {warnings}", identity=self.identity,
+                          action=action, warnings="; ".join(warnings))
+        self._handling.add(unique_id)
+        d = defer.maybeDeferred(self._dispatch, action, request)
+        d.addCallbacks(self._reply_result, self._reply_failure,
+                       callbackArgs=(unique_id, spec), errbackArgs=(unique_id, action))
+        d.addBoth(self._handled, unique_id)
+
+    def _handled(self, ignored, unique_id):
+        self._handling.discard(unique_id)
+
+    def _reply_result(self, response, unique_id, spec):
+        if not self.open:
+            return
+        if type(response) is not spec.response:
+            raise TypeError(f"handler of {spec.name} returned {type(response).__name__}")
+        self._write([CALLRESULT, unique_id, m.encode(response)])
+
+    def _reply_failure(self, failure, unique_id, action):
+        if failure.check(CallError):
+            self._reply_error(unique_id, failure.value.code, failure.value.description)
+            return
+        self.log.failure("{identity}: handling {action} failed", failure,
+                         identity=self.identity, action=action)
+        self._reply_error(unique_id, m.INTERNAL_ERROR, "the central system failed to process it")
+
+    def _reply_error(self, unique_id, code, description):
+        if self.open:
+            self._write([CALLERROR, unique_id, code, description, {}])
+
+    def _answer_received(self, frame):
+        unique_id = frame[1] if len(frame) > 1 else None
+        if self._outstanding is None or self._outstanding[0] != unique_id:
+            # OCPP-J §4.1.4; typically the late answer of a timed-out call.
+            self.log.info("{identity}: dropped an answer to unknown message id {id!r}",
+                          identity=self.identity, id=unique_id)
+            return
+        action, d = self._finish_outstanding()
+        spec = m.ACTIONS[action]
+        if frame[0] == CALLRESULT:
+            if len(frame) != 3:
+                result = Failure(CallError(m.FORMATION_VIOLATION, "malformed CALLRESULT"))
+            else:
+                try:
+                    # Lenient: a charger's sloppy answer (Grizzl-E FW 5) is
+                    # still better than none; missing fields become None.
+                    result, warnings = m.decode(spec.response, frame[2], lenient=True)
+                except m.ValidationError as e:
+                    result = Failure(CallError(e.code, e.message))
+                else:
+                    if warnings:
+                        self.log.info("{identity}: {action} answer tolerated: {warnings}",
+                                      identity=self.identity, action=action,
+                                      warnings="; ".join(warnings))
+        else:
+            code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else m.GENERIC_ERROR
+            description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
+            details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
+            result = Failure(CallError(m.normalize_error_code(code), description, details))
+        self._send_next()
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
+
+    def close(self):
+        """
+        Close the connection (a newer one replaced it, or the charger was
+        removed from the configuration).
+        """
+        if self._close is not None and self.open:
+            self._close()
+
+    def connection_lost(self):
+        """
+        The WebSocket is gone: fail every queued and outstanding call.
+        """
+        self.open = False
+        pending = []
+        if self._outstanding is not None:
+            pending.append(self._finish_outstanding()[1])
+        while self._queue:
+            pending.append(self._queue.popleft()[2])
+        for d in pending:
+            d.errback(NotConnected())

@@ -1,0 +1,168 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+The OCPP-J WebSocket server (OCPP-J 1.6 §3): the handshake rules (identity,
+subprotocol, Basic auth) and the glue between Autobahn and L{OcppSession}.
+"""
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.logger import Logger
+
+from xxterocpp.ocpp.rpc import OcppSession
+
+SUBPROTOCOL = "ocpp1.6"
+
+#: The largest WebSocket message accepted; a longer one closes the connection
+#: with 1009 (message too big). The largest legal OCPP 1.6 message
+#: (CertificateSigned, 10,000 characters of PEM) fits easily.
+MAX_MESSAGE_SIZE = 64 * 1024
+
+
+def identity_from_path(path):
+    """
+    The charger identity of a connection URL: its last path segment,
+    percent-decoded (OCPP-J §3.1.1); any prefix path is accepted.
+    """
+    segments = [s for s in path.split("?", 1)[0].split("/") if s]
+    return unquote(segments[-1]) if segments else ""
+
+
+def basic_credentials(header):
+    """
+    Parse an HTTP Basic C{Authorization} header.
+
+    @return: C{(user, password_bytes)} or None when absent or malformed. The
+        password stays bytes: an OCPP AuthorizationKey may be raw binary.
+    """
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = raw.partition(b":")
+    if not sep:
+        return None
+    return user.decode("utf-8", "replace"), password
+
+
+class OcppServerProtocol(WebSocketServerProtocol):
+    """
+    One charger's WebSocket connection.
+    """
+
+    log = Logger()
+    charger_id = None
+    session = None
+
+    def onConnect(self, request):
+        central = self.factory.central
+        address = self.peer_address()
+        identity = identity_from_path(request.path)
+        if not identity:
+            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "No charger identity in the URL")
+        if SUBPROTOCOL in request.protocols:
+            protocol = SUBPROTOCOL
+        elif not request.protocols:
+            # Real chargers omit the header (Grizzl-E, lbbrhzn/ocpp#176);
+            # without it, OCPP 1.6 is the only sensible reading.
+            protocol = None
+        else:
+            self.log.warn("{identity!r} from {address} offered only {offered}: refused",
+                          identity=identity, address=address, offered=",".join(request.protocols))
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
+                                 "Unsupported subprotocol: this central system speaks ocpp1.6")
+        charger_id = central.lookup(identity)
+        if charger_id is None:
+            central.record_unknown(identity, address)
+            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
+        credentials = basic_credentials(request.headers.get("authorization"))
+        presented = None
+        if credentials is not None and credentials[0] in (identity, charger_id):
+            presented = credentials[1]
+        if not central.check_password(charger_id, presented):
+            # Never log what was presented (white paper A01.FR.09).
+            self.log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
+                          address=address,
+                          why="wrong password" if credentials else "no Basic auth")
+            self.factory.auth_failures += 1
+            raise ConnectionDeny(401, "Unauthorized")
+        self.charger_id = charger_id
+        return protocol
+
+    def failHandshake(self, reason, code=400, responseHeaders=None):
+        # ConnectionDeny cannot carry headers; RFC 7235 wants a challenge.
+        if code == 401 and responseHeaders is None:
+            responseHeaders = [("WWW-Authenticate", 'Basic realm="OCPP", charset="UTF-8"')]
+        return super().failHandshake(reason, code, responseHeaders)
+
+    def peer_address(self):
+        peer = self.transport.getPeer()
+        return getattr(peer, "host", str(peer))
+
+    def onOpen(self):
+        central = self.factory.central
+        charger_id = self.charger_id
+        self.session = OcppSession(
+            charger_id, self._send_text, central.dispatcher(charger_id), self.factory.clock,
+            central.config.ocpp.call_timeout,
+            frame_observer=lambda direction, text: central.frame(charger_id, direction, text),
+            close=self._close_replaced,
+        )
+        central.connected(charger_id, self.session, self.peer_address())
+
+    def _send_text(self, text):
+        self.sendMessage(text.encode("utf-8"), isBinary=False)
+
+    def _close_replaced(self):
+        self.sendClose(code=1000, reason="Replaced by a newer connection")
+
+    def onMessage(self, payload, isBinary):
+        if self.session is None:
+            return
+        if isBinary:
+            self.log.info("{id}: ignored a binary message (OCPP-J is text)", id=self.charger_id)
+            return
+        self.session.text_received(payload.decode("utf-8"))
+
+    def onClose(self, wasClean, code, reason):
+        if self.session is not None:
+            self.session.connection_lost()
+            self.factory.central.disconnected(self.charger_id, self.session)
+
+
+class OcppServerFactory(WebSocketServerFactory):
+    """
+    Builds L{OcppServerProtocol}s for the chargers of a L{CentralSystem}.
+
+    @ivar auth_failures: how many handshakes were refused for credentials.
+    """
+
+    protocol = OcppServerProtocol
+
+    def __init__(self, central, clock, ping_interval=60):
+        super().__init__(server="xxterocpp")
+        self.central = central
+        self.clock = clock
+        self.auth_failures = 0
+        options = dict(
+            maxFramePayloadSize=MAX_MESSAGE_SIZE,
+            maxMessagePayloadSize=MAX_MESSAGE_SIZE,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=5,
+            # OCPP-J §5.1: no compression but RFC 6455's own.
+            perMessageCompressionAccept=lambda offers: None,
+        )
+        if ping_interval:
+            # Half-open links are found within one interval and a half; some
+            # chargers (Ocular, Morek) also need the traffic to stay up.
+            options.update(autoPingInterval=ping_interval,
+                           autoPingTimeout=max(10, ping_interval // 2))
+        self.setProtocolOptions(**options)

@@ -1,0 +1,818 @@
+# -*- test-case-name: tests.test_station,tests.test_server -*-
+"""
+The domain: chargers, their connectors, transactions, meter readings and the
+tag registry. No I/O here: the OCPP side feeds it decoded messages, the store
+persists what it decides, and observers (KNX bridge, web page) see its events.
+"""
+
+import hmac
+from collections import OrderedDict, deque
+from datetime import datetime, timezone
+
+import attr
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xxterocpp.ocpp import messages as m
+
+#: How many unknown identities are remembered (a flood of random ids must not
+#: grow memory without bound).
+MAX_UNKNOWN = 100
+
+#: How many OCPP frames are kept per charger for the status page.
+FRAME_HISTORY = 100
+
+#: How many finished transactions are kept in memory, to answer a retried
+#: StartTransaction with the same id and to recognise late meter values.
+RECENT_TRANSACTIONS = 200
+
+_PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
+
+
+def utc_from_seconds(seconds):
+    """
+    @return: an aware UTC datetime for a POSIX timestamp.
+    """
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+@attr.s(eq=False)
+class Transaction:
+    """
+    A charging session as the charger reported it.
+
+    @ivar energy_register_wh: the last energy register reading seen during the
+        session (Wh), or None.
+    """
+
+    id = attr.ib()
+    charger_id = attr.ib()
+    connector = attr.ib()
+    id_tag = attr.ib()
+    start_time = attr.ib()
+    meter_start = attr.ib()
+    reservation_id = attr.ib(default=None)
+    start_status = attr.ib(default="Accepted")
+    dedup_key = attr.ib(default="")
+    stop_time = attr.ib(default=None)
+    meter_stop = attr.ib(default=None)
+    stop_reason = attr.ib(default=None)
+    stop_id_tag = attr.ib(default=None)
+    energy_register_wh = attr.ib(default=None)
+    energy_register_time = attr.ib(default=None)
+
+    @property
+    def running(self):
+        return self.stop_time is None
+
+    @property
+    def energy_wh(self):
+        """
+        Energy of the session in Wh: final when stopped, so far otherwise.
+        """
+        end = self.meter_stop if self.meter_stop is not None else self.energy_register_wh
+        if end is None or self.meter_start is None:
+            return None
+        return max(0, round(end - self.meter_start))
+
+    @classmethod
+    def from_record(cls, record):
+        return cls(
+            id=record.id, charger_id=record.charger_id, connector=record.connector,
+            id_tag=record.id_tag, start_time=record.start_time, meter_start=record.meter_start,
+            reservation_id=record.reservation_id, start_status=record.start_status,
+            dedup_key=record.dedup_key, stop_time=record.stop_time, meter_stop=record.meter_stop,
+            stop_reason=record.stop_reason, stop_id_tag=record.stop_id_tag,
+            energy_register_wh=record.last_meter_wh, energy_register_time=record.last_meter_time,
+        )
+
+
+@attr.s(eq=False)
+class Connector:
+    """
+    One connector of a charger, as last reported.
+
+    @ivar currents: charging current per phase in A, e.g. C{{"L1": 15.9}}.
+    """
+
+    charger_id = attr.ib()
+    number = attr.ib()
+    status = attr.ib(default=None)
+    error_code = attr.ib(default="NoError")
+    info = attr.ib(default=None)
+    vendor_error_code = attr.ib(default=None)
+    status_time = attr.ib(default=None)
+    transaction = attr.ib(default=None)
+    energy_register_wh = attr.ib(default=None)
+    currents = attr.ib(factory=dict)
+    power_w = attr.ib(default=None)
+    current_offered = attr.ib(default=None)
+    meter_time = attr.ib(default=None)
+
+    @property
+    def current(self):
+        """
+        The charging current in A: the largest phase current (a single-phase
+        car on a three-phase charger draws on one phase only).
+        """
+        return max(self.currents.values()) if self.currents else None
+
+
+@attr.s(eq=False)
+class Charger:
+    """
+    A charger (one OCPP identity) and what is known about it.
+    """
+
+    id = attr.ib()
+    session = attr.ib(default=None)
+    address = attr.ib(default=None)
+    connected_since = attr.ib(default=None)
+    disconnected_since = attr.ib(default=None)
+    last_seen = attr.ib(default=None)
+    boot = attr.ib(factory=dict)
+    booted_at = attr.ib(default=None)
+    status = attr.ib(default=None)
+    connectors = attr.ib(factory=dict)
+    frames = attr.ib(factory=lambda: deque(maxlen=FRAME_HISTORY))
+    notifications = attr.ib(factory=dict)
+    security_events = attr.ib(factory=lambda: deque(maxlen=20))
+    reconnects = attr.ib(default=0)
+    tolerated = attr.ib(default=0)
+
+    @property
+    def connected(self):
+        return self.session is not None
+
+    def connector(self, number):
+        if number not in self.connectors:
+            self.connectors[number] = Connector(self.id, number)
+        return self.connectors[number]
+
+
+@attr.s(eq=False)
+class UnknownCharger:
+    """
+    An identity that tried to connect but is not configured: what an
+    installer copies into the configuration.
+    """
+
+    identity = attr.ib()
+    address = attr.ib()
+    first_seen = attr.ib()
+    last_seen = attr.ib()
+    count = attr.ib(default=1)
+
+
+# Events, seen by observers (KNX bridge, web page).
+
+@attr.s(frozen=True)
+class ChargerConnected:
+    charger = attr.ib()
+
+
+@attr.s(frozen=True)
+class ChargerDisconnected:
+    charger = attr.ib()
+
+
+@attr.s(frozen=True)
+class ChargerBooted:
+    charger = attr.ib()
+
+
+@attr.s(frozen=True)
+class StatusChanged:
+    charger_id = attr.ib()
+    connector = attr.ib()
+
+
+@attr.s(frozen=True)
+class MeterChanged:
+    charger_id = attr.ib()
+    connector = attr.ib()
+
+
+@attr.s(frozen=True)
+class TransactionStarted:
+    transaction = attr.ib()
+
+
+@attr.s(frozen=True)
+class TransactionStopped:
+    transaction = attr.ib()
+
+
+def _casefold(tag):
+    return tag.casefold() if isinstance(tag, str) else ""
+
+
+class TagRegistry:
+    """
+    The RFID tags known to the central system: the configuration's
+    C{[[tag]]} tables plus tags managed through the API (these win).
+    """
+
+    def __init__(self, config_tags=(), managed=()):
+        self._config = {_casefold(t.id): t for t in config_tags}
+        self._managed = {_casefold(t.id): t for t in managed}
+
+    def configure(self, config_tags):
+        self._config = {_casefold(t.id): t for t in config_tags}
+
+    def put(self, tag):
+        self._managed[_casefold(tag.id)] = tag
+
+    def remove(self, id_tag):
+        return self._managed.pop(_casefold(id_tag), None)
+
+    def get(self, id_tag):
+        key = _casefold(id_tag)
+        return self._managed.get(key) or self._config.get(key)
+
+    def all(self):
+        merged = dict(self._config)
+        merged.update(self._managed)
+        return list(merged.values())
+
+
+def tag_status(tag, now):
+    """
+    @return: the status of a registry entry at C{now} (Expired past expiry).
+    """
+    if tag.status != "Accepted":
+        return tag.status
+    if tag.expiry is not None and tag.expiry <= now:
+        return "Expired"
+    return "Accepted"
+
+
+def password_matches(configured, presented):
+    """
+    Compare a Basic-auth password in constant time.
+
+    The OCPP security white paper sends the AuthorizationKey as raw bytes of a
+    hex key (OCPP-J §6.2.2), many chargers send the text as typed: a
+    configured password of 32..40 hex digits is accepted in both forms.
+
+    @param configured: the configured password (str).
+    @param presented: the password bytes from the Authorization header.
+    """
+    candidates = [configured.encode("utf-8")]
+    if 32 <= len(configured) <= 40 and len(configured) % 2 == 0:
+        try:
+            candidates.append(bytes.fromhex(configured))
+        except ValueError:
+            pass
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(candidate, presented)
+    return matched
+
+
+def _acknowledge_status(name, response):
+    """
+    @return: a handler that records a charger's progress report (firmware,
+        diagnostics, log upload) for the status page and acknowledges it.
+    """
+
+    def handle(self, charger, req):
+        charger.notifications[name] = (self.now(), req.status)
+        self.log.info("{id}: {name} {status}", id=charger.id, name=name, status=req.status)
+        return response()
+
+    return handle
+
+
+class CentralSystem:
+    """
+    The central system's view of every charger.
+
+    @ivar chargers: L{Charger} by identity, for every configured identity.
+    @ivar unknown: L{UnknownCharger} by identity, most recent last.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, store, clock):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.chargers = {}
+        self.unknown = OrderedDict()
+        self.tags = TagRegistry(config.tags)
+        self._observers = []
+        self._transactions = {}
+        self._recent = OrderedDict()
+        self._dedup = {}
+        self._last_transaction_id = 0
+        self._apply_chargers(config)
+
+    # -- set-up ----------------------------------------------------------
+
+    def now(self):
+        return utc_from_seconds(self.clock.seconds())
+
+    def load(self):
+        """
+        Restore the persisted state (at start-up, before chargers connect).
+        """
+        store = self.store
+        self._last_transaction_id = store.last_transaction_id()
+        for record in store.load_recent_transactions(RECENT_TRANSACTIONS):
+            self._remember(Transaction.from_record(record))
+        for record in store.load_open_transactions():
+            tx = self._transactions.get(record.id) or Transaction.from_record(record)
+            self._remember(tx)
+            charger = self.chargers.get(tx.charger_id)
+            if charger is not None and tx.running:
+                charger.connector(tx.connector).transaction = tx
+        for row in store.load_connector_status():
+            charger = self.chargers.get(row.charger_id)
+            if charger is not None:
+                c = charger.connector(row.connector)
+                c.status, c.error_code, c.info, c.status_time = (
+                    row.status, row.error_code, row.info, row.at)
+        for row in store.load_unknown_chargers():
+            self.unknown[row.identity] = UnknownCharger(
+                row.identity, row.address, row.first_seen, row.last_seen, row.count)
+        for (scope, key), value in store.load_settings().items():
+            charger = self.chargers.get(scope)
+            if charger is not None and key == "boot" and isinstance(value, dict):
+                charger.boot = value
+        self._trim_unknown()
+
+    def _apply_chargers(self, config):
+        wanted = config.charger_ids()[: config.ocpp.max_chargers]
+        for charger_id in wanted:
+            charger = self.chargers.setdefault(charger_id, Charger(charger_id))
+            for point in config.charging_points(charger_id):
+                charger.connector(point.connector)
+        for charger_id in list(self.chargers):
+            if charger_id not in wanted:
+                charger = self.chargers.pop(charger_id)
+                if charger.session is not None:
+                    self.log.info("{id}: removed from the configuration, disconnecting",
+                                  id=charger_id)
+                    charger.session.close()
+
+    def reconfigure(self, config):
+        """
+        Apply a re-read configuration (SIGHUP): chargers that stay keep their
+        connection and state.
+        """
+        old = self.config
+        self.config = config
+        self.tags.configure(config.tags)
+        self._apply_chargers(config)
+        if (old.ocpp.interface, old.ocpp.port, old.ocpp.secure) != (
+                config.ocpp.interface, config.ocpp.port, config.ocpp.secure):
+            self.log.warn("[ocpp] interface/port/secure changed: restart the service to apply")
+
+    def subscribe(self, observer):
+        """
+        Call C{observer(event)} for every domain event.
+        """
+        self._observers.append(observer)
+
+    def _emit(self, event):
+        for observer in list(self._observers):
+            try:
+                observer(event)
+            except Exception:
+                self.log.failure("an observer failed on {event}", event=type(event).__name__)
+
+    def _remember(self, tx):
+        self._transactions[tx.id] = tx
+        if tx.dedup_key:
+            self._dedup[tx.dedup_key] = tx
+        if not tx.running:
+            self._recent[tx.id] = tx
+            while len(self._recent) > RECENT_TRANSACTIONS:
+                old_id, old = self._recent.popitem(last=False)
+                self._transactions.pop(old_id, None)
+                self._dedup.pop(old.dedup_key, None)
+
+    # -- connections -----------------------------------------------------
+
+    def lookup(self, identity):
+        """
+        @return: the configured identity matching C{identity} (exactly, or
+            else ignoring case: chargers' UIs change case), or None.
+        """
+        if identity in self.chargers:
+            return identity
+        folded = identity.casefold()
+        for charger_id in self.chargers:
+            if charger_id.casefold() == folded:
+                return charger_id
+        return None
+
+    def record_unknown(self, identity, address):
+        """
+        Remember an unknown identity trying to connect.
+        """
+        now = self.now()
+        entry = self.unknown.pop(identity, None)
+        if entry is None:
+            entry = UnknownCharger(identity, address, now, now, 0)
+            self.log.warn("unknown charger {identity!r} from {address} tried to connect: "
+                          "add it as a [[charger]] id to the configuration to serve it",
+                          identity=identity, address=address)
+        entry.address, entry.last_seen = address, now
+        entry.count += 1
+        self.unknown[identity] = entry
+        self._trim_unknown()
+        self._persist(self.store.record_unknown_attempt(identity, address, now))
+
+    def _trim_unknown(self):
+        while len(self.unknown) > MAX_UNKNOWN:
+            self.unknown.popitem(last=False)
+
+    def password_for(self, charger_id):
+        """
+        @return: the Basic-auth password a charger must present, or "".
+        """
+        points = self.config.charging_points(charger_id)
+        return points[0].password if points else ""
+
+    def check_password(self, charger_id, presented):
+        """
+        @param presented: the password bytes of the Authorization header, or
+            None without one.
+        @return: True when the charger needs no password or presented it.
+        """
+        configured = self.password_for(charger_id)
+        if not configured:
+            return True
+        if presented is None:
+            return False
+        return password_matches(configured, presented)
+
+    def connected(self, charger_id, session, address):
+        """
+        A charger's WebSocket is open; a previous one is replaced.
+        """
+        charger = self.chargers[charger_id]
+        old = charger.session
+        if old is not None:
+            charger.reconnects += 1
+            self.log.info("{id}: new connection from {address} replaces the old one",
+                          id=charger_id, address=address)
+            charger.session = None
+            old.close()
+        else:
+            self.log.info("{id}: connected from {address}", id=charger_id, address=address)
+        now = self.now()
+        charger.session, charger.address = session, address
+        charger.connected_since = charger.last_seen = now
+        self._emit(ChargerConnected(charger))
+
+    def disconnected(self, charger_id, session):
+        """
+        A charger's WebSocket closed (ignored for a replaced connection).
+        """
+        charger = self.chargers.get(charger_id)
+        if charger is None or charger.session is not session:
+            return
+        charger.session = None
+        charger.disconnected_since = self.now()
+        self.log.info("{id}: disconnected", id=charger_id)
+        self._emit(ChargerDisconnected(charger))
+
+    def frame(self, charger_id, direction, text):
+        """
+        Keep an OCPP frame for the status page.
+        """
+        charger = self.chargers.get(charger_id)
+        if charger is not None:
+            charger.frames.append((self.clock.seconds(), direction, text))
+            if direction == "in":
+                charger.last_seen = self.now()
+
+    def dispatcher(self, charger_id):
+        """
+        @return: the C{dispatch(action, request)} for one charger's session.
+        """
+
+        def dispatch(action, request):
+            charger = self.chargers.get(charger_id)
+            if charger is None:
+                raise LookupError(f"{charger_id} is no longer configured")
+            return getattr(self, _HANDLERS[action])(charger, request)
+
+        return dispatch
+
+    def _persist(self, d):
+        # The store logs and retries failed writes itself; nothing to do here
+        # but keep the failure from being reported as unhandled.
+        d.addErrback(lambda failure: None)
+        return d
+
+    # -- authorisation ---------------------------------------------------
+
+    def authorize(self, charger_id, connector, id_tag):
+        """
+        Decide whether C{id_tag} may charge at a charging point.
+
+        @return: an C{IdTagInfo}.
+        """
+        now = self.now()
+        point = self.config.charger(charger_id, connector) if connector else None
+        points = [point] if point else self.config.charging_points(charger_id)
+        folded = _casefold(id_tag)
+        entry = self.tags.get(id_tag)
+        parent = entry.parent if entry else None
+        expiry = entry.expiry if entry else None
+        if any(folded == _casefold(p.remote_tag) or (p.smart_tag and folded == _casefold(p.smart_tag))
+               for p in points):
+            # Our own tags: remote starts and the Smart Energy Manager's.
+            return m.IdTagInfo(status="Accepted", parent_id_tag=parent, expiry_date=expiry)
+        if entry is not None:
+            status = tag_status(entry, now)
+            if status != "Accepted":
+                return m.IdTagInfo(status=status, parent_id_tag=parent, expiry_date=expiry)
+        allowed = False
+        for p in points:
+            allowed_tags = {_casefold(t) for t in p.allowed_tags}
+            if "*" in allowed_tags or folded in allowed_tags or (
+                    parent and _casefold(parent) in allowed_tags):
+                allowed = True
+        return m.IdTagInfo(status="Accepted" if allowed else "Invalid",
+                           parent_id_tag=parent, expiry_date=expiry)
+
+    # -- CP -> CS actions ------------------------------------------------
+
+    def on_boot_notification(self, charger, req):
+        charger.boot = {
+            "vendor": req.charge_point_vendor, "model": req.charge_point_model,
+            "serial": req.charge_point_serial_number or req.charge_box_serial_number,
+            "firmware": req.firmware_version, "meter_type": req.meter_type,
+            "meter_serial": req.meter_serial_number, "iccid": req.iccid, "imsi": req.imsi,
+        }
+        charger.booted_at = self.now()
+        self.log.info("{id}: booted ({vendor} {model}, firmware {firmware})", id=charger.id,
+                      vendor=req.charge_point_vendor, model=req.charge_point_model,
+                      firmware=req.firmware_version)
+        self._persist(self.store.put_setting(charger.id, "boot", charger.boot))
+        self.clock.callLater(0, self._emit, ChargerBooted(charger))
+        return m.BootNotificationResponse(
+            status="Accepted", current_time=self.now(),
+            interval=self.config.ocpp.heartbeat_interval)
+
+    def on_heartbeat(self, charger, req):
+        return m.HeartbeatResponse(current_time=self.now())
+
+    def on_status_notification(self, charger, req):
+        at = req.timestamp or self.now()
+        if req.connector_id == 0:
+            charger.status = req.status
+            return m.StatusNotificationResponse()
+        c = charger.connector(req.connector_id)
+        changed = (c.status, c.error_code) != (req.status, req.error_code)
+        c.status, c.error_code, c.info = req.status, req.error_code, req.info
+        c.vendor_error_code, c.status_time = req.vendor_error_code, at
+        if req.status in ("Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
+                          "Unavailable", "Faulted") and (c.currents or c.power_w):
+            # No current flows in these states, whatever the last sample said.
+            c.currents = {phase: 0.0 for phase in c.currents}
+            c.power_w = 0.0 if c.power_w is not None else None
+            self._emit(MeterChanged(charger.id, c))
+        if changed:
+            self.log.info("{id}/{connector}: {status} ({error})", id=charger.id,
+                          connector=c.number, status=req.status, error=req.error_code)
+            self._emit(StatusChanged(charger.id, c))
+        self._persist(self.store.save_connector_status(
+            charger.id, c.number, req.status, req.error_code, req.info, at))
+        return m.StatusNotificationResponse()
+
+    def on_authorize(self, charger, req):
+        info = self.authorize(charger.id, None, req.id_tag)
+        self.log.info("{id}: Authorize {tag}: {status}", id=charger.id, tag=req.id_tag,
+                      status=info.status)
+        return m.AuthorizeResponse(id_tag_info=info)
+
+    def on_start_transaction(self, charger, req):
+        key = "|".join((charger.id, str(req.connector_id), _casefold(req.id_tag),
+                        str(req.meter_start), req.timestamp.isoformat()))
+        known = self._dedup.get(key)
+        if known is not None:
+            # A retry of a StartTransaction we answered already (the answer
+            # was lost): same id, same verdict, nothing booked twice.
+            return m.StartTransactionResponse(
+                transaction_id=known.id, id_tag_info=m.IdTagInfo(status=known.start_status))
+        info = self.authorize(charger.id, req.connector_id, req.id_tag)
+        connector = charger.connector(req.connector_id)
+        if info.status == "Accepted" and self._concurrent(charger.id, req.connector_id, req.id_tag):
+            info = attr.evolve(info, status="ConcurrentTx")
+        self._last_transaction_id += 1
+        tx = Transaction(
+            id=self._last_transaction_id, charger_id=charger.id, connector=req.connector_id,
+            id_tag=req.id_tag, start_time=req.timestamp, meter_start=req.meter_start,
+            reservation_id=req.reservation_id, start_status=info.status, dedup_key=key,
+        )
+        previous = connector.transaction
+        if previous is not None and previous.running:
+            # The charger started anew without stopping the old session (a
+            # StopTransaction was lost): the new meterStart closes it.
+            self.log.warn("{id}/{connector}: transaction {old} never stopped; closing it at "
+                          "the new meterStart", id=charger.id, connector=req.connector_id,
+                          old=previous.id)
+            self._close(previous, req.meter_start, req.timestamp, "Other", None)
+        self._remember(tx)
+        connector.transaction = tx
+        connector.energy_register_wh = req.meter_start
+        self.log.info("{id}/{connector}: transaction {tx} started by {tag} ({status}), "
+                      "meter {meter} Wh", id=charger.id, connector=req.connector_id, tx=tx.id,
+                      tag=req.id_tag, status=info.status, meter=req.meter_start)
+        self._emit(TransactionStarted(tx))
+        d = self.store.insert_transaction(tx)
+        d.addErrback(lambda failure: None)
+        # Answer once the transaction is durable: a charger that saw its
+        # transactionId must find it again after a crash.
+        d.addCallback(lambda ignored: m.StartTransactionResponse(
+            transaction_id=tx.id, id_tag_info=info))
+        return d
+
+    def _concurrent(self, charger_id, connector, id_tag):
+        points = self.config.charging_points(charger_id)
+        if any(_casefold(id_tag) == _casefold(p.remote_tag) for p in points):
+            return False
+        folded = _casefold(id_tag)
+        return any(tx.running and _casefold(tx.id_tag) == folded
+                   and (tx.charger_id, tx.connector) != (charger_id, connector)
+                   for tx in self._transactions.values())
+
+    def _close(self, tx, meter_stop, stop_time, reason, id_tag):
+        tx.meter_stop, tx.stop_time, tx.stop_reason, tx.stop_id_tag = (
+            meter_stop, stop_time, reason, id_tag)
+        charger = self.chargers.get(tx.charger_id)
+        if charger is not None:
+            connector = charger.connector(tx.connector)
+            if connector.transaction is tx:
+                connector.transaction = None
+                if connector.currents or connector.power_w:
+                    connector.currents = {phase: 0.0 for phase in connector.currents}
+                    connector.power_w = 0.0 if connector.power_w is not None else None
+                    self._emit(MeterChanged(tx.charger_id, connector))
+        self._remember(tx)
+        self.log.info("{id}/{connector}: transaction {tx} stopped ({reason}), {energy} Wh",
+                      id=tx.charger_id, connector=tx.connector, tx=tx.id,
+                      reason=reason, energy=tx.energy_wh)
+        self._emit(TransactionStopped(tx))
+        return self.store.stop_transaction(tx.id, meter_stop, stop_time, reason, id_tag)
+
+    def on_stop_transaction(self, charger, req):
+        now = self.now()
+        stop_time = req.timestamp or now
+        # OCPP 1.6 §6.49: an absent reason means Local.
+        reason = req.reason or "Local"
+        info = self.authorize(charger.id, None, req.id_tag) if req.id_tag else None
+        response = m.StopTransactionResponse(id_tag_info=info)
+        tx = self._transactions.get(req.transaction_id)
+        if tx is None or tx.charger_id != charger.id or not tx.running:
+            why = "unknown" if tx is None or tx.charger_id != charger.id else "already stopped"
+            self.log.warn("{id}: StopTransaction for {why} transaction {tx} acknowledged and "
+                          "recorded", id=charger.id, why=why, tx=req.transaction_id)
+            d = self.store.record_orphan_stop(
+                charger.id, req.transaction_id, req.meter_stop, stop_time, reason, now, why)
+        else:
+            if req.transaction_data:
+                self._apply_meter_values(charger, tx.connector, tx, req.transaction_data)
+            meter_stop = req.meter_stop
+            if meter_stop is None:
+                # Meter-less chargers (Phoenix CHARX free mode) omit it.
+                meter_stop = tx.energy_register_wh
+            d = self._close(tx, meter_stop, stop_time, reason, req.id_tag)
+        d.addErrback(lambda failure: None)
+        d.addCallback(lambda ignored: response)
+        return d
+
+    def on_meter_values(self, charger, req):
+        if req.connector_id is None or not req.meter_value:
+            return m.MeterValuesResponse()
+        if req.connector_id == 0:
+            # The charger's main meter: not a charging point.
+            return m.MeterValuesResponse()
+        connector = charger.connector(req.connector_id)
+        tx = connector.transaction
+        if req.transaction_id is not None and (tx is None or tx.id != req.transaction_id):
+            known = self._transactions.get(req.transaction_id)
+            if known is not None and not known.running:
+                # Closing values after StopTransaction (Ocular LTE): the
+                # session is booked, only the live readings move on.
+                tx = None
+        self._apply_meter_values(charger, req.connector_id, tx, req.meter_value)
+        return m.MeterValuesResponse()
+
+    def _apply_meter_values(self, charger, connector_id, tx, meter_values):
+        connector = charger.connector(connector_id)
+        reading = read_meter_values(meter_values)
+        if not reading:
+            return
+        if "energy_wh" in reading:
+            connector.energy_register_wh = reading["energy_wh"]
+            if tx is not None and tx.running:
+                tx.energy_register_wh = reading["energy_wh"]
+                tx.energy_register_time = reading["timestamp"]
+                self._persist(self.store.update_meter(
+                    tx.id, reading["energy_wh"], reading["timestamp"] or self.now()))
+        if "currents" in reading:
+            connector.currents = reading["currents"]
+        if "power_w" in reading:
+            connector.power_w = reading["power_w"]
+        if "current_offered" in reading:
+            connector.current_offered = reading["current_offered"]
+        connector.meter_time = reading["timestamp"]
+        self._emit(MeterChanged(charger.id, connector))
+
+    def on_data_transfer(self, charger, req):
+        self.log.info("{id}: DataTransfer from vendor {vendor!r} ({message!r}) not understood",
+                      id=charger.id, vendor=req.vendor_id, message=req.message_id)
+        return m.DataTransferResponse(status="UnknownVendorId")
+
+    on_diagnostics_status_notification = _acknowledge_status(
+        "DiagnosticsStatusNotification", m.DiagnosticsStatusNotificationResponse)
+    on_firmware_status_notification = _acknowledge_status(
+        "FirmwareStatusNotification", m.FirmwareStatusNotificationResponse)
+    on_log_status_notification = _acknowledge_status(
+        "LogStatusNotification", m.LogStatusNotificationResponse)
+    on_signed_firmware_status_notification = _acknowledge_status(
+        "SignedFirmwareStatusNotification", m.SignedFirmwareStatusNotificationResponse)
+
+    def on_security_event_notification(self, charger, req):
+        # White paper A04.FR.03: every security event is confirmed.
+        charger.security_events.append((req.timestamp, req.type, req.tech_info))
+        self.log.warn("{id}: security event {type} {info}", id=charger.id, type=req.type,
+                      info=req.tech_info or "")
+        return m.SecurityEventNotificationResponse()
+
+    def on_sign_certificate(self, charger, req):
+        # Signing charger certificates (security profile 3 via CSR) is done
+        # offline with xxterocpp-certs; refuse the on-line request.
+        return m.SignCertificateResponse(status="Rejected")
+
+
+def _snake(name):
+    return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name).lstrip("_")
+
+
+#: The CP->CS actions and the methods of L{CentralSystem} handling them.
+_HANDLERS = {name: "on_" + _snake(name)
+             for name, action in m.ACTIONS.items() if action.direction != "CS->CP"}
+for _name, _method in _HANDLERS.items():
+    assert hasattr(CentralSystem, _method), _method
+
+
+def read_meter_values(meter_values):
+    """
+    Reduce MeterValue elements to the readings the central system tracks.
+
+    @return: a dict with any of C{energy_wh} (the energy import register in
+        Wh), C{currents} (A per phase), C{power_w}, C{current_offered}, and
+        C{timestamp} (of the latest element used); empty when nothing
+        usable was sent.
+    """
+    result = {}
+    for mv in sorted((mv for mv in meter_values if mv is not None),
+                     key=lambda mv: mv.timestamp or datetime.min.replace(tzinfo=timezone.utc)):
+        currents, power_phases, energy_phases = {}, {}, {}
+        for sv in mv.sampled_value or ():
+            if sv is None or sv.format == "SignedData":
+                continue
+            try:
+                value = float(str(sv.value).strip())
+            except ValueError:
+                continue
+            measurand = sv.measurand or "Energy.Active.Import.Register"
+            phase = _PHASES.get(sv.phase) if sv.phase else None
+            if sv.phase and phase is None:
+                # "N" or line-to-line phases carry no charging current.
+                continue
+            unit = sv.unit
+            if measurand == "Energy.Active.Import.Register":
+                wh = value * 1000 if unit == "kWh" else value
+                if phase:
+                    energy_phases[phase] = wh
+                else:
+                    result["energy_wh"] = wh
+            elif measurand == "Current.Import":
+                currents[phase or "L1"] = value
+            elif measurand == "Power.Active.Import":
+                w = value * 1000 if unit == "kW" else value
+                if phase:
+                    power_phases[phase] = w
+                else:
+                    result["power_w"] = w
+            elif measurand == "Current.Offered":
+                result["current_offered"] = value
+            else:
+                continue
+            result["timestamp"] = mv.timestamp
+        if currents:
+            result["currents"] = currents
+        if power_phases and "power_w" not in result:
+            result["power_w"] = sum(power_phases.values())
+        if energy_phases and "energy_wh" not in result:
+            result["energy_wh"] = sum(energy_phases.values())
+    return result

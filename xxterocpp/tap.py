@@ -1,0 +1,204 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The composition root: C{twistd -n xxterocpp --config FILE}.
+
+The only module that reads the configuration file and touches the global
+reactor; every part below receives what it needs.
+"""
+
+import os
+import signal
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from xxterocpp.config import ConfigError, load_config
+
+DEFAULT_CONFIG = "/etc/xxterocpp/xxterocpp.toml"
+
+
+class Options(usage.Options):
+    """
+    The command line of the C{xxterocpp} twistd plugin.
+    """
+
+    optParameters = [
+        ["config", "c", DEFAULT_CONFIG, "Path to the configuration file."],
+    ]
+
+    def postOptions(self):
+        try:
+            self["settings"] = load_config(self["config"])
+        except ConfigError as e:
+            # One line naming file, key and problem, not twistd's usage text.
+            print(f"xxterocpp: {e}", file=sys.stderr)
+            raise SystemExit(1)
+
+
+def database_path(configured, log=None):
+    """
+    Where the state database goes: the configured path when its directory
+    is (or can be made) writable, else a per-user state directory, so that
+    C{make run} works as any user.
+    """
+    directory = os.path.dirname(os.path.abspath(configured))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        pass
+    if os.access(directory, os.W_OK):
+        return configured
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    fallback = os.path.join(base, "xxterocpp", os.path.basename(configured))
+    os.makedirs(os.path.dirname(fallback), exist_ok=True)
+    if log is not None:
+        log.warn("{configured} is not writable; keeping state in {fallback}",
+                 configured=configured, fallback=fallback)
+    return fallback
+
+
+class ListeningService(service.Service):
+    """
+    Listen on an endpoint while running; a port that cannot be bound stops
+    the start-up (twistd exits non-zero and systemd restarts it).
+
+    @ivar port: the listening port, once listening.
+    """
+
+    def __init__(self, endpoint, factory, what):
+        self.endpoint = endpoint
+        self.factory = factory
+        self.what = what
+        self.port = None
+        self._listening = defer.Deferred()
+
+    def startService(self):
+        super().startService()
+        d = self.endpoint.listen(self.factory)
+        failures = []
+        d.addCallbacks(self._listened, failures.append)
+        if failures:
+            failures[0].raiseException()
+
+    def _listened(self, port):
+        self.port = port
+        address = port.getHost()
+        Logger().info("{what} listening on {host} port {port}", what=self.what,
+                      host=address.host, port=address.port)
+        self._listening.callback(port)
+
+    def when_listening(self):
+        """
+        @return: a Deferred firing with the listening port.
+        """
+        if self.port is not None:
+            return defer.succeed(self.port)
+        d = defer.Deferred()
+        self._listening.addCallback(lambda port: (d.callback(port), port)[1])
+        return d
+
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+
+def server_endpoint(reactor, interface, port, tls=None):
+    """
+    A TCP (or TLS) server endpoint on C{interface}, IPv4 or IPv6.
+    """
+    if tls is not None:
+        return endpoints.SSL4ServerEndpoint(reactor, port, tls, interface=interface)
+    return endpoints.TCP4ServerEndpoint(reactor, port, interface=interface)
+
+
+class XxterocppService(service.MultiService):
+    """
+    The whole service: state store, central system, OCPP server.
+
+    @ivar central: the L{CentralSystem}, once started.
+    @ivar ocpp: the L{ListeningService} of the OCPP server.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, reactor):
+        super().__init__()
+        from xxterocpp.ocpp.server import OcppServerFactory
+        from xxterocpp.station import CentralSystem
+        from xxterocpp.store import Store
+
+        self.config = config
+        self.reactor = reactor
+        self.store = Store(database_path(config.storage.database, self.log), reactor)
+        self.central = CentralSystem(config, self.store, reactor)
+        self.ocpp_factory = OcppServerFactory(self.central, reactor, config.ocpp.ping_interval)
+        tls = None
+        if config.ocpp.secure:
+            from xxterocpp.tls import server_context_factory
+
+            tls = server_context_factory(config.ocpp)
+        self.ocpp = ListeningService(
+            server_endpoint(reactor, config.ocpp.interface, config.ocpp.port, tls),
+            self.ocpp_factory, "OCPP server (wss)" if tls else "OCPP server (ws)")
+        self.ocpp.setServiceParent(self)
+        self._previous_sighup = None
+
+    def startService(self):
+        self.store.open()
+        self.central.load()
+        super().startService()
+        self._install_sighup()
+
+    def _install_sighup(self):
+        try:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
+        except ValueError:
+            # Not the main thread (embedded in a test runner): no signals.
+            self._previous_sighup = None
+
+    def _sighup(self, signum, frame):
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self):
+        """
+        Re-read the configuration file ("Load configuration", SIGHUP); a bad
+        file is refused and the running configuration stays in force.
+        """
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as e:
+            self.log.error("configuration not reloaded, the running one stays in force: {e}",
+                           e=str(e))
+            return False
+        if config.storage.database != self.config.storage.database:
+            self.log.warn("[storage] database changed: restart the service to apply")
+        self.config = config
+        self.central.reconfigure(config)
+        self.log.info("configuration reloaded from {path}: {n} charger(s)", path=config.path,
+                      n=len(config.charger_ids()))
+        return True
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        yield super().stopService()
+        for charger in self.central.chargers.values():
+            if charger.session is not None:
+                charger.session.close()
+        yield self.store.close()
+
+
+def makeService(options, reactor=None):
+    """
+    Build the service from parsed L{Options}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    return XxterocppService(options["settings"], reactor)

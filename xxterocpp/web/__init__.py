@@ -1,0 +1,3 @@
+"""
+The controller web status page and its HTTP API.
+"""
