@@ -338,6 +338,23 @@ class ActionTests(TestCase):
         self.assertEqual(records[0].energy_wh, 500)
 
     @defer.inlineCallbacks
+    def test_meter_values_storm_is_group_committed(self):
+        """
+        A burst of MeterValues is acknowledged in full and written in a few
+        batched commits, not one fsync per message; the last reading wins.
+        """
+        start = yield self.cp.start_transaction(1, "04A1B2C3", 0)
+        tx_id = start["transactionId"]
+        commits = self.service.store.commits
+        results = yield defer.gatherResults([
+            self.cp.meter_values(1, tx_id, energy_wh=wh, currents=(16, 16, 16))
+            for wh in range(1, 301)])
+        self.assertEqual(results, [{}] * 300)
+        self.assertLess(self.service.store.commits - commits, 100)
+        records = yield self.service.store.query_transactions()
+        self.assertEqual(records[0].last_meter_wh, 300)
+
+    @defer.inlineCallbacks
     def test_meter_values_tolerance(self):
         """
         Celcius, Hertz, L1-N phases, empty strings and per-phase-only energy

@@ -1,0 +1,188 @@
+"""
+Tests for L{xxterocpp.tap}: the twistd plugin's options, the one-line
+refusal of a bad configuration, SIGHUP reloads and where state is kept.
+"""
+
+import os
+import sys
+
+from twisted.internet import defer, reactor, utils
+from twisted.trial.unittest import TestCase
+
+from tests.service import (
+    BASE_CONFIG, ROOT, ServiceProcess, kill_on_cleanup, start_service, write_config)
+from tests.sim import HandshakeRefused, connect_charger
+from xxterocpp import tap
+
+
+def rewrite(path, text, **values):
+    """
+    Overwrite a configuration file written by L{write_config}.
+    """
+    directory = os.path.dirname(path)
+    values.setdefault("database", os.path.join(directory, "state.sqlite3"))
+    values.setdefault("password", "x" * 16)
+    with open(path, "w") as f:
+        f.write(text.format(**values))
+
+
+#: BASE_CONFIG without the TWIN charger, with a new charger and a new tag.
+CHANGED_CONFIG = BASE_CONFIG.replace(
+    '[[charger]]\nid = "TWIN"\nconnector = 1', '[[charger]]\nid = "NEW1"\nconnector = 1'
+).replace(
+    '[[charger]]\nid = "TWIN"\nconnector = 2\nmax_current = 16\n'
+    'allowed_tags = ["04A1B2C3", "family"]\n', ''
+).replace('id = "BLOCKED1"\nstatus = "Blocked"', 'id = "BLOCKED1"\nstatus = "Accepted"')
+
+
+class OptionsTests(TestCase):
+    """
+    The command line of the plugin.
+    """
+
+    def test_config_is_loaded(self):
+        """
+        C{--config} names the file; the parsed configuration is kept.
+        """
+        path = write_config(self)
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        self.assertEqual(options["settings"].path, path)
+        self.assertEqual(options["settings"].charger_ids(), ("CP1", "TWIN", "RDAM 123"))
+
+    def test_default_path(self):
+        """
+        Without C{--config}, the file under /etc is used.
+        """
+        self.assertEqual(tap.Options()["config"], "/etc/xxterocpp/xxterocpp.toml")
+
+    @defer.inlineCallbacks
+    def test_bad_config_exits_with_one_line(self):
+        """
+        C{twistd -n xxterocpp --config F} with a bad file exits non-zero and
+        prints one line naming file, key and problem.
+        """
+        path = write_config(self, BASE_CONFIG.replace('id = "CP1"\n', 'id = "CP1"\nconector = 1\n'))
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            ["-c", "from twisted.scripts.twistd import run; run()", "--nodaemon",
+             "--pidfile=", "xxterocpp", "--config", path],
+            env=dict(os.environ, PYTHONPATH=ROOT), path=ROOT, reactor=reactor)
+        self.assertNotEqual(code, 0)
+        lines = err.decode().splitlines()
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn(path, lines[0])
+        self.assertIn("charger[0].conector", lines[0])
+        self.assertIn("unknown key", lines[0])
+        self.assertEqual(out, b"")
+
+
+class DatabasePathTests(TestCase):
+    """
+    Where the state database goes.
+    """
+
+    def test_writable_directory_is_used(self):
+        """
+        The configured path when its directory can be written.
+        """
+        path = os.path.join(os.path.abspath(self.mktemp()), "state.sqlite3")
+        self.assertEqual(tap.database_path(path), path)
+        self.assertTrue(os.path.isdir(os.path.dirname(path)))
+
+    def test_unwritable_directory_falls_back(self):
+        """
+        When the directory cannot be made (here: its parent is a file), the
+        per-user state directory is used.
+        """
+        blocker = os.path.abspath(self.mktemp())
+        with open(blocker, "w"):
+            pass
+        state = os.path.abspath(self.mktemp())
+        self.patch(os, "environ", dict(os.environ, XDG_STATE_HOME=state))
+        path = tap.database_path(os.path.join(blocker, "sub", "state.sqlite3"))
+        self.assertEqual(path, os.path.join(state, "xxterocpp", "state.sqlite3"))
+        self.assertTrue(os.path.isdir(os.path.dirname(path)))
+
+
+class ReloadTests(TestCase):
+    """
+    "Load configuration": SIGHUP re-reads the file.
+    """
+
+    @defer.inlineCallbacks
+    def test_reload_applies_changes_without_dropping_chargers_that_stay(self):
+        """
+        Added chargers may connect, removed ones are disconnected, tags are
+        updated; a charger that stays keeps its connection and its state.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        start = yield cp.start_transaction(1, "04A1B2C3", 10)
+        blocked = yield cp.authorize("BLOCKED1")
+        self.assertEqual(blocked["idTagInfo"]["status"], "Blocked")
+        try:
+            yield connect_charger(service.url, "NEW1")
+        except HandshakeRefused as e:
+            self.assertEqual(e.status, 404)
+        else:
+            self.fail("NEW1 was served before the reload")
+
+        rewrite(path, CHANGED_CONFIG)
+        self.assertTrue(service.reload())
+
+        yield twin.wait_closed()
+        self.assertTrue(cp.is_open)
+        self.assertNotIn("TWIN", service.central.chargers)
+        new = yield connect_charger(service.url, "NEW1")
+        self.addCleanup(new.close)
+        result = yield new.heartbeat()
+        self.assertIn("currentTime", result)
+        unblocked = yield cp.authorize("BLOCKED1")
+        self.assertEqual(unblocked["idTagInfo"]["status"], "Accepted")
+        self.assertEqual(service.central.chargers["CP1"].connectors[1].transaction.id,
+                         start["transactionId"])
+
+    @defer.inlineCallbacks
+    def test_bad_file_is_refused_and_running_configuration_stays(self):
+        """
+        A reload of a bad file changes nothing and logs the one line.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        with open(path, "a") as f:
+            f.write("\n[[charger]]\nid = \"CP1\"\nmax_current = 99\n")
+        self.assertFalse(service.reload())
+        self.assertEqual(service.central.config.charger_ids(), ("CP1", "TWIN", "RDAM 123"))
+        self.assertTrue(cp.is_open)
+        result = yield cp.heartbeat()
+        self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
+    def test_sighup_reloads_the_running_process(self):
+        """
+        A real SIGHUP to the twistd process reloads; a new charger connects.
+        """
+        path = write_config(self)
+        process = ServiceProcess(path)
+        kill_on_cleanup(self, process)
+        yield process.start()
+        cp = yield connect_charger(process.url, "CP1")
+        self.addCleanup(cp.close)
+        rewrite(path, CHANGED_CONFIG)
+        yield process.signal("HUP")
+        yield process.wait_for_output(b"configuration reloaded")
+        new = yield connect_charger(process.url, "NEW1")
+        self.addCleanup(new.close)
+        result = yield new.boot()
+        self.assertEqual(result["status"], "Accepted")
+        self.assertTrue(cp.is_open)
+        yield cp.close()
+        yield new.close()
+        yield process.stop()
