@@ -6,6 +6,8 @@ persists what it decides, and observers (KNX bridge, web page) see its events.
 """
 
 import hmac
+import re
+import secrets
 from collections import OrderedDict, deque
 from datetime import datetime, timezone
 
@@ -14,6 +16,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 
 #: How many unknown identities are remembered (a flood of random ids must not
 #: grow memory without bound).
@@ -93,6 +96,9 @@ class Connector:
     One connector of a charger, as last reported.
 
     @ivar currents: charging current per phase in A, e.g. C{{"L1": 15.9}}.
+    @ivar limit: the current limit in force (A) as the charger last accepted
+        it, or None before any was applied.
+    @ivar reservation: the L{Reservation} held on it, or None.
     """
 
     charger_id = attr.ib()
@@ -108,6 +114,8 @@ class Connector:
     power_w = attr.ib(default=None)
     current_offered = attr.ib(default=None)
     meter_time = attr.ib(default=None)
+    limit = attr.ib(default=None)
+    reservation = attr.ib(default=None)
 
     @property
     def current(self):
@@ -118,10 +126,39 @@ class Connector:
         return max(self.currents.values()) if self.currents else None
 
 
+@attr.s(frozen=True)
+class Reservation:
+    """
+    A reservation the charger accepted (ReserveNow).
+
+    @ivar expiry: aware UTC datetime; past it the charger frees the
+        connector by itself (OCPP 1.6 §5.13).
+    """
+
+    id = attr.ib()
+    id_tag = attr.ib()
+    expiry = attr.ib()
+
+    def holds(self, now):
+        """
+        @return: whether the reservation is still in force at C{now}.
+        """
+        return self.expiry > now
+
+    def admits(self, id_tag):
+        """
+        @return: whether C{id_tag} is the tag the connector is reserved for.
+        """
+        return _casefold(id_tag) == _casefold(self.id_tag)
+
+
 @attr.s(eq=False)
 class Charger:
     """
     A charger (one OCPP identity) and what is known about it.
+
+    @ivar configuration: its configuration keys as read after the last
+        BootNotification, C{KeyValue} by key.
     """
 
     id = attr.ib()
@@ -139,6 +176,7 @@ class Charger:
     security_events = attr.ib(factory=lambda: deque(maxlen=20))
     reconnects = attr.ib(default=0)
     tolerated = attr.ib(default=0)
+    configuration = attr.ib(factory=dict)
 
     @property
     def connected(self):
@@ -203,6 +241,32 @@ class TransactionStopped:
     transaction = attr.ib()
 
 
+@attr.s(frozen=True)
+class LimitChanged:
+    """
+    The current limit in force at a connector changed (C{limit} in A, as the
+    charger accepted it): what the KNX object max_current publishes.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+    limit = attr.ib()
+
+
+@attr.s(frozen=True)
+class StateLoaded:
+    """
+    The persisted state was restored (L{CentralSystem.settings} is filled).
+    """
+
+
+@attr.s(frozen=True)
+class TagsChanged:
+    """
+    The tag registry changed (configuration reload or the tag API).
+    """
+
+
 def _casefold(tag):
     return tag.casefold() if isinstance(tag, str) else ""
 
@@ -213,18 +277,27 @@ class TagRegistry:
     C{[[tag]]} tables plus tags managed through the API (these win).
     """
 
-    def __init__(self, config_tags=(), managed=()):
+    def __init__(self, config_tags=(), managed=(), on_change=None):
+        """
+        @param on_change: optional zero-argument callable, called after
+            every change (to push local authorization lists).
+        """
         self._config = {_casefold(t.id): t for t in config_tags}
         self._managed = {_casefold(t.id): t for t in managed}
+        self._on_change = on_change or (lambda: None)
 
     def configure(self, config_tags):
         self._config = {_casefold(t.id): t for t in config_tags}
+        self._on_change()
 
     def put(self, tag):
         self._managed[_casefold(tag.id)] = tag
+        self._on_change()
 
     def remove(self, id_tag):
-        return self._managed.pop(_casefold(id_tag), None)
+        removed = self._managed.pop(_casefold(id_tag), None)
+        self._on_change()
+        return removed
 
     def get(self, id_tag):
         key = _casefold(id_tag)
@@ -270,6 +343,33 @@ def password_matches(configured, presented):
     return matched
 
 
+#: The setting (scope: the charger id) holding an AuthorizationKey sent to the
+#: charger whose acceptance is not known yet.
+PENDING_AUTHORIZATION_KEY = "authorization_key_pending"
+
+#: The value of a ChangeConfiguration(AuthorizationKey) in an OCPP frame.
+_KEY_IN_FRAME = re.compile(r'("key"\s*:\s*"AuthorizationKey"\s*,\s*"value"\s*:\s*)"[^"]*"')
+
+#: ":" is left out: some chargers split Basic-auth credentials at any colon.
+_KEY_FORMS = re.compile(r"(?:[0-9A-Fa-f]{2}){16,20}|[\x21-\x39\x3b-\x7e]{16,20}")
+
+
+def valid_authorization_key(key):
+    """
+    @return: whether C{key} is a white-paper AuthorizationKey: 16..20 bytes,
+        written as 32..40 hex digits or as 16..20 printable ASCII characters
+        other than ":".
+    """
+    return bool(_KEY_FORMS.fullmatch(key))
+
+
+def new_authorization_key():
+    """
+    @return: a random 20-byte AuthorizationKey as 40 hex digits.
+    """
+    return secrets.token_hex(20).upper()
+
+
 def _acknowledge_status(name, response):
     """
     @return: a handler that records a charger's progress report (firmware,
@@ -290,6 +390,8 @@ class CentralSystem:
 
     @ivar chargers: L{Charger} by identity, for every configured identity.
     @ivar unknown: L{UnknownCharger} by identity, most recent last.
+    @ivar settings: the persisted run-time settings, C{{(scope, key):
+        value}}, once L{load}ed (L{StateLoaded} is emitted then).
     """
 
     log = Logger()
@@ -300,7 +402,8 @@ class CentralSystem:
         self.clock = clock
         self.chargers = {}
         self.unknown = OrderedDict()
-        self.tags = TagRegistry(config.tags)
+        self.tags = TagRegistry(config.tags, on_change=lambda: self._emit(TagsChanged()))
+        self.settings = {}
         self._observers = []
         self._transactions = {}
         self._recent = OrderedDict()
@@ -336,11 +439,13 @@ class CentralSystem:
         for row in store.load_unknown_chargers():
             self.unknown[row.identity] = UnknownCharger(
                 row.identity, row.address, row.first_seen, row.last_seen, row.count)
-        for (scope, key), value in store.load_settings().items():
+        self.settings = store.load_settings()
+        for (scope, key), value in self.settings.items():
             charger = self.chargers.get(scope)
             if charger is not None and key == "boot" and isinstance(value, dict):
                 charger.boot = value
         self._trim_unknown()
+        self._emit(StateLoaded())
 
     def _apply_chargers(self, config):
         wanted = config.charger_ids()[: config.ocpp.max_chargers]
@@ -381,6 +486,24 @@ class CentralSystem:
                 observer(event)
             except Exception:
                 self.log.failure("an observer failed on {event}", event=type(event).__name__)
+
+    def limit_in_force(self, charger_id, connector, limit):
+        """
+        Record the current limit a charger accepted for a connector (the
+        control model applied it); L{LimitChanged} when it differs.
+        """
+        c = self.chargers[charger_id].connector(connector)
+        if c.limit != limit:
+            c.limit = limit
+            self.log.info("{id}/{connector}: limit {limit} A in force", id=charger_id,
+                          connector=connector, limit=limit)
+            self._emit(LimitChanged(charger_id, connector, limit))
+
+    def reserved(self, charger_id, connector, reservation):
+        """
+        Record a reservation the charger accepted, or None once it is freed.
+        """
+        self.chargers[charger_id].connector(connector).reservation = reservation
 
     def _remember(self, tx):
         self._transactions[tx.id] = tx
@@ -431,10 +554,26 @@ class CentralSystem:
 
     def password_for(self, charger_id):
         """
-        @return: the Basic-auth password a charger must present, or "".
+        @return: the Basic-auth password a charger must present, or "": a
+            rotated AuthorizationKey (L{set_password}) wins over the
+            configured password.
         """
+        rotated = self.settings.get((charger_id, "authorization_key"))
+        if rotated:
+            return rotated
         points = self.config.charging_points(charger_id)
         return points[0].password if points else ""
+
+    def set_password(self, charger_id, key):
+        """
+        Make C{key} the charger's Basic-auth password from now on: call it
+        once the charger accepted the new AuthorizationKey. It persists
+        across restarts.
+
+        @return: a Deferred firing once it is stored.
+        """
+        self.settings[(charger_id, "authorization_key")] = key
+        return self._persist(self.store.put_setting(charger_id, "authorization_key", key))
 
     def check_password(self, charger_id, presented):
         """
@@ -443,11 +582,88 @@ class CentralSystem:
         @return: True when the charger needs no password or presented it.
         """
         configured = self.password_for(charger_id)
-        if not configured:
+        pending = self.settings.get((charger_id, PENDING_AUTHORIZATION_KEY))
+        if pending and presented is not None and password_matches(pending, presented):
+            # The charger took the new key although its answer got lost.
+            self.log.info("{id}: connected with its new AuthorizationKey, the old one is no"
+                          " longer accepted", id=charger_id)
+            self.set_password(charger_id, pending)
+            self._set_pending_key(charger_id, None)
             return True
-        if presented is None:
+        if configured and (presented is None or not password_matches(configured, presented)):
             return False
-        return password_matches(configured, presented)
+        if pending:
+            self.log.info("{id}: connected with its old AuthorizationKey, it did not take the"
+                          " new one", id=charger_id)
+            self._set_pending_key(charger_id, None)
+        return True
+
+    def _set_pending_key(self, charger_id, key):
+        if key is None:
+            self.settings.pop((charger_id, PENDING_AUTHORIZATION_KEY), None)
+            d = self.store.delete_setting(charger_id, PENDING_AUTHORIZATION_KEY)
+        else:
+            self.settings[(charger_id, PENDING_AUTHORIZATION_KEY)] = key
+            d = self.store.put_setting(charger_id, PENDING_AUTHORIZATION_KEY, key)
+        return self._persist(d)
+
+    def change_authorization_key(self, charger_id, key=None):
+        """
+        Rotate a charger's AuthorizationKey (security white paper A01) with
+        ChangeConfiguration. Accepted: only the new key is accepted from now
+        on, also after a restart (A01.FR.03); Rejected, NotSupported or a
+        CALLERROR: the old one stays (A01.FR.04). Without an answer both are
+        accepted until the charger connects with one of them, so a lost
+        answer cannot lock it out.
+
+        @param key: the new key, by default 20 random bytes as 40 hex digits.
+        @raise ValueError: for a key that is not 16..20 bytes.
+        @raise KeyError: for an unknown charger.
+        @return: a Deferred firing with the charger's status, or
+            C{"NotConnected"}, C{"Timeout"}, C{"CallError"}.
+        """
+        key = new_authorization_key() if key is None else key
+        if not valid_authorization_key(key):
+            raise ValueError("an AuthorizationKey is 32..40 hex digits or 16..20 printable"
+                             " ASCII characters without ':'")
+        charger = self.chargers[charger_id]
+        if charger.session is None:
+            return defer.succeed("NotConnected")
+        return self._change_authorization_key(charger, key)
+
+    @defer.inlineCallbacks
+    def _change_authorization_key(self, charger, key):
+        charger_id = charger.id
+        # Stored before sending: a restart while waiting must not lock the
+        # charger out if it took the key.
+        self._set_pending_key(charger_id, key)
+        try:
+            response = yield charger.session.call(
+                m.ChangeConfigurationRequest(key="AuthorizationKey", value=key))
+        except (CallTimeout, NotConnected) as e:
+            self.log.warn("{id}: no answer to the AuthorizationKey change; the old and the new"
+                          " key are accepted until it connects with one", id=charger_id)
+            return "Timeout" if isinstance(e, CallTimeout) else "NotConnected"
+        except CallError as e:
+            status = "CallError"
+            self.log.warn("{id}: AuthorizationKey change answered with {code}; the old key"
+                          " stays", id=charger_id, code=e.code)
+        else:
+            status = response.status
+        if status == "RebootRequired":
+            # The charger takes the key when it restarts; until it connects
+            # with one of them, both are accepted.
+            self.log.info("{id}: takes the new AuthorizationKey after a reboot", id=charger_id)
+            return status
+        self._set_pending_key(charger_id, None)
+        if status == "Accepted":
+            yield self.set_password(charger_id, key)
+            self.log.info("{id}: accepted a new AuthorizationKey; the old one is no longer"
+                          " accepted", id=charger_id)
+        elif status != "CallError":
+            self.log.warn("{id}: AuthorizationKey change {status}; the old key stays",
+                          id=charger_id, status=status)
+        return status
 
     def connected(self, charger_id, session, address):
         """
@@ -486,6 +702,8 @@ class CentralSystem:
         """
         charger = self.chargers.get(charger_id)
         if charger is not None:
+            # The status page must not show a new AuthorizationKey (A01.FR.09).
+            text = _KEY_IN_FRAME.sub(r'\1"********"', text)
             charger.frames.append((self.clock.seconds(), direction, text))
             if direction == "in":
                 charger.last_seen = self.now()
@@ -570,6 +788,10 @@ class CentralSystem:
             return m.StatusNotificationResponse()
         c = charger.connector(req.connector_id)
         changed = (c.status, c.error_code) != (req.status, req.error_code)
+        if c.status == "Reserved" and req.status in ("Available", "Unavailable", "Faulted"):
+            # OCPP 1.6 §5.13: expiry, a fault or unavailability ends the
+            # reservation at the charger.
+            c.reservation = None
         c.status, c.error_code, c.info = req.status, req.error_code, req.info
         c.vendor_error_code, c.status_time = req.vendor_error_code, at
         if req.status in ("Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
@@ -622,6 +844,9 @@ class CentralSystem:
         self._remember(tx)
         connector.transaction = tx
         connector.energy_register_wh = req.meter_start
+        # OCPP 1.6 §5.13: a transaction on the reserved connector ends the
+        # reservation.
+        connector.reservation = None
         self.log.info("{id}/{connector}: transaction {tx} started by {tag} ({status}), "
                       "meter {meter} Wh", id=charger.id, connector=req.connector_id, tx=tx.id,
                       tag=req.id_tag, status=info.status, meter=req.meter_start)

@@ -1,0 +1,772 @@
+"""
+Tests of L{xxterocpp.control}: the control model and what it sends.
+
+L{ControllerTests} drive the real L{CentralSystem}, L{OcppSession} and
+L{Controller} on a L{Clock} against a scripted charger, where timing
+matters (timeouts, coalescing, the boot watchdog); L{EndToEndTests} run the
+whole service against simulated chargers over real WebSockets.
+"""
+
+import json
+from datetime import datetime, timezone
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tests.service import BASE_CONFIG, start_service, write_config
+from tests.sim import NO_REPLY, CS_TO_CP_ACTIONS, CallErrorReply, ConfigurationKey, connect_charger
+from xxterocpp.config import TagConfig, parse_config
+from xxterocpp.control import MEASURANDS, Controller, UnknownChargingPoint
+from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.rpc import OcppSession
+from xxterocpp.station import CentralSystem, LimitChanged
+
+CONFIG = """
+[ocpp]
+call_timeout = 5
+max_chargers = 2
+
+[[tag]]
+id = "GOOD"
+
+[[charger]]
+id = "CP1"
+max_current = 32
+normal_current = 16
+"""
+
+#: A charger's configuration as GetConfiguration reports it.
+CONFIGURATION = {
+    "ChargeProfileMaxStackLevel": "8",
+    "ChargingScheduleAllowedChargingRateUnit": "Current",
+    "MeterValuesSampledData": "Energy.Active.Import.Register",
+    "MeterValueSampleInterval": "30",
+    "SupportedFeatureProfiles": "Core,SmartCharging,LocalAuthListManagement,Reservation",
+}
+
+
+class MemoryStore:
+    """
+    The store's writes in memory; settings survive into the next
+    L{CentralSystem} like the database does.
+    """
+
+    def __init__(self):
+        self.settings = {}
+
+    def __getattr__(self, name):
+        if name.startswith(("load_", "query_")):
+            return lambda *a, **k: []
+        if name == "last_transaction_id":
+            return lambda: 0
+        return lambda *a, **k: defer.succeed(None)
+
+    def put_setting(self, scope, key, value):
+        self.settings[(scope, key)] = json.loads(json.dumps(value))
+        return defer.succeed(None)
+
+    def load_settings(self):
+        return dict(self.settings)
+
+
+class ScriptedCharger:
+    """
+    The charger end of a real L{OcppSession}: answers each CS->CP CALL from
+    C{answers} (a payload dict, None for no answer, a C{("CALLERROR", code)}
+    tuple, or a callable of the payload giving one of these) one reactor
+    turn later.
+
+    @ivar calls: C{(unique_id, action, payload)} of every CALL received.
+    @ivar frames: every frame the central system sent.
+    """
+
+    def __init__(self, central, clock, charger_id="CP1", configuration=CONFIGURATION):
+        self.clock = clock
+        self.calls = []
+        self.frames = []
+        self.configuration = dict(configuration)
+        self.answers = {
+            "GetConfiguration": lambda p: {"configurationKey": [
+                {"key": k, "readonly": False, "value": v} for k, v in self.configuration.items()]},
+            "GetLocalListVersion": {"listVersion": 0},
+            "UnlockConnector": {"status": "Unlocked"},
+        }
+        self.session = OcppSession(charger_id, self._sent, central.dispatcher(charger_id),
+                                   clock, central.config.ocpp.call_timeout)
+        central.connected(charger_id, self.session, "127.0.0.1")
+
+    def _sent(self, text):
+        frame = json.loads(text)
+        self.frames.append(frame)
+        if frame[0] != 2:
+            return
+        unique_id, action, payload = frame[1:]
+        self.calls.append((unique_id, action, payload))
+        answer = self.answers.get(action, {"status": "Accepted"})
+        if callable(answer):
+            answer = answer(payload)
+        if answer is not None:
+            self.clock.callLater(0, self.answer, unique_id, answer)
+
+    def answer(self, unique_id, answer):
+        if isinstance(answer, tuple):
+            self.session.text_received(json.dumps([4, unique_id, answer[1], "", {}]))
+        else:
+            self.session.text_received(json.dumps([3, unique_id, answer]))
+
+    def boot(self):
+        self.session.text_received(json.dumps(
+            [2, "boot", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]))
+        self.clock.advance(0)
+
+    def actions(self):
+        return [action for _, action, _ in self.calls]
+
+    def payloads(self, action):
+        return [payload for _, a, payload in self.calls if a == action]
+
+    def take(self):
+        """
+        @return: the calls so far, forgetting them.
+        """
+        calls, self.calls = self.calls, []
+        return calls
+
+
+class ControllerTests(SynchronousTestCase):
+    """
+    The controller against a scripted charger, on a fake clock.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp())
+        self.store = MemoryStore()
+        self.start()
+
+    def start(self):
+        """
+        Start (again) on the same store, as after a restart.
+        """
+        self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock)
+        self.controller = Controller(self.central, self.clock)
+        self.central.load()
+        self.events = []
+        self.central.subscribe(self.events.append)
+
+    def connect(self, boot=True, **kwargs):
+        charger = ScriptedCharger(self.central, self.clock, **kwargs)
+        if boot:
+            charger.boot()
+        return charger
+
+    def result(self, d):
+        self.clock.advance(0)
+        return self.successResultOf(d)
+
+    def profile(self, payload):
+        p = payload["csChargingProfiles"]
+        return (payload["connectorId"], p["chargingProfilePurpose"], p["chargingProfileKind"],
+                p["stackLevel"], p["chargingSchedule"]["chargingRateUnit"],
+                p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
+
+    def test_post_boot_configuration(self):
+        """
+        Nothing is sent before the BootNotification is answered; then the
+        configuration is read once, the measurands and the interval set,
+        the limit (normal_current) applied and the local list sent.
+        """
+        cp = self.connect()
+        first_call = next(i for i, f in enumerate(cp.frames) if f[0] == 2)
+        self.assertEqual(cp.frames[0][:2], [3, "boot"])
+        self.assertGreater(first_call, 0)
+        self.assertEqual(cp.actions(), [
+            "GetConfiguration", "ChangeConfiguration", "ChangeConfiguration",
+            "SetChargingProfile", "GetLocalListVersion", "SendLocalList"])
+        self.assertEqual(cp.payloads("ChangeConfiguration"), [
+            {"key": "MeterValuesSampledData", "value": ",".join(MEASURANDS)},
+            {"key": "MeterValueSampleInterval", "value": "60"}])
+        self.assertEqual(self.profile(cp.payloads("SetChargingProfile")[0]),
+                         (1, "TxDefaultProfile", "Absolute", 8, "A", 16.0))
+        start = cp.payloads("SetChargingProfile")[0]["csChargingProfiles"]["chargingSchedule"][
+            "startSchedule"]
+        self.assertLess(start, "2026-01-01T00:00:00")
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+        self.assertIn(LimitChanged("CP1", 1, 16.0), self.events)
+        local = cp.payloads("SendLocalList")[0]
+        self.assertEqual((local["listVersion"], local["updateType"]), (1, "Full"))
+        self.assertEqual(local["localAuthorizationList"],
+                         [{"idTag": "GOOD", "idTagInfo": {"status": "Accepted"}}])
+
+    def test_settings_already_right_are_not_sent(self):
+        """
+        Measurands and interval already as wanted: no ChangeConfiguration.
+        """
+        cp = self.connect(configuration=dict(
+            CONFIGURATION, MeterValuesSampledData=",".join(reversed(MEASURANDS)),
+            MeterValueSampleInterval="60"))
+        self.assertNotIn("ChangeConfiguration", cp.actions())
+
+    def test_measurands_partially_accepted(self):
+        """
+        Quirk 21: the whole list rejected, then grown one measurand at a
+        time; an unsupported one is left out.
+        """
+        cp = ScriptedCharger(self.central, self.clock)
+        cp.answers["ChangeConfiguration"] = lambda p: {
+            "status": "Rejected" if "Current.Offered" in p["value"] else "Accepted"}
+        cp.boot()
+        values = [p["value"] for p in cp.payloads("ChangeConfiguration")
+                  if p["key"] == "MeterValuesSampledData"]
+        self.assertEqual(values, [
+            ",".join(MEASURANDS),
+            "Energy.Active.Import.Register",
+            "Energy.Active.Import.Register,Current.Import",
+            "Energy.Active.Import.Register,Current.Import,Power.Active.Import",
+            ",".join(MEASURANDS)])
+        self.assertEqual(self.central.chargers["CP1"].configuration[
+            "MeterValuesSampledData"].value,
+            "Energy.Active.Import.Register,Current.Import,Power.Active.Import")
+
+    def test_reboot_required_is_accepted(self):
+        """
+        RebootRequired counts as accepted: no retries.
+        """
+        cp = ScriptedCharger(self.central, self.clock)
+        cp.answers["ChangeConfiguration"] = {"status": "RebootRequired"}
+        cp.boot()
+        self.assertEqual(len(cp.payloads("ChangeConfiguration")), 2)
+
+    def test_cascade_fallback_is_remembered_across_restarts(self):
+        """
+        A charger taking only ChargePointMaxProfile, Relative, at stack
+        level 0: found by the cascade, tried first from then on, also after
+        a restart.
+        """
+        def only(p):
+            ok = self.profile(p)[:4] == (0, "ChargePointMaxProfile", "Relative", 0)
+            return {"status": "Accepted" if ok else "Rejected"}
+
+        cp = ScriptedCharger(self.central, self.clock)
+        cp.answers["SetChargingProfile"] = only
+        cp.boot()
+        tried = [self.profile(p)[:4] for p in cp.payloads("SetChargingProfile")]
+        self.assertEqual(tried, [
+            (1, "TxDefaultProfile", "Absolute", 8), (1, "TxDefaultProfile", "Absolute", 0),
+            (1, "TxDefaultProfile", "Relative", 8), (1, "TxDefaultProfile", "Relative", 0),
+            (0, "ChargePointMaxProfile", "Absolute", 8),
+            (0, "ChargePointMaxProfile", "Absolute", 0),
+            (0, "ChargePointMaxProfile", "Relative", 8),
+            (0, "ChargePointMaxProfile", "Relative", 0)])
+        self.assertNotIn("startSchedule", cp.payloads("SetChargingProfile")[-1][
+            "csChargingProfiles"]["chargingSchedule"])
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+        cp.take()
+        self.assertTrue(self.result(self.controller.set_limit("CP1", 1, 20)).accepted)
+        self.assertEqual([self.profile(p) for p in cp.payloads("SetChargingProfile")],
+                         [(0, "ChargePointMaxProfile", "Relative", 0, "A", 20.0)])
+
+        self.start()
+        cp = ScriptedCharger(self.central, self.clock)
+        cp.answers["SetChargingProfile"] = only
+        cp.boot()
+        self.assertEqual([self.profile(p) for p in cp.payloads("SetChargingProfile")],
+                         [(0, "ChargePointMaxProfile", "Relative", 0, "A", 20.0)])
+
+    def test_tx_profile_on_the_running_transaction(self):
+        """
+        A charger taking only a TxProfile gets it with the transactionId.
+        """
+        cp = ScriptedCharger(self.central, self.clock)
+        cp.answers["SetChargingProfile"] = lambda p: {"status": (
+            "Accepted" if p["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+            else "NotSupported")}
+        cp.boot()
+        self.assertIsNone(self.controller.limit("CP1"))
+        cp.session.text_received(json.dumps([2, "s", "StartTransaction", {
+            "connectorId": 1, "idTag": "GOOD", "meterStart": 0,
+            "timestamp": "2026-01-01T00:00:00Z"}]))
+        self.clock.advance(0)
+        tx = self.central.chargers["CP1"].connectors[1].transaction
+        cp.take()
+        self.assertTrue(self.result(self.controller.set_limit("CP1", 1, 10)).accepted)
+        last = cp.payloads("SetChargingProfile")[-1]["csChargingProfiles"]
+        self.assertEqual((last["chargingProfilePurpose"], last["transactionId"]), ("TxProfile", tx.id))
+        self.assertEqual(self.controller.limit("CP1"), 10.0)
+
+    def test_watts_when_the_charger_wants_power(self):
+        """
+        Quirk 20: C{ChargingScheduleAllowedChargingRateUnit} "W": the limit
+        goes in watts, A x 230 V x phases.
+        """
+        cp = self.connect(configuration=dict(
+            CONFIGURATION, ChargingScheduleAllowedChargingRateUnit="W"))
+        self.assertEqual(self.profile(cp.payloads("SetChargingProfile")[0])[4:], ("W", 11040.0))
+
+    def test_rapid_limit_changes_are_coalesced(self):
+        """
+        Limits arriving while SetChargingProfile is outstanding: the last
+        one wins, one more call, every caller gets an answer.
+        """
+        cp = self.connect()
+        cp.take()
+        cp.answers["SetChargingProfile"] = None
+        results = [self.controller.set_limit("CP1", 1, amps) for amps in (10, 12, 14, 15.55)]
+        self.clock.advance(0)
+        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")], [10.0])
+        cp.answer(cp.calls[-1][0], {"status": "Accepted"})
+        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")],
+                         [10.0, 15.6])
+        cp.answer(cp.calls[-1][0], {"status": "Accepted"})
+        self.assertTrue(all(self.successResultOf(d).accepted for d in results))
+        self.assertEqual(self.controller.limit("CP1"), 15.6)
+        self.assertEqual([e.limit for e in self.events if isinstance(e, LimitChanged)],
+                         [16.0, 10.0, 15.6])
+
+    def test_no_answer_times_out_and_the_queue_moves(self):
+        """
+        A charger that never answers: a Timeout result after call_timeout,
+        no walk through the cascade, and the next command is sent.
+        """
+        cp = self.connect()
+        cp.take()
+        cp.answers["SetChargingProfile"] = None
+        limit = self.controller.set_limit("CP1", 1, 10)
+        unlock = self.controller.unlock("CP1")
+        self.clock.advance(0)
+        self.assertEqual(cp.actions(), ["SetChargingProfile"])
+        self.clock.advance(5)
+        self.assertEqual(self.successResultOf(limit).status, "Timeout")
+        self.assertEqual(self.result(unlock).status, "Unlocked")
+        self.assertEqual(cp.actions(), ["SetChargingProfile", "UnlockConnector"])
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+    def test_call_error(self):
+        """
+        A CALLERROR comes back as a result; for a profile the cascade goes
+        on.
+        """
+        cp = ScriptedCharger(self.central, self.clock)
+        cp.answers["UnlockConnector"] = ("CALLERROR", "NotSupported")
+        cp.answers["SetChargingProfile"] = lambda p: (
+            ("CALLERROR", "PropertyConstraintViolation") if p["connectorId"] else
+            {"status": "Accepted"})
+        cp.boot()
+        result = self.result(self.controller.unlock("CP1"))
+        self.assertEqual((result.accepted, result.status), (False, "CallError"))
+        self.assertIn("NotSupported", result.detail)
+        self.assertEqual(self.profile(cp.payloads("SetChargingProfile")[-1])[1],
+                         "ChargePointMaxProfile")
+
+    def test_limit_reapplied_after_reboot(self):
+        """
+        Quirk 40: every BootNotification puts the limit in force again.
+        """
+        cp = self.connect()
+        self.controller.set_limit("CP1", 1, 9)
+        self.clock.advance(0)
+        cp.take()
+        cp.boot()
+        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")], [9.0])
+
+    def test_limit_set_offline_is_applied_at_boot(self):
+        """
+        A limit set while the charger is away is kept and applied when it
+        boots.
+        """
+        result = self.result(self.controller.set_limit("CP1", 1, 7))
+        self.assertEqual(result.status, "NotConnected")
+        cp = self.connect()
+        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")], [7.0])
+
+    def test_limits_are_clamped(self):
+        """
+        SPEC §3: 0, or 6 .. max_current, one decimal.
+        """
+        point = self.central.config.charger("CP1", 1)
+        for amps, limit in [(-3, 0), (0, 0), (0.04, 0), (2, 6), (6.04, 6), (16.26, 16.3),
+                            (40, 32)]:
+            self.assertEqual(Controller.clamp(point, amps), limit, amps)
+
+    def test_pause_resume_normal_fast(self):
+        """
+        Pause is 0 A, resume goes back to the limit before; normal and fast
+        are normal_current and max_current.
+        """
+        cp = self.connect()
+        cp.take()
+        self.result(self.controller.set_limit("CP1", 1, 11))
+        self.result(self.controller.pause("CP1"))
+        self.result(self.controller.pause("CP1"))
+        self.assertEqual(self.controller.limit("CP1"), 0.0)
+        self.result(self.controller.resume("CP1"))
+        self.assertTrue(self.result(self.controller.resume("CP1")).accepted)
+        self.result(self.controller.fast("CP1"))
+        self.result(self.controller.normal("CP1"))
+        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")],
+                         [11.0, 0.0, 0.0, 11.0, 32.0, 16.0])
+
+    def test_boot_is_triggered_for_a_charger_that_never_boots(self):
+        """
+        Quirk 8: no BootNotification within 5 s: TriggerMessage; nothing
+        else is sent before the boot.
+        """
+        cp = self.connect(boot=False)
+        self.clock.advance(4.9)
+        self.assertEqual(cp.calls, [])
+        self.clock.advance(0.1)
+        self.assertEqual(cp.payloads("TriggerMessage"), [{"requestedMessage": "BootNotification"}])
+        self.assertEqual(cp.actions(), ["TriggerMessage"])
+
+    def test_no_trigger_when_it_boots_or_booted_before(self):
+        """
+        A charger that boots in time, or reconnects after an earlier boot
+        (quirk 9), is not triggered.
+        """
+        cp = self.connect()
+        self.clock.advance(10)
+        self.assertNotIn("TriggerMessage", cp.actions())
+        again = self.connect(boot=False)
+        self.clock.advance(10)
+        self.assertEqual(again.calls, [])
+
+    def test_reserve_and_start(self):
+        """
+        Reserved for another tag: start refused; the reserved tag may
+        start; the reservationId survives restarts.
+        """
+        cp = self.connect()
+        cp.take()
+        result = self.result(self.controller.reserve("CP1", id_tag="GOOD"))
+        self.assertTrue(result.accepted)
+        reserve = cp.payloads("ReserveNow")[0]
+        self.assertEqual((reserve["reservationId"], reserve["idTag"], reserve["expiryDate"]),
+                         (1, "GOOD", "2026-01-01T01:00:00.000Z"))
+        refused = self.result(self.controller.start("CP1"))
+        self.assertEqual((refused.accepted, refused.status), (False, "Refused"))
+        self.assertNotIn("RemoteStartTransaction", cp.actions())
+        self.assertTrue(self.result(self.controller.start("CP1", id_tag="good")).accepted)
+        self.assertTrue(self.result(self.controller.free("CP1")).accepted)
+        self.assertEqual(cp.payloads("CancelReservation"), [{"reservationId": 1}])
+        self.assertTrue(self.result(self.controller.start("CP1")).accepted)
+
+        self.result(self.controller.reserve("CP1"))
+        self.start()
+        self.assertEqual(self.central.chargers["CP1"].connectors[1].reservation.id, 2)
+        cp = self.connect()
+        self.result(self.controller.reserve("CP1"))
+        self.assertEqual(cp.payloads("ReserveNow")[0]["reservationId"], 3)
+
+    def test_start_refused_while_unavailable(self):
+        """
+        Manual §3: no charging can start while the charger is unavailable.
+        """
+        cp = self.connect()
+        cp.session.text_received(json.dumps([2, "st", "StatusNotification", {
+            "connectorId": 1, "errorCode": "NoError", "status": "Unavailable"}]))
+        result = self.result(self.controller.start("CP1"))
+        self.assertEqual(result.status, "Refused")
+        self.assertIn("Unavailable", result.detail)
+
+    def test_stop_needs_a_transaction(self):
+        """
+        Stop without a transaction is refused; with one it is
+        RemoteStopTransaction of its id.
+        """
+        cp = self.connect()
+        self.assertEqual(self.result(self.controller.stop("CP1")).status, "Refused")
+        cp.session.text_received(json.dumps([2, "s", "StartTransaction", {
+            "connectorId": 1, "idTag": "GOOD", "meterStart": 0,
+            "timestamp": "2026-01-01T00:00:00Z"}]))
+        self.clock.advance(0)
+        self.assertTrue(self.result(self.controller.stop("CP1")).accepted)
+        tx = self.central.chargers["CP1"].connectors[1].transaction
+        self.assertEqual(cp.payloads("RemoteStopTransaction"), [{"transactionId": tx.id}])
+
+    def test_local_list_differential_and_version_mismatch(self):
+        """
+        After the full list, registry changes go as differential updates;
+        VersionMismatch falls back to a full list.
+        """
+        cp = self.connect()
+        cp.answers["GetLocalListVersion"] = {"listVersion": 1}
+        cp.take()
+        self.central.tags.put(TagConfig("NEWTAG"))
+        self.clock.advance(0)
+        update = cp.payloads("SendLocalList")[-1]
+        self.assertEqual((update["listVersion"], update["updateType"]), (2, "Differential"))
+        self.assertEqual(update["localAuthorizationList"],
+                         [{"idTag": "NEWTAG", "idTagInfo": {"status": "Accepted"}}])
+        cp.answers["GetLocalListVersion"] = {"listVersion": 2}
+        cp.answers["SendLocalList"] = lambda p: {"status": (
+            "VersionMismatch" if p["updateType"] == "Differential" else "Accepted")}
+        self.central.tags.remove("NEWTAG")
+        self.clock.advance(0)
+        self.assertEqual([(p["listVersion"], p["updateType"])
+                          for p in cp.payloads("SendLocalList")[1:]],
+                         [(3, "Differential"), (3, "Full")])
+
+    def test_local_list_not_supported(self):
+        """
+        Without LocalAuthListManagement no list is sent.
+        """
+        cp = self.connect(configuration=dict(CONFIGURATION, SupportedFeatureProfiles="Core"))
+        self.assertNotIn("GetLocalListVersion", cp.actions())
+
+    def test_send_validates_the_payload(self):
+        """
+        The raw path refuses what does not validate, and CP->CS actions.
+        """
+        self.connect()
+        for action, payload in [("Reset", {"type": "Warm"}), ("Reset", {}),
+                                ("Heartbeat", {}), ("FooBar", {})]:
+            result = self.result(self.controller.send("CP1", action, payload))
+            self.assertEqual((result.accepted, result.status), (False, "Invalid"), action)
+
+    def test_unknown_charging_point(self):
+        """
+        Unknown ids and connectors raise at once.
+        """
+        for call in [lambda: self.controller.start("NOPE"),
+                     lambda: self.controller.set_limit("CP1", 2, 10),
+                     lambda: self.controller.reset("NOPE"),
+                     lambda: self.controller.send("NOPE", "Reset", {"type": "Soft"}),
+                     lambda: self.controller.limit("CP1", 3)]:
+            self.assertRaises(UnknownChargingPoint, call)
+
+
+#: An example payload of every CS->CP action, and the sim's default answer's
+#: verdict.
+EXAMPLES = {
+    "CancelReservation": ({"reservationId": 1}, True),
+    "ChangeAvailability": ({"connectorId": 1, "type": "Inoperative"}, True),
+    "ChangeConfiguration": ({"key": "HeartbeatInterval", "value": "120"}, True),
+    "ClearCache": ({}, True),
+    "ClearChargingProfile": ({"connectorId": 1}, True),
+    "DataTransfer": ({"vendorId": "com.example"}, False),
+    "GetCompositeSchedule": ({"connectorId": 1, "duration": 3600}, False),
+    "GetConfiguration": ({"key": ["HeartbeatInterval"]}, True),
+    "GetDiagnostics": ({"location": "ftp://example.com/"}, True),
+    "GetLocalListVersion": ({}, True),
+    "RemoteStartTransaction": ({"idTag": "XXTER", "connectorId": 1}, True),
+    "RemoteStopTransaction": ({"transactionId": 1}, True),
+    "ReserveNow": ({"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "XXTER",
+                    "reservationId": 99}, True),
+    "Reset": ({"type": "Hard"}, True),
+    "SendLocalList": ({"listVersion": 5, "updateType": "Full"}, True),
+    "SetChargingProfile": ({"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative", "chargingSchedule": {
+            "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8}]}}},
+        True),
+    "TriggerMessage": ({"requestedMessage": "StatusNotification", "connectorId": 1}, True),
+    "UnlockConnector": ({"connectorId": 1}, True),
+    "UpdateFirmware": ({"location": "https://example.com/fw.bin",
+                        "retrieveDate": "2030-01-01T00:00:00Z"}, True),
+    "CertificateSigned": ({"certificateChain": "-----BEGIN CERTIFICATE-----"}, True),
+    "DeleteCertificate": ({"certificateHashData": {
+        "hashAlgorithm": "SHA256", "issuerNameHash": "ab", "issuerKeyHash": "cd",
+        "serialNumber": "01"}}, False),
+    "ExtendedTriggerMessage": ({"requestedMessage": "SignChargePointCertificate"}, True),
+    "GetInstalledCertificateIds": ({"certificateType": "CentralSystemRootCertificate"}, False),
+    "GetLog": ({"log": {"remoteLocation": "https://example.com/"}, "logType": "SecurityLog",
+                "requestId": 1}, True),
+    "InstallCertificate": ({"certificateType": "CentralSystemRootCertificate",
+                            "certificate": "-----BEGIN CERTIFICATE-----"}, True),
+    "SignedUpdateFirmware": ({"requestId": 1, "firmware": {
+        "location": "https://example.com/fw.bin", "retrieveDateTime": "2030-01-01T00:00:00Z",
+        "signingCertificate": "-----BEGIN CERTIFICATE-----", "signature": "c2ln"}}, True),
+}
+
+#: The test configuration with a short call timeout.
+SHORT_TIMEOUT_CONFIG = BASE_CONFIG.replace("call_timeout = 5", "call_timeout = 0.5")
+
+
+class EndToEndTests(TestCase):
+    """
+    The whole service and simulated chargers over real WebSockets.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.path = write_config(self, SHORT_TIMEOUT_CONFIG)
+        self.service = yield start_service(self, self.path)
+        self.controller = self.service.controller
+
+    @defer.inlineCallbacks
+    def booted(self, identity="CP1", prepare=lambda cp: None):
+        """
+        Connect and boot a simulated charger and wait for its set-up.
+        """
+        cp = yield connect_charger(self.service.url, identity)
+        self.addCleanup(cp.close)
+        prepare(cp)
+        yield cp.boot()
+        yield cp.wait_for_call("SendLocalList")
+        # One round trip more: the answer to SendLocalList is processed.
+        yield cp.heartbeat()
+        return cp
+
+    def test_every_action_is_covered(self):
+        """
+        The examples name every CS->CP action of the table and the sim.
+        """
+        sent = {name for name, a in m.ACTIONS.items() if a.direction != m.CP_TO_CS}
+        self.assertEqual(set(EXAMPLES), sent)
+        self.assertEqual(set(EXAMPLES), set(CS_TO_CP_ACTIONS))
+
+    @defer.inlineCallbacks
+    def test_send_every_action(self):
+        """
+        Every CS->CP action goes out typed and validated, its answer comes
+        back as JSON.
+        """
+        cp = yield self.booted()
+        for action, (payload, accepted) in sorted(EXAMPLES.items()):
+            result = yield self.controller.send("CP1", action, payload)
+            self.assertEqual(result.accepted, accepted, (action, result))
+            self.assertIsInstance(result.response, dict, action)
+            received = [p for a, p in cp.calls_received if a == action][-1]
+            self.assertEqual(received, m.encode(m.decode(m.ACTIONS[action].request, payload)[0]))
+
+    @defer.inlineCallbacks
+    def test_commands_end_to_end(self):
+        """
+        Each command of the control model, on the wire.
+        """
+        cp = yield self.booted()
+        c = self.controller
+        steps = [
+            (lambda: c.start("CP1"), "RemoteStartTransaction", {"connectorId": 1, "idTag": "XXTER"}),
+            (lambda: c.set_availability("CP1", 1, False), "ChangeAvailability",
+             {"connectorId": 1, "type": "Inoperative"}),
+            (lambda: c.set_availability("CP1", 0, True), "ChangeAvailability",
+             {"connectorId": 0, "type": "Operative"}),
+            (lambda: c.unlock("CP1"), "UnlockConnector", {"connectorId": 1}),
+            (lambda: c.reset("CP1"), "Reset", {"type": "Soft"}),
+            (lambda: c.reset("CP1", hard=True), "Reset", {"type": "Hard"}),
+        ]
+        for command, action, payload in steps:
+            result = yield command()
+            self.assertTrue(result.accepted, (action, result))
+            unique_id, received = yield cp.wait_for_call(action)
+            self.assertEqual(received, payload)
+        for command, limit in [(lambda: c.set_limit("CP1", 1, 10), 10.0),
+                               (lambda: c.pause("CP1"), 0.0), (lambda: c.resume("CP1"), 10.0),
+                               (lambda: c.fast("CP1"), 32.0), (lambda: c.normal("CP1"), 16.0)]:
+            result = yield command()
+            self.assertTrue(result.accepted)
+            self.assertEqual(c.limit("CP1"), limit)
+        reserved = yield c.reserve("CP1")
+        self.assertTrue(reserved.accepted)
+        freed = yield c.free("CP1")
+        self.assertTrue(freed.accepted)
+        start = yield cp.start_transaction(1, "XXTER", 0)
+        stopped = yield c.stop("CP1")
+        self.assertTrue(stopped.accepted)
+        unique_id, received = yield cp.wait_for_call("RemoteStopTransaction")
+        self.assertEqual(received, {"transactionId": start["transactionId"]})
+
+    @defer.inlineCallbacks
+    def test_tx_default_rejected_fallback_survives_restart(self):
+        """
+        A charger rejecting TxDefaultProfile gets a ChargePointMaxProfile;
+        after a restart of the service that is sent straight away.
+        """
+        def no_tx_default(payload):
+            purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
+            return {"status": "Rejected" if purpose == "TxDefaultProfile" else "Accepted"}
+
+        def prepare(cp):
+            cp.handlers["SetChargingProfile"] = no_tx_default
+
+        cp = yield self.booted(prepare=prepare)
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+        purposes = [p["csChargingProfiles"]["chargingProfilePurpose"]
+                    for a, p in cp.calls_received if a == "SetChargingProfile"]
+        self.assertEqual(purposes[-1], "ChargePointMaxProfile")
+        self.assertEqual(set(purposes[:-1]), {"TxDefaultProfile"})
+        yield cp.close()
+        yield self.service.stopService()
+
+        self.service = yield start_service(self, self.path)
+        self.controller = self.service.controller
+        cp = yield self.booted(prepare=prepare)
+        purposes = [p["csChargingProfiles"]["chargingProfilePurpose"]
+                    for a, p in cp.calls_received if a == "SetChargingProfile"]
+        self.assertEqual(purposes, ["ChargePointMaxProfile"])
+
+    @defer.inlineCallbacks
+    def test_charger_that_never_answers(self):
+        """
+        No answer: Timeout after call_timeout, the next command goes out.
+        """
+        cp = yield self.booted()
+        cp.handlers["Reset"] = lambda payload: NO_REPLY
+        reset = self.controller.reset("CP1")
+        unlock = self.controller.unlock("CP1")
+        self.assertEqual((yield reset).status, "Timeout")
+        self.assertEqual((yield unlock).status, "Unlocked")
+
+    @defer.inlineCallbacks
+    def test_charger_answering_call_error(self):
+        """
+        A CALLERROR comes back as such.
+        """
+        cp = yield self.booted()
+        cp.handlers["UnlockConnector"] = lambda payload: CallErrorReply("NotSupported", "no lock")
+        result = yield self.controller.unlock("CP1")
+        self.assertEqual((result.accepted, result.status), (False, "CallError"))
+        self.assertIn("no lock", result.detail)
+
+    @defer.inlineCallbacks
+    def test_reserved_for_another_tag_refuses_start(self):
+        """
+        Manual §3: no charging can start while reserved (for someone else).
+        """
+        cp = yield self.booted()
+        yield self.controller.reserve("CP1", id_tag="04A1B2C3")
+        result = yield self.controller.start("CP1")
+        self.assertEqual(result.status, "Refused")
+        self.assertNotIn("RemoteStartTransaction", [a for a, p in cp.calls_received])
+
+    @defer.inlineCallbacks
+    def test_limit_reapplied_after_reboot(self):
+        """
+        A reboot (new BootNotification) gets the limit in force again.
+        """
+        cp = yield self.booted()
+        yield self.controller.set_limit("CP1", 1, 12.5)
+        yield cp.wait_for_call("SetChargingProfile")
+        yield cp.wait_for_call("SetChargingProfile")
+        yield cp.boot()
+        unique_id, payload = yield cp.wait_for_call("SetChargingProfile")
+        period = payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]
+        self.assertEqual(period["limit"], 12.5)
+
+    @defer.inlineCallbacks
+    def test_post_boot_configuration_partial(self):
+        """
+        The measurand list rejected as a whole, accepted one by one.
+        """
+        def prepare(cp):
+            cp.configuration["MeterValueSampleInterval"] = ConfigurationKey("60")
+            change = cp.handlers["ChangeConfiguration"]
+            cp.handlers["ChangeConfiguration"] = lambda p: (
+                {"status": "Rejected"} if "Power.Active.Import" in p["value"] else change(p))
+
+        cp = yield self.booted(prepare=prepare)
+        self.assertEqual(cp.configuration["MeterValuesSampledData"].value,
+                         "Energy.Active.Import.Register,Current.Import,Current.Offered")
+
+    @defer.inlineCallbacks
+    def test_trigger_boot_for_a_charger_that_never_boots(self):
+        """
+        Quirk 8: a connected charger without BootNotification is asked.
+        """
+        self.controller.boot_wait = 0.1
+        cp = yield connect_charger(self.service.url, "TWIN")
+        self.addCleanup(cp.close)
+        unique_id, payload = yield cp.wait_for_call("TriggerMessage")
+        self.assertEqual(payload, {"requestedMessage": "BootNotification"})
