@@ -1,0 +1,661 @@
+"""
+Unit tests for L{xxterocpp.knx.bridge}: the bridge logic against fakes (a
+link that records telegrams, a central system that emits the events a test
+asks for, a controller that records commands), on a L{task.Clock}.
+
+The same behaviour on a real knxd with the whole service is in
+L{tests.test_knx_integration}.
+"""
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from twisted.internet import defer, task
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from xxterocpp.config import ChargerKnxConfig, parse_config
+from xxterocpp.control import CommandResult
+from xxterocpp.knx.address import GroupAddress
+from xxterocpp.knx.bridge import (
+    ERROR_CODES,
+    OBJECTS,
+    STATUSES,
+    KnxBridge,
+    has_group_objects,
+)
+from xxterocpp.knx.knxd import READ, WRITE, Telegram
+from xxterocpp.ocpp import messages
+from xxterocpp.station import (
+    Charger,
+    ChargerBooted,
+    LimitChanged,
+    MeterChanged,
+    StatusChanged,
+    Transaction,
+    TransactionStarted,
+    TransactionStopped,
+)
+
+GA = GroupAddress.parse
+
+#: CP1 with every object (14.019 / 10.001), TWIN/2 with 9.021 / 19.001 and a
+#: status address shared with CP1.
+CONFIG = """
+[knx]
+knxd = "unix:/nonexistent"
+
+[[charger]]
+id = "CP1"
+max_current = 32
+remote_tag = "KNXTAG"
+
+[charger.knx]
+status = "1/0/0"
+error_code = "1/0/1"
+charging = "1/0/2"
+reserve = "1/0/3"
+availability = "1/0/4"
+unlock = "1/0/5"
+energy = "1/0/6"
+start_time = "1/0/7"
+end_time = "1/0/8"
+current = "1/0/9"
+max_current = "1/0/10"
+reset = "1/0/11"
+
+[[charger]]
+id = "TWIN"
+connector = 2
+max_current = 16
+time_dpt = "19.001"
+current_dpt = "9.021"
+
+[charger.knx]
+status = "1/0/0"
+start_time = "2/0/7"
+current = "2/0/9"
+max_current = "2/0/10"
+"""
+
+#: 2024-07-28 20:59:17 UTC, a Sunday: 22:59:17 summer time in Berlin.
+SUNDAY_EVENING = datetime(2024, 7, 28, 20, 59, 17, tzinfo=timezone.utc)
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+class FakeLink:
+    """
+    A L{KnxdLink} stand-in: records what is sent, lets tests feed telegrams
+    and take the link up and down.
+    """
+
+    def __init__(self, connected=True):
+        self.connected = connected
+        self.sent = []
+        self._telegram_observers = []
+        self._link_observers = []
+
+    def add_telegram_observer(self, observer):
+        self._telegram_observers.append(observer)
+
+    def add_link_observer(self, observer):
+        self._link_observers.append(observer)
+
+    def write(self, dst, value):
+        if self.connected:
+            self.sent.append((WRITE, str(dst), value))
+        return self.connected
+
+    def respond(self, dst, value):
+        if self.connected:
+            self.sent.append(("response", str(dst), value))
+        return self.connected
+
+    def receive(self, dst, kind, payload=0):
+        for observer in self._telegram_observers:
+            observer(Telegram("0.0.9", GA(dst), kind, payload))
+
+    def up(self, up=True):
+        self.connected = up
+        for observer in self._link_observers:
+            observer(up)
+
+    def take(self):
+        """
+        @return: what was sent since the last call.
+        """
+        sent, self.sent = self.sent, []
+        return sent
+
+
+class FakeCentral:
+    """
+    The part of L{CentralSystem} the bridge uses: chargers and events.
+    """
+
+    def __init__(self, *charging_points):
+        self.chargers = {}
+        self._observers = []
+        for charger_id, connector in charging_points:
+            charger = self.chargers.setdefault(charger_id, Charger(charger_id))
+            charger.connector(connector)
+
+    def subscribe(self, observer):
+        self._observers.append(observer)
+
+    def emit(self, event):
+        for observer in self._observers:
+            observer(event)
+
+    def connector(self, charger_id, number=1):
+        return self.chargers[charger_id].connectors[number]
+
+
+class FakeController:
+    """
+    Records commands; each returns a Deferred the test fires with L{answer}.
+    """
+
+    def __init__(self):
+        self.calls = []
+        self.pending = []
+        self.limits = {}
+
+    def __getattr__(self, name):
+        if name not in ("start", "stop", "reserve", "free", "set_availability", "unlock",
+                        "set_limit", "reset"):
+            raise AttributeError(name)
+
+        def command(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            d = defer.Deferred()
+            self.pending.append(d)
+            return d
+
+        return command
+
+    def answer(self, accepted=True, status="Accepted", detail=""):
+        self.pending.pop(0).callback(CommandResult(accepted, status, detail))
+
+    def limit(self, charger_id, connector=1):
+        return self.limits.get((charger_id, connector))
+
+
+def capture_log(testcase):
+    """
+    @return: a list that fills with (level, text) of the bridge's log events.
+    """
+    events = []
+
+    def observer(event):
+        if event.get("log_namespace") == "xxterocpp.knx.bridge":
+            events.append((event["log_level"], formatEvent(event)))
+
+    globalLogPublisher.addObserver(observer)
+    testcase.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
+
+
+def transaction(tx_id=7, charger_id="CP1", connector=1, meter_start=1000, start=SUNDAY_EVENING):
+    return Transaction(id=tx_id, charger_id=charger_id, connector=connector, id_tag="TAG",
+                       start_time=start, meter_start=meter_start)
+
+
+class BridgeTestCase(SynchronousTestCase):
+    """
+    A running bridge over fakes, with the link up and the initial
+    publication taken.
+    """
+
+    def setUp(self):
+        self.config = parse_config(CONFIG)
+        self.clock = task.Clock()
+        self.clock.advance(SUNDAY_EVENING.timestamp())
+        self.central = FakeCentral(("CP1", 1), ("TWIN", 1), ("TWIN", 2))
+        self.controller = FakeController()
+        self.link = FakeLink()
+        self.log = capture_log(self)
+        self.bridge = KnxBridge(self.config, self.central, self.controller, self.link,
+                                self.clock, tz=BERLIN)
+        self.bridge.startService()
+        self.addCleanup(self.bridge.stopService)
+        self.initial = self.link.take()
+
+    def status(self, status, error_code="NoError", charger_id="CP1", number=1):
+        connector = self.central.connector(charger_id, number)
+        connector.status, connector.error_code = status, error_code
+        self.central.emit(StatusChanged(charger_id, connector))
+
+    def meter(self, amps, charger_id="CP1", number=1):
+        connector = self.central.connector(charger_id, number)
+        connector.currents = {"L1": amps}
+        self.central.emit(MeterChanged(charger_id, connector))
+
+    def start(self, tx):
+        self.central.connector(tx.charger_id, tx.connector).transaction = tx
+        self.central.emit(TransactionStarted(tx))
+
+    def stop(self, tx, meter_stop):
+        tx.meter_stop, tx.stop_time = meter_stop, SUNDAY_EVENING
+        self.central.connector(tx.charger_id, tx.connector).transaction = None
+        self.central.emit(TransactionStopped(tx))
+
+    def warnings(self):
+        return [text for level, text in self.log if level == LogLevel.warn]
+
+
+class TableTests(SynchronousTestCase):
+    """
+    L{OBJECTS} is the SPEC §4 table.
+    """
+
+    def test_twelve_objects_in_config_order(self):
+        self.assertEqual(tuple(o.name for o in OBJECTS), ChargerKnxConfig.OBJECTS)
+
+    def test_receive_objects_match_the_configuration(self):
+        """
+        The objects that act on a write are those whose addresses the
+        configuration keeps apart between charging points.
+        """
+        receives = tuple(o.name for o in OBJECTS if o.receive is not None)
+        self.assertEqual(receives, ChargerKnxConfig.RECEIVES)
+
+    def test_send_objects(self):
+        sends = {o.name for o in OBJECTS if o.send is not None}
+        self.assertEqual(sends, {"status", "error_code", "charging", "availability", "energy",
+                                 "start_time", "end_time", "current", "max_current"})
+
+    def test_enumerations_cover_ocpp(self):
+        """
+        The bus numbering has every OCPP value, in SPEC order (not the schema's).
+        """
+        self.assertEqual(sorted(STATUSES), sorted(messages.CHARGE_POINT_STATUS))
+        self.assertEqual(sorted(ERROR_CODES), sorted(messages.CHARGE_POINT_ERROR_CODE))
+        self.assertEqual(STATUSES.index("SuspendedEV"), 3)
+        self.assertEqual(ERROR_CODES.index("OverVoltage"), 9)
+
+    def test_dpts(self):
+        charger = parse_config(CONFIG).chargers[1]
+        dpts = {o.name: o.dpt_for(charger).id for o in OBJECTS}
+        self.assertEqual(dpts, {
+            "status": "5.010", "error_code": "5.010", "charging": "1.010", "reserve": "1.010",
+            "availability": "1.003", "unlock": "1.003", "energy": "13.010",
+            "start_time": "19.001", "end_time": "19.001", "current": "9.021",
+            "max_current": "9.021", "reset": "1.015",
+        })
+
+    def test_has_group_objects(self):
+        self.assertTrue(has_group_objects(parse_config(CONFIG)))
+        self.assertFalse(has_group_objects(parse_config('[[charger]]\nid = "A"\nmax_current = 16')))
+
+
+class SendTests(BridgeTestCase):
+    """
+    Send objects follow the domain: written on change.
+    """
+
+    def test_initial_publication(self):
+        """
+        With the link up at start, every send object with a known value is
+        written: nothing has been reported yet, so only "not charging".
+        """
+        self.assertEqual(self.initial, [
+            (WRITE, "1/0/2", 0), (WRITE, "1/0/9", b"\x00\x00\x00\x00"),
+            (WRITE, "2/0/9", b"\x00\x00"),
+        ])
+
+    def test_status_numbering(self):
+        """
+        Status and error code are the SPEC numbers; availability is 0 for
+        Unavailable and Faulted.
+        """
+        self.status("SuspendedEV")
+        self.assertEqual(self.link.take(), [
+            (WRITE, "1/0/0", b"\x03"), (WRITE, "1/0/1", b"\x00"), (WRITE, "1/0/4", 1)])
+        self.status("Faulted", "OverVoltage")
+        self.assertEqual(self.link.take(), [
+            (WRITE, "1/0/0", b"\x08"), (WRITE, "1/0/1", b"\x09"), (WRITE, "1/0/4", 0)])
+        self.status("Unavailable", "OverVoltage")
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/0", b"\x07")])
+        self.status("SuspendedEVSE", "WeakSignal")
+        self.assertEqual(self.link.take(), [
+            (WRITE, "1/0/0", b"\x04"), (WRITE, "1/0/1", b"\x0f"), (WRITE, "1/0/4", 1)])
+
+    def test_unchanged_values_are_not_sent_again(self):
+        self.status("Available")
+        self.link.take()
+        self.status("Available")
+        self.meter(0.0)
+        self.central.emit(ChargerBooted(self.central.chargers["CP1"]))
+        self.assertEqual(self.link.take(), [])
+
+    def test_session(self):
+        """
+        A session: charging 1 and the start time (local, DPT 10.001 with the
+        weekday) at its start; charging 0, the energy and the end time at its
+        stop.
+        """
+        tx = transaction(meter_start=1000)
+        self.start(tx)
+        self.assertEqual(self.link.take(), [
+            (WRITE, "1/0/2", 1), (WRITE, "1/0/7", bytes.fromhex("F6 3B 11"))])
+        self.clock.advance(3600)
+        self.stop(tx, meter_stop=13345)
+        self.assertEqual(self.link.take(), [
+            (WRITE, "1/0/2", 0),
+            (WRITE, "1/0/6", bytes.fromhex("00 00 30 39")),
+            (WRITE, "1/0/8", bytes.fromhex("F7 3B 11")),  # 23:59:17
+        ])
+
+    def test_start_time_dpt_19(self):
+        """
+        A charger with C{time_dpt = "19.001"} gets date and time, with the
+        summer-time flag.
+        """
+        self.start(transaction(charger_id="TWIN", connector=2))
+        self.assertIn((WRITE, "2/0/7", bytes.fromhex("7C 07 1C F6 3B 11 21 00")),
+                      self.link.take())
+
+    def test_times_are_the_controllers_clock(self):
+        """
+        The time sent is when the controller learned of the start, not the
+        charger's (possibly wrong) timestamp.
+        """
+        self.start(transaction(start=datetime(1970, 1, 1, tzinfo=timezone.utc)))
+        self.assertIn((WRITE, "1/0/7", bytes.fromhex("F6 3B 11")), self.link.take())
+
+    def test_equal_energy_is_sent_for_each_session(self):
+        for tx_id in (1, 2):
+            tx = transaction(tx_id, meter_start=0)
+            self.start(tx)
+            self.stop(tx, meter_stop=0)
+            self.assertIn((WRITE, "1/0/6", bytes(4)), self.link.take())
+
+    def test_current_hysteresis(self):
+        """
+        The charging current is sent when it moved by more than 0.2 A from
+        the value last sent, and 0 when not charging.
+        """
+        self.start(transaction())
+        self.link.take()
+        sent = []
+        for amps in (16.0, 16.2, 15.85, 15.7, 15.9, 0.3, 0.1, 0.0):
+            self.meter(amps)
+            sent += [value for kind, dst, value in self.link.take() if dst == "1/0/9"]
+        # 16.2 and 15.85 are within 0.2 A of 16.0, 15.9 of 15.7, 0.1 of 0.3;
+        # but 0 means "no current" and is always sent
+        self.assertEqual(sent, [b"\x41\x80\x00\x00", b"\x41\x7b\x33\x33",
+                                b"\x3e\x99\x99\x9a", b"\x00\x00\x00\x00"])
+
+    def test_current_is_zero_when_not_charging(self):
+        tx = transaction()
+        self.start(tx)
+        self.meter(16.0)
+        self.link.take()
+        self.stop(tx, 2000)
+        self.assertIn((WRITE, "1/0/9", bytes(4)), self.link.take())
+        self.meter(16.0)  # a late sample after the stop
+        self.assertEqual(self.link.take(), [])
+
+    def test_current_in_milliamps(self):
+        """
+        DPT 9.021 carries mA: 16 A is 16000 mA, C{56 1A} (xknx's encoding).
+        """
+        self.start(transaction(charger_id="TWIN", connector=2))
+        self.meter(16.0, "TWIN", 2)
+        self.assertIn((WRITE, "2/0/9", b"\x56\x1a"), self.link.take())
+
+    def test_max_current(self):
+        """
+        The limit in force is sent when the control model reports a change.
+        """
+        self.controller.limits[("CP1", 1)] = 16.0
+        self.central.emit(LimitChanged("CP1", 1, 16.0))
+        self.controller.limits[("TWIN", 2)] = 10.0
+        self.central.emit(LimitChanged("TWIN", 2, 10.0))
+        self.assertEqual(self.link.take(), [
+            (WRITE, "1/0/10", b"\x41\x80\x00\x00"), (WRITE, "2/0/10", b"\x4f\xa1")])
+        self.central.emit(LimitChanged("CP1", 1, 16.0))
+        self.assertEqual(self.link.take(), [])
+
+    def test_out_of_range_is_clamped_with_a_log_line(self):
+        """
+        An energy beyond DPT 13.010's range is sent as its maximum, never
+        wrapped.
+        """
+        tx = transaction(meter_start=0)
+        self.start(tx)
+        self.stop(tx, meter_stop=2 ** 31 + 5)
+        self.assertIn((WRITE, "1/0/6", b"\x7f\xff\xff\xff"), self.link.take())
+        [warning] = self.warnings()
+        self.assertIn("energy of CP1/1 (1/0/6)", warning)
+        self.assertIn("sending the nearest value", warning)
+
+    def test_link_down_then_up_republishes(self):
+        """
+        While knxd is away nothing is sent, the state still moves; once the
+        link is back every send object is published.
+        """
+        self.link.up(False)
+        self.status("Charging")
+        self.start(transaction())
+        self.meter(10.0)
+        self.assertEqual(self.link.take(), [])
+        self.link.up()
+        sent = self.link.take()
+        self.assertEqual([dst for kind, dst, value in sent], [
+            "1/0/0", "1/0/1", "1/0/2", "1/0/4", "1/0/7", "1/0/9", "2/0/9"])
+        self.assertIn((WRITE, "1/0/9", b"\x41\x20\x00\x00"), sent)
+
+    def test_not_started_not_sent(self):
+        bridge = KnxBridge(self.config, self.central, self.controller, FakeLink(), self.clock)
+        self.status("Charging")
+        self.assertEqual(bridge.link.sent, [])
+
+    def test_broken_derivation_is_logged(self):
+        """
+        A failing source (the control model) keeps its object off the bus,
+        not the others.
+        """
+        def broken(charger_id, connector):
+            raise RuntimeError("boom")
+
+        self.controller.limit = broken
+        self.status("Available")
+        self.assertEqual([dst for kind, dst, value in self.link.take()],
+                         ["1/0/0", "1/0/1", "1/0/4"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class ReadTests(BridgeTestCase):
+    """
+    Send objects answer GroupValueRead with their current value.
+    """
+
+    def test_read_is_answered(self):
+        self.status("Preparing")
+        self.link.take()
+        self.link.receive("1/0/0", READ)
+        self.link.receive("1/0/4", READ)
+        self.assertEqual(self.link.take(), [("response", "1/0/0", b"\x01"),
+                                            ("response", "1/0/4", 1)])
+
+    def test_read_gets_the_value_now(self):
+        """
+        Within the hysteresis the bus was not told, but a reader is.
+        """
+        self.start(transaction())
+        self.meter(16.0)
+        self.meter(16.1)
+        self.link.take()
+        self.link.receive("1/0/9", READ)
+        self.assertEqual(self.link.take(), [("response", "1/0/9", b"\x41\x80\xcc\xcd")])
+
+    def test_unknown_value_is_not_answered(self):
+        self.link.receive("1/0/6", READ)
+        self.link.receive("1/0/11", READ)  # receive-only
+        self.link.receive("7/7/7", READ)  # not ours
+        self.assertEqual(self.link.take(), [])
+
+    def test_shared_address_answers_the_last_writer(self):
+        """
+        1/0/0 is the status of CP1 and of TWIN/2: a read gets the value
+        written last.
+        """
+        self.status("Charging")
+        self.status("Faulted", charger_id="TWIN", number=2)
+        self.link.take()
+        self.link.receive("1/0/0", READ)
+        self.assertEqual(self.link.take(), [("response", "1/0/0", b"\x08")])
+        self.status("Finishing")
+        self.link.take()
+        self.link.receive("1/0/0", READ)
+        self.assertEqual(self.link.take(), [("response", "1/0/0", b"\x05")])
+
+    def test_responses_are_not_writes(self):
+        """
+        Another device's response or write to a send object does nothing.
+        """
+        self.link.receive("1/0/0", "response", b"\x02")
+        self.link.receive("1/0/0", WRITE, b"\x02")
+        self.assertEqual((self.link.take(), self.controller.calls), ([], []))
+
+
+class ReceiveTests(BridgeTestCase):
+    """
+    A GroupValueWrite of a receive object becomes a command.
+    """
+
+    def test_commands(self):
+        writes = [
+            ("1/0/2", 1, ("start", ("CP1", 1), {"id_tag": "KNXTAG"})),
+            ("1/0/2", 0, ("stop", ("CP1", 1), {})),
+            ("1/0/3", 1, ("reserve", ("CP1", 1), {})),
+            ("1/0/3", 0, ("free", ("CP1", 1), {})),
+            ("1/0/4", 0, ("set_availability", ("CP1", 1, False), {})),
+            ("1/0/4", 1, ("set_availability", ("CP1", 1, True), {})),
+            ("1/0/5", 1, ("unlock", ("CP1", 1), {})),
+            ("1/0/10", b"\x41\x50\x00\x00", ("set_limit", ("CP1", 1, 13.0), {})),
+            ("1/0/11", 1, ("reset", ("CP1",), {"hard": False})),
+        ]
+        for dst, payload, call in writes:
+            self.link.receive(dst, WRITE, payload)
+            self.assertEqual(self.controller.calls.pop(), call)
+        self.assertEqual(self.controller.calls, [])
+
+    def test_long_form_boolean(self):
+        """
+        C{knxtool groupwrite} sends a 1-bit value as a byte of its own.
+        """
+        self.link.receive("1/0/2", WRITE, b"\x01")
+        self.assertEqual(self.controller.calls[0][0], "start")
+
+    def test_milliamps(self):
+        self.link.receive("2/0/10", WRITE, b"\x4f\xa1")
+        [(name, args, kwargs)] = self.controller.calls
+        self.assertEqual(name, "set_limit")
+        self.assertAlmostEqual(args[2], 9.99936)
+
+    def test_zero_means_nothing_for_unlock_and_reset(self):
+        self.link.receive("1/0/5", WRITE, 0)
+        self.link.receive("1/0/11", WRITE, 0)
+        self.assertEqual((self.controller.calls, self.log), ([], []))
+
+    def test_nonsense_is_logged_and_ignored(self):
+        for dst, payload in [("1/0/2", 2), ("1/0/2", b"\x01\x00"), ("1/0/10", b"\x41"),
+                             ("1/0/10", b"\xc1\x80\x00\x00"), ("1/0/10", b"\x7f\xc0\x00\x00")]:
+            self.link.receive(dst, WRITE, payload)
+        self.assertEqual(self.controller.calls, [])
+        warnings = self.warnings()
+        self.assertEqual(len(warnings), 5)
+        self.assertIn("KNX write 2 from 0.0.9 to 1/0/2 (charging of CP1/1) ignored: "
+                      "DPT 1.010 needs a boolean", warnings[0])
+        self.assertIn("-16 A makes no sense", warnings[3])
+
+    def test_refusal_is_logged(self):
+        self.link.receive("1/0/2", WRITE, 1)
+        self.controller.answer(False, "NotConnected", "the charger is offline")
+        [warning] = self.warnings()
+        self.assertIn("(charging of CP1/1) not carried out: NotConnected "
+                      "(the charger is offline)", warning)
+
+    def test_failure_is_logged(self):
+        self.link.receive("1/0/2", WRITE, 1)
+        self.controller.pending.pop().errback(RuntimeError("bug"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_synchronous_failure_is_logged(self):
+        def unknown(*args, **kwargs):
+            raise LookupError("no such point")
+
+        self.controller.reset = unknown
+        self.link.receive("1/0/11", WRITE, 1)
+        self.assertEqual(len(self.flushLoggedErrors(LookupError)), 1)
+
+    def test_max_current_echoes_the_limit_in_force(self):
+        """
+        Once the command answered, max_current shows the limit in force,
+        also when it did not change (the writer's value was clamped or
+        refused).
+        """
+        self.controller.limits[("CP1", 1)] = 32.0
+        self.central.emit(LimitChanged("CP1", 1, 32.0))
+        self.link.take()
+        self.link.receive("1/0/10", WRITE, b"\x42\xc8\x00\x00")  # 100 A
+        self.controller.answer()
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/10", b"\x42\x00\x00\x00")])
+
+    def test_not_running_ignores_the_bus(self):
+        self.bridge.stopService()
+        self.link.receive("1/0/2", WRITE, 1)
+        self.assertEqual(self.controller.calls, [])
+
+
+class ReconfigureTests(BridgeTestCase):
+    """
+    A reloaded configuration re-links the objects.
+    """
+
+    def test_changed_address_is_published_and_old_one_forgotten(self):
+        self.status("Charging")
+        self.link.take()
+        config = parse_config(CONFIG.replace('status = "1/0/0"\nerror_code',
+                                             'status = "3/0/0"\nerror_code'))
+        self.bridge.reconfigure(config)
+        sent = self.link.take()
+        self.assertIn((WRITE, "3/0/0", b"\x02"), sent)
+        self.assertNotIn("2/0/9", [dst for kind, dst, value in sent])  # TWIN unchanged
+        self.link.receive("1/0/0", READ)  # now only TWIN/2's, still unknown
+        self.assertEqual(self.link.take(), [])
+
+    def test_removed_point_is_not_bridged(self):
+        config = parse_config(CONFIG.split("[[charger]]\nid = \"TWIN\"")[0])
+        self.bridge.reconfigure(config)
+        self.link.receive("2/0/10", WRITE, b"\x4f\xa1")
+        self.status("Faulted", charger_id="TWIN", number=2)
+        self.assertEqual((self.controller.calls, self.link.take()), ([], []))
+
+    def test_session_is_remembered(self):
+        tx = transaction(meter_start=0)
+        self.start(tx)
+        self.stop(tx, 500)
+        self.bridge.reconfigure(parse_config(CONFIG.replace('energy = "1/0/6"',
+                                                            'energy = "1/0/16"')))
+        self.assertIn((WRITE, "1/0/16", b"\x00\x00\x01\xf4"), self.link.take())
+
+
+class RestartTests(SynchronousTestCase):
+    """
+    Starting with a transaction already running (restored from the store).
+    """
+
+    def test_running_transaction_start_time(self):
+        central = FakeCentral(("CP1", 1), ("TWIN", 2))
+        central.connector("CP1").transaction = transaction()
+        link = FakeLink()
+        bridge = KnxBridge(parse_config(CONFIG), central, FakeController(), link,
+                           task.Clock(), tz=BERLIN)
+        bridge.startService()
+        self.addCleanup(bridge.stopService)
+        self.assertIn((WRITE, "1/0/2", 1), link.sent)
+        self.assertIn((WRITE, "1/0/7", bytes.fromhex("F6 3B 11")), link.sent)
