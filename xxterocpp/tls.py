@@ -1,16 +1,22 @@
 # -*- test-case-name: tests.test_tls -*-
 """
-The TLS context of the OCPP server (OCPP Secure, wss://).
+The TLS side of the OCPP server (OCPP Secure, wss://): security profile 2
+(server certificate, chargers authenticate with Basic auth) and, with
+C{client_ca}, profile 3 (chargers present a client certificate).
 
-The security white paper requires TLS 1.2 or newer and no TLS compression;
-Twisted 22.4 would still allow TLS 1.0 by default, so the floor is explicit.
+The OpenSSL context is built here with pyOpenSSL directly rather than with
+Twisted's C{CertificateOptions}: its defaults differ between Twisted 22.4
+(TLS 1.0 allowed) and 26, pyOpenSSL 26 deprecates the X509/PKey objects it
+takes, and the certificate chain is served exactly as the PEM file has it.
 """
 
-from OpenSSL import crypto
-from twisted.internet import ssl
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
 
-#: Forward-secret AEAD suites first, then the suites the white paper requires
-#: a central system to offer (TLS_RSA_WITH_AES_*_GCM_*); no CBC, no RC4.
+#: TLS 1.2 suites, forward-secret AEAD first, then the suites the white paper
+#: requires a central system to offer (TLS_RSA_WITH_AES_*_GCM_*); no CBC, no
+#: RC4, no SHA-1 MACs. TLS 1.3 suites are OpenSSL's, all AEAD.
 CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -18,42 +24,103 @@ CIPHERS = (
     "AES128-GCM-SHA256:AES256-GCM-SHA384"
 )
 
+#: No TLS compression (CRIME; white paper), the server's cipher order, no
+#: renegotiation, and no session tickets: a resumed session would skip the
+#: client-certificate check of a C{client_ca} changed by a reload.
+OPTIONS = (SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION
+           | SSL.OP_NO_TICKET | SSL.OP_SINGLE_ECDH_USE)
 
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
-
-def load_chain(path):
+class TLSConfigurationError(Exception):
     """
-    @return: the certificates of a PEM file, leaf first.
+    A certificate, key or CA file that cannot be used.
+
+    @ivar key: the configuration key naming the file (C{"ocpp.certificate"}).
+    @ivar problem: the file and what is wrong with it, for a person.
     """
-    data = _read(path)
-    certs = []
-    marker = b"-----END CERTIFICATE-----"
-    for block in data.split(marker)[:-1]:
-        certs.append(crypto.load_certificate(crypto.FILETYPE_PEM, block + marker))
-    if not certs:
-        raise ValueError(f"{path}: no PEM certificate found")
-    return certs
+
+    def __init__(self, key, problem):
+        super().__init__(key, problem)
+        self.key = key
+        self.problem = problem
+
+    def __str__(self):
+        return f"{self.key}: {self.problem}"
 
 
-def server_context_factory(ocpp):
+def openssl_reason(error):
     """
-    @param ocpp: the C{[ocpp]} configuration.
-    @return: a Twisted TLS context factory for the OCPP server.
+    @return: the reasons of a pyOpenSSL error, for a log line.
     """
-    chain = load_chain(ocpp.certificate)
-    key = crypto.load_privatekey(crypto.FILETYPE_PEM, _read(ocpp.private_key))
-    options = dict(
-        privateKey=key,
-        certificate=chain[0],
-        extraCertChain=chain[1:],
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
-        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(CIPHERS),
-    )
+    # pyOpenSSL's errors are lists of (library, function, reason) tuples.
+    entries = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [entry[-1] for entry in entries if isinstance(entry, tuple) and entry[-1]]
+    return "; ".join(reasons) or str(error)
+
+
+def _load(key, path, load):
+    try:
+        load(path)
+    except SSL.Error as e:
+        raise TLSConfigurationError(key, f"{path!r}: {openssl_reason(e)}") from None
+    except OSError as e:
+        raise TLSConfigurationError(key, f"{path!r}: {e.strerror}") from None
+
+
+def server_context(ocpp):
+    """
+    A new OpenSSL context for the OCPP server.
+
+    @param ocpp: the C{[ocpp]} configuration (C{certificate}: leaf first then
+        the chain; C{private_key}; C{client_ca}: "" or a PEM bundle).
+    @raise TLSConfigurationError: when a file is missing or unusable.
+    """
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(OPTIONS)
+    context.set_cipher_list(CIPHERS.encode("ascii"))
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    # OpenSSL refuses client certificates without a session id context.
+    context.set_session_id(b"xxterocpp")
+    _load("ocpp.certificate", ocpp.certificate, context.use_certificate_chain_file)
+    _load("ocpp.private_key", ocpp.private_key, context.use_privatekey_file)
+    try:
+        context.check_privatekey()
+    except SSL.Error:
+        raise TLSConfigurationError(
+            "ocpp.private_key",
+            f"{ocpp.private_key!r} does not belong to the certificate {ocpp.certificate!r}",
+        ) from None
     if ocpp.client_ca:
-        # Security profile 3: a client certificate signed by this CA.
-        options["trustRoot"] = ssl.trustRootFromCertificates(
-            [ssl.Certificate(cert) for cert in load_chain(ocpp.client_ca)])
-    return ssl.CertificateOptions(**options)
+        # Security profile 3: no connection without a client certificate
+        # issued by this CA. The CN check is the WebSocket handshake's, once
+        # the identity in the URL is known.
+        _load("ocpp.client_ca", ocpp.client_ca, context.load_verify_locations)
+        context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+    return context
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """
+    Creates the TLS connection of each new charger connection from the
+    current context; L{reload} replaces that context, so a renewed
+    certificate is served to new connections while open ones keep theirs.
+    """
+
+    def __init__(self, ocpp):
+        """
+        @raise TLSConfigurationError: see L{server_context}.
+        """
+        self._context = server_context(ocpp)
+
+    def reload(self, ocpp):
+        """
+        Read the certificate, key and client CA files anew.
+
+        @raise TLSConfigurationError: the running context then stays in force.
+        """
+        self._context = server_context(ocpp)
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        return SSL.Connection(self._context, None)

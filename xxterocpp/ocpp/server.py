@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_server -*-
 """
 The OCPP-J WebSocket server (OCPP-J 1.6 §3): the handshake rules (identity,
-subprotocol, Basic auth) and the glue between Autobahn and L{OcppSession}.
+subprotocol, Basic auth, the client certificate of security profile 3) and
+the glue between Autobahn and L{OcppSession}.
 """
 
 import base64
@@ -10,9 +11,13 @@ from urllib.parse import unquote
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from xxterocpp.ocpp.rpc import OcppSession
+from xxterocpp.tls import openssl_reason
 
 SUBPROTOCOL = "ocpp1.6"
 
@@ -53,14 +58,44 @@ def basic_credentials(header):
     return user.decode("utf-8", "replace"), password
 
 
+class _PauseReading:
+    """
+    The streaming producer of a connection: Twisted pauses it while the
+    transport's write buffer is full, and then the peer is not read.
+    """
+
+    def __init__(self, transport):
+        self.transport = transport
+
+    def pauseProducing(self):
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.transport.resumeProducing()
+
+    def stopProducing(self):
+        pass
+
+
 class OcppServerProtocol(WebSocketServerProtocol):
     """
     One charger's WebSocket connection.
     """
 
-    log = Logger()
+    # Our own log lines go to _log: Autobahn's C{log} is a txaio logger whose
+    # debug calls (two per frame) are no-ops; a twisted Logger in its place
+    # would build and publish an event for each of them (a fifth of the CPU
+    # of a MeterValues round trip).
+    _log = Logger()
     charger_id = None
     session = None
+
+    def connectionMade(self):
+        super().connectionMade()
+        # Backpressure: a charger that stops reading must not make us buffer
+        # every answer and ping for it (unbounded memory): while the
+        # transport's write buffer is over its limit, stop reading its CALLs.
+        self.transport.registerProducer(_PauseReading(self.transport), True)
 
     def onConnect(self, request):
         central = self.factory.central
@@ -75,7 +110,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
             # without it, OCPP 1.6 is the only sensible reading.
             protocol = None
         else:
-            self.log.warn("{identity!r} from {address} offered only {offered}: refused",
+            self._log.warn("{identity!r} from {address} offered only {offered}: refused",
                           identity=identity, address=address, offered=",".join(request.protocols))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
                                  "Unsupported subprotocol: this central system speaks ocpp1.6")
@@ -83,13 +118,23 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if charger_id is None:
             central.record_unknown(identity, address)
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
+        certified = self.client_certificate_name()
+        if certified is not None and central.lookup(certified) != charger_id:
+            # Profile 3: TLS verified the certificate, this ties it to the
+            # identity (white paper: CN = the charger's serial number).
+            self._log.warn("{id}: connection from {address} refused: its client certificate"
+                           " is for {certified!r}", id=charger_id, address=address,
+                           certified=certified)
+            self.factory.auth_failures += 1
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN,
+                                 "Client certificate of another charger")
         credentials = basic_credentials(request.headers.get("authorization"))
         presented = None
         if credentials is not None and credentials[0] in (identity, charger_id):
             presented = credentials[1]
         if not central.check_password(charger_id, presented):
             # Never log what was presented (white paper A01.FR.09).
-            self.log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
+            self._log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
                           address=address,
                           why="wrong password" if credentials else "no Basic auth")
             self.factory.auth_failures += 1
@@ -102,6 +147,20 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if code == 401 and responseHeaders is None:
             responseHeaders = [("WWW-Authenticate", 'Basic realm="OCPP", charset="UTF-8"')]
         return super().failHandshake(reason, code, responseHeaders)
+
+    def client_certificate_name(self):
+        """
+        @return: the CN of the client certificate TLS verified (security
+            profile 3; C{""} without a CN), or None without one.
+        """
+        if not ISSLTransport.providedBy(self.transport):
+            return None
+        cert = self.transport.getPeerCertificate()
+        if cert is None:
+            return None
+        # Through cryptography: pyOpenSSL 26 deprecates X509.get_subject().
+        names = cert.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return names[0].value if names else ""
 
     def peer_address(self):
         peer = self.transport.getPeer()
@@ -128,9 +187,18 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if self.session is None:
             return
         if isBinary:
-            self.log.info("{id}: ignored a binary message (OCPP-J is text)", id=self.charger_id)
+            self._log.info("{id}: ignored a binary message (OCPP-J is text)", id=self.charger_id)
             return
         self.session.text_received(payload.decode("utf-8"))
+
+    def connectionLost(self, reason):
+        if reason.check(SSL.Error):
+            # A charger that does not trust our certificate, speaks TLS < 1.2
+            # or plain ws://, or (profile 3) has no valid client certificate.
+            self._log.warn("TLS connection from {address} failed: {why}",
+                           address=self.peer_address(), why=openssl_reason(reason.value))
+            self.factory.tls_failures += 1
+        super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
         if self.session is not None:
@@ -142,7 +210,9 @@ class OcppServerFactory(WebSocketServerFactory):
     """
     Builds L{OcppServerProtocol}s for the chargers of a L{CentralSystem}.
 
-    @ivar auth_failures: how many handshakes were refused for credentials.
+    @ivar auth_failures: how many handshakes were refused for credentials
+        (Basic auth, or a client certificate of another charger).
+    @ivar tls_failures: how many TLS connections failed (handshake refused).
     """
 
     protocol = OcppServerProtocol
@@ -152,10 +222,15 @@ class OcppServerFactory(WebSocketServerFactory):
         self.central = central
         self.clock = clock
         self.auth_failures = 0
+        self.tls_failures = 0
         options = dict(
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
             openHandshakeTimeout=10,
+            # A protocol violation (too big: 1009, bad UTF-8: 1007) is told
+            # with a close frame, not by dropping TCP (the charger's log then
+            # shows why).
+            failByDrop=False,
             closeHandshakeTimeout=5,
             # OCPP-J §5.1: no compression but RFC 6455's own.
             perMessageCompressionAccept=lambda offers: None,

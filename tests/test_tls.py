@@ -1,0 +1,497 @@
+"""
+OCPP Secure over real TLS sockets: the whole service listens on loopback with
+C{secure = true} and certificates made with L{xxterocpp.certs}; simulated
+chargers connect with wss://. Also the AuthorizationKey rotation.
+"""
+
+import ipaddress
+import os
+import types
+
+from OpenSSL import SSL
+from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
+from tests.sim import NO_REPLY, HandshakeRefused, connect_charger
+from xxterocpp import certs, tls
+from xxterocpp.config import load_config
+from xxterocpp.tap import XxterocppService
+
+#: The key the rotation tests give "RDAM 123" (20 bytes as 40 hex digits).
+NEW_KEY = "00112233445566778899AABBCCDDEEFF01234567"
+
+_PKI = {}
+
+
+def pki():
+    """
+    The certificates of these tests, made once: the controller's CA with a
+    server certificate for 127.0.0.1/localhost and client certificates, and
+    a second, foreign CA with a client certificate for CP1.
+
+    @return: a dict of PEM bytes by file name.
+    """
+    if not _PKI:
+        ca, ca_key = certs.make_ca("test OCPP root CA")
+        server, server_key = certs.make_leaf(ca, ca_key, "localhost", dns=["localhost"],
+                                             ips=[ipaddress.ip_address("127.0.0.1")])
+        other, other_key = certs.make_ca("foreign CA", key_type="ec")
+        # The renewal of the hot-reload test.
+        server2, server2_key = certs.make_leaf(ca, ca_key, "localhost", dns=["localhost"])
+        files = {"ca.pem": ca, "other-ca.pem": other, "server.pem": server,
+                 "server2.pem": server2}
+        keys = {"server.key": server_key, "server2.key": server2_key}
+        for name, issuer, issuer_key, identity in (
+                ("cp1", ca, ca_key, "CP1"), ("twin", ca, ca_key, "TWIN"),
+                ("foreign-cp1", other, other_key, "CP1")):
+            cert, key = certs.make_leaf(issuer, issuer_key, identity, client=True,
+                                        key_type="ec")
+            files[name + ".pem"], keys[name + ".key"] = cert, key
+        _PKI.update({name: certs.certificate_pem(c) for name, c in files.items()})
+        _PKI.update({name: certs.key_pem(k) for name, k in keys.items()})
+    return _PKI
+
+
+def secure_config(testcase, client_ca=False, text=BASE_CONFIG):
+    """
+    Write the PKI and a C{secure = true} configuration into a temporary
+    directory.
+
+    @return: C{(config path, TLS directory)}.
+    """
+    directory = os.path.abspath(testcase.mktemp())
+    os.makedirs(directory)
+    for name, data in pki().items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+    ocpp = (
+        "[ocpp]\nsecure = true\n"
+        f'certificate = "{directory}/server.pem"\nprivate_key = "{directory}/server.key"\n'
+        f'client_ca = "{directory + "/ca.pem" if client_ca else ""}"\n'
+    )
+    return write_config(testcase, text.replace("[ocpp]\n", ocpp, 1)), directory
+
+
+def trusting(ca="ca.pem", client=None):
+    """
+    A charger's TLS options: trust only C{ca}, check the name "localhost",
+    optionally present the client certificate C{client} (a PKI stem).
+    """
+    files = pki()
+    extra = {}
+    if client is not None:
+        extra["clientCertificate"] = PrivateCertificate.loadPEM(
+            files[client + ".pem"] + files[client + ".key"])
+    return optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(files[ca]), **extra)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class RawClientTLS:
+    """
+    A charger TLS stack with a chosen version range and cipher list, as old
+    firmware has; it trusts the test CA.
+    """
+
+    def __init__(self, max_version, ciphers=b"DEFAULT:@SECLEVEL=0"):
+        self.context = SSL.Context(SSL.TLS_METHOD)
+        # SECLEVEL=0: OpenSSL 3 would not even offer TLS 1.1 otherwise.
+        self.context.set_min_proto_version(SSL.TLS1_VERSION)
+        self.context.set_max_proto_version(max_version)
+        self.context.set_cipher_list(ciphers)
+        self.context.set_verify(SSL.VERIFY_PEER)
+        path = os.path.abspath("raw-client-ca.pem")
+        with open(path, "wb") as f:
+            f.write(pki()["ca.pem"])
+        self.context.load_verify_locations(path)
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        connection = SSL.Connection(self.context, None)
+        connection.set_tlsext_host_name(b"localhost")
+        return connection
+
+
+def peer_certificate(charger):
+    """
+    @return: the server certificate a connected simulated charger got, as a
+        cryptography certificate.
+    """
+    return charger._protocol.transport.getPeerCertificate().to_cryptography()
+
+
+def tls_connection(charger):
+    return charger._protocol.transport.getHandle()
+
+
+class SecureTestCase(TestCase):
+    """
+    Runs the service with secure = true.
+    """
+
+    client_ca = False
+    text = BASE_CONFIG
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.logged = []
+
+        def observe(event):
+            self.logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.config_path, self.tls_dir = secure_config(self, self.client_ca, self.text)
+        self.service = yield start_service(self, self.config_path)
+        self.url = self.service.url.replace("ws://", "wss://")
+
+    def connect(self, identity="CP1", tls_options=None, **kwargs):
+        d = connect_charger(self.url, identity,
+                            tls=tls_options if tls_options is not None else trusting(),
+                            **kwargs)
+        d.addCallback(self._close_at_cleanup)
+        return d
+
+    def _close_at_cleanup(self, charger):
+        self.addCleanup(charger.close)
+        return charger
+
+    @defer.inlineCallbacks
+    def refused(self, *args, **kwargs):
+        """
+        Connect, expecting the connection to fail.
+
+        @return: the exception.
+        """
+        try:
+            charger = yield self.connect(*args, **kwargs)
+        except Exception as e:
+            return e
+        self.fail(f"{charger!r} was let in")
+
+    @defer.inlineCallbacks
+    def failures(self, kind, expected):
+        """
+        Wait (briefly) for the service's failure counter C{kind} to reach
+        C{expected}: the server may see a TLS alert after the client gave up.
+        """
+        for _ in range(100):
+            if self.service.security_failures()[kind] >= expected:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(self.service.security_failures()[kind], expected)
+
+
+class SecureProfile2Tests(SecureTestCase):
+    """
+    Security profile 2: TLS server certificate, Basic auth.
+    """
+
+    @defer.inlineCallbacks
+    def test_charger_trusting_the_ca_connects(self):
+        """
+        A charger that trusts only the generated root CA connects, over TLS
+        1.2 or newer, and talks OCPP.
+        """
+        charger = yield self.connect()
+        response = yield charger.boot()
+        self.assertEqual(response["status"], "Accepted")
+        self.assertIn(tls_connection(charger).get_protocol_version_name(), ("TLSv1.2", "TLSv1.3"))
+        self.assertEqual(self.service.security_failures(), {"auth": 0, "tls": 0})
+
+    @defer.inlineCallbacks
+    def test_charger_not_trusting_the_ca_fails(self):
+        """
+        A charger trusting another CA refuses the server; the service logs
+        and counts the failed TLS handshake.
+        """
+        error = yield self.refused(tls_options=trusting("other-ca.pem"))
+        self.assertIsInstance(error, SSL.Error)
+        yield self.failures("tls", 1)
+
+    @defer.inlineCallbacks
+    def test_plain_ws_is_not_served(self):
+        """
+        While secure, ws:// gets no WebSocket: the port speaks only TLS.
+        """
+        error = yield defer.maybeDeferred(connect_charger, self.service.url, "CP1").addCallbacks(
+            lambda charger: self.fail("plain ws:// was served"), lambda failure: failure.value)
+        self.assertNotIsInstance(error, HandshakeRefused)
+        yield self.failures("tls", 1)
+
+    @defer.inlineCallbacks
+    def test_tls_1_1_is_refused(self):
+        """
+        A charger offering at most TLS 1.1 is refused by the server ("unsupported
+        protocol" on the server side, so the client did offer 1.1); the same
+        client stack allowed TLS 1.2 connects.
+        """
+        error = yield self.refused(tls_options=RawClientTLS(SSL.TLS1_1_VERSION))
+        self.assertIsInstance(error, SSL.Error)
+        yield self.failures("tls", 1)
+        self.assertIn("TLS connection from 127.0.0.1 failed: unsupported protocol", self.logged)
+        charger = yield self.connect(tls_options=RawClientTLS(SSL.TLS1_2_VERSION))
+        connection = tls_connection(charger)
+        self.assertEqual(connection.get_protocol_version_name(), "TLSv1.2")
+        # An AEAD suite with forward secrecy, the server's first choice.
+        self.assertEqual(connection.get_cipher_name(), "ECDHE-RSA-AES128-GCM-SHA256")
+
+    @defer.inlineCallbacks
+    def test_cbc_only_charger_is_refused(self):
+        """
+        No CBC suites: a TLS 1.2 charger offering only those is refused.
+        """
+        yield self.refused(tls_options=RawClientTLS(SSL.TLS1_2_VERSION,
+                                                    b"AES128-SHA:AES256-SHA:@SECLEVEL=0"))
+        yield self.failures("tls", 1)
+
+    @defer.inlineCallbacks
+    def test_basic_auth_over_wss(self):
+        """
+        Basic auth missing or wrong: 401 over wss; the right key (raw bytes
+        of the hex key, or the text) connects.
+        """
+        error = yield self.refused("RDAM 123")
+        self.assertEqual(error.status, 401)
+        error = yield self.refused("RDAM 123", auth=("RDAM 123", b"wrong"))
+        self.assertEqual(error.status, 401)
+        yield self.failures("auth", 2)
+        charger = yield self.connect("RDAM 123", auth=("RDAM 123", bytes.fromhex(PASSWORD)))
+        yield charger.close()
+        yield self.connect("RDAM 123", auth=("RDAM 123", PASSWORD))
+
+    @defer.inlineCallbacks
+    def test_certificate_hot_reload(self):
+        """
+        A renewed certificate is served after reload() (SIGHUP) to new
+        connections, while a connected charger stays connected; broken new
+        files are refused and the running certificate stays.
+        """
+        first = yield self.connect()
+        old_serial = peer_certificate(first).serial_number
+        certs.write_file(os.path.join(self.tls_dir, "server.key"), pki()["server2.key"],
+                         private=True)
+        certs.write_file(os.path.join(self.tls_dir, "server.pem"), pki()["server2.pem"])
+        self.assertTrue(self.service.reload())
+        second = yield self.connect("TWIN")
+        new_serial = peer_certificate(second).serial_number
+        self.assertNotEqual(new_serial, old_serial)
+        self.assertTrue(first.is_open)
+        response = yield first.heartbeat()
+        self.assertIn("currentTime", response)
+
+        with open(os.path.join(self.tls_dir, "server.pem"), "wb") as f:
+            f.write(b"not a certificate\n")
+        self.service.reload()
+        third = yield self.connect("RDAM 123", auth=("RDAM 123", PASSWORD))
+        self.assertEqual(peer_certificate(third).serial_number, new_serial)
+
+
+class SecureProfile3Tests(SecureTestCase):
+    """
+    Security profile 3: chargers present client certificates of client_ca.
+    """
+
+    client_ca = True
+
+    @defer.inlineCallbacks
+    def test_valid_client_certificate_connects(self):
+        charger = yield self.connect("CP1", trusting(client="cp1"))
+        response = yield charger.boot()
+        self.assertEqual(response["status"], "Accepted")
+
+    @defer.inlineCallbacks
+    def test_identity_case_follows_the_configuration(self):
+        """
+        The CN is matched like the URL identity: case differences are
+        tolerated, it is the same configured charger.
+        """
+        yield self.connect("cp1", trusting(client="cp1"))
+
+    @defer.inlineCallbacks
+    def test_no_client_certificate_is_refused(self):
+        yield self.refused("CP1", trusting())
+        yield self.failures("tls", 1)
+
+    @defer.inlineCallbacks
+    def test_certificate_of_another_ca_is_refused(self):
+        yield self.refused("CP1", trusting(client="foreign-cp1"))
+        yield self.failures("tls", 1)
+
+    @defer.inlineCallbacks
+    def test_certificate_of_another_identity_is_refused(self):
+        """
+        TWIN's valid certificate does not open CP1's connection: 403.
+        """
+        error = yield self.refused("CP1", trusting(client="twin"))
+        self.assertEqual(error.status, 403)
+        self.assertEqual(self.service.security_failures(), {"auth": 1, "tls": 0})
+
+
+class KeyRotationTests(SecureTestCase):
+    """
+    ChangeConfiguration(AuthorizationKey) (white paper A01), end to end.
+    """
+
+    text = BASE_CONFIG.replace("call_timeout = 5", "call_timeout = 1")
+
+    def key(self, password):
+        return dict(auth=("RDAM 123", password))
+
+    @defer.inlineCallbacks
+    def rotate(self, answer=None):
+        charger = yield self.connect("RDAM 123", **self.key(PASSWORD))
+        yield charger.boot()
+        if answer is not None:
+            charger.handlers["ChangeConfiguration"] = answer
+        status = yield self.service.central.change_authorization_key("RDAM 123", NEW_KEY)
+        return charger, status
+
+    @defer.inlineCallbacks
+    def test_accepted_key_replaces_the_old_one_across_restarts(self):
+        """
+        Accepted: the charger has the new key; the old one is refused from
+        then on, the new one (as raw bytes or text) accepted, also after a
+        restart of the service.
+        """
+        charger, status = yield self.rotate()
+        self.assertEqual(status, "Accepted")
+        self.assertEqual(charger.configuration["AuthorizationKey"].value, NEW_KEY)
+        frames = [text for _, _, text in self.service.central.chargers["RDAM 123"].frames]
+        self.assertEqual([text for text in frames if NEW_KEY in text], [])
+        self.assertTrue([text for text in frames if '"value":"********"' in text.replace(" ", "")])
+        yield charger.close()
+        error = yield self.refused("RDAM 123", **self.key(PASSWORD))
+        self.assertEqual(error.status, 401)
+        again = yield self.connect("RDAM 123", **self.key(bytes.fromhex(NEW_KEY)))
+        yield again.close()
+
+        yield self.service.stopService()
+        self.service = yield start_service(self, self.config_path)
+        self.url = self.service.url.replace("ws://", "wss://")
+        error = yield self.refused("RDAM 123", **self.key(PASSWORD))
+        self.assertEqual(error.status, 401)
+        yield self.connect("RDAM 123", **self.key(NEW_KEY))
+        # A01.FR.09: keys are never logged.
+        self.assertIn("RDAM 123: connection from 127.0.0.1 refused: wrong password", self.logged)
+        self.assertEqual([line for line in self.logged if NEW_KEY in line or PASSWORD in line],
+                         [])
+
+    @defer.inlineCallbacks
+    def test_rejected_key_keeps_the_old_one(self):
+        charger, status = yield self.rotate(lambda payload: {"status": "Rejected"})
+        self.assertEqual(status, "Rejected")
+        yield charger.close()
+        error = yield self.refused("RDAM 123", **self.key(NEW_KEY))
+        self.assertEqual(error.status, 401)
+        yield self.connect("RDAM 123", **self.key(PASSWORD))
+
+    @defer.inlineCallbacks
+    def test_lost_answer_accepts_the_key_the_charger_comes_back_with(self):
+        """
+        No answer: the charger may or may not have the new key, so both work
+        until it connects with one; then only that one.
+        """
+        charger, status = yield self.rotate(lambda payload: NO_REPLY)
+        self.assertEqual(status, "Timeout")
+        yield charger.close()
+        again = yield self.connect("RDAM 123", **self.key(NEW_KEY))
+        yield again.close()
+        error = yield self.refused("RDAM 123", **self.key(PASSWORD))
+        self.assertEqual(error.status, 401)
+
+    @defer.inlineCallbacks
+    def test_lost_answer_then_the_old_key(self):
+        charger, status = yield self.rotate(lambda payload: NO_REPLY)
+        yield charger.close()
+        again = yield self.connect("RDAM 123", **self.key(PASSWORD))
+        yield again.close()
+        error = yield self.refused("RDAM 123", **self.key(NEW_KEY))
+        self.assertEqual(error.status, 401)
+
+    def test_bad_keys_are_refused_at_once(self):
+        for key in ("short", "0011", "G" * 40, "x" * 21, "00" * 21, "a:" * 9):
+            self.assertRaises(ValueError, self.service.central.change_authorization_key,
+                              "RDAM 123", key)
+
+
+class ServerContextTests(SynchronousTestCase):
+    """
+    L{tls.server_context} without sockets.
+    """
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        for name, data in pki().items():
+            with open(os.path.join(self.dir, name), "wb") as f:
+                f.write(data)
+
+    def ocpp(self, certificate="server.pem", private_key="server.key", client_ca=""):
+        return types.SimpleNamespace(
+            certificate=os.path.join(self.dir, certificate),
+            private_key=os.path.join(self.dir, private_key),
+            client_ca=client_ca and os.path.join(self.dir, client_ca))
+
+    def test_no_compression(self):
+        options = tls.server_context(self.ocpp()).set_options(0)
+        self.assertTrue(options & SSL.OP_NO_COMPRESSION)
+        self.assertTrue(options & SSL.OP_NO_TICKET)
+
+    def test_unusable_files_name_the_key(self):
+        """
+        A missing file, a key of another certificate, a file that is no
+        certificate: one line naming the configuration key and the file.
+        """
+        cases = [
+            (self.ocpp(certificate="missing.pem"), "ocpp.certificate", "missing.pem"),
+            (self.ocpp(certificate="server.key"), "ocpp.certificate", "server.key"),
+            (self.ocpp(private_key="cp1.key"), "ocpp.private_key", "does not belong"),
+            (self.ocpp(client_ca="missing.pem"), "ocpp.client_ca", "missing.pem"),
+        ]
+        for ocpp, key, text in cases:
+            error = self.assertRaises(tls.TLSConfigurationError, tls.server_context, ocpp)
+            self.assertEqual(error.key, key)
+            self.assertIn(text, str(error))
+            self.assertNotIn("\n", str(error))
+
+    def test_chain_served_as_configured(self):
+        """
+        The certificate file's chain (leaf first) goes to the client whole.
+        """
+        with open(os.path.join(self.dir, "chain.pem"), "wb") as f:
+            f.write(pki()["server.pem"] + pki()["ca.pem"])
+        server = SSL.Connection(tls.server_context(self.ocpp(certificate="chain.pem")), None)
+        server.set_accept_state()
+        client_context = SSL.Context(SSL.TLS_METHOD)
+        client = SSL.Connection(client_context, None)
+        client.set_connect_state()
+        for _ in range(10):
+            for a, b in ((client, server), (server, client)):
+                try:
+                    a.do_handshake()
+                except SSL.WantReadError:
+                    pass
+                try:
+                    b.bio_write(a.bio_read(65536))
+                except SSL.WantReadError:
+                    pass
+        chain = [c.to_cryptography() for c in client.get_peer_cert_chain()]
+        self.assertEqual([certs.certificate_pem(c) for c in chain],
+                         [pki()["server.pem"], pki()["ca.pem"]])
+
+    def test_bad_tls_file_stops_the_start_with_one_line(self):
+        """
+        The certificate files are read at start: an unusable one ends the
+        start with the configuration's one-line error.
+        """
+        path, directory = secure_config(self)
+        with open(os.path.join(directory, "server.pem"), "wb") as f:
+            f.write(b"garbage\n")
+        error = self.assertRaises(SystemExit, XxterocppService, load_config(path), reactor)
+        self.assertIn(f"xxterocpp: {path}: ocpp.certificate: ", str(error.code))
+        self.assertNotIn("\n", str(error.code))
