@@ -242,11 +242,23 @@ class OcppSession:
             self.warnings += len(warnings)
             self.log.info("{identity}: {action} tolerated: {warnings}", identity=self.identity,
                           action=action, warnings="; ".join(warnings))
+        try:
+            response = self._dispatch(action, request)
+        except Exception:
+            self._reply_failure(Failure(), unique_id, action)
+            return
+        if not isinstance(response, defer.Deferred):
+            # The common case, answered at once: no Deferred round trip
+            # (a tenth of the CPU of a MeterValues call).
+            try:
+                self._reply_result(response, unique_id, spec)
+            except Exception:
+                self._reply_failure(Failure(), unique_id, action)
+            return
         self._handling.add(unique_id)
-        d = defer.maybeDeferred(self._dispatch, action, request)
-        d.addCallbacks(self._reply_result, self._reply_failure,
-                       callbackArgs=(unique_id, spec), errbackArgs=(unique_id, action))
-        d.addBoth(self._handled, unique_id)
+        response.addCallbacks(self._reply_result, self._reply_failure,
+                              callbackArgs=(unique_id, spec), errbackArgs=(unique_id, action))
+        response.addBoth(self._handled, unique_id)
 
     def _handled(self, ignored, unique_id):
         self._handling.discard(unique_id)

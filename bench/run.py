@@ -1,0 +1,332 @@
+"""
+The benchmarks of xxterocpp (issue 8): every scenario against the service and,
+in the same run, against the floor (bench/floor.py, a bare Autobahn server),
+with the ratio. Run with the interpreter of the stack to measure:
+
+    .venv/bin/python bench/run.py                       # PyPI stack
+    env PATH=/usr/sbin:/usr/bin:/sbin:/bin python3 bench/run.py   # Debian
+
+The load generator is bench/loadgen.js (Node + ws); its own CPU is reported.
+Only the standard library is used here; everything talks to 127.0.0.1.
+Scenario 3 (the KNX path) is bench/knx_path.py, run by this script too.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+
+CONFIG = """
+[ocpp]
+interface = "127.0.0.1"
+port = {port}
+heartbeat_interval = 10
+call_timeout = 30
+ping_interval = {ping}
+max_chargers = {n}
+
+[knx]
+knxd = ""
+
+[web]
+port = 0
+
+[storage]
+database = "{database}"
+"""
+
+
+def raise_open_files(wanted=20000):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_config(directory, n, ping=10, port=0):
+    path = os.path.join(directory, f"bench-{n}.toml")
+    text = CONFIG.format(port=port, ping=ping, n=n,
+                         database=os.path.join(directory, f"state-{n}-{port}.sqlite3"))
+    text += "".join(f'\n[[charger]]\nid = "CP{i:04d}"\nmax_current = 32\n' for i in range(n))
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE // 1024
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wait_accepting(port, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        s = socket.socket()
+        try:
+            s.connect(("127.0.0.1", port))
+            return time.monotonic()
+        except OSError:
+            time.sleep(0.002)
+        finally:
+            s.close()
+    raise RuntimeError(f"nothing accepted connections on port {port} within {timeout} s")
+
+
+class Server:
+    """
+    The service (twistd xxterocpp) or the floor, as a child process.
+    """
+
+    def __init__(self, kind, workdir, n=1000, ping=10):
+        self.kind, self.workdir, self.n, self.ping = kind, workdir, n, ping
+        self.proc = None
+
+    def start(self):
+        self.port = free_port()
+        log = open(os.path.join(self.workdir, f"{self.kind}-{self.port}.log"), "wb")
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        if self.kind == "service":
+            config = write_config(self.workdir, self.n, self.ping, self.port)
+            argv = [sys.executable, "-m", "twisted", "--log-format=text", "xxterocpp",
+                    "--config", config]
+        else:
+            argv = [sys.executable, os.path.join(BENCH, "floor.py"), "--port", str(self.port),
+                    "--ping", str(self.ping)]
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=self.workdir)
+        self.startup_s = wait_accepting(self.port, self.proc) - t0
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        return self
+
+    def rss(self):
+        return rss_kib(self.proc.pid)
+
+    def cpu(self):
+        return cpu_s(self.proc.pid)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def loadgen(mode, url, n, seconds=10, on_marker=None):
+    argv = ["node", os.path.join(BENCH, "loadgen.js"), mode, url, str(n), str(seconds)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if on_marker is not None and line.strip() in ("connected", "done"):
+            on_marker(line.strip())
+        elif line.strip():
+            sys.stderr.write("loadgen: " + line)
+    out = proc.stdout.read()
+    proc.wait()
+    result = json.loads(out.strip().splitlines()[-1])
+    if proc.returncode:
+        raise RuntimeError(f"loadgen {mode} failed: {result}")
+    return result
+
+
+def throughput(server):
+    c0, t0 = server.cpu(), time.monotonic()
+    r = loadgen("throughput", server.url, 200, 10)
+    r["server_cpu_pct"] = 100 * (server.cpu() - c0) / (time.monotonic() - t0)
+    return r
+
+
+def scale(server):
+    marks = {}
+
+    def mark(what):
+        marks[what] = (time.monotonic(), server.cpu(), server.rss())
+
+    base = server.rss()
+    r = loadgen("scale", server.url, 1000, 20, mark)
+    (t0, c0, rss0), (t1, c1, rss1) = marks["connected"], marks["done"]
+    r.update(rss_base_kib=base, rss_kib=rss1, server_cpu_pct=100 * (c1 - c0) / (t1 - t0),
+             kib_per_charger=(max(rss0, rss1) - base) / 1000)
+    return r
+
+
+def storm(server):
+    return loadgen("storm", server.url, 1000)
+
+
+def startup(kind, workdir):
+    """
+    Start-up time (median of three) and idle RSS with 2 chargers connected.
+    """
+    times = []
+    for _ in range(3):
+        s = Server(kind, workdir, n=2, ping=60).start()
+        times.append(s.startup_s)
+        idle = {}
+
+        def mark(what, s=s):
+            if what == "done":
+                time.sleep(1)
+                idle["rss"] = s.rss()
+
+        loadgen("scale", s.url, 2, 1, mark)
+        s.stop()
+    return {"startup_s": sorted(times)[1], "idle_rss_kib": idle["rss"]}
+
+
+def knx_path(workdir):
+    """
+    Scenario 3, run in its own process with the same interpreter.
+    """
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "knx_path.py"), workdir],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return json.loads(lines[-1])
+
+
+def stack_name():
+    import autobahn
+    import twisted
+
+    return (f"Python {sys.version.split()[0]} ({sys.executable}), Twisted {twisted.__version__},"
+            f" Autobahn {autobahn.__version__}")
+
+
+def fmt(value, unit="", digits=1):
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=os.path.join(BENCH, "out"))
+    parser.add_argument("--only", default="startup,throughput,scale,knx,storm")
+    args = parser.parse_args()
+    raise_open_files()
+    only = args.only.split(",")
+    workdir = tempfile.mkdtemp(prefix="xxterocpp-bench-")
+    results = {"stack": stack_name(), "service": {}, "floor": {}}
+    print(f"# xxterocpp benchmarks: {results['stack']}, {os.cpu_count()} CPUs", flush=True)
+    try:
+        for kind in ("service", "floor"):
+            res = results[kind]
+            if "startup" in only:
+                res["startup"] = startup(kind, workdir)
+            for name, scenario in (("throughput", throughput), ("scale", scale),
+                                   ("storm", storm)):
+                if name not in only:
+                    continue
+                # A fresh process per scenario: the storm is a controller reboot.
+                server = Server(kind, workdir).start()
+                try:
+                    res[name] = scenario(server)
+                finally:
+                    server.stop()
+                print(f"{kind} {name}: {json.dumps(res[name])}", file=sys.stderr, flush=True)
+        if "knx" in only:
+            results["service"]["knx"] = knx_path(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(args.out, exist_ok=True)
+    tag = "debian" if sys.executable.startswith("/usr/bin/") else "pypi"
+    with open(os.path.join(args.out, f"bench-{tag}.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print_table(results)
+
+
+def print_table(results):
+    s, f = results["service"], results["floor"]
+    rows = []
+
+    def row(what, sv, fv, ratio, target, met, unit="", digits=1):
+        rows.append((what, fmt(sv, unit, digits), fmt(fv, unit, digits),
+                     "-" if ratio is None else f"{ratio:.2f}×", target,
+                     "" if met is None else ("met" if met else "MISSED")))
+
+    def get(d, *keys):
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return None
+            d = d[k]
+        return d
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    sv, fv = get(s, "throughput", "calls_per_s"), get(f, "throughput", "calls_per_s")
+    r = ratio(sv, fv)
+    row("1 throughput, calls/s (200 chargers)", sv, fv, r, "≥ 0.6× floor",
+        None if r is None else r >= 0.6, digits=0)
+    for key, label in (("p50_ms", "1 throughput p50"), ("p99_ms", "1 throughput p99")):
+        a, b = get(s, "throughput", key), get(f, "throughput", key)
+        row(label, a, b, ratio(a, b), "", None, " ms")
+    a, b = get(s, "throughput", "server_cpu_pct"), get(f, "throughput", "server_cpu_pct")
+    row("1 throughput, server CPU", a, b, ratio(a, b), "", None, " %", 0)
+    a, b = get(s, "throughput", "loadgen_cpu_pct"), get(f, "throughput", "loadgen_cpu_pct")
+    row("1 throughput, load generator CPU", a, b, None, "< 100 % (not the bottleneck)",
+        None if a is None else max(a, b or 0) < 90, " %", 0)
+    a, b = get(s, "scale", "rss_kib"), get(f, "scale", "rss_kib")
+    row("2 scale: RSS with 1,000 chargers", a and a / 1024, b and b / 1024, ratio(a, b), "",
+        None, " MiB")
+    a, b = get(s, "scale", "kib_per_charger"), get(f, "scale", "kib_per_charger")
+    r = ratio(a, b)
+    row("2 scale: memory per charger", a, b, r, "≤ 1.5× floor", None if r is None else r <= 1.5,
+        " KiB")
+    a, b = get(s, "scale", "server_cpu_pct"), get(f, "scale", "server_cpu_pct")
+    row("2 scale: server CPU", a, b, ratio(a, b), "", None, " %")
+    a, b = get(s, "scale", "p99_ms"), get(f, "scale", "p99_ms")
+    row("2 scale: heartbeat p99", a, b, ratio(a, b), "", None, " ms")
+    knx = get(s, "knx")
+    if knx and "p99_ms" in knx:
+        row("3 KNX path p50", knx["p50_ms"], None, None, "", None, " ms", 2)
+        row("3 KNX path p99", knx["p99_ms"], None, None, "≤ 5 ms", knx["p99_ms"] <= 5, " ms", 2)
+    elif knx is not None:
+        rows.append(("3 KNX path", "pending", "-", "-", "≤ 5 ms", str(knx.get("error"))[:60]))
+    a, b = get(s, "storm", "all_booted_s"), get(f, "storm", "all_booted_s")
+    row("4 storm: 1,000 booted after", a, b, ratio(a, b), "≤ 2 s", None if a is None else a <= 2,
+        " s", 2)
+    a, b = get(s, "startup", "startup_s"), get(f, "startup", "startup_s")
+    row("5 start-up to accepting", a, b, ratio(a, b), "", None, " s", 2)
+    a, b = get(s, "startup", "idle_rss_kib"), get(f, "startup", "idle_rss_kib")
+    row("5 idle RSS, 2 chargers", a and a / 1024, b and b / 1024, ratio(a, b), "", None, " MiB")
+    headers = ("scenario", "service", "floor", "ratio", "target", "")
+    widths = [max(len(str(x[i])) for x in rows + [headers]) for i in range(6)]
+    for line in [headers] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
