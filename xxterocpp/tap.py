@@ -19,6 +19,11 @@ from xxterocpp.config import ConfigError, load_config
 
 DEFAULT_CONFIG = "/etc/xxterocpp/xxterocpp.toml"
 
+#: The listen backlog of the OCPP port. Twisted's default of 50 drops the
+#: SYNs of a reconnect storm (every charger at once after a controller
+#: reboot), and each dropped one costs its charger a 1 s / 3 s retransmit.
+LISTEN_BACKLOG = 1024
+
 
 class Options(usage.Options):
     """
@@ -112,8 +117,10 @@ def server_endpoint(reactor, interface, port, tls=None):
     A TCP (or TLS) server endpoint on C{interface}, IPv4 or IPv6.
     """
     if tls is not None:
-        return endpoints.SSL4ServerEndpoint(reactor, port, tls, interface=interface)
-    return endpoints.TCP4ServerEndpoint(reactor, port, interface=interface)
+        return endpoints.SSL4ServerEndpoint(reactor, port, tls, backlog=LISTEN_BACKLOG,
+                                            interface=interface)
+    return endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG,
+                                        interface=interface)
 
 
 class XxterocppService(service.MultiService):
@@ -122,15 +129,23 @@ class XxterocppService(service.MultiService):
 
     @ivar central: the L{CentralSystem}, once started.
     @ivar ocpp: the L{ListeningService} of the OCPP server.
+    @ivar controller: the L{Controller} every adapter steers chargers with.
+    @ivar smart: the L{SmartManager} of smart sessions and the site limit.
+    @ivar knx_link: the knxd link, None without one ("not configured" on
+        the status page).
+    @ivar knx_bridge: the L{KnxBridge} over C{knx_link}, or None.
+    @ivar web: the L{ListeningService} of the status page and HTTP API.
     """
 
     log = Logger()
 
     def __init__(self, config, reactor):
         super().__init__()
+        from xxterocpp.control import Controller
         from xxterocpp.ocpp.server import OcppServerFactory
         from xxterocpp.station import CentralSystem
         from xxterocpp.store import Store
+        from xxterocpp.web.api import web_site
 
         self.config = config
         self.reactor = reactor
@@ -139,18 +154,62 @@ class XxterocppService(service.MultiService):
         self.ocpp_factory = OcppServerFactory(self.central, reactor, config.ocpp.ping_interval)
         tls = None
         if config.ocpp.secure:
-            from xxterocpp.tls import server_context_factory
+            from xxterocpp.tls import ServerTLS, TLSConfigurationError
 
-            tls = server_context_factory(config.ocpp)
+            try:
+                tls = ServerTLS(config.ocpp)
+            except TLSConfigurationError as e:
+                # The one line of a bad configuration, not a traceback.
+                raise SystemExit(f"xxterocpp: {config.path}: {e}")
+        self.ocpp_tls = tls
         self.ocpp = ListeningService(
             server_endpoint(reactor, config.ocpp.interface, config.ocpp.port, tls),
             self.ocpp_factory, "OCPP server (wss)" if tls else "OCPP server (ws)")
         self.ocpp.setServiceParent(self)
+        self.controller = Controller(self.central, reactor)
+        from xxterocpp.smart.manager import SmartManager
+
+        self.smart = SmartManager(self.central, self.controller, reactor, config)
+        self.smart.setServiceParent(self)
+        self.knx_link = None
+        self.knx_bridge = None
+        self._apply_knx(config)
+        self.web = ListeningService(
+            server_endpoint(reactor, config.web.interface, config.web.port),
+            web_site(self.central, self.controller, self.store, lambda: self.knx_link),
+            "web interface")
+        self.web.setServiceParent(self)
         self._previous_sighup = None
+
+    def _apply_knx(self, config):
+        """
+        Run the KNX bridge while C{[knx] knxd} is set and a charging point
+        links a group object (KNX is optional, SPEC §4); a reload re-links
+        the objects, a changed knxd endpoint replaces the link.
+        """
+        from xxterocpp.knx.bridge import KnxBridge, has_group_objects
+        from xxterocpp.knx.knxd import KnxdLink
+
+        endpoint = config.knx.knxd if has_group_objects(config) else ""
+        if self.knx_bridge is not None:
+            if self.knx_link.description == endpoint:
+                self.knx_bridge.reconfigure(config)
+                return
+            self.knx_bridge.disownServiceParent()
+            self.knx_link.disownServiceParent()
+            self.knx_link = self.knx_bridge = None
+        if endpoint:
+            self.knx_link = KnxdLink(endpoint, self.reactor)
+            self.knx_link.setServiceParent(self)
+            self.knx_bridge = KnxBridge(
+                config, self.central, self.controller, self.knx_link, self.reactor)
+            self.knx_bridge.setServiceParent(self)
 
     def startService(self):
         self.store.open()
         self.central.load()
+        for tag in self.store.load_tags():
+            self.central.tags.put(tag)
         super().startService()
         self._install_sighup()
 
@@ -179,9 +238,40 @@ class XxterocppService(service.MultiService):
             self.log.warn("[storage] database changed: restart the service to apply")
         self.config = config
         self.central.reconfigure(config)
+        self.smart.reconfigure(config)
+        self._reload_tls(config)
+        self._apply_knx(config)
         self.log.info("configuration reloaded from {path}: {n} charger(s)", path=config.path,
                       n=len(config.charger_ids()))
         return True
+
+    def _reload_tls(self, config):
+        """
+        Serve the certificate, key and client CA files as they are now (a
+        certificate renewed with xxterocpp-certs) to new connections; the
+        connected chargers keep theirs.
+        """
+        if self.ocpp_tls is None:
+            return
+        from xxterocpp.tls import TLSConfigurationError
+
+        try:
+            self.ocpp_tls.reload(config.ocpp)
+        except TLSConfigurationError as e:
+            self.log.error("TLS files not reloaded, the running certificate stays in force:"
+                           " {e}", e=str(e))
+        else:
+            self.log.info("TLS certificate reloaded from {path}", path=config.ocpp.certificate)
+
+    def security_failures(self):
+        """
+        @return: for the status page, how many charger connections were
+            refused: C{"auth"} for credentials (Basic auth, a client
+            certificate of another charger), C{"tls"} for a failed TLS
+            handshake (untrusted certificate, old TLS version, plain ws://).
+        """
+        factory = self.ocpp_factory
+        return {"auth": factory.auth_failures, "tls": factory.tls_failures}
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -189,6 +279,7 @@ class XxterocppService(service.MultiService):
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
         yield super().stopService()
+        self.controller.shutdown()
         for charger in self.central.chargers.values():
             if charger.session is not None:
                 charger.session.close()
