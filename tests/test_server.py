@@ -5,10 +5,11 @@ loopback port, simulated chargers talking to it over real WebSockets.
 
 from datetime import datetime, timezone
 
-from twisted.internet import defer
+from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.service import PASSWORD, reopen_store, start_service
+from tests.service import BASE_CONFIG, PASSWORD, reopen_store, start_service, write_config
 from tests.sim import CallErrorReceived, HandshakeRefused, connect_charger
 
 
@@ -470,3 +471,57 @@ class ActionTests(TestCase):
         self.assertEqual([d for _, d, _ in frames][-2:], ["in", "out"])
         self.assertIn('"Heartbeat"', frames[-2][2])
 
+
+
+class _SilentPeer(protocol.Protocol):
+    """
+    Completes the WebSocket handshake, then never answers anything: a
+    half-open connection as a charger that lost power leaves it.
+    """
+
+    def __init__(self):
+        self.received = b""
+        self.lost = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(
+            b"GET /CP1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n")
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+class PingTests(TestCase):
+    """
+    Server WebSocket pings (C{ping_interval}) find half-open connections.
+    """
+
+    @defer.inlineCallbacks
+    def test_peer_not_answering_pings_is_dropped(self):
+        """
+        With pings every second, a peer that never pongs is disconnected
+        within about 1.5 s; a charger that answers stays connected.
+        """
+        path = write_config(self, BASE_CONFIG.replace("ping_interval = 0", "ping_interval = 1"))
+        service = yield start_service(self, path)
+        port = int(service.url.rsplit(":", 1)[1].strip("/"))
+        silent = _SilentPeer()
+        yield endpoints.connectProtocol(
+            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port), silent)
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        timeout = reactor.callLater(10, silent.lost.cancel)
+        yield silent.lost
+        timeout.cancel()
+        self.assertIn(b"101 Switching Protocols", silent.received)
+        self.assertIn(b"\x89", silent.received.split(b"\r\n\r\n", 1)[1])
+        self.assertFalse(service.central.chargers["CP1"].connected)
+        yield deferLater(reactor, 1.2, lambda: None)
+        self.assertTrue(twin.is_open)
+        result = yield twin.heartbeat()
+        self.assertIn("currentTime", result)

@@ -178,7 +178,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
         central.connected(charger_id, self.session, self.peer_address())
 
     def _send_text(self, text):
-        self.sendMessage(text.encode("utf-8"), isBinary=False)
+        # A replaced or closing connection takes no more frames (Autobahn
+        # would raise); the session learns of the loss from onClose.
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def _close_replaced(self):
         self.sendClose(code=1000, reason="Replaced by a newer connection")
@@ -239,5 +242,5 @@ class OcppServerFactory(WebSocketServerFactory):
             # Half-open links are found within one interval and a half; some
             # chargers (Ocular, Morek) also need the traffic to stay up.
             options.update(autoPingInterval=ping_interval,
-                           autoPingTimeout=max(10, ping_interval // 2))
+                           autoPingTimeout=max(1, ping_interval / 2))
         self.setProtocolOptions(**options)
