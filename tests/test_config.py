@@ -17,6 +17,7 @@ from xxterocpp.config import (
     ConfigError,
     KnxConfig,
     OcppConfig,
+    SmartConfig,
     StorageConfig,
     TagConfig,
     WebConfig,
@@ -350,7 +351,8 @@ class ShippedExampleTests(SynchronousTestCase):
         """
         with open(SHIPPED) as f:
             text = f.read()
-        classes = [OcppConfig, KnxConfig, WebConfig, StorageConfig, TagConfig, ChargerConfig]
+        classes = [OcppConfig, KnxConfig, WebConfig, StorageConfig, SmartConfig, TagConfig,
+                   ChargerConfig]
         for cls in classes + [ChargerKnxConfig]:
             for name in attr.fields_dict(cls):
                 if name != "knx":
@@ -825,3 +827,53 @@ class ChargerTests(ConfigErrorTestsMixin, SynchronousTestCase):
         self.assertIs(config.charger("TWIN", 1), config.chargers[2])
         self.assertIsNone(config.charger("TWIN", 3))
         self.assertIsNone(config.charger("twin", 1))
+
+
+class SmartTests(ConfigErrorTestsMixin, SynchronousTestCase):
+    def test_defaults(self):
+        """
+        Without [smart]: 07:00, 20 kWh, the issue's night tariff, no group
+        addresses, no site limit.
+        """
+        from datetime import time
+
+        self.assertEqual(parse_config("", PATH).smart, SmartConfig(
+            departure=time(7), energy_wh=20000.0,
+            tariff=((time(0), 0.30), (time(23), 0.18), (time(7), 0.30)),
+            prices_ga=None, surplus_ga=None, site_limit=0.0))
+
+    def test_every_key(self):
+        from datetime import time
+
+        smart = parse_config(dedent("""\
+            [smart]
+            departure = "6:30"
+            energy_wh = 15000
+            tariff = [{ from = "00:00", price = 0.25 }, { from = "22:15", price = -0.01 }]
+            prices_ga = "1/2/3"
+            surplus_ga = "1/2/4"
+            site_limit = 25
+            """), PATH).smart
+        self.assertEqual(smart, SmartConfig(
+            departure=time(6, 30), energy_wh=15000.0,
+            tariff=((time(0), 0.25), (time(22, 15), -0.01)),
+            prices_ga=GroupAddress.parse("1/2/3"), surplus_ga=GroupAddress.parse("1/2/4"),
+            site_limit=25.0))
+
+    def test_bad_values(self):
+        self.assertConfigErrors([
+            ('[smart]\ndeparture = "7"', "smart.departure", "bad time of day '7'"),
+            ('[smart]\ndeparture = "24:00"', "smart.departure", "bad time of day"),
+            ("[smart]\nenergy_wh = 0", "smart.energy_wh", "must be more than 0"),
+            ("[smart]\ntariff = []", "smart.tariff", "expected a non-empty array"),
+            ('[smart]\ntariff = [{ from = "7:60", price = 1 }]', "smart.tariff",
+             "item 0: bad time of day '7:60'"),
+            ('[smart]\ntariff = [{ from = "07:00", price = "0.3" }]', "smart.tariff",
+             "item 0: expected a number, got string '0.3' (remove the quotes)"),
+            ('[smart]\ntariff = [{ from = "07:00", price = 1, to = "08:00" }]', "smart.tariff",
+             "item 0: expected a table like"),
+            ('[smart]\nprices_ga = "9/8/0"', "smart.prices_ga", "middle group must be 0..7"),
+            ("[smart]\nsurplus_ga = 5", "smart.surplus_ga", "expected a string"),
+            ("[smart]\nsite_limit = -1", "smart.site_limit", "must be at least 0"),
+            ("[smart]\ndepature = \"07:00\"", "smart.depature", "did you mean 'departure'"),
+        ])

@@ -347,6 +347,57 @@ class StorageConfig:
     database: str = _setting("/var/lib/xxterocpp/state.sqlite3", _scalar(str, _non_empty))
 
 
+def _time_of_day(value):
+    value = _coerce(str, value)
+    hours, colon, minutes = value.strip().partition(":")
+    if not (colon and hours.isdigit() and len(minutes) == 2 and minutes.isdigit()
+            and int(hours) < 24 and int(minutes) < 60):
+        raise ValueError(f"bad time of day {value!r} (expected local time like '07:00')")
+    return time(int(hours), int(minutes))
+
+
+def _tariff(value):
+    example = '[{ from = "23:00", price = 0.18 }]'
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a non-empty array like {example}, got {_describe(value)}")
+    entries = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != {"from", "price"}:
+            raise ValueError(f"item {index}: expected a table like {example[1:-1]}")
+        try:
+            entries.append((_time_of_day(item["from"]), _scalar(float)(item["price"])))
+        except ValueError as e:
+            raise ValueError(f"item {index}: {e}") from None
+    return tuple(entries)
+
+
+def _optional_group_address(value):
+    return GroupAddress.parse(value) if _coerce(str, value).strip() else None
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class SmartConfig:
+    """
+    C{[smart]}: the Smart Energy Manager (SPEC §6).
+
+    @ivar departure: default local time the car must be ready.
+    @ivar tariff: C{(time, price per kWh)} pairs by local time of day, later
+        entries win (L{xxterocpp.smart.planner.Tariff}).
+    @ivar prices_ga: group address of a dynamic price (DPT 14.x), or L{None}.
+    @ivar surplus_ga: group address of the PV surplus in W (DPT 14.056,
+        positive = exporting), or L{None}.
+    @ivar site_limit: A per phase for all chargers together; 0 = none.
+    """
+
+    departure: time = _setting(time(7, 0), _time_of_day)
+    energy_wh: float = _setting(20000.0, _scalar(float, _positive))
+    tariff: tuple = _setting(
+        ((time(0, 0), 0.30), (time(23, 0), 0.18), (time(7, 0), 0.30)), _tariff)
+    prices_ga: GroupAddress | None = _setting(None, _optional_group_address)
+    surplus_ga: GroupAddress | None = _setting(None, _optional_group_address)
+    site_limit: float = _setting(0.0, _scalar(float, _at_least(0)))
+
+
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class TagConfig:
     """
@@ -453,6 +504,7 @@ class Config:
     knx: KnxConfig = attr.ib(factory=KnxConfig)
     web: WebConfig = attr.ib(factory=WebConfig)
     storage: StorageConfig = attr.ib(factory=StorageConfig)
+    smart: SmartConfig = attr.ib(factory=SmartConfig)
     tags: tuple[TagConfig, ...] = ()
     chargers: tuple[ChargerConfig, ...] = ()
     path: str = "<string>"
@@ -493,7 +545,8 @@ class Config:
 
 # Reading tables.
 
-_SECTIONS = {"ocpp": OcppConfig, "knx": KnxConfig, "web": WebConfig, "storage": StorageConfig}
+_SECTIONS = {"ocpp": OcppConfig, "knx": KnxConfig, "web": WebConfig, "storage": StorageConfig,
+             "smart": SmartConfig}
 _ARRAYS = {"tag": TagConfig, "charger": ChargerConfig}
 
 

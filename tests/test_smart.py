@@ -1,0 +1,357 @@
+"""
+Tests for L{xxterocpp.smart.manager}: the real domain fed decoded OCPP
+messages, a fake clock and a fake controller that records the commands.
+"""
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_station import MemoryStore
+from xxterocpp.config import parse_config
+from xxterocpp.control import CommandResult
+from xxterocpp.ocpp import messages as m
+from xxterocpp.smart.manager import START_DELAY, NoSmartSession, SmartManager
+from xxterocpp.station import CentralSystem
+
+TZ = ZoneInfo("Europe/Amsterdam")
+
+CONFIG = """
+[smart]
+energy_wh = 11040
+{smart}
+
+[[charger]]
+id = "CP1"
+max_current = 16
+smart_tag = "SMART"
+
+[[charger]]
+id = "CP2"
+max_current = 16
+normal_current = 16
+smart_tag = "SMART2"
+"""
+
+
+class FakeController:
+    """
+    The control model's commands, recorded; C{send} answers with
+    C{answer}.
+    """
+
+    def __init__(self):
+        self.calls = []
+        self.answer = CommandResult(True, "Accepted")
+
+    def send(self, charger_id, action, payload):
+        self.calls.append(("send", charger_id, action, payload))
+        return defer.succeed(self.answer)
+
+    def set_limit(self, charger_id, connector, amps):
+        self.calls.append(("set_limit", charger_id, connector, amps))
+        return defer.succeed(CommandResult(True, "Accepted"))
+
+    def profiles(self):
+        """
+        The schedules sent, as (charger id, [(startPeriod, limit)]).
+        """
+        return [(c[1], [(p["startPeriod"], p["limit"]) for p in
+                        c[3]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]])
+                for c in self.calls if c[0] == "send"]
+
+    def limits(self):
+        return [c[1:] for c in self.calls if c[0] == "set_limit"]
+
+
+class Harness:
+    """
+    A manager on the real domain, a fake clock (local time Amsterdam) and a
+    fake controller.
+    """
+
+    def build(self, smart="", start=datetime(2024, 3, 5, 20, 0, tzinfo=TZ)):
+        self.clock = Clock()
+        self.clock.advance(start.timestamp())
+        self.config = parse_config(CONFIG.format(smart=smart))
+        self.central = CentralSystem(self.config, MemoryStore(), self.clock)
+        self.central.load()
+        self.controller = FakeController()
+        self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ)
+        self.manager.startService()
+        self.addCleanup(self.manager.stopService)
+
+    def handle(self, charger_id, action, payload):
+        request, _ = m.decode(m.ACTIONS[action].request, payload)
+        return self.successResultOf(defer.maybeDeferred(
+            self.central.dispatcher(charger_id), action, request))
+
+    def now(self):
+        return datetime.fromtimestamp(self.clock.seconds(), TZ)
+
+    def start(self, charger_id="CP1", tag="SMART", meter=0):
+        response = self.handle(charger_id, "StartTransaction", {
+            "connectorId": 1, "idTag": tag, "meterStart": meter,
+            "timestamp": self.now().isoformat()})
+        self.clock.advance(START_DELAY)
+        return response.transaction_id
+
+    def meter(self, charger_id, wh, amps=None):
+        samples = [{"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]
+        if amps is not None:
+            samples.append({"value": str(amps), "measurand": "Current.Import", "phase": "L1"})
+        self.handle(charger_id, "MeterValues", {"connectorId": 1, "meterValue": [
+            {"timestamp": self.now().isoformat(), "sampledValue": samples}]})
+
+    def advance_to(self, hour, minute=0, days=0):
+        target = (self.now() + timedelta(days=days)).replace(hour=hour, minute=minute, second=0)
+        self.clock.advance(target.timestamp() - self.clock.seconds())
+
+
+class SmartManagerTests(Harness, SynchronousTestCase):
+    def setUp(self):
+        self.build()
+
+    def test_smart_tag_gets_a_tx_profile(self):
+        """
+        StartTransaction with the smart tag: after the transactionId is out,
+        the cheapest quarters after 23:00 go out as an Absolute TxProfile for
+        that transaction.
+        """
+        tx = self.start()
+        [(charger_id, action, payload)] = [c[1:] for c in self.controller.calls]
+        self.assertEqual((charger_id, action), ("CP1", "SetChargingProfile"))
+        profile = payload["csChargingProfiles"]
+        self.assertEqual((payload["connectorId"], profile["transactionId"],
+                          profile["chargingProfilePurpose"], profile["chargingProfileKind"]),
+                         (1, tx, "TxProfile", "Absolute"))
+        periods = [(p["startPeriod"], p["limit"])
+                   for p in profile["chargingSchedule"]["chargingSchedulePeriod"]]
+        three_hours = 3 * 3600 - START_DELAY
+        self.assertEqual(periods, [(0, 0.0), (three_hours, 16.0), (three_hours + 3600, 0.0),
+                                   (11 * 3600 - START_DELAY, 16.0)])
+        info = self.manager.session("CP1", 1)
+        self.assertEqual((info["transaction_id"], info["reachable"], info["via"]),
+                         (tx, True, "profile"))
+        self.assertLess(info["cost"], info["immediate_cost"])
+        self.assertEqual(info["departure"], "2024-03-06T07:00:00+01:00")
+
+    def test_other_tags_are_not_smart(self):
+        self.start(tag="04A1B2C3")
+        self.start("CP2", tag="SMART")  # CP1's smart tag, not CP2's
+        self.assertEqual(self.controller.calls, [])
+        self.assertIsNone(self.manager.session("CP1", 1))
+
+    def test_price_telegram_replans(self):
+        self.start()
+        self.manager.set_price(0.05)
+        _, periods = self.controller.profiles()[-1]
+        # Four quarters from 20:00:05, the few Wh the first one fell short
+        # at the minimum current.
+        self.assertEqual(periods[:3], [(0, 16.0), (3595, 6.0), (3595 + 900, 0.0)])
+
+    def test_update_session_replans(self):
+        self.start()
+        self.manager.update_session("CP1", 1, departure=time(23, 30), energy_wh=5520)
+        info = self.manager.session("CP1", 1)
+        self.assertEqual(info["departure"], "2024-03-05T23:30:00+01:00")
+        self.assertFalse(info["reachable"] is False and info["energy_wh"] != 5520)
+        _, periods = self.controller.profiles()[-1]
+        self.assertEqual(periods[1][1], 16.0)
+        self.assertEqual(periods[1][0], 3 * 3600 - START_DELAY)
+        self.assertRaises(ValueError, self.manager.update_session, "CP1", 1, energy_wh=0)
+        self.assertRaises(NoSmartSession, self.manager.update_session, "CP2", 1, energy_wh=1)
+
+    def test_not_reachable_full_current_flagged(self):
+        self.start()
+        self.manager.update_session("CP1", 1, departure=time(20, 30))
+        info = self.manager.session("CP1", 1)
+        self.assertFalse(info["reachable"])
+        _, periods = self.controller.profiles()[-1]
+        self.assertEqual(periods, [(0, 16.0)])
+
+    def test_car_behind_plan_replans_from_meter(self):
+        """
+        At 23:30 a car that should have 5520 Wh has 1000: re-planned from
+        the metered energy, more cheap quarters.
+        """
+        self.start()
+        self.advance_to(23, 30)
+        sent = len(self.controller.profiles())
+        self.meter("CP1", 1000)
+        self.assertEqual(len(self.controller.profiles()), sent + 1)
+        info = self.manager.session("CP1", 1)
+        self.assertEqual(info["delivered_wh"], 1000)
+        self.assertEqual(sum(1 for s in info["plan"] if s["current"]), 4)
+
+    def test_car_on_plan_is_not_replanned(self):
+        self.start()
+        self.advance_to(23, 30)
+        sent = len(self.controller.profiles())
+        self.meter("CP1", 5400)
+        self.assertEqual(len(self.controller.profiles()), sent)
+
+    def test_charger_refusing_profiles_gets_limits_per_slot(self):
+        self.controller.answer = CommandResult(False, "Rejected")
+        self.start()
+        self.assertEqual(self.controller.limits(), [("CP1", 1, 0.0)])
+        self.advance_to(23, 0)
+        self.assertEqual(self.controller.limits()[-1], ("CP1", 1, 16.0))
+        self.advance_to(0, 0, days=1)
+        self.assertEqual(self.controller.limits()[-1], ("CP1", 1, 0.0))
+        self.assertEqual(self.manager.session("CP1", 1)["via"], "limits")
+        self.assertEqual(len(self.controller.profiles()), 1)
+
+    def test_offline_charger_gets_plan_on_boot(self):
+        self.controller.answer = CommandResult(False, "NotConnected")
+        self.start()
+        self.controller.answer = CommandResult(True, "Accepted")
+        self.handle("CP1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        self.clock.advance(0)
+        self.assertEqual(len(self.controller.profiles()), 2)
+        self.assertEqual(self.manager.session("CP1", 1)["via"], "profile")
+
+    def test_session_ends(self):
+        tx = self.start()
+        self.handle("CP1", "StopTransaction", {"transactionId": tx, "meterStop": 100,
+                                               "timestamp": self.now().isoformat()})
+        self.assertIsNone(self.manager.session("CP1", 1))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_restart_adopts_running_smart_session(self):
+        self.start()
+        again = SmartManager(self.central, FakeController(), self.clock, self.config, TZ)
+        again.startService()
+        self.addCleanup(again.stopService)
+        self.assertEqual(len(again.controller.profiles()), 1)
+
+
+class SurplusTests(Harness, SynchronousTestCase):
+    def setUp(self):
+        self.build(start=datetime(2024, 6, 5, 12, 0, tzinfo=TZ))
+
+    def test_surplus_followed_with_hysteresis(self):
+        """
+        The surplus starts charging after a minute above 6 A, the current
+        follows it; a passing cloud does not stop it, a lasting one does.
+        """
+        self.start()
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
+        self.manager.set_surplus(8 * 690)
+        self.clock.advance(30)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
+        self.clock.advance(30)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 8.0))
+        # The export drops by what the car draws now: the car's own draw is
+        # no reason to change.
+        sent = len(self.controller.profiles())
+        self.manager.set_surplus(0)
+        self.assertEqual(len(self.controller.profiles()), sent)
+        # A cloud: importing 5 kW for two minutes: the minimum current is
+        # held, then the sun is back (the car draws 6 A, 2 A are exported).
+        self.manager.set_surplus(-5000)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 6.0))
+        self.clock.advance(120)
+        self.manager.set_surplus(2 * 690)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 8.0))
+        # Lasting: stops after five minutes.
+        self.manager.set_surplus(-5000)
+        self.clock.advance(300)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
+
+
+class SiteLimitTests(Harness, SynchronousTestCase):
+    def test_shared_fairly_and_rebalanced(self):
+        """
+        A plain session and a smart one at 23:00 under a 20 A site limit:
+        10 A each; when the plain one stops, the smart one is re-planned at
+        16 A.
+        """
+        self.build("site_limit = 20.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
+        plain = self.start("CP2", tag="04A1B2C3")
+        self.assertEqual(self.controller.limits(), [("CP2", 1, 16.0)])
+        self.start()
+        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 10.0))
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 10.0))
+        self.handle("CP2", "StopTransaction", {"transactionId": plain, "meterStop": 100,
+                                               "timestamp": self.now().isoformat()})
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 16.0))
+
+    def test_car_drawing_less_leaves_current_to_others(self):
+        self.build("site_limit = 20.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
+        self.start("CP2", tag="04A1B2C3")
+        self.start()
+        self.clock.advance(14 * 60)
+        self.meter("CP1", 0, amps=4.0)
+        self.clock.advance(60)
+        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 14.0))
+
+    def test_lost_meter_reading_falls_back_to_safe_share(self):
+        self.build("site_limit = 20.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
+        self.start("CP2", tag="04A1B2C3")
+        self.start()
+        self.clock.advance(14 * 60)
+        self.meter("CP1", 0, amps=4.0)
+        self.clock.advance(60)
+        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 14.0))
+        # No reading for longer than METER_FRESH: CP1 may draw its share.
+        self.clock.advance(15 * 60)
+        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 10.0))
+
+    def test_too_small_limit_rotates(self):
+        """
+        8 A cannot give two cars 6 A: one charges, the other waits its
+        turn, and they swap every quarter hour.
+        """
+        self.build("site_limit = 8.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
+        self.start("CP2", tag="04A1B2C3")
+        self.start()
+        first = self.controller.limits()[-1]
+        self.assertEqual(first, ("CP2", 1, 8.0))
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
+        self.clock.advance(15 * 60)
+        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 0.0))
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 8.0))
+        self.clock.advance(15 * 60)
+        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 8.0))
+
+
+class ChargerLimitsTests(Harness, SynchronousTestCase):
+    def test_reported_max_periods_and_stack_level(self):
+        """
+        A charger that reported ChargingScheduleMaxPeriods 2 and
+        ChargeProfileMaxStackLevel 1 gets two periods at stack level 1, and
+        a new schedule when the first period left out starts.
+        """
+        self.build()
+        configuration = self.central.chargers["CP1"].configuration
+        for key, value in [("ChargingScheduleMaxPeriods", "2"),
+                           ("ChargeProfileMaxStackLevel", "1")]:
+            configuration[key] = m.KeyValue(key=key, readonly=True, value=value)
+        self.start()
+        [(_, _, _, payload)] = self.controller.calls
+        self.assertEqual(payload["csChargingProfiles"]["stackLevel"], 1)
+        self.assertEqual(len(self.controller.profiles()[-1][1]), 2)
+        # 0 A, then 16 A from 23:00, then (left out) 0 A from 00:00.
+        self.assertEqual(self.controller.profiles()[-1][1], [(0, 0.0), (3 * 3600 - 5, 16.0)])
+        self.advance_to(23, 59)
+        self.assertEqual(len(self.controller.profiles()), 1)
+        self.meter("CP1", 11040)
+        self.advance_to(0, 0, days=1)
+        self.assertEqual(self.controller.profiles()[-1][1], [(0, 0.0), (7 * 3600, 16.0)])
+
+
+class ReconfigureTests(Harness, SynchronousTestCase):
+    def test_new_tariff_replans_and_removed_smart_tag_ends_smart_control(self):
+        self.build()
+        self.start()
+        cheap_now = parse_config(CONFIG.format(smart='tariff = [{ from = "00:00", price = 0.1 }]'))
+        self.manager.reconfigure(cheap_now)
+        # Flat price: the earliest slots.
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 16.0))
+        self.manager.reconfigure(parse_config(CONFIG.format(smart="").replace(
+            'smart_tag = "SMART"\n', "")))
+        self.assertIsNone(self.manager.session("CP1", 1))

@@ -1,0 +1,5 @@
+"""
+The Smart Energy Manager (SPEC §6): sessions started with a charging point's
+C{smart_tag} are charged at the cheapest (or sunniest) time before departure.
+L{planner} does the arithmetic, L{manager} the service around it.
+"""

@@ -1,0 +1,526 @@
+# -*- test-case-name: tests.test_smart -*-
+"""
+The Smart Energy Manager as a service: it watches the domain for sessions
+started with a charging point's C{smart_tag}, plans them with
+L{xxterocpp.smart.planner} and steers the chargers through the control model
+(a TxProfile, or limits re-sent at slot boundaries for chargers that refuse
+profiles). It re-plans when a price or surplus telegram arrives, when the car
+draws less than planned, at slot boundaries and when departure or energy are
+changed through the API. With C{[smart] site_limit} it also shares the site's
+current between all charging points, smart or not.
+"""
+
+from datetime import datetime, time, timedelta
+
+import attr
+from twisted.application import service
+from twisted.logger import Logger
+
+from xxterocpp.smart import planner
+from xxterocpp.station import (
+    ChargerBooted,
+    MeterChanged,
+    TransactionStarted,
+    TransactionStopped,
+    utc_from_seconds,
+)
+
+#: The car is "behind the plan" (re-plan from the metered energy) when it
+#: lags by more than both of these.
+LAG_WH = 500.0
+LAG_FRACTION = 0.1
+
+#: A meter reading older than this is lost: the point is then assumed to
+#: draw its whole share.
+METER_FRESH = 300.0
+
+#: A point drawing well below its share gives the rest to others, keeping
+#: this much headroom (A) to ramp up again.
+DRAW_MARGIN = 2.0
+
+#: How long (about) a point under a site limit too small for everyone
+#: charges before the next one gets its turn; turns change at slot
+#: boundaries.
+ROTATION = planner.SLOT.total_seconds()
+
+#: Seconds between a StartTransaction and its first plan: the charger must
+#: have its transactionId (answered once on disk) before a TxProfile names it.
+START_DELAY = 5.0
+
+#: The profile id per connector (a new profile with the same id replaces the
+#: old one) and its stack level (at most the charger's
+#: ChargeProfileMaxStackLevel): a TxProfile overrides the control model's
+#: TxDefaultProfile limits for the session, its ChargePointMaxProfile stays
+#: an upper bound.
+PROFILE_ID_BASE = 9100
+STACK_LEVEL = 2
+
+
+class NoSmartSession(LookupError):
+    """
+    No smart session runs at that charging point.
+    """
+
+
+@attr.s(eq=False)
+class _Session:
+    """
+    A smart session and its current plan.
+
+    @ivar departure: a local C{time} or an aware C{datetime}.
+    @ivar planned_from_wh: the session's energy when the plan was made.
+    @ivar profiles: False once the charger refused a charging profile: then
+        the plan goes out as limits, one per slot.
+    """
+
+    point = attr.ib()
+    transaction = attr.ib()
+    departure = attr.ib()
+    energy_wh = attr.ib()
+    follower = attr.ib()
+    plan = attr.ib(default=None)
+    planned_from_wh = attr.ib(default=0.0)
+    profiles = attr.ib(default=True)
+    sent_limit = attr.ib(default=None)
+    refresh_at = attr.ib(default=None)
+    not_before = attr.ib(default=0.0)
+
+    @property
+    def key(self):
+        return (self.point.id, self.point.connector)
+
+    @property
+    def capacity(self):
+        return planner.Capacity(self.point.max_current, self.point.phases)
+
+    @property
+    def delivered_wh(self):
+        return self.transaction.energy_wh or 0
+
+
+class SmartManager(service.Service):
+    """
+    The Smart Energy Manager.
+
+    @ivar config: the L{xxterocpp.config.Config} in force.
+    """
+
+    log = Logger()
+
+    def __init__(self, central, controller, clock, config, tz=None):
+        """
+        @param central: the L{xxterocpp.station.CentralSystem}.
+        @param controller: the L{xxterocpp.control.Controller}.
+        @param clock: an C{IReactorTime}.
+        @param tz: the local zone of departures and tariff (L{None}: the
+            system's).
+        """
+        self.central = central
+        self.controller = controller
+        self.clock = clock
+        self.config = config
+        self.tz = tz
+        self._tariff = planner.Tariff(config.smart.tariff)
+        self._sessions = {}
+        self._prices = []
+        self._surplus_w = None
+        self._shares = {}
+        self._queue = []
+        self._rotate_at = 0.0
+        self._metered = {}
+        self._timer = None
+        central.subscribe(self._observe)
+
+    # -- the service -----------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        # Smart sessions that were running before a restart.
+        for charger in self.central.chargers.values():
+            for connector in charger.connectors.values():
+                if connector.transaction is not None and connector.transaction.running:
+                    self._adopt(connector.transaction, 0.0)
+        self._update()
+
+    def stopService(self):
+        super().stopService()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def reconfigure(self, config):
+        """
+        Apply a re-read configuration (SIGHUP).
+        """
+        self.config = config
+        self._tariff = planner.Tariff(config.smart.tariff)
+        for key, session in list(self._sessions.items()):
+            point = config.charger(*key)
+            if point is None or not self._is_smart(point, session.transaction.id_tag):
+                del self._sessions[key]
+            else:
+                session.point = point
+                session.plan = None
+        self._update()
+
+    # -- inputs ------------------------------------------------------------
+
+    def set_price(self, price, at=None):
+        """
+        A dynamic price per kWh (the C{prices_ga} telegram): it holds from
+        C{at} (default now) until the next price, or until the tariff
+        changes. Every smart session is re-planned.
+        """
+        now = self._now()
+        at = at or now
+        # Prices superseded before now are no use to any plan.
+        current = [p for p in self._prices if p[0] <= now]
+        self._prices = current[-1:] + [p for p in self._prices if p[0] > now]
+        self._prices = sorted(self._prices + [(at, price)], key=lambda p: p[0])
+        self.log.info("smart: price {price} per kWh from {at}", price=price, at=at.isoformat())
+        self._update(replan=True)
+
+    def set_surplus(self, watts):
+        """
+        The PV surplus (the C{surplus_ga} telegram, W, positive =
+        exporting).
+        """
+        self._surplus_w = watts
+        self._update()
+
+    def session(self, charger_id, connector):
+        """
+        @return: the smart session at a charging point as a dict for the
+            API and status page (C{charger_id}, C{connector},
+            C{transaction_id}, C{departure}, C{energy_wh}, C{delivered_wh},
+            C{reachable}, C{cost}, C{immediate_cost}, C{via}, C{plan}: a list
+            of C{{start, end, current, price}}), or L{None}.
+        """
+        session = self._sessions.get((charger_id, connector))
+        if session is None:
+            return None
+        if session.plan is None:
+            self._replan(session, self._now())
+        plan = session.plan
+        return {
+            "charger_id": charger_id,
+            "connector": connector,
+            "transaction_id": session.transaction.id,
+            "departure": plan.departure.isoformat(),
+            "energy_wh": session.energy_wh,
+            "delivered_wh": session.delivered_wh,
+            "reachable": plan.reachable,
+            "cost": round(plan.cost, 2),
+            "immediate_cost": round(plan.immediate_cost, 2),
+            "via": "profile" if session.profiles else "limits",
+            "plan": [{"start": s.start.isoformat(), "end": s.end.isoformat(),
+                      "current": s.current, "price": s.price} for s in plan.slots],
+        }
+
+    def update_session(self, charger_id, connector, departure=None, energy_wh=None):
+        """
+        Change a smart session's departure and/or energy, and re-plan it.
+
+        @param departure: a local C{time} of day or an aware C{datetime}.
+        @param energy_wh: the energy the whole session should get (Wh, > 0).
+        @raise NoSmartSession: when none runs there.
+        @raise ValueError: for a bad departure or energy.
+        """
+        session = self._sessions.get((charger_id, connector))
+        if session is None:
+            raise NoSmartSession(f"no smart session at {charger_id} connector {connector}")
+        if departure is not None:
+            if isinstance(departure, datetime) and departure.tzinfo is None:
+                raise ValueError("departure must be a time of day or an aware date-time")
+            if not isinstance(departure, (time, datetime)):
+                raise ValueError("departure must be a time of day or an aware date-time")
+            session.departure = departure
+        if energy_wh is not None:
+            if not energy_wh > 0:
+                raise ValueError(f"energy_wh must be more than 0, not {energy_wh!r}")
+            session.energy_wh = energy_wh
+        session.plan = None
+        self._update()
+
+    # -- domain events -----------------------------------------------------
+
+    def _observe(self, event):
+        if not self.running:
+            return
+        if isinstance(event, TransactionStarted):
+            self._adopt(event.transaction, self.clock.seconds() + START_DELAY)
+            self._update()
+        elif isinstance(event, TransactionStopped):
+            key = (event.transaction.charger_id, event.transaction.connector)
+            if self._sessions.pop(key, None) is not None:
+                self.log.info("{id}/{connector}: smart session ended", id=key[0],
+                              connector=key[1])
+            self._shares.pop(key, None)
+            self._update()
+        elif isinstance(event, MeterChanged):
+            key = (event.charger_id, event.connector.number)
+            self._metered[key] = self.clock.seconds()
+            session = self._sessions.get(key)
+            if session is not None and self._behind(session, self._now()):
+                self.log.info("{id}/{connector}: the car draws less than planned, re-planning",
+                              id=key[0], connector=key[1])
+                session.plan = None
+                self._update()
+        elif isinstance(event, ChargerBooted):
+            # A rebooted charger has forgotten its profiles.
+            for session in self._sessions.values():
+                if session.point.id == event.charger.id:
+                    session.plan = None
+            self._update()
+
+    @staticmethod
+    def _is_smart(point, id_tag):
+        return bool(point.smart_tag) and id_tag.casefold() == point.smart_tag.casefold()
+
+    def _adopt(self, tx, not_before):
+        point = self.config.charger(tx.charger_id, tx.connector)
+        if (point is None or tx.start_status != "Accepted" or not tx.running
+                or not self._is_smart(point, tx.id_tag)):
+            return
+        smart = self.config.smart
+        session = _Session(point, tx, smart.departure, smart.energy_wh,
+                           planner.SurplusFollower(planner.Capacity(point.max_current,
+                                                                    point.phases)),
+                           not_before=not_before)
+        self._sessions[session.key] = session
+        self.log.info("{id}/{connector}: smart session of transaction {tx}", id=point.id,
+                      connector=point.connector, tx=tx.id)
+
+    # -- deciding ----------------------------------------------------------
+
+    def _now(self):
+        return utc_from_seconds(int(self.clock.seconds()))
+
+    def _behind(self, session, now):
+        plan = session.plan
+        if plan is None or now >= plan.departure:
+            return False
+        expected = plan.energy_between(plan.now, now)
+        lag = expected - (session.delivered_wh - session.planned_from_wh)
+        return lag > max(LAG_WH, LAG_FRACTION * expected)
+
+    def _update(self, replan=False):
+        """
+        Bring every decision up to date: surplus, shares, plans, what the
+        chargers were sent, and the next timer.
+        """
+        if not self.running:
+            return
+        now = self._now()
+        self._follow_surplus()
+        self._share(now)
+        for session in list(self._sessions.values()):
+            if self.clock.seconds() < session.not_before:
+                continue
+            due = session.refresh_at is not None and now >= session.refresh_at
+            if replan or due or session.plan is None:
+                self._replan(session, now)
+                self._send(session)
+            elif not session.profiles:
+                self._send_limit(session, now)
+        self._schedule(now)
+
+    def _follow_surplus(self):
+        if self._surplus_w is None:
+            return
+        seconds = self.clock.seconds()
+        # The export reading already has our cars' draw taken off: add back
+        # what they were told to draw, or the car would chase its own tail.
+        available = self._surplus_w + sum(
+            s.capacity.watts(s.plan.current_at(self._now())) for s in self._sessions.values()
+            if s.plan is not None)
+        for session in sorted(self._sessions.values(), key=lambda s: s.transaction.start_time):
+            before = session.follower.current
+            current = session.follower.update(seconds, max(0.0, available))
+            available -= session.capacity.watts(current)
+            if current != before:
+                session.plan = None
+
+    def _share(self, now):
+        limit = self.config.smart.site_limit
+        if not limit:
+            self._shares.clear()
+            return
+        seconds = self.clock.seconds()
+        demands = {}
+        for charger in self.central.chargers.values():
+            for connector in charger.connectors.values():
+                tx = connector.transaction
+                point = self.config.charger(charger.id, connector.number)
+                if tx is None or not tx.running or point is None:
+                    continue
+                key = (charger.id, connector.number)
+                session = self._sessions.get(key)
+                wanted = point.normal_current if session is None else self._wish(session, now)
+                fresh = seconds - self._metered.get(key, float("-inf")) < METER_FRESH
+                share = self._shares.get(key)
+                # A car using less than its share (bar half the margin, or a
+                # capped car would be uncapped the next round) leaves the
+                # rest to others; a car with a lost reading keeps its share.
+                if fresh and share and connector.current is not None \
+                        and connector.current < share - DRAW_MARGIN / 2:
+                    wanted = min(wanted, connector.current + DRAW_MARGIN)
+                demands[key] = wanted
+        # Newcomers queue behind the points already charging.
+        self._queue = [k for k in self._queue if k in demands] + [
+            k for k in demands if k not in self._queue]
+        shares = planner.share(limit, demands, self._queue)
+        if not any(demands[k] > 0 and not shares[k] for k in demands):
+            self._rotate_at = self._turn_end(now)
+        elif seconds >= self._rotate_at:
+            self._queue = planner.rotate(self._queue, shares, demands)
+            shares = planner.share(limit, demands, self._queue)
+            self._rotate_at = self._turn_end(now)
+        for key, amps in shares.items():
+            if self._shares.get(key) == amps:
+                continue
+            self._shares[key] = amps
+            session = self._sessions.get(key)
+            if session is not None:
+                session.plan = None
+            else:
+                self.log.info("{id}/{connector}: {amps} A of the site limit", id=key[0],
+                              connector=key[1], amps=amps)
+                self.controller.set_limit(key[0], key[1], amps)
+
+    @staticmethod
+    def _turn_end(now):
+        """
+        When the points served from C{now} make way, if others wait: a slot
+        boundary at least half a turn away.
+        """
+        return planner.next_slot(now + timedelta(seconds=ROTATION / 2)).timestamp()
+
+    def _wish(self, session, now):
+        """
+        What a smart session wants now, before sharing: its uncapped plan's
+        current.
+        """
+        return self._plan(session, now, caps=()).current_at(now)
+
+    def _plan(self, session, now, caps):
+        missing = max(0.0, session.energy_wh - session.delivered_wh)
+        surplus = ()
+        if session.follower.current:
+            surplus = [(now, now + planner.SLOT,
+                        session.capacity.watts(session.follower.current))]
+        return planner.plan(now, session.departure, missing, session.capacity, self._tariff,
+                            prices=self._prices, surplus=surplus, caps=caps, tz=self.tz)
+
+    def _replan(self, session, now):
+        caps = ()
+        share = self._shares.get(session.key)
+        if share is not None:
+            # The share holds until the next re-balance; later slots get the
+            # point's full capacity, re-shared when they come.
+            caps = [(now, now + planner.SLOT, share)]
+        session.plan = self._plan(session, now, caps)
+        session.planned_from_wh = session.delivered_wh
+        plan = session.plan
+        self.log.info("{id}/{connector}: planned {wh:.0f} Wh by {departure} for {cost:.2f} "
+                      "(at once: {immediate:.2f}){unreachable}", id=session.point.id,
+                      connector=session.point.connector, wh=plan.planned_wh,
+                      departure=plan.departure.isoformat(), cost=plan.cost,
+                      immediate=plan.immediate_cost,
+                      unreachable="" if plan.reachable else ", not reachable: full current")
+
+    # -- acting ------------------------------------------------------------
+
+    def _send(self, session):
+        if not session.profiles:
+            session.refresh_at = None
+            self._send_limit(session, self._now())
+            return
+        schedule, session.refresh_at = planner.to_schedule(
+            session.plan, self._reported(session, "ChargingScheduleMaxPeriods",
+                                         planner.MAX_PERIODS))
+        payload = {
+            "connectorId": session.point.connector,
+            "csChargingProfiles": {
+                "chargingProfileId": PROFILE_ID_BASE + session.point.connector,
+                "transactionId": session.transaction.id,
+                "stackLevel": min(STACK_LEVEL, self._reported(
+                    session, "ChargeProfileMaxStackLevel", STACK_LEVEL)),
+                "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Absolute",
+                "chargingSchedule": schedule,
+            },
+        }
+        d = self.controller.send(session.point.id, "SetChargingProfile", payload)
+        d.addCallback(self._profile_sent, session)
+
+    def _reported(self, session, key, default):
+        """
+        @return: a charger's integer configuration key as read at boot
+            (L{xxterocpp.station.Charger.configuration}), or C{default}.
+        """
+        charger = self.central.chargers.get(session.point.id)
+        try:
+            return max(1, int(charger.configuration[key].value))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return default
+
+    def _profile_sent(self, result, session):
+        if result.accepted:
+            return
+        if result.status in ("NotConnected", "Timeout"):
+            # Sent again when the charger is back (boot) or at the next
+            # re-plan.
+            self.log.warn("{id}/{connector}: smart plan not sent ({status})",
+                          id=session.point.id, connector=session.point.connector,
+                          status=result.status)
+            return
+        self.log.warn("{id}/{connector}: charger refused the charging profile ({status} "
+                      "{detail}); sending the plan as limits per slot", id=session.point.id,
+                      connector=session.point.connector, status=result.status,
+                      detail=result.detail)
+        session.profiles = False
+        session.refresh_at = None
+        if self._sessions.get(session.key) is session:
+            self._send_limit(session, self._now())
+            self._schedule(self._now())
+
+    def _send_limit(self, session, now):
+        amps = session.plan.current_at(now)
+        if amps != session.sent_limit:
+            session.sent_limit = amps
+            self.controller.set_limit(session.point.id, session.point.connector, amps)
+
+    def _schedule(self, now):
+        """
+        Wake up at the next moment something is due: a slot boundary, a
+        surplus state change, a schedule refresh, a rotation.
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        seconds = self.clock.seconds()
+        due = []
+        for session in self._sessions.values():
+            if session.plan is None:
+                due.append(session.not_before)
+                continue
+            due += [t.timestamp() for t in session.plan.boundaries()]
+            if session.refresh_at is not None:
+                due.append(session.refresh_at.timestamp())
+            if session.follower.next_change() is not None:
+                due.append(session.follower.next_change())
+        if self._sessions or self._shares:
+            # Re-balance and re-plan with the slot grid (surplus, shares).
+            due.append(planner.next_slot(now).timestamp())
+        due = [t for t in due if t > seconds]
+        if due:
+            self._timer = self.clock.callLater(min(due) - seconds, self._tick)
+
+    def _tick(self):
+        self._timer = None
+        for session in self._sessions.values():
+            if session.follower.following or self._shares.get(session.key) is not None:
+                # The surplus and the share were planned for one slot only.
+                session.plan = None
+        self._update()
