@@ -7,6 +7,7 @@ The same behaviour on a real knxd with the whole service is in
 L{tests.test_knx_integration}.
 """
 
+import struct
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -287,6 +288,7 @@ class TableTests(SynchronousTestCase):
     def test_has_group_objects(self):
         self.assertTrue(has_group_objects(parse_config(CONFIG)))
         self.assertFalse(has_group_objects(parse_config('[[charger]]\nid = "A"\nmax_current = 16')))
+        self.assertTrue(has_group_objects(parse_config('[smart]\nsurplus_ga = "5/0/2"')))
 
 
 class SendTests(BridgeTestCase):
@@ -659,3 +661,93 @@ class RestartTests(SynchronousTestCase):
         self.addCleanup(bridge.stopService)
         self.assertIn((WRITE, "1/0/2", 1), link.sent)
         self.assertIn((WRITE, "1/0/7", bytes.fromhex("F6 3B 11")), link.sent)
+
+
+class FakeSmart:
+    """
+    Records what the bridge gives the Smart Energy Manager.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def set_price(self, price):
+        self.calls.append(("price", price))
+
+    def set_surplus(self, watts):
+        self.calls.append(("surplus", watts))
+        if watts == 13.0:
+            raise RuntimeError("unlucky")
+
+
+SMART_CONFIG = CONFIG.replace("[[charger]]", """\
+[smart]
+prices_ga = "5/0/1"
+surplus_ga = "1/0/9"
+
+[[charger]]""", 1)
+
+
+class SmartInputTests(SynchronousTestCase):
+    """
+    C{[smart] prices_ga} and C{surplus_ga}: DPT 14 writes become
+    L{SmartManager.set_price} and C{set_surplus}; nonsense is logged and
+    ignored.
+    """
+
+    def setUp(self):
+        self.central = FakeCentral(("CP1", 1), ("TWIN", 2))
+        self.link = FakeLink()
+        self.smart = FakeSmart()
+        self.log = capture_log(self)
+        self.bridge = KnxBridge(parse_config(SMART_CONFIG), self.central, FakeController(),
+                                self.link, task.Clock(), tz=BERLIN, smart=self.smart)
+        self.bridge.startService()
+        self.addCleanup(self.bridge.stopService)
+
+    def warnings(self):
+        return [text for level, text in self.log if level in (LogLevel.warn, LogLevel.critical)]
+
+    def test_price_and_surplus(self):
+        self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))
+        # A send object's address may carry the surplus too (the charger's
+        # current object here): the bridge's own writes are not telegrams
+        # it receives, a write from the bus is the surplus.
+        self.link.receive("1/0/9", WRITE, struct.pack(">f", -1500.0))
+        self.assertEqual(self.smart.calls, [("price", 0.25), ("surplus", -1500.0)])
+        self.assertEqual(self.warnings(), [])
+
+    def test_reads_and_responses_are_not_values(self):
+        self.link.receive("5/0/1", READ)
+        self.link.receive("5/0/1", "response", struct.pack(">f", 0.25))
+        self.assertEqual(self.smart.calls, [])
+
+    def test_nonsense_is_ignored(self):
+        for payload in (b"\x41", b"\x7f\xc0\x00\x00", b"\x7f\x80\x00\x00", 1):
+            self.link.receive("5/0/1", WRITE, payload)
+        self.assertEqual(self.smart.calls, [])
+        warnings = self.warnings()
+        self.assertEqual(len(warnings), 4)
+        self.assertIn("smart.prices_ga", warnings[0])
+        self.assertIn("needs 4 bytes", warnings[0])
+        self.assertIn("not a finite number", warnings[1])
+
+    def test_failing_manager_is_logged(self):
+        self.link.receive("1/0/9", WRITE, struct.pack(">f", 13.0))
+        self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.3))
+        self.assertEqual(self.smart.calls, [("surplus", 13.0), ("price", 0.3)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_reconfigure_moves_the_addresses(self):
+        self.bridge.reconfigure(parse_config(SMART_CONFIG.replace('"5/0/1"', '"5/0/3"')))
+        self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))
+        self.link.receive("5/0/3", WRITE, struct.pack(">f", 0.5))
+        self.assertEqual(self.smart.calls, [("price", 0.5)])
+
+    def test_without_manager(self):
+        bridge = KnxBridge(parse_config(SMART_CONFIG), self.central, FakeController(),
+                           self.link, task.Clock(), tz=BERLIN)
+        bridge.startService()
+        self.addCleanup(bridge.stopService)
+        self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))
+        self.assertIn("no Smart Energy Manager", self.warnings()[-1])

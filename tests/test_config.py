@@ -877,3 +877,28 @@ class SmartTests(ConfigErrorTestsMixin, SynchronousTestCase):
             ("[smart]\nsite_limit = -1", "smart.site_limit", "must be at least 0"),
             ("[smart]\ndepature = \"07:00\"", "smart.depature", "did you mean 'departure'"),
         ])
+
+    def test_group_addresses_clash(self):
+        """
+        prices_ga and surplus_ga may not be a charger's receive object (a
+        price would also be a command), nor each other; a send object's
+        address is fine.
+        """
+        charger = dedent("""\
+            [[charger]]
+            id = "CP1"
+            max_current = 16
+            [charger.knx]
+            max_current = "1/1/5"
+            current = "1/1/6"
+            """)
+        self.assertConfigErrors([
+            ('[smart]\nprices_ga = "1/1/5"\n' + charger, "smart.prices_ga",
+             "group address 1/1/5 is also charger[0].knx.max_current"),
+            ('[smart]\nsurplus_ga = "1/1/5"\n' + charger, "smart.surplus_ga",
+             "group address 1/1/5 is also charger[0].knx.max_current"),
+            ('[smart]\nprices_ga = "1/2/3"\nsurplus_ga = "1/2/3"', "smart.surplus_ga",
+             "group address 1/2/3 is also smart.prices_ga"),
+        ])
+        config = parse_config('[smart]\nsurplus_ga = "1/1/6"\n' + charger, PATH)
+        self.assertEqual(config.smart.surplus_ga, GroupAddress.parse("1/1/6"))

@@ -3,6 +3,7 @@ Tests for L{xxterocpp.smart.manager}: the real domain fed decoded OCPP
 messages, a fake clock and a fake controller that records the commands.
 """
 
+import json
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -263,6 +264,51 @@ class SurplusTests(Harness, SynchronousTestCase):
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
 
 
+    def test_injected_surplus_delays(self):
+        """
+        The follower's hysteresis delays are the manager's to set: 2 s to
+        start, 5 s to stop.
+        """
+        self.manager.surplus_start_delay, self.manager.surplus_stop_delay = 2.0, 5.0
+        self.start()
+        self.manager.set_surplus(8 * 690)
+        self.clock.advance(1.9)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
+        self.clock.advance(0.1)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 8.0))
+        self.manager.set_surplus(-8 * 690)
+        self.clock.advance(5)
+        self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
+
+
+class DelayTests(Harness, SynchronousTestCase):
+    def test_injected_start_delay(self):
+        """
+        The first plan goes out C{start_delay} after the StartTransaction;
+        looking at the session meanwhile (status page) does not keep it
+        from going out.
+        """
+        self.build()
+        self.manager.start_delay = 0.5
+        self.handle("CP1", "StartTransaction", {
+            "connectorId": 1, "idTag": "SMART", "meterStart": 0,
+            "timestamp": self.now().isoformat()})
+        self.assertEqual(self.controller.profiles(), [])
+        preview = self.manager.session("CP1", 1)
+        self.assertEqual(preview["plan"][0]["current"], 0.0)
+        self.clock.advance(0.4)
+        self.assertEqual(self.controller.profiles(), [])
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.controller.profiles()), 1)
+
+    def test_constructor_arguments(self):
+        self.build()
+        manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ,
+                               start_delay=0, surplus_start_delay=1, surplus_stop_delay=2)
+        self.assertEqual((manager.start_delay, manager.surplus_start_delay,
+                          manager.surplus_stop_delay), (0, 1, 2))
+
+
 class SiteLimitTests(Harness, SynchronousTestCase):
     def test_shared_fairly_and_rebalanced(self):
         """
@@ -334,6 +380,7 @@ class ChargerLimitsTests(Harness, SynchronousTestCase):
         self.start()
         [(_, _, _, payload)] = self.controller.calls
         self.assertEqual(payload["csChargingProfiles"]["stackLevel"], 1)
+        self.assertEqual(payload["csChargingProfiles"]["chargingProfileId"], 9101)
         self.assertEqual(len(self.controller.profiles()[-1][1]), 2)
         # 0 A, then 16 A from 23:00, then (left out) 0 A from 00:00.
         self.assertEqual(self.controller.profiles()[-1][1], [(0, 0.0), (3 * 3600 - 5, 16.0)])
@@ -355,3 +402,51 @@ class ReconfigureTests(Harness, SynchronousTestCase):
         self.manager.reconfigure(parse_config(CONFIG.format(smart="").replace(
             'smart_tag = "SMART"\n', "")))
         self.assertIsNone(self.manager.session("CP1", 1))
+
+
+class ControllerCollisionTests(SynchronousTestCase):
+    """
+    The control model's limits and the plan on one charger (the real
+    L{Controller}, a scripted charger): distinct chargingProfileIds, and the
+    plan at the top stack level, above the control model's TxProfile.
+    """
+
+    def test_plan_and_controller_tx_profile_do_not_replace_each_other(self):
+        from tests.test_control import MemoryStore as ControlStore, ScriptedCharger
+        from xxterocpp.control import PROFILE_IDS, Controller
+
+        clock = Clock()
+        clock.advance(datetime(2024, 3, 5, 20, 0, tzinfo=TZ).timestamp())
+        config = parse_config(CONFIG.format(smart="") + '[[tag]]\nid = "GOOD"\n')
+        central = CentralSystem(config, ControlStore(), clock)
+        controller = Controller(central, clock)
+        central.load()
+        manager = SmartManager(central, controller, clock, config, TZ, start_delay=1)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        cp = ScriptedCharger(central, clock)
+        # A charger taking TxProfiles only: the control model's limit goes
+        # out as a TxProfile too (the cascade's last resort).
+        cp.answers["SetChargingProfile"] = lambda p: {"status": (
+            "Accepted" if p["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+            else "NotSupported")}
+        cp.boot()
+        cp.session.text_received(json.dumps([2, "s", "StartTransaction", {
+            "connectorId": 1, "idTag": "SMART", "meterStart": 0,
+            "timestamp": "2024-03-05T19:00:00Z"}]))
+        clock.advance(0)
+        clock.advance(1)
+        cp.take()
+        d = controller.set_limit("CP1", 1, 10)
+        clock.advance(0)
+        self.assertTrue(self.successResultOf(d).accepted)
+        profiles = [p["csChargingProfiles"] for p in cp.payloads("SetChargingProfile")]
+        ours = [(p["chargingProfileId"], p["stackLevel"]) for p in profiles
+                if p["chargingProfilePurpose"] == "TxProfile"]
+        # The cascade reached the TxProfile: one level below the top (8).
+        self.assertEqual(ours, [(PROFILE_IDS["TxProfile"] + 1, 7)])
+        manager.update_session("CP1", 1, energy_wh=5000)
+        clock.advance(0)
+        plan = cp.payloads("SetChargingProfile")[-1]["csChargingProfiles"]
+        self.assertEqual((plan["chargingProfileId"], plan["stackLevel"],
+                          plan["chargingProfilePurpose"]), (9101, 8, "TxProfile"))

@@ -736,3 +736,38 @@ class WebServiceTests(TestCase):
         port = yield service.web.when_listening()
         self.assertEqual(port.getHost().host, "127.0.0.1")
         self.assertTrue(any(e.get("what") == "web interface" for e in events))
+
+
+class PlanChartTests(TestCase):
+    """
+    L{plan_chart}: the smart plan's timeline as inline SVG.
+    """
+
+    def render(self, plan):
+        from twisted.web.template import flattenString
+
+        from xxterocpp.web.page import plan_chart
+
+        out = []
+        flattenString(None, plan_chart(plan)).addCallback(out.append)
+        return out[0].decode()
+
+    def test_bars_surplus_and_price_line(self):
+        svg = self.render([
+            {"start": "2024-03-05T20:00:00+00:00", "end": "2024-03-05T22:00:00+00:00",
+             "current": 0.0, "surplus_current": 0.0, "price": 0.3},
+            {"start": "2024-03-05T22:00:00+00:00", "end": "2024-03-05T23:00:00+00:00",
+             "current": 16.0, "surplus_current": 8.0, "price": 0.18},
+        ])
+        self.assertTrue(svg.startswith('<svg class="chart plan"'))
+        # One bar (the 0 A slot has none), its lower half from the sun.
+        self.assertIn('<rect x="400.0" width="200.0" y="16.0" height="104.0">', svg)
+        self.assertIn('<rect class="surplus" x="400.0" width="200.0" y="68.0" height="52.0">', svg)
+        self.assertIn("<polyline points=", svg)
+        self.assertIn("16 A at 0.18/kWh", svg)
+        self.assertNotIn("<script", svg)
+
+    def test_empty_plan(self):
+        svg = self.render([])
+        self.assertIn("<title>Planned charging current</title>", svg)
+        self.assertNotIn("<rect", svg)

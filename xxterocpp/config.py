@@ -691,6 +691,29 @@ def _check_chargers(chargers, ocpp):
         )
 
 
+def _check_smart(smart, chargers):
+    """
+    C{[smart]}'s group addresses are bus inputs of their own: a write to a
+    charger's receive object there would also be a price or a surplus (and
+    the other way round), and one address cannot be both price and surplus.
+    """
+    if smart.prices_ga is not None and smart.prices_ga == smart.surplus_ga:
+        raise _Invalid("smart.surplus_ga",
+                       f"group address {smart.surplus_ga} is also smart.prices_ga")
+    for name in ("prices_ga", "surplus_ga"):
+        address = getattr(smart, name)
+        if address is None:
+            continue
+        for index, charger in enumerate(chargers):
+            for receive in ChargerKnxConfig.RECEIVES:
+                if getattr(charger.knx, receive) == address:
+                    raise _Invalid(
+                        f"smart.{name}",
+                        f"group address {address} is also charger[{index}].knx.{receive}; "
+                        f"a bus write to it would act on the charging point too",
+                    )
+
+
 def _read(document, path):
     """
     The L{Config} of a decoded TOML document.
@@ -710,6 +733,7 @@ def _read(document, path):
     _check_web_access(sections["web"])
     _check_tags(tags)
     _check_chargers(chargers, sections["ocpp"])
+    _check_smart(sections["smart"], chargers)
     return Config(tags=tags, chargers=chargers, path=path, **sections)
 
 

@@ -176,7 +176,8 @@ class XxterocppService(service.MultiService):
         self._apply_knx(config)
         self.web = ListeningService(
             server_endpoint(reactor, config.web.interface, config.web.port),
-            web_site(self.central, self.controller, self.store, lambda: self.knx_link),
+            web_site(self.central, self.controller, self.store, lambda: self.knx_link,
+                     smart=self.smart),
             "web interface")
         self.web.setServiceParent(self)
         self._previous_sighup = None
@@ -202,7 +203,8 @@ class XxterocppService(service.MultiService):
             self.knx_link = KnxdLink(endpoint, self.reactor)
             self.knx_link.setServiceParent(self)
             self.knx_bridge = KnxBridge(
-                config, self.central, self.controller, self.knx_link, self.reactor)
+                config, self.central, self.controller, self.knx_link, self.reactor,
+                smart=self.smart)
             self.knx_bridge.setServiceParent(self)
 
     def startService(self):

@@ -10,6 +10,8 @@ command a GroupValueWrite gives (receive objects). L{KnxBridge} applies it:
       charging point concerned and write the ones that changed;
     - a GroupValueRead of a send object is answered with its current value;
     - a GroupValueWrite of a receive object becomes a L{Controller} command;
+    - a GroupValueWrite to C{[smart] prices_ga} / C{surplus_ga} is a price
+      or PV surplus for the L{SmartManager} (L{SMART_INPUTS});
     - once the knxd link is (back) up, every send object is published.
 
 Values are kept in the domain's units (A, Wh, aware datetimes) and converted
@@ -24,13 +26,13 @@ import attr
 from twisted.application import service
 from twisted.logger import Logger
 
-from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, TimeOfDay, lookup
+from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, TimeOfDay, _Float32, lookup
 from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
 from xxterocpp.station import TransactionStarted, TransactionStopped
 
 __all__ = [
-    "ERROR_CODES", "GroupObject", "KnxBridge", "OBJECTS", "PointState", "STATUSES",
-    "has_group_objects",
+    "ERROR_CODES", "GroupObject", "KnxBridge", "OBJECTS", "PointState", "SMART_INPUTS",
+    "STATUSES", "has_group_objects",
 ]
 
 #: The bus numbering of the OCPP connector status (SPEC §4; not the order of
@@ -265,11 +267,52 @@ def _points(config):
     return points
 
 
+@attr.s(frozen=True, slots=True)
+class SmartInput:
+    """
+    One row of L{SMART_INPUTS}: a C{[smart]} group address the Smart Energy
+    Manager listens to.
+
+    @ivar name: the key in C{[smart]}.
+    @ivar dpt: the codec (DPT 14.x, float32).
+    @ivar apply: C{(smart manager, value)}, for a GroupValueWrite.
+    """
+
+    name = attr.ib()
+    dpt = attr.ib()
+    apply = attr.ib()
+
+
+#: The bus inputs of the Smart Energy Manager: a price per kWh (DPT 14.x,
+#: any unit; the tariff's currency) and the PV surplus (DPT 14.056, W,
+#: positive = exporting). Both float32: a wrong length or NaN/inf is
+#: logged and ignored (L{DPTError}).
+SMART_INPUTS = (
+    SmartInput("prices_ga", _Float32("14.x", "price per kWh", None),
+               lambda smart, price: smart.set_price(price)),
+    SmartInput("surplus_ga", _Float32("14.056", "DPT_Value_Power", "W"),
+               lambda smart, watts: smart.set_surplus(watts)),
+)
+
+
+def _smart_inputs(config):
+    """
+    @return: the L{SmartInput}s of C{config} by group address.
+    """
+    inputs = {}
+    for entry in SMART_INPUTS:
+        address = getattr(config.smart, entry.name, None)
+        if address is not None:
+            inputs[address] = entry
+    return inputs
+
+
 def has_group_objects(config):
     """
-    @return: whether any charging point of C{config} links a group object.
+    @return: whether C{config} links any group object: a charging point's,
+        or a C{[smart]} price or surplus address.
     """
-    return bool(_points(config))
+    return bool(_points(config)) or bool(_smart_inputs(config))
 
 
 class KnxBridge(service.Service):
@@ -279,7 +322,7 @@ class KnxBridge(service.Service):
     @ivar points: the linked charging points by C{(charger id, connector)}.
     """
 
-    def __init__(self, config, central, controller, link, clock, tz=None):
+    def __init__(self, config, central, controller, link, clock, tz=None, smart=None):
         """
         @param config: the L{Config}.
         @param central: the L{CentralSystem}, whose events are observed.
@@ -290,13 +333,17 @@ class KnxBridge(service.Service):
             controller's clock when the domain reports them.
         @param tz: the local zone for times on the bus; L{None} is the
             system's.
+        @param smart: the L{SmartManager} that gets C{[smart] prices_ga} and
+            C{surplus_ga} telegrams (L{None}: they are ignored).
         """
         self.central = central
         self.controller = controller
         self.link = link
         self.clock = clock
         self.tz = tz
+        self.smart = smart
         self.points = {}
+        self._smart_inputs = {}
         self._senders = {}
         self._receivers = {}
         # per address, the (point key, object name) that wrote to it last: a
@@ -320,6 +367,7 @@ class KnxBridge(service.Service):
         """
         old, self.points = self.points, {}
         self._senders, self._receivers = {}, {}
+        self._smart_inputs = _smart_inputs(config)
         changed = []
         for point in _points(config):
             previous = old.get(point.key)
@@ -509,6 +557,25 @@ class KnxBridge(service.Service):
         elif telegram.kind == WRITE:
             for point, obj in self._receivers.get(telegram.dst, ()):
                 self._received(point, obj, telegram)
+            entry = self._smart_inputs.get(telegram.dst)
+            if entry is not None:
+                self._smart_received(entry, telegram)
+
+    def _smart_received(self, entry, telegram):
+        what = f"KNX write {telegram.payload!r} from {telegram.src} to {telegram.dst} " \
+               f"(smart.{entry.name})"
+        if self.smart is None:
+            _log.warn("{what} ignored: no Smart Energy Manager", what=what)
+            return
+        try:
+            value = entry.dpt.decode(telegram.payload)
+        except DPTError as e:
+            _log.warn("{what} ignored: {reason}", what=what, reason=e)
+            return
+        try:
+            entry.apply(self.smart, value)
+        except Exception:
+            _log.failure("{what} failed", what=what)
 
     def _received(self, point, obj, telegram):
         dpt = obj.dpt_for(point.config)

@@ -45,15 +45,29 @@ ROTATION = planner.SLOT.total_seconds()
 
 #: Seconds between a StartTransaction and its first plan: the charger must
 #: have its transactionId (answered once on disk) before a TxProfile names it.
+#: (L{SmartManager.start_delay}.)
 START_DELAY = 5.0
 
+#: The surplus follower's hysteresis (s): surplus worth the minimum current
+#: for this long starts solar charging, below the stop current for this long
+#: stops it (L{SmartManager.surplus_start_delay}, C{surplus_stop_delay}).
+SURPLUS_START_DELAY = 60.0
+SURPLUS_STOP_DELAY = 300.0
+
 #: The profile id per connector (a new profile with the same id replaces the
-#: old one) and its stack level (at most the charger's
-#: ChargeProfileMaxStackLevel): a TxProfile overrides the control model's
-#: TxDefaultProfile limits for the session, its ChargePointMaxProfile stays
-#: an upper bound.
+#: old one; the control model's ids are
+#: L{xxterocpp.control.PROFILE_IDS} 100/200/300 + connector, never these).
 PROFILE_ID_BASE = 9100
-STACK_LEVEL = 2
+
+#: The stack level when the charger did not report its
+#: C{ChargeProfileMaxStackLevel}; otherwise the plan goes out at that top
+#: level, which the control model leaves free for TxProfiles (its own
+#: TxProfile fallback uses at most one below): OCPP 1.6 replaces a profile
+#: of the same purpose and stack level, so the two never replace each
+#: other, and within TxProfiles the higher level wins: the plan. Over the
+#: control model's TxDefaultProfile a TxProfile wins by purpose (OCPP 1.6
+#: §3.13.1); its ChargePointMaxProfile stays an upper bound.
+STACK_LEVEL = 1
 
 
 class NoSmartSession(LookupError):
@@ -107,14 +121,28 @@ class SmartManager(service.Service):
 
     log = Logger()
 
-    def __init__(self, central, controller, clock, config, tz=None):
+    def __init__(self, central, controller, clock, config, tz=None, start_delay=START_DELAY,
+                 surplus_start_delay=SURPLUS_START_DELAY,
+                 surplus_stop_delay=SURPLUS_STOP_DELAY):
         """
         @param central: the L{xxterocpp.station.CentralSystem}.
         @param controller: the L{xxterocpp.control.Controller}.
         @param clock: an C{IReactorTime}.
         @param tz: the local zone of departures and tariff (L{None}: the
             system's).
+        @param start_delay: seconds from a StartTransaction to its first
+            plan (L{START_DELAY}).
+        @param surplus_start_delay: seconds the surplus must be worth the
+            minimum current before solar charging starts.
+        @param surplus_stop_delay: seconds the surplus must stay below the
+            stop current before it stops.
+
+        The three delays are attributes too; changed, they hold for the
+        sessions that start afterwards.
         """
+        self.start_delay = start_delay
+        self.surplus_start_delay = surplus_start_delay
+        self.surplus_stop_delay = surplus_stop_delay
         self.central = central
         self.controller = controller
         self.clock = clock
@@ -193,15 +221,18 @@ class SmartManager(service.Service):
         @return: the smart session at a charging point as a dict for the
             API and status page (C{charger_id}, C{connector},
             C{transaction_id}, C{departure}, C{energy_wh}, C{delivered_wh},
-            C{reachable}, C{cost}, C{immediate_cost}, C{via}, C{plan}: a list
-            of C{{start, end, current, price}}), or L{None}.
+            C{planned_wh}, C{reachable}, C{surplus_current} (A from PV
+            surplus now), C{cost}, C{immediate_cost}, C{via}, C{plan}: a
+            list of C{{start, end, current, price}}), or L{None}.
         """
         session = self._sessions.get((charger_id, connector))
         if session is None:
             return None
-        if session.plan is None:
-            self._replan(session, self._now())
         plan = session.plan
+        if plan is None:
+            # Not stored: storing would count as sent (a plan waiting for
+            # start_delay, or just invalidated, must still go out).
+            plan = self._compute(session, self._now())
         return {
             "charger_id": charger_id,
             "connector": connector,
@@ -209,12 +240,15 @@ class SmartManager(service.Service):
             "departure": plan.departure.isoformat(),
             "energy_wh": session.energy_wh,
             "delivered_wh": session.delivered_wh,
+            "planned_wh": round(plan.planned_wh),
             "reachable": plan.reachable,
+            "surplus_current": session.follower.current,
             "cost": round(plan.cost, 2),
             "immediate_cost": round(plan.immediate_cost, 2),
             "via": "profile" if session.profiles else "limits",
             "plan": [{"start": s.start.isoformat(), "end": s.end.isoformat(),
-                      "current": s.current, "price": s.price} for s in plan.slots],
+                      "current": s.current, "surplus_current": s.surplus_current,
+                      "price": s.price} for s in plan.slots],
         }
 
     def update_session(self, charger_id, connector, departure=None, energy_wh=None):
@@ -248,7 +282,7 @@ class SmartManager(service.Service):
         if not self.running:
             return
         if isinstance(event, TransactionStarted):
-            self._adopt(event.transaction, self.clock.seconds() + START_DELAY)
+            self._adopt(event.transaction, self.clock.seconds() + self.start_delay)
             self._update()
         elif isinstance(event, TransactionStopped):
             key = (event.transaction.charger_id, event.transaction.connector)
@@ -283,9 +317,10 @@ class SmartManager(service.Service):
                 or not self._is_smart(point, tx.id_tag)):
             return
         smart = self.config.smart
-        session = _Session(point, tx, smart.departure, smart.energy_wh,
-                           planner.SurplusFollower(planner.Capacity(point.max_current,
-                                                                    point.phases)),
+        follower = planner.SurplusFollower(
+            planner.Capacity(point.max_current, point.phases),
+            start_delay=self.surplus_start_delay, stop_delay=self.surplus_stop_delay)
+        session = _Session(point, tx, smart.departure, smart.energy_wh, follower,
                            not_before=not_before)
         self._sessions[session.key] = session
         self.log.info("{id}/{connector}: smart session of transaction {tx}", id=point.id,
@@ -412,14 +447,17 @@ class SmartManager(service.Service):
         return planner.plan(now, session.departure, missing, session.capacity, self._tariff,
                             prices=self._prices, surplus=surplus, caps=caps, tz=self.tz)
 
-    def _replan(self, session, now):
+    def _compute(self, session, now):
         caps = ()
         share = self._shares.get(session.key)
         if share is not None:
             # The share holds until the next re-balance; later slots get the
             # point's full capacity, re-shared when they come.
             caps = [(now, now + planner.SLOT, share)]
-        session.plan = self._plan(session, now, caps)
+        return self._plan(session, now, caps)
+
+    def _replan(self, session, now):
+        session.plan = self._compute(session, now)
         session.planned_from_wh = session.delivered_wh
         plan = session.plan
         self.log.info("{id}/{connector}: planned {wh:.0f} Wh by {departure} for {cost:.2f} "
@@ -444,8 +482,8 @@ class SmartManager(service.Service):
             "csChargingProfiles": {
                 "chargingProfileId": PROFILE_ID_BASE + session.point.connector,
                 "transactionId": session.transaction.id,
-                "stackLevel": min(STACK_LEVEL, self._reported(
-                    session, "ChargeProfileMaxStackLevel", STACK_LEVEL)),
+                "stackLevel": self._reported(session, "ChargeProfileMaxStackLevel",
+                                             STACK_LEVEL),
                 "chargingProfilePurpose": "TxProfile",
                 "chargingProfileKind": "Absolute",
                 "chargingSchedule": schedule,

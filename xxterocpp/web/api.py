@@ -9,6 +9,10 @@ JSON C{{"error": "..."}} with the fitting status: 400 bad request body, 401
 no or wrong credentials, 403 cross-site request, 404 unknown route, charger
 or tag, 405 wrong method, 409 charger offline or command refused, 502 the
 charger answered with a CALLERROR, 504 the charger did not answer.
+
+C{/api/chargers/{id}/smart[?connector=N]} reads (GET) and changes (PUT or
+POST C{{"departure": "HH:MM" | ISO date-time, "energy_wh": N}}) the smart
+session at a charging point (404 when none runs).
 """
 
 import base64
@@ -18,7 +22,7 @@ import hmac
 import io
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from urllib.parse import unquote, urlsplit
 
 import attr
@@ -29,6 +33,7 @@ from twisted.web import resource, server
 from xxterocpp.config import TAG_STATUSES
 from xxterocpp.control import UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
+from xxterocpp.smart.manager import NoSmartSession
 from xxterocpp.station import PENDING_AUTHORIZATION_KEY, valid_authorization_key
 from xxterocpp.store import TagRecord
 from xxterocpp.web.page import HISTORY_DAYS, SCRIPT, STYLESHEET, render_page
@@ -96,6 +101,9 @@ ROUTES = (
     Route("GET", "/page.css", "stylesheet"),
     Route("GET", "/page.js", "script"),
     Route("GET", "/api/status", "status"),
+    Route("GET", "/api/chargers/{charger_id}/smart", "smart"),
+    Route("PUT", "/api/chargers/{charger_id}/smart", "change_smart"),
+    Route("POST", "/api/chargers/{charger_id}/smart", "change_smart"),
     Route("POST", "/api/chargers/{charger_id}/ocpp/{action}", "ocpp"),
     Route("POST", "/api/chargers/{charger_id}/password", "password"),
     Route("POST", "/api/chargers/{charger_id}/{command}", "command"),
@@ -134,6 +142,37 @@ def _id_tag(value):
     if not isinstance(value, str) or not 1 <= len(value) <= 20:
         raise ValueError("must be an idTag of 1 to 20 characters")
     return value
+
+
+def _energy_wh(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError("must be a number of Wh")
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return float(value)
+
+
+def _departure(value):
+    """
+    C{"HH:MM"} (the next such local time) or an ISO 8601 date-time (without
+    a zone: local time); the zone is settled by the handler.
+    """
+    if not isinstance(value, str):
+        raise ValueError('must be a time like "07:00" or an ISO 8601 date-time')
+    text = value.strip()
+    if "T" not in text and " " not in text:
+        try:
+            hour, minute = text.split(":")
+            if len(hour) in (1, 2) and len(minute) == 2 and hour.isdigit() and minute.isdigit():
+                return time(int(hour), int(minute))
+        except ValueError:
+            pass
+        raise ValueError(f'must be a time like "07:00" or an ISO 8601 date-time, not {value!r}')
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"must be a time like \"07:00\" or an ISO 8601 date-time such as "
+                         f"2024-05-02T07:00:00+02:00, not {value!r}") from None
 
 
 def _optional(parse):
@@ -200,7 +239,7 @@ class Command:
 
 #: C{POST /api/chargers/{id}/{action}}: the action names and their commands.
 COMMANDS = {
-    "start": Command("start", {"id_tag": _id_tag}),
+    "start": Command("start", {"id_tag": _id_tag, "smart": _boolean}),
     "stop": Command("stop"),
     "pause": Command("pause"),
     "resume": Command("resume"),
@@ -297,12 +336,13 @@ class WebInterface(resource.Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, central, controller, store, knx_link):
+    def __init__(self, central, controller, store, knx_link, smart=None):
         super().__init__()
         self.central = central
         self.controller = controller
         self.store = store
         self.knx_link = knx_link
+        self.smart = smart
 
     def render(self, request):
         gone = []
@@ -406,7 +446,7 @@ class WebInterface(resource.Resource):
 
     @defer.inlineCallbacks
     def _page(self, request):
-        status = snapshot(self.central, self.controller, self.knx_link())
+        status = snapshot(self.central, self.controller, self.knx_link(), self.smart)
         frames = {c.id: list(c.frames) for c in self.central.chargers.values()}
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
@@ -420,7 +460,68 @@ class WebInterface(resource.Resource):
         return Reply(SCRIPT, "text/javascript; charset=utf-8")
 
     def _status(self, request):
-        return snapshot(self.central, self.controller, self.knx_link())
+        return snapshot(self.central, self.controller, self.knx_link(), self.smart)
+
+    def _smart_point(self, request, charger_id, body=None):
+        """
+        @return: C{(charger id, connector)} of a smart API request: the
+            connector from C{?connector=N} or the body, default the
+            charger's first configured one.
+        """
+        charger_id = self._charger_id(charger_id)
+        connector = None
+        if "connector" in (body or {}):
+            connector = _fields({"connector": body.pop("connector")},
+                                {"connector": _connector})["connector"]
+        raw = request.args.get(b"connector")
+        if raw is not None:
+            try:
+                connector = _connector(int(raw[-1]))
+            except ValueError:
+                raise HttpError(400, "'connector' must be a connector number (1, 2, ...)") \
+                    from None
+        if connector is None:
+            connector = self.central.config.charging_points(charger_id)[0].connector
+        elif self.central.config.charger(charger_id, connector) is None:
+            raise HttpError(404, f"charger {charger_id!r} has no connector {connector} in the "
+                                 f"configuration")
+        if self.smart is None:
+            raise HttpError(404, "the Smart Energy Manager is not running")
+        return charger_id, connector
+
+    def _no_session(self, charger_id, connector):
+        return HttpError(404, f"no smart session at {charger_id} connector {connector}; "
+                              f"start one with the smart_tag")
+
+    def _smart(self, request, charger_id):
+        charger_id, connector = self._smart_point(request, charger_id)
+        session = self.smart.session(charger_id, connector)
+        if session is None:
+            raise self._no_session(charger_id, connector)
+        return session
+
+    def _change_smart(self, request, charger_id):
+        body = self._body(request)
+        charger_id, connector = self._smart_point(request, charger_id, body)
+        values = _fields(body, {"departure": _departure, "energy_wh": _energy_wh})
+        if not values:
+            raise HttpError(400, "nothing to change; send departure and/or energy_wh")
+        departure = values.get("departure")
+        if isinstance(departure, datetime):
+            if departure.tzinfo is None:
+                # Local time, as the page and the [smart] departure are.
+                tz = self.smart.tz
+                departure = departure.astimezone() if tz is None else departure.replace(tzinfo=tz)
+            if departure <= self.central.now():
+                raise HttpError(400, "'departure' is in the past")
+        try:
+            self.smart.update_session(charger_id, connector, departure=departure,
+                                      energy_wh=values.get("energy_wh"))
+        except NoSmartSession:
+            raise self._no_session(charger_id, connector) from None
+        except ValueError as e:
+            raise HttpError(400, str(e)) from None
+        return self.smart.session(charger_id, connector)
 
     def _command(self, request, charger_id, command):
         if command not in COMMANDS:
@@ -533,8 +634,9 @@ class WebSite(server.Site):
         pass
 
 
-def web_site(central, controller, store, knx_link):
+def web_site(central, controller, store, knx_link, smart=None):
     """
+    @param smart: the L{xxterocpp.smart.manager.SmartManager}, or L{None}.
     @return: the server factory of the web interface.
     """
-    return WebSite(WebInterface(central, controller, store, knx_link))
+    return WebSite(WebInterface(central, controller, store, knx_link, smart))

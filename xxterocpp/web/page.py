@@ -68,6 +68,11 @@ svg.chart { width: 100%; height: auto; max-height: 14em; }
 svg.chart rect { fill: var(--bar); }
 svg.chart text { fill: currentColor; font-size: 11px; }
 svg.chart line { stroke: var(--line); }
+svg.chart polyline { fill: none; stroke: var(--bad); stroke-width: 1.5; }
+svg.chart rect.surplus { fill: var(--ok); }
+svg.chart text.price { fill: var(--bad); }
+form.smart { display: flex; flex-wrap: wrap; gap: .4em; align-items: center; margin: .3em 0; }
+form.smart input { font: inherit; width: 7em; }
 """
 
 SCRIPT = b"""\
@@ -80,6 +85,8 @@ function show(text, ok) {
   result.className = ok ? "ok" : "bad";
 }
 async function refresh() {
+  // Not while someone types into a form: the refresh would wipe it.
+  if (document.activeElement && document.activeElement.closest("form")) return;
   const response = await fetch(location.pathname, {cache: "no-store"});
   if (!response.ok) return;
   const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -107,6 +114,28 @@ async function post(button) {
   button.disabled = false;
   refresh().catch(() => {});
 }
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form[data-put]");
+  if (!form) return;
+  event.preventDefault();
+  const body = {};
+  for (const input of form.querySelectorAll("input[name]")) {
+    if (input.value === "") continue;
+    const scale = Number(input.dataset.scale || 1);
+    body[input.name] = input.type === "number" ? Number(input.value) * scale : input.value;
+  }
+  try {
+    const response = await fetch(form.dataset.put, {
+      method: "PUT", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+    const answer = await response.json().catch(() => ({}));
+    show("Smart plan: " + (response.ok ? "changed" : (answer.error || response.statusText)),
+         response.ok);
+  } catch (error) {
+    show("Smart plan: " + error, false);
+  }
+  document.activeElement.blur();
+  refresh().catch(() => {});
+});
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-post]");
   if (button) post(button);
@@ -216,6 +245,8 @@ def _connector(charger, c):
         buttons = [
             _button("Stop", charger_id, "stop", n, primary=True) if tx
             else _button("Start", charger_id, "start", n, primary=True),
+            *([_button("Start smart", charger_id, "start", dict(n, smart=True))]
+              if not tx and c.get("smart_tag") else []),
             _button("Normal", charger_id, "normal", n),
             _button("Fast", charger_id, "fast", n),
             _button("Unlock", charger_id, "unlock", n),
@@ -236,6 +267,7 @@ def _connector(charger, c):
             ("Reservation", _reservation(c["reservation"])),
             ("Meter", _kwh(c["energy_register_wh"])),
         ),
+        _smart(charger["id"], c["smart"]) if c.get("smart") else "",
         tags.div(*buttons, class_="buttons"),
         class_="connector",
     )
@@ -340,6 +372,109 @@ def bar_chart(title, bars):
     return Tag("svg")(*children, class_="chart", role="img", viewBox=f"0 0 {width} {height}",
                       preserveAspectRatio="xMinYMin meet",
                       xmlns="http://www.w3.org/2000/svg", **{"aria-label": title})
+
+
+def _hhmm(text):
+    return _parse(text).astimezone().strftime("%H:%M")
+
+
+def plan_chart(plan, max_current=None):
+    """
+    An inline SVG timeline of a smart plan: the planned current per slot as
+    bars (the PV surplus part green) and the price as a line.
+
+    @param plan: the C{plan} list of L{SmartManager.session}: C{{start,
+        end, current, price}} (ISO times).
+    @param max_current: the top of the current axis (A), default the
+        plan's highest current.
+    """
+    width, height, top, bottom = 600, 140, 16, 20
+    title = "Planned charging current"
+    children = [
+        Tag("title")(title),
+        Tag("line")(x1="0", x2=str(width), y1=str(height - bottom), y2=str(height - bottom)),
+    ]
+    if plan:
+        begin, end = _parse(plan[0]["start"]), _parse(plan[-1]["end"])
+        span = max((end - begin).total_seconds(), 1)
+        peak = max([s["current"] for s in plan] + [max_current or 0]) or 1
+        prices = [s["price"] for s in plan]
+        low, high = min(prices), max(prices)
+
+        def x(when):
+            return width * (_parse(when) - begin).total_seconds() / span
+
+        def y_price(price):
+            # The upper part of the chart, the cheapest at the bottom of it.
+            share = 0.5 if high == low else (price - low) / (high - low)
+            return height - bottom - (height - top - bottom) * (0.25 + 0.7 * share)
+
+        points = []
+        for slot in plan:
+            x0, x1 = x(slot["start"]), x(slot["end"])
+            bar = (height - top - bottom) * slot["current"] / peak
+            tooltip = (f"{_hhmm(slot['start'])}\N{EN DASH}{_hhmm(slot['end'])}: "
+                       f"{slot['current']:g} A at {slot['price']:g}/kWh")
+            if bar > 0:
+                children.append(Tag("rect")(
+                    Tag("title")(tooltip), x=f"{x0:.1f}", width=f"{max(x1 - x0, 0.5):.1f}",
+                    y=f"{height - bottom - bar:.1f}", height=f"{bar:.1f}"))
+                surplus = (height - top - bottom) * min(slot.get("surplus_current", 0),
+                                                        slot["current"]) / peak
+                if surplus > 0:
+                    children.append(Tag("rect")(
+                        Tag("title")(tooltip + " (PV surplus)"), class_="surplus",
+                        x=f"{x0:.1f}", width=f"{max(x1 - x0, 0.5):.1f}",
+                        y=f"{height - bottom - surplus:.1f}", height=f"{surplus:.1f}"))
+            points += [f"{x0:.1f},{y_price(slot['price']):.1f}",
+                       f"{x1:.1f},{y_price(slot['price']):.1f}"]
+        children.append(Tag("polyline")(points=" ".join(points)))
+        children += [
+            Tag("text")(f"{peak:g} A", x="2", y="11"),
+            Tag("text")(f"price {low:g}\N{EN DASH}{high:g}/kWh" if high != low
+                        else f"price {low:g}/kWh", class_="price", x=str(width - 2), y="11",
+                        **{"text-anchor": "end"}),
+            Tag("text")(_hhmm(plan[0]["start"]), x="2", y=str(height - 5)),
+            Tag("text")(_hhmm(plan[-1]["end"]), x=str(width - 2), y=str(height - 5),
+                        **{"text-anchor": "end"}),
+        ]
+    return Tag("svg")(*children, class_="chart plan", role="img",
+                      viewBox=f"0 0 {width} {height}", preserveAspectRatio="xMinYMin meet",
+                      xmlns="http://www.w3.org/2000/svg", **{"aria-label": title})
+
+
+def _smart(charger_id, smart):
+    """
+    A smart session: its plan as a timeline, its cost against charging at
+    once, and a form to change departure and energy.
+    """
+    departure = _parse(smart["departure"])
+    saving = smart["immediate_cost"] - smart["cost"]
+    cost = f"{smart['cost']:.2f} (at once: {smart['immediate_cost']:.2f}"
+    cost += f", saves {saving:.2f})" if saving > 0.005 else ")"
+    reach = _badge("on time", True) if smart["reachable"] else _badge(
+        "not reachable before departure: full current", False)
+    put = (f"/api/chargers/{quote(charger_id, safe='')}/smart?connector={smart['connector']}")
+    return tags.div(
+        tags.h3("Smart plan"),
+        _fields(
+            ("Departure", [local_time(departure), " ", reach]),
+            ("Energy", f"{_kwh(smart['delivered_wh'])} of {_kwh(smart['energy_wh'])}"),
+            ("Cost", cost),
+            ("Solar", f"{smart['surplus_current']:g} A from PV surplus"
+             if smart.get("surplus_current") else None),
+        ),
+        plan_chart(smart["plan"]),
+        tags.form(
+            tags.label("Departure ", tags.input(
+                type="time", name="departure", value=departure.astimezone().strftime("%H:%M"))),
+            tags.label("Energy ", tags.input(
+                type="number", name="energy_wh", min="0.1", step="any",
+                value=f"{smart['energy_wh'] / 1000:g}", **{"data-scale": "1000"}), " kWh"),
+            tags.button("Change plan", type="submit"),
+            class_="smart", **{"data-put": put}),
+        class_="smart-plan",
+    )
 
 
 def _history(records, today):

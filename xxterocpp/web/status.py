@@ -87,10 +87,11 @@ def reservation_status(reservation):
             "expiry": iso(reservation.expiry)}
 
 
-def connector_status(controller, charger, connector, point):
+def connector_status(controller, charger, connector, point, smart=None):
     """
     @param point: the connector's L{xxterocpp.config.ChargerConfig}, or None
         for a connector the charger reports but the configuration lacks.
+    @param smart: the L{xxterocpp.smart.manager.SmartManager}, or None.
     """
     status = connector.status
     return {
@@ -112,11 +113,15 @@ def connector_status(controller, charger, connector, point):
         "limit_a": controller.limit(charger.id, connector.number) if point else None,
         "normal_current_a": point.normal_current if point else None,
         "max_current_a": point.max_current if point else None,
+        "smart_tag": bool(point.smart_tag) if point else False,
         "transaction": transaction_status(connector.transaction),
+        # SmartManager.session(): the plan, its cost and the cost at once.
+        "smart": smart.session(charger.id, connector.number)
+        if smart is not None and point is not None else None,
     }
 
 
-def charger_status(central, controller, charger):
+def charger_status(central, controller, charger, smart=None):
     """
     One charger (an OCPP identity) and its connectors.
     """
@@ -136,20 +141,22 @@ def charger_status(central, controller, charger):
         "status": charger.status,
         "reconnects": charger.reconnects,
         "connectors": [
-            connector_status(controller, charger, charger.connectors[n], points.get(n))
+            connector_status(controller, charger, charger.connectors[n], points.get(n), smart)
             for n in sorted(charger.connectors)
         ],
     }
 
 
-def snapshot(central, controller, knx_link):
+def snapshot(central, controller, knx_link, smart=None):
     """
+    @param smart: the L{xxterocpp.smart.manager.SmartManager}, or None.
     @return: the body of C{GET /api/status}.
     """
     return {
         "time": iso(central.now()),
         "knx": knx_state(knx_link),
-        "chargers": [charger_status(central, controller, c) for c in central.chargers.values()],
+        "chargers": [charger_status(central, controller, c, smart)
+                     for c in central.chargers.values()],
         "unknown": [
             {
                 "id": u.identity,
