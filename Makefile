@@ -105,3 +105,4 @@ bench: system-deps $(VENV)/.stamp bench/node_modules/.stamp
 
 soak: system-deps $(VENV)/.stamp bench/node_modules/.stamp
 	ulimit -n 20000; $(VPY) bench/soak.py
+	ulimit -n 20000; env PATH=$(DEBIAN_PATH) python3 bench/soak.py

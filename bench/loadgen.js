@@ -10,7 +10,11 @@
 //       scale       N chargers connected, each sending a Heartbeat every 10 s
 //                   (staggered) for SECONDS; the server pings them;
 //       storm       N chargers connecting at the same moment, each sending its
-//                   BootNotification once open: time until all are booted.
+//                   BootNotification once open: time until all are booted;
+//       soak        N chargers for SECONDS: heartbeats every 10 s, charging
+//                   sessions (Start, MeterValues every 2 s, Stop) and now and
+//                   then a reconnect (bench/soak.py samples the server's RSS).
+// Every charger answers the central system's CALLs as a real one would.
 // Prints one JSON object on stdout.
 
 "use strict";
@@ -25,6 +29,8 @@ const wallStart = process.hrtime.bigint();
 const latencies = [];
 let errors = 0;
 let callErrors = 0;
+const csCalls = {}; // CS->CP CALLs answered, by action
+let lastCsCall = 0;
 
 function now() {
   return Number(process.hrtime.bigint()) / 1e6; // ms
@@ -56,6 +62,8 @@ class Charger {
     this.id = id;
     this.seq = 0;
     this.pending = new Map();
+    this.config = {};
+    this.listVersion = 0;
   }
   connect() {
     return new Promise((resolve, reject) => {
@@ -75,8 +83,11 @@ class Charger {
   received(data) {
     const frame = JSON.parse(data.toString());
     if (frame[0] === 2) {
-      // A CALL of the central system: accept whatever it is.
-      this.ws.send(JSON.stringify([3, frame[1], {}]));
+      // A CALL of the central system: answered as a real charger would.
+      const action = frame[2];
+      csCalls[action] = (csCalls[action] || 0) + 1;
+      lastCsCall = now();
+      this.ws.send(JSON.stringify([3, frame[1], this.answer(action, frame[3] || {})]));
       return;
     }
     const p = this.pending.get(frame[1]);
@@ -84,6 +95,35 @@ class Charger {
     this.pending.delete(frame[1]);
     if (frame[0] === 4) callErrors++;
     p.resolve(frame);
+  }
+  // The CALLRESULT payload of a CS->CP CALL. The configuration is kept, so
+  // a charger that reconnects reports what the controller set before.
+  answer(action, payload) {
+    switch (action) {
+      case "GetConfiguration": {
+        const keys = payload.key && payload.key.length ? payload.key : Object.keys(this.config);
+        const known = keys.filter((k) => k in this.config);
+        const out = { configurationKey: known.map((k) => ({ key: k, readonly: false, value: this.config[k] })) };
+        const unknown = keys.filter((k) => !(k in this.config));
+        if (payload.key && unknown.length) out.unknownKey = unknown;
+        return out;
+      }
+      case "ChangeConfiguration":
+        this.config[payload.key] = payload.value;
+        return { status: "Accepted" };
+      case "UnlockConnector":
+        return { status: "Unlocked" };
+      case "GetLocalListVersion":
+        return { listVersion: this.listVersion };
+      case "SendLocalList":
+        this.listVersion = payload.listVersion;
+        return { status: "Accepted" };
+      case "GetDiagnostics":
+      case "UpdateFirmware":
+        return {};
+      default: // SetChargingProfile, TriggerMessage, Remote*, Reset, ...
+        return { status: "Accepted" };
+    }
   }
   call(action, payload) {
     const id = String(++this.seq);
@@ -108,6 +148,7 @@ function report(extra) {
     p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99),
     max_ms: latencies.length ? latencies[latencies.length - 1] : null,
     loadgen_cpu_s: (cpu.user + cpu.system) / 1e6, loadgen_wall_s: wall,
+    cs_calls: csCalls,
   }, extra);
   process.stdout.write(JSON.stringify(out) + "\n");
 }
@@ -120,9 +161,25 @@ async function connectAll(chargers, batch) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+const BOOT = { chargePointVendor: "Bench", chargePointModel: "LG-1" };
+
+// Boot every charger, then wait until the controller's post-boot set-up
+// (GetConfiguration, ChangeConfiguration, SetChargingProfile, ...) is over:
+// no CS->CP CALL for `quietMs` (at most `limitMs`).
+async function bootAll(chargers, quietMs = 500, limitMs = 20000) {
+  await Promise.all(chargers.map((c) => c.call("BootNotification", BOOT)));
+  const start = now();
+  while (now() - start < limitMs) {
+    await sleep(100);
+    if (now() - Math.max(lastCsCall, start) >= quietMs) break;
+  }
+  latencies.length = 0;
+}
+
 async function throughput() {
   const chargers = ids.map((id) => new Charger(id));
   await connectAll(chargers, 50);
+  await bootAll(chargers);
   // Warm-up (the first calls pay for imports and caches), then measure.
   await Promise.all(chargers.map((c) => c.call("MeterValues", meterValues(0))));
   latencies.length = 0;
@@ -143,9 +200,7 @@ async function throughput() {
 async function scale() {
   const chargers = ids.map((id) => new Charger(id));
   await connectAll(chargers, 100);
-  await Promise.all(chargers.map((c) => c.call("BootNotification",
-    { chargePointVendor: "Bench", chargePointModel: "LG-1" })));
-  latencies.length = 0;
+  await bootAll(chargers);
   process.stderr.write("connected\n"); // the runner samples the server now
   const cpu0 = process.cpuUsage();
   const t0 = now();
@@ -175,16 +230,87 @@ async function storm() {
   let last = 0;
   const results = await Promise.allSettled(chargers.map(async (c) => {
     await c.connect();
-    await c.call("BootNotification", { chargePointVendor: "Bench", chargePointModel: "LG-1" });
+    await c.call("BootNotification", BOOT);
     booted++;
     last = now() - t0;
   }));
   const failed = results.filter((r) => r.status === "rejected").length;
-  report({ booted, failed, all_booted_s: last / 1000 });
+  const allBooted = last / 1000;
+  // Then the controller's set-up of every charger: until it is done.
+  const start = now();
+  while (now() - start < 20000) {
+    await sleep(100);
+    if (now() - Math.max(lastCsCall, start) >= 500) break;
+  }
+  report({ booted, failed, all_booted_s: allBooted,
+           set_up_done_s: (Math.max(lastCsCall, t0 + last) - t0) / 1000 });
   chargers.forEach((c) => c.close());
 }
 
-const modes = { throughput, scale, storm };
+async function soak() {
+  const chargers = ids.map((id) => new Charger(id));
+  await connectAll(chargers, 50);
+  await bootAll(chargers);
+  process.stderr.write("connected\n");
+  const t0 = now();
+  const end = t0 + SECONDS * 1000;
+  const counts = { sessions: 0, reconnects: 0, failures: 0 };
+  const status = (c, s) => c.call("StatusNotification", { connectorId: 1, errorCode: "NoError", status: s });
+  async function life(c, i) {
+    await sleep((i * 10000) / N); // stagger
+    let nextBeat = now();
+    let nextReconnect = now() + 60000 + Math.random() * 120000;
+    while (now() < end) {
+      try {
+        if (now() >= nextReconnect) {
+          c.close();
+          await sleep(200);
+          await c.connect();
+          await c.call("BootNotification", BOOT);
+          counts.reconnects++;
+          nextReconnect = now() + 60000 + Math.random() * 120000;
+        }
+        // A charging session of 20-40 s, MeterValues every 2 s.
+        await status(c, "Preparing");
+        const meterStart = c.energy || 0;
+        const started = await c.call("StartTransaction", { connectorId: 1, idTag: "BENCH",
+          meterStart: Math.round(meterStart), timestamp: new Date().toISOString() });
+        const tx = started[2] && started[2].transactionId;
+        await status(c, "Charging");
+        const stopAt = now() + 20000 + Math.random() * 20000;
+        while (now() < stopAt && now() < end) {
+          c.energy = (c.energy || 0) + 6; // ~11 kW for 2 s
+          const mv = meterValues(Math.round(c.energy));
+          mv.transactionId = tx;
+          await c.call("MeterValues", mv);
+          if (now() >= nextBeat) { await c.call("Heartbeat", {}); nextBeat = now() + 10000; }
+          await sleep(2000);
+        }
+        await c.call("StopTransaction", { transactionId: tx, meterStop: Math.round(c.energy || 0),
+          timestamp: new Date().toISOString(), reason: "Local" });
+        await status(c, "Available");
+        counts.sessions++;
+        const idleUntil = now() + 5000 + Math.random() * 10000;
+        while (now() < idleUntil && now() < end) {
+          if (now() >= nextBeat) { await c.call("Heartbeat", {}); nextBeat = now() + 10000; }
+          await sleep(1000);
+        }
+      } catch (e) {
+        counts.failures++;
+        await sleep(1000);
+        if (!c.ws || c.ws.readyState !== WebSocket.OPEN) {
+          try { await c.connect(); await c.call("BootNotification", BOOT); } catch (e2) { /* next round */ }
+        }
+      }
+    }
+  }
+  await Promise.all(chargers.map(life));
+  report(Object.assign({ seconds: (now() - t0) / 1000 }, counts));
+  process.stderr.write("done\n");
+  chargers.forEach((c) => c.close());
+}
+
+const modes = { throughput, scale, storm, soak };
 modes[mode]().then(() => setTimeout(() => process.exit(0), 200), (e) => {
   process.stderr.write(String(e && e.stack || e) + "\n");
   report({ fatal: String(e) });

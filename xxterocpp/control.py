@@ -80,6 +80,9 @@ CASCADE = (
 
 #: chargingProfileId per purpose (plus the connector): resending the same
 #: id replaces the profile instead of piling new ones up (OCPP 1.6 §3.13.2).
+#: The Smart Energy Manager's TxProfile is 9100 + connector
+#: (L{xxterocpp.smart.manager.PROFILE_ID_BASE}), at the top stack level; a
+#: TxProfile of this cascade goes one level below it.
 PROFILE_IDS = {"ChargePointMaxProfile": 100, "TxDefaultProfile": 200, "TxProfile": 300}
 
 
@@ -608,6 +611,11 @@ class Controller:
         )
         level = (_int(charger.configuration.get("ChargeProfileMaxStackLevel"), 0)
                  if strategy.stack == "max" else 0)
+        if strategy.purpose == "TxProfile":
+            # The top level belongs to the Smart Energy Manager's plan (its
+            # TxProfile, chargingProfileId 9100 + connector): one below, the
+            # two never replace each other and the plan wins while it runs.
+            level = max(0, level - 1)
         return m.SetChargingProfileRequest(connector_id=connector, cs_charging_profiles=m.ChargingProfile(
             charging_profile_id=PROFILE_IDS[strategy.purpose] + connector,
             transaction_id=transaction.id if strategy.purpose == "TxProfile" else None,

@@ -166,7 +166,10 @@ class Charger:
     address = attr.ib(default=None)
     connected_since = attr.ib(default=None)
     disconnected_since = attr.ib(default=None)
-    last_seen = attr.ib(default=None)
+    # last_seen (a property): a datetime, or the POSIX seconds of the last
+    # frame, turned into one when read (not on every frame).
+    _last_seen = attr.ib(default=None, repr=False)
+    _last_seen_s = attr.ib(default=None, init=False, repr=False)
     boot = attr.ib(factory=dict)
     booted_at = attr.ib(default=None)
     status = attr.ib(default=None)
@@ -181,6 +184,20 @@ class Charger:
     @property
     def connected(self):
         return self.session is not None
+
+    @property
+    def last_seen(self):
+        """
+        When the charger was last heard from: an aware UTC datetime, or None.
+        """
+        if self._last_seen_s is not None:
+            self._last_seen = utc_from_seconds(self._last_seen_s)
+            self._last_seen_s = None
+        return self._last_seen
+
+    @last_seen.setter
+    def last_seen(self, value):
+        self._last_seen, self._last_seen_s = value, None
 
     def connector(self, number):
         if number not in self.connectors:
@@ -703,10 +720,12 @@ class CentralSystem:
         charger = self.chargers.get(charger_id)
         if charger is not None:
             # The status page must not show a new AuthorizationKey (A01.FR.09).
-            text = _KEY_IN_FRAME.sub(r'\1"********"', text)
-            charger.frames.append((self.clock.seconds(), direction, text))
+            if '"AuthorizationKey"' in text:
+                text = _KEY_IN_FRAME.sub(r'\1"********"', text)
+            seconds = self.clock.seconds()
+            charger.frames.append((seconds, direction, text))
             if direction == "in":
-                charger.last_seen = self.now()
+                charger._last_seen_s = seconds
 
     def dispatcher(self, charger_id):
         """
@@ -989,6 +1008,13 @@ for _name, _method in _HANDLERS.items():
     assert hasattr(CentralSystem, _method), _method
 
 
+_NO_TIME = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _meter_value_time(mv):
+    return mv.timestamp or _NO_TIME
+
+
 def read_meter_values(meter_values):
     """
     Reduce MeterValue elements to the readings the central system tracks.
@@ -999,8 +1025,11 @@ def read_meter_values(meter_values):
         usable was sent.
     """
     result = {}
-    for mv in sorted((mv for mv in meter_values if mv is not None),
-                     key=lambda mv: mv.timestamp or datetime.min.replace(tzinfo=timezone.utc)):
+    if len(meter_values) == 1:
+        ordered = meter_values if meter_values[0] is not None else ()
+    else:
+        ordered = sorted((mv for mv in meter_values if mv is not None), key=_meter_value_time)
+    for mv in ordered:
         currents, power_phases, energy_phases = {}, {}, {}
         for sv in mv.sampled_value or ():
             if sv is None or sv.format == "SignedData":

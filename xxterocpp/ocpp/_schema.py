@@ -387,15 +387,30 @@ class _Array(_Field):
     def decode(self, raw, path, lenient, warnings):
         if type(raw) is not list:
             raise _wrong_type(path, raw, "an array")
-        decode = self.item.decode
+        item = self.item
         items = []
-        for index, element in enumerate(raw):
-            try:
-                items.append(decode(element, f"{path}[{index}]", lenient, warnings))
-            except ValidationError as e:
-                if not lenient:
-                    raise
-                warnings.append(f"{e.message}; element dropped")
+        if type(item) is _Object:
+            # Objects (sampled values, schedule periods): their decoder at
+            # once, _Object.decode's type check inline.
+            schema = item.cls._ocpp_schema
+            for index, element in enumerate(raw):
+                try:
+                    if type(element) is not dict:
+                        raise _wrong_type(f"{path}[{index}]", element, "an object")
+                    items.append(schema.decode(element, f"{path}[{index}].", lenient, warnings))
+                except ValidationError as e:
+                    if not lenient:
+                        raise
+                    warnings.append(f"{e.message}; element dropped")
+        else:
+            decode = item.decode
+            for index, element in enumerate(raw):
+                try:
+                    items.append(decode(element, f"{path}[{index}]", lenient, warnings))
+                except ValidationError as e:
+                    if not lenient:
+                        raise
+                    warnings.append(f"{e.message}; element dropped")
         if len(items) < self.min_items:
             raise ValidationError(
                 OCCURENCE_CONSTRAINT_VIOLATION,
@@ -560,35 +575,19 @@ class _ObjectSchema:
         )
 
     def decode(self, payload, prefix, lenient, warnings):
-        if not self.json_names.issuperset(payload):
-            for key in payload:
-                if key not in self.json_names:
-                    # Every 1.6 (2019-12) schema object has
-                    # additionalProperties false, inner objects included.
-                    message = f"{prefix}{key}: unknown property"
-                    if not lenient:
-                        raise ValidationError(FORMATION_VIOLATION, message)
-                    warnings.append(f"{message}; ignored")
-        instance = self.cls.__new__(self.cls)
-        for attr_name, json_name, field, required in self.fields:
-            raw = payload.get(json_name, _MISSING)
-            if raw is _MISSING:
-                value = None
-                if required:
-                    message = f"{prefix}{json_name}: required property missing"
-                    if not lenient:
-                        raise ValidationError(PROTOCOL_ERROR, message)
-                    warnings.append(message)
-            else:
-                try:
-                    value = field.decode(raw, prefix + json_name, lenient, warnings)
-                except ValidationError as e:
-                    if not lenient:
-                        raise
-                    warnings.append(f"{e.message}; set to None")
-                    value = None
-            _set(instance, attr_name, value)
-        return instance
+        # Replaced by the compiled decoder on first use (see _compile).
+        self.decode = _compile(self)
+        return self.decode(payload, prefix, lenient, warnings)
+
+    def unknown(self, payload, prefix, lenient, warnings):
+        for key in payload:
+            if key not in self.json_names:
+                # Every 1.6 (2019-12) schema object has
+                # additionalProperties false, inner objects included.
+                message = f"{prefix}{key}: unknown property"
+                if not lenient:
+                    raise ValidationError(FORMATION_VIOLATION, message)
+                warnings.append(f"{message}; ignored")
 
     def encode(self, instance):
         result = {}
@@ -597,6 +596,78 @@ class _ObjectSchema:
             if value is not None:
                 result[json_name] = value if encode is None else encode(value)
         return result
+
+
+def _missing(prefix, json_name, lenient, warnings):
+    message = f"{prefix}{json_name}: required property missing"
+    if not lenient:
+        raise ValidationError(PROTOCOL_ERROR, message)
+    warnings.append(message)
+
+
+def _compile(schema):
+    """
+    The decoder of one L{_ObjectSchema}, as straight-line code (the hot path
+    of every CALL): for each field, in order, what the generic loop did --
+    a missing required property is an error (a warning when lenient), a
+    field that fails to decode is an error (None and a warning when
+    lenient) -- with the common valid values of strings, enumerations,
+    booleans and objects accepted inline. Anything else goes through the
+    field's own C{decode}, so errors and warnings are the same.
+    """
+    ns = {"cls": schema.cls, "new": schema.cls.__new__, "set_": _set, "MISSING": _MISSING,
+          "names": schema.json_names, "unknown": schema.unknown, "missing": _missing,
+          "ValidationError": ValidationError}
+    lines = ["def decode(payload, prefix, lenient, warnings):",
+             "    if not names.issuperset(payload):",
+             "        unknown(payload, prefix, lenient, warnings)",
+             "    instance = new(cls)",
+             "    get = payload.get"]
+    for i, (attr_name, json_name, field, required) in enumerate(schema.fields):
+        ns[f"f{i}"] = field.decode
+        name = repr(json_name)
+        lines.append(f"    raw = get({name}, MISSING)")
+        lines.append("    if raw is MISSING:")
+        lines.append("        value = None")
+        if required:
+            lines.append(f"        missing(prefix, {name}, lenient, warnings)")
+        kind = type(field)
+        if kind is _Enum:
+            ns[f"a{i}"] = field._allowed
+            lines.append(f"    elif type(raw) is str and raw in a{i}:")
+            lines.append("        value = raw")
+        elif kind is _String:
+            if field.max_length is None:
+                lines.append("    elif type(raw) is str:")
+            else:
+                lines.append(f"    elif type(raw) is str and len(raw) <= {int(field.max_length)}:")
+            lines.append("        value = raw")
+        elif kind is _Boolean:
+            lines.append("    elif type(raw) is bool:")
+            lines.append("        value = raw")
+        elif kind is _Object:
+            ns[f"o{i}"] = field.cls._ocpp_schema
+            lines.append("    elif type(raw) is dict:")
+            lines.append("        try:")
+            lines.append(f"            value = o{i}.decode(raw, prefix + {json_name + '.'!r}, "
+                         "lenient, warnings)")
+            lines.append("        except ValidationError as e:")
+            lines.append("            if not lenient:")
+            lines.append("                raise")
+            lines.append('            warnings.append(f"{e.message}; set to None")')
+            lines.append("            value = None")
+        lines.append("    else:")
+        lines.append("        try:")
+        lines.append(f"            value = f{i}(raw, prefix + {name}, lenient, warnings)")
+        lines.append("        except ValidationError as e:")
+        lines.append("            if not lenient:")
+        lines.append("                raise")
+        lines.append('            warnings.append(f"{e.message}; set to None")')
+        lines.append("            value = None")
+        lines.append(f"    set_(instance, {attr_name!r}, value)")
+    lines.append("    return instance")
+    exec(compile("\n".join(lines), f"<decoder of {schema.cls.__name__}>", "exec"), ns)
+    return ns["decode"]
 
 
 def message(cls):
