@@ -196,6 +196,21 @@ class StatusTests(WebTestCase):
         self.assertIn('value="NEW-WALLBOX-9"', page)
 
     @defer.inlineCallbacks
+    def test_refused_connections_are_counted(self):
+        """
+        Charger connections refused for credentials are counted on the page
+        and in the status, without any secret.
+        """
+        for auth in (None, ("RDAM 123", "wrong-password-123")):
+            with self.assertRaises(HandshakeRefused):
+                yield connect_charger(self.service.url, "RDAM 123", auth=auth)
+        status = (yield self.get("/api/status")).json
+        self.assertEqual(status["refused"], {"auth": 2, "tls": 0})
+        page = (yield self.get("/")).body.decode()
+        self.assertIn("refused connections: 2 credentials, 0 TLS", page)
+        self.assertNotIn("wrong-password-123", page)
+
+    @defer.inlineCallbacks
     def test_knx_link_state(self):
         """
         The page and the API show whether the knxd link is up.

@@ -331,18 +331,21 @@ class WebInterface(resource.Resource):
 
     @ivar knx_link: a callable returning the service's KNX link (with a
         C{connected} flag) or None when there is none.
+    @ivar refused: a callable returning the counts of refused charger
+        connections (C{{"auth": n, "tls": n}}) or None.
     """
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, central, controller, store, knx_link, smart=None):
+    def __init__(self, central, controller, store, knx_link, smart=None, refused=None):
         super().__init__()
         self.central = central
         self.controller = controller
         self.store = store
         self.knx_link = knx_link
         self.smart = smart
+        self.refused = refused or (lambda: None)
 
     def render(self, request):
         gone = []
@@ -446,7 +449,8 @@ class WebInterface(resource.Resource):
 
     @defer.inlineCallbacks
     def _page(self, request):
-        status = snapshot(self.central, self.controller, self.knx_link(), self.smart)
+        status = snapshot(self.central, self.controller, self.knx_link(), self.smart,
+                          self.refused())
         frames = {c.id: list(c.frames) for c in self.central.chargers.values()}
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
@@ -460,7 +464,8 @@ class WebInterface(resource.Resource):
         return Reply(SCRIPT, "text/javascript; charset=utf-8")
 
     def _status(self, request):
-        return snapshot(self.central, self.controller, self.knx_link(), self.smart)
+        return snapshot(self.central, self.controller, self.knx_link(), self.smart,
+                        self.refused())
 
     def _smart_point(self, request, charger_id, body=None):
         """
@@ -634,9 +639,10 @@ class WebSite(server.Site):
         pass
 
 
-def web_site(central, controller, store, knx_link, smart=None):
+def web_site(central, controller, store, knx_link, smart=None, refused=None):
     """
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or L{None}.
+    @param refused: a callable returning the refused-connection counts.
     @return: the server factory of the web interface.
     """
-    return WebSite(WebInterface(central, controller, store, knx_link, smart))
+    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused))

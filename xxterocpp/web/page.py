@@ -554,6 +554,9 @@ def render_page(status, frames, records):
                     tags.span("KNX link ",
                               _badge(knx, None if knx == "not configured" else knx == "connected")),
                     tags.span("updated ", local_time(now), class_="muted"),
+                    tags.span(f"refused connections: {status['refused']['auth']} credentials, "
+                              f"{status['refused']['tls']} TLS", class_="muted",
+                              id="refused"),
                 ),
                 *[_charger(c, frames.get(c["id"], ())) for c in status["chargers"]],
                 tags.section(tags.h2("Chargers trying to connect"), _unknown(status["unknown"]),

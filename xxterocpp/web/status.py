@@ -147,14 +147,17 @@ def charger_status(central, controller, charger, smart=None):
     }
 
 
-def snapshot(central, controller, knx_link, smart=None):
+def snapshot(central, controller, knx_link, smart=None, refused=None):
     """
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or None.
+    @param refused: how many charger connections were refused, as
+        C{{"auth": n, "tls": n}}, or None.
     @return: the body of C{GET /api/status}.
     """
     return {
         "time": iso(central.now()),
         "knx": knx_state(knx_link),
+        "refused": refused or {"auth": 0, "tls": 0},
         "chargers": [charger_status(central, controller, c, smart)
                      for c in central.chargers.values()],
         "unknown": [
