@@ -162,11 +162,14 @@ class _Coalesced:
     """
 
     log = Logger()
+    __slots__ = ("_action", "_running", "_waiters", "_table", "_key")
 
-    def __init__(self, action):
+    def __init__(self, action, table=None, key=None):
         self._action = action
         self._running = False
         self._waiters = []
+        # Idle, it leaves C{table} (no per-charger object kept between runs).
+        self._table, self._key = table, key
 
     def request(self):
         """
@@ -193,6 +196,18 @@ class _Coalesced:
             for d in waiters:
                 d.callback(result)
         self._running = False
+        if self._table is not None and self._table.get(self._key) is self:
+            del self._table[self._key]
+
+
+def _coalesced(table, key, action):
+    """
+    @return: a Deferred of the next run of C{action} coalesced under C{key}.
+    """
+    run = table.get(key)
+    if run is None:
+        run = table[key] = _Coalesced(action, table, key)
+    return run.request()
 
 
 def _csl(entry):
@@ -566,9 +581,7 @@ class Controller:
 
     def _push_limit(self, point):
         key = (point.id, point.connector)
-        if key not in self._limit_runs:
-            self._limit_runs[key] = _Coalesced(lambda: self._apply_limit(*key))
-        return self._limit_runs[key].request()
+        return _coalesced(self._limit_runs, key, lambda: self._apply_limit(*key))
 
     def _candidates(self, charger, transaction):
         """
@@ -696,9 +709,8 @@ class Controller:
     def _booted(self, event):
         charger = event.charger
         self._cancel_boot_timer(charger.id)
-        if charger.id not in self._setups:
-            self._setups[charger.id] = _Coalesced(lambda: self._configure(charger.id))
-        self._setups[charger.id].request()
+        charger_id = charger.id
+        _coalesced(self._setups, charger_id, lambda: self._configure(charger_id))
 
     @defer.inlineCallbacks
     def _configure(self, charger_id):
@@ -783,9 +795,8 @@ class Controller:
         @return: a Deferred firing with a L{CommandResult}.
         """
         self._charger(charger_id)
-        if charger_id not in self._list_syncs:
-            self._list_syncs[charger_id] = _Coalesced(lambda: self._sync_local_list(charger_id))
-        return self._list_syncs[charger_id].request()
+        return _coalesced(self._list_syncs, charger_id,
+                          lambda: self._sync_local_list(charger_id))
 
     def _local_entries(self, charger_id):
         """

@@ -8,6 +8,7 @@ persists what it decides, and observers (KNX bridge, web page) see its events.
 import hmac
 import re
 import secrets
+from array import array
 from collections import OrderedDict, deque
 from datetime import datetime, timezone
 
@@ -37,6 +38,48 @@ def utc_from_seconds(seconds):
     @return: an aware UTC datetime for a POSIX timestamp.
     """
     return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+class FrameHistory:
+    """
+    The last OCPP frames of a charger, oldest first, each read as a
+    C{(seconds, direction, text)} tuple (like a C{deque} of them): kept
+    compactly (the times in an array, the directions one byte each), without a
+    tuple and a float object per frame.
+    """
+
+    __slots__ = ("maxlen", "_times", "_outgoing", "_texts")
+
+    def __init__(self, maxlen=FRAME_HISTORY):
+        self.maxlen = maxlen
+        self._times = array("d")
+        self._outgoing = bytearray()
+        self._texts = []
+
+    def add(self, seconds, direction, text):
+        texts = self._texts
+        if len(texts) >= self.maxlen:
+            del self._times[0], self._outgoing[0], texts[0]
+        self._times.append(seconds)
+        self._outgoing.append(direction == "out")
+        texts.append(text)
+
+    def append(self, frame):
+        self.add(*frame)
+
+    def __len__(self):
+        return len(self._texts)
+
+    def __getitem__(self, index):
+        return (self._times[index], "out" if self._outgoing[index] else "in",
+                self._texts[index])
+
+    def __iter__(self):
+        return iter(list(zip(self._times, ("out" if o else "in" for o in self._outgoing),
+                             self._texts)))
+
+    def __repr__(self):
+        return f"FrameHistory({list(self)!r})"
 
 
 @attr.s(eq=False)
@@ -174,9 +217,10 @@ class Charger:
     booted_at = attr.ib(default=None)
     status = attr.ib(default=None)
     connectors = attr.ib(factory=dict)
-    frames = attr.ib(factory=lambda: deque(maxlen=FRAME_HISTORY))
+    frames = attr.ib(factory=FrameHistory)
     notifications = attr.ib(factory=dict)
-    security_events = attr.ib(factory=lambda: deque(maxlen=20))
+    # An empty deque costs 600 bytes per charger; made at the first event.
+    security_events = attr.ib(default=())
     reconnects = attr.ib(default=0)
     tolerated = attr.ib(default=0)
     configuration = attr.ib(factory=dict)
@@ -723,7 +767,7 @@ class CentralSystem:
             if '"AuthorizationKey"' in text:
                 text = _KEY_IN_FRAME.sub(r'\1"********"', text)
             seconds = self.clock.seconds()
-            charger.frames.append((seconds, direction, text))
+            charger.frames.add(seconds, direction, text)
             if direction == "in":
                 charger._last_seen_s = seconds
 
@@ -986,6 +1030,8 @@ class CentralSystem:
 
     def on_security_event_notification(self, charger, req):
         # White paper A04.FR.03: every security event is confirmed.
+        if not isinstance(charger.security_events, deque):
+            charger.security_events = deque(charger.security_events, maxlen=20)
         charger.security_events.append((req.timestamp, req.type, req.tech_info))
         self.log.warn("{id}: security event {type} {info}", id=charger.id, type=req.type,
                       info=req.tech_info or "")

@@ -7,6 +7,7 @@ the glue between Autobahn and L{OcppSession}.
 
 import base64
 import binascii
+from functools import partial
 from urllib.parse import unquote
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -172,7 +173,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         self.session = OcppSession(
             charger_id, self._send_text, central.dispatcher(charger_id), self.factory.clock,
             central.config.ocpp.call_timeout,
-            frame_observer=lambda direction, text: central.frame(charger_id, direction, text),
+            frame_observer=partial(central.frame, charger_id),
             close=self._close_replaced,
         )
         central.connected(charger_id, self.session, self.peer_address())
