@@ -17,8 +17,9 @@ from xxterocpp.tap import XxterocppService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: A configuration for tests: loopback, free ports, no KNX, no pings.
-BASE_CONFIG = """
+#: The sections every test configuration starts with: loopback, free ports,
+#: no pings, a short call timeout; KNX at C{{knxd}} ("" = none).
+LOOPBACK_CONFIG = """
 [ocpp]
 interface = "127.0.0.1"
 port = 0
@@ -28,13 +29,17 @@ ping_interval = 0
 max_chargers = 4
 
 [knx]
-knxd = ""
+knxd = "{knxd}"
 
 [web]
 port = 0
 
 [storage]
 database = "{database}"
+"""
+
+#: A configuration for tests: loopback, free ports, no KNX, no pings.
+BASE_CONFIG = LOOPBACK_CONFIG + """
 
 [[tag]]
 id = "04A1B2C3"
@@ -89,6 +94,7 @@ def write_config(testcase, text=BASE_CONFIG, **values):
     os.makedirs(directory)
     values.setdefault("database", os.path.join(directory, "state.sqlite3"))
     values.setdefault("password", PASSWORD)
+    values.setdefault("knxd", "")
     path = os.path.join(directory, "xxterocpp.toml")
     with open(path, "w") as f:
         f.write(text.format(**values))
@@ -241,6 +247,6 @@ def kill_on_cleanup(testcase, process):
     testcase.addCleanup(cleanup)
 
 
-__all__ = ["BASE_CONFIG", "PASSWORD", "write_config", "start_service", "reopen_store",
+__all__ = ["LOOPBACK_CONFIG", "BASE_CONFIG", "PASSWORD", "write_config", "start_service", "reopen_store",
            "ServiceProcess",
            "kill_on_cleanup"]

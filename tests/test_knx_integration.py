@@ -13,29 +13,14 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from tests.knxdtest import LinkWatcher, connect_peer, start_knxd
-from tests.service import start_service, write_config
+from tests.service import LOOPBACK_CONFIG, start_service, write_config
 from tests.sim import connect_charger
 from xxterocpp.knx.address import GroupAddress
 from xxterocpp.knx.dpt import lookup
 
 #: CP1: every object, DPT 10.001 / 14.019. CP2: its times and currents as
 #: DPT 19.001 / 9.021, and its status on CP1's status address.
-CONFIG = """
-[ocpp]
-interface = "127.0.0.1"
-port = 0
-heartbeat_interval = 120
-call_timeout = 5
-ping_interval = 0
-
-[knx]
-knxd = "{knxd}"
-
-[web]
-port = 0
-
-[storage]
-database = "{database}"
+CONFIG = LOOPBACK_CONFIG + """
 
 [[charger]]
 id = "CP1"

@@ -22,29 +22,14 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, read
 from twisted.web.http_headers import Headers
 
 from tests.knxdtest import LinkWatcher, connect_peer, start_knxd
-from tests.service import start_service, write_config
+from tests.service import LOOPBACK_CONFIG, start_service, write_config
 from tests.sim import connect_charger
 from xxterocpp.knx.bridge import SMART_INPUTS
 
 PRICE, POWER = (entry.dpt for entry in SMART_INPUTS)
 PRICES_GA, SURPLUS_GA = "5/0/1", "5/0/2"
 
-CONFIG = """
-[ocpp]
-interface = "127.0.0.1"
-port = 0
-heartbeat_interval = 120
-call_timeout = 5
-ping_interval = 0
-
-[knx]
-knxd = "{knxd}"
-
-[web]
-port = 0
-
-[storage]
-database = "{database}"
+CONFIG = LOOPBACK_CONFIG + """
 
 [smart]
 departure = "{departure}"

@@ -22,6 +22,7 @@ def rewrite(path, text, **values):
     directory = os.path.dirname(path)
     values.setdefault("database", os.path.join(directory, "state.sqlite3"))
     values.setdefault("password", "x" * 16)
+    values.setdefault("knxd", "")
     with open(path, "w") as f:
         f.write(text.format(**values))
 
