@@ -18,7 +18,8 @@ from xxterocpp.tap import XxterocppService
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: The sections every test configuration starts with: loopback, free ports,
-#: no pings, a short call timeout; KNX at C{{knxd}} ("" = none).
+#: no pings, a short call timeout; KNX at C{{knxd}} ("" = none), room for
+#: C{{max_chargers}} chargers (4 unless given).
 LOOPBACK_CONFIG = """
 [ocpp]
 interface = "127.0.0.1"
@@ -26,7 +27,7 @@ port = 0
 heartbeat_interval = 120
 call_timeout = 5
 ping_interval = 0
-max_chargers = 4
+max_chargers = {max_chargers}
 
 [knx]
 knxd = "{knxd}"
@@ -95,6 +96,7 @@ def write_config(testcase, text=BASE_CONFIG, **values):
     values.setdefault("database", os.path.join(directory, "state.sqlite3"))
     values.setdefault("password", PASSWORD)
     values.setdefault("knxd", "")
+    values.setdefault("max_chargers", 4)
     path = os.path.join(directory, "xxterocpp.toml")
     with open(path, "w") as f:
         f.write(text.format(**values))

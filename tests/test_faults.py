@@ -16,7 +16,8 @@ import struct
 from twisted.internet import defer, protocol, reactor, task
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.service import ServiceProcess, kill_on_cleanup, start_service, write_config
+from tests.service import (
+    LOOPBACK_CONFIG, ServiceProcess, kill_on_cleanup, start_service, write_config)
 from tests.sim import connect_charger
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, OcppSession
@@ -337,22 +338,7 @@ def TestServingOthers(service, testcase):
     yield cp.close()
 
 
-KNX_CONFIG = """
-[ocpp]
-interface = "127.0.0.1"
-port = 0
-ping_interval = 0
-max_chargers = 2
-
-[knx]
-knxd = "{knxd}"
-
-[web]
-port = 0
-
-[storage]
-database = "{database}"
-
+KNX_CONFIG = LOOPBACK_CONFIG + """
 [[charger]]
 id = "CP1"
 max_current = 32
@@ -447,23 +433,7 @@ class ReadOnlyDatabaseTests(TestCase):
         self.assertIsInstance(stopped, dict)
 
 
-SIGKILL_CONFIG_HEAD = """
-[ocpp]
-interface = "127.0.0.1"
-port = 0
-call_timeout = 5
-ping_interval = 0
-max_chargers = 50
-
-[knx]
-knxd = ""
-
-[web]
-port = 0
-
-[storage]
-database = "{database}"
-
+SIGKILL_CONFIG_HEAD = LOOPBACK_CONFIG + """
 [[tag]]
 id = "04A1B2C3"
 """
@@ -485,8 +455,7 @@ class SigkillTests(TestCase):
         n = 50
         text = SIGKILL_CONFIG_HEAD + "".join(
             f'\n[[charger]]\nid = "K{i:02d}"\nmax_current = 16\n' for i in range(n))
-        config = write_config(self, text.replace("{", "{{").replace("}", "}}")
-                              .replace("{{database}}", "{database}"))
+        config = write_config(self, text, max_chargers=n)
         database = os.path.join(os.path.dirname(config), "state.sqlite3")
         service = ServiceProcess(config)
         kill_on_cleanup(self, service)

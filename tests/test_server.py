@@ -351,7 +351,8 @@ class ActionTests(TestCase):
             self.cp.meter_values(1, tx_id, energy_wh=wh, currents=(16, 16, 16))
             for wh in range(1, 301)])
         self.assertEqual(results, [{}] * 300)
-        self.assertLess(self.service.store.commits - commits, 100)
+        # Measured: 1-2 commits for the 300 (7-9 for 1,000), both stacks.
+        self.assertLess(self.service.store.commits - commits, 30)
         records = yield self.service.store.query_transactions()
         self.assertEqual(records[0].last_meter_wh, 300)
 

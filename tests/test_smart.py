@@ -326,7 +326,11 @@ class SiteLimitTests(Harness, SynchronousTestCase):
                                                "timestamp": self.now().isoformat()})
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 16.0))
 
-    def test_car_drawing_less_leaves_current_to_others(self):
+    def slow_car_beside_a_plain_session(self):
+        """
+        Under a 20 A site limit, a plain session on CP2 and a smart one on
+        CP1 whose car draws only 4 A: CP2 gets the 14 A left over.
+        """
         self.build("site_limit = 20.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
         self.start("CP2", tag="04A1B2C3")
         self.start()
@@ -335,14 +339,11 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         self.clock.advance(60)
         self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 14.0))
 
+    def test_car_drawing_less_leaves_current_to_others(self):
+        self.slow_car_beside_a_plain_session()
+
     def test_lost_meter_reading_falls_back_to_safe_share(self):
-        self.build("site_limit = 20.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
-        self.start("CP2", tag="04A1B2C3")
-        self.start()
-        self.clock.advance(14 * 60)
-        self.meter("CP1", 0, amps=4.0)
-        self.clock.advance(60)
-        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 14.0))
+        self.slow_car_beside_a_plain_session()
         # No reading for longer than METER_FRESH: CP1 may draw its share.
         self.clock.advance(15 * 60)
         self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 10.0))

@@ -23,6 +23,7 @@ def rewrite(path, text, **values):
     values.setdefault("database", os.path.join(directory, "state.sqlite3"))
     values.setdefault("password", "x" * 16)
     values.setdefault("knxd", "")
+    values.setdefault("max_chargers", 4)
     with open(path, "w") as f:
         f.write(text.format(**values))
 
