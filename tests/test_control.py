@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.service import BASE_CONFIG, start_service, write_config
 from tests.sim import NO_REPLY, CS_TO_CP_ACTIONS, CallErrorReply, ConfigurationKey, connect_charger
 from xxterocpp.config import TagConfig, parse_config
-from xxterocpp.control import MEASURANDS, Controller, UnknownChargingPoint
+from xxterocpp.control import MEASURANDS, SETUP_CONCURRENCY, Controller, UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.station import CentralSystem, LimitChanged
@@ -341,6 +341,65 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(self.result(unlock).status, "Unlocked")
         self.assertEqual(cp.actions(), ["SetChargingProfile", "UnlockConnector"])
         self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+    def settle(self, turns=30):
+        for _ in range(turns):
+            self.clock.advance(0)
+
+    def test_set_ups_after_a_mass_boot_are_bounded(self):
+        """
+        When many chargers boot at once (a controller reboot), at most
+        SETUP_CONCURRENCY of them are being set up at a time, in boot order;
+        each one finished lets the next one start, and all are set up.
+        """
+        n = SETUP_CONCURRENCY + 8
+        self.central = CentralSystem(parse_config(
+            f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
+                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
+            self.store, self.clock)
+        self.controller = Controller(self.central, self.clock)
+        self.central.load()
+        chargers = [ScriptedCharger(self.central, self.clock, charger_id=f"CP{i}")
+                    for i in range(n)]
+        for cp in chargers:
+            cp.answers["GetConfiguration"] = None  # held: answered below
+            cp.boot()
+        self.settle()
+        asked = [cp for cp in chargers if cp.actions()]
+        self.assertEqual(asked, chargers[:SETUP_CONCURRENCY])
+        self.assertEqual([cp.actions() for cp in asked], [["GetConfiguration"]] * len(asked))
+        # The first answers: its set-up goes on to the end, the next starts.
+        first = chargers[0]
+        first.answer(first.calls[0][0], {"configurationKey": []})
+        self.settle()
+        self.assertIn("SetChargingProfile", first.actions())
+        self.assertEqual(chargers[SETUP_CONCURRENCY].actions(), ["GetConfiguration"])
+        self.assertEqual(chargers[SETUP_CONCURRENCY + 1].actions(), [])
+        # The others time out on GetConfiguration, finish, and make room.
+        for _ in range(3):
+            self.clock.advance(5)
+            self.settle()
+        for cp in chargers:
+            self.assertEqual(cp.actions().count("GetConfiguration"), 1, cp.session.identity)
+            self.assertEqual(cp.actions().count("SetChargingProfile"), 1, cp.session.identity)
+
+    def test_boots_during_the_set_up_give_one_more_run(self):
+        """
+        Quirk 14 (reboot loops): boots arriving while the set-up after the
+        previous one runs are served by a single further set-up.
+        """
+        cp = self.connect(boot=False)
+        cp.answers["GetConfiguration"] = None
+        cp.boot()
+        cp.boot()
+        cp.boot()
+        self.settle()
+        self.assertEqual(cp.actions(), ["GetConfiguration"])
+        cp.answers["GetConfiguration"] = {"configurationKey": []}
+        cp.answer(cp.calls[0][0], {"configurationKey": []})
+        self.settle()
+        self.assertEqual(cp.actions().count("GetConfiguration"), 2)
+        self.assertEqual(cp.actions().count("SetChargingProfile"), 2)
 
     def test_call_error(self):
         """

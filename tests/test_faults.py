@@ -12,6 +12,7 @@ import os
 import random
 import sqlite3
 import struct
+from collections import Counter
 
 from twisted.internet import defer, protocol, reactor, task
 from twisted.trial.unittest import SkipTest, TestCase
@@ -267,7 +268,8 @@ class ReconnectTests(TestCase):
             # Replaced connections are freed once Autobahn's close-handshake
             # timers (5 s, batched) have fired: wait for them (bounded).
             return wait_autobahn_timers().addCallback(
-                lambda _: (live(), rss_kib(), len(gc.get_objects())))
+                lambda _: (live(), rss_kib(), Counter(type(o).__qualname__
+                                                      for o in gc.get_objects())))
 
         # A first 1,000 to warm up (imports, caches); then two rounds of
         # 4,500. Replaced connections live until their close timers fire, so
@@ -292,7 +294,8 @@ class ReconnectTests(TestCase):
         (_, rss1, _), (_, rss2, objects2) = marks
         # Fewer than one object per connection left behind, and no growth
         # in the second round (a leak of 1 KiB per connection would be 4.4 MiB).
-        self.assertLess(objects2 - objects0, 1000, "Python objects left behind")
+        self.assertLess(sum(objects2.values()) - sum(objects0.values()), 1000,
+                        f"Python objects left behind: {(objects2 - objects0).most_common(8)}")
         self.assertLess(rss2 - rss1, 4 * 1024, f"RSS {rss1} -> {rss2} KiB")
 
 

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from xxterocpp.config import parse_config
 from xxterocpp.ocpp import messages as m
 from xxterocpp.station import (
-    MAX_UNKNOWN, CentralSystem, StatusChanged, TransactionStarted, TransactionStopped,
+    MAX_UNKNOWN, CentralSystem, FrameHistory, StatusChanged, TransactionStarted, TransactionStopped,
     password_matches, read_meter_values)
 
 CONFIG = """
@@ -163,6 +163,49 @@ class CentralSystemTests(SynchronousTestCase):
         self.handle("StatusNotification", payload)
         self.handle("StatusNotification", payload)
         self.assertEqual(sum(isinstance(e, StatusChanged) for e in self.events), 1)
+
+
+class FrameHistoryTests(SynchronousTestCase):
+    """
+    The last frames of a charger, bounded in count and in bytes.
+    """
+
+    def test_frames_read_back_in_order(self):
+        h = FrameHistory()
+        h.add(1.5, "in", '[2,"1","Heartbeat",{}]')
+        h.add(2.25, "out", '[3,"1",{"currentTime":"2026-11-24T10:00:00Z"}]')
+        self.assertEqual(list(h), [(1.5, "in", '[2,"1","Heartbeat",{}]'),
+                                   (2.25, "out", '[3,"1",{"currentTime":"2026-11-24T10:00:00Z"}]')])
+        self.assertEqual(len(h), 2)
+        self.assertEqual(h[-1][1], "out")
+
+    def test_count_bound_drops_the_oldest(self):
+        h = FrameHistory(maxlen=3)
+        for i in range(10):
+            h.add(float(i), "in", f"frame {i}")
+        self.assertEqual([text for _, _, text in h], ["frame 7", "frame 8", "frame 9"])
+
+    def test_byte_bound_drops_the_oldest(self):
+        h = FrameHistory(maxlen=100, max_bytes=200)
+        for i in range(20):
+            h.add(float(i), "out", f"{i:02d}" + "x" * 48)
+        texts = [text for _, _, text in h]
+        # 63 bytes a record: three fit in 200, the newest ones.
+        self.assertEqual([t[:2] for t in texts], ["17", "18", "19"])
+
+    def test_a_frame_larger_than_the_budget_is_cut_short(self):
+        h = FrameHistory(maxlen=10, max_bytes=64)
+        h.add(0.0, "in", "small")
+        h.add(1.0, "in", "é" * 100)
+        (seconds, direction, text), = list(h)
+        self.assertTrue(text.endswith(" …"))
+        self.assertTrue(set(text[:-2]) == {"é"})
+        self.assertLessEqual(len(text.encode("utf-8")) + 13, 64)
+
+    def test_non_ascii_text_round_trips(self):
+        h = FrameHistory()
+        h.add(0.0, "in", '[2,"1","DataTransfer",{"vendorId":"Zürich ⚡"}]')
+        self.assertEqual(h[0][2], '[2,"1","DataTransfer",{"vendorId":"Zürich ⚡"}]')
 
 
 class ReadMeterValuesTests(SynchronousTestCase):

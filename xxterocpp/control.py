@@ -57,6 +57,12 @@ MEASURANDS = (
 #: this often while charging.
 SAMPLE_INTERVAL = 60
 
+# Chargers whose post-boot set-up runs at the same time; the others wait
+# their turn. A controller reboot brings every charger back at once: without
+# a bound, a thousand set-ups in flight pile up calls and pending Deferreds
+# (and leave the allocator fragmented long after, bench/run.py scenario 2).
+SETUP_CONCURRENCY = 32
+
 #: IEC 61851-1: below 6 A the control pilot no longer allows charging, so a
 #: positive limit is at least this (SPEC §3: 0 or 6 .. max_current).
 MIN_CURRENT = 6.0
@@ -210,6 +216,17 @@ def _coalesced(table, key, action):
     return run.request()
 
 
+_STRATEGIES = {}
+
+
+def _shared_strategy(strategy):
+    """
+    @return: one L{ProfileStrategy} object per distinct strategy, however
+        many chargers remember it.
+    """
+    return _STRATEGIES.setdefault(strategy, strategy)
+
+
 def _csl(entry):
     """
     @return: the items of a comma-separated configuration value.
@@ -259,7 +276,11 @@ class Controller:
         self.boot_wait = BOOT_WAIT
         self._limits = {}
         self._limit_runs = {}
-        self._setups = {}
+        # Post-boot set-ups: charger ids waiting their turn (in boot order),
+        # those running, and those booted again while running (one more run).
+        self._setup_queue = {}
+        self._setups_running = set()
+        self._setups_again = set()
         self._list_syncs = {}
         self._strategies = {}
         self._local_lists = {}
@@ -318,7 +339,7 @@ class Controller:
             elif scope not in self.central.chargers:
                 continue
             elif key == "limit_strategy":
-                self._strategies[scope] = ProfileStrategy(**value)
+                self._strategies[scope] = _shared_strategy(ProfileStrategy(**value))
             elif key == "local_list":
                 self._local_lists[scope] = value
             elif key.startswith("limit/"):
@@ -661,7 +682,7 @@ class Controller:
                 if self._strategies.get(charger_id) != strategy:
                     self.log.info("{id}: current limits work as {strategy}", id=charger_id,
                                   strategy=strategy)
-                    self._strategies[charger_id] = strategy
+                    self._strategies[charger_id] = _shared_strategy(strategy)
                     self._save(charger_id, "limit_strategy", attr.asdict(strategy))
                 self.central.limit_in_force(charger_id, connector, amps)
                 return result
@@ -709,8 +730,34 @@ class Controller:
     def _booted(self, event):
         charger = event.charger
         self._cancel_boot_timer(charger.id)
-        charger_id = charger.id
-        _coalesced(self._setups, charger_id, lambda: self._configure(charger_id))
+        self._queue_setup(charger.id)
+
+    def _queue_setup(self, charger_id):
+        # A charger waiting costs one dict entry, not a chain of Deferreds;
+        # a boot during its set-up (quirk 14, reboot loops) is served by one
+        # more run afterwards, however many boots came.
+        if charger_id in self._setups_running:
+            self._setups_again.add(charger_id)
+        else:
+            self._setup_queue[charger_id] = None
+            self._next_setups()
+
+    def _next_setups(self):
+        while self._setup_queue and len(self._setups_running) < SETUP_CONCURRENCY:
+            charger_id = next(iter(self._setup_queue))
+            del self._setup_queue[charger_id]
+            self._setups_running.add(charger_id)
+            d = self._configure(charger_id)
+            d.addErrback(lambda f, charger_id=charger_id: self.log.failure(
+                "{id}: the set-up after the boot failed", f, id=charger_id))
+            d.addBoth(self._setup_done, charger_id)
+
+    def _setup_done(self, _, charger_id):
+        self._setups_running.discard(charger_id)
+        if charger_id in self._setups_again:
+            self._setups_again.discard(charger_id)
+            self._setup_queue[charger_id] = None
+        self._next_setups()
 
     @defer.inlineCallbacks
     def _configure(self, charger_id):

@@ -8,9 +8,11 @@ persists what it decides, and observers (KNX bridge, web page) see its events.
 import hmac
 import re
 import secrets
-from array import array
+import struct
+import sys
 from collections import OrderedDict, deque
 from datetime import datetime, timezone
+from functools import partial
 
 import attr
 from twisted.internet import defer
@@ -26,11 +28,25 @@ MAX_UNKNOWN = 100
 #: How many OCPP frames are kept per charger for the status page.
 FRAME_HISTORY = 100
 
+#: How much frame text is kept per charger at most (bytes), whatever the
+#: frames' size: with a thousand chargers the history stays within 16 MiB.
+FRAME_HISTORY_BYTES = 16 * 1024
+
+#: The end of a frame cut short in the history.
+_CUT = " …".encode("utf-8")
+
 #: How many finished transactions are kept in memory, to answer a retried
 #: StartTransaction with the same id and to recognise late meter values.
 RECENT_TRANSACTIONS = 200
 
 _PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
+
+
+def _shared(text):
+    """
+    @return: C{text} interned (None stays None).
+    """
+    return sys.intern(text) if type(text) is str else text
 
 
 def utc_from_seconds(seconds):
@@ -43,40 +59,62 @@ def utc_from_seconds(seconds):
 class FrameHistory:
     """
     The last OCPP frames of a charger, oldest first, each read as a
-    C{(seconds, direction, text)} tuple (like a C{deque} of them): kept
-    compactly (the times in an array, the directions one byte each), without a
-    tuple and a float object per frame.
+    C{(seconds, direction, text)} tuple (like a C{deque} of them).
+
+    Kept as records in one C{bytearray} (time, direction, length, UTF-8
+    text): a frame costs its text and 13 bytes, not a string, a tuple and a
+    float object. At most C{maxlen} frames and C{max_bytes} of text are kept,
+    so a charger sending large frames does not make the history grow: the
+    oldest frames go first, and a single frame larger than the whole budget
+    is kept cut short.
     """
 
-    __slots__ = ("maxlen", "_times", "_outgoing", "_texts")
+    __slots__ = ("maxlen", "max_bytes", "_buffer", "_count")
 
-    def __init__(self, maxlen=FRAME_HISTORY):
-        self.maxlen = maxlen
-        self._times = array("d")
-        self._outgoing = bytearray()
-        self._texts = []
+    _HEAD = struct.Struct("<dBI")
+
+    def __init__(self, maxlen=FRAME_HISTORY, max_bytes=FRAME_HISTORY_BYTES):
+        self.maxlen, self.max_bytes = maxlen, max_bytes
+        self._buffer = bytearray()
+        self._count = 0
 
     def add(self, seconds, direction, text):
-        texts = self._texts
-        if len(texts) >= self.maxlen:
-            del self._times[0], self._outgoing[0], texts[0]
-        self._times.append(seconds)
-        self._outgoing.append(direction == "out")
-        texts.append(text)
+        data = text.encode("utf-8", "surrogatepass")
+        head = self._HEAD
+        if len(data) + head.size > self.max_bytes:
+            data = data[: max(0, self.max_bytes - head.size - len(_CUT))]
+            # Never end inside a multi-byte character.
+            data = data.decode("utf-8", "ignore").encode("utf-8") + _CUT
+        buffer = self._buffer
+        while self._count and (self._count >= self.maxlen
+                               or len(buffer) + head.size + len(data) > self.max_bytes):
+            # Deleting from the front of a bytearray is cheap (CPython moves
+            # its start instead of the data).
+            del buffer[: head.size + head.unpack_from(buffer, 0)[2]]
+            self._count -= 1
+        buffer += head.pack(seconds, direction == "out", len(data))
+        buffer += data
+        self._count += 1
 
     def append(self, frame):
         self.add(*frame)
 
     def __len__(self):
-        return len(self._texts)
+        return self._count
 
     def __getitem__(self, index):
-        return (self._times[index], "out" if self._outgoing[index] else "in",
-                self._texts[index])
+        frames = list(self)
+        return frames[index]
 
     def __iter__(self):
-        return iter(list(zip(self._times, ("out" if o else "in" for o in self._outgoing),
-                             self._texts)))
+        frames, buffer, head, offset = [], self._buffer, self._HEAD, 0
+        for _ in range(self._count):
+            seconds, outgoing, size = head.unpack_from(buffer, offset)
+            offset += head.size
+            text = buffer[offset:offset + size].decode("utf-8", "surrogatepass")
+            frames.append((seconds, "out" if outgoing else "in", text))
+            offset += size
+        return iter(frames)
 
     def __repr__(self):
         return f"FrameHistory({list(self)!r})"
@@ -775,14 +813,17 @@ class CentralSystem:
         """
         @return: the C{dispatch(action, request)} for one charger's session.
         """
+        return partial(self.dispatch, charger_id)
 
-        def dispatch(action, request):
-            charger = self.chargers.get(charger_id)
-            if charger is None:
-                raise LookupError(f"{charger_id} is no longer configured")
-            return getattr(self, _HANDLERS[action])(charger, request)
-
-        return dispatch
+    def dispatch(self, charger_id, action, request):
+        """
+        Handle a CALL of a charger: the response message (or a Deferred of
+        it); L{CallError} answers with a CALLERROR.
+        """
+        charger = self.chargers.get(charger_id)
+        if charger is None:
+            raise LookupError(f"{charger_id} is no longer configured")
+        return getattr(self, _HANDLERS[action])(charger, request)
 
     def _persist(self, d):
         # The store logs and retries failed writes itself; nothing to do here
@@ -825,17 +866,21 @@ class CentralSystem:
     # -- CP -> CS actions ------------------------------------------------
 
     def on_boot_notification(self, charger, req):
-        charger.boot = {
-            "vendor": req.charge_point_vendor, "model": req.charge_point_model,
+        boot = {
+            # A fleet shares its vendor, model and firmware: one copy each.
+            "vendor": _shared(req.charge_point_vendor), "model": _shared(req.charge_point_model),
             "serial": req.charge_point_serial_number or req.charge_box_serial_number,
-            "firmware": req.firmware_version, "meter_type": req.meter_type,
+            "firmware": _shared(req.firmware_version), "meter_type": _shared(req.meter_type),
             "meter_serial": req.meter_serial_number, "iccid": req.iccid, "imsi": req.imsi,
         }
+        if boot != charger.boot:
+            # A reconnect storm after a controller restart writes nothing.
+            charger.boot = boot
+            self._persist(self.store.put_setting(charger.id, "boot", boot))
         charger.booted_at = self.now()
         self.log.info("{id}: booted ({vendor} {model}, firmware {firmware})", id=charger.id,
                       vendor=req.charge_point_vendor, model=req.charge_point_model,
                       firmware=req.firmware_version)
-        self._persist(self.store.put_setting(charger.id, "boot", charger.boot))
         self.clock.callLater(0, self._emit, ChargerBooted(charger))
         return m.BootNotificationResponse(
             status="Accepted", current_time=self.now(),
