@@ -52,6 +52,7 @@ MEASURANDS = (
     "Power.Active.Import",
     "Current.Offered",
 )
+_ALL_MEASURANDS = ",".join(MEASURANDS)
 
 #: MeterValueSampleInterval in s: the KNX current object changes at most
 #: this often while charging.
@@ -147,7 +148,7 @@ class ProfileStrategy:
     unit = attr.ib()
 
 
-@attr.s
+@attr.s(slots=True)
 class _PointLimit:
     """
     The limit a charging point should have.
@@ -793,7 +794,7 @@ class Controller:
             return None
         room = _int(charger.configuration.get(key + "MaxLength"), len(MEASURANDS))
         if room >= len(MEASURANDS):
-            result = yield self._change(charger, key, ",".join(MEASURANDS))
+            result = yield self._change(charger, key, _ALL_MEASURANDS)
             if result.accepted or result.status in SILENT:
                 return result
         # Quirk 21: the whole list rejected (one unsupported measurand

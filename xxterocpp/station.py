@@ -42,6 +42,10 @@ RECENT_TRANSACTIONS = 200
 _PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
 
 
+#: Boot fields that most chargers of a fleet share.
+_FLEET_WIDE = frozenset({"vendor", "model", "firmware", "meter_type"})
+
+
 def _shared(text):
     """
     @return: C{text} interned (None stays None).
@@ -868,10 +872,15 @@ class CentralSystem:
     def on_boot_notification(self, charger, req):
         boot = {
             # A fleet shares its vendor, model and firmware: one copy each.
-            "vendor": _shared(req.charge_point_vendor), "model": _shared(req.charge_point_model),
-            "serial": req.charge_point_serial_number or req.charge_box_serial_number,
-            "firmware": _shared(req.firmware_version), "meter_type": _shared(req.meter_type),
-            "meter_serial": req.meter_serial_number, "iccid": req.iccid, "imsi": req.imsi,
+            key: _shared(value) if key in _FLEET_WIDE else value
+            for key, value in (
+                ("vendor", req.charge_point_vendor), ("model", req.charge_point_model),
+                ("serial", req.charge_point_serial_number or req.charge_box_serial_number),
+                ("firmware", req.firmware_version), ("meter_type", req.meter_type),
+                ("meter_serial", req.meter_serial_number), ("iccid", req.iccid),
+                ("imsi", req.imsi))
+            # What the charger did not send is left out (read with .get()).
+            if value is not None
         }
         if boot != charger.boot:
             # A reconnect storm after a controller restart writes nothing.

@@ -58,25 +58,6 @@ def basic_credentials(header):
     return user.decode("utf-8", "replace"), password
 
 
-class _PauseReading:
-    """
-    The streaming producer of a connection: Twisted pauses it while the
-    transport's write buffer is full, and then the peer is not read.
-    """
-
-    def __init__(self, transport):
-        self.transport = transport
-
-    def pauseProducing(self):
-        self.transport.pauseProducing()
-
-    def resumeProducing(self):
-        self.transport.resumeProducing()
-
-    def stopProducing(self):
-        pass
-
-
 class OcppServerProtocol(WebSocketServerProtocol):
     """
     One charger's WebSocket connection.
@@ -95,7 +76,19 @@ class OcppServerProtocol(WebSocketServerProtocol):
         # Backpressure: a charger that stops reading must not make us buffer
         # every answer and ping for it (unbounded memory): while the
         # transport's write buffer is over its limit, stop reading its CALLs.
-        self.transport.registerProducer(_PauseReading(self.transport), True)
+        self.transport.registerProducer(self, True)
+
+    # The connection is the streaming producer of its own transport: Twisted
+    # pauses it while the write buffer is full, and then the peer is not read.
+
+    def pauseProducing(self):
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.transport.resumeProducing()
+
+    def stopProducing(self):
+        pass
 
     def onConnect(self, request):
         central = self.factory.central
