@@ -605,6 +605,18 @@ def _missing(prefix, json_name, lenient, warnings):
     warnings.append(message)
 
 
+def _slot_setter(cls, name):
+    """
+    @return: C{f(instance, value)} setting attribute C{name} of a slotted
+        C{cls} instance (frozen or not).
+    """
+    for klass in cls.__mro__:
+        descriptor = klass.__dict__.get(name)
+        if descriptor is not None and hasattr(descriptor, "__set__"):
+            return descriptor.__set__
+    return lambda instance, value: _set(instance, name, value)
+
+
 def _compile(schema):
     """
     The decoder of one L{_ObjectSchema}, as straight-line code (the hot path
@@ -664,7 +676,10 @@ def _compile(schema):
         lines.append("                raise")
         lines.append('            warnings.append(f"{e.message}; set to None")')
         lines.append("            value = None")
-        lines.append(f"    set_(instance, {attr_name!r}, value)")
+        # The slot's own setter: object.__setattr__ would look the name up
+        # in the class first (the class is frozen, so no plain assignment).
+        ns[f"s{i}"] = _slot_setter(schema.cls, attr_name)
+        lines.append(f"    s{i}(instance, value)")
     lines.append("    return instance")
     exec(compile("\n".join(lines), f"<decoder of {schema.cls.__name__}>", "exec"), ns)
     return ns["decode"]
