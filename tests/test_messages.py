@@ -901,6 +901,35 @@ class ToleranceTests(SynchronousTestCase):
         self.assertIn("Celsius", m.UNIT_OF_MEASURE)
 
 
+class DateTimeTests(SynchronousTestCase):
+    """
+    The usual UTC timestamps take a fast path (the C ISO parser); every
+    string must decode exactly as the full RFC 3339 reading does.
+    """
+
+    def decode(self, raw):
+        return _schema._DateTime().decode(raw, "t", False, [])
+
+    def test_usual_forms(self):
+        for raw, micro in (("2026-11-24T05:00:00Z", 0), ("2026-11-24T05:00:00.1Z", 100000),
+                           ("2026-11-24T05:00:00.123Z", 123000),
+                           ("2026-11-24T05:00:00.123456Z", 123456),
+                           ("2026-11-24T05:00:00.1234567Z", 123456)):
+            value = self.decode(raw)
+            self.assertEqual(value, datetime.datetime(2026, 11, 24, 5, 0, 0, micro, UTC), raw)
+            self.assertIs(value.tzinfo, UTC)
+
+    def test_near_misses_are_refused(self):
+        # Shapes the C parser would take (it ignores digits past the sixth,
+        # accepts "." without digits and minutes-only times); RFC 3339 not.
+        for raw in ("2026-11-24T05:00:00.Z", "2026-11-24T05:00.00Z", "2026-11-24T05000100Z",
+                    "2026-11-24T05:00:00.123456:89Z", "2026-11-24T05:00:00.12345678 Z",
+                    "2026-11-24T05:00:60Z", "2026-02-30T05:00:00Z", "2026-11-24T24:00:00Z"):
+            with self.assertRaises(_schema.ValidationError, msg=raw) as caught:
+                self.decode(raw)
+            self.assertEqual(caught.exception.code, m.PROPERTY_CONSTRAINT_VIOLATION)
+
+
 class LenientTests(SynchronousTestCase):
     """
     C{lenient=True}, for StopTransaction and MeterValues which must always

@@ -1135,8 +1135,9 @@ def read_meter_values(meter_values):
             if sv is None or sv.format == "SignedData":
                 continue
             try:
-                value = float(str(sv.value).strip())
-            except ValueError:
+                # float() itself ignores surrounding white space.
+                value = float(sv.value)
+            except (TypeError, ValueError):
                 continue
             measurand = sv.measurand or "Energy.Active.Import.Register"
             phase = _PHASES.get(sv.phase) if sv.phase else None

@@ -100,6 +100,7 @@ class ValidationError(Exception):
 
 _MISSING = object()
 _UTC = datetime.timezone.utc
+_from_iso = datetime.datetime.fromisoformat
 _METADATA_KEY = "xxterocpp.ocpp.field"
 _set = object.__setattr__
 
@@ -318,6 +319,16 @@ class _DateTime(_Field):
     def decode(self, raw, path, lenient, warnings):
         if type(raw) is not str:
             raise _wrong_type(path, raw, "a date-time string")
+        size = len(raw)
+        if ((size == 20 or 21 < size < 28 and raw[19] == ".") and raw[-1] == "Z"
+                and raw[10] == "T" and raw[4] == raw[7] == "-" and raw[13] == raw[16] == ":"):
+            # What nearly every charger sends (UTC, "Z"): the C parser, a
+            # tenth of the regular expression's cost on every MeterValues.
+            # Anything it refuses gets the full treatment below.
+            try:
+                return _from_iso(raw)
+            except ValueError:
+                pass
         match = _DATE_TIME.match(raw)
         if match is None:
             raise ValidationError(

@@ -281,7 +281,17 @@ class SmartManager(service.Service):
     def _observe(self, event):
         if not self.running:
             return
-        if isinstance(event, TransactionStarted):
+        if type(event) is MeterChanged:
+            # The most frequent event (every MeterValues) first.
+            key = (event.charger_id, event.connector.number)
+            self._metered[key] = self.clock.seconds()
+            session = self._sessions.get(key)
+            if session is not None and self._behind(session, self._now()):
+                self.log.info("{id}/{connector}: the car draws less than planned, re-planning",
+                              id=key[0], connector=key[1])
+                session.plan = None
+                self._update()
+        elif isinstance(event, TransactionStarted):
             self._adopt(event.transaction, self.clock.seconds() + self.start_delay)
             self._update()
         elif isinstance(event, TransactionStopped):
@@ -291,15 +301,6 @@ class SmartManager(service.Service):
                               connector=key[1])
             self._shares.pop(key, None)
             self._update()
-        elif isinstance(event, MeterChanged):
-            key = (event.charger_id, event.connector.number)
-            self._metered[key] = self.clock.seconds()
-            session = self._sessions.get(key)
-            if session is not None and self._behind(session, self._now()):
-                self.log.info("{id}/{connector}: the car draws less than planned, re-planning",
-                              id=key[0], connector=key[1])
-                session.plan = None
-                self._update()
         elif isinstance(event, ChargerBooted):
             # A rebooted charger has forgotten its profiles.
             for session in self._sessions.values():
