@@ -20,7 +20,7 @@ from xxterocpp.config import TagConfig, parse_config
 from xxterocpp.control import MEASURANDS, SETUP_CONCURRENCY, Controller, UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import OcppSession
-from xxterocpp.station import CentralSystem, LimitChanged
+from xxterocpp.station import CentralSystem, ChargerBooted, LimitChanged
 
 CONFIG = """
 [ocpp]
@@ -382,6 +382,35 @@ class ControllerTests(SynchronousTestCase):
         for cp in chargers:
             self.assertEqual(cp.actions().count("GetConfiguration"), 1, cp.session.identity)
             self.assertEqual(cp.actions().count("SetChargingProfile"), 1, cp.session.identity)
+
+    def test_set_ups_that_end_at_once_do_not_recurse(self):
+        """
+        Set-ups ending synchronously (chargers gone again, the service
+        stopping) start the next ones from a loop, not by recursion: a mass
+        boot of chargers that all went away does not hit the recursion limit.
+        """
+        n = 3000
+        self.central = CentralSystem(parse_config(
+            f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
+                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
+            self.store, self.clock)
+        self.controller = Controller(self.central, self.clock)
+        self.central.load()
+        # Set-ups in flight, the charger never answering...
+        for i in range(SETUP_CONCURRENCY):
+            cp = ScriptedCharger(self.central, self.clock, charger_id=f"CP{i}")
+            cp.answers["GetConfiguration"] = None
+            cp.boot()
+        # ... the others booted, then gone: queued.
+        for i in range(SETUP_CONCURRENCY, n):
+            self.central._emit(ChargerBooted(self.central.chargers[f"CP{i}"]))
+        self.settle()
+        self.assertEqual(len(self.controller._setup_queue), n - SETUP_CONCURRENCY)
+        # The calls time out; the queued set-ups end at once, one after another.
+        self.clock.advance(5)
+        self.settle()
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual((self.controller._setup_queue, self.controller._setups_running), ({}, set()))
 
     def test_boots_during_the_set_up_give_one_more_run(self):
         """

@@ -282,6 +282,7 @@ class Controller:
         self._setup_queue = {}
         self._setups_running = set()
         self._setups_again = set()
+        self._starting_setups = False
         self._list_syncs = {}
         self._strategies = {}
         self._local_lists = {}
@@ -744,14 +745,23 @@ class Controller:
             self._next_setups()
 
     def _next_setups(self):
-        while self._setup_queue and len(self._setups_running) < SETUP_CONCURRENCY:
-            charger_id = next(iter(self._setup_queue))
-            del self._setup_queue[charger_id]
-            self._setups_running.add(charger_id)
-            d = self._configure(charger_id)
-            d.addErrback(lambda f, charger_id=charger_id: self.log.failure(
-                "{id}: the set-up after the boot failed", f, id=charger_id))
-            d.addBoth(self._setup_done, charger_id)
+        # Not re-entrant: a set-up that ends at once (its charger gone, the
+        # service stopping) calls back in here; the loop below then starts
+        # the next one instead of a recursion as deep as the queue.
+        if self._starting_setups:
+            return
+        self._starting_setups = True
+        try:
+            while self._setup_queue and len(self._setups_running) < SETUP_CONCURRENCY:
+                charger_id = next(iter(self._setup_queue))
+                del self._setup_queue[charger_id]
+                self._setups_running.add(charger_id)
+                d = self._configure(charger_id)
+                d.addErrback(lambda f, charger_id=charger_id: self.log.failure(
+                    "{id}: the set-up after the boot failed", f, id=charger_id))
+                d.addBoth(self._setup_done, charger_id)
+        finally:
+            self._starting_setups = False
 
     def _setup_done(self, _, charger_id):
         self._setups_running.discard(charger_id)
