@@ -342,6 +342,17 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(cp.actions(), ["SetChargingProfile", "UnlockConnector"])
         self.assertEqual(self.controller.limit("CP1"), 16.0)
 
+    def start_fleet(self, n):
+        """
+        Start (again) with C{n} chargers CP0 ... configured.
+        """
+        self.central = CentralSystem(parse_config(
+            f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
+                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
+            self.store, self.clock)
+        self.controller = Controller(self.central, self.clock)
+        self.central.load()
+
     def settle(self, turns=30):
         for _ in range(turns):
             self.clock.advance(0)
@@ -353,12 +364,7 @@ class ControllerTests(SynchronousTestCase):
         each one finished lets the next one start, and all are set up.
         """
         n = SETUP_CONCURRENCY + 8
-        self.central = CentralSystem(parse_config(
-            f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
-                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
-            self.store, self.clock)
-        self.controller = Controller(self.central, self.clock)
-        self.central.load()
+        self.start_fleet(n)
         chargers = [ScriptedCharger(self.central, self.clock, charger_id=f"CP{i}")
                     for i in range(n)]
         for cp in chargers:
@@ -390,12 +396,7 @@ class ControllerTests(SynchronousTestCase):
         boot of chargers that all went away does not hit the recursion limit.
         """
         n = 3000
-        self.central = CentralSystem(parse_config(
-            f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
-                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
-            self.store, self.clock)
-        self.controller = Controller(self.central, self.clock)
-        self.central.load()
+        self.start_fleet(n)
         # Set-ups in flight, the charger never answering...
         for i in range(SETUP_CONCURRENCY):
             cp = ScriptedCharger(self.central, self.clock, charger_id=f"CP{i}")
