@@ -99,6 +99,25 @@ class CentralSystemTests(SynchronousTestCase):
         self.assertEqual(self.central.unknown["ID149"].count, 2)
         self.assertEqual(self.central.unknown["ID149"].address, "127.0.0.2")
 
+    def test_boot_data_is_written_only_when_it_changes(self):
+        """
+        The boot data keeps what the charger sent; a repeated identical
+        BootNotification (a reconnect storm) writes nothing, a new firmware
+        writes again; every boot is still an event and gets its answer.
+        """
+        boot = {"chargePointVendor": "V", "chargePointModel": "M", "firmwareVersion": "1.0"}
+        for firmware in ("1.0", "1.0", "1.1"):
+            response = self.handle("BootNotification", dict(boot, firmwareVersion=firmware))
+            self.assertEqual(response.status, "Accepted")
+        self.clock.advance(0)
+        writes = [args for name, args in self.store.writes if name == "put_setting"]
+        self.assertEqual(writes, [
+            ("CP1", "boot", {"vendor": "V", "model": "M", "firmware": "1.0"}),
+            ("CP1", "boot", {"vendor": "V", "model": "M", "firmware": "1.1"}),
+        ])
+        self.assertEqual(self.charger.boot, {"vendor": "V", "model": "M", "firmware": "1.1"})
+        self.assertEqual(sum(type(e).__name__ == "ChargerBooted" for e in self.events), 3)
+
     def test_authorize_rules(self):
         """
         Listed tags are accepted until their expiry, unlisted ones are

@@ -638,7 +638,7 @@ def _compile(schema):
     booleans and objects accepted inline. Anything else goes through the
     field's own C{decode}, so errors and warnings are the same.
     """
-    ns = {"cls": schema.cls, "new": schema.cls.__new__, "set_": _set, "MISSING": _MISSING,
+    ns = {"cls": schema.cls, "new": schema.cls.__new__, "MISSING": _MISSING,
           "names": schema.json_names, "unknown": schema.unknown, "missing": _missing,
           "ValidationError": ValidationError}
     lines = ["def decode(payload, prefix, lenient, warnings):",
