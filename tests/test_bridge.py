@@ -27,16 +27,15 @@ from xxterocpp.knx.bridge import (
 )
 from xxterocpp.knx.knxd import READ, WRITE, Telegram
 from xxterocpp.ocpp import messages
-from xxterocpp.station import (
-    Charger,
+from xxterocpp.domain.events import (
     ChargerBooted,
     LimitChanged,
     MeterChanged,
     StatusChanged,
-    Transaction,
     TransactionStarted,
     TransactionStopped,
 )
+from xxterocpp.domain.model import Charger, Transaction
 
 GA = GroupAddress.parse
 
@@ -225,21 +224,21 @@ class BridgeTestCase(SynchronousTestCase):
     def status(self, status, error_code="NoError", charger_id="CP1", number=1):
         connector = self.central.connector(charger_id, number)
         connector.status, connector.error_code = status, error_code
-        self.central.emit(StatusChanged(charger_id, connector))
+        self.central.emit(StatusChanged(charger_id, number))
 
     def meter(self, amps, charger_id="CP1", number=1):
         connector = self.central.connector(charger_id, number)
         connector.currents = {"L1": amps}
-        self.central.emit(MeterChanged(charger_id, connector))
+        self.central.emit(MeterChanged(charger_id, number))
 
     def start(self, tx):
         self.central.connector(tx.charger_id, tx.connector).transaction = tx
-        self.central.emit(TransactionStarted(tx))
+        self.central.emit(TransactionStarted(tx.charger_id, tx.connector, tx))
 
     def stop(self, tx, meter_stop):
         tx.meter_stop, tx.stop_time = meter_stop, SUNDAY_EVENING
         self.central.connector(tx.charger_id, tx.connector).transaction = None
-        self.central.emit(TransactionStopped(tx))
+        self.central.emit(TransactionStopped(tx.charger_id, tx.connector, tx))
 
     def warnings(self):
         return [text for level, text in self.log if level == LogLevel.warn]
@@ -328,7 +327,7 @@ class SendTests(BridgeTestCase):
         self.link.take()
         self.status("Available")
         self.meter(0.0)
-        self.central.emit(ChargerBooted(self.central.chargers["CP1"]))
+        self.central.emit(ChargerBooted("CP1"))
         self.assertEqual(self.link.take(), [])
 
     def test_session(self):

@@ -20,7 +20,8 @@ from xxterocpp.config import TagConfig, parse_config
 from xxterocpp.control import MEASURANDS, SETUP_CONCURRENCY, Controller, UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import OcppSession
-from xxterocpp.station import CentralSystem, ChargerBooted, LimitChanged
+from xxterocpp.domain.central import CentralSystem
+from xxterocpp.domain.events import ChargerBooted, LimitChanged
 
 CONFIG = """
 [ocpp]
@@ -404,7 +405,7 @@ class ControllerTests(SynchronousTestCase):
             cp.boot()
         # ... the others booted, then gone: queued.
         for i in range(SETUP_CONCURRENCY, n):
-            self.central._emit(ChargerBooted(self.central.chargers[f"CP{i}"]))
+            self.central._emit(ChargerBooted(f"CP{i}"))
         self.settle()
         self.assertEqual(len(self.controller._setup_queue), n - SETUP_CONCURRENCY)
         # The calls time out; the queued set-ups end at once, one after another.

@@ -16,7 +16,7 @@ from xxterocpp.config import parse_config
 from xxterocpp.control import CommandResult
 from xxterocpp.ocpp import messages as m
 from xxterocpp.smart.manager import START_DELAY, NoSmartSession, SmartManager
-from xxterocpp.station import CentralSystem
+from xxterocpp.domain.central import CentralSystem
 
 TZ = ZoneInfo("Europe/Amsterdam")
 

@@ -1,5 +1,5 @@
 """
-Unit tests for L{xxterocpp.station}: the domain without sockets, with a fake
+Unit tests for L{xxterocpp.domain}: the domain without sockets, with a fake
 clock and an in-memory store.
 """
 
@@ -11,9 +11,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from xxterocpp.config import parse_config
 from xxterocpp.ocpp import messages as m
-from xxterocpp.station import (
-    MAX_UNKNOWN, CentralSystem, FrameHistory, StatusChanged, TransactionStarted, TransactionStopped,
-    password_matches, read_meter_values)
+from xxterocpp.domain.central import MAX_UNKNOWN, CentralSystem
+from xxterocpp.domain.events import StatusChanged, TransactionStarted, TransactionStopped
+from xxterocpp.domain.keys import password_matches
+from xxterocpp.domain.meter import read_meter_values
+from xxterocpp.domain.model import FrameHistory
 
 CONFIG = """
 [ocpp]

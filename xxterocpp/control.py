@@ -19,15 +19,15 @@ from twisted.logger import Logger
 
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
-from xxterocpp.station import (
+from xxterocpp.domain.events import (
     ChargerBooted,
     ChargerConnected,
     ChargerDisconnected,
-    Reservation,
     StateLoaded,
     TagsChanged,
     TransactionStarted,
 )
+from xxterocpp.domain.model import Reservation
 
 #: The status words meaning the charger did, or will do, what was asked:
 #: Scheduled (ChangeAvailability during a transaction), RebootRequired
@@ -706,14 +706,16 @@ class Controller:
     # -- after the boot ----------------------------------------------------
 
     def _connected(self, event):
-        charger = event.charger
-        self._cancel_boot_timer(charger.id)
+        charger = self.central.chargers.get(event.charger_id)
+        self._cancel_boot_timer(event.charger_id)
+        if charger is None:
+            return
         if not charger.boot:
             self._boot_timers[charger.id] = self.clock.callLater(
                 self.boot_wait, self._trigger_boot, charger)
 
     def _disconnected(self, event):
-        self._cancel_boot_timer(event.charger.id)
+        self._cancel_boot_timer(event.charger_id)
 
     def _cancel_boot_timer(self, charger_id):
         timer = self._boot_timers.pop(charger_id, None)
@@ -730,9 +732,8 @@ class Controller:
         self._call(charger, m.TriggerMessageRequest(requested_message="BootNotification"))
 
     def _booted(self, event):
-        charger = event.charger
-        self._cancel_boot_timer(charger.id)
-        self._queue_setup(charger.id)
+        self._cancel_boot_timer(event.charger_id)
+        self._queue_setup(event.charger_id)
 
     def _queue_setup(self, charger_id):
         # A charger waiting costs one dict entry, not a chain of Deferreds;

@@ -143,7 +143,7 @@ class XxterocppService(service.MultiService):
         super().__init__()
         from xxterocpp.control import Controller
         from xxterocpp.ocpp.server import OcppServerFactory
-        from xxterocpp.station import CentralSystem
+        from xxterocpp.domain.central import CentralSystem
         from xxterocpp.store import Store
         from xxterocpp.web.api import web_site
 

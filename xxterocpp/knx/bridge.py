@@ -6,7 +6,7 @@ One table, L{OBJECTS}, says for each of the twelve objects which DPT it
 uses, how its value follows from the domain (send objects) and which
 command a GroupValueWrite gives (receive objects). L{KnxBridge} applies it:
 
-    - domain events (L{xxterocpp.station}) re-derive the send objects of the
+    - domain events (L{xxterocpp.domain.events}) re-derive the send objects of the
       charging point concerned and write the ones that changed;
     - a GroupValueRead of a send object is answered with its current value;
     - a GroupValueWrite of a receive object becomes a L{Controller} command;
@@ -28,7 +28,7 @@ from twisted.logger import Logger
 
 from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, TimeOfDay, _Float32, lookup
 from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
-from xxterocpp.station import TransactionStarted, TransactionStopped
+from xxterocpp.domain.events import TransactionStarted, TransactionStopped
 
 __all__ = [
     "ERROR_CODES", "GroupObject", "KnxBridge", "OBJECTS", "PointState", "SMART_INPUTS",
@@ -460,18 +460,11 @@ class KnxBridge(service.Service):
 
     def _points_of(self, event):
         """
-        The points an event concerns: it names a transaction, a charger and
-        connector (a L{Connector} or its number), or a whole charger.
+        The points an event concerns: one connector, a whole charger
+        (connector None) or none (the whole central system).
         """
-        tx = getattr(event, "transaction", None)
-        if tx is not None:
-            key = (tx.charger_id, tx.connector)
-        elif hasattr(event, "charger_id"):
-            connector = getattr(event, "connector", None)
-            key = (event.charger_id, getattr(connector, "number", connector))
-        elif hasattr(event, "charger"):
-            return [p for p in self.points.values() if p.config.id == event.charger.id]
-        else:
+        key = (event.charger_id, event.connector)
+        if key[0] is None:
             return []
         if key[1] is None:
             return [p for p in self.points.values() if p.config.id == key[0]]

@@ -17,13 +17,13 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from xxterocpp.smart import planner
-from xxterocpp.station import (
+from xxterocpp.domain.events import (
     ChargerBooted,
     MeterChanged,
     TransactionStarted,
     TransactionStopped,
-    utc_from_seconds,
 )
+from xxterocpp.domain.model import utc_from_seconds
 
 #: The car is "behind the plan" (re-plan from the metered energy) when it
 #: lags by more than both of these.
@@ -125,7 +125,7 @@ class SmartManager(service.Service):
                  surplus_start_delay=SURPLUS_START_DELAY,
                  surplus_stop_delay=SURPLUS_STOP_DELAY):
         """
-        @param central: the L{xxterocpp.station.CentralSystem}.
+        @param central: the L{xxterocpp.domain.central.CentralSystem}.
         @param controller: the L{xxterocpp.control.Controller}.
         @param clock: an C{IReactorTime}.
         @param tz: the local zone of departures and tariff (L{None}: the
@@ -283,7 +283,7 @@ class SmartManager(service.Service):
             return
         if type(event) is MeterChanged:
             # The most frequent event (every MeterValues) first.
-            key = (event.charger_id, event.connector.number)
+            key = (event.charger_id, event.connector)
             self._metered[key] = self.clock.seconds()
             session = self._sessions.get(key)
             if session is not None and self._behind(session, self._now()):
@@ -295,7 +295,7 @@ class SmartManager(service.Service):
             self._adopt(event.transaction, self.clock.seconds() + self.start_delay)
             self._update()
         elif isinstance(event, TransactionStopped):
-            key = (event.transaction.charger_id, event.transaction.connector)
+            key = (event.charger_id, event.connector)
             if self._sessions.pop(key, None) is not None:
                 self.log.info("{id}/{connector}: smart session ended", id=key[0],
                               connector=key[1])
@@ -304,7 +304,7 @@ class SmartManager(service.Service):
         elif isinstance(event, ChargerBooted):
             # A rebooted charger has forgotten its profiles.
             for session in self._sessions.values():
-                if session.point.id == event.charger.id:
+                if session.point.id == event.charger_id:
                     session.plan = None
             self._update()
 
@@ -496,7 +496,7 @@ class SmartManager(service.Service):
     def _reported(self, session, key, default):
         """
         @return: a charger's integer configuration key as read at boot
-            (L{xxterocpp.station.Charger.configuration}), or C{default}.
+            (L{xxterocpp.domain.model.Charger.configuration}), or C{default}.
         """
         charger = self.central.chargers.get(session.point.id)
         try:

@@ -34,7 +34,7 @@ from xxterocpp.config import TAG_STATUSES
 from xxterocpp.control import UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
 from xxterocpp.smart.manager import NoSmartSession
-from xxterocpp.station import PENDING_AUTHORIZATION_KEY, valid_authorization_key
+from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY, valid_authorization_key
 from xxterocpp.store import TagRecord
 from xxterocpp.web.page import HISTORY_DAYS, SCRIPT, STYLESHEET, render_page
 from xxterocpp.web.status import iso, snapshot

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from twisted.web.template import Tag, flattenString, tags
 
-from xxterocpp.station import utc_from_seconds
+from xxterocpp.domain.model import utc_from_seconds
 from xxterocpp.web.status import iso
 
 #: How many days of sessions the page shows and charts.

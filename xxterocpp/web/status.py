@@ -64,7 +64,7 @@ def knx_state(link):
 
 def transaction_status(tx):
     """
-    @param tx: a running L{xxterocpp.station.Transaction}, or None.
+    @param tx: a running L{xxterocpp.domain.model.Transaction}, or None.
     """
     if tx is None:
         return None
@@ -79,7 +79,7 @@ def transaction_status(tx):
 
 def reservation_status(reservation):
     """
-    @param reservation: a L{xxterocpp.station.Reservation}, or None.
+    @param reservation: a L{xxterocpp.domain.model.Reservation}, or None.
     """
     if reservation is None:
         return None

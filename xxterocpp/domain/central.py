@@ -1,23 +1,29 @@
 # -*- test-case-name: tests.test_station,tests.test_server -*-
 """
-The domain: chargers, their connectors, transactions, meter readings and the
-tag registry. No I/O here: the OCPP side feeds it decoded messages, the store
-persists what it decides, and observers (KNX bridge, web page) see its events.
+The central system's view of every charger: connections, boots, statuses,
+transactions and meter readings, and the events observers see.
 """
 
-import hmac
-import re
-import secrets
-import struct
-import sys
 from collections import OrderedDict, deque
-from datetime import datetime, timezone
 from functools import partial
 
 import attr
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xxterocpp.domain.events import (
+    ChargerBooted, ChargerConnected, ChargerDisconnected, LimitChanged, MeterChanged,
+    StateLoaded, StatusChanged, TagsChanged, TransactionStarted, TransactionStopped,
+)
+from xxterocpp.domain.keys import (
+    KEY_IN_FRAME, PENDING_AUTHORIZATION_KEY, new_authorization_key, password_matches,
+    valid_authorization_key,
+)
+from xxterocpp.domain.meter import read_meter_values
+from xxterocpp.domain.model import (
+    Charger, Transaction, UnknownCharger, casefold, shared, utc_from_seconds,
+)
+from xxterocpp.domain.tags import TagRegistry, tag_status
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 
@@ -25,452 +31,12 @@ from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 #: grow memory without bound).
 MAX_UNKNOWN = 100
 
-#: How many OCPP frames are kept per charger for the status page.
-FRAME_HISTORY = 100
-
-#: How much frame text is kept per charger at most (bytes), whatever the
-#: frames' size: with a thousand chargers the history stays within 16 MiB.
-FRAME_HISTORY_BYTES = 16 * 1024
-
-#: The end of a frame cut short in the history.
-_CUT = " …".encode("utf-8")
-
 #: How many finished transactions are kept in memory, to answer a retried
 #: StartTransaction with the same id and to recognise late meter values.
 RECENT_TRANSACTIONS = 200
 
-_PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
-
-
 #: Boot fields that most chargers of a fleet share.
 _FLEET_WIDE = frozenset({"vendor", "model", "firmware", "meter_type"})
-
-
-def _shared(text):
-    """
-    @return: C{text} interned (None stays None).
-    """
-    return sys.intern(text) if type(text) is str else text
-
-
-def utc_from_seconds(seconds):
-    """
-    @return: an aware UTC datetime for a POSIX timestamp.
-    """
-    return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-class FrameHistory:
-    """
-    The last OCPP frames of a charger, oldest first, each read as a
-    C{(seconds, direction, text)} tuple (like a C{deque} of them).
-
-    Kept as records in one C{bytearray} (time, direction, length, UTF-8
-    text): a frame costs its text and 13 bytes, not a string, a tuple and a
-    float object. At most C{maxlen} frames and C{max_bytes} of text are kept,
-    so a charger sending large frames does not make the history grow: the
-    oldest frames go first, and a single frame larger than the whole budget
-    is kept cut short.
-    """
-
-    __slots__ = ("maxlen", "max_bytes", "_buffer", "_count")
-
-    _HEAD = struct.Struct("<dBI")
-
-    def __init__(self, maxlen=FRAME_HISTORY, max_bytes=FRAME_HISTORY_BYTES):
-        self.maxlen, self.max_bytes = maxlen, max_bytes
-        self._buffer = bytearray()
-        self._count = 0
-
-    def add(self, seconds, direction, text):
-        data = text.encode("utf-8", "surrogatepass")
-        head = self._HEAD
-        if len(data) + head.size > self.max_bytes:
-            data = data[: max(0, self.max_bytes - head.size - len(_CUT))]
-            # Never end inside a multi-byte character.
-            data = data.decode("utf-8", "ignore").encode("utf-8") + _CUT
-        buffer = self._buffer
-        while self._count and (self._count >= self.maxlen
-                               or len(buffer) + head.size + len(data) > self.max_bytes):
-            # Deleting from the front of a bytearray is cheap (CPython moves
-            # its start instead of the data).
-            del buffer[: head.size + head.unpack_from(buffer, 0)[2]]
-            self._count -= 1
-        buffer += head.pack(seconds, direction == "out", len(data))
-        buffer += data
-        self._count += 1
-
-    def append(self, frame):
-        self.add(*frame)
-
-    def __len__(self):
-        return self._count
-
-    def __getitem__(self, index):
-        frames = list(self)
-        return frames[index]
-
-    def __iter__(self):
-        frames, buffer, head, offset = [], self._buffer, self._HEAD, 0
-        for _ in range(self._count):
-            seconds, outgoing, size = head.unpack_from(buffer, offset)
-            offset += head.size
-            text = buffer[offset:offset + size].decode("utf-8", "surrogatepass")
-            frames.append((seconds, "out" if outgoing else "in", text))
-            offset += size
-        return iter(frames)
-
-    def __repr__(self):
-        return f"FrameHistory({list(self)!r})"
-
-
-@attr.s(eq=False)
-class Transaction:
-    """
-    A charging session as the charger reported it.
-
-    @ivar energy_register_wh: the last energy register reading seen during the
-        session (Wh), or None.
-    """
-
-    id = attr.ib()
-    charger_id = attr.ib()
-    connector = attr.ib()
-    id_tag = attr.ib()
-    start_time = attr.ib()
-    meter_start = attr.ib()
-    reservation_id = attr.ib(default=None)
-    start_status = attr.ib(default="Accepted")
-    dedup_key = attr.ib(default="")
-    stop_time = attr.ib(default=None)
-    meter_stop = attr.ib(default=None)
-    stop_reason = attr.ib(default=None)
-    stop_id_tag = attr.ib(default=None)
-    energy_register_wh = attr.ib(default=None)
-    energy_register_time = attr.ib(default=None)
-
-    @property
-    def running(self):
-        return self.stop_time is None
-
-    @property
-    def energy_wh(self):
-        """
-        Energy of the session in Wh: final when stopped, so far otherwise.
-        """
-        end = self.meter_stop if self.meter_stop is not None else self.energy_register_wh
-        if end is None or self.meter_start is None:
-            return None
-        return max(0, round(end - self.meter_start))
-
-    @classmethod
-    def from_record(cls, record):
-        return cls(
-            id=record.id, charger_id=record.charger_id, connector=record.connector,
-            id_tag=record.id_tag, start_time=record.start_time, meter_start=record.meter_start,
-            reservation_id=record.reservation_id, start_status=record.start_status,
-            dedup_key=record.dedup_key, stop_time=record.stop_time, meter_stop=record.meter_stop,
-            stop_reason=record.stop_reason, stop_id_tag=record.stop_id_tag,
-            energy_register_wh=record.last_meter_wh, energy_register_time=record.last_meter_time,
-        )
-
-
-@attr.s(eq=False)
-class Connector:
-    """
-    One connector of a charger, as last reported.
-
-    @ivar currents: charging current per phase in A, e.g. C{{"L1": 15.9}}.
-    @ivar limit: the current limit in force (A) as the charger last accepted
-        it, or None before any was applied.
-    @ivar reservation: the L{Reservation} held on it, or None.
-    """
-
-    charger_id = attr.ib()
-    number = attr.ib()
-    status = attr.ib(default=None)
-    error_code = attr.ib(default="NoError")
-    info = attr.ib(default=None)
-    vendor_error_code = attr.ib(default=None)
-    status_time = attr.ib(default=None)
-    transaction = attr.ib(default=None)
-    energy_register_wh = attr.ib(default=None)
-    currents = attr.ib(factory=dict)
-    power_w = attr.ib(default=None)
-    current_offered = attr.ib(default=None)
-    meter_time = attr.ib(default=None)
-    limit = attr.ib(default=None)
-    reservation = attr.ib(default=None)
-
-    @property
-    def current(self):
-        """
-        The charging current in A: the largest phase current (a single-phase
-        car on a three-phase charger draws on one phase only).
-        """
-        return max(self.currents.values()) if self.currents else None
-
-
-@attr.s(frozen=True)
-class Reservation:
-    """
-    A reservation the charger accepted (ReserveNow).
-
-    @ivar expiry: aware UTC datetime; past it the charger frees the
-        connector by itself (OCPP 1.6 §5.13).
-    """
-
-    id = attr.ib()
-    id_tag = attr.ib()
-    expiry = attr.ib()
-
-    def holds(self, now):
-        """
-        @return: whether the reservation is still in force at C{now}.
-        """
-        return self.expiry > now
-
-    def admits(self, id_tag):
-        """
-        @return: whether C{id_tag} is the tag the connector is reserved for.
-        """
-        return _casefold(id_tag) == _casefold(self.id_tag)
-
-
-@attr.s(eq=False)
-class Charger:
-    """
-    A charger (one OCPP identity) and what is known about it.
-
-    @ivar configuration: its configuration keys as read after the last
-        BootNotification, C{KeyValue} by key.
-    """
-
-    id = attr.ib()
-    session = attr.ib(default=None)
-    address = attr.ib(default=None)
-    connected_since = attr.ib(default=None)
-    disconnected_since = attr.ib(default=None)
-    # last_seen (a property): a datetime, or the POSIX seconds of the last
-    # frame, turned into one when read (not on every frame).
-    _last_seen = attr.ib(default=None, repr=False)
-    _last_seen_s = attr.ib(default=None, init=False, repr=False)
-    boot = attr.ib(factory=dict)
-    booted_at = attr.ib(default=None)
-    status = attr.ib(default=None)
-    connectors = attr.ib(factory=dict)
-    frames = attr.ib(factory=FrameHistory)
-    notifications = attr.ib(factory=dict)
-    # An empty deque costs 600 bytes per charger; made at the first event.
-    security_events = attr.ib(default=())
-    reconnects = attr.ib(default=0)
-    tolerated = attr.ib(default=0)
-    configuration = attr.ib(factory=dict)
-
-    @property
-    def connected(self):
-        return self.session is not None
-
-    @property
-    def last_seen(self):
-        """
-        When the charger was last heard from: an aware UTC datetime, or None.
-        """
-        if self._last_seen_s is not None:
-            self._last_seen = utc_from_seconds(self._last_seen_s)
-            self._last_seen_s = None
-        return self._last_seen
-
-    @last_seen.setter
-    def last_seen(self, value):
-        self._last_seen, self._last_seen_s = value, None
-
-    def connector(self, number):
-        if number not in self.connectors:
-            self.connectors[number] = Connector(self.id, number)
-        return self.connectors[number]
-
-
-@attr.s(eq=False)
-class UnknownCharger:
-    """
-    An identity that tried to connect but is not configured: what an
-    installer copies into the configuration.
-    """
-
-    identity = attr.ib()
-    address = attr.ib()
-    first_seen = attr.ib()
-    last_seen = attr.ib()
-    count = attr.ib(default=1)
-
-
-# Events, seen by observers (KNX bridge, web page).
-
-@attr.s(frozen=True)
-class ChargerConnected:
-    charger = attr.ib()
-
-
-@attr.s(frozen=True)
-class ChargerDisconnected:
-    charger = attr.ib()
-
-
-@attr.s(frozen=True)
-class ChargerBooted:
-    charger = attr.ib()
-
-
-@attr.s(frozen=True)
-class StatusChanged:
-    charger_id = attr.ib()
-    connector = attr.ib()
-
-
-@attr.s(frozen=True)
-class MeterChanged:
-    charger_id = attr.ib()
-    connector = attr.ib()
-
-
-@attr.s(frozen=True)
-class TransactionStarted:
-    transaction = attr.ib()
-
-
-@attr.s(frozen=True)
-class TransactionStopped:
-    transaction = attr.ib()
-
-
-@attr.s(frozen=True)
-class LimitChanged:
-    """
-    The current limit in force at a connector changed (C{limit} in A, as the
-    charger accepted it): what the KNX object max_current publishes.
-    """
-
-    charger_id = attr.ib()
-    connector = attr.ib()
-    limit = attr.ib()
-
-
-@attr.s(frozen=True)
-class StateLoaded:
-    """
-    The persisted state was restored (L{CentralSystem.settings} is filled).
-    """
-
-
-@attr.s(frozen=True)
-class TagsChanged:
-    """
-    The tag registry changed (configuration reload or the tag API).
-    """
-
-
-def _casefold(tag):
-    return tag.casefold() if isinstance(tag, str) else ""
-
-
-class TagRegistry:
-    """
-    The RFID tags known to the central system: the configuration's
-    C{[[tag]]} tables plus tags managed through the API (these win).
-    """
-
-    def __init__(self, config_tags=(), managed=(), on_change=None):
-        """
-        @param on_change: optional zero-argument callable, called after
-            every change (to push local authorization lists).
-        """
-        self._config = {_casefold(t.id): t for t in config_tags}
-        self._managed = {_casefold(t.id): t for t in managed}
-        self._on_change = on_change or (lambda: None)
-
-    def configure(self, config_tags):
-        self._config = {_casefold(t.id): t for t in config_tags}
-        self._on_change()
-
-    def put(self, tag):
-        self._managed[_casefold(tag.id)] = tag
-        self._on_change()
-
-    def remove(self, id_tag):
-        removed = self._managed.pop(_casefold(id_tag), None)
-        self._on_change()
-        return removed
-
-    def get(self, id_tag):
-        key = _casefold(id_tag)
-        return self._managed.get(key) or self._config.get(key)
-
-    def all(self):
-        merged = dict(self._config)
-        merged.update(self._managed)
-        return list(merged.values())
-
-
-def tag_status(tag, now):
-    """
-    @return: the status of a registry entry at C{now} (Expired past expiry).
-    """
-    if tag.status != "Accepted":
-        return tag.status
-    if tag.expiry is not None and tag.expiry <= now:
-        return "Expired"
-    return "Accepted"
-
-
-def password_matches(configured, presented):
-    """
-    Compare a Basic-auth password in constant time.
-
-    The OCPP security white paper sends the AuthorizationKey as raw bytes of a
-    hex key (OCPP-J §6.2.2), many chargers send the text as typed: a
-    configured password of 32..40 hex digits is accepted in both forms.
-
-    @param configured: the configured password (str).
-    @param presented: the password bytes from the Authorization header.
-    """
-    candidates = [configured.encode("utf-8")]
-    if 32 <= len(configured) <= 40 and len(configured) % 2 == 0:
-        try:
-            candidates.append(bytes.fromhex(configured))
-        except ValueError:
-            pass
-    matched = False
-    for candidate in candidates:
-        matched |= hmac.compare_digest(candidate, presented)
-    return matched
-
-
-#: The setting (scope: the charger id) holding an AuthorizationKey sent to the
-#: charger whose acceptance is not known yet.
-PENDING_AUTHORIZATION_KEY = "authorization_key_pending"
-
-#: The value of a ChangeConfiguration(AuthorizationKey) in an OCPP frame.
-_KEY_IN_FRAME = re.compile(r'("key"\s*:\s*"AuthorizationKey"\s*,\s*"value"\s*:\s*)"[^"]*"')
-
-#: ":" is left out: some chargers split Basic-auth credentials at any colon.
-_KEY_FORMS = re.compile(r"(?:[0-9A-Fa-f]{2}){16,20}|[\x21-\x39\x3b-\x7e]{16,20}")
-
-
-def valid_authorization_key(key):
-    """
-    @return: whether C{key} is a white-paper AuthorizationKey: 16..20 bytes,
-        written as 32..40 hex digits or as 16..20 printable ASCII characters
-        other than ":".
-    """
-    return bool(_KEY_FORMS.fullmatch(key))
-
-
-def new_authorization_key():
-    """
-    @return: a random 20-byte AuthorizationKey as 40 hex digits.
-    """
-    return secrets.token_hex(20).upper()
 
 
 def _acknowledge_status(name, response):
@@ -785,7 +351,7 @@ class CentralSystem:
         now = self.now()
         charger.session, charger.address = session, address
         charger.connected_since = charger.last_seen = now
-        self._emit(ChargerConnected(charger))
+        self._emit(ChargerConnected(charger_id))
 
     def disconnected(self, charger_id, session):
         """
@@ -797,7 +363,7 @@ class CentralSystem:
         charger.session = None
         charger.disconnected_since = self.now()
         self.log.info("{id}: disconnected", id=charger_id)
-        self._emit(ChargerDisconnected(charger))
+        self._emit(ChargerDisconnected(charger_id))
 
     def frame(self, charger_id, direction, text):
         """
@@ -807,7 +373,7 @@ class CentralSystem:
         if charger is not None:
             # The status page must not show a new AuthorizationKey (A01.FR.09).
             if '"AuthorizationKey"' in text:
-                text = _KEY_IN_FRAME.sub(r'\1"********"', text)
+                text = KEY_IN_FRAME.sub(r'\1"********"', text)
             seconds = self.clock.seconds()
             charger.frames.add(seconds, direction, text)
             if direction == "in":
@@ -846,11 +412,11 @@ class CentralSystem:
         now = self.now()
         point = self.config.charger(charger_id, connector) if connector else None
         points = [point] if point else self.config.charging_points(charger_id)
-        folded = _casefold(id_tag)
+        folded = casefold(id_tag)
         entry = self.tags.get(id_tag)
         parent = entry.parent if entry else None
         expiry = entry.expiry if entry else None
-        if any(folded == _casefold(p.remote_tag) or (p.smart_tag and folded == _casefold(p.smart_tag))
+        if any(folded == casefold(p.remote_tag) or (p.smart_tag and folded == casefold(p.smart_tag))
                for p in points):
             # Our own tags: remote starts and the Smart Energy Manager's.
             return m.IdTagInfo(status="Accepted", parent_id_tag=parent, expiry_date=expiry)
@@ -860,9 +426,9 @@ class CentralSystem:
                 return m.IdTagInfo(status=status, parent_id_tag=parent, expiry_date=expiry)
         allowed = False
         for p in points:
-            allowed_tags = {_casefold(t) for t in p.allowed_tags}
+            allowed_tags = {casefold(t) for t in p.allowed_tags}
             if "*" in allowed_tags or folded in allowed_tags or (
-                    parent and _casefold(parent) in allowed_tags):
+                    parent and casefold(parent) in allowed_tags):
                 allowed = True
         return m.IdTagInfo(status="Accepted" if allowed else "Invalid",
                            parent_id_tag=parent, expiry_date=expiry)
@@ -872,7 +438,7 @@ class CentralSystem:
     def on_boot_notification(self, charger, req):
         boot = {
             # A fleet shares its vendor, model and firmware: one copy each.
-            key: _shared(value) if key in _FLEET_WIDE else value
+            key: shared(value) if key in _FLEET_WIDE else value
             for key, value in (
                 ("vendor", req.charge_point_vendor), ("model", req.charge_point_model),
                 ("serial", req.charge_point_serial_number or req.charge_box_serial_number),
@@ -890,7 +456,7 @@ class CentralSystem:
         self.log.info("{id}: booted ({vendor} {model}, firmware {firmware})", id=charger.id,
                       vendor=req.charge_point_vendor, model=req.charge_point_model,
                       firmware=req.firmware_version)
-        self.clock.callLater(0, self._emit, ChargerBooted(charger))
+        self.clock.callLater(0, self._emit, ChargerBooted(charger.id))
         return m.BootNotificationResponse(
             status="Accepted", current_time=self.now(),
             interval=self.config.ocpp.heartbeat_interval)
@@ -916,11 +482,11 @@ class CentralSystem:
             # No current flows in these states, whatever the last sample said.
             c.currents = {phase: 0.0 for phase in c.currents}
             c.power_w = 0.0 if c.power_w is not None else None
-            self._emit(MeterChanged(charger.id, c))
+            self._emit(MeterChanged(charger.id, c.number))
         if changed:
             self.log.info("{id}/{connector}: {status} ({error})", id=charger.id,
                           connector=c.number, status=req.status, error=req.error_code)
-            self._emit(StatusChanged(charger.id, c))
+            self._emit(StatusChanged(charger.id, c.number))
         self._persist(self.store.save_connector_status(
             charger.id, c.number, req.status, req.error_code, req.info, at))
         return m.StatusNotificationResponse()
@@ -932,7 +498,7 @@ class CentralSystem:
         return m.AuthorizeResponse(id_tag_info=info)
 
     def on_start_transaction(self, charger, req):
-        key = "|".join((charger.id, str(req.connector_id), _casefold(req.id_tag),
+        key = "|".join((charger.id, str(req.connector_id), casefold(req.id_tag),
                         str(req.meter_start), req.timestamp.isoformat()))
         known = self._dedup.get(key)
         if known is not None:
@@ -967,7 +533,7 @@ class CentralSystem:
         self.log.info("{id}/{connector}: transaction {tx} started by {tag} ({status}), "
                       "meter {meter} Wh", id=charger.id, connector=req.connector_id, tx=tx.id,
                       tag=req.id_tag, status=info.status, meter=req.meter_start)
-        self._emit(TransactionStarted(tx))
+        self._emit(TransactionStarted(tx.charger_id, tx.connector, tx))
         d = self.store.insert_transaction(tx)
         d.addErrback(lambda failure: None)
         # Answer once the transaction is durable: a charger that saw its
@@ -978,10 +544,10 @@ class CentralSystem:
 
     def _concurrent(self, charger_id, connector, id_tag):
         points = self.config.charging_points(charger_id)
-        if any(_casefold(id_tag) == _casefold(p.remote_tag) for p in points):
+        if any(casefold(id_tag) == casefold(p.remote_tag) for p in points):
             return False
-        folded = _casefold(id_tag)
-        return any(tx.running and _casefold(tx.id_tag) == folded
+        folded = casefold(id_tag)
+        return any(tx.running and casefold(tx.id_tag) == folded
                    and (tx.charger_id, tx.connector) != (charger_id, connector)
                    for tx in self._transactions.values())
 
@@ -996,12 +562,12 @@ class CentralSystem:
                 if connector.currents or connector.power_w:
                     connector.currents = {phase: 0.0 for phase in connector.currents}
                     connector.power_w = 0.0 if connector.power_w is not None else None
-                    self._emit(MeterChanged(tx.charger_id, connector))
+                    self._emit(MeterChanged(tx.charger_id, connector.number))
         self._remember(tx)
         self.log.info("{id}/{connector}: transaction {tx} stopped ({reason}), {energy} Wh",
                       id=tx.charger_id, connector=tx.connector, tx=tx.id,
                       reason=reason, energy=tx.energy_wh)
-        self._emit(TransactionStopped(tx))
+        self._emit(TransactionStopped(tx.charger_id, tx.connector, tx))
         return self.store.stop_transaction(tx.id, meter_stop, stop_time, reason, id_tag)
 
     def on_stop_transaction(self, charger, req):
@@ -1066,7 +632,7 @@ class CentralSystem:
         if "current_offered" in reading:
             connector.current_offered = reading["current_offered"]
         connector.meter_time = reading["timestamp"]
-        self._emit(MeterChanged(charger.id, connector))
+        self._emit(MeterChanged(charger.id, connector_id))
 
     def on_data_transfer(self, charger, req):
         self.log.info("{id}: DataTransfer from vendor {vendor!r} ({message!r}) not understood",
@@ -1106,68 +672,3 @@ _HANDLERS = {name: "on_" + _snake(name)
              for name, action in m.ACTIONS.items() if action.direction != "CS->CP"}
 for _name, _method in _HANDLERS.items():
     assert hasattr(CentralSystem, _method), _method
-
-
-_NO_TIME = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def _meter_value_time(mv):
-    return mv.timestamp or _NO_TIME
-
-
-def read_meter_values(meter_values):
-    """
-    Reduce MeterValue elements to the readings the central system tracks.
-
-    @return: a dict with any of C{energy_wh} (the energy import register in
-        Wh), C{currents} (A per phase), C{power_w}, C{current_offered}, and
-        C{timestamp} (of the latest element used); empty when nothing
-        usable was sent.
-    """
-    result = {}
-    if len(meter_values) == 1:
-        ordered = meter_values if meter_values[0] is not None else ()
-    else:
-        ordered = sorted((mv for mv in meter_values if mv is not None), key=_meter_value_time)
-    for mv in ordered:
-        currents, power_phases, energy_phases = {}, {}, {}
-        for sv in mv.sampled_value or ():
-            if sv is None or sv.format == "SignedData":
-                continue
-            try:
-                # float() itself ignores surrounding white space.
-                value = float(sv.value)
-            except (TypeError, ValueError):
-                continue
-            measurand = sv.measurand or "Energy.Active.Import.Register"
-            phase = _PHASES.get(sv.phase) if sv.phase else None
-            if sv.phase and phase is None:
-                # "N" or line-to-line phases carry no charging current.
-                continue
-            unit = sv.unit
-            if measurand == "Energy.Active.Import.Register":
-                wh = value * 1000 if unit == "kWh" else value
-                if phase:
-                    energy_phases[phase] = wh
-                else:
-                    result["energy_wh"] = wh
-            elif measurand == "Current.Import":
-                currents[phase or "L1"] = value
-            elif measurand == "Power.Active.Import":
-                w = value * 1000 if unit == "kW" else value
-                if phase:
-                    power_phases[phase] = w
-                else:
-                    result["power_w"] = w
-            elif measurand == "Current.Offered":
-                result["current_offered"] = value
-            else:
-                continue
-            result["timestamp"] = mv.timestamp
-        if currents:
-            result["currents"] = currents
-        if power_phases and "power_w" not in result:
-            result["power_w"] = sum(power_phases.values())
-        if energy_phases and "energy_wh" not in result:
-            result["energy_wh"] = sum(energy_phases.values())
-    return result

@@ -1,0 +1,114 @@
+# -*- test-case-name: tests.test_station,tests.test_bridge -*-
+"""
+The domain's events, seen by observers (the KNX bridge, the controller, the
+Smart Energy Manager, the web page). Every event names the charger and the
+connector it concerns: C{connector} is an int, or None for the whole charger
+(or, with C{charger_id} None too, for the whole central system).
+"""
+
+import attr
+
+
+@attr.s(frozen=True)
+class ChargerConnected:
+    """
+    A charger's WebSocket opened.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class ChargerDisconnected:
+    """
+    A charger's WebSocket closed.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class ChargerBooted:
+    """
+    A charger's BootNotification was answered Accepted.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class StatusChanged:
+    """
+    A connector's status or error code changed.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+
+
+@attr.s(frozen=True)
+class MeterChanged:
+    """
+    A connector's meter readings (energy, currents, power) changed.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+
+
+@attr.s(frozen=True)
+class TransactionStarted:
+    """
+    A transaction started at a connector (C{transaction}: the domain's
+    L{Transaction}).
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+    transaction = attr.ib()
+
+
+@attr.s(frozen=True)
+class TransactionStopped:
+    """
+    A transaction ended.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+    transaction = attr.ib()
+
+
+@attr.s(frozen=True)
+class LimitChanged:
+    """
+    The current limit in force at a connector changed (C{limit} in A, as the
+    charger accepted it): what the KNX object max_current publishes.
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+    limit = attr.ib()
+
+
+@attr.s(frozen=True)
+class StateLoaded:
+    """
+    The persisted state was restored (L{CentralSystem.settings} is filled).
+    """
+
+    charger_id = attr.ib(default=None)
+    connector = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class TagsChanged:
+    """
+    The tag registry changed (configuration reload or the tag API).
+    """
+
+    charger_id = attr.ib(default=None)
+    connector = attr.ib(default=None)

@@ -1,0 +1,295 @@
+# -*- test-case-name: tests.test_station -*-
+"""
+What the central system knows of its chargers: chargers, connectors,
+transactions, reservations, unknown identities and the kept OCPP frames.
+Plain values; no I/O and no protocol.
+"""
+
+import struct
+import sys
+from datetime import datetime, timezone
+
+import attr
+
+#: How many OCPP frames are kept per charger for the status page.
+FRAME_HISTORY = 100
+
+#: How much frame text is kept per charger at most (bytes), whatever the
+#: frames' size: with a thousand chargers the history stays within 16 MiB.
+FRAME_HISTORY_BYTES = 16 * 1024
+
+#: The end of a frame cut short in the history.
+_CUT = " …".encode("utf-8")
+
+#: How many finished transactions are kept in memory, to answer a retried
+#: StartTransaction with the same id and to recognise late meter values.
+RECENT_TRANSACTIONS = 200
+
+_FLEET_WIDE = frozenset({"vendor", "model", "firmware", "meter_type"})
+
+
+def shared(text):
+    """
+    @return: C{text} interned (None stays None).
+    """
+    return sys.intern(text) if type(text) is str else text
+
+
+def utc_from_seconds(seconds):
+    """
+    @return: an aware UTC datetime for a POSIX timestamp.
+    """
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+
+def casefold(tag):
+    """
+    @return: an idTag folded for comparison ("" for a missing one).
+    """
+    return tag.casefold() if isinstance(tag, str) else ""
+
+
+class FrameHistory:
+    """
+    The last OCPP frames of a charger, oldest first, each read as a
+    C{(seconds, direction, text)} tuple (like a C{deque} of them).
+
+    Kept as records in one C{bytearray} (time, direction, length, UTF-8
+    text): a frame costs its text and 13 bytes, not a string, a tuple and a
+    float object. At most C{maxlen} frames and C{max_bytes} of text are kept,
+    so a charger sending large frames does not make the history grow: the
+    oldest frames go first, and a single frame larger than the whole budget
+    is kept cut short.
+    """
+
+    __slots__ = ("maxlen", "max_bytes", "_buffer", "_count")
+
+    _HEAD = struct.Struct("<dBI")
+
+    def __init__(self, maxlen=FRAME_HISTORY, max_bytes=FRAME_HISTORY_BYTES):
+        self.maxlen, self.max_bytes = maxlen, max_bytes
+        self._buffer = bytearray()
+        self._count = 0
+
+    def add(self, seconds, direction, text):
+        data = text.encode("utf-8", "surrogatepass")
+        head = self._HEAD
+        if len(data) + head.size > self.max_bytes:
+            data = data[: max(0, self.max_bytes - head.size - len(_CUT))]
+            # Never end inside a multi-byte character.
+            data = data.decode("utf-8", "ignore").encode("utf-8") + _CUT
+        buffer = self._buffer
+        while self._count and (self._count >= self.maxlen
+                               or len(buffer) + head.size + len(data) > self.max_bytes):
+            # Deleting from the front of a bytearray is cheap (CPython moves
+            # its start instead of the data).
+            del buffer[: head.size + head.unpack_from(buffer, 0)[2]]
+            self._count -= 1
+        buffer += head.pack(seconds, direction == "out", len(data))
+        buffer += data
+        self._count += 1
+
+    def append(self, frame):
+        self.add(*frame)
+
+    def __len__(self):
+        return self._count
+
+    def __getitem__(self, index):
+        frames = list(self)
+        return frames[index]
+
+    def __iter__(self):
+        frames, buffer, head, offset = [], self._buffer, self._HEAD, 0
+        for _ in range(self._count):
+            seconds, outgoing, size = head.unpack_from(buffer, offset)
+            offset += head.size
+            text = buffer[offset:offset + size].decode("utf-8", "surrogatepass")
+            frames.append((seconds, "out" if outgoing else "in", text))
+            offset += size
+        return iter(frames)
+
+    def __repr__(self):
+        return f"FrameHistory({list(self)!r})"
+
+
+@attr.s(eq=False)
+class Transaction:
+    """
+    A charging session as the charger reported it.
+
+    @ivar energy_register_wh: the last energy register reading seen during the
+        session (Wh), or None.
+    """
+
+    id = attr.ib()
+    charger_id = attr.ib()
+    connector = attr.ib()
+    id_tag = attr.ib()
+    start_time = attr.ib()
+    meter_start = attr.ib()
+    reservation_id = attr.ib(default=None)
+    start_status = attr.ib(default="Accepted")
+    dedup_key = attr.ib(default="")
+    stop_time = attr.ib(default=None)
+    meter_stop = attr.ib(default=None)
+    stop_reason = attr.ib(default=None)
+    stop_id_tag = attr.ib(default=None)
+    energy_register_wh = attr.ib(default=None)
+    energy_register_time = attr.ib(default=None)
+
+    @property
+    def running(self):
+        return self.stop_time is None
+
+    @property
+    def energy_wh(self):
+        """
+        Energy of the session in Wh: final when stopped, so far otherwise.
+        """
+        end = self.meter_stop if self.meter_stop is not None else self.energy_register_wh
+        if end is None or self.meter_start is None:
+            return None
+        return max(0, round(end - self.meter_start))
+
+    @classmethod
+    def from_record(cls, record):
+        return cls(
+            id=record.id, charger_id=record.charger_id, connector=record.connector,
+            id_tag=record.id_tag, start_time=record.start_time, meter_start=record.meter_start,
+            reservation_id=record.reservation_id, start_status=record.start_status,
+            dedup_key=record.dedup_key, stop_time=record.stop_time, meter_stop=record.meter_stop,
+            stop_reason=record.stop_reason, stop_id_tag=record.stop_id_tag,
+            energy_register_wh=record.last_meter_wh, energy_register_time=record.last_meter_time,
+        )
+
+
+@attr.s(eq=False)
+class Connector:
+    """
+    One connector of a charger, as last reported.
+
+    @ivar currents: charging current per phase in A, e.g. C{{"L1": 15.9}}.
+    @ivar limit: the current limit in force (A) as the charger last accepted
+        it, or None before any was applied.
+    @ivar reservation: the L{Reservation} held on it, or None.
+    """
+
+    charger_id = attr.ib()
+    number = attr.ib()
+    status = attr.ib(default=None)
+    error_code = attr.ib(default="NoError")
+    info = attr.ib(default=None)
+    vendor_error_code = attr.ib(default=None)
+    status_time = attr.ib(default=None)
+    transaction = attr.ib(default=None)
+    energy_register_wh = attr.ib(default=None)
+    currents = attr.ib(factory=dict)
+    power_w = attr.ib(default=None)
+    current_offered = attr.ib(default=None)
+    meter_time = attr.ib(default=None)
+    limit = attr.ib(default=None)
+    reservation = attr.ib(default=None)
+
+    @property
+    def current(self):
+        """
+        The charging current in A: the largest phase current (a single-phase
+        car on a three-phase charger draws on one phase only).
+        """
+        return max(self.currents.values()) if self.currents else None
+
+
+@attr.s(frozen=True)
+class Reservation:
+    """
+    A reservation the charger accepted (ReserveNow).
+
+    @ivar expiry: aware UTC datetime; past it the charger frees the
+        connector by itself (OCPP 1.6 §5.13).
+    """
+
+    id = attr.ib()
+    id_tag = attr.ib()
+    expiry = attr.ib()
+
+    def holds(self, now):
+        """
+        @return: whether the reservation is still in force at C{now}.
+        """
+        return self.expiry > now
+
+    def admits(self, id_tag):
+        """
+        @return: whether C{id_tag} is the tag the connector is reserved for.
+        """
+        return casefold(id_tag) == casefold(self.id_tag)
+
+
+@attr.s(eq=False)
+class Charger:
+    """
+    A charger (one OCPP identity) and what is known about it.
+
+    @ivar configuration: its configuration keys as read after the last
+        BootNotification, C{KeyValue} by key.
+    """
+
+    id = attr.ib()
+    session = attr.ib(default=None)
+    address = attr.ib(default=None)
+    connected_since = attr.ib(default=None)
+    disconnected_since = attr.ib(default=None)
+    # last_seen (a property): a datetime, or the POSIX seconds of the last
+    # frame, turned into one when read (not on every frame).
+    _last_seen = attr.ib(default=None, repr=False)
+    _last_seen_s = attr.ib(default=None, init=False, repr=False)
+    boot = attr.ib(factory=dict)
+    booted_at = attr.ib(default=None)
+    status = attr.ib(default=None)
+    connectors = attr.ib(factory=dict)
+    frames = attr.ib(factory=FrameHistory)
+    notifications = attr.ib(factory=dict)
+    # An empty deque costs 600 bytes per charger; made at the first event.
+    security_events = attr.ib(default=())
+    reconnects = attr.ib(default=0)
+    tolerated = attr.ib(default=0)
+    configuration = attr.ib(factory=dict)
+
+    @property
+    def connected(self):
+        return self.session is not None
+
+    @property
+    def last_seen(self):
+        """
+        When the charger was last heard from: an aware UTC datetime, or None.
+        """
+        if self._last_seen_s is not None:
+            self._last_seen = utc_from_seconds(self._last_seen_s)
+            self._last_seen_s = None
+        return self._last_seen
+
+    @last_seen.setter
+    def last_seen(self, value):
+        self._last_seen, self._last_seen_s = value, None
+
+    def connector(self, number):
+        if number not in self.connectors:
+            self.connectors[number] = Connector(self.id, number)
+        return self.connectors[number]
+
+
+@attr.s(eq=False)
+class UnknownCharger:
+    """
+    An identity that tried to connect but is not configured: what an
+    installer copies into the configuration.
+    """
+
+    identity = attr.ib()
+    address = attr.ib()
+    first_seen = attr.ib()
+    last_seen = attr.ib()
+    count = attr.ib(default=1)
