@@ -303,36 +303,62 @@ class CentralSystem:
     @defer.inlineCallbacks
     def _change_authorization_key(self, charger, key):
         charger_id = charger.id
-        # Stored before sending: a restart while waiting must not lock the
-        # charger out if it took the key.
-        self._set_pending_key(charger_id, key)
+        yield self.begin_key_change(charger_id, key)
         try:
             response = yield charger.session.call(
                 m.ChangeConfigurationRequest(key="AuthorizationKey", value=key))
-        except (CallTimeout, NotConnected) as e:
-            self.log.warn("{id}: no answer to the AuthorizationKey change; the old and the new"
-                          " key are accepted until it connects with one", id=charger_id)
-            return "Timeout" if isinstance(e, CallTimeout) else "NotConnected"
+        except CallTimeout:
+            status = "Timeout"
+        except NotConnected:
+            status = "NotConnected"
         except CallError as e:
             status = "CallError"
             self.log.warn("{id}: AuthorizationKey change answered with {code}; the old key"
                           " stays", id=charger_id, code=e.code)
         else:
             status = response.status
+        yield self.end_key_change(charger_id, key, status)
+        return status
+
+    def begin_key_change(self, charger_id, key):
+        """
+        A ChangeConfiguration(AuthorizationKey) with C{key} is about to be
+        sent to the charger. The key is stored before sending: a restart
+        while waiting must not lock the charger out if it took the key.
+
+        @return: a Deferred firing once it is stored.
+        """
+        return self._set_pending_key(charger_id, key)
+
+    def end_key_change(self, charger_id, key, status):
+        """
+        The outcome of a ChangeConfiguration(AuthorizationKey) with C{key}:
+        the charger's status word, or C{"Timeout"}, C{"NotConnected"},
+        C{"CallError"}. Accepted: only the new key is accepted from now on,
+        also after a restart (A01.FR.03); Rejected, NotSupported or a
+        CALLERROR: the old one stays (A01.FR.04); without an answer, or
+        RebootRequired, both are accepted until the charger connects with
+        one of them, so a lost answer cannot lock it out.
+
+        @return: a Deferred firing once the outcome is stored.
+        """
+        if status in ("Timeout", "NotConnected"):
+            self.log.warn("{id}: no answer to the AuthorizationKey change; the old and the new"
+                          " key are accepted until it connects with one", id=charger_id)
+            return defer.succeed(None)
         if status == "RebootRequired":
-            # The charger takes the key when it restarts; until it connects
-            # with one of them, both are accepted.
+            # The charger takes the key when it restarts.
             self.log.info("{id}: takes the new AuthorizationKey after a reboot", id=charger_id)
-            return status
-        self._set_pending_key(charger_id, None)
+            return defer.succeed(None)
+        d = self._set_pending_key(charger_id, None)
         if status == "Accepted":
-            yield self.set_password(charger_id, key)
+            d = self.set_password(charger_id, key)
             self.log.info("{id}: accepted a new AuthorizationKey; the old one is no longer"
                           " accepted", id=charger_id)
         elif status != "CallError":
             self.log.warn("{id}: AuthorizationKey change {status}; the old key stays",
                           id=charger_id, status=status)
-        return status
+        return d
 
     def connected(self, charger_id, session, address):
         """
