@@ -526,3 +526,31 @@ class FailureTests(StoreTestCase):
         store = yield self.restart(store)
         self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
         self.assertEqual(store.last_transaction_id(), 2)
+
+    @inlineCallbacks
+    def test_replaced_database_file_is_adopted(self):
+        """
+        A file replaced while the service runs (an older backup restored) is
+        used as it is from the next batch on, without the old file's WAL
+        replayed into it, and the ids handed out meanwhile are never handed
+        out again.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(1))
+        db, backup = sqlite3.connect(self.path), sqlite3.connect(self.path + ".backup")
+        db.backup(backup)
+        db.close()
+        backup.close()
+        yield gatherResults([store.insert_transaction(started(n)) for n in (2, 3)])
+        events = self.captureLog()
+        os.replace(self.path + ".backup", self.path)
+        yield store.put_setting("CP1", "limit", 16)
+        [line] = events
+        self.assertIn("replaced", formatEvent(line))
+        store = yield self.restart(store)
+        self.assertEqual([r.id for r in store.load_open_transactions()], [1])
+        self.assertEqual(store.load_settings(), {("CP1", "limit"): 16})
+        self.assertEqual(store.last_transaction_id(), 3)
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")

@@ -38,6 +38,18 @@ class RejectedWrite(Exception):
         self.reason = reason
 
 
+def _identity(path):
+    """
+    @return: what tells the file at C{path} from a file that replaced it,
+        L{None} if there is none.
+    """
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 class Worker:
     """
     The connection to the state database, for the worker thread only.
@@ -55,6 +67,7 @@ class Worker:
         self.db = None
         self._busy_timeout = busy_timeout
         self._file_identity = None
+        self._companions = {}
 
     def connect(self):
         """
@@ -78,6 +91,10 @@ class Worker:
             raise
         self.db = db
         self._file_identity = (stat.st_dev, stat.st_ino)
+        # SQLite opens them by name next to the file and keeps them open.
+        self._companions = {
+            name: _identity(name) for name in (self.path + "-wal", self.path + "-shm")
+        }
 
     def check_file(self):
         """
@@ -109,13 +126,7 @@ class Worker:
                 finally:
                     target.close()
                 old.close()
-                # Left behind by the deleted file, and emptied by the
-                # checkpoint: they must not be mistaken for the new file's.
-                for suffix in ("-wal", "-shm"):
-                    try:
-                        os.unlink(self.path + suffix)
-                    except FileNotFoundError:
-                        pass
+                self._remove_companions()
                 os.rename(rebuilt, self.path)
                 self.connect()
             else:
@@ -124,6 +135,7 @@ class Worker:
                     "SELECT value FROM meta WHERE key = 'last_transaction_id'"
                 ).fetchone()[0]
                 old.close()
+                self._remove_companions()
                 self.connect()
                 # Whatever the new file says, never hand out an id again.
                 self.db.execute(
@@ -134,6 +146,21 @@ class Worker:
         finally:
             old.close()
         return note
+
+    def _remove_companions(self):
+        """
+        Remove the -wal and -shm files the closed connection left next to a
+        database file that was deleted or replaced: SQLite neither
+        checkpoints nor deletes the WAL of a database that moved, and would
+        replay it into the next file at the path. A -wal or -shm file put
+        there with the new file is kept.
+        """
+        for name, identity in self._companions.items():
+            if identity is not None and _identity(name) == identity:
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
 
     def commit(self, writes):
         """
