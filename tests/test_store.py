@@ -100,6 +100,14 @@ class StoreTestCase(TestCase):
     def setUp(self):
         self.path = os.path.join(self.mktemp(), "state", "state.sqlite3")
 
+    def connect(self):
+        """
+        @return: a connection of the test's own to the database file.
+        """
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        return db
+
 
 class SchemaTests(StoreTestCase):
     @inlineCallbacks
@@ -110,8 +118,7 @@ class SchemaTests(StoreTestCase):
         """
         store = self.makeStore()
         yield store.close()
-        db = sqlite3.connect(self.path)
-        self.addCleanup(db.close)
+        db = self.connect()
         self.assertEqual(
             db.execute("PRAGMA user_version").fetchone()[0], len(MIGRATIONS)
         )
@@ -230,6 +237,7 @@ class TransactionTests(StoreTestCase):
         """
         store = self.makeStore()
         yield store.insert_transaction(started(1))
+        before = store.commits
         events = self.captureLog()
         duplicate = store.insert_transaction(started(1, charger_id="CP2"))
         other = store.insert_transaction(started(2))
@@ -237,6 +245,41 @@ class TransactionTests(StoreTestCase):
         yield other
         self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
         self.assertEqual(len(events), 1)
+        self.assertEqual(store.commits, before + 1)
+
+    @inlineCallbacks
+    def test_rejected_transaction_id_is_never_handed_out_again(self):
+        """
+        A transaction whose row the database rejects (a meterStart beyond
+        SQLite's INTEGER) still uses up its id: the counter is committed
+        by the time the write fails, and a restarted store does not hand
+        the id out again.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(3))
+        rejected = store.insert_transaction(started(4, meter_start=2**63))
+        yield self.assertFailure(rejected, StoreError)
+        self.assertEqual(
+            self.connect().execute("SELECT value FROM meta").fetchall(), [(4,)]
+        )
+        store = yield self.restart(store)
+        self.assertEqual(store.last_transaction_id(), 4)
+        self.assertEqual([r.id for r in store.load_open_transactions()], [3])
+
+    @inlineCallbacks
+    def test_last_transaction_id_covers_stored_ids(self):
+        """
+        A stored transaction's id counts as handed out even where the
+        counter says less (a file edited by hand).
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(12))
+        yield store.close()
+        db = self.connect()
+        with db:
+            db.execute("UPDATE meta SET value = 0")
+        store = self.makeStore()
+        self.assertEqual(store.last_transaction_id(), 12)
 
     @inlineCallbacks
     def test_query_transactions_filters_and_order(self):
@@ -465,9 +508,9 @@ class FailureTests(StoreTestCase):
             [r.id for r in store.load_open_transactions()], list(range(1, 51))
         )
         self.assertEqual(store.last_transaction_id(), 50)
-        db = sqlite3.connect(self.path)
-        self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertEqual(
+            self.connect().execute("PRAGMA integrity_check").fetchone()[0], "ok"
+        )
 
     @inlineCallbacks
     def test_read_only_database_keeps_writes_and_retries(self):
@@ -551,6 +594,6 @@ class FailureTests(StoreTestCase):
         self.assertEqual([r.id for r in store.load_open_transactions()], [1])
         self.assertEqual(store.load_settings(), {("CP1", "limit"): 16})
         self.assertEqual(store.last_transaction_id(), 3)
-        db = sqlite3.connect(self.path)
-        self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertEqual(
+            self.connect().execute("PRAGMA integrity_check").fetchone()[0], "ok"
+        )

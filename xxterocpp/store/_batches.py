@@ -17,7 +17,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from ._worker import RejectedWrite
 from .errors import StoreError
 
 # The package's name: operators read and filter the store's lines by it.
@@ -125,8 +124,7 @@ class Batcher:
         self._flush_call = None
         if self._inflight is not None:
             yield self._inflight
-        # Until empty, unless the database fails: a rejected write only
-        # sends the rest of its batch again.
+        # Until empty, unless the database fails.
         while self._pending:
             committed = yield self._flush()
             if not committed:
@@ -250,32 +248,47 @@ class Batcher:
 
     def _flushed(self, result, batch):
         """
-        @return: whether the database took the batch (a rejected write
-            counts as taken: the rest is sent again at once).
+        @return: whether the database took the batch (writes rejected from
+            it count as taken).
         """
         self._inflight = None
+        if isinstance(result, Failure):
+            self._failed(result, batch)
+            return False
+        note, rejected = result
+        self.commits += 1
+        if self._failing:
+            log.info("State store {path}: commits work again", path=self._path)
+        if note is not None:
+            log.warn("State store {path}: {note}", path=self._path, note=note)
+        self._failing = False
+        self._retry_delay = _FIRST_RETRY
+        self._reschedule(0)
+        reasons = dict(rejected)
+        for index, write in enumerate(batch.values()):
+            if index not in reasons:
+                for d in write.waiters:
+                    d.callback(None)
+                continue
+            log.error(
+                "State store {path}: dropped a write that can never succeed"
+                " ({reason}); this is a bug, please report it",
+                path=self._path, reason=repr(reasons[index]),
+            )
+            for d in write.waiters:
+                d.errback(StoreError(f"write rejected: {reasons[index]!r}"))
+        return True
+
+    def _failed(self, failure, batch):
+        """
+        The database refused C{batch}: keep it for the retry.
+        """
         waiters = [d for write in batch.values() for d in write.waiters]
-        if not isinstance(result, Failure):
-            self.commits += 1
-            if self._failing:
-                log.info("State store {path}: commits work again", path=self._path)
-            if result is not None:
-                log.warn("State store {path}: {note}", path=self._path, note=result)
-            self._failing = False
-            self._retry_delay = _FIRST_RETRY
-            self._reschedule(0)
-            for d in waiters:
-                d.callback(None)
-            return True
-        if result.check(RejectedWrite):
-            self._reject(result.value, batch)
-            return True
-        # Every other failure is the database's: keep the batch for the retry.
         for write in batch.values():
             write.waiters = []
         self._requeue(batch)
         error = StoreError(
-            f"state store {self._path}: commit failed ({result.getErrorMessage()});"
+            f"state store {self._path}: commit failed ({failure.getErrorMessage()});"
             " the data is kept in memory and retried"
         )
         if not self._failing:
@@ -284,7 +297,7 @@ class Batcher:
                 " writes in memory and retrying with backoff. Check that the"
                 " disk is not full or read-only and that the file is writable"
                 " by the service user.",
-                path=self._path, error=result.getErrorMessage(), count=len(batch),
+                path=self._path, error=failure.getErrorMessage(), count=len(batch),
             )
             self._failing = True
         self._reschedule(self._retry_delay, self._clock)
@@ -293,21 +306,6 @@ class Batcher:
         self._submit_reads()
         for d in waiters:
             d.errback(error)
-        return False
-
-    def _reject(self, rejected, batch):
-        key = list(batch)[rejected.index]
-        write = batch.pop(key)
-        log.error(
-            "State store {path}: dropped a write that can never succeed ({reason});"
-            " this is a bug, please report it",
-            path=self._path, reason=repr(rejected.reason),
-        )
-        # The rest of the batch was rolled back with it: send it again now.
-        self._requeue(batch)
-        self._reschedule(0)
-        for d in write.waiters:
-            d.errback(StoreError(f"write rejected: {rejected.reason!r}"))
 
     def _reschedule(self, delay, clock=None):
         if self._pending and not self._closing:

@@ -9,7 +9,7 @@ import os
 from datetime import datetime, timezone
 
 from ._batches import Batcher
-from ._worker import Worker
+from ._worker import Worker, advance_transaction_counter
 from .records import (
     ConnectorStatusRecord,
     OrphanStopRecord,
@@ -34,10 +34,6 @@ def _insert_transaction(db, rec):
         (rec.id, rec.charger_id, rec.connector, rec.id_tag,
          to_text(rec.start_time), rec.meter_start, rec.reservation_id,
          rec.start_status, rec.dedup_key),
-    )
-    db.execute(
-        "UPDATE meta SET value = max(value, ?) WHERE key = 'last_transaction_id'",
-        (rec.id,),
     )
 
 
@@ -188,12 +184,12 @@ class Store:
 
     def last_transaction_id(self):
         """
-        @return: the highest transactionId ever stored, 0 if none; it does not
-            go down when transactions are deleted.
+        @return: the highest transactionId ever handed out, 0 if none: it
+            covers the ids of transactions that were deleted or whose row
+            the database rejected.
         @rtype: L{int}
         """
-        rows = self._load("SELECT value FROM meta WHERE key = 'last_transaction_id'")
-        return rows[0][0]
+        return self._batches.call_blocking(self._worker.last_transaction_id)
 
     # -- reads (asynchronous) ----------------------------------------------
 
@@ -263,6 +259,14 @@ class Store:
         # Refuse a naive start time now, in the caller's stack, rather than
         # as a rejected write later.
         to_text(rec.start_time)
+        # The counter is a write of its own, committed with the row: a row
+        # the database rejects (a meterStart beyond SQLite's INTEGER) must
+        # not take the id back with it, since the charger may have been
+        # answered with it. A rejected row's Deferred fails only once the
+        # counter is committed; otherwise the counter's outcome is the row's.
+        self._write(None, advance_transaction_counter, rec.id).addErrback(
+            lambda failure: None
+        )
         return self._write(None, _insert_transaction, rec)
 
     def update_meter(self, tx_id, energy_wh, at):

@@ -26,16 +26,25 @@ WRITE_BUGS = (
 )
 
 
-class RejectedWrite(Exception):
+def advance_transaction_counter(db, tx_id):
     """
-    Write number C{index} of a batch cannot ever succeed; the batch was
-    rolled back.
+    Make the highest transactionId ever handed out at least C{tx_id}.
     """
+    db.execute(
+        "UPDATE meta SET value = max(value, ?) WHERE key = 'last_transaction_id'",
+        (tx_id,),
+    )
 
-    def __init__(self, index, reason):
-        super().__init__(index, reason)
-        self.index = index
-        self.reason = reason
+
+def read_transaction_counter(db):
+    """
+    @return: the highest transactionId ever handed out: the counter, or a
+        stored transaction's id if one is higher (a file written by hand).
+    """
+    return db.execute(
+        "SELECT max(value, (SELECT coalesce(max(id), 0) FROM transactions))"
+        " FROM meta WHERE key = 'last_transaction_id'"
+    ).fetchone()[0]
 
 
 def _identity(path):
@@ -68,6 +77,9 @@ class Worker:
         self._busy_timeout = busy_timeout
         self._file_identity = None
         self._companions = {}
+        # The transaction counter of a file that was replaced: the next
+        # file's counter is raised to it, whenever that file can be opened.
+        self._transaction_id_floor = 0
 
     def connect(self):
         """
@@ -85,6 +97,8 @@ class Worker:
             # FULL: the WAL is fsynced at every commit, i.e. once per batch.
             db.execute("PRAGMA synchronous = FULL")
             migrate(db, self.path)
+            if self._transaction_id_floor:
+                advance_transaction_counter(db, self._transaction_id_floor)
             stat = os.stat(self.path)
         except BaseException:
             db.close()
@@ -128,21 +142,15 @@ class Worker:
                 old.close()
                 self._remove_companions()
                 os.rename(rebuilt, self.path)
-                self.connect()
             else:
                 note = "the database file was replaced; now using the new file"
-                last_id = old.execute(
-                    "SELECT value FROM meta WHERE key = 'last_transaction_id'"
-                ).fetchone()[0]
+                # Whatever the new file says, never hand out an id again.
+                self._transaction_id_floor = max(
+                    self._transaction_id_floor, read_transaction_counter(old)
+                )
                 old.close()
                 self._remove_companions()
-                self.connect()
-                # Whatever the new file says, never hand out an id again.
-                self.db.execute(
-                    "UPDATE meta SET value = max(value, ?)"
-                    " WHERE key = 'last_transaction_id'",
-                    (last_id,),
-                )
+            self.connect()
         finally:
             old.close()
         return note
@@ -169,20 +177,36 @@ class Worker:
 
         @param writes: objects with C{apply} and C{args}: each is applied
             as C{apply(db, *args)}.
-        @return: the note of L{check_file}.
-        @raise RejectedWrite: a write can never succeed (see L{WRITE_BUGS});
-            nothing was committed.
+        @return: C{(note, rejected)}: the note of L{check_file}, and a
+            L{list} of C{(index, error)} for the writes that can never
+            succeed (see L{WRITE_BUGS}): they were undone alone, and the
+            others committed.
         @raise sqlite3.Error: the database failed; nothing was committed.
         """
         note = self.check_file()
+        try:
+            return note, self._apply(writes, isolated=False)
+        except WRITE_BUGS:
+            # Rare: apply the batch again, each write in a savepoint of its
+            # own, so that the usual batch pays for no savepoints.
+            return note, self._apply(writes, isolated=True)
+
+    def _apply(self, writes, isolated):
         db = self.db
+        rejected = []
         db.execute("BEGIN IMMEDIATE")
         try:
             for index, write in enumerate(writes):
+                if not isolated:
+                    write.apply(db, *write.args)
+                    continue
+                db.execute("SAVEPOINT write")
                 try:
                     write.apply(db, *write.args)
                 except WRITE_BUGS as e:
-                    raise RejectedWrite(index, e) from e
+                    db.execute("ROLLBACK TO write")
+                    rejected.append((index, e))
+                db.execute("RELEASE write")
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -191,7 +215,7 @@ class Worker:
                 except sqlite3.Error:
                     pass
             raise
-        return note
+        return rejected
 
     def select(self, sql, params):
         """
@@ -209,6 +233,12 @@ class Worker:
             f"SELECT {TRANSACTION_COLUMNS} FROM transactions {tail}", params
         ).fetchall()
         return [transaction_from_row(row) for row in rows]
+
+    def last_transaction_id(self):
+        """
+        @return: the highest transactionId ever handed out, 0 if none.
+        """
+        return read_transaction_counter(self.db)
 
     def disconnect(self):
         """
