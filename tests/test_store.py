@@ -21,6 +21,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from xxterocpp.store import (
+    MAX_IDENTITY_LENGTH,
+    MAX_UNKNOWN_CHARGERS,
     MIGRATIONS,
     ConnectorStatusRecord,
     Store,
@@ -410,6 +412,42 @@ class RegistryTests(StoreTestCase):
             ("SN999", "10.0.0.8", T0, T0 + timedelta(minutes=2), 3),
         )
         self.assertEqual((sn1.identity, sn1.count), ("SN1", 1))
+
+    @inlineCallbacks
+    def test_unknown_chargers_are_bounded(self):
+        """
+        A flood of made-up identities keeps only the latest seen in the
+        table, and the file stops growing; a too long identity is not
+        stored at all.
+        """
+        store = self.makeStore()
+        padding = "x" * 200
+        sizes = []
+        for batch in range(4):
+            yield gatherResults([
+                store.record_unknown_attempt(
+                    f"{n:03d}{padding}", "10.0.0.5", T0 + timedelta(seconds=n)
+                )
+                for n in range(batch * 100, batch * 100 + 100)
+            ])
+            store = yield self.restart(store)
+            sizes.append(os.path.getsize(self.path))
+        self.assertEqual(MAX_UNKNOWN_CHARGERS, 100)
+        self.assertEqual(
+            [r.identity for r in store.load_unknown_chargers()],
+            [f"{n:03d}{padding}" for n in range(399, 299, -1)],
+        )
+        # 300 more rows would take twice 300 identities (table and index).
+        self.assertLess(sizes[-1] - sizes[0], 100 * len(padding))
+        self.assertEqual(MAX_IDENTITY_LENGTH, 255)
+        later = T0 + timedelta(hours=1)
+        yield self.assertFailure(
+            store.record_unknown_attempt("A" * 256, "10.0.0.5", later), StoreError
+        )
+        yield store.record_unknown_attempt("B" * 255, "10.0.0.5", later)
+        store = yield self.restart(store)
+        [latest] = store.load_unknown_chargers()[:1]
+        self.assertEqual((latest.identity, latest.last_seen), ("B" * 255, later))
 
     @inlineCallbacks
     def test_settings_round_trip(self):

@@ -25,7 +25,7 @@ C{_batches} (group commit and retries, in the reactor thread) and C{_store}
 (L{Store}, the SQL of every read and write).
 """
 
-from ._store import Store
+from ._store import MAX_IDENTITY_LENGTH, MAX_UNKNOWN_CHARGERS, Store
 from .errors import StoreError
 from .records import (
     ConnectorStatusRecord,
@@ -37,6 +37,8 @@ from .records import (
 from .schema import MIGRATIONS
 
 __all__ = [
+    "MAX_IDENTITY_LENGTH",
+    "MAX_UNKNOWN_CHARGERS",
     "MIGRATIONS",
     "ConnectorStatusRecord",
     "OrphanStopRecord",

@@ -8,8 +8,11 @@ import json
 import os
 from datetime import datetime, timezone
 
+from twisted.internet.defer import fail
+
 from ._batches import Batcher
 from ._worker import Worker, advance_transaction_counter
+from .errors import StoreError
 from .records import (
     ConnectorStatusRecord,
     OrphanStopRecord,
@@ -18,6 +21,14 @@ from .records import (
     from_text,
     to_text,
 )
+
+#: Unknown identities kept, the latest seen: a flood of made-up identities
+#: must not grow the file.
+MAX_UNKNOWN_CHARGERS = 100
+
+#: Longer unknown identities are not stored at all.
+MAX_IDENTITY_LENGTH = 255
+
 
 # The writes below run in the worker thread, inside a batch transaction.
 
@@ -55,6 +66,23 @@ def _stop_transaction(
             (tx_id, tx_id, meter_stop, stop_time, reason, received_at,
              "stop_transaction for a transaction not open in the store"),
         )
+
+
+def _record_unknown_attempt(db, identity, address, at):
+    db.execute(
+        "INSERT INTO unknown_chargers (identity, address, first_seen,"
+        " last_seen, count) VALUES (?, ?, ?, ?, 1) ON CONFLICT (identity)"
+        " DO UPDATE SET address = excluded.address,"
+        " last_seen = excluded.last_seen, count = count + 1",
+        (identity, address, at, at),
+    )
+    # In the same commit, so the table never holds more; of identities
+    # last seen at the same instant, the one inserted last stays.
+    db.execute(
+        "DELETE FROM unknown_chargers WHERE rowid NOT IN (SELECT rowid FROM"
+        " unknown_chargers ORDER BY last_seen DESC, rowid DESC LIMIT ?)",
+        (MAX_UNKNOWN_CHARGERS,),
+    )
 
 
 class Store:
@@ -324,16 +352,17 @@ class Store:
     def record_unknown_attempt(self, identity, address, at):
         """
         Count a connection attempt by an identity that is not configured.
+        Only the L{MAX_UNKNOWN_CHARGERS} identities seen last are kept; an
+        identity longer than L{MAX_IDENTITY_LENGTH} is not stored (the
+        L{Deferred} fails with L{StoreError}).
         """
-        at = to_text(at)
+        if len(identity) > MAX_IDENTITY_LENGTH:
+            return fail(StoreError(
+                f"unknown charger identity of {len(identity)} characters not"
+                f" stored: at most {MAX_IDENTITY_LENGTH}"
+            ))
         return self._write(
-            None,
-            _execute,
-            "INSERT INTO unknown_chargers (identity, address, first_seen,"
-            " last_seen, count) VALUES (?, ?, ?, ?, 1) ON CONFLICT (identity)"
-            " DO UPDATE SET address = excluded.address,"
-            " last_seen = excluded.last_seen, count = count + 1",
-            (identity, address, at, at),
+            None, _record_unknown_attempt, identity, address, to_text(at)
         )
 
     def put_setting(self, scope, key, value):
