@@ -8,6 +8,7 @@ and a L{Clock} only where a retry delay would otherwise make a test wait.
 
 import os
 import sqlite3
+import stat
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -489,6 +490,51 @@ class RegistryTests(StoreTestCase):
             [TagRecord("04A1B2C3", "Accepted", expiry, "FAMILY"),
              TagRecord("DEADBEEF", "Blocked", None, None)],
         )
+
+
+class PermissionTests(StoreTestCase):
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(os.umask, os.umask(0o022))
+
+    def assertPrivate(self, *suffixes):
+        """
+        The database file and its files with these suffixes are readable
+        and writable by their owner only.
+        """
+        for suffix in ("",) + suffixes:
+            mode = stat.S_IMODE(os.stat(self.path + suffix).st_mode)
+            self.assertEqual(oct(mode), oct(0o600), suffix)
+
+    @inlineCallbacks
+    def test_new_database_is_private(self):
+        """
+        With umask 022, the database, its -wal and -shm files, and a file
+        rebuilt after a deletion are all created with mode 0600.
+        """
+        store = self.makeStore()
+        yield store.put_setting("CP1", "authorization_key", "0123456789abcdef")
+        self.assertPrivate("-wal", "-shm")
+        os.unlink(self.path)
+        yield store.put_setting("CP1", "limit", 16)
+        self.assertPrivate("-wal", "-shm")
+
+    @inlineCallbacks
+    def test_existing_database_is_made_private(self):
+        """
+        An existing database whose files others may read (another program
+        has it open, with its -wal and -shm files) is narrowed to 0600 at
+        open.
+        """
+        yield self.makeStore().close()
+        os.chmod(self.path, 0o644)
+        db = self.connect()
+        with db:
+            db.execute("INSERT INTO settings VALUES ('CP1', 'limit', '6')")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path + "-wal").st_mode), 0o644)
+        store = self.makeStore()
+        self.assertPrivate("-wal", "-shm")
+        self.assertEqual(store.load_settings(), {("CP1", "limit"): 6})
 
 
 class _Child(ProcessProtocol):

@@ -19,6 +19,8 @@ Two rules shape this package:
 The synchronous C{open} and C{load_*} methods are meant for service start,
 before any charger is connected: they wait for the worker thread.
 
+The file is readable by its owner only: it holds the chargers' keys.
+
 Inside: L{records} (what the store hands back), L{schema} (the tables and
 their migrations), C{_worker} (the connection, in the worker thread),
 C{_batches} (group commit and retries, in the reactor thread) and C{_store}

@@ -7,6 +7,7 @@ transactions run on it. Everything here runs in that one thread.
 
 import os
 import sqlite3
+from stat import S_IMODE
 
 from .records import TRANSACTION_COLUMNS, transaction_from_row
 from .schema import migrate
@@ -45,6 +46,33 @@ def read_transaction_counter(db):
         "SELECT max(value, (SELECT coalesce(max(id), 0) FROM transactions))"
         " FROM meta WHERE key = 'last_transaction_id'"
     ).fetchone()[0]
+
+
+def _make_private(path):
+    """
+    Create the database file C{path} readable and writable by its owner
+    only, whatever the umask, and take the group and other permissions off
+    an existing one and off its -wal and -shm files: it holds the chargers'
+    authorization keys. The -wal and -shm files SQLite creates get the
+    database file's mode.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        # A umask such as 0o277 takes the owner's own bits off too.
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            mode = S_IMODE(os.stat(name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & ~0o600:
+            os.chmod(name, mode & 0o600)
 
 
 def _identity(path):
@@ -86,6 +114,7 @@ class Worker:
         Open, create or migrate the file at C{path}.
         """
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        _make_private(self.path)
         db = sqlite3.connect(
             self.path,
             # Transactions are begun and committed explicitly, per batch.
@@ -134,6 +163,8 @@ class Worker:
                 note = "the database file was deleted; rebuilt it from the open connection"
                 old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 rebuilt = self.path + ".rebuilt"
+                # Private before the keys are copied into it.
+                _make_private(rebuilt)
                 target = sqlite3.connect(rebuilt)
                 try:
                     old.backup(target)
