@@ -8,6 +8,7 @@ and a L{Clock} only where a retry delay would otherwise make a test wait.
 
 import os
 import sqlite3
+import stat
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -21,6 +22,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from xxterocpp.store import (
+    MAX_IDENTITY_LENGTH,
+    MAX_UNKNOWN_CHARGERS,
     MIGRATIONS,
     ConnectorStatusRecord,
     Store,
@@ -100,6 +103,14 @@ class StoreTestCase(TestCase):
     def setUp(self):
         self.path = os.path.join(self.mktemp(), "state", "state.sqlite3")
 
+    def connect(self):
+        """
+        @return: a connection of the test's own to the database file.
+        """
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        return db
+
 
 class SchemaTests(StoreTestCase):
     @inlineCallbacks
@@ -110,8 +121,7 @@ class SchemaTests(StoreTestCase):
         """
         store = self.makeStore()
         yield store.close()
-        db = sqlite3.connect(self.path)
-        self.addCleanup(db.close)
+        db = self.connect()
         self.assertEqual(
             db.execute("PRAGMA user_version").fetchone()[0], len(MIGRATIONS)
         )
@@ -230,6 +240,7 @@ class TransactionTests(StoreTestCase):
         """
         store = self.makeStore()
         yield store.insert_transaction(started(1))
+        before = store.commits
         events = self.captureLog()
         duplicate = store.insert_transaction(started(1, charger_id="CP2"))
         other = store.insert_transaction(started(2))
@@ -237,6 +248,41 @@ class TransactionTests(StoreTestCase):
         yield other
         self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
         self.assertEqual(len(events), 1)
+        self.assertEqual(store.commits, before + 1)
+
+    @inlineCallbacks
+    def test_rejected_transaction_id_is_never_handed_out_again(self):
+        """
+        A transaction whose row the database rejects (a meterStart beyond
+        SQLite's INTEGER) still uses up its id: the counter is committed
+        by the time the write fails, and a restarted store does not hand
+        the id out again.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(3))
+        rejected = store.insert_transaction(started(4, meter_start=2**63))
+        yield self.assertFailure(rejected, StoreError)
+        self.assertEqual(
+            self.connect().execute("SELECT value FROM meta").fetchall(), [(4,)]
+        )
+        store = yield self.restart(store)
+        self.assertEqual(store.last_transaction_id(), 4)
+        self.assertEqual([r.id for r in store.load_open_transactions()], [3])
+
+    @inlineCallbacks
+    def test_last_transaction_id_covers_stored_ids(self):
+        """
+        A stored transaction's id counts as handed out even where the
+        counter says less (a file edited by hand).
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(12))
+        yield store.close()
+        db = self.connect()
+        with db:
+            db.execute("UPDATE meta SET value = 0")
+        store = self.makeStore()
+        self.assertEqual(store.last_transaction_id(), 12)
 
     @inlineCallbacks
     def test_query_transactions_filters_and_order(self):
@@ -369,6 +415,42 @@ class RegistryTests(StoreTestCase):
         self.assertEqual((sn1.identity, sn1.count), ("SN1", 1))
 
     @inlineCallbacks
+    def test_unknown_chargers_are_bounded(self):
+        """
+        A flood of made-up identities keeps only the latest seen in the
+        table, and the file stops growing; a too long identity is not
+        stored at all.
+        """
+        store = self.makeStore()
+        padding = "x" * 200
+        sizes = []
+        for batch in range(4):
+            yield gatherResults([
+                store.record_unknown_attempt(
+                    f"{n:03d}{padding}", "10.0.0.5", T0 + timedelta(seconds=n)
+                )
+                for n in range(batch * 100, batch * 100 + 100)
+            ])
+            store = yield self.restart(store)
+            sizes.append(os.path.getsize(self.path))
+        self.assertEqual(MAX_UNKNOWN_CHARGERS, 100)
+        self.assertEqual(
+            [r.identity for r in store.load_unknown_chargers()],
+            [f"{n:03d}{padding}" for n in range(399, 299, -1)],
+        )
+        # 300 more rows would take twice 300 identities (table and index).
+        self.assertLess(sizes[-1] - sizes[0], 100 * len(padding))
+        self.assertEqual(MAX_IDENTITY_LENGTH, 255)
+        later = T0 + timedelta(hours=1)
+        yield self.assertFailure(
+            store.record_unknown_attempt("A" * 256, "10.0.0.5", later), StoreError
+        )
+        yield store.record_unknown_attempt("B" * 255, "10.0.0.5", later)
+        store = yield self.restart(store)
+        [latest] = store.load_unknown_chargers()[:1]
+        self.assertEqual((latest.identity, latest.last_seen), ("B" * 255, later))
+
+    @inlineCallbacks
     def test_settings_round_trip(self):
         """
         Settings keep their JSON value per (scope, key); the last write of a
@@ -408,6 +490,51 @@ class RegistryTests(StoreTestCase):
             [TagRecord("04A1B2C3", "Accepted", expiry, "FAMILY"),
              TagRecord("DEADBEEF", "Blocked", None, None)],
         )
+
+
+class PermissionTests(StoreTestCase):
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(os.umask, os.umask(0o022))
+
+    def assertPrivate(self, *suffixes):
+        """
+        The database file and its files with these suffixes are readable
+        and writable by their owner only.
+        """
+        for suffix in ("",) + suffixes:
+            mode = stat.S_IMODE(os.stat(self.path + suffix).st_mode)
+            self.assertEqual(oct(mode), oct(0o600), suffix)
+
+    @inlineCallbacks
+    def test_new_database_is_private(self):
+        """
+        With umask 022, the database, its -wal and -shm files, and a file
+        rebuilt after a deletion are all created with mode 0600.
+        """
+        store = self.makeStore()
+        yield store.put_setting("CP1", "authorization_key", "0123456789abcdef")
+        self.assertPrivate("-wal", "-shm")
+        os.unlink(self.path)
+        yield store.put_setting("CP1", "limit", 16)
+        self.assertPrivate("-wal", "-shm")
+
+    @inlineCallbacks
+    def test_existing_database_is_made_private(self):
+        """
+        An existing database whose files others may read (another program
+        has it open, with its -wal and -shm files) is narrowed to 0600 at
+        open.
+        """
+        yield self.makeStore().close()
+        os.chmod(self.path, 0o644)
+        db = self.connect()
+        with db:
+            db.execute("INSERT INTO settings VALUES ('CP1', 'limit', '6')")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path + "-wal").st_mode), 0o644)
+        store = self.makeStore()
+        self.assertPrivate("-wal", "-shm")
+        self.assertEqual(store.load_settings(), {("CP1", "limit"): 6})
 
 
 class _Child(ProcessProtocol):
@@ -465,9 +592,9 @@ class FailureTests(StoreTestCase):
             [r.id for r in store.load_open_transactions()], list(range(1, 51))
         )
         self.assertEqual(store.last_transaction_id(), 50)
-        db = sqlite3.connect(self.path)
-        self.addCleanup(db.close)
-        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertEqual(
+            self.connect().execute("PRAGMA integrity_check").fetchone()[0], "ok"
+        )
 
     @inlineCallbacks
     def test_read_only_database_keeps_writes_and_retries(self):
@@ -526,3 +653,31 @@ class FailureTests(StoreTestCase):
         store = yield self.restart(store)
         self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
         self.assertEqual(store.last_transaction_id(), 2)
+
+    @inlineCallbacks
+    def test_replaced_database_file_is_adopted(self):
+        """
+        A file replaced while the service runs (an older backup restored) is
+        used as it is from the next batch on, without the old file's WAL
+        replayed into it, and the ids handed out meanwhile are never handed
+        out again.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(1))
+        db, backup = sqlite3.connect(self.path), sqlite3.connect(self.path + ".backup")
+        db.backup(backup)
+        db.close()
+        backup.close()
+        yield gatherResults([store.insert_transaction(started(n)) for n in (2, 3)])
+        events = self.captureLog()
+        os.replace(self.path + ".backup", self.path)
+        yield store.put_setting("CP1", "limit", 16)
+        [line] = events
+        self.assertIn("replaced", formatEvent(line))
+        store = yield self.restart(store)
+        self.assertEqual([r.id for r in store.load_open_transactions()], [1])
+        self.assertEqual(store.load_settings(), {("CP1", "limit"): 16})
+        self.assertEqual(store.last_transaction_id(), 3)
+        self.assertEqual(
+            self.connect().execute("PRAGMA integrity_check").fetchone()[0], "ok"
+        )

@@ -1,0 +1,409 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+L{Store}: what the rest of the service reads and writes, and the SQL of
+each write.
+"""
+
+import json
+import os
+from datetime import datetime, timezone
+
+from twisted.internet.defer import fail
+
+from ._batches import Batcher
+from ._worker import Worker, advance_transaction_counter
+from .errors import StoreError
+from .records import (
+    ConnectorStatusRecord,
+    OrphanStopRecord,
+    TagRecord,
+    UnknownChargerRecord,
+    from_text,
+    to_text,
+)
+
+#: Unknown identities kept, the latest seen: a flood of made-up identities
+#: must not grow the file.
+MAX_UNKNOWN_CHARGERS = 100
+
+#: Longer unknown identities are not stored at all.
+MAX_IDENTITY_LENGTH = 255
+
+
+# The writes below run in the worker thread, inside a batch transaction.
+
+
+def _execute(db, sql, params):
+    db.execute(sql, params)
+
+
+def _insert_transaction(db, rec):
+    db.execute(
+        "INSERT INTO transactions (id, charger_id, connector, id_tag,"
+        " start_time, meter_start, reservation_id, start_status, dedup_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (rec.id, rec.charger_id, rec.connector, rec.id_tag,
+         to_text(rec.start_time), rec.meter_start, rec.reservation_id,
+         rec.start_status, rec.dedup_key),
+    )
+
+
+def _stop_transaction(
+    db, tx_id, meter_stop, stop_time, reason, stop_id_tag, received_at
+):
+    changed = db.execute(
+        "UPDATE transactions SET stop_time = ?, meter_stop = ?, stop_reason = ?,"
+        " stop_id_tag = ? WHERE id = ? AND stop_time IS NULL",
+        (stop_time, meter_stop, reason, stop_id_tag, tx_id),
+    ).rowcount
+    if not changed:
+        # The domain should have called record_orphan_stop; keep the stop
+        # anyway rather than drop what the charger reported.
+        db.execute(
+            "INSERT INTO orphan_stops (charger_id, transaction_id, meter_stop,"
+            " stop_time, reason, received_at, note) VALUES ((SELECT charger_id"
+            " FROM transactions WHERE id = ?), ?, ?, ?, ?, ?, ?)",
+            (tx_id, tx_id, meter_stop, stop_time, reason, received_at,
+             "stop_transaction for a transaction not open in the store"),
+        )
+
+
+def _record_unknown_attempt(db, identity, address, at):
+    db.execute(
+        "INSERT INTO unknown_chargers (identity, address, first_seen,"
+        " last_seen, count) VALUES (?, ?, ?, ?, 1) ON CONFLICT (identity)"
+        " DO UPDATE SET address = excluded.address,"
+        " last_seen = excluded.last_seen, count = count + 1",
+        (identity, address, at, at),
+    )
+    # In the same commit, so the table never holds more; of identities
+    # last seen at the same instant, the one inserted last stays.
+    db.execute(
+        "DELETE FROM unknown_chargers WHERE rowid NOT IN (SELECT rowid FROM"
+        " unknown_chargers ORDER BY last_seen DESC, rowid DESC LIMIT ?)",
+        (MAX_UNKNOWN_CHARGERS,),
+    )
+
+
+class Store:
+    """
+    The SQLite state store.
+
+    @ivar path: the database file.
+    """
+
+    def __init__(self, path, reactor, clock=None, busy_timeout=5.0):
+        """
+        @param path: the database file; it and its directory are created on
+            first open.
+        @param reactor: runs the batches (C{callLater}, C{callFromThread},
+            system event triggers).
+        @param clock: schedules retries after a failed commit; defaults to
+            C{reactor}.
+        @param busy_timeout: seconds the worker waits for another process's
+            lock on the file before the commit counts as failed.
+        """
+        self.path = os.fspath(path)
+        self._reactor = reactor
+        self._worker = Worker(self.path, busy_timeout)
+        self._batches = Batcher(
+            self._worker, reactor, reactor if clock is None else clock
+        )
+
+    @property
+    def commits(self):
+        """
+        The number of batches committed so far.
+        """
+        return self._batches.commits
+
+    @property
+    def _db(self):
+        # The worker's connection, for tests that run SQL on it through
+        # _read: only usable in the worker thread.
+        return self._worker.db
+
+    # -- life cycle --------------------------------------------------------
+
+    def open(self):
+        """
+        Create or migrate the database and start the worker thread. Called
+        once at service start.
+
+        @raise StoreError: the database cannot be opened or is newer than
+            this program; the message says what to do.
+        """
+        self._batches.start()
+
+    def close(self):
+        """
+        Commit what is queued (one last attempt), close the database and stop
+        the worker thread.
+
+        @return: a L{Deferred} that fires with L{None} when done.
+        """
+        return self._batches.close()
+
+    # -- startup reads (synchronous) ---------------------------------------
+
+    def _load(self, sql):
+        return self._batches.call_blocking(self._worker.select, sql, ())
+
+    def load_open_transactions(self):
+        """
+        @return: the transactions without a StopTransaction, oldest first.
+        @rtype: L{list} of L{TransactionRecord}
+        """
+        return self._batches.call_blocking(
+            self._worker.select_transactions,
+            "WHERE stop_time IS NULL ORDER BY start_time, id",
+            (),
+        )
+
+    def load_recent_transactions(self, limit=1000):
+        """
+        @return: the C{limit} latest transactions, newest first.
+        @rtype: L{list} of L{TransactionRecord}
+        """
+        return self._batches.call_blocking(
+            self._worker.select_transactions,
+            "ORDER BY start_time DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+
+    def load_connector_status(self):
+        """
+        @rtype: L{list} of L{ConnectorStatusRecord}
+        """
+        rows = self._load(
+            "SELECT charger_id, connector, status, error_code, info, at"
+            " FROM connector_status ORDER BY charger_id, connector"
+        )
+        return [ConnectorStatusRecord(*r[:5], from_text(r[5])) for r in rows]
+
+    def load_unknown_chargers(self):
+        """
+        @return: unknown identities, the latest seen first.
+        @rtype: L{list} of L{UnknownChargerRecord}
+        """
+        rows = self._load(
+            "SELECT identity, address, first_seen, last_seen, count"
+            " FROM unknown_chargers ORDER BY last_seen DESC"
+        )
+        return [
+            UnknownChargerRecord(i, a, from_text(f), from_text(s), c)
+            for i, a, f, s, c in rows
+        ]
+
+    def load_settings(self):
+        """
+        @return: C{{(scope, key): value}}, values decoded from JSON.
+        @rtype: L{dict}
+        """
+        rows = self._load("SELECT scope, key, value FROM settings")
+        return {(scope, key): json.loads(value) for scope, key, value in rows}
+
+    def load_tags(self):
+        """
+        @rtype: L{list} of L{TagRecord}
+        """
+        rows = self._load("SELECT id, status, expiry, parent FROM tags ORDER BY id")
+        return [TagRecord(i, s, from_text(e), p) for i, s, e, p in rows]
+
+    def last_transaction_id(self):
+        """
+        @return: the highest transactionId ever handed out, 0 if none: it
+            covers the ids of transactions that were deleted or whose row
+            the database rejected.
+        @rtype: L{int}
+        """
+        return self._batches.call_blocking(self._worker.last_transaction_id)
+
+    # -- reads (asynchronous) ----------------------------------------------
+
+    def _read(self, query, *args):
+        """
+        Run C{query(*args)} in the worker thread once the writes queued so
+        far are committed (or failed).
+        """
+        return self._batches.read(query, *args)
+
+    def query_transactions(self, charger_id=None, since=None, until=None, limit=None):
+        """
+        Transactions, newest first, including writes queued before the call.
+
+        @param since: only transactions started at or after this instant.
+        @param until: only transactions started before this instant.
+        @return: L{Deferred} firing with a L{list} of L{TransactionRecord}.
+        """
+        where, params = [], []
+        for clause, value in (
+            ("charger_id = ?", charger_id),
+            ("start_time >= ?", to_text(since)),
+            ("start_time < ?", to_text(until)),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        tail = ("WHERE " + " AND ".join(where) if where else "") + (
+            " ORDER BY start_time DESC, id DESC"
+        )
+        if limit is not None:
+            tail += " LIMIT ?"
+            params.append(limit)
+        return self._read(self._worker.select_transactions, tail, tuple(params))
+
+    def query_orphan_stops(self, limit=100):
+        """
+        @return: L{Deferred} firing with the latest orphan stops, newest first.
+        """
+        d = self._read(
+            self._worker.select,
+            "SELECT charger_id, transaction_id, meter_stop, stop_time, reason,"
+            " received_at, note FROM orphan_stops ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return d.addCallback(
+            lambda rows: [
+                OrphanStopRecord(c, t, m, from_text(s), r, from_text(a), n)
+                for c, t, m, s, r, a, n in rows
+            ]
+        )
+
+    # -- writes ------------------------------------------------------------
+
+    def _write(self, key, apply, *args):
+        return self._batches.write(key, apply, *args)
+
+    def insert_transaction(self, rec):
+        """
+        Store a started transaction. Answer the StartTransaction only once
+        this has fired: then the id survives a crash.
+
+        @type rec: L{TransactionRecord}
+        @return: a L{Deferred} that fires with L{None} once committed, or
+            fails with L{StoreError}.
+        """
+        # Refuse a naive start time now, in the caller's stack, rather than
+        # as a rejected write later.
+        to_text(rec.start_time)
+        # The counter is a write of its own, committed with the row: a row
+        # the database rejects (a meterStart beyond SQLite's INTEGER) must
+        # not take the id back with it, since the charger may have been
+        # answered with it. A rejected row's Deferred fails only once the
+        # counter is committed; otherwise the counter's outcome is the row's.
+        self._write(None, advance_transaction_counter, rec.id).addErrback(
+            lambda failure: None
+        )
+        return self._write(None, _insert_transaction, rec)
+
+    def update_meter(self, tx_id, energy_wh, at):
+        """
+        Record the latest energy register reading of a transaction. Only the
+        last of several readings queued together is written.
+        """
+        return self._write(
+            ("meter", tx_id),
+            _execute,
+            "UPDATE transactions SET last_meter_wh = ?, last_meter_time = ?"
+            " WHERE id = ?",
+            (energy_wh, to_text(at), tx_id),
+        )
+
+    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
+        """
+        Close a transaction. A stop for a transaction that is not open in the
+        store is kept as an orphan stop instead.
+        """
+        return self._write(
+            None, _stop_transaction,
+            tx_id, meter_stop, to_text(stop_time), reason, stop_id_tag,
+            to_text(datetime.fromtimestamp(self._reactor.seconds(), timezone.utc)),
+        )
+
+    def record_orphan_stop(
+        self, charger_id, tx_id, meter_stop, stop_time, reason, received_at, note
+    ):
+        """
+        Keep a StopTransaction for an unknown or already stopped transaction.
+        """
+        return self._write(
+            None,
+            _execute,
+            "INSERT INTO orphan_stops (charger_id, transaction_id, meter_stop,"
+            " stop_time, reason, received_at, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (charger_id, tx_id, meter_stop, to_text(stop_time), reason,
+             to_text(received_at), note),
+        )
+
+    def save_connector_status(self, charger_id, connector, status, error_code, info, at):
+        """
+        Record the last StatusNotification of a connector; only the last of
+        several queued together is written.
+        """
+        return self._write(
+            ("status", charger_id, connector),
+            _execute,
+            "INSERT OR REPLACE INTO connector_status (charger_id, connector,"
+            " status, error_code, info, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (charger_id, connector, status, error_code, info, to_text(at)),
+        )
+
+    def record_unknown_attempt(self, identity, address, at):
+        """
+        Count a connection attempt by an identity that is not configured.
+        Only the L{MAX_UNKNOWN_CHARGERS} identities seen last are kept; an
+        identity longer than L{MAX_IDENTITY_LENGTH} is not stored (the
+        L{Deferred} fails with L{StoreError}).
+        """
+        if len(identity) > MAX_IDENTITY_LENGTH:
+            return fail(StoreError(
+                f"unknown charger identity of {len(identity)} characters not"
+                f" stored: at most {MAX_IDENTITY_LENGTH}"
+            ))
+        return self._write(
+            None, _record_unknown_attempt, identity, address, to_text(at)
+        )
+
+    def put_setting(self, scope, key, value):
+        """
+        Store a setting changed at run time (e.g. a limit set over KNX).
+
+        @param value: anything L{json.dumps} accepts.
+        @raise TypeError: at once, if C{value} is not JSON-serialisable.
+        """
+        return self._write(
+            ("setting", scope, key),
+            _execute,
+            "INSERT OR REPLACE INTO settings (scope, key, value) VALUES (?, ?, ?)",
+            (scope, key, json.dumps(value)),
+        )
+
+    def delete_setting(self, scope, key):
+        """
+        Forget a setting.
+        """
+        return self._write(
+            ("setting", scope, key),
+            _execute,
+            "DELETE FROM settings WHERE scope = ? AND key = ?",
+            (scope, key),
+        )
+
+    def put_tag(self, tag_id, status, expiry=None, parent=None):
+        """
+        Add or replace an API-managed tag.
+        """
+        return self._write(
+            None,
+            _execute,
+            "INSERT OR REPLACE INTO tags (id, status, expiry, parent)"
+            " VALUES (?, ?, ?, ?)",
+            (tag_id, status, to_text(expiry), parent),
+        )
+
+    def delete_tag(self, tag_id):
+        """
+        Remove an API-managed tag.
+        """
+        return self._write(None, _execute, "DELETE FROM tags WHERE id = ?", (tag_id,))

@@ -1,0 +1,98 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The tables of the state database and how a file of an older version is
+brought up to date.
+"""
+
+from .errors import StoreError
+
+#: Ordered schema migrations; entry C{n} brings C{PRAGMA user_version} from
+#: C{n} to C{n + 1}. Append new steps, never edit a released one.
+MIGRATIONS = [
+    (
+        # The highest transactionId ever handed out lives here, not in
+        # MAX(transactions.id), so that pruning history can never make the
+        # central system hand out an id a charger already knows.
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO meta VALUES ('last_transaction_id', 0)",
+        """CREATE TABLE transactions (
+            id INTEGER PRIMARY KEY,
+            charger_id TEXT NOT NULL,
+            connector INTEGER NOT NULL,
+            id_tag TEXT NOT NULL,
+            start_time TEXT NOT NULL,
+            meter_start INTEGER NOT NULL,
+            reservation_id INTEGER,
+            start_status TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            stop_time TEXT,
+            meter_stop INTEGER,
+            stop_reason TEXT,
+            stop_id_tag TEXT,
+            last_meter_wh REAL,
+            last_meter_time TEXT)""",
+        "CREATE INDEX transactions_by_start ON transactions (start_time)",
+        "CREATE INDEX transactions_open ON transactions (stop_time)"
+        " WHERE stop_time IS NULL",
+        """CREATE TABLE orphan_stops (
+            id INTEGER PRIMARY KEY,
+            charger_id TEXT,
+            transaction_id INTEGER,
+            meter_stop INTEGER,
+            stop_time TEXT,
+            reason TEXT,
+            received_at TEXT NOT NULL,
+            note TEXT NOT NULL)""",
+        """CREATE TABLE connector_status (
+            charger_id TEXT NOT NULL,
+            connector INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            error_code TEXT NOT NULL,
+            info TEXT,
+            at TEXT NOT NULL,
+            PRIMARY KEY (charger_id, connector))""",
+        """CREATE TABLE unknown_chargers (
+            identity TEXT PRIMARY KEY,
+            address TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            count INTEGER NOT NULL)""",
+        """CREATE TABLE settings (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (scope, key))""",
+        """CREATE TABLE tags (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            expiry TEXT,
+            parent TEXT)""",
+    ),
+]
+
+
+def migrate(db, path):
+    """
+    Bring the database on C{db} to the latest schema, one transaction per
+    step, so that a crash mid-way leaves a file at a known version.
+
+    @param path: the file, for the error message.
+    @raise StoreError: the file was written by a newer version.
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the state database {path} has schema version {version},"
+            f" newer than this xxterocpp ({len(MIGRATIONS)}): install the"
+            " newer version again or restore an older backup of the file"
+        )
+    for number, steps in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in steps:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
