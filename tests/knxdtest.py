@@ -2,10 +2,10 @@
 """
 Test fixtures: a real, bus-less knxd per test, and an in-process bus peer.
 
-knxd runs unprivileged with the C{dummy} driver (C{reference/knx.md} §3):
-telegrams from one client reach every other client but never come back to
-the sender, so tests watch what the code under test puts on the bus through
-a second connection, a L{BusPeer}.
+knxd runs unprivileged with the C{dummy} driver: telegrams from one client
+reach every other client but never come back to the sender, so tests watch
+what the code under test puts on the bus through a second connection, a
+L{BusPeer}.
 
 Usage in a L{twisted.trial.unittest.TestCase}::
 

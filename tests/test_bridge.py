@@ -15,17 +15,14 @@ from twisted.internet import defer, task
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from xxterocpp.config import ChargerKnxConfig, parse_config
+from xxterocpp.config import parse_config
 from xxterocpp.control import CommandResult
+from xxterocpp.knx import objects
 from xxterocpp.knx.address import GroupAddress
-from xxterocpp.knx.bridge import (
-    ERROR_CODES,
-    OBJECTS,
-    STATUSES,
-    KnxBridge,
-    has_group_objects,
-)
-from xxterocpp.knx.knxd import READ, WRITE, Telegram
+from xxterocpp.knx.bridge import OBJECTS, BridgedObject, KnxBridge, has_group_objects
+from xxterocpp.knx.dpt import DPTS
+from xxterocpp.knx.knxd import READ, RESPONSE, WRITE, Telegram
+from xxterocpp.knx.objects import ERROR_CODES, STATUSES
 from xxterocpp.ocpp import messages
 from xxterocpp.domain.events import (
     ChargerBooted,
@@ -205,13 +202,19 @@ class BridgeTestCase(SynchronousTestCase):
     """
     A running bridge over fakes, with the link up and the initial
     publication taken.
+
+    @cvar config_text: the configuration file.
+    @cvar charging_points: the C{(charger id, connector)} the central system knows.
     """
 
+    config_text = CONFIG
+    charging_points = (("CP1", 1), ("TWIN", 1), ("TWIN", 2))
+
     def setUp(self):
-        self.config = parse_config(CONFIG)
+        self.config = parse_config(self.config_text)
         self.clock = task.Clock()
         self.clock.advance(SUNDAY_EVENING.timestamp())
-        self.central = FakeCentral(("CP1", 1), ("TWIN", 1), ("TWIN", 2))
+        self.central = FakeCentral(*self.charging_points)
         self.controller = FakeController()
         self.link = FakeLink()
         self.log = capture_log(self)
@@ -246,28 +249,46 @@ class BridgeTestCase(SynchronousTestCase):
 
 class TableTests(SynchronousTestCase):
     """
-    L{OBJECTS} is the SPEC §4 table.
+    L{OBJECTS} is the declaration of L{xxterocpp.knx.objects} with a
+    behaviour for each object.
     """
 
-    def test_twelve_objects_in_config_order(self):
-        self.assertEqual(tuple(o.name for o in OBJECTS), ChargerKnxConfig.OBJECTS)
+    def test_every_declared_object_is_bridged(self):
+        """
+        One row per declared object, in declaration order, each with the
+        declaration itself.
+        """
+        self.assertEqual(tuple(o.key for o in OBJECTS), objects.KEYS)
+        self.assertEqual(tuple(o.declared for o in OBJECTS), objects.OBJECTS)
+        self.assertEqual(len(OBJECTS), 12)
 
-    def test_receive_objects_match_the_configuration(self):
+    def test_behaviour_follows_the_direction(self):
         """
-        The objects that act on a write are those whose addresses the
-        configuration keeps apart between charging points.
+        Send objects derive a value, receive objects carry out writes; a
+        behaviour that does not fit the declared direction is refused.
         """
-        receives = tuple(o.name for o in OBJECTS if o.receive is not None)
-        self.assertEqual(receives, ChargerKnxConfig.RECEIVES)
+        for obj in OBJECTS:
+            self.assertEqual(obj.send is not None, obj.declared.sends, obj.key)
+            self.assertEqual(obj.receive is not None, obj.declared.receives, obj.key)
+        reset = objects.OBJECTS[-1]
+        self.assertEqual(reset.direction, objects.RECEIVE)
+        e = self.assertRaises(ValueError, BridgedObject, reset, send=lambda state: 1)
+        self.assertIn("'reset'", str(e))
 
     def test_send_objects(self):
-        sends = {o.name for o in OBJECTS if o.send is not None}
+        sends = {o.key for o in OBJECTS if o.send is not None}
         self.assertEqual(sends, {"status", "error_code", "charging", "availability", "energy",
                                  "start_time", "end_time", "current", "max_current"})
 
+    def test_declared_dpts_have_codecs(self):
+        for obj in objects.OBJECTS:
+            for dpt in obj.dpts:
+                self.assertIn(dpt, DPTS, obj.key)
+
     def test_enumerations_cover_ocpp(self):
         """
-        The bus numbering has every OCPP value, in SPEC order (not the schema's).
+        The bus numbering has every OCPP value, in the order of OCPP's text
+        (not its schema's).
         """
         self.assertEqual(sorted(STATUSES), sorted(messages.CHARGE_POINT_STATUS))
         self.assertEqual(sorted(ERROR_CODES), sorted(messages.CHARGE_POINT_ERROR_CODE))
@@ -276,7 +297,7 @@ class TableTests(SynchronousTestCase):
 
     def test_dpts(self):
         charger = parse_config(CONFIG).chargers[1]
-        dpts = {o.name: o.dpt_for(charger).id for o in OBJECTS}
+        dpts = {o.key: o.dpt_for(charger).id for o in OBJECTS}
         self.assertEqual(dpts, {
             "status": "5.010", "error_code": "5.010", "charging": "1.010", "reserve": "1.010",
             "availability": "1.003", "unlock": "1.003", "energy": "13.010",
@@ -288,6 +309,57 @@ class TableTests(SynchronousTestCase):
         self.assertTrue(has_group_objects(parse_config(CONFIG)))
         self.assertFalse(has_group_objects(parse_config('[[charger]]\nid = "A"\nmax_current = 16')))
         self.assertTrue(has_group_objects(parse_config('[smart]\nsurplus_ga = "5/0/2"')))
+
+
+#: One charging point linking every declared object, at 4/0/<its index>.
+EVERY_OBJECT = '[[charger]]\nid = "ALL"\nmax_current = 32\n\n[charger.knx]\n' + "".join(
+    f'{key} = "4/0/{index}"\n' for index, key in enumerate(objects.KEYS))
+
+
+class EveryObjectTests(BridgeTestCase):
+    """
+    Every object declared in L{xxterocpp.knx.objects} is a C{[charger.knx]}
+    key and, linked, is driven by the bridge: a send object answers a read
+    with its value, a write to a receive object is a command.
+    """
+
+    config_text = EVERY_OBJECT
+    charging_points = (("ALL", 1),)
+
+    def address(self, obj):
+        return GA(f"4/0/{objects.KEYS.index(obj.key)}")
+
+    def test_every_object_is_a_configuration_key(self):
+        [point] = self.config.chargers
+        for obj in OBJECTS:
+            self.assertEqual(getattr(point.knx, obj.key), self.address(obj))
+        self.assertEqual([obj.key for obj, address in self.bridge.points[("ALL", 1)].objects],
+                         list(objects.KEYS))
+
+    def test_every_send_object_answers_a_read(self):
+        self.controller.limits[("ALL", 1)] = 16.0
+        self.status("Charging", charger_id="ALL")
+        tx = transaction(charger_id="ALL", meter_start=0)
+        self.start(tx)
+        self.stop(tx, 2500)
+        self.link.take()
+        for obj in OBJECTS:
+            self.link.receive(str(self.address(obj)), READ)
+        answered = [dst for kind, dst, value in self.link.take() if kind == RESPONSE]
+        self.assertEqual(answered, [str(self.address(o)) for o in OBJECTS if o.declared.sends])
+
+    def test_every_receive_object_is_a_command(self):
+        [point] = self.config.chargers
+        for obj in OBJECTS:
+            if obj.declared.receives:
+                dpt = obj.dpt_for(point)
+                value = 1 if dpt.small else dpt.encode(16)
+                self.link.receive(str(self.address(obj)), WRITE, value)
+        commands = [name for name, args, kwargs in self.controller.calls]
+        self.assertEqual(commands, ["start", "reserve", "set_availability", "unlock",
+                                    "set_limit", "reset"])
+        self.assertEqual(len(commands), len(objects.RECEIVES))
+        self.assertEqual(self.warnings(), [])
 
 
 class SendTests(BridgeTestCase):
@@ -307,7 +379,7 @@ class SendTests(BridgeTestCase):
 
     def test_status_numbering(self):
         """
-        Status and error code are the SPEC numbers; availability is 0 for
+        Status and error code are the bus numbers; availability is 0 for
         Unavailable and Faulted.
         """
         self.status("SuspendedEV")

@@ -4,6 +4,8 @@ Tests for L{xxterocpp.config}.
 
 import os
 import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 from textwrap import dedent
 
@@ -24,6 +26,7 @@ from xxterocpp.config import (
     load_config,
     parse_config,
 )
+from xxterocpp.knx import objects
 from xxterocpp.knx.address import GroupAddress
 
 PATH = "/etc/xxterocpp/xxterocpp.toml"
@@ -69,7 +72,7 @@ class ConfigErrorTestsMixin:
 class DefaultsTests(SynchronousTestCase):
     def test_empty_file_gives_every_default(self):
         """
-        An empty file is a valid configuration: SPEC §2 defaults, no tags,
+        An empty file is a valid configuration: every default, no tags,
         no chargers.
         """
         config = parse_config("", PATH)
@@ -117,7 +120,7 @@ class DefaultsTests(SynchronousTestCase):
                 knx=ChargerKnxConfig(),
             ),
         )
-        self.assertEqual([getattr(point.knx, name) for name in ChargerKnxConfig.OBJECTS], [None] * 12)
+        self.assertEqual([getattr(point.knx, key) for key in objects.KEYS], [None] * 12)
 
     def test_charger_dpts_default_to_knx_section(self):
         """
@@ -149,7 +152,7 @@ class DefaultsTests(SynchronousTestCase):
 class EveryKeyTests(SynchronousTestCase):
     def test_every_key_is_parsed(self):
         """
-        Every key of SPEC §2 ends up in the matching attribute.
+        Every key of the file ends up in the matching attribute.
         """
         certificate, private_key, client_ca = (self.mktemp() for _ in range(3))
         for name in (certificate, private_key, client_ca):
@@ -299,38 +302,68 @@ class EveryKeyTests(SynchronousTestCase):
         (point,) = parse_config(charger() + '[charger.knx]\nstatus = "9/1792"').chargers
         self.assertEqual(point.knx.status, GroupAddress.parse("9/7/0"))
 
-    def test_group_objects_in_spec_order(self):
+    def test_group_objects_are_the_declared_ones(self):
         """
-        L{ChargerKnxConfig.OBJECTS} lists the twelve objects in SPEC order;
-        L{ChargerKnxConfig.RECEIVES} the ones acting on bus writes.
+        [charger.knx] has one key per object of L{xxterocpp.knx.objects}, in
+        its order, and accepts each.
         """
+        self.assertEqual(tuple(attr.fields_dict(ChargerKnxConfig)), objects.KEYS)
         self.assertEqual(
-            ChargerKnxConfig.OBJECTS,
-            (
-                "status",
-                "error_code",
-                "charging",
-                "reserve",
-                "availability",
-                "unlock",
-                "energy",
-                "start_time",
-                "end_time",
-                "current",
-                "max_current",
-                "reset",
-            ),
+            objects.KEYS,
+            ("status", "error_code", "charging", "reserve", "availability", "unlock", "energy",
+             "start_time", "end_time", "current", "max_current", "reset"),
         )
-        self.assertEqual(
-            ChargerKnxConfig.RECEIVES, ("charging", "reserve", "availability", "unlock", "max_current", "reset")
-        )
+        lines = "".join(f'{key} = "1/2/{index}"\n' for index, key in enumerate(objects.KEYS))
+        (point,) = parse_config(charger() + "[charger.knx]\n" + lines).chargers
+        for index, key in enumerate(objects.KEYS):
+            self.assertEqual(getattr(point.knx, key), GroupAddress.parse(f"1/2/{index}"), key)
+
+    def test_group_object_declaration_is_plain(self):
+        """
+        The declaration the configuration reads imports nothing of Twisted.
+        """
+        code = ("import sys, xxterocpp.knx.objects; "
+                "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))")
+        done = subprocess.run([sys.executable, "-c", code], cwd=TOP, capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, "[]"), done.stderr)
+
+    def test_reading_needs_no_reactor(self):
+        """
+        Loading a configuration (a knxd endpoint included) installs no
+        reactor and imports no test helper: the service picks its reactor.
+        """
+        code = ("import sys, xxterocpp.config as c; "
+                "c.parse_config('[knx]\\nknxd = \"tcp:localhost:6720\"'); "
+                "print([m for m in ('twisted.internet.reactor', 'twisted.internet.testing') "
+                "if m in sys.modules])")
+        done = subprocess.run([sys.executable, "-c", code], cwd=TOP, capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, "[]"), done.stderr)
+
+    def test_dpt_settings_are_the_declared_choices(self):
+        """
+        time_dpt and current_dpt, in [knx] and [[charger]], take the DPTs
+        the objects declare, their first one by default.
+        """
+        choices = {obj.dpt for obj in objects.OBJECTS if isinstance(obj.dpt, objects.DptChoice)}
+        self.assertEqual({c.setting for c in choices}, {"time_dpt", "current_dpt"})
+        defaults = parse_config(charger())
+        for choice in choices:
+            self.assertEqual(getattr(defaults.knx, choice.setting), choice.default)
+            self.assertEqual(getattr(defaults.chargers[0], choice.setting), choice.default)
+            for dpt in choice.allowed:
+                config = parse_config(f'[knx]\n{choice.setting} = "{dpt}"\n'
+                                      + charger(**{choice.setting: f'"{dpt}"'}))
+                self.assertEqual(getattr(config.knx, choice.setting), dpt)
+                self.assertEqual(getattr(config.chargers[0], choice.setting), dpt)
 
 
 class ShippedExampleTests(SynchronousTestCase):
     def test_shipped_example_loads(self):
         """
         etc/xxterocpp/xxterocpp.toml loads: one charger SN12345 connector 1,
-        32 A fast / 16 A normal, the manual's example group addresses, knxd on
+        32 A fast / 16 A normal, the documented example group addresses, knxd on
         its Unix socket, the web page on loopback without a password.
         """
         config = load_config(SHIPPED)
@@ -636,6 +669,22 @@ class KnxTests(ConfigErrorTestsMixin, SynchronousTestCase):
             "group address 9/7/101 is also charger[0].knx.reset",
         )
 
+    def test_every_receive_object_keeps_its_address(self):
+        """
+        Exactly the declared receive objects may not share an address
+        between charging points.
+        """
+        self.assertEqual(objects.RECEIVES,
+                         ("charging", "reserve", "availability", "unlock", "max_current", "reset"))
+        for key in objects.KEYS:
+            text = (charger(id="A") + f'[charger.knx]\n{key} = "9/7/1"\n'
+                    + charger(id="B") + f'[charger.knx]\n{key} = "9/7/1"\n')
+            if key in objects.RECEIVES:
+                self.assertConfigError(text, f"charger[1].knx.{key}",
+                                       f"group address 9/7/1 is also charger[0].knx.{key}")
+            else:
+                self.assertEqual(len(parse_config(text).chargers), 2)
+
     def test_send_address_may_be_shared(self):
         """
         Send objects of two charging points may share an address: the rule
@@ -716,16 +765,6 @@ class TagTests(ConfigErrorTestsMixin, SynchronousTestCase):
             "tag[2].id",
             "duplicate tag '04A1', also tag[1].id (idTags are case-insensitive)",
         )
-
-    def test_tag_lookup_is_case_insensitive(self):
-        """
-        L{Config.tag} finds a tag whatever the case the charger sends.
-        """
-        config = parse_config("[[tag]]\nid = '04a1b2c3'\nparent = 'Family'\n[[tag]]\nid = 'B'\n")
-        self.assertEqual(config.tag("04A1B2C3").parent, "Family")
-        self.assertIs(config.tag("04a1B2c3"), config.tags[0])
-        self.assertEqual(config.tag("b").id, "B")
-        self.assertIsNone(config.tag("C"))
 
     def test_empty_parent_is_none(self):
         """

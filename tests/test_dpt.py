@@ -1,8 +1,8 @@
 """
 Tests for L{xxterocpp.knx.dpt}.
 
-Golden vectors are those of C{reference/knx.md} §4 (xknx, cross-checked with
-knxdclient and on the wire through knxd).
+Golden vectors come from xknx, cross-checked with knxdclient and on the wire
+through knxd.
 """
 
 import os

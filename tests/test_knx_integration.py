@@ -143,7 +143,7 @@ class BridgeIntegrationTests(TestCase):
     @defer.inlineCallbacks
     def test_status_error_code_availability(self):
         """
-        StatusNotification: status and error code with the SPEC numbers,
+        StatusNotification: status and error code with the bus numbers,
         availability 0 only when Unavailable or Faulted.
         """
         cp = yield self.charger()

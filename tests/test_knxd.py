@@ -1,9 +1,9 @@
 """
 Tests for L{xxterocpp.knx.knxd}.
 
-The unit tests check the bytes against the frames verified on a real knxd
-(C{reference/knx.md} §1.3); the integration tests run a real bus-less knxd
-(skipped when it is not installed).
+The unit tests check the bytes against the frames seen on a real knxd; the
+integration tests run a real bus-less knxd (skipped when it is not
+installed).
 """
 
 from twisted.internet import defer, task
@@ -13,7 +13,7 @@ from twisted.internet.testing import (
     StringTransport,
     StringTransportWithDisconnection,
 )
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, capturedLogs, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -301,7 +301,11 @@ class LinkTests(SynchronousTestCase):
         return factory
 
     def fail_attempt(self):
-        self.attempt().clientConnectionFailed(None, Failure(ConnectionRefusedError("nope")))
+        # as a reactor's connector does: start the factory, fail, stop it
+        factory = self.attempt()
+        factory.doStart()
+        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError("nope")))
+        factory.doStop()
 
     def connect(self, open=True):
         proto = self.attempt().buildProtocol(None)
@@ -355,6 +359,26 @@ class LinkTests(SynchronousTestCase):
         self.assertEqual(self.states, [True])
         self.assertEqual(self.log[-1], (LogLevel.info, "knxd link back up at unix:/run/knx-test"))
         self.assertEqual(len(self.log), 2)
+
+    def test_outage_adds_at_most_two_log_lines(self):
+        """
+        A minute of failed attempts between losing knxd and having it back
+        logs two lines in all: nothing per attempt (Twisted's factories
+        would say "Starting factory" / "Stopping factory" each time).
+        """
+        self.link.startService()
+        self.addCleanup(self.stop)
+        proto, transport = self.connect()
+        with capturedLogs() as events:
+            proto.connectionLost(Failure(ConnectionLost("knxd went away")))
+            for _ in range(60):
+                self.reactor.advance(1.0)
+                self.fail_attempt()
+            self.reactor.advance(1.0)
+            self.connect()
+        self.assertEqual(len(self.reactor.unixClients), 62)
+        self.assertEqual([formatEvent(e).split(" at ")[0] for e in events],
+                         ["lost the knxd link", "knxd link back up"])
 
     def test_lost_and_back(self):
         """
@@ -517,21 +541,24 @@ class RealKnxdTests(TestCase):
         """
         SIGKILL: observers see down, writes are dropped, one warning for the
         whole outage; after the restart the link is back and works both ways.
+        The whole outage, retries included, logs two lines.
         """
-        yield self.knxd.kill()
-        yield self.watcher.wait(False)
-        self.assertFalse(self.link.write(GA("9/7/0"), 1))
-        # several retries while knxd is away
-        yield task.deferLater(self.reactor, 0.5, lambda: None)
-        self.assertGreaterEqual(len(self.attempts), 3)
-        self.assertEqual(len(self.warnings()), 1, self.log)
-        self.assertIn("is knxd running? check [knx] knxd", self.warnings()[0].lower())
+        with capturedLogs() as events:
+            yield self.knxd.kill()
+            yield self.watcher.wait(False)
+            self.assertFalse(self.link.write(GA("9/7/0"), 1))
+            # several retries while knxd is away
+            yield task.deferLater(self.reactor, 0.5, lambda: None)
+            self.assertGreaterEqual(len(self.attempts), 3)
+            self.assertEqual(len(self.warnings()), 1, self.log)
+            self.assertIn("is knxd running? check [knx] knxd", self.warnings()[0].lower())
 
-        yield self.knxd.start()
-        yield self.watcher.wait(True)
+            yield self.knxd.start()
+            yield self.watcher.wait(True)
         self.assertEqual(self.watcher.history, [True, False, True])
         self.assertEqual(len(self.warnings()), 1, self.log)
         self.assertIn("knxd link back up", self.log[-1][1])
+        self.assertEqual(len(events), 2, [formatEvent(e) for e in events])
 
         peer = yield connect_peer(self, self.knxd)
         self.assertTrue(self.link.write(GA("9/7/2"), lookup("5.010").encode(42)))

@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.test_bridge,tests.test_knx_integration -*-
 """
-The KNX bridge: every charging point's group objects (SPEC §4, manual §3).
+The KNX bridge: every charging point's group objects on the bus.
 
-One table, L{OBJECTS}, says for each of the twelve objects which DPT it
-uses, how its value follows from the domain (send objects) and which
-command a GroupValueWrite gives (receive objects). L{KnxBridge} applies it:
+The objects are declared in L{xxterocpp.knx.objects}; L{OBJECTS} here gives
+each its behaviour, by key: how a send object's value follows from the
+domain, which command a GroupValueWrite of a receive object gives.
+L{KnxBridge} applies it:
 
     - domain events (L{xxterocpp.domain.events}) re-derive the send objects of the
       charging point concerned and write the ones that changed;
@@ -20,74 +21,32 @@ time for DPT 10.001 / 19.001.
 """
 
 from datetime import datetime, timezone
-from operator import attrgetter
 
 import attr
 from twisted.application import service
 from twisted.logger import Logger
 
-from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, TimeOfDay, _Float32, lookup
-from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
 from xxterocpp.domain.events import TransactionStarted, TransactionStopped
+from xxterocpp.knx import objects
+from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, Float32, TimeOfDay, lookup
+from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
+from xxterocpp.knx.points import linked_points
 
-__all__ = [
-    "ERROR_CODES", "GroupObject", "KnxBridge", "OBJECTS", "PointState", "SMART_INPUTS",
-    "STATUSES", "has_group_objects",
-]
+__all__ = ["BridgedObject", "KnxBridge", "OBJECTS", "SMART_INPUTS", "has_group_objects"]
 
-#: The bus numbering of the OCPP connector status (SPEC §4; not the order of
-#: the OCPP schema, which has SuspendedEVSE before SuspendedEV).
-STATUSES = (
-    "Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE",
-    "Finishing", "Reserved", "Unavailable", "Faulted",
-)
-
-#: The bus numbering of the OCPP error code (SPEC §4).
-ERROR_CODES = (
-    "NoError", "ConnectorLockFailure", "EVCommunicationError", "GroundFailure",
-    "HighTemperature", "InternalError", "LocalListConflict", "OtherError",
-    "OverCurrentFailure", "OverVoltage", "PowerMeterFailure", "PowerSwitchFailure",
-    "ReaderFailure", "ResetFailure", "UnderVoltage", "WeakSignal",
-)
-
-#: Changes of the charging current up to this many A are not sent (manual §3).
+#: Changes of the charging current up to this many A are not sent: meters
+#: jitter by a few tenths of an ampere, and the bus is slow.
 CURRENT_HYSTERESIS = 0.2
 
 _log = Logger()
-
-
-@attr.s(frozen=True, slots=True)
-class PointState:
-    """
-    What the send objects of one charging point are derived from.
-
-    @ivar status: the connector's OCPP status, or L{None} before any report.
-    @ivar error_code: its OCPP error code, or L{None} before any report.
-    @ivar transaction: the running L{Transaction}, or L{None}.
-    @ivar current: the charging current (A) last reported, or L{None}.
-    @ivar started_at: when the current or last transaction started (aware).
-    @ivar last_session: the last stopped L{Transaction}, or L{None}.
-    @ivar stopped_at: when it stopped (aware).
-    @ivar limit: a callable giving the current limit in force (A) or
-        L{None}; only called for a linked C{max_current}.
-    """
-
-    status = attr.ib(default=None)
-    error_code = attr.ib(default=None)
-    transaction = attr.ib(default=None)
-    current = attr.ib(default=None)
-    started_at = attr.ib(default=None)
-    last_session = attr.ib(default=None)
-    stopped_at = attr.ib(default=None)
-    limit = attr.ib(default=lambda: None)
 
 
 def _index(names):
     return lambda name: names.index(name) if name in names else None
 
 
-_status_number = _index(STATUSES)
-_error_number = _index(ERROR_CODES)
+_status_number = _index(objects.STATUSES)
+_error_number = _index(objects.ERROR_CODES)
 
 
 def _available(state):
@@ -138,17 +97,15 @@ def _set_limit(controller, point, amps):
 
 
 @attr.s(frozen=True, slots=True)
-class GroupObject:
+class BridgedObject:
     """
-    One row of L{OBJECTS}.
+    One row of L{OBJECTS}: a declared group object and what the bridge does
+    with it.
 
-    @ivar name: the key in C{[charger.knx]}.
-    @ivar dpt: the DPT id, or a callable giving it for a L{ChargerConfig}.
+    @ivar declared: the L{xxterocpp.knx.objects.GroupObject}.
     @ivar send: derives the value from a L{PointState} (L{None}: unknown,
         nothing is sent), or L{None} for a receive-only object.
     @ivar significant: C{(last sent, new) -> bool}: whether to send the change.
-    @ivar sent_on: the event types after which the value is sent even if
-        unchanged (each session's energy, also when equal to the last one).
     @ivar receive: C{(controller, charger config, value)} -> a Deferred
         L{CommandResult} or L{None} (nothing to do), for a GroupValueWrite;
         raises L{DPTError} for a value that makes no sense.
@@ -156,68 +113,76 @@ class GroupObject:
         shows the value in force rather than the one asked for.
     """
 
-    name = attr.ib()
-    dpt = attr.ib()
+    declared = attr.ib()
     send = attr.ib(default=None)
     significant = attr.ib(default=_changed)
-    sent_on = attr.ib(default=())
     receive = attr.ib(default=None)
     echo = attr.ib(default=False)
+
+    def __attrs_post_init__(self):
+        if (self.send is not None, self.receive is not None) != (
+                self.declared.sends, self.declared.receives):
+            raise ValueError(f"the behaviour of group object {self.declared.key!r} does not "
+                             f"match its direction {self.declared.direction!r}")
+
+    @property
+    def key(self):
+        """
+        The object's key in C{[charger.knx]}.
+        """
+        return self.declared.key
 
     def dpt_for(self, charger):
         """
         @return: the codec for this object on the charging point configured
             as C{charger} (a L{ChargerConfig}).
         """
-        return lookup(self.dpt if isinstance(self.dpt, str) else self.dpt(charger))
+        return lookup(self.declared.dpt_for(charger))
 
 
-_TIME_DPT = attrgetter("time_dpt")
-_CURRENT_DPT = attrgetter("current_dpt")
-
-#: The twelve group objects, in SPEC §4 order.
-OBJECTS = (
-    GroupObject("status", "5.010", send=lambda s: _status_number(s.status)),
-    GroupObject("error_code", "5.010", send=lambda s: _error_number(s.error_code)),
-    GroupObject(
-        "charging", "1.010",
+#: The behaviour of each declared object, by key (see L{BridgedObject}).
+_BEHAVIOUR = {
+    "status": dict(send=lambda s: _status_number(s.status)),
+    "error_code": dict(send=lambda s: _error_number(s.error_code)),
+    "charging": dict(
         send=lambda s: s.transaction is not None,
         receive=_boolean(
             lambda c, p: c.start(p.id, p.connector, id_tag=p.remote_tag),
             lambda c, p: c.stop(p.id, p.connector),
         ),
     ),
-    GroupObject(
-        "reserve", "1.010",
+    "reserve": dict(
         receive=_boolean(
             lambda c, p: c.reserve(p.id, p.connector),
             lambda c, p: c.free(p.id, p.connector),
         ),
     ),
-    GroupObject(
-        "availability", "1.003",
+    "availability": dict(
         send=_available,
         receive=lambda c, p, value: c.set_availability(p.id, p.connector, value),
     ),
-    GroupObject("unlock", "1.003", receive=_boolean(lambda c, p: c.unlock(p.id, p.connector))),
-    GroupObject("energy", "13.010", send=_session_energy, sent_on=(TransactionStopped,)),
-    GroupObject(
-        "start_time", _TIME_DPT, send=lambda s: s.started_at, sent_on=(TransactionStarted,)
-    ),
-    GroupObject(
-        "end_time", _TIME_DPT, send=lambda s: s.stopped_at, sent_on=(TransactionStopped,)
-    ),
-    GroupObject(
-        "current", _CURRENT_DPT, send=_charging_current, significant=_beyond_hysteresis
-    ),
-    GroupObject(
-        "max_current", _CURRENT_DPT,
-        send=lambda s: s.limit(),
-        receive=_set_limit,
-        echo=True,
-    ),
-    GroupObject("reset", "1.015", receive=_boolean(lambda c, p: c.reset(p.id, hard=False))),
-)
+    "unlock": dict(receive=_boolean(lambda c, p: c.unlock(p.id, p.connector))),
+    "energy": dict(send=_session_energy),
+    "start_time": dict(send=lambda s: s.started_at),
+    "end_time": dict(send=lambda s: s.stopped_at),
+    "current": dict(send=_charging_current, significant=_beyond_hysteresis),
+    "max_current": dict(send=lambda s: s.limit(), receive=_set_limit, echo=True),
+    "reset": dict(receive=_boolean(lambda c, p: c.reset(p.id, hard=False))),
+}
+
+
+def _bridged(declared, behaviour):
+    """
+    Join the declaration and the behaviour: one row per declared object.
+    """
+    missing = set(objects.KEYS) ^ set(behaviour)
+    if missing:
+        raise ValueError(f"group objects declared or bridged but not both: {sorted(missing)}")
+    return tuple(BridgedObject(obj, **behaviour[obj.key]) for obj in declared)
+
+
+#: Every declared group object with its behaviour, in declaration order.
+OBJECTS = _bridged(objects.OBJECTS, _BEHAVIOUR)
 
 #: How a domain value becomes a codec value, by the codec's unit or DPT id.
 _TO_BUS = {
@@ -226,45 +191,6 @@ _TO_BUS = {
     "19.001": DateTime.from_datetime,
 }
 _FROM_BUS = {"mA": lambda milliamps: milliamps / 1000}
-
-
-@attr.s(eq=False)
-class _Point:
-    """
-    A charging point with linked group objects, and what the bridge
-    remembers of it.
-
-    @ivar config: its L{ChargerConfig}.
-    @ivar objects: the linked L{GroupObject}s and their addresses.
-    @ivar sent: the value last sent (or due) per object name.
-    """
-
-    config = attr.ib()
-    objects = attr.ib()
-    started_at = attr.ib(default=None)
-    last_session = attr.ib(default=None)
-    stopped_at = attr.ib(default=None)
-    sent = attr.ib(factory=dict)
-
-    @property
-    def key(self):
-        return (self.config.id, self.config.connector)
-
-    def __str__(self):
-        return f"{self.config.id}/{self.config.connector}"
-
-
-def _points(config):
-    points = []
-    for charger in config.chargers:
-        linked = tuple(
-            (obj, getattr(charger.knx, obj.name))
-            for obj in OBJECTS
-            if getattr(charger.knx, obj.name) is not None
-        )
-        if linked:
-            points.append(_Point(charger, linked))
-    return points
 
 
 @attr.s(frozen=True, slots=True)
@@ -288,9 +214,9 @@ class SmartInput:
 #: positive = exporting). Both float32: a wrong length or NaN/inf is
 #: logged and ignored (L{DPTError}).
 SMART_INPUTS = (
-    SmartInput("prices_ga", _Float32("14.x", "price per kWh", None),
+    SmartInput("prices_ga", Float32("14.x", "price per kWh", None),
                lambda smart, price: smart.set_price(price)),
-    SmartInput("surplus_ga", _Float32("14.056", "DPT_Value_Power", "W"),
+    SmartInput("surplus_ga", Float32("14.056", "DPT_Value_Power", "W"),
                lambda smart, watts: smart.set_surplus(watts)),
 )
 
@@ -301,7 +227,7 @@ def _smart_inputs(config):
     """
     inputs = {}
     for entry in SMART_INPUTS:
-        address = getattr(config.smart, entry.name, None)
+        address = getattr(config.smart, entry.name)
         if address is not None:
             inputs[address] = entry
     return inputs
@@ -312,7 +238,7 @@ def has_group_objects(config):
     @return: whether C{config} links any group object: a charging point's,
         or a C{[smart]} price or surplus address.
     """
-    return bool(_points(config)) or bool(_smart_inputs(config))
+    return bool(linked_points(config, OBJECTS)) or bool(_smart_inputs(config))
 
 
 class KnxBridge(service.Service):
@@ -346,7 +272,7 @@ class KnxBridge(service.Service):
         self._smart_inputs = {}
         self._senders = {}
         self._receivers = {}
-        # per address, the (point key, object name) that wrote to it last: a
+        # per address, the (point key, object key) that wrote to it last: a
         # GroupValueRead of an address shared by send objects gets that value
         self._last_writer = {}
         self.reconfigure(config)
@@ -369,17 +295,12 @@ class KnxBridge(service.Service):
         self._senders, self._receivers = {}, {}
         self._smart_inputs = _smart_inputs(config)
         changed = []
-        for point in _points(config):
+        for point in linked_points(config, OBJECTS):
             previous = old.get(point.key)
-            if previous is not None:
-                point.started_at, point.stopped_at, point.last_session = (
-                    previous.started_at, previous.stopped_at, previous.last_session)
-                if _bus_view(previous.config) == _bus_view(point.config):
-                    point.sent = previous.sent
-                else:
-                    changed.append(point)
-            else:
-                self._seed(point)
+            if previous is None:
+                point.seed(self._connector(point))
+                changed.append(point)
+            elif point.carry_over(previous):
                 changed.append(point)
             self.points[point.key] = point
             for obj, address in point.objects:
@@ -391,13 +312,6 @@ class KnxBridge(service.Service):
             for point in changed:
                 self._refresh(point, force=True)
 
-    def _seed(self, point):
-        # After a restart the bridge saw no TransactionStarted: the
-        # transaction's own start is the best time there is.
-        connector = self._connector(point)
-        if connector is not None and connector.transaction is not None:
-            point.started_at = connector.transaction.start_time
-
     def _connector(self, point):
         charger = self.central.chargers.get(point.config.id)
         return None if charger is None else charger.connectors.get(point.config.connector)
@@ -406,25 +320,9 @@ class KnxBridge(service.Service):
         """
         @return: the L{PointState} of C{point} now.
         """
-        connector = self._connector(point)
-        config = point.config
-        common = dict(
-            started_at=point.started_at,
-            last_session=point.last_session,
-            stopped_at=point.stopped_at,
-            limit=lambda: self.controller.limit(config.id, config.connector),
-        )
-        if connector is None:
-            return PointState(**common)
-        tx = connector.transaction
-        return PointState(
-            status=connector.status,
-            # the domain's default "NoError" is no report
-            error_code=connector.error_code if connector.status is not None else None,
-            transaction=tx if tx is not None and tx.running else None,
-            current=connector.current,
-            **common,
-        )
+        charger_id, connector = point.key
+        return point.state(self._connector(point),
+                           lambda: self.controller.limit(charger_id, connector))
 
     # -- domain -> bus ---------------------------------------------------
 
@@ -448,15 +346,14 @@ class KnxBridge(service.Service):
             self._refresh(point, forced_by=type(event))
 
     def _remember(self, event):
-        tx = event.transaction
-        point = self.points.get((tx.charger_id, tx.connector))
+        point = self.points.get((event.charger_id, event.connector))
         if point is None:
             return
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         if isinstance(event, TransactionStarted):
             point.started_at = now
         else:
-            point.last_session, point.stopped_at = tx, now
+            point.last_session, point.stopped_at = event.transaction, now
 
     def _points_of(self, event):
         """
@@ -477,19 +374,19 @@ class KnxBridge(service.Service):
 
         @param force: write every known value (after (re)connecting).
         @param forced_by: the type of the event being handled, for
-            L{GroupObject.sent_on}.
-        @param only: the name of the one object to consider.
+            L{xxterocpp.knx.objects.GroupObject.sent_on}.
+        @param only: the key of the one object to consider.
         """
         state = self.state(point)
         for obj, address in point.objects:
-            if obj.send is None or (only is not None and obj.name != only):
+            if obj.send is None or (only is not None and obj.key != only):
                 continue
             value = self._value(point, obj, state)
             if value is None:
                 continue
-            last = point.sent.get(obj.name)
-            if force or forced_by in obj.sent_on or obj.significant(last, value):
-                point.sent[obj.name] = value
+            last = point.sent.get(obj.key)
+            if force or forced_by in obj.declared.sent_on or obj.significant(last, value):
+                point.sent[obj.key] = value
                 self._send(WRITE, point, obj, address, value)
 
     def _value(self, point, obj, state):
@@ -498,7 +395,7 @@ class KnxBridge(service.Service):
         except Exception:
             # one broken derivation must not keep the others off the bus
             _log.failure("KNX {name} of {point}: cannot derive the value",
-                         name=obj.name, point=point)
+                         name=obj.key, point=point)
             return None
 
     def _send(self, kind, point, obj, address, value):
@@ -507,7 +404,7 @@ class KnxBridge(service.Service):
             return
         if kind == WRITE:
             if self.link.write(address, payload):
-                self._last_writer[address] = (point.key, obj.name)
+                self._last_writer[address] = (point.key, obj.key)
         else:
             self.link.respond(address, payload)
 
@@ -521,19 +418,19 @@ class KnxBridge(service.Service):
                 return dpt.encode(value)
             except DPTRangeError as e:
                 _log.warn("KNX {name} of {point} ({address}): {reason}; sending the nearest "
-                          "value instead", name=obj.name, point=point, address=address,
+                          "value instead", name=obj.key, point=point, address=address,
                           reason=e)
                 return dpt.encode(value, clamp=True)
         except DPTError as e:
             _log.warn("KNX {name} of {point} ({address}) not sent: {reason}",
-                      name=obj.name, point=point, address=address, reason=e)
+                      name=obj.key, point=point, address=address, reason=e)
             return None
 
     def _answer(self, address):
         senders = self._senders.get(address, [])
         # the object that wrote to the address last, else the first with a value
         last = self._last_writer.get(address)
-        ordered = sorted(senders, key=lambda s: (s[0].key, s[1].name) != last)
+        ordered = sorted(senders, key=lambda s: (s[0].key, s[1].key) != last)
         for point, obj in ordered:
             value = self._value(point, obj, self.state(point))
             if value is not None:
@@ -573,7 +470,7 @@ class KnxBridge(service.Service):
     def _received(self, point, obj, telegram):
         dpt = obj.dpt_for(point.config)
         what = f"KNX write {telegram.payload!r} from {telegram.src} to {telegram.dst} " \
-               f"({obj.name} of {point})"
+               f"({obj.key} of {point})"
         try:
             value = dpt.decode(telegram.payload)
             convert = _FROM_BUS.get(dpt.unit)
@@ -598,11 +495,4 @@ class KnxBridge(service.Service):
             _log.warn("{what} not carried out: {status}{detail}", what=what,
                       status=result.status, detail=detail)
         if obj.echo and self.running and point is self.points.get(point.key):
-            self._refresh(point, force=True, only=obj.name)
-
-
-def _bus_view(charger):
-    """
-    What of a L{ChargerConfig} decides what the bridge puts on the bus.
-    """
-    return (charger.knx, charger.time_dpt, charger.current_dpt)
+            self._refresh(point, force=True, only=obj.key)

@@ -21,7 +21,8 @@ the nearest end of the range (never wrap: a counter of 256 sent as 0 would
 lie to the bus).
 
 Times are always sent in the controller's local time (KNX has no time zones):
-see L{local_time}. Byte layouts and golden vectors: C{reference/knx.md} §4.
+see L{local_time}. The byte layouts are those of the KNX standard, checked
+against xknx in C{tests/test_dpt.py}.
 """
 
 import math
@@ -38,6 +39,7 @@ __all__ = [
     "DPTRangeError",
     "DPTS",
     "DateTime",
+    "Float32",
     "TimeOfDay",
     "local_time",
     "lookup",
@@ -312,9 +314,13 @@ class _Integer(DPT):
         return self._struct.unpack(raw)[0]
 
 
-class _Float32(DPT):
+class Float32(DPT):
     """
     DPT 14.x: IEEE-754 single precision, big-endian.
+
+    Public because every 14.x subtype is the same codec with another name
+    and unit: C{Float32("14.056", "DPT_Value_Power", "W")} for one that
+    L{DPTS} does not list.
     """
 
     length = 4
@@ -400,7 +406,7 @@ _CLQ, _SRC = 0x80, 0x40
 
 class _DateTime(DPT):
     """
-    DPT 19.001: 8 bytes, see L{DateTime} and C{reference/knx.md} §4.7.
+    DPT 19.001: 8 bytes, see L{DateTime}.
     """
 
     length = 8
@@ -461,7 +467,7 @@ DPTS = {
         _Boolean("1.015", "DPT_Reset"),
         _Integer("5.010", "DPT_Value_1_Ucount", None, ">B"),
         _Integer("13.010", "DPT_ActiveEnergy", "Wh", ">i"),
-        _Float32("14.019", "DPT_Value_Electric_Current", "A"),
+        Float32("14.019", "DPT_Value_Electric_Current", "A"),
         _Float16("9.021", "DPT_Value_Curr", "mA"),
         _TimeOfDay("10.001", "DPT_TimeOfDay"),
         _DateTime("19.001", "DPT_DateTime"),

@@ -2,8 +2,8 @@
 """
 A native Twisted client for knxd's group socket, and the service that keeps it up.
 
-knxd's protocol (C{reference/knx.md} §1.3): every frame is a 2-byte big-endian
-length, a 2-byte message type and a payload. A group socket is opened with
+knxd's protocol (as verified against a running knxd): every frame is a 2-byte
+big-endian length, a 2-byte message type and a payload. A group socket is opened with
 C{EIB_OPEN_GROUPCON} and then carries C{EIB_GROUP_PACKET}s::
 
     client -> knxd   00 05 | 00 26 | 00 00 00            open (not write-only)
@@ -264,6 +264,10 @@ class _QuietClientService(ClientService):
 
 
 class _Factory(protocol.Factory):
+    # Not noisy: Twisted would log "Starting factory" / "Stopping factory" at
+    # every retry, while knxd is down; KnxdLink logs the state changes.
+    noisy = False
+
     def __init__(self, link):
         self.link = link
 
@@ -282,7 +286,7 @@ class KnxdLink(service.Service):
     @ivar description: the knxd client endpoint, e.g. C{"unix:/run/knx"}.
     """
 
-    def __init__(self, description, reactor=None, retry_policy=None, open_timeout=10.0):
+    def __init__(self, description, reactor, retry_policy=None, open_timeout=10.0):
         """
         @param description: a client endpoint string (C{"unix:/run/knx"},
             C{"tcp:host:6720"}).
@@ -291,8 +295,6 @@ class KnxdLink(service.Service):
             exponential backoff capped at 30 s.
         @param open_timeout: seconds knxd may take to open the group socket.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self.description = description
         self._reactor = reactor
         self._open_timeout = open_timeout
