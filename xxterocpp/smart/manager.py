@@ -16,6 +16,7 @@ import attr
 from twisted.application import service
 from twisted.logger import Logger
 
+from xxterocpp.control import SILENT
 from xxterocpp.smart import planner
 from xxterocpp.domain.events import (
     ChargerBooted,
@@ -53,22 +54,6 @@ START_DELAY = 5.0
 #: stops it (L{SmartManager.surplus_start_delay}, C{surplus_stop_delay}).
 SURPLUS_START_DELAY = 60.0
 SURPLUS_STOP_DELAY = 300.0
-
-#: The profile id per connector (a new profile with the same id replaces the
-#: old one; the control model's ids are
-#: L{xxterocpp.control.PROFILE_IDS} 100/200/300 + connector, never these).
-PROFILE_ID_BASE = 9100
-
-#: The stack level when the charger did not report its
-#: C{ChargeProfileMaxStackLevel}; otherwise the plan goes out at that top
-#: level, which the control model leaves free for TxProfiles (its own
-#: TxProfile fallback uses at most one below): OCPP 1.6 replaces a profile
-#: of the same purpose and stack level, so the two never replace each
-#: other, and within TxProfiles the higher level wins: the plan. Over the
-#: control model's TxDefaultProfile a TxProfile wins by purpose (OCPP 1.6
-#: §3.13.1); its ChargePointMaxProfile stays an upper bound.
-STACK_LEVEL = 1
-
 
 class NoSmartSession(LookupError):
     """
@@ -475,39 +460,17 @@ class SmartManager(service.Service):
             session.refresh_at = None
             self._send_limit(session, self._now())
             return
-        schedule, session.refresh_at = planner.to_schedule(
-            session.plan, self._reported(session, "ChargingScheduleMaxPeriods",
-                                         planner.MAX_PERIODS))
-        payload = {
-            "connectorId": session.point.connector,
-            "csChargingProfiles": {
-                "chargingProfileId": PROFILE_ID_BASE + session.point.connector,
-                "transactionId": session.transaction.id,
-                "stackLevel": self._reported(session, "ChargeProfileMaxStackLevel",
-                                             STACK_LEVEL),
-                "chargingProfilePurpose": "TxProfile",
-                "chargingProfileKind": "Absolute",
-                "chargingSchedule": schedule,
-            },
-        }
-        d = self.controller.send(session.point.id, "SetChargingProfile", payload)
+        point = session.point
+        schedule = planner.to_schedule(session.plan, self.controller.schedule_periods(point.id))
+        session.refresh_at = schedule.refresh_at
+        d = self.controller.set_schedule(point.id, point.connector, session.transaction.id,
+                                         schedule.start, schedule.periods)
         d.addCallback(self._profile_sent, session)
-
-    def _reported(self, session, key, default):
-        """
-        @return: a charger's integer configuration key as read at boot
-            (L{xxterocpp.domain.model.Charger.configuration}), or C{default}.
-        """
-        charger = self.central.chargers.get(session.point.id)
-        try:
-            return max(1, int(charger.configuration[key].value))
-        except (AttributeError, KeyError, TypeError, ValueError):
-            return default
 
     def _profile_sent(self, result, session):
         if result.accepted:
             return
-        if result.status in ("NotConnected", "Timeout"):
+        if result.status in SILENT:
             # Sent again when the charger is back (boot) or at the next
             # re-plan.
             self.log.warn("{id}/{connector}: smart plan not sent ({status})",
