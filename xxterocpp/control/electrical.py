@@ -4,7 +4,7 @@ The electrical facts and the charging-profile numbering that the control
 model and the Smart Energy Manager share: the minimum current, A to W, the
 chargingProfileIds and who owns which stack level.
 
-Pure: no Twisted, no OCPP types.
+Plain numbers: no I/O, no OCPP types.
 """
 
 #: IEC 61851-1: below 6 A the control pilot no longer allows charging, so a

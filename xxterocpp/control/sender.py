@@ -122,15 +122,15 @@ class Sender:
             self.log.info("{id}: {action} {status}", id=charger.id, action=action, status=status)
         return CommandResult(status in ACCEPTED, status, f"{action}: {status}", response)
 
-    def send(self, charger, action, payload, route=None):
+    def send(self, charger, action, payload, route):
         """
         Send any CS->CP OCPP 1.6 action with a JSON payload; the result's
         C{response} is the charger's JSON answer. A payload that does not
         validate gives C{CommandResult(False, "Invalid", reason)}.
 
-        @param route: C{route(charger, request)} sends the decoded request
-            instead of L{call}, for the requests the controller keeps books
-            on (the AuthorizationKey).
+        @param route: C{route(charger, request)} sends the decoded request:
+            L{call}, or the controller's bookkeeping for requests it keeps
+            books on (the AuthorizationKey).
         """
         spec = m.ACTIONS.get(action)
         if spec is None or spec.direction == m.CP_TO_CS:
@@ -139,7 +139,7 @@ class Sender:
             request, _ = m.decode(spec.request, payload)
         except m.ValidationError as e:
             return invalid(f"{e.code}: {e.message}")
-        d = (route or self.call)(charger, request)
+        d = route(charger, request)
         d.addCallback(lambda r: r if r.response is None
                       else attr.evolve(r, response=m.encode(r.response)))
         return d
