@@ -1,8 +1,11 @@
 """
-Tests of L{xxterocpp.control}: the control model and what it sends.
+Tests of L{xxterocpp.control}: the command front, the raw API, the local
+authorization list and reservations. The limits, the post-boot set-up and
+the key rotation have their own modules (C{test_limits}, C{test_setup},
+C{test_keys}), on the harness defined here.
 
-L{ControllerTests} drive the real L{CentralSystem}, L{OcppSession} and
-L{Controller} on a L{Clock} against a scripted charger, where timing
+L{ControllerHarness} drives the real L{CentralSystem}, L{OcppSession} and
+L{Controller} on a L{Clock} against a L{ScriptedCharger}, where timing
 matters (timeouts, coalescing, the boot watchdog); L{EndToEndTests} run the
 whole service against simulated chargers over real WebSockets.
 """
@@ -17,11 +20,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.service import BASE_CONFIG, start_service, write_config
 from tests.sim import NO_REPLY, CS_TO_CP_ACTIONS, CallErrorReply, ConfigurationKey, connect_charger
 from xxterocpp.config import TagConfig, parse_config
-from xxterocpp.control import MEASURANDS, SETUP_CONCURRENCY, Controller, UnknownChargingPoint
+from xxterocpp.control import Controller, UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.domain.central import CentralSystem
-from xxterocpp.domain.events import ChargerBooted, LimitChanged
 
 CONFIG = """
 [ocpp]
@@ -134,11 +136,15 @@ class ScriptedCharger:
         calls, self.calls = self.calls, []
         return calls
 
+class ControllerHarness:
+    """
+    The controller against a scripted charger, on a fake clock (a mixin of
+    the controller's test cases).
 
-class ControllerTests(SynchronousTestCase):
+    @cvar config: the configuration text.
     """
-    The controller against a scripted charger, on a fake clock.
-    """
+
+    config = CONFIG
 
     def setUp(self):
         self.clock = Clock()
@@ -150,7 +156,7 @@ class ControllerTests(SynchronousTestCase):
         """
         Start (again) on the same store, as after a restart.
         """
-        self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock)
+        self.central = CentralSystem(parse_config(self.config), self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
         self.central.load()
         self.events = []
@@ -172,158 +178,26 @@ class ControllerTests(SynchronousTestCase):
                 p["stackLevel"], p["chargingSchedule"]["chargingRateUnit"],
                 p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
 
-    def test_post_boot_configuration(self):
+    def start_fleet(self, n):
         """
-        Nothing is sent before the BootNotification is answered; then the
-        configuration is read once, the measurands and the interval set,
-        the limit (normal_current) applied and the local list sent.
+        Start (again) with C{n} chargers CP0 ... configured.
         """
-        cp = self.connect()
-        first_call = next(i for i, f in enumerate(cp.frames) if f[0] == 2)
-        self.assertEqual(cp.frames[0][:2], [3, "boot"])
-        self.assertGreater(first_call, 0)
-        self.assertEqual(cp.actions(), [
-            "GetConfiguration", "ChangeConfiguration", "ChangeConfiguration",
-            "SetChargingProfile", "GetLocalListVersion", "SendLocalList"])
-        self.assertEqual(cp.payloads("ChangeConfiguration"), [
-            {"key": "MeterValuesSampledData", "value": ",".join(MEASURANDS)},
-            {"key": "MeterValueSampleInterval", "value": "60"}])
-        self.assertEqual(self.profile(cp.payloads("SetChargingProfile")[0]),
-                         (1, "TxDefaultProfile", "Absolute", 8, "A", 16.0))
-        start = cp.payloads("SetChargingProfile")[0]["csChargingProfiles"]["chargingSchedule"][
-            "startSchedule"]
-        self.assertLess(start, "2026-01-01T00:00:00")
-        self.assertEqual(self.controller.limit("CP1"), 16.0)
-        self.assertIn(LimitChanged("CP1", 1, 16.0), self.events)
-        local = cp.payloads("SendLocalList")[0]
-        self.assertEqual((local["listVersion"], local["updateType"]), (1, "Full"))
-        self.assertEqual(local["localAuthorizationList"],
-                         [{"idTag": "GOOD", "idTagInfo": {"status": "Accepted"}}])
+        self.central = CentralSystem(parse_config(
+            f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
+                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
+            self.store, self.clock)
+        self.controller = Controller(self.central, self.clock)
+        self.central.load()
 
-    def test_settings_already_right_are_not_sent(self):
-        """
-        Measurands and interval already as wanted: no ChangeConfiguration.
-        """
-        cp = self.connect(configuration=dict(
-            CONFIGURATION, MeterValuesSampledData=",".join(reversed(MEASURANDS)),
-            MeterValueSampleInterval="60"))
-        self.assertNotIn("ChangeConfiguration", cp.actions())
+    def settle(self, turns=30):
+        for _ in range(turns):
+            self.clock.advance(0)
 
-    def test_measurands_partially_accepted(self):
-        """
-        Quirk 21: the whole list rejected, then grown one measurand at a
-        time; an unsupported one is left out.
-        """
-        cp = ScriptedCharger(self.central, self.clock)
-        cp.answers["ChangeConfiguration"] = lambda p: {
-            "status": "Rejected" if "Current.Offered" in p["value"] else "Accepted"}
-        cp.boot()
-        values = [p["value"] for p in cp.payloads("ChangeConfiguration")
-                  if p["key"] == "MeterValuesSampledData"]
-        self.assertEqual(values, [
-            ",".join(MEASURANDS),
-            "Energy.Active.Import.Register",
-            "Energy.Active.Import.Register,Current.Import",
-            "Energy.Active.Import.Register,Current.Import,Power.Active.Import",
-            ",".join(MEASURANDS)])
-        self.assertEqual(self.central.chargers["CP1"].configuration[
-            "MeterValuesSampledData"].value,
-            "Energy.Active.Import.Register,Current.Import,Power.Active.Import")
 
-    def test_reboot_required_is_accepted(self):
-        """
-        RebootRequired counts as accepted: no retries.
-        """
-        cp = ScriptedCharger(self.central, self.clock)
-        cp.answers["ChangeConfiguration"] = {"status": "RebootRequired"}
-        cp.boot()
-        self.assertEqual(len(cp.payloads("ChangeConfiguration")), 2)
-
-    def test_cascade_fallback_is_remembered_across_restarts(self):
-        """
-        A charger taking only ChargePointMaxProfile, Relative, at stack
-        level 0: found by the cascade, tried first from then on, also after
-        a restart.
-        """
-        def only(p):
-            ok = self.profile(p)[:4] == (0, "ChargePointMaxProfile", "Relative", 0)
-            return {"status": "Accepted" if ok else "Rejected"}
-
-        cp = ScriptedCharger(self.central, self.clock)
-        cp.answers["SetChargingProfile"] = only
-        cp.boot()
-        tried = [self.profile(p)[:4] for p in cp.payloads("SetChargingProfile")]
-        self.assertEqual(tried, [
-            (1, "TxDefaultProfile", "Absolute", 8), (1, "TxDefaultProfile", "Absolute", 0),
-            (1, "TxDefaultProfile", "Relative", 8), (1, "TxDefaultProfile", "Relative", 0),
-            (0, "ChargePointMaxProfile", "Absolute", 8),
-            (0, "ChargePointMaxProfile", "Absolute", 0),
-            (0, "ChargePointMaxProfile", "Relative", 8),
-            (0, "ChargePointMaxProfile", "Relative", 0)])
-        self.assertNotIn("startSchedule", cp.payloads("SetChargingProfile")[-1][
-            "csChargingProfiles"]["chargingSchedule"])
-        self.assertEqual(self.controller.limit("CP1"), 16.0)
-        cp.take()
-        self.assertTrue(self.result(self.controller.set_limit("CP1", 1, 20)).accepted)
-        self.assertEqual([self.profile(p) for p in cp.payloads("SetChargingProfile")],
-                         [(0, "ChargePointMaxProfile", "Relative", 0, "A", 20.0)])
-
-        self.start()
-        cp = ScriptedCharger(self.central, self.clock)
-        cp.answers["SetChargingProfile"] = only
-        cp.boot()
-        self.assertEqual([self.profile(p) for p in cp.payloads("SetChargingProfile")],
-                         [(0, "ChargePointMaxProfile", "Relative", 0, "A", 20.0)])
-
-    def test_tx_profile_on_the_running_transaction(self):
-        """
-        A charger taking only a TxProfile gets it with the transactionId.
-        """
-        cp = ScriptedCharger(self.central, self.clock)
-        cp.answers["SetChargingProfile"] = lambda p: {"status": (
-            "Accepted" if p["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
-            else "NotSupported")}
-        cp.boot()
-        self.assertIsNone(self.controller.limit("CP1"))
-        cp.session.text_received(json.dumps([2, "s", "StartTransaction", {
-            "connectorId": 1, "idTag": "GOOD", "meterStart": 0,
-            "timestamp": "2026-01-01T00:00:00Z"}]))
-        self.clock.advance(0)
-        tx = self.central.chargers["CP1"].connectors[1].transaction
-        cp.take()
-        self.assertTrue(self.result(self.controller.set_limit("CP1", 1, 10)).accepted)
-        last = cp.payloads("SetChargingProfile")[-1]["csChargingProfiles"]
-        self.assertEqual((last["chargingProfilePurpose"], last["transactionId"]), ("TxProfile", tx.id))
-        self.assertEqual(self.controller.limit("CP1"), 10.0)
-
-    def test_watts_when_the_charger_wants_power(self):
-        """
-        Quirk 20: C{ChargingScheduleAllowedChargingRateUnit} "W": the limit
-        goes in watts, A x 230 V x phases.
-        """
-        cp = self.connect(configuration=dict(
-            CONFIGURATION, ChargingScheduleAllowedChargingRateUnit="W"))
-        self.assertEqual(self.profile(cp.payloads("SetChargingProfile")[0])[4:], ("W", 11040.0))
-
-    def test_rapid_limit_changes_are_coalesced(self):
-        """
-        Limits arriving while SetChargingProfile is outstanding: the last
-        one wins, one more call, every caller gets an answer.
-        """
-        cp = self.connect()
-        cp.take()
-        cp.answers["SetChargingProfile"] = None
-        results = [self.controller.set_limit("CP1", 1, amps) for amps in (10, 12, 14, 15.55)]
-        self.clock.advance(0)
-        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")], [10.0])
-        cp.answer(cp.calls[-1][0], {"status": "Accepted"})
-        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")],
-                         [10.0, 15.6])
-        cp.answer(cp.calls[-1][0], {"status": "Accepted"})
-        self.assertTrue(all(self.successResultOf(d).accepted for d in results))
-        self.assertEqual(self.controller.limit("CP1"), 15.6)
-        self.assertEqual([e.limit for e in self.events if isinstance(e, LimitChanged)],
-                         [16.0, 10.0, 15.6])
+class ControllerTests(ControllerHarness, SynchronousTestCase):
+    """
+    The commands and the raw API against a scripted charger.
+    """
 
     def test_no_answer_times_out_and_the_queue_moves(self):
         """
@@ -343,95 +217,6 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(cp.actions(), ["SetChargingProfile", "UnlockConnector"])
         self.assertEqual(self.controller.limit("CP1"), 16.0)
 
-    def start_fleet(self, n):
-        """
-        Start (again) with C{n} chargers CP0 ... configured.
-        """
-        self.central = CentralSystem(parse_config(
-            f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
-                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
-            self.store, self.clock)
-        self.controller = Controller(self.central, self.clock)
-        self.central.load()
-
-    def settle(self, turns=30):
-        for _ in range(turns):
-            self.clock.advance(0)
-
-    def test_set_ups_after_a_mass_boot_are_bounded(self):
-        """
-        When many chargers boot at once (a controller reboot), at most
-        SETUP_CONCURRENCY of them are being set up at a time, in boot order;
-        each one finished lets the next one start, and all are set up.
-        """
-        n = SETUP_CONCURRENCY + 8
-        self.start_fleet(n)
-        chargers = [ScriptedCharger(self.central, self.clock, charger_id=f"CP{i}")
-                    for i in range(n)]
-        for cp in chargers:
-            cp.answers["GetConfiguration"] = None  # held: answered below
-            cp.boot()
-        self.settle()
-        asked = [cp for cp in chargers if cp.actions()]
-        self.assertEqual(asked, chargers[:SETUP_CONCURRENCY])
-        self.assertEqual([cp.actions() for cp in asked], [["GetConfiguration"]] * len(asked))
-        # The first answers: its set-up goes on to the end, the next starts.
-        first = chargers[0]
-        first.answer(first.calls[0][0], {"configurationKey": []})
-        self.settle()
-        self.assertIn("SetChargingProfile", first.actions())
-        self.assertEqual(chargers[SETUP_CONCURRENCY].actions(), ["GetConfiguration"])
-        self.assertEqual(chargers[SETUP_CONCURRENCY + 1].actions(), [])
-        # The others time out on GetConfiguration, finish, and make room.
-        for _ in range(3):
-            self.clock.advance(5)
-            self.settle()
-        for cp in chargers:
-            self.assertEqual(cp.actions().count("GetConfiguration"), 1, cp.session.identity)
-            self.assertEqual(cp.actions().count("SetChargingProfile"), 1, cp.session.identity)
-
-    def test_set_ups_that_end_at_once_do_not_recurse(self):
-        """
-        Set-ups ending synchronously (chargers gone again, the service
-        stopping) start the next ones from a loop, not by recursion: a mass
-        boot of chargers that all went away does not hit the recursion limit.
-        """
-        n = 3000
-        self.start_fleet(n)
-        # Set-ups in flight, the charger never answering...
-        for i in range(SETUP_CONCURRENCY):
-            cp = ScriptedCharger(self.central, self.clock, charger_id=f"CP{i}")
-            cp.answers["GetConfiguration"] = None
-            cp.boot()
-        # ... the others booted, then gone: queued.
-        for i in range(SETUP_CONCURRENCY, n):
-            self.central._emit(ChargerBooted(f"CP{i}"))
-        self.settle()
-        self.assertEqual(len(self.controller._setup_queue), n - SETUP_CONCURRENCY)
-        # The calls time out; the queued set-ups end at once, one after another.
-        self.clock.advance(5)
-        self.settle()
-        self.assertEqual(self.flushLoggedErrors(), [])
-        self.assertEqual((self.controller._setup_queue, self.controller._setups_running), ({}, set()))
-
-    def test_boots_during_the_set_up_give_one_more_run(self):
-        """
-        Quirk 14 (reboot loops): boots arriving while the set-up after the
-        previous one runs are served by a single further set-up.
-        """
-        cp = self.connect(boot=False)
-        cp.answers["GetConfiguration"] = None
-        cp.boot()
-        cp.boot()
-        cp.boot()
-        self.settle()
-        self.assertEqual(cp.actions(), ["GetConfiguration"])
-        cp.answers["GetConfiguration"] = {"configurationKey": []}
-        cp.answer(cp.calls[0][0], {"configurationKey": []})
-        self.settle()
-        self.assertEqual(cp.actions().count("GetConfiguration"), 2)
-        self.assertEqual(cp.actions().count("SetChargingProfile"), 2)
-
     def test_call_error(self):
         """
         A CALLERROR comes back as a result; for a profile the cascade goes
@@ -448,78 +233,6 @@ class ControllerTests(SynchronousTestCase):
         self.assertIn("NotSupported", result.detail)
         self.assertEqual(self.profile(cp.payloads("SetChargingProfile")[-1])[1],
                          "ChargePointMaxProfile")
-
-    def test_limit_reapplied_after_reboot(self):
-        """
-        Quirk 40: every BootNotification puts the limit in force again.
-        """
-        cp = self.connect()
-        self.controller.set_limit("CP1", 1, 9)
-        self.clock.advance(0)
-        cp.take()
-        cp.boot()
-        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")], [9.0])
-
-    def test_limit_set_offline_is_applied_at_boot(self):
-        """
-        A limit set while the charger is away is kept and applied when it
-        boots.
-        """
-        result = self.result(self.controller.set_limit("CP1", 1, 7))
-        self.assertEqual(result.status, "NotConnected")
-        cp = self.connect()
-        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")], [7.0])
-
-    def test_limits_are_clamped(self):
-        """
-        SPEC §3: 0, or 6 .. max_current, one decimal.
-        """
-        point = self.central.config.charger("CP1", 1)
-        for amps, limit in [(-3, 0), (0, 0), (0.04, 0), (2, 6), (6.04, 6), (16.26, 16.3),
-                            (40, 32)]:
-            self.assertEqual(Controller.clamp(point, amps), limit, amps)
-
-    def test_pause_resume_normal_fast(self):
-        """
-        Pause is 0 A, resume goes back to the limit before; normal and fast
-        are normal_current and max_current.
-        """
-        cp = self.connect()
-        cp.take()
-        self.result(self.controller.set_limit("CP1", 1, 11))
-        self.result(self.controller.pause("CP1"))
-        self.result(self.controller.pause("CP1"))
-        self.assertEqual(self.controller.limit("CP1"), 0.0)
-        self.result(self.controller.resume("CP1"))
-        self.assertTrue(self.result(self.controller.resume("CP1")).accepted)
-        self.result(self.controller.fast("CP1"))
-        self.result(self.controller.normal("CP1"))
-        self.assertEqual([self.profile(p)[5] for p in cp.payloads("SetChargingProfile")],
-                         [11.0, 0.0, 0.0, 11.0, 32.0, 16.0])
-
-    def test_boot_is_triggered_for_a_charger_that_never_boots(self):
-        """
-        Quirk 8: no BootNotification within 5 s: TriggerMessage; nothing
-        else is sent before the boot.
-        """
-        cp = self.connect(boot=False)
-        self.clock.advance(4.9)
-        self.assertEqual(cp.calls, [])
-        self.clock.advance(0.1)
-        self.assertEqual(cp.payloads("TriggerMessage"), [{"requestedMessage": "BootNotification"}])
-        self.assertEqual(cp.actions(), ["TriggerMessage"])
-
-    def test_no_trigger_when_it_boots_or_booted_before(self):
-        """
-        A charger that boots in time, or reconnects after an earlier boot
-        (quirk 9), is not triggered.
-        """
-        cp = self.connect()
-        self.clock.advance(10)
-        self.assertNotIn("TriggerMessage", cp.actions())
-        again = self.connect(boot=False)
-        self.clock.advance(10)
-        self.assertEqual(again.calls, [])
 
     def test_reserve_and_start(self):
         """

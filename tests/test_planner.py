@@ -2,12 +2,11 @@
 Tests for L{xxterocpp.smart.planner}.
 """
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from xxterocpp.ocpp.messages import ACTIONS, decode
 from xxterocpp.smart.planner import (
     Capacity,
     SurplusFollower,
@@ -184,17 +183,17 @@ class PlanTests(SynchronousTestCase):
 class ScheduleTests(SynchronousTestCase):
     def test_profile_periods_merged(self):
         p = plan(local(2024, 3, 5, 18, 7), time(7), 20000, WALLBOX, NIGHT, tz=TZ)
-        schedule, refresh = to_schedule(p)
-        self.assertIsNone(refresh)
-        self.assertEqual(schedule["startSchedule"], "2024-03-05T17:07:00Z")
-        self.assertEqual(schedule["chargingRateUnit"], "A")
-        periods = [(x["startPeriod"], x["limit"]) for x in schedule["chargingSchedulePeriod"]]
+        schedule = to_schedule(p)
+        self.assertIsNone(schedule.refresh_at)
+        self.assertEqual(schedule.start, datetime(2024, 3, 5, 17, 7, tzinfo=timezone.utc))
         start = 4 * 3600 + 53 * 60
-        self.assertEqual(periods, [(0, 0.0), (start, 16.0), (start + 7 * 900, 6.0),
-                                   (start + 8 * 900, 0.0), (13 * 3600 - 7 * 60, 16.0)])
-        self.assertEqual({x["numberPhases"] for x in schedule["chargingSchedulePeriod"]}, {3})
-        self.assertTrue(all(isinstance(x["limit"], float)
-                            for x in schedule["chargingSchedulePeriod"]))
+        self.assertEqual(schedule.periods, ((0, 0.0), (start, 16.0), (start + 7 * 900, 6.0),
+                                            (start + 8 * 900, 0.0), (13 * 3600 - 7 * 60, 16.0)))
+        self.assertTrue(all(isinstance(limit, float) for _, limit in schedule.periods))
+
+    def test_start_to_the_second(self):
+        p = plan(local(2024, 3, 5, 18, 7, 30, 250000), time(7), 20000, WALLBOX, NIGHT, tz=TZ)
+        self.assertEqual(to_schedule(p).start, local(2024, 3, 5, 18, 7, 30))
 
     def test_too_many_periods_refresh(self):
         """
@@ -204,30 +203,14 @@ class ScheduleTests(SynchronousTestCase):
         tariff = Tariff([(time(h), 0.1 if h % 2 else 0.3) for h in range(24)])
         now = local(2024, 3, 5, 0, 0)
         p = plan(now, time(23, 59), 12 * 2760, WALLBOX, tariff, tz=TZ)
-        schedule, refresh = to_schedule(p, max_periods=5)
-        self.assertEqual(len(schedule["chargingSchedulePeriod"]), 5)
-        self.assertEqual(refresh, local(2024, 3, 5, 5, 0))
+        schedule = to_schedule(p, max_periods=5)
+        self.assertEqual(len(schedule.periods), 5)
+        self.assertEqual(schedule.refresh_at, local(2024, 3, 5, 5, 0))
 
     def test_departure_passed(self):
         now = local(2024, 3, 6, 8, 0)
         p = plan(now, now - timedelta(minutes=1), 1000, WALLBOX, NIGHT, tz=TZ)
-        schedule, _ = to_schedule(p)
-        self.assertEqual(schedule["chargingSchedulePeriod"],
-                         [{"startPeriod": 0, "limit": 16.0, "numberPhases": 3}])
-
-    def test_profile_is_a_valid_set_charging_profile(self):
-        """
-        The schedule passes the SetChargingProfile schema of the OCPP side.
-        """
-        p = plan(local(2024, 3, 5, 18, 7), time(7), 20000, Capacity(32, 1), NIGHT, tz=TZ)
-        schedule, _ = to_schedule(p)
-        payload = {"connectorId": 1, "csChargingProfiles": {
-            "chargingProfileId": 1, "transactionId": 1, "stackLevel": 2,
-            "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Absolute",
-            "chargingSchedule": schedule}}
-        request, warnings = decode(ACTIONS["SetChargingProfile"].request, payload)
-        self.assertEqual((request.cs_charging_profiles.charging_schedule.charging_rate_unit,
-                          warnings), ("A", []))
+        self.assertEqual(to_schedule(p).periods, ((0, 16.0),))
 
 
 class SurplusFollowerTests(SynchronousTestCase):

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_station import MemoryStore
 from xxterocpp.config import parse_config
 from xxterocpp.control import CommandResult
+from xxterocpp.control.limits import plan_profile, schedule_periods
 from xxterocpp.ocpp import messages as m
 from xxterocpp.smart.manager import START_DELAY, NoSmartSession, SmartManager
 from xxterocpp.domain.central import CentralSystem
@@ -40,17 +41,25 @@ smart_tag = "SMART2"
 
 class FakeController:
     """
-    The control model's commands, recorded; C{send} answers with
-    C{answer}.
+    The control model's commands, recorded. A schedule is recorded as the
+    JSON of the SetChargingProfile the real controller builds of it, and
+    answered with C{answer}.
     """
 
-    def __init__(self):
+    def __init__(self, central):
+        self.central = central
         self.calls = []
         self.answer = CommandResult(True, "Accepted")
 
-    def send(self, charger_id, action, payload):
-        self.calls.append(("send", charger_id, action, payload))
+    def set_schedule(self, charger_id, connector, transaction_id, start, periods):
+        request = plan_profile(self.central.chargers[charger_id],
+                               self.central.config.charger(charger_id, connector),
+                               transaction_id, start, periods)
+        self.calls.append(("set_schedule", charger_id, "SetChargingProfile", m.encode(request)))
         return defer.succeed(self.answer)
+
+    def schedule_periods(self, charger_id):
+        return schedule_periods(self.central.chargers[charger_id])
 
     def set_limit(self, charger_id, connector, amps):
         self.calls.append(("set_limit", charger_id, connector, amps))
@@ -62,7 +71,7 @@ class FakeController:
         """
         return [(c[1], [(p["startPeriod"], p["limit"]) for p in
                         c[3]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]])
-                for c in self.calls if c[0] == "send"]
+                for c in self.calls if c[0] == "set_schedule"]
 
     def limits(self):
         return [c[1:] for c in self.calls if c[0] == "set_limit"]
@@ -80,7 +89,7 @@ class Harness:
         self.config = parse_config(CONFIG.format(smart=smart))
         self.central = CentralSystem(self.config, MemoryStore(), self.clock)
         self.central.load()
-        self.controller = FakeController()
+        self.controller = FakeController(self.central)
         self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ)
         self.manager.startService()
         self.addCleanup(self.manager.stopService)
@@ -224,7 +233,7 @@ class SmartManagerTests(Harness, SynchronousTestCase):
 
     def test_restart_adopts_running_smart_session(self):
         self.start()
-        again = SmartManager(self.central, FakeController(), self.clock, self.config, TZ)
+        again = SmartManager(self.central, FakeController(self.central), self.clock, self.config, TZ)
         again.startService()
         self.addCleanup(again.stopService)
         self.assertEqual(len(again.controller.profiles()), 1)

@@ -348,7 +348,7 @@ class KeyRotationTests(SecureTestCase):
         yield charger.boot()
         if answer is not None:
             charger.handlers["ChangeConfiguration"] = answer
-        status = yield self.service.central.change_authorization_key("RDAM 123", NEW_KEY)
+        status = yield self.service.controller.change_authorization_key("RDAM 123", NEW_KEY)
         return charger, status
 
     @defer.inlineCallbacks
@@ -415,7 +415,7 @@ class KeyRotationTests(SecureTestCase):
 
     def test_bad_keys_are_refused_at_once(self):
         for key in ("short", "0011", "G" * 40, "x" * 21, "00" * 21, "a:" * 9):
-            self.assertRaises(ValueError, self.service.central.change_authorization_key,
+            self.assertRaises(ValueError, self.service.controller.change_authorization_key,
                               "RDAM 123", key)
 
 

@@ -276,50 +276,6 @@ class CentralSystem:
             d = self.store.put_setting(charger_id, PENDING_AUTHORIZATION_KEY, key)
         return self._persist(d)
 
-    def change_authorization_key(self, charger_id, key=None):
-        """
-        Rotate a charger's AuthorizationKey (security white paper A01) with
-        ChangeConfiguration. Accepted: only the new key is accepted from now
-        on, also after a restart (A01.FR.03); Rejected, NotSupported or a
-        CALLERROR: the old one stays (A01.FR.04). Without an answer both are
-        accepted until the charger connects with one of them, so a lost
-        answer cannot lock it out.
-
-        @param key: the new key, by default 20 random bytes as 40 hex digits.
-        @raise ValueError: for a key that is not 16..20 bytes.
-        @raise KeyError: for an unknown charger.
-        @return: a Deferred firing with the charger's status, or
-            C{"NotConnected"}, C{"Timeout"}, C{"CallError"}.
-        """
-        key = new_authorization_key() if key is None else key
-        if not valid_authorization_key(key):
-            raise ValueError("an AuthorizationKey is 32..40 hex digits or 16..20 printable"
-                             " ASCII characters without ':'")
-        charger = self.chargers[charger_id]
-        if charger.session is None:
-            return defer.succeed("NotConnected")
-        return self._change_authorization_key(charger, key)
-
-    @defer.inlineCallbacks
-    def _change_authorization_key(self, charger, key):
-        charger_id = charger.id
-        yield self.begin_key_change(charger_id, key)
-        try:
-            response = yield charger.session.call(
-                m.ChangeConfigurationRequest(key="AuthorizationKey", value=key))
-        except CallTimeout:
-            status = "Timeout"
-        except NotConnected:
-            status = "NotConnected"
-        except CallError as e:
-            status = "CallError"
-            self.log.warn("{id}: AuthorizationKey change answered with {code}; the old key"
-                          " stays", id=charger_id, code=e.code)
-        else:
-            status = response.status
-        yield self.end_key_change(charger_id, key, status)
-        return status
-
     def begin_key_change(self, charger_id, key):
         """
         A ChangeConfiguration(AuthorizationKey) with C{key} is about to be

@@ -7,16 +7,18 @@ L{xxterocpp.smart.planner} and steers the chargers through the control model
 profiles). It re-plans when a price or surplus telegram arrives, when the car
 draws less than planned, at slot boundaries and when departure or energy are
 changed through the API. With C{[smart] site_limit} it also shares the site's
-current between all charging points, smart or not.
+current between all charging points, smart or not (L{xxterocpp.smart.site}).
 """
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 import attr
 from twisted.application import service
 from twisted.logger import Logger
 
+from xxterocpp.control import SILENT
 from xxterocpp.smart import planner
+from xxterocpp.smart.site import SiteShare
 from xxterocpp.domain.events import (
     ChargerBooted,
     MeterChanged,
@@ -30,19 +32,6 @@ from xxterocpp.domain.model import utc_from_seconds
 LAG_WH = 500.0
 LAG_FRACTION = 0.1
 
-#: A meter reading older than this is lost: the point is then assumed to
-#: draw its whole share.
-METER_FRESH = 300.0
-
-#: A point drawing well below its share gives the rest to others, keeping
-#: this much headroom (A) to ramp up again.
-DRAW_MARGIN = 2.0
-
-#: How long (about) a point under a site limit too small for everyone
-#: charges before the next one gets its turn; turns change at slot
-#: boundaries.
-ROTATION = planner.SLOT.total_seconds()
-
 #: Seconds between a StartTransaction and its first plan: the charger must
 #: have its transactionId (answered once on disk) before a TxProfile names it.
 #: (L{SmartManager.start_delay}.)
@@ -53,22 +42,6 @@ START_DELAY = 5.0
 #: stops it (L{SmartManager.surplus_start_delay}, C{surplus_stop_delay}).
 SURPLUS_START_DELAY = 60.0
 SURPLUS_STOP_DELAY = 300.0
-
-#: The profile id per connector (a new profile with the same id replaces the
-#: old one; the control model's ids are
-#: L{xxterocpp.control.PROFILE_IDS} 100/200/300 + connector, never these).
-PROFILE_ID_BASE = 9100
-
-#: The stack level when the charger did not report its
-#: C{ChargeProfileMaxStackLevel}; otherwise the plan goes out at that top
-#: level, which the control model leaves free for TxProfiles (its own
-#: TxProfile fallback uses at most one below): OCPP 1.6 replaces a profile
-#: of the same purpose and stack level, so the two never replace each
-#: other, and within TxProfiles the higher level wins: the plan. Over the
-#: control model's TxDefaultProfile a TxProfile wins by purpose (OCPP 1.6
-#: §3.13.1); its ChargePointMaxProfile stays an upper bound.
-STACK_LEVEL = 1
-
 
 class NoSmartSession(LookupError):
     """
@@ -111,6 +84,55 @@ class _Session:
     def delivered_wh(self):
         return self.transaction.energy_wh or 0
 
+    def behind(self, now):
+        """
+        @return: whether the car lags behind the plan (then re-plan from
+            the metered energy).
+        """
+        plan = self.plan
+        if plan is None or now >= plan.departure:
+            return False
+        expected = plan.energy_between(plan.now, now)
+        lag = expected - (self.delivered_wh - self.planned_from_wh)
+        return lag > max(LAG_WH, LAG_FRACTION * expected)
+
+    def due(self):
+        """
+        @return: when something changes for this session (seconds): its
+            first plan, the plan's boundaries, a schedule refresh, a change
+            of the surplus follower.
+        """
+        if self.plan is None:
+            return [self.not_before]
+        due = [t.timestamp() for t in self.plan.boundaries()]
+        if self.refresh_at is not None:
+            due.append(self.refresh_at.timestamp())
+        if self.follower.next_change() is not None:
+            due.append(self.follower.next_change())
+        return due
+
+    def describe(self, plan):
+        """
+        @return: the session with C{plan} as a dict (L{SmartManager.session}).
+        """
+        return {
+            "charger_id": self.point.id,
+            "connector": self.point.connector,
+            "transaction_id": self.transaction.id,
+            "departure": plan.departure.isoformat(),
+            "energy_wh": self.energy_wh,
+            "delivered_wh": self.delivered_wh,
+            "planned_wh": round(plan.planned_wh),
+            "reachable": plan.reachable,
+            "surplus_current": self.follower.current,
+            "cost": round(plan.cost, 2),
+            "immediate_cost": round(plan.immediate_cost, 2),
+            "via": "profile" if self.profiles else "limits",
+            "plan": [{"start": s.start.isoformat(), "end": s.end.isoformat(),
+                      "current": s.current, "surplus_current": s.surplus_current,
+                      "price": s.price} for s in plan.slots],
+        }
+
 
 class SmartManager(service.Service):
     """
@@ -152,10 +174,7 @@ class SmartManager(service.Service):
         self._sessions = {}
         self._prices = []
         self._surplus_w = None
-        self._shares = {}
-        self._queue = []
-        self._rotate_at = 0.0
-        self._metered = {}
+        self._site = SiteShare()
         self._timer = None
         central.subscribe(self._observe)
 
@@ -233,23 +252,7 @@ class SmartManager(service.Service):
             # Not stored: storing would count as sent (a plan waiting for
             # start_delay, or just invalidated, must still go out).
             plan = self._compute(session, self._now())
-        return {
-            "charger_id": charger_id,
-            "connector": connector,
-            "transaction_id": session.transaction.id,
-            "departure": plan.departure.isoformat(),
-            "energy_wh": session.energy_wh,
-            "delivered_wh": session.delivered_wh,
-            "planned_wh": round(plan.planned_wh),
-            "reachable": plan.reachable,
-            "surplus_current": session.follower.current,
-            "cost": round(plan.cost, 2),
-            "immediate_cost": round(plan.immediate_cost, 2),
-            "via": "profile" if session.profiles else "limits",
-            "plan": [{"start": s.start.isoformat(), "end": s.end.isoformat(),
-                      "current": s.current, "surplus_current": s.surplus_current,
-                      "price": s.price} for s in plan.slots],
-        }
+        return session.describe(plan)
 
     def update_session(self, charger_id, connector, departure=None, energy_wh=None):
         """
@@ -284,9 +287,9 @@ class SmartManager(service.Service):
         if type(event) is MeterChanged:
             # The most frequent event (every MeterValues) first.
             key = (event.charger_id, event.connector)
-            self._metered[key] = self.clock.seconds()
+            self._site.metered(key, self.clock.seconds())
             session = self._sessions.get(key)
-            if session is not None and self._behind(session, self._now()):
+            if session is not None and session.behind(self._now()):
                 self.log.info("{id}/{connector}: the car draws less than planned, re-planning",
                               id=key[0], connector=key[1])
                 session.plan = None
@@ -299,7 +302,7 @@ class SmartManager(service.Service):
             if self._sessions.pop(key, None) is not None:
                 self.log.info("{id}/{connector}: smart session ended", id=key[0],
                               connector=key[1])
-            self._shares.pop(key, None)
+            self._site.shares.pop(key, None)
             self._update()
         elif isinstance(event, ChargerBooted):
             # A rebooted charger has forgotten its profiles.
@@ -331,14 +334,6 @@ class SmartManager(service.Service):
 
     def _now(self):
         return utc_from_seconds(int(self.clock.seconds()))
-
-    def _behind(self, session, now):
-        plan = session.plan
-        if plan is None or now >= plan.departure:
-            return False
-        expected = plan.energy_between(plan.now, now)
-        lag = expected - (session.delivered_wh - session.planned_from_wh)
-        return lag > max(LAG_WH, LAG_FRACTION * expected)
 
     def _update(self, replan=False):
         """
@@ -380,10 +375,9 @@ class SmartManager(service.Service):
     def _share(self, now):
         limit = self.config.smart.site_limit
         if not limit:
-            self._shares.clear()
+            self._site.shares.clear()
             return
-        seconds = self.clock.seconds()
-        demands = {}
+        wishes, draws = {}, {}
         for charger in self.central.chargers.values():
             for connector in charger.connectors.values():
                 tx = connector.transaction
@@ -392,30 +386,10 @@ class SmartManager(service.Service):
                     continue
                 key = (charger.id, connector.number)
                 session = self._sessions.get(key)
-                wanted = point.normal_current if session is None else self._wish(session, now)
-                fresh = seconds - self._metered.get(key, float("-inf")) < METER_FRESH
-                share = self._shares.get(key)
-                # A car using less than its share (bar half the margin, or a
-                # capped car would be uncapped the next round) leaves the
-                # rest to others; a car with a lost reading keeps its share.
-                if fresh and share and connector.current is not None \
-                        and connector.current < share - DRAW_MARGIN / 2:
-                    wanted = min(wanted, connector.current + DRAW_MARGIN)
-                demands[key] = wanted
-        # Newcomers queue behind the points already charging.
-        self._queue = [k for k in self._queue if k in demands] + [
-            k for k in demands if k not in self._queue]
-        shares = planner.share(limit, demands, self._queue)
-        if not any(demands[k] > 0 and not shares[k] for k in demands):
-            self._rotate_at = self._turn_end(now)
-        elif seconds >= self._rotate_at:
-            self._queue = planner.rotate(self._queue, shares, demands)
-            shares = planner.share(limit, demands, self._queue)
-            self._rotate_at = self._turn_end(now)
-        for key, amps in shares.items():
-            if self._shares.get(key) == amps:
-                continue
-            self._shares[key] = amps
+                wishes[key] = point.normal_current if session is None else self._wish(session, now)
+                draws[key] = connector.current
+        for key, amps in self._site.share(limit, self.clock.seconds(), now, wishes,
+                                          draws).items():
             session = self._sessions.get(key)
             if session is not None:
                 session.plan = None
@@ -423,14 +397,6 @@ class SmartManager(service.Service):
                 self.log.info("{id}/{connector}: {amps} A of the site limit", id=key[0],
                               connector=key[1], amps=amps)
                 self.controller.set_limit(key[0], key[1], amps)
-
-    @staticmethod
-    def _turn_end(now):
-        """
-        When the points served from C{now} make way, if others wait: a slot
-        boundary at least half a turn away.
-        """
-        return planner.next_slot(now + timedelta(seconds=ROTATION / 2)).timestamp()
 
     def _wish(self, session, now):
         """
@@ -450,7 +416,7 @@ class SmartManager(service.Service):
 
     def _compute(self, session, now):
         caps = ()
-        share = self._shares.get(session.key)
+        share = self._site.shares.get(session.key)
         if share is not None:
             # The share holds until the next re-balance; later slots get the
             # point's full capacity, re-shared when they come.
@@ -475,39 +441,17 @@ class SmartManager(service.Service):
             session.refresh_at = None
             self._send_limit(session, self._now())
             return
-        schedule, session.refresh_at = planner.to_schedule(
-            session.plan, self._reported(session, "ChargingScheduleMaxPeriods",
-                                         planner.MAX_PERIODS))
-        payload = {
-            "connectorId": session.point.connector,
-            "csChargingProfiles": {
-                "chargingProfileId": PROFILE_ID_BASE + session.point.connector,
-                "transactionId": session.transaction.id,
-                "stackLevel": self._reported(session, "ChargeProfileMaxStackLevel",
-                                             STACK_LEVEL),
-                "chargingProfilePurpose": "TxProfile",
-                "chargingProfileKind": "Absolute",
-                "chargingSchedule": schedule,
-            },
-        }
-        d = self.controller.send(session.point.id, "SetChargingProfile", payload)
+        point = session.point
+        schedule = planner.to_schedule(session.plan, self.controller.schedule_periods(point.id))
+        session.refresh_at = schedule.refresh_at
+        d = self.controller.set_schedule(point.id, point.connector, session.transaction.id,
+                                         schedule.start, schedule.periods)
         d.addCallback(self._profile_sent, session)
-
-    def _reported(self, session, key, default):
-        """
-        @return: a charger's integer configuration key as read at boot
-            (L{xxterocpp.domain.model.Charger.configuration}), or C{default}.
-        """
-        charger = self.central.chargers.get(session.point.id)
-        try:
-            return max(1, int(charger.configuration[key].value))
-        except (AttributeError, KeyError, TypeError, ValueError):
-            return default
 
     def _profile_sent(self, result, session):
         if result.accepted:
             return
-        if result.status in ("NotConnected", "Timeout"):
+        if result.status in SILENT:
             # Sent again when the charger is back (boot) or at the next
             # re-plan.
             self.log.warn("{id}/{connector}: smart plan not sent ({status})",
@@ -539,17 +483,8 @@ class SmartManager(service.Service):
             self._timer.cancel()
         self._timer = None
         seconds = self.clock.seconds()
-        due = []
-        for session in self._sessions.values():
-            if session.plan is None:
-                due.append(session.not_before)
-                continue
-            due += [t.timestamp() for t in session.plan.boundaries()]
-            if session.refresh_at is not None:
-                due.append(session.refresh_at.timestamp())
-            if session.follower.next_change() is not None:
-                due.append(session.follower.next_change())
-        if self._sessions or self._shares:
+        due = [t for session in self._sessions.values() for t in session.due()]
+        if self._sessions or self._site.shares:
             # Re-balance and re-plan with the slot grid (surplus, shares).
             due.append(planner.next_slot(now).timestamp())
         due = [t for t in due if t > seconds]
@@ -559,7 +494,7 @@ class SmartManager(service.Service):
     def _tick(self):
         self._timer = None
         for session in self._sessions.values():
-            if session.follower.following or self._shares.get(session.key) is not None:
+            if session.follower.following or self._site.shares.get(session.key) is not None:
                 # The surplus and the share were planned for one slot only.
                 session.plan = None
         self._update()

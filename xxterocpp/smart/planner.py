@@ -1,35 +1,29 @@
 # -*- test-case-name: tests.test_planner -*-
 """
-The arithmetic of the Smart Energy Manager (SPEC §6): when to charge, how
-much current, who gets how much of the site's current. Pure: no Twisted, no
-clock; every function gets the time as an argument, so every decision can be
+The arithmetic of the Smart Energy Manager: when to charge, how much
+current, who gets how much of the site's current. Pure: no I/O, no clock;
+every function gets the time as an argument, so every decision can be
 replayed in a test.
 
 Times are aware datetimes. Tariffs and departures are local times of day;
 C{tz} is the local zone (L{None}: the system's own, as C{astimezone()} sees
 it, daylight saving time included).
 
-Currents are A per phase, as in an OCPP schedule with C{chargingRateUnit}
-C{"A"}; power is C{amps * VOLTAGE * phases}.
+Currents are A per phase; power is what
+L{xxterocpp.control.electrical.watts} makes of them.
 """
 
 import math
 from datetime import datetime, time, timedelta, timezone
+from typing import Optional
 
 import attr
 
-#: Line voltage (V) of every charging point.
-VOLTAGE = 230.0
-
-#: IEC 61851: a car cannot charge below 6 A; lower limits mean "pause".
-MIN_CURRENT = 6.0
+from xxterocpp.control import electrical
+from xxterocpp.control.electrical import MAX_PERIODS, MIN_CURRENT
 
 #: Planning resolution: the quarter hours of energy markets and meters.
 SLOT = timedelta(minutes=15)
-
-#: Periods per schedule when the charger does not say
-#: (C{ChargingScheduleMaxPeriods}); 24 is what most wallboxes accept.
-MAX_PERIODS = 24
 
 _DAY = 24 * 60
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -66,13 +60,13 @@ class Capacity:
         """
         @return: the power (W) of C{amps} per phase.
         """
-        return amps * VOLTAGE * self.phases
+        return electrical.watts(amps, self.phases)
 
     def amps(self, watts):
         """
         @return: the current per phase (A) that C{watts} amount to.
         """
-        return watts / (VOLTAGE * self.phases)
+        return electrical.amps(watts, self.phases)
 
 
 class Tariff:
@@ -399,16 +393,34 @@ def plan(now, departure, energy_wh, capacity, tariff, prices=(), surplus=(), cap
         immediate_cost=sum(s.cost for s in immediate), reachable=reachable)
 
 
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Schedule:
+    """
+    A plan as the periods of a charging schedule (the control model makes
+    the SetChargingProfile of it).
+
+    @ivar start: when the first period starts: the plan's C{now}, to the
+        second.
+    @ivar periods: C{(offset, amps)} pairs: seconds from C{start} (the first
+        0), A per phase.
+    @ivar refresh_at: when the plan has more periods than the charger takes,
+        the instant the first one left out starts (send a new schedule
+        then); else L{None}.
+    """
+
+    start: datetime
+    periods: tuple
+    refresh_at: Optional[datetime] = None
+
+
 def to_schedule(plan, max_periods=MAX_PERIODS):
     """
-    The OCPP 1.6 C{chargingSchedule} of a plan (Absolute, in A, starting at
-    the plan's C{now}); equal adjacent periods are merged, the last period
-    (departure onwards) is the full current.
+    The schedule of a plan, starting at the plan's C{now}; equal adjacent
+    periods are merged, the last period (departure onwards) is the full
+    current.
 
     @param max_periods: the charger's C{ChargingScheduleMaxPeriods}.
-    @return: C{(schedule, refresh_at)}: the schedule dict, and when it has
-        more periods than the charger takes, the instant of the first one left
-        out (send a new schedule then), else L{None}.
+    @rtype: L{Schedule}
     """
     start = plan.now.replace(microsecond=0)
     periods = []
@@ -426,14 +438,7 @@ def to_schedule(plan, max_periods=MAX_PERIODS):
     if len(periods) > max_periods:
         refresh_at = start + timedelta(seconds=periods[max_periods][0])
         periods = periods[:max_periods]
-    schedule = {
-        "startSchedule": start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "chargingRateUnit": "A",
-        "chargingSchedulePeriod": [
-            {"startPeriod": offset, "limit": limit, "numberPhases": plan.capacity.phases}
-            for offset, limit in periods],
-    }
-    return schedule, refresh_at
+    return Schedule(start, tuple(periods), refresh_at)
 
 
 @attr.s(slots=True)

@@ -1,0 +1,337 @@
+# -*- test-case-name: tests.test_control -*-
+"""
+The command front: L{Controller}, the one API through which the KNX bridge,
+the web page and the Smart Energy Manager steer charging points. It checks
+each command against the domain and hands it to the part that owns it.
+"""
+
+from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
+from xxterocpp.control.limits import Limits, clamp, schedule_periods
+from xxterocpp.control.locallist import LocalList
+from xxterocpp.control.reservations import Reservations
+from xxterocpp.control.sender import Sender, done, refused
+from xxterocpp.control.setup import SetUp
+from xxterocpp.domain.events import (
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    StateLoaded,
+    TagsChanged,
+    TransactionStarted,
+)
+from xxterocpp.domain.keys import new_authorization_key
+from xxterocpp.ocpp import messages as m
+
+
+class UnknownChargingPoint(LookupError):
+    """
+    No such charger id (or connector) in the configuration.
+    """
+
+
+class Controller:
+    """
+    Commands per charging point (charger id, connector).
+
+    Every method returning a Deferred never fails it for charger-side
+    problems: they come back as a L{xxterocpp.control.sender.CommandResult}.
+    Unknown charger ids raise L{UnknownChargingPoint} synchronously.
+
+    The controller observes the central system's events itself: after each
+    BootNotification it sets the charger up (L{SetUp}), it follows the tag
+    registry (L{LocalList}) and new transactions (L{Limits}).
+    """
+
+    def __init__(self, central, clock):
+        """
+        @param central: the L{xxterocpp.domain.central.CentralSystem}.
+        @param clock: an C{IReactorTime}.
+        """
+        self.central = central
+        self.clock = clock
+        self._sender = Sender()
+        self._limits = Limits(central, self._sender, self._save)
+        self._local_list = LocalList(central, self._sender, self._save)
+        self._reservations = Reservations(central, self._sender, self._save)
+        self._keys = KeyRotation(central, self._sender)
+        self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list)
+        self._handlers = {
+            StateLoaded: self._restore,
+            ChargerConnected: self._setup.connected,
+            ChargerDisconnected: self._setup.disconnected,
+            ChargerBooted: self._setup.booted,
+            TagsChanged: self._local_list.tags_changed,
+            TransactionStarted: self._limits.transaction_started,
+        }
+        central.subscribe(self._observe)
+        self._restore(None)
+
+    @property
+    def boot_wait(self):
+        """
+        Seconds before a never-booted charger gets
+        TriggerMessage(BootNotification).
+        """
+        return self._setup.boot_wait
+
+    @boot_wait.setter
+    def boot_wait(self, seconds):
+        self._setup.boot_wait = seconds
+
+    # -- plumbing --------------------------------------------------------
+
+    def _observe(self, event):
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _point(self, charger_id, connector):
+        point = self.central.config.charger(charger_id, connector)
+        if point is None or charger_id not in self.central.chargers:
+            raise UnknownChargingPoint(f"no charging point {charger_id!r} connector {connector}")
+        return point
+
+    def _charger(self, charger_id):
+        charger = self.central.chargers.get(charger_id)
+        if charger is None:
+            raise UnknownChargingPoint(f"no charger {charger_id!r}")
+        return charger
+
+    def _connector(self, charger_id, connector):
+        self._point(charger_id, connector)
+        return self.central.chargers[charger_id].connector(connector)
+
+    def _save(self, scope, key, value):
+        if not self._sender.running:
+            # Answers arriving while the service stops: the store is closing.
+            return
+        d = self.central.store.put_setting(scope, key, value)
+        # The store logs and retries failed writes itself.
+        d.addErrback(lambda failure: None)
+
+    def _restore(self, event):
+        """
+        Take over the persisted control state (reservation ids, limits, what
+        worked per charger, local list versions).
+        """
+        parts = (self._limits, self._local_list, self._reservations)
+        for (scope, key), value in self.central.settings.items():
+            if (scope, key) == ("central", "reservation_id"):
+                self._reservations.restore_last_id(value)
+            elif scope in self.central.chargers:
+                for part in parts:
+                    part.restore(scope, key, value)
+
+    def shutdown(self):
+        """
+        Cancel the timers and send nothing more (the service stops).
+        """
+        self._sender.stop()
+        self._setup.stop()
+
+    # -- OCPP calls ------------------------------------------------------
+
+    def call(self, charger_id, request):
+        """
+        Send any CS->CP request message and wait for the answer. A
+        ChangeConfiguration of the AuthorizationKey is a key rotation
+        (L{change_authorization_key}).
+
+        @param request: a C{...Request} instance of L{m.ACTIONS}.
+        @return: a Deferred firing with a L{CommandResult} whose C{response}
+            is the decoded response message (None without an answer).
+        """
+        return self._route(self._charger(charger_id), request)
+
+    def send(self, charger_id, action, payload):
+        """
+        Send any CS->CP OCPP 1.6 action with a JSON payload; the result's
+        C{response} is the charger's JSON answer. A payload that does not
+        validate gives C{CommandResult(False, "Invalid", reason)}. A
+        ChangeConfiguration of the AuthorizationKey is a key rotation.
+        """
+        return self._sender.send(self._charger(charger_id), action, payload, self._route)
+
+    def _route(self, charger, request):
+        if is_key_change(request):
+            return self._keys.route(charger, request)
+        return self._sender.call(charger, request)
+
+    def change_authorization_key(self, charger_id, key=None):
+        """
+        Rotate a charger's AuthorizationKey (security white paper A01) with
+        ChangeConfiguration. Accepted: only the new key is accepted from now
+        on, also after a restart; Rejected, NotSupported or a CALLERROR: the
+        old one stays. Without an answer both are accepted until the charger
+        connects with one of them, so a lost answer cannot lock it out.
+
+        @param key: the new key, by default 20 random bytes as 40 hex digits.
+        @raise ValueError: for a key that is not 16..20 bytes.
+        @raise UnknownChargingPoint: for an unknown charger.
+        @return: a Deferred firing with the charger's status word, or
+            C{"NotConnected"}, C{"Timeout"}, C{"CallError"}.
+        """
+        key = new_authorization_key() if key is None else key
+        check_key(key)
+        d = self._keys.change(self._charger(charger_id), key)
+        return d.addCallback(lambda result: result.status)
+
+    # -- commands --------------------------------------------------------
+
+    def start(self, charger_id, connector=1, id_tag=None, smart=False, charging_profile=None):
+        """
+        RemoteStartTransaction with C{id_tag} (default: the point's
+        remote_tag, or its smart_tag when C{smart}). Refused while
+        unavailable or reserved for another tag: no charging may start then.
+
+        @param charging_profile: optional C{ChargingProfile} (purpose
+            TxProfile, no transactionId) for the new transaction.
+        """
+        point = self._point(charger_id, connector)
+        c = self.central.chargers[charger_id].connector(connector)
+        if id_tag is None:
+            id_tag = point.smart_tag if smart else point.remote_tag
+        if not id_tag:
+            return refused("no smart_tag is configured for this charging point")
+        if c.status in ("Unavailable", "Faulted"):
+            return refused(f"the charging point is {c.status}")
+        if (c.reservation is not None and c.reservation.holds(self.central.now())
+                and not c.reservation.admits(id_tag)):
+            return refused("the charging point is reserved for another tag")
+        if c.transaction is not None and c.transaction.running:
+            return done("already charging")
+        return self._sender.call(self.central.chargers[charger_id], m.RemoteStartTransactionRequest(
+            connector_id=connector, id_tag=id_tag, charging_profile=charging_profile))
+
+    def stop(self, charger_id, connector=1):
+        """
+        RemoteStopTransaction of the running transaction.
+        """
+        tx = self._connector(charger_id, connector).transaction
+        if tx is None or not tx.running:
+            return refused("no transaction to stop")
+        return self._sender.call(self.central.chargers[charger_id],
+                                 m.RemoteStopTransactionRequest(transaction_id=tx.id))
+
+    def pause(self, charger_id, connector=1):
+        """
+        Limit to 0 A, keeping the transaction (chargers that cannot restart
+        without replugging).
+        """
+        return self._limits.pause(self._point(charger_id, connector))
+
+    def resume(self, charger_id, connector=1):
+        """
+        Back to the limit in force before the pause.
+        """
+        return self._limits.resume(self._point(charger_id, connector))
+
+    def set_limit(self, charger_id, connector, amps):
+        """
+        Set the current limit (A, clamped to 0 or 6..max_current, one
+        decimal) with the charging-profile cascade; coalesced. It overrides
+        a pause: a new value replaces whatever limit held before.
+        """
+        return self._limits.set(self._point(charger_id, connector), amps)
+
+    def normal(self, charger_id, connector=1):
+        """
+        Limit back to normal_current.
+        """
+        point = self._point(charger_id, connector)
+        return self._limits.set(point, point.normal_current)
+
+    def fast(self, charger_id, connector=1):
+        """
+        Limit to max_current.
+        """
+        point = self._point(charger_id, connector)
+        return self._limits.set(point, point.max_current)
+
+    def limit(self, charger_id, connector=1):
+        """
+        @return: the effective current limit in force (A), or None.
+        """
+        return self._connector(charger_id, connector).limit
+
+    #: L{xxterocpp.control.limits.clamp}: C{clamp(point, amps)}.
+    clamp = staticmethod(clamp)
+
+    def set_schedule(self, charger_id, connector, transaction_id, start, periods):
+        """
+        Put a Smart Energy Manager plan in force: an Absolute TxProfile of
+        the transaction at the charger's top stack level
+        (L{xxterocpp.control.limits.plan_profile}).
+
+        @param start: when the schedule starts (an aware datetime).
+        @param periods: C{(offset, amps)} pairs: seconds from C{start}, A
+            per phase; the first offset is 0.
+        @return: a Deferred firing with a L{CommandResult}.
+        """
+        point = self._point(charger_id, connector)
+        return self._limits.set_schedule(self.central.chargers[charger_id], point,
+                                         transaction_id, start, periods)
+
+    def schedule_periods(self, charger_id):
+        """
+        @return: how many periods one schedule (L{set_schedule}) may have
+            at the charger.
+        """
+        return schedule_periods(self._charger(charger_id))
+
+    def reserve(self, charger_id, connector=1, id_tag=None, expiry=None):
+        """
+        ReserveNow (persistent reservationId; expiry default
+        L{xxterocpp.control.reservations.RESERVATION_EXPIRY} from now).
+
+        @param id_tag: default: the point's remote_tag.
+        @param expiry: an aware datetime, or None.
+        """
+        point = self._point(charger_id, connector)
+        return self._reservations.reserve(self.central.chargers[charger_id], connector,
+                                          id_tag or point.remote_tag, expiry)
+
+    def free(self, charger_id, connector=1):
+        """
+        CancelReservation of the point's reservation.
+        """
+        reservation = self._connector(charger_id, connector).reservation
+        if reservation is None:
+            return done("not reserved")
+        return self._reservations.free(self.central.chargers[charger_id], connector, reservation)
+
+    def set_availability(self, charger_id, connector, available):
+        """
+        ChangeAvailability Operative/Inoperative (Scheduled counts as
+        accepted). Connector 0 is the whole charger.
+        """
+        if connector != 0:
+            self._point(charger_id, connector)
+        return self._sender.call(self._charger(charger_id), m.ChangeAvailabilityRequest(
+            connector_id=connector, type="Operative" if available else "Inoperative"))
+
+    def unlock(self, charger_id, connector=1):
+        """
+        UnlockConnector.
+        """
+        self._point(charger_id, connector)
+        return self._sender.call(self.central.chargers[charger_id],
+                                 m.UnlockConnectorRequest(connector_id=connector))
+
+    def reset(self, charger_id, hard=False):
+        """
+        Reset Soft (or Hard).
+        """
+        return self._sender.call(self._charger(charger_id),
+                                 m.ResetRequest(type="Hard" if hard else "Soft"))
+
+    def sync_local_list(self, charger_id):
+        """
+        Bring the charger's local authorization list in step with the tag
+        registry (only for chargers with LocalAuthListManagement);
+        coalesced.
+
+        @return: a Deferred firing with a L{CommandResult}.
+        """
+        self._charger(charger_id)
+        return self._local_list.sync(charger_id)

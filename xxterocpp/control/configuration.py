@@ -1,0 +1,38 @@
+# -*- test-case-name: tests.test_limits,tests.test_setup -*-
+"""
+Reading the configuration keys a charger reported (GetConfiguration, kept
+in L{xxterocpp.domain.model.Charger.configuration}).
+"""
+
+
+def csl(entry):
+    """
+    @param entry: a reported C{KeyValue}, or None.
+    @return: the items of a comma-separated configuration value.
+    """
+    if entry is None or not entry.value:
+        return []
+    return [item.strip() for item in entry.value.split(",") if item.strip()]
+
+
+def integer(entry, default):
+    """
+    @param entry: a reported C{KeyValue}, or None.
+    @return: its value as an int, or C{default} when missing or no number.
+    """
+    try:
+        return int(entry.value)
+    except (AttributeError, TypeError, ValueError):
+        return default
+
+
+def units(configuration):
+    """
+    @return: the charging rate units a charger allows (C{"A"}, C{"W"}),
+        preferred first; C{("A",)} when it does not say. Some chargers
+        write C{power} or C{W} instead of C{Power}.
+    """
+    words = {"current": "A", "a": "A", "power": "W", "w": "W"}
+    allowed = csl(configuration.get("ChargingScheduleAllowedChargingRateUnit"))
+    found = [words[w.lower()] for w in allowed if w.lower() in words]
+    return tuple(dict.fromkeys(found)) or ("A",)

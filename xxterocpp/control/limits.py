@@ -1,0 +1,323 @@
+# -*- test-case-name: tests.test_limits -*-
+"""
+Where a current limit becomes a SetChargingProfile: the limit each charging
+point should have (set, paused, resumed), the cascade of profile kinds tried
+until the charger accepts one (remembered per charger), and the Smart Energy
+Manager's schedules.
+"""
+
+from datetime import timedelta
+
+import attr
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xxterocpp.control.coalesce import coalesced
+from xxterocpp.control.configuration import integer, units
+from xxterocpp.control.electrical import (
+    MAX_PERIODS, MIN_CURRENT, PLAN_PROFILE_ID, PROFILE_IDS, limit_stack_level, plan_stack_level,
+    watts,
+)
+from xxterocpp.control.sender import SILENT, CommandResult, done
+from xxterocpp.ocpp import messages as m
+
+#: The charging profile combinations tried in order when a charger rejects
+#: the one before (chargers differ in what they take): purpose (at the
+#: connector, or at connector 0 for ChargePointMaxProfile) and kind; each is
+#: tried at the highest stack level and at 0, in the units the charger
+#: allows. TxProfile needs a running transaction.
+CASCADE = (
+    ("TxDefaultProfile", "Absolute"),
+    ("TxDefaultProfile", "Relative"),
+    ("ChargePointMaxProfile", "Absolute"),
+    ("ChargePointMaxProfile", "Relative"),
+    ("TxProfile", "Absolute"),
+    ("TxProfile", "Relative"),
+)
+
+
+@attr.s(frozen=True)
+class ProfileStrategy:
+    """
+    One way of setting a current limit that a charger accepts; remembered
+    per charger (setting C{limit_strategy}).
+
+    @ivar purpose: the chargingProfilePurpose.
+    @ivar kind: C{"Absolute"} (startSchedule in the past) or C{"Relative"}.
+    @ivar stack: C{"max"} (C{ChargeProfileMaxStackLevel}) or C{"zero"}.
+    @ivar unit: C{"A"} or C{"W"}.
+    """
+
+    purpose = attr.ib()
+    kind = attr.ib()
+    stack = attr.ib()
+    unit = attr.ib()
+
+
+_STRATEGIES = {}
+
+
+def _shared_strategy(strategy):
+    """
+    @return: one L{ProfileStrategy} object per distinct strategy, however
+        many chargers remember it.
+    """
+    return _STRATEGIES.setdefault(strategy, strategy)
+
+
+@attr.s(slots=True)
+class _PointLimit:
+    """
+    The limit a charging point should have.
+
+    @ivar wanted: the limit in A to keep in force (None: normal_current).
+    @ivar paused_from: the limit before L{Limits.pause}, while paused.
+    """
+
+    wanted = attr.ib(default=None)
+    paused_from = attr.ib(default=None)
+
+
+def clamp(point, amps):
+    """
+    @return: C{amps} as a limit the point can have: 0, or 6 ..
+        max_current, with one decimal.
+    """
+    amps = round(float(amps), 1)
+    if amps <= 0:
+        return 0.0
+    return min(max(amps, MIN_CURRENT), point.max_current)
+
+
+def _max_level(charger):
+    return integer(charger.configuration.get("ChargeProfileMaxStackLevel"), 0)
+
+
+def _in_unit(unit, amps, phases):
+    return amps if unit == "A" else round(watts(amps, phases), 1)
+
+
+def schedule_periods(charger):
+    """
+    @return: how many periods one charging schedule may have at C{charger}
+        (its C{ChargingScheduleMaxPeriods}, at least 1).
+    """
+    return max(1, integer(charger.configuration.get("ChargingScheduleMaxPeriods"),
+                          MAX_PERIODS))
+
+
+def plan_profile(charger, point, transaction_id, start, periods):
+    """
+    The SetChargingProfile of a Smart Energy Manager plan: an Absolute
+    TxProfile of the transaction, chargingProfileId L{PLAN_PROFILE_ID} +
+    connector, at the charger's top stack level (L{plan_stack_level}), in A
+    unless the charger takes W only.
+
+    @param charger: the L{xxterocpp.domain.model.Charger}.
+    @param point: the charging point's configuration.
+    @param start: when the schedule starts (an aware datetime).
+    @param periods: C{(offset, amps)} pairs: seconds from C{start}, A per
+        phase; the first offset is 0.
+    """
+    allowed = units(charger.configuration)
+    unit = "A" if "A" in allowed else allowed[0]
+    schedule = m.ChargingSchedule(
+        charging_rate_unit=unit, start_schedule=start,
+        charging_schedule_period=tuple(
+            m.ChargingSchedulePeriod(start_period=offset,
+                                     limit=_in_unit(unit, amps, point.phases),
+                                     number_phases=point.phases)
+            for offset, amps in periods))
+    return m.SetChargingProfileRequest(
+        connector_id=point.connector, cs_charging_profiles=m.ChargingProfile(
+            charging_profile_id=PLAN_PROFILE_ID + point.connector,
+            transaction_id=transaction_id,
+            stack_level=plan_stack_level(_max_level(charger)),
+            charging_profile_purpose="TxProfile",
+            charging_profile_kind="Absolute",
+            charging_schedule=schedule,
+        ))
+
+
+class Limits:
+    """
+    The current limit of every charging point and the profiles that put it
+    in force.
+    """
+
+    log = Logger()
+
+    def __init__(self, central, sender, save):
+        """
+        @param central: the L{xxterocpp.domain.central.CentralSystem}.
+        @param sender: the L{xxterocpp.control.sender.Sender}.
+        @param save: C{save(scope, key, value)} persists a setting.
+        """
+        self.central = central
+        self.sender = sender
+        self._save = save
+        self._limits = {}
+        self._runs = {}
+        self._strategies = {}
+
+    def restore(self, charger_id, key, value):
+        """
+        Take over a persisted setting of a charger, if it is one of ours.
+        """
+        if key == "limit_strategy":
+            self._strategies[charger_id] = _shared_strategy(ProfileStrategy(**value))
+        elif key.startswith("limit/"):
+            self._limits[(charger_id, int(key[6:]))] = _PointLimit(**value)
+
+    def _state(self, point):
+        return self._limits.setdefault((point.id, point.connector), _PointLimit())
+
+    def wanted(self, point):
+        """
+        @return: the limit (A) the point should have now.
+        """
+        wanted = self._state(point).wanted
+        return clamp(point, point.normal_current if wanted is None else wanted)
+
+    def set(self, point, amps):
+        """
+        Keep C{amps} (clamped) in force; it ends a pause.
+        """
+        state = self._state(point)
+        state.wanted, state.paused_from = clamp(point, amps), None
+        return self._changed(point)
+
+    def pause(self, point):
+        """
+        Limit to 0 A, remembering the limit before.
+        """
+        state = self._state(point)
+        if state.paused_from is None:
+            state.paused_from = self.wanted(point)
+        state.wanted = 0.0
+        return self._changed(point)
+
+    def resume(self, point):
+        """
+        Back to the limit in force before the pause.
+        """
+        state = self._state(point)
+        if state.paused_from is None:
+            return done("not paused")
+        state.wanted, state.paused_from = state.paused_from, None
+        return self._changed(point)
+
+    def _changed(self, point):
+        self._save(point.id, f"limit/{point.connector}", attr.asdict(self._state(point)))
+        return self.push(point)
+
+    def push(self, point):
+        """
+        Put the point's limit in force at the charger; coalesced.
+
+        @return: a Deferred firing with a L{CommandResult}.
+        """
+        key = (point.id, point.connector)
+        return coalesced(self._runs, key, lambda: self._apply(*key))
+
+    def transaction_started(self, event):
+        """
+        A TxProfile dies with its transaction: a charger that takes limits
+        only as TxProfiles needs it again for the new one.
+        """
+        tx = event.transaction
+        strategy = self._strategies.get(tx.charger_id)
+        point = self.central.config.charger(tx.charger_id, tx.connector)
+        if point is not None and strategy is not None and strategy.purpose == "TxProfile":
+            self.push(point)
+
+    def _candidates(self, charger, transaction):
+        """
+        @return: the L{ProfileStrategy}s to try, the remembered one first.
+        """
+        stacks = ("max", "zero") if _max_level(charger) > 0 else ("zero",)
+        candidates = [
+            ProfileStrategy(purpose, kind, stack, unit)
+            for purpose, kind in CASCADE
+            if purpose != "TxProfile" or transaction is not None
+            for stack in stacks
+            for unit in units(charger.configuration)
+        ]
+        remembered = self._strategies.get(charger.id)
+        if remembered in candidates:
+            candidates.remove(remembered)
+            candidates.insert(0, remembered)
+        return candidates
+
+    def _profile(self, charger, point, strategy, transaction):
+        """
+        @return: the SetChargingProfile request of C{strategy} for the
+            point's wanted limit.
+        """
+        amps = self.wanted(point)
+        connector = point.connector
+        if strategy.purpose == "ChargePointMaxProfile":
+            # It limits the whole charger (OCPP 1.6 §3.13.1): the sum of its
+            # points' limits.
+            connector = 0
+            amps = sum(self.wanted(p) for p in self.central.config.charging_points(charger.id))
+        schedule = m.ChargingSchedule(
+            charging_rate_unit=strategy.unit,
+            charging_schedule_period=(m.ChargingSchedulePeriod(
+                start_period=0, limit=_in_unit(strategy.unit, amps, point.phases)),),
+            # OCPP 1.6 §3.13.4: in the past, so the profile holds at once.
+            start_schedule=(self.central.now() - timedelta(minutes=1)
+                            if strategy.kind == "Absolute" else None),
+        )
+        return m.SetChargingProfileRequest(connector_id=connector, cs_charging_profiles=m.ChargingProfile(
+            charging_profile_id=PROFILE_IDS[strategy.purpose] + connector,
+            transaction_id=transaction.id if strategy.purpose == "TxProfile" else None,
+            stack_level=limit_stack_level(strategy.purpose, strategy.stack == "max",
+                                          _max_level(charger)),
+            charging_profile_purpose=strategy.purpose,
+            charging_profile_kind=strategy.kind,
+            charging_schedule=schedule,
+        ))
+
+    @defer.inlineCallbacks
+    def _apply(self, charger_id, connector):
+        """
+        Put the wanted limit of a point in force, walking L{CASCADE} from
+        what worked last time.
+        """
+        charger = self.central.chargers.get(charger_id)
+        point = self.central.config.charger(charger_id, connector)
+        if charger is None or point is None:
+            return CommandResult(False, "Refused", "no longer configured")
+        if charger.session is None:
+            return CommandResult(False, "NotConnected",
+                                 f"{charger_id} is not connected; the limit is applied when it boots")
+        tx = charger.connector(connector).transaction
+        tx = tx if tx is not None and tx.running else None
+        result = None
+        for strategy in self._candidates(charger, tx):
+            amps = self.wanted(point)
+            result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx))
+            if result.accepted:
+                if self._strategies.get(charger_id) != strategy:
+                    self.log.info("{id}: current limits work as {strategy}", id=charger_id,
+                                  strategy=strategy)
+                    self._strategies[charger_id] = _shared_strategy(strategy)
+                    self._save(charger_id, "limit_strategy", attr.asdict(strategy))
+                self.central.limit_in_force(charger_id, connector, amps)
+                return result
+            if result.status in SILENT:
+                # Do not walk the cascade through timeouts.
+                return result
+        self.log.warn("{id}: no charging profile was accepted for connector {connector}: "
+                      "{detail}", id=charger_id, connector=connector, detail=result.detail)
+        return result
+
+    def set_schedule(self, charger, point, transaction_id, start, periods):
+        """
+        Send a Smart Energy Manager plan (L{plan_profile}).
+
+        @return: a Deferred firing with a L{CommandResult}.
+        """
+        return self.sender.call(charger, plan_profile(charger, point, transaction_id, start,
+                                                      periods))
