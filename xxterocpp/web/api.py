@@ -559,7 +559,7 @@ class WebInterface(resource.Resource):
         charger_id = self._charger_id(charger_id)
         key = _fields(self._body(request), {"password": _authorization_key}).get("password")
         try:
-            status = yield self.central.change_authorization_key(charger_id, key)
+            status = yield self.controller.change_authorization_key(charger_id, key)
         except ValueError as e:
             raise HttpError(400, str(e)) from None
         if status not in KEY_ACCEPTED:
