@@ -18,6 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.handlers import id_tag_info
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 from xxterocpp.domain.events import (
     ChargerBooted,
@@ -862,7 +863,7 @@ class Controller:
         @return: C{{idTag: IdTagInfo JSON}}: the registry as this charger's
             C{allowed_tags} see it.
         """
-        return {tag.id: m.encode(self.central.authorize(charger_id, None, tag.id))
+        return {tag.id: m.encode(id_tag_info(self.central.authorize(charger_id, None, tag.id)))
                 for tag in self.central.tags.all()}
 
     @defer.inlineCallbacks
