@@ -22,6 +22,7 @@ from tests.sim import NO_REPLY, CS_TO_CP_ACTIONS, CallErrorReply, ConfigurationK
 from xxterocpp.config import TagConfig, parse_config
 from xxterocpp.control import Controller, UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.domain.central import CentralSystem
 
@@ -95,7 +96,7 @@ class ScriptedCharger:
             "GetLocalListVersion": {"listVersion": 0},
             "UnlockConnector": {"status": "Unlocked"},
         }
-        self.session = OcppSession(charger_id, self._sent, central.dispatcher(charger_id),
+        self.session = OcppSession(charger_id, self._sent, dispatcher(central, charger_id),
                                    clock, central.config.ocpp.call_timeout)
         central.connected(charger_id, self.session, "127.0.0.1")
 

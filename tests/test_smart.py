@@ -11,11 +11,12 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_station import MemoryStore
+from tests.test_domain import MemoryStore
 from xxterocpp.config import parse_config
 from xxterocpp.control import CommandResult
 from xxterocpp.control.limits import plan_profile, schedule_periods
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.smart.manager import START_DELAY, NoSmartSession, SmartManager
 from xxterocpp.domain.central import CentralSystem
 
@@ -97,7 +98,7 @@ class Harness:
     def handle(self, charger_id, action, payload):
         request, _ = m.decode(m.ACTIONS[action].request, payload)
         return self.successResultOf(defer.maybeDeferred(
-            self.central.dispatcher(charger_id), action, request))
+            dispatcher(self.central, charger_id), action, request))
 
     def now(self):
         return datetime.fromtimestamp(self.clock.seconds(), TZ)

@@ -11,6 +11,7 @@ from xxterocpp.control.coalesce import coalesced
 from xxterocpp.control.configuration import csl
 from xxterocpp.control.sender import SILENT, CommandResult
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.handlers import id_tag_info
 
 
 class LocalList:
@@ -59,7 +60,7 @@ class LocalList:
         @return: C{{idTag: IdTagInfo JSON}}: the registry as this charger's
             C{allowed_tags} see it.
         """
-        return {tag.id: m.encode(self.central.authorize(charger_id, None, tag.id))
+        return {tag.id: m.encode(id_tag_info(self.central.authorize(charger_id, None, tag.id)))
                 for tag in self.central.tags.all()}
 
     @defer.inlineCallbacks

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_station,tests.test_bridge -*-
+# -*- test-case-name: tests.test_domain,tests.test_bridge -*-
 """
 The domain's events, seen by observers (the KNX bridge, the controller, the
 Smart Energy Manager, the web page). Every event names the charger and the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_station,tests.test_tls -*-
+# -*- test-case-name: tests.test_domain,tests.test_tls -*-
 """
 Charger passwords (Basic auth) and the security white paper's
 AuthorizationKey rules.

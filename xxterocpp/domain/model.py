@@ -1,12 +1,13 @@
-# -*- test-case-name: tests.test_station -*-
+# -*- test-case-name: tests.test_domain -*-
 """
 What the central system knows of its chargers: chargers, connectors,
-transactions, reservations, unknown identities and the kept OCPP frames.
-Plain values; no I/O and no protocol.
+transactions, reservations, boot data, unknown identities and the kept
+frames. Plain values; no I/O and no protocol.
 """
 
 import struct
 import sys
+from collections import OrderedDict
 from datetime import datetime, timezone
 
 import attr
@@ -21,10 +22,11 @@ FRAME_HISTORY_BYTES = 16 * 1024
 #: The end of a frame cut short in the history.
 _CUT = " …".encode("utf-8")
 
-#: How many finished transactions are kept in memory, to answer a retried
-#: StartTransaction with the same id and to recognise late meter values.
-RECENT_TRANSACTIONS = 200
+#: How many unknown identities are remembered (a flood of random ids must not
+#: grow memory without bound).
+MAX_UNKNOWN = 100
 
+#: Boot fields that most chargers of a fleet share.
 _FLEET_WIDE = frozenset({"vendor", "model", "firmware", "meter_type"})
 
 
@@ -41,6 +43,15 @@ def utc_from_seconds(seconds):
     """
     return datetime.fromtimestamp(seconds, timezone.utc)
 
+
+def stored(d):
+    """
+    @param d: the Deferred of a store write.
+    @return: C{d}, its failure silenced: the store logs a failed commit and
+        retries it itself, there is nothing more to do.
+    """
+    d.addErrback(lambda failure: None)
+    return d
 
 
 def casefold(tag):
@@ -227,11 +238,41 @@ class Reservation:
         return casefold(id_tag) == casefold(self.id_tag)
 
 
+@attr.s(frozen=True, slots=True)
+class Boot:
+    """
+    What a charger says of itself when it boots; None for what it did not
+    say.
+    """
+
+    vendor = attr.ib(default=None)
+    model = attr.ib(default=None)
+    serial = attr.ib(default=None)
+    firmware = attr.ib(default=None)
+    meter_type = attr.ib(default=None)
+    meter_serial = attr.ib(default=None)
+    iccid = attr.ib(default=None)
+    imsi = attr.ib(default=None)
+
+    def as_dict(self):
+        """
+        @return: the boot data as L{Charger.boot} keeps and the store saves
+            it: only what the charger said (read it with C{.get()}), the
+            fields a fleet shares interned (one copy each).
+        """
+        return {
+            name: shared(value) if name in _FLEET_WIDE else value
+            for name, value in attr.asdict(self).items()
+            if value is not None
+        }
+
+
 @attr.s(eq=False)
 class Charger:
     """
     A charger (one OCPP identity) and what is known about it.
 
+    @ivar boot: L{Boot.as_dict} of its last boot.
     @ivar configuration: its configuration keys as read after the last
         BootNotification, C{KeyValue} by key.
     """
@@ -293,3 +334,37 @@ class UnknownCharger:
     first_seen = attr.ib()
     last_seen = attr.ib()
     count = attr.ib(default=1)
+
+
+class UnknownChargers(OrderedDict):
+    """
+    The unknown identities that tried to connect: L{UnknownCharger} by
+    identity, the most recent last, at most L{MAX_UNKNOWN} of them.
+    """
+
+    def restore(self, entries):
+        """
+        Take the entries kept in the store (oldest first).
+        """
+        for entry in entries:
+            self[entry.identity] = entry
+        self._trim()
+
+    def record(self, identity, address, now):
+        """
+        Count an attempt of C{identity} to connect from C{address}.
+
+        @return: the L{UnknownCharger}, its C{count} 1 for a new identity.
+        """
+        entry = self.pop(identity, None)
+        if entry is None:
+            entry = UnknownCharger(identity, address, now, now, 0)
+        entry.address, entry.last_seen = address, now
+        entry.count += 1
+        self[identity] = entry
+        self._trim()
+        return entry
+
+    def _trim(self):
+        while len(self) > MAX_UNKNOWN:
+            self.popitem(last=False)

@@ -177,13 +177,6 @@ class OcppSession:
         self._send_next()
         d.errback(CallTimeout())
 
-    @property
-    def pending_calls(self):
-        """
-        How many of our CALLs are waiting (outstanding and queued).
-        """
-        return len(self._queue) + (self._outstanding is not None)
-
     # -- incoming -------------------------------------------------------
 
     def text_received(self, text):

@@ -16,6 +16,7 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
+from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.tls import openssl_reason
 
@@ -173,7 +174,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         central.connected(charger_id, self.session, self.peer_address())
 
     def _dispatch(self, action, request):
-        return self.factory.central.dispatch(self.charger_id, action, request)
+        return dispatch(self.factory.central, self.charger_id, action, request)
 
     def _frame(self, direction, text):
         self.factory.central.frame(self.charger_id, direction, text)

@@ -1,0 +1,476 @@
+"""
+Unit tests for L{xxterocpp.domain}: the domain called with plain values,
+without a protocol, with a fake clock and an in-memory store.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from xxterocpp.config import TagConfig, parse_config
+from xxterocpp.domain.central import CentralSystem
+from xxterocpp.domain.events import (
+    MeterChanged, StatusChanged, TagsChanged, TransactionStarted, TransactionStopped,
+)
+from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY, password_matches
+from xxterocpp.domain.meter import MeterReading
+from xxterocpp.domain.model import MAX_UNKNOWN, Boot, FrameHistory
+from xxterocpp.domain.tags import Authorization
+from xxterocpp.store import TagRecord
+
+CONFIG = """
+[ocpp]
+max_chargers = 2
+
+[[tag]]
+id = "GOOD"
+
+[[tag]]
+id = "LATER"
+expiry = "2030-01-01T00:00:00Z"
+
+[[charger]]
+id = "CP1"
+max_current = 16
+allowed_tags = ["GOOD", "LATER"]
+smart_tag = "SMART"
+
+[[charger]]
+id = "CP1"
+connector = 2
+max_current = 16
+allowed_tags = ["GOOD", "LATER"]
+"""
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+class MemoryStore:
+    """
+    The writes of L{xxterocpp.store.Store} in memory, all committed at once
+    (or, with C{hold} naming a write, held until the test fires it).
+
+    @ivar tags: the L{TagRecord}s C{load_tags} returns.
+    """
+
+    def __init__(self, hold=()):
+        self.writes = []
+        self.tags = []
+        self.hold = set(hold)
+        self.held = []
+
+    def __getattr__(self, name):
+        if name.startswith(("load_", "query_")):
+            return lambda *a, **k: []
+        if name == "last_transaction_id":
+            return lambda: 41
+
+        def write(*args, **kwargs):
+            self.writes.append((name, args))
+            if name in self.hold:
+                self.held.append(defer.Deferred())
+                return self.held[-1]
+            return defer.succeed(None)
+
+        return write
+
+    def load_settings(self):
+        return {}
+
+    def load_tags(self):
+        return list(self.tags)
+
+    def written(self, name):
+        """
+        @return: the arguments of every write of method C{name}, in order.
+        """
+        return [args for n, args in self.writes if n == name]
+
+
+class DomainTestCase(SynchronousTestCase):
+    """
+    A L{CentralSystem} with the configuration above, its events collected.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0.timestamp())
+        self.store = MemoryStore()
+        self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock)
+        self.central.load()
+        self.events = []
+        self.central.subscribe(self.events.append)
+        self.charger = self.central.chargers["CP1"]
+
+    def start(self, connector=1, tag="GOOD", meter=100, at=T0):
+        """
+        @return: C{(transaction_id, authorization)} of a transaction started.
+        """
+        return self.successResultOf(defer.maybeDeferred(
+            self.central.start_transaction, "CP1", connector, tag, meter, at))
+
+    def stop(self, transaction_id, meter=None, at=None, reason="Local", tag=None, reading=None):
+        """
+        @return: the authorization of the stop's idTag.
+        """
+        return self.successResultOf(self.central.stop_transaction(
+            "CP1", transaction_id, meter, at, reason, tag, reading))
+
+    def of_type(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+class CentralSystemTests(DomainTestCase):
+    """
+    L{CentralSystem}: connections, boots, statuses, meters, authorisation.
+    """
+
+    def test_unknown_identities_are_bounded(self):
+        """
+        A flood of random identities keeps only the most recent ones.
+        """
+        for i in range(MAX_UNKNOWN + 50):
+            self.central.record_unknown(f"ID{i}", "127.0.0.1")
+        self.central.record_unknown("ID149", "127.0.0.2")
+        self.assertEqual(len(self.central.unknown), MAX_UNKNOWN)
+        self.assertNotIn("ID0", self.central.unknown)
+        self.assertEqual(self.central.unknown["ID149"].count, 2)
+        self.assertEqual(self.central.unknown["ID149"].address, "127.0.0.2")
+        self.assertEqual(len(self.store.written("record_unknown_attempt")), MAX_UNKNOWN + 51)
+
+    def test_boot_data_is_written_only_when_it_changes(self):
+        """
+        The boot data keeps what the charger sent; a repeated identical boot
+        (a reconnect storm) writes nothing, a new firmware writes again;
+        every boot is still an event, one reactor turn later.
+        """
+        for firmware in ("1.0", "1.0", "1.1"):
+            self.central.booted("CP1", Boot(vendor="V", model="M", firmware=firmware))
+        self.assertEqual(self.events, [])
+        self.clock.advance(0)
+        self.assertEqual(self.store.written("put_setting"), [
+            ("CP1", "boot", {"vendor": "V", "model": "M", "firmware": "1.0"}),
+            ("CP1", "boot", {"vendor": "V", "model": "M", "firmware": "1.1"}),
+        ])
+        self.assertEqual(self.charger.boot, {"vendor": "V", "model": "M", "firmware": "1.1"})
+        self.assertEqual(sum(type(e).__name__ == "ChargerBooted" for e in self.events), 3)
+        self.assertEqual(self.charger.booted_at, T0)
+
+    def test_authorize_rules(self):
+        """
+        Listed tags are accepted until their expiry, unlisted ones are
+        Invalid, the remote and smart tags always work.
+        """
+        for tag, status in [("good", "Accepted"), ("LATER", "Accepted"), ("OTHER", "Invalid"),
+                            ("xxter", "Accepted"), ("SMART", "Accepted")]:
+            self.assertEqual(self.central.authorize("CP1", 1, tag).status, status, tag)
+        self.clock.advance(timedelta(days=5 * 366).total_seconds())
+        self.assertEqual(self.central.authorize("CP1", 1, "LATER"), Authorization(
+            "Expired", None, datetime(2030, 1, 1, tzinfo=timezone.utc)))
+
+    def test_status_change_event_only_on_change(self):
+        """
+        StatusChanged is emitted when status or error code changes; every
+        report is stored.
+        """
+        for error in ("NoError", "NoError", "GroundFailure"):
+            self.central.status_reported("CP1", 1, "Charging", error)
+        self.assertEqual(self.of_type(StatusChanged), [StatusChanged("CP1", 1)] * 2)
+        self.assertEqual(len(self.store.written("save_connector_status")), 3)
+        self.assertEqual(self.charger.connectors[1].status_time, T0)
+
+    def test_status_of_the_whole_charger(self):
+        """
+        A status without a connector is the charger's own.
+        """
+        self.central.status_reported("CP1", None, "Unavailable")
+        self.assertEqual(self.charger.status, "Unavailable")
+        self.assertEqual((self.events, self.store.writes), ([], []))
+
+    def test_no_current_flows_once_suspended(self):
+        """
+        A connector that stops charging shows no current, whatever the last
+        sample said.
+        """
+        self.central.book.meter_values("CP1", 1, None, MeterReading(
+            T0, currents={"L1": 16.0, "L2": 15.0}, power_w=7000.0))
+        self.central.status_reported("CP1", 1, "SuspendedEV")
+        connector = self.charger.connectors[1]
+        self.assertEqual((connector.currents, connector.power_w), ({"L1": 0.0, "L2": 0.0}, 0.0))
+        self.assertEqual(self.of_type(MeterChanged), [MeterChanged("CP1", 1)] * 2)
+
+    def test_progress_and_security_events_are_kept(self):
+        """
+        Progress reports are kept by kind, security events the last 20.
+        """
+        self.central.progress_reported("CP1", "FirmwareStatusNotification", "Downloading")
+        self.assertEqual(self.charger.notifications,
+                         {"FirmwareStatusNotification": (T0, "Downloading")})
+        for i in range(25):
+            self.central.security_event("CP1", T0, f"Event{i}", None)
+        self.assertEqual(len(self.charger.security_events), 20)
+        self.assertEqual(self.charger.security_events[-1], (T0, "Event24", None))
+
+    def test_pending_key_presented_becomes_the_password(self):
+        """
+        A charger presenting the key of a change whose answer got lost has
+        taken it: only that key is accepted from then on.
+        """
+        self.central.begin_key_change("CP1", "A" * 32)
+        self.assertEqual(self.central.credentials.pending_key("CP1"), "A" * 32)
+        self.assertTrue(self.central.check_password("CP1", b"A" * 32))
+        self.assertEqual(self.central.password_for("CP1"), "A" * 32)
+        self.assertFalse(self.central.check_password("CP1", None))
+        self.assertNotIn(("CP1", PENDING_AUTHORIZATION_KEY), self.central.settings)
+
+
+class TransactionTests(DomainTestCase):
+    """
+    The transaction book, through L{CentralSystem}.
+    """
+
+    def test_transaction_ids_continue_after_the_stored_highest(self):
+        """
+        New transaction ids continue after the highest ever handed out.
+        """
+        self.assertEqual(self.start(), (42, Authorization("Accepted")))
+        self.assertEqual(self.store.writes[-1][0], "insert_transaction")
+        self.assertIsInstance(self.events[-1], TransactionStarted)
+        self.assertEqual(self.charger.connectors[1].transaction.id, 42)
+
+    def test_start_is_answered_once_stored(self):
+        """
+        The answer to a start waits for the store to commit the transaction.
+        """
+        self.store.hold.add("insert_transaction")
+        d = self.central.start_transaction("CP1", 1, "GOOD", 0, T0)
+        self.assertNoResult(d)
+        self.store.held[0].callback(None)
+        self.assertEqual(self.successResultOf(d)[0], 42)
+
+    def test_retried_start_gets_the_same_answer(self):
+        """
+        A start retried with the same values (our answer got lost) gets the
+        same id and verdict; nothing is booked twice.
+        """
+        first = self.start(tag="OTHER")
+        again = self.start(tag="other")
+        self.assertEqual(first, (42, Authorization("Invalid")))
+        self.assertEqual(again, (42, Authorization("Invalid")))
+        self.assertEqual(len(self.store.written("insert_transaction")), 1)
+
+    def test_a_tag_charges_at_one_connector_at_a_time(self):
+        """
+        A tag already charging elsewhere gets ConcurrentTx; the remote tag
+        may run everywhere.
+        """
+        self.start(connector=1)
+        self.assertEqual(self.start(connector=2)[1].status, "ConcurrentTx")
+        self.start(connector=1, tag="xxter", at=T0 + timedelta(hours=1))
+        self.assertEqual(self.start(connector=2, tag="xxter", at=T0 + timedelta(hours=1))[1],
+                         Authorization("Accepted"))
+
+    def test_start_without_stop_closes_the_lost_transaction(self):
+        """
+        A new start at a connector whose previous transaction was never
+        stopped closes that one at the new meterStart.
+        """
+        first, _ = self.start(meter=100)
+        self.start(meter=900, at=T0 + timedelta(hours=5))
+        stopped = [e.transaction for e in self.of_type(TransactionStopped)]
+        self.assertEqual([(t.id, t.energy_wh, t.stop_reason) for t in stopped],
+                         [(first, 800, "Other")])
+
+    def test_stop_without_meter_stop_uses_the_last_reading(self):
+        """
+        Meter-less chargers omit meterStop: the last register reading counts.
+        """
+        tx_id, _ = self.start(meter=100)
+        self.central.book.meter_values("CP1", 1, tx_id, MeterReading(T0, energy_wh=750.0))
+        self.assertEqual(self.store.written("update_meter"), [(tx_id, 750.0, T0)])
+        self.assertIsNone(self.stop(tx_id, at=T0 + timedelta(hours=2)))
+        stopped = self.events[-1].transaction
+        self.assertEqual((stopped.meter_stop, stopped.energy_wh), (750, 650))
+        self.assertIsNone(self.charger.connectors[1].transaction)
+
+    def test_stop_with_a_tag_and_a_reading(self):
+        """
+        The stop's idTag is judged; the reading sent with it is booked first.
+        """
+        tx_id, _ = self.start(meter=100)
+        authorization = self.stop(tx_id, tag="OTHER", reading=MeterReading(T0, energy_wh=400.0))
+        self.assertEqual(authorization, Authorization("Invalid"))
+        stopped = self.events[-1].transaction
+        self.assertEqual((stopped.meter_stop, stopped.stop_id_tag, stopped.stop_time),
+                         (400, "OTHER", T0))
+
+    def test_stop_of_an_unknown_transaction_is_recorded(self):
+        """
+        A stop of an unknown or finished transaction is stored apart and
+        answered all the same.
+        """
+        tx_id, _ = self.start()
+        self.stop(tx_id, meter=200)
+        self.stop(tx_id, meter=300)
+        self.stop(999, meter=5)
+        self.assertEqual([(args[1], args[-1]) for args in self.store.written("record_orphan_stop")],
+                         [(tx_id, "already stopped"), (999, "unknown")])
+        self.assertEqual(len(self.of_type(TransactionStopped)), 1)
+
+    def test_meter_values_after_the_stop_leave_the_transaction(self):
+        """
+        Closing values sent after the stop move the live readings only.
+        """
+        tx_id, _ = self.start(meter=100)
+        self.stop(tx_id, meter=500)
+        self.central.book.meter_values("CP1", 1, tx_id, MeterReading(T0, energy_wh=510.0))
+        self.assertEqual(self.events[-1], MeterChanged("CP1", 1))
+        self.assertEqual(self.charger.connectors[1].energy_register_wh, 510.0)
+        self.assertEqual(self.central.book.get(tx_id).energy_wh, 400)
+        self.assertEqual(self.store.written("update_meter"), [])
+
+    def test_main_meter_is_ignored(self):
+        """
+        The charger's main meter (no connector) is not a charging point.
+        """
+        self.central.book.meter_values("CP1", None, None, MeterReading(T0, energy_wh=1.0))
+        self.assertEqual((self.events, set(self.charger.connectors)), ([], {1, 2}))
+
+
+class TagRegistryTests(DomainTestCase):
+    """
+    The tag registry: managed tags are stored and announced.
+    """
+
+    def test_put_is_stored_and_announced(self):
+        """
+        A tag put is in force at once, stored, and L{TagsChanged} emitted;
+        the Deferred fires with it once stored.
+        """
+        tag = TagRecord("CARD9", "Blocked", None, None)
+        self.assertIs(self.successResultOf(self.central.tags.put(tag)), tag)
+        self.assertIs(self.central.tags.get("card9"), tag)
+        self.assertEqual(self.store.written("put_tag"), [("CARD9", "Blocked", None, None)])
+        self.assertEqual(self.events, [TagsChanged()])
+        self.assertEqual(self.central.authorize("CP1", 1, "CARD9").status, "Blocked")
+
+    def test_put_waits_for_the_store(self):
+        """
+        The Deferred of a put fires only once the store committed it.
+        """
+        self.store.hold.add("put_tag")
+        d = self.central.tags.put(TagRecord("CARD9", "Accepted", None, None))
+        self.assertNoResult(d)
+        self.store.held[0].callback(None)
+        self.assertEqual(self.successResultOf(d).id, "CARD9")
+
+    def test_unchanged_put_changes_nothing(self):
+        """
+        Putting the tag in force again writes and announces nothing.
+        """
+        self.central.tags.put(TagRecord("CARD9", "Accepted", None, None))
+        self.central.tags.put(TagRecord("CARD9", "Accepted", None, None))
+        self.assertEqual((len(self.store.writes), len(self.events)), (1, 1))
+
+    def test_new_spelling_replaces_the_old(self):
+        """
+        idTags are case-insensitive: a new spelling replaces the stored one.
+        """
+        self.central.tags.put(TagRecord("card9", "Accepted", None, None))
+        self.central.tags.put(TagRecord("CARD9", "Accepted", None, None))
+        self.assertEqual(self.store.writes[1:], [
+            ("delete_tag", ("card9",)), ("put_tag", ("CARD9", "Accepted", None, None))])
+        self.assertEqual([t.id for t in self.central.tags.all() if t.id.startswith("C")],
+                         ["CARD9"])
+
+    def test_remove(self):
+        """
+        A managed tag is removed from the store; a configured one stays.
+        """
+        self.central.tags.put(TagRecord("good", "Blocked", None, None))
+        removed = self.successResultOf(self.central.tags.remove("GOOD"))
+        self.assertEqual(removed.id, "good")
+        self.assertEqual(self.store.written("delete_tag"), [("good",)])
+        self.assertIsInstance(self.central.tags.get("GOOD"), TagConfig)
+        self.assertIsNone(self.successResultOf(self.central.tags.remove("GOOD")))
+        self.assertEqual(self.store.written("delete_tag"), [("good",)])
+        self.assertEqual(self.events, [TagsChanged(), TagsChanged()])
+
+    def test_load_restores_the_managed_tags(self):
+        """
+        L{CentralSystem.load} restores the stored tags; putting them again
+        (as the service did before the registry loaded them) writes nothing.
+        """
+        tag = TagRecord("CARD9", "Accepted", T0, "GOOD")
+        self.store.tags = [tag]
+        self.central.load()
+        self.assertEqual(self.central.tags.get("CARD9"), tag)
+        self.assertEqual(self.central.authorize("CP1", 1, "card9"),
+                         Authorization("Expired", "GOOD", T0))
+        self.central.tags.put(TagRecord("CARD9", "Accepted", T0, "GOOD"))
+        self.assertEqual(self.store.writes, [])
+        self.assertFalse(self.of_type(TagsChanged))
+
+
+class FrameHistoryTests(SynchronousTestCase):
+    """
+    The last frames of a charger, bounded in count and in bytes.
+    """
+
+    def test_frames_read_back_in_order(self):
+        h = FrameHistory()
+        h.add(1.5, "in", '[2,"1","Heartbeat",{}]')
+        h.add(2.25, "out", '[3,"1",{"currentTime":"2026-11-24T10:00:00Z"}]')
+        self.assertEqual(list(h), [(1.5, "in", '[2,"1","Heartbeat",{}]'),
+                                   (2.25, "out", '[3,"1",{"currentTime":"2026-11-24T10:00:00Z"}]')])
+        self.assertEqual(len(h), 2)
+        self.assertEqual(h[-1][1], "out")
+
+    def test_count_bound_drops_the_oldest(self):
+        h = FrameHistory(maxlen=3)
+        for i in range(10):
+            h.add(float(i), "in", f"frame {i}")
+        self.assertEqual([text for _, _, text in h], ["frame 7", "frame 8", "frame 9"])
+
+    def test_byte_bound_drops_the_oldest(self):
+        h = FrameHistory(maxlen=100, max_bytes=200)
+        for i in range(20):
+            h.add(float(i), "out", f"{i:02d}" + "x" * 48)
+        texts = [text for _, _, text in h]
+        # 63 bytes a record: three fit in 200, the newest ones.
+        self.assertEqual([t[:2] for t in texts], ["17", "18", "19"])
+
+    def test_a_frame_larger_than_the_budget_is_cut_short(self):
+        h = FrameHistory(maxlen=10, max_bytes=64)
+        h.add(0.0, "in", "small")
+        h.add(1.0, "in", "é" * 100)
+        (seconds, direction, text), = list(h)
+        self.assertTrue(text.endswith(" …"))
+        self.assertTrue(set(text[:-2]) == {"é"})
+        self.assertLessEqual(len(text.encode("utf-8")) + 13, 64)
+
+    def test_non_ascii_text_round_trips(self):
+        h = FrameHistory()
+        h.add(0.0, "in", '[2,"1","DataTransfer",{"vendorId":"Zürich ⚡"}]')
+        self.assertEqual(h[0][2], '[2,"1","DataTransfer",{"vendorId":"Zürich ⚡"}]')
+
+
+class PasswordTests(SynchronousTestCase):
+    """
+    L{password_matches}.
+    """
+
+    def test_text_and_hex_key(self):
+        """
+        A 40-hex-digit key matches its raw bytes and its text; others only
+        their text.
+        """
+        key = "0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"
+        self.assertTrue(password_matches(key, bytes.fromhex(key)))
+        self.assertTrue(password_matches(key, key.encode()))
+        self.assertFalse(password_matches(key, b"0001"))
+        self.assertTrue(password_matches("secret-password!", b"secret-password!"))
+        self.assertFalse(password_matches("secret-password!", b"secret-password?"))
+        self.assertFalse(password_matches("zz" * 16, b""))

@@ -1,0 +1,225 @@
+# -*- test-case-name: tests.test_domain,tests.test_handlers -*-
+"""
+The transaction book: every transaction running and the recently finished
+ones, the transaction ids, and the meter readings booked on them.
+"""
+
+from collections import OrderedDict
+
+from twisted.logger import Logger
+
+from xxterocpp.domain.events import MeterChanged, TransactionStarted, TransactionStopped
+from xxterocpp.domain.model import Transaction, casefold, stored
+
+#: How many finished transactions are kept in memory, to answer a retried
+#: StartTransaction with the same id and to recognise late meter values.
+RECENT_TRANSACTIONS = 200
+
+
+def _dedup_key(charger_id, connector, id_tag, meter_start, timestamp):
+    # What identifies a retried StartTransaction (stored with the
+    # transaction: keep the format).
+    return "|".join((charger_id, str(connector), casefold(id_tag), str(meter_start),
+                     timestamp.isoformat()))
+
+
+class TransactionBook:
+    """
+    The transactions of the central system's chargers.
+
+    Starting and stopping one is booked in memory at once and answered by a
+    Deferred that fires once it is stored: a charger must be told only what
+    survives a crash.
+    """
+
+    log = Logger()
+
+    def __init__(self, store, chargers, now, emit):
+        """
+        @param chargers: the central system's L{Charger}s by identity (the
+            running transaction of each connector is kept on it).
+        @param now: zero-argument callable, the time as an aware UTC datetime.
+        @param emit: called with each event.
+        """
+        self._store = store
+        self._chargers = chargers
+        self._now = now
+        self._emit = emit
+        self._transactions = {}
+        self._recent = OrderedDict()
+        self._dedup = {}
+        self._last_id = 0
+
+    def load(self):
+        """
+        Restore the transaction ids, the open transactions and the recently
+        finished ones from the store (at start-up).
+        """
+        store = self._store
+        self._last_id = store.last_transaction_id()
+        for record in store.load_recent_transactions(RECENT_TRANSACTIONS):
+            self._remember(Transaction.from_record(record))
+        for record in store.load_open_transactions():
+            tx = self._transactions.get(record.id) or Transaction.from_record(record)
+            self._remember(tx)
+            charger = self._chargers.get(tx.charger_id)
+            if charger is not None and tx.running:
+                charger.connector(tx.connector).transaction = tx
+
+    def get(self, transaction_id):
+        """
+        @return: the running or recently finished L{Transaction} of that id,
+            or None.
+        """
+        return self._transactions.get(transaction_id)
+
+    def retry_of(self, charger_id, connector, id_tag, meter_start, timestamp):
+        """
+        @return: the transaction a StartTransaction with these values
+            started already (the charger retries it when our answer got
+            lost), or None.
+        """
+        return self._dedup.get(_dedup_key(charger_id, connector, id_tag, meter_start, timestamp))
+
+    def running_elsewhere(self, id_tag, charger_id, connector):
+        """
+        @return: whether C{id_tag} has a transaction running at another
+            connector than C{connector} of C{charger_id}.
+        """
+        folded = casefold(id_tag)
+        return any(tx.running and casefold(tx.id_tag) == folded
+                   and (tx.charger_id, tx.connector) != (charger_id, connector)
+                   for tx in self._transactions.values())
+
+    def start(self, charger_id, connector, id_tag, meter_start, timestamp, reservation_id,
+              status):
+        """
+        Book a new transaction at a connector with the next id; one still
+        running there is closed first (its StopTransaction was lost).
+
+        @param status: the authorization status it started with.
+        @return: a Deferred firing with the L{Transaction} once it is stored.
+        """
+        self._last_id += 1
+        tx = Transaction(
+            id=self._last_id, charger_id=charger_id, connector=connector, id_tag=id_tag,
+            start_time=timestamp, meter_start=meter_start, reservation_id=reservation_id,
+            start_status=status,
+            dedup_key=_dedup_key(charger_id, connector, id_tag, meter_start, timestamp),
+        )
+        c = self._chargers[charger_id].connector(connector)
+        previous = c.transaction
+        if previous is not None and previous.running:
+            # The charger started anew without stopping the old session (a
+            # StopTransaction was lost): the new meterStart closes it.
+            self.log.warn("{id}/{connector}: transaction {old} never stopped; closing it at "
+                          "the new meterStart", id=charger_id, connector=connector,
+                          old=previous.id)
+            stored(self._close(previous, meter_start, timestamp, "Other", None))
+        self._remember(tx)
+        c.transaction = tx
+        c.energy_register_wh = meter_start
+        # OCPP 1.6 §5.13: a transaction on the reserved connector ends the
+        # reservation.
+        c.reservation = None
+        self.log.info("{id}/{connector}: transaction {tx} started by {tag} ({status}), "
+                      "meter {meter} Wh", id=charger_id, connector=connector, tx=tx.id,
+                      tag=id_tag, status=status, meter=meter_start)
+        self._emit(TransactionStarted(charger_id, connector, tx))
+        return stored(self._store.insert_transaction(tx)).addCallback(lambda ignored: tx)
+
+    def stop(self, charger_id, transaction_id, meter_stop, timestamp, reason, id_tag,
+             reading=None):
+        """
+        Close a running transaction of the charger; a stop of an unknown or
+        finished one is recorded apart (it is acknowledged all the same).
+
+        @param meter_stop: the final register (Wh), or None for the last
+            reading (meter-less chargers omit it).
+        @param timestamp: when it stopped, or None for now.
+        @param reading: a L{MeterReading} sent with the stop, or None.
+        @return: a Deferred firing once the stop is stored.
+        """
+        now = self._now()
+        stop_time = timestamp or now
+        tx = self._transactions.get(transaction_id)
+        if tx is None or tx.charger_id != charger_id or not tx.running:
+            why = "unknown" if tx is None or tx.charger_id != charger_id else "already stopped"
+            self.log.warn("{id}: StopTransaction for {why} transaction {tx} acknowledged and "
+                          "recorded", id=charger_id, why=why, tx=transaction_id)
+            return stored(self._store.record_orphan_stop(
+                charger_id, transaction_id, meter_stop, stop_time, reason, now, why))
+        if reading is not None:
+            self._apply(self._chargers[charger_id], tx.connector, tx, reading)
+        if meter_stop is None:
+            # Meter-less chargers (Phoenix CHARX free mode) omit it.
+            meter_stop = tx.energy_register_wh
+        return stored(self._close(tx, meter_stop, stop_time, reason, id_tag))
+
+    def meter_values(self, charger_id, connector, transaction_id, reading):
+        """
+        Book a connector's meter reading (on its running transaction).
+
+        @param connector: the connector, or None for the charger's main
+            meter (not a charging point: ignored).
+        @param transaction_id: the transaction the charger names, or None.
+        """
+        if connector is None:
+            return
+        charger = self._chargers[charger_id]
+        tx = charger.connector(connector).transaction
+        if transaction_id is not None and (tx is None or tx.id != transaction_id):
+            known = self._transactions.get(transaction_id)
+            if known is not None and not known.running:
+                # Closing values after StopTransaction (Ocular LTE): the
+                # session is booked, only the live readings move on.
+                tx = None
+        self._apply(charger, connector, tx, reading)
+
+    def _apply(self, charger, number, tx, reading):
+        connector = charger.connector(number)
+        energy = reading.energy_wh
+        if energy is not None:
+            connector.energy_register_wh = energy
+            if tx is not None and tx.running:
+                tx.energy_register_wh = energy
+                tx.energy_register_time = reading.timestamp
+                stored(self._store.update_meter(tx.id, energy, reading.timestamp or self._now()))
+        if reading.currents is not None:
+            connector.currents = reading.currents
+        if reading.power_w is not None:
+            connector.power_w = reading.power_w
+        if reading.current_offered is not None:
+            connector.current_offered = reading.current_offered
+        connector.meter_time = reading.timestamp
+        self._emit(MeterChanged(charger.id, number))
+
+    def _close(self, tx, meter_stop, stop_time, reason, id_tag):
+        tx.meter_stop, tx.stop_time, tx.stop_reason, tx.stop_id_tag = (
+            meter_stop, stop_time, reason, id_tag)
+        charger = self._chargers.get(tx.charger_id)
+        if charger is not None:
+            connector = charger.connector(tx.connector)
+            if connector.transaction is tx:
+                connector.transaction = None
+                if connector.currents or connector.power_w:
+                    connector.currents = {phase: 0.0 for phase in connector.currents}
+                    connector.power_w = 0.0 if connector.power_w is not None else None
+                    self._emit(MeterChanged(tx.charger_id, connector.number))
+        self._remember(tx)
+        self.log.info("{id}/{connector}: transaction {tx} stopped ({reason}), {energy} Wh",
+                      id=tx.charger_id, connector=tx.connector, tx=tx.id,
+                      reason=reason, energy=tx.energy_wh)
+        self._emit(TransactionStopped(tx.charger_id, tx.connector, tx))
+        return self._store.stop_transaction(tx.id, meter_stop, stop_time, reason, id_tag)
+
+    def _remember(self, tx):
+        self._transactions[tx.id] = tx
+        if tx.dedup_key:
+            self._dedup[tx.dedup_key] = tx
+        if not tx.running:
+            self._recent[tx.id] = tx
+            while len(self._recent) > RECENT_TRANSACTIONS:
+                old_id, old = self._recent.popitem(last=False)
+                self._transactions.pop(old_id, None)
+                self._dedup.pop(old.dedup_key, None)

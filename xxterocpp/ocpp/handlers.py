@@ -1,0 +1,282 @@
+# -*- test-case-name: tests.test_handlers -*-
+"""
+The CALLs a charger sends, translated for the domain: L{HANDLERS} holds one
+handler per charger-to-central-system action of L{messages.ACTIONS}.
+
+A handler turns the decoded request into a call of the
+L{CentralSystem<xxterocpp.domain.central.CentralSystem>} with plain values
+and the domain's answer (a value, or a Deferred of one) into the response
+message. What is OCPP only (field names, default values of the protocol,
+the spelling of meter values) stays here; a CALLERROR is raised here or by
+the RPC layer, never by the domain.
+"""
+
+from datetime import datetime, timezone
+from functools import partial
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from xxterocpp.domain.meter import MeterReading
+from xxterocpp.domain.model import Boot
+from xxterocpp.ocpp import messages as m
+
+log = Logger()
+
+
+def dispatch(central, charger_id, action, request):
+    """
+    Handle a charger's CALL.
+
+    @param request: the decoded request message of C{action}.
+    @return: the response message, or a Deferred of it.
+    @raise LookupError: for a charger no longer configured (the RPC layer
+        answers with an InternalError CALLERROR).
+    """
+    if charger_id not in central.chargers:
+        raise LookupError(f"{charger_id} is no longer configured")
+    return HANDLERS[action](central, charger_id, request)
+
+
+def dispatcher(central, charger_id):
+    """
+    @return: the C{dispatch(action, request)} of one charger's
+        L{OcppSession<xxterocpp.ocpp.rpc.OcppSession>}.
+    """
+    return partial(dispatch, central, charger_id)
+
+
+def id_tag_info(authorization):
+    """
+    @param authorization: a domain L{Authorization}, or None.
+    @return: the C{IdTagInfo} telling it, or None.
+    """
+    if authorization is None:
+        return None
+    return m.IdTagInfo(status=authorization.status, parent_id_tag=authorization.parent,
+                       expiry_date=authorization.expiry)
+
+
+def _then(answer, respond):
+    # The domain answers at once or (when it waits for the store) later.
+    if isinstance(answer, defer.Deferred):
+        return answer.addCallback(respond)
+    return respond(answer)
+
+
+# -- meter values ------------------------------------------------------------
+
+_PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
+
+_NO_TIME = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _meter_value_time(mv):
+    return mv.timestamp or _NO_TIME
+
+
+def read_meter_values(meter_values):
+    """
+    Reduce MeterValue elements to the readings the domain tracks: the energy
+    import register in Wh, the current per phase, the power in W, the
+    current offered; the latest element wins.
+
+    @return: a L{MeterReading}, or None when nothing usable was sent.
+    """
+    timestamp = energy = currents = power = offered = None
+    used = False
+    if len(meter_values) == 1:
+        ordered = meter_values if meter_values[0] is not None else ()
+    else:
+        ordered = sorted((mv for mv in meter_values if mv is not None), key=_meter_value_time)
+    for mv in ordered:
+        phase_currents, power_phases, energy_phases = {}, {}, {}
+        for sv in mv.sampled_value or ():
+            if sv is None or sv.format == "SignedData":
+                continue
+            try:
+                # float() itself ignores surrounding white space.
+                value = float(sv.value)
+            except (TypeError, ValueError):
+                continue
+            measurand = sv.measurand or "Energy.Active.Import.Register"
+            phase = _PHASES.get(sv.phase) if sv.phase else None
+            if sv.phase and phase is None:
+                # "N" or line-to-line phases carry no charging current.
+                continue
+            unit = sv.unit
+            if measurand == "Energy.Active.Import.Register":
+                wh = value * 1000 if unit == "kWh" else value
+                if phase:
+                    energy_phases[phase] = wh
+                else:
+                    energy = wh
+            elif measurand == "Current.Import":
+                phase_currents[phase or "L1"] = value
+            elif measurand == "Power.Active.Import":
+                w = value * 1000 if unit == "kW" else value
+                if phase:
+                    power_phases[phase] = w
+                else:
+                    power = w
+            elif measurand == "Current.Offered":
+                offered = value
+            else:
+                continue
+            used = True
+            timestamp = mv.timestamp
+        if phase_currents:
+            currents = phase_currents
+        if power_phases and power is None:
+            power = sum(power_phases.values())
+        if energy_phases and energy is None:
+            energy = sum(energy_phases.values())
+    if not used:
+        return None
+    return MeterReading(timestamp, energy, currents, power, offered)
+
+
+# -- the handlers --------------------------------------------------------------
+
+
+def authorize(central, charger_id, req):
+    """
+    Authorize: the domain's verdict on the idTag at any of the charger's points.
+    """
+    authorization = central.authorize(charger_id, None, req.id_tag)
+    log.info("{id}: Authorize {tag}: {status}", id=charger_id, tag=req.id_tag,
+             status=authorization.status)
+    return m.AuthorizeResponse(id_tag_info=id_tag_info(authorization))
+
+
+def boot_notification(central, charger_id, req):
+    """
+    BootNotification: the boot data for the domain, always Accepted.
+    """
+    central.booted(charger_id, Boot(
+        vendor=req.charge_point_vendor, model=req.charge_point_model,
+        serial=req.charge_point_serial_number or req.charge_box_serial_number,
+        firmware=req.firmware_version, meter_type=req.meter_type,
+        meter_serial=req.meter_serial_number, iccid=req.iccid, imsi=req.imsi))
+    return m.BootNotificationResponse(status="Accepted", current_time=central.now(),
+                                      interval=central.config.ocpp.heartbeat_interval)
+
+
+def data_transfer(central, charger_id, req):
+    """
+    DataTransfer: no vendor extension is understood.
+    """
+    log.info("{id}: DataTransfer from vendor {vendor!r} ({message!r}) not understood",
+             id=charger_id, vendor=req.vendor_id, message=req.message_id)
+    return m.DataTransferResponse(status="UnknownVendorId")
+
+
+def heartbeat(central, charger_id, req):
+    """
+    Heartbeat: our time (the frame itself told the domain the charger lives).
+    """
+    return m.HeartbeatResponse(current_time=central.now())
+
+
+#: Messages are immutable: the answer of the busiest call is made once.
+_METER_VALUES_ACKNOWLEDGED = m.MeterValuesResponse()
+
+
+def meter_values(central, charger_id, req):
+    """
+    MeterValues: the reading for the domain; always acknowledged.
+    """
+    if req.meter_value:
+        reading = read_meter_values(req.meter_value)
+        if reading is not None:
+            # Connector 0 (or none, decoded leniently) is the charger's main
+            # meter. Straight to the book: this is the busiest call.
+            central.book.meter_values(charger_id, req.connector_id or None,
+                                      req.transaction_id, reading)
+    return _METER_VALUES_ACKNOWLEDGED
+
+
+def security_event_notification(central, charger_id, req):
+    """
+    SecurityEventNotification: kept by the domain.
+    """
+    # White paper A04.FR.03: every security event is confirmed.
+    central.security_event(charger_id, req.timestamp, req.type, req.tech_info)
+    return m.SecurityEventNotificationResponse()
+
+
+def sign_certificate(central, charger_id, req):
+    """
+    SignCertificate: refused.
+    """
+    # Signing charger certificates (security profile 3 via CSR) is done
+    # offline with xxterocpp-certs; refuse the on-line request.
+    return m.SignCertificateResponse(status="Rejected")
+
+
+def start_transaction(central, charger_id, req):
+    """
+    StartTransaction: answered once the domain stored the transaction.
+    """
+    answer = central.start_transaction(charger_id, req.connector_id, req.id_tag,
+                                       req.meter_start, req.timestamp, req.reservation_id)
+    return _then(answer, lambda started: m.StartTransactionResponse(
+        transaction_id=started[0], id_tag_info=id_tag_info(started[1])))
+
+
+def status_notification(central, charger_id, req):
+    """
+    StatusNotification: a connector's (or the charger's) status.
+    """
+    # Connector 0 is the charger itself.
+    central.status_reported(charger_id, req.connector_id or None, req.status, req.error_code,
+                            req.info, req.vendor_error_code, req.timestamp)
+    return m.StatusNotificationResponse()
+
+
+def stop_transaction(central, charger_id, req):
+    """
+    StopTransaction: answered once the domain stored the stop.
+    """
+    reading = read_meter_values(req.transaction_data) if req.transaction_data else None
+    # OCPP 1.6 §6.49: an absent reason means Local.
+    answer = central.stop_transaction(charger_id, req.transaction_id, req.meter_stop,
+                                      req.timestamp, req.reason or "Local", req.id_tag, reading)
+    return _then(answer, lambda authorization: m.StopTransactionResponse(
+        id_tag_info=id_tag_info(authorization)))
+
+
+def _progress(action):
+    """
+    @return: the handler of a progress report (firmware, diagnostics, log
+        upload): the domain keeps it for the status page.
+    """
+    response = m.ACTIONS[action].response
+
+    def handle(central, charger_id, req):
+        central.progress_reported(charger_id, action, req.status)
+        return response()
+
+    handle.__name__ = action
+    return handle
+
+
+#: The handler of every action a charger sends, by its name in
+#: L{messages.ACTIONS}: C{handler(central, charger_id, request)} returns the
+#: response message or a Deferred of it.
+HANDLERS = {
+    "Authorize": authorize,
+    "BootNotification": boot_notification,
+    "DataTransfer": data_transfer,
+    "DiagnosticsStatusNotification": _progress("DiagnosticsStatusNotification"),
+    "FirmwareStatusNotification": _progress("FirmwareStatusNotification"),
+    "Heartbeat": heartbeat,
+    "LogStatusNotification": _progress("LogStatusNotification"),
+    "MeterValues": meter_values,
+    "SecurityEventNotification": security_event_notification,
+    "SignCertificate": sign_certificate,
+    "SignedFirmwareStatusNotification": _progress("SignedFirmwareStatusNotification"),
+    "StartTransaction": start_transaction,
+    "StatusNotification": status_notification,
+    "StopTransaction": stop_transaction,
+}
