@@ -8,6 +8,8 @@ import ipaddress
 import os
 import types
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
@@ -19,7 +21,8 @@ from zope.interface import implementer
 
 from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
 from tests.sim import NO_REPLY, HandshakeRefused, connect_charger
-from xxterocpp import certs, tls
+from tests.test_signing import make_csr
+from xxterocpp import certs, signing, tls
 from xxterocpp.config import load_config
 from xxterocpp.tap import XxterocppService
 
@@ -44,9 +47,13 @@ def pki():
         other, other_key = certs.make_ca("foreign CA", key_type="ec")
         # The renewal of the hot-reload test.
         server2, server2_key = certs.make_leaf(ca, ca_key, "localhost", dns=["localhost"])
+        # The charger-signing CA below the root, for signed CSRs.
+        signing_ca, signing_key = certs.make_signing_ca(ca, ca_key, "test signing CA",
+                                                        key_type="ec")
         files = {"ca.pem": ca, "other-ca.pem": other, "server.pem": server,
-                 "server2.pem": server2}
-        keys = {"server.key": server_key, "server2.key": server2_key}
+                 "server2.pem": server2, "signing-ca.pem": signing_ca}
+        keys = {"server.key": server_key, "server2.key": server2_key,
+                "signing-ca.key": signing_key}
         for name, issuer, issuer_key, identity in (
                 ("cp1", ca, ca_key, "CP1"), ("twin", ca, ca_key, "TWIN"),
                 ("foreign-cp1", other, other_key, "CP1")):
@@ -114,6 +121,18 @@ class RawClientTLS:
         connection = SSL.Connection(self.context, None)
         connection.set_tlsext_host_name(b"localhost")
         return connection
+
+
+class ChainClientTLS(RawClientTLS):
+    """
+    A charger presenting a client certificate with the CA certificates after
+    it, as CertificateSigned gave it.
+    """
+
+    def __init__(self, chain_path, key_path):
+        super().__init__(SSL.TLS1_3_VERSION, b"DEFAULT")
+        self.context.use_certificate_chain_file(chain_path)
+        self.context.use_privatekey_file(key_path)
 
 
 def peer_certificate(charger):
@@ -303,6 +322,30 @@ class SecureProfile3Tests(SecureTestCase):
         charger = yield self.connect("CP1", trusting(client="cp1"))
         response = yield charger.boot()
         self.assertEqual(response["status"], "Accepted")
+
+    @defer.inlineCallbacks
+    def test_certificate_signed_by_the_signing_ca_connects(self):
+        """
+        A certificate the signing CA made from the charger's CSR, presented
+        with the signing CA after it, is verified up to client_ca (the root);
+        the certificate alone is refused.
+        """
+        signer = signing.ChargerSigner(os.path.join(self.tls_dir, "signing-ca.pem"),
+                                       os.path.join(self.tls_dir, "signing-ca.key"))
+        key = ec.generate_private_key(ec.SECP256R1())
+        chain = signer.sign(make_csr(key), "CP1").certificate_chain.encode("ascii")
+        path = os.path.join(self.tls_dir, "signed-cp1")
+        certs.write_file(path + ".key", certs.key_pem(key), private=True)
+        certs.write_file(path + "-chain.pem", chain)
+        leaf = x509.load_pem_x509_certificate(chain)
+        certs.write_file(path + ".pem", certs.certificate_pem(leaf))
+        charger = yield self.connect("CP1", ChainClientTLS(path + "-chain.pem", path + ".key"))
+        response = yield charger.boot()
+        self.assertEqual(response["status"], "Accepted")
+        yield self.refused("CP1", ChainClientTLS(path + ".pem", path + ".key"))
+        yield self.failures("tls", 1)
+        self.assertIn("TLS connection from 127.0.0.1 failed: certificate verify failed",
+                      self.logged)
 
     @defer.inlineCallbacks
     def test_identity_case_follows_the_configuration(self):

@@ -6,6 +6,7 @@ OCPP Secure (security profiles 2 and 3 of the OCPP 1.6 security white paper).
     xxterocpp-certs init-ca                      # ca.pem: load it into the chargers
     xxterocpp-certs server --ip 192.168.1.10 --dns knx-controller.local
     xxterocpp-certs client SN12345               # profile 3 only
+    xxterocpp-certs signing-ca                   # the service signs chargers' CSRs
 
 Keys are RSA 2048 by default: every charger TLS stack speaks RSA, and an RSA
 server certificate serves both the ECDHE-RSA suites and the plain
@@ -13,6 +14,11 @@ TLS_RSA_WITH_AES_*_GCM_* suites the white paper lists; C{--key-type ec} makes
 P-256 (ECDSA) keys instead. Private keys are written with mode 0600, and
 every file is replaced atomically, so a SIGHUP during a renewal never loads
 half a file.
+
+The root may have one CA below it: the charger-signing CA
+(C{signing-ca.pem}, C{signing-ca.key}), with which the service signs the
+certificate signing requests chargers send (L{xxterocpp.signing}), so that
+the root key never has to be readable by the service.
 """
 
 import argparse
@@ -36,12 +42,19 @@ DEFAULT_DIRECTORY = "/etc/xxterocpp/tls"
 CA_DAYS = 20 * 365
 #: Server and client certificates are renewed by re-running the tool.
 LEAF_DAYS = 5 * 365
+#: The charger-signing CA is renewed by re-running the tool; the chargers'
+#: certificates it signed stay valid, as they chain to the same root.
+SIGNING_CA_DAYS = 10 * 365
 
 #: Chargers often boot with a clock that is a little behind before NTP.
 BACKDATE = datetime.timedelta(days=1)
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
+SIGNING_CA_CERT, SIGNING_CA_KEY = "signing-ca.pem", "signing-ca.key"
+
+#: The system user of the Debian package: it must read the signing key.
+SERVICE_USER = "xxterocpp"
 
 
 class CertsError(Exception):
@@ -68,74 +81,163 @@ def _name(common_name, organization=None):
     return x509.Name(attributes)
 
 
-def _builder(subject, issuer, public_key, days, now):
-    return (
+def valid_from(cert):
+    """
+    @return: the start of C{cert}'s validity, timezone-aware (UTC).
+    """
+    # cryptography 42 added the aware properties; Debian bookworm has 38.
+    start = getattr(cert, "not_valid_before_utc", None)
+    return start or cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+
+
+def valid_until(cert):
+    """
+    @return: the end of C{cert}'s validity, timezone-aware (UTC).
+    """
+    end = getattr(cert, "not_valid_after_utc", None)
+    return end or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+
+
+def _validity(now, days):
+    return now - BACKDATE, now + datetime.timedelta(days=days)
+
+
+def _authority_key_identifier(issuer):
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        # A signing CA of a site's own PKI may lack one.
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _builder(subject, public_key, not_before, not_after, issuer=None):
+    """
+    @param issuer: the certificate of the issuing CA, or None for a
+        self-signed one.
+    """
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_before(not_before)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if issuer is None:
+        return builder.issuer_name(subject).not_valid_after(not_after)
+    # Validation fails anyway once the issuer has expired; saying so in the
+    # certificate keeps the renewal date the one that matters.
+    return (builder.issuer_name(issuer.subject)
+            .not_valid_after(min(not_after, valid_until(issuer)))
+            .add_extension(_authority_key_identifier(issuer), critical=False))
+
+
+def _ca_constraints(builder, public_key, levels):
+    return (
+        builder
+        .add_extension(x509.BasicConstraints(ca=True, path_length=levels), critical=True)
+        .add_extension(_key_usage(public_key, digital_signature=False, key_encipherment=False,
+                                  key_cert_sign=True, crl_sign=True), critical=True)
     )
 
 
-def _key_usage(key, **usages):
+def _key_usage(public_key, **usages):
     flags = dict(digital_signature=True, content_commitment=False,
                  key_encipherment=False, data_encipherment=False, key_agreement=False,
                  key_cert_sign=False, crl_sign=False, encipher_only=False,
                  decipher_only=False)
     # Plain RSA key exchange (TLS_RSA_WITH_AES_*) encrypts to the key.
-    flags["key_encipherment"] = isinstance(key, rsa.RSAPrivateKey)
+    flags["key_encipherment"] = isinstance(public_key, rsa.RSAPublicKey)
     flags.update(usages)
     return x509.KeyUsage(**flags)
 
 
 def make_ca(common_name, key_type="rsa", days=CA_DAYS, now=None):
     """
-    A self-signed root CA that may sign end-entity certificates only.
+    A self-signed root CA that may sign end-entity certificates and one
+    level of CA below it (the charger-signing CA).
 
     @return: C{(certificate, key)}.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     key = new_key(key_type)
-    name = _name(common_name)
-    cert = (
-        _builder(name, name, key.public_key(), days, now)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key, digital_signature=False, key_encipherment=False,
-                                  key_cert_sign=True, crl_sign=True), critical=True)
-        .sign(key, hashes.SHA256())
+    builder = _builder(_name(common_name), key.public_key(), *_validity(now, days))
+    return _ca_constraints(builder, key.public_key(), 1).sign(key, hashes.SHA256()), key
+
+
+def reissue_root(cert, key):
+    """
+    The root CA C{cert} again, with its key, name and validity, allowing one
+    level of CA below it: the roots of C{init-ca} before the signing CA
+    existed forbade any. Whoever trusts the old certificate trusts the
+    certificates the root signs as before.
+
+    @return: the new certificate.
+    """
+    builder = _builder(cert.subject, key.public_key(), valid_from(cert), valid_until(cert))
+    return _ca_constraints(builder, key.public_key(), 1).sign(key, hashes.SHA256())
+
+
+def path_length(cert):
+    """
+    @return: how many levels of CA C{cert} allows below it (None: any).
+    """
+    return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+
+
+def make_signing_ca(root_cert, root_key, common_name, key_type="rsa", days=SIGNING_CA_DAYS,
+                    now=None):
+    """
+    The charger-signing CA: an intermediate of the root that signs end-entity
+    certificates only.
+
+    @return: C{(certificate, key)}.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    key = new_key(key_type)
+    builder = _builder(_name(common_name), key.public_key(), *_validity(now, days),
+                       issuer=root_cert)
+    return _ca_constraints(builder, key.public_key(), 0).sign(root_key, hashes.SHA256()), key
+
+
+def issue_leaf(ca_cert, ca_key, subject, public_key, *, dns=(), ips=(), client=False,
+               days=LEAF_DAYS, now=None):
+    """
+    An end-entity certificate for C{public_key} signed by the CA: a TLS
+    server certificate, or with C{client=True} a charger's client
+    certificate. It ends with the CA's validity at the latest.
+
+    @param subject: an L{x509.Name}.
+    @param ips: L{ipaddress} addresses for the subjectAltName.
+    @return: the certificate.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (
+        _builder(subject, public_key, *_validity(now, days), issuer=ca_cert)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(public_key), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
-    return cert, key
+    names = [x509.DNSName(name) for name in dns] + [x509.IPAddress(ip) for ip in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
 
 
 def make_leaf(ca_cert, ca_key, common_name, *, dns=(), ips=(), client=False,
               organization=None, key_type="rsa", days=LEAF_DAYS, now=None):
     """
-    An end-entity certificate signed by the CA: a TLS server certificate, or
-    with C{client=True} a charger's client certificate (profile 3).
+    A new key and its certificate from L{issue_leaf}, for the subject
+    C{common_name} (and C{organization}).
 
-    @param ips: L{ipaddress} addresses for the subjectAltName.
     @return: C{(certificate, key)}.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
     key = new_key(key_type)
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-    builder = (
-        _builder(_name(common_name, organization), ca_cert.subject, key.public_key(), days, now)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(key), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
-    )
-    names = [x509.DNSName(name) for name in dns] + [x509.IPAddress(ip) for ip in ips]
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(ca_key, hashes.SHA256()), key
+    cert = issue_leaf(ca_cert, ca_key, _name(common_name, organization), key.public_key(),
+                      dns=dns, ips=ips, client=client, days=days, now=now)
+    return cert, key
 
 
 def certificate_pem(cert):
@@ -214,6 +316,18 @@ def _owner(spec):
     return entry.pw_uid, gid
 
 
+def _service_user_exists():
+    """
+    @return: whether L{SERVICE_USER} exists (it does where the package is
+        installed).
+    """
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        return False
+    return True
+
+
 def init_ca(args, out):
     cert_path = os.path.join(args.dir, CA_CERT)
     if not args.force and (os.path.exists(cert_path)
@@ -264,12 +378,37 @@ def client(args, out):
           " install both in the charger", file=out)
 
 
+def signing_ca(args, out):
+    owner_name = args.owner or (SERVICE_USER if _service_user_exists() else None)
+    owner = _owner(owner_name) if owner_name else None
+    root, root_key = load_ca(args.dir)
+    root_path = os.path.join(args.dir, CA_CERT)
+    if path_length(root) == 0:
+        root = reissue_root(root, root_key)
+        write_file(root_path, certificate_pem(root))
+        print(f"{root_path} re-issued with the same key, name and validity, now allowing the"
+              f" signing CA below it; chargers trusting the old one still trust this"
+              f" controller, give the new one (SHA-256 fingerprint {fingerprint(root)}) to"
+              f" those that are to get signed certificates", file=out)
+    cert, key = make_signing_ca(root, root_key, args.name, args.key_type, args.days)
+    # Key first, as for the server certificate.
+    write_file(os.path.join(args.dir, SIGNING_CA_KEY), key_pem(key), private=True,
+               owner=owner)
+    cert_path = os.path.join(args.dir, SIGNING_CA_CERT)
+    write_file(cert_path, certificate_pem(cert), owner=owner)
+    readable = (f"owned by {owner_name}" if owner
+                else "readable by you only: give --owner to let the service read it")
+    print(f"charger-signing CA written to {cert_path} (key {SIGNING_CA_KEY}, {readable});"
+          f" 'systemctl reload xxterocpp' puts it in use", file=out)
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog="xxterocpp-certs",
         description="Certificates for OCPP Secure (wss://): the controller's root CA, its"
                     " server certificate and, for security profile 3, charger client"
-                    " certificates.")
+                    " certificates, made here or signed by the service with the"
+                    " charger-signing CA.")
     p.add_argument("--dir", default=DEFAULT_DIRECTORY,
                    help=f"where the files are read and written [{DEFAULT_DIRECTORY}]")
     p.add_argument("--key-type", choices=("rsa", "ec"), default="rsa",
@@ -299,6 +438,16 @@ def parser():
                    " CPO name)")
     c.add_argument("--days", type=int, default=LEAF_DAYS, help=f"validity [{LEAF_DAYS}]")
     c.set_defaults(run=client)
+
+    c = commands.add_parser("signing-ca", help="create or renew the charger-signing CA"
+                            " (signing-ca.pem, signing-ca.key), with which the service signs"
+                            " chargers' certificate requests")
+    c.add_argument("--name", default="xxterocpp charger signing CA", help="its common name")
+    c.add_argument("--days", type=int, default=SIGNING_CA_DAYS,
+                   help=f"validity, at most the root's [{SIGNING_CA_DAYS}]")
+    c.add_argument("--owner", help=f"USER[:GROUP] owning the written files (the service must"
+                   f" be able to read the key) [{SERVICE_USER}, when that user exists]")
+    c.set_defaults(run=signing_ca)
     return p
 
 
