@@ -99,8 +99,8 @@ class DefaultsTests(SynchronousTestCase):
     def test_charger_defaults(self):
         """
         A [[charger]] with only its required keys gets connector 1, normal
-        current = max current, three phases, any tag, remote tag XXTER and
-        no group objects.
+        current = max current, three phases, any tag, remote tag XXTER, no
+        quirk keys and no group objects.
         """
         (point,) = parse_config(charger(id="SN1", max_current=20)).chargers
         self.assertEqual(
@@ -117,6 +117,9 @@ class DefaultsTests(SynchronousTestCase):
                 password="",
                 time_dpt="10.001",
                 current_dpt="14.019",
+                quirks=None,
+                no_quirks=None,
+                current_steps=None,
                 knx=ChargerKnxConfig(),
             ),
         )
@@ -205,6 +208,9 @@ class EveryKeyTests(SynchronousTestCase):
                 password = "0123456789abcdef"
                 time_dpt = "10.001"
                 current_dpt = "14.019"
+                quirks = ["keepalive"]
+                no_quirks = ["no-ping"]
+                current_steps = [6, 8, 10, 13, 16]
 
                 [charger.knx]
                 status = "9/7/0"
@@ -262,6 +268,9 @@ class EveryKeyTests(SynchronousTestCase):
                     password="0123456789abcdef",
                     time_dpt="10.001",
                     current_dpt="14.019",
+                    quirks=("keepalive",),
+                    no_quirks=("no-ping",),
+                    current_steps=(6.0, 8.0, 10.0, 13.0, 16.0),
                     knx=ChargerKnxConfig(*map(GroupAddress.parse, addresses)),
                 ),
             ),

@@ -10,8 +10,10 @@ Each setting is declared once, on its attrs class, with the parser that checks
 it (L{xxterocpp.configschema.setting}); one generic loop
 (L{xxterocpp.configschema.build}) reads every table, so a new key is one line
 here; the C{[charger.knx]} keys come from the group objects' declaration,
-L{xxterocpp.knx.objects}.  Checks that involve several keys or tables (TLS
-files, web password, duplicate ids, group address clashes) follow the build.
+L{xxterocpp.knx.objects}, and the quirk names from L{xxterocpp.quirks}.
+Checks that involve several keys or tables (TLS files, web password,
+duplicate ids, group address clashes, one charger's quirk keys) follow the
+build.
 """
 
 import ipaddress
@@ -30,6 +32,7 @@ from xxterocpp.configschema import (
     build_array,
     coerce,
     describe,
+    did_you_mean,
     non_empty,
     one_of,
     positive,
@@ -42,6 +45,8 @@ from xxterocpp.configschema import (
 )
 from xxterocpp.knx import objects
 from xxterocpp.knx.address import GroupAddress
+from xxterocpp.quirks import NAMES as QUIRK_NAMES
+from xxterocpp.quirks import STEPS_EXAMPLE, check_steps, resolve as resolve_quirks
 
 TAG_STATUSES = ("Accepted", "Blocked", "Expired")
 
@@ -81,6 +86,34 @@ def _id_tag_length(value):
             f"{value!r} is longer than {_ID_TAG_LENGTH} characters "
             f"(an OCPP idTag is at most {_ID_TAG_LENGTH})"
         )
+
+
+def _quirk_names(value):
+    """
+    An array of workaround names, each one of L{xxterocpp.quirks.NAMES}.
+    """
+    known = f"known: {', '.join(QUIRK_NAMES)}"
+    if not isinstance(value, list):
+        raise ValueError(
+            f'expected an array of names like ["keepalive"], got {describe(value)}; {known}')
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ValueError(f"item {index}: expected a string, got {describe(item)}; {known}")
+        if item not in QUIRK_NAMES:
+            suggestion = did_you_mean(item, QUIRK_NAMES)
+            raise ValueError(f"unknown quirk {item!r}{suggestion}; {known}")
+    return tuple(dict.fromkeys(value))
+
+
+def _current_steps(value):
+    if not isinstance(value, list):
+        raise ValueError(f"expected an array like {STEPS_EXAMPLE}, got {describe(value)}")
+    for index, item in enumerate(value):
+        try:
+            coerce(float, item)  # the TOML-worded type error
+        except ValueError as e:
+            raise ValueError(f"item {index}: {e}") from None
+    return check_steps(value)
 
 
 def _knxd_endpoint(value):
@@ -306,6 +339,13 @@ class ChargerConfig:
         C{[knx] time_dpt}.
     @ivar current_dpt: C{"14.019"} or C{"9.021"}; in the file it defaults to
         C{[knx] current_dpt}.
+    @ivar quirks: workaround names to add (L{xxterocpp.quirks}), L{None}
+        when this table does not say; like C{no_quirks} and
+        C{current_steps} they hold for the whole charger, read them with
+        L{Config.quirk_settings}.
+    @ivar no_quirks: workaround names to remove, L{None} when not said.
+    @ivar current_steps: the charger's current steps in A, ascending, or
+        L{None}.
     """
 
     id: str = setting(
@@ -329,7 +369,42 @@ class ChargerConfig:
     password: str = setting("", scalar(str))
     time_dpt: str = _dpt_choice(objects.TIME_DPT)
     current_dpt: str = _dpt_choice(objects.CURRENT_DPT)
+    quirks: tuple[str, ...] | None = setting(None, _quirk_names)
+    no_quirks: tuple[str, ...] | None = setting(None, _quirk_names)
+    current_steps: tuple[float, ...] | None = setting(None, _current_steps)
     knx: ChargerKnxConfig = subtable(ChargerKnxConfig)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class QuirkSettings:
+    """
+    The quirk keys of one charger, from all its C{[[charger]]} tables.
+
+    @ivar add: workaround names to add: C{quirks}, and C{current-steps}
+        when C{current_steps} is set.
+    @ivar remove: workaround names to remove (C{no_quirks}).
+    @ivar current_steps: the charger's steps in A, or L{None}.
+    """
+
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    current_steps: tuple[float, ...] | None = None
+
+    def parameters(self):
+        """
+        @return: the configured workaround parameters, for
+            L{xxterocpp.quirks.resolve}.
+        """
+        if self.current_steps is None:
+            return {}
+        return {"current-steps": {"steps": self.current_steps}}
+
+    def resolve(self, boot):
+        """
+        @param boot: the charger's boot data (C{Charger.boot}).
+        @return: the L{xxterocpp.quirks.ActiveQuirks} in force for it.
+        """
+        return resolve_quirks(boot, self.add, self.remove, self.parameters())
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -373,6 +448,18 @@ class Config:
             if (c.id, c.connector) == (charger_id, connector):
                 return c
         return None
+
+    def quirk_settings(self, charger_id):
+        """
+        @return: the L{QuirkSettings} of C{charger_id}: what any of its
+            tables says (they were checked to agree); empty for an unknown
+            id.
+        """
+        points = [c for c in self.chargers if c.id == charger_id]
+        add, remove, steps = _quirk_keys(points)
+        if steps is not None and "current-steps" not in add:
+            add += ("current-steps",)
+        return QuirkSettings(add=add, remove=remove, current_steps=steps)
 
 
 # Reading tables.
@@ -478,6 +565,67 @@ def _check_chargers(chargers, ocpp):
         )
 
 
+_QUIRK_KEYS = ("quirks", "no_quirks", "current_steps")
+
+
+def _quirk_keys(points):
+    """
+    C{quirks}, C{no_quirks} and C{current_steps} of one charger's tables,
+    each from the first table that sets it (C{()} or L{None} when none do).
+    """
+    values = [next((getattr(p, key) for p in points if getattr(p, key) is not None), None)
+              for key in _QUIRK_KEYS]
+    return values[0] or (), values[1] or (), values[2]
+
+
+def _check_quirks(chargers):
+    """
+    The quirk keys hold for a whole charger: the tables of one id that set
+    one must agree, no name may be both added and removed, and
+    C{current-steps} needs the steps.
+    """
+    first = {}
+    for index, charger in enumerate(chargers):
+        here = f"charger[{index}]"
+        for key in _QUIRK_KEYS:
+            value = getattr(charger, key)
+            if value is None:
+                continue
+            other = first.setdefault((charger.id, key), index)
+            theirs = getattr(chargers[other], key)
+            same = set(theirs) == set(value) if key != "current_steps" else theirs == value
+            if not same:
+                raise Invalid(
+                    f"{here}.{key}",
+                    f"differs from charger[{other}].{key} for the same charger {charger.id!r} "
+                    f"(the quirk keys hold for every connector of a charger)",
+                )
+
+    def where(charger_id, key):
+        return f"charger[{first[(charger_id, key)]}].{key}"
+
+    for charger_id in dict.fromkeys(c.id for c in chargers):
+        add, remove, steps = _quirk_keys([c for c in chargers if c.id == charger_id])
+        both = [name for name in add if name in remove]
+        if both:
+            raise Invalid(
+                where(charger_id, "no_quirks"),
+                f"{both[0]!r} is also in {where(charger_id, 'quirks')}; a quirk cannot be "
+                f"added and removed",
+            )
+        if "current-steps" in add and steps is None:
+            raise Invalid(
+                where(charger_id, "quirks"),
+                "'current-steps' needs the charger's steps: set current_steps = [...] "
+                "(which alone turns it on)",
+            )
+        if steps is not None and "current-steps" in remove:
+            raise Invalid(
+                where(charger_id, "current_steps"),
+                f"set, but {where(charger_id, 'no_quirks')} removes 'current-steps'",
+            )
+
+
 def _check_smart(smart, chargers):
     """
     C{[smart]}'s group addresses are bus inputs of their own: a write to a
@@ -520,6 +668,7 @@ def _read(document, path):
     _check_web_access(sections["web"])
     _check_tags(tags)
     _check_chargers(chargers, sections["ocpp"])
+    _check_quirks(chargers)
     _check_smart(sections["smart"], chargers)
     return Config(tags=tags, chargers=chargers, path=path, **sections)
 
