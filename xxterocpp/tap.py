@@ -177,7 +177,7 @@ class XxterocppService(service.MultiService):
         self.web = ListeningService(
             server_endpoint(reactor, config.web.interface, config.web.port),
             web_site(self.central, self.controller, self.store, lambda: self.knx_link,
-                     smart=self.smart, refused=self.security_failures),
+                     reactor, smart=self.smart, refused=self.security_failures),
             "web interface")
         self.web.setServiceParent(self)
         self._previous_sighup = None
