@@ -315,6 +315,7 @@ class WebInterface(resource.Resource):
             return
         request.setResponseCode(reply.code, reason(reply.code))
         request.setHeader("Content-Type", reply.content_type)
+        request.setHeader("Content-Length", str(len(reply.body)))
         for name, value in (*SECURITY_HEADERS, *reply.headers.items()):
             request.setHeader(name, value)
         request.write(reply.body)
@@ -554,10 +555,11 @@ class WebInterface(resource.Resource):
 
 def web_site(central, controller, store, knx_link, clock, smart=None, refused=None):
     """
-    @param clock: the L{IReactorTime} of the failed-login throttle.
+    @param clock: the L{IReactorTime} of the failed-login throttle and the
+        idle timeouts.
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or L{None}.
     @param refused: a callable returning the refused-connection counts.
     @return: the server factory of the web interface.
     """
     return WebSite(WebInterface(central, controller, store, knx_link, smart, refused),
-                   Gate(lambda: central.config.web, clock))
+                   Gate(lambda: central.config.web, clock), clock)

@@ -15,6 +15,7 @@ import math
 
 from twisted.logger import Logger
 from twisted.web import server
+from twisted.web.http import RESPONSES
 
 from xxterocpp import basic_auth
 from xxterocpp.web.reply import SECURITY_HEADERS, HttpError, Reply
@@ -36,8 +37,6 @@ def reason(code):
     """
     @return: the reason phrase of an HTTP status code, as bytes.
     """
-    from twisted.web.http import RESPONSES
-
     return RESPONSES.get(code) or _REASONS.get(code, b"Error")
 
 
@@ -180,9 +179,9 @@ class WebRequest(server.Request):
 
     def _refuse(self, error):
         """
-        Answer with C{error} directly on the transport and close: the
-        request line is not even parsed into this request yet, the way
-        twisted.web answers a malformed request.
+        Answer with C{error} directly on the transport and close, the way
+        twisted.web answers a malformed request: the request's method and
+        path are not set on it before its body is in.
         """
         self.refused = True
         # No "100 Continue" for a body that is not going to be read.
@@ -208,8 +207,11 @@ class WebSite(server.Site):
     noisy = False
     requestFactory = WebRequest
 
-    def __init__(self, resource, gate):
-        super().__init__(resource)
+    def __init__(self, resource, gate, clock):
+        """
+        @param clock: the L{IReactorTime} of the connections' idle timeouts.
+        """
+        super().__init__(resource, reactor=clock)
         self.gate = gate
 
     def log(self, request):
