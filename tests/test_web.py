@@ -46,6 +46,16 @@ class Response:
         return json.loads(self.body)
 
 
+def web_agent(testcase):
+    """
+    @return: an HTTP client with a new connection per request, whose
+        connections are closed at the test's cleanup.
+    """
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    testcase.addCleanup(pool.closeCachedConnections)
+    return Agent(reactor, pool=pool)
+
+
 class WebTestCase(TestCase):
     """
     The whole service on loopback ports, and an HTTP client for it.
@@ -58,17 +68,22 @@ class WebTestCase(TestCase):
     def setUp(self):
         self.config_path = write_config(self, self.config_text)
         yield self.start()
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        self.agent = Agent(reactor, pool=pool)
-        self.addCleanup(pool.closeCachedConnections)
+        self.agent = web_agent(self)
 
     @defer.inlineCallbacks
     def start(self):
         """
         Start (or restart) the service on the test's configuration file.
         """
-        self.service = yield start_service(self, self.config_path)
-        port = yield self.service.web.when_listening()
+        yield self.serve((yield start_service(self, self.config_path)))
+
+    @defer.inlineCallbacks
+    def serve(self, service):
+        """
+        Send the requests to C{service}'s web interface from now on.
+        """
+        self.service = service
+        port = yield service.web.when_listening()
         self.base = f"http://127.0.0.1:{port.getHost().port}"
 
     @defer.inlineCallbacks
