@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web -*-
+# -*- test-case-name: tests.test_web,tests.test_web_routes,tests.test_attacks_web -*-
 """
 The web interface: one resource serves the status page and the JSON API,
 every request behind HTTP Basic auth when C{[web] password} is set.

@@ -2,7 +2,7 @@
 """
 What the web interface refuses on a request's headers alone, before its
 body is read: a foreign C{Host} on a loopback interface (DNS rebinding), an
-address that keep guessing the password, wrong credentials, a body over
+address that keeps guessing the password, wrong credentials, a body over
 L{MAX_BODY}.
 
 twisted.web reads the whole body before a resource sees the request, so the
@@ -76,9 +76,9 @@ def host_name(host):
         return None
     host = host.strip().lower()
     name, colon, port = host.rpartition(":")
-    if not colon or name.startswith("[") and not name.endswith("]") or \
-            not name.startswith("[") and ":" in name:
-        # No port, or the colons of a bare IPv6 address.
+    bracketed = name.startswith("[")
+    if not colon or (bracketed and not name.endswith("]")) or (not bracketed and ":" in name):
+        # No port: the last colon is inside an IPv6 address.
         name, port = host, ""
     if port and not (port.isascii() and port.isdigit()):
         return None
