@@ -1,18 +1,24 @@
 """
 Tests for L{xxterocpp.tap}: the twistd plugin's options, the one-line
-refusal of a bad configuration, SIGHUP reloads and where state is kept.
+refusal of a bad configuration, the listening ports, the order observers
+get the domain's events in, SIGHUP reloads and where state is kept.
 """
 
 import os
 import sys
 
-from twisted.internet import defer, reactor, utils
+from twisted.internet import defer, endpoints, reactor, utils
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
-    BASE_CONFIG, ROOT, ServiceProcess, kill_on_cleanup, start_service, write_config)
+    BASE_CONFIG, LOOPBACK_CONFIG, ROOT, ServiceProcess, kill_on_cleanup, start_service,
+    write_config)
 from tests.sim import HandshakeRefused, connect_charger
 from xxterocpp import tap
+from xxterocpp.config import load_config
 
 
 def rewrite(path, text, **values):
@@ -77,6 +83,95 @@ class OptionsTests(TestCase):
         self.assertIn("charger[0].conector", lines[0])
         self.assertIn("unknown key", lines[0])
         self.assertEqual(out, b"")
+
+
+class ServerServiceTests(TestCase):
+    """
+    L{tap.ServerService}: Twisted's StreamServerEndpointService that says
+    where it listens.
+    """
+
+    def server(self, port=0):
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
+        server = tap.ServerService(endpoint, Factory.forProtocol(Protocol), "test server")
+        self.addCleanup(lambda: server.running and server.stopService())
+        return server
+
+    @defer.inlineCallbacks
+    def test_logs_and_tells_the_port(self):
+        """
+        Once bound it logs "WHAT listening on HOST port PORT" and
+        C{when_listening} fires with the port, also when asked later.
+        """
+        server = self.server()
+        with capturedLogs() as events:
+            server.startService()
+            port = yield server.when_listening()
+        self.assertEqual(port.getHost().host, "127.0.0.1")
+        listening = [e for e in events if e.get("what") == "test server"]
+        self.assertEqual([(e["host"], e["port"]) for e in listening],
+                         [("127.0.0.1", port.getHost().port)])
+        self.assertIs((yield server.when_listening()), port)
+        yield server.stopService()
+        self.assertFalse(server.running)
+
+    @defer.inlineCallbacks
+    def test_port_in_use_stops_the_start(self):
+        """
+        A port that cannot be bound raises from C{startService}.
+        """
+        first = self.server()
+        first.startService()
+        taken = (yield first.when_listening()).getHost().port
+        self.assertRaises(CannotListenError, self.server(taken).startService)
+
+    @defer.inlineCallbacks
+    def test_twistd_exits_when_the_port_is_taken(self):
+        """
+        The whole service under twistd: a taken OCPP port ends the process
+        with a non-zero status and one line naming the port.
+        """
+        blocker = self.server()
+        blocker.startService()
+        taken = (yield blocker.when_listening()).getHost().port
+        path = write_config(self, LOOPBACK_CONFIG.replace("port = 0", f"port = {taken}", 1))
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            ["-c", "from twisted.scripts.twistd import run; run()", "--nodaemon",
+             "--pidfile=", "xxterocpp", "--config", path],
+            env=dict(os.environ, PYTHONPATH=ROOT), path=ROOT, reactor=reactor)
+        self.assertNotEqual(code, 0)
+        # twistd's log has taken over stderr by then.
+        output = (out + err).decode()
+        self.assertIn(f"xxterocpp: Couldn't listen on 127.0.0.1:{taken}:", output)
+        self.assertNotIn("Traceback", output)
+
+
+#: A charger with a KNX group object: the service builds a bridge (it does
+#: not connect to knxd before it starts).
+KNX_CONFIG = LOOPBACK_CONFIG.replace('knxd = "{knxd}"', 'knxd = "unix:/nonexistent"') + """
+[[charger]]
+id = "CP1"
+max_current = 16
+
+[charger.knx]
+status = "1/0/0"
+"""
+
+
+class SubscriptionTests(TestCase):
+    """
+    The composition root subscribes the domain's observers in one order.
+    """
+
+    def test_order(self):
+        """
+        The controller, then the smart manager, then the KNX bridge; each
+        once.
+        """
+        service = tap.XxterocppService(load_config(write_config(self, KNX_CONFIG)), reactor)
+        self.assertEqual(service.central._observers, [
+            service.controller._observe, service.smart._observe, service.knx_bridge._event])
 
 
 class DatabasePathTests(TestCase):

@@ -10,8 +10,9 @@ import os
 import signal
 import sys
 
-from twisted.application import service
+from twisted.application import internet, service
 from twisted.internet import defer, endpoints
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -65,51 +66,49 @@ def database_path(configured, log=None):
     return fallback
 
 
-class ListeningService(service.Service):
+class ServerService(internet.StreamServerEndpointService):
     """
-    Listen on an endpoint while running; a port that cannot be bound stops
-    the start-up (twistd exits non-zero and systemd restarts it).
+    Listen on an endpoint while running, logging "C{what} listening on HOST
+    port PORT" once bound; a port that cannot be bound stops the start-up
+    (twistd exits non-zero and systemd restarts it).
+    """
 
-    @ivar port: the listening port, once listening.
-    """
+    # Raise a failed listen() from (privileged)startService, as the services of
+    # twisted.application.strports do, instead of only logging it.
+    _raiseSynchronously = True
 
     def __init__(self, endpoint, factory, what):
-        self.endpoint = endpoint
-        self.factory = factory
+        super().__init__(endpoint, factory)
         self.what = what
-        self.port = None
-        self._listening = defer.Deferred()
 
-    def startService(self):
-        super().startService()
-        d = self.endpoint.listen(self.factory)
-        failures = []
-        d.addCallbacks(self._listened, failures.append)
-        if failures:
-            failures[0].raiseException()
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
 
-    def _listened(self, port):
-        self.port = port
+    def _listening(self, port):
+        if port is None:
+            # A failed listen, logged by StreamServerEndpointService.
+            return None
         address = port.getHost()
         Logger().info("{what} listening on {host} port {port}", what=self.what,
                       host=address.host, port=address.port)
-        self._listening.callback(port)
+        return port
 
     def when_listening(self):
         """
-        @return: a Deferred firing with the listening port.
+        @return: a Deferred firing with the listening port (an
+            L{IListeningPort}) once the started service is bound.
         """
-        if self.port is not None:
-            return defer.succeed(self.port)
         d = defer.Deferred()
-        self._listening.addCallback(lambda port: (d.callback(port), port)[1])
-        return d
 
-    def stopService(self):
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
+        def listening(port):
+            d.callback(port)
+            return port
+
+        # _waitingForPort: the Deferred of listen(), documented by
+        # StreamServerEndpointService (Twisted 10.2 and later).
+        self._waitingForPort.addCallback(listening)
+        return d
 
 
 def server_endpoint(reactor, interface, port, tls=None):
@@ -128,13 +127,20 @@ class XxterocppService(service.MultiService):
     The whole service: state store, central system, OCPP server.
 
     @ivar central: the L{CentralSystem}, once started.
-    @ivar ocpp: the L{ListeningService} of the OCPP server.
+    @ivar ocpp: the L{ServerService} of the OCPP server.
     @ivar controller: the L{Controller} every adapter steers chargers with.
     @ivar smart: the L{SmartManager} of smart sessions and the site limit.
     @ivar knx_link: the knxd link, None without one ("not configured" on
         the status page).
     @ivar knx_bridge: the L{KnxBridge} over C{knx_link}, or None.
-    @ivar web: the L{ListeningService} of the status page and HTTP API.
+    @ivar web: the L{ServerService} of the status page and HTTP API.
+
+    The domain's events reach its observers in the order they are
+    subscribed here (L{_subscribe}): the controller first (post-boot set-up,
+    limits, local lists), then the smart manager (it plans with what the
+    controller applied), then the KNX bridge (it shows the outcome of both
+    on the bus). The web interface reads the domain when asked and
+    subscribes to nothing.
     """
 
     log = Logger()
@@ -162,22 +168,24 @@ class XxterocppService(service.MultiService):
                 # The one line of a bad configuration, not a traceback.
                 raise SystemExit(f"xxterocpp: {config.path}: {e}")
         self.ocpp_tls = tls
-        self.ocpp = ListeningService(
+        self.ocpp = ServerService(
             server_endpoint(reactor, config.ocpp.interface, config.ocpp.port, tls),
             self.ocpp_factory, "OCPP server (wss)" if tls else "OCPP server (ws)")
         self.ocpp.setServiceParent(self)
         self.controller = Controller(self.central, reactor)
+        self._subscribe(self.controller._observe)
         from xxterocpp.smart.manager import SmartManager
 
         self.smart = SmartManager(self.central, self.controller, reactor, config)
+        self._subscribe(self.smart._observe)
         self.smart.setServiceParent(self)
         self.knx_link = None
         self.knx_bridge = None
         self._apply_knx(config)
-        self.web = ListeningService(
+        self.web = ServerService(
             server_endpoint(reactor, config.web.interface, config.web.port),
             web_site(self.central, self.controller, self.store, lambda: self.knx_link,
-                     smart=self.smart, refused=self.security_failures),
+                     reactor, smart=self.smart, refused=self.security_failures),
             "web interface")
         self.web.setServiceParent(self)
         self._previous_sighup = None
@@ -185,7 +193,7 @@ class XxterocppService(service.MultiService):
     def _apply_knx(self, config):
         """
         Run the KNX bridge while C{[knx] knxd} is set and a charging point
-        links a group object (KNX is optional, SPEC §4); a reload re-links
+        links a group object (KNX is optional); a reload re-links
         the objects, a changed knxd endpoint replaces the link.
         """
         from xxterocpp.knx.bridge import KnxBridge, has_group_objects
@@ -205,7 +213,28 @@ class XxterocppService(service.MultiService):
             self.knx_bridge = KnxBridge(
                 config, self.central, self.controller, self.knx_link, self.reactor,
                 smart=self.smart)
+            self._subscribe(self.knx_bridge._event)
             self.knx_bridge.setServiceParent(self)
+
+    def _subscribe(self, observer):
+        """
+        Deliver the domain's events to C{observer}, after the observers
+        subscribed before it.
+        """
+        # Until their constructors stop subscribing themselves, the
+        # controller, the smart manager and the bridge are subscribed already:
+        # keep each subscribed once.
+        if observer not in self.central._observers:
+            self.central.subscribe(observer)
+
+    def privilegedStartService(self):
+        # twistd binds the ports here, before startService.
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            # One line, not a traceback: another process has the port, or
+            # the interface is no address of this machine.
+            raise SystemExit(f"xxterocpp: {e}")
 
     def startService(self):
         self.store.open()

@@ -1,28 +1,29 @@
-# -*- test-case-name: tests.test_web -*-
+# -*- test-case-name: tests.test_web,tests.test_web_routes,tests.test_attacks_web -*-
 """
-The web interface (SPEC §5): one resource serves the status page and the
-JSON API, every request behind HTTP Basic auth when C{[web] password} is set.
+The web interface: one resource serves the status page and the JSON API,
+every request behind HTTP Basic auth when C{[web] password} is set.
 
 L{ROUTES} is the one table of what is served; L{COMMANDS} maps the charger
 actions of C{POST /api/chargers/{id}/{action}} to the control API. Errors are
-JSON C{{"error": "..."}} with the fitting status: 400 bad request body, 401
-no or wrong credentials, 403 cross-site request, 404 unknown route, charger
-or tag, 405 wrong method, 409 charger offline or command refused, 502 the
-charger answered with a CALLERROR, 504 the charger did not answer.
+JSON C{{"error": "..."}} with the fitting status: 400 bad request body or
+query, 401 no or wrong credentials, 403 cross-site request or a foreign
+C{Host}, 404 unknown route, charger or tag, 405 wrong method, 409 charger
+offline or command refused, 413 a body over 64 KiB, 415 a state-changing
+request that is not C{application/json}, 429 too many failed logins, 500 a
+bug (logged), 502 the charger answered with a CALLERROR, 504 the charger did
+not answer. What is refused on the headers alone (before the body is read)
+is in L{xxterocpp.web.gate}.
 
 C{/api/chargers/{id}/smart[?connector=N]} reads (GET) and changes (PUT or
 POST C{{"departure": "HH:MM" | ISO date-time, "energy_wh": N}}) the smart
-session at a charging point (404 when none runs).
+session at a charging point (404 when none runs); a departure more than
+L{MAX_DEPARTURE} ahead is refused.
 """
 
-import base64
-import binascii
 import csv
-import hmac
 import io
 import json
-import math
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
 import attr
@@ -30,42 +31,24 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from xxterocpp.config import TAG_STATUSES
 from xxterocpp.control import UnknownChargingPoint
 from xxterocpp.ocpp import messages as m
 from xxterocpp.smart.manager import NoSmartSession
-from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY, valid_authorization_key
+from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY
 from xxterocpp.store import TagRecord
+from xxterocpp.web import parse
+from xxterocpp.web.gate import Gate, WebSite, header, reason
 from xxterocpp.web.page import HISTORY_DAYS, SCRIPT, STYLESHEET, render_page
+from xxterocpp.web.reply import SECURITY_HEADERS, HttpError, Reply, scrubbed
 from xxterocpp.web.status import iso, snapshot
 
+#: How far ahead a smart departure may be: planning further would take the
+#: reactor seconds (the planner walks every slot up to it).
+MAX_DEPARTURE = timedelta(days=7)
 
-class HttpError(Exception):
-    """
-    Answer the request with C{{"error": message, **extra}} and C{code}.
-    """
-
-    def __init__(self, code, message, **extra):
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
-@attr.s(frozen=True)
-class Reply:
-    """
-    A response body with its content type and status.
-    """
-
-    body = attr.ib()
-    content_type = attr.ib()
-    code = attr.ib(default=200)
-
-    @classmethod
-    def json(cls, value, code=200):
-        text = json.dumps(value, ensure_ascii=False, indent=1) + "\n"
-        return cls(text.encode("utf-8"), "application/json; charset=utf-8", code)
+#: The first characters that make a spreadsheet read a CSV cell as a formula
+#: (OWASP "CSV injection"); such cells get a C{'} in front.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @attr.s(frozen=True)
@@ -115,110 +98,6 @@ ROUTES = (
 )
 
 
-# Body fields: each parser returns the value for the control API or raises
-# ValueError with the reason, for the 400 answer.
-
-def _boolean(value):
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _amps(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError("must be a number of amperes")
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _connector(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("must be a connector number (1, 2, ...)")
-    return value
-
-
-def _id_tag(value):
-    if not isinstance(value, str) or not 1 <= len(value) <= 20:
-        raise ValueError("must be an idTag of 1 to 20 characters")
-    return value
-
-
-def _energy_wh(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError("must be a number of Wh")
-    if value <= 0:
-        raise ValueError("must be more than 0")
-    return float(value)
-
-
-def _departure(value):
-    """
-    C{"HH:MM"} (the next such local time) or an ISO 8601 date-time (without
-    a zone: local time); the zone is settled by the handler.
-    """
-    if not isinstance(value, str):
-        raise ValueError('must be a time like "07:00" or an ISO 8601 date-time')
-    text = value.strip()
-    if "T" not in text and " " not in text:
-        try:
-            hour, minute = text.split(":")
-            if len(hour) in (1, 2) and len(minute) == 2 and hour.isdigit() and minute.isdigit():
-                return time(int(hour), int(minute))
-        except ValueError:
-            pass
-        raise ValueError(f'must be a time like "07:00" or an ISO 8601 date-time, not {value!r}')
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"must be a time like \"07:00\" or an ISO 8601 date-time such as "
-                         f"2024-05-02T07:00:00+02:00, not {value!r}") from None
-
-
-def _optional(parse):
-    return lambda value: None if value is None else parse(value)
-
-
-def _instant(value):
-    """
-    An ISO 8601 date-time with a zone (or a date: midnight UTC).
-    """
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        raise ValueError("must be an ISO 8601 time like 2024-05-01T18:00:00Z") from None
-    if when.tzinfo is None:
-        if "T" in value:
-            raise ValueError("needs a time zone, e.g. 2024-05-01T18:00:00Z")
-        when = when.replace(tzinfo=timezone.utc)
-    return when
-
-
-def _limit(value):
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError("must be a positive whole number")
-    return int(value)
-
-
-def _format(value):
-    if value not in ("json", "csv"):
-        raise ValueError("must be json or csv")
-    return value
-
-
-def _tag_status(value):
-    if value not in TAG_STATUSES:
-        raise ValueError("must be one of " + ", ".join(TAG_STATUSES))
-    return value
-
-
-def _authorization_key(value):
-    if not isinstance(value, str) or not valid_authorization_key(value):
-        raise ValueError("must be 32..40 hex digits or 16..20 printable ASCII characters"
-                         " without ':' (OCPP security white paper)")
-    return value
-
-
 @attr.s(frozen=True)
 class Command:
     """
@@ -239,19 +118,19 @@ class Command:
 
 #: C{POST /api/chargers/{id}/{action}}: the action names and their commands.
 COMMANDS = {
-    "start": Command("start", {"id_tag": _id_tag, "smart": _boolean}),
+    "start": Command("start", {"id_tag": parse.id_tag, "smart": parse.boolean}),
     "stop": Command("stop"),
     "pause": Command("pause"),
     "resume": Command("resume"),
     "normal": Command("normal"),
     "fast": Command("fast"),
-    "max-current": Command("set_limit", {"amps": _amps}, required=("amps",)),
-    "availability": Command("set_availability", {"available": _boolean},
+    "max-current": Command("set_limit", {"amps": parse.amps}, required=("amps",)),
+    "availability": Command("set_availability", {"available": parse.boolean},
                             required=("available",)),
     "unlock": Command("unlock"),
-    "reserve": Command("reserve", {"id_tag": _id_tag, "expiry": _instant}),
+    "reserve": Command("reserve", {"id_tag": parse.id_tag, "expiry": parse.instant}),
     "free": Command("free"),
-    "reset": Command("reset", {"hard": _boolean}, per_connector=False),
+    "reset": Command("reset", {"hard": parse.boolean}, per_connector=False),
 }
 
 #: The HTTP status of a command that did not go through, by
@@ -273,29 +152,6 @@ TRANSACTION_FIELDS = ("id", "charger", "connector", "id_tag", "start", "stop", "
                       "meter_stop_wh", "energy_wh", "stop_reason", "start_status")
 
 
-def _fields(body, fields, required=()):
-    """
-    Check a JSON object against C{{key: parser}}.
-
-    @return: the parsed values by key.
-    @raise HttpError: 400 naming the bad, missing or unknown key.
-    """
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        expected = ", ".join(fields) or "no fields"
-        raise HttpError(400, f"unknown field {unknown[0]!r}; expected {expected}")
-    for key in required:
-        if key not in body:
-            raise HttpError(400, f"{key!r} is missing")
-    values = {}
-    for key, value in body.items():
-        try:
-            values[key] = fields[key](value)
-        except ValueError as e:
-            raise HttpError(400, f"{key!r} {e}") from None
-    return values
-
-
 def _tag_json(tag):
     return {
         "id": tag.id,
@@ -304,6 +160,16 @@ def _tag_json(tag):
         "parent": tag.parent,
         "source": "api" if isinstance(tag, TagRecord) else "config",
     }
+
+
+def _csv_cell(value):
+    """
+    @return: C{value} as a spreadsheet shows it, never runs it: an idTag
+        such as C{=cmd|"/c calc"!A1} comes from a charger or a tag reader.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _transaction_json(r):
@@ -325,6 +191,35 @@ def _outcome(result):
     return {"accepted": True, "status": result.status, "detail": result.detail}
 
 
+class _StoredTags:
+    """
+    The tag registry as the API changes it: each change is written to the
+    store, then applied to the domain's registry (C{put}/C{remove}, the
+    registry's own names).
+
+    Once the domain's registry persists its changes itself, this class goes
+    and L{WebInterface.tag_registry} is C{central.tags}.
+    """
+
+    def __init__(self, tags, store):
+        self.tags = tags
+        self.store = store
+
+    @defer.inlineCallbacks
+    def put(self, tag):
+        old = self.tags.get(tag.id)
+        if isinstance(old, TagRecord) and old.id != tag.id:
+            # idTags are case-insensitive: the new spelling replaces the old.
+            yield self.store.delete_tag(old.id)
+        yield self.store.put_tag(tag.id, tag.status, tag.expiry, tag.parent)
+        self.tags.put(tag)
+
+    @defer.inlineCallbacks
+    def remove(self, id_tag):
+        yield self.store.delete_tag(id_tag)
+        self.tags.remove(id_tag)
+
+
 class WebInterface(resource.Resource):
     """
     The status page and the JSON API.
@@ -333,6 +228,8 @@ class WebInterface(resource.Resource):
         C{connected} flag) or None when there is none.
     @ivar refused: a callable returning the counts of refused charger
         connections (C{{"auth": n, "tls": n}}) or None.
+    @ivar tag_registry: where the API's tag changes go (C{put(tag)},
+        C{remove(id)}; each may return a Deferred).
     """
 
     isLeaf = True
@@ -346,27 +243,27 @@ class WebInterface(resource.Resource):
         self.knx_link = knx_link
         self.smart = smart
         self.refused = refused or (lambda: None)
+        self.tag_registry = _StoredTags(central.tags, store)
 
     def render(self, request):
+        # Every request is answered: a failure anywhere below, also in
+        # encoding the answer, becomes a JSON 500, never an open request.
         gone = []
         request.notifyFinish().addErrback(gone.append)
         d = defer.maybeDeferred(self._dispatch, request)
+        d.addCallback(lambda value: value if isinstance(value, Reply) else Reply.json(value))
         d.addErrback(self._error, request)
         d.addCallback(self._reply, request, gone)
+        d.addErrback(self._unanswered, request, gone)
         return server.NOT_DONE_YET
 
     def _dispatch(self, request):
-        if not self._authorized(request):
-            request.setHeader("WWW-Authenticate", 'Basic realm="xxterocpp", charset="UTF-8"')
-            raise HttpError(401, "log in with the [web] username and password")
         method = request.method.decode("ascii", "replace")
-        origin = request.getHeader("origin")
-        if method != "GET" and origin and \
-                urlsplit(origin).netloc != request.getHeader("host"):
+        if method != "GET" and self._cross_site(request):
             # A page elsewhere must not steer chargers with the browser's
             # cached credentials.
             raise HttpError(403, "cross-site request refused")
-        path = request.path.decode("ascii", "replace").split("?")[0]
+        path = request.path.decode("ascii", "replace")
         segments = [unquote(s) for s in path.strip("/").split("/") if s]
         allowed = []
         for route in ROUTES:
@@ -374,28 +271,33 @@ class WebInterface(resource.Resource):
             if params is None:
                 continue
             if route.method == method:
+                if method != "GET" and not self._json_request(request):
+                    raise HttpError(415, f"send {method} requests as Content-Type: "
+                                         f"application/json")
                 return getattr(self, "_" + route.handler)(request, **params)
             allowed.append(route.method)
         if allowed:
-            request.setHeader("Allow", ", ".join(allowed))
-            raise HttpError(405, f"{method} not allowed here; use {' or '.join(allowed)}")
+            raise HttpError(405, f"{method} not allowed here; use {' or '.join(allowed)}",
+                            headers={"Allow": ", ".join(allowed)})
         raise HttpError(404, f"nothing at {path}")
 
-    def _authorized(self, request):
-        web = self.central.config.web
-        if not web.password:
-            return True
-        scheme, _, encoded = (request.getHeader("authorization") or "").partition(" ")
-        if scheme.lower() != "basic":
+    def _cross_site(self, request):
+        origin = header(request, "origin")
+        if not origin:
             return False
         try:
-            user, _, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return False
-        # Both compared, in constant time, whichever is wrong.
-        user_ok = hmac.compare_digest(user, web.username.encode("utf-8"))
-        password_ok = hmac.compare_digest(password, web.password.encode("utf-8"))
-        return user_ok & password_ok
+            return urlsplit(origin).netloc != header(request, "host")
+        except ValueError:
+            return True
+
+    def _json_request(self, request):
+        """
+        Whether the body is declared JSON: a page elsewhere can send such a
+        request only after a CORS preflight, which is never granted, while
+        a form or a plain C{fetch} can post text/plain anywhere.
+        """
+        content_type = header(request, "content-type") or ""
+        return content_type.split(";")[0].strip().lower() == "application/json"
 
     def _error(self, failure, request):
         if failure.check(HttpError):
@@ -406,21 +308,28 @@ class WebInterface(resource.Resource):
             self.log.failure("web request {method} {path} failed", failure,
                              method=request.method, path=request.path)
             e = HttpError(500, "internal error; the service log has the details")
-        return Reply.json(dict(error=e.message, **e.extra), e.code)
+        return Reply.error(e)
 
     def _reply(self, reply, request, gone):
-        if not isinstance(reply, Reply):
-            reply = Reply.json(reply)
         if gone:
             return
-        request.setResponseCode(reply.code)
+        request.setResponseCode(reply.code, reason(reply.code))
         request.setHeader("Content-Type", reply.content_type)
-        request.setHeader("Cache-Control", "no-store")
-        request.setHeader("X-Content-Type-Options", "nosniff")
-        request.setHeader("Content-Security-Policy",
-                          "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+        request.setHeader("Content-Length", str(len(reply.body)))
+        for name, value in (*SECURITY_HEADERS, *reply.headers.items()):
+            request.setHeader(name, value)
         request.write(reply.body)
         request.finish()
+
+    def _unanswered(self, failure, request, gone):
+        self.log.failure("web request {method} {path}: the answer failed", failure,
+                         method=request.method, path=request.path)
+        if gone or request.finished:
+            return
+        if request.startedWriting:
+            request.loseConnection()
+        else:
+            self._reply(Reply.error(HttpError(500, "internal error")), request, gone)
 
     # -- helpers ---------------------------------------------------------
 
@@ -433,8 +342,12 @@ class WebInterface(resource.Resource):
             return {}
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise HttpError(400, f"the body is not JSON: {e}") from None
+            # Strings are kept, stored and sent to chargers as UTF-8.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError) as e:
+            raise HttpError(400, f"the body is not JSON in UTF-8: {e}") from None
+        except RecursionError:
+            raise HttpError(400, "the body is nested too deeply") from None
         if not isinstance(body, dict):
             raise HttpError(400, "the body must be a JSON object")
         return body
@@ -454,7 +367,9 @@ class WebInterface(resource.Resource):
         frames = {c.id: list(c.frames) for c in self.central.chargers.values()}
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
-        html = yield render_page(status, frames, records)
+        # Charger strings may hold lone surrogates, which UTF-8 cannot encode.
+        html = yield render_page(scrubbed(status), scrubbed(frames),
+                                 [scrubbed(r) for r in records])
         return Reply(html, "text/html; charset=utf-8")
 
     def _stylesheet(self, request):
@@ -476,12 +391,12 @@ class WebInterface(resource.Resource):
         charger_id = self._charger_id(charger_id)
         connector = None
         if "connector" in (body or {}):
-            connector = _fields({"connector": body.pop("connector")},
-                                {"connector": _connector})["connector"]
+            connector = parse.fields({"connector": body.pop("connector")},
+                                     {"connector": parse.connector})["connector"]
         raw = request.args.get(b"connector")
         if raw is not None:
             try:
-                connector = _connector(int(raw[-1]))
+                connector = parse.connector(int(raw[-1]))
             except ValueError:
                 raise HttpError(400, "'connector' must be a connector number (1, 2, ...)") \
                     from None
@@ -508,17 +423,18 @@ class WebInterface(resource.Resource):
     def _change_smart(self, request, charger_id):
         body = self._body(request)
         charger_id, connector = self._smart_point(request, charger_id, body)
-        values = _fields(body, {"departure": _departure, "energy_wh": _energy_wh})
+        values = parse.fields(body, {"departure": parse.departure,
+                                     "energy_wh": parse.energy_wh})
         if not values:
             raise HttpError(400, "nothing to change; send departure and/or energy_wh")
         departure = values.get("departure")
         if isinstance(departure, datetime):
-            if departure.tzinfo is None:
-                # Local time, as the page and the [smart] departure are.
-                tz = self.smart.tz
-                departure = departure.astimezone() if tz is None else departure.replace(tzinfo=tz)
-            if departure <= self.central.now():
+            departure = self._aware(departure)
+            now = self.central.now()
+            if departure <= now:
                 raise HttpError(400, "'departure' is in the past")
+            if departure > now + MAX_DEPARTURE:
+                raise HttpError(400, f"'departure' is more than {MAX_DEPARTURE.days} days ahead")
         try:
             self.smart.update_session(charger_id, connector, departure=departure,
                                       energy_wh=values.get("energy_wh"))
@@ -528,13 +444,27 @@ class WebInterface(resource.Resource):
             raise HttpError(400, str(e)) from None
         return self.smart.session(charger_id, connector)
 
+    def _aware(self, departure):
+        """
+        @return: a departure without a zone in local time, as the page and
+            the [smart] departure are.
+        """
+        if departure.tzinfo is not None:
+            return departure
+        tz = self.smart.tz
+        try:
+            return departure.astimezone() if tz is None else departure.replace(tzinfo=tz)
+        except OverflowError:
+            raise HttpError(400, "'departure' is out of range") from None
+
     def _command(self, request, charger_id, command):
         if command not in COMMANDS:
             raise HttpError(404, f"unknown action {command!r}; one of {', '.join(COMMANDS)}")
         charger_id = self._charger_id(charger_id)
         spec = COMMANDS[command]
-        fields = dict(spec.fields, connector=_connector) if spec.per_connector else spec.fields
-        kwargs = _fields(self._body(request), fields, spec.required)
+        fields = dict(spec.fields, connector=parse.connector) if spec.per_connector \
+            else spec.fields
+        kwargs = parse.fields(self._body(request), fields, spec.required)
         if spec.per_connector and "connector" not in kwargs:
             kwargs["connector"] = self.central.config.charging_points(charger_id)[0].connector
         d = getattr(self.controller, spec.method)(charger_id, **kwargs)
@@ -557,7 +487,8 @@ class WebInterface(resource.Resource):
     @defer.inlineCallbacks
     def _password(self, request, charger_id):
         charger_id = self._charger_id(charger_id)
-        key = _fields(self._body(request), {"password": _authorization_key}).get("password")
+        key = parse.fields(self._body(request),
+                           {"password": parse.authorization_key}).get("password")
         try:
             status = yield self.controller.change_authorization_key(charger_id, key)
         except ValueError as e:
@@ -582,19 +513,15 @@ class WebInterface(resource.Resource):
     @defer.inlineCallbacks
     def _put_tag(self, request, tag_id):
         try:
-            _id_tag(tag_id)
+            parse.id_tag(tag_id)
         except ValueError as e:
             raise HttpError(400, f"the tag id {e}") from None
-        values = _fields(self._body(request), {
-            "status": _tag_status, "expiry": _optional(_instant), "parent": _optional(_id_tag)})
+        values = parse.fields(self._body(request), {
+            "status": parse.tag_status, "expiry": parse.optional(parse.instant),
+            "parent": parse.optional(parse.id_tag)})
         tag = TagRecord(tag_id, values.get("status", "Accepted"), values.get("expiry"),
                         values.get("parent"))
-        old = self.central.tags.get(tag_id)
-        if isinstance(old, TagRecord) and old.id != tag_id:
-            # idTags are case-insensitive: the new spelling replaces the old.
-            yield self.store.delete_tag(old.id)
-        yield self.store.put_tag(tag.id, tag.status, tag.expiry, tag.parent)
-        self.central.tags.put(tag)
+        yield defer.maybeDeferred(self.tag_registry.put, tag)
         return _tag_json(tag)
 
     @defer.inlineCallbacks
@@ -604,17 +531,16 @@ class WebInterface(resource.Resource):
             raise HttpError(404, f"no tag {tag_id!r}")
         if not isinstance(tag, TagRecord):
             raise HttpError(409, f"tag {tag.id!r} is in the configuration file; remove it there")
-        yield self.store.delete_tag(tag.id)
-        self.central.tags.remove(tag.id)
+        yield defer.maybeDeferred(self.tag_registry.remove, tag.id)
         return {"deleted": tag.id}
 
     @defer.inlineCallbacks
     def _transactions(self, request):
         args = {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
                 for k, v in request.args.items()}
-        query = _fields(args, {
-            "charger": str, "since": _instant, "until": _instant, "limit": _limit,
-            "format": _format})
+        query = parse.fields(args, {
+            "charger": str, "since": parse.instant, "until": parse.instant, "limit": parse.limit,
+            "format": parse.export_format})
         records = yield self.store.query_transactions(
             query.get("charger"), query.get("since"), query.get("until"), query.get("limit"))
         rows = [_transaction_json(r) for r in records]
@@ -623,26 +549,17 @@ class WebInterface(resource.Resource):
         out = io.StringIO()
         writer = csv.DictWriter(out, TRANSACTION_FIELDS, lineterminator="\r\n")
         writer.writeheader()
-        writer.writerows(rows)
-        return Reply(out.getvalue().encode("utf-8"), "text/csv; charset=utf-8")
+        writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
+        return Reply.text(out.getvalue(), "text/csv; charset=utf-8")
 
 
-class WebSite(server.Site):
+def web_site(central, controller, store, knx_link, clock, smart=None, refused=None):
     """
-    The HTTP server of L{WebInterface}, without an access log: the page
-    polls every few seconds and would fill the journal.
-    """
-
-    noisy = False
-
-    def log(self, request):
-        pass
-
-
-def web_site(central, controller, store, knx_link, smart=None, refused=None):
-    """
+    @param clock: the L{IReactorTime} of the failed-login throttle and the
+        idle timeouts.
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or L{None}.
     @param refused: a callable returning the refused-connection counts.
     @return: the server factory of the web interface.
     """
-    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused))
+    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused),
+                   Gate(lambda: central.config.web, clock), clock)
