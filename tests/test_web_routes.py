@@ -18,6 +18,7 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.config import parse_config
 from xxterocpp.control import Controller
 from xxterocpp.domain.central import CentralSystem
@@ -99,7 +100,7 @@ class RecordingCharger:
         self.clock = clock
         self.calls = []
         self.answer = {"status": "Accepted"} if answer is None else answer
-        self.session = OcppSession(charger_id, self._sent, central.dispatcher(charger_id),
+        self.session = OcppSession(charger_id, self._sent, dispatcher(central, charger_id),
                                    clock, central.config.ocpp.call_timeout)
         central.connected(charger_id, self.session, "127.0.0.1")
 

@@ -239,8 +239,6 @@ class XxterocppService(service.MultiService):
     def startService(self):
         self.store.open()
         self.central.load()
-        for tag in self.store.load_tags():
-            self.central.tags.put(tag)
         super().startService()
         self._install_sighup()
 

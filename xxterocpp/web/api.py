@@ -191,35 +191,6 @@ def _outcome(result):
     return {"accepted": True, "status": result.status, "detail": result.detail}
 
 
-class _StoredTags:
-    """
-    The tag registry as the API changes it: each change is written to the
-    store, then applied to the domain's registry (C{put}/C{remove}, the
-    registry's own names).
-
-    Once the domain's registry persists its changes itself, this class goes
-    and L{WebInterface.tag_registry} is C{central.tags}.
-    """
-
-    def __init__(self, tags, store):
-        self.tags = tags
-        self.store = store
-
-    @defer.inlineCallbacks
-    def put(self, tag):
-        old = self.tags.get(tag.id)
-        if isinstance(old, TagRecord) and old.id != tag.id:
-            # idTags are case-insensitive: the new spelling replaces the old.
-            yield self.store.delete_tag(old.id)
-        yield self.store.put_tag(tag.id, tag.status, tag.expiry, tag.parent)
-        self.tags.put(tag)
-
-    @defer.inlineCallbacks
-    def remove(self, id_tag):
-        yield self.store.delete_tag(id_tag)
-        self.tags.remove(id_tag)
-
-
 class WebInterface(resource.Resource):
     """
     The status page and the JSON API.
@@ -228,8 +199,6 @@ class WebInterface(resource.Resource):
         C{connected} flag) or None when there is none.
     @ivar refused: a callable returning the counts of refused charger
         connections (C{{"auth": n, "tls": n}}) or None.
-    @ivar tag_registry: where the API's tag changes go (C{put(tag)},
-        C{remove(id)}; each may return a Deferred).
     """
 
     isLeaf = True
@@ -243,7 +212,6 @@ class WebInterface(resource.Resource):
         self.knx_link = knx_link
         self.smart = smart
         self.refused = refused or (lambda: None)
-        self.tag_registry = _StoredTags(central.tags, store)
 
     def render(self, request):
         # Every request is answered: a failure anywhere below, also in
@@ -521,7 +489,7 @@ class WebInterface(resource.Resource):
             "parent": parse.optional(parse.id_tag)})
         tag = TagRecord(tag_id, values.get("status", "Accepted"), values.get("expiry"),
                         values.get("parent"))
-        yield defer.maybeDeferred(self.tag_registry.put, tag)
+        yield self.central.tags.put(tag)
         return _tag_json(tag)
 
     @defer.inlineCallbacks
@@ -531,7 +499,7 @@ class WebInterface(resource.Resource):
             raise HttpError(404, f"no tag {tag_id!r}")
         if not isinstance(tag, TagRecord):
             raise HttpError(409, f"tag {tag.id!r} is in the configuration file; remove it there")
-        yield defer.maybeDeferred(self.tag_registry.remove, tag.id)
+        yield self.central.tags.remove(tag.id)
         return {"deleted": tag.id}
 
     @defer.inlineCallbacks
