@@ -55,6 +55,21 @@ endef
 system-deps:
 	$(call apt-ensure,$(SYSTEM_PACKAGES))
 
+# `make demo` (tools/demo.py): the service with a bus-less knxd and one
+# simulated charger, DEMO1, charging in a loop; it prints the status page to
+# open and the knxtool command that shows the bus. DEMO_ARGS, e.g.
+# "--web-port 8081 --cycles 2", are passed on (tools/demo.py --help).
+# python3-venv first: the venv needs it; util-linux (setsid) is essential.
+DEMO_PACKAGES := knxd knxd-tools python3-venv
+DEMO_ARGS ?=
+.PHONY: demo demo-deps
+
+demo-deps:
+	$(call apt-ensure,$(DEMO_PACKAGES))
+
+demo: demo-deps $(VENV)/.stamp
+	$(VPY) tools/demo.py $(DEMO_ARGS)
+
 test: test-pypi test-debian
 
 test-pypi: system-deps $(VENV)/.stamp

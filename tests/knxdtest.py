@@ -94,12 +94,16 @@ class KnxdProcess:
     @ivar socket_path: the knxd socket.
     @ivar endpoint: the client endpoint string for it, C{"unix:<path>"}.
     @ivar clients: the size of knxd's client-address pool (C{-E}).
+    @ivar session: run knxd in a session of its own (C{setsid}), so that a
+        terminal's Ctrl-C reaches only the parent, which stops knxd when it
+        is ready to (C{tools/demo.py}).
     """
 
-    def __init__(self, socket_path, reactor=None, clients=16):
+    def __init__(self, socket_path, reactor=None, clients=16, session=False):
         self.socket_path = socket_path
         self.endpoint = f"unix:{socket_path}"
         self.clients = clients
+        self.session = session
         self._reactor = reactor or _global_reactor()
         self._process = None
 
@@ -133,9 +137,13 @@ class KnxdProcess:
         # -e: knxd's own address; -E: one address per client connection
         args = [knxd, "-e", "0.0.1", "-E", f"0.0.2:{self.clients}"]
         args += ["-u", self.socket_path, "-b", "dummy:"]
+        if self.session:
+            # setsid execs knxd in place (a spawned child leads no process
+            # group), so the signals sent to this process reach knxd
+            args = [shutil.which("setsid")] + args
         process = self._process = _Output()
         process.ended.addCallback(self._ended, process)
-        self._reactor.spawnProcess(process, knxd, args, env=dict(os.environ))
+        self._reactor.spawnProcess(process, args[0], args, env=dict(os.environ))
         for _ in range(int(timeout / 0.01)):
             if process.ended.called:
                 raise RuntimeError(f"knxd exited at start-up: {process.output!r}")
