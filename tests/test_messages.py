@@ -460,6 +460,63 @@ def _copy(payload):
     return json.loads(json.dumps(payload))
 
 
+def _leaves(cls, payload):
+    """
+    The leaves of a sample C{payload} of C{cls}: C{(path, field)} for each
+    scalar value, C{path} the list of keys and indices that reach it.
+    """
+    for _, json_name, field, _ in cls._ocpp_schema.fields:
+        if json_name not in payload:
+            continue
+        if type(field) is _schema._Object:
+            for path, leaf in _leaves(field.cls, payload[json_name]):
+                yield [json_name] + path, leaf
+        elif type(field) is _schema._Array:
+            for index, element in enumerate(payload[json_name]):
+                if type(field.item) is _schema._Object:
+                    for path, leaf in _leaves(field.item.cls, element):
+                        yield [json_name, index] + path, leaf
+                else:
+                    yield [json_name, index], field.item
+        else:
+            yield [json_name], field
+
+
+def _replaced(payload, path, value):
+    """
+    A copy of C{payload} with the value at C{path} replaced.
+    """
+    payload = _copy(payload)
+    container = payload
+    for key in path[:-1]:
+        container = container[key]
+    container[path[-1]] = value
+    return payload
+
+
+def _json_path(path):
+    """
+    C{["meterValue", 0, "timestamp"]} as the decoder names it:
+    C{"meterValue[0].timestamp"}.
+    """
+    text = ""
+    for key in path:
+        text += f"[{key}]" if isinstance(key, int) else f".{key}"
+    return text.lstrip(".")
+
+
+def _sample_leaves(kind):
+    """
+    C{(cls, payload, path)} for every leaf of type C{kind} in the full
+    samples of every request and response.
+    """
+    for name, action in m.ACTIONS.items():
+        for cls, payload in zip((action.request, action.response), FULL_SAMPLES[name]):
+            for path, field in _leaves(cls, payload):
+                if type(field) is kind:
+                    yield cls, payload, path
+
+
 def _assert_no_none(testcase, instance, where):
     """
     Every attribute of C{instance}, nested ones included, is set.
@@ -808,6 +865,105 @@ class ErrorCodeTests(SynchronousTestCase):
         self.assertEqual(error.code, "ProtocolError")
         self.assertEqual(error.message, "idTag: required property missing")
         self.assertEqual(str(error), "ProtocolError: idTag: required property missing")
+
+
+class HostileValueTests(SynchronousTestCase):
+    """
+    Values no charger sends by mistake: integers beyond 64 bits, strings
+    that are not Unicode text. Refused in every field, as of the wrong type.
+    """
+
+    def assertCode(self, cls, payload, code, lenient=False):
+        error = self.assertRaises(m.ValidationError, m.decode, cls, payload, lenient)
+        self.assertEqual(error.code, code)
+        return error
+
+    def test_integers_beyond_64_bits_in_every_integer_field(self):
+        """
+        2**63, -2**63 - 1 and an integral float beyond the range are a
+        TypeConstraintViolation naming the field; lenient decoding sets the
+        field to None.
+        """
+        leaves = list(_sample_leaves(_schema._Integer))
+        self.assertGreater(len(leaves), 40)
+        for cls, payload, path in leaves:
+            for huge in (2**63, -(2**63) - 1, 1e19, 10**400):
+                error = self.assertCode(cls, _replaced(payload, path, huge),
+                                        m.TYPE_CONSTRAINT_VIOLATION)
+                self.assertTrue(error.message.startswith(_json_path(path) + ": "), error.message)
+                self.assertIn("64-bit", error.message)
+            instance, warnings = m.decode(cls, _replaced(payload, path, 2**63), lenient=True)
+            self.assertTrue(any("64-bit" in w for w in warnings), warnings)
+
+    def test_64_bit_bounds_themselves_are_integers(self):
+        """
+        The range is signed 64-bit, both ends included.
+        """
+        for value in (2**63 - 1, -(2**63)):
+            instance, warnings = m.decode(
+                m.StartTransactionRequest,
+                {"connectorId": 1, "idTag": "A", "meterStart": value, "timestamp": T1})
+            self.assertEqual(instance.meter_start, value)
+        self.assertRaises(ValueError, m.StartTransactionResponse,
+                          id_tag_info=m.IdTagInfo(status="Accepted"), transaction_id=2**63)
+
+    def test_integer_beyond_64_bits_for_a_decimal(self):
+        """
+        A limit of 10**400 cannot even be a float: TypeConstraintViolation,
+        not an OverflowError.
+        """
+        for limit in (10**400, 2**63):
+            error = self.assertCode(
+                m.SetChargingProfileRequest,
+                _set_charging_profile({"startPeriod": 0, "limit": limit}),
+                m.TYPE_CONSTRAINT_VIOLATION)
+            self.assertIn("chargingSchedulePeriod[0].limit", error.message)
+
+    def test_lone_surrogates_in_every_string_field(self):
+        """
+        A lone high or low surrogate (what C{"\\ud800"} in JSON decodes to)
+        in any string, of any length, is a TypeConstraintViolation naming
+        the field, and the value is shown escaped; lenient decoding sets the
+        field to None.
+        """
+        leaves = list(_sample_leaves(_schema._String))
+        self.assertGreater(len(leaves), 40)
+        for cls, payload, path in leaves:
+            for text in ("Evil\ud800", "\udfff", "\u00e9" * 300 + "\udc00"):
+                error = self.assertCode(cls, _replaced(payload, path, text),
+                                        m.TYPE_CONSTRAINT_VIOLATION)
+                self.assertTrue(error.message.startswith(_json_path(path) + ": "), error.message)
+                self.assertIn("lone surrogate", error.message)
+                error.message.encode("utf-8")
+            instance, warnings = m.decode(cls, _replaced(payload, path, "x\ud800"),
+                                          lenient=True)
+            self.assertTrue(any("lone surrogate" in w for w in warnings), warnings)
+            "".join(warnings).encode("utf-8")
+
+    def test_surrogate_pairs_and_other_unicode_are_text(self):
+        """
+        An escaped pair is the one character it stands for; accented letters
+        and symbols are ordinary text.
+        """
+        for vendor in (json.loads('"\\ud83d\\ude00"'), "Gr\u00fcn", "\u20ac"):
+            instance, warnings = m.decode(
+                m.BootNotificationRequest,
+                {"chargePointVendor": vendor, "chargePointModel": "M"})
+            self.assertEqual(instance.charge_point_vendor, vendor)
+            self.assertEqual(warnings, [])
+
+    def test_unknown_property_names_are_shown_safely(self):
+        """
+        A name that is long, not printable or not Unicode text is quoted and
+        cut short in the message (which may become a CALLERROR).
+        """
+        for name in ("x\ud800", "a" * 5000, "new\nline"):
+            error = self.assertCode(m.HeartbeatRequest, {name: 1}, m.FORMATION_VIOLATION)
+            self.assertLess(len(error.message), 100)
+            self.assertNotIn("\n", error.message)
+            error.message.encode("utf-8")
+        error = self.assertCode(m.HeartbeatRequest, {"colour": 1}, m.FORMATION_VIOLATION)
+        self.assertEqual(error.message, "colour: unknown property")
 
 
 class ToleranceTests(SynchronousTestCase):

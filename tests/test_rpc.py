@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from xxterocpp.ocpp import messages as m
-from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected, OcppSession
+from xxterocpp.ocpp.rpc import (
+    MAX_DEPTH, CallError, CallTimeout, NotConnected, OcppSession, nesting_depth)
 
 
 class SessionHarness:
@@ -25,9 +26,14 @@ class SessionHarness:
         self.closed = 0
         self.dispatched = []
         self.session = OcppSession(
-            "CP1", self.sent.append, dispatch or self.dispatch, self.clock, timeout,
+            "CP1", self._send, dispatch or self.dispatch, self.clock, timeout,
             frame_observer=lambda d, t: self.seen.append((d, t)),
             close=self._close)
+
+    def _send(self, text):
+        # What the WebSocket does with it: a text frame is UTF-8.
+        text.encode("utf-8")
+        self.sent.append(text)
 
     def _close(self):
         self.closed += 1
@@ -182,6 +188,135 @@ class IncomingCallTests(SynchronousTestCase):
         self.assertEqual(h.last()[:2], [3, "later"])
 
 
+class HostileFrameTests(SynchronousTestCase):
+    """
+    Frames built to break the parser or what comes after it: answered (or
+    ignored) like any bad frame, and the session stays usable.
+    """
+
+    def assertServing(self, h):
+        h.receive([2, "alive", "Heartbeat", {}])
+        self.assertEqual(h.last()[:2], [3, "alive"])
+
+    def test_thousands_of_levels_get_formation_violation(self):
+        """
+        5,000 nested arrays (or objects) would make json.loads raise
+        RecursionError: a FormationViolation CALLERROR instead.
+        """
+        h = SessionHarness()
+        for i, (open_, close) in enumerate((("[", "]"), ('{"a":', "}"))):
+            h.receive(f'[2,"deep{i}","Heartbeat",' + open_ * 5000 + "1" + close * 5000 + "]")
+            self.assertEqual(h.last()[:4], [4, f"deep{i}", "FormationViolation",
+                                           f"nested deeper than {MAX_DEPTH} levels"])
+        h.receive('[2,"cut","Heartbeat",' + "[" * 5000)
+        self.assertEqual(h.last()[:3], [4, "cut", "FormationViolation"])
+        self.assertEqual(h.dispatched, [])
+        self.assertServing(h)
+
+    def test_nesting_just_beyond_the_limit_is_refused(self):
+        """
+        A frame nested MAX_DEPTH levels is parsed and judged by its schema;
+        one more level is refused before the decoder sees it.
+        """
+        h = SessionHarness()
+
+        def frame(depth):
+            # The frame's array and the payload object are two levels.
+            inner = "[" * (depth - 2) + "]" * (depth - 2)
+            return f'[2,"d{depth}","Heartbeat",{{"x":{inner}}}]'
+
+        h.receive(frame(MAX_DEPTH))
+        self.assertEqual(h.last()[:4], [4, f"d{MAX_DEPTH}", "FormationViolation",
+                                       "x: unknown property"])
+        h.receive(frame(MAX_DEPTH + 1))
+        self.assertEqual(h.last()[:4], [4, f"d{MAX_DEPTH + 1}", "FormationViolation",
+                                       f"nested deeper than {MAX_DEPTH} levels"])
+        self.assertServing(h)
+
+    def test_brackets_in_strings_and_wide_frames_are_not_deep(self):
+        """
+        Brackets inside strings do not nest, and many siblings are not
+        depth: a MeterValues of 200 samples is served.
+        """
+        h = SessionHarness()
+        h.receive([2, "s", "Authorize", {"idTag": "[" * 500}])
+        self.assertEqual(h.last()[:3], [4, "s", "SecurityError"])
+        samples = [{"value": str(i)} for i in range(200)]
+        h.receive([2, "w", "MeterValues", {"connectorId": 1, "meterValue": [
+            {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": samples}]}])
+        self.assertEqual(h.last(), [3, "w", {}])
+
+    def test_nesting_depth(self):
+        """
+        Lists and dicts count, scalars and strings do not.
+        """
+        self.assertEqual(nesting_depth(3), 0)
+        self.assertEqual(nesting_depth("[[["), 0)
+        self.assertEqual(nesting_depth([]), 1)
+        self.assertEqual(nesting_depth([1, {"a": [2]}, []]), 3)
+        self.assertEqual(nesting_depth(json.loads("[" * 500 + "]" * 500)), 500)
+
+    def test_lone_surrogate_in_a_field_is_type_constraint_violation(self):
+        """
+        C{"Evil\\ud800"}: refused with the field's path, nothing
+        dispatched; a valid escaped pair is text.
+        """
+        h = SessionHarness()
+        h.receive(r'[2,"b","BootNotification",{"chargePointVendor":"Evil\ud800",'
+                  r'"chargePointModel":"M"}]')
+        code, description = h.last()[2:4]
+        self.assertEqual(code, "TypeConstraintViolation")
+        self.assertTrue(description.startswith("chargePointVendor: "), description)
+        h.receive(r'[2,"a","Authorize",{"idTag":"\udc00"}]')
+        self.assertEqual(h.last()[:3], [4, "a", "TypeConstraintViolation"])
+        self.assertEqual(h.dispatched, [])
+        h.receive(r'[2,"p","Authorize",{"idTag":"\ud83d\ude00"}]')
+        self.assertEqual(h.last()[:3], [4, "p", "SecurityError"])
+        self.assertEqual(h.dispatched[0][1].id_tag, "\U0001f600")
+
+    def test_lone_surrogate_in_always_acknowledged_call(self):
+        """
+        StopTransaction is still acknowledged; the field is dropped.
+        """
+        h = SessionHarness()
+        h.receive(r'[2,"s","StopTransaction",{"transactionId":5,"meterStop":9,'
+                  r'"timestamp":"2026-01-01T00:00:00Z","idTag":"\ud800"}]')
+        self.assertEqual(h.last(), [3, "s", {}])
+        self.assertIsNone(h.dispatched[-1][1].id_tag)
+
+    def test_lone_surrogate_in_a_property_name(self):
+        """
+        The CALLERROR names the property escaped (it could not be sent
+        otherwise).
+        """
+        h = SessionHarness()
+        h.receive(r'[2,"k","Heartbeat",{"x\ud800":1}]')
+        self.assertEqual(h.last()[:3], [4, "k", "FormationViolation"])
+        self.assertIn("\\ud800", h.last()[3])
+        self.assertServing(h)
+
+    def test_lone_surrogate_in_the_message_id_is_not_answered(self):
+        """
+        An answer must repeat the id and this one cannot be sent: the frame
+        is dropped like one whose id is unreadable.
+        """
+        h = SessionHarness()
+        h.receive(r'[2,"\ud800","Heartbeat",{}]')
+        self.assertEqual(h.sent, [])
+        self.assertServing(h)
+
+    def test_integer_beyond_64_bits(self):
+        """
+        meterStart = 2**63 is a TypeConstraintViolation: no transaction.
+        """
+        h = SessionHarness()
+        h.receive([2, "t", "StartTransaction", {"connectorId": 1, "idTag": "A",
+                                                 "meterStart": 2**63,
+                                                 "timestamp": "2026-01-01T00:00:00Z"}])
+        self.assertEqual(h.last()[:3], [4, "t", "TypeConstraintViolation"])
+        self.assertEqual(h.dispatched, [])
+
+
 class OutgoingCallTests(SynchronousTestCase):
     """
     Our CALLs to the charger.
@@ -237,6 +372,28 @@ class OutgoingCallTests(SynchronousTestCase):
         failure = self.failureResultOf(d, CallError)
         self.assertEqual(failure.value.code, "FormationViolation")
         self.assertEqual(failure.value.details, {"x": 1})
+
+    def test_callerror_answer_with_lone_surrogates(self):
+        """
+        The code and description of a CALLERROR are only shown: a lone
+        surrogate in them becomes "?".
+        """
+        h = SessionHarness()
+        d = h.session.call(m.ClearCacheRequest())
+        h.receive(f'[4,"{h.last()[1]}","Evil\\ud800","bad \\udc00 news",{{}}]')
+        failure = self.failureResultOf(d, CallError)
+        self.assertEqual((failure.value.code, failure.value.description),
+                         ("Evil?", "bad ? news"))
+
+    def test_callresult_with_lone_surrogate(self):
+        """
+        A CALLRESULT is decoded leniently: the field becomes None.
+        """
+        h = SessionHarness()
+        d = h.session.call(m.DataTransferRequest(vendor_id="com.acme"))
+        h.receive(f'[3,"{h.last()[1]}",{{"status":"Accepted","data":"\\ud800"}}]')
+        answer = self.successResultOf(d)
+        self.assertEqual((answer.status, answer.data), ("Accepted", None))
 
     def test_connection_lost_fails_every_pending_call(self):
         """

@@ -6,11 +6,18 @@ loopback port, simulated chargers talking to it over real WebSockets.
 from datetime import datetime, timezone
 
 from twisted.internet import defer, endpoints, protocol, reactor
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.service import BASE_CONFIG, PASSWORD, reopen_store, start_service, write_config
 from tests.sim import CallErrorReceived, HandshakeRefused, connect_charger
+from xxterocpp.config import parse_config
+from xxterocpp.ocpp.server import (
+    DROP_LOG_INTERVAL, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, MAX_IDENTITY_LENGTH,
+    MAX_REQUEST_HEAD, OcppServerFactory)
 
 
 class HandshakeTests(TestCase):
@@ -526,3 +533,197 @@ class PingTests(TestCase):
         self.assertTrue(twin.is_open)
         result = yield twin.heartbeat()
         self.assertIn("currentTime", result)
+
+
+class _Central:
+    """
+    The little of L{xxterocpp.station.CentralSystem} a handshake that does
+    not get far uses: no charger is known.
+    """
+
+    def __init__(self, config_text=""):
+        self.config = parse_config(config_text)
+        self.unknown = []
+
+    def lookup(self, identity):
+        return None
+
+    def record_unknown(self, identity, address):
+        self.unknown.append(identity)
+
+
+def _upgrade(path, **headers):
+    """
+    A WebSocket upgrade request for C{path}, as bytes.
+    """
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Version: 13"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class HandshakeLimitTests(SynchronousTestCase):
+    """
+    The bounds on connections before their WebSocket handshake is over, on
+    an L{OcppServerFactory} with fake transports and a fake clock.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.central = _Central()
+        self.factory = OcppServerFactory(self.central, self.clock, ping_interval=0)
+
+    def connect(self, host="10.0.0.1"):
+        address = IPv4Address("TCP", host, 40000)
+        protocol = self.factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_connections_beyond_the_cap_of_an_address_are_dropped(self):
+        """
+        The 17th connection in its handshake from one address is dropped as
+        soon as accepted; another address is still served.
+        """
+        held = [self.connect() for _ in range(MAX_HANDSHAKES_PER_ADDRESS)]
+        self.assertFalse(any(t.disconnecting for _, t in held))
+        _, dropped = self.connect()
+        self.assertTrue(dropped.disconnecting)
+        _, other = self.connect("10.0.0.2")
+        self.assertFalse(other.disconnecting)
+        self.assertEqual((self.factory.handshakes, self.factory.dropped_connections),
+                         (MAX_HANDSHAKES_PER_ADDRESS + 1, 1))
+
+    def test_connections_beyond_the_total_cap_are_dropped(self):
+        """
+        At most L{MAX_HANDSHAKES} connections are in their handshake, from
+        however many addresses.
+        """
+        for i in range(MAX_HANDSHAKES):
+            _, transport = self.connect(f"10.0.{i // 8}.{i % 8}")
+            self.assertFalse(transport.disconnecting)
+        _, dropped = self.connect("10.1.0.1")
+        self.assertTrue(dropped.disconnecting)
+        self.assertEqual(self.factory.handshakes, MAX_HANDSHAKES)
+
+    def test_caps_grow_with_max_chargers(self):
+        """
+        All chargers of a site behind one NAT address may reconnect at once:
+        twice [ocpp] max_chargers per address, four times in all.
+        """
+        self.assertEqual(self.factory.handshake_limits(),
+                         (MAX_HANDSHAKES_PER_ADDRESS, MAX_HANDSHAKES))
+        self.central.config = parse_config("[ocpp]\nmax_chargers = 1000\n")
+        self.assertEqual(self.factory.handshake_limits(), (2000, 4000))
+
+    def test_a_lost_connection_gives_its_slot_back(self):
+        """
+        When a connection in its handshake goes away, its address may
+        connect again; an address with none left is forgotten.
+        """
+        held = [self.connect() for _ in range(MAX_HANDSHAKES_PER_ADDRESS)]
+        held[0][0].connectionLost(protocol.connectionDone)
+        _, transport = self.connect()
+        self.assertFalse(transport.disconnecting)
+        for p, _ in held[1:]:
+            p.connectionLost(protocol.connectionDone)
+        self.assertEqual(self.factory.handshakes, 1)
+        self.assertEqual(list(self.factory._handshakes_from.values()), [1])
+
+    def test_handshake_not_over_in_time_is_aborted(self):
+        """
+        L{HANDSHAKE_TIMEOUT} seconds after accept, a connection still in its
+        handshake (an idle socket, a slow sender) is aborted.
+        """
+        p, transport = self.connect()
+        p.dataReceived(b"GET /CP1 HTTP/1.1\r\n")
+        self.clock.advance(HANDSHAKE_TIMEOUT - 0.1)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        p.connectionLost(protocol.connectionDone)
+        self.assertEqual((self.factory.handshakes, self.clock.getDelayedCalls()), (0, []))
+        self.assertEqual(self.factory.dropped_connections, 1)
+
+    def test_refused_handshake_keeps_its_slot_until_gone(self):
+        """
+        A refused handshake (404) holds its slot until the connection is
+        really gone, the deadline included (a TLS peer may never confirm
+        the close).
+        """
+        p, transport = self.connect()
+        p.dataReceived(_upgrade("/NOPE"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 "))
+        self.assertEqual(self.factory.handshakes, 1)
+        self.clock.advance(HANDSHAKE_TIMEOUT)
+        p.connectionLost(protocol.connectionDone)
+        self.assertEqual(self.factory.handshakes, 0)
+
+    def test_request_head_beyond_8_kib_gets_431(self):
+        """
+        More than L{MAX_REQUEST_HEAD} bytes without the end of the headers:
+        431 and closed; what follows is not kept.
+        """
+        p, transport = self.connect()
+        p.dataReceived(b"GET /CP1 HTTP/1.1\r\nX-Junk: ")
+        for _ in range(MAX_REQUEST_HEAD // 1000):
+            p.dataReceived(b"a" * 1000)
+        self.assertEqual(transport.value(), b"")
+        p.dataReceived(b"a" * 1000)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 431 "), transport.value())
+        self.assertTrue(transport.disconnecting)
+        p.dataReceived(b"a" * 100000)
+        self.assertLessEqual(len(p.data), MAX_REQUEST_HEAD)
+
+    def test_request_head_within_8_kib_is_read(self):
+        """
+        A head of up to L{MAX_REQUEST_HEAD} bytes is served, also when more
+        data follows its end in the same read.
+        """
+        head = _upgrade("/NOPE")
+        head = head[:-2] + b"X-Pad: " + b"p" * (MAX_REQUEST_HEAD - len(head) - 9) + b"\r\n\r\n"
+        self.assertEqual(len(head), MAX_REQUEST_HEAD)
+        p, transport = self.connect()
+        p.dataReceived(head + b"\x81\x80" * 5000)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 "), transport.value())
+
+    def test_identity_longer_than_255_characters_gets_400(self):
+        """
+        Over L{MAX_IDENTITY_LENGTH} characters after percent-decoding: 400,
+        never recorded as an unknown charger nor logged.
+        """
+        with capturedLogs() as events:
+            for identity, status in (("A" * MAX_IDENTITY_LENGTH, b"404"),
+                                     ("%C3%A9" * MAX_IDENTITY_LENGTH, b"404"),
+                                     ("A" * (MAX_IDENTITY_LENGTH + 1), b"400"),
+                                     ("%41" * (MAX_IDENTITY_LENGTH + 1), b"400")):
+                p, transport = self.connect()
+                p.dataReceived(_upgrade("/ocpp/" + identity))
+                self.assertTrue(transport.value().startswith(b"HTTP/1.1 " + status + b" "),
+                                (identity, transport.value()))
+        self.assertEqual([len(i) for i in self.central.unknown], [MAX_IDENTITY_LENGTH] * 2)
+        self.assertFalse([e for e in events if "A" * (MAX_IDENTITY_LENGTH + 1) in repr(e)])
+
+    def test_dropped_connections_are_logged_once_per_interval(self):
+        """
+        A flood is one warning, then one per 10 s with the count of the
+        connections dropped in between (here 49 over the cap, and the 16
+        held ones at their deadline).
+        """
+        held = [self.connect()[0] for _ in range(MAX_HANDSHAKES_PER_ADDRESS)]
+        with capturedLogs() as events:
+            for _ in range(50):
+                self.connect()
+            self.clock.advance(HANDSHAKE_TIMEOUT)
+            for p in held:
+                p.connectionLost(protocol.connectionDone)
+            self.clock.advance(DROP_LOG_INTERVAL - HANDSHAKE_TIMEOUT)
+            for _ in range(MAX_HANDSHAKES_PER_ADDRESS + 1):
+                self.connect()
+        lines = [e for e in events if "dropped" in e.get("log_format", "")]
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(lines[0]["address"], "10.0.0.1")
+        self.assertIn("from this address", lines[0]["why"])
+        self.assertIn("65 more dropped", lines[1]["since"])
+        self.assertEqual(self.factory.dropped_connections, 67)

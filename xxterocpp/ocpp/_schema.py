@@ -115,6 +115,13 @@ def _show(value):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _property_name(key):
+    # The name of an unknown property is the charger's text, in the log and
+    # in our CALLERROR: as is when short printable ASCII, quoted and cut
+    # short otherwise (a lone surrogate could not even be sent).
+    return key if len(key) <= 60 and key.isascii() and key.isprintable() else _show(key)
+
+
 def _json_type(value):
     if value is None:
         return "null"
@@ -129,6 +136,35 @@ def _json_type(value):
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+#: The range of every integer on the wire. OCPP 1.6 sets none, but the
+#: database keeps integers as signed 64-bit values (SQLite's INTEGER): a
+#: larger one, once answered, could not be stored. Outside it a value is
+#: refused as of the wrong type, like a string where a number belongs.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+#: A UTF-16 surrogate code point: JSON's C{\ud800} escapes decode to one
+#: when it is not half of a pair, and such a string cannot be encoded as
+#: UTF-8 (the status page, the log, the database would fail on it).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text):
+    """
+    @return: whether the decoded JSON string C{text} holds a lone surrogate,
+        which is not Unicode text (a pair escaped in JSON decodes to the one
+        character it stands for).
+    """
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _outside_int64(path, value):
+    return ValidationError(
+        TYPE_CONSTRAINT_VIOLATION,
+        f"{path}: {_show(value)} is outside the signed 64-bit integer range",
+    )
 
 
 def _wrong_type(path, value, expected):
@@ -181,6 +217,8 @@ class _Integer(_Field):
                 raw = int(raw)
             else:
                 raise _wrong_type(path, raw, "an integer")
+        if not INT64_MIN <= raw <= INT64_MAX:
+            raise _outside_int64(path, raw)
         problem = self._range(raw)
         if problem is not None:
             raise ValidationError(PROPERTY_CONSTRAINT_VIOLATION, f"{path}: {problem}")
@@ -189,6 +227,8 @@ class _Integer(_Field):
     def check(self, value):
         if type(value) is not int:
             raise TypeError(f"expected an int, got {_show(value)}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{_show(value)} is outside the signed 64-bit integer range")
         problem = self._range(value)
         if problem is not None:
             raise ValueError(problem)
@@ -221,6 +261,9 @@ class _Decimal(_Field):
         kind = type(raw)
         if kind is not float and kind is not int:
             raise _wrong_type(path, raw, "a number")
+        if kind is int and not INT64_MIN <= raw <= INT64_MAX:
+            # Not even a float: float(10**400) overflows.
+            raise _outside_int64(path, raw)
         problem = self._problem(raw)
         if problem is not None:
             raise ValidationError(PROPERTY_CONSTRAINT_VIOLATION, f"{path}: {problem}")
@@ -250,6 +293,11 @@ class _String(_Field):
     def decode(self, raw, path, lenient, warnings):
         if type(raw) is not str:
             raise _wrong_type(path, raw, "a string")
+        if has_lone_surrogate(raw):
+            raise ValidationError(
+                TYPE_CONSTRAINT_VIOLATION,
+                f"{path}: {_show(raw)} holds a lone surrogate, not Unicode text",
+            )
         if self.max_length is not None and len(raw) > self.max_length:
             # Real chargers send over-long idTags, info texts and serial
             # numbers; refusing them would lose transactions, so the value is
@@ -595,7 +643,7 @@ class _ObjectSchema:
             if key not in self.json_names:
                 # Every 1.6 (2019-12) schema object has
                 # additionalProperties false, inner objects included.
-                message = f"{prefix}{key}: unknown property"
+                message = f"{prefix}{_property_name(key)}: unknown property"
                 if not lenient:
                     raise ValidationError(FORMATION_VIOLATION, message)
                 warnings.append(f"{message}; ignored")
@@ -634,9 +682,9 @@ def _compile(schema):
     of every CALL): for each field, in order, what the generic loop did --
     a missing required property is an error (a warning when lenient), a
     field that fails to decode is an error (None and a warning when
-    lenient) -- with the common valid values of strings, enumerations,
-    booleans and objects accepted inline. Anything else goes through the
-    field's own C{decode}, so errors and warnings are the same.
+    lenient) -- with the common valid values of strings, integers,
+    enumerations, booleans and objects accepted inline. Anything else goes
+    through the field's own C{decode}, so errors and warnings are the same.
     """
     ns = {"cls": schema.cls, "new": schema.cls.__new__, "MISSING": _MISSING,
           "names": schema.json_names, "unknown": schema.unknown, "missing": _missing,
@@ -660,10 +708,18 @@ def _compile(schema):
             lines.append(f"    elif type(raw) is str and raw in a{i}:")
             lines.append("        value = raw")
         elif kind is _String:
+            # An ASCII string (C{isascii} reads a flag) holds no surrogate;
+            # any other takes the full check.
             if field.max_length is None:
-                lines.append("    elif type(raw) is str:")
+                lines.append("    elif type(raw) is str and raw.isascii():")
             else:
-                lines.append(f"    elif type(raw) is str and len(raw) <= {int(field.max_length)}:")
+                lines.append(f"    elif type(raw) is str and len(raw) <= {int(field.max_length)}"
+                             " and raw.isascii():")
+            lines.append("        value = raw")
+        elif kind is _Integer:
+            low = INT64_MIN if field.minimum is None else max(field.minimum, INT64_MIN)
+            high = INT64_MAX if field.maximum is None else min(field.maximum, INT64_MAX)
+            lines.append(f"    elif type(raw) is int and {int(low)} <= raw <= {int(high)}:")
             lines.append("        value = raw")
         elif kind is _Boolean:
             lines.append("    elif type(raw) is bool:")

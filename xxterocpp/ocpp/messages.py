@@ -39,6 +39,7 @@ from ._schema import (  # noqa: F401
     decode,
     encode,
     enum,
+    has_lone_surrogate,
     integer,
     message,
     nested,

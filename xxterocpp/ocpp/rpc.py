@@ -28,6 +28,12 @@ MAX_ID_LENGTH = 36
 #: (Ocular LTE, lbbrhzn/ocpp#2030) keeps charging. They are decoded leniently.
 ALWAYS_ACKNOWLEDGED = frozenset({"StopTransaction", "MeterValues"})
 
+#: The deepest nesting of arrays and objects a frame may have. OCPP 1.6's
+#: deepest (a SetChargingProfile period) is 6 levels; deeper frames are
+#: refused before anything (a repr, a walk over the kept frames) recurses
+#: as deep.
+MAX_DEPTH = 64
+
 _CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
 
 _REQUEST_ACTIONS = {action.request: name for name, action in m.ACTIONS.items()}
@@ -69,6 +75,30 @@ class NotConnected(Exception):
 
     def __str__(self):
         return "charger not connected"
+
+
+def nesting_depth(value):
+    """
+    @return: how deep lists and dicts nest in the parsed JSON C{value}
+        (C{0} for a scalar), without recursion.
+    """
+    depth = 0
+    level = [value] if type(value) in _CONTAINERS else []
+    while level:
+        depth += 1
+        level = [item for container in level
+                 for item in (container.values() if type(container) is dict else container)
+                 if type(item) in _CONTAINERS]
+    return depth
+
+
+_CONTAINERS = frozenset({list, dict})
+
+
+def _shown(text):
+    # A CALLERROR's texts are only shown (log, commands' results): a lone
+    # surrogate, which no UTF-8 output can take, becomes "?".
+    return text.encode("utf-8", "replace").decode("utf-8") if m.has_lone_surrogate(text) else text
 
 
 #: json.dumps(frame, separators=(",", ":"), ensure_ascii=False), without
@@ -190,6 +220,15 @@ class OcppSession:
         except ValueError:
             self._malformed(text, "not valid JSON")
             return
+        except RecursionError:
+            # json.loads recurses once per level: a few thousand are too many.
+            self._malformed(text, f"nested deeper than {MAX_DEPTH} levels")
+            return
+        # Only a frame with many brackets can nest too deeply; counting them
+        # costs a fraction of a microsecond, the walk is left to those few.
+        if text.count("[") + text.count("{") > MAX_DEPTH and nesting_depth(frame) > MAX_DEPTH:
+            self._malformed(text, f"nested deeper than {MAX_DEPTH} levels")
+            return
         if not isinstance(frame, list) or not frame:
             self._malformed(text, "not a JSON array")
             return
@@ -218,6 +257,10 @@ class OcppSession:
         if len(unique_id) > MAX_ID_LENGTH:
             self._reply_error(unique_id, m.FORMATION_VIOLATION,
                               f"message id longer than {MAX_ID_LENGTH} characters")
+            return
+        if not unique_id.isascii() and m.has_lone_surrogate(unique_id):
+            # An answer must repeat the id, and this one cannot be sent.
+            self._malformed(text, "the message id is not Unicode text")
             return
         if unique_id in self._handling:
             self._reply_error(unique_id, m.PROTOCOL_ERROR,
@@ -314,6 +357,7 @@ class OcppSession:
         else:
             code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else m.GENERIC_ERROR
             description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
+            code, description = _shown(code), _shown(description)
             details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
             result = Failure(CallError(m.normalize_error_code(code), description, details))
         self._send_next()

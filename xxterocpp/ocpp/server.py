@@ -27,6 +27,34 @@ SUBPROTOCOL = "ocpp1.6"
 #: (CertificateSigned, 10,000 characters of PEM) fits easily.
 MAX_MESSAGE_SIZE = 64 * 1024
 
+#: The longest request line and headers of the opening handshake, in bytes;
+#: a charger's (URL, Authorization, a few more) take a few hundred. Autobahn
+#: keeps the request until its end and searches all of it on every read: a
+#: longer one is answered with 431 and closed.
+MAX_REQUEST_HEAD = 8 * 1024
+
+#: The longest charger identity (percent-decoded) served or recorded as
+#: unknown; a longer one gets 400.
+MAX_IDENTITY_LENGTH = 255
+
+#: Seconds from accepting a connection to the end of its WebSocket handshake
+#: (TLS included): a charger needs a few round trips, an idle socket is
+#: dropped.
+HANDSHAKE_TIMEOUT = 5
+
+#: How many connections may be in their handshake at once from one address
+#: (and in all); more are dropped as soon as accepted. Descriptors stay for
+#: the chargers: an address that floods leaves the others served. Every
+#: charger of a site behind one NAT address reconnects at once after a
+#: controller reboot, so a larger [ocpp] max_chargers raises both
+#: (L{OcppServerFactory.handshake_limits}).
+MAX_HANDSHAKES_PER_ADDRESS = 16
+MAX_HANDSHAKES = 256
+
+#: Seconds between two log lines about dropped connections (a flood is one
+#: line, with the count of those since the last).
+DROP_LOG_INTERVAL = 10
+
 
 def identity_from_path(path):
     """
@@ -71,13 +99,56 @@ class OcppServerProtocol(WebSocketServerProtocol):
     _log = Logger()
     charger_id = None
     session = None
+    #: The address whose handshake slot this connection holds, until its
+    #: handshake is over (L{OcppServerFactory.admit}).
+    _handshaking_from = None
+    _handshake_deadline = None
 
     def connectionMade(self):
         super().connectionMade()
+        address = self.peer_address()
+        if not self.factory.admit(address):
+            self.transport.abortConnection()
+            return
+        self._handshaking_from = address
+        self._handshake_deadline = self.factory.clock.callLater(
+            HANDSHAKE_TIMEOUT, self._handshake_timed_out)
         # Backpressure: a charger that stops reading must not make us buffer
         # every answer and ping for it (unbounded memory): while the
         # transport's write buffer is over its limit, stop reading its CALLs.
         self.transport.registerProducer(self, True)
+
+    def _handshake_timed_out(self):
+        # Also a refused handshake whose TLS close the peer never answers.
+        self._handshake_deadline = None
+        if self.state == self.STATE_CONNECTING:
+            self.factory.dropped(self._handshaking_from,
+                                 f"its handshake was not over within {HANDSHAKE_TIMEOUT} s")
+        self.transport.abortConnection()
+
+    def _handshake_over(self):
+        if self._handshake_deadline is not None:
+            self._handshake_deadline.cancel()
+            self._handshake_deadline = None
+        if self._handshaking_from is not None:
+            self.factory.release(self._handshaking_from)
+            self._handshaking_from = None
+
+    def dataReceived(self, data):
+        state = self.state
+        if state == self.STATE_CONNECTING:
+            if (len(self.data) + len(data) > MAX_REQUEST_HEAD
+                    and (self.data + data).find(b"\r\n\r\n", 0, MAX_REQUEST_HEAD) < 0):
+                self.failHandshake(f"Request head longer than {MAX_REQUEST_HEAD} bytes", 431)
+                return
+        elif state == self.STATE_CLOSED:
+            # Autobahn would keep it; over TLS it can still arrive after we
+            # closed, until the peer confirms the close.
+            return
+        # Straight to Autobahn's framework-independent half: the Twisted
+        # adapter's dataReceived only adds a debug line, whose arguments it
+        # builds even with debug off (16,000 instructions a read).
+        self._dataReceived(data)
 
     # The connection is the streaming producer of its own transport: Twisted
     # pauses it while the write buffer is full, and then the peer is not read.
@@ -97,6 +168,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
         identity = identity_from_path(request.path)
         if not identity:
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "No charger identity in the URL")
+        if len(identity) > MAX_IDENTITY_LENGTH:
+            # Neither recorded nor logged: no charger has such an identity.
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
+                                 f"Charger identity longer than {MAX_IDENTITY_LENGTH} characters")
         if SUBPROTOCOL in request.protocols:
             protocol = SUBPROTOCOL
         elif not request.protocols:
@@ -161,6 +236,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         return getattr(peer, "host", str(peer))
 
     def onOpen(self):
+        self._handshake_over()
         central = self.factory.central
         charger_id = self.charger_id
         # Bound methods of this protocol, not closures: a connected charger
@@ -203,6 +279,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
             self._log.warn("TLS connection from {address} failed: {why}",
                            address=self.peer_address(), why=openssl_reason(reason.value))
             self.factory.tls_failures += 1
+        self._handshake_over()
         super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
@@ -218,9 +295,14 @@ class OcppServerFactory(WebSocketServerFactory):
     @ivar auth_failures: how many handshakes were refused for credentials
         (Basic auth, or a client certificate of another charger).
     @ivar tls_failures: how many TLS connections failed (handshake refused).
+    @ivar dropped_connections: how many connections were dropped before
+        their handshake was over: too many were in theirs
+        (L{handshake_limits}), or it took over L{HANDSHAKE_TIMEOUT}.
+    @ivar handshakes: how many connections are in their handshake.
     """
 
     protocol = OcppServerProtocol
+    _log = Logger()
 
     def __init__(self, central, clock, ping_interval=60):
         super().__init__(server="xxterocpp")
@@ -228,10 +310,19 @@ class OcppServerFactory(WebSocketServerFactory):
         self.clock = clock
         self.auth_failures = 0
         self.tls_failures = 0
+        self.dropped_connections = 0
+        self.handshakes = 0
+        # Address -> how many of its connections are in their handshake; an
+        # address leaves when it has none (an entry per handshake at most).
+        self._handshakes_from = {}
+        self._drop_logged_at = None
+        self._drops_unlogged = 0
         options = dict(
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
-            openHandshakeTimeout=10,
+            # Our own deadline (HANDSHAKE_TIMEOUT) replaces Autobahn's: it
+            # also ends a refused handshake that lingers in its TLS close.
+            openHandshakeTimeout=0,
             # A protocol violation (too big: 1009, bad UTF-8: 1007) is told
             # with a close frame, not by dropping TCP (the charger's log then
             # shows why).
@@ -246,3 +337,61 @@ class OcppServerFactory(WebSocketServerFactory):
             options.update(autoPingInterval=ping_interval,
                            autoPingTimeout=max(1, ping_interval / 2))
         self.setProtocolOptions(**options)
+
+    def handshake_limits(self):
+        """
+        @return: C{(per_address, total)}: how many connections may be in
+            their handshake at once from one address and in all; twice
+            [ocpp] max_chargers per address and four times in all when more
+            than L{MAX_HANDSHAKES_PER_ADDRESS} and L{MAX_HANDSHAKES}.
+        """
+        per_address = max(MAX_HANDSHAKES_PER_ADDRESS, 2 * self.central.config.ocpp.max_chargers)
+        return per_address, max(MAX_HANDSHAKES, 2 * per_address)
+
+    def admit(self, address):
+        """
+        Take a handshake slot for a new connection from C{address}.
+
+        @return: False when there is none (the caller drops the
+            connection); otherwise the slot is the caller's until it calls
+            L{release}.
+        """
+        per_address, total = self.handshake_limits()
+        pending = self._handshakes_from.get(address, 0)
+        if pending >= per_address:
+            self.dropped(address, f"{pending} connections from this address are in their"
+                         " handshake (a flood, or more chargers behind it than"
+                         " [ocpp] max_chargers)")
+            return False
+        if self.handshakes >= total:
+            self.dropped(address, f"{self.handshakes} connections are in their handshake")
+            return False
+        self._handshakes_from[address] = pending + 1
+        self.handshakes += 1
+        return True
+
+    def release(self, address):
+        """
+        Give back the handshake slot L{admit} gave for C{address}.
+        """
+        pending = self._handshakes_from.pop(address) - 1
+        if pending:
+            self._handshakes_from[address] = pending
+        self.handshakes -= 1
+
+    def dropped(self, address, why):
+        """
+        Count a connection from C{address} dropped before its handshake was
+        over, and log it, or (a flood) only the count in the next line
+        after L{DROP_LOG_INTERVAL} seconds.
+        """
+        self.dropped_connections += 1
+        now = self.clock.seconds()
+        if self._drop_logged_at is not None and now - self._drop_logged_at < DROP_LOG_INTERVAL:
+            self._drops_unlogged += 1
+            return
+        self._log.warn("connection from {address} dropped: {why}{since}", address=address, why=why,
+                       since=f" ({self._drops_unlogged} more dropped since the last such line)"
+                       if self._drops_unlogged else "")
+        self._drop_logged_at = now
+        self._drops_unlogged = 0

@@ -1,0 +1,297 @@
+"""
+Attacks on the OCPP port (issue 15), each against the real service over
+loopback, each shown to fail safely: an endless request head, a flood of
+idle sockets, over-long identities, strings that are not Unicode text,
+integers beyond 64 bits and thousands of nested arrays. Traffic goes to
+127.0.0.1 only (from 127.0.0.1 and 127.0.0.2), bounded in count and time.
+
+The web side's attacks are in L{tests.test_attacks_web}.
+"""
+
+import json
+from urllib.parse import quote
+
+from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.internet.task import deferLater
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import TestCase
+
+from tests.service import reopen_store, start_service
+from tests.sim import HandshakeFailed, HandshakeRefused, connect_charger
+from tests.test_tls import secure_config, trusting
+from xxterocpp.ocpp.server import (
+    HANDSHAKE_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS, MAX_REQUEST_HEAD)
+
+T0 = "2026-01-01T00:00:00Z"
+
+
+class RawClient(protocol.Protocol):
+    """
+    A TCP client that writes C{data} once connected and keeps what comes
+    back.
+    """
+
+    def __init__(self, data=b""):
+        self.data = data
+        self.received = b""
+        self.lost = defer.Deferred()
+
+    def connectionMade(self):
+        if self.data:
+            self.transport.write(self.data)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+def port_of(service):
+    return int(service.url.rsplit(":", 1)[1].strip("/"))
+
+
+def connect_raw(service, data=b"", source="127.0.0.1"):
+    """
+    @return: a Deferred firing with a connected L{RawClient} from
+        C{source}.
+    """
+    client = RawClient(data)
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port_of(service), timeout=5,
+                                            bindAddress=(source, 0))
+    return endpoints.connectProtocol(endpoint, client)
+
+
+def bounded(d, seconds):
+    return d.addTimeout(seconds, reactor)
+
+
+@defer.inlineCallbacks
+def until(condition, seconds, what):
+    """
+    Wait (polling, at most C{seconds}) until C{condition()} is true.
+    """
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        yield deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def logged(events, text):
+    """
+    The captured log events whose rendered text or fields hold C{text}.
+    """
+    return [e for e in events if text in repr(e)]
+
+
+class AttackTestCase(TestCase):
+    """
+    The real service, and a connected charger CP1.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.service = yield start_service(self)
+        self.cp = yield connect_charger(self.service.url, "CP1")
+        self.addCleanup(self.cp.close)
+        yield self.cp.boot()
+
+    @defer.inlineCallbacks
+    def assertServing(self):
+        """
+        CP1's connection is up and answered, and a new charger is served.
+        """
+        self.assertIn("currentTime", (yield self.cp.heartbeat()))
+        twin = yield connect_charger(self.service.url, "TWIN")
+        self.assertIn("currentTime", (yield twin.heartbeat()))
+        yield twin.close()
+
+    def raw_call(self, text):
+        """
+        Send a CALL frame as written; the answer (its id is read from the
+        text) as a Deferred of the decoded frame.
+        """
+        unique_id = json.loads(text[:text.index(",", text.index(",") + 1)] + "]")[1]
+        answered = self.cp.wait_for_frame(lambda t: json.loads(t)[1] == unique_id)
+        self.cp.send_raw(text)
+        return answered.addCallback(json.loads)
+
+
+class HandshakeAttackTests(AttackTestCase):
+    """
+    Before any authentication: the request head and the connections.
+    """
+
+    @defer.inlineCallbacks
+    def test_16_mib_request_head_is_cut_after_8_kib(self):
+        """
+        A request head of 16 MiB without its end: Autobahn is given at most
+        8 KiB of it (it searches all it holds on every read), the answer is
+        431 and the connection closes before the client could send it all.
+        """
+        protocols = []
+        build = self.service.ocpp_factory.buildProtocol
+
+        def spy(address):
+            protocols.append(build(address))
+            return protocols[-1]
+
+        self.service.ocpp_factory.buildProtocol = spy
+        self.addCleanup(delattr, self.service.ocpp_factory, "buildProtocol")
+        client = yield connect_raw(
+            self.service, b"GET /CP1 HTTP/1.1\r\nX-Junk: " + b"a" * (16 * 1024 * 1024))
+        yield bounded(client.lost, 10)
+        self.assertEqual(len(protocols), 1)
+        self.assertLessEqual(protocols[0].trafficStats.preopenIncomingOctetsWireLevel,
+                             MAX_REQUEST_HEAD)
+        # Sent before the close unless the reset overtook it.
+        self.assertTrue(b"HTTP/1.1 431 ".startswith(client.received[:13]), client.received)
+        yield self.assertServing()
+
+    @defer.inlineCallbacks
+    def test_idle_sockets_of_one_address_leave_the_others_served(self):
+        """
+        127.0.0.2 opens 300 idle sockets: all but 16 are dropped at once,
+        the 16 after 5 s; meanwhile a charger from 127.0.0.1 connects and
+        boots. One log line for the flood.
+        """
+        factory = self.service.ocpp_factory
+        with capturedLogs() as events:
+            flood = yield defer.gatherResults(
+                [connect_raw(self.service, source="127.0.0.2") for _ in range(300)])
+            lost = []
+            for client in flood:
+                client.lost.addCallback(lost.append)
+            yield until(lambda: len(lost) >= 300 - MAX_HANDSHAKES_PER_ADDRESS, 5,
+                        "the connections beyond the cap dropped")
+            self.assertLessEqual(factory.handshakes, MAX_HANDSHAKES_PER_ADDRESS)
+            twin = yield connect_charger(self.service.url, "TWIN")
+            self.assertEqual((yield twin.boot())["status"], "Accepted")
+            yield until(lambda: len(lost) == 300, HANDSHAKE_TIMEOUT + 2,
+                        "the idle connections in their handshake dropped")
+            self.assertTrue(twin.is_open)
+            yield twin.close()
+        self.assertEqual((factory.handshakes, factory.dropped_connections), (0, 300))
+        self.assertEqual(len(logged(events, "dropped:")), 1)
+        # Besides the 600 of the test's own client factories: a few lines.
+        self.assertLess(len([e for e in events if "factory" not in e.get("log_format", "")]), 20)
+        self.assertEqual([c.received for c in flood], [b""] * 300)
+
+    @defer.inlineCallbacks
+    def test_overlong_identities_are_refused_unrecorded(self):
+        """
+        300 characters (after percent-decoding): 400; 2 MB: 431 (over the
+        head limit). Neither is recorded as an unknown charger, in memory or
+        in the database, nor logged; 255 characters still are.
+        """
+        with capturedLogs() as events:
+            for identity, status in (("\u00e9" * 300, 400), ("X" * 2_000_000, 431)):
+                try:
+                    yield connect_charger(self.service.url, identity)
+                except HandshakeRefused as e:
+                    self.assertEqual(e.status, status)
+                except HandshakeFailed:
+                    # The reset of a close with 2 MB unread can overtake
+                    # the 431 (which test_16_mib_request_head... shows).
+                    self.assertEqual(status, 431)
+                else:
+                    self.fail(f"{len(identity)} characters accepted")
+            with self.assertRaises(HandshakeRefused):
+                yield connect_charger(self.service.url, "Y" * 255)
+        self.assertEqual(list(self.service.central.unknown), ["Y" * 255])
+        self.assertEqual(logged(events, "\u00e9" * 256) + logged(events, quote("\u00e9") * 256)
+                         + logged(events, "X" * 1000), [])
+        yield self.assertServing()
+        yield self.service.stopService()
+        rows = reopen_store(self).load_unknown_chargers()
+        self.assertEqual([r.identity for r in rows], ["Y" * 255])
+
+
+class TLSHandshakeAttackTests(TestCase):
+    """
+    With C{secure = true}, a socket is in its handshake from the TCP accept
+    on: the TLS handshake is part of it.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_idle_sockets_before_tls_are_capped_and_dropped(self):
+        """
+        127.0.0.2 opens 20 sockets and sends no ClientHello: 4 are dropped
+        at once, 16 after 5 s; meanwhile a charger from 127.0.0.1 connects
+        over wss://. None of it counts as a TLS failure.
+        """
+        path, _ = secure_config(self)
+        service = yield start_service(self, path)
+        idle = yield defer.gatherResults(
+            [connect_raw(service, source="127.0.0.2") for _ in range(20)])
+        lost = []
+        for client in idle:
+            client.lost.addCallback(lost.append)
+        yield until(lambda: len(lost) >= 20 - MAX_HANDSHAKES_PER_ADDRESS, 5,
+                    "the connections beyond the cap dropped")
+        cp = yield connect_charger(service.url.replace("ws://", "wss://"), "CP1", tls=trusting())
+        self.assertIn("currentTime", (yield cp.heartbeat()))
+        yield until(lambda: len(lost) == 20, HANDSHAKE_TIMEOUT + 2,
+                    "the idle connections dropped")
+        self.assertTrue(cp.is_open)
+        yield cp.close()
+        self.assertEqual(service.security_failures()["tls"], 0)
+        self.assertEqual(service.ocpp_factory.handshakes, 0)
+
+
+class FrameAttackTests(AttackTestCase):
+    """
+    Frames of a connected charger built to break what reads them: each is
+    refused with a CALLERROR and the connection stays up.
+    """
+
+    @defer.inlineCallbacks
+    def test_lone_surrogate_is_refused(self):
+        """
+        C{"chargePointVendor": "Evil\\ud800"}: TypeConstraintViolation,
+        the boot is not taken; in a property name: FormationViolation.
+        """
+        answer = yield self.raw_call(
+            '[2,"s1","BootNotification",{"chargePointVendor":"Evil\\ud800",'
+            '"chargePointModel":"M"}]')
+        self.assertEqual(answer[:3], [4, "s1", "TypeConstraintViolation"])
+        self.assertIn("chargePointVendor", answer[3])
+        self.assertEqual(self.service.central.chargers["CP1"].boot["vendor"], "Sim")
+        answer = yield self.raw_call('[2,"s2","Heartbeat",{"\\udfff":1}]')
+        self.assertEqual(answer[:3], [4, "s2", "FormationViolation"])
+        yield self.assertServing()
+
+    @defer.inlineCallbacks
+    def test_integers_beyond_64_bits_are_refused(self):
+        """
+        C{meterStart} 2**63 (or -2**63 - 1): TypeConstraintViolation and no
+        transaction; the next StartTransaction gets an ordinary id.
+        """
+        for meter_start in (2**63, -(2**63) - 1):
+            answer = yield self.raw_call(json.dumps(
+                [2, f"m{meter_start}", "StartTransaction",
+                 {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": meter_start,
+                  "timestamp": T0}]))
+            self.assertEqual(answer[2], "TypeConstraintViolation")
+        self.assertIsNone(self.service.central.chargers["CP1"].connectors[1].transaction)
+        started = yield self.cp.start_transaction(1, "04A1B2C3", 2**63 - 1)
+        self.assertLess(started["transactionId"], 2**31)
+        yield self.assertServing()
+
+    @defer.inlineCallbacks
+    def test_5000_levels_of_nesting_get_formation_violation(self):
+        """
+        5,000 nested arrays, or objects, in a CALL: a FormationViolation
+        CALLERROR, not a RecursionError that drops the connection.
+        """
+        for open_, close in (("[", "]"), ('{"a":', "}")):
+            answer = yield self.raw_call(
+                '[2,"n1","Heartbeat",' + open_ * 5000 + close * 5000 + "]")
+            self.assertEqual(answer[:3], [4, "n1", "FormationViolation"])
+            self.assertIn("nested deeper", answer[3])
+        yield self.assertServing()
