@@ -210,12 +210,14 @@ def _connection(charger):
     if charger["disconnected_since"]:
         return [_badge("offline", False), " since ",
                 local_time(_parse(charger["disconnected_since"]))]
-    return [_badge("never connected", False)]
+    return [_badge("offline" if charger["ever_connected"] else "never connected", False)]
 
 
 def _reservation(reservation):
     if reservation is None:
         return "none"
+    if reservation["until_freed"]:
+        return ["for tag ", tags.code(reservation["id_tag"]), " until freed"]
     return ["for tag ", tags.code(reservation["id_tag"]), " until ",
             local_time(_parse(reservation["expiry"]))]
 
