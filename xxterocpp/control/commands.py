@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_control -*-
+# -*- test-case-name: tests.test_control,tests.test_commands -*-
 """
 The command front: L{Controller}, the one API through which the KNX bridge,
 the web page and the Smart Energy Manager steer charging points. It checks

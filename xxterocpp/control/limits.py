@@ -1,9 +1,9 @@
-# -*- test-case-name: tests.test_limits -*-
+# -*- test-case-name: tests.test_limits,tests.test_commands -*-
 """
 Where a current limit becomes a SetChargingProfile: the limit each charging
-point should have (set, paused, resumed) and its Normal/Fast mode, the cascade of profile kinds tried
-until the charger accepts one (remembered per charger), and the Smart Energy
-Manager's schedules.
+point should have (set, paused, resumed) and its Normal/Fast mode, the
+cascade of profile kinds tried until the charger accepts one (remembered per
+charger), and the Smart Energy Manager's schedules.
 """
 
 from datetime import timedelta

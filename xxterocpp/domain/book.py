@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_domain,tests.test_handlers -*-
+# -*- test-case-name: tests.test_domain,tests.test_domain_state,tests.test_handlers -*-
 """
 The transaction book: every transaction running and the recently finished
 ones, the transaction ids, and the meter readings booked on them.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_domain,tests.test_handlers,tests.test_server -*-
+# -*- test-case-name: tests.test_domain,tests.test_domain_state,tests.test_handlers,tests.test_server -*-
 """
 The central system: every charger's connection, boot, statuses and meter,
 what each connector counts as (L{CentralSystem.point_status}: offline,

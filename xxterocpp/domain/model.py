@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_domain -*-
+# -*- test-case-name: tests.test_domain,tests.test_domain_state -*-
 """
 What the central system knows of its chargers: chargers, connectors,
 transactions, reservations, boot data, unknown identities and the kept

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web,tests.test_browser -*-
+# -*- test-case-name: tests.test_web,tests.test_web_status,tests.test_browser -*-
 """
 The status page (C{GET /}): server-rendered HTML from the same snapshot as
 C{GET /api/status}, the session history with inline SVG charts, and the

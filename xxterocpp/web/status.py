@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web -*-
+# -*- test-case-name: tests.test_web,tests.test_web_status -*-
 """
 What the status page and C{GET /api/status} show: a snapshot of the central
 system as JSON-ready values, and the words for OCPP's status and error codes.
