@@ -10,7 +10,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_control import CONFIG, ControllerHarness
+from tests.test_control import CONFIG, CONFIGURATION, ControllerHarness
 from xxterocpp.control import UnknownChargingPoint
 from xxterocpp.domain.events import CommandRefused, LimitChanged, ModeChanged
 
@@ -236,6 +236,23 @@ class ModeTests(CommandsTestCase):
         self.result(self.controller.fast("CP1"))
         self.assertEqual(self.controller.mode("CP1"), "fast")
         self.assertEqual(self.events, [ModeChanged("CP1", 1)])
+
+    def test_without_smart_charging_max_current_is_in_force(self):
+        """
+        A charger without SmartCharging takes no limit: its max_current is
+        in force (fast), and a limit asked for is refused, that limit
+        unchanged.
+        """
+        self.assertIsNone(self.controller.limit("CP1"))
+        cp = self.connect(boot=False,
+                          configuration=dict(CONFIGURATION, SupportedFeatureProfiles="Core"))
+        cp.answers["SetChargingProfile"] = ("CALLERROR", "NotSupported")
+        cp.boot()
+        self.assertEqual((self.controller.limit("CP1"), self.controller.mode("CP1")),
+                         (32.0, "fast"))
+        self.assertFalse(self.result(self.controller.set_limit("CP1", 1, 10)).accepted)
+        self.assertEqual(self.controller.limit("CP1"), 32.0)
+        self.assertEqual(self.refusals(), [CommandRefused("CP1", 1, "set_limit")])
 
     def test_mode_survives_a_restart(self):
         self.connect()

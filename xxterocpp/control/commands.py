@@ -308,9 +308,10 @@ class Controller:
 
     def limit(self, charger_id, connector=1):
         """
-        @return: the effective current limit in force (A), or None.
+        @return: the effective current limit in force (A), or None
+            (L{xxterocpp.control.limits.Limits.in_force}).
         """
-        return self._connector(charger_id, connector).limit
+        return self._limits.in_force(self._point(charger_id, connector))
 
     def mode(self, charger_id, connector=1):
         """

@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.control.coalesce import coalesced
-from xxterocpp.control.configuration import integer, units
+from xxterocpp.control.configuration import integer, lacks_profile, units
 from xxterocpp.control.electrical import (
     MAX_PERIODS, MIN_CURRENT, PLAN_PROFILE_ID, PROFILE_IDS, limit_stack_level, plan_stack_level,
     watts,
@@ -194,6 +194,19 @@ class Limits:
         state.wanted, state.paused_from, state.mode = clamp(point, amps), None, mode
         return self._changed(point)
 
+    def in_force(self, point):
+        """
+        @return: the limit in force at the point (A): the one the charger
+            accepted last; for a charger without the SmartCharging feature
+            profile, which takes no limit, its max_current; None while
+            unknown.
+        """
+        charger = self.central.chargers[point.id]
+        limit = charger.connector(point.connector).limit
+        if limit is None and lacks_profile(charger.configuration, "SmartCharging"):
+            return point.max_current
+        return limit
+
     def mode(self, point):
         """
         @return: the Normal/Fast mode in force at the point: the mode asked
@@ -201,7 +214,7 @@ class Limits:
             (C{"fast"} at max_current above normal_current); None before
             any limit is known to be in force.
         """
-        limit = self.central.chargers[point.id].connector(point.connector).limit
+        limit = self.in_force(point)
         if limit is None:
             return None
         state = self._state(point)

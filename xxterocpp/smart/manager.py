@@ -317,7 +317,7 @@ class SmartManager(service.Service):
 
     def _adopt(self, tx, not_before):
         point = self.config.charger(tx.charger_id, tx.connector)
-        if (point is None or not tx.accepted or not tx.running
+        if (point is None or tx.start_status != "Accepted" or not tx.running
                 or not self._is_smart(point, tx.id_tag)):
             return
         smart = self.config.smart
