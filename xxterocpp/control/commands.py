@@ -227,10 +227,9 @@ class Controller:
         RemoteStartTransaction with C{id_tag} (default: the point's
         remote_tag, or its smart_tag when C{smart}). Refused while
         unavailable (L{xxterocpp.domain.central.CentralSystem.point_status})
-        or reserved: no charging
-        may start then, unless the start names the reservation's own tag
-        (the point's remote_tag and smart_tag name none: they are what KNX
-        and the page start with).
+        or reserved: no charging may start then, unless the start names the
+        reservation's own tag (the point's remote_tag and smart_tag name
+        none: they are what KNX and the page start with).
 
         @param charging_profile: optional C{ChargingProfile} (purpose
             TxProfile, no transactionId) for the new transaction.

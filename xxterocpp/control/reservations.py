@@ -139,8 +139,9 @@ class Reservations:
         freed are sent again.
         """
         charger = self.central.chargers.get(event.charger_id)
-        for number in sorted(charger.connectors) if charger is not None else ():
-            self._renew(event.charger_id, number)
+        if charger is not None:
+            for number in sorted(charger.connectors):
+                self._renew(event.charger_id, number)
 
     def status_changed(self, event):
         """
