@@ -544,6 +544,27 @@ class OcppTests(ConfigErrorTestsMixin, SynchronousTestCase):
             ]
         )
 
+    def test_offline_after_and_reservation_expiry(self):
+        """
+        [knx] offline_after: seconds, 60 by default, 0 or more (0: at once);
+        [ocpp] reservation_expiry: whole seconds, 3600 by default, at least 1.
+        """
+        defaults = parse_config("")
+        self.assertEqual((defaults.knx.offline_after, defaults.ocpp.reservation_expiry),
+                         (60.0, 3600))
+        config = parse_config("[knx]\noffline_after = 0\n[ocpp]\nreservation_expiry = 2\n")
+        self.assertEqual((config.knx.offline_after, config.ocpp.reservation_expiry), (0.0, 2))
+        self.assertEqual(parse_config("[knx]\noffline_after = 1.5\n").knx.offline_after, 1.5)
+        self.assertConfigErrors(
+            [
+                ("[knx]\noffline_after = -1\n", "knx.offline_after", "must be at least 0, not -1.0"),
+                ("[ocpp]\nreservation_expiry = 0\n", "ocpp.reservation_expiry",
+                 "must be at least 1, not 0"),
+                ("[ocpp]\nreservation_expiry = 1.5\n", "ocpp.reservation_expiry",
+                 "expected an integer"),
+            ]
+        )
+
     def writeFile(self):
         path = self.mktemp()
         with open(path, "w") as f:

@@ -183,11 +183,16 @@ class CentralSystemTests(DomainTestCase):
 
     def test_status_of_the_whole_charger(self):
         """
-        A status without a connector is the charger's own.
+        A status without a connector is the charger's own, stored as
+        connector 0's; a change is a L{StatusChanged} of the whole charger.
         """
-        self.central.status_reported("CP1", None, "Unavailable")
-        self.assertEqual(self.charger.status, "Unavailable")
-        self.assertEqual((self.events, self.store.writes), ([], []))
+        for status in ("Unavailable", "Unavailable"):
+            self.central.status_reported("CP1", None, status)
+        self.assertEqual((self.charger.status, self.charger.error_code), ("Unavailable", "NoError"))
+        self.assertEqual(self.of_type(StatusChanged), [StatusChanged("CP1", None)])
+        self.assertEqual(self.store.written("save_connector_status"),
+                         [("CP1", 0, "Unavailable", "NoError", None, T0)] * 2)
+        self.assertNotIn(0, self.charger.connectors)
 
     def test_no_current_flows_once_suspended(self):
         """

@@ -130,7 +130,7 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
             cp.boot()
         # ... the others booted, then gone: queued.
         for i in range(SETUP_CONCURRENCY, n):
-            self.central._emit(ChargerBooted(f"CP{i}"))
+            self.central.emit(ChargerBooted(f"CP{i}"))
         self.settle()
         self.assertEqual(len(self.controller._setup.queue), n - SETUP_CONCURRENCY)
         # The calls time out; the queued set-ups end at once, one after another.

@@ -185,6 +185,9 @@ _INTERFACE = scalar(str, non_empty)
 class OcppConfig:
     """
     C{[ocpp]}: the OCPP-J WebSocket server.
+
+    @ivar reservation_expiry: seconds each ReserveNow holds at the charger;
+        a reservation held until freed is renewed before that.
     """
 
     interface: str = setting("0.0.0.0", _INTERFACE)
@@ -197,6 +200,7 @@ class OcppConfig:
     heartbeat_interval: int = setting(300, scalar(int, at_least(1)))
     call_timeout: float = setting(30.0, scalar(float, positive))
     ping_interval: int = setting(60, scalar(int, at_least(0)))
+    reservation_expiry: int = setting(3600, scalar(int, at_least(1)))
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -206,11 +210,14 @@ class KnxConfig:
 
     @ivar knxd: a Twisted client endpoint description, or C{""} for no KNX
         bridge.
+    @ivar offline_after: seconds a charger may be disconnected before its
+        connectors count as Unavailable (on the bus, the page and the API).
     """
 
     knxd: str = setting("unix:/run/knx", scalar(str, _knxd_endpoint))
     time_dpt: str = _dpt_choice(objects.TIME_DPT)
     current_dpt: str = _dpt_choice(objects.CURRENT_DPT)
+    offline_after: float = setting(60.0, scalar(float, at_least(0)))
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

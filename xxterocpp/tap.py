@@ -309,6 +309,7 @@ class XxterocppService(service.MultiService):
             self._previous_sighup = None
         yield super().stopService()
         self.controller.shutdown()
+        self.central.shutdown()
         for charger in self.central.chargers.values():
             if charger.session is not None:
                 charger.session.close()

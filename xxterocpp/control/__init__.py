@@ -10,7 +10,7 @@ L{Controller} (L{commands}) is the front; its parts, one job each:
   - L{limits}: current limits and schedules as SetChargingProfile;
   - L{setup}: what follows a BootNotification, the boot watchdog;
   - L{locallist}: the chargers' local authorization lists;
-  - L{reservations}: ReserveNow and CancelReservation;
+  - L{reservations}: ReserveNow, its renewals, and CancelReservation;
   - L{keys}: AuthorizationKey rotation;
   - L{electrical}: the minimum current, A to W, profile ids and stack levels
     shared with the Smart Energy Manager.
@@ -19,12 +19,11 @@ L{Controller} (L{commands}) is the front; its parts, one job each:
 from xxterocpp.control.commands import Controller, UnknownChargingPoint
 from xxterocpp.control.electrical import MIN_CURRENT, PLAN_PROFILE_ID, PROFILE_IDS, VOLTAGE
 from xxterocpp.control.limits import CASCADE, ProfileStrategy
-from xxterocpp.control.reservations import RESERVATION_EXPIRY
 from xxterocpp.control.sender import ACCEPTED, SILENT, CommandResult
 from xxterocpp.control.setup import BOOT_WAIT, MEASURANDS, SAMPLE_INTERVAL, SETUP_CONCURRENCY
 
 __all__ = [
     "ACCEPTED", "BOOT_WAIT", "CASCADE", "MEASURANDS", "MIN_CURRENT", "PLAN_PROFILE_ID",
-    "PROFILE_IDS", "RESERVATION_EXPIRY", "SAMPLE_INTERVAL", "SETUP_CONCURRENCY", "SILENT",
+    "PROFILE_IDS", "SAMPLE_INTERVAL", "SETUP_CONCURRENCY", "SILENT",
     "VOLTAGE", "CommandResult", "Controller", "ProfileStrategy", "UnknownChargingPoint",
 ]

@@ -1,9 +1,14 @@
-# -*- test-case-name: tests.test_control -*-
+# -*- test-case-name: tests.test_control,tests.test_commands -*-
 """
 The command front: L{Controller}, the one API through which the KNX bridge,
 the web page and the Smart Energy Manager steer charging points. It checks
-each command against the domain and hands it to the part that owns it.
+each command against the domain and hands it to the part that owns it, and
+announces every command that ends not accepted (L{CommandRefused}), so each
+adapter can tell again what really holds.
 """
+
+import functools
+import inspect
 
 from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
 from xxterocpp.control.limits import Limits, clamp, schedule_periods
@@ -15,11 +20,14 @@ from xxterocpp.domain.events import (
     ChargerBooted,
     ChargerConnected,
     ChargerDisconnected,
+    CommandRefused,
     StateLoaded,
+    StatusChanged,
     TagsChanged,
     TransactionStarted,
 )
 from xxterocpp.domain.keys import new_authorization_key
+from xxterocpp.domain.model import casefold
 from xxterocpp.ocpp import messages as m
 
 
@@ -27,6 +35,32 @@ class UnknownChargingPoint(LookupError):
     """
     No such charger id (or connector) in the configuration.
     """
+
+
+def _announced(command):
+    """
+    A command method whose result, when not accepted, is announced as
+    L{CommandRefused} (naming the method, its C{charger_id} and its
+    C{connector}; connector 0 or none: the whole charger).
+    """
+    signature = inspect.signature(command)
+
+    @functools.wraps(command)
+    def announced(self, *args, **kwargs):
+        d = command(self, *args, **kwargs)
+        arguments = signature.bind(self, *args, **kwargs)
+        arguments.apply_defaults()
+        charger_id = arguments.arguments["charger_id"]
+        connector = arguments.arguments.get("connector") or None
+
+        def outcome(result):
+            if not result.accepted:
+                self.central.emit(CommandRefused(charger_id, connector, command.__name__))
+            return result
+
+        return d.addCallback(outcome)
+
+    return announced
 
 
 class Controller:
@@ -38,8 +72,14 @@ class Controller:
     Unknown charger ids raise L{UnknownChargingPoint} synchronously.
 
     The controller observes the central system's events itself: after each
-    BootNotification it sets the charger up (L{SetUp}), it follows the tag
-    registry (L{LocalList}) and new transactions (L{Limits}).
+    BootNotification it sets the charger up (L{SetUp}) and sends the
+    reservations held until freed again (L{Reservations}), it follows the
+    tag registry (L{LocalList}), new transactions (L{Limits},
+    L{Reservations}) and connectors that lost their reservation.
+
+    Every command that ends not accepted (refused here or by the charger,
+    failed, timed out, the charger offline) is announced as
+    L{CommandRefused} through the central system, whichever adapter sent it.
     """
 
     def __init__(self, central, clock):
@@ -52,16 +92,19 @@ class Controller:
         self._sender = Sender()
         self._limits = Limits(central, self._sender, self._save)
         self._local_list = LocalList(central, self._sender, self._save)
-        self._reservations = Reservations(central, self._sender, self._save)
+        self._reservations = Reservations(central, self._sender, self._save, clock)
         self._keys = KeyRotation(central, self._sender)
         self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list)
+        # The handlers of each event, in the order they run.
         self._handlers = {
-            StateLoaded: self._restore,
-            ChargerConnected: self._setup.connected,
-            ChargerDisconnected: self._setup.disconnected,
-            ChargerBooted: self._setup.booted,
-            TagsChanged: self._local_list.tags_changed,
-            TransactionStarted: self._limits.transaction_started,
+            StateLoaded: (self._restore,),
+            ChargerConnected: (self._setup.connected,),
+            ChargerDisconnected: (self._setup.disconnected,),
+            ChargerBooted: (self._setup.booted, self._reservations.booted),
+            StatusChanged: (self._reservations.status_changed,),
+            TagsChanged: (self._local_list.tags_changed,),
+            TransactionStarted: (self._limits.transaction_started,
+                                 self._reservations.transaction_started),
         }
         central.subscribe(self._observe)
         self._restore(None)
@@ -81,8 +124,7 @@ class Controller:
     # -- plumbing --------------------------------------------------------
 
     def _observe(self, event):
-        handler = self._handlers.get(type(event))
-        if handler is not None:
+        for handler in self._handlers.get(type(event), ()):
             handler(event)
 
     def _point(self, charger_id, connector):
@@ -128,6 +170,7 @@ class Controller:
         """
         self._sender.stop()
         self._setup.stop()
+        self._reservations.stop()
 
     # -- OCPP calls ------------------------------------------------------
 
@@ -178,31 +221,40 @@ class Controller:
 
     # -- commands --------------------------------------------------------
 
+    @_announced
     def start(self, charger_id, connector=1, id_tag=None, smart=False, charging_profile=None):
         """
         RemoteStartTransaction with C{id_tag} (default: the point's
         remote_tag, or its smart_tag when C{smart}). Refused while
-        unavailable or reserved for another tag: no charging may start then.
+        unavailable (L{xxterocpp.domain.central.CentralSystem.point_status})
+        or reserved: no charging may start then, unless the start names the
+        reservation's own tag (the point's remote_tag and smart_tag name
+        none: they are what KNX and the page start with).
 
         @param charging_profile: optional C{ChargingProfile} (purpose
             TxProfile, no transactionId) for the new transaction.
         """
         point = self._point(charger_id, connector)
         c = self.central.chargers[charger_id].connector(connector)
+        names_a_tag = id_tag is not None and casefold(id_tag) not in (
+            casefold(point.remote_tag), casefold(point.smart_tag))
         if id_tag is None:
             id_tag = point.smart_tag if smart else point.remote_tag
         if not id_tag:
             return refused("no smart_tag is configured for this charging point")
-        if c.status in ("Unavailable", "Faulted"):
-            return refused(f"the charging point is {c.status}")
-        if (c.reservation is not None and c.reservation.holds(self.central.now())
-                and not c.reservation.admits(id_tag)):
-            return refused("the charging point is reserved for another tag")
-        if c.transaction is not None and c.transaction.running:
+        status, _ = self.central.point_status(charger_id, connector)
+        if status in ("Unavailable", "Faulted"):
+            return refused(f"the charging point is {status}")
+        reservation = c.reservation
+        if reservation is not None and reservation.holds(self.central.now()) and not (
+                names_a_tag and reservation.admits(id_tag)):
+            return refused("the charging point is reserved")
+        if c.transaction is not None and c.transaction.running and c.transaction.accepted:
             return done("already charging")
         return self._sender.call(self.central.chargers[charger_id], m.RemoteStartTransactionRequest(
             connector_id=connector, id_tag=id_tag, charging_profile=charging_profile))
 
+    @_announced
     def stop(self, charger_id, connector=1):
         """
         RemoteStopTransaction of the running transaction.
@@ -213,6 +265,7 @@ class Controller:
         return self._sender.call(self.central.chargers[charger_id],
                                  m.RemoteStopTransactionRequest(transaction_id=tx.id))
 
+    @_announced
     def pause(self, charger_id, connector=1):
         """
         Limit to 0 A, keeping the transaction (chargers that cannot restart
@@ -220,12 +273,14 @@ class Controller:
         """
         return self._limits.pause(self._point(charger_id, connector))
 
+    @_announced
     def resume(self, charger_id, connector=1):
         """
         Back to the limit in force before the pause.
         """
         return self._limits.resume(self._point(charger_id, connector))
 
+    @_announced
     def set_limit(self, charger_id, connector, amps):
         """
         Set the current limit (A, clamped to 0 or 6..max_current, one
@@ -234,25 +289,38 @@ class Controller:
         """
         return self._limits.set(self._point(charger_id, connector), amps)
 
+    @_announced
     def normal(self, charger_id, connector=1):
         """
         Limit back to normal_current.
         """
         point = self._point(charger_id, connector)
-        return self._limits.set(point, point.normal_current)
+        return self._limits.set(point, point.normal_current, "normal")
 
+    @_announced
     def fast(self, charger_id, connector=1):
         """
         Limit to max_current.
         """
         point = self._point(charger_id, connector)
-        return self._limits.set(point, point.max_current)
+        return self._limits.set(point, point.max_current, "fast")
 
     def limit(self, charger_id, connector=1):
         """
-        @return: the effective current limit in force (A), or None.
+        @return: the effective current limit in force (A), or None
+            (L{xxterocpp.control.limits.Limits.in_force}).
         """
-        return self._connector(charger_id, connector).limit
+        return self._limits.in_force(self._point(charger_id, connector))
+
+    def mode(self, charger_id, connector=1):
+        """
+        @return: the Normal/Fast mode in force, C{"normal"} or C{"fast"}
+            (L{xxterocpp.control.limits.Limits.mode}), or None while no
+            limit is known to be in force;
+            L{xxterocpp.domain.events.ModeChanged} follows its
+            changes.
+        """
+        return self._limits.mode(self._point(charger_id, connector))
 
     #: L{xxterocpp.control.limits.clamp}: C{clamp(point, amps)}.
     clamp = staticmethod(clamp)
@@ -279,10 +347,11 @@ class Controller:
         """
         return schedule_periods(self._charger(charger_id))
 
+    @_announced
     def reserve(self, charger_id, connector=1, id_tag=None, expiry=None):
         """
-        ReserveNow (persistent reservationId; expiry default
-        L{xxterocpp.control.reservations.RESERVATION_EXPIRY} from now).
+        ReserveNow (persistent reservationId) until C{expiry}; without one
+        the reservation holds until it is freed (L{Reservations}).
 
         @param id_tag: default: the point's remote_tag.
         @param expiry: an aware datetime, or None.
@@ -291,6 +360,7 @@ class Controller:
         return self._reservations.reserve(self.central.chargers[charger_id], connector,
                                           id_tag or point.remote_tag, expiry)
 
+    @_announced
     def free(self, charger_id, connector=1):
         """
         CancelReservation of the point's reservation.
@@ -300,6 +370,7 @@ class Controller:
             return done("not reserved")
         return self._reservations.free(self.central.chargers[charger_id], connector, reservation)
 
+    @_announced
     def set_availability(self, charger_id, connector, available):
         """
         ChangeAvailability Operative/Inoperative (Scheduled counts as
@@ -310,6 +381,7 @@ class Controller:
         return self._sender.call(self._charger(charger_id), m.ChangeAvailabilityRequest(
             connector_id=connector, type="Operative" if available else "Inoperative"))
 
+    @_announced
     def unlock(self, charger_id, connector=1):
         """
         UnlockConnector.
@@ -318,6 +390,7 @@ class Controller:
         return self._sender.call(self.central.chargers[charger_id],
                                  m.UnlockConnectorRequest(connector_id=connector))
 
+    @_announced
     def reset(self, charger_id, hard=False):
         """
         Reset Soft (or Hard).

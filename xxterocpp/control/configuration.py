@@ -15,6 +15,16 @@ def csl(entry):
     return [item.strip() for item in entry.value.split(",") if item.strip()]
 
 
+def lacks_profile(configuration, profile):
+    """
+    @return: whether the charger says it lacks the feature profile
+        C{profile}: it reported C{SupportedFeatureProfiles} without it
+        (a charger that did not report the key lacks nothing we know of).
+    """
+    entry = configuration.get("SupportedFeatureProfiles")
+    return entry is not None and entry.value is not None and profile not in csl(entry)
+
+
 def integer(entry, default):
     """
     @param entry: a reported C{KeyValue}, or None.

@@ -1,9 +1,9 @@
-# -*- test-case-name: tests.test_limits -*-
+# -*- test-case-name: tests.test_limits,tests.test_commands -*-
 """
 Where a current limit becomes a SetChargingProfile: the limit each charging
-point should have (set, paused, resumed), the cascade of profile kinds tried
-until the charger accepts one (remembered per charger), and the Smart Energy
-Manager's schedules.
+point should have (set, paused, resumed) and its Normal/Fast mode, the
+cascade of profile kinds tried until the charger accepts one (remembered per
+charger), and the Smart Energy Manager's schedules.
 """
 
 from datetime import timedelta
@@ -13,12 +13,13 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.control.coalesce import coalesced
-from xxterocpp.control.configuration import integer, units
+from xxterocpp.control.configuration import integer, lacks_profile, units
 from xxterocpp.control.electrical import (
     MAX_PERIODS, MIN_CURRENT, PLAN_PROFILE_ID, PROFILE_IDS, limit_stack_level, plan_stack_level,
     watts,
 )
 from xxterocpp.control.sender import SILENT, CommandResult, done
+from xxterocpp.domain.events import ModeChanged
 from xxterocpp.ocpp import messages as m
 
 #: The charging profile combinations tried in order when a charger rejects
@@ -72,10 +73,13 @@ class _PointLimit:
 
     @ivar wanted: the limit in A to keep in force (None: normal_current).
     @ivar paused_from: the limit before L{Limits.pause}, while paused.
+    @ivar mode: C{"normal"} or C{"fast"} when C{wanted} was asked for as
+        that mode, else None.
     """
 
     wanted = attr.ib(default=None)
     paused_from = attr.ib(default=None)
+    mode = attr.ib(default=None)
 
 
 def clamp(point, amps):
@@ -159,6 +163,7 @@ class Limits:
         self._limits = {}
         self._runs = {}
         self._strategies = {}
+        self._modes = {}
 
     def restore(self, charger_id, key, value):
         """
@@ -179,13 +184,43 @@ class Limits:
         wanted = self._state(point).wanted
         return clamp(point, point.normal_current if wanted is None else wanted)
 
-    def set(self, point, amps):
+    def set(self, point, amps, mode=None):
         """
         Keep C{amps} (clamped) in force; it ends a pause.
+
+        @param mode: C{"normal"} or C{"fast"} when C{amps} is that mode's.
         """
         state = self._state(point)
-        state.wanted, state.paused_from = clamp(point, amps), None
+        state.wanted, state.paused_from, state.mode = clamp(point, amps), None, mode
         return self._changed(point)
+
+    def in_force(self, point):
+        """
+        @return: the limit in force at the point (A): the one the charger
+            accepted last; for a charger without the SmartCharging feature
+            profile, which takes no limit, its max_current; None while
+            unknown.
+        """
+        charger = self.central.chargers[point.id]
+        limit = charger.connector(point.connector).limit
+        if limit is None and lacks_profile(charger.configuration, "SmartCharging"):
+            return point.max_current
+        return limit
+
+    def mode(self, point):
+        """
+        @return: the Normal/Fast mode in force at the point: the mode asked
+            for once its limit is in force, else what the limit in force is
+            (C{"fast"} at max_current above normal_current); None before
+            any limit is known to be in force.
+        """
+        limit = self.in_force(point)
+        if limit is None:
+            return None
+        state = self._state(point)
+        if state.mode is not None and state.paused_from is None and limit == self.wanted(point):
+            return state.mode
+        return "fast" if limit >= point.max_current > point.normal_current else "normal"
 
     def pause(self, point):
         """
@@ -228,7 +263,8 @@ class Limits:
         tx = event.transaction
         strategy = self._strategies.get(tx.charger_id)
         point = self.central.config.charger(tx.charger_id, tx.connector)
-        if point is not None and strategy is not None and strategy.purpose == "TxProfile":
+        if (tx.accepted and point is not None and strategy is not None
+                and strategy.purpose == "TxProfile"):
             self.push(point)
 
     def _candidates(self, charger, transaction):
@@ -293,7 +329,8 @@ class Limits:
             return CommandResult(False, "NotConnected",
                                  f"{charger_id} is not connected; the limit is applied when it boots")
         tx = charger.connector(connector).transaction
-        tx = tx if tx is not None and tx.running else None
+        # A refused session gets no TxProfile: it does not count.
+        tx = tx if tx is not None and tx.running and tx.accepted else None
         result = None
         for strategy in self._candidates(charger, tx):
             amps = self.wanted(point)
@@ -305,6 +342,7 @@ class Limits:
                     self._strategies[charger_id] = _shared_strategy(strategy)
                     self._save(charger_id, "limit_strategy", attr.asdict(strategy))
                 self.central.limit_in_force(charger_id, connector, amps)
+                self._mode_in_force(point)
                 return result
             if result.status in SILENT:
                 # Do not walk the cascade through timeouts.
@@ -312,6 +350,12 @@ class Limits:
         self.log.warn("{id}: no charging profile was accepted for connector {connector}: "
                       "{detail}", id=charger_id, connector=connector, detail=result.detail)
         return result
+
+    def _mode_in_force(self, point):
+        key, mode = (point.id, point.connector), self.mode(point)
+        if self._modes.get(key) != mode:
+            self._modes[key] = mode
+            self.central.emit(ModeChanged(point.id, point.connector))
 
     def set_schedule(self, charger, point, transaction_id, start, periods):
         """

@@ -32,7 +32,7 @@ class CommandResult:
         (charger offline), C{"Timeout"} (no answer within call_timeout),
         C{"CallError"} (the charger answered with a CALLERROR; detail has the
         code), C{"Refused"} (the central system refused: unavailable,
-        reserved for another tag, no transaction to stop, ...),
+        reserved, no transaction to stop, ...),
         C{"Invalid"} (a raw request that does not validate, or an
         AuthorizationKey that is none).
     @ivar detail: a sentence for people.

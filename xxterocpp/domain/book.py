@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_domain,tests.test_handlers -*-
+# -*- test-case-name: tests.test_domain,tests.test_domain_state,tests.test_handlers -*-
 """
 The transaction book: every transaction running and the recently finished
 ones, the transaction ids, and the meter readings booked on them.
@@ -49,6 +49,7 @@ class TransactionBook:
         self._recent = OrderedDict()
         self._dedup = {}
         self._last_id = 0
+        self._last_sessions = {}
 
     def load(self):
         """
@@ -58,7 +59,9 @@ class TransactionBook:
         store = self._store
         self._last_id = store.last_transaction_id()
         for record in store.load_recent_transactions(RECENT_TRANSACTIONS):
-            self._remember(Transaction.from_record(record))
+            tx = Transaction.from_record(record)
+            self._remember(tx)
+            self._ended(tx)
         for record in store.load_open_transactions():
             tx = self._transactions.get(record.id) or Transaction.from_record(record)
             self._remember(tx)
@@ -72,6 +75,14 @@ class TransactionBook:
             or None.
         """
         return self._transactions.get(transaction_id)
+
+    def last_session(self, charger_id, connector):
+        """
+        @return: the last stopped accepted L{Transaction} of a connector
+            (also one from before a restart, if among the
+            L{RECENT_TRANSACTIONS} latest), or None.
+        """
+        return self._last_sessions.get((charger_id, connector))
 
     def retry_of(self, charger_id, connector, id_tag, meter_start, timestamp):
         """
@@ -87,7 +98,7 @@ class TransactionBook:
             connector than C{connector} of C{charger_id}.
         """
         folded = casefold(id_tag)
-        return any(tx.running and casefold(tx.id_tag) == folded
+        return any(tx.running and tx.accepted and casefold(tx.id_tag) == folded
                    and (tx.charger_id, tx.connector) != (charger_id, connector)
                    for tx in self._transactions.values())
 
@@ -119,9 +130,10 @@ class TransactionBook:
         self._remember(tx)
         c.transaction = tx
         c.energy_register_wh = meter_start
-        # OCPP 1.6 §5.13: a transaction on the reserved connector ends the
-        # reservation.
-        c.reservation = None
+        if tx.accepted:
+            # OCPP 1.6 §5.13: a transaction on the reserved connector ends
+            # the reservation (a refused one started nothing).
+            c.reservation = None
         self.log.info("{id}/{connector}: transaction {tx} started by {tag} ({status}), "
                       "meter {meter} Wh", id=charger_id, connector=connector, tx=tx.id,
                       tag=id_tag, status=status, meter=meter_start)
@@ -207,11 +219,19 @@ class TransactionBook:
                     connector.power_w = 0.0 if connector.power_w is not None else None
                     self._emit(MeterChanged(tx.charger_id, connector.number))
         self._remember(tx)
+        self._ended(tx)
         self.log.info("{id}/{connector}: transaction {tx} stopped ({reason}), {energy} Wh",
                       id=tx.charger_id, connector=tx.connector, tx=tx.id,
                       reason=reason, energy=tx.energy_wh)
         self._emit(TransactionStopped(tx.charger_id, tx.connector, tx))
         return self._store.stop_transaction(tx.id, meter_stop, stop_time, reason, id_tag)
+
+    def _ended(self, tx):
+        # The latest id is the latest session (ids only grow).
+        key = (tx.charger_id, tx.connector)
+        last = self._last_sessions.get(key)
+        if tx.accepted and not tx.running and (last is None or last.id < tx.id):
+            self._last_sessions[key] = tx
 
     def _remember(self, tx):
         self._transactions[tx.id] = tx

@@ -1,7 +1,8 @@
-# -*- test-case-name: tests.test_domain,tests.test_handlers,tests.test_server -*-
+# -*- test-case-name: tests.test_domain,tests.test_domain_state,tests.test_handlers,tests.test_server -*-
 """
 The central system: every charger's connection, boot, statuses and meter,
-and the events observers see; the transaction book (L{book}), the tag
+what each connector counts as (L{CentralSystem.point_status}: offline,
+connector 0), and the events observers see; the transaction book (L{book}), the tag
 registry (L{tags}) and the chargers' passwords (L{credentials}) are its
 parts. A protocol adapter calls it with plain values (the OCPP one:
 C{ocpp/handlers.py}).
@@ -27,6 +28,16 @@ from xxterocpp.domain.tags import Authorization, TagRegistry
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
                            "Unavailable", "Faulted"})
+
+#: Statuses of connector 0 (the whole charger) that hold for every connector
+#: until connector 0 reports otherwise.
+_WHOLE_CHARGER = frozenset({"Unavailable", "Faulted"})
+
+#: The setting (scope: the charger id) that remembers a charger connected once.
+SEEN = "seen"
+
+#: The setting prefix (+ connector) of the current limit in force.
+LIMIT_IN_FORCE = "limit_in_force/"
 
 
 class CentralSystem:
@@ -55,10 +66,14 @@ class CentralSystem:
         self.chargers = {}
         self.unknown = UnknownChargers()
         self.settings = {}
-        self.tags = TagRegistry(store, config.tags, on_change=lambda: self._emit(TagsChanged()))
-        self.book = TransactionBook(store, self.chargers, self.now, self._emit)
+        self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
+        self.book = TransactionBook(store, self.chargers, self.now, self.emit)
         self.credentials = Credentials(config, self.settings, store)
         self._observers = []
+        # Charger id -> the timer that makes a disconnected charger offline;
+        # armed once the state is loaded, until shutdown.
+        self._offline_timers = {}
+        self._watching = False
         self._apply_chargers(config)
 
     # -- set-up ----------------------------------------------------------
@@ -77,7 +92,11 @@ class CentralSystem:
         self.book.load()
         for row in store.load_connector_status():
             charger = self.chargers.get(row.charger_id)
-            if charger is not None:
+            if charger is None:
+                continue
+            if row.connector == 0:
+                charger.status, charger.error_code = row.status, row.error_code
+            else:
                 c = charger.connector(row.connector)
                 c.status, c.error_code, c.info, c.status_time = (
                     row.status, row.error_code, row.info, row.at)
@@ -87,21 +106,53 @@ class CentralSystem:
         # Filled in place: the credentials share it.
         self.settings.clear()
         self.settings.update(store.load_settings())
-        for (scope, key), value in self.settings.items():
-            charger = self.chargers.get(scope)
-            if charger is not None and key == "boot" and isinstance(value, dict):
-                charger.boot = value
+        self._watching = True
+        for charger in self.chargers.values():
+            self._restore(charger)
         self.tags.load()
-        self._emit(StateLoaded())
+        self.emit(StateLoaded())
+
+    def _restore(self, charger):
+        """
+        Take over what the settings keep of C{charger}; a charger known from
+        before waits offline_after for its connection, like one that just
+        disconnected.
+        """
+        settings = self.settings
+        boot = settings.get((charger.id, "boot"))
+        if isinstance(boot, dict):
+            charger.boot = boot
+        charger.ever_connected = settings.get((charger.id, SEEN)) is True
+        for (scope, key), value in settings.items():
+            if scope == charger.id and key.startswith(LIMIT_IN_FORCE):
+                number = int(key[len(LIMIT_IN_FORCE):])
+                if number in charger.connectors:
+                    charger.connectors[number].limit = value
+        if charger.ever_connected and not charger.connected:
+            self._watch(charger)
+
+    def shutdown(self):
+        """
+        Arm no more timers and cancel the offline timers (the service
+        stops).
+        """
+        self._watching = False
+        for charger_id in list(self._offline_timers):
+            self._unwatch(charger_id)
 
     def _apply_chargers(self, config):
         wanted = config.charger_ids()[: config.ocpp.max_chargers]
         for charger_id in wanted:
+            new = charger_id not in self.chargers
             charger = self.chargers.setdefault(charger_id, Charger(charger_id))
             for point in config.charging_points(charger_id):
                 charger.connector(point.connector)
+            if new and self._watching:
+                # Added by a reload: what the store knew of it still holds.
+                self._restore(charger)
         for charger_id in list(self.chargers):
             if charger_id not in wanted:
+                self._unwatch(charger_id)
                 charger = self.chargers.pop(charger_id)
                 if charger.session is not None:
                     self.log.info("{id}: removed from the configuration, disconnecting",
@@ -128,7 +179,12 @@ class CentralSystem:
         """
         self._observers.append(observer)
 
-    def _emit(self, event):
+    def emit(self, event):
+        """
+        Hand C{event} to every observer (the domain's own events, and those
+        the controller announces: L{xxterocpp.domain.events.CommandRefused},
+        L{xxterocpp.domain.events.ModeChanged}).
+        """
         for observer in list(self._observers):
             try:
                 observer(event)
@@ -138,20 +194,71 @@ class CentralSystem:
     def limit_in_force(self, charger_id, connector, limit):
         """
         Record the current limit a charger accepted for a connector (the
-        control model applied it); L{LimitChanged} when it differs.
+        control model applied it); L{LimitChanged} when it differs. It is
+        kept in the store: the charger keeps it across a restart of ours.
         """
         c = self.chargers[charger_id].connector(connector)
         if c.limit != limit:
             c.limit = limit
             self.log.info("{id}/{connector}: limit {limit} A in force", id=charger_id,
                           connector=connector, limit=limit)
-            self._emit(LimitChanged(charger_id, connector, limit))
+            stored(self.store.put_setting(charger_id, f"{LIMIT_IN_FORCE}{connector}", limit))
+            self.emit(LimitChanged(charger_id, connector, limit))
 
     def reserved(self, charger_id, connector, reservation):
         """
         Record a reservation the charger accepted, or None once it is freed.
         """
         self.chargers[charger_id].connector(connector).reservation = reservation
+
+    # -- what each connector counts as --------------------------------------
+
+    def point_status(self, charger_id, connector):
+        """
+        What a connector counts as, for every adapter alike: Unavailable
+        while its charger is L{offline}; connector 0's status while that is
+        Unavailable or Faulted (it holds for the whole charger); else the
+        connector's own.
+
+        @return: C{(status, error_code)}, C{(None, None)} before any report.
+        """
+        charger = self.chargers.get(charger_id)
+        if charger is None:
+            return None, None
+        if charger.offline:
+            return "Unavailable", "NoError"
+        if charger.status in _WHOLE_CHARGER:
+            return charger.status, charger.error_code
+        c = charger.connectors.get(connector)
+        if c is None or c.status is None:
+            return None, None
+        return c.status, c.error_code
+
+    def last_session(self, charger_id, connector):
+        """L{TransactionBook.last_session}."""
+        return self.book.last_session(charger_id, connector)
+
+    def _watch(self, charger):
+        # Not back within offline_after: offline.
+        self._unwatch(charger.id)
+        if self._watching:
+            self._offline_timers[charger.id] = self.clock.callLater(
+                self.config.knx.offline_after, self._gone, charger.id)
+
+    def _unwatch(self, charger_id):
+        timer = self._offline_timers.pop(charger_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _gone(self, charger_id):
+        del self._offline_timers[charger_id]
+        charger = self.chargers.get(charger_id)
+        if charger is None or charger.connected or charger.offline:
+            return
+        charger.offline = True
+        self.log.info("{id}: not back for {seconds} s, its connectors count as Unavailable",
+                      id=charger_id, seconds=self.config.knx.offline_after)
+        self.emit(StatusChanged(charger_id, None))
 
     # -- connections -----------------------------------------------------
 
@@ -216,9 +323,16 @@ class CentralSystem:
         else:
             self.log.info("{id}: connected from {address}", id=charger_id, address=address)
         now = self.now()
+        self._unwatch(charger_id)
         charger.session, charger.address = session, address
         charger.connected_since = charger.last_seen = now
-        self._emit(ChargerConnected(charger_id))
+        if not charger.ever_connected:
+            charger.ever_connected = True
+            stored(self.store.put_setting(charger_id, SEEN, True))
+        self.emit(ChargerConnected(charger_id))
+        if charger.offline:
+            charger.offline = False
+            self.emit(StatusChanged(charger_id, None))
 
     def disconnected(self, charger_id, session):
         """
@@ -230,7 +344,8 @@ class CentralSystem:
         charger.session = None
         charger.disconnected_since = self.now()
         self.log.info("{id}: disconnected", id=charger_id)
-        self._emit(ChargerDisconnected(charger_id))
+        self.emit(ChargerDisconnected(charger_id))
+        self._watch(charger)
 
     def frame(self, charger_id, direction, text):
         """
@@ -277,37 +392,46 @@ class CentralSystem:
         charger.booted_at = self.now()
         self.log.info("{id}: booted ({vendor} {model}, firmware {firmware})", id=charger_id,
                       vendor=boot.vendor, model=boot.model, firmware=boot.firmware)
-        self.clock.callLater(0, self._emit, ChargerBooted(charger_id))
+        self.clock.callLater(0, self.emit, ChargerBooted(charger_id))
 
     def status_reported(self, charger_id, connector, status, error_code="NoError", info=None,
                         vendor_error_code=None, timestamp=None):
         """
         A charger reported the status of a connector, or (C{connector} None)
-        of itself; L{StatusChanged} when status or error code changed.
+        of itself (kept as connector 0); L{StatusChanged} when status or
+        error code changed.
 
         @param timestamp: when the status began (aware UTC), or None for now.
         """
         charger = self.chargers[charger_id]
-        if connector is None:
-            charger.status = status
-            return
         at = timestamp or self.now()
+        if connector is None:
+            changed = (charger.status, charger.error_code) != (status, error_code)
+            charger.status, charger.error_code = status, error_code
+            if changed:
+                self.log.info("{id}: {status} ({error})", id=charger_id, status=status,
+                              error=error_code)
+                self.emit(StatusChanged(charger_id, None))
+            stored(self.store.save_connector_status(charger_id, 0, status, error_code, info, at))
+            return
         c = charger.connector(connector)
         changed = (c.status, c.error_code) != (status, error_code)
-        if c.status == "Reserved" and status in ("Available", "Unavailable", "Faulted"):
+        if (c.status == "Reserved" and status in ("Available", "Unavailable", "Faulted")
+                and c.reservation is not None and not c.reservation.until_freed):
             # OCPP 1.6 §5.13: expiry, a fault or unavailability ends the
-            # reservation at the charger.
+            # reservation at the charger; one held until freed is sent
+            # again (control/reservations.py).
             c.reservation = None
         c.status, c.error_code, c.info = status, error_code, info
         c.vendor_error_code, c.status_time = vendor_error_code, at
         if status in _NOT_CHARGING and (c.currents or c.power_w):
             c.currents = {phase: 0.0 for phase in c.currents}
             c.power_w = 0.0 if c.power_w is not None else None
-            self._emit(MeterChanged(charger_id, connector))
+            self.emit(MeterChanged(charger_id, connector))
         if changed:
             self.log.info("{id}/{connector}: {status} ({error})", id=charger_id,
                           connector=connector, status=status, error=error_code)
-            self._emit(StatusChanged(charger_id, connector))
+            self.emit(StatusChanged(charger_id, connector))
         stored(self.store.save_connector_status(charger_id, connector, status, error_code,
                                                 info, at))
 

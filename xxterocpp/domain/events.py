@@ -42,7 +42,10 @@ class ChargerBooted:
 @attr.s(frozen=True)
 class StatusChanged:
     """
-    A connector's status or error code changed.
+    A connector's status or error code changed; with C{connector} None, what
+    every connector of the charger counts as may have changed (connector 0
+    reported, the charger went offline or came back:
+    L{xxterocpp.domain.central.CentralSystem.point_status}).
     """
 
     charger_id = attr.ib()
@@ -92,6 +95,32 @@ class LimitChanged:
     charger_id = attr.ib()
     connector = attr.ib()
     limit = attr.ib()
+
+
+@attr.s(frozen=True)
+class ModeChanged:
+    """
+    The Normal/Fast mode in force at a connector may have changed
+    (L{xxterocpp.control.commands.Controller.mode}).
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+
+
+@attr.s(frozen=True)
+class CommandRefused:
+    """
+    A command (C{command}: the controller's method name, C{"start"},
+    C{"set_limit"}, ...) ended not accepted: refused by the central system
+    or the charger, failed, timed out or the charger was offline. Whatever
+    adapter sent it, the values it concerns are to be told again as they
+    are (C{connector} None: the whole charger).
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+    command = attr.ib()
 
 
 @attr.s(frozen=True)

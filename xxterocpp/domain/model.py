@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_domain -*-
+# -*- test-case-name: tests.test_domain,tests.test_domain_state -*-
 """
 What the central system knows of its chargers: chargers, connectors,
 transactions, reservations, boot data, unknown identities and the kept
@@ -155,6 +155,15 @@ class Transaction:
         return self.stop_time is None
 
     @property
+    def accepted(self):
+        """
+        Whether its StartTransaction was answered Accepted: a session
+        refused (Blocked, Expired, Invalid, ConcurrentTx) runs at the charger
+        until it stops it, but never counts as charging.
+        """
+        return self.start_status == "Accepted"
+
+    @property
     def energy_wh(self):
         """
         Energy of the session in Wh: final when stopped, so far otherwise.
@@ -219,17 +228,21 @@ class Reservation:
 
     @ivar expiry: aware UTC datetime; past it the charger frees the
         connector by itself (OCPP 1.6 §5.13).
+    @ivar until_freed: whether it holds until it is freed: the central
+        system renews it at the charger before C{expiry} (and after a
+        reboot), instead of letting it end then.
     """
 
     id = attr.ib()
     id_tag = attr.ib()
     expiry = attr.ib()
+    until_freed = attr.ib(default=False)
 
     def holds(self, now):
         """
         @return: whether the reservation is still in force at C{now}.
         """
-        return self.expiry > now
+        return self.until_freed or self.expiry > now
 
     def admits(self, id_tag):
         """
@@ -273,8 +286,15 @@ class Charger:
     A charger (one OCPP identity) and what is known about it.
 
     @ivar boot: L{Boot.as_dict} of its last boot.
+    @ivar status: the status of the whole charger (connector 0) as last
+        reported, or None; C{error_code} goes with it.
     @ivar configuration: its configuration keys as read after the last
         BootNotification, C{KeyValue} by key.
+    @ivar ever_connected: whether it has connected at least once, ever
+        (kept in the state store).
+    @ivar offline: whether it has been disconnected for at least C{[knx]
+        offline_after} seconds (False while connected): its connectors then
+        count as Unavailable.
     """
 
     id = attr.ib()
@@ -289,6 +309,7 @@ class Charger:
     boot = attr.ib(factory=dict)
     booted_at = attr.ib(default=None)
     status = attr.ib(default=None)
+    error_code = attr.ib(default="NoError")
     connectors = attr.ib(factory=dict)
     frames = attr.ib(factory=FrameHistory)
     notifications = attr.ib(factory=dict)
@@ -297,6 +318,8 @@ class Charger:
     reconnects = attr.ib(default=0)
     tolerated = attr.ib(default=0)
     configuration = attr.ib(factory=dict)
+    ever_connected = attr.ib(default=False)
+    offline = attr.ib(default=False)
 
     @property
     def connected(self):

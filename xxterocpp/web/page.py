@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web,tests.test_browser -*-
+# -*- test-case-name: tests.test_web,tests.test_web_status,tests.test_browser -*-
 """
 The status page (C{GET /}): server-rendered HTML from the same snapshot as
 C{GET /api/status}, the session history with inline SVG charts, and the
@@ -210,12 +210,14 @@ def _connection(charger):
     if charger["disconnected_since"]:
         return [_badge("offline", False), " since ",
                 local_time(_parse(charger["disconnected_since"]))]
-    return [_badge("never connected", False)]
+    return [_badge("offline" if charger["ever_connected"] else "never connected", False)]
 
 
 def _reservation(reservation):
     if reservation is None:
         return "none"
+    if reservation["until_freed"]:
+        return ["for tag ", tags.code(reservation["id_tag"]), " until freed"]
     return ["for tag ", tags.code(reservation["id_tag"]), " until ",
             local_time(_parse(reservation["expiry"]))]
 

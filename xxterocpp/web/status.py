@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web -*-
+# -*- test-case-name: tests.test_web,tests.test_web_status -*-
 """
 What the status page and C{GET /api/status} show: a snapshot of the central
 system as JSON-ready values, and the words for OCPP's status and error codes.
@@ -65,8 +65,10 @@ def knx_state(link):
 def transaction_status(tx):
     """
     @param tx: a running L{xxterocpp.domain.model.Transaction}, or None.
+    @return: None also for a refused session: it does not count as
+        charging.
     """
-    if tx is None:
+    if tx is None or not tx.accepted:
         return None
     return {
         "id": tx.id,
@@ -84,7 +86,7 @@ def reservation_status(reservation):
     if reservation is None:
         return None
     return {"id": reservation.id, "id_tag": reservation.id_tag,
-            "expiry": iso(reservation.expiry)}
+            "expiry": iso(reservation.expiry), "until_freed": reservation.until_freed}
 
 
 def connector_status(controller, charger, connector, point, smart=None):
@@ -92,19 +94,25 @@ def connector_status(controller, charger, connector, point, smart=None):
     @param point: the connector's L{xxterocpp.config.ChargerConfig}, or None
         for a connector the charger reports but the configuration lacks.
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or None.
+
+    The status is what the connector counts as (the bus says the same):
+    Unavailable while the charger is offline, connector 0's while that is
+    Unavailable or Faulted.
     """
-    status = connector.status
+    status, error_code = controller.central.point_status(charger.id, connector.number)
+    own = status == connector.status and error_code in (None, connector.error_code)
+    error_code = error_code or connector.error_code
     return {
         "connector": connector.number,
         "configured": point is not None,
         "status": status,
         "status_text": STATUS_WORDS.get(status, status or "not reported yet"),
-        "error_code": connector.error_code,
-        "error_text": ERROR_WORDS.get(connector.error_code, connector.error_code),
-        "info": connector.info,
-        "vendor_error_code": connector.vendor_error_code,
-        "since": iso(connector.status_time),
-        "available": None if status is None else status != "Unavailable",
+        "error_code": error_code,
+        "error_text": ERROR_WORDS.get(error_code, error_code),
+        "info": connector.info if own else None,
+        "vendor_error_code": connector.vendor_error_code if own else None,
+        "since": iso(connector.status_time) if own else None,
+        "available": None if status is None else status not in ("Unavailable", "Faulted"),
         "reservation": reservation_status(connector.reservation),
         "current_a": connector.current,
         "currents_a": dict(connector.currents),
@@ -130,6 +138,8 @@ def charger_status(central, controller, charger, smart=None):
     return {
         "id": charger.id,
         "connected": charger.connected,
+        "ever_connected": charger.ever_connected,
+        "offline": charger.offline,
         "connected_since": iso(charger.connected_since),
         "disconnected_since": iso(charger.disconnected_since),
         "last_seen": iso(charger.last_seen),

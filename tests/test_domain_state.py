@@ -1,0 +1,376 @@
+"""
+Tests of what the domain says each connector counts as, and of what it
+remembers across a restart: L{CentralSystem.point_status} (a charger
+offline, connector 0 for the whole charger), refused sessions,
+L{Charger.ever_connected}, L{CentralSystem.last_session} and the limit in
+force. Plain values, a fake clock, a store in memory that survives into the
+next L{CentralSystem}.
+"""
+
+import json
+from datetime import timedelta
+
+import attr
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_domain import T0
+from xxterocpp.config import parse_config
+from xxterocpp.domain.central import CentralSystem
+from xxterocpp.domain.events import (
+    ChargerConnected, StatusChanged, TransactionStarted, TransactionStopped,
+)
+from xxterocpp.domain.model import Reservation
+from xxterocpp.store import ConnectorStatusRecord, TransactionRecord
+
+CONFIG = """
+[ocpp]
+max_chargers = 2
+
+[knx]
+offline_after = 30
+
+[[tag]]
+id = "GOOD"
+
+[[tag]]
+id = "BAD"
+status = "Blocked"
+
+[[charger]]
+id = "CP1"
+max_current = 16
+
+[[charger]]
+id = "CP1"
+connector = 2
+max_current = 16
+
+[[charger]]
+id = "CP2"
+max_current = 16
+"""
+
+
+class PersistentStore:
+    """
+    What the domain writes to the store, kept in memory and loaded again
+    by the next L{CentralSystem}, as the database does.
+    """
+
+    def __init__(self):
+        self.settings = {}
+        self.statuses = {}
+        self.transactions = {}
+
+    def __getattr__(self, name):
+        if name.startswith(("load_", "query_")):
+            return lambda *a, **k: []
+        return lambda *a, **k: defer.succeed(None)
+
+    def put_setting(self, scope, key, value):
+        self.settings[(scope, key)] = json.loads(json.dumps(value))
+        return defer.succeed(None)
+
+    def load_settings(self):
+        return dict(self.settings)
+
+    def save_connector_status(self, charger_id, connector, status, error_code, info, at):
+        self.statuses[(charger_id, connector)] = ConnectorStatusRecord(
+            charger_id, connector, status, error_code, info, at)
+        return defer.succeed(None)
+
+    def load_connector_status(self):
+        return [self.statuses[key] for key in sorted(self.statuses)]
+
+    def insert_transaction(self, tx):
+        fields = attr.fields_dict(TransactionRecord)
+        self.transactions[tx.id] = {name: getattr(tx, name) for name in fields
+                                    if hasattr(tx, name)}
+        return defer.succeed(None)
+
+    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
+        self.transactions[tx_id].update(meter_stop=meter_stop, stop_time=stop_time,
+                                        stop_reason=reason, stop_id_tag=stop_id_tag)
+        return defer.succeed(None)
+
+    def last_transaction_id(self):
+        return max(self.transactions, default=0)
+
+    def load_recent_transactions(self, limit):
+        newest = sorted(self.transactions, reverse=True)[:limit]
+        return [TransactionRecord(**self.transactions[i]) for i in newest]
+
+    def load_open_transactions(self):
+        return [TransactionRecord(**row) for row in self.transactions.values()
+                if row["stop_time"] is None]
+
+
+class Session:
+    """
+    An adapter's session: only closed.
+    """
+
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class StateTestCase(SynchronousTestCase):
+    """
+    A L{CentralSystem} on L{CONFIG}, its events collected; L{restart} builds
+    the next one on the same store.
+    """
+
+    config = CONFIG
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0.timestamp())
+        self.store = PersistentStore()
+        self.restart()
+
+    def restart(self):
+        self.central = CentralSystem(parse_config(self.config), self.store, self.clock)
+        self.central.load()
+        self.events = []
+        self.central.subscribe(self.events.append)
+        self.charger = self.central.chargers["CP1"]
+
+    def connect(self, charger_id="CP1"):
+        session = Session()
+        self.central.connected(charger_id, session, "127.0.0.1")
+        return session
+
+    def start(self, connector=1, tag="GOOD", meter=100):
+        """
+        @return: C{(transaction_id, authorization)}.
+        """
+        return self.successResultOf(defer.maybeDeferred(
+            self.central.start_transaction, "CP1", connector, tag, meter,
+            self.central.now()))
+
+    def stop(self, transaction_id, meter):
+        self.successResultOf(self.central.stop_transaction(
+            "CP1", transaction_id, meter, self.central.now(), "Local"))
+
+    def status_events(self):
+        return [e for e in self.events if isinstance(e, StatusChanged)]
+
+
+class PointStatusTests(StateTestCase):
+    """
+    L{CentralSystem.point_status}: what a connector counts as for the bus,
+    the page and the API alike.
+    """
+
+    def test_own_status_until_connector_0_faults(self):
+        """
+        Nothing before a report; then the connector's own status, until
+        connector 0 reports Faulted or Unavailable: that holds for every
+        connector, error code included, until connector 0 reports
+        otherwise; each change of connector 0 is one L{StatusChanged} of
+        the whole charger.
+        """
+        central = self.central
+        self.assertEqual(central.point_status("CP1", 1), (None, None))
+        central.status_reported("CP1", 1, "Available")
+        central.status_reported("CP1", 2, "Preparing")
+        self.assertEqual(central.point_status("CP1", 1), ("Available", "NoError"))
+        central.status_reported("CP1", None, "Faulted", "GroundFailure")
+        self.assertEqual([central.point_status("CP1", n) for n in (1, 2)],
+                         [("Faulted", "GroundFailure")] * 2)
+        central.status_reported("CP1", None, "Unavailable")
+        self.assertEqual(central.point_status("CP1", 2), ("Unavailable", "NoError"))
+        central.status_reported("CP1", None, "Available")
+        self.assertEqual([central.point_status("CP1", n) for n in (1, 2)],
+                         [("Available", "NoError"), ("Preparing", "NoError")])
+        self.assertEqual(self.status_events(), [
+            StatusChanged("CP1", 1), StatusChanged("CP1", 2)] + [StatusChanged("CP1", None)] * 3)
+
+    def test_unknown_charger_has_no_status(self):
+        self.assertEqual(self.central.point_status("NOPE", 1), (None, None))
+
+    def test_offline_after_the_configured_time(self):
+        """
+        Disconnected: not offline at once; after C{[knx] offline_after}
+        seconds offline, every connector Unavailable, one L{StatusChanged}
+        of the whole charger; back: online again, another one, after
+        L{ChargerConnected}.
+        """
+        session = self.connect()
+        self.central.status_reported("CP1", 1, "Charging")
+        self.central.disconnected("CP1", session)
+        self.clock.advance(29.9)
+        self.assertEqual((self.charger.offline, self.central.point_status("CP1", 1)),
+                         (False, ("Charging", "NoError")))
+        del self.events[:]
+        self.clock.advance(0.1)
+        self.assertTrue(self.charger.offline)
+        self.assertEqual([self.central.point_status("CP1", n) for n in (1, 2)],
+                         [("Unavailable", "NoError")] * 2)
+        self.assertEqual(self.central.point_status("CP2", 1), (None, None))
+        self.assertEqual(self.events, [StatusChanged("CP1", None)])
+        del self.events[:]
+        self.connect()
+        self.assertFalse(self.charger.offline)
+        self.assertEqual(self.central.point_status("CP1", 1), ("Charging", "NoError"))
+        self.assertEqual(self.events, [ChargerConnected("CP1"), StatusChanged("CP1", None)])
+
+    def test_back_in_time_is_never_offline(self):
+        """
+        A reconnect within offline_after cancels the timer: no event.
+        """
+        self.central.disconnected("CP1", self.connect())
+        self.clock.advance(10)
+        self.connect()
+        self.clock.advance(60)
+        self.assertFalse(self.charger.offline)
+        self.assertEqual(self.status_events(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_offline_wins_over_connector_0(self):
+        self.central.status_reported("CP1", None, "Faulted", "GroundFailure")
+        self.central.disconnected("CP1", self.connect())
+        self.clock.advance(30)
+        self.assertEqual(self.central.point_status("CP1", 1), ("Unavailable", "NoError"))
+
+    def test_zero_offline_after_is_the_next_turn(self):
+        self.config = CONFIG.replace("offline_after = 30", "offline_after = 0")
+        self.restart()
+        self.central.disconnected("CP1", self.connect())
+        self.assertFalse(self.charger.offline)
+        self.clock.advance(0)
+        self.assertTrue(self.charger.offline)
+
+    def test_shutdown_cancels_and_arms_no_timer(self):
+        self.central.disconnected("CP1", self.connect())
+        self.central.shutdown()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.central.disconnected("CP2", self.connect("CP2"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_removed_charger_loses_its_timer(self):
+        self.central.disconnected("CP2", self.connect("CP2"))
+        self.central.reconfigure(parse_config(CONFIG.split('[[charger]]\nid = "CP2"')[0]))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class RefusedSessionTests(StateTestCase):
+    """
+    A session whose StartTransaction was not answered Accepted runs at the
+    charger until it stops it, but counts for nothing.
+    """
+
+    def test_refused_session_is_told_apart(self):
+        """
+        It is booked and announced like any other (observers can tell it
+        apart by L{Transaction.accepted}), and ends no reservation.
+        """
+        reservation = Reservation(1, "GOOD", T0 + timedelta(hours=1))
+        self.central.reserved("CP1", 1, reservation)
+        tx_id, authorization = self.start(tag="BAD")
+        self.assertEqual(authorization.status, "Blocked")
+        [started] = [e.transaction for e in self.events if isinstance(e, TransactionStarted)]
+        self.assertEqual((started.id, started.accepted), (tx_id, False))
+        self.assertIs(self.charger.connectors[1].reservation, reservation)
+        self.start(tag="GOOD")
+        self.assertTrue(self.charger.connectors[1].transaction.accepted)
+        self.assertIsNone(self.charger.connectors[1].reservation)
+
+    def test_a_refused_session_is_no_concurrent_one(self):
+        """
+        GOOD refused ConcurrentTx at connector 2 (it charges at 1): once it
+        stopped at 1, it may start at 1 again although the refused session
+        at 2 still runs.
+        """
+        first, _ = self.start(connector=1)
+        self.assertEqual(self.start(connector=2)[1].status, "ConcurrentTx")
+        self.stop(first, 500)
+        self.clock.advance(60)
+        self.assertEqual(self.start(connector=1)[1].status, "Accepted")
+
+    def test_last_session_is_the_last_accepted_one(self):
+        """
+        The last stopped accepted session of each connector; a refused one
+        stopped after it does not replace it.
+        """
+        self.assertIsNone(self.central.last_session("CP1", 1))
+        tx_id, _ = self.start(meter=100)
+        self.assertIsNone(self.central.last_session("CP1", 1))
+        self.clock.advance(3600)
+        self.stop(tx_id, 5100)
+        refused, _ = self.start(tag="BAD", meter=5100)
+        self.stop(refused, 5100)
+        last = self.central.last_session("CP1", 1)
+        self.assertEqual((last.id, last.energy_wh, last.stop_time),
+                         (tx_id, 5000, T0 + timedelta(hours=1)))
+        self.assertIsNone(self.central.last_session("CP1", 2))
+        self.assertEqual(len([e for e in self.events if isinstance(e, TransactionStopped)]), 2)
+
+
+class RestartTests(StateTestCase):
+    """
+    What the domain knows again after a restart.
+    """
+
+    def test_ever_connected_is_remembered(self):
+        """
+        Only a charger that connected once, ever, is known: after a restart
+        it waits offline_after for its connection like one that just
+        dropped; one never seen gets no timer.
+        """
+        self.assertFalse(self.charger.ever_connected)
+        self.connect()
+        self.assertTrue(self.charger.ever_connected)
+        self.assertEqual(self.store.settings, {("CP1", "seen"): True})
+        self.connect()
+        self.restart()
+        self.assertEqual((self.charger.ever_connected,
+                          self.central.chargers["CP2"].ever_connected), (True, False))
+        [timer] = self.clock.getDelayedCalls()
+        self.assertEqual(timer.getTime(), self.clock.seconds() + 30)
+        self.clock.advance(30)
+        self.assertEqual((self.charger.offline, self.central.chargers["CP2"].offline),
+                         (True, False))
+
+    def test_a_charger_added_by_a_reload_is_known_again(self):
+        """
+        A charger configured again by a reload is what the store knew of
+        it.
+        """
+        self.connect("CP2")
+        self.config = CONFIG.split('[[charger]]\nid = "CP2"')[0]
+        self.restart()
+        self.central.reconfigure(parse_config(CONFIG))
+        self.assertTrue(self.central.chargers["CP2"].ever_connected)
+        # its offline timer (CP1 never connected: none)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    def test_connector_0_status_survives(self):
+        self.central.status_reported("CP1", 1, "Available")
+        self.central.status_reported("CP1", None, "Faulted", "GroundFailure")
+        self.restart()
+        self.assertEqual(self.central.point_status("CP1", 1), ("Faulted", "GroundFailure"))
+        self.assertEqual(set(self.charger.connectors), {1, 2})
+
+    def test_last_session_survives(self):
+        tx_id, _ = self.start(meter=1000)
+        self.stop(tx_id, 13345)
+        refused, _ = self.start(tag="BAD", meter=13345)
+        self.stop(refused, 13345)
+        self.restart()
+        last = self.central.last_session("CP1", 1)
+        self.assertEqual((last.id, last.start_time, last.stop_time, last.energy_wh),
+                         (tx_id, T0, T0, 12345))
+
+    def test_limit_in_force_survives(self):
+        """
+        The charger keeps its limit while we restart: it is known again.
+        """
+        self.central.limit_in_force("CP1", 2, 10.0)
+        self.restart()
+        self.assertEqual((self.charger.connectors[1].limit, self.charger.connectors[2].limit),
+                         (None, 10.0))
