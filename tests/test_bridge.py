@@ -8,9 +8,10 @@ L{tests.test_knx_integration}.
 """
 
 import struct
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import attr
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,13 +27,17 @@ from xxterocpp.knx.objects import ERROR_CODES, STATUSES
 from xxterocpp.ocpp import messages
 from xxterocpp.domain.events import (
     ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    CommandRefused,
     LimitChanged,
     MeterChanged,
+    StateLoaded,
     StatusChanged,
     TransactionStarted,
     TransactionStopped,
 )
-from xxterocpp.domain.model import Charger, Transaction
+from xxterocpp.domain.model import Connector, Transaction
 
 GA = GroupAddress.parse
 
@@ -125,16 +130,38 @@ class FakeLink:
         return sent
 
 
+class FakeCharger:
+    """
+    The part of L{Charger} the bridge uses: connected (by default), seen
+    before, not offline.
+    """
+
+    def __init__(self, charger_id):
+        self.id = charger_id
+        self.connectors = {}
+        self.connected = True
+        self.ever_connected = True
+        self.offline = False
+
+    def connector(self, number):
+        return self.connectors.setdefault(number, Connector(self.id, number))
+
+
 class FakeCentral:
     """
-    The part of L{CentralSystem} the bridge uses: chargers and events.
+    The part of L{CentralSystem} the bridge uses: chargers, their effective
+    status and last sessions, and events.
+
+    @ivar last_sessions: what L{last_session} answers, by C{(charger id,
+        connector)}.
     """
 
     def __init__(self, *charging_points):
         self.chargers = {}
+        self.last_sessions = {}
         self._observers = []
         for charger_id, connector in charging_points:
-            charger = self.chargers.setdefault(charger_id, Charger(charger_id))
+            charger = self.chargers.setdefault(charger_id, FakeCharger(charger_id))
             charger.connector(connector)
 
     def subscribe(self, observer):
@@ -147,20 +174,41 @@ class FakeCentral:
     def connector(self, charger_id, number=1):
         return self.chargers[charger_id].connectors[number]
 
+    def point_status(self, charger_id, connector):
+        """
+        As the domain works it out: Unavailable while offline, connector 0's
+        Unavailable or Faulted, else the connector's own.
+        """
+        charger = self.chargers[charger_id]
+        if charger.offline:
+            return ("Unavailable", "NoError")
+        for c in (charger.connectors.get(0), charger.connectors.get(connector)):
+            if c is not None and c.status is not None and (
+                    c.number != 0 or c.status in ("Unavailable", "Faulted")):
+                return (c.status, c.error_code)
+        return (None, None)
+
+    def last_session(self, charger_id, connector):
+        return self.last_sessions.get((charger_id, connector))
+
 
 class FakeController:
     """
     Records commands; each returns a Deferred the test fires with L{answer}.
+
+    @ivar limits: what L{limit} answers, by C{(charger id, connector)}.
+    @ivar modes: what L{mode} answers, by C{(charger id, connector)}.
     """
 
     def __init__(self):
         self.calls = []
         self.pending = []
         self.limits = {}
+        self.modes = {}
 
     def __getattr__(self, name):
         if name not in ("start", "stop", "reserve", "free", "set_availability", "unlock",
-                        "set_limit", "reset"):
+                        "set_limit", "reset", "fast", "normal"):
             raise AttributeError(name)
 
         def command(*args, **kwargs):
@@ -176,6 +224,9 @@ class FakeController:
 
     def limit(self, charger_id, connector=1):
         return self.limits.get((charger_id, connector))
+
+    def mode(self, charger_id, connector=1):
+        return self.modes.get((charger_id, connector))
 
 
 def capture_log(testcase):
@@ -193,9 +244,10 @@ def capture_log(testcase):
     return events
 
 
-def transaction(tx_id=7, charger_id="CP1", connector=1, meter_start=1000, start=SUNDAY_EVENING):
+def transaction(tx_id=7, charger_id="CP1", connector=1, meter_start=1000, start=SUNDAY_EVENING,
+                status="Accepted"):
     return Transaction(id=tx_id, charger_id=charger_id, connector=connector, id_tag="TAG",
-                       start_time=start, meter_start=meter_start)
+                       start_time=start, meter_start=meter_start, start_status=status)
 
 
 class BridgeTestCase(SynchronousTestCase):
@@ -205,16 +257,21 @@ class BridgeTestCase(SynchronousTestCase):
 
     @cvar config_text: the configuration file.
     @cvar charging_points: the C{(charger id, connector)} the central system knows.
+    @cvar unseen: the ids of the chargers that never connected.
     """
 
     config_text = CONFIG
     charging_points = (("CP1", 1), ("TWIN", 1), ("TWIN", 2))
+    unseen = ()
 
     def setUp(self):
         self.config = parse_config(self.config_text)
         self.clock = task.Clock()
         self.clock.advance(SUNDAY_EVENING.timestamp())
         self.central = FakeCentral(*self.charging_points)
+        for charger_id in self.unseen:
+            charger = self.central.chargers[charger_id]
+            charger.connected = charger.ever_connected = False
         self.controller = FakeController()
         self.link = FakeLink()
         self.log = capture_log(self)
@@ -229,9 +286,21 @@ class BridgeTestCase(SynchronousTestCase):
         connector.status, connector.error_code = status, error_code
         self.central.emit(StatusChanged(charger_id, number))
 
-    def meter(self, amps, charger_id="CP1", number=1):
+    def meter(self, amps=None, charger_id="CP1", number=1, phases=1, watts=None, wh=None):
+        """
+        A meter reading: C{amps} on C{phases} phases, C{watts} of active
+        power, the register at C{wh}; L{None}: not in this reading.
+        """
         connector = self.central.connector(charger_id, number)
-        connector.currents = {"L1": amps}
+        if amps is not None:
+            connector.currents = {f"L{n}": amps for n in range(1, phases + 1)}
+        if watts is not None:
+            connector.power_w = watts
+        if wh is not None:
+            connector.energy_register_wh = wh
+            tx = connector.transaction
+            if tx is not None:
+                tx.energy_register_wh = wh
         self.central.emit(MeterChanged(charger_id, number))
 
     def start(self, tx):
@@ -260,7 +329,7 @@ class TableTests(SynchronousTestCase):
         """
         self.assertEqual(tuple(o.key for o in OBJECTS), objects.KEYS)
         self.assertEqual(tuple(o.declared for o in OBJECTS), objects.OBJECTS)
-        self.assertEqual(len(OBJECTS), 12)
+        self.assertEqual(len(OBJECTS), 18)
 
     def test_behaviour_follows_the_direction(self):
         """
@@ -270,7 +339,7 @@ class TableTests(SynchronousTestCase):
         for obj in OBJECTS:
             self.assertEqual(obj.send is not None, obj.declared.sends, obj.key)
             self.assertEqual(obj.receive is not None, obj.declared.receives, obj.key)
-        reset = objects.OBJECTS[-1]
+        reset = objects.OBJECTS[objects.KEYS.index("reset")]
         self.assertEqual(reset.direction, objects.RECEIVE)
         e = self.assertRaises(ValueError, BridgedObject, reset, send=lambda state: 1)
         self.assertIn("'reset'", str(e))
@@ -278,7 +347,19 @@ class TableTests(SynchronousTestCase):
     def test_send_objects(self):
         sends = {o.key for o in OBJECTS if o.send is not None}
         self.assertEqual(sends, {"status", "error_code", "charging", "availability", "energy",
-                                 "start_time", "end_time", "current", "max_current"})
+                                 "start_time", "end_time", "current", "max_current", "online",
+                                 "plugged", "power", "meter", "session_energy", "fast"})
+
+    def test_what_a_command_concerns(self):
+        """
+        A command of a receive object concerns the object itself when it
+        sends; C{fast} concerns C{max_current} too.
+        """
+        concerns = {o.key: o.concerns for o in OBJECTS if o.receive is not None}
+        self.assertEqual(concerns, {
+            "charging": ("charging",), "reserve": (), "availability": ("availability",),
+            "unlock": (), "max_current": ("max_current",), "reset": (),
+            "fast": ("fast", "max_current")})
 
     def test_declared_dpts_have_codecs(self):
         for obj in objects.OBJECTS:
@@ -302,7 +383,8 @@ class TableTests(SynchronousTestCase):
             "status": "5.010", "error_code": "5.010", "charging": "1.010", "reserve": "1.010",
             "availability": "1.003", "unlock": "1.003", "energy": "13.010",
             "start_time": "19.001", "end_time": "19.001", "current": "9.021",
-            "max_current": "9.021", "reset": "1.015",
+            "max_current": "9.021", "reset": "1.015", "online": "1.002", "plugged": "1.002",
+            "power": "14.056", "meter": "13.010", "session_energy": "13.010", "fast": "1.001",
         })
 
     def test_has_group_objects(self):
@@ -338,6 +420,7 @@ class EveryObjectTests(BridgeTestCase):
 
     def test_every_send_object_answers_a_read(self):
         self.controller.limits[("ALL", 1)] = 16.0
+        self.controller.modes[("ALL", 1)] = "normal"
         self.status("Charging", charger_id="ALL")
         tx = transaction(charger_id="ALL", meter_start=0)
         self.start(tx)
@@ -357,7 +440,7 @@ class EveryObjectTests(BridgeTestCase):
                 self.link.receive(str(self.address(obj)), WRITE, value)
         commands = [name for name, args, kwargs in self.controller.calls]
         self.assertEqual(commands, ["start", "reserve", "set_availability", "unlock",
-                                    "set_limit", "reset"])
+                                    "set_limit", "reset", "fast"])
         self.assertEqual(len(commands), len(objects.RECEIVES))
         self.assertEqual(self.warnings(), [])
 
@@ -719,19 +802,517 @@ class ReconfigureTests(BridgeTestCase):
 
 class RestartTests(SynchronousTestCase):
     """
-    Starting with a transaction already running (restored from the store).
+    Starting with what the state store kept: a transaction already running,
+    the last session.
     """
 
-    def test_running_transaction_start_time(self):
-        central = FakeCentral(("CP1", 1), ("TWIN", 2))
-        central.connector("CP1").transaction = transaction()
-        link = FakeLink()
-        bridge = KnxBridge(parse_config(CONFIG), central, FakeController(), link,
+    def setUp(self):
+        self.central = FakeCentral(("CP1", 1), ("TWIN", 2))
+        self.link = FakeLink()
+
+    def bridge(self, start=True):
+        bridge = KnxBridge(parse_config(CONFIG), self.central, FakeController(), self.link,
                            task.Clock(), tz=BERLIN)
+        if start:
+            bridge.startService()
+            self.addCleanup(bridge.stopService)
+        return bridge
+
+    def last_session(self):
+        """
+        CP1's last session, 12345 Wh from Sunday 22:59:17 to 23:59:17.
+        """
+        tx = transaction(meter_start=1000)
+        tx.meter_stop, tx.stop_time = 13345, SUNDAY_EVENING + timedelta(hours=1)
+        self.central.last_sessions[("CP1", 1)] = tx
+        return tx
+
+    def test_running_transaction_start_time(self):
+        self.central.connector("CP1").transaction = transaction()
+        self.bridge()
+        self.assertIn((WRITE, "1/0/2", 1), self.link.sent)
+        self.assertIn((WRITE, "1/0/7", bytes.fromhex("F6 3B 11")), self.link.sent)
+
+    def test_last_session_answers_reads(self):
+        """
+        The last session's energy and its own start and end times.
+        """
+        self.last_session()
+        self.bridge()
+        self.link.take()
+        for dst in ("1/0/6", "1/0/7", "1/0/8"):
+            self.link.receive(dst, READ)
+        self.assertEqual(self.link.take(), [
+            ("response", "1/0/6", bytes.fromhex("00 00 30 39")),
+            ("response", "1/0/7", bytes.fromhex("F6 3B 11")),
+            ("response", "1/0/8", bytes.fromhex("F7 3B 11")),
+        ])
+
+    def test_state_loaded_later(self):
+        """
+        The bridge is built before the state store is read: it takes the
+        sessions when the domain says the state is loaded.
+        """
+        bridge = self.bridge(start=False)
+        self.last_session()
+        self.central.connector("CP1").transaction = transaction(
+            8, start=SUNDAY_EVENING + timedelta(hours=2))
+        self.central.emit(StateLoaded())
         bridge.startService()
         self.addCleanup(bridge.stopService)
-        self.assertIn((WRITE, "1/0/2", 1), link.sent)
-        self.assertIn((WRITE, "1/0/7", bytes.fromhex("F6 3B 11")), link.sent)
+        sent = self.link.take()
+        self.assertIn((WRITE, "1/0/6", bytes.fromhex("00 00 30 39")), sent)
+        # the running session's start: Monday 00:59:17
+        self.assertIn((WRITE, "1/0/7", bytes.fromhex("20 3B 11")), sent)
+        self.assertIn((WRITE, "1/0/8", bytes.fromhex("F7 3B 11")), sent)
+
+    def test_running_refused_transaction(self):
+        """
+        A refused session still open at the restart is no session: the
+        start time is the last accepted one's.
+        """
+        self.last_session()
+        self.central.connector("CP1").transaction = transaction(
+            8, start=SUNDAY_EVENING + timedelta(hours=2), status="Blocked")
+        self.bridge()
+        self.assertIn((WRITE, "1/0/2", 0), self.link.sent)
+        self.assertIn((WRITE, "1/0/7", bytes.fromhex("F6 3B 11")), self.link.sent)
+
+
+def float32(value):
+    return struct.pack(">f", value)
+
+
+def int32(value):
+    return struct.pack(">i", value)
+
+
+#: CONFIG with the six objects of "every group object tells the truth" for
+#: CP1 at 1/1/0..5, and the power of TWIN/2 (one phase) at 2/1/2.
+NEW_CONFIG = CONFIG.replace('reset = "1/0/11"\n', '''reset = "1/0/11"
+online = "1/1/0"
+plugged = "1/1/1"
+power = "1/1/2"
+meter = "1/1/3"
+session_energy = "1/1/4"
+fast = "1/1/5"
+''').replace('current_dpt = "9.021"\n', 'current_dpt = "9.021"\nphases = 1\n').replace(
+    'max_current = "2/0/10"\n', 'max_current = "2/0/10"\npower = "2/1/2"\n')
+
+ONLINE, PLUGGED, POWER, METER, SESSION_ENERGY, FAST = (f"1/1/{n}" for n in range(6))
+
+
+def sent_to(sent, dst):
+    """
+    @return: the values written to C{dst} among C{sent}.
+    """
+    return [value for kind, d, value in sent if d == dst and kind == WRITE]
+
+
+@attr.s(frozen=True)
+class SomethingChanged:
+    """
+    An event the bridge does not know (like the controller's ModeChanged).
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+
+
+class NewObjectTests(BridgeTestCase):
+    """
+    C{online}, C{plugged}, C{power}, C{meter}, C{session_energy} and
+    C{fast}: sent on (significant) change, answering reads.
+    """
+
+    config_text = NEW_CONFIG
+
+    def collect(self, dst, steps):
+        """
+        @return: the values written to C{dst} while running each of C{steps}.
+        """
+        sent = []
+        for step in steps:
+            step()
+            sent += sent_to(self.link.take(), dst)
+        return sent
+
+    def test_initial_publication(self):
+        """
+        Online (the fake charger is connected) and no power; the rest is
+        not known yet.
+        """
+        self.assertEqual(self.initial, [
+            (WRITE, "1/0/2", 0), (WRITE, "1/0/9", bytes(4)), (WRITE, ONLINE, 1),
+            (WRITE, POWER, bytes(4)), (WRITE, "2/0/9", b"\x00\x00"), (WRITE, "2/1/2", bytes(4)),
+        ])
+
+    def test_online(self):
+        """
+        0 as soon as the connection is lost, 1 when it is back; nothing
+        else of the charger changes.
+        """
+        charger = self.central.chargers["CP1"]
+        charger.connected = False
+        self.central.emit(ChargerDisconnected("CP1"))
+        self.assertEqual(self.link.take(), [(WRITE, ONLINE, 0)])
+        self.link.receive(ONLINE, READ)
+        self.assertEqual(self.link.take(), [("response", ONLINE, 0)])
+        charger.connected = True
+        self.central.emit(ChargerConnected("CP1"))
+        self.assertEqual(self.link.take(), [(WRITE, ONLINE, 1)])
+
+    def test_plugged(self):
+        """
+        1 in Preparing, Charging, SuspendedEV, SuspendedEVSE and Finishing,
+        sent on change.
+        """
+        statuses = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing",
+                    "Available", "Reserved", "Preparing", "Faulted", "Unavailable")
+        sent = self.collect(PLUGGED, [lambda status=status: self.status(status)
+                                      for status in statuses])
+        self.assertEqual(sent, [1, 0, 1, 0])
+        self.link.receive(PLUGGED, READ)
+        self.assertEqual(self.link.take(), [("response", PLUGGED, 0)])
+
+    def test_plugged_is_what_the_connector_reports(self):
+        """
+        A charger offline or faulted as a whole has not unplugged the car.
+        """
+        self.status("Charging")
+        self.link.take()
+        self.central.chargers["CP1"].offline = True
+        self.central.emit(StatusChanged("CP1", None))
+        self.assertEqual(sent_to(self.link.take(), PLUGGED), [])
+        self.link.receive(PLUGGED, READ)
+        self.assertEqual(self.link.take(), [("response", PLUGGED, 1)])
+
+    def test_power(self):
+        """
+        Power.Active.Import when reported, else the current x 230 V x the
+        point's phases; sent when it moved by more than 100 W.
+        """
+        self.start(transaction())
+        self.link.take()
+        sent = self.collect(POWER, [
+            lambda: self.meter(16.0, phases=3),  # 16 A x 230 V x 3
+            lambda: self.meter(16.1, phases=3),  # 11109 W: within 100 W
+            lambda: self.meter(watts=7000.0),
+            lambda: self.meter(watts=7100.0),
+            lambda: self.meter(watts=7150.0),
+        ])
+        self.assertEqual(sent, [float32(11040), float32(7000), float32(7150)])
+        self.link.receive(POWER, READ)
+        self.assertEqual(self.link.take(), [("response", POWER, float32(7150))])
+
+    def test_power_of_one_phase(self):
+        self.start(transaction(charger_id="TWIN", connector=2))
+        self.meter(16.0, "TWIN", 2)
+        self.assertEqual(sent_to(self.link.take(), "2/1/2"), [float32(3680)])
+
+    def test_power_is_zero_when_not_charging(self):
+        """
+        0 once the session is over, whatever a late reading says; a refused
+        session draws nothing either.
+        """
+        tx = transaction()
+        self.start(tx)
+        self.meter(watts=7000.0)
+        self.link.take()
+        self.stop(tx, 2000)
+        self.assertEqual(sent_to(self.link.take(), POWER), [bytes(4)])
+        self.meter(watts=7000.0)
+        self.start(transaction(8, status="Blocked"))
+        self.meter(watts=7000.0)
+        self.assertEqual(sent_to(self.link.take(), POWER), [])
+
+    def test_meter(self):
+        """
+        The energy register, when it moved by at least 100 Wh.
+        """
+        sent = self.collect(METER, [lambda wh=wh: self.meter(wh=wh)
+                                    for wh in (10000, 10099, 10100, 10150, 10250)])
+        self.assertEqual(sent, [int32(10000), int32(10100), int32(10250)])
+        self.link.receive(METER, READ)
+        self.assertEqual(self.link.take(), [("response", METER, int32(10250))])
+
+    def test_session_energy(self):
+        """
+        0 at the start, then when it moved by at least 100 Wh; the session's
+        energy stays on the bus between sessions.
+        """
+        tx = transaction(meter_start=10000)
+        sent = self.collect(SESSION_ENERGY, [lambda: self.start(tx)] + [
+            lambda wh=wh: self.meter(wh=wh) for wh in (10050, 10100, 10150, 10250)])
+        self.assertEqual(sent, [int32(0), int32(100), int32(250)])
+        self.stop(tx, 10290)
+        self.assertEqual(sent_to(self.link.take(), SESSION_ENERGY), [])
+        self.link.receive(SESSION_ENERGY, READ)
+        self.assertEqual(self.link.take(), [("response", SESSION_ENERGY, int32(290))])
+
+    def test_session_energy_is_zero_at_every_start(self):
+        for tx_id in (1, 2):
+            tx = transaction(tx_id, meter_start=0)
+            self.start(tx)
+            self.assertEqual(sent_to(self.link.take(), SESSION_ENERGY), [int32(0)])
+            self.stop(tx, 0)
+
+    def test_fast(self):
+        """
+        The mode in force: 1 fast, 0 normal; sent when the limit or the mode
+        changes (any event of the point refreshes it).
+        """
+        self.controller.modes[("CP1", 1)] = "normal"
+        self.central.emit(LimitChanged("CP1", 1, None))
+        self.assertEqual(self.link.take(), [(WRITE, FAST, 0)])
+        self.controller.modes[("CP1", 1)] = "fast"
+        self.central.emit(SomethingChanged("CP1", 1))
+        self.assertEqual(self.link.take(), [(WRITE, FAST, 1)])
+        self.link.receive(FAST, READ)
+        self.assertEqual(self.link.take(), [("response", FAST, 1)])
+
+    def test_fast_unknown_is_not_sent(self):
+        self.central.emit(LimitChanged("CP1", 1, None))
+        self.link.receive(FAST, READ)
+        self.assertEqual(self.link.take(), [])
+
+    def test_fast_commands(self):
+        """
+        1 is the page's Fast button, 0 its Normal button.
+        """
+        self.link.receive(FAST, WRITE, 1)
+        self.link.receive(FAST, WRITE, 0)
+        self.assertEqual(self.controller.calls, [("fast", ("CP1", 1), {}),
+                                                 ("normal", ("CP1", 1), {})])
+
+    def test_fast_nonsense_is_logged_and_ignored(self):
+        self.link.receive(FAST, WRITE, 2)
+        self.link.receive(FAST, WRITE, b"\x01\x02")
+        self.assertEqual((self.controller.calls, self.link.take()), ([], []))
+        warnings = self.warnings()
+        self.assertEqual(len(warnings), 2)
+        self.assertIn("(fast of CP1/1) ignored: DPT 1.001 needs a boolean", warnings[0])
+
+
+class FeedbackTests(BridgeTestCase):
+    """
+    A command that is not carried out writes the send objects it concerns
+    again with their actual values, also when they did not change.
+    """
+
+    config_text = NEW_CONFIG
+
+    def test_refused_start_writes_charging_back(self):
+        self.link.receive("1/0/2", WRITE, 1)
+        self.assertEqual(self.link.take(), [])
+        self.controller.answer(False, "Rejected")
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/2", 0)])
+
+    def test_timed_out_stop_writes_charging_back(self):
+        self.start(transaction())
+        self.link.receive("1/0/2", WRITE, 0)
+        self.link.take()
+        self.controller.answer(False, "Timeout", "no answer within 30 s")
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/2", 1)])
+
+    def test_failed_command_writes_back(self):
+        self.link.receive("1/0/2", WRITE, 1)
+        self.controller.pending.pop().errback(RuntimeError("bug"))
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/2", 0)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_synchronous_failure_writes_back(self):
+        def broken(*args, **kwargs):
+            raise LookupError("no such point")
+
+        self.controller.start = broken
+        self.link.receive("1/0/2", WRITE, 1)
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/2", 0)])
+        self.assertEqual(len(self.flushLoggedErrors(LookupError)), 1)
+
+    def test_refused_availability_writes_availability_back(self):
+        self.status("Available")
+        self.link.take()
+        self.link.receive("1/0/4", WRITE, 0)
+        self.controller.answer(False, "Rejected")
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/4", 1)])
+
+    def test_unknown_value_is_not_written_back(self):
+        """
+        Before the first status the availability is not known: nothing to
+        write.
+        """
+        self.link.receive("1/0/4", WRITE, 0)
+        self.controller.answer(False, "Rejected")
+        self.assertEqual(self.link.take(), [])
+
+    def test_refused_limit_writes_the_limit_in_force_once(self):
+        """
+        A charger without Smart Charging: the unchanged limit, once.
+        """
+        self.controller.limits[("CP1", 1)] = 16.0
+        self.central.emit(LimitChanged("CP1", 1, 16.0))
+        self.link.take()
+        self.link.receive("1/0/10", WRITE, float32(10.0))
+        self.controller.answer(False, "NotSupported")
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/10", float32(16.0))])
+
+    def test_refused_fast_writes_fast_and_max_current(self):
+        self.controller.modes[("CP1", 1)] = "normal"
+        self.controller.limits[("CP1", 1)] = 16.0
+        self.central.emit(LimitChanged("CP1", 1, 16.0))
+        self.link.take()
+        self.link.receive(FAST, WRITE, 1)
+        self.controller.answer(False, "Rejected")
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/10", float32(16.0)), (WRITE, FAST, 0)])
+
+    def test_accepted_command_writes_nothing_back(self):
+        """
+        The change it brings is sent when the domain reports it.
+        """
+        self.link.receive("1/0/2", WRITE, 1)
+        self.controller.answer(True)
+        self.assertEqual(self.link.take(), [])
+
+    def test_bad_value_writes_nothing_back(self):
+        self.link.receive("1/0/2", WRITE, 2)
+        self.assertEqual(self.link.take(), [])
+
+    def test_command_refused_writes_the_point(self):
+        """
+        A refused command of any adapter (the page, the API): every known
+        value of the point is written again.
+        """
+        self.status("Available")
+        self.link.take()
+        self.central.emit(CommandRefused("CP1", 1, "start"))
+        self.assertEqual([dst for kind, dst, value in self.link.take()], [
+            "1/0/0", "1/0/1", "1/0/2", "1/0/4", "1/0/9", ONLINE, PLUGGED, POWER])
+
+    def test_command_refused_for_the_charger_writes_its_points(self):
+        self.central.emit(CommandRefused("TWIN", None, "reset"))
+        self.assertEqual(self.link.take(), [(WRITE, "2/0/9", b"\x00\x00"),
+                                            (WRITE, "2/1/2", bytes(4))])
+
+    def test_refusal_is_written_back_once(self):
+        """
+        The controller reports the refusal of a bus command as well: the
+        bus gets it once.
+        """
+        self.link.receive("1/0/2", WRITE, 1)
+        self.central.emit(CommandRefused("CP1", 1, "start"))
+        self.link.take()
+        self.controller.answer(False, "Rejected")
+        self.assertEqual(self.link.take(), [])
+
+
+class RefusedSessionTests(BridgeTestCase):
+    """
+    A session whose StartTransaction was not answered Accepted does not
+    count: no charging, no times, no energy.
+    """
+
+    config_text = NEW_CONFIG
+
+    def test_refused_session_sends_nothing(self):
+        self.status("Preparing")
+        self.link.take()
+        tx = transaction(status="Blocked")
+        self.start(tx)
+        self.meter(16.0, wh=1500)
+        self.stop(tx, 2000)
+        # the meter is the meter's, whoever charges
+        self.assertEqual(self.link.take(), [(WRITE, METER, int32(1000)), (WRITE, METER, int32(1500))])
+        for dst in ("1/0/6", "1/0/7", "1/0/8", SESSION_ENERGY):
+            self.link.receive(dst, READ)
+        self.link.receive("1/0/2", READ)
+        self.assertEqual(self.link.take(), [("response", "1/0/2", 0)])
+
+    def test_refused_session_keeps_the_last_one(self):
+        tx = transaction(meter_start=0)
+        self.start(tx)
+        self.stop(tx, 500)
+        self.link.take()
+        self.clock.advance(60)
+        refused = transaction(8, meter_start=500, status="Invalid")
+        self.start(refused)
+        self.stop(refused, 500)
+        self.assertEqual(self.link.take(), [])
+        self.link.receive("1/0/8", READ)
+        self.assertEqual(self.link.take(), [("response", "1/0/8", bytes.fromhex("F6 3B 11"))])
+
+
+class EffectiveStatusTests(BridgeTestCase):
+    """
+    C{status}, C{error_code} and C{availability} follow the effective
+    status: Unavailable while the charger is offline, connector 0's
+    Unavailable or Faulted for every connector.
+    """
+
+    def test_offline_charger_is_unavailable(self):
+        self.status("Charging")
+        self.link.take()
+        self.central.chargers["CP1"].offline = True
+        self.central.emit(StatusChanged("CP1", None))
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/0", b"\x07"), (WRITE, "1/0/4", 0)])
+        self.central.chargers["CP1"].offline = False
+        self.central.emit(StatusChanged("CP1", None))
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/0", b"\x02"), (WRITE, "1/0/4", 1)])
+
+    def test_connector_0_applies_to_every_connector(self):
+        self.status("Preparing", charger_id="TWIN", number=2)
+        self.link.take()
+        zero = self.central.chargers["TWIN"].connector(0)
+        zero.status, zero.error_code = "Faulted", "GroundFailure"
+        self.central.emit(StatusChanged("TWIN", None))
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/0", b"\x08")])
+        zero.status, zero.error_code = "Available", "NoError"
+        self.central.emit(StatusChanged("TWIN", None))
+        self.assertEqual(self.link.take(), [(WRITE, "1/0/0", b"\x01")])
+
+
+class NeverSeenTests(BridgeTestCase):
+    """
+    A charger that never connected: nothing written, no read answered,
+    until it connects; then everything known is published.
+    """
+
+    unseen = ("CP1",)
+
+    def test_nothing_is_published_at_start(self):
+        self.assertEqual(self.initial, [(WRITE, "2/0/9", b"\x00\x00")])
+
+    def test_nothing_is_written_or_answered(self):
+        self.controller.limits[("CP1", 1)] = 16.0
+        self.status("Available")
+        self.central.emit(LimitChanged("CP1", 1, 16.0))
+        self.central.emit(CommandRefused("CP1", 1, "start"))
+        self.link.receive("1/0/2", WRITE, 1)
+        self.controller.answer(False, "NotConnected")
+        self.link.receive("1/0/10", WRITE, float32(10.0))
+        self.controller.answer(True)
+        for n in range(12):
+            self.link.receive(f"1/0/{n}", READ)
+        self.assertEqual(self.link.take(), [])
+
+    def test_first_connection_publishes_everything_known(self):
+        self.controller.limits[("CP1", 1)] = 16.0
+        self.status("Available")
+        charger = self.central.chargers["CP1"]
+        charger.connected = charger.ever_connected = True
+        self.central.emit(ChargerConnected("CP1"))
+        self.assertEqual([dst for kind, dst, value in self.link.take()], [
+            "1/0/0", "1/0/1", "1/0/2", "1/0/4", "1/0/9", "1/0/10"])
+
+    def test_shared_address_answers_for_the_seen_charger(self):
+        """
+        1/0/0 is CP1's and TWIN/2's: TWIN/2 answers.
+        """
+        self.status("Available")
+        self.status("Faulted", charger_id="TWIN", number=2)
+        self.link.take()
+        self.link.receive("1/0/0", READ)
+        self.assertEqual(self.link.take(), [("response", "1/0/0", b"\x08")])
 
 
 class FakeSmart:

@@ -123,7 +123,7 @@ class DefaultsTests(SynchronousTestCase):
                 knx=ChargerKnxConfig(),
             ),
         )
-        self.assertEqual([getattr(point.knx, key) for key in objects.KEYS], [None] * 12)
+        self.assertEqual([getattr(point.knx, key) for key in objects.KEYS], [None] * 18)
 
     def test_charger_dpts_default_to_knx_section(self):
         """
@@ -320,7 +320,8 @@ class EveryKeyTests(SynchronousTestCase):
         self.assertEqual(
             objects.KEYS,
             ("status", "error_code", "charging", "reserve", "availability", "unlock", "energy",
-             "start_time", "end_time", "current", "max_current", "reset"),
+             "start_time", "end_time", "current", "max_current", "reset", "online", "plugged",
+             "power", "meter", "session_energy", "fast"),
         )
         lines = "".join(f'{key} = "1/2/{index}"\n' for index, key in enumerate(objects.KEYS))
         (point,) = parse_config(charger() + "[charger.knx]\n" + lines).chargers
@@ -705,7 +706,8 @@ class KnxTests(ConfigErrorTestsMixin, SynchronousTestCase):
         between charging points.
         """
         self.assertEqual(objects.RECEIVES,
-                         ("charging", "reserve", "availability", "unlock", "max_current", "reset"))
+                         ("charging", "reserve", "availability", "unlock", "max_current", "reset",
+                          "fast"))
         for key in objects.KEYS:
             text = (charger(id="A") + f'[charger.knx]\n{key} = "9/7/1"\n'
                     + charger(id="B") + f'[charger.knx]\n{key} = "9/7/1"\n')

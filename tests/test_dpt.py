@@ -72,7 +72,8 @@ class LookupTests(SynchronousTestCase):
         self.assertEqual(
             sorted(DPTS),
             sorted(
-                ["1.003", "1.010", "1.015", "5.010", "13.010", "14.019", "9.021", "10.001", "19.001"]
+                ["1.001", "1.002", "1.003", "1.010", "1.015", "5.010", "13.010", "14.019",
+                 "14.056", "9.021", "10.001", "19.001"]
             ),
         )
         for dpt_id, dpt in DPTS.items():
@@ -101,7 +102,7 @@ class BooleanTests(SynchronousTestCase):
         """
         DPT 1.x is the small APCI value 0/1 (wire: C{00 80}/C{00 81}).
         """
-        for dpt_id in ("1.003", "1.010", "1.015"):
+        for dpt_id in ("1.001", "1.002", "1.003", "1.010", "1.015"):
             dpt = lookup(dpt_id)
             self.assertTrue(dpt.small)
             self.assertEqual(dpt.encode(True), 1)
@@ -246,6 +247,16 @@ class Float32Tests(SynchronousTestCase):
         A 2-byte float is not a 4-byte float.
         """
         self.assertRaises(DPTError, self.dpt.decode, h("4C 94"))
+
+    def test_power(self):
+        """
+        DPT 14.056 is the same codec in W: 1500 W, 11040 W.
+        """
+        dpt = lookup("14.056")
+        self.assertEqual((dpt.unit, dpt.length), ("W", 4))
+        self.assertEqual(dpt.encode(1500), h("44 BB 80 00"))
+        self.assertEqual(dpt.encode(11040.0), h("46 2C 80 00"))
+        self.assertEqual(dpt.decode(h("44 BB 80 00")), 1500.0)
 
 
 class Float16Tests(SynchronousTestCase):
@@ -548,6 +559,13 @@ class XknxOracleTests(SynchronousTestCase):
         """
         values = [v / 3 for v in range(-100000, 100000, 337)] + [1e-30, -3.4e38, 229.89]
         self.assertSameAsXknx("14.019", xknx_dpt.DPTElectricCurrent, values)
+
+    def test_dpt_14_056(self):
+        """
+        Same bytes and 7-digit values as xknx, up to 22 kW and beyond.
+        """
+        values = [v * 7.3 for v in range(-1000, 4000, 7)] + [11040.0, 1e-30, 3.4e38]
+        self.assertSameAsXknx("14.056", xknx_dpt.DPTPower, values)
 
     def test_dpt_13_010(self):
         """

@@ -66,6 +66,11 @@ CP2_START_TIME, CP2_END_TIME, CP2_CURRENT, CP2_MAX_CURRENT = (
 
 AMPS = lookup("14.019")
 
+#: What the first connection of each charger publishes: nothing was ever
+#: said of it, and it is not charging.
+FIRST_PUBLICATION = {"CP1": ((CHARGING, 0), (CURRENT, bytes(4))),
+                     "CP2": ((CP2_CURRENT, b"\x00\x00"),)}
+
 
 class BridgeIntegrationTests(TestCase):
     """
@@ -80,9 +85,6 @@ class BridgeIntegrationTests(TestCase):
             self, write_config(self, CONFIG, knxd=self.knxd.endpoint))
         self.link = LinkWatcher(self.service.knx_link)
         yield self.link.wait(True)
-        # the first publication: nothing is charging yet
-        yield self.expect(CHARGING, 0)
-        yield self.expect(CURRENT, bytes(4))
 
     @defer.inlineCallbacks
     def expect(self, dst, payload, kind="write", peer=None):
@@ -116,10 +118,13 @@ class BridgeIntegrationTests(TestCase):
     @defer.inlineCallbacks
     def charger(self, identity="CP1"):
         """
-        Connect and boot a simulated charger.
+        Connect and boot a simulated charger, and take what its first
+        connection published.
         """
         cp = yield connect_charger(self.service.url, identity)
         self.addCleanup(cp.close)
+        for dst, payload in FIRST_PUBLICATION[identity]:
+            yield self.expect(dst, payload)
         yield cp.boot()
         return cp
 
@@ -139,6 +144,22 @@ class BridgeIntegrationTests(TestCase):
         self.assertLessEqual(abs((moment - when).total_seconds()), seconds)
 
     # -- send objects ------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_never_connected_charger_says_nothing(self):
+        """
+        Before a charger's first connection nothing is written for it and
+        reads of its objects go unanswered (CP2's answer comes after them).
+        """
+        yield self.charger("CP2")
+        for dst in (ERROR_CODE, CHARGING, AVAILABILITY, ENERGY, START_TIME, END_TIME, CURRENT,
+                    MAX_CURRENT):
+            self.peer.read(dst)
+        self.peer.read(CP2_CURRENT)
+        yield self.expect(CP2_CURRENT, b"\x00\x00", kind="response")
+        cp1 = {GroupAddress.parse(f"1/0/{n}") for n in range(1, 12)}
+        self.assertEqual([t for t in self.peer.telegrams if t.dst in cp1 and t.kind != "read"],
+                         [])
 
     @defer.inlineCallbacks
     def test_status_error_code_availability(self):
@@ -210,7 +231,6 @@ class BridgeIntegrationTests(TestCase):
         """
         CP2 sends its times as DPT 19.001 and its currents in mA (DPT 9.021).
         """
-        yield self.expect(CP2_CURRENT, b"\x00\x00")
         cp = yield self.charger("CP2")
         yield self.expect(CP2_MAX_CURRENT, lookup("9.021").encode(10000))  # normal_current
         tx = yield self.charging(cp)
@@ -395,6 +415,8 @@ class OptionalTests(TestCase):
         path = write_config(self, CONFIG, knxd=knxd.endpoint)
         service = yield start_service(self, path)
         yield LinkWatcher(service.knx_link).wait(True)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
         yield peer.wait_for(CHARGING)
         with open(path) as f:
             text = f.read()

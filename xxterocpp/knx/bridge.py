@@ -11,9 +11,14 @@ L{KnxBridge} applies it:
       charging point concerned and write the ones that changed;
     - a GroupValueRead of a send object is answered with its current value;
     - a GroupValueWrite of a receive object becomes a L{Controller} command;
+      when it is not carried out (or any command of the point is refused,
+      L{CommandRefused}), the send objects it concerns are written again;
     - a GroupValueWrite to C{[smart] prices_ga} / C{surplus_ga} is a price
       or PV surplus for the L{SmartManager} (L{SMART_INPUTS});
-    - once the knxd link is (back) up, every send object is published.
+    - once the knxd link is (back) up, every send object is published;
+    - nothing is written or answered for a charger that never connected.
+
+The rules are those of C{docs/knx-objects.md}.
 
 Values are kept in the domain's units (A, Wh, aware datetimes) and converted
 at the bus: currents to mA for DPT 9.021, times to the controller's local
@@ -26,7 +31,13 @@ import attr
 from twisted.application import service
 from twisted.logger import Logger
 
-from xxterocpp.domain.events import TransactionStarted, TransactionStopped
+from xxterocpp.control.electrical import watts
+from xxterocpp.domain.events import (
+    CommandRefused,
+    StateLoaded,
+    TransactionStarted,
+    TransactionStopped,
+)
 from xxterocpp.knx import objects
 from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, Float32, TimeOfDay, lookup
 from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
@@ -37,6 +48,16 @@ __all__ = ["BridgedObject", "KnxBridge", "OBJECTS", "SMART_INPUTS", "has_group_o
 #: Changes of the charging current up to this many A are not sent: meters
 #: jitter by a few tenths of an ampere, and the bus is slow.
 CURRENT_HYSTERESIS = 0.2
+
+#: The same for the active power (W).
+POWER_HYSTERESIS = 100.0
+
+#: The energy objects C{meter} and C{session_energy} are sent when they
+#: moved by at least this many Wh.
+ENERGY_STEP = 100
+
+#: The statuses in which a vehicle is connected (C{plugged}).
+PLUGGED = frozenset(("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"))
 
 _log = Logger()
 
@@ -55,6 +76,14 @@ def _available(state):
     return state.status not in ("Unavailable", "Faulted")
 
 
+def _plugged(state):
+    # The connector's own report: a charger offline or faulted as a whole
+    # has not unplugged the car.
+    if state.reported_status is None:
+        return None
+    return state.reported_status in PLUGGED
+
+
 def _charging_current(state):
     # A stale sample must not say "charging" once the session is over.
     if state.transaction is None:
@@ -62,19 +91,55 @@ def _charging_current(state):
     return state.current or 0.0
 
 
-def _session_energy(state):
+def _power(state):
+    if state.transaction is None:
+        return 0.0
+    if state.power is not None:
+        return state.power
+    return watts(state.current or 0.0, state.phases)
+
+
+def _last_energy(state):
     return state.last_session.energy_wh if state.last_session is not None else None
+
+
+def _session_energy(state):
+    # between sessions: the last one's, as it ended
+    if state.transaction is None:
+        return _last_energy(state)
+    return state.transaction.energy_wh or 0
+
+
+def _fast(state):
+    mode = state.mode()
+    return None if mode is None else mode == "fast"
 
 
 def _changed(old, new):
     return old != new
 
 
-def _beyond_hysteresis(old, new):
-    if old is None or (old == 0) != (new == 0):
-        return True
-    # rounded: 16.2 - 16.0 is 0.1999999..., which is no change "by more than 0.2 A"
-    return round(abs(new - old), 6) > CURRENT_HYSTERESIS
+def _moved_more_than(step):
+    """
+    @return: C{(old, new) -> bool}: whether C{new} moved by more than
+        C{step} from C{old}, or went to or from 0 ("nothing flows" is always
+        news).
+    """
+
+    def significant(old, new):
+        if old is None or (old == 0) != (new == 0):
+            return True
+        # rounded: 16.2 - 16.0 is 0.1999999..., which is no change "by more than 0.2 A"
+        return round(abs(new - old), 6) > step
+
+    return significant
+
+
+def _moved_at_least(step):
+    """
+    @return: C{(old, new) -> bool}: whether C{new} moved by C{step} or more.
+    """
+    return lambda old, new: old is None or round(abs(new - old), 6) >= step
 
 
 def _boolean(when_true, when_false=None):
@@ -109,7 +174,10 @@ class BridgedObject:
     @ivar receive: C{(controller, charger config, value)} -> a Deferred
         L{CommandResult} or L{None} (nothing to do), for a GroupValueWrite;
         raises L{DPTError} for a value that makes no sense.
-    @ivar echo: send the value again once the command answered, so the bus
+    @ivar concerns: the keys of the send objects a command of this object
+        concerns: written again, changed or not, when it is not carried
+        out (by default the object itself, if it sends).
+    @ivar echo: write those again after an accepted command too, so the bus
         shows the value in force rather than the one asked for.
     """
 
@@ -117,6 +185,8 @@ class BridgedObject:
     send = attr.ib(default=None)
     significant = attr.ib(default=_changed)
     receive = attr.ib(default=None)
+    concerns = attr.ib(default=attr.Factory(
+        lambda self: (self.declared.key,) if self.declared.sends else (), takes_self=True))
     echo = attr.ib(default=False)
 
     def __attrs_post_init__(self):
@@ -162,12 +232,26 @@ _BEHAVIOUR = {
         receive=lambda c, p, value: c.set_availability(p.id, p.connector, value),
     ),
     "unlock": dict(receive=_boolean(lambda c, p: c.unlock(p.id, p.connector))),
-    "energy": dict(send=_session_energy),
+    "energy": dict(send=_last_energy),
     "start_time": dict(send=lambda s: s.started_at),
     "end_time": dict(send=lambda s: s.stopped_at),
-    "current": dict(send=_charging_current, significant=_beyond_hysteresis),
+    "current": dict(send=_charging_current, significant=_moved_more_than(CURRENT_HYSTERESIS)),
     "max_current": dict(send=lambda s: s.limit(), receive=_set_limit, echo=True),
     "reset": dict(receive=_boolean(lambda c, p: c.reset(p.id, hard=False))),
+    "online": dict(send=lambda s: s.online),
+    "plugged": dict(send=_plugged),
+    "power": dict(send=_power, significant=_moved_more_than(POWER_HYSTERESIS)),
+    "meter": dict(send=lambda s: s.register, significant=_moved_at_least(ENERGY_STEP)),
+    "session_energy": dict(send=_session_energy, significant=_moved_at_least(ENERGY_STEP)),
+    "fast": dict(
+        send=_fast,
+        receive=_boolean(
+            lambda c, p: c.fast(p.id, p.connector),
+            lambda c, p: c.normal(p.id, p.connector),
+        ),
+        # the mode is a limit: a refusal leaves both as they were
+        concerns=("fast", "max_current"),
+    ),
 }
 
 
@@ -216,8 +300,7 @@ class SmartInput:
 SMART_INPUTS = (
     SmartInput("prices_ga", Float32("14.x", "price per kWh", None),
                lambda smart, price: smart.set_price(price)),
-    SmartInput("surplus_ga", Float32("14.056", "DPT_Value_Power", "W"),
-               lambda smart, watts: smart.set_surplus(watts)),
+    SmartInput("surplus_ga", lookup("14.056"), lambda smart, power: smart.set_surplus(power)),
 )
 
 
@@ -251,8 +334,11 @@ class KnxBridge(service.Service):
     def __init__(self, config, central, controller, link, clock, tz=None, smart=None):
         """
         @param config: the L{Config}.
-        @param central: the L{CentralSystem}, whose events are observed.
-        @param controller: the L{Controller} that carries out bus commands.
+        @param central: the L{CentralSystem}, whose events are observed and
+            whose C{point_status}, C{last_session} and chargers'
+            C{connected} / C{ever_connected} the objects follow.
+        @param controller: the L{Controller} that carries out bus commands
+            and knows the C{limit} and C{mode} in force.
         @param link: the L{KnxdLink} (or anything with its C{write},
             C{respond}, C{connected} and observer methods).
         @param clock: the L{IReactorTime}: start and end times are the
@@ -298,7 +384,7 @@ class KnxBridge(service.Service):
         for point in linked_points(config, OBJECTS):
             previous = old.get(point.key)
             if previous is None:
-                point.seed(self._connector(point))
+                self._seed(point)
                 changed.append(point)
             elif point.carry_over(previous):
                 changed.append(point)
@@ -312,17 +398,34 @@ class KnxBridge(service.Service):
             for point in changed:
                 self._refresh(point, force=True)
 
-    def _connector(self, point):
+    def _seed(self, point):
+        """
+        Start C{point} from what the domain kept of its sessions (at start,
+        once the state is loaded, and for a point a reload adds).
+        """
         charger = self.central.chargers.get(point.config.id)
-        return None if charger is None else charger.connectors.get(point.config.connector)
+        if charger is not None:
+            point.seed(charger.connectors.get(point.config.connector),
+                       self.central.last_session(*point.key))
+
+    def _seen(self, point):
+        """
+        @return: whether the charger of C{point} has ever connected: until
+            then the bus hears nothing of it, not even its defaults.
+        """
+        charger = self.central.chargers.get(point.config.id)
+        return charger is not None and charger.ever_connected
 
     def state(self, point):
         """
-        @return: the L{PointState} of C{point} now.
+        @return: the L{PointState} of C{point} (of a charger the central
+            system serves) now.
         """
         charger_id, connector = point.key
-        return point.state(self._connector(point),
-                           lambda: self.controller.limit(charger_id, connector))
+        return point.state(self.central.chargers[charger_id],
+                           self.central.point_status(charger_id, connector),
+                           lambda: self.controller.limit(charger_id, connector),
+                           lambda: self.controller.mode(charger_id, connector))
 
     # -- domain -> bus ---------------------------------------------------
 
@@ -338,12 +441,24 @@ class KnxBridge(service.Service):
             self.publish()
 
     def _event(self, event):
+        if isinstance(event, StateLoaded):
+            # the bridge was built before the state store was read
+            for point in self.points.values():
+                self._seed(point)
         if not self.running:
             return
+        forced_by = type(event)
         if isinstance(event, (TransactionStarted, TransactionStopped)):
-            self._remember(event)
+            if event.transaction.accepted:
+                self._remember(event)
+            else:
+                # a refused session is no session: nothing to send again
+                forced_by = None
+        refused = isinstance(event, CommandRefused)
         for point in self._points_of(event):
-            self._refresh(point, forced_by=type(event))
+            if refused:
+                point.refusals += 1
+            self._refresh(point, force=refused, forced_by=forced_by)
 
     def _remember(self, event):
         point = self.points.get((event.charger_id, event.connector))
@@ -370,16 +485,20 @@ class KnxBridge(service.Service):
 
     def _refresh(self, point, force=False, forced_by=None, only=None):
         """
-        Write the send objects of C{point} whose value changed significantly.
+        Write the send objects of C{point} whose value changed significantly
+        (nothing for a charger that never connected).
 
-        @param force: write every known value (after (re)connecting).
+        @param force: write every known value (after (re)connecting, after a
+            refused command).
         @param forced_by: the type of the event being handled, for
             L{xxterocpp.knx.objects.GroupObject.sent_on}.
-        @param only: the key of the one object to consider.
+        @param only: the keys of the objects to consider (L{None}: all).
         """
+        if not self._seen(point):
+            return
         state = self.state(point)
         for obj, address in point.objects:
-            if obj.send is None or (only is not None and obj.key != only):
+            if obj.send is None or (only is not None and obj.key not in only):
                 continue
             value = self._value(point, obj, state)
             if value is None:
@@ -432,6 +551,8 @@ class KnxBridge(service.Service):
         last = self._last_writer.get(address)
         ordered = sorted(senders, key=lambda s: (s[0].key, s[1].key) != last)
         for point, obj in ordered:
+            if not self._seen(point):
+                continue
             value = self._value(point, obj, self.state(point))
             if value is not None:
                 self._send(RESPONSE, point, obj, address, value)
@@ -471,6 +592,7 @@ class KnxBridge(service.Service):
         dpt = obj.dpt_for(point.config)
         what = f"KNX write {telegram.payload!r} from {telegram.src} to {telegram.dst} " \
                f"({obj.key} of {point})"
+        refusals = point.refusals
         try:
             value = dpt.decode(telegram.payload)
             convert = _FROM_BUS.get(dpt.unit)
@@ -482,17 +604,35 @@ class KnxBridge(service.Service):
             return
         except Exception:
             _log.failure("{what} failed", what=what)
+            self._feed_back(point, obj)
             return
         if d is not None:
-            d.addCallback(self._answered, point, obj, what)
-            d.addErrback(lambda failure: _log.failure("{what} failed", failure, what=what))
+            d.addCallback(self._answered, point, obj, what, refusals)
+            d.addErrback(self._failed, point, obj, what)
 
-    def _answered(self, result, point, obj, what):
+    def _answered(self, result, point, obj, what, refusals):
         if result.accepted:
             _log.info("{what}: {status}", what=what, status=result.status)
-        else:
-            detail = f" ({result.detail})" if result.detail else ""
-            _log.warn("{what} not carried out: {status}{detail}", what=what,
-                      status=result.status, detail=detail)
-        if obj.echo and self.running and point is self.points.get(point.key):
-            self._refresh(point, force=True, only=obj.key)
+            if obj.echo:
+                self._feed_back(point, obj)
+            return
+        detail = f" ({result.detail})" if result.detail else ""
+        _log.warn("{what} not carried out: {status}{detail}", what=what,
+                  status=result.status, detail=detail)
+        # unless a CommandRefused (the controller's report of this very
+        # refusal) has written the whole point since the write
+        if point.refusals == refusals:
+            self._feed_back(point, obj)
+
+    def _failed(self, failure, point, obj, what):
+        _log.failure("{what} failed", failure, what=what)
+        self._feed_back(point, obj)
+
+    def _feed_back(self, point, obj):
+        """
+        A command of C{obj} ended (not carried out, or answered for an
+        L{BridgedObject.echo}): the bus gets the actual value of every send
+        object it concerns, also where the write left a value unchanged.
+        """
+        if self.running and point is self.points.get(point.key):
+            self._refresh(point, force=True, only=obj.concerns)

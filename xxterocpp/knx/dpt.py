@@ -319,7 +319,7 @@ class Float32(DPT):
     DPT 14.x: IEEE-754 single precision, big-endian.
 
     Public because every 14.x subtype is the same codec with another name
-    and unit: C{Float32("14.056", "DPT_Value_Power", "W")} for one that
+    and unit: C{Float32("14.x", "price per kWh", None)} for one that
     L{DPTS} does not list.
     """
 
@@ -462,12 +462,15 @@ class _DateTime(DPT):
 DPTS = {
     dpt.id: dpt
     for dpt in (
+        _Boolean("1.001", "DPT_Switch"),
+        _Boolean("1.002", "DPT_Bool"),
         _Boolean("1.003", "DPT_Enable"),
         _Boolean("1.010", "DPT_Start"),
         _Boolean("1.015", "DPT_Reset"),
         _Integer("5.010", "DPT_Value_1_Ucount", None, ">B"),
         _Integer("13.010", "DPT_ActiveEnergy", "Wh", ">i"),
         Float32("14.019", "DPT_Value_Electric_Current", "A"),
+        Float32("14.056", "DPT_Value_Power", "W"),
         _Float16("9.021", "DPT_Value_Curr", "mA"),
         _TimeOfDay("10.001", "DPT_TimeOfDay"),
         _DateTime("19.001", "DPT_DateTime"),

@@ -86,7 +86,8 @@ class GroupObject:
     @ivar direction: L{SEND}, L{RECEIVE} or L{BOTH}.
     @ivar meaning: what its values mean, for people.
     @ivar sent_on: the domain event types after which the value is sent even
-        when equal to the last one sent (each session's energy).
+        when equal to the last one sent (each session's energy); the events
+        of refused sessions do not count.
     """
 
     key = attr.ib()
@@ -143,6 +144,16 @@ OBJECTS = (
     GroupObject("current", CURRENT_DPT, SEND, "charging current in A, on changes over 0.2 A"),
     GroupObject("max_current", CURRENT_DPT, BOTH, "current limit in A; write to change it"),
     GroupObject("reset", "1.015", RECEIVE, "write 1 for a soft reset of the charger"),
+    GroupObject("online", "1.002", SEND, "1 while the charger's OCPP connection is up"),
+    GroupObject("plugged", "1.002", SEND, "1 while a vehicle is connected (Preparing, "
+                "Charging, SuspendedEV, SuspendedEVSE, Finishing)"),
+    GroupObject("power", "14.056", SEND, "active power in W, on changes over 100 W; 0 when "
+                "not charging"),
+    GroupObject("meter", "13.010", SEND, "the energy register in Wh, on changes of 100 Wh"),
+    GroupObject("session_energy", "13.010", SEND, "Wh of the running session: 0 at its "
+                "start, then on changes of 100 Wh", _STARTED),
+    GroupObject("fast", "1.001", BOTH, "1 fast (max_current), 0 normal (normal_current) in "
+                "force; write to choose"),
 )
 
 #: The keys of L{OBJECTS}, in order.

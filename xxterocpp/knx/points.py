@@ -3,9 +3,10 @@
 What the KNX bridge knows of each charging point with linked group objects.
 
 A L{Point} is one configured charging point as the bus sees it: its linked
-objects and addresses, the values last sent, and what the domain does not
-keep for the bus (when the last session started and stopped). L{PointState}
-is the snapshot the send objects' values are derived from.
+objects and addresses, the values last sent, and when its sessions started
+and stopped as the bridge saw them (the controller's clock, not the
+charger's; after a restart the sessions' own times). L{PointState} is the
+snapshot the send objects' values are derived from.
 """
 
 import attr
@@ -18,25 +19,52 @@ class PointState:
     """
     What the send objects of one charging point are derived from.
 
-    @ivar status: the connector's OCPP status, or L{None} before any report.
-    @ivar error_code: its OCPP error code, or L{None} before any report.
-    @ivar transaction: the running L{Transaction}, or L{None}.
+    @ivar online: whether the charger's OCPP connection is up.
+    @ivar status: the connector's effective OCPP status
+        (L{CentralSystem.point_status}: Unavailable while the charger is
+        offline, connector 0's Unavailable or Faulted), or L{None} before
+        any report.
+    @ivar error_code: its error code, or L{None} before any report.
+    @ivar reported_status: the status the connector itself last reported,
+        or L{None}.
+    @ivar transaction: the running accepted L{Transaction}, or L{None}: a
+        refused session is no session.
     @ivar current: the charging current (A) last reported, or L{None}.
-    @ivar started_at: when the current or last transaction started (aware).
-    @ivar last_session: the last stopped L{Transaction}, or L{None}.
+    @ivar power: the active power (W) last reported, or L{None}.
+    @ivar phases: how many phases the charging point uses.
+    @ivar register: the energy register (Wh) last known, or L{None}.
+    @ivar started_at: when the current or last session started (aware).
+    @ivar last_session: the last stopped accepted L{Transaction}, or L{None}.
     @ivar stopped_at: when it stopped (aware).
     @ivar limit: a callable giving the current limit in force (A) or
         L{None}; only called for a linked C{max_current}.
+    @ivar mode: a callable giving the mode in force (C{"fast"},
+        C{"normal"} or L{None}); only called for a linked C{fast}.
     """
 
+    online = attr.ib(default=False)
     status = attr.ib(default=None)
     error_code = attr.ib(default=None)
+    reported_status = attr.ib(default=None)
     transaction = attr.ib(default=None)
     current = attr.ib(default=None)
+    power = attr.ib(default=None)
+    phases = attr.ib(default=3)
+    register = attr.ib(default=None)
     started_at = attr.ib(default=None)
     last_session = attr.ib(default=None)
     stopped_at = attr.ib(default=None)
     limit = attr.ib(default=lambda: None)
+    mode = attr.ib(default=lambda: None)
+
+
+def _running(connector):
+    """
+    @return: the running transaction of C{connector}, accepted or not, or
+        L{None}.
+    """
+    tx = connector.transaction
+    return tx if tx is not None and tx.running else None
 
 
 @attr.s(eq=False)
@@ -50,9 +78,11 @@ class Point:
         in declaration order.
     @ivar started_at: when its current or last session started (aware), as
         the bridge saw it.
-    @ivar last_session: its last stopped L{Transaction}, or L{None}.
+    @ivar last_session: its last stopped accepted L{Transaction}, or L{None}.
     @ivar stopped_at: when that one stopped (aware).
     @ivar sent: the value last sent (or due) per object key.
+    @ivar refusals: how many commands of this point were refused so far
+        (L{CommandRefused} events).
     """
 
     config = attr.ib()
@@ -61,6 +91,7 @@ class Point:
     last_session = attr.ib(default=None)
     stopped_at = attr.ib(default=None)
     sent = attr.ib(factory=dict)
+    refusals = attr.ib(default=0)
 
     @property
     def key(self):
@@ -80,14 +111,22 @@ class Point:
         return tuple((obj.key, address, obj.declared.dpt_for(self.config))
                      for obj, address in self.objects)
 
-    def seed(self, connector):
+    def seed(self, connector, last_session):
         """
-        Start from the domain's connector after a (re)start: the bridge saw
-        no TransactionStarted, so a running transaction's own start is the
-        best time there is.
+        Start from what the domain kept after a (re)start: the bridge saw no
+        TransactionStarted or TransactionStopped, so the sessions' own times
+        are the best there are.
+
+        @param connector: the domain's L{Connector}, or L{None}.
+        @param last_session: L{CentralSystem.last_session} of this point.
         """
-        if connector is not None and connector.transaction is not None:
-            self.started_at = connector.transaction.start_time
+        self.last_session = last_session
+        self.stopped_at = None if last_session is None else last_session.stop_time
+        running = None if connector is None else _running(connector)
+        if running is not None and running.accepted:
+            self.started_at = running.start_time
+        elif last_session is not None:
+            self.started_at = last_session.start_time
 
     def carry_over(self, previous):
         """
@@ -103,26 +142,46 @@ class Point:
         self.sent = previous.sent
         return False
 
-    def state(self, connector, limit):
+    def state(self, charger, status, limit, mode):
         """
-        @param connector: the domain's L{Connector} of this point, or L{None}
-            when the charger is not known yet.
+        @param charger: the domain's L{Charger} of this point.
+        @param status: its C{(status, error_code)} from
+            L{CentralSystem.point_status}.
         @param limit: a callable giving the limit in force (A) or L{None}.
+        @param mode: a callable giving the mode in force or L{None}.
         @return: the L{PointState} now.
         """
-        common = dict(started_at=self.started_at, last_session=self.last_session,
-                      stopped_at=self.stopped_at, limit=limit)
+        common = dict(online=charger.connected, phases=self.config.phases,
+                      started_at=self.started_at, last_session=self.last_session,
+                      stopped_at=self.stopped_at, limit=limit, mode=mode)
+        connector = charger.connectors.get(self.config.connector)
         if connector is None:
-            return PointState(**common)
-        tx = connector.transaction
+            return PointState(status=status[0], error_code=status[1], **common)
+        running = _running(connector)
         return PointState(
-            status=connector.status,
-            # the domain's default "NoError" is no report
-            error_code=connector.error_code if connector.status is not None else None,
-            transaction=tx if tx is not None and tx.running else None,
+            status=status[0],
+            error_code=status[1],
+            reported_status=connector.status,
+            transaction=running if running is not None and running.accepted else None,
             current=connector.current,
+            power=connector.power_w,
+            register=self._register(connector, running),
             **common,
         )
+
+    def _register(self, connector, running):
+        """
+        The energy register last known: the connector's reading; after a
+        restart, before any reading, what its running transaction or the
+        last session recorded.
+        """
+        if connector.energy_register_wh is not None:
+            return connector.energy_register_wh
+        if running is not None:
+            if running.energy_register_wh is not None:
+                return running.energy_register_wh
+            return running.meter_start
+        return None if self.last_session is None else self.last_session.meter_stop
 
 
 def linked_points(config, table):
