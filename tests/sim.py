@@ -16,6 +16,13 @@ Typical use in a C{twisted.trial.unittest.TestCase}::
     conf = yield charger.boot()
     unique_id, payload = yield charger.wait_for_call("RemoteStartTransaction")
 
+A test switches on how the charger misbehaves: L{SimCharger.refuse},
+L{SimCharger.never_answer}, L{SimCharger.without_smart_charging},
+L{SimCharger.refuse_profiles}. The simulator keeps the charging profiles it
+accepted and says which current limit they put in force, as a charger
+combines them (L{SimCharger.limit_in_force}), so a test can check what the
+charger would really draw.
+
 Every wait is bounded by a reactor timer that is cancelled as soon as the
 wait is over, so a failing test fails with a clear exception instead of
 hanging, and a passing one leaves no L{DelayedCall} behind for trial's
@@ -66,10 +73,12 @@ __all__ = [
     "ConnectionClosed",
     "HandshakeFailed",
     "HandshakeRefused",
+    "InstalledProfile",
     "SimCharger",
     "WaitTimeout",
     "basic_authorization",
     "connect_charger",
+    "timestamp_seconds",
 ]
 
 # OCPP-J message type ids [J §4.1.3].
@@ -184,6 +193,75 @@ class ConfigurationKey(NamedTuple):
 
     value: Optional[str]
     readonly: bool = False
+
+
+class InstalledProfile(NamedTuple):
+    """
+    A charging profile the simulated charger accepted and keeps
+    (L{SimCharger.charging_profiles}).
+
+    @ivar connector: The connectorId it was set for (0 = the whole charger).
+    @ivar profile: The C{csChargingProfiles} object as received.
+    @ivar installed_at: The reactor time it was accepted.
+    """
+
+    connector: int
+    profile: dict
+    installed_at: float
+
+
+#: The chargingProfilePurpose values of OCPP 1.6 [S §7.9].
+PROFILE_PURPOSES = frozenset({"ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"})
+
+#: Phase voltage for turning a schedule in W into A per phase (as chargers
+#: with a 230 V grid do).
+_VOLTAGE = 230.0
+
+_RECURRENCE = {"Daily": 86400, "Weekly": 7 * 86400}
+
+
+def timestamp_seconds(timestamp: str) -> float:
+    """
+    An OCPP dateTime as POSIX seconds; a missing zone is UTC.
+    """
+    when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def _schedule_limit(installed: InstalledProfile, at: float, transaction_start: Optional[float]):
+    """
+    The limit (A per phase) of one profile's schedule at C{at}, or L{None}
+    when its schedule does not cover that moment [S §3.13.4]: a Relative
+    schedule runs from the start of the transaction (or from when it was
+    installed), an Absolute or Recurring one from its C{startSchedule}.
+    """
+    profile = installed.profile
+    schedule = profile.get("chargingSchedule") or {}
+    kind = profile.get("chargingProfileKind")
+    start = schedule.get("startSchedule")
+    if kind == "Relative" or start is None:
+        start = transaction_start if kind == "Relative" and transaction_start is not None else installed.installed_at
+    else:
+        start = timestamp_seconds(start)
+    elapsed = at - start
+    if elapsed < 0:
+        return None
+    if kind == "Recurring":
+        elapsed %= _RECURRENCE.get(profile.get("recurrencyKind"), 86400)
+    duration = schedule.get("duration")
+    if duration is not None and elapsed >= duration:
+        return None
+    periods = sorted(schedule.get("chargingSchedulePeriod") or (), key=lambda p: p["startPeriod"])
+    current = [p for p in periods if p["startPeriod"] <= elapsed]
+    if not current:
+        return None
+    period = current[-1]
+    limit = float(period["limit"])
+    if schedule.get("chargingRateUnit") == "W":
+        limit /= _VOLTAGE * period.get("numberPhases", 3)
+    return limit
 
 
 # The HTTP status from Autobahn's client failure text.  Autobahn 22.7 and
@@ -327,6 +405,12 @@ class SimCharger:
         GetConfiguration reads it and ChangeConfiguration writes it.
     @ivar local_list_version: Reported by GetLocalListVersion, set by
         SendLocalList.
+    @ivar charging_profiles: The accepted charging profiles in force, by
+        chargingProfileId, as L{InstalledProfile}s; see L{limit_in_force}.
+    @ivar refused_profile_purposes: SetChargingProfile of these purposes is
+        answered Rejected (L{refuse_profiles}).
+    @ivar transactions: The running transactions this charger started, as
+        C{{connector: (transactionId, reactor time of the start)}}.
     @ivar close_info: C{(was_clean, code, reason)} once the connection is
         gone, else L{None}.
     """
@@ -338,6 +422,9 @@ class SimCharger:
         self.calls_received: list = []
         self.configuration = _default_configuration()
         self.local_list_version = 0
+        self.charging_profiles: dict = {}
+        self.refused_profile_purposes: frozenset = frozenset()
+        self.transactions: dict = {}
         self.close_info: Optional[tuple] = None
         self.handlers: dict = {
             action: (lambda payload, status=status: {"status": status})
@@ -351,6 +438,9 @@ class SimCharger:
                 "GetLocalListVersion": lambda payload: {"listVersion": self.local_list_version},
                 "GetLog": lambda payload: {"status": "Accepted", "filename": "log.txt"},
                 "SendLocalList": self._send_local_list,
+                "SetChargingProfile": self._set_charging_profile,
+                "ClearChargingProfile": self._clear_charging_profile,
+                "RemoteStartTransaction": self._remote_start_transaction,
                 "UpdateFirmware": lambda payload: {},
             }
         )
@@ -426,6 +516,83 @@ class SimCharger:
             return result
 
         return d.addBoth(stop_abort)
+
+    # -- behaviours: how this charger answers the central system ----------
+
+    def refuse(self, action: str, status: str = "Rejected") -> None:
+        """
+        Answer every CALL of C{action} with C{{"status": status}} from now on
+        (RemoteStartTransaction, ChangeAvailability, ReserveNow, ...).
+        """
+        self.handlers[action] = lambda payload: {"status": status}
+
+    def never_answer(self, action: str) -> None:
+        """
+        Receive CALLs of C{action} but never answer them (the central system
+        times out), unless the test answers by hand with L{reply}.
+        """
+        self.handlers[action] = lambda payload: NO_REPLY
+
+    def without_smart_charging(self) -> None:
+        """
+        Be a charger without the SmartCharging feature profile: it is not in
+        C{SupportedFeatureProfiles}, and SetChargingProfile,
+        ClearChargingProfile and GetCompositeSchedule get a CALLERROR
+        C{NotSupported} [J §4.2.3].
+        """
+        profiles = self.configuration["SupportedFeatureProfiles"]
+        kept = [p for p in (profiles.value or "").split(",") if p and p != "SmartCharging"]
+        self.configuration["SupportedFeatureProfiles"] = ConfigurationKey(",".join(kept), profiles.readonly)
+        for action in ("SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"):
+            self.handlers[action] = lambda payload, action=action: CallErrorReply(
+                "NotSupported", f"{action}: no SmartCharging")
+
+    def refuse_profiles(self, *purposes: str) -> None:
+        """
+        Answer SetChargingProfile Rejected for the given
+        chargingProfilePurposes (every purpose when none is given); other
+        profiles are still accepted.
+        """
+        self.refused_profile_purposes = frozenset(purposes or PROFILE_PURPOSES)
+
+    def limit_in_force(self, connector: int = 1, at: Optional[float] = None) -> Optional[float]:
+        """
+        The current limit (A per phase) that the accepted charging profiles
+        put on C{connector} at reactor time C{at} (default now), combined
+        the way an OCPP 1.6 charger does [S §3.13.1]: within a purpose the
+        highest stack level wins; a TxProfile of the running transaction
+        overrides the TxDefaultProfiles, the connector's own TxDefaultProfile
+        overrides one set for connector 0; a ChargePointMaxProfile caps the
+        result (this simulator has one connector in use at a time).
+
+        @return: The limit, or L{None} when no profile limits the connector.
+        """
+        at = self._reactor.seconds() if at is None else at
+        running = self.transactions.get(connector)
+        transaction_id, started = running if running is not None else (None, None)
+
+        def top(purpose, where):
+            for number in where:
+                candidates = [
+                    installed
+                    for installed in self.charging_profiles.values()
+                    if installed.connector == number
+                    and installed.profile.get("chargingProfilePurpose") == purpose
+                    and (purpose != "TxProfile" or installed.profile.get("transactionId") in (None, transaction_id))
+                ]
+                candidates.sort(key=lambda installed: installed.profile.get("stackLevel", 0), reverse=True)
+                for installed in candidates:
+                    limit = _schedule_limit(installed, at, started)
+                    if limit is not None:
+                        return limit
+            return None
+
+        limit = top("TxProfile", (connector,)) if running is not None else None
+        if limit is None:
+            limit = top("TxDefaultProfile", (connector, 0))
+        cap = top("ChargePointMaxProfile", (0,))
+        limits = [value for value in (limit, cap) if value is not None]
+        return min(limits) if limits else None
 
     # -- sending ----------------------------------------------------------
 
@@ -519,7 +686,14 @@ class SimCharger:
         }
         if reservation_id is not None:
             payload["reservationId"] = reservation_id
-        return self.call("StartTransaction", payload)
+
+        def started(answer):
+            # A charger goes on only with a transaction the central system accepted.
+            if isinstance(answer, dict) and (answer.get("idTagInfo") or {}).get("status") == "Accepted":
+                self.transactions[connector] = (answer.get("transactionId"), self._reactor.seconds())
+            return answer
+
+        return self.call("StartTransaction", payload).addCallback(started)
 
     def stop_transaction(
         self,
@@ -541,7 +715,20 @@ class SimCharger:
         }
         optional = {"reason": reason, "idTag": id_tag, "transactionData": transaction_data}
         payload.update({key: value for key, value in optional.items() if value is not None})
+        self._transaction_ended(transaction_id)
         return self.call("StopTransaction", payload)
+
+    def _transaction_ended(self, transaction_id) -> None:
+        """
+        A TxProfile lasts as long as its transaction [S §3.13.1].
+        """
+        for connector, (running, _) in list(self.transactions.items()):
+            if running == transaction_id:
+                del self.transactions[connector]
+                for profile_id, installed in list(self.charging_profiles.items()):
+                    profile = installed.profile
+                    if installed.connector == connector and profile.get("chargingProfilePurpose") == "TxProfile":
+                        del self.charging_profiles[profile_id]
 
     def meter_values(
         self,
@@ -756,6 +943,47 @@ class SimCharger:
         # Unknown keys are stored too, so a test can see what the central
         # system set (vendor keys, AuthorizationKey, ...).
         self.configuration[key] = ConfigurationKey(payload.get("value"))
+        return {"status": "Accepted"}
+
+    def _install(self, connector: int, profile: dict) -> None:
+        # A profile replaces the one with its id, and the one of the same
+        # purpose and stack level at the same connector [S §3.13.2].
+        for profile_id, installed in list(self.charging_profiles.items()):
+            same_slot = installed.connector == connector and all(
+                installed.profile.get(key) == profile.get(key) for key in ("chargingProfilePurpose", "stackLevel")
+            )
+            if profile_id == profile.get("chargingProfileId") or same_slot:
+                del self.charging_profiles[profile_id]
+        self.charging_profiles[profile.get("chargingProfileId")] = InstalledProfile(
+            connector, profile, self._reactor.seconds()
+        )
+
+    def _set_charging_profile(self, payload: dict) -> dict:
+        profile = payload.get("csChargingProfiles") or {}
+        if profile.get("chargingProfilePurpose") in self.refused_profile_purposes:
+            return {"status": "Rejected"}
+        self._install(payload.get("connectorId"), profile)
+        return {"status": "Accepted"}
+
+    def _clear_charging_profile(self, payload: dict) -> dict:
+        filters = {"chargingProfilePurpose": payload.get("chargingProfilePurpose"),
+                   "stackLevel": payload.get("stackLevel")}
+        for profile_id, installed in list(self.charging_profiles.items()):
+            if payload.get("id") is not None:
+                matches = profile_id == payload["id"]
+            else:
+                matches = payload.get("connectorId") in (None, installed.connector) and all(
+                    value is None or installed.profile.get(key) == value for key, value in filters.items()
+                )
+            if matches:
+                del self.charging_profiles[profile_id]
+        return {"status": "Accepted"}
+
+    def _remote_start_transaction(self, payload: dict) -> dict:
+        # The TxProfile given with the start is the next transaction's [S §5.16].
+        profile = payload.get("chargingProfile")
+        if profile is not None and profile.get("chargingProfilePurpose") not in self.refused_profile_purposes:
+            self._install(payload.get("connectorId", 1), profile)
         return {"status": "Accepted"}
 
     def _send_local_list(self, payload: dict) -> dict:

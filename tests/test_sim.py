@@ -511,6 +511,137 @@ class ServerCallTests(_PeerTestCase):
         self.assertEqual(json.loads(text)[1], "r1")
 
 
+def _profile(profile_id, purpose, limit, stack_level=0, transaction_id=None, periods=None, unit="A",
+             start="2020-01-01T00:00:00Z"):
+    """
+    A csChargingProfiles object: Absolute from C{start}, one period of
+    C{limit} unless C{periods} (C{[(startPeriod, limit)]}) are given.
+    """
+    profile = {
+        "chargingProfileId": profile_id,
+        "stackLevel": stack_level,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "startSchedule": start,
+            "chargingRateUnit": unit,
+            "chargingSchedulePeriod": [
+                {"startPeriod": offset, "limit": amps} for offset, amps in (periods or [(0, limit)])
+            ],
+        },
+    }
+    if transaction_id is not None:
+        profile["transactionId"] = transaction_id
+    return profile
+
+
+class BehaviourTests(_PeerTestCase):
+    """
+    The charger behaviours a test can switch on, and the charging profiles
+    the simulator keeps.
+    """
+
+    @inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.server.replies["StartTransaction"] = {"transactionId": 7, "idTagInfo": {"status": "Accepted"}}
+        self.server.replies["StopTransaction"] = {}
+
+    def set_profile(self, connector, profile):
+        return self.server_side().call("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile})
+
+    @inlineCallbacks
+    def test_refuse_and_never_answer(self):
+        charger = yield self.connect()
+        charger.refuse("ChangeAvailability")
+        charger.refuse("UnlockConnector", "UnlockFailed")
+        charger.never_answer("RemoteStartTransaction")
+        server = self.server_side()
+        answer = yield server.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+        self.assertEqual(answer[2], {"status": "Rejected"})
+        answer = yield server.call("UnlockConnector", {"connectorId": 1})
+        self.assertEqual(answer[2], {"status": "UnlockFailed"})
+        yield self.assertFailure(server.call("RemoteStartTransaction", {"idTag": "T"}, timeout=0.3), Exception)
+        self.assertEqual([action for action, _ in charger.calls_received][-1], "RemoteStartTransaction")
+
+    @inlineCallbacks
+    def test_without_smart_charging(self):
+        charger = yield self.connect()
+        charger.without_smart_charging()
+        server = self.server_side()
+        answer = yield server.call("GetConfiguration", {"key": ["SupportedFeatureProfiles"]})
+        [key] = answer[2]["configurationKey"]
+        self.assertEqual(key["value"], "Core,FirmwareManagement,LocalAuthListManagement,Reservation,RemoteTrigger")
+        for action in ("SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"):
+            answer = yield server.call(action, {})
+            self.assertEqual(answer[:3], [sim.CALLERROR, answer[1], "NotSupported"], action)
+        self.assertEqual(charger.charging_profiles, {})
+
+    @inlineCallbacks
+    def test_refuse_profiles(self):
+        charger = yield self.connect()
+        charger.refuse_profiles("TxProfile")
+        answer = yield self.set_profile(1, _profile(1, "TxProfile", 0.0))
+        self.assertEqual(answer[2], {"status": "Rejected"})
+        answer = yield self.set_profile(1, _profile(2, "TxDefaultProfile", 10.0))
+        self.assertEqual(answer[2], {"status": "Accepted"})
+        self.assertEqual(list(charger.charging_profiles), [2])
+        charger.refuse_profiles()
+        answer = yield self.set_profile(1, _profile(2, "TxDefaultProfile", 12.0))
+        self.assertEqual(answer[2], {"status": "Rejected"})
+        self.assertEqual(charger.limit_in_force(1), 10.0)
+
+    @inlineCallbacks
+    def test_limit_in_force(self):
+        """
+        TxDefaultProfile until a transaction has its TxProfile, which ends
+        with it; the ChargePointMaxProfile caps both; W become A per phase;
+        the same purpose and stack level replaces a profile.
+        """
+        charger = yield self.connect()
+        self.assertIsNone(charger.limit_in_force(1))
+        yield self.set_profile(0, _profile(1, "TxDefaultProfile", 32.0))
+        self.assertEqual(charger.limit_in_force(1), 32.0)
+        yield self.set_profile(1, _profile(2, "TxDefaultProfile", 11040.0, unit="W"))
+        self.assertEqual(charger.limit_in_force(1), 16.0)
+        yield self.set_profile(1, _profile(3, "TxDefaultProfile", 14.0))
+        self.assertEqual(sorted(charger.charging_profiles), [1, 3])
+        yield self.set_profile(0, _profile(4, "ChargePointMaxProfile", 20.0))
+        start = sim._timestamp(None, reactor)
+        yield self.set_profile(1, _profile(5, "TxProfile", None, stack_level=5, transaction_id=7,
+                                           periods=[(0, 0.0), (3600, 25.0)], start=start))
+        self.assertEqual(charger.limit_in_force(1), 14.0)  # no transaction yet
+        yield charger.start_transaction(1, "TAG", 0)
+        self.assertEqual(charger.transactions[1][0], 7)
+        self.assertEqual(charger.limit_in_force(1), 0.0)
+        self.assertEqual(charger.limit_in_force(1, at=sim.timestamp_seconds(start) + 3601), 20.0)
+        # before the TxProfile's schedule begins, the TxDefaultProfile holds
+        self.assertEqual(charger.limit_in_force(1, at=sim.timestamp_seconds(start) - 10), 14.0)
+        yield charger.stop_transaction(7, 100)
+        self.assertEqual((charger.transactions, sorted(charger.charging_profiles)), ({}, [1, 3, 4]))
+        self.assertEqual(charger.limit_in_force(1), 14.0)
+        yield self.server_side().call("ClearChargingProfile", {"connectorId": 1})
+        self.assertEqual(charger.limit_in_force(1), 20.0)
+        yield self.server_side().call("ClearChargingProfile", {"id": 4})
+        self.assertEqual(charger.limit_in_force(1), 32.0)
+
+    @inlineCallbacks
+    def test_remote_start_profile_is_the_next_transactions(self):
+        charger = yield self.connect()
+        yield self.set_profile(1, _profile(1, "TxDefaultProfile", 16.0))
+        profile = _profile(2, "TxProfile", 6.0)
+        answer = yield self.server_side().call(
+            "RemoteStartTransaction", {"connectorId": 1, "idTag": "TAG", "chargingProfile": profile})
+        self.assertEqual(answer[2], {"status": "Accepted"})
+        self.assertEqual(charger.limit_in_force(1), 16.0)
+        self.server.replies["StartTransaction"] = {"transactionId": 8, "idTagInfo": {"status": "Blocked"}}
+        yield charger.start_transaction(1, "TAG", 0)
+        self.assertEqual((charger.transactions, charger.limit_in_force(1)), ({}, 16.0))
+        self.server.replies["StartTransaction"] = {"transactionId": 9, "idTagInfo": {"status": "Accepted"}}
+        yield charger.start_transaction(1, "TAG", 0)
+        self.assertEqual(charger.limit_in_force(1), 6.0)
+
+
 class CloseTests(_PeerTestCase):
     """
     Closing from either side.
