@@ -276,3 +276,66 @@ class ScheduleTests(ControllerHarness, SynchronousTestCase):
         for call in [lambda: self.controller.set_schedule("CP1", 2, 1, self.START, [(0, 6.0)]),
                      lambda: self.controller.schedule_periods("NOPE")]:
             self.assertRaises(UnknownChargingPoint, call)
+
+
+class SteeringTests(ControllerHarness, SynchronousTestCase):
+    """
+    The Smart Energy Manager's limit beside the point's own: never above
+    it, and the own limit back when the steering ends.
+    """
+
+    def limits(self, cp):
+        return [self.profile(p)[5] for p in cp.payloads("SetChargingProfile")]
+
+    def test_steered_below_the_own_limit_until_released(self):
+        """
+        Steered to 20 A, the point gets its own 16 A; to 8 A, 8 A (the same
+        again sends nothing); released, 16 A again. The own limit is never
+        touched.
+        """
+        cp = self.connect()
+        cp.take()
+        for amps in (20, 8, 8):
+            self.assertTrue(self.result(self.controller.steer("CP1", 1, amps)).accepted)
+        self.assertEqual(self.limits(cp), [16.0, 8.0])
+        self.assertEqual(self.controller.limit("CP1"), 8.0)
+        self.assertEqual(self.controller.own_limit("CP1"), 16.0)
+        self.assertTrue(self.result(self.controller.release("CP1", 1)).accepted)
+        self.assertEqual(self.limits(cp), [16.0, 8.0, 16.0])
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+        self.assertEqual(self.result(self.controller.release("CP1", 1)).detail, "not steered")
+
+    def test_steering_is_kept_across_a_restart(self):
+        """
+        Until released, the steered limit is what a boot puts in force, also
+        after a restart.
+        """
+        self.connect()
+        self.result(self.controller.steer("CP1", 1, 0))
+        self.start()
+        cp = self.connect()
+        self.assertEqual(self.limits(cp), [0.0])
+        self.result(self.controller.release("CP1", 1))
+        self.assertEqual(self.limits(cp), [0.0, 16.0])
+
+    def test_own_limit_changes_of_a_steered_point_are_announced(self):
+        """
+        Set, paused or resumed while steered, the own limit is announced
+        (the plan must stay below it) before it goes out; it caps the
+        steered limit at once.
+        """
+        cp = self.connect()
+        seen = []
+        self.controller.observe_limits(
+            lambda *key: seen.append((key, len(cp.payloads("SetChargingProfile")))))
+        self.result(self.controller.set_limit("CP1", 1, 20))
+        self.assertEqual(seen, [])
+        self.result(self.controller.steer("CP1", 1, 12))
+        cp.take()
+        self.result(self.controller.set_limit("CP1", 1, 10))
+        self.result(self.controller.pause("CP1"))
+        self.result(self.controller.resume("CP1"))
+        self.assertEqual(seen, [(("CP1", 1), 0), (("CP1", 1), 1), (("CP1", 1), 2)])
+        self.assertEqual(self.limits(cp), [10.0, 0.0, 10.0])
+        self.result(self.controller.release("CP1", 1))
+        self.assertEqual(self.controller.limit("CP1"), 10.0)

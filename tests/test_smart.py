@@ -11,9 +11,10 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.test_control import MemoryStore as ControlStore, ScriptedCharger
 from tests.test_domain import MemoryStore
 from xxterocpp.config import parse_config
-from xxterocpp.control import CommandResult
+from xxterocpp.control import PLAN_PROFILE_ID, CommandResult, Controller
 from xxterocpp.control.limits import plan_profile, schedule_periods
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatcher
@@ -44,12 +45,20 @@ class FakeController:
     """
     The control model's commands, recorded. A schedule is recorded as the
     JSON of the SetChargingProfile the real controller builds of it, and
-    answered with C{answer}.
+    answered with C{answer}; the limits the manager steers to are recorded
+    apart (L{limits}).
+
+    @ivar own: the C{own_limit} of each point by C{(charger id, connector)}
+        (default its normal_current).
     """
 
     def __init__(self, central):
         self.central = central
         self.calls = []
+        self.steered = []
+        self.released = []
+        self.own = {}
+        self.observers = []
         self.answer = CommandResult(True, "Accepted")
 
     def set_schedule(self, charger_id, connector, transaction_id, start, periods):
@@ -62,9 +71,20 @@ class FakeController:
     def schedule_periods(self, charger_id):
         return schedule_periods(self.central.chargers[charger_id])
 
-    def set_limit(self, charger_id, connector, amps):
-        self.calls.append(("set_limit", charger_id, connector, amps))
+    def steer(self, charger_id, connector, amps):
+        self.steered.append((charger_id, connector, amps))
         return defer.succeed(CommandResult(True, "Accepted"))
+
+    def release(self, charger_id, connector):
+        self.released.append((charger_id, connector))
+        return defer.succeed(CommandResult(True, "Accepted"))
+
+    def own_limit(self, charger_id, connector):
+        return self.own.get((charger_id, connector),
+                            self.central.config.charger(charger_id, connector).normal_current)
+
+    def observe_limits(self, observer):
+        self.observers.append(observer)
 
     def profiles(self):
         """
@@ -74,8 +94,12 @@ class FakeController:
                         c[3]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]])
                 for c in self.calls if c[0] == "set_schedule"]
 
-    def limits(self):
-        return [c[1:] for c in self.calls if c[0] == "set_limit"]
+    def limits(self, charger_id=None):
+        """
+        The limits steered to, as (charger id, connector, A), of one charger
+        or of all.
+        """
+        return [s for s in self.steered if charger_id in (None, s[0])]
 
 
 class Harness:
@@ -328,9 +352,9 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         """
         self.build("site_limit = 20.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
         plain = self.start("CP2", tag="04A1B2C3")
-        self.assertEqual(self.controller.limits(), [("CP2", 1, 16.0)])
+        self.assertEqual(self.controller.limits("CP2"), [("CP2", 1, 16.0)])
         self.start()
-        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 10.0))
+        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 10.0))
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 10.0))
         self.handle("CP2", "StopTransaction", {"transactionId": plain, "meterStop": 100,
                                                "timestamp": self.now().isoformat()})
@@ -347,7 +371,7 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         self.clock.advance(14 * 60)
         self.meter("CP1", 0, amps=4.0)
         self.clock.advance(60)
-        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 14.0))
+        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 14.0))
 
     def test_car_drawing_less_leaves_current_to_others(self):
         self.slow_car_beside_a_plain_session()
@@ -356,7 +380,7 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         self.slow_car_beside_a_plain_session()
         # No reading for longer than METER_FRESH: CP1 may draw its share.
         self.clock.advance(15 * 60)
-        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 10.0))
+        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 10.0))
 
     def test_too_small_limit_rotates(self):
         """
@@ -366,14 +390,14 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         self.build("site_limit = 8.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
         self.start("CP2", tag="04A1B2C3")
         self.start()
-        first = self.controller.limits()[-1]
+        first = self.controller.limits("CP2")[-1]
         self.assertEqual(first, ("CP2", 1, 8.0))
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
         self.clock.advance(15 * 60)
-        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 0.0))
+        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 0.0))
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 8.0))
         self.clock.advance(15 * 60)
-        self.assertEqual(self.controller.limits()[-1], ("CP2", 1, 8.0))
+        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 8.0))
 
 
 class ChargerLimitsTests(Harness, SynchronousTestCase):
@@ -415,6 +439,312 @@ class ReconfigureTests(Harness, SynchronousTestCase):
         self.assertIsNone(self.manager.session("CP1", 1))
 
 
+CONTROLLED = """
+[smart]
+energy_wh = 11040
+{smart}
+
+[[tag]]
+id = "GOOD"
+
+[[charger]]
+id = "CP1"
+max_current = 32
+normal_current = 16
+smart_tag = "SMART"
+"""
+
+#: A tariff cheap all day: the plan charges at once.
+CHEAP = 'tariff = [{ from = "00:00", price = 0.1 }]'
+
+
+def refusing_tx_profiles(payload):
+    """
+    A charger's answer to SetChargingProfile that takes every profile but
+    TxProfiles.
+    """
+    purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
+    return {"status": "Rejected" if purpose == "TxProfile" else "Accepted"}
+
+
+class ControlledHarness:
+    """
+    The manager on the real L{Controller} and domain, a fake clock (local
+    time Amsterdam) and a scripted charger CP1 (32 A, normal 16 A), booted.
+    """
+
+    def build(self, smart="", start=datetime(2024, 3, 5, 20, 0, tzinfo=TZ), answer=None):
+        self.clock = Clock()
+        self.clock.advance(start.timestamp())
+        self.store = ControlStore()
+        self.smart = smart
+        self.launch(answer)
+
+    def launch(self, answer=None):
+        """
+        Start (again, on the same store: a restart) and boot CP1.
+
+        @param answer: CP1's answer to SetChargingProfile, as for
+            L{ScriptedCharger.answers}.
+        """
+        self.config = parse_config(CONTROLLED.format(smart=self.smart))
+        self.central = CentralSystem(self.config, self.store, self.clock)
+        self.controller = Controller(self.central, self.clock)
+        self.central.load()
+        self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ)
+        self.manager.startService()
+        self.addCleanup(self.manager.stopService)
+        self.cp = ScriptedCharger(self.central, self.clock)
+        if answer is not None:
+            self.cp.answers["SetChargingProfile"] = answer
+        self.cp.boot()
+        self.settle()
+
+    def settle(self):
+        for _ in range(30):
+            self.clock.advance(0)
+
+    def result(self, d):
+        self.settle()
+        return self.successResultOf(d)
+
+    def now(self):
+        return datetime.fromtimestamp(self.clock.seconds(), TZ)
+
+    def send(self, action, payload):
+        """
+        CP1 sends a CALL; the reactor turns until every answer is in.
+
+        @return: the central system's answer.
+        """
+        unique_id = f"cp{len(self.cp.frames)}"
+        self.cp.session.text_received(json.dumps([2, unique_id, action, payload]))
+        self.settle()
+        [answer] = [f[2] for f in self.cp.frames if f[:2] == [3, unique_id]]
+        return answer
+
+    def start_transaction(self, tag="SMART"):
+        answer = self.send("StartTransaction", {
+            "connectorId": 1, "idTag": tag, "meterStart": 0, "timestamp": self.now().isoformat()})
+        self.assertEqual(answer["idTagInfo"]["status"], "Accepted")
+        return answer["transactionId"]
+
+    def stop_transaction(self, tx):
+        self.send("StopTransaction", {"transactionId": tx, "meterStop": 100,
+                                      "timestamp": self.now().isoformat()})
+
+    def limits(self):
+        """
+        The control model's limits CP1 was sent: C{(purpose, A)} of every
+        SetChargingProfile that is not the plan.
+        """
+        return [(p["csChargingProfiles"]["chargingProfilePurpose"],
+                 p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
+                for p in self.cp.payloads("SetChargingProfile")
+                if p["csChargingProfiles"]["chargingProfileId"] != PLAN_PROFILE_ID + 1]
+
+    def plans(self):
+        """
+        The plans CP1 was sent, as C{[(startPeriod, A)]}.
+        """
+        return [[(period["startPeriod"], period["limit"]) for period in
+                 p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]]
+                for p in self.cp.payloads("SetChargingProfile")
+                if p["csChargingProfiles"]["chargingProfileId"] == PLAN_PROFILE_ID + 1]
+
+
+class SmartStartTests(ControlledHarness, SynchronousTestCase):
+    """
+    A smart session draws no more than its plan from its first second.
+    """
+
+    def test_remote_start_carries_no_current_until_planned(self):
+        """
+        A smart remote start asks for the session with the plan's TxProfile
+        at 0 A (no transactionId yet); a plain one with none.
+        """
+        self.build()
+        self.result(self.controller.start("CP1", 1, smart=True))
+        [start] = self.cp.payloads("RemoteStartTransaction")
+        profile = start["chargingProfile"]
+        self.assertEqual(start["idTag"], "SMART")
+        self.assertEqual((profile["chargingProfileId"], profile["chargingProfilePurpose"],
+                          profile["stackLevel"], "transactionId" in profile),
+                         (PLAN_PROFILE_ID + 1, "TxProfile", 8, False))
+        self.assertEqual(profile["chargingSchedule"]["chargingSchedulePeriod"],
+                         [{"startPeriod": 0, "limit": 0.0, "numberPhases": 3}])
+        self.result(self.controller.start("CP1", 1, id_tag="GOOD"))
+        self.assertNotIn("chargingProfile", self.cp.payloads("RemoteStartTransaction")[-1])
+
+    def test_rfid_session_is_limited_before_it_has_its_transaction_id(self):
+        """
+        A smart tag's StartTransaction: the plan's current now (0 A, the
+        cheap hours come at 23:00) is the limit before the charger has the
+        answer; the TxProfile follows once it has.
+        """
+        self.build()
+        self.cp.take()
+        frames = len(self.cp.frames)
+        self.start_transaction()
+        sent = [(f[0], f[2] if f[0] == 2 else None) for f in self.cp.frames[frames:]]
+        self.assertEqual(sent[:2], [(2, "SetChargingProfile"), (3, None)])
+        self.assertEqual(self.limits(), [("TxDefaultProfile", 0.0)])
+        self.assertEqual(self.controller.limit("CP1"), 0.0)
+        self.assertEqual(self.plans(), [])
+        self.clock.advance(START_DELAY)
+        self.settle()
+        self.assertEqual(len(self.plans()), 1)
+        self.assertEqual(self.limits(), [("TxDefaultProfile", 0.0)])
+
+    def test_plan_is_below_the_own_limit(self):
+        """
+        A plan charging at once does so at the point's own limit (normal,
+        16 A), not its capacity (32 A): no more than the limit in force.
+        """
+        self.build(CHEAP)
+        self.start_transaction()
+        self.clock.advance(START_DELAY)
+        self.settle()
+        [plan] = self.plans()
+        self.assertEqual(max(amps for _, amps in plan), 16.0)
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+
+class SmartEndTests(ControlledHarness, SynchronousTestCase):
+    """
+    However a smart session ends, the limit in force is the point's own
+    one again.
+    """
+
+    def steered_to_nothing(self):
+        """
+        A smart session on a charger refusing TxProfiles: the plan (nothing
+        before 23:00) goes out as a 0 A limit.
+
+        @return: the transactionId.
+        """
+        self.build(answer=refusing_tx_profiles)
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+        tx = self.start_transaction()
+        self.clock.advance(START_DELAY)
+        self.settle()
+        self.assertEqual(self.manager.session("CP1", 1)["via"], "limits")
+        self.assertEqual(self.controller.limit("CP1"), 0.0)
+        self.cp.take()
+        return tx
+
+    def test_own_limit_after_a_stop(self):
+        """
+        Stopped: the own limit goes out again; the next RFID session is not
+        held at 0 A.
+        """
+        tx = self.steered_to_nothing()
+        self.stop_transaction(tx)
+        self.assertEqual(self.limits(), [("TxDefaultProfile", 16.0)])
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+        self.start_transaction("GOOD")
+        self.clock.advance(3600)
+        self.settle()
+        self.assertEqual(self.limits(), [("TxDefaultProfile", 16.0)])
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+    def test_own_limit_after_a_reboot_lost_the_session(self):
+        """
+        The charger reboots, forgets the session and starts a plain one:
+        the smart one is closed and the own limit is back.
+        """
+        self.steered_to_nothing()
+        self.send("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        self.start_transaction("GOOD")
+        self.assertEqual(self.limits()[-1], ("TxDefaultProfile", 16.0))
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+    def test_own_limit_after_a_restart_without_the_session(self):
+        """
+        The service restarts and the session is no longer running: the
+        steering it left is dropped, the charger's next boot gets the own
+        limit.
+        """
+        self.steered_to_nothing()
+        self.manager.stopService()
+        self.controller.shutdown()
+        # This store keeps the settings, not the transactions: after the
+        # restart nothing runs at CP1.
+        self.launch(refusing_tx_profiles)
+        self.assertEqual(self.limits(), [("TxDefaultProfile", 16.0)])
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+
+class SmartCapTests(ControlledHarness, SynchronousTestCase):
+    """
+    The own limit set during a smart session caps its plan; the limit in
+    force is what the charger has.
+    """
+
+    def charging_at_once(self):
+        self.build(CHEAP)
+        self.start_transaction()
+        self.clock.advance(START_DELAY)
+        self.settle()
+        self.assertEqual(self.plans()[-1][0], (0, 16.0))
+        self.cp.take()
+
+    def test_set_limit_caps_the_plan(self):
+        """
+        10 A written during the session: the plan is sent again below 10 A
+        (after departure too), then the limit; both hold. Fast lifts it to
+        the capacity.
+        """
+        self.charging_at_once()
+        self.assertTrue(self.result(self.controller.set_limit("CP1", 1, 10)).accepted)
+        self.assertEqual([a for _, a, _ in self.cp.calls], ["SetChargingProfile"] * 2)
+        [plan] = self.plans()
+        self.assertEqual(max(amps for _, amps in plan), 10.0)
+        self.assertEqual(plan[-1][1], 10.0)
+        self.assertEqual(self.limits(), [("TxDefaultProfile", 10.0)])
+        self.assertEqual(self.controller.limit("CP1"), 10.0)
+        self.result(self.controller.fast("CP1"))
+        self.assertEqual(max(amps for _, amps in self.plans()[-1]), 32.0)
+        self.assertEqual(self.controller.limit("CP1"), 32.0)
+
+    def test_pause_and_resume_during_the_session(self):
+        """
+        Paused, the plan is nothing; resumed, it charges again.
+        """
+        self.charging_at_once()
+        self.result(self.controller.pause("CP1"))
+        self.assertEqual(self.plans()[-1], [(0, 0.0)])
+        self.assertEqual(self.controller.limit("CP1"), 0.0)
+        self.result(self.controller.resume("CP1"))
+        self.assertEqual(self.plans()[-1][0], (0, 16.0))
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+    def test_limit_written_during_the_session_stays(self):
+        """
+        The limit written during the session is the point's own afterwards.
+        """
+        self.charging_at_once()
+        tx = self.manager.session("CP1", 1)["transaction_id"]
+        self.result(self.controller.set_limit("CP1", 1, 10))
+        self.stop_transaction(tx)
+        self.assertEqual(self.controller.limit("CP1"), 10.0)
+        self.assertEqual(self.controller.own_limit("CP1"), 10.0)
+
+
+class SiteShareTests(ControlledHarness, SynchronousTestCase):
+    def test_share_of_a_plain_session_ends_with_it(self):
+        """
+        Under a 10 A site limit a plain session gets 10 A; after it the own
+        limit (16 A) holds again, it was never overwritten.
+        """
+        self.build("site_limit = 10.0")
+        tx = self.start_transaction("GOOD")
+        self.assertEqual(self.controller.limit("CP1"), 10.0)
+        self.assertEqual(self.controller.own_limit("CP1"), 16.0)
+        self.stop_transaction(tx)
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+
 class ControllerCollisionTests(SynchronousTestCase):
     """
     The control model's limits and the plan on one charger (the real
@@ -423,8 +753,7 @@ class ControllerCollisionTests(SynchronousTestCase):
     """
 
     def test_plan_and_controller_tx_profile_do_not_replace_each_other(self):
-        from tests.test_control import MemoryStore as ControlStore, ScriptedCharger
-        from xxterocpp.control import PROFILE_IDS, Controller
+        from xxterocpp.control import PROFILE_IDS
 
         clock = Clock()
         clock.advance(datetime(2024, 3, 5, 20, 0, tzinfo=TZ).timestamp())
@@ -452,10 +781,12 @@ class ControllerCollisionTests(SynchronousTestCase):
         clock.advance(0)
         self.assertTrue(self.successResultOf(d).accepted)
         profiles = [p["csChargingProfiles"] for p in cp.payloads("SetChargingProfile")]
-        ours = [(p["chargingProfileId"], p["stackLevel"]) for p in profiles
-                if p["chargingProfilePurpose"] == "TxProfile"]
-        # The cascade reached the TxProfile: one level below the top (8).
-        self.assertEqual(ours, [(PROFILE_IDS["TxProfile"] + 1, 7)])
+        tx_profiles = [(p["chargingProfileId"], p["stackLevel"]) for p in profiles
+                       if p["chargingProfilePurpose"] == "TxProfile"]
+        # The limit set during the session caps the plan: the plan goes out
+        # again first, then the cascade's TxProfile, one level below the
+        # top (8).
+        self.assertEqual(tx_profiles, [(9101, 8), (PROFILE_IDS["TxProfile"] + 1, 7)])
         manager.update_session("CP1", 1, energy_wh=5000)
         clock.advance(0)
         plan = cp.payloads("SetChargingProfile")[-1]["csChargingProfiles"]

@@ -310,13 +310,19 @@ class SmartApiTests(SmartServiceMixin, TestCase):
     def test_remote_start_flagged_smart(self):
         """
         POST start with {"smart": true} sends RemoteStartTransaction with the
-        smart tag; the session it starts is planned.
+        smart tag and a 0 A TxProfile, which the plan replaces; the session
+        it starts is planned.
         """
         cp = yield self.charger()
         code, body = yield self.http("POST", "/api/chargers/CP1/start", {"smart": True})
         self.assertEqual(code, 200, body)
         _, call = yield cp.wait_for_call("RemoteStartTransaction")
+        profile = call.pop("chargingProfile")
         self.assertEqual(call, {"connectorId": 1, "idTag": "SMARTTAG"})
+        self.assertEqual((profile["chargingProfileId"], profile["chargingProfilePurpose"],
+                          profile["stackLevel"], periods({"csChargingProfiles": profile})),
+                         (9101, "TxProfile", 10, [(0, 0.0)]))
+        self.assertNotIn("transactionId", profile)
         started = yield cp.start_transaction(1, "SMARTTAG", 0)
         call = yield self.tx_profile(cp)
         self.assertPlanned(call, started["transactionId"])

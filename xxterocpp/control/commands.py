@@ -11,7 +11,7 @@ import functools
 import inspect
 
 from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
-from xxterocpp.control.limits import Limits, clamp, schedule_periods
+from xxterocpp.control.limits import Limits, clamp, schedule_periods, start_profile
 from xxterocpp.control.locallist import LocalList
 from xxterocpp.control.reservations import Reservations
 from xxterocpp.control.sender import Sender, done, refused
@@ -232,7 +232,9 @@ class Controller:
         none: they are what KNX and the page start with).
 
         @param charging_profile: optional C{ChargingProfile} (purpose
-            TxProfile, no transactionId) for the new transaction.
+            TxProfile, no transactionId) for the new transaction; for the
+            smart_tag, by default 0 A until the session is planned
+            (L{xxterocpp.control.limits.start_profile}).
         """
         point = self._point(charger_id, connector)
         c = self.central.chargers[charger_id].connector(connector)
@@ -251,6 +253,9 @@ class Controller:
             return refused("the charging point is reserved")
         if c.transaction is not None and c.transaction.running and c.transaction.accepted:
             return done("already charging")
+        if charging_profile is None:
+            charging_profile = start_profile(self.central.chargers[charger_id], point, id_tag,
+                                             self.central.now())
         return self._sender.call(self.central.chargers[charger_id], m.RemoteStartTransactionRequest(
             connector_id=connector, id_tag=id_tag, charging_profile=charging_profile))
 
@@ -285,7 +290,9 @@ class Controller:
         """
         Set the current limit (A, clamped to 0 or 6..max_current, one
         decimal) with the charging-profile cascade; coalesced. It overrides
-        a pause: a new value replaces whatever limit held before.
+        a pause: a new value replaces whatever limit held before. While the
+        Smart Energy Manager steers the point, it caps its limit
+        (L{own_limit}).
         """
         return self._limits.set(self._point(charger_id, connector), amps)
 
@@ -321,6 +328,34 @@ class Controller:
             changes.
         """
         return self._limits.mode(self._point(charger_id, connector))
+
+    def own_limit(self, charger_id, connector=1):
+        """
+        @return: the point's own limit (A): set, normal, fast or paused
+            (normal_current until one is set); it holds when the Smart
+            Energy Manager does not steer the point, and caps it when it does.
+        """
+        return self._limits.own(self._point(charger_id, connector))
+
+    def steer(self, charger_id, connector, amps):
+        """
+        The Smart Energy Manager's limit (A) for a point, instead of its own
+        (L{own_limit}, never above it), until L{release}.
+        """
+        return self._limits.steer(self._point(charger_id, connector), amps)
+
+    def release(self, charger_id, connector):
+        """
+        End the steering: the point's own limit is put in force again.
+        """
+        return self._limits.release(self._point(charger_id, connector))
+
+    def observe_limits(self, observer):
+        """
+        Call C{observer(charger_id, connector)} when the own limit of a
+        steered point changes (L{set_limit}, normal, fast, pause, resume).
+        """
+        self._limits.observers.append(observer)
 
     #: L{xxterocpp.control.limits.clamp}: C{clamp(point, amps)}.
     clamp = staticmethod(clamp)

@@ -1,9 +1,10 @@
 # -*- test-case-name: tests.test_limits,tests.test_commands -*-
 """
 Where a current limit becomes a SetChargingProfile: the limit each charging
-point should have (set, paused, resumed) and its Normal/Fast mode, the
-cascade of profile kinds tried until the charger accepts one (remembered per
-charger), and the Smart Energy Manager's schedules.
+point should have (its own: set, normal, fast, paused and resumed, with
+its Normal/Fast mode; or the Smart Energy Manager's while it steers the
+point), the cascade of profile kinds tried until the charger accepts one
+(remembered per charger), and the Smart Energy Manager's schedules.
 """
 
 from datetime import timedelta
@@ -71,15 +72,21 @@ class _PointLimit:
     """
     The limit a charging point should have.
 
-    @ivar wanted: the limit in A to keep in force (None: normal_current).
-    @ivar paused_from: the limit before L{Limits.pause}, while paused.
+    @ivar wanted: the point's own limit in A (None: normal_current); set,
+        normal, fast, pause and resume change it.
+    @ivar paused_from: the own limit before L{Limits.pause}, while paused.
     @ivar mode: C{"normal"} or C{"fast"} when C{wanted} was asked for as
         that mode, else None.
+    @ivar steered: the Smart Energy Manager's limit in A while it steers the
+        point (a smart session's plan, a share of the site limit), else
+        None: it holds instead of the own limit, never above it, and the
+        own limit comes back with L{Limits.release}.
     """
 
     wanted = attr.ib(default=None)
     paused_from = attr.ib(default=None)
     mode = attr.ib(default=None)
+    steered = attr.ib(default=None)
 
 
 def clamp(point, amps):
@@ -91,6 +98,15 @@ def clamp(point, amps):
     if amps <= 0:
         return 0.0
     return min(max(amps, MIN_CURRENT), point.max_current)
+
+
+def is_smart(point, id_tag):
+    """
+    @return: whether C{id_tag} is the point's C{smart_tag}: its sessions
+        belong to the Smart Energy Manager.
+    """
+    return bool(point.smart_tag) and bool(id_tag) and (
+        id_tag.casefold() == point.smart_tag.casefold())
 
 
 def _max_level(charger):
@@ -143,10 +159,31 @@ def plan_profile(charger, point, transaction_id, start, periods):
         ))
 
 
+def start_profile(charger, point, id_tag, now):
+    """
+    The charging profile of a RemoteStartTransaction: for the smart tag, the
+    plan's TxProfile at 0 A. The plan itself can only follow once the
+    charger knows the transactionId; until then the session draws nothing.
+    The plan, with the same id and stack level, replaces it.
+
+    @param now: the aware time now.
+    @return: a C{ChargingProfile}, or None for other tags.
+    """
+    if not is_smart(point, id_tag):
+        return None
+    # A minute back, so it holds at once (like the cascade's).
+    request = plan_profile(charger, point, None, now - timedelta(minutes=1), ((0, 0.0),))
+    return request.cs_charging_profiles
+
+
 class Limits:
     """
     The current limit of every charging point and the profiles that put it
     in force.
+
+    @ivar observers: callables C{observer(charger_id, connector)}, called
+        when the own limit of a steered point changes (L{steer}): the
+        Smart Energy Manager plans below it.
     """
 
     log = Logger()
@@ -164,6 +201,7 @@ class Limits:
         self._runs = {}
         self._strategies = {}
         self._modes = {}
+        self.observers = []
 
     def restore(self, charger_id, key, value):
         """
@@ -177,22 +215,33 @@ class Limits:
     def _state(self, point):
         return self._limits.setdefault((point.id, point.connector), _PointLimit())
 
-    def wanted(self, point):
+    def own(self, point):
         """
-        @return: the limit (A) the point should have now.
+        @return: the point's own limit (A): the one set, normal, fast or
+            paused (normal_current until one is set); it holds when nobody
+            steers the point and caps a steered limit.
         """
         wanted = self._state(point).wanted
         return clamp(point, point.normal_current if wanted is None else wanted)
 
+    def wanted(self, point):
+        """
+        @return: the limit (A) the point should have now.
+        """
+        state = self._state(point)
+        if state.steered is None:
+            return self.own(point)
+        return min(state.steered, self.own(point))
+
     def set(self, point, amps, mode=None):
         """
-        Keep C{amps} (clamped) in force; it ends a pause.
+        Keep C{amps} (clamped) in force as the own limit; it ends a pause.
 
         @param mode: C{"normal"} or C{"fast"} when C{amps} is that mode's.
         """
         state = self._state(point)
         state.wanted, state.paused_from, state.mode = clamp(point, amps), None, mode
-        return self._changed(point)
+        return self._own_changed(point)
 
     def in_force(self, point):
         """
@@ -228,9 +277,9 @@ class Limits:
         """
         state = self._state(point)
         if state.paused_from is None:
-            state.paused_from = self.wanted(point)
+            state.paused_from = self.own(point)
         state.wanted = 0.0
-        return self._changed(point)
+        return self._own_changed(point)
 
     def resume(self, point):
         """
@@ -240,10 +289,51 @@ class Limits:
         if state.paused_from is None:
             return done("not paused")
         state.wanted, state.paused_from = state.paused_from, None
+        return self._own_changed(point)
+
+    def steer(self, point, amps):
+        """
+        The Smart Energy Manager's limit for the point (clamped, and at
+        most L{own}) until L{release}. Put in force when steering begins and
+        whenever the limit changes.
+        """
+        state = self._state(point)
+        before = None if state.steered is None else self.wanted(point)
+        state.steered = clamp(point, amps)
+        self._save_state(point)
+        if self.wanted(point) == before:
+            return done("unchanged")
+        return self.push(point)
+
+    def release(self, point):
+        """
+        The steering ends (the session ended, or left the Smart Energy
+        Manager): the own limit is put in force again, the one before the
+        steering or set during it.
+        """
+        state = self._state(point)
+        if state.steered is None:
+            return done("not steered")
+        state.steered = None
         return self._changed(point)
 
-    def _changed(self, point):
+    def _own_changed(self, point):
+        if self._state(point).steered is not None:
+            # First, so a new plan (its TxProfile) is queued before the
+            # limit: once the limit is answered, both hold.
+            for observer in list(self.observers):
+                try:
+                    observer(point.id, point.connector)
+                except Exception:
+                    # The own limit goes out all the same.
+                    self.log.failure("a limit observer failed")
+        return self._changed(point)
+
+    def _save_state(self, point):
         self._save(point.id, f"limit/{point.connector}", attr.asdict(self._state(point)))
+
+    def _changed(self, point):
+        self._save_state(point)
         return self.push(point)
 
     def push(self, point):
@@ -258,13 +348,16 @@ class Limits:
     def transaction_started(self, event):
         """
         A TxProfile dies with its transaction: a charger that takes limits
-        only as TxProfiles needs it again for the new one.
+        only as TxProfiles needs it again for the new one. Not for a smart
+        session: the Smart Energy Manager steers it at once, and the own
+        limit must not hold before.
         """
         tx = event.transaction
         strategy = self._strategies.get(tx.charger_id)
         point = self.central.config.charger(tx.charger_id, tx.connector)
-        if (tx.accepted and point is not None and strategy is not None
-                and strategy.purpose == "TxProfile"):
+        if point is None or strategy is None or strategy.purpose != "TxProfile":
+            return
+        if tx.accepted and not is_smart(point, tx.id_tag):
             self.push(point)
 
     def _candidates(self, charger, transaction):

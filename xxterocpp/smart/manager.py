@@ -2,12 +2,17 @@
 """
 The Smart Energy Manager as a service: it watches the domain for sessions
 started with a charging point's C{smart_tag}, plans them with
-L{xxterocpp.smart.planner} and steers the chargers through the control model
-(a TxProfile, or limits re-sent at slot boundaries for chargers that refuse
-profiles). It re-plans when a price or surplus telegram arrives, when the car
-draws less than planned, at slot boundaries and when departure or energy are
-changed through the API. With C{[smart] site_limit} it also shares the site's
-current between all charging points, smart or not (L{xxterocpp.smart.site}).
+L{xxterocpp.smart.planner} and steers the chargers through the control model:
+the plan as a TxProfile (for chargers that refuse it, only the limits below),
+and the plan's current now as the point's limit (L{Controller.steer}), from
+the StartTransaction on and again at every change, so a session never draws
+more than its plan. It re-plans when a price or surplus telegram arrives, when
+the car draws less than planned, at slot boundaries, when departure or energy
+are changed through the API and when the point's own limit (which caps the
+plan) is set during the session. When the session ends, the point's own limit
+holds again (L{Controller.release}). With C{[smart] site_limit} it also shares
+the site's current between all charging points, smart or not
+(L{xxterocpp.smart.site}).
 """
 
 from datetime import datetime, time
@@ -16,7 +21,8 @@ import attr
 from twisted.application import service
 from twisted.logger import Logger
 
-from xxterocpp.control import SILENT
+from xxterocpp.control import SILENT, UnknownChargingPoint
+from xxterocpp.control.limits import is_smart
 from xxterocpp.smart import planner
 from xxterocpp.smart.site import SiteShare
 from xxterocpp.domain.events import (
@@ -32,9 +38,10 @@ from xxterocpp.domain.model import utc_from_seconds
 LAG_WH = 500.0
 LAG_FRACTION = 0.1
 
-#: Seconds between a StartTransaction and its first plan: the charger must
-#: have its transactionId (answered once on disk) before a TxProfile names it.
-#: (L{SmartManager.start_delay}.)
+#: Seconds between a StartTransaction and its first TxProfile: the charger
+#: must have its transactionId (answered once on disk) before a TxProfile
+#: names it (L{SmartManager.start_delay}). The plan's current goes out as a
+#: limit at once: it names no transaction.
 START_DELAY = 5.0
 
 #: The surplus follower's hysteresis (s): surplus worth the minimum current
@@ -57,7 +64,10 @@ class _Session:
     @ivar departure: a local C{time} or an aware C{datetime}.
     @ivar planned_from_wh: the session's energy when the plan was made.
     @ivar profiles: False once the charger refused a charging profile: then
-        the plan goes out as limits, one per slot.
+        the plan goes out as limits only, one per slot.
+    @ivar sent_limit: the plan's current last steered (A).
+    @ivar cap: the point's own limit (A, the control model's C{own_limit})
+        as of the last plan: the plan stays below it.
     """
 
     point = attr.ib()
@@ -71,6 +81,7 @@ class _Session:
     sent_limit = attr.ib(default=None)
     refresh_at = attr.ib(default=None)
     not_before = attr.ib(default=0.0)
+    cap = attr.ib(default=None)
 
     @property
     def key(self):
@@ -78,7 +89,10 @@ class _Session:
 
     @property
     def capacity(self):
-        return planner.Capacity(self.point.max_current, self.point.phases)
+        most = self.point.max_current
+        if self.cap is not None:
+            most = min(most, self.cap)
+        return planner.Capacity(most, self.point.phases)
 
     @property
     def delivered_wh(self):
@@ -177,6 +191,7 @@ class SmartManager(service.Service):
         self._site = SiteShare()
         self._timer = None
         central.subscribe(self._observe)
+        controller.observe_limits(self._own_limit_changed)
 
     # -- the service -----------------------------------------------------
 
@@ -187,6 +202,13 @@ class SmartManager(service.Service):
             for connector in charger.connectors.values():
                 if connector.transaction is not None and connector.transaction.running:
                     self._adopt(connector.transaction, 0.0)
+            for point in self.config.charging_points(charger.id):
+                connector = charger.connectors.get(point.connector)
+                if connector is None or connector.transaction is None or (
+                        not connector.transaction.running):
+                    # Steered by a session that ended while the service was
+                    # down (or before the release was saved).
+                    self._release((point.id, point.connector))
         self._update()
 
     def stopService(self):
@@ -203,8 +225,9 @@ class SmartManager(service.Service):
         self._tariff = planner.Tariff(config.smart.tariff)
         for key, session in list(self._sessions.items()):
             point = config.charger(*key)
-            if point is None or not self._is_smart(point, session.transaction.id_tag):
+            if point is None or not is_smart(point, session.transaction.id_tag):
                 del self._sessions[key]
+                self._release(key)
             else:
                 session.point = point
                 session.plan = None
@@ -303,6 +326,9 @@ class SmartManager(service.Service):
                 self.log.info("{id}/{connector}: smart session ended", id=key[0],
                               connector=key[1])
             self._site.shares.pop(key, None)
+            # However it ended, the point's own limit holds again, whether
+            # the plan went out as a profile or as limits.
+            self._release(key)
             self._update()
         elif isinstance(event, ChargerBooted):
             # A rebooted charger has forgotten its profiles.
@@ -311,14 +337,27 @@ class SmartManager(service.Service):
                     session.plan = None
             self._update()
 
-    @staticmethod
-    def _is_smart(point, id_tag):
-        return bool(point.smart_tag) and id_tag.casefold() == point.smart_tag.casefold()
+    def _own_limit_changed(self, charger_id, connector):
+        """
+        The own limit of a point the manager steers was set (KNX, page,
+        API): plan and share again below it.
+        """
+        session = self._sessions.get((charger_id, connector))
+        if session is not None:
+            session.plan = None
+        self._update()
+
+    def _release(self, key):
+        try:
+            self.controller.release(*key)
+        except UnknownChargingPoint:
+            # No longer configured: there is no limit to put back.
+            pass
 
     def _adopt(self, tx, not_before):
         point = self.config.charger(tx.charger_id, tx.connector)
         if (point is None or tx.start_status != "Accepted" or not tx.running
-                or not self._is_smart(point, tx.id_tag)):
+                or not is_smart(point, tx.id_tag)):
             return
         smart = self.config.smart
         follower = planner.SurplusFollower(
@@ -347,13 +386,16 @@ class SmartManager(service.Service):
         self._share(now)
         for session in list(self._sessions.values()):
             if self.clock.seconds() < session.not_before:
+                # The TxProfile waits for the transactionId, the limit need
+                # not: from its first second the session draws no more than
+                # its plan.
+                self._steer(session, self._compute(session, now).current_at(now))
                 continue
             due = session.refresh_at is not None and now >= session.refresh_at
             if replan or due or session.plan is None:
                 self._replan(session, now)
                 self._send(session)
-            elif not session.profiles:
-                self._send_limit(session, now)
+            self._steer(session, session.plan.current_at(now))
         self._schedule(now)
 
     def _follow_surplus(self):
@@ -375,6 +417,12 @@ class SmartManager(service.Service):
     def _share(self, now):
         limit = self.config.smart.site_limit
         if not limit:
+            for key in list(self._site.shares):
+                session = self._sessions.get(key)
+                if session is None:
+                    self._release(key)
+                else:
+                    session.plan = None
             self._site.shares.clear()
             return
         wishes, draws = {}, {}
@@ -386,7 +434,10 @@ class SmartManager(service.Service):
                     continue
                 key = (charger.id, connector.number)
                 session = self._sessions.get(key)
-                wishes[key] = point.normal_current if session is None else self._wish(session, now)
+                if session is None:
+                    wishes[key] = self.controller.own_limit(*key)
+                else:
+                    wishes[key] = self._wish(session, now)
                 draws[key] = connector.current
         for key, amps in self._site.share(limit, self.clock.seconds(), now, wishes,
                                           draws).items():
@@ -396,7 +447,7 @@ class SmartManager(service.Service):
             else:
                 self.log.info("{id}/{connector}: {amps} A of the site limit", id=key[0],
                               connector=key[1], amps=amps)
-                self.controller.set_limit(key[0], key[1], amps)
+                self.controller.steer(key[0], key[1], amps)
 
     def _wish(self, session, now):
         """
@@ -406,6 +457,7 @@ class SmartManager(service.Service):
         return self._plan(session, now, caps=()).current_at(now)
 
     def _plan(self, session, now, caps):
+        session.cap = self.controller.own_limit(*session.key)
         missing = max(0.0, session.energy_wh - session.delivered_wh)
         surplus = ()
         if session.follower.current:
@@ -438,8 +490,8 @@ class SmartManager(service.Service):
 
     def _send(self, session):
         if not session.profiles:
+            # The limits alone carry the plan (L{_steer}).
             session.refresh_at = None
-            self._send_limit(session, self._now())
             return
         point = session.point
         schedule = planner.to_schedule(session.plan, self.controller.schedule_periods(point.id))
@@ -465,14 +517,18 @@ class SmartManager(service.Service):
         session.profiles = False
         session.refresh_at = None
         if self._sessions.get(session.key) is session:
-            self._send_limit(session, self._now())
             self._schedule(self._now())
 
-    def _send_limit(self, session, now):
-        amps = session.plan.current_at(now)
+    def _steer(self, session, amps):
+        """
+        Make the plan's current now the point's limit: the limit per slot
+        for a charger that refuses profiles; beside a TxProfile, the limit
+        in force that the bus and the page show (and the bound a
+        ChargePointMaxProfile sets).
+        """
         if amps != session.sent_limit:
             session.sent_limit = amps
-            self.controller.set_limit(session.point.id, session.point.connector, amps)
+            self.controller.steer(session.point.id, session.point.connector, amps)
 
     def _schedule(self, now):
         """
