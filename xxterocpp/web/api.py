@@ -14,6 +14,9 @@ bug (logged), 502 the charger answered with a CALLERROR, 504 the charger did
 not answer. What is refused on the headers alone (before the body is read)
 is in L{xxterocpp.web.gate}.
 
+C{GET /api/knx/group-addresses} lists the configured group addresses;
+with C{?format=csv} it is the file ETS imports (L{xxterocpp.web.ets}).
+
 C{/api/chargers/{id}/smart[?connector=N]} reads (GET) and changes (PUT or
 POST C{{"departure": "HH:MM" | ISO date-time, "energy_wh": N}}) the smart
 session at a charging point (404 when none runs); a departure more than
@@ -36,7 +39,7 @@ from xxterocpp.ocpp import messages as m
 from xxterocpp.smart.manager import NoSmartSession
 from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY
 from xxterocpp.store import TagRecord
-from xxterocpp.web import parse
+from xxterocpp.web import ets, parse
 from xxterocpp.web.gate import Gate, WebSite, header, reason
 from xxterocpp.web.page import HISTORY_DAYS, SCRIPT, STYLESHEET, render_page
 from xxterocpp.web.reply import SECURITY_HEADERS, HttpError, Reply, scrubbed
@@ -95,6 +98,7 @@ ROUTES = (
     Route("PUT", "/api/tags/{tag_id}", "put_tag"),
     Route("DELETE", "/api/tags/{tag_id}", "delete_tag"),
     Route("GET", "/api/transactions", "transactions"),
+    Route("GET", "/api/knx/group-addresses", "group_addresses"),
 )
 
 
@@ -146,6 +150,9 @@ _KEY_FAILURES = {
     "Timeout": (504, "both keys are accepted until it connects with one of them"),
     "CallError": (502, "the old key stays in force"),
 }
+
+#: The name a browser saves C{GET /api/knx/group-addresses?format=csv} under.
+ETS_FILENAME = "xxterocpp-group-addresses.csv"
 
 #: The columns of C{GET /api/transactions}, JSON keys and CSV header alike.
 TRANSACTION_FIELDS = ("id", "charger", "connector", "id_tag", "start", "stop", "meter_start_wh",
@@ -320,6 +327,13 @@ class WebInterface(resource.Resource):
             raise HttpError(400, "the body must be a JSON object")
         return body
 
+    def _query(self, request):
+        """
+        @return: the query string's parameters, the last value of each.
+        """
+        return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+                for k, v in request.args.items()}
+
     def _charger_id(self, charger_id):
         known = self.central.lookup(charger_id)
         if known is None:
@@ -336,8 +350,9 @@ class WebInterface(resource.Resource):
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
         # Charger strings may hold lone surrogates, which UTF-8 cannot encode.
+        setup = {"group_addresses": len(ets.group_addresses(self.central.config))}
         html = yield render_page(scrubbed(status), scrubbed(frames),
-                                 [scrubbed(r) for r in records])
+                                 [scrubbed(r) for r in records], scrubbed(setup))
         return Reply(html, "text/html; charset=utf-8")
 
     def _stylesheet(self, request):
@@ -504,9 +519,7 @@ class WebInterface(resource.Resource):
 
     @defer.inlineCallbacks
     def _transactions(self, request):
-        args = {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
-                for k, v in request.args.items()}
-        query = parse.fields(args, {
+        query = parse.fields(self._query(request), {
             "charger": str, "since": parse.instant, "until": parse.instant, "limit": parse.limit,
             "format": parse.export_format})
         records = yield self.store.query_transactions(
@@ -519,6 +532,15 @@ class WebInterface(resource.Resource):
         writer.writeheader()
         writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
         return Reply.text(out.getvalue(), "text/csv; charset=utf-8")
+
+
+    def _group_addresses(self, request):
+        query = parse.fields(self._query(request), {"format": parse.export_format})
+        config = self.central.config
+        if query.get("format") != "csv":
+            return {"group_addresses": [a.json() for a in ets.group_addresses(config)]}
+        return Reply.text(ets.ets_csv(config), "text/csv; charset=utf-8", {
+            "Content-Disposition": f'attachment; filename="{ETS_FILENAME}"'})
 
 
 def web_site(central, controller, store, knx_link, clock, smart=None, refused=None):

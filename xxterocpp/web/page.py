@@ -524,7 +524,22 @@ def _history(records, today):
     )
 
 
-def render_page(status, frames, records):
+def _setup(setup):
+    """
+    What an installer needs to set up the chargers and the bus: the KNX
+    group addresses to import into ETS.
+    """
+    count = setup.get("group_addresses", 0)
+    knx = tags.p(
+        f"{count} group address(es) configured: ",
+        tags.a("CSV for ETS", href="/api/knx/group-addresses?format=csv", download="",
+               id="ets-csv"),
+        " (Group Addresses \N{RIGHTWARDS ARROW} Import)") if count else tags.p(
+        "No group addresses configured.", class_="muted")
+    return tags.section(tags.h2("Setup"), knx, id="setup")
+
+
+def render_page(status, frames, records, setup=None):
     """
     Render the status page.
 
@@ -533,6 +548,8 @@ def render_page(status, frames, records):
         C{(seconds, "in" | "out", text)}.
     @param records: the transactions of the last L{HISTORY_DAYS} days,
         newest first.
+    @param setup: C{{"group_addresses": n}}, how many group addresses
+        the configuration links.
     @return: a Deferred firing with the HTML document (bytes).
     """
     now = _parse(status["time"])
@@ -562,6 +579,7 @@ def render_page(status, frames, records):
                 tags.section(tags.h2("Chargers trying to connect"), _unknown(status["unknown"]),
                              id="unknown"),
                 _history(records, now.astimezone().date()),
+                _setup(setup or {}),
             ),
         ),
         lang="en",
