@@ -14,6 +14,9 @@ bug (logged), 502 the charger answered with a CALLERROR, 504 the charger did
 not answer. What is refused on the headers alone (before the body is read)
 is in L{xxterocpp.web.gate}.
 
+C{GET /ca.pem} is the root certificate for the chargers
+(L{xxterocpp.web.rootca}).
+
 C{GET /api/knx/group-addresses} lists the configured group addresses;
 with C{?format=csv} it is the file ETS imports (L{xxterocpp.web.ets}).
 
@@ -40,9 +43,10 @@ from xxterocpp.smart.manager import NoSmartSession
 from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY
 from xxterocpp.store import TagRecord
 from xxterocpp.web import ets, parse
-from xxterocpp.web.gate import Gate, WebSite, header, reason
+from xxterocpp.web.gate import Gate, WebSite, header, host_name, reason
 from xxterocpp.web.page import HISTORY_DAYS, SCRIPT, STYLESHEET, render_page
 from xxterocpp.web.reply import SECURITY_HEADERS, HttpError, Reply, scrubbed
+from xxterocpp.web.rootca import CertificateFile, charger_url, root_certificate_path
 from xxterocpp.web.status import iso, snapshot
 
 #: How far ahead a smart departure may be: planning further would take the
@@ -86,6 +90,7 @@ ROUTES = (
     Route("GET", "/", "page"),
     Route("GET", "/page.css", "stylesheet"),
     Route("GET", "/page.js", "script"),
+    Route("GET", "/ca.pem", "root_certificate"),
     Route("GET", "/api/status", "status"),
     Route("GET", "/api/chargers/{charger_id}/smart", "smart"),
     Route("PUT", "/api/chargers/{charger_id}/smart", "change_smart"),
@@ -219,6 +224,8 @@ class WebInterface(resource.Resource):
         self.knx_link = knx_link
         self.smart = smart
         self.refused = refused or (lambda: None)
+        self._root_file = CertificateFile()
+        self._server_file = CertificateFile()
 
     def render(self, request):
         # Every request is answered: a failure anywhere below, also in
@@ -350,10 +357,35 @@ class WebInterface(resource.Resource):
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
         # Charger strings may hold lone surrogates, which UTF-8 cannot encode.
-        setup = {"group_addresses": len(ets.group_addresses(self.central.config))}
         html = yield render_page(scrubbed(status), scrubbed(frames),
-                                 [scrubbed(r) for r in records], scrubbed(setup))
+                                 [scrubbed(r) for r in records], scrubbed(self._setup(request)))
         return Reply(html, "text/html; charset=utf-8")
+
+    def _setup(self, request):
+        """
+        @return: the page's setup section: the group addresses for ETS, the
+            URL a charger is given and the root certificate.
+        """
+        config = self.central.config
+        root = self._root_file.load(root_certificate_path(config.ocpp))
+        server = self._server_file.load(config.ocpp.certificate) \
+            if config.ocpp.secure else None
+        return {
+            "group_addresses": len(ets.group_addresses(config)),
+            "charger_url": charger_url(config.ocpp, host_name(header(request, "host")),
+                                       server and server.certificate),
+            "root_certificate": None if root is None else {"sha256": root.sha256,
+                                                           "href": "/ca.pem"},
+        }
+
+    def _root_certificate(self, request):
+        path = root_certificate_path(self.central.config.ocpp)
+        root = self._root_file.load(path)
+        if root is None:
+            raise HttpError(404, f"no root certificate at {path}; "
+                                 f"'xxterocpp-certs init-ca' creates it")
+        return Reply(root.pem, "application/x-pem-file", headers={
+            "Content-Disposition": 'attachment; filename="ca.pem"'})
 
     def _stylesheet(self, request):
         return Reply(STYLESHEET, "text/css; charset=utf-8")

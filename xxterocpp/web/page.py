@@ -526,17 +526,36 @@ def _history(records, today):
 
 def _setup(setup):
     """
-    What an installer needs to set up the chargers and the bus: the KNX
-    group addresses to import into ETS.
+    What an installer needs to set up the chargers and the bus: the URL to
+    give a charger, the root certificate it must trust, the KNX group
+    addresses to import into ETS.
     """
+    root = setup.get("root_certificate")
     count = setup.get("group_addresses", 0)
-    knx = tags.p(
-        f"{count} group address(es) configured: ",
-        tags.a("CSV for ETS", href="/api/knx/group-addresses?format=csv", download="",
-               id="ets-csv"),
-        " (Group Addresses \N{RIGHTWARDS ARROW} Import)") if count else tags.p(
-        "No group addresses configured.", class_="muted")
-    return tags.section(tags.h2("Setup"), knx, id="setup")
+    url = setup.get("charger_url")
+    return tags.section(
+        tags.h2("Setup"),
+        _fields(
+            ("Charger URL", [
+                tags.input(value=url, readonly="", class_="copy", id="charger-url",
+                           **{"aria-label": "charger URL"}),
+                " ", tags.button("Copy", type="button", **{"data-copy": "charger-url"}),
+                tags.br(), tags.span("followed by the charger's id", class_="muted"),
+            ] if url else None),
+            ("Root certificate", [
+                tags.a("ca.pem", href=root["href"], download="", id="root-certificate"),
+                tags.br(), "SHA-256 ", tags.code(root["sha256"], id="root-fingerprint"),
+            ] if root else tags.span("none beside the server certificate", class_="muted")),
+            ("KNX", [
+                f"{count} group address(es) ",
+                tags.a("CSV for ETS", href="/api/knx/group-addresses?format=csv", download="",
+                       id="ets-csv"),
+                tags.br(), tags.span("ETS: Group Addresses \N{RIGHTWARDS ARROW} Import",
+                                     class_="muted"),
+            ] if count else tags.span("no group addresses configured", class_="muted")),
+        ),
+        id="setup",
+    )
 
 
 def render_page(status, frames, records, setup=None):
@@ -548,8 +567,10 @@ def render_page(status, frames, records, setup=None):
         C{(seconds, "in" | "out", text)}.
     @param records: the transactions of the last L{HISTORY_DAYS} days,
         newest first.
-    @param setup: C{{"group_addresses": n}}, how many group addresses
-        the configuration links.
+    @param setup: C{{"group_addresses": n, "charger_url": url,
+        "root_certificate": {"sha256": fingerprint, "href": path} or None}}:
+        how many group addresses the configuration links, the OCPP URL for
+        the chargers and the root certificate they must trust.
     @return: a Deferred firing with the HTML document (bytes).
     """
     now = _parse(status["time"])
