@@ -282,5 +282,5 @@ class RouteTests(RoutesTestCase):
         response = self.request("GET", "/")
         self.assertEqual(response.code, 200)
         self.assertIn(b'href="/api/knx/group-addresses?format=csv"', response.body)
-        self.assertIn(f"{2 * len(objects.OBJECTS) + 2} group address(es)".encode(),
+        self.assertIn(f"{2 * len(objects.OBJECTS) + 2} group addresses".encode(),
                       response.body)

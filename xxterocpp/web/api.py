@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web,tests.test_web_routes,tests.test_attacks_web -*-
+# -*- test-case-name: tests.test_web,tests.test_web_routes,tests.test_attacks_web,tests.test_ets,tests.test_web_setup,tests.test_i18n -*-
 """
 The web interface: one resource serves the status page and the JSON API,
 every request behind HTTP Basic auth when C{[web] password} is set.
@@ -44,6 +44,7 @@ from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY
 from xxterocpp.store import TagRecord
 from xxterocpp.web import ets, parse
 from xxterocpp.web.gate import Gate, WebSite, header, host_name, reason
+from xxterocpp.web.i18n import language, negotiate
 from xxterocpp.web.page import HISTORY_DAYS, SCRIPT, STYLESHEET, render_page
 from xxterocpp.web.reply import SECURITY_HEADERS, HttpError, Reply, scrubbed
 from xxterocpp.web.rootca import CertificateFile, charger_url, root_certificate_path
@@ -357,9 +358,11 @@ class WebInterface(resource.Resource):
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
         # Charger strings may hold lone surrogates, which UTF-8 cannot encode.
+        t = language(negotiate(header(request, "accept-language")))
         html = yield render_page(scrubbed(status), scrubbed(frames),
-                                 [scrubbed(r) for r in records], scrubbed(self._setup(request)))
-        return Reply(html, "text/html; charset=utf-8")
+                                 [scrubbed(r) for r in records], scrubbed(self._setup(request)), t)
+        return Reply(html, "text/html; charset=utf-8",
+                     headers={"Content-Language": t.code, "Vary": "Accept-Language"})
 
     def _setup(self, request):
         """

@@ -4,41 +4,45 @@ What the status page and C{GET /api/status} show: a snapshot of the central
 system as JSON-ready values, and the words for OCPP's status and error codes.
 
 The page renders the same snapshot the API returns, so both always agree.
+The words are English in the API; they are the catalogues' msgids, which
+the page shows in its language.
 """
 
 from datetime import timezone
 
+from xxterocpp.web.i18n import N_
+
 #: ChargePointStatus (OCPP 1.6 §7.7) in words for the installer.
 STATUS_WORDS = {
-    "Available": "available",
-    "Preparing": "car plugged in, waiting to start",
-    "Charging": "charging",
-    "SuspendedEVSE": "paused by the charger",
-    "SuspendedEV": "paused by the car",
-    "Finishing": "finished, car still plugged in",
-    "Reserved": "reserved",
-    "Unavailable": "unavailable",
-    "Faulted": "faulted",
+    "Available": N_("available"),
+    "Preparing": N_("car plugged in, waiting to start"),
+    "Charging": N_("charging"),
+    "SuspendedEVSE": N_("paused by the charger"),
+    "SuspendedEV": N_("paused by the car"),
+    "Finishing": N_("finished, car still plugged in"),
+    "Reserved": N_("reserved"),
+    "Unavailable": N_("unavailable"),
+    "Faulted": N_("faulted"),
 }
 
 #: ChargePointErrorCode (OCPP 1.6 §7.6) in words.
 ERROR_WORDS = {
-    "ConnectorLockFailure": "the connector lock failed",
-    "EVCommunicationError": "no communication with the car",
-    "GroundFailure": "ground fault (RCD tripped)",
-    "HighTemperature": "too hot",
-    "InternalError": "internal error of the charger",
-    "LocalListConflict": "local authorisation list conflict",
-    "NoError": "no error",
-    "OtherError": "other error",
-    "OverCurrentFailure": "over-current",
-    "OverVoltage": "over-voltage",
-    "PowerMeterFailure": "the energy meter failed",
-    "PowerSwitchFailure": "the power switch failed",
-    "ReaderFailure": "the RFID reader failed",
-    "ResetFailure": "the reset failed",
-    "UnderVoltage": "under-voltage",
-    "WeakSignal": "weak wireless signal",
+    "ConnectorLockFailure": N_("the connector lock failed"),
+    "EVCommunicationError": N_("no communication with the car"),
+    "GroundFailure": N_("ground fault (RCD tripped)"),
+    "HighTemperature": N_("too hot"),
+    "InternalError": N_("internal error of the charger"),
+    "LocalListConflict": N_("local authorisation list conflict"),
+    "NoError": N_("no error"),
+    "OtherError": N_("other error"),
+    "OverCurrentFailure": N_("over-current"),
+    "OverVoltage": N_("over-voltage"),
+    "PowerMeterFailure": N_("the energy meter failed"),
+    "PowerSwitchFailure": N_("the power switch failed"),
+    "ReaderFailure": N_("the RFID reader failed"),
+    "ResetFailure": N_("the reset failed"),
+    "UnderVoltage": N_("under-voltage"),
+    "WeakSignal": N_("weak wireless signal"),
 }
 
 
@@ -58,8 +62,8 @@ def knx_state(link):
     @return: C{"not configured"}, C{"connected"} or C{"disconnected"}.
     """
     if link is None:
-        return "not configured"
-    return "connected" if link.connected else "disconnected"
+        return N_("not configured")
+    return N_("connected") if link.connected else N_("disconnected")
 
 
 def transaction_status(tx):
@@ -98,7 +102,7 @@ def connector_status(controller, charger, connector, point, smart=None):
         "connector": connector.number,
         "configured": point is not None,
         "status": status,
-        "status_text": STATUS_WORDS.get(status, status or "not reported yet"),
+        "status_text": STATUS_WORDS.get(status, status or N_("not reported yet")),
         "error_code": connector.error_code,
         "error_text": ERROR_WORDS.get(connector.error_code, connector.error_code),
         "info": connector.info,
