@@ -22,6 +22,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from tests.service import start_service, write_config
 from tests.sim import connect_charger
 from tests.test_web import WEB_CONFIG
+from xxterocpp.knx import objects
 from xxterocpp.web.i18n import LANGUAGES
 
 CHROMIUM = shutil.which("chromium")
@@ -246,13 +247,16 @@ class BrowserTests(TestCase):
     @defer.inlineCallbacks
     def test_every_language_fits_a_phone(self):
         """
-        The page in each language, at a phone's width: nothing sticks out
-        sideways (so nothing is cut off), and it is in the language the
-        browser asked for.
+        The page in each language, at a phone's width, its lists open: nothing
+        sticks out sideways (so nothing is cut off), and it is in the
+        language the browser asked for.
         """
         self.directory = self.mktemp()
         os.makedirs(self.directory)
-        service = yield start_service(self, write_config(self, WEB_CONFIG))
+        # a charging point linking every group object (no knxd: nothing sent)
+        knx = "".join(f'{obj.key} = "9/7/{i}"\n' for i, obj in enumerate(objects.OBJECTS))
+        config = WEB_CONFIG + f'\n[[charger]]\nid = "KNX1"\nmax_current = 16\n[charger.knx]\n{knx}'
+        service = yield start_service(self, write_config(self, config))
         web = yield service.web.when_listening()
         cp, _ = yield self.charging_charger(service)
         yield cp.status(1, "SuspendedEVSE", "HighTemperature", info="thermal derating")
@@ -268,6 +272,9 @@ class BrowserTests(TestCase):
             # complete: the style sheet is there too, which wraps the long lines
             yield devtools.wait_for(f"document.documentElement?.lang === '{code}' && "
                                     f"document.readyState === 'complete'")
+            # the OCPP frames and the group objects too
+            yield devtools.evaluate("document.querySelectorAll('details').forEach("
+                                    "(d) => { d.open = true; })")
             self.assertEqual((yield devtools.evaluate(OVERFLOWING)), [], code)
             shots += yield self.screens(devtools, f"phone-{code}")
         print(f"\nscreenshots: {' '.join(shots)}")

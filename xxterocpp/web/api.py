@@ -212,12 +212,15 @@ class WebInterface(resource.Resource):
         C{connected} flag) or None when there is none.
     @ivar refused: a callable returning the counts of refused charger
         connections (C{{"auth": n, "tls": n}}) or None.
+    @ivar journal: a callable returning the KNX bridge's
+        L{xxterocpp.knx.journal.Journal}, or None when there is no bridge.
     """
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, central, controller, store, knx_link, smart=None, refused=None):
+    def __init__(self, central, controller, store, knx_link, smart=None, refused=None,
+                 journal=None):
         super().__init__()
         self.central = central
         self.controller = controller
@@ -225,6 +228,7 @@ class WebInterface(resource.Resource):
         self.knx_link = knx_link
         self.smart = smart
         self.refused = refused or (lambda: None)
+        self.journal = journal or (lambda: None)
         self._root_file = CertificateFile()
         self._server_file = CertificateFile()
 
@@ -352,8 +356,7 @@ class WebInterface(resource.Resource):
 
     @defer.inlineCallbacks
     def _page(self, request):
-        status = snapshot(self.central, self.controller, self.knx_link(), self.smart,
-                          self.refused())
+        status = self._snapshot()
         frames = {c.id: list(c.frames) for c in self.central.chargers.values()}
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
@@ -396,9 +399,12 @@ class WebInterface(resource.Resource):
     def _script(self, request):
         return Reply(SCRIPT, "text/javascript; charset=utf-8")
 
-    def _status(self, request):
+    def _snapshot(self):
         return snapshot(self.central, self.controller, self.knx_link(), self.smart,
-                        self.refused())
+                        self.refused(), self.journal())
+
+    def _status(self, request):
+        return self._snapshot()
 
     def _smart_point(self, request, charger_id, body=None):
         """
@@ -578,13 +584,15 @@ class WebInterface(resource.Resource):
             "Content-Disposition": f'attachment; filename="{ETS_FILENAME}"'})
 
 
-def web_site(central, controller, store, knx_link, clock, smart=None, refused=None):
+def web_site(central, controller, store, knx_link, clock, smart=None, refused=None,
+             journal=None):
     """
     @param clock: the L{IReactorTime} of the failed-login throttle and the
         idle timeouts.
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or L{None}.
     @param refused: a callable returning the refused-connection counts.
+    @param journal: a callable returning the KNX bridge's journal, or None.
     @return: the server factory of the web interface.
     """
-    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused),
+    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused, journal),
                    Gate(lambda: central.config.web, clock), clock)

@@ -28,13 +28,13 @@ lists them all: ETS knows an address once.
 
 import csv
 import io
-import re
 from itertools import groupby
 
 import attr
 
 from xxterocpp.knx import objects
 from xxterocpp.knx.bridge import SMART_INPUTS
+from xxterocpp.web.knxvalues import spelled_out
 
 __all__ = ["CSV_COLUMNS", "EtsAddress", "MAIN_RANGE_NAME", "ets_csv", "ets_dpt",
            "group_addresses"]
@@ -106,20 +106,6 @@ class EtsAddress:
                 "description": self.description, "direction": self.direction}
 
 
-def _spelled_out(meaning):
-    """
-    @return: an object's meaning with the value tables it names
-        (C{"numbered as in STATUSES"}) spelled out, C{"0 Available, 1
-        Preparing, ..."}: in ETS the installer cannot look them up.
-    """
-    def table(match):
-        values = getattr(objects, match.group(), None)
-        if not (isinstance(values, tuple) and all(isinstance(v, str) for v in values)):
-            return match.group()
-        return ", ".join(f"{number} {name}" for number, name in enumerate(values))
-    return re.sub(r"\b[A-Z][A-Z_]+\b", table, meaning)
-
-
 def _bounded(name):
     return name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
@@ -135,7 +121,7 @@ def _linked(config):
             address = getattr(charger.knx, obj.key)
             if address is not None:
                 yield (address, owner, obj.key, ets_dpt(obj.dpt_for(charger)),
-                       _spelled_out(obj.meaning), obj.direction)
+                       spelled_out(obj.meaning), obj.direction)
     for entry in SMART_INPUTS:
         address = getattr(config.smart, entry.name)
         if address is not None:

@@ -21,8 +21,10 @@ from urllib.parse import quote
 from twisted.web.template import Tag, flattenString, tags
 
 from xxterocpp.domain.model import utc_from_seconds
+from xxterocpp.knx import objects
 from xxterocpp.web.charts import bar_chart, plan_chart
 from xxterocpp.web.i18n import DEFAULT, N_, language
+from xxterocpp.web.knxvalues import describe
 from xxterocpp.web.status import iso
 
 #: How many days of sessions the page shows and charts.
@@ -72,7 +74,7 @@ th, td { text-align: left; padding: .15em .5em .15em 0; border-bottom: 1px solid
 }
 input.copy { font: inherit; font-family: monospace; width: 100%; min-width: 8em; box-sizing: border-box; }
 ol.frames { list-style: none; padding: 0; margin: .3em 0; font-size: .85em; }
-ol.frames li { display: grid; grid-template-columns: 6.5em 1.5em 1fr; border-bottom: 1px solid var(--line); }
+ol.frames li { display: grid; grid-template-columns: 7em 1.5em 1fr; border-bottom: 1px solid var(--line); }
 ol.frames code { white-space: pre-wrap; overflow-wrap: anywhere; }
 .in { color: var(--ok); }
 .out { color: var(--bar); }
@@ -315,8 +317,59 @@ def _connector(t, charger, c):
         ),
         _smart(t, charger["id"], c["smart"]) if c.get("smart") else "",
         tags.div(*buttons, class_="buttons"),
+        _knx(t, charger["id"], c) if c.get("knx") else "",
         class_="connector",
     )
+
+
+#: The declared group objects by key, for the commissioning view's words.
+_OBJECTS = {obj.key: obj for obj in objects.OBJECTS}
+
+#: Which way a group object's values travel, in words.
+_DIRECTIONS = {objects.SEND: N_("send"), objects.RECEIVE: N_("receive"),
+               objects.BOTH: N_("send and receive")}
+
+
+def _seen(t, obj, dpt, record):
+    """
+    A value the bridge sent or received: in words, when, from whom.
+    """
+    if record is None:
+        return "\N{EM DASH}"
+    seen = [describe(t, obj, dpt, record["value"], local_time), tags.br(),
+            tags.span(local_time(_parse(record["time"])), class_="muted")]
+    if record["from"]:
+        seen += [" ", tags.span(t("from {address}").format(address=record["from"]),
+                                class_="muted")]
+    return seen
+
+
+def _knx(t, charger_id, c):
+    """
+    The commissioning view of a charging point: each linked group object
+    with its address, DPT, direction and the values last sent and received;
+    a warning for every write of another device to a send object.
+    """
+    warnings = [
+        tags.p("\N{WARNING SIGN} ", t(
+            "{source} wrote {value} to {address} ({object}), which only this controller "
+            "sends to, at {time}: check the devices linked to that address.").format(
+                source=o["foreign"]["from"], address=o["address"], object=o["object"],
+                value=describe(t, _OBJECTS[o["object"]], o["dpt"], o["foreign"]["value"],
+                               local_time),
+                time=local_time(_parse(o["foreign"]["time"]))),
+            class_="bad")
+        for o in c["knx"] if o["foreign"]]
+    rows = [([tags.code(o["object"]), " ", o["address"], tags.br(),
+              tags.span(f"DPT {o['dpt']}, ", t(_DIRECTIONS[o["direction"]]), class_="muted")],
+             _seen(t, _OBJECTS[o["object"]], o["dpt"], o["sent"]),
+             _seen(t, _OBJECTS[o["object"]], o["dpt"], o["received"]))
+            for o in c["knx"] if o["object"] in _OBJECTS]
+    return [*warnings, tags.details(
+        tags.summary(t.plural("KNX: {count} group object", "KNX: {count} group objects",
+                              len(rows)).format(count=len(rows))),
+        _table((t("Object"), t("Sent"), t("Received")), rows),
+        id=f"knx-{charger_id}-{c['connector']}")]
 
 
 def _frames(t, charger_id, frames):
@@ -379,7 +432,10 @@ def _table(columns, rows):
     """
     return tags.div(tags.table(
         tags.tr(*[tags.th(column) for column in columns]),
-        *[tags.tr(*[tags.td(cell, **{"data-label": column}) for column, cell in zip(columns, row)])
+        # each cell's content in one box: on a phone the cell is a grid of
+        # its label and that box
+        *[tags.tr(*[tags.td(tags.div(cell), **{"data-label": column})
+                    for column, cell in zip(columns, row)])
           for row in rows],
         class_="cards"), class_="scroll")
 

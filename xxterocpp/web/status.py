@@ -8,8 +8,10 @@ The words are English in the API; they are the catalogues' msgids, which
 the page shows in its language.
 """
 
-from datetime import timezone
+from datetime import datetime, timezone
 
+from xxterocpp.domain.model import utc_from_seconds
+from xxterocpp.knx import objects
 from xxterocpp.web.i18n import N_
 
 #: ChargePointStatus (OCPP 1.6 §7.7) in words for the installer.
@@ -91,11 +93,68 @@ def reservation_status(reservation):
             "expiry": iso(reservation.expiry)}
 
 
-def connector_status(controller, charger, connector, point, smart=None):
+def _when(record):
+    return iso(utc_from_seconds(record.when))
+
+
+def _record(record):
+    """
+    A value the bridge sent or received (a L{xxterocpp.knx.journal.Record})
+    as JSON: the value (an aware datetime as ISO), when and from whom.
+    """
+    if record is None:
+        return None
+    value = iso(record.value) if isinstance(record.value, datetime) else record.value
+    return {"value": value, "time": _when(record), "from": record.source}
+
+
+def _foreign(record):
+    """
+    Another device's write to a send object as JSON: its payload (hex
+    digits, or the small value of a 1-bit write), when and from whom.
+    """
+    if record is None:
+        return None
+    payload = record.value.hex() if isinstance(record.value, bytes) else record.value
+    return {"value": {"payload": payload}, "time": _when(record), "from": record.source}
+
+
+def knx_objects(point, journal):
+    """
+    The commissioning view of one charging point: every linked group
+    object, its address, DPT and direction, and what the bridge last sent
+    and received.
+
+    @param point: the L{xxterocpp.config.ChargerConfig}.
+    @param journal: the bridge's L{xxterocpp.knx.journal.Journal}, or None.
+    @return: a list in declaration order; C{foreign} is the last write of
+        another device to a send-only object (a warning).
+    """
+    linked = []
+    for obj in objects.OBJECTS:
+        address = getattr(point.knx, obj.key)
+        if address is None:
+            continue
+        entry = journal.entry((point.id, point.connector), obj.key) if journal else None
+        linked.append({
+            "object": obj.key,
+            "address": str(address),
+            "dpt": obj.dpt_for(point),
+            "direction": obj.direction,
+            "sent": _record(entry and entry.sent),
+            "received": _record(entry and entry.received),
+            "foreign": _foreign(entry and entry.foreign),
+        })
+    return linked
+
+
+def connector_status(controller, charger, connector, point, smart=None, journal=None):
     """
     @param point: the connector's L{xxterocpp.config.ChargerConfig}, or None
         for a connector the charger reports but the configuration lacks.
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or None.
+    @param journal: the KNX bridge's L{xxterocpp.knx.journal.Journal}, or
+        None.
     """
     status = connector.status
     return {
@@ -122,10 +181,11 @@ def connector_status(controller, charger, connector, point, smart=None):
         # SmartManager.session(): the plan, its cost and the cost at once.
         "smart": smart.session(charger.id, connector.number)
         if smart is not None and point is not None else None,
+        "knx": knx_objects(point, journal) if point is not None else [],
     }
 
 
-def charger_status(central, controller, charger, smart=None):
+def charger_status(central, controller, charger, smart=None, journal=None):
     """
     One charger (an OCPP identity) and its connectors.
     """
@@ -145,24 +205,27 @@ def charger_status(central, controller, charger, smart=None):
         "status": charger.status,
         "reconnects": charger.reconnects,
         "connectors": [
-            connector_status(controller, charger, charger.connectors[n], points.get(n), smart)
+            connector_status(controller, charger, charger.connectors[n], points.get(n), smart,
+                             journal)
             for n in sorted(charger.connectors)
         ],
     }
 
 
-def snapshot(central, controller, knx_link, smart=None, refused=None):
+def snapshot(central, controller, knx_link, smart=None, refused=None, journal=None):
     """
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or None.
     @param refused: how many charger connections were refused, as
         C{{"auth": n, "tls": n}}, or None.
+    @param journal: the KNX bridge's L{xxterocpp.knx.journal.Journal}, or
+        None (no bridge).
     @return: the body of C{GET /api/status}.
     """
     return {
         "time": iso(central.now()),
         "knx": knx_state(knx_link),
         "refused": refused or {"auth": 0, "tls": 0},
-        "chargers": [charger_status(central, controller, c, smart)
+        "chargers": [charger_status(central, controller, c, smart, journal)
                      for c in central.chargers.values()],
         "unknown": [
             {
