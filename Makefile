@@ -12,11 +12,12 @@ DEBIAN_PATH := /usr/sbin:/usr/bin:/sbin:/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-# Debian packages the tests need: a bus-less knxd, the bookworm stack, and
-# chromium for the status page's browser test.
+# Debian packages the tests need: a bus-less knxd, the bookworm stack,
+# chromium for the status page's browser test, and gettext, whose tools check
+# the translations (tests/test_i18n.py).
 SYSTEM_PACKAGES := knxd knxd-tools python3 python3-venv \
 	python3-twisted python3-autobahn python3-openssl python3-service-identity \
-	python3-attr python3-cryptography chromium
+	python3-attr python3-cryptography chromium gettext
 
 # Debian packages (make deb): xxterocpp and python3-knxdclient, built from a
 # copy of the work tree (tracked and new files, not ignored ones) with
@@ -28,7 +29,7 @@ DEB_PACKAGES := debhelper dh-python python3-all python3-setuptools \
 INSTALL_TEST_PACKAGES := debootstrap
 CACHE_DIR ?= /var/cache/xxterocpp-ci
 
-.PHONY: run test test-pypi test-debian test-faults bench soak system-deps venv clean deb deb-deps test-install
+.PHONY: messages pot run test test-pypi test-debian test-faults bench soak system-deps venv clean deb deb-deps test-install
 
 $(VENV)/.stamp: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,24 @@ demo-deps:
 
 demo: demo-deps $(VENV)/.stamp
 	$(VPY) tools/demo.py $(DEMO_ARGS)
+
+# The status page's texts (xxterocpp/web/i18n.py). `make pot` collects them
+# into the template, POT (the texts are English: t("..."), t.plural(...),
+# t.context(...), N_("...") in tables); `make messages` also merges it into
+# every language's catalogue, whose new entries then wait for translation.
+LOCALE_DIR := xxterocpp/locale
+POT ?= $(LOCALE_DIR)/xxterocpp.pot
+XGETTEXT := xgettext --language=Python --from-code=UTF-8 --keyword --keyword=t --keyword=N_ \
+	--keyword=plural:1,2 --keyword=context:1c,2 --keyword=pgettext:1c,2 --no-location \
+	--sort-output --package-name=xxterocpp --msgid-bugs-address=dev@xxterocpp.invalid
+
+pot:
+	$(XGETTEXT) --output=$(POT) xxterocpp/web/*.py
+
+messages: pot
+	for po in $(LOCALE_DIR)/*/LC_MESSAGES/xxterocpp.po; do \
+		msgmerge --quiet --update --backup=none --no-location --sort-output "$$po" $(POT); \
+	done
 
 test: test-pypi test-debian
 

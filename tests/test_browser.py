@@ -2,8 +2,8 @@
 The status page in a real browser: headless Chromium, driven through its
 DevTools protocol over an Autobahn WebSocket on trial's reactor, loads the
 page of a charging simulated charger, clicks Stop, and the charger receives
-RemoteStopTransaction. Screenshots (desktop and phone) are saved in the
-test's temporary directory.
+RemoteStopTransaction; the page in each language fits a phone. Screenshots
+(desktop and phone) are saved in the test's temporary directory.
 """
 
 import base64
@@ -22,10 +22,28 @@ from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from tests.service import start_service, write_config
 from tests.sim import connect_charger
 from tests.test_web import WEB_CONFIG
+from xxterocpp.knx import objects
+from xxterocpp.web.i18n import LANGUAGES
 
 CHROMIUM = shutil.which("chromium")
 
 #: Chromium quiet and self-contained: no network of its own, no profile.
+#: The width of a common phone's viewport, in CSS pixels.
+PHONE_WIDTH = 412
+
+#: What sticks out of the viewport sideways on the page (also out of a box
+#: that would scroll it into view): a list of descriptions, empty when nothing.
+OVERFLOWING = """(() => {
+  const width = document.documentElement.clientWidth, out = [];
+  if (document.documentElement.scrollWidth > width) out.push("page " + document.documentElement.scrollWidth);
+  for (const element of document.querySelectorAll("main *")) {
+    const box = element.getBoundingClientRect();
+    if (box.width && (box.right > width + 0.5 || box.left < -0.5))
+      out.push(element.tagName + " " + Math.round(box.right) + " " + element.textContent.slice(0, 40));
+  }
+  return out;
+})()"""
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
                   "--disable-dev-shm-usage", "--remote-debugging-port=0",
@@ -189,6 +207,79 @@ class BrowserTests(TestCase):
         return path
 
     @defer.inlineCallbacks
+    def screens(self, devtools, name, height=800):
+        """
+        Save the page as the phone shows it, one screen after the other:
+        C{name}-1.png, C{name}-2.png, ... (C{height} CSS pixels each).
+
+        @return: their paths.
+        """
+        yield deferLater(reactor, 0.3, lambda: None)
+        total = yield devtools.evaluate("document.documentElement.scrollHeight")
+        paths = []
+        for i, top in enumerate(range(0, total, height), 1):
+            shot = yield devtools.command("Page.captureScreenshot", format="png",
+                                          captureBeyondViewport=True, clip={
+                                              "x": 0, "y": top, "width": PHONE_WIDTH,
+                                              "height": min(height, total - top), "scale": 1})
+            paths.append(os.path.abspath(os.path.join(self.directory, f"{name}-{i}.png")))
+            with open(paths[-1], "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
+        return paths
+
+    @defer.inlineCallbacks
+    def charging_charger(self, service):
+        """
+        CP1 boots and charges, with an error to show.
+
+        @return: the simulated charger and the transaction id.
+        """
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.boot(firmwareVersion="2.4.1", chargePointSerialNumber="SIM-0001")
+        yield cp.status(1, "Preparing")
+        started = yield cp.start_transaction(1, "04A1B2C3", 12000)
+        tx = started["transactionId"]
+        yield cp.status(1, "Charging")
+        yield cp.meter_values(1, tx, energy_wh=16350, currents=(15.9, 16.0, 15.8), power_w=11000)
+        return cp, tx
+
+    @defer.inlineCallbacks
+    def test_every_language_fits_a_phone(self):
+        """
+        The page in each language, at a phone's width, its lists open: nothing
+        sticks out sideways (so nothing is cut off), and it is in the
+        language the browser asked for.
+        """
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        # a charging point linking every group object (no knxd: nothing sent)
+        knx = "".join(f'{obj.key} = "9/7/{i}"\n' for i, obj in enumerate(objects.OBJECTS))
+        config = WEB_CONFIG + f'\n[[charger]]\nid = "KNX1"\nmax_current = 16\n[charger.knx]\n{knx}'
+        service = yield start_service(self, write_config(self, config))
+        web = yield service.web.when_listening()
+        cp, _ = yield self.charging_charger(service)
+        yield cp.status(1, "SuspendedEVSE", "HighTemperature", info="thermal derating")
+        devtools = yield self.start_chromium()
+        yield devtools.command("Network.enable")
+        yield devtools.command("Emulation.setDeviceMetricsOverride", width=PHONE_WIDTH,
+                               height=800, deviceScaleFactor=1, mobile=True)
+        shots = []
+        for code in LANGUAGES:
+            yield devtools.command("Network.setExtraHTTPHeaders",
+                                   headers={"Accept-Language": f"{code};q=0.9"})
+            yield devtools.command("Page.navigate", url=f"http://127.0.0.1:{web.getHost().port}/")
+            # complete: the style sheet is there too, which wraps the long lines
+            yield devtools.wait_for(f"document.documentElement?.lang === '{code}' && "
+                                    f"document.readyState === 'complete'")
+            # the OCPP frames and the group objects too
+            yield devtools.evaluate("document.querySelectorAll('details').forEach("
+                                    "(d) => { d.open = true; })")
+            self.assertEqual((yield devtools.evaluate(OVERFLOWING)), [], code)
+            shots += yield self.screens(devtools, f"phone-{code}")
+        print(f"\nscreenshots: {' '.join(shots)}")
+
+    @defer.inlineCallbacks
     def test_stop_button_stops_the_session(self):
         """
         Clicking Stop on the page sends RemoteStopTransaction to the
@@ -198,14 +289,7 @@ class BrowserTests(TestCase):
         os.makedirs(self.directory)
         service = yield start_service(self, write_config(self, WEB_CONFIG))
         web = yield service.web.when_listening()
-        cp = yield connect_charger(service.url, "CP1")
-        self.addCleanup(cp.close)
-        yield cp.boot(firmwareVersion="2.4.1", chargePointSerialNumber="SIM-0001")
-        yield cp.status(1, "Preparing")
-        started = yield cp.start_transaction(1, "04A1B2C3", 12000)
-        tx = started["transactionId"]
-        yield cp.status(1, "Charging")
-        yield cp.meter_values(1, tx, energy_wh=16350, currents=(15.9, 16.0, 15.8), power_w=11000)
+        cp, tx = yield self.charging_charger(service)
 
         devtools = yield self.start_chromium()
         yield devtools.command("Page.navigate", url=f"http://127.0.0.1:{web.getHost().port}/")

@@ -255,8 +255,9 @@ class StatusTests(WebTestCase):
         self.assertEqual(response.header("Content-Type"), "text/html; charset=utf-8")
         page = response.body.decode()
         self.assertTrue(page.startswith("<!DOCTYPE html>"))
-        for text in ("CP1", "Sim Sim-1", "1.2.3", "charging", "04A1B2C3", "2.50 kWh", "16 A",
-                     "KNX link", "not configured", 'name="viewport"', "Last ", "BootNotification",
+        for text in ("CP1", "Sim Sim-1", "1.2.3", "charging", "04A1B2C3",
+                     "2.50\N{NO-BREAK SPACE}kWh", "16\N{NO-BREAK SPACE}A", "KNX link",
+                     "not configured", 'name="viewport"', "Last ", "BootNotification",
                      '/api/chargers/RDAM%20123/reset'):
             self.assertIn(text, page)
         for action in ("stop", "normal", "fast", "unlock", "availability", "reset"):
@@ -277,9 +278,9 @@ class StatusTests(WebTestCase):
         yield cp.stop_transaction(tx, 7250, reason="EVDisconnected")
         page = (yield self.get("/")).body.decode()
         self.assertEqual(page.count('<svg class="chart"'), 2)
-        self.assertIn("7.25 kWh", page)
+        self.assertIn("7.25\N{NO-BREAK SPACE}kWh", page)
         self.assertIn("EVDisconnected", page)
-        self.assertIn("Last 30 days: 1 session(s), 7.2 kWh", page)
+        self.assertIn("Last 30 days: 1 session, 7.2 kWh", page)
 
     @defer.inlineCallbacks
     def test_script_and_stylesheet(self):
@@ -781,7 +782,7 @@ class PlanChartTests(TestCase):
     def render(self, plan):
         from twisted.web.template import flattenString
 
-        from xxterocpp.web.page import plan_chart
+        from xxterocpp.web.charts import plan_chart
 
         out = []
         flattenString(None, plan_chart(plan)).addCallback(out.append)

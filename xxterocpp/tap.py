@@ -185,7 +185,8 @@ class XxterocppService(service.MultiService):
         self.web = ServerService(
             server_endpoint(reactor, config.web.interface, config.web.port),
             web_site(self.central, self.controller, self.store, lambda: self.knx_link,
-                     reactor, smart=self.smart, refused=self.security_failures),
+                     reactor, smart=self.smart, refused=self.security_failures,
+                     journal=lambda: self.knx_bridge and self.knx_bridge.journal),
             "web interface")
         self.web.setServiceParent(self)
         self._previous_sighup = None

@@ -40,6 +40,7 @@ from xxterocpp.domain.events import (
 )
 from xxterocpp.knx import objects
 from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, Float32, TimeOfDay, lookup
+from xxterocpp.knx.journal import Journal
 from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
 from xxterocpp.knx.points import linked_points
 
@@ -361,6 +362,7 @@ class KnxBridge(service.Service):
         # per address, the (point key, object key) that wrote to it last: a
         # GroupValueRead of an address shared by send objects gets that value
         self._last_writer = {}
+        self.journal = Journal()  # what went on and came from the bus, for the page
         self.reconfigure(config)
         central.subscribe(self._event)
         link.add_telegram_observer(self._telegram)
@@ -524,6 +526,7 @@ class KnxBridge(service.Service):
         if kind == WRITE:
             if self.link.write(address, payload):
                 self._last_writer[address] = (point.key, obj.key)
+                self.journal.sent(point.key, obj.key, value, self.clock.seconds())
         else:
             self.link.respond(address, payload)
 
@@ -566,6 +569,8 @@ class KnxBridge(service.Service):
         if telegram.kind == READ:
             self._answer(telegram.dst)
         elif telegram.kind == WRITE:
+            self.journal.foreign_write(self._senders.get(telegram.dst, ()), telegram,
+                                       self.clock.seconds())
             for point, obj in self._receivers.get(telegram.dst, ()):
                 self._received(point, obj, telegram)
             entry = self._smart_inputs.get(telegram.dst)
@@ -598,6 +603,7 @@ class KnxBridge(service.Service):
             convert = _FROM_BUS.get(dpt.unit)
             if convert is not None:
                 value = convert(value)
+            self.journal.received(point.key, obj.key, value, self.clock.seconds(), telegram.src)
             d = obj.receive(self.controller, point.config, value)
         except DPTError as e:
             _log.warn("{what} ignored: {reason}", what=what, reason=e)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_web,tests.test_web_routes,tests.test_attacks_web -*-
+# -*- test-case-name: tests.test_web,tests.test_web_routes,tests.test_attacks_web,tests.test_ets,tests.test_web_setup,tests.test_i18n -*-
 """
 The web interface: one resource serves the status page and the JSON API,
 every request behind HTTP Basic auth when C{[web] password} is set.
@@ -13,6 +13,12 @@ request that is not C{application/json}, 429 too many failed logins, 500 a
 bug (logged), 502 the charger answered with a CALLERROR, 504 the charger did
 not answer. What is refused on the headers alone (before the body is read)
 is in L{xxterocpp.web.gate}.
+
+C{GET /ca.pem} is the root certificate for the chargers
+(L{xxterocpp.web.rootca}).
+
+C{GET /api/knx/group-addresses} lists the configured group addresses;
+with C{?format=csv} it is the file ETS imports (L{xxterocpp.web.ets}).
 
 C{/api/chargers/{id}/smart[?connector=N]} reads (GET) and changes (PUT or
 POST C{{"departure": "HH:MM" | ISO date-time, "energy_wh": N}}) the smart
@@ -36,10 +42,12 @@ from xxterocpp.ocpp import messages as m
 from xxterocpp.smart.manager import NoSmartSession
 from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY
 from xxterocpp.store import TagRecord
-from xxterocpp.web import parse
-from xxterocpp.web.gate import Gate, WebSite, header, reason
+from xxterocpp.web import ets, parse
+from xxterocpp.web.gate import Gate, WebSite, header, host_name, reason
+from xxterocpp.web.i18n import language, negotiate
 from xxterocpp.web.page import HISTORY_DAYS, SCRIPT, STYLESHEET, render_page
 from xxterocpp.web.reply import SECURITY_HEADERS, HttpError, Reply, scrubbed
+from xxterocpp.web.rootca import CertificateFile, charger_url, root_certificate_path
 from xxterocpp.web.status import iso, snapshot
 
 #: How far ahead a smart departure may be: planning further would take the
@@ -83,6 +91,7 @@ ROUTES = (
     Route("GET", "/", "page"),
     Route("GET", "/page.css", "stylesheet"),
     Route("GET", "/page.js", "script"),
+    Route("GET", "/ca.pem", "root_certificate"),
     Route("GET", "/api/status", "status"),
     Route("GET", "/api/chargers/{charger_id}/smart", "smart"),
     Route("PUT", "/api/chargers/{charger_id}/smart", "change_smart"),
@@ -95,6 +104,7 @@ ROUTES = (
     Route("PUT", "/api/tags/{tag_id}", "put_tag"),
     Route("DELETE", "/api/tags/{tag_id}", "delete_tag"),
     Route("GET", "/api/transactions", "transactions"),
+    Route("GET", "/api/knx/group-addresses", "group_addresses"),
 )
 
 
@@ -146,6 +156,9 @@ _KEY_FAILURES = {
     "Timeout": (504, "both keys are accepted until it connects with one of them"),
     "CallError": (502, "the old key stays in force"),
 }
+
+#: The name a browser saves C{GET /api/knx/group-addresses?format=csv} under.
+ETS_FILENAME = "xxterocpp-group-addresses.csv"
 
 #: The columns of C{GET /api/transactions}, JSON keys and CSV header alike.
 TRANSACTION_FIELDS = ("id", "charger", "connector", "id_tag", "start", "stop", "meter_start_wh",
@@ -199,12 +212,15 @@ class WebInterface(resource.Resource):
         C{connected} flag) or None when there is none.
     @ivar refused: a callable returning the counts of refused charger
         connections (C{{"auth": n, "tls": n}}) or None.
+    @ivar journal: a callable returning the KNX bridge's
+        L{xxterocpp.knx.journal.Journal}, or None when there is no bridge.
     """
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, central, controller, store, knx_link, smart=None, refused=None):
+    def __init__(self, central, controller, store, knx_link, smart=None, refused=None,
+                 journal=None):
         super().__init__()
         self.central = central
         self.controller = controller
@@ -212,6 +228,9 @@ class WebInterface(resource.Resource):
         self.knx_link = knx_link
         self.smart = smart
         self.refused = refused or (lambda: None)
+        self.journal = journal or (lambda: None)
+        self._root_file = CertificateFile()
+        self._server_file = CertificateFile()
 
     def render(self, request):
         # Every request is answered: a failure anywhere below, also in
@@ -320,6 +339,13 @@ class WebInterface(resource.Resource):
             raise HttpError(400, "the body must be a JSON object")
         return body
 
+    def _query(self, request):
+        """
+        @return: the query string's parameters, the last value of each.
+        """
+        return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+                for k, v in request.args.items()}
+
     def _charger_id(self, charger_id):
         known = self.central.lookup(charger_id)
         if known is None:
@@ -330,15 +356,42 @@ class WebInterface(resource.Resource):
 
     @defer.inlineCallbacks
     def _page(self, request):
-        status = snapshot(self.central, self.controller, self.knx_link(), self.smart,
-                          self.refused())
+        status = self._snapshot()
         frames = {c.id: list(c.frames) for c in self.central.chargers.values()}
         since = self.central.now() - timedelta(days=HISTORY_DAYS)
         records = yield self.store.query_transactions(since=since)
         # Charger strings may hold lone surrogates, which UTF-8 cannot encode.
+        t = language(negotiate(header(request, "accept-language")))
         html = yield render_page(scrubbed(status), scrubbed(frames),
-                                 [scrubbed(r) for r in records])
-        return Reply(html, "text/html; charset=utf-8")
+                                 [scrubbed(r) for r in records], scrubbed(self._setup(request)), t)
+        return Reply(html, "text/html; charset=utf-8",
+                     headers={"Content-Language": t.code, "Vary": "Accept-Language"})
+
+    def _setup(self, request):
+        """
+        @return: the page's setup section: the group addresses for ETS, the
+            URL a charger is given and the root certificate.
+        """
+        config = self.central.config
+        root = self._root_file.load(root_certificate_path(config.ocpp))
+        server = self._server_file.load(config.ocpp.certificate) \
+            if config.ocpp.secure else None
+        return {
+            "group_addresses": len(ets.group_addresses(config)),
+            "charger_url": charger_url(config.ocpp, host_name(header(request, "host")),
+                                       server and server.certificate),
+            "root_certificate": None if root is None else {"sha256": root.sha256,
+                                                           "href": "/ca.pem"},
+        }
+
+    def _root_certificate(self, request):
+        path = root_certificate_path(self.central.config.ocpp)
+        root = self._root_file.load(path)
+        if root is None:
+            raise HttpError(404, f"no root certificate at {path}; "
+                                 f"'xxterocpp-certs init-ca' creates it")
+        return Reply(root.pem, "application/x-pem-file", headers={
+            "Content-Disposition": 'attachment; filename="ca.pem"'})
 
     def _stylesheet(self, request):
         return Reply(STYLESHEET, "text/css; charset=utf-8")
@@ -346,9 +399,12 @@ class WebInterface(resource.Resource):
     def _script(self, request):
         return Reply(SCRIPT, "text/javascript; charset=utf-8")
 
-    def _status(self, request):
+    def _snapshot(self):
         return snapshot(self.central, self.controller, self.knx_link(), self.smart,
-                        self.refused())
+                        self.refused(), self.journal())
+
+    def _status(self, request):
+        return self._snapshot()
 
     def _smart_point(self, request, charger_id, body=None):
         """
@@ -504,9 +560,7 @@ class WebInterface(resource.Resource):
 
     @defer.inlineCallbacks
     def _transactions(self, request):
-        args = {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
-                for k, v in request.args.items()}
-        query = parse.fields(args, {
+        query = parse.fields(self._query(request), {
             "charger": str, "since": parse.instant, "until": parse.instant, "limit": parse.limit,
             "format": parse.export_format})
         records = yield self.store.query_transactions(
@@ -521,13 +575,24 @@ class WebInterface(resource.Resource):
         return Reply.text(out.getvalue(), "text/csv; charset=utf-8")
 
 
-def web_site(central, controller, store, knx_link, clock, smart=None, refused=None):
+    def _group_addresses(self, request):
+        query = parse.fields(self._query(request), {"format": parse.export_format})
+        config = self.central.config
+        if query.get("format") != "csv":
+            return {"group_addresses": [a.json() for a in ets.group_addresses(config)]}
+        return Reply.text(ets.ets_csv(config), "text/csv; charset=utf-8", {
+            "Content-Disposition": f'attachment; filename="{ETS_FILENAME}"'})
+
+
+def web_site(central, controller, store, knx_link, clock, smart=None, refused=None,
+             journal=None):
     """
     @param clock: the L{IReactorTime} of the failed-login throttle and the
         idle timeouts.
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or L{None}.
     @param refused: a callable returning the refused-connection counts.
+    @param journal: a callable returning the KNX bridge's journal, or None.
     @return: the server factory of the web interface.
     """
-    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused),
+    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused, journal),
                    Gate(lambda: central.config.web, clock), clock)

@@ -1,8 +1,11 @@
-# -*- test-case-name: tests.test_web,tests.test_web_status,tests.test_browser -*-
+# -*- test-case-name: tests.test_web,tests.test_web_status,tests.test_browser,tests.test_i18n -*-
 """
 The status page (C{GET /}): server-rendered HTML from the same snapshot as
 C{GET /api/status}, the session history with inline SVG charts, and the
 last OCPP frames of every charger.
+
+Every text is in the page's L{xxterocpp.web.i18n.Language}, called C{t}
+here: C{t("Status")} is the English text's translation.
 
 Built with L{twisted.web.template}, which escapes every text and attribute:
 frames and ids come from chargers and must never become markup. The few
@@ -18,6 +21,10 @@ from urllib.parse import quote
 from twisted.web.template import Tag, flattenString, tags
 
 from xxterocpp.domain.model import utc_from_seconds
+from xxterocpp.knx import objects
+from xxterocpp.web.charts import bar_chart, plan_chart
+from xxterocpp.web.i18n import DEFAULT, N_, language
+from xxterocpp.web.knxvalues import describe
 from xxterocpp.web.status import iso
 
 #: How many days of sessions the page shows and charts.
@@ -40,7 +47,7 @@ h3 { font-size: 1.05em; margin: .2em 0; }
 section, .connector { border: 1px solid var(--line); border-radius: .5em; padding: .6em .8em; margin: .8em 0; }
 .connectors { display: grid; gap: .6em; grid-template-columns: repeat(auto-fit, minmax(18em, 1fr)); }
 .connector { margin: 0; }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: .1em .8em; margin: .3em 0; }
+dl { display: grid; grid-template-columns: fit-content(45%) 1fr; gap: .1em .8em; margin: .3em 0; }
 dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 0 .5em; border-radius: 1em; color: #fff; background: var(--muted); }
@@ -57,9 +64,17 @@ button:disabled { opacity: .5; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .15em .5em .15em 0; border-bottom: 1px solid var(--line); vertical-align: top; }
 .scroll { overflow-x: auto; }
+/* On a phone a table's rows become cards, each cell under its column's name. */
+@media (max-width: 40em) {
+  table.cards, table.cards tbody, table.cards tr, table.cards td { display: block; }
+  table.cards tr:first-child { display: none; }
+  table.cards tr { border-bottom: 1px solid var(--line); padding: .3em 0; }
+  table.cards td { display: grid; grid-template-columns: 7.5em 1fr; gap: .8em; border: 0; padding: 0; }
+  table.cards td::before { content: attr(data-label); color: var(--muted); }
+}
 input.copy { font: inherit; font-family: monospace; width: 100%; min-width: 8em; box-sizing: border-box; }
 ol.frames { list-style: none; padding: 0; margin: .3em 0; font-size: .85em; }
-ol.frames li { display: grid; grid-template-columns: 6.5em 1.5em 1fr; border-bottom: 1px solid var(--line); }
+ol.frames li { display: grid; grid-template-columns: 7em 1.5em 1fr; border-bottom: 1px solid var(--line); }
 ol.frames code { white-space: pre-wrap; overflow-wrap: anywhere; }
 .in { color: var(--ok); }
 .out { color: var(--bar); }
@@ -128,10 +143,11 @@ document.addEventListener("submit", async (event) => {
     const response = await fetch(form.dataset.put, {
       method: "PUT", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
     const answer = await response.json().catch(() => ({}));
-    show("Smart plan: " + (response.ok ? "changed" : (answer.error || response.statusText)),
+    show(form.dataset.label + ": " + (response.ok ? form.dataset.done
+                                                  : (answer.error || response.statusText)),
          response.ok);
   } catch (error) {
-    show("Smart plan: " + error, false);
+    show(form.dataset.label + ": " + error, false);
   }
   document.activeElement.blur();
   refresh().catch(() => {});
@@ -164,12 +180,33 @@ def _parse(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def _kwh(wh):
-    return "\N{EM DASH}" if wh is None else f"{wh / 1000:.2f} kWh"
+def _since(t, text):
+    return t("since {time}").format(time=local_time(_parse(text)))
 
 
-def _amps(a):
-    return "\N{EM DASH}" if a is None else f"{a:g} A"
+def _kwh(t, wh):
+    return "\N{EM DASH}" if wh is None else t.number(wh / 1000, ".2f") + "\N{NO-BREAK SPACE}kWh"
+
+
+# A number and its unit stay on one line (NO-BREAK SPACE): a phone's narrow
+# columns would put "A" alone on the next.
+def _amps(t, a):
+    return "\N{EM DASH}" if a is None else t.number(a, "g") + "\N{NO-BREAK SPACE}A"
+
+
+#: The abbreviations of the days and months (in C{t}'s language): the
+#: controller's C locale would give English ones.
+_WEEKDAYS = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
+_MONTHS = (N_("Jan"), N_("Feb"), N_("Mar"), N_("Apr"), N_("May"), N_("Jun"), N_("Jul"),
+           N_("Aug"), N_("Sep"), N_("Oct"), N_("Nov"), N_("Dec"))
+
+
+def _day(t, day, weekday=False):
+    """
+    @return: C{"28 Jul"} (C{"Sun 28 Jul"} with C{weekday}) in C{t}'s language.
+    """
+    text = f"{day.day:02d} {t(_MONTHS[day.month - 1])}"
+    return f"{t(_WEEKDAYS[day.weekday()])} {text}" if weekday else text
 
 
 def _badge(text, good):
@@ -204,90 +241,154 @@ def _button(label, charger_id, action, body=None, primary=False, confirm=None):
     return tags.button(label, **attributes)
 
 
-def _connection(charger):
+def _connection(t, charger):
     if charger["connected"]:
-        return [_badge("connected", True), " since ", local_time(_parse(charger["connected_since"]))]
+        return [_badge(t("connected"), True), " ", _since(t, charger["connected_since"])]
     if charger["disconnected_since"]:
-        return [_badge("offline", False), " since ",
-                local_time(_parse(charger["disconnected_since"]))]
-    return [_badge("offline" if charger["ever_connected"] else "never connected", False)]
+        return [_badge(t("offline"), False), " ", _since(t, charger["disconnected_since"])]
+    return [_badge(t("offline") if charger["ever_connected"] else t("never connected"), False)]
 
 
-def _reservation(reservation):
+def _reservation(t, reservation):
     if reservation is None:
-        return "none"
+        return t.context("reservation", "none")
     if reservation["until_freed"]:
-        return ["for tag ", tags.code(reservation["id_tag"]), " until freed"]
-    return ["for tag ", tags.code(reservation["id_tag"]), " until ",
-            local_time(_parse(reservation["expiry"]))]
+        return [t("for tag"), " ", tags.code(reservation["id_tag"]), " ", t("until freed")]
+    return [t("for tag"), " ", tags.code(reservation["id_tag"]), " ",
+            t("until {time}").format(time=local_time(_parse(reservation["expiry"])))]
 
 
-def _connector(charger, c):
+def _connector(t, charger, c):
     tx = c["transaction"]
-    status = [c["status_text"]]
+    # The snapshot's words are the msgids (English, status.STATUS_WORDS);
+    # the OCPP names follow them, as the installer knows them from manuals.
+    words = t(c["status_text"])
+    status = [words]
+    if c["status"] and words.casefold() != c["status"].casefold():
+        status += [" ", tags.span(f"({c['status']})", class_="muted")]
     if c["since"]:
-        status += [tags.span(" since ", local_time(_parse(c["since"])), class_="muted")]
-    error = c["error_text"]
-    if c["info"] or c["vendor_error_code"]:
-        error += " (" + ", ".join(filter(None, (c["info"], c["vendor_error_code"]))) + ")"
-    session = "none"
+        status += [" ", tags.span(_since(t, c["since"]), class_="muted")]
+    error = t(c["error_text"])
+    details = [c["error_code"] if c["error_code"] not in ("NoError", error) else None,
+               c["info"], c["vendor_error_code"]]
+    if any(details):
+        error += " (" + ", ".join(filter(None, details)) + ")"
+    session = t.context("session", "none")
     if tx is not None:
-        session = [f"#{tx['id']} tag ", tags.code(tx["id_tag"]), ", since ",
-                   local_time(_parse(tx["start"])), ", ", _kwh(tx["energy_wh"]), " so far"]
-    current = _amps(c["current_a"])
+        session = [t("#{id} tag").format(id=tx["id"]), " ", tags.code(tx["id_tag"]), ", ",
+                   _since(t, tx["start"]), ", ",
+                   t("{energy} so far").format(energy=_kwh(t, tx["energy_wh"]))]
+    current = _amps(t, c["current_a"])
     if c["power_w"] is not None:
-        current += f" ({c['power_w'] / 1000:.1f} kW)"
-    limit = _amps(c["limit_a"])
+        current += " (" + t.number(c["power_w"] / 1000, ".1f") + "\N{NO-BREAK SPACE}kW)"
+    limit = _amps(t, c["limit_a"])
     if c["max_current_a"] is not None:
-        limit += f" (normal {c['normal_current_a']:g} A, fast {c['max_current_a']:g} A)"
-    available = {None: "unknown", True: "operative", False: "inoperative"}[c["available"]]
+        limit += " (" + t("normal {normal}, fast {fast}").format(
+            normal=_amps(t, c["normal_current_a"]), fast=_amps(t, c["max_current_a"])) + ")"
+    available = {None: t("unknown"), True: t("operative"), False: t("inoperative")}[
+        c["available"]]
     buttons = []
     if c["configured"]:
         charger_id, n = charger["id"], {"connector": c["connector"]}
         buttons = [
-            _button("Stop", charger_id, "stop", n, primary=True) if tx
-            else _button("Start", charger_id, "start", n, primary=True),
-            *([_button("Start smart", charger_id, "start", dict(n, smart=True))]
+            _button(t("Stop"), charger_id, "stop", n, primary=True) if tx
+            else _button(t("Start"), charger_id, "start", n, primary=True),
+            *([_button(t("Start smart"), charger_id, "start", dict(n, smart=True))]
               if not tx and c.get("smart_tag") else []),
-            _button("Normal", charger_id, "normal", n),
-            _button("Fast", charger_id, "fast", n),
-            _button("Unlock", charger_id, "unlock", n),
-            _button("Make unavailable", charger_id, "availability",
+            _button(t("Normal"), charger_id, "normal", n),
+            _button(t("Fast"), charger_id, "fast", n),
+            _button(t("Unlock"), charger_id, "unlock", n),
+            _button(t("Make unavailable"), charger_id, "availability",
                     dict(n, available=False)) if c["available"] is not False
-            else _button("Make available", charger_id, "availability", dict(n, available=True)),
+            else _button(t("Make available"), charger_id, "availability",
+                         dict(n, available=True)),
         ]
     return tags.div(
-        tags.h3(f"Connector {c['connector']}",
-                "" if c["configured"] else tags.span(" (not configured)", class_="muted")),
+        tags.h3(t("Connector {number}").format(number=c["connector"]),
+                "" if c["configured"] else
+                tags.span(" (" + t("not configured") + ")", class_="muted")),
         _fields(
-            ("Status", status),
-            ("Error", tags.span(error, class_="" if c["error_code"] == "NoError" else "bad")),
-            ("Session", session),
-            ("Current", current),
-            ("Limit", limit),
-            ("Availability", available),
-            ("Reservation", _reservation(c["reservation"])),
-            ("Meter", _kwh(c["energy_register_wh"])),
+            (t("Status"), status),
+            (t("Error"), tags.span(error, class_="" if c["error_code"] == "NoError" else "bad")),
+            (t("Session"), session),
+            (t("Current"), current),
+            (t("Limit"), limit),
+            (t("Availability"), available),
+            (t("Reservation"), _reservation(t, c["reservation"])),
+            (t("Meter"), _kwh(t, c["energy_register_wh"])),
         ),
-        _smart(charger["id"], c["smart"]) if c.get("smart") else "",
+        _smart(t, charger["id"], c["smart"]) if c.get("smart") else "",
         tags.div(*buttons, class_="buttons"),
+        _knx(t, charger["id"], c) if c.get("knx") else "",
         class_="connector",
     )
 
 
-def _frames(charger_id, frames):
+#: The declared group objects by key, for the commissioning view's words.
+_OBJECTS = {obj.key: obj for obj in objects.OBJECTS}
+
+#: Which way a group object's values travel, in words.
+_DIRECTIONS = {objects.SEND: N_("send"), objects.RECEIVE: N_("receive"),
+               objects.BOTH: N_("send and receive")}
+
+
+def _seen(t, obj, dpt, record):
+    """
+    A value the bridge sent or received: in words, when, from whom.
+    """
+    if record is None:
+        return "\N{EM DASH}"
+    seen = [describe(t, obj, dpt, record["value"], local_time), tags.br(),
+            tags.span(local_time(_parse(record["time"])), class_="muted")]
+    if record["from"]:
+        seen += [" ", tags.span(t("from {address}").format(address=record["from"]),
+                                class_="muted")]
+    return seen
+
+
+def _knx(t, charger_id, c):
+    """
+    The commissioning view of a charging point: each linked group object
+    with its address, DPT, direction and the values last sent and received;
+    a warning for every write of another device to a send object.
+    """
+    warnings = [
+        tags.p("\N{WARNING SIGN} ", t(
+            "{source} wrote {value} to {address} ({object}), which only this controller "
+            "sends to, at {time}: check the devices linked to that address.").format(
+                source=o["foreign"]["from"], address=o["address"], object=o["object"],
+                value=describe(t, _OBJECTS[o["object"]], o["dpt"], o["foreign"]["value"],
+                               local_time),
+                time=local_time(_parse(o["foreign"]["time"]))),
+            class_="bad")
+        for o in c["knx"] if o["foreign"]]
+    rows = [([tags.code(o["object"]), " ", o["address"], tags.br(),
+              tags.span(f"DPT {o['dpt']}, ", t(_DIRECTIONS[o["direction"]]), class_="muted")],
+             _seen(t, _OBJECTS[o["object"]], o["dpt"], o["sent"]),
+             _seen(t, _OBJECTS[o["object"]], o["dpt"], o["received"]))
+            for o in c["knx"] if o["object"] in _OBJECTS]
+    return [*warnings, tags.details(
+        tags.summary(t.plural("KNX: {count} group object", "KNX: {count} group objects",
+                              len(rows)).format(count=len(rows))),
+        _table((t("Object"), t("Sent"), t("Received")), rows),
+        id=f"knx-{charger_id}-{c['connector']}")]
+
+
+def _frames(t, charger_id, frames):
     items = [
         tags.li(
             tags.time(local_time_of_seconds(seconds), datetime=iso(utc_from_seconds(seconds))),
             tags.span("\N{LEFTWARDS ARROW}" if direction == "in" else "\N{RIGHTWARDS ARROW}",
-                      class_=direction, title="from the charger" if direction == "in"
-                      else "to the charger"),
+                      class_=direction, title=t("from the charger") if direction == "in"
+                      else t("to the charger")),
             tags.code(text),
         )
         for seconds, direction, text in reversed(frames)
     ]
     return tags.details(
-        tags.summary(f"Last {len(items)} OCPP frames, newest first"),
+        tags.summary(t.plural("Last {count} OCPP frame, newest first",
+                              "Last {count} OCPP frames, newest first",
+                              len(items)).format(count=len(items))),
         tags.ol(*items, class_="frames"),
         id="frames-" + charger_id,
     )
@@ -300,186 +401,104 @@ def local_time_of_seconds(seconds):
     return datetime.fromtimestamp(seconds).strftime("%H:%M:%S.%f")[:-3]
 
 
-def _charger(charger, frames):
+def _charger(t, charger, frames):
     model = " ".join(filter(None, (charger["vendor"], charger["model"]))) or None
     return tags.section(
-        tags.h2(charger["id"], " ", _connection(charger)),
+        tags.h2(charger["id"], " ", _connection(t, charger)),
         _fields(
-            ("Address", charger["address"] or "\N{EM DASH}"),
-            ("Charger", model),
-            ("Firmware", charger["firmware"]),
-            ("Serial", charger["serial"]),
-            ("Reconnects", str(charger["reconnects"]) if charger["reconnects"] else None),
+            (t("Address"), charger["address"] or "\N{EM DASH}"),
+            (t("Charger"), model),
+            (t("Firmware"), charger["firmware"]),
+            (t("Serial"), charger["serial"]),
+            (t("Reconnects"), str(charger["reconnects"]) if charger["reconnects"] else None),
         ),
-        tags.div(*[_connector(charger, c) for c in charger["connectors"]], class_="connectors"),
+        tags.div(*[_connector(t, charger, c) for c in charger["connectors"]],
+                 class_="connectors"),
         tags.div(
-            _button("Soft reset", charger["id"], "reset",
-                    confirm=f"Reset the charger {charger['id']}? A running session may stop."),
+            _button(t("Soft reset"), charger["id"], "reset",
+                    confirm=t("Reset the charger {id}? A running session may stop.").format(
+                        id=charger["id"])),
             class_="buttons"),
-        _frames(charger["id"], frames),
+        _frames(t, charger["id"], frames),
         id="charger-" + charger["id"],
     )
 
 
-def _unknown(unknown):
+def _table(columns, rows):
+    """
+    A table that scrolls sideways when it is too wide, and whose rows
+    become cards on a phone, every cell under its column's name.
+
+    @param columns: the column names.
+    @param rows: the cells of each row, in column order.
+    """
+    return tags.div(tags.table(
+        tags.tr(*[tags.th(column) for column in columns]),
+        # each cell's content in one box: on a phone the cell is a grid of
+        # its label and that box
+        *[tags.tr(*[tags.td(tags.div(cell), **{"data-label": column})
+                    for column, cell in zip(columns, row)])
+          for row in rows],
+        class_="cards"), class_="scroll")
+
+
+def _unknown(t, unknown):
     if not unknown:
-        return tags.p("None so far.", class_="muted")
+        return tags.p(t("None so far."), class_="muted")
     rows = [
-        tags.tr(
-            tags.td(tags.input(value=u["id"], readonly="", class_="copy", id=f"unknown-{i}",
-                               **{"aria-label": "charger id"})),
-            tags.td(tags.button("Copy", type="button", **{"data-copy": f"unknown-{i}"})),
-            tags.td(u["address"]),
-            tags.td(str(u["count"])),
-            tags.td(local_time(_parse(u["first_seen"]))),
-            tags.td(local_time(_parse(u["last_seen"]))),
-        )
+        (tags.input(value=u["id"], readonly="", class_="copy", id=f"unknown-{i}",
+                    **{"aria-label": t("charger id")}),
+         tags.button(t("Copy"), type="button", **{"data-copy": f"unknown-{i}"}),
+         u["address"], str(u["count"]), local_time(_parse(u["first_seen"])),
+         local_time(_parse(u["last_seen"])))
         for i, u in enumerate(unknown)
     ]
-    header = tags.tr(*[tags.th(h) for h in ("Id", "", "Address", "Attempts", "First", "Last")])
     return [
-        tags.p("Copy an id into a [[charger]] table of the configuration to serve it.",
+        tags.p(t("Copy an id into a [[charger]] table of the configuration to serve it."),
                class_="muted"),
-        tags.div(tags.table(header, *rows), class_="scroll"),
+        _table((t("Id"), "", t("Address"), t("Attempts"), t("First"), t("Last")), rows),
     ]
 
 
-def bar_chart(title, bars):
-    """
-    An inline SVG bar chart.
-
-    @param bars: C{(label, kwh, tooltip)} in display order; the first and
-        last labels are written under the axis.
-    """
-    width, height, top, bottom = 600, 160, 16, 20
-    peak = max((kwh for _, kwh, _ in bars), default=0) or 1
-    # At least a month of slots: one session is a bar, not a wall.
-    step = width / max(len(bars), HISTORY_DAYS)
-    children = [
-        Tag("title")(title),
-        Tag("line")(x1="0", x2=str(width), y1=str(height - bottom), y2=str(height - bottom)),
-        Tag("text")(f"{peak:.1f} kWh", x="2", y="11"),
-    ]
-    for i, (label, kwh, tooltip) in enumerate(bars):
-        bar = (height - top - bottom) * kwh / peak
-        children.append(Tag("rect")(
-            Tag("title")(tooltip),
-            x=f"{i * step + step * 0.1:.1f}", width=f"{step * 0.8:.1f}",
-            y=f"{height - bottom - bar:.1f}", height=f"{bar:.1f}"))
-    if bars:
-        children.append(Tag("text")(bars[0][0], x="2", y=str(height - 5)))
-    if len(bars) > 1:
-        children.append(Tag("text")(bars[-1][0], x=f"{len(bars) * step:.1f}", y=str(height - 5),
-                                    **{"text-anchor": "end"}))
-    return Tag("svg")(*children, class_="chart", role="img", viewBox=f"0 0 {width} {height}",
-                      preserveAspectRatio="xMinYMin meet",
-                      xmlns="http://www.w3.org/2000/svg", **{"aria-label": title})
-
-
-def _hhmm(text):
-    return _parse(text).astimezone().strftime("%H:%M")
-
-
-def plan_chart(plan, max_current=None):
-    """
-    An inline SVG timeline of a smart plan: the planned current per slot as
-    bars (the PV surplus part green) and the price as a line.
-
-    @param plan: the C{plan} list of L{SmartManager.session}: C{{start,
-        end, current, price}} (ISO times).
-    @param max_current: the top of the current axis (A), default the
-        plan's highest current.
-    """
-    width, height, top, bottom = 600, 140, 16, 20
-    title = "Planned charging current"
-    children = [
-        Tag("title")(title),
-        Tag("line")(x1="0", x2=str(width), y1=str(height - bottom), y2=str(height - bottom)),
-    ]
-    if plan:
-        begin, end = _parse(plan[0]["start"]), _parse(plan[-1]["end"])
-        span = max((end - begin).total_seconds(), 1)
-        peak = max([s["current"] for s in plan] + [max_current or 0]) or 1
-        prices = [s["price"] for s in plan]
-        low, high = min(prices), max(prices)
-
-        def x(when):
-            return width * (_parse(when) - begin).total_seconds() / span
-
-        def y_price(price):
-            # The upper part of the chart, the cheapest at the bottom of it.
-            share = 0.5 if high == low else (price - low) / (high - low)
-            return height - bottom - (height - top - bottom) * (0.25 + 0.7 * share)
-
-        points = []
-        for slot in plan:
-            x0, x1 = x(slot["start"]), x(slot["end"])
-            bar = (height - top - bottom) * slot["current"] / peak
-            tooltip = (f"{_hhmm(slot['start'])}\N{EN DASH}{_hhmm(slot['end'])}: "
-                       f"{slot['current']:g} A at {slot['price']:g}/kWh")
-            if bar > 0:
-                children.append(Tag("rect")(
-                    Tag("title")(tooltip), x=f"{x0:.1f}", width=f"{max(x1 - x0, 0.5):.1f}",
-                    y=f"{height - bottom - bar:.1f}", height=f"{bar:.1f}"))
-                surplus = (height - top - bottom) * min(slot.get("surplus_current", 0),
-                                                        slot["current"]) / peak
-                if surplus > 0:
-                    children.append(Tag("rect")(
-                        Tag("title")(tooltip + " (PV surplus)"), class_="surplus",
-                        x=f"{x0:.1f}", width=f"{max(x1 - x0, 0.5):.1f}",
-                        y=f"{height - bottom - surplus:.1f}", height=f"{surplus:.1f}"))
-            points += [f"{x0:.1f},{y_price(slot['price']):.1f}",
-                       f"{x1:.1f},{y_price(slot['price']):.1f}"]
-        children.append(Tag("polyline")(points=" ".join(points)))
-        children += [
-            Tag("text")(f"{peak:g} A", x="2", y="11"),
-            Tag("text")(f"price {low:g}\N{EN DASH}{high:g}/kWh" if high != low
-                        else f"price {low:g}/kWh", class_="price", x=str(width - 2), y="11",
-                        **{"text-anchor": "end"}),
-            Tag("text")(_hhmm(plan[0]["start"]), x="2", y=str(height - 5)),
-            Tag("text")(_hhmm(plan[-1]["end"]), x=str(width - 2), y=str(height - 5),
-                        **{"text-anchor": "end"}),
-        ]
-    return Tag("svg")(*children, class_="chart plan", role="img",
-                      viewBox=f"0 0 {width} {height}", preserveAspectRatio="xMinYMin meet",
-                      xmlns="http://www.w3.org/2000/svg", **{"aria-label": title})
-
-
-def _smart(charger_id, smart):
+def _smart(t, charger_id, smart):
     """
     A smart session: its plan as a timeline, its cost against charging at
     once, and a form to change departure and energy.
     """
     departure = _parse(smart["departure"])
     saving = smart["immediate_cost"] - smart["cost"]
-    cost = f"{smart['cost']:.2f} (at once: {smart['immediate_cost']:.2f}"
-    cost += f", saves {saving:.2f})" if saving > 0.005 else ")"
-    reach = _badge("on time", True) if smart["reachable"] else _badge(
-        "not reachable before departure: full current", False)
+    cost = t.number(smart["cost"], ".2f") + " (" + (
+        t("at once: {cost}, saves {saving}") if saving > 0.005 else t("at once: {cost}")).format(
+        cost=t.number(smart["immediate_cost"], ".2f"), saving=t.number(saving, ".2f")) + ")"
+    reach = _badge(t("on time"), True) if smart["reachable"] else _badge(
+        t("not reachable before departure: full current"), False)
     put = (f"/api/chargers/{quote(charger_id, safe='')}/smart?connector={smart['connector']}")
     return tags.div(
-        tags.h3("Smart plan"),
+        tags.h3(t("Smart plan")),
         _fields(
-            ("Departure", [local_time(departure), " ", reach]),
-            ("Energy", f"{_kwh(smart['delivered_wh'])} of {_kwh(smart['energy_wh'])}"),
-            ("Cost", cost),
-            ("Solar", f"{smart['surplus_current']:g} A from PV surplus"
+            (t("Departure"), [local_time(departure), " ", reach]),
+            (t("Energy"), t("{delivered} of {planned}").format(
+                delivered=_kwh(t, smart["delivered_wh"]), planned=_kwh(t, smart["energy_wh"]))),
+            (t("Cost"), cost),
+            (t("Solar"), t("{current} from PV surplus").format(
+                current=_amps(t, smart["surplus_current"]))
              if smart.get("surplus_current") else None),
         ),
-        plan_chart(smart["plan"]),
+        plan_chart(smart["plan"], t=t),
         tags.form(
-            tags.label("Departure ", tags.input(
+            tags.label(t("Departure"), " ", tags.input(
                 type="time", name="departure", value=departure.astimezone().strftime("%H:%M"))),
-            tags.label("Energy ", tags.input(
+            tags.label(t("Energy"), " ", tags.input(
                 type="number", name="energy_wh", min="0.1", step="any",
                 value=f"{smart['energy_wh'] / 1000:g}", **{"data-scale": "1000"}), " kWh"),
-            tags.button("Change plan", type="submit"),
-            class_="smart", **{"data-put": put}),
+            tags.button(t("Change plan"), type="submit"),
+            class_="smart", **{"data-put": put, "data-label": t("Smart plan"),
+                               "data-done": t("changed")}),
         class_="smart-plan",
     )
 
 
-def _history(records, today):
+def _history(t, records, today):
     """
     The session history: energy per day and per session, and a table.
 
@@ -494,39 +513,73 @@ def _history(records, today):
             days[day] += (r.energy_wh or 0) / 1000
     sessions = list(reversed(records[:HISTORY_SESSIONS]))
     per_day = bar_chart(
-        f"Energy per day, last {HISTORY_DAYS} days",
-        [(day.strftime("%d %b"), kwh, f"{day:%a %d %b}: {kwh:.2f} kWh")
-         for day, kwh in days.items()])
+        t("Energy per day, last {days} days").format(days=HISTORY_DAYS),
+        [(_day(t, day), kwh, f"{_day(t, day, weekday=True)}: {t.number(kwh, '.2f')} kWh")
+         for day, kwh in days.items()], HISTORY_DAYS, t)
     per_session = bar_chart(
-        "Energy per session",
+        t("Energy per session"),
         [(local_time(r.start_time)[:10], (r.energy_wh or 0) / 1000,
           f"#{r.id} {r.charger_id}/{r.connector} {r.id_tag} {local_time(r.start_time)}: "
-          f"{_kwh(r.energy_wh)}") for r in sessions])
-    header = tags.tr(*[tags.th(h) for h in (
-        "#", "Charger", "Tag", "Start", "End", "Energy", "Reason")])
+          f"{_kwh(t, r.energy_wh)}") for r in sessions], HISTORY_DAYS, t)
     rows = [
-        tags.tr(
-            tags.td(str(r.id)), tags.td(f"{r.charger_id}/{r.connector}"), tags.td(r.id_tag),
-            tags.td(local_time(r.start_time)),
-            tags.td(local_time(r.stop_time) if r.stop_time else "running"),
-            tags.td(_kwh(r.energy_wh)), tags.td(r.stop_reason or ""),
-        )
+        (str(r.id), f"{r.charger_id}/{r.connector}", r.id_tag, local_time(r.start_time),
+         local_time(r.stop_time) if r.stop_time else t("running"), _kwh(t, r.energy_wh),
+         r.stop_reason or "")
         for r in records[:HISTORY_SESSIONS]
     ]
     total = sum(days.values())
     return tags.section(
-        tags.h2("Sessions"),
-        tags.p(f"Last {HISTORY_DAYS} days: {len(records)} session(s), {total:.1f} kWh. ",
-               tags.a("CSV", href="/api/transactions?format=csv"), class_="muted"),
-        tags.h3("Energy per day"), per_day,
-        tags.h3("Energy per session"), per_session,
-        tags.div(tags.table(header, *rows), class_="scroll") if rows
-        else tags.p("No sessions yet.", class_="muted"),
+        tags.h2(t("Sessions")),
+        tags.p(t.plural("Last {days} days: {count} session, {energy} kWh.",
+                        "Last {days} days: {count} sessions, {energy} kWh.",
+                        len(records)).format(days=HISTORY_DAYS, count=len(records),
+                                             energy=t.number(total, ".1f")),
+               " ", tags.a("CSV", href="/api/transactions?format=csv"), class_="muted"),
+        tags.h3(t("Energy per day")), per_day,
+        tags.h3(t("Energy per session")), per_session,
+        _table(("#", t("Charger"), t("Tag"), t.context("column", "Start"), t("End"), t("Energy"),
+                t("Reason")),
+               rows) if rows else tags.p(t("No sessions yet."), class_="muted"),
         id="sessions",
     )
 
 
-def render_page(status, frames, records):
+def _setup(t, setup):
+    """
+    What an installer needs to set up the chargers and the bus: the URL to
+    give a charger, the root certificate it must trust, the KNX group
+    addresses to import into ETS.
+    """
+    root = setup.get("root_certificate")
+    count = setup.get("group_addresses", 0)
+    url = setup.get("charger_url")
+    return tags.section(
+        tags.h2(t("Setup")),
+        _fields(
+            (t("Charger URL"), [
+                tags.input(value=url, readonly="", class_="copy", id="charger-url",
+                           **{"aria-label": t("Charger URL")}),
+                " ", tags.button(t("Copy"), type="button", **{"data-copy": "charger-url"}),
+                tags.br(), tags.span(t("followed by the charger's id"), class_="muted"),
+            ] if url else None),
+            (t("Root certificate"), [
+                tags.a("ca.pem", href=root["href"], download="", id="root-certificate"),
+                tags.br(), "SHA-256 ", tags.code(root["sha256"], id="root-fingerprint"),
+            ] if root else tags.span(t("none beside the server certificate"), class_="muted")),
+            ("KNX", [
+                t.plural("{count} group address", "{count} group addresses",
+                         count).format(count=count), " ",
+                tags.a(t("CSV for ETS"), href="/api/knx/group-addresses?format=csv",
+                       download="", id="ets-csv"),
+                tags.br(), tags.span(t("ETS: Group Addresses → Import"),
+                                     class_="muted"),
+            ] if count else tags.span(t("no group addresses configured"), class_="muted")),
+        ),
+        id="setup",
+    )
+
+
+def render_page(status, frames, records, setup=None, t=None):
     """
     Render the status page.
 
@@ -535,15 +588,23 @@ def render_page(status, frames, records):
         C{(seconds, "in" | "out", text)}.
     @param records: the transactions of the last L{HISTORY_DAYS} days,
         newest first.
+    @param setup: C{{"group_addresses": n, "charger_url": url,
+        "root_certificate": {"sha256": fingerprint, "href": path} or None}}:
+        how many group addresses the configuration links, the OCPP URL for
+        the chargers and the root certificate they must trust.
+    @param t: the L{xxterocpp.web.i18n.Language} of the page (default
+        English).
     @return: a Deferred firing with the HTML document (bytes).
     """
+    t = t or language(DEFAULT)
     now = _parse(status["time"])
     knx = status["knx"]
+    refused = status["refused"]
     document = tags.html(
         tags.head(
             tags.meta(charset="utf-8"),
             tags.meta(name="viewport", content="width=device-width, initial-scale=1"),
-            tags.title("xxterocpp \N{EN DASH} charging points"),
+            tags.title("xxterocpp \N{EN DASH} " + t("charging points")),
             tags.link(rel="stylesheet", href="/page.css"),
             tags.script(src="/page.js", defer=""),
         ),
@@ -552,20 +613,23 @@ def render_page(status, frames, records):
             tags.p(id="result", role="status"),
             Tag("main")(
                 tags.header(
-                    tags.h1("Charging points"),
-                    tags.span("KNX link ",
-                              _badge(knx, None if knx == "not configured" else knx == "connected")),
-                    tags.span("updated ", local_time(now), class_="muted"),
-                    tags.span(f"refused connections: {status['refused']['auth']} credentials, "
-                              f"{status['refused']['tls']} TLS", class_="muted",
-                              id="refused"),
+                    tags.h1(t("Charging points")),
+                    # the link states are msgids too: see status.knx_state
+                    tags.span(t("KNX link"), " ",
+                              _badge(t(knx), None if knx == "not configured"
+                                     else knx == "connected")),
+                    tags.span(t("updated {time}").format(time=local_time(now)), class_="muted"),
+                    tags.span(t("refused connections: {auth} credentials, {tls} TLS").format(
+                        auth=refused["auth"], tls=refused["tls"]), class_="muted",
+                        id="refused"),
                 ),
-                *[_charger(c, frames.get(c["id"], ())) for c in status["chargers"]],
-                tags.section(tags.h2("Chargers trying to connect"), _unknown(status["unknown"]),
-                             id="unknown"),
-                _history(records, now.astimezone().date()),
+                *[_charger(t, c, frames.get(c["id"], ())) for c in status["chargers"]],
+                tags.section(tags.h2(t("Chargers trying to connect")),
+                             _unknown(t, status["unknown"]), id="unknown"),
+                _history(t, records, now.astimezone().date()),
+                _setup(t, setup or {}),
             ),
         ),
-        lang="en",
+        lang=t.code,
     )
     return flattenString(None, document).addCallback(lambda html: b"<!DOCTYPE html>\n" + html)

@@ -92,11 +92,11 @@ class Reply:
         return cls(without_surrogates(text).encode("utf-8"), JSON_TYPE, code, headers or {})
 
     @classmethod
-    def text(cls, text, content_type):
+    def text(cls, text, content_type, headers=None):
         """
         @param text: a L{str} to send as UTF-8, C{content_type} naming it.
         """
-        return cls(without_surrogates(text).encode("utf-8"), content_type)
+        return cls(without_surrogates(text).encode("utf-8"), content_type, 200, headers or {})
 
     @classmethod
     def error(cls, error):
