@@ -277,6 +277,7 @@ class BridgeTestCase(SynchronousTestCase):
         self.log = capture_log(self)
         self.bridge = KnxBridge(self.config, self.central, self.controller, self.link,
                                 self.clock, tz=BERLIN)
+        self.central.subscribe(self.bridge.observe)
         self.bridge.startService()
         self.addCleanup(self.bridge.stopService)
         self.initial = self.link.take()
@@ -605,6 +606,7 @@ class SendTests(BridgeTestCase):
 
     def test_not_started_not_sent(self):
         bridge = KnxBridge(self.config, self.central, self.controller, FakeLink(), self.clock)
+        self.central.subscribe(bridge.observe)
         self.status("Charging")
         self.assertEqual(bridge.link.sent, [])
 
@@ -813,6 +815,7 @@ class RestartTests(SynchronousTestCase):
     def bridge(self, start=True):
         bridge = KnxBridge(parse_config(CONFIG), self.central, FakeController(), self.link,
                            task.Clock(), tz=BERLIN)
+        self.central.subscribe(bridge.observe)
         if start:
             bridge.startService()
             self.addCleanup(bridge.stopService)
@@ -1354,6 +1357,7 @@ class SmartInputTests(SynchronousTestCase):
         self.log = capture_log(self)
         self.bridge = KnxBridge(parse_config(SMART_CONFIG), self.central, FakeController(),
                                 self.link, task.Clock(), tz=BERLIN, smart=self.smart)
+        self.central.subscribe(self.bridge.observe)
         self.bridge.startService()
         self.addCleanup(self.bridge.stopService)
 
@@ -1399,6 +1403,7 @@ class SmartInputTests(SynchronousTestCase):
     def test_without_manager(self):
         bridge = KnxBridge(parse_config(SMART_CONFIG), self.central, FakeController(),
                            self.link, task.Clock(), tz=BERLIN)
+        self.central.subscribe(bridge.observe)
         bridge.startService()
         self.addCleanup(bridge.stopService)
         self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))

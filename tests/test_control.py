@@ -159,6 +159,7 @@ class ControllerHarness:
         """
         self.central = CentralSystem(parse_config(self.config), self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.central.load()
         self.events = []
         self.central.subscribe(self.events.append)
@@ -188,6 +189,7 @@ class ControllerHarness:
                 f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
             self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.central.load()
 
     def settle(self, turns=30):

@@ -153,6 +153,7 @@ class RoutesTestCase(SynchronousTestCase):
         self.store = MemoryStore()
         self.central = CentralSystem(parse_config(self.config_text), self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.addCleanup(self.controller.shutdown)
         self.site = web_site(self.central, self.controller, self.store, lambda: None,
                              self.clock)

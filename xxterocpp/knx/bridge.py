@@ -362,7 +362,6 @@ class KnxBridge(service.Service):
         # GroupValueRead of an address shared by send objects gets that value
         self._last_writer = {}
         self.reconfigure(config)
-        central.subscribe(self._event)
         link.add_telegram_observer(self._telegram)
         link.add_link_observer(self._link_changed)
 
@@ -440,7 +439,11 @@ class KnxBridge(service.Service):
         if up and self.running:
             self.publish()
 
-    def _event(self, event):
+    def observe(self, event):
+        """
+        Write what a domain event changed of the points it concerns (the
+        composition root subscribes this to the central system).
+        """
         if isinstance(event, StateLoaded):
             # the bridge was built before the state store was read
             for point in self.points.values():
