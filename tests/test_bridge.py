@@ -1194,7 +1194,8 @@ class SmartInputTests(SynchronousTestCase):
         self.addCleanup(self.bridge.stopService)
 
     def warnings(self):
-        return [text for level, text in bridge_log(self.events) if level in (LogLevel.warn, LogLevel.critical)]
+        return [text for level, text in bridge_log(self.events)
+                if level in (LogLevel.warn, LogLevel.critical)]
 
     def test_price_and_surplus(self):
         self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))

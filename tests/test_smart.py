@@ -200,7 +200,8 @@ class SmartManagerTests(Harness, SynchronousTestCase):
 
     def test_restart_adopts_running_smart_session(self):
         self.start()
-        again = SmartManager(self.central, FakeController(self.central, ACCEPTED), self.clock, self.config, TZ)
+        again = SmartManager(self.central, FakeController(self.central, ACCEPTED), self.clock,
+                             self.config, TZ)
         self.central.subscribe(again.observe)
         again.startService()
         self.addCleanup(again.stopService)

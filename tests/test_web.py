@@ -10,7 +10,7 @@ import json
 
 import attr
 from twisted.internet import defer, reactor
-from twisted.logger import globalLogPublisher
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -742,12 +742,10 @@ class AuthTests(WebTestCase):
         """
         Neither a right nor a wrong password shows up in the log.
         """
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        yield self.get("/api/status", credentials=(WEB_USER, "guess-123"))
-        yield self.get("/api/status")
-        yield self.post("/api/chargers/CP1/ocpp/Nope")
+        with capturedLogs() as events:
+            yield self.get("/api/status", credentials=(WEB_USER, "guess-123"))
+            yield self.get("/api/status")
+            yield self.post("/api/chargers/CP1/ocpp/Nope")
         text = repr(events)
         self.assertNotIn("guess-123", text)
         self.assertNotIn(WEB_PASSWORD, text)
@@ -764,11 +762,9 @@ class WebServiceTests(TestCase):
         """
         The service listens on C{[web] interface/port} and logs it.
         """
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        service = yield start_service(self, write_config(self, WEB_CONFIG))
-        port = yield service.web.when_listening()
+        with capturedLogs() as events:
+            service = yield start_service(self, write_config(self, WEB_CONFIG))
+            port = yield service.web.when_listening()
         self.assertEqual(port.getHost().host, "127.0.0.1")
         self.assertTrue(any(e.get("what") == "web interface" for e in events))
 
