@@ -15,6 +15,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
+from tests.fakes import FakeLink
 from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
 from tests.sim import NO_REPLY, CallErrorReply, HandshakeRefused, connect_charger
 
@@ -231,13 +232,9 @@ class StatusTests(WebTestCase):
         """
         The page and the API show whether the knxd link is up.
         """
-
-        class Link:
-            connected = False
-
-        self.service.knx_link = Link()
+        link = self.service.knx_link = FakeLink(connected=False)
         self.assertEqual((yield self.get("/api/status")).json["knx"], "disconnected")
-        Link.connected = True
+        link.up()
         self.assertEqual((yield self.get("/api/status")).json["knx"], "connected")
         self.assertIn("KNX link", (yield self.get("/")).body.decode())
 
