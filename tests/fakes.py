@@ -79,7 +79,9 @@ class MemoryStore:
     fires it; the C{load_*} and C{query_*} methods answer with what is kept,
     so a next L{CentralSystem} on the same store finds it as after a
     restart. Like the real store, a naive datetime or a setting that is no
-    JSON raises at once.
+    JSON raises at once, an unknown identity longer than
+    L{MAX_IDENTITY_LENGTH} is refused (a failed Deferred) and only the
+    L{MAX_UNKNOWN_CHARGERS} identities seen last are kept.
 
     @ivar writes: C{(method name, arguments)} of every write taken, in
         order.
@@ -100,9 +102,9 @@ class MemoryStore:
         L{last_transaction_id} answers.
     """
 
-    def __init__(self, hold=()):
+    def __init__(self):
         self.writes = []
-        self.hold = set(hold)
+        self.hold = set()
         self.held = []
         self.settings = {}
         self.tags = {}
