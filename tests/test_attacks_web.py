@@ -410,6 +410,7 @@ class FuzzTests(RoutesTestCase):
 
         self.smart_manager = SmartManager(self.central, self.controller, self.clock,
                                           self.central.config)
+        self.central.subscribe(self.smart_manager.observe)
         self.site.resource.smart = self.smart_manager
         RecordingCharger(self.central, self.clock)
 

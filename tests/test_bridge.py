@@ -12,17 +12,17 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import attr
-from twisted.internet import defer, task
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.internet import task
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.fakes import FakeCentral, FakeController, FakeLink, FakeSmart
 from xxterocpp.config import parse_config
-from xxterocpp.control import CommandResult
 from xxterocpp.knx import objects
 from xxterocpp.knx.address import GroupAddress
 from xxterocpp.knx.bridge import OBJECTS, BridgedObject, KnxBridge, has_group_objects
 from xxterocpp.knx.dpt import DPTS
-from xxterocpp.knx.knxd import READ, RESPONSE, WRITE, Telegram
+from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
 from xxterocpp.knx.objects import ERROR_CODES, STATUSES
 from xxterocpp.ocpp import messages
 from xxterocpp.domain.events import (
@@ -37,7 +37,7 @@ from xxterocpp.domain.events import (
     TransactionStarted,
     TransactionStopped,
 )
-from xxterocpp.domain.model import Connector, Transaction
+from xxterocpp.domain.model import Transaction
 
 GA = GroupAddress.parse
 
@@ -85,163 +85,12 @@ SUNDAY_EVENING = datetime(2024, 7, 28, 20, 59, 17, tzinfo=timezone.utc)
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-class FakeLink:
+def bridge_log(events):
     """
-    A L{KnxdLink} stand-in: records what is sent, lets tests feed telegrams
-    and take the link up and down.
+    @return: C{(level, text)} of the bridge's log events among C{events}.
     """
-
-    def __init__(self, connected=True):
-        self.connected = connected
-        self.sent = []
-        self._telegram_observers = []
-        self._link_observers = []
-
-    def add_telegram_observer(self, observer):
-        self._telegram_observers.append(observer)
-
-    def add_link_observer(self, observer):
-        self._link_observers.append(observer)
-
-    def write(self, dst, value):
-        if self.connected:
-            self.sent.append((WRITE, str(dst), value))
-        return self.connected
-
-    def respond(self, dst, value):
-        if self.connected:
-            self.sent.append(("response", str(dst), value))
-        return self.connected
-
-    def receive(self, dst, kind, payload=0):
-        for observer in self._telegram_observers:
-            observer(Telegram("0.0.9", GA(dst), kind, payload))
-
-    def up(self, up=True):
-        self.connected = up
-        for observer in self._link_observers:
-            observer(up)
-
-    def take(self):
-        """
-        @return: what was sent since the last call.
-        """
-        sent, self.sent = self.sent, []
-        return sent
-
-
-class FakeCharger:
-    """
-    The part of L{Charger} the bridge uses: connected (by default), seen
-    before, not offline.
-    """
-
-    def __init__(self, charger_id):
-        self.id = charger_id
-        self.connectors = {}
-        self.connected = True
-        self.ever_connected = True
-        self.offline = False
-
-    def connector(self, number):
-        return self.connectors.setdefault(number, Connector(self.id, number))
-
-
-class FakeCentral:
-    """
-    The part of L{CentralSystem} the bridge uses: chargers, their effective
-    status and last sessions, and events.
-
-    @ivar last_sessions: what L{last_session} answers, by C{(charger id,
-        connector)}.
-    """
-
-    def __init__(self, *charging_points):
-        self.chargers = {}
-        self.last_sessions = {}
-        self._observers = []
-        for charger_id, connector in charging_points:
-            charger = self.chargers.setdefault(charger_id, FakeCharger(charger_id))
-            charger.connector(connector)
-
-    def subscribe(self, observer):
-        self._observers.append(observer)
-
-    def emit(self, event):
-        for observer in self._observers:
-            observer(event)
-
-    def connector(self, charger_id, number=1):
-        return self.chargers[charger_id].connectors[number]
-
-    def point_status(self, charger_id, connector):
-        """
-        As the domain works it out: Unavailable while offline, connector 0's
-        Unavailable or Faulted, else the connector's own.
-        """
-        charger = self.chargers[charger_id]
-        if charger.offline:
-            return ("Unavailable", "NoError")
-        for c in (charger.connectors.get(0), charger.connectors.get(connector)):
-            if c is not None and c.status is not None and (
-                    c.number != 0 or c.status in ("Unavailable", "Faulted")):
-                return (c.status, c.error_code)
-        return (None, None)
-
-    def last_session(self, charger_id, connector):
-        return self.last_sessions.get((charger_id, connector))
-
-
-class FakeController:
-    """
-    Records commands; each returns a Deferred the test fires with L{answer}.
-
-    @ivar limits: what L{limit} answers, by C{(charger id, connector)}.
-    @ivar modes: what L{mode} answers, by C{(charger id, connector)}.
-    """
-
-    def __init__(self):
-        self.calls = []
-        self.pending = []
-        self.limits = {}
-        self.modes = {}
-
-    def __getattr__(self, name):
-        if name not in ("start", "stop", "reserve", "free", "set_availability", "unlock",
-                        "set_limit", "reset", "fast", "normal"):
-            raise AttributeError(name)
-
-        def command(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            d = defer.Deferred()
-            self.pending.append(d)
-            return d
-
-        return command
-
-    def answer(self, accepted=True, status="Accepted", detail=""):
-        self.pending.pop(0).callback(CommandResult(accepted, status, detail))
-
-    def limit(self, charger_id, connector=1):
-        return self.limits.get((charger_id, connector))
-
-    def mode(self, charger_id, connector=1):
-        return self.modes.get((charger_id, connector))
-
-
-def capture_log(testcase):
-    """
-    @return: a list that fills with (level, text) of the bridge's log events.
-    """
-    events = []
-
-    def observer(event):
-        if event.get("log_namespace") == "xxterocpp.knx.bridge":
-            events.append((event["log_level"], formatEvent(event)))
-
-    globalLogPublisher.addObserver(observer)
-    testcase.addCleanup(globalLogPublisher.removeObserver, observer)
-    return events
+    return [(event["log_level"], formatEvent(event)) for event in events
+            if event.get("log_namespace") == "xxterocpp.knx.bridge"]
 
 
 def transaction(tx_id=7, charger_id="CP1", connector=1, meter_start=1000, start=SUNDAY_EVENING,
@@ -274,9 +123,10 @@ class BridgeTestCase(SynchronousTestCase):
             charger.connected = charger.ever_connected = False
         self.controller = FakeController()
         self.link = FakeLink()
-        self.log = capture_log(self)
+        self.events = self.enterContext(capturedLogs())
         self.bridge = KnxBridge(self.config, self.central, self.controller, self.link,
                                 self.clock, tz=BERLIN)
+        self.central.subscribe(self.bridge.observe)
         self.bridge.startService()
         self.addCleanup(self.bridge.stopService)
         self.initial = self.link.take()
@@ -313,7 +163,7 @@ class BridgeTestCase(SynchronousTestCase):
         self.central.emit(TransactionStopped(tx.charger_id, tx.connector, tx))
 
     def warnings(self):
-        return [text for level, text in self.log if level == LogLevel.warn]
+        return [text for level, text in bridge_log(self.events) if level == LogLevel.warn]
 
 
 class TableTests(SynchronousTestCase):
@@ -605,6 +455,7 @@ class SendTests(BridgeTestCase):
 
     def test_not_started_not_sent(self):
         bridge = KnxBridge(self.config, self.central, self.controller, FakeLink(), self.clock)
+        self.central.subscribe(bridge.observe)
         self.status("Charging")
         self.assertEqual(bridge.link.sent, [])
 
@@ -715,7 +566,7 @@ class ReceiveTests(BridgeTestCase):
     def test_zero_means_nothing_for_unlock_and_reset(self):
         self.link.receive("1/0/5", WRITE, 0)
         self.link.receive("1/0/11", WRITE, 0)
-        self.assertEqual((self.controller.calls, self.log), ([], []))
+        self.assertEqual((self.controller.calls, bridge_log(self.events)), ([], []))
 
     def test_nonsense_is_logged_and_ignored(self):
         for dst, payload in [("1/0/2", 2), ("1/0/2", b"\x01\x00"), ("1/0/10", b"\x41"),
@@ -813,6 +664,7 @@ class RestartTests(SynchronousTestCase):
     def bridge(self, start=True):
         bridge = KnxBridge(parse_config(CONFIG), self.central, FakeController(), self.link,
                            task.Clock(), tz=BERLIN)
+        self.central.subscribe(bridge.observe)
         if start:
             bridge.startService()
             self.addCleanup(bridge.stopService)
@@ -1315,23 +1167,6 @@ class NeverSeenTests(BridgeTestCase):
         self.assertEqual(self.link.take(), [("response", "1/0/0", b"\x08")])
 
 
-class FakeSmart:
-    """
-    Records what the bridge gives the Smart Energy Manager.
-    """
-
-    def __init__(self):
-        self.calls = []
-
-    def set_price(self, price):
-        self.calls.append(("price", price))
-
-    def set_surplus(self, watts):
-        self.calls.append(("surplus", watts))
-        if watts == 13.0:
-            raise RuntimeError("unlucky")
-
-
 SMART_CONFIG = CONFIG.replace("[[charger]]", """\
 [smart]
 prices_ga = "5/0/1"
@@ -1351,14 +1186,16 @@ class SmartInputTests(SynchronousTestCase):
         self.central = FakeCentral(("CP1", 1), ("TWIN", 2))
         self.link = FakeLink()
         self.smart = FakeSmart()
-        self.log = capture_log(self)
+        self.events = self.enterContext(capturedLogs())
         self.bridge = KnxBridge(parse_config(SMART_CONFIG), self.central, FakeController(),
                                 self.link, task.Clock(), tz=BERLIN, smart=self.smart)
+        self.central.subscribe(self.bridge.observe)
         self.bridge.startService()
         self.addCleanup(self.bridge.stopService)
 
     def warnings(self):
-        return [text for level, text in self.log if level in (LogLevel.warn, LogLevel.critical)]
+        return [text for level, text in bridge_log(self.events)
+                if level in (LogLevel.warn, LogLevel.critical)]
 
     def test_price_and_surplus(self):
         self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))
@@ -1366,7 +1203,7 @@ class SmartInputTests(SynchronousTestCase):
         # current object here): the bridge's own writes are not telegrams
         # it receives, a write from the bus is the surplus.
         self.link.receive("1/0/9", WRITE, struct.pack(">f", -1500.0))
-        self.assertEqual(self.smart.calls, [("price", 0.25), ("surplus", -1500.0)])
+        self.assertEqual(self.smart.calls, [("price", 0.25, None), ("surplus", -1500.0)])
         self.assertEqual(self.warnings(), [])
 
     def test_reads_and_responses_are_not_values(self):
@@ -1385,20 +1222,22 @@ class SmartInputTests(SynchronousTestCase):
         self.assertIn("not a finite number", warnings[1])
 
     def test_failing_manager_is_logged(self):
+        self.smart.failure = RuntimeError("unlucky")
         self.link.receive("1/0/9", WRITE, struct.pack(">f", 13.0))
         self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.3))
-        self.assertEqual(self.smart.calls, [("surplus", 13.0), ("price", 0.3)])
+        self.assertEqual(self.smart.calls, [("surplus", 13.0), ("price", 0.3, None)])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_reconfigure_moves_the_addresses(self):
         self.bridge.reconfigure(parse_config(SMART_CONFIG.replace('"5/0/1"', '"5/0/3"')))
         self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))
         self.link.receive("5/0/3", WRITE, struct.pack(">f", 0.5))
-        self.assertEqual(self.smart.calls, [("price", 0.5)])
+        self.assertEqual(self.smart.calls, [("price", 0.5, None)])
 
     def test_without_manager(self):
         bridge = KnxBridge(parse_config(SMART_CONFIG), self.central, FakeController(),
                            self.link, task.Clock(), tz=BERLIN)
+        self.central.subscribe(bridge.observe)
         bridge.startService()
         self.addCleanup(bridge.stopService)
         self.link.receive("5/0/1", WRITE, struct.pack(">f", 0.25))

@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.fakes import MemoryStore
 from tests.service import BASE_CONFIG, start_service, write_config
 from tests.sim import NO_REPLY, CS_TO_CP_ACTIONS, CallErrorReply, ConfigurationKey, connect_charger
 from xxterocpp.config import TagConfig, parse_config
@@ -48,30 +49,6 @@ CONFIGURATION = {
     "MeterValueSampleInterval": "30",
     "SupportedFeatureProfiles": "Core,SmartCharging,LocalAuthListManagement,Reservation",
 }
-
-
-class MemoryStore:
-    """
-    The store's writes in memory; settings survive into the next
-    L{CentralSystem} like the database does.
-    """
-
-    def __init__(self):
-        self.settings = {}
-
-    def __getattr__(self, name):
-        if name.startswith(("load_", "query_")):
-            return lambda *a, **k: []
-        if name == "last_transaction_id":
-            return lambda: 0
-        return lambda *a, **k: defer.succeed(None)
-
-    def put_setting(self, scope, key, value):
-        self.settings[(scope, key)] = json.loads(json.dumps(value))
-        return defer.succeed(None)
-
-    def load_settings(self):
-        return dict(self.settings)
 
 
 class ScriptedCharger:
@@ -159,6 +136,7 @@ class ControllerHarness:
         """
         self.central = CentralSystem(parse_config(self.config), self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.central.load()
         self.events = []
         self.central.subscribe(self.events.append)
@@ -188,6 +166,7 @@ class ControllerHarness:
                 f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
             self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.central.load()
 
     def settle(self, turns=30):

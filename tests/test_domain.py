@@ -9,6 +9,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.fakes import MemoryStore
 from xxterocpp.config import TagConfig, parse_config
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.events import (
@@ -47,48 +48,6 @@ allowed_tags = ["GOOD", "LATER"]
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-class MemoryStore:
-    """
-    The writes of L{xxterocpp.store.Store} in memory, all committed at once
-    (or, with C{hold} naming a write, held until the test fires it).
-
-    @ivar tags: the L{TagRecord}s C{load_tags} returns.
-    """
-
-    def __init__(self, hold=()):
-        self.writes = []
-        self.tags = []
-        self.hold = set(hold)
-        self.held = []
-
-    def __getattr__(self, name):
-        if name.startswith(("load_", "query_")):
-            return lambda *a, **k: []
-        if name == "last_transaction_id":
-            return lambda: 41
-
-        def write(*args, **kwargs):
-            self.writes.append((name, args))
-            if name in self.hold:
-                self.held.append(defer.Deferred())
-                return self.held[-1]
-            return defer.succeed(None)
-
-        return write
-
-    def load_settings(self):
-        return {}
-
-    def load_tags(self):
-        return list(self.tags)
-
-    def written(self, name):
-        """
-        @return: the arguments of every write of method C{name}, in order.
-        """
-        return [args for n, args in self.writes if n == name]
-
-
 class DomainTestCase(SynchronousTestCase):
     """
     A L{CentralSystem} with the configuration above, its events collected.
@@ -98,6 +57,8 @@ class DomainTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(T0.timestamp())
         self.store = MemoryStore()
+        # The transactions of an earlier life: ids go on from 41.
+        self.store.counter = 41
         self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock)
         self.central.load()
         self.events = []
@@ -409,7 +370,7 @@ class TagRegistryTests(DomainTestCase):
         (as the service did before the registry loaded them) writes nothing.
         """
         tag = TagRecord("CARD9", "Accepted", T0, "GOOD")
-        self.store.tags = [tag]
+        self.store.tags = {tag.id: tag}
         self.central.load()
         self.assertEqual(self.central.tags.get("CARD9"), tag)
         self.assertEqual(self.central.authorize("CP1", 1, "card9"),

@@ -7,14 +7,13 @@ force. Plain values, a fake clock, a store in memory that survives into the
 next L{CentralSystem}.
 """
 
-import json
 from datetime import timedelta
 
-import attr
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.fakes import FakeSession, MemoryStore
 from tests.test_domain import T0
 from xxterocpp.config import parse_config
 from xxterocpp.domain.central import CentralSystem
@@ -22,7 +21,6 @@ from xxterocpp.domain.events import (
     ChargerConnected, StatusChanged, TransactionStarted, TransactionStopped,
 )
 from xxterocpp.domain.model import Reservation
-from xxterocpp.store import ConnectorStatusRecord, TransactionRecord
 
 CONFIG = """
 [ocpp]
@@ -53,71 +51,6 @@ max_current = 16
 """
 
 
-class PersistentStore:
-    """
-    What the domain writes to the store, kept in memory and loaded again
-    by the next L{CentralSystem}, as the database does.
-    """
-
-    def __init__(self):
-        self.settings = {}
-        self.statuses = {}
-        self.transactions = {}
-
-    def __getattr__(self, name):
-        if name.startswith(("load_", "query_")):
-            return lambda *a, **k: []
-        return lambda *a, **k: defer.succeed(None)
-
-    def put_setting(self, scope, key, value):
-        self.settings[(scope, key)] = json.loads(json.dumps(value))
-        return defer.succeed(None)
-
-    def load_settings(self):
-        return dict(self.settings)
-
-    def save_connector_status(self, charger_id, connector, status, error_code, info, at):
-        self.statuses[(charger_id, connector)] = ConnectorStatusRecord(
-            charger_id, connector, status, error_code, info, at)
-        return defer.succeed(None)
-
-    def load_connector_status(self):
-        return [self.statuses[key] for key in sorted(self.statuses)]
-
-    def insert_transaction(self, tx):
-        fields = attr.fields_dict(TransactionRecord)
-        self.transactions[tx.id] = {name: getattr(tx, name) for name in fields
-                                    if hasattr(tx, name)}
-        return defer.succeed(None)
-
-    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
-        self.transactions[tx_id].update(meter_stop=meter_stop, stop_time=stop_time,
-                                        stop_reason=reason, stop_id_tag=stop_id_tag)
-        return defer.succeed(None)
-
-    def last_transaction_id(self):
-        return max(self.transactions, default=0)
-
-    def load_recent_transactions(self, limit):
-        newest = sorted(self.transactions, reverse=True)[:limit]
-        return [TransactionRecord(**self.transactions[i]) for i in newest]
-
-    def load_open_transactions(self):
-        return [TransactionRecord(**row) for row in self.transactions.values()
-                if row["stop_time"] is None]
-
-
-class Session:
-    """
-    An adapter's session: only closed.
-    """
-
-    closed = False
-
-    def close(self):
-        self.closed = True
-
-
 class StateTestCase(SynchronousTestCase):
     """
     A L{CentralSystem} on L{CONFIG}, its events collected; L{restart} builds
@@ -129,7 +62,7 @@ class StateTestCase(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(T0.timestamp())
-        self.store = PersistentStore()
+        self.store = MemoryStore()
         self.restart()
 
     def restart(self):
@@ -140,7 +73,7 @@ class StateTestCase(SynchronousTestCase):
         self.charger = self.central.chargers["CP1"]
 
     def connect(self, charger_id="CP1"):
-        session = Session()
+        session = FakeSession()
         self.central.connected(charger_id, session, "127.0.0.1")
         return session
 

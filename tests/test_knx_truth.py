@@ -16,7 +16,7 @@ import re
 from datetime import datetime, timezone
 
 from twisted.internet import defer, reactor, task
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.knxdtest import LinkWatcher, connect_peer, start_knxd
@@ -849,18 +849,14 @@ class NewObjectTests(TruthTestCase):
         nothing sent to the charger.
         """
         fast = address("fast")
-        lines = []
-
-        def observe(event):
-            serious = event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical)
-            if serious and fast in formatEvent(event):
-                lines.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
-        cp = yield self.charger()
-        calls = len(cp.calls_received)
-        self.bus.write(fast, 2)
-        self.bus.write(fast, b"\x01\x02")
-        self.assertEqual((yield self.calls_since(cp, calls)), ["UnlockConnector"])
+        with capturedLogs() as events:
+            cp = yield self.charger()
+            calls = len(cp.calls_received)
+            self.bus.write(fast, 2)
+            self.bus.write(fast, b"\x01\x02")
+            sent = yield self.calls_since(cp, calls)
+        self.assertEqual(sent, ["UnlockConnector"])
+        serious = (LogLevel.warn, LogLevel.error, LogLevel.critical)
+        lines = [formatEvent(e) for e in events
+                 if e.get("log_level") in serious and fast in formatEvent(e)]
         self.assertEqual(len(lines), 2, lines)

@@ -13,7 +13,7 @@ from twisted.internet.testing import (
     StringTransport,
     StringTransportWithDisconnection,
 )
-from twisted.logger import LogLevel, capturedLogs, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -34,22 +34,14 @@ def h(text):
     return bytes.fromhex(text)
 
 
-def capture_log(testcase, level=None):
+def knxd_log(events, level=None):
     """
-    Collect the events logged by L{xxterocpp.knx.knxd} during C{testcase}.
-
-    @return: a list of (level, formatted text) that fills as events come.
+    @return: C{(level, formatted text)} of the events among C{events} that
+        L{xxterocpp.knx.knxd} logged (at C{level}, or at any).
     """
-    events = []
-
-    def observer(event):
-        if event.get("log_namespace") == "xxterocpp.knx.knxd":
-            if level is None or event["log_level"] == level:
-                events.append((event["log_level"], formatEvent(event)))
-
-    globalLogPublisher.addObserver(observer)
-    testcase.addCleanup(globalLogPublisher.removeObserver, observer)
-    return events
+    return [(event["log_level"], formatEvent(event)) for event in events
+            if event.get("log_namespace") == "xxterocpp.knx.knxd"
+            and level in (None, event["log_level"])]
 
 
 def open_protocol(testcase):
@@ -135,11 +127,11 @@ class OpenTests(SynchronousTestCase):
         """
         knxd resetting an open group socket drops the connection with a log line.
         """
-        log = capture_log(self, LogLevel.warn)
-        proto, transport = open_protocol(self)
-        proto.dataReceived(h("00 02 00 04"))
+        with capturedLogs() as events:
+            proto, transport = open_protocol(self)
+            proto.dataReceived(h("00 02 00 04"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(len(log), 1)
+        self.assertEqual(len(knxd_log(events, LogLevel.warn)), 1)
 
 
 class SendTests(SynchronousTestCase):
@@ -240,8 +232,6 @@ class ReceiveTests(SynchronousTestCase):
         Short frames, unknown types, non-GroupValue APCIs and the broadcast
         address are logged; the connection stays up and later telegrams arrive.
         """
-        log = capture_log(self, LogLevel.warn)
-        proto, transport = open_protocol(self)
         garbage = [
             "00 00",  # empty frame
             "00 01 27",  # no type
@@ -253,9 +243,12 @@ class ReceiveTests(SynchronousTestCase):
             "00 04 00 99 12 34",  # unknown type
             "00 02 00 26",  # a second open reply
         ]
-        for frame in garbage:
-            proto.dataReceived(h(frame))
+        with capturedLogs() as events:
+            proto, transport = open_protocol(self)
+            for frame in garbage:
+                proto.dataReceived(h(frame))
         self.assertEqual(proto.received, [])
+        log = knxd_log(events, LogLevel.warn)
         self.assertEqual(len(log), len(garbage))
         self.assertIn("00 03 4f", log[2][1])
         self.assertFalse(transport.disconnecting)
@@ -282,7 +275,7 @@ class LinkTests(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.log = capture_log(self)
+        self.events = self.enterContext(capturedLogs())
         self.link = KnxdLink("unix:/run/knx-test", self.reactor, retry_policy=lambda n: 1.0)
         self.states = []
         self.telegrams = []
@@ -290,7 +283,7 @@ class LinkTests(SynchronousTestCase):
         self.link.add_telegram_observer(self.telegrams.append)
 
     def warnings(self):
-        return [text for level, text in self.log if level == LogLevel.warn]
+        return [text for level, text in knxd_log(self.events, LogLevel.warn)]
 
     def attempt(self):
         """
@@ -357,8 +350,9 @@ class LinkTests(SynchronousTestCase):
         self.connect()
         self.assertTrue(self.link.connected)
         self.assertEqual(self.states, [True])
-        self.assertEqual(self.log[-1], (LogLevel.info, "knxd link back up at unix:/run/knx-test"))
-        self.assertEqual(len(self.log), 2)
+        self.assertEqual(knxd_log(self.events)[-1],
+                         (LogLevel.info, "knxd link back up at unix:/run/knx-test"))
+        self.assertEqual(len(knxd_log(self.events)), 2)
 
     def test_outage_adds_at_most_two_log_lines(self):
         """
@@ -388,7 +382,8 @@ class LinkTests(SynchronousTestCase):
         self.link.startService()
         self.addCleanup(self.stop)
         proto, transport = self.connect()
-        self.assertEqual(self.log, [(LogLevel.info, "knxd link up at unix:/run/knx-test")])
+        self.assertEqual(knxd_log(self.events),
+                         [(LogLevel.info, "knxd link up at unix:/run/knx-test")])
         self.assertIs(self.link.write(GA("9/7/0"), 1), True)
         self.assertEqual(transport.value(), h("00 06 00 27 4F 00 00 81"))
         proto.dataReceived(h("00 08 00 27 00 03 4F 00 00 81"))
@@ -484,7 +479,7 @@ class RealKnxdTests(TestCase):
         self.watcher = LinkWatcher(self.link)
         self.telegrams = TelegramRecorder(reactor)
         self.link.add_telegram_observer(self.telegrams)
-        self.log = capture_log(self)
+        self.events = self.enterContext(capturedLogs())
         self.link.startService()
         self.addCleanup(self.link.stopService)
         yield self.watcher.wait(True)
@@ -494,7 +489,7 @@ class RealKnxdTests(TestCase):
         return 0.05
 
     def warnings(self):
-        return [text for level, text in self.log if level == LogLevel.warn]
+        return [text for level, text in knxd_log(self.events, LogLevel.warn)]
 
     @defer.inlineCallbacks
     def test_link_to_peer(self):
@@ -550,14 +545,14 @@ class RealKnxdTests(TestCase):
             # several retries while knxd is away
             yield task.deferLater(self.reactor, 0.5, lambda: None)
             self.assertGreaterEqual(len(self.attempts), 3)
-            self.assertEqual(len(self.warnings()), 1, self.log)
+            self.assertEqual(len(self.warnings()), 1, knxd_log(self.events))
             self.assertIn("is knxd running? check [knx] knxd", self.warnings()[0].lower())
 
             yield self.knxd.start()
             yield self.watcher.wait(True)
         self.assertEqual(self.watcher.history, [True, False, True])
-        self.assertEqual(len(self.warnings()), 1, self.log)
-        self.assertIn("knxd link back up", self.log[-1][1])
+        self.assertEqual(len(self.warnings()), 1, knxd_log(self.events))
+        self.assertIn("knxd link back up", knxd_log(self.events)[-1][1])
         self.assertEqual(len(events), 2, [formatEvent(e) for e in events])
 
         peer = yield connect_peer(self, self.knxd)
@@ -576,7 +571,7 @@ class RealKnxdTests(TestCase):
         yield self.knxd.restart()
         yield self.watcher.wait(True)
         self.assertEqual(self.watcher.history, [True, False, True])
-        self.assertEqual(len(self.warnings()), 1, self.log)
+        self.assertEqual(len(self.warnings()), 1, knxd_log(self.events))
 
     @defer.inlineCallbacks
     def test_knxd_absent_at_start(self):
@@ -596,5 +591,5 @@ class RealKnxdTests(TestCase):
         yield self.watcher.wait(True)
         self.assertEqual(watcher.history, [True])
         # one warning per link: the original link's and the new one's
-        self.assertEqual(len(self.warnings()), 2, self.log)
+        self.assertEqual(len(self.warnings()), 2, knxd_log(self.events))
         self.assertIn("cannot connect to knxd", self.warnings()[1])

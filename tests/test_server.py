@@ -12,6 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.fakes import FakeCentral
 from tests.service import BASE_CONFIG, PASSWORD, reopen_store, start_service, write_config
 from tests.sim import CallErrorReceived, HandshakeRefused, connect_charger
 from xxterocpp.config import parse_config
@@ -535,23 +536,6 @@ class PingTests(TestCase):
         self.assertIn("currentTime", result)
 
 
-class _Central:
-    """
-    The little of L{xxterocpp.station.CentralSystem} a handshake that does
-    not get far uses: no charger is known.
-    """
-
-    def __init__(self, config_text=""):
-        self.config = parse_config(config_text)
-        self.unknown = []
-
-    def lookup(self, identity):
-        return None
-
-    def record_unknown(self, identity, address):
-        self.unknown.append(identity)
-
-
 def _upgrade(path, **headers):
     """
     A WebSocket upgrade request for C{path}, as bytes.
@@ -571,7 +555,7 @@ class HandshakeLimitTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.central = _Central()
+        self.central = FakeCentral()
         self.factory = OcppServerFactory(self.central, self.clock, ping_interval=0)
 
     def connect(self, host="10.0.0.1"):
@@ -702,7 +686,8 @@ class HandshakeLimitTests(SynchronousTestCase):
                 p.dataReceived(_upgrade("/ocpp/" + identity))
                 self.assertTrue(transport.value().startswith(b"HTTP/1.1 " + status + b" "),
                                 (identity, transport.value()))
-        self.assertEqual([len(i) for i in self.central.unknown], [MAX_IDENTITY_LENGTH] * 2)
+        self.assertEqual([len(i) for i, address in self.central.unknown_attempts],
+                         [MAX_IDENTITY_LENGTH] * 2)
         self.assertFalse([e for e in events if "A" * (MAX_IDENTITY_LENGTH + 1) in repr(e)])
 
     def test_dropped_connections_are_logged_once_per_interval(self):

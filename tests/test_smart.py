@@ -11,17 +11,19 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_control import MemoryStore as ControlStore, ScriptedCharger
-from tests.test_domain import MemoryStore
+from tests.fakes import FakeController, MemoryStore
+from tests.test_control import ScriptedCharger
 from xxterocpp.config import parse_config
 from xxterocpp.control import PLAN_PROFILE_ID, CommandResult, Controller
-from xxterocpp.control.limits import plan_profile, schedule_periods
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.smart.manager import START_DELAY, NoSmartSession, SmartManager
 from xxterocpp.domain.central import CentralSystem
 
 TZ = ZoneInfo("Europe/Amsterdam")
+
+#: What the fake controller answers every command with.
+ACCEPTED = CommandResult(True, "Accepted")
 
 CONFIG = """
 [smart]
@@ -41,67 +43,6 @@ smart_tag = "SMART2"
 """
 
 
-class FakeController:
-    """
-    The control model's commands, recorded. A schedule is recorded as the
-    JSON of the SetChargingProfile the real controller builds of it, and
-    answered with C{answer}; the limits the manager steers to are recorded
-    apart (L{limits}).
-
-    @ivar own: the C{own_limit} of each point by C{(charger id, connector)}
-        (default its normal_current).
-    """
-
-    def __init__(self, central):
-        self.central = central
-        self.calls = []
-        self.steered = []
-        self.released = []
-        self.own = {}
-        self.observers = []
-        self.answer = CommandResult(True, "Accepted")
-
-    def set_schedule(self, charger_id, connector, transaction_id, start, periods):
-        request = plan_profile(self.central.chargers[charger_id],
-                               self.central.config.charger(charger_id, connector),
-                               transaction_id, start, periods)
-        self.calls.append(("set_schedule", charger_id, "SetChargingProfile", m.encode(request)))
-        return defer.succeed(self.answer)
-
-    def schedule_periods(self, charger_id):
-        return schedule_periods(self.central.chargers[charger_id])
-
-    def steer(self, charger_id, connector, amps):
-        self.steered.append((charger_id, connector, amps))
-        return defer.succeed(CommandResult(True, "Accepted"))
-
-    def release(self, charger_id, connector):
-        self.released.append((charger_id, connector))
-        return defer.succeed(CommandResult(True, "Accepted"))
-
-    def own_limit(self, charger_id, connector):
-        return self.own.get((charger_id, connector),
-                            self.central.config.charger(charger_id, connector).normal_current)
-
-    def observe_limits(self, observer):
-        self.observers.append(observer)
-
-    def profiles(self):
-        """
-        The schedules sent, as (charger id, [(startPeriod, limit)]).
-        """
-        return [(c[1], [(p["startPeriod"], p["limit"]) for p in
-                        c[3]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]])
-                for c in self.calls if c[0] == "set_schedule"]
-
-    def limits(self, charger_id=None):
-        """
-        The limits steered to, as (charger id, connector, A), of one charger
-        or of all.
-        """
-        return [s for s in self.steered if charger_id in (None, s[0])]
-
-
 class Harness:
     """
     A manager on the real domain, a fake clock (local time Amsterdam) and a
@@ -114,8 +55,9 @@ class Harness:
         self.config = parse_config(CONFIG.format(smart=smart))
         self.central = CentralSystem(self.config, MemoryStore(), self.clock)
         self.central.load()
-        self.controller = FakeController(self.central)
+        self.controller = FakeController(self.central, ACCEPTED)
         self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ)
+        self.central.subscribe(self.manager.observe)
         self.manager.startService()
         self.addCleanup(self.manager.stopService)
 
@@ -157,8 +99,8 @@ class SmartManagerTests(Harness, SynchronousTestCase):
         that transaction.
         """
         tx = self.start()
-        [(charger_id, action, payload)] = [c[1:] for c in self.controller.calls]
-        self.assertEqual((charger_id, action), ("CP1", "SetChargingProfile"))
+        [(charger_id, payload)] = self.controller.schedules
+        self.assertEqual(charger_id, "CP1")
         profile = payload["csChargingProfiles"]
         self.assertEqual((payload["connectorId"], profile["transactionId"],
                           profile["chargingProfilePurpose"], profile["chargingProfileKind"]),
@@ -177,7 +119,7 @@ class SmartManagerTests(Harness, SynchronousTestCase):
     def test_other_tags_are_not_smart(self):
         self.start(tag="04A1B2C3")
         self.start("CP2", tag="SMART")  # CP1's smart tag, not CP2's
-        self.assertEqual(self.controller.calls, [])
+        self.assertEqual(self.controller.schedules, [])
         self.assertIsNone(self.manager.session("CP1", 1))
 
     def test_price_telegram_replans(self):
@@ -230,20 +172,20 @@ class SmartManagerTests(Harness, SynchronousTestCase):
         self.assertEqual(len(self.controller.profiles()), sent)
 
     def test_charger_refusing_profiles_gets_limits_per_slot(self):
-        self.controller.answer = CommandResult(False, "Rejected")
+        self.controller.result = CommandResult(False, "Rejected")
         self.start()
-        self.assertEqual(self.controller.limits(), [("CP1", 1, 0.0)])
+        self.assertEqual(self.controller.steered(), [("CP1", 1, 0.0)])
         self.advance_to(23, 0)
-        self.assertEqual(self.controller.limits()[-1], ("CP1", 1, 16.0))
+        self.assertEqual(self.controller.steered()[-1], ("CP1", 1, 16.0))
         self.advance_to(0, 0, days=1)
-        self.assertEqual(self.controller.limits()[-1], ("CP1", 1, 0.0))
+        self.assertEqual(self.controller.steered()[-1], ("CP1", 1, 0.0))
         self.assertEqual(self.manager.session("CP1", 1)["via"], "limits")
         self.assertEqual(len(self.controller.profiles()), 1)
 
     def test_offline_charger_gets_plan_on_boot(self):
-        self.controller.answer = CommandResult(False, "NotConnected")
+        self.controller.result = CommandResult(False, "NotConnected")
         self.start()
-        self.controller.answer = CommandResult(True, "Accepted")
+        self.controller.result = CommandResult(True, "Accepted")
         self.handle("CP1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
         self.clock.advance(0)
         self.assertEqual(len(self.controller.profiles()), 2)
@@ -258,7 +200,9 @@ class SmartManagerTests(Harness, SynchronousTestCase):
 
     def test_restart_adopts_running_smart_session(self):
         self.start()
-        again = SmartManager(self.central, FakeController(self.central), self.clock, self.config, TZ)
+        again = SmartManager(self.central, FakeController(self.central, ACCEPTED), self.clock,
+                             self.config, TZ)
+        self.central.subscribe(again.observe)
         again.startService()
         self.addCleanup(again.stopService)
         self.assertEqual(len(again.controller.profiles()), 1)
@@ -352,9 +296,9 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         """
         self.build("site_limit = 20.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
         plain = self.start("CP2", tag="04A1B2C3")
-        self.assertEqual(self.controller.limits("CP2"), [("CP2", 1, 16.0)])
+        self.assertEqual(self.controller.steered("CP2"), [("CP2", 1, 16.0)])
         self.start()
-        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 10.0))
+        self.assertEqual(self.controller.steered("CP2")[-1], ("CP2", 1, 10.0))
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 10.0))
         self.handle("CP2", "StopTransaction", {"transactionId": plain, "meterStop": 100,
                                                "timestamp": self.now().isoformat()})
@@ -371,7 +315,7 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         self.clock.advance(14 * 60)
         self.meter("CP1", 0, amps=4.0)
         self.clock.advance(60)
-        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 14.0))
+        self.assertEqual(self.controller.steered("CP2")[-1], ("CP2", 1, 14.0))
 
     def test_car_drawing_less_leaves_current_to_others(self):
         self.slow_car_beside_a_plain_session()
@@ -380,7 +324,7 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         self.slow_car_beside_a_plain_session()
         # No reading for longer than METER_FRESH: CP1 may draw its share.
         self.clock.advance(15 * 60)
-        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 10.0))
+        self.assertEqual(self.controller.steered("CP2")[-1], ("CP2", 1, 10.0))
 
     def test_too_small_limit_rotates(self):
         """
@@ -390,14 +334,14 @@ class SiteLimitTests(Harness, SynchronousTestCase):
         self.build("site_limit = 8.0", start=datetime(2024, 3, 5, 23, 0, tzinfo=TZ))
         self.start("CP2", tag="04A1B2C3")
         self.start()
-        first = self.controller.limits("CP2")[-1]
+        first = self.controller.steered("CP2")[-1]
         self.assertEqual(first, ("CP2", 1, 8.0))
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 0.0))
         self.clock.advance(15 * 60)
-        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 0.0))
+        self.assertEqual(self.controller.steered("CP2")[-1], ("CP2", 1, 0.0))
         self.assertEqual(self.controller.profiles()[-1][1][0], (0, 8.0))
         self.clock.advance(15 * 60)
-        self.assertEqual(self.controller.limits("CP2")[-1], ("CP2", 1, 8.0))
+        self.assertEqual(self.controller.steered("CP2")[-1], ("CP2", 1, 8.0))
 
 
 class ChargerLimitsTests(Harness, SynchronousTestCase):
@@ -413,7 +357,7 @@ class ChargerLimitsTests(Harness, SynchronousTestCase):
                            ("ChargeProfileMaxStackLevel", "1")]:
             configuration[key] = m.KeyValue(key=key, readonly=True, value=value)
         self.start()
-        [(_, _, _, payload)] = self.controller.calls
+        [(_, payload)] = self.controller.schedules
         self.assertEqual(payload["csChargingProfiles"]["stackLevel"], 1)
         self.assertEqual(payload["csChargingProfiles"]["chargingProfileId"], 9101)
         self.assertEqual(len(self.controller.profiles()[-1][1]), 2)
@@ -476,7 +420,7 @@ class ControlledHarness:
     def build(self, smart="", start=datetime(2024, 3, 5, 20, 0, tzinfo=TZ), answer=None):
         self.clock = Clock()
         self.clock.advance(start.timestamp())
-        self.store = ControlStore()
+        self.store = MemoryStore()
         self.smart = smart
         self.launch(answer)
 
@@ -490,8 +434,10 @@ class ControlledHarness:
         self.config = parse_config(CONTROLLED.format(smart=self.smart))
         self.central = CentralSystem(self.config, self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.central.load()
         self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ)
+        self.central.subscribe(self.manager.observe)
         self.manager.startService()
         self.addCleanup(self.manager.stopService)
         self.cp = ScriptedCharger(self.central, self.clock)
@@ -668,8 +614,10 @@ class SmartEndTests(ControlledHarness, SynchronousTestCase):
         self.steered_to_nothing()
         self.manager.stopService()
         self.controller.shutdown()
-        # This store keeps the settings, not the transactions: after the
-        # restart nothing runs at CP1.
+        # The session ended while the service was down: after the restart
+        # nothing runs at CP1.
+        for tx in self.store.load_open_transactions():
+            self.store.stop_transaction(tx.id, tx.meter_start, self.central.now(), "Local", None)
         self.launch(refusing_tx_profiles)
         self.assertEqual(self.limits(), [("TxDefaultProfile", 16.0)])
         self.assertEqual(self.controller.limit("CP1"), 16.0)
@@ -758,10 +706,12 @@ class ControllerCollisionTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(datetime(2024, 3, 5, 20, 0, tzinfo=TZ).timestamp())
         config = parse_config(CONFIG.format(smart="") + '[[tag]]\nid = "GOOD"\n')
-        central = CentralSystem(config, ControlStore(), clock)
+        central = CentralSystem(config, MemoryStore(), clock)
         controller = Controller(central, clock)
+        central.subscribe(controller.observe)
         central.load()
         manager = SmartManager(central, controller, clock, config, TZ, start_delay=1)
+        central.subscribe(manager.observe)
         manager.startService()
         self.addCleanup(manager.stopService)
         cp = ScriptedCharger(central, clock)

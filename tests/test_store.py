@@ -18,7 +18,7 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.error import ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from xxterocpp.store import (
@@ -34,6 +34,13 @@ from xxterocpp.store import (
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def store_events(events):
+    """
+    @return: the events among C{events} that the store logged.
+    """
+    return [event for event in events if event.get("log_namespace") == "xxterocpp.store"]
 
 
 def started(tx_id, charger_id="CP1", start_time=T0, meter_start=1000):
@@ -85,20 +92,6 @@ class StoreTestCase(TestCase):
         """
         yield store.close()
         return self.makeStore(store.path)
-
-    def captureLog(self):
-        """
-        @return: a list that receives the store's log events.
-        """
-        events = []
-
-        def observe(event):
-            if event.get("log_namespace") == "xxterocpp.store":
-                events.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
-        return events
 
     def setUp(self):
         self.path = os.path.join(self.mktemp(), "state", "state.sqlite3")
@@ -241,13 +234,13 @@ class TransactionTests(StoreTestCase):
         store = self.makeStore()
         yield store.insert_transaction(started(1))
         before = store.commits
-        events = self.captureLog()
+        captured = self.enterContext(capturedLogs())
         duplicate = store.insert_transaction(started(1, charger_id="CP2"))
         other = store.insert_transaction(started(2))
         yield self.assertFailure(duplicate, StoreError)
         yield other
         self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
-        self.assertEqual(len(events), 1)
+        self.assertEqual(len(store_events(captured)), 1)
         self.assertEqual(store.commits, before + 1)
 
     @inlineCallbacks
@@ -605,7 +598,7 @@ class FailureTests(StoreTestCase):
         """
         clock = task.Clock()
         store = self.makeStore(clock=clock)
-        events = self.captureLog()
+        captured = self.enterContext(capturedLogs())
 
         def query_only(on):
             # Run in the worker: the connection belongs to that thread. As
@@ -622,7 +615,7 @@ class FailureTests(StoreTestCase):
         waiting = store.update_meter(1, 1500.0, T0)
         clock.advance(1)
         yield self.assertFailure(waiting, StoreError)
-        [line] = events
+        [line] = store_events(captured)
         self.assertEqual(line["log_level"], LogLevel.error)
         self.assertIn(self.path, formatEvent(line))
         self.assertIn("readonly", formatEvent(line))
@@ -635,7 +628,8 @@ class FailureTests(StoreTestCase):
         [rec] = store.load_open_transactions()
         self.assertEqual((rec.id, rec.last_meter_wh), (1, 1500.0))
         self.assertEqual(store.load_settings(), {("CP1", "limit"): 6.0})
-        self.assertEqual(len(events), 2, [formatEvent(e) for e in events])
+        logged = store_events(captured)
+        self.assertEqual(len(logged), 2, [formatEvent(e) for e in logged])
 
     @inlineCallbacks
     def test_deleted_database_file_is_rebuilt(self):
@@ -645,10 +639,10 @@ class FailureTests(StoreTestCase):
         """
         store = self.makeStore()
         yield store.insert_transaction(started(1))
-        events = self.captureLog()
+        captured = self.enterContext(capturedLogs())
         os.unlink(self.path)
         yield store.insert_transaction(started(2))
-        [line] = events
+        [line] = store_events(captured)
         self.assertIn("deleted", formatEvent(line))
         store = yield self.restart(store)
         self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
@@ -669,10 +663,10 @@ class FailureTests(StoreTestCase):
         db.close()
         backup.close()
         yield gatherResults([store.insert_transaction(started(n)) for n in (2, 3)])
-        events = self.captureLog()
+        captured = self.enterContext(capturedLogs())
         os.replace(self.path + ".backup", self.path)
         yield store.put_setting("CP1", "limit", 16)
-        [line] = events
+        [line] = store_events(captured)
         self.assertIn("replaced", formatEvent(line))
         store = yield self.restart(store)
         self.assertEqual([r.id for r in store.load_open_transactions()], [1])

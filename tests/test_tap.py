@@ -171,7 +171,7 @@ class SubscriptionTests(TestCase):
         """
         service = tap.XxterocppService(load_config(write_config(self, KNX_CONFIG)), reactor)
         self.assertEqual(service.central._observers, [
-            service.controller._observe, service.smart._observe, service.knx_bridge._event])
+            service.controller.observe, service.smart.observe, service.knx_bridge.observe])
 
 
 class DatabasePathTests(TestCase):

@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.task import deferLater
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
@@ -157,16 +157,16 @@ class SecureTestCase(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.logged = []
-
-        def observe(event):
-            self.logged.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.events = self.enterContext(capturedLogs())
         self.config_path, self.tls_dir = secure_config(self, self.client_ca, self.text)
         self.service = yield start_service(self, self.config_path)
         self.url = self.service.url.replace("ws://", "wss://")
+
+    def logged(self):
+        """
+        @return: the text of every event logged since the set-up.
+        """
+        return [formatEvent(event) for event in self.events]
 
     def connect(self, identity="CP1", tls_options=None, **kwargs):
         d = connect_charger(self.url, identity,
@@ -252,7 +252,7 @@ class SecureProfile2Tests(SecureTestCase):
         error = yield self.refused(tls_options=RawClientTLS(SSL.TLS1_1_VERSION))
         self.assertIsInstance(error, SSL.Error)
         yield self.failures("tls", 1)
-        self.assertIn("TLS connection from 127.0.0.1 failed: unsupported protocol", self.logged)
+        self.assertIn("TLS connection from 127.0.0.1 failed: unsupported protocol", self.logged())
         charger = yield self.connect(tls_options=RawClientTLS(SSL.TLS1_2_VERSION))
         connection = tls_connection(charger)
         self.assertEqual(connection.get_protocol_version_name(), "TLSv1.2")
@@ -345,7 +345,7 @@ class SecureProfile3Tests(SecureTestCase):
         yield self.refused("CP1", ChainClientTLS(path + ".pem", path + ".key"))
         yield self.failures("tls", 1)
         self.assertIn("TLS connection from 127.0.0.1 failed: certificate verify failed",
-                      self.logged)
+                      self.logged())
 
     @defer.inlineCallbacks
     def test_identity_case_follows_the_configuration(self):
@@ -420,8 +420,8 @@ class KeyRotationTests(SecureTestCase):
         self.assertEqual(error.status, 401)
         yield self.connect("RDAM 123", **self.key(NEW_KEY))
         # A01.FR.09: keys are never logged.
-        self.assertIn("RDAM 123: connection from 127.0.0.1 refused: wrong password", self.logged)
-        self.assertEqual([line for line in self.logged if NEW_KEY in line or PASSWORD in line],
+        self.assertIn("RDAM 123: connection from 127.0.0.1 refused: wrong password", self.logged())
+        self.assertEqual([line for line in self.logged() if NEW_KEY in line or PASSWORD in line],
                          [])
 
     @defer.inlineCallbacks

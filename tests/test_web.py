@@ -10,11 +10,12 @@ import json
 
 import attr
 from twisted.internet import defer, reactor
-from twisted.logger import globalLogPublisher
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
+from tests.fakes import FakeLink
 from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
 from tests.sim import NO_REPLY, CallErrorReply, HandshakeRefused, connect_charger
 
@@ -231,13 +232,9 @@ class StatusTests(WebTestCase):
         """
         The page and the API show whether the knxd link is up.
         """
-
-        class Link:
-            connected = False
-
-        self.service.knx_link = Link()
+        link = self.service.knx_link = FakeLink(connected=False)
         self.assertEqual((yield self.get("/api/status")).json["knx"], "disconnected")
-        Link.connected = True
+        link.up()
         self.assertEqual((yield self.get("/api/status")).json["knx"], "connected")
         self.assertIn("KNX link", (yield self.get("/")).body.decode())
 
@@ -743,12 +740,10 @@ class AuthTests(WebTestCase):
         """
         Neither a right nor a wrong password shows up in the log.
         """
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        yield self.get("/api/status", credentials=(WEB_USER, "guess-123"))
-        yield self.get("/api/status")
-        yield self.post("/api/chargers/CP1/ocpp/Nope")
+        with capturedLogs() as events:
+            yield self.get("/api/status", credentials=(WEB_USER, "guess-123"))
+            yield self.get("/api/status")
+            yield self.post("/api/chargers/CP1/ocpp/Nope")
         text = repr(events)
         self.assertNotIn("guess-123", text)
         self.assertNotIn(WEB_PASSWORD, text)
@@ -765,11 +760,9 @@ class WebServiceTests(TestCase):
         """
         The service listens on C{[web] interface/port} and logs it.
         """
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        service = yield start_service(self, write_config(self, WEB_CONFIG))
-        port = yield service.web.when_listening()
+        with capturedLogs() as events:
+            service = yield start_service(self, write_config(self, WEB_CONFIG))
+            port = yield service.web.when_listening()
         self.assertEqual(port.getHost().host, "127.0.0.1")
         self.assertTrue(any(e.get("what") == "web interface" for e in events))
 

@@ -9,7 +9,6 @@ import base64
 import json
 
 import attr
-from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -18,12 +17,13 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.fakes import MemoryStore
 from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.config import parse_config
 from xxterocpp.control import Controller
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.ocpp.rpc import OcppSession
-from xxterocpp.store import TagRecord, TransactionRecord
+from xxterocpp.store import TransactionRecord
 from xxterocpp.web import api
 from xxterocpp.web.api import web_site
 from xxterocpp.web.gate import MAX_BODY
@@ -53,56 +53,6 @@ AUTH_CONFIG = CONFIG.replace("port = 8080", f'port = 8080\nusername = "{USER}"\n
 #: Where the site "listens" and who asks.
 HOST = IPv4Address("TCP", "127.0.0.1", 8080)
 PEER = IPv4Address("TCP", "127.0.0.1", 50000)
-
-
-class MemoryStore:
-    """
-    The store methods the web interface and the domain use here, in memory;
-    the writes of a charger's calls are accepted and forgotten.
-
-    @ivar tags: the API-managed tags as stored, by id.
-    @ivar settings: the stored settings by C{(scope, key)}.
-    @ivar transactions: the L{TransactionRecord}s C{query_transactions}
-        answers with.
-    """
-
-    def __init__(self):
-        self.tags = {}
-        self.settings = {}
-        self.transactions = []
-
-    def put_setting(self, scope, key, value):
-        self.settings[(scope, key)] = value
-        return defer.succeed(None)
-
-    def delete_setting(self, scope, key):
-        self.settings.pop((scope, key), None)
-        return defer.succeed(None)
-
-    def put_tag(self, tag_id, status, expiry=None, parent=None):
-        self.tags[tag_id] = TagRecord(tag_id, status, expiry, parent)
-        return defer.succeed(None)
-
-    def delete_tag(self, tag_id):
-        self.tags.pop(tag_id, None)
-        return defer.succeed(None)
-
-    def query_transactions(self, charger_id=None, since=None, until=None, limit=None):
-        return defer.succeed(self.transactions[:limit])
-
-    # What chargers' calls write; the pages here read the domain, not these.
-
-    def insert_transaction(self, record):
-        return defer.succeed(None)
-
-    def update_meter(self, tx_id, energy_wh, at):
-        return defer.succeed(None)
-
-    def save_connector_status(self, charger_id, connector, status, error_code, info, at):
-        return defer.succeed(None)
-
-    def record_unknown_attempt(self, identity, address, at):
-        return defer.succeed(None)
 
 
 class RecordingCharger:
@@ -168,6 +118,7 @@ class RoutesTestCase(SynchronousTestCase):
         self.store = MemoryStore()
         self.central = CentralSystem(parse_config(self.config_text), self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.addCleanup(self.controller.shutdown)
         self.site = web_site(self.central, self.controller, self.store, lambda: None,
                              self.clock)
@@ -402,7 +353,7 @@ class OutputTests(RoutesTestCase):
         page, the status and the CSV export.
         """
         self.central.chargers["CP1"].boot = {"vendor": "Evil\ud800"}
-        self.store.transactions = [transaction("Evil\udfff")]
+        self.store.transactions[7] = transaction(7, "Evil\udfff")
         for path in ("/", "/api/status", "/api/transactions?format=csv",
                      "/api/transactions"):
             response = self.request("GET", path)
@@ -413,19 +364,21 @@ class OutputTests(RoutesTestCase):
         """
         A cell a spreadsheet would run as a formula gets a C{'} in front.
         """
-        self.store.transactions = [transaction(tag) for tag in (
-            '=cmd|"/c calc"!A1', "+1", "-1", "@SUM(A1)", "PLAIN")]
+        tags = ('=cmd|"/c calc"!A1', "+1", "-1", "@SUM(A1)", "PLAIN")
+        # Listed newest first: the highest id first.
+        for tx_id, tag in zip(range(len(tags), 0, -1), tags):
+            self.store.transactions[tx_id] = transaction(tx_id, tag)
         lines = self.request("GET", "/api/transactions?format=csv").body.decode().splitlines()
         self.assertEqual([line.split(",")[3] for line in lines[1:]],
                          ['"\'=cmd|""/c calc""!A1"', "'+1", "'-1", "'@SUM(A1)", "PLAIN"])
 
 
-def transaction(id_tag):
+def transaction(tx_id, id_tag):
     """
-    @return: a stopped L{TransactionRecord} of C{id_tag} on CP1.
+    @return: a stopped L{TransactionRecord} C{tx_id} of C{id_tag} on CP1.
     """
     from datetime import datetime, timezone
 
     start = datetime(2024, 5, 1, 18, 0, tzinfo=timezone.utc)
-    return TransactionRecord(7, "CP1", 1, id_tag, start, 1000, None, "Accepted", "k",
+    return TransactionRecord(tx_id, "CP1", 1, id_tag, start, 1000, None, "Accepted", "k",
                              stop_time=start, meter_stop=2000, stop_reason="Local")

@@ -136,11 +136,11 @@ class XxterocppService(service.MultiService):
     @ivar web: the L{ServerService} of the status page and HTTP API.
 
     The domain's events reach its observers in the order they are
-    subscribed here (L{_subscribe}): the controller first (post-boot set-up,
-    limits, local lists), then the smart manager (it plans with what the
-    controller applied), then the KNX bridge (it shows the outcome of both
-    on the bus). The web interface reads the domain when asked and
-    subscribes to nothing.
+    subscribed here: the controller first (post-boot set-up, limits, local
+    lists), then the smart manager (it plans with what the controller
+    applied), then the KNX bridge (it shows the outcome of both on the
+    bus). The web interface reads the domain when asked and subscribes to
+    nothing.
     """
 
     log = Logger()
@@ -173,11 +173,11 @@ class XxterocppService(service.MultiService):
             self.ocpp_factory, "OCPP server (wss)" if tls else "OCPP server (ws)")
         self.ocpp.setServiceParent(self)
         self.controller = Controller(self.central, reactor)
-        self._subscribe(self.controller._observe)
+        self.central.subscribe(self.controller.observe)
         from xxterocpp.smart.manager import SmartManager
 
         self.smart = SmartManager(self.central, self.controller, reactor, config)
-        self._subscribe(self.smart._observe)
+        self.central.subscribe(self.smart.observe)
         self.smart.setServiceParent(self)
         self.knx_link = None
         self.knx_bridge = None
@@ -214,19 +214,8 @@ class XxterocppService(service.MultiService):
             self.knx_bridge = KnxBridge(
                 config, self.central, self.controller, self.knx_link, self.reactor,
                 smart=self.smart)
-            self._subscribe(self.knx_bridge._event)
+            self.central.subscribe(self.knx_bridge.observe)
             self.knx_bridge.setServiceParent(self)
-
-    def _subscribe(self, observer):
-        """
-        Deliver the domain's events to C{observer}, after the observers
-        subscribed before it.
-        """
-        # Until their constructors stop subscribing themselves, the
-        # controller, the smart manager and the bridge are subscribed already:
-        # keep each subscribed once.
-        if observer not in self.central._observers:
-            self.central.subscribe(observer)
 
     def privilegedStartService(self):
         # twistd binds the ports here, before startService.

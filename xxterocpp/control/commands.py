@@ -71,11 +71,12 @@ class Controller:
     problems: they come back as a L{xxterocpp.control.sender.CommandResult}.
     Unknown charger ids raise L{UnknownChargingPoint} synchronously.
 
-    The controller observes the central system's events itself: after each
-    BootNotification it sets the charger up (L{SetUp}) and sends the
-    reservations held until freed again (L{Reservations}), it follows the
-    tag registry (L{LocalList}), new transactions (L{Limits},
-    L{Reservations}) and connectors that lost their reservation.
+    The controller observes the central system's events (L{observe}, which
+    the composition root subscribes): after each BootNotification it sets
+    the charger up (L{SetUp}) and sends the reservations held until freed
+    again (L{Reservations}), it follows the tag registry (L{LocalList}), new
+    transactions (L{Limits}, L{Reservations}) and connectors that lost their
+    reservation.
 
     Every command that ends not accepted (refused here or by the charger,
     failed, timed out, the charger offline) is announced as
@@ -106,7 +107,6 @@ class Controller:
             TransactionStarted: (self._limits.transaction_started,
                                  self._reservations.transaction_started),
         }
-        central.subscribe(self._observe)
         self._restore(None)
 
     @property
@@ -123,7 +123,11 @@ class Controller:
 
     # -- plumbing --------------------------------------------------------
 
-    def _observe(self, event):
+    def observe(self, event):
+        """
+        Run the handlers of a domain event, in their order (the composition
+        root subscribes this to the central system).
+        """
         for handler in self._handlers.get(type(event), ()):
             handler(event)
 

@@ -364,7 +364,6 @@ class KnxBridge(service.Service):
         self._last_writer = {}
         self.journal = Journal()  # what went on and came from the bus, for the page
         self.reconfigure(config)
-        central.subscribe(self._event)
         link.add_telegram_observer(self._telegram)
         link.add_link_observer(self._link_changed)
 
@@ -442,7 +441,11 @@ class KnxBridge(service.Service):
         if up and self.running:
             self.publish()
 
-    def _event(self, event):
+    def observe(self, event):
+        """
+        Write what a domain event changed of the points it concerns (the
+        composition root subscribes this to the central system).
+        """
         if isinstance(event, StateLoaded):
             # the bridge was built before the state store was read
             for point in self.points.values():

@@ -190,7 +190,6 @@ class SmartManager(service.Service):
         self._surplus_w = None
         self._site = SiteShare()
         self._timer = None
-        central.subscribe(self._observe)
         controller.observe_limits(self._own_limit_changed)
 
     # -- the service -----------------------------------------------------
@@ -304,7 +303,12 @@ class SmartManager(service.Service):
 
     # -- domain events -----------------------------------------------------
 
-    def _observe(self, event):
+    def observe(self, event):
+        """
+        Follow a domain event: smart sessions start, end and re-plan from
+        meter readings (the composition root subscribes this to the central
+        system).
+        """
         if not self.running:
             return
         if type(event) is MeterChanged:
