@@ -131,6 +131,7 @@ class XxterocppService(service.MultiService):
     @ivar ocpp: the L{ListeningService} of the OCPP server.
     @ivar controller: the L{Controller} every adapter steers chargers with.
     @ivar smart: the L{SmartManager} of smart sessions and the site limit.
+    @ivar upstream: the L{Upstream} forwarding chargers to their back offices.
     @ivar knx_link: the knxd link, None without one ("not configured" on
         the status page).
     @ivar knx_bridge: the L{KnxBridge} over C{knx_link}, or None.
@@ -171,6 +172,13 @@ class XxterocppService(service.MultiService):
 
         self.smart = SmartManager(self.central, self.controller, reactor, config)
         self.smart.setServiceParent(self)
+        from xxterocpp.upstream import Upstream
+
+        # The back offices: a second adapter, between the chargers' calls
+        # and the domain.
+        self.upstream = Upstream(self.central, self.controller, self.store, reactor)
+        self.upstream.setServiceParent(self)
+        self.ocpp_factory.relay = self.upstream.handle
         self.knx_link = None
         self.knx_bridge = None
         self._apply_knx(config)
@@ -241,6 +249,7 @@ class XxterocppService(service.MultiService):
         self.config = config
         self.central.reconfigure(config)
         self.smart.reconfigure(config)
+        self.upstream.reconfigure(config)
         self._reload_tls(config)
         self._apply_knx(config)
         self.log.info("configuration reloaded from {path}: {n} charger(s)", path=config.path,

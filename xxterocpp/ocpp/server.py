@@ -174,7 +174,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
         central.connected(charger_id, self.session, self.peer_address())
 
     def _dispatch(self, action, request):
-        return dispatch(self.factory.central, self.charger_id, action, request)
+        return dispatch(self.factory.central, self.charger_id, action, request,
+                        self.factory.relay)
 
     def _frame(self, direction, text):
         self.factory.central.frame(self.charger_id, direction, text)
@@ -218,9 +219,12 @@ class OcppServerFactory(WebSocketServerFactory):
     @ivar auth_failures: how many handshakes were refused for credentials
         (Basic auth, or a client certificate of another charger).
     @ivar tls_failures: how many TLS connections failed (handshake refused).
+    @ivar relay: the relay every charger's CALL goes through
+        (L{xxterocpp.ocpp.handlers.dispatch}), or None.
     """
 
     protocol = OcppServerProtocol
+    relay = None
 
     def __init__(self, central, clock, ping_interval=60):
         super().__init__(server="xxterocpp")
