@@ -42,6 +42,9 @@ class Message:
     queued_at = attr.ib()
     failures = attr.ib(default=0)
     last_error = attr.ib(default=None)
+    #: For MeterValues thinned while the back office is away: False for
+    #: the one queued last that the next may replace.
+    anchor = attr.ib(default=True)
 
 
 def _sample_time(payload, default):
@@ -118,19 +121,20 @@ class Outbox:
         answered then).
 
         @param payload: the request as JSON, with our transactionId.
-        @param thin_interval: seconds; given while the back office is away,
-            a MeterValues of a transaction takes the place of the one queued
-            last when that one is less than this after the one before it
-            (what stays: the first, one per interval, the last).
+        @param thin_interval: seconds, given while the back office is away:
+            of a transaction's MeterValues, only the first, one per
+            interval and the last stay queued (L{_thin}).
         @return: a Deferred firing once stored (never failing: the store
             keeps retrying a commit that failed).
         """
         now = self._now()
+        replaced, anchor = None, True
         if action == "MeterValues" and thin_interval:
-            replaced = self._thin(transaction_id, payload, thin_interval, now)
+            replaced, anchor = self._thin(transaction_id, payload, thin_interval, now)
             if replaced is not None:
                 return stored(self._store.replace(replaced.seq, payload))
-        message = Message(self._next_seq(), action, transaction_id, payload, now)
+        message = Message(self._next_seq(), action, transaction_id, payload, now,
+                          anchor=anchor)
         self.messages.append(message)
         if action == "StartTransaction":
             self._starts.add(transaction_id)
@@ -139,28 +143,40 @@ class Outbox:
 
     def _thin(self, transaction_id, payload, interval, now):
         """
-        @return: the queued MeterValues that C{payload} replaces, or None.
+        Keep, of a transaction's MeterValues queued while the back office is
+        away, the first, one per C{interval} (each an I{anchor} at least
+        C{interval} after the one before) and the last.
+
+        @return: C{(replaced, anchor)}: the queued MeterValues that
+            C{payload} replaced (None when it is to be queued), and whether
+            a C{payload} to be queued is an anchor.
         """
         tail = []
         for message in reversed(self.messages):
             if message.transaction_id != transaction_id:
                 continue
-            if message.action != "MeterValues" or message.failures or len(tail) == 2:
+            if message.action != "MeterValues" or len(tail) == 2:
                 break
             tail.append(message)
-        if len(tail) < 2:
-            return None
-        last, before = tail
-        sampled = _sample_time(payload, now)
+            if message.anchor:
+                break
+        if not tail:
+            return None, True
+        last, anchor = tail[0], tail[-1]
         try:
-            close = (sampled - _sample_time(before.payload, before.queued_at)).total_seconds()
+            since = (_sample_time(payload, now)
+                     - _sample_time(anchor.payload, anchor.queued_at)).total_seconds()
         except TypeError:
             # An aware and a naive time: keep both rather than guess.
-            return None
-        if close >= interval:
-            return None
+            return None, True
+        if last.anchor:
+            # After the anchor: a new one, or the latest value for now.
+            return None, since >= interval
+        # The latest value so far gives way to this one, which is an anchor
+        # of its own when a new interval began.
         last.payload = payload
-        return last
+        last.anchor = since >= interval
+        return last, None
 
     def head(self):
         """
