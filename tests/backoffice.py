@@ -18,6 +18,7 @@ C{websockets}: tests check L{backoffice_available} and skip.
 import asyncio
 import base64
 import json
+import logging
 import threading
 from datetime import datetime, timezone
 
@@ -36,6 +37,12 @@ __all__ = ["SKIP_REASON", "TestBackOffice", "backoffice_available", "start_backo
 
 #: Where its transactionIds start: far from the controller's.
 FIRST_TRANSACTION_ID = 900001
+
+#: The library logs every frame and every injected error: the frame log is
+#: the test's record.
+_QUIET = logging.getLogger("tests.backoffice")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 def backoffice_available():
@@ -262,7 +269,7 @@ class TestBackOffice:
 
     async def _serve(self, connection):
         identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]
-        handler = _Handler(identity, connection, response_timeout=self._timeout)
+        handler = _Handler(identity, connection, response_timeout=self._timeout, logger=_QUIET)
         handler.office = self
         self._handlers[identity] = handler
         try:

@@ -411,3 +411,278 @@ class TagTests(BackOfficeTestCase):
         auth = yield cp.authorize("STRANGER")
         self.assertEqual(auth["idTagInfo"]["status"], "Invalid")
         self.assertEqual(self.office.calls(), [])
+
+
+class CommandTests(BackOfficeTestCase):
+    """
+    The back office's commands: relayed with ids mapped, or intercepted.
+    """
+
+    @defer.inlineCallbacks
+    def ready(self, **config):
+        yield self.start(**config)
+        cp = yield self.charger()
+        yield eventually(lambda: self.uplink.accepted)
+        return cp
+
+    @defer.inlineCallbacks
+    def test_remote_start_and_stop(self):
+        """
+        RemoteStartTransaction reaches the charger through the controller;
+        the tag it names is accepted when the charger starts; the
+        RemoteStopTransaction of the back office's id stops ours.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        answer = yield self.office.call("HOME-CP1", call.RemoteStartTransaction(
+            id_tag="FLEET7", connector_id=1))
+        self.assertEqual(answer.status, "Accepted")
+        _, relayed = yield cp.wait_for_call("RemoteStartTransaction")
+        self.assertEqual(relayed, {"connectorId": 1, "idTag": "FLEET7"})
+        start = yield cp.start_transaction(1, "FLEET7", 0)
+        self.assertEqual(start["idTagInfo"]["status"], "Accepted")
+        self.assertEqual(self.office.calls("HOME-CP1", "Authorize"), [])
+        yield eventually(lambda: self.uplink.outbox.remote_id(start["transactionId"]))
+        answer = yield self.office.call("HOME-CP1", call.RemoteStopTransaction(
+            transaction_id=900001))
+        self.assertEqual(answer.status, "Accepted")
+        _, relayed = yield cp.wait_for_call("RemoteStopTransaction")
+        self.assertEqual(relayed, {"transactionId": start["transactionId"]})
+        unknown = yield self.office.call("HOME-CP1", call.RemoteStopTransaction(
+            transaction_id=start["transactionId"]))
+        self.assertEqual(unknown.status, "Rejected")
+
+    @defer.inlineCallbacks
+    def test_remote_start_follows_local_rules(self):
+        """
+        A RemoteStartTransaction on an unavailable point is refused by the
+        controller and never reaches the charger.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        yield cp.status(1, "Unavailable")
+        answer = yield self.office.call("HOME-CP1", call.RemoteStartTransaction(id_tag="FLEET7"))
+        self.assertEqual(answer.status, "Rejected")
+        self.assertNotIn("RemoteStartTransaction", [a for a, p in cp.calls_received])
+
+    @defer.inlineCallbacks
+    def test_relayed_commands(self):
+        """
+        UnlockConnector, ChangeAvailability, DataTransfer, TriggerMessage of
+        MeterValues, GetDiagnostics (and its status notification) reach the
+        charger and their answers the back office.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        unlock = yield self.office.call("HOME-CP1", call.UnlockConnector(connector_id=1))
+        self.assertEqual(unlock.status, "Unlocked")
+        availability = yield self.office.call("HOME-CP1", call.ChangeAvailability(
+            connector_id=1, type="Inoperative"))
+        self.assertEqual(availability.status, "Accepted")
+        transfer = yield self.office.call("HOME-CP1", call.DataTransfer(vendor_id="acme"))
+        self.assertEqual(transfer.status, "UnknownVendorId")
+        trigger = yield self.office.call("HOME-CP1", call.TriggerMessage(
+            requested_message="MeterValues", connector_id=1))
+        self.assertEqual(trigger.status, "Accepted")
+        diagnostics = yield self.office.call("HOME-CP1", call.GetDiagnostics(
+            location="ftp://bo.example/"))
+        self.assertEqual(diagnostics.file_name, "diagnostics.log")
+        yield cp.call("DiagnosticsStatusNotification", {"status": "Uploaded"})
+        yield self.office.wait_for_call("DiagnosticsStatusNotification", "HOME-CP1")
+        got = [(a, p) for a, p in cp.calls_received if a in (
+            "UnlockConnector", "ChangeAvailability", "DataTransfer", "TriggerMessage",
+            "GetDiagnostics")]
+        self.assertEqual(got, [
+            ("UnlockConnector", {"connectorId": 1}),
+            ("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"}),
+            ("DataTransfer", {"vendorId": "acme"}),
+            ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1}),
+            ("GetDiagnostics", {"location": "ftp://bo.example/"}),
+        ])
+
+    @defer.inlineCallbacks
+    def test_trigger_boot_and_status_answered_as_the_charger(self):
+        """
+        TriggerMessage of BootNotification or StatusNotification is done by
+        the controller as the charger: the charger is not bothered.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        yield cp.status(1, "Available")
+        for requested in ("BootNotification", "StatusNotification"):
+            answer = yield self.office.call("HOME-CP1", call.TriggerMessage(
+                requested_message=requested))
+            self.assertEqual(answer.status, "Accepted")
+        yield self.office.wait_for_call("BootNotification", "HOME-CP1", count=2)
+        yield self.office.wait_for_call("StatusNotification", "HOME-CP1", count=3)
+        self.assertNotIn("TriggerMessage", [a for a, p in cp.calls_received])
+
+    @defer.inlineCallbacks
+    def test_reservation_ids_mapped(self):
+        """
+        ReserveNow gets our reservationId at the charger; the charger's
+        StartTransaction on it reaches the back office with its own id, and
+        its CancelReservation cancels ours.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        answer = yield self.office.call("HOME-CP1", call.ReserveNow(
+            connector_id=1, expiry_date="2099-01-01T00:00:00Z", id_tag="FLEET7",
+            reservation_id=4711))
+        self.assertEqual(answer.status, "Accepted")
+        _, reserve = yield cp.wait_for_call("ReserveNow")
+        ours = reserve["reservationId"]
+        self.assertNotEqual(ours, 4711)
+        cancel = yield self.office.call("HOME-CP1", call.CancelReservation(reservation_id=4711))
+        self.assertEqual(cancel.status, "Accepted")
+        _, cancelled = yield cp.wait_for_call("CancelReservation")
+        self.assertEqual(cancelled, {"reservationId": ours})
+        yield self.office.call("HOME-CP1", call.ReserveNow(
+            connector_id=1, expiry_date="2099-01-01T00:00:00Z", id_tag="FLEET7",
+            reservation_id=4712))
+        _, reserve = yield cp.wait_for_call("ReserveNow")
+        yield cp.start_transaction(1, "FLEET7", 0, reservation_id=reserve["reservationId"])
+        yield self.office.wait_for_call("StartTransaction", "HOME-CP1")
+        (start,) = self.office.calls("HOME-CP1", "StartTransaction")
+        self.assertEqual(start["reservationId"], 4712)
+
+    @defer.inlineCallbacks
+    def test_reset_only_when_allowed(self):
+        """
+        Reset is refused unless allow_reset; then it is relayed.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        answer = yield self.office.call("HOME-CP1", call.Reset(type="Soft"))
+        self.assertEqual(answer.status, "Rejected")
+        self.assertNotIn("Reset", [a for a, p in cp.calls_received])
+
+    @defer.inlineCallbacks
+    def test_reset_allowed(self):
+        """
+        With allow_reset the back office's Reset reaches the charger.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready(allow_reset="true")
+        answer = yield self.office.call("HOME-CP1", call.Reset(type="Hard"))
+        self.assertEqual(answer.status, "Accepted")
+        _, reset = yield cp.wait_for_call("Reset")
+        self.assertEqual(reset, {"type": "Hard"})
+
+    @defer.inlineCallbacks
+    def test_intercepted_configuration(self):
+        """
+        The back office's AuthorizationKey is adopted for the next
+        connection (and kept); HeartbeatInterval and MeterValueSampleInterval
+        are kept for it; URL-like keys and SecurityProfile are refused; none
+        of these reaches the charger; other keys are relayed.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        answers = []
+        for key, value in (("AuthorizationKey", "new-key-from-bo-0001"),
+                           ("HeartbeatInterval", "42"), ("MeterValueSampleInterval", "900"),
+                           ("CentralSystemURL", "ws://evil.example/"),
+                           ("SecurityProfile", "0"), ("ConnectionTimeOut", "90")):
+            answer = yield self.office.call("HOME-CP1", call.ChangeConfiguration(
+                key=key, value=value))
+            answers.append(answer.status)
+        self.assertEqual(answers, ["Accepted", "Accepted", "Accepted", "Rejected", "Rejected",
+                                   "Accepted"])
+        changed = [p["key"] for a, p in cp.calls_received if a == "ChangeConfiguration"]
+        self.assertNotIn("AuthorizationKey", changed)
+        self.assertNotIn("HeartbeatInterval", changed)
+        self.assertNotIn("CentralSystemURL", changed)
+        self.assertIn("ConnectionTimeOut", changed)
+        config = yield self.office.call("HOME-CP1", call.GetConfiguration(
+            key=["HeartbeatInterval", "MeterValueSampleInterval", "ConnectionTimeOut"]))
+        self.assertEqual({kv["key"]: kv["value"] for kv in config.configuration_key},
+                         {"HeartbeatInterval": "42", "MeterValueSampleInterval": "900",
+                          "ConnectionTimeOut": "90"})
+        self.assertEqual(self.uplink.heartbeat_interval, 300)
+        self.office.passwords["HOME-CP1"] = "new-key-from-bo-0001"
+        yield self.office.drop("HOME-CP1")
+        yield self.office.wait_for_call("BootNotification", "HOME-CP1", count=2)
+        self.assertEqual(self.office.authorizations[-1],
+                         "Basic SE9NRS1DUDE6bmV3LWtleS1mcm9tLWJvLTAwMDE=")
+        self.assertEqual(self.service.central.settings[("CP1", "upstream/authorization_key")],
+                         "new-key-from-bo-0001")
+
+    @defer.inlineCallbacks
+    def test_local_list_merged_as_back_office_tags(self):
+        """
+        SendLocalList is merged into the tag registry (a tag the controller
+        has stays its own), GetLocalListVersion tells its version, and the
+        charger keeps getting the controller's list.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        answer = yield self.office.call("HOME-CP1", call.SendLocalList(
+            list_version=7, update_type="Full", local_authorization_list=[
+                {"idTag": "FLEETCARD", "idTagInfo": {"status": "Accepted"}},
+                {"idTag": "04A1B2C3", "idTagInfo": {"status": "Blocked"}},
+                {"idTag": "LOST", "idTagInfo": {"status": "Blocked"}}]))
+        self.assertEqual(answer.status, "Accepted")
+        version = yield self.office.call("HOME-CP1", call.GetLocalListVersion())
+        self.assertEqual(version.list_version, 7)
+        tags = self.service.central.tags
+        self.assertEqual(tags.get("FLEETCARD").status, "Accepted")
+        self.assertEqual(tags.get("04A1B2C3").status, "Accepted")
+        self.assertEqual(tags.get("LOST").status, "Blocked")
+        self.assertEqual(self.service.upstream.status()["CP1"]["tags"], ["FLEETCARD", "LOST"])
+        self.assertNotIn("SendLocalList", [a for a, p in cp.calls_received
+                                           if p.get("listVersion") == 7])
+        lost = yield cp.authorize("LOST")
+        self.assertEqual(lost["idTagInfo"]["status"], "Blocked")
+        yield self.office.call("HOME-CP1", call.SendLocalList(
+            list_version=8, update_type="Differential", local_authorization_list=[
+                {"idTag": "LOST"}]))
+        self.assertIsNone(tags.get("LOST"))
+
+    @defer.inlineCallbacks
+    def test_profile_capped_to_the_building_limit(self):
+        """
+        A SetChargingProfile above the limit in force is relayed capped; one
+        on the controller's profile id or stack level is refused; the back
+        office clears only its own profiles.
+        """
+        from ocpp.v16 import call
+
+        cp = yield self.ready()
+        yield eventually(lambda: self.service.central.chargers["CP1"].connector(1).limit == 16)
+
+        def profile(profile_id, level, limit, unit="A"):
+            return call.SetChargingProfile(connector_id=1, cs_charging_profiles={
+                "chargingProfileId": profile_id, "stackLevel": level,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Absolute", "chargingSchedule": {
+                    "startSchedule": "2030-01-01T00:00:00Z", "chargingRateUnit": unit,
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit},
+                                               {"startPeriod": 3600, "limit": 8}]}})
+
+        capped = yield self.office.call("HOME-CP1", profile(7, 5, 32))
+        watts = yield self.office.call("HOME-CP1", profile(8, 6, 22000, "W"))
+        by_id = yield self.office.call("HOME-CP1", profile(201, 5, 10))
+        by_level = yield self.office.call("HOME-CP1", profile(9, 10, 10))
+        self.assertEqual([a.status for a in (capped, watts, by_id, by_level)],
+                         ["Accepted", "Accepted", "Rejected", "Rejected"])
+        sent = [p for a, p in cp.calls_received if a == "SetChargingProfile"
+                and p["csChargingProfiles"]["chargingProfileId"] in (7, 8)]
+        limits = [[period["limit"] for period in
+                   p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]]
+                  for p in sent]
+        self.assertEqual(limits, [[16.0, 8.0], [11040.0, 8.0]])
+        theirs = yield self.office.call("HOME-CP1", call.ClearChargingProfile(id=7))
+        ours = yield self.office.call("HOME-CP1", call.ClearChargingProfile(id=201))
+        self.assertEqual((theirs.status, ours.status), ("Accepted", "Unknown"))
+        cleared = [p for a, p in cp.calls_received if a == "ClearChargingProfile"]
+        self.assertEqual(cleared, [{"id": 7}])

@@ -585,6 +585,7 @@ class Uplink:
                 {"seq": d.seq, "action": d.action, "transaction_id": d.transaction_id,
                  "failed_at": d.failed_at.isoformat(), "error": d.error}
                 for d in list(self.outbox.dead_letters)[-10:]],
+            "tags": self.setting("tags", []),
             "sessions": [
                 {"transaction_id": i.transaction_id, "remote_id": i.remote_id,
                  "status": i.status, "flagged": i.status != "Accepted"}
