@@ -124,20 +124,22 @@ class Upstream(service.Service):
 
     log = Logger()
 
-    def __init__(self, central, controller, store, clock):
+    def __init__(self, central, controller, store, clock, tables=None):
         """
         @param central: the L{xxterocpp.domain.central.CentralSystem}.
         @param controller: the L{xxterocpp.control.Controller} the back
             office's commands go through.
         @param store: the L{xxterocpp.store.Store}.
         @param clock: the reactor (time, and the connections).
+        @param tables: the back office's tables, by default an
+            L{UpstreamStore} of C{store}.
         """
         self.central = central
         self.controller = controller
         self.clock = clock
         self.store = store
         self.uplinks = {}
-        self._tables = UpstreamStore(store)
+        self._tables = tables or UpstreamStore(store)
         self._last_seq = 0
         self._restored = None
         central.authority = self.authority

@@ -171,7 +171,8 @@ class _Protocol(WebSocketClientProtocol):
         self.link._close_timer(self)
 
     def onClose(self, wasClean, code, reason):
-        if not wasClean and reason and self.session is None:
+        # The first reason of an attempt is the one that tells what to fix.
+        if not wasClean and reason and self.session is None and self.link._reason is None:
             self.link._error(reason)
 
     def connectionLost(self, reason):
