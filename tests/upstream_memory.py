@@ -206,8 +206,10 @@ class MemoryLink:
         office = self.office
         ours = OcppSession("HOME-CP1", lambda t: clock.callLater(0, self._to_office, t),
                            self.uplink.dispatch, clock, 30, accepts=m.CS_TO_CP)
+        # The back office waits longer than the controller waits for the
+        # charger.
         office.session = OcppSession("BO", lambda t: clock.callLater(0, self._to_us, t),
-                                     office._dispatch, clock, 30)
+                                     office._dispatch, clock, 60)
         self._ours = ours
         self.uplink.opened(ours)
 
