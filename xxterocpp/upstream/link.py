@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from OpenSSL import SSL
+from OpenSSL.crypto import FILETYPE_PEM
 from twisted.internet import ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
@@ -107,7 +108,7 @@ def client_tls(config, host):
         key = _read(config.private_key, "private key")
         try:
             client = ssl.PrivateCertificate.fromCertificateAndKeyPair(
-                certificates[0], ssl.KeyPair.load(key, ssl.FILETYPE_PEM))
+                certificates[0], ssl.KeyPair.load(key, FILETYPE_PEM))
         except SSL.Error as e:
             raise LinkError(f"{config.private_key}: not the key of {config.certificate}"
                             f" ({openssl_reason(e)})") from None
