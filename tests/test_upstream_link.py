@@ -10,7 +10,7 @@ import os
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
+from tests.service import PASSWORD, start_service
 from tests.test_tls import pki, secure_config
 from xxterocpp.config import UpstreamConfig
 from xxterocpp.ocpp import messages as m
@@ -107,7 +107,6 @@ class UrlTests(SynchronousTestCase):
 class LinkTestCase(TestCase):
     timeout = 30
 
-    @defer.inlineCallbacks
     def connect(self, url, identity, charger_id="CP1", **config):
         """
         A link to C{url} as C{identity}, started; stopped at cleanup.
@@ -119,7 +118,6 @@ class LinkTestCase(TestCase):
         link.start()
         self.addCleanup(self.stop, link)
         return link
-        yield
 
     @defer.inlineCallbacks
     def stop(self, link):
@@ -142,7 +140,7 @@ class PlainLinkTests(LinkTestCase):
         the far end as the charger.
         """
         service = yield start_service(self)
-        link = yield self.connect(service.url, "CP1")
+        link = self.connect(service.url, "CP1")
         yield self.owner.changed()
         self.assertEqual(link.state, "open")
         answer = yield self.owner.sessions[0].call(m.BootNotificationRequest(
@@ -156,7 +154,7 @@ class PlainLinkTests(LinkTestCase):
         The key goes as Basic auth of the identity, which is percent-encoded.
         """
         service = yield start_service(self)
-        link = yield self.connect(service.url, "RDAM 123", password=PASSWORD)
+        link = self.connect(service.url, "RDAM 123", password=PASSWORD)
         yield self.owner.changed()
         self.assertEqual(link.state, "open")
 
@@ -167,7 +165,7 @@ class PlainLinkTests(LinkTestCase):
         growing wait; the error is kept.
         """
         service = yield start_service(self)
-        link = yield self.connect(service.url, "RDAM 123", password="wrong")
+        link = self.connect(service.url, "RDAM 123", password="wrong")
         yield eventually(lambda: link.attempts >= 3)
         self.assertIn("401", link.last_error)
         self.assertEqual(self.owner.sessions, [])
@@ -182,7 +180,7 @@ class PlainLinkTests(LinkTestCase):
         service = yield start_service(self)
         port = service.ocpp.port.getHost().port
         yield service.stopService()
-        link = yield self.connect(f"ws://127.0.0.1:{port}/", "CP1")
+        link = self.connect(f"ws://127.0.0.1:{port}/", "CP1")
         yield eventually(lambda: link.attempts >= 2)
         self.assertIn(link.state, ("waiting", "connecting"))
         self.assertIn("refused", link.last_error.lower())
@@ -194,7 +192,7 @@ class PlainLinkTests(LinkTestCase):
         stopped it stays closed.
         """
         service = yield start_service(self)
-        link = yield self.connect(service.url, "CP1")
+        link = self.connect(service.url, "CP1")
         yield self.owner.changed()
         closed = self.owner.changed()
         service.central.chargers["CP1"].session.close()
@@ -228,7 +226,7 @@ class SecureLinkTests(LinkTestCase):
         the link opens.
         """
         yield self.secure()
-        link = yield self.connect(self.url, "RDAM 123", password=PASSWORD,
+        link = self.connect(self.url, "RDAM 123", password=PASSWORD,
                                   ca=os.path.join(self.tls, "ca.pem"))
         yield self.owner.changed()
         self.assertEqual(link.state, "open")
@@ -240,7 +238,7 @@ class SecureLinkTests(LinkTestCase):
         TLS reason is the link's error.
         """
         yield self.secure()
-        link = yield self.connect(self.url, "RDAM 123", password=PASSWORD,
+        link = self.connect(self.url, "RDAM 123", password=PASSWORD,
                                   ca=os.path.join(self.tls, "other-ca.pem"))
         yield eventually(lambda: link.attempts >= 2)
         self.assertEqual(self.owner.sessions, [])
@@ -252,7 +250,7 @@ class SecureLinkTests(LinkTestCase):
         Security profile 3: our client certificate is presented.
         """
         yield self.secure(client_ca=True)
-        link = yield self.connect(self.url, "CP1", ca=os.path.join(self.tls, "ca.pem"),
+        link = self.connect(self.url, "CP1", ca=os.path.join(self.tls, "ca.pem"),
                                   certificate=os.path.join(self.tls, "cp1.pem"),
                                   private_key=os.path.join(self.tls, "cp1.key"))
         yield self.owner.changed()

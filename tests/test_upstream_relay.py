@@ -6,12 +6,11 @@ intercepted, in memory on a clock (L{tests.upstream_memory}); both stacks.
 
 from datetime import datetime, timezone
 
+from tests.upstream_memory import UpstreamTestCase
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError
 from xxterocpp.store.records import TagRecord
 from xxterocpp.upstream.capping import Collision, cap, limit_in_force
-
-from tests.upstream_memory import UpstreamTestCase
 
 
 def profile(profile_id=7, level=3, limits=(32.0,), unit="A", purpose="TxDefaultProfile",
@@ -78,8 +77,19 @@ class CappingTests(RelayTestCase):
         """
         self.central.chargers["CP1"].connector(1).limit = None
         self.assertEqual(limit_in_force(self.central, "CP1", 1), 32.0)
-        self.assertEqual(limit_in_force(self.central, "CP1", 0), 32.0)
+        self.assertEqual(limit_in_force(self.central, "CP1", 0, "ChargePointMaxProfile"), 32.0)
         self.assertIsNone(limit_in_force(self.central, "CP1", 2))
+
+    def test_whole_charger(self):
+        """
+        At connector 0 a ChargePointMaxProfile gets the sum of the points'
+        limits, another purpose (it holds at each point) the lowest.
+        """
+        self.central.limit_in_force("OTHER", 1, 10.0)
+        self.central.limit_in_force("OTHER", 2, 6.0)
+        self.assertEqual(limit_in_force(self.central, "OTHER", 0, "ChargePointMaxProfile"),
+                         16.0)
+        self.assertEqual(limit_in_force(self.central, "OTHER", 0, "TxDefaultProfile"), 6.0)
 
     def test_collisions_refused(self):
         """

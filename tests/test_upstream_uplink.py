@@ -4,9 +4,11 @@ one charger's conversation with its back office, in memory on a clock
 (L{tests.upstream_memory}); both stacks.
 """
 
-from xxterocpp.upstream import outbox, uplink
+import attr
 
 from tests.upstream_memory import UpstreamTestCase
+from xxterocpp.config import UpstreamConfig
+from xxterocpp.upstream import outbox, uplink
 
 
 class RegistrationTests(UpstreamTestCase):
@@ -376,3 +378,61 @@ class AuthorizationTests(UpstreamTestCase):
             self.assertEqual(self.status("BLOCKED"), "Blocked")
             self.assertEqual(self.status("GOOD"), "Accepted")
         self.assertEqual(self.office.calls, [])
+
+
+class ConfigurationTests(UpstreamTestCase):
+    """
+    A reloaded configuration.
+    """
+
+    def test_changed_back_office_keeps_the_queue(self):
+        """
+        A changed [charger.upstream] connects anew (with the new identity)
+        and delivers what the old connection had not.
+        """
+        self.link.up = False
+        self.connect()
+        tx = self.start()
+        config = self.config(identity="NEW-ID")
+        self.central.reconfigure(config)
+        self.upstream.reconfigure(config)
+        uplink = self.upstream.uplinks["CP1"]
+        self.assertIsNot(uplink, self.uplink)
+        self.assertEqual(self.link.state, "stopped")
+        self.assertEqual((uplink.link.identity, uplink.link.state), ("NEW-ID", "open"))
+        self.turns()
+        self.assertEqual(self.office.actions(), ["BootNotification", "StartTransaction"])
+        self.assertEqual(uplink.outbox.remote_id(tx), 900001)
+
+    def test_back_office_removed(self):
+        """
+        Without [charger.upstream] any more the link closes; the charger's
+        calls are the controller's alone.
+        """
+        self.connect()
+        config = self.config()
+        config = attr.evolve(config, chargers=tuple(
+            attr.evolve(c, upstream=UpstreamConfig()) for c in config.chargers))
+        self.upstream.reconfigure(config)
+        self.assertEqual(self.upstream.uplinks, {})
+        self.assertEqual(self.link.state, "stopped")
+        self.office.calls.clear()
+        self.start()
+        self.assertEqual(self.office.calls, [])
+
+
+class MeterlessStopTests(UpstreamTestCase):
+    """
+    A charger without a meter omits meterStop.
+    """
+
+    def test_booked_register_forwarded(self):
+        """
+        The back office gets the register the controller booked.
+        """
+        self.connect()
+        tx = self.start(meter=1000)
+        self.answer("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
+            {"timestamp": "2030-06-01T12:01:00Z", "sampledValue": [{"value": "1500"}]}]})
+        self.answer("StopTransaction", {"transactionId": tx, "timestamp": "2030-06-01T12:02:00Z"})
+        self.assertEqual(self.office.payloads("StopTransaction")[0]["meterStop"], 1500)

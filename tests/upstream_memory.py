@@ -8,6 +8,7 @@ tests of L{xxterocpp.upstream} that run on both stacks, without sockets.
 
 import copy
 import json
+from functools import partial
 from datetime import datetime, timezone
 
 from twisted.internet import defer
@@ -53,6 +54,11 @@ stop_refused = {stop_refused}
 
 [[charger]]
 id = "OTHER"
+max_current = 16
+
+[[charger]]
+id = "OTHER"
+connector = 2
 max_current = 16
 """
 
@@ -181,11 +187,14 @@ class MemoryLink:
     L{MemoryBackOffice} through the clock.
     """
 
-    def __init__(self, uplink, office):
+    def __init__(self, office, clock, charger_id, config, uplink, call_timeout, password,
+                 frame_observer):
         self.uplink = uplink
         self.office = office
-        self.url = "ws://bo.example/ocpp/HOME-CP1"
-        self.identity = "HOME-CP1"
+        self.config = config
+        self.password = password
+        self.identity = config.identity or charger_id
+        self.url = "ws://bo.example/ocpp/" + self.identity
         self.state = "stopped"
         self.since = 0
         self.last_error = None
@@ -204,7 +213,7 @@ class MemoryLink:
         clock = self.uplink.clock
         self.state = "open"
         office = self.office
-        ours = OcppSession("HOME-CP1", lambda t: clock.callLater(0, self._to_office, t),
+        ours = OcppSession(self.identity, lambda t: clock.callLater(0, self._to_office, t),
                            self.uplink.dispatch, clock, 30, accepts=m.CS_TO_CP)
         # The back office waits longer than the controller waits for the
         # charger.
@@ -258,18 +267,27 @@ class UpstreamTestCase(SynchronousTestCase):
         """
         Make the service anew from what the stores keep (a restart).
         """
-        config = parse_config(CONFIG.format(offline=offline, allow_reset=allow_reset,
-                                            stop_refused=stop_refused))
+        config = self.config(offline, allow_reset, stop_refused)
         self.central = CentralSystem(config, self.store, self.clock)
         self.central.load()
         self.controller = Controller(self.central, self.clock)
         self.controller.boot_wait = 1e9
         self.upstream = Upstream(self.central, self.controller, self.store, self.clock,
                                  tables=self.tables)
+        self.upstream.link_factory = partial(MemoryLink, self.office)
         self.upstream.startService()
         self.addCleanup(self.shutdown)
         self.uplink = self.upstream.uplinks["CP1"]
-        self.uplink.link = self.link = MemoryLink(self.uplink, self.office)
+        self.link = self.uplink.link
+
+    @staticmethod
+    def config(offline="local", allow_reset="false", stop_refused="false", identity="HOME-CP1"):
+        """
+        @return: the configuration of these tests.
+        """
+        return parse_config(CONFIG.replace('"HOME-CP1"', repr(identity).replace("'", '"'))
+                            .format(offline=offline, allow_reset=allow_reset,
+                                    stop_refused=stop_refused))
 
     def shutdown(self):
         if self.upstream.running:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_forwarding -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice -*-
 """
 The back office adapter: each charger with a C{[charger.upstream]} is
 forwarded to an upstream OCPP 1.6J central system, as that charger, while

@@ -19,13 +19,14 @@ class Collision(Exception):
     """
 
 
-def limit_in_force(central, charger_id, connector):
+def limit_in_force(central, charger_id, connector, purpose="TxDefaultProfile"):
     """
     @return: the current (A per phase) the building allows at a connector
         now: the limit the charger accepted from the controller, else the
-        point's max_current; for connector 0 (the whole charger) the sum
-        over its points, as the controller's own ChargePointMaxProfile has
-        it. None for a connector that is no charging point.
+        point's max_current. At connector 0 a ChargePointMaxProfile limits
+        the whole charger: the sum over its points (as the controller's own
+        has it); another purpose there holds at each point: the lowest.
+        None for a connector that is no charging point.
     """
     points = central.config.charging_points(charger_id)
     if connector:
@@ -33,11 +34,9 @@ def limit_in_force(central, charger_id, connector):
     if not points:
         return None
     charger = central.chargers[charger_id]
-    total = 0.0
-    for point in points:
-        limit = charger.connector(point.connector).limit
-        total += point.max_current if limit is None else limit
-    return total
+    limits = [point.max_current if limit is None else limit
+              for point, limit in ((p, charger.connector(p.connector).limit) for p in points)]
+    return sum(limits) if purpose == "ChargePointMaxProfile" else min(limits)
 
 
 def _phases(central, charger_id, connector):
@@ -74,7 +73,7 @@ def cap(central, charger_id, connector, profile):
     if (profile.charging_profile_purpose, profile.stack_level) in levels:
         raise Collision(f"{profile.charging_profile_purpose} at stack level"
                         f" {profile.stack_level} is the controller's")
-    amps = limit_in_force(central, charger_id, connector)
+    amps = limit_in_force(central, charger_id, connector, profile.charging_profile_purpose)
     if amps is None:
         raise Collision(f"connector {connector} is no charging point of the controller")
     schedule = profile.charging_schedule

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_forwarding -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice -*-
 """
 L{Upstream}: the back office adapter's front. It keeps an L{Uplink} per
 charger with a C{[charger.upstream]}, connects it while the charger is
@@ -9,12 +9,14 @@ controller as always, and what the back office must get is sent or queued
 before that answer.
 """
 
+import attr
 from twisted.application import service
 from twisted.logger import Logger
 
 from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected
 from xxterocpp.domain.model import stored
 from xxterocpp.store.upstream import UpstreamStore
+from xxterocpp.upstream.link import Link
 from xxterocpp.upstream.outbox import Outbox
 from xxterocpp.upstream.uplink import Uplink
 
@@ -48,6 +50,8 @@ def _start_transaction(upstream, uplink, req, local):
         answer = local(req)
         tx = book.retry_of(uplink.charger_id, req.connector_id, req.id_tag, req.meter_start,
                            req.timestamp)
+        if tx is None:
+            return answer
         return _after(answer, uplink.queue("StartTransaction", tx.id, req))
 
     asking = upstream.undecided(uplink, req.connector_id, req.id_tag)
@@ -61,6 +65,11 @@ def _stop_transaction(upstream, uplink, req, local):
                           " never went to the back office", id=uplink.charger_id,
                           tx=req.transaction_id)
         return answer
+    tx = upstream.central.book.get(req.transaction_id)
+    if req.meter_stop is None and tx is not None and tx.meter_stop is not None:
+        # A meter-less charger: the back office needs the register the
+        # controller booked.
+        req = attr.evolve(req, meter_stop=int(tx.meter_stop))
     return _after(answer, uplink.queue("StopTransaction", req.transaction_id, req))
 
 
@@ -124,6 +133,9 @@ class Upstream(service.Service):
 
     log = Logger()
 
+    #: Makes each uplink's L{Link} (tests connect in memory instead).
+    link_factory = Link
+
     def __init__(self, central, controller, store, clock, tables=None):
         """
         @param central: the L{xxterocpp.domain.central.CentralSystem}.
@@ -139,6 +151,7 @@ class Upstream(service.Service):
         self.clock = clock
         self.store = store
         self.uplinks = {}
+        self._outboxes = {}
         self._tables = tables or UpstreamStore(store)
         self._last_seq = 0
         self._restored = None
@@ -191,17 +204,28 @@ class Upstream(service.Service):
             upstream = config.upstream(charger_id)
             if upstream is None or charger_id in self.uplinks:
                 continue
-            outbox = Outbox(charger_id, self._tables, self._next_seq, self.central.now)
+            uplink = self.uplinks[charger_id] = Uplink(charger_id, upstream, self,
+                                                       self._outbox(charger_id))
+            charger = self.central.chargers.get(charger_id)
+            if charger is not None and charger.session is not None:
+                uplink.start()
+
+    def _outbox(self, charger_id):
+        """
+        @return: the charger's L{Outbox}, restored from the store the first
+            time (it outlives a change of the back office's configuration).
+        """
+        outbox = self._outboxes.get(charger_id)
+        if outbox is None:
+            outbox = self._outboxes[charger_id] = Outbox(
+                charger_id, self._tables, self._next_seq, self.central.now)
             state = self._restored
             outbox.restore(
                 [r for r in state.queue if r.charger_id == charger_id],
                 [r for r in state.dead_letters if r.charger_id == charger_id],
                 state.dead_letter_counts.get(charger_id, 0),
                 [r for r in state.ids if r.charger_id == charger_id])
-            uplink = self.uplinks[charger_id] = Uplink(charger_id, upstream, self, outbox)
-            charger = self.central.chargers.get(charger_id)
-            if charger is not None and charger.session is not None:
-                uplink.start()
+        return outbox
 
     def _observe(self, event):
         uplink = self.uplinks.get(event.charger_id)

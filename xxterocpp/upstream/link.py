@@ -167,8 +167,11 @@ class _Protocol(WebSocketClientProtocol):
             self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def close(self):
-        if self.state == self.STATE_OPEN:
-            self.sendClose(code=1000)
+        if self.state != self.STATE_OPEN:
+            # Still in the opening handshake: nothing to say goodbye to.
+            self.dropConnection(abort=True)
+            return
+        self.sendClose(code=1000)
         self.link._close_timer(self)
 
     def onClose(self, wasClean, code, reason):

@@ -19,7 +19,6 @@ from xxterocpp.domain.tags import Authorization
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 from xxterocpp.upstream import relay
-from xxterocpp.upstream.link import Link
 
 #: Seconds a BootNotification that got no answer, or a CALLERROR, waits
 #: before it is sent again (a Pending or Rejected one waits the interval the
@@ -98,9 +97,9 @@ class Uplink:
         self._sending = None
         self._failures = 0
         self._timers = {}
-        self.link = Link(upstream.clock, charger_id, config, self,
-                         self.central.config.ocpp.call_timeout, password=self.password,
-                         frame_observer=self._frame)
+        self.link = upstream.link_factory(upstream.clock, charger_id, config, self,
+                                          self.central.config.ocpp.call_timeout,
+                                          password=self.password, frame_observer=self._frame)
 
     # -- settings kept for this charger ------------------------------------------
 
