@@ -47,10 +47,10 @@ def _controller(uplink):
     return uplink.upstream.controller
 
 
-def _answered(result, status_field=True):
+def _answered(result):
     """
-    @return: the charger's response in a L{CommandResult}, or the status
-        the controller's refusal amounts to.
+    @return: the charger's response in a L{CommandResult}, or None when the
+        controller refused the command itself.
     @raise CallError: the charger gave no answer.
     """
     if result.response is not None:
@@ -58,6 +58,17 @@ def _answered(result, status_field=True):
     if result.status in SILENT or result.status == "CallError":
         raise CallError(m.GENERIC_ERROR, f"the charger did not answer: {result.detail}")
     return None
+
+
+def _response(result):
+    """
+    @return: the charger's response in a L{CommandResult}.
+    @raise CallError: there is none.
+    """
+    response = _answered(result)
+    if response is None:
+        raise CallError(m.GENERIC_ERROR, result.detail)
+    return response
 
 
 def _status(response_class, ok="Accepted", no="Rejected"):
@@ -80,7 +91,7 @@ def _relayed(uplink, request):
     Send C{request} to the charger as it is; its answer goes back.
     """
     d = _controller(uplink).call(uplink.charger_id, request)
-    return d.addCallback(_answered)
+    return d.addCallback(_response)
 
 
 def _point_connector(uplink, connector):
@@ -219,7 +230,7 @@ def get_configuration(uplink, req):
         key=tuple(asked) if wanted else None))
 
     def merge(result):
-        response = _answered(result)
+        response = _response(result)
         keys = [kv for kv in response.configuration_key or ()
                 if kv.key not in virtual and kv.key != "AuthorizationKey"]
         keys += [m.KeyValue(key=k, readonly=False, value=v) for k, v in virtual.items()
@@ -380,7 +391,7 @@ def set_charging_profile(uplink, req):
         connector_id=req.connector_id, cs_charging_profiles=profile))
 
     def set_(result):
-        response = _answered(result)
+        response = _response(result)
         if result.accepted:
             uplink.profile_set(profile.charging_profile_id, req.connector_id,
                                profile.charging_profile_purpose, profile.stack_level)
