@@ -213,6 +213,8 @@ class OfflineTests(TestCase):
         self.assertEqual((stop["transactionId"], stop["meterStop"]), (900001, 1900))
         yield cp.close()
         yield service.stop()
+        self.assertNotIn(b"Traceback", service.output)
+        self.assertNotIn(b"Unhandled", service.output)
 
 
 def _answered(office, action):

@@ -200,7 +200,7 @@ class MemoryLink:
         self.last_error = None
         self.attempts = 0
         self.up = True
-        self._ours = None
+        self._ours = self._theirs = None
 
     def start(self):
         if self.state == "stopped":
@@ -216,15 +216,15 @@ class MemoryLink:
         ours = OcppSession(self.identity, lambda t: clock.callLater(0, self._to_office, t),
                            self.uplink.dispatch, clock, 30, accepts=m.CS_TO_CP)
         # The back office waits longer than the controller waits for the
-        # charger.
-        office.session = OcppSession("BO", lambda t: clock.callLater(0, self._to_us, t),
-                                     office._dispatch, clock, 60)
+        # charger. Its session of the latest link is the one tests call on.
+        self._theirs = office.session = OcppSession(
+            "BO", lambda t: clock.callLater(0, self._to_us, t), office._dispatch, clock, 60)
         self._ours = ours
         self.uplink.opened(ours)
 
     def _to_office(self, text):
-        if self.office.session is not None and self.office.session.open:
-            self.office.session.text_received(text)
+        if self._theirs is not None and self._theirs.open:
+            self._theirs.text_received(text)
 
     def _to_us(self, text):
         if self._ours is not None and self._ours.open:
@@ -234,7 +234,7 @@ class MemoryLink:
         self.state = state
         if self._ours is not None:
             ours, self._ours = self._ours, None
-            self.office.session.connection_lost()
+            self._theirs.connection_lost()
             ours.connection_lost()
             self.uplink.closed()
 
