@@ -127,8 +127,6 @@ class Upstream(service.Service):
     Every charger's back office.
 
     @ivar uplinks: the L{Uplink} of each charger with a back office.
-    @ivar settings: the persisted settings of the back offices,
-        C{{(charger_id, key): value}} (shared with the central system's).
     """
 
     log = Logger()
@@ -160,6 +158,10 @@ class Upstream(service.Service):
 
     @property
     def settings(self):
+        """
+        The persisted settings, C{{(scope, key): value}}: the central
+        system's, which the back offices' are kept with.
+        """
         return self.central.settings
 
     def save(self, scope, key, value):
