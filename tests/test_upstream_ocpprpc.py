@@ -13,7 +13,7 @@ import shutil
 from twisted.internet import defer, protocol, reactor
 from twisted.trial.unittest import TestCase
 
-from tests.service import ROOT, start_service
+from tests.service import ROOT, ServiceProcess, kill_on_cleanup, start_service
 from tests.sim import connect_charger
 from tests.test_upstream_backoffice import eventually, upstream_config
 
@@ -55,7 +55,7 @@ class NodeBackOffice:
     @ivar errors: what it printed on stderr.
     """
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.events = []
         self.errors = b""
         self.port = None
@@ -64,7 +64,7 @@ class NodeBackOffice:
         self._waiting = {}
         self._ids = 0
         self.transport = reactor.spawnProcess(
-            _Lines(self), NODE, [NODE, os.path.join(HERE, "backoffice.js")], path=HERE,
+            _Lines(self), NODE, [NODE, os.path.join(HERE, "backoffice.js"), str(port)], path=HERE,
             env=dict(os.environ))
 
     def listening(self):
@@ -156,3 +156,52 @@ class StrictBackOfficeTests(TestCase):
         (stop,) = office.calls("StopTransaction")
         self.assertEqual(stop["params"]["transactionId"], 900001)
         self.assertEqual(office.calls("MeterValues")[0]["params"]["transactionId"], 900001)
+
+
+class StrictOfflineTests(TestCase):
+    """
+    The session made while the back office was down, after a SIGKILL of the
+    service and its restart, reaches the strict back office (both stacks).
+    """
+
+    skip = _skip_reason()
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_session_while_down_survives_sigkill(self):
+        """
+        Start, meter values and stop reach it once it is back, in order,
+        with its own transactionId, once, and schema-valid.
+        """
+        office = NodeBackOffice()
+        yield office.listening()
+        port = office.port
+        yield office.stop()
+        service = ServiceProcess(upstream_config(self, f"ws://127.0.0.1:{port}/ocpp"))
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        yield cp.boot(vendor="Acme", model="Wallbox 11")
+        start = yield cp.start_transaction(1, "04A1B2C3", 1000)
+        yield cp.meter_values(1, start["transactionId"], energy_wh=1500)
+        yield cp.stop_transaction(start["transactionId"], 2000)
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+
+        office = NodeBackOffice(port)
+        self.addCleanup(office.stop)
+        yield office.listening()
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield eventually(lambda: office.calls("StopTransaction"), timeout=30)
+        methods = [e["method"] for e in office.calls() if e["method"] != "StatusNotification"]
+        self.assertEqual(methods, ["BootNotification", "StartTransaction", "MeterValues",
+                                   "StopTransaction"])
+        self.assertEqual([e["params"]["transactionId"] for e in office.calls()
+                          if e["method"] in ("MeterValues", "StopTransaction")],
+                         [900001, 900001])
+        self.assertEqual(office.invalid(), [])
+        yield cp.close()
+        yield service.stop()
+        self.assertNotIn(b"Traceback", service.output)

@@ -8,7 +8,8 @@
 // {"event": "result", "id", "result"} / {"event": "error", "id", "error"}
 // for the CALLs it was asked to send.
 // stdin: one JSON object per line: {"id", "identity", "method", "params"}:
-// a CALL to send to that connected charger.
+// a CALL to send to that connected charger. It stops when stdin closes.
+// Argument: the port to listen on (default: a free one).
 
 const readline = require('readline');
 const { RPCServer } = require('ocpp-rpc');
@@ -56,4 +57,6 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
 
 process.stdin.on('end', () => server.close().then(() => process.exit(0)));
 
-server.listen(0, '127.0.0.1').then((http) => say({ event: 'listening', port: http.address().port }));
+// The port to listen on: the first argument, a free one without.
+const port = Number(process.argv[2] || 0);
+server.listen(port, '127.0.0.1').then((http) => say({ event: 'listening', port: http.address().port }));
