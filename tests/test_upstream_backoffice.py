@@ -5,11 +5,14 @@ test back office built on the PyPI C{ocpp} package's central-system side
 neither C{ocpp} nor a recent C{websockets}.
 """
 
+from datetime import datetime, timedelta, timezone
+
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
 from tests.backoffice import SKIP_REASON, backoffice_available, start_backoffice
-from tests.service import LOOPBACK_CONFIG, start_service, write_config
+from tests.service import (
+    LOOPBACK_CONFIG, ServiceProcess, kill_on_cleanup, start_service, write_config)
 from tests.sim import connect_charger
 
 #: CP1 has a back office, TWIN has none; tags as in the other tests.
@@ -150,8 +153,6 @@ def _at(seconds):
     """
     A timestamp C{seconds} after a fixed instant.
     """
-    from datetime import datetime, timedelta, timezone
-
     t0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
     return (t0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
@@ -175,8 +176,6 @@ class OfflineTests(TestCase):
         with its own transactionId, exactly once; the meter values thinned
         to the first, one per sample interval and the last.
         """
-        from tests.service import ServiceProcess, kill_on_cleanup
-
         office = yield start_backoffice(self)
         yield office.stop()
         service = ServiceProcess(upstream_config(self, office.url))

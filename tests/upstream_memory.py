@@ -8,9 +8,10 @@ tests of L{xxterocpp.upstream} that run on both stacks, without sockets.
 
 import copy
 import json
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 
+import attr
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,7 +23,7 @@ from xxterocpp.domain.central import CentralSystem
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import CallError, OcppSession
-from xxterocpp.store.upstream import UpstreamState
+from xxterocpp.store.upstream import DeadLetterRecord, UpstreamState
 from xxterocpp.upstream import Upstream
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -94,8 +95,6 @@ class MemoryTables:
         return self._write("enqueue", rec.seq)
 
     def replace(self, seq, payload):
-        import attr
-
         self.queue[seq] = attr.evolve(self.queue[seq], payload=copy.deepcopy(payload))
         return self._write("replace", seq)
 
@@ -106,14 +105,10 @@ class MemoryTables:
         return self._write("delivered", seq)
 
     def failed(self, seq, failures, error):
-        import attr
-
         self.queue[seq] = attr.evolve(self.queue[seq], failures=failures, last_error=error)
         return self._write("failed", seq)
 
     def dead_letter(self, seq, failed_at, error):
-        from xxterocpp.store.upstream import DeadLetterRecord
-
         rec = self.queue.pop(seq)
         self.dead[seq] = DeadLetterRecord(rec.seq, rec.charger_id, rec.action,
                                           rec.transaction_id, rec.payload, rec.queued_at,
