@@ -91,11 +91,17 @@ messages: pot
 
 test: test-pypi test-debian
 
-test-pypi: system-deps $(VENV)/.stamp
+test-pypi: system-deps $(VENV)/.stamp tests/ocpprpc/node_modules/.stamp
 	$(VPY) -m twisted.trial --temp-directory=_trial_temp.pypi $(TRIAL_ARGS) tests
 
-test-debian: system-deps
+test-debian: system-deps tests/ocpprpc/node_modules/.stamp
 	env PATH=$(DEBIAN_PATH) python3 -m twisted.trial --temp-directory=_trial_temp.debian $(TRIAL_ARGS) tests
+
+# The second back office of the upstream tests: ocpp-rpc (npm), test only.
+tests/ocpprpc/node_modules/.stamp: tests/ocpprpc/package.json
+	command -v npm >/dev/null || $(APT) nodejs npm
+	cd tests/ocpprpc && npm install --no-audit --no-fund --silent
+	touch $@
 
 deb-deps: system-deps
 	$(call apt-ensure,$(DEB_PACKAGES))

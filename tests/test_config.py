@@ -22,6 +22,7 @@ from xxterocpp.config import (
     SmartConfig,
     StorageConfig,
     TagConfig,
+    UpstreamConfig,
     WebConfig,
     load_config,
     parse_config,
@@ -395,10 +396,10 @@ class ShippedExampleTests(SynchronousTestCase):
         with open(SHIPPED) as f:
             text = f.read()
         classes = [OcppConfig, KnxConfig, WebConfig, StorageConfig, SmartConfig, TagConfig,
-                   ChargerConfig]
+                   ChargerConfig, UpstreamConfig]
         for cls in classes + [ChargerKnxConfig]:
             for name in attr.fields_dict(cls):
-                if name != "knx":
+                if name not in ("knx", "upstream"):
                     found = re.search(rf"^(# )?{name} = ", text, re.M)
                     self.assertTrue(found, f"{cls.__name__}.{name}")
 

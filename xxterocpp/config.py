@@ -333,6 +333,105 @@ key.
 """
 
 
+# -- [charger.upstream]: the back office a charger is forwarded to -----------
+# (one self-contained block: the parsers, the table, the check across entries)
+
+#: What an unknown tag gets while the back office cannot be asked.
+OFFLINE_AUTHORIZATION = ("local", "accept", "reject")
+
+
+def _upstream_url(value):
+    if value == "":
+        return
+    scheme, sep, rest = value.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if not sep or scheme.lower() not in ("ws", "wss") or not host:
+        raise ValueError(
+            f"bad back-office URL {value!r}; use ws://host[:port]/path or wss://host[:port]/path"
+            f" (the charger's identity is appended), or \"\" for none"
+        )
+    if "?" in rest or "#" in rest:
+        raise ValueError(f"{value!r}: no query or fragment, the identity is appended to the path")
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class UpstreamConfig:
+    """
+    C{[charger.upstream]}: the back office (an upstream central system) a
+    charger is forwarded to, with the controller's own credentials there.
+
+    @ivar url: C{ws://} or C{wss://} URL; the identity is appended as the
+        last path segment. C{""}: the charger has no back office.
+    @ivar identity: the identity at the back office, C{""} for the charger's id.
+    @ivar password: the Basic-auth key at the back office, C{""} for none.
+    @ivar ca: PEM bundle the back office's certificate must chain to, C{""}
+        for the system's trust store (verification is never off).
+    @ivar certificate: PEM client certificate (security profile 3), or C{""}.
+    @ivar private_key: PEM key of C{certificate}.
+    @ivar offline_authorization: what a tag neither the controller nor a
+        cached answer decides gets while the back office cannot be asked:
+        C{"local"} (the controller's own verdict), C{"accept"}, C{"reject"}.
+    @ivar allow_reset: relay the back office's Reset to the charger.
+    @ivar stop_refused: stop a session whose forwarded StartTransaction the
+        back office did not accept (it is flagged in any case).
+    """
+
+    url: str = setting("", scalar(str, _upstream_url))
+    identity: str = setting("", scalar(str, at_most_characters(255)))
+    password: str = setting("", scalar(str))
+    ca: str = setting("", scalar(str))
+    certificate: str = setting("", scalar(str))
+    private_key: str = setting("", scalar(str))
+    offline_authorization: str = setting("local", scalar(str, one_of(*OFFLINE_AUTHORIZATION)))
+    allow_reset: bool = setting(False, scalar(bool))
+    stop_refused: bool = setting(False, scalar(bool))
+
+    @property
+    def secure(self):
+        """
+        @return: whether the back office is reached over TLS (C{wss://}).
+        """
+        return self.url.lower().startswith("wss://")
+
+
+_UPSTREAM_FILES = (("ca", "CA bundle"), ("certificate", "client certificate"),
+                   ("private_key", "private key"))
+
+
+def _check_upstreams(chargers):
+    """
+    One back office per charger, set in one of its [[charger]] tables (or
+    the same in each); its TLS files exist and go with a wss:// URL.
+    """
+    first = {}
+    for index, charger in enumerate(chargers):
+        here = f"charger[{index}].upstream"
+        upstream = charger.upstream
+        if not upstream.url:
+            if upstream != UpstreamConfig():
+                raise Invalid(f"{here}.url", "required when [charger.upstream] sets other keys")
+            continue
+        other = first.setdefault(charger.id, index)
+        if other != index and chargers[other].upstream != upstream:
+            raise Invalid(here, f"differs from charger[{other}].upstream for the same charger"
+                                f" {charger.id!r}; set it once, for all its connectors")
+        if bool(upstream.certificate) != bool(upstream.private_key):
+            missing = "private_key" if upstream.certificate else "certificate"
+            raise Invalid(f"{here}.{missing}", "a client certificate needs both certificate"
+                                               " and private_key")
+        for name, what in _UPSTREAM_FILES:
+            filename = getattr(upstream, name)
+            if not filename:
+                continue
+            if not upstream.secure:
+                raise Invalid(f"{here}.{name}", f"a {what} is for a wss:// URL, not {upstream.url!r}")
+            try:
+                with open(filename, "rb"):
+                    pass
+            except OSError as e:
+                raise Invalid(f"{here}.{name}", f"missing {what} {filename!r} ({e.strerror})") from None
+
+
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class ChargerConfig:
     """
@@ -380,6 +479,7 @@ class ChargerConfig:
     no_quirks: tuple[str, ...] | None = setting(None, _quirk_names)
     current_steps: tuple[float, ...] | None = setting(None, _current_steps)
     knx: ChargerKnxConfig = subtable(ChargerKnxConfig)
+    upstream: UpstreamConfig = subtable(UpstreamConfig)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -446,6 +546,16 @@ class Config:
         """
         points = (c for c in self.chargers if c.id == charger_id)
         return tuple(sorted(points, key=lambda c: c.connector))
+
+    def upstream(self, charger_id):
+        """
+        @return: the L{UpstreamConfig} of C{charger_id}'s back office, or
+            L{None} when it has none.
+        """
+        for c in self.chargers:
+            if c.id == charger_id and c.upstream.url:
+                return c.upstream
+        return None
 
     def charger(self, charger_id, connector):
         """
@@ -677,6 +787,7 @@ def _read(document, path):
     _check_chargers(chargers, sections["ocpp"])
     _check_quirks(chargers)
     _check_smart(sections["smart"], chargers)
+    _check_upstreams(chargers)
     return Config(tags=tags, chargers=chargers, path=path, **sections)
 
 

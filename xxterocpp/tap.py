@@ -130,6 +130,7 @@ class XxterocppService(service.MultiService):
     @ivar ocpp: the L{ServerService} of the OCPP server.
     @ivar controller: the L{Controller} every adapter steers chargers with.
     @ivar smart: the L{SmartManager} of smart sessions and the site limit.
+    @ivar upstream: the L{Upstream} forwarding chargers to their back offices.
     @ivar knx_link: the knxd link, None without one ("not configured" on
         the status page).
     @ivar knx_bridge: the L{KnxBridge} over C{knx_link}, or None.
@@ -138,8 +139,9 @@ class XxterocppService(service.MultiService):
     The domain's events reach its observers in the order they are
     subscribed here: the controller first (post-boot set-up, limits, local
     lists), then the smart manager (it plans with what the controller
-    applied), then the KNX bridge (it shows the outcome of both on the
-    bus). The web interface reads the domain when asked and subscribes to
+    applied), then the back offices' forwarding (it opens a charger's uplink
+    when the charger connects), then the KNX bridge (it shows the outcome of
+    all of them on the bus). The web interface reads the domain when asked and subscribes to
     nothing.
     """
 
@@ -179,6 +181,14 @@ class XxterocppService(service.MultiService):
         self.smart = SmartManager(self.central, self.controller, reactor, config)
         self.central.subscribe(self.smart.observe)
         self.smart.setServiceParent(self)
+        from xxterocpp.upstream import Upstream
+
+        # The back offices: a second adapter, between the chargers' calls
+        # and the domain.
+        self.upstream = Upstream(self.central, self.controller, self.store, reactor)
+        self.upstream.setServiceParent(self)
+        self.central.subscribe(self.upstream.observe)
+        self.ocpp_factory.relay = self.upstream.handle
         self.knx_link = None
         self.knx_bridge = None
         self._apply_knx(config)
@@ -258,6 +268,7 @@ class XxterocppService(service.MultiService):
         self.config = config
         self.central.reconfigure(config)
         self.smart.reconfigure(config)
+        self.upstream.reconfigure(config)
         self._reload_tls(config)
         self._apply_knx(config)
         self.log.info("configuration reloaded from {path}: {n} charger(s)", path=config.path,

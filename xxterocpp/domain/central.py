@@ -74,6 +74,11 @@ class CentralSystem:
         # armed once the state is loaded, until shutdown.
         self._offline_timers = {}
         self._watching = False
+        #: An outside authority on the tags the registry does not accept
+        #: (the back office of L{xxterocpp.upstream}), or None:
+        #: C{authority(charger_id, id_tag)} returns an L{Authorization}, or
+        #: None to keep the registry's verdict.
+        self.authority = None
         self._apply_chargers(config)
 
     # -- set-up ----------------------------------------------------------
@@ -368,9 +373,20 @@ class CentralSystem:
     def authorize(self, charger_id, connector, id_tag):
         """
         Decide whether C{id_tag} may charge at a charging point (C{connector}
-        None: at any of the charger's).
+        None: at any of the charger's): the L{local_verdict}, or for a tag
+        it does not accept (neither Blocked nor Expired) the L{authority}'s.
 
         @return: an L{Authorization}.
+        """
+        verdict = self.local_verdict(charger_id, connector, id_tag)
+        if verdict.status == "Invalid" and self.authority is not None:
+            return self.authority(charger_id, id_tag) or verdict
+        return verdict
+
+    def local_verdict(self, charger_id, connector, id_tag):
+        """
+        @return: the L{Authorization} of the tag registry and the charging
+            points' C{allowed_tags} alone.
         """
         point = self.config.charger(charger_id, connector) if connector else None
         points = [point] if point else self.config.charging_points(charger_id)

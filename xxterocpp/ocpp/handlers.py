@@ -24,17 +24,24 @@ from xxterocpp.ocpp import messages as m
 log = Logger()
 
 
-def dispatch(central, charger_id, action, request):
+def dispatch(central, charger_id, action, request, relay=None):
     """
     Handle a charger's CALL.
 
     @param request: the decoded request message of C{action}.
+    @param relay: optional adapter between the charger and the domain (the
+        back office, L{xxterocpp.upstream}):
+        C{relay(charger_id, action, request, local)} returns the response
+        (or a Deferred of it), where C{local(request)} is the handler's.
+        It may act before the domain answers and make the answer wait.
     @return: the response message, or a Deferred of it.
     @raise LookupError: for a charger no longer configured (the RPC layer
         answers with an InternalError CALLERROR).
     """
     if charger_id not in central.chargers:
         raise LookupError(f"{charger_id} is no longer configured")
+    if relay is not None:
+        return relay(charger_id, action, request, partial(HANDLERS[action], central, charger_id))
     return HANDLERS[action](central, charger_id, request)
 
 

@@ -119,7 +119,7 @@ class OcppSession:
     log = Logger()
 
     def __init__(self, identity, send, dispatch, clock, call_timeout,
-                 frame_observer=None, id_factory=None, close=None):
+                 frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS):
         """
         @param send: called with each outgoing frame as C{str}.
         @param dispatch: C{dispatch(action, request)} returns the response
@@ -131,11 +131,16 @@ class OcppSession:
             frame, C{direction} being C{"in"} or C{"out"}.
         @param id_factory: optional zero-argument callable giving message ids.
         @param close: optional zero-argument callable closing the connection.
+        @param accepts: the direction of the CALLs the peer may send:
+            L{m.CP_TO_CS} when we are the central system (the peer is a
+            charger), L{m.CS_TO_CP} when we speak as a charger to a back
+            office.
         """
         self.identity = identity
         self._send = send
         self._close = close
         self._dispatch = dispatch
+        self._accepts = accepts
         self._clock = clock
         self.call_timeout = call_timeout
         self._observe = frame_observer
@@ -270,9 +275,10 @@ class OcppSession:
         if spec is None:
             self._reply_error(unique_id, m.NOT_IMPLEMENTED, f"unknown action {action!r}")
             return
-        if spec.direction == "CS->CP":
-            self._reply_error(unique_id, m.NOT_SUPPORTED,
-                              f"{action} is sent by the central system, not by a charger")
+        if spec.direction not in (self._accepts, m.BOTH):
+            self._reply_error(unique_id, m.NOT_SUPPORTED, f"{action} is sent by the "
+                              + ("central system, not by a charger" if self._accepts == m.CP_TO_CS
+                                 else "charger, not by a central system"))
             return
         lenient = action in ALWAYS_ACKNOWLEDGED
         try:

@@ -250,7 +250,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
         central.connected(charger_id, self.session, self.peer_address())
 
     def _dispatch(self, action, request):
-        return dispatch(self.factory.central, self.charger_id, action, request)
+        return dispatch(self.factory.central, self.charger_id, action, request,
+                        self.factory.relay)
 
     def _frame(self, direction, text):
         self.factory.central.frame(self.charger_id, direction, text)
@@ -299,9 +300,12 @@ class OcppServerFactory(WebSocketServerFactory):
         their handshake was over: too many were in theirs
         (L{handshake_limits}), or it took over L{HANDSHAKE_TIMEOUT}.
     @ivar handshakes: how many connections are in their handshake.
+    @ivar relay: the relay every charger's CALL goes through
+        (L{xxterocpp.ocpp.handlers.dispatch}), or None.
     """
 
     protocol = OcppServerProtocol
+    relay = None
     _log = Logger()
 
     def __init__(self, central, clock, ping_interval=60):

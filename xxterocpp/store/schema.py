@@ -68,6 +68,38 @@ MIGRATIONS = [
             expiry TEXT,
             parent TEXT)""",
     ),
+    (
+        # The back office (xxterocpp.store.upstream): per charger, the
+        # messages not yet delivered, in order; those it refused for good;
+        # and which of its transactionIds each of ours got.
+        """CREATE TABLE upstream_queue (
+            seq INTEGER PRIMARY KEY,
+            charger_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            transaction_id INTEGER,
+            payload TEXT NOT NULL,
+            queued_at TEXT NOT NULL,
+            failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT)""",
+        "CREATE INDEX upstream_queue_by_charger ON upstream_queue (charger_id, seq)",
+        """CREATE TABLE upstream_dead_letters (
+            seq INTEGER PRIMARY KEY,
+            charger_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            transaction_id INTEGER,
+            payload TEXT NOT NULL,
+            queued_at TEXT NOT NULL,
+            failed_at TEXT NOT NULL,
+            error TEXT NOT NULL)""",
+        """CREATE TABLE upstream_transactions (
+            transaction_id INTEGER PRIMARY KEY,
+            charger_id TEXT NOT NULL,
+            remote_id INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            mapped_at TEXT NOT NULL)""",
+        "CREATE INDEX upstream_transactions_by_charger"
+        " ON upstream_transactions (charger_id, transaction_id)",
+    ),
 ]
 
 

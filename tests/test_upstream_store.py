@@ -1,0 +1,147 @@
+"""
+Tests for L{xxterocpp.store.upstream}: the back office's tables in a real
+SQLite file, through the store's own batches (global reactor, as in
+L{tests.test_store}).
+"""
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.trial.unittest import TestCase
+
+from xxterocpp.store import MIGRATIONS, Store, TransactionRecord
+from xxterocpp.store.upstream import (
+    ID_MAP_KEPT, DeadLetterRecord, IdMapRecord, QueuedRecord, UpstreamStore)
+
+T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def queued(seq, action="MeterValues", charger_id="CP1", tx=1, payload=None):
+    return QueuedRecord(seq, charger_id, action, tx, payload or {"seq": seq}, T0)
+
+
+class UpstreamStoreTests(TestCase):
+    """
+    Queue, dead letters and id map survive a reopen of the file.
+    """
+
+    def setUp(self):
+        self.path = self.mktemp()
+        self.store = self.open()
+
+    def open(self):
+        store = Store(self.path, reactor)
+        store.open()
+        self.addCleanup(store.close)
+        return store
+
+    @inlineCallbacks
+    def reopened(self):
+        yield self.store.close()
+        self.store = self.open()
+        return UpstreamStore(self.store).load()
+
+    def test_migration_adds_the_tables(self):
+        """
+        The latest schema has the three tables.
+        """
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        self.assertTrue({"upstream_queue", "upstream_dead_letters",
+                         "upstream_transactions"} <= names)
+        self.assertEqual(db.execute("PRAGMA user_version").fetchone()[0], len(MIGRATIONS))
+
+    @inlineCallbacks
+    def test_queue_in_order(self):
+        """
+        Queued messages come back in order, per charger, with their payload
+        as JSON and the newer payload a replace gave.
+        """
+        tables = UpstreamStore(self.store)
+        yield gatherResults([
+            tables.enqueue(queued(1, "StartTransaction", tx=7, payload={"idTag": "A"})),
+            tables.enqueue(queued(2, tx=7)),
+            tables.enqueue(queued(3, charger_id="TWIN", tx=8)),
+            tables.replace(2, {"meterValue": [{"x": 1}]}),
+            tables.failed(1, 2, "InternalError: busy"),
+        ])
+        state = yield self.reopened()
+        self.assertEqual(state.queue, [
+            QueuedRecord(1, "CP1", "StartTransaction", 7, {"idTag": "A"}, T0, 2,
+                         "InternalError: busy"),
+            QueuedRecord(2, "CP1", "MeterValues", 7, {"meterValue": [{"x": 1}]}, T0),
+            QueuedRecord(3, "TWIN", "MeterValues", 8, {"seq": 3}, T0)])
+        self.assertEqual(state.last_seq, 3)
+
+    @inlineCallbacks
+    def test_delivered_start_maps_the_ids(self):
+        """
+        A delivered StartTransaction leaves the queue and its id map entry
+        is in the same commit.
+        """
+        tables = UpstreamStore(self.store)
+        yield tables.enqueue(queued(1, "StartTransaction", tx=7))
+        yield tables.delivered(1, IdMapRecord(7, "CP1", 900001, "Accepted", T0))
+        state = yield self.reopened()
+        self.assertEqual(state.queue, [])
+        self.assertEqual(state.ids, [IdMapRecord(7, "CP1", 900001, "Accepted", T0)])
+
+    @inlineCallbacks
+    def test_in_the_commit_of_the_transaction(self):
+        """
+        A message queued with its transaction row is committed with it
+        (one batch).
+        """
+        tables = UpstreamStore(self.store)
+        commits = self.store.commits
+        yield gatherResults([
+            self.store.insert_transaction(TransactionRecord(
+                7, "CP1", 1, "A", T0, 0, None, "Accepted", "k")),
+            tables.enqueue(queued(1, "StartTransaction", tx=7))])
+        self.assertEqual(self.store.commits, commits + 1)
+
+    @inlineCallbacks
+    def test_dead_letters_kept(self):
+        """
+        A dead letter leaves the queue and is kept with its error; the
+        highest seq counts dead letters too.
+        """
+        tables = UpstreamStore(self.store)
+        yield tables.enqueue(queued(5, "StopTransaction"))
+        yield tables.dead_letter(5, T0 + timedelta(minutes=1), "5 CALLERRORs")
+        state = yield self.reopened()
+        self.assertEqual(state.queue, [])
+        self.assertEqual(state.dead_letters, [DeadLetterRecord(
+            5, "CP1", "StopTransaction", 1, {"seq": 5}, T0, T0 + timedelta(minutes=1),
+            "5 CALLERRORs")])
+        self.assertEqual(state.dead_letter_counts, {"CP1": 1})
+        self.assertEqual(state.last_seq, 5)
+
+    @inlineCallbacks
+    def test_id_map_bounded_per_charger(self):
+        """
+        Only the newest L{ID_MAP_KEPT} entries of a charger are kept.
+        """
+        tables = UpstreamStore(self.store)
+        writes = []
+        for tx in range(1, ID_MAP_KEPT + 6):
+            writes.append(tables.enqueue(queued(tx, "StartTransaction", tx=tx)))
+            writes.append(tables.delivered(tx, IdMapRecord(tx, "CP1", 900000 + tx, "Accepted",
+                                                           T0)))
+        writes.append(tables.enqueue(queued(999, "StartTransaction", "TWIN", tx=999)))
+        writes.append(tables.delivered(999, IdMapRecord(999, "TWIN", 1, "Accepted", T0)))
+        yield gatherResults(writes)
+        state = yield self.reopened()
+        cp1 = [i.transaction_id for i in state.ids if i.charger_id == "CP1"]
+        self.assertEqual(cp1, list(range(6, ID_MAP_KEPT + 6)))
+        self.assertEqual([i.transaction_id for i in state.ids if i.charger_id == "TWIN"], [999])
+
+    def test_bad_payload_refused_at_once(self):
+        """
+        A payload that is not JSON is refused in the caller's stack.
+        """
+        tables = UpstreamStore(self.store)
+        self.assertRaises(TypeError, tables.enqueue, queued(1, payload={"x": object()}))

@@ -1,0 +1,237 @@
+# -*- test-case-name: tests.test_upstream_store -*-
+"""
+What the back office adapter (L{xxterocpp.upstream}) keeps in the state
+store: per charger, the messages not yet delivered to its back office, in
+order; the dead letters (messages the back office refused for good, kept to
+be shown); and which of the back office's transactionIds each of ours got.
+
+The writes go through the L{Store}'s own batches, so a queued message is
+committed with the transaction row it belongs to, with the same fsync.
+"""
+
+import json
+
+import attr
+
+from .records import from_text, to_text
+
+#: Id map entries kept per charger (the newest): a charger has at most a
+#: few sessions running, older ones matter only on the status page.
+ID_MAP_KEPT = 100
+
+#: Dead letters loaded per charger at start (all stay in the file).
+DEAD_LETTERS_LOADED = 100
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class QueuedRecord:
+    """
+    A message waiting for the back office.
+
+    @ivar seq: its place in the order of delivery (per charger, ascending).
+    @ivar transaction_id: our transactionId it concerns, or L{None}.
+    @ivar payload: the charger's request as JSON (a L{dict}), with our ids.
+    @ivar failures: how many times the back office answered it with a
+        CALLERROR.
+    """
+
+    seq: int
+    charger_id: str
+    action: str
+    transaction_id: "int | None"
+    payload: dict
+    queued_at: object
+    failures: int = 0
+    last_error: "str | None" = None
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class DeadLetterRecord:
+    """
+    A message the back office refused too often, or that can never be sent
+    (its StartTransaction got no transactionId): kept, never sent again.
+    """
+
+    seq: int
+    charger_id: str
+    action: str
+    transaction_id: "int | None"
+    payload: dict
+    queued_at: object
+    failed_at: object
+    error: str
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class IdMapRecord:
+    """
+    Our transactionId and the one the back office gave the forwarded
+    StartTransaction, with the idTagInfo status it answered.
+    """
+
+    transaction_id: int
+    charger_id: str
+    remote_id: int
+    status: str
+    mapped_at: object
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class UpstreamState:
+    """
+    Everything L{UpstreamStore.load} restores.
+
+    @ivar queue: L{QueuedRecord}s, in order of delivery.
+    @ivar dead_letters: the newest L{DeadLetterRecord}s per charger, oldest
+        first.
+    @ivar dead_letter_counts: C{{charger_id: how many}}.
+    @ivar ids: L{IdMapRecord}s, oldest first.
+    @ivar last_seq: the highest C{seq} in use.
+    """
+
+    queue: list
+    dead_letters: list
+    dead_letter_counts: dict
+    ids: list
+    last_seq: int
+
+
+# In the worker thread, inside a batch.
+
+
+def _enqueue(db, rec):
+    db.execute(
+        "INSERT INTO upstream_queue (seq, charger_id, action, transaction_id, payload,"
+        " queued_at, failures, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (rec.seq, rec.charger_id, rec.action, rec.transaction_id, json.dumps(rec.payload),
+         to_text(rec.queued_at), rec.failures, rec.last_error),
+    )
+
+
+def _execute(db, sql, params):
+    db.execute(sql, params)
+
+
+def _delivered(db, seq, mapping):
+    db.execute("DELETE FROM upstream_queue WHERE seq = ?", (seq,))
+    if mapping is None:
+        return
+    db.execute(
+        "INSERT OR REPLACE INTO upstream_transactions (transaction_id, charger_id, remote_id,"
+        " status, mapped_at) VALUES (?, ?, ?, ?, ?)",
+        (mapping.transaction_id, mapping.charger_id, mapping.remote_id, mapping.status,
+         to_text(mapping.mapped_at)),
+    )
+    db.execute(
+        "DELETE FROM upstream_transactions WHERE charger_id = ? AND transaction_id NOT IN"
+        " (SELECT transaction_id FROM upstream_transactions WHERE charger_id = ?"
+        " ORDER BY transaction_id DESC LIMIT ?)",
+        (mapping.charger_id, mapping.charger_id, ID_MAP_KEPT),
+    )
+
+
+def _dead_letter(db, seq, failed_at, error):
+    db.execute(
+        "INSERT INTO upstream_dead_letters (seq, charger_id, action, transaction_id, payload,"
+        " queued_at, failed_at, error) SELECT seq, charger_id, action, transaction_id, payload,"
+        " queued_at, ?, ? FROM upstream_queue WHERE seq = ?",
+        (to_text(failed_at), error, seq),
+    )
+    db.execute("DELETE FROM upstream_queue WHERE seq = ?", (seq,))
+
+
+class UpstreamStore:
+    """
+    The back office's tables, written and read through a L{Store}.
+    """
+
+    def __init__(self, store):
+        """
+        @param store: the open (or about to be opened) L{Store}.
+        """
+        self._store = store
+
+    def _select(self, sql, params=()):
+        # At service start only: waits for the worker thread.
+        return self._store._batches.call_blocking(self._store._worker.select, sql, params)
+
+    def load(self):
+        """
+        Restore the queues, dead letters and id map (at service start).
+
+        @rtype: L{UpstreamState}
+        """
+        queue = [
+            QueuedRecord(seq, c, a, t, json.loads(p), from_text(q), f, e)
+            for seq, c, a, t, p, q, f, e in self._select(
+                "SELECT seq, charger_id, action, transaction_id, payload, queued_at, failures,"
+                " last_error FROM upstream_queue ORDER BY seq")
+        ]
+        dead = [
+            DeadLetterRecord(seq, c, a, t, json.loads(p), from_text(q), from_text(f), e)
+            for seq, c, a, t, p, q, f, e in self._select(
+                "SELECT seq, charger_id, action, transaction_id, payload, queued_at, failed_at,"
+                " error FROM (SELECT *, row_number() OVER (PARTITION BY charger_id"
+                " ORDER BY seq DESC) AS n FROM upstream_dead_letters) WHERE n <= ? ORDER BY seq",
+                (DEAD_LETTERS_LOADED,))
+        ]
+        counts = dict(self._select(
+            "SELECT charger_id, count(*) FROM upstream_dead_letters GROUP BY charger_id"))
+        ids = [
+            IdMapRecord(t, c, r, s, from_text(m))
+            for t, c, r, s, m in self._select(
+                "SELECT transaction_id, charger_id, remote_id, status, mapped_at"
+                " FROM upstream_transactions ORDER BY transaction_id")
+        ]
+        ((last_seq,),) = self._select(
+            "SELECT max(coalesce((SELECT max(seq) FROM upstream_queue), 0),"
+            " coalesce((SELECT max(seq) FROM upstream_dead_letters), 0))")
+        return UpstreamState(queue, dead, counts, ids, last_seq)
+
+    def enqueue(self, rec):
+        """
+        Queue a message for the back office.
+
+        @type rec: L{QueuedRecord}
+        @return: a Deferred firing once committed.
+        """
+        # Refuse what cannot be stored now, in the caller's stack.
+        json.dumps(rec.payload)
+        to_text(rec.queued_at)
+        return self._store._write(None, _enqueue, rec)
+
+    def replace(self, seq, payload):
+        """
+        Put a newer payload in a queued message's place (MeterValues thinned
+        while the back office is away); only the last of several queued
+        together is written.
+        """
+        return self._store._write(
+            ("upstream", seq), _execute,
+            "UPDATE upstream_queue SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
+
+    def delivered(self, seq, mapping=None):
+        """
+        The back office answered a queued message: it leaves the queue, with
+        the id map entry its answer gave (a StartTransaction) in the same
+        commit.
+
+        @param mapping: an L{IdMapRecord}, or L{None}.
+        """
+        return self._store._write(None, _delivered, seq, mapping)
+
+    def failed(self, seq, failures, error):
+        """
+        Count a CALLERROR of the back office to a queued message.
+        """
+        return self._store._write(
+            None, _execute,
+            "UPDATE upstream_queue SET failures = ?, last_error = ? WHERE seq = ?",
+            (failures, error, seq))
+
+    def dead_letter(self, seq, failed_at, error):
+        """
+        Move a queued message to the dead letters.
+        """
+        to_text(failed_at)
+        return self._store._write(None, _dead_letter, seq, failed_at, error)

@@ -1,0 +1,261 @@
+# -*- test-case-name: tests.test_upstream_outbox -*-
+"""
+One charger's outbox towards its back office: the transaction messages
+(StartTransaction, StopTransaction, MeterValues of a transaction) in the
+order the charger sent them, persisted before the charger is answered; the
+id map from our transactionIds to the back office's; and the dead letters.
+
+The outbox decides nothing about the connection: L{xxterocpp.upstream.uplink}
+takes the head, sends it and reports the outcome here.
+"""
+
+from collections import OrderedDict, deque
+from datetime import datetime
+
+import attr
+
+from xxterocpp.domain.model import stored
+from xxterocpp.store.upstream import (
+    DEAD_LETTERS_LOADED, ID_MAP_KEPT, DeadLetterRecord, IdMapRecord, QueuedRecord)
+
+#: CALLERRORs the back office may answer one message with before it becomes
+#: a dead letter: a message it cannot take is kept, not retried forever.
+MAX_FAILURES = 5
+
+#: The messages that go through the outbox.
+QUEUED_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+
+
+@attr.s(eq=False, slots=True)
+class Message:
+    """
+    A message in the outbox.
+
+    @ivar payload: the charger's request as JSON, with our ids; the ids of
+        the back office are put in when it is sent.
+    """
+
+    seq = attr.ib()
+    action = attr.ib()
+    transaction_id = attr.ib()
+    payload = attr.ib()
+    queued_at = attr.ib()
+    failures = attr.ib(default=0)
+    last_error = attr.ib(default=None)
+    #: For MeterValues thinned while the back office is away: False for
+    #: the one queued last that the next may replace.
+    anchor = attr.ib(default=True)
+
+
+def _sample_time(payload, default):
+    """
+    @return: when a MeterValues payload was sampled (its latest timestamp).
+    """
+    times = [mv.get("timestamp") for mv in payload.get("meterValue") or () if isinstance(mv, dict)]
+    try:
+        return max(datetime.fromisoformat(t) for t in times if isinstance(t, str))
+    except ValueError:
+        # None given, or one that does not parse (decoded leniently).
+        return default
+
+
+class Outbox:
+    """
+    The messages of one charger waiting for its back office.
+
+    @ivar messages: the L{Message}s, in the order of delivery.
+    @ivar ids: C{{our transactionId: L{IdMapRecord}}}, oldest first.
+    @ivar dead_letters: the newest L{DeadLetterRecord}s, oldest first.
+    @ivar dead_letter_count: how many dead letters the charger has in all.
+    """
+
+    def __init__(self, charger_id, store, next_seq, now):
+        """
+        @param store: the L{xxterocpp.store.upstream.UpstreamStore}.
+        @param next_seq: zero-argument callable giving the next C{seq}
+            (shared by every charger: the order in the table).
+        @param now: zero-argument callable, the time as an aware datetime.
+        """
+        self.charger_id = charger_id
+        self._store = store
+        self._next_seq = next_seq
+        self._now = now
+        self.messages = deque()
+        self.ids = OrderedDict()
+        self.dead_letters = deque(maxlen=DEAD_LETTERS_LOADED)
+        self.dead_letter_count = 0
+        # Our transactionIds whose StartTransaction is queued or was
+        # dead-lettered: their later messages are queued behind it.
+        self._starts = set()
+
+    def restore(self, queue, dead_letters, dead_letter_count, ids):
+        """
+        Take over what the store kept of this charger (at service start).
+        """
+        for rec in queue:
+            self.messages.append(Message(rec.seq, rec.action, rec.transaction_id, rec.payload,
+                                         rec.queued_at, rec.failures, rec.last_error))
+            if rec.action == "StartTransaction":
+                self._starts.add(rec.transaction_id)
+        for rec in dead_letters:
+            self.dead_letters.append(rec)
+            if rec.action == "StartTransaction":
+                self._starts.add(rec.transaction_id)
+        self.dead_letter_count = dead_letter_count
+        for rec in ids:
+            self.ids[rec.transaction_id] = rec
+
+    # -- what is queued ----------------------------------------------------
+
+    def forwards(self, transaction_id):
+        """
+        @return: whether the back office has, or will get, the
+            StartTransaction of our transaction C{transaction_id} (only then
+            do its MeterValues and StopTransaction go there).
+        """
+        return transaction_id in self.ids or transaction_id in self._starts
+
+    def add(self, action, transaction_id, payload, thin_interval=None):
+        """
+        Queue a message; stored before the Deferred fires (the charger is
+        answered then).
+
+        @param payload: the request as JSON, with our transactionId.
+        @param thin_interval: seconds, given while the back office is away:
+            of a transaction's MeterValues, only the first, one per
+            interval and the last stay queued (L{_thin}).
+        @return: a Deferred firing once stored (never failing: the store
+            keeps retrying a commit that failed).
+        """
+        now = self._now()
+        replaced, anchor = None, True
+        if action == "MeterValues" and thin_interval:
+            replaced, anchor = self._thin(transaction_id, payload, thin_interval, now)
+            if replaced is not None:
+                return stored(self._store.replace(replaced.seq, payload))
+        message = Message(self._next_seq(), action, transaction_id, payload, now,
+                          anchor=anchor)
+        self.messages.append(message)
+        if action == "StartTransaction":
+            self._starts.add(transaction_id)
+        return stored(self._store.enqueue(QueuedRecord(
+            message.seq, self.charger_id, action, transaction_id, payload, now)))
+
+    def _thin(self, transaction_id, payload, interval, now):
+        """
+        Keep, of a transaction's MeterValues queued while the back office is
+        away, the first, one per C{interval} (each an I{anchor} at least
+        C{interval} after the one before) and the last.
+
+        @return: C{(replaced, anchor)}: the queued MeterValues that
+            C{payload} replaced (None when it is to be queued), and whether
+            a C{payload} to be queued is an anchor.
+        """
+        tail = []
+        for message in reversed(self.messages):
+            if message.transaction_id != transaction_id:
+                continue
+            if message.action != "MeterValues" or len(tail) == 2:
+                break
+            tail.append(message)
+            if message.anchor:
+                break
+        if not tail:
+            return None, True
+        last, anchor = tail[0], tail[-1]
+        try:
+            since = (_sample_time(payload, now)
+                     - _sample_time(anchor.payload, anchor.queued_at)).total_seconds()
+        except TypeError:
+            # An aware and a naive time: keep both rather than guess.
+            return None, True
+        if last.anchor:
+            # After the anchor: a new one, or the latest value for now.
+            return None, since >= interval
+        # The latest value so far gives way to this one, which is an anchor
+        # of its own when a new interval began.
+        last.payload = payload
+        last.anchor = since >= interval
+        return last, None
+
+    def head(self):
+        """
+        @return: the L{Message} to deliver next, or None.
+        """
+        return self.messages[0] if self.messages else None
+
+    @property
+    def depth(self):
+        """
+        How many messages wait.
+        """
+        return len(self.messages)
+
+    # -- what the back office answered ----------------------------------------
+
+    def remote_id(self, transaction_id):
+        """
+        @return: the back office's transactionId for ours, or None.
+        """
+        mapping = self.ids.get(transaction_id)
+        return None if mapping is None else mapping.remote_id
+
+    def local_id(self, remote_id):
+        """
+        @return: our transactionId for the back office's, or None.
+        """
+        for mapping in reversed(self.ids.values()):
+            if mapping.remote_id == remote_id:
+                return mapping.transaction_id
+        return None
+
+    def delivered(self, message, remote_id=None, status=None):
+        """
+        The back office answered C{message} (the head): it leaves the queue.
+        For a StartTransaction, C{remote_id} and C{status} are its answer.
+
+        @return: the L{IdMapRecord} made, or None.
+        """
+        self._remove(message)
+        mapping = None
+        if message.action == "StartTransaction":
+            self._starts.discard(message.transaction_id)
+            mapping = IdMapRecord(message.transaction_id, self.charger_id, remote_id, status,
+                                  self._now())
+            self.ids[message.transaction_id] = mapping
+            while len(self.ids) > ID_MAP_KEPT:
+                self.ids.popitem(last=False)
+        stored(self._store.delivered(message.seq, mapping))
+        return mapping
+
+    def failed(self, message, error):
+        """
+        The back office answered C{message} with a CALLERROR.
+
+        @return: whether it is now a dead letter (L{MAX_FAILURES} reached).
+        """
+        message.failures += 1
+        message.last_error = error
+        if message.failures >= MAX_FAILURES:
+            self.dead(message, f"{message.failures} CALLERRORs, the last: {error}")
+            return True
+        stored(self._store.failed(message.seq, message.failures, error))
+        return False
+
+    def dead(self, message, error):
+        """
+        Make C{message} a dead letter: kept and shown, never sent again.
+        """
+        self._remove(message)
+        now = self._now()
+        self.dead_letters.append(DeadLetterRecord(
+            message.seq, self.charger_id, message.action, message.transaction_id,
+            message.payload, message.queued_at, now, error))
+        self.dead_letter_count += 1
+        stored(self._store.dead_letter(message.seq, now, error))
+
+    def _remove(self, message):
+        if self.messages and self.messages[0] is message:
+            self.messages.popleft()
+        else:
+            self.messages.remove(message)
