@@ -166,12 +166,14 @@ class SubscriptionTests(TestCase):
 
     def test_order(self):
         """
-        The controller, then the smart manager, then the KNX bridge; each
+        The controller, the smart manager, the back offices' forwarding, then
+        the KNX bridge; each
         once.
         """
         service = tap.XxterocppService(load_config(write_config(self, KNX_CONFIG)), reactor)
         self.assertEqual(service.central._observers, [
-            service.controller.observe, service.smart.observe, service.knx_bridge.observe])
+            service.controller.observe, service.smart.observe, service.upstream.observe,
+            service.knx_bridge.observe])
 
 
 class DatabasePathTests(TestCase):

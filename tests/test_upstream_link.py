@@ -178,7 +178,7 @@ class PlainLinkTests(LinkTestCase):
         Nothing listening: retried, and the error says so.
         """
         service = yield start_service(self)
-        port = service.ocpp.port.getHost().port
+        port = (yield service.ocpp.when_listening()).getHost().port
         yield service.stopService()
         link = self.connect(f"ws://127.0.0.1:{port}/", "CP1")
         yield eventually(lambda: link.attempts >= 2)

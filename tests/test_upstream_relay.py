@@ -109,7 +109,7 @@ class CappingTests(RelayTestCase):
         SetChargingProfile reaches the charger capped; a colliding one does
         not reach it.
         """
-        limit = self.central.chargers["CP1"].connector(1).limit
+        limit = limit_in_force(self.central, "CP1", 1)
         answer = self.ask(m.SetChargingProfileRequest(connector_id=1,
                                                       cs_charging_profiles=profile()))
         refused = self.ask(m.SetChargingProfileRequest(

@@ -266,6 +266,7 @@ class UpstreamTestCase(SynchronousTestCase):
         self.central = CentralSystem(config, self.store, self.clock)
         self.central.load()
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.controller.boot_wait = 1e9
         self.upstream = Upstream(self.central, self.controller, self.store, self.clock,
                                  tables=self.tables)
