@@ -328,7 +328,7 @@ class SecureProfile3Tests(SecureTestCase):
         """
         A certificate the signing CA made from the charger's CSR, presented
         with the signing CA after it, is verified up to client_ca (the root);
-        the certificate alone is refused.
+        the certificate alone does not verify: 403.
         """
         signer = signing.ChargerSigner(os.path.join(self.tls_dir, "signing-ca.pem"),
                                        os.path.join(self.tls_dir, "signing-ca.key"))
@@ -342,10 +342,11 @@ class SecureProfile3Tests(SecureTestCase):
         charger = yield self.connect("CP1", ChainClientTLS(path + "-chain.pem", path + ".key"))
         response = yield charger.boot()
         self.assertEqual(response["status"], "Accepted")
-        yield self.refused("CP1", ChainClientTLS(path + ".pem", path + ".key"))
-        yield self.failures("tls", 1)
-        self.assertIn("TLS connection from 127.0.0.1 failed: certificate verify failed",
-                      self.logged)
+        error = yield self.refused("CP1", ChainClientTLS(path + ".pem", path + ".key"))
+        self.assertEqual(error.status, 403)
+        self.assertEqual(self.service.security_failures(), {"auth": 1, "tls": 0})
+        self.assertIn("CP1: connection from 127.0.0.1 refused: its client certificate does not"
+                      " verify (unable to get local issuer certificate)", self.logged)
 
     @defer.inlineCallbacks
     def test_identity_case_follows_the_configuration(self):
@@ -357,13 +358,22 @@ class SecureProfile3Tests(SecureTestCase):
 
     @defer.inlineCallbacks
     def test_no_client_certificate_is_refused(self):
-        yield self.refused("CP1", trusting())
-        yield self.failures("tls", 1)
+        """
+        TLS asks for a certificate without requiring one (profile-2 chargers
+        share the port); the profile-3 charger without one gets 403.
+        """
+        error = yield self.refused("CP1", trusting())
+        self.assertEqual(error.status, 403)
+        self.assertEqual(self.service.security_failures(), {"auth": 1, "tls": 0})
+        self.assertIn("CP1: connection from 127.0.0.1 refused: no client certificate (security"
+                      " profile 3)", self.logged)
 
     @defer.inlineCallbacks
     def test_certificate_of_another_ca_is_refused(self):
-        yield self.refused("CP1", trusting(client="foreign-cp1"))
-        yield self.failures("tls", 1)
+        error = yield self.refused("CP1", trusting(client="foreign-cp1"))
+        self.assertEqual(error.status, 403)
+        self.assertIn("CP1: connection from 127.0.0.1 refused: its client certificate does not"
+                      " verify (unable to get local issuer certificate)", self.logged)
 
     @defer.inlineCallbacks
     def test_certificate_of_another_identity_is_refused(self):

@@ -298,6 +298,27 @@ def local_time_of_seconds(seconds):
     return datetime.fromtimestamp(seconds).strftime("%H:%M:%S.%f")[:-3]
 
 
+def _security(charger):
+    """
+    The security profile, the client certificate and the security events
+    of a charger.
+    """
+    profile = str(charger["security_profile"])
+    if charger["security_profile_pending"] is not None:
+        profile += f" (raising to {charger['security_profile_pending']})"
+    certificate = charger["certificate"]
+    events = [tags.li(local_time(_parse(e["time"])), " ", tags.code(e["type"]),
+                      f" {e['tech_info']}" if e["tech_info"] else "")
+              for e in charger["security_events"]]
+    return [
+        ("Security profile", profile),
+        ("Certificate", None if certificate is None else [
+            "serial ", tags.code(certificate["serial"]), ", valid until ",
+            local_time(_parse(certificate["expiry"]))]),
+        ("Security events", tags.ul(*events, class_="events") if events else None),
+    ]
+
+
 def _charger(charger, frames):
     model = " ".join(filter(None, (charger["vendor"], charger["model"]))) or None
     return tags.section(
@@ -308,6 +329,7 @@ def _charger(charger, frames):
             ("Firmware", charger["firmware"]),
             ("Serial", charger["serial"]),
             ("Reconnects", str(charger["reconnects"]) if charger["reconnects"] else None),
+            *_security(charger),
         ),
         tags.div(*[_connector(charger, c) for c in charger["connectors"]], class_="connectors"),
         tags.div(
