@@ -467,8 +467,9 @@ class Config:
         """
         @return: the security profile (0..3) C{charger_id} is configured
             for: its C{security_profile}, by default 3 when C{[ocpp]
-            client_ca} is set, else 2 on a secure port with a password, 1
-            with a password, 0 without (docs/ocpp.md#security-profiles).
+            client_ca} is set (on a secure port: it is not read otherwise),
+            else 2 on a secure port with a password, 1 with a password, 0
+            without (docs/ocpp.md#security-profiles).
         """
         points = self.charging_points(charger_id)
         return _security_profile(points, self.ocpp) if points else 0
@@ -598,7 +599,7 @@ def _security_profile(points, ocpp):
                       None)
     if configured is not None:
         return configured
-    if ocpp.client_ca:
+    if ocpp.secure and ocpp.client_ca:
         return 3
     if points[0].password:
         return 2 if ocpp.secure else 1
