@@ -120,7 +120,21 @@ class ProfileDefaultsTests(SynchronousTestCase):
                 ("", "security_profile = 4\n", "0..3")]:
             error = self.assertRaises(ConfigError, self.profile, ocpp, charger)
             self.assertEqual(error.key, "charger[0].security_profile")
-            self.assertIn(words, str(error).replace("between 0 and 3", "0..3"))
+            self.assertIn(words, str(error))
+
+    def test_one_profile_per_charger(self):
+        """
+        The connectors of a charger share its connection: their tables
+        cannot say different profiles.
+        """
+        from xxterocpp.config import ConfigError
+
+        error = self.assertRaises(ConfigError, self.profile, "", (
+            'password = "pw"\nsecurity_profile = 1\n'
+            '[[charger]]\nid = "X"\nconnector = 2\nmax_current = 16\npassword = "pw"\n'
+            "security_profile = 0\n"))
+        self.assertEqual(error.key, "charger[1].security_profile")
+        self.assertIn("differs from charger[0].security_profile", str(error))
 
 
 class ProfileHarness(ControllerHarness):
