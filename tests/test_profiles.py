@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_control import ControllerHarness, MemoryStore, ScriptedCharger
+from tests.test_control import ControllerHarness, MemoryStore
 from tests.test_signing import make_csr
 from tests.test_tls import pki
 from xxterocpp import certs, signing
@@ -229,7 +229,7 @@ class RaiseTests(ProfileHarness, SynchronousTestCase):
         return self.result(self.controller.raise_security_profile(charger_id, profile))
 
     def give_certificate(self):
-        self.central.security.presented("SP2", ChargerCertificate(
+        self.central.security.remember_certificate("SP2", ChargerCertificate(
             "123", self.now() + timedelta(days=700)))
 
     def test_what_a_profile_needs_is_checked_first(self):
@@ -249,7 +249,7 @@ class RaiseTests(ProfileHarness, SynchronousTestCase):
             self.assertEqual(result.status, "Refused", charger_id)
             self.assertIn(words, result.detail)
         self.give_certificate()
-        self.central.security.presented("SP2", ChargerCertificate("1", self.now()))
+        self.central.security.remember_certificate("SP2", ChargerCertificate("1", self.now()))
         self.assertIn("no valid client certificate", self.raise_to("SP2", 3).detail)
         self.assertEqual(cp.calls, [])
 
@@ -441,7 +441,7 @@ class CertificateTests(ProfileHarness, SynchronousTestCase):
         cp = self.connect()
         sp2 = self.connect(charger_id="SP2")
         for charger_id in ("CP1", "SP2"):
-            self.central.security.presented(charger_id, ChargerCertificate(
+            self.central.security.remember_certificate(charger_id, ChargerCertificate(
                 "1", self.now() + timedelta(days=31)))
         cp.take()
         sp2.take()
@@ -521,7 +521,7 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
         A rotated key holds while the configuration keeps the password it
         replaced; a new password there wins at a reload or a start.
         """
-        cp = self.connect(charger_id="SP2")
+        self.connect(charger_id="SP2")
         self.assertEqual(self.result(self.controller.change_authorization_key("SP2", OTHER_KEY)),
                          "Accepted")
         self.central.reconfigure(parse_config(self.config))

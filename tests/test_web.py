@@ -299,7 +299,7 @@ class StatusTests(WebTestCase):
         for text in ("Security profile", "Security events", "InvalidTLSVersion",
                      "&lt;TLS 1.0&gt;"):
             self.assertIn(text, page)
-        self.service.central.security.presented("CP1", ChargerCertificate(
+        self.service.central.security.remember_certificate("CP1", ChargerCertificate(
             "1f2e", datetime(2028, 1, 1, tzinfo=timezone.utc)))
         status = yield self.get("/api/status")
         self.assertEqual(status.json["chargers"][0]["certificate"],

@@ -11,7 +11,7 @@ configuration does it.
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xxterocpp.control.sender import CommandResult, refused
+from xxterocpp.control.sender import CommandResult, invalid, refused
 from xxterocpp.ocpp import messages as m
 
 #: The configuration key of the white paper.
@@ -66,8 +66,12 @@ class ProfileRaise:
 
         @return: a Deferred firing with the L{CommandResult} of the
             ChangeConfiguration; C{"Refused"} without sending when the
-            profile is not higher or what it needs is missing.
+            profile is not higher or what it needs is missing,
+            C{"Invalid"} for a profile that is none.
         """
+        if profile not in (1, 2, 3):
+            return invalid(f"a charger is raised to the security profile 1, 2 or 3, not"
+                           f" {profile!r}")
         why = self.missing(charger, profile)
         if why is not None:
             return refused(why)

@@ -205,9 +205,9 @@ class CentralSystem:
         """L{Credentials.check_password}."""
         return self.credentials.check_password(charger_id, presented)
 
-    def admit(self, charger_id, secure, certificate, presented):
+    def admit(self, charger_id, secure, certificate, password):
         """L{SecurityProfiles.admit}."""
-        return self.security.admit(charger_id, secure, certificate, presented)
+        return self.security.admit(charger_id, secure, certificate, password)
 
     def begin_key_change(self, charger_id, key):
         """L{Credentials.begin_key_change}."""
@@ -381,7 +381,7 @@ class CentralSystem:
         """
         self.log.info("{id}: installed its new certificate (serial {serial})", id=charger_id,
                       serial=serial)
-        self.security.presented(charger_id, ChargerCertificate(serial, not_after))
+        self.security.remember_certificate(charger_id, ChargerCertificate(serial, not_after))
 
     # -- transactions ------------------------------------------------------
 

@@ -156,7 +156,7 @@ class SecurityProfiles:
 
     # -- connections -----------------------------------------------------
 
-    def admit(self, charger_id, secure, certificate, presented):
+    def admit(self, charger_id, secure, certificate, password):
         """
         Decide on a connection of C{charger_id}. Profile 3: a client
         certificate that TLS verified and whose CN is the charger's
@@ -167,7 +167,7 @@ class SecurityProfiles:
         @param secure: whether the connection is TLS.
         @param certificate: the L{xxterocpp.tls.ClientCertificate} it
             presented, or None.
-        @param presented: the Basic-auth password bytes, or None.
+        @param password: the Basic-auth password bytes, or None.
         @return: None to admit it, or a L{Refusal}.
         """
         required = self.profile(charger_id)
@@ -175,23 +175,23 @@ class SecurityProfiles:
         certified = (certificate is not None and certificate.verified
                      and self._lookup(certificate.common_name) == charger_id)
         if certified:
-            self.presented(charger_id, ChargerCertificate(certificate.serial,
-                                                          certificate.not_after))
+            self.remember_certificate(
+                charger_id, ChargerCertificate(certificate.serial, certificate.not_after))
         if required >= 3 or (pending == 3 and certified):
             if not certified:
                 return Refusal(403, _why_not_certified(certificate))
             if pending == 3:
                 self._raised(charger_id, 3)
             return None
-        if not self._credentials.check_password(charger_id, presented):
-            return Refusal(401, "wrong password" if presented is not None else "no Basic auth")
+        if not self._credentials.check_password(charger_id, password):
+            return Refusal(401, "wrong password" if password is not None else "no Basic auth")
         if pending is not None and pending <= 2:
             keyed = bool(self._credentials.password_for(charger_id))
             if keyed and (2 if secure else 1) >= pending:
                 self._raised(charger_id, pending)
         return None
 
-    def presented(self, charger_id, certificate):
+    def remember_certificate(self, charger_id, certificate):
         """
         Remember the client certificate a charger has (it presented it, or
         accepted it in CertificateSigned).

@@ -51,7 +51,7 @@ MAX_HANDSHAKES_PER_ADDRESS = 16
 MAX_HANDSHAKES = 256
 
 #: The reason phrases of refused credentials.
-_REFUSED = {401: "Unauthorized", 403: "Client certificate required"}
+_REFUSED = {401: "Unauthorized", 403: "Forbidden"}
 
 #: Seconds between two log lines about dropped connections (a flood is one
 #: line, with the count of those since the last).
