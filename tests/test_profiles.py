@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_control import ControllerHarness, MemoryStore
@@ -557,3 +557,30 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
         self.config = SECURE.format(tls=self.tls, key="another-password")
         self.start()
         self.assertTrue(self.accepts("another-password"))
+
+
+class SignerConfigurationTests(SynchronousTestCase):
+    """
+    L{xxterocpp.tap.charger_signer}: the signing CA of the configuration.
+    """
+
+    def test_missing_files_disable_signing_with_one_line(self):
+        from xxterocpp.tap import charger_signer
+
+        config = parse_config('[ocpp]\nsigning_certificate = "/nonexistent/signing-ca.pem"\n')
+        with capturedLogs() as logged:
+            self.assertIsNone(charger_signer(config, Logger()))
+        [line] = [formatEvent(e) for e in logged]
+        self.assertIn("chargers' certificate signing requests are refused:"
+                      " ocpp.signing_certificate: '/nonexistent/signing-ca.pem'", line)
+        self.assertIn("xxterocpp-certs signing-ca", line)
+
+    def test_files_and_organization(self):
+        from xxterocpp.tap import charger_signer
+
+        tls = write_pki(self)
+        config = parse_config(f'[ocpp]\nsigning_certificate = "{tls}/signing-ca.pem"\n'
+                              f'signing_key = "{tls}/signing-ca.key"\norganization = "ACME"\n')
+        signer = charger_signer(config, Logger())
+        self.assertEqual((signer.certificate_path, signer.organisation),
+                         (f"{tls}/signing-ca.pem", "ACME"))
