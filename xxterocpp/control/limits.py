@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_limits -*-
+# -*- test-case-name: tests.test_limits,tests.test_setup -*-
 """
 Where a current limit becomes a SetChargingProfile: the limit each charging
 point should have (set, paused, resumed), the cascade of profile kinds tried

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_domain,tests.test_control,tests.test_tls -*-
+# -*- test-case-name: tests.test_domain,tests.test_control,tests.test_tls,tests.test_profiles -*-
 """
 The chargers' Basic-auth passwords: the configured one, an AuthorizationKey
 rotated or set since (kept in the persisted settings), and the key of a
