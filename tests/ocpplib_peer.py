@@ -61,9 +61,11 @@ SKIP_REASON = f"the ocpp/websockets packages are not installed ({_IMPORT_ERROR})
 # Accepted (or its equivalent) everywhere, as ocpp-lib call_result kwargs.
 _REPLIES = {
     "CancelReservation": {"status": "Accepted"},
+    "CertificateSigned": {"status": "Accepted"},
     "ChangeAvailability": {"status": "Accepted"},
     "ChangeConfiguration": {"status": "Accepted"},
     "ClearChargingProfile": {"status": "Accepted"},
+    "ExtendedTriggerMessage": {"status": "Accepted"},
     "GetConfiguration": {"configuration_key": []},
     "RemoteStartTransaction": {"status": "Accepted"},
     "RemoteStopTransaction": {"status": "Accepted"},

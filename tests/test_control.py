@@ -159,11 +159,13 @@ class ControllerHarness:
 
     def start_fleet(self, n):
         """
-        Start (again) with C{n} chargers CP0 ... configured.
+        Start (again) with C{n} chargers CP0 ... configured, each with a
+        limit below its maximum (the set-up puts it in force).
         """
         self.central = CentralSystem(parse_config(
             f"[ocpp]\ncall_timeout = 5\nmax_chargers = {n}\n" + "".join(
-                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\n' for i in range(n))),
+                f'[[charger]]\nid = "CP{i}"\nmax_current = 16\nnormal_current = 10\n'
+                for i in range(n))),
             self.store, self.clock)
         self.controller = Controller(self.central, self.clock)
         self.central.subscribe(self.controller.observe)

@@ -1,16 +1,25 @@
 """
 Interoperability: a charger built on somebody else's OCPP implementation
 (the PyPI C{ocpp} package, which validates every answer it gets against the
-official OCPP 1.6 JSON schemas) runs a whole session against the service.
+official OCPP 1.6 JSON schemas) runs a whole session against the service,
+and has its certificate signed.
 """
 
+import os
 from datetime import datetime, timezone
 
-from twisted.internet import defer
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.ocpplib_peer import SKIP_REASON, ocpplib_available, start_ocpplib_charger
-from tests.service import start_service
+from tests.service import BASE_CONFIG, start_service, write_config
+from tests.test_certs import openssl_verify
+from tests.test_profiles import write_pki
+from tests.test_signing import make_csr, pem_certificates
+from xxterocpp import certs
 
 
 def _now():
@@ -74,3 +83,68 @@ class OcppLibSessionTests(TestCase):
         connector = service.central.chargers["CP1"].connectors[1]
         self.assertEqual(connector.status, "Preparing")
         self.assertIsNone(connector.transaction)
+
+
+class OcppLibCertificateTests(TestCase):
+    """
+    SignCertificate and CertificateSigned (white paper A02) with an
+    ocpp-lib charge point: a renewal asked for, the CSR signed by the
+    charger-signing CA, the chain verifying up to the root.
+    """
+
+    if not ocpplib_available():
+        skip = SKIP_REASON
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.tls = write_pki(self)
+        text = BASE_CONFIG.replace("[ocpp]\n", (
+            f'[ocpp]\nsigning_certificate = "{self.tls}/signing-ca.pem"\n'
+            f'signing_key = "{self.tls}/signing-ca.key"\n'), 1)
+        self.service = yield start_service(self, write_config(self, text))
+        self.cp = yield start_ocpplib_charger(self.service.url, "CP1")
+        self.addCleanup(self.cp.close)
+
+    def sign(self, csr):
+        from ocpp.v16 import call
+
+        return self.cp.call(call.SignCertificate(csr=csr), suppress=False)
+
+    @defer.inlineCallbacks
+    def test_signed_chain_verifies_against_the_root(self):
+        key = ec.generate_private_key(ec.SECP256R1())
+        yield self.service.controller.renew_certificate("CP1")
+        trigger = yield self.cp.wait_for("ExtendedTriggerMessage")
+        self.assertEqual(trigger["requested_message"], "SignChargePointCertificate")
+        answer = yield self.sign(make_csr(key, (NameOID.COMMON_NAME, "CP1")))
+        self.assertEqual(answer.status, "Accepted")
+        signed = yield self.cp.wait_for("CertificateSigned")
+        chain = signed["certificate_chain"]
+        leaf, signing_ca = pem_certificates(chain)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        for name, cert in (("leaf.pem", leaf), ("chain.pem", signing_ca)):
+            certs.write_file(os.path.join(directory, name), certs.certificate_pem(cert))
+        passed, output = openssl_verify(os.path.join(self.tls, "ca.pem"),
+                                        os.path.join(directory, "leaf.pem"),
+                                        untrusted=os.path.join(directory, "chain.pem"),
+                                        purpose="sslclient")
+        self.assertTrue(passed, output)
+        self.assertEqual(leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "CP1")
+        for _ in range(100):
+            known = self.service.central.security.certificate("CP1")
+            if known is not None:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(known.serial, format(leaf.serial_number, "x"))
+
+    @defer.inlineCallbacks
+    def test_other_identity_or_garbage_is_rejected(self):
+        key = ec.generate_private_key(ec.SECP256R1())
+        for csr in (make_csr(key, (NameOID.COMMON_NAME, "TWIN")),
+                    "-----BEGIN CERTIFICATE REQUEST-----\nZ2FyYmFnZQ==\n"
+                    "-----END CERTIFICATE REQUEST-----\n"):
+            answer = yield self.sign(csr)
+            self.assertEqual(answer.status, "Rejected")
+        yield deferLater(reactor, 0.1, lambda: None)
+        self.assertNotIn("CertificateSigned", [action for action, _ in self.cp.received])

@@ -392,8 +392,8 @@ class ActionTests(TestCase):
         """
         Firmware, diagnostics, log, signed-firmware and security
         notifications get their empty confirmations; SignCertificate is
-        refused (certificates are made with xxterocpp-certs), DataTransfer
-        from an unknown vendor says so.
+        refused (no charger-signing CA here), DataTransfer from an unknown
+        vendor says so.
         """
         calls = [
             ("DiagnosticsStatusNotification", {"status": "Uploaded"}, {}),

@@ -6,7 +6,7 @@ fake clock.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_control import CONFIGURATION, ControllerHarness, ScriptedCharger
+from tests.test_control import CONFIG, CONFIGURATION, ControllerHarness, ScriptedCharger
 from xxterocpp.control.setup import MEASURANDS, SETUP_CONCURRENCY
 from xxterocpp.domain.events import ChargerBooted, LimitChanged
 
@@ -43,6 +43,45 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
         self.assertEqual((local["listVersion"], local["updateType"]), (1, "Full"))
         self.assertEqual(local["localAuthorizationList"],
                          [{"idTag": "GOOD", "idTagInfo": {"status": "Accepted"}}])
+
+    def test_boot_at_the_maximum_sends_no_charging_profile(self):
+        """
+        A point whose limit is its max_current gets no SetChargingProfile
+        after a boot (the first profile a charger sees is one somebody asked
+        for); the maximum is the limit in force.
+        """
+        self.config = CONFIG.replace("normal_current = 16\n", "")
+        self.start()
+        cp = self.connect()
+        self.settle()
+        self.assertNotIn("SetChargingProfile", cp.actions())
+        self.assertIn("SendLocalList", cp.actions())
+        self.assertEqual(self.controller.limit("CP1"), 32.0)
+        self.assertIn(LimitChanged("CP1", 1, 32.0), self.events)
+
+    def test_boot_after_a_limit_the_charger_still_has(self):
+        """
+        The maximum asked for while the charger held a lower limit goes out
+        at its next boot; a limit below the maximum always does.
+        """
+        cp = self.connect()
+        self.settle()
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+        self.central.disconnected("CP1", cp.session)
+        self.controller.fast("CP1")
+        cp = self.connect()
+        self.settle()
+        self.assertEqual([self.profile(p)[-1] for p in cp.payloads("SetChargingProfile")], [32.0])
+        cp.take()
+        cp.boot()
+        self.settle()
+        self.assertNotIn("SetChargingProfile", cp.actions())
+        self.controller.normal("CP1")
+        self.settle()
+        cp.take()
+        cp.boot()
+        self.settle()
+        self.assertEqual([self.profile(p)[-1] for p in cp.payloads("SetChargingProfile")], [16.0])
 
     def test_settings_already_right_are_not_sent(self):
         """

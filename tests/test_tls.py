@@ -19,9 +19,12 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from cryptography.x509.oid import NameOID
+
 from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
 from tests.sim import NO_REPLY, HandshakeRefused, connect_charger
 from tests.test_signing import make_csr
+from tests.test_web import WebTestCase, web_agent
 from xxterocpp import certs, signing, tls
 from xxterocpp.config import load_config
 from xxterocpp.tap import XxterocppService
@@ -56,6 +59,7 @@ def pki():
                 "signing-ca.key": signing_key}
         for name, issuer, issuer_key, identity in (
                 ("cp1", ca, ca_key, "CP1"), ("twin", ca, ca_key, "TWIN"),
+                ("rdam", ca, ca_key, "RDAM 123"),
                 ("foreign-cp1", other, other_key, "CP1")):
             cert, key = certs.make_leaf(issuer, issuer_key, identity, client=True,
                                         key_type="ec")
@@ -81,6 +85,9 @@ def secure_config(testcase, client_ca=False, text=BASE_CONFIG):
         "[ocpp]\nsecure = true\n"
         f'certificate = "{directory}/server.pem"\nprivate_key = "{directory}/server.key"\n'
         f'client_ca = "{directory + "/ca.pem" if client_ca else ""}"\n'
+        f'signing_certificate = "{directory}/signing-ca.pem"\n'
+        f'signing_key = "{directory}/signing-ca.key"\n'
+        f'root_certificate = "{directory}/ca.pem"\n'
     )
     return write_config(testcase, text.replace("[ocpp]\n", ocpp, 1)), directory
 
@@ -328,7 +335,7 @@ class SecureProfile3Tests(SecureTestCase):
         """
         A certificate the signing CA made from the charger's CSR, presented
         with the signing CA after it, is verified up to client_ca (the root);
-        the certificate alone is refused.
+        the certificate alone does not verify: 403.
         """
         signer = signing.ChargerSigner(os.path.join(self.tls_dir, "signing-ca.pem"),
                                        os.path.join(self.tls_dir, "signing-ca.key"))
@@ -342,10 +349,11 @@ class SecureProfile3Tests(SecureTestCase):
         charger = yield self.connect("CP1", ChainClientTLS(path + "-chain.pem", path + ".key"))
         response = yield charger.boot()
         self.assertEqual(response["status"], "Accepted")
-        yield self.refused("CP1", ChainClientTLS(path + ".pem", path + ".key"))
-        yield self.failures("tls", 1)
-        self.assertIn("TLS connection from 127.0.0.1 failed: certificate verify failed",
-                      self.logged())
+        error = yield self.refused("CP1", ChainClientTLS(path + ".pem", path + ".key"))
+        self.assertEqual(error.status, 403)
+        self.assertEqual(self.service.security_failures(), {"auth": 1, "tls": 0})
+        self.assertIn("CP1: connection from 127.0.0.1 refused: its client certificate does not"
+                      " verify (unable to get local issuer certificate)", self.logged())
 
     @defer.inlineCallbacks
     def test_identity_case_follows_the_configuration(self):
@@ -357,13 +365,22 @@ class SecureProfile3Tests(SecureTestCase):
 
     @defer.inlineCallbacks
     def test_no_client_certificate_is_refused(self):
-        yield self.refused("CP1", trusting())
-        yield self.failures("tls", 1)
+        """
+        TLS asks for a certificate without requiring one (profile-2 chargers
+        share the port); the profile-3 charger without one gets 403.
+        """
+        error = yield self.refused("CP1", trusting())
+        self.assertEqual(error.status, 403)
+        self.assertEqual(self.service.security_failures(), {"auth": 1, "tls": 0})
+        self.assertIn("CP1: connection from 127.0.0.1 refused: no client certificate (security"
+                      " profile 3)", self.logged())
 
     @defer.inlineCallbacks
     def test_certificate_of_another_ca_is_refused(self):
-        yield self.refused("CP1", trusting(client="foreign-cp1"))
-        yield self.failures("tls", 1)
+        error = yield self.refused("CP1", trusting(client="foreign-cp1"))
+        self.assertEqual(error.status, 403)
+        self.assertIn("CP1: connection from 127.0.0.1 refused: its client certificate does not"
+                      " verify (unable to get local issuer certificate)", self.logged())
 
     @defer.inlineCallbacks
     def test_certificate_of_another_identity_is_refused(self):
@@ -460,6 +477,266 @@ class KeyRotationTests(SecureTestCase):
         for key in ("short", "0011", "G" * 40, "x" * 21, "00" * 21, "a:" * 9):
             self.assertRaises(ValueError, self.service.controller.change_authorization_key,
                               "RDAM 123", key)
+
+
+#: RDAM 123 at profile 2 beside CP1 and TWIN at 3 (client_ca is set).
+MIXED_CONFIG = BASE_CONFIG.replace('password = "{password}"\n',
+                                   'password = "{password}"\nsecurity_profile = 2\n')
+
+
+class SecureWebTestCase(SecureTestCase):
+    """
+    The secure service and an HTTP client of its web interface.
+    """
+
+    credentials = None
+    http, get, post = WebTestCase.http, WebTestCase.get, WebTestCase.post
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.agent = web_agent(self)
+        yield self.serve_web()
+
+    @defer.inlineCallbacks
+    def serve_web(self):
+        port = yield self.service.web.when_listening()
+        self.base = f"http://127.0.0.1:{port.getHost().port}"
+
+    @defer.inlineCallbacks
+    def restart(self):
+        yield self.service.stopService()
+        self.service = yield start_service(self, self.config_path)
+        self.url = self.service.url.replace("ws://", "wss://")
+        yield self.serve_web()
+
+    def rdam(self, key=PASSWORD, **kwargs):
+        return self.connect("RDAM 123", auth=("RDAM 123", key), **kwargs)
+
+    @defer.inlineCallbacks
+    def status_of(self, charger_id):
+        response = yield self.get("/api/status")
+        return next(c for c in response.json["chargers"] if c["id"] == charger_id)
+
+
+class MixedProfilesTests(SecureWebTestCase):
+    """
+    Profiles 2 and 3 on one TLS port at once.
+    """
+
+    client_ca = True
+    text = MIXED_CONFIG
+
+    @defer.inlineCallbacks
+    def test_profile_2_and_3_side_by_side(self):
+        """
+        CP1 with its certificate and RDAM 123 with Basic auth are connected
+        at once; RDAM 123 is let in without a certificate and with any
+        certificate (its own, another charger's, another CA's).
+        """
+        cp1 = yield self.connect("CP1", trusting(client="cp1"))
+        rdam = yield self.rdam()
+        for charger in (cp1, rdam):
+            self.assertEqual((yield charger.boot())["status"], "Accepted")
+        for client in ("rdam", "cp1", "foreign-cp1"):
+            again = yield self.rdam(tls_options=trusting(client=client))
+            yield again.close()
+        self.assertTrue(cp1.is_open)
+        self.assertIn("currentTime", (yield cp1.heartbeat()))
+        self.assertEqual(self.service.security_failures(), {"auth": 0, "tls": 0})
+        status = yield self.status_of("CP1")
+        self.assertEqual(status["security_profile"], 3)
+        self.assertEqual(status["certificate"]["serial"], format(
+            x509.load_pem_x509_certificate(pki()["cp1.pem"]).serial_number, "x"))
+        self.assertEqual((yield self.status_of("RDAM 123"))["security_profile"], 2)
+
+    @defer.inlineCallbacks
+    def test_profile_2_is_held_to_basic_auth(self):
+        """
+        Its own valid certificate does not replace RDAM 123's key: 401.
+        """
+        error = yield self.refused("RDAM 123", trusting(client="rdam"))
+        self.assertEqual(error.status, 401)
+        error = yield self.refused("RDAM 123", trusting(client="rdam"),
+                                   auth=("RDAM 123", b"wrong"))
+        self.assertEqual(error.status, 401)
+
+    @defer.inlineCallbacks
+    def test_profile_3_refusals_beside_a_profile_2_charger(self):
+        """
+        With RDAM 123 connected, CP1 is refused without a certificate, with
+        one of another CA and with another charger's (403), even with RDAM
+        123's key.
+        """
+        rdam = yield self.rdam()
+        for client in (None, "foreign-cp1", "twin", "rdam"):
+            error = yield self.refused("CP1", trusting(client=client),
+                                       auth=("CP1", PASSWORD))
+            self.assertEqual(error.status, 403, client)
+        self.assertTrue(rdam.is_open)
+        self.assertEqual(self.service.security_failures(), {"auth": 4, "tls": 0})
+
+
+class ProfileRaiseTests(SecureWebTestCase):
+    """
+    RDAM 123 from profile 2 to 3 (white paper A05), the certificate signed
+    on the way (A02), over TLS and the HTTP API.
+    """
+
+    client_ca = True
+    text = MIXED_CONFIG.replace("call_timeout = 5", "call_timeout = 1")
+
+    @defer.inlineCallbacks
+    def signed_certificate(self, charger):
+        """
+        SignCertificate from C{charger}, answered by CertificateSigned.
+
+        @return: the paths of the chain and the key it got.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        answer = yield charger.call("SignCertificate", {
+            "csr": make_csr(key, (NameOID.COMMON_NAME, "RDAM 123"))})
+        self.assertEqual(answer, {"status": "Accepted"})
+        _, payload = yield charger.wait_for_call("CertificateSigned")
+        path = os.path.join(self.tls_dir, "signed-rdam")
+        certs.write_file(path + ".key", certs.key_pem(key), private=True)
+        certs.write_file(path + ".pem", payload["certificateChain"].encode("ascii"))
+        for _ in range(100):
+            if self.service.central.security.certificate("RDAM 123") is not None:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        return path + ".pem", path + ".key"
+
+    @defer.inlineCallbacks
+    def test_raise_from_2_to_3(self):
+        """
+        Refused without a certificate; then signed, raised (ChangeConfiguration
+        and Reset), connected at 3: Basic auth alone is refused from then on,
+        also after a restart.
+        """
+        charger = yield self.rdam()
+        yield charger.boot()
+        path = "/api/chargers/RDAM%20123/security-profile"
+        response = yield self.post(path, {"profile": 3})
+        self.assertEqual(response.code, 409, response.body)
+        self.assertIn("no valid client certificate", response.json["error"])
+        chain, key = yield self.signed_certificate(charger)
+        self.assertEqual((yield self.status_of("RDAM 123"))["certificate"]["serial"],
+                         self.service.central.security.certificate("RDAM 123").serial)
+        response = yield self.post(path, {"profile": 3})
+        self.assertEqual(response.code, 200, response.body)
+        self.assertEqual(charger.configuration["SecurityProfile"].value, "3")
+        yield charger.wait_for_call("Reset")
+        self.assertEqual((yield self.status_of("RDAM 123"))["security_profile_pending"], 3)
+        # The reset: still at 2 until it connected at 3.
+        yield charger.close()
+        yield (yield self.rdam()).close()
+        at_3 = yield self.connect("RDAM 123", ChainClientTLS(chain, key))
+        self.assertEqual((yield at_3.boot())["status"], "Accepted")
+        self.assertEqual((yield self.status_of("RDAM 123"))["security_profile"], 3)
+        yield at_3.close()
+        for _ in range(2):
+            error = yield self.refused("RDAM 123", auth=("RDAM 123", PASSWORD))
+            self.assertEqual(error.status, 403)
+            yield (yield self.connect("RDAM 123", ChainClientTLS(chain, key))).close()
+            yield self.restart()
+        response = yield self.post(path, {"profile": 2})
+        self.assertEqual(response.code, 409)
+        self.assertIn("lower it with security_profile in the configuration",
+                      response.json["error"])
+
+    @defer.inlineCallbacks
+    def test_bad_requests(self):
+        yield self.rdam()
+        for body in ({}, {"profile": 4}, {"profile": "3"}, {"profile": True}):
+            response = yield self.post("/api/chargers/RDAM%20123/security-profile", body)
+            self.assertEqual(response.code, 400, body)
+
+    @defer.inlineCallbacks
+    def test_renewal_and_root_certificate_through_the_api(self):
+        charger = yield self.rdam()
+        response = yield self.post("/api/chargers/RDAM%20123/certificate")
+        self.assertEqual(response.code, 200, response.body)
+        _, payload = yield charger.wait_for_call("ExtendedTriggerMessage")
+        self.assertEqual(payload, {"requestedMessage": "SignChargePointCertificate"})
+        response = yield self.post("/api/chargers/RDAM%20123/root-certificate")
+        self.assertEqual(response.code, 200, response.body)
+        _, payload = yield charger.wait_for_call("InstallCertificate")
+        self.assertEqual(payload, {"certificateType": "CentralSystemRootCertificate",
+                                   "certificate": pki()["ca.pem"].decode()})
+
+
+class KeysFromOutsideTests(SecureWebTestCase):
+    """
+    Keys the central system did not send: set over the API, changed in the
+    configuration file, or sent with the raw API.
+    """
+
+    text = BASE_CONFIG.replace("call_timeout = 5", "call_timeout = 1")
+
+    @defer.inlineCallbacks
+    def test_put_key_stores_it_without_a_call(self):
+        charger = yield self.rdam()
+        yield charger.boot()
+        # The post-boot set-up ends with the local list.
+        yield charger.wait_for_call("SendLocalList")
+        calls = len(charger.calls_received)
+        response = yield self.http("PUT", "/api/chargers/RDAM%20123/password",
+                                   {"password": "typed on its screen"})
+        self.assertEqual((response.code, response.json), (200, {"stored": True}))
+        self.assertEqual(len(charger.calls_received), calls)
+        yield charger.close()
+        error = yield self.refused("RDAM 123", auth=("RDAM 123", PASSWORD))
+        self.assertEqual(error.status, 401)
+        yield self.restart()
+        yield self.rdam("typed on its screen")
+        for body in ({}, {"password": ""}, {"password": 5}):
+            response = yield self.http("PUT", "/api/chargers/RDAM%20123/password", body)
+            self.assertEqual(response.code, 400, body)
+        response = yield self.http("PUT", "/api/chargers/NOPE/password", {"password": "x"})
+        self.assertEqual(response.code, 404)
+
+    @defer.inlineCallbacks
+    def test_raw_authorization_key_change_then_reconnect(self):
+        """
+        ChangeConfiguration(AuthorizationKey) through the raw API, accepted:
+        the charger comes back with the new key, the old one is refused.
+        """
+        charger = yield self.rdam()
+        yield charger.boot()
+        response = yield self.post("/api/chargers/RDAM%20123/ocpp/ChangeConfiguration",
+                                   {"key": "AuthorizationKey", "value": NEW_KEY})
+        self.assertEqual((response.code, response.json), (200, {"status": "Accepted"}))
+        self.assertEqual(charger.configuration["AuthorizationKey"].value, NEW_KEY)
+        yield charger.close()
+        yield (yield self.rdam(bytes.fromhex(NEW_KEY))).close()
+        error = yield self.refused("RDAM 123", auth=("RDAM 123", PASSWORD))
+        self.assertEqual(error.status, 401)
+
+    @defer.inlineCallbacks
+    def test_changed_configuration_password_wins(self):
+        """
+        A reload with the password unchanged keeps the rotated key; a new
+        password in the file replaces it.
+        """
+        charger = yield self.rdam()
+        yield charger.boot()
+        self.assertEqual(
+            (yield self.service.controller.change_authorization_key("RDAM 123", NEW_KEY)),
+            "Accepted")
+        yield charger.close()
+        self.assertTrue(self.service.reload())
+        yield (yield self.rdam(NEW_KEY)).close()
+        with open(self.config_path) as f:
+            text = f.read()
+        with open(self.config_path, "w") as f:
+            f.write(text.replace(PASSWORD, "edited-in-the-file"))
+        self.assertTrue(self.service.reload())
+        error = yield self.refused("RDAM 123", auth=("RDAM 123", NEW_KEY))
+        self.assertEqual(error.status, 401)
+        yield (yield self.rdam("edited-in-the-file")).close()
+        yield self.restart()
+        yield self.rdam("edited-in-the-file")
 
 
 class ServerContextTests(SynchronousTestCase):

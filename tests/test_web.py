@@ -8,9 +8,11 @@ import csv
 import io
 import json
 
+from datetime import datetime, timezone
+
 import attr
 from twisted.internet import defer, reactor
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -18,6 +20,7 @@ from twisted.web.http_headers import Headers
 from tests.fakes import FakeLink
 from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
 from tests.sim import NO_REPLY, CallErrorReply, HandshakeRefused, connect_charger
+from xxterocpp.domain.security import ChargerCertificate
 
 #: Web tests wait for a charger's timeout: make it short.
 WEB_CONFIG = BASE_CONFIG.replace("call_timeout = 5", "call_timeout = 1")
@@ -263,6 +266,41 @@ class StatusTests(WebTestCase):
         self.assertNotIn("<script>x()", page)
         self.assertIn("&lt;b&gt;evil&lt;/b&gt;", page)
         self.assertNotIn("http://", page.replace('xmlns="http://www.w3.org/2000/svg"', ""))
+
+    @defer.inlineCallbacks
+    def test_security_profile_and_events(self):
+        """
+        Each charger's security profile and certificate (when known), and
+        its security events newest first (type, time, techInfo), on the page
+        and in the API; the events are logged.
+        """
+        cp = yield self.charger()
+        logged = self.enterContext(capturedLogs())
+        for kind, info in (("FirmwareUpdated", None), ("InvalidTLSVersion", "<TLS 1.0>")):
+            yield cp.call("SecurityEventNotification", {
+                "type": kind, "timestamp": "2026-03-01T10:00:00Z",
+                **({"techInfo": info} if info else {})})
+        status = yield self.get("/api/status")
+        chargers = {c["id"]: c for c in status.json["chargers"]}
+        self.assertEqual((chargers["CP1"]["security_profile"], chargers["CP1"]["certificate"]),
+                         (0, None))
+        self.assertEqual(chargers["RDAM 123"]["security_profile"], 1)
+        self.assertEqual(chargers["CP1"]["security_events"], [
+            {"type": "InvalidTLSVersion", "time": "2026-03-01T10:00:00Z",
+             "tech_info": "<TLS 1.0>"},
+            {"type": "FirmwareUpdated", "time": "2026-03-01T10:00:00Z", "tech_info": None}])
+        self.assertIn("CP1: security event InvalidTLSVersion <TLS 1.0>",
+                      [formatEvent(e) for e in logged])
+        page = (yield self.get("/")).body.decode()
+        for text in ("Security profile", "Security events", "InvalidTLSVersion",
+                     "&lt;TLS 1.0&gt;"):
+            self.assertIn(text, page)
+        self.service.central.security.remember_certificate("CP1", ChargerCertificate(
+            "1f2e", datetime(2028, 1, 1, tzinfo=timezone.utc)))
+        status = yield self.get("/api/status")
+        self.assertEqual(status.json["chargers"][0]["certificate"],
+                         {"serial": "1f2e", "expiry": "2028-01-01T00:00:00Z"})
+        self.assertIn("1f2e", (yield self.get("/")).body.decode())
 
     @defer.inlineCallbacks
     def test_page_session_history_chart(self):

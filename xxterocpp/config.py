@@ -188,6 +188,12 @@ class OcppConfig:
 
     @ivar reservation_expiry: seconds each ReserveNow holds at the charger;
         a reservation held until freed is renewed before that.
+    @ivar signing_certificate: the charger-signing CA (PEM) with which
+        chargers' certificate signing requests are signed
+        (L{xxterocpp.signing}); with C{signing_key}, its private key.
+    @ivar organization: the O a charger's CSR must have, C{""} for any.
+    @ivar root_certificate: the controller's root CA certificate (PEM),
+        what InstallCertificate gives a charger.
     """
 
     interface: str = setting("0.0.0.0", _INTERFACE)
@@ -196,6 +202,10 @@ class OcppConfig:
     certificate: str = setting("/etc/xxterocpp/tls/server.pem", scalar(str))
     private_key: str = setting("/etc/xxterocpp/tls/server.key", scalar(str))
     client_ca: str = setting("", scalar(str))
+    signing_certificate: str = setting("/etc/xxterocpp/tls/signing-ca.pem", scalar(str))
+    signing_key: str = setting("/etc/xxterocpp/tls/signing-ca.key", scalar(str))
+    organization: str = setting("", scalar(str))
+    root_certificate: str = setting("/etc/xxterocpp/tls/ca.pem", scalar(str))
     max_chargers: int = setting(2, scalar(int, at_least(1)))
     heartbeat_interval: int = setting(300, scalar(int, at_least(1)))
     call_timeout: float = setting(30.0, scalar(float, positive))
@@ -452,6 +462,8 @@ class ChargerConfig:
     @ivar no_quirks: workaround names to remove, L{None} when not said.
     @ivar current_steps: the charger's current steps in A, ascending, or
         L{None}.
+    @ivar security_profile: 0..3, L{None} when this table does not say;
+        read a charger's with L{Config.security_profile}.
     """
 
     id: str = setting(
@@ -473,6 +485,7 @@ class ChargerConfig:
     smart_tag: str = setting("", scalar(str, _id_tag_length))
     remote_tag: str = setting("XXTER", scalar(str, non_empty, _id_tag_length))
     password: str = setting("", scalar(str))
+    security_profile: int | None = setting(None, scalar(int, within(0, 3)))
     time_dpt: str = _dpt_choice(objects.TIME_DPT)
     current_dpt: str = _dpt_choice(objects.CURRENT_DPT)
     quirks: tuple[str, ...] | None = setting(None, _quirk_names)
@@ -565,6 +578,17 @@ class Config:
             if (c.id, c.connector) == (charger_id, connector):
                 return c
         return None
+
+    def security_profile(self, charger_id):
+        """
+        @return: the security profile (0..3) C{charger_id} is configured
+            for: its C{security_profile}, by default 3 when C{[ocpp]
+            client_ca} is set (on a secure port: it is not read otherwise),
+            else 2 on a secure port with a password, 1 with a password, 0
+            without (docs/ocpp.md#security-profiles).
+        """
+        points = self.charging_points(charger_id)
+        return _security_profile(points, self.ocpp) if points else 0
 
     def quirk_settings(self, charger_id):
         """
@@ -682,6 +706,48 @@ def _check_chargers(chargers, ocpp):
         )
 
 
+def _security_profile(points, ocpp):
+    """
+    The security profile of one charger's tables (see
+    L{Config.security_profile}).
+    """
+    configured = next((p.security_profile for p in points if p.security_profile is not None),
+                      None)
+    if configured is not None:
+        return configured
+    if ocpp.secure and ocpp.client_ca:
+        return 3
+    if points[0].password:
+        return 2 if ocpp.secure else 1
+    return 0
+
+
+def _check_security_profiles(chargers, ocpp):
+    """
+    C{security_profile} holds for the whole charger, and what it says must
+    be possible: 1 and 2 need a password, 2 and 3 a secure port, 3 the
+    client CA that verifies the certificates.
+    """
+    first = {}
+    for index, charger in enumerate(chargers):
+        profile = charger.security_profile
+        if profile is None:
+            continue
+        here = f"charger[{index}].security_profile"
+        other = first.setdefault(charger.id, index)
+        if chargers[other].security_profile != profile:
+            raise Invalid(here, f"differs from charger[{other}].security_profile for the same"
+                                f" charger {charger.id!r}")
+        if profile in (1, 2) and not charger.password:
+            raise Invalid(here, f"profile {profile} authenticates the charger with its"
+                                f" password: set charger[{index}].password")
+        if profile >= 2 and not ocpp.secure:
+            raise Invalid(here, f"profile {profile} needs TLS: set ocpp.secure = true")
+        if profile == 3 and not ocpp.client_ca:
+            raise Invalid(here, "profile 3 needs ocpp.client_ca, the CA of the chargers'"
+                                " certificates")
+
+
 _QUIRK_KEYS = ("quirks", "no_quirks", "current_steps")
 
 
@@ -786,6 +852,7 @@ def _read(document, path):
     _check_tags(tags)
     _check_chargers(chargers, sections["ocpp"])
     _check_quirks(chargers)
+    _check_security_profiles(chargers, sections["ocpp"])
     _check_smart(sections["smart"], chargers)
     _check_upstreams(chargers)
     return Config(tags=tags, chargers=chargers, path=path, **sections)

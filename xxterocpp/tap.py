@@ -122,6 +122,24 @@ def server_endpoint(reactor, interface, port, tls=None):
                                         interface=interface)
 
 
+def charger_signer(config, log):
+    """
+    @return: the L{xxterocpp.signing.ChargerSigner} of C{[ocpp]
+        signing_certificate} and C{signing_key}, or None (one log line
+        says why) when they cannot be used: signing is then disabled.
+    """
+    from xxterocpp.signing import ChargerSigner, SigningConfigurationError
+
+    ocpp = config.ocpp
+    try:
+        return ChargerSigner(ocpp.signing_certificate, ocpp.signing_key,
+                             ocpp.organization or None)
+    except SigningConfigurationError as e:
+        log.info("chargers' certificate signing requests are refused: {e} (make the"
+                 " charger-signing CA with 'xxterocpp-certs signing-ca')", e=str(e))
+        return None
+
+
 class XxterocppService(service.MultiService):
     """
     The whole service: state store, central system, OCPP server.
@@ -158,7 +176,7 @@ class XxterocppService(service.MultiService):
         self.config = config
         self.reactor = reactor
         self.store = Store(database_path(config.storage.database, self.log), reactor)
-        self.central = CentralSystem(config, self.store, reactor)
+        self.central = CentralSystem(config, self.store, reactor, charger_signer(config, self.log))
         self.ocpp_factory = OcppServerFactory(self.central, reactor, config.ocpp.ping_interval)
         tls = None
         if config.ocpp.secure:
@@ -267,6 +285,7 @@ class XxterocppService(service.MultiService):
             self.log.warn("[storage] database changed: restart the service to apply")
         self.config = config
         self.central.reconfigure(config)
+        self.central.signer = charger_signer(config, self.log)
         self.smart.reconfigure(config)
         self.upstream.reconfigure(config)
         self._reload_tls(config)

@@ -4,15 +4,27 @@ The TLS side of the OCPP server (OCPP Secure, wss://): security profile 2
 (server certificate, chargers authenticate with Basic auth) and, with
 C{client_ca}, profile 3 (chargers present a client certificate).
 
+Profiles 2 and 3 share the port: with C{client_ca} the handshake asks every
+charger for a certificate without requiring one, and a certificate that
+does not verify does not end the handshake either. TLS only records what it
+found (L{client_certificate}); the WebSocket handshake decides with the
+charger's profile (docs/ocpp.md#security-profiles).
+
 The OpenSSL context is built here with pyOpenSSL directly rather than with
 Twisted's C{CertificateOptions}: its defaults differ between Twisted 22.4
 (TLS 1.0 allowed) and 26, pyOpenSSL 26 deprecates the X509/PKey objects it
 takes, and the certificate chain is served exactly as the PEM file has it.
 """
 
+import weakref
+
+import attr
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ISSLTransport
 from zope.interface import implementer
+
+from xxterocpp import certs
 
 #: TLS 1.2 suites, forward-secret AEAD first, then the suites the white paper
 #: requires a central system to offer (TLS_RSA_WITH_AES_*_GCM_*); no CBC, no
@@ -92,12 +104,87 @@ def server_context(ocpp):
             f"{ocpp.private_key!r} does not belong to the certificate {ocpp.certificate!r}",
         ) from None
     if ocpp.client_ca:
-        # Security profile 3: no connection without a client certificate
-        # issued by this CA. The CN check is the WebSocket handshake's, once
-        # the identity in the URL is known.
+        # Security profile 3 beside 2: a certificate is asked for, verified
+        # against this CA and its outcome recorded, but neither its absence
+        # nor its failure ends the handshake here; a profile-2 charger does
+        # not need one. The WebSocket handshake decides, once the identity
+        # in the URL is known.
         _load("ocpp.client_ca", ocpp.client_ca, context.load_verify_locations)
-        context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+        context.set_verify(SSL.VERIFY_PEER, _record_verification)
     return context
+
+
+#: X.509 verification errors (OpenSSL's numbers) in words, for the log line
+#: of a refused certificate.
+_VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    7: "certificate signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    24: "invalid CA certificate",
+    26: "unsupported certificate purpose",
+}
+
+
+#: The first problem the verification of a connection's client certificate
+#: found, by connection (Twisted keeps the app data for itself).
+_PROBLEMS = weakref.WeakKeyDictionary()
+
+
+def _record_verification(connection, certificate, errno, depth, ok):
+    if not ok:
+        _PROBLEMS.setdefault(connection, _VERIFY_ERRORS.get(
+            errno, f"X.509 verification error {errno}"))
+    # The handshake goes on: the WebSocket handshake reads the outcome.
+    return True
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ClientCertificate:
+    """
+    The client certificate a charger presented.
+
+    @ivar common_name: its subject's CN (C{""} without one).
+    @ivar serial: its serial number (L{xxterocpp.signing.certificate_info}).
+    @ivar not_after: the end of its validity (UTC).
+    @ivar problem: why it did not verify against C{client_ca}, or None when
+        it did.
+    """
+
+    common_name: str
+    serial: str
+    not_after: object
+    problem: str | None = None
+
+    @property
+    def verified(self):
+        """
+        Whether TLS verified it up to C{client_ca}.
+        """
+        return self.problem is None
+
+
+def client_certificate(transport):
+    """
+    @param transport: a charger connection's transport.
+    @return: the L{ClientCertificate} it presented, or None (no TLS, no
+        certificate asked for or none sent).
+    """
+    if not ISSLTransport.providedBy(transport):
+        return None
+    peer = transport.getPeerCertificate()
+    if peer is None:
+        return None
+    # Through cryptography: pyOpenSSL 26 deprecates X509.get_subject().
+    cert = peer.to_cryptography()
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return ClientCertificate(
+        names[0].value if names else "", format(cert.serial_number, "x"),
+        certs.valid_until(cert), _PROBLEMS.get(transport.getHandle()))
 
 
 @implementer(IOpenSSLServerConnectionCreator)

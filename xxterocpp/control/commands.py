@@ -10,13 +10,16 @@ adapter can tell again what really holds.
 import functools
 import inspect
 
+from xxterocpp.control.certificates import Certificates
 from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
 from xxterocpp.control.limits import Limits, clamp, schedule_periods, start_profile
 from xxterocpp.control.locallist import LocalList
+from xxterocpp.control.profiles import ProfileRaise
 from xxterocpp.control.reservations import Reservations
 from xxterocpp.control.sender import Sender, done, refused
 from xxterocpp.control.setup import SetUp
 from xxterocpp.domain.events import (
+    CertificateIssued,
     ChargerBooted,
     ChargerConnected,
     ChargerDisconnected,
@@ -95,10 +98,12 @@ class Controller:
         self._local_list = LocalList(central, self._sender, self._save)
         self._reservations = Reservations(central, self._sender, self._save, clock)
         self._keys = KeyRotation(central, self._sender)
+        self._certificates = Certificates(central, clock, self._sender)
+        self._profiles = ProfileRaise(central, self._sender)
         self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list)
         # The handlers of each event, in the order they run.
         self._handlers = {
-            StateLoaded: (self._restore,),
+            StateLoaded: (self._loaded,),
             ChargerConnected: (self._setup.connected,),
             ChargerDisconnected: (self._setup.disconnected,),
             ChargerBooted: (self._setup.booted, self._reservations.booted),
@@ -106,6 +111,7 @@ class Controller:
             TagsChanged: (self._local_list.tags_changed,),
             TransactionStarted: (self._limits.transaction_started,
                                  self._reservations.transaction_started),
+            CertificateIssued: (self._certificates.issued,),
         }
         self._restore(None)
 
@@ -168,6 +174,11 @@ class Controller:
                 for part in parts:
                     part.restore(scope, key, value)
 
+    def _loaded(self, event):
+        self._restore(event)
+        # The service runs: from now on certificates are renewed on time.
+        self._certificates.start()
+
     def shutdown(self):
         """
         Cancel the timers and send nothing more (the service stops).
@@ -175,6 +186,7 @@ class Controller:
         self._sender.stop()
         self._setup.stop()
         self._reservations.stop()
+        self._certificates.stop()
 
     # -- OCPP calls ------------------------------------------------------
 
@@ -222,6 +234,43 @@ class Controller:
         check_key(key)
         d = self._keys.change(self._charger(charger_id), key)
         return d.addCallback(lambda result: result.status)
+
+    # -- security (white paper A02, A03, A05) -----------------------------
+
+    def raise_security_profile(self, charger_id, profile):
+        """
+        Raise the charger's security profile
+        (L{xxterocpp.control.profiles.ProfileRaise.raise_to}): refused when
+        it is not higher or what it needs is missing (a key for 1 and 2, TLS
+        for 2 and 3, a client certificate for 3).
+
+        @return: a Deferred firing with a L{CommandResult}.
+        """
+        return self._profiles.raise_to(self._charger(charger_id), profile)
+
+    def renew_certificate(self, charger_id):
+        """
+        Ask the charger for a certificate signing request
+        (ExtendedTriggerMessage SignChargePointCertificate); the signed
+        certificate follows with CertificateSigned.
+        """
+        return self._certificates.renew(self._charger(charger_id))
+
+    def install_root_certificate(self, charger_id):
+        """
+        InstallCertificate of the controller's root (C{[ocpp]
+        root_certificate}) as the charger's CentralSystemRootCertificate.
+        """
+        charger = self._charger(charger_id)
+        path = self.central.config.ocpp.root_certificate
+        try:
+            # A small local file, read when asked: it may have been renewed.
+            with open(path, encoding="ascii") as f:
+                pem = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            return refused(f"cannot read [ocpp] root_certificate {path!r}"
+                           f" ({getattr(e, 'strerror', None) or e})")
+        return self._certificates.install_root(charger, pem)
 
     # -- commands --------------------------------------------------------
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_limits,tests.test_commands -*-
+# -*- test-case-name: tests.test_limits,tests.test_commands,tests.test_setup -*-
 """
 Where a current limit becomes a SetChargingProfile: the limit each charging
 point should have (its own: set, normal, fast, paused and resumed, with
@@ -344,6 +344,22 @@ class Limits:
         """
         key = (point.id, point.connector)
         return coalesced(self._runs, key, lambda: self._apply(*key))
+
+    def after_boot(self, point):
+        """
+        Put the point's limit in force after a boot, when one below its
+        C{max_current} is wanted (or the charger last accepted another
+        one): a charger at its maximum gets no SetChargingProfile at all,
+        so the first profile it sees is one somebody asked for.
+
+        @return: a Deferred firing with a L{CommandResult}.
+        """
+        wanted = self.wanted(point)
+        accepted = self.central.chargers[point.id].connector(point.connector).limit
+        if wanted < point.max_current or accepted not in (None, wanted):
+            return self.push(point)
+        self.central.limit_in_force(point.id, point.connector, wanted)
+        return done(f"{wanted:g} A is the maximum: no charging profile needed")
 
     def transaction_started(self, event):
         """

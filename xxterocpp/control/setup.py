@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_setup -*-
 """
 What follows a charger's BootNotification: read its configuration, set the
-measurands and the sample interval, put the current limits in force again
-and bring its local authorization list up to date (chargers forget limits
+measurands and the sample interval, put the current limits below the
+maximum in force again and bring its local authorization list up to date (chargers forget limits
 and settings when they reboot). A charger that connects for the first time
 and never boots is asked to (TriggerMessage).
 """
@@ -173,7 +173,7 @@ class SetUp:
         yield self._configure_measurands(charger)
         yield self._configure_sample_interval(charger)
         for point in self.central.config.charging_points(charger_id):
-            yield self.limits.push(point)
+            yield self.limits.after_boot(point)
         return (yield self.local_list.sync(charger_id))
 
     @defer.inlineCallbacks

@@ -2,10 +2,10 @@
 """
 The central system: every charger's connection, boot, statuses and meter,
 what each connector counts as (L{CentralSystem.point_status}: offline,
-connector 0), and the events observers see; the transaction book (L{book}), the tag
-registry (L{tags}) and the chargers' passwords (L{credentials}) are its
-parts. A protocol adapter calls it with plain values (the OCPP one:
-C{ocpp/handlers.py}).
+connector 0), and the events observers see; the transaction book (L{book}),
+the tag registry (L{tags}), the chargers' passwords (L{credentials}) and
+security profiles (L{security}) are its parts. A protocol adapter calls it
+with plain values (the OCPP one: C{ocpp/handlers.py}).
 """
 
 from collections import deque
@@ -16,14 +16,16 @@ from twisted.logger import Logger
 from xxterocpp.domain.book import TransactionBook
 from xxterocpp.domain.credentials import Credentials
 from xxterocpp.domain.events import (
-    ChargerBooted, ChargerConnected, ChargerDisconnected, LimitChanged, MeterChanged,
+    CertificateIssued, ChargerBooted, ChargerConnected, ChargerDisconnected, LimitChanged, MeterChanged,
     StateLoaded, StatusChanged, TagsChanged,
 )
 from xxterocpp.domain.keys import KEY_IN_FRAME
 from xxterocpp.domain.model import (
     Charger, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
 )
+from xxterocpp.domain.security import ChargerCertificate, SecurityProfiles
 from xxterocpp.domain.tags import Authorization, TagRegistry
+from xxterocpp.signing import CsrRejected
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
@@ -55,11 +57,16 @@ class CentralSystem:
         (L{TransactionBook.meter_values}).
     @ivar credentials: the L{Credentials} (its methods are also this
         class's: L{check_password}, L{password_for}, ...).
+    @ivar security: the L{SecurityProfiles}: the profile each charger is
+        held to, its certificate, the admission of its connections
+        (L{admit}).
+    @ivar signer: the L{xxterocpp.signing.ChargerSigner} that signs the
+        chargers' certificate requests, or None (signing is disabled).
     """
 
     log = Logger()
 
-    def __init__(self, config, store, clock):
+    def __init__(self, config, store, clock, signer=None):
         self.config = config
         self.store = store
         self.clock = clock
@@ -69,6 +76,9 @@ class CentralSystem:
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
         self.book = TransactionBook(store, self.chargers, self.now, self.emit)
         self.credentials = Credentials(config, self.settings, store)
+        self.security = SecurityProfiles(config, self.settings, store, self.credentials,
+                                         self.lookup)
+        self.signer = signer
         self._observers = []
         # Charger id -> the timer that makes a disconnected charger offline;
         # armed once the state is loaded, until shutdown.
@@ -114,6 +124,9 @@ class CentralSystem:
         self._watching = True
         for charger in self.chargers.values():
             self._restore(charger)
+        # The configuration may have changed while the service was down.
+        self.credentials.reconcile()
+        self.security.reconcile()
         self.tags.load()
         self.emit(StateLoaded())
 
@@ -173,6 +186,7 @@ class CentralSystem:
         self.config = config
         self.tags.configure(config.tags)
         self.credentials.configure(config)
+        self.security.configure(config)
         self._apply_chargers(config)
         if (old.ocpp.interface, old.ocpp.port, old.ocpp.secure) != (
                 config.ocpp.interface, config.ocpp.port, config.ocpp.secure):
@@ -302,6 +316,10 @@ class CentralSystem:
     def check_password(self, charger_id, presented):
         """L{Credentials.check_password}."""
         return self.credentials.check_password(charger_id, presented)
+
+    def admit(self, charger_id, secure, certificate, password):
+        """L{SecurityProfiles.admit}."""
+        return self.security.admit(charger_id, secure, certificate, password)
 
     def begin_key_change(self, charger_id, key):
         """L{Credentials.begin_key_change}."""
@@ -469,6 +487,41 @@ class CentralSystem:
         charger.security_events.append((timestamp, kind, tech_info))
         self.log.warn("{id}: security event {type} {info}", id=charger_id, type=kind,
                       info=tech_info or "")
+
+    def certificate_requested(self, charger_id, csr):
+        """
+        A charger asks for its certificate to be signed (white paper A02,
+        A03). It is, with the charger-signing CA, when the CSR is fit
+        (L{xxterocpp.signing.ChargerSigner.sign}: CN = the identity);
+        L{CertificateIssued} then follows in the next reactor turn, after
+        the answer.
+
+        @param csr: the PEM certificate signing request.
+        @return: whether it was signed.
+        """
+        if self.signer is None:
+            self.log.warn("{id}: certificate signing request refused: signing is disabled (no"
+                          " charger-signing CA; make one with 'xxterocpp-certs signing-ca')",
+                          id=charger_id)
+            return False
+        try:
+            signed = self.signer.sign(csr, charger_id, self.now())
+        except CsrRejected as e:
+            self.log.warn("{id}: certificate signing request refused: {why}", id=charger_id,
+                          why=e.reason)
+            return False
+        self.log.info("{id}: certificate signed (serial {serial}, valid until {until})",
+                      id=charger_id, serial=signed.serial, until=signed.not_after.isoformat())
+        self.clock.callLater(0, self._emit, CertificateIssued(charger_id, signed))
+        return True
+
+    def certificate_installed(self, charger_id, serial, not_after):
+        """
+        A charger took the certificate it was sent (CertificateSigned).
+        """
+        self.log.info("{id}: installed its new certificate (serial {serial})", id=charger_id,
+                      serial=serial)
+        self.security.remember_certificate(charger_id, ChargerCertificate(serial, not_after))
 
     # -- transactions ------------------------------------------------------
 

@@ -1,9 +1,17 @@
-# -*- test-case-name: tests.test_domain,tests.test_control,tests.test_tls -*-
+# -*- test-case-name: tests.test_domain,tests.test_control,tests.test_tls,tests.test_profiles -*-
 """
 The chargers' Basic-auth passwords: the configured one, an AuthorizationKey
-rotated since (kept in the persisted settings), and the key of a change
-whose outcome is not known yet.
+rotated or set since (kept in the persisted settings), and the key of a
+change whose outcome is not known yet.
+
+The newest intent wins: a key rotated or set since the start beats the
+configured password, and a password changed in the configuration beats a
+key from before the change. So a key remembers (as a digest) the password
+configured when it came; a configuration that says another one, at a start
+or a reload, drops it (L{Credentials.reconcile}).
 """
+
+import hashlib
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -13,6 +21,13 @@ from xxterocpp.domain.model import stored
 
 #: The setting (scope: the charger id) holding a rotated AuthorizationKey.
 _ROTATED = "authorization_key"
+#: The setting holding the SHA-256 of the password configured when the
+#: rotated or pending key came.
+_CONFIGURED = "authorization_key_configured"
+
+
+def _digest(password):
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
 
 
 class Credentials:
@@ -34,9 +49,38 @@ class Credentials:
 
     def configure(self, config):
         """
-        Take the configured passwords of a re-read configuration.
+        Take the configured passwords of a re-read configuration; a changed
+        one wins over the key rotated before (L{reconcile}).
         """
         self._config = config
+        self.reconcile()
+
+    def _configured(self, charger_id):
+        points = self._config.charging_points(charger_id)
+        return points[0].password if points else ""
+
+    def reconcile(self):
+        """
+        Drop the rotated and pending keys of chargers whose configured
+        password changed since they came (called once the settings are
+        loaded, and at every reload).
+        """
+        for charger_id in self._config.charger_ids():
+            keys = [key for key in (_ROTATED, PENDING_AUTHORIZATION_KEY)
+                    if self._settings.get((charger_id, key))]
+            if not keys:
+                continue
+            configured = _digest(self._configured(charger_id))
+            based_on = self._settings.get((charger_id, _CONFIGURED))
+            if based_on is None:
+                # A key rotated before this rule: it follows the password
+                # configured now.
+                self._put(charger_id, _CONFIGURED, configured)
+            elif based_on != configured:
+                self.log.info("{id}: the password in the configuration changed; it replaces"
+                              " the key set since the one configured before", id=charger_id)
+                for key in keys + [_CONFIGURED]:
+                    self._put(charger_id, key, None)
 
     def pending_key(self, charger_id):
         """
@@ -54,19 +98,31 @@ class Credentials:
         rotated = self._settings.get((charger_id, _ROTATED))
         if rotated:
             return rotated
-        points = self._config.charging_points(charger_id)
-        return points[0].password if points else ""
+        return self._configured(charger_id)
 
     def set_password(self, charger_id, key):
         """
         Make C{key} the charger's Basic-auth password from now on: call it
-        once the charger accepted the new AuthorizationKey. It persists
-        across restarts.
+        once the charger accepted the new AuthorizationKey, or when it was
+        given the key otherwise (on its own screen). It persists across
+        restarts, until the configured password changes.
 
         @return: a Deferred firing once it is stored.
         """
-        self._settings[(charger_id, _ROTATED)] = key
-        return stored(self._store.put_setting(charger_id, _ROTATED, key))
+        self._put(charger_id, _CONFIGURED, _digest(self._configured(charger_id)))
+        return self._put(charger_id, _ROTATED, key)
+
+    def key_given(self, charger_id, key):
+        """
+        The charger was given C{key} elsewhere (reset to its factory state
+        and keyed on its own screen): it is its password from now on, and
+        an AuthorizationKey change still waiting for an outcome is over.
+
+        @return: a Deferred firing once it is stored.
+        """
+        self.log.info("{id}: a key set elsewhere is its password from now on", id=charger_id)
+        self._set_pending_key(charger_id, None)
+        return self.set_password(charger_id, key)
 
     def check_password(self, charger_id, presented):
         """
@@ -132,10 +188,15 @@ class Credentials:
         return d
 
     def _set_pending_key(self, charger_id, key):
-        if key is None:
-            self._settings.pop((charger_id, PENDING_AUTHORIZATION_KEY), None)
-            d = self._store.delete_setting(charger_id, PENDING_AUTHORIZATION_KEY)
+        if key is not None:
+            self._put(charger_id, _CONFIGURED, _digest(self._configured(charger_id)))
+        return self._put(charger_id, PENDING_AUTHORIZATION_KEY, key)
+
+    def _put(self, charger_id, key, value):
+        if value is None:
+            self._settings.pop((charger_id, key), None)
+            d = self._store.delete_setting(charger_id, key)
         else:
-            self._settings[(charger_id, PENDING_AUTHORIZATION_KEY)] = key
-            d = self._store.put_setting(charger_id, PENDING_AUTHORIZATION_KEY, key)
+            self._settings[(charger_id, key)] = value
+            d = self._store.put_setting(charger_id, key, value)
         return stored(d)

@@ -141,3 +141,15 @@ class TagsChanged:
 
     charger_id = attr.ib(default=None)
     connector = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class CertificateIssued:
+    """
+    A charger's certificate signing request was signed: C{signed} (a
+    L{xxterocpp.signing.SignedChain}) is to be sent to it.
+    """
+
+    charger_id = attr.ib()
+    signed = attr.ib()
+    connector = attr.ib(default=None)

@@ -214,11 +214,11 @@ def security_event_notification(central, charger_id, req):
 
 def sign_certificate(central, charger_id, req):
     """
-    SignCertificate: refused.
+    SignCertificate: Accepted when the domain signed the CSR; the
+    CertificateSigned with the chain follows from the controller.
     """
-    # Signing charger certificates (security profile 3 via CSR) is done
-    # offline with xxterocpp-certs; refuse the on-line request.
-    return m.SignCertificateResponse(status="Rejected")
+    signed = central.certificate_requested(charger_id, req.csr)
+    return m.SignCertificateResponse(status="Accepted" if signed else "Rejected")
 
 
 def start_transaction(central, charger_id, req):

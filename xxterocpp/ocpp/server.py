@@ -11,14 +11,13 @@ from urllib.parse import unquote
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
-from xxterocpp.tls import openssl_reason
+from xxterocpp.tls import client_certificate, openssl_reason
 
 SUBPROTOCOL = "ocpp1.6"
 
@@ -50,6 +49,9 @@ HANDSHAKE_TIMEOUT = 5
 #: (L{OcppServerFactory.handshake_limits}).
 MAX_HANDSHAKES_PER_ADDRESS = 16
 MAX_HANDSHAKES = 256
+
+#: The reason phrases of refused credentials.
+_REFUSED = {401: "Unauthorized", 403: "Forbidden"}
 
 #: Seconds between two log lines about dropped connections (a flood is one
 #: line, with the count of those since the last).
@@ -187,27 +189,20 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if charger_id is None:
             central.record_unknown(identity, address)
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
-        certified = self.client_certificate_name()
-        if certified is not None and central.lookup(certified) != charger_id:
-            # Profile 3: TLS verified the certificate, this ties it to the
-            # identity (white paper: CN = the charger's serial number).
-            self._log.warn("{id}: connection from {address} refused: its client certificate"
-                           " is for {certified!r}", id=charger_id, address=address,
-                           certified=certified)
-            self.factory.auth_failures += 1
-            raise ConnectionDeny(ConnectionDeny.FORBIDDEN,
-                                 "Client certificate of another charger")
         credentials = basic_credentials(request.headers.get("authorization"))
         presented = None
         if credentials is not None and credentials[0] in (identity, charger_id):
             presented = credentials[1]
-        if not central.check_password(charger_id, presented):
+        # The charger's security profile decides what counts: the client
+        # certificate (profile 3) or Basic auth (docs/ocpp.md#security-profiles).
+        refusal = central.admit(charger_id, ISSLTransport.providedBy(self.transport),
+                                client_certificate(self.transport), presented)
+        if refusal is not None:
             # Never log what was presented (white paper A01.FR.09).
             self._log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
-                          address=address,
-                          why="wrong password" if credentials else "no Basic auth")
+                          address=address, why=refusal.why)
             self.factory.auth_failures += 1
-            raise ConnectionDeny(401, "Unauthorized")
+            raise ConnectionDeny(refusal.code, _REFUSED[refusal.code])
         self.charger_id = charger_id
         return protocol
 
@@ -216,20 +211,6 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if code == 401 and responseHeaders is None:
             responseHeaders = [("WWW-Authenticate", 'Basic realm="OCPP", charset="UTF-8"')]
         return super().failHandshake(reason, code, responseHeaders)
-
-    def client_certificate_name(self):
-        """
-        @return: the CN of the client certificate TLS verified (security
-            profile 3; C{""} without a CN), or None without one.
-        """
-        if not ISSLTransport.providedBy(self.transport):
-            return None
-        cert = self.transport.getPeerCertificate()
-        if cert is None:
-            return None
-        # Through cryptography: pyOpenSSL 26 deprecates X509.get_subject().
-        names = cert.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return names[0].value if names else ""
 
     def peer_address(self):
         peer = self.transport.getPeer()

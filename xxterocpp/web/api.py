@@ -98,6 +98,7 @@ ROUTES = (
     Route("POST", "/api/chargers/{charger_id}/smart", "change_smart"),
     Route("POST", "/api/chargers/{charger_id}/ocpp/{action}", "ocpp"),
     Route("POST", "/api/chargers/{charger_id}/password", "password"),
+    Route("PUT", "/api/chargers/{charger_id}/password", "put_password"),
     Route("POST", "/api/chargers/{charger_id}/{command}", "command"),
     Route("GET", "/api/tags", "tags"),
     Route("GET", "/api/tags/{tag_id}", "tag"),
@@ -141,6 +142,10 @@ COMMANDS = {
     "reserve": Command("reserve", {"id_tag": parse.id_tag, "expiry": parse.instant}),
     "free": Command("free"),
     "reset": Command("reset", {"hard": parse.boolean}, per_connector=False),
+    "security-profile": Command("raise_security_profile", {"profile": parse.security_profile},
+                                required=("profile",), per_connector=False),
+    "certificate": Command("renew_certificate", per_connector=False),
+    "root-certificate": Command("install_root_certificate", per_connector=False),
 }
 
 #: The HTTP status of a command that did not go through, by
@@ -523,6 +528,15 @@ class WebInterface(resource.Resource):
         key = self.central.password_for(charger_id) if status == "Accepted" else (
             self.central.settings.get((charger_id, PENDING_AUTHORIZATION_KEY)))
         return {"accepted": True, "status": status, "password": key}
+
+    @defer.inlineCallbacks
+    def _put_password(self, request, charger_id):
+        charger_id = self._charger_id(charger_id)
+        key = parse.fields(self._body(request), {"password": parse.password},
+                           required=("password",))["password"]
+        # Nothing goes to the charger: it has the key already.
+        yield self.central.credentials.key_given(charger_id, key)
+        return {"stored": True}
 
     def _tags(self, request):
         return {"tags": [_tag_json(t) for t in sorted(self.central.tags.all(),

@@ -401,6 +401,28 @@ def local_time_of_seconds(seconds):
     return datetime.fromtimestamp(seconds).strftime("%H:%M:%S.%f")[:-3]
 
 
+def _security(t, charger):
+    """
+    The security profile, the client certificate and the security events
+    of a charger.
+    """
+    profile = str(charger["security_profile"])
+    if charger["security_profile_pending"] is not None:
+        profile += " (" + t("raising to {profile}").format(
+            profile=charger["security_profile_pending"]) + ")"
+    certificate = charger["certificate"]
+    events = [tags.li(local_time(_parse(e["time"])), " ", tags.code(e["type"]),
+                      f" {e['tech_info']}" if e["tech_info"] else "")
+              for e in charger["security_events"]]
+    return [
+        (t("Security profile"), profile),
+        (t("Certificate"), None if certificate is None else [
+            t("serial"), " ", tags.code(certificate["serial"]), ", ",
+            t("valid until {time}").format(time=local_time(_parse(certificate["expiry"])))]),
+        (t("Security events"), tags.ul(*events, class_="events") if events else None),
+    ]
+
+
 def _charger(t, charger, frames):
     model = " ".join(filter(None, (charger["vendor"], charger["model"]))) or None
     return tags.section(
@@ -411,6 +433,7 @@ def _charger(t, charger, frames):
             (t("Firmware"), charger["firmware"]),
             (t("Serial"), charger["serial"]),
             (t("Reconnects"), str(charger["reconnects"]) if charger["reconnects"] else None),
+            *_security(t, charger),
         ),
         tags.div(*[_connector(t, charger, c) for c in charger["connectors"]],
                  class_="connectors"),

@@ -131,6 +131,20 @@ def authorization_key(value):
     return value
 
 
+def password(value):
+    """A Basic-auth password a charger was given elsewhere (on its own screen)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not value.isprintable():
+        raise ValueError("must be 1 to 255 printable characters")
+    return value
+
+
+def security_profile(value):
+    """A security profile to raise a charger to: 1, 2 or 3."""
+    if isinstance(value, bool) or value not in (1, 2, 3):
+        raise ValueError("must be the security profile 1, 2 or 3")
+    return value
+
+
 def fields(body, parsers, required=()):
     """
     Check a JSON object against C{{key: parser}}.

@@ -193,6 +193,22 @@ def connector_status(controller, charger, connector, point, smart=None, journal=
     }
 
 
+def security_status(central, charger):
+    """
+    A charger's security profile, its client certificate when known and
+    its last security events, newest first.
+    """
+    certificate = central.security.certificate(charger.id)
+    return {
+        "security_profile": central.security.profile(charger.id),
+        "security_profile_pending": central.security.pending(charger.id),
+        "certificate": None if certificate is None else {
+            "serial": certificate.serial, "expiry": iso(certificate.not_after)},
+        "security_events": [{"type": kind, "time": iso(when), "tech_info": tech_info}
+                            for when, kind, tech_info in reversed(charger.security_events)],
+    }
+
+
 def charger_status(central, controller, charger, smart=None, journal=None):
     """
     One charger (an OCPP identity) and its connectors.
@@ -214,6 +230,7 @@ def charger_status(central, controller, charger, smart=None, journal=None):
         "serial": boot.get("serial"),
         "status": charger.status,
         "reconnects": charger.reconnects,
+        **security_status(central, charger),
         "connectors": [
             connector_status(controller, charger, charger.connectors[n], points.get(n), smart,
                              journal)
