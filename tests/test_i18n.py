@@ -263,7 +263,7 @@ class PageTests(RoutesTestCase):
             charger.session.text_received(json.dumps([2, action, action, payload]))
             self.clock.advance(0)
         self.central.record_unknown("NEW-1", "192.0.2.7")
-        self.store.transactions = [transaction("CONFIGTAG")]
+        self.store.transactions[1000] = transaction(1000, "CONFIGTAG")
 
     def page(self, accept_language):
         return self.request("GET", "/", headers={"Accept-Language": accept_language})
@@ -312,7 +312,7 @@ class PageTests(RoutesTestCase):
             translations = catalogue(code)
             missing = _Missing()
             translations.add_fallback(missing)
-            render_page(status, frames, self.store.transactions, setup,
+            render_page(status, frames, list(self.store.transactions.values()), setup,
                         Language(code, translations))
             self.assertEqual(missing.missing, [], code)
 

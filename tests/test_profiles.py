@@ -157,6 +157,7 @@ class ProfileHarness(ControllerHarness):
                                        os.path.join(self.tls, "signing-ca.key"))
         self.central = CentralSystem(parse_config(self.config), self.store, self.clock, signer)
         self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
         self.central.load()
         self.events = []
         self.central.subscribe(self.events.append)

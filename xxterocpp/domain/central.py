@@ -512,7 +512,7 @@ class CentralSystem:
             return False
         self.log.info("{id}: certificate signed (serial {serial}, valid until {until})",
                       id=charger_id, serial=signed.serial, until=signed.not_after.isoformat())
-        self.clock.callLater(0, self._emit, CertificateIssued(charger_id, signed))
+        self.clock.callLater(0, self.emit, CertificateIssued(charger_id, signed))
         return True
 
     def certificate_installed(self, charger_id, serial, not_after):
