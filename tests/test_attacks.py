@@ -9,18 +9,24 @@ The web side's attacks are in L{tests.test_attacks_web}.
 """
 
 import json
+import os
+import random
 from urllib.parse import quote
 
 from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
+from twisted.web.client import readBody
 
 from tests.service import reopen_store, start_service
 from tests.sim import HandshakeFailed, HandshakeRefused, connect_charger
 from tests.test_tls import secure_config, trusting
+from tests.test_web import web_agent
+from xxterocpp.domain.central import UNKNOWN_INTERVAL
+from xxterocpp.domain.model import MAX_UNKNOWN
 from xxterocpp.ocpp.server import (
-    HANDSHAKE_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS, MAX_REQUEST_HEAD)
+    HANDSHAKE_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS, MAX_IDENTITY_LENGTH, MAX_REQUEST_HEAD)
 
 T0 = "2026-01-01T00:00:00Z"
 
@@ -60,6 +66,25 @@ def connect_raw(service, data=b"", source="127.0.0.1"):
     endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port_of(service), timeout=5,
                                             bindAddress=(source, 0))
     return endpoints.connectProtocol(endpoint, client)
+
+
+def upgrade_request(path, **headers):
+    """
+    A WebSocket upgrade request for C{path} offering ocpp1.6, as bytes;
+    C{headers} are added (C{_} in a name is C{-}).
+    """
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def database_size(path):
+    """
+    @return: the bytes of an SQLite database and its write-ahead log.
+    """
+    return sum(os.path.getsize(name) for name in (path, path + "-wal") if os.path.exists(name))
 
 
 def bounded(d, seconds):
@@ -208,6 +233,71 @@ class HandshakeAttackTests(AttackTestCase):
         yield self.service.stopService()
         rows = reopen_store(self).load_unknown_chargers()
         self.assertEqual([r.identity for r in rows], ["Y" * 255])
+
+
+class UnknownIdentityFloodTests(AttackTestCase):
+    """
+    Made-up identities by the hundred: the database, the log and the status
+    page stay small.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_300_random_identities_cost_one_write_and_one_line_per_10_s(self):
+        """
+        300 handshakes from 127.0.0.2, each with a random identity of 255
+        characters (percent-encoded UTF-8), 15 at a time: all get 404; one
+        store write and one log line per 10 s while the flood lasts; the
+        100 most recent are listed (the status page stays under 256 KiB)
+        and, after the stop, stored.
+        """
+        service = self.service
+        database = self._xxterocpp_database
+        writes = []
+        record = service.store.record_unknown_attempts
+
+        def spy(*args):
+            writes.append(args[0])
+            return record(*args)
+
+        service.store.record_unknown_attempts = spy
+        self.addCleanup(delattr, service.store, "record_unknown_attempts")
+        rng = random.Random(15)
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef0123456789-_.\u00e9\u017f\u20ac\u6f22"
+        identities = ["".join(rng.choice(alphabet) for _ in range(MAX_IDENTITY_LENGTH))
+                      for _ in range(300)]
+        before = database_size(database)
+        started = reactor.seconds()
+        with capturedLogs() as events:
+            for batch in range(0, 300, 15):
+                clients = yield defer.gatherResults([
+                    connect_raw(service, upgrade_request("/" + quote(identity, safe="")),
+                                source="127.0.0.2")
+                    for identity in identities[batch:batch + 15]])
+                yield bounded(defer.gatherResults([c.lost for c in clients]), 10)
+                self.assertEqual({c.received[:13] for c in clients}, {b"HTTP/1.1 404 "})
+        windows = 1 + int((reactor.seconds() - started) // UNKNOWN_INTERVAL)
+        self.assertEqual(len(service.central.unknown), MAX_UNKNOWN)
+        self.assertEqual(list(service.central.unknown), identities[-MAX_UNKNOWN:])
+        self.assertLessEqual(len(writes), windows)
+        self.assertLessEqual(len(logged(events, "unknown charger")), windows)
+        self.assertLess(max(len(repr(e)) for e in events), 4 * 1024)
+        port = yield service.web.when_listening()
+        response = yield web_agent(self).request(
+            b"GET", f"http://127.0.0.1:{port.getHost().port}/api/status".encode())
+        body = yield readBody(response)
+        unknown = json.loads(body)["unknown"]
+        self.assertEqual([u["id"] for u in unknown], identities[:-MAX_UNKNOWN - 1:-1])
+        self.assertEqual({u["count"] for u in unknown}, {1})
+        self.assertLess(len(body), 256 * 1024)
+        yield self.assertServing()
+        yield self.cp.close()
+        yield service.stopService()
+        rows = reopen_store(self).load_unknown_chargers()
+        self.assertEqual([r.identity for r in rows], identities[:-MAX_UNKNOWN - 1:-1])
+        # 100 rows of 255 characters, table and index: some 150 KiB at most.
+        self.assertLess(database_size(database) - before, 200 * 1024)
 
 
 class TLSHandshakeAttackTests(TestCase):

@@ -7,10 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from xxterocpp.config import TagConfig, parse_config
-from xxterocpp.domain.central import CentralSystem
+from xxterocpp.domain.central import UNKNOWN_INTERVAL, CentralSystem
 from xxterocpp.domain.events import (
     MeterChanged, StatusChanged, TagsChanged, TransactionStarted, TransactionStopped,
 )
@@ -18,7 +19,7 @@ from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY, password_matches
 from xxterocpp.domain.meter import MeterReading
 from xxterocpp.domain.model import MAX_UNKNOWN, Boot, FrameHistory
 from xxterocpp.domain.tags import Authorization
-from xxterocpp.store import TagRecord
+from xxterocpp.store import TagRecord, UnknownChargerRecord
 
 CONFIG = """
 [ocpp]
@@ -53,11 +54,14 @@ class MemoryStore:
     (or, with C{hold} naming a write, held until the test fires it).
 
     @ivar tags: the L{TagRecord}s C{load_tags} returns.
+    @ivar unknown: the L{UnknownChargerRecord}s C{load_unknown_chargers}
+        returns.
     """
 
     def __init__(self, hold=()):
         self.writes = []
         self.tags = []
+        self.unknown = []
         self.hold = set(hold)
         self.held = []
 
@@ -81,6 +85,9 @@ class MemoryStore:
 
     def load_tags(self):
         return list(self.tags)
+
+    def load_unknown_chargers(self):
+        return list(self.unknown)
 
     def written(self, name):
         """
@@ -138,7 +145,60 @@ class CentralSystemTests(DomainTestCase):
         self.assertNotIn("ID0", self.central.unknown)
         self.assertEqual(self.central.unknown["ID149"].count, 2)
         self.assertEqual(self.central.unknown["ID149"].address, "127.0.0.2")
-        self.assertEqual(len(self.store.written("record_unknown_attempt")), MAX_UNKNOWN + 51)
+
+    def test_unknown_identities_are_written_and_logged_once_per_address_and_interval(self):
+        """
+        From one address, one store write and one log line per
+        L{UNKNOWN_INTERVAL}; another address has its own; the counts stay
+        exact in memory and the next write of an identity carries all its
+        attempts.
+        """
+        with capturedLogs() as events:
+            for i in range(50):
+                self.central.record_unknown(f"ID{i}", "10.0.0.1")
+                self.central.record_unknown("ID0", "10.0.0.1")
+            self.central.record_unknown("OTHER", "10.0.0.2")
+            self.clock.advance(UNKNOWN_INTERVAL)
+            self.central.record_unknown("ID0", "10.0.0.1")
+            self.central.record_unknown("NEW", "10.0.0.1")
+        writes = self.store.written("record_unknown_attempts")
+        self.assertEqual([(w[0], w[1], w[4]) for w in writes],
+                         [("ID0", "10.0.0.1", 1), ("OTHER", "10.0.0.2", 1),
+                          ("ID0", "10.0.0.1", 51)])
+        self.assertEqual(self.central.unknown["ID0"].count, 52)
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn("'ID0' from 10.0.0.1", lines[0])
+        self.assertIn("'OTHER' from 10.0.0.2", lines[1])
+        self.assertIn("'NEW' from 10.0.0.1", lines[2])
+        self.assertIn("(49 more new identities from this address", lines[2])
+
+    def test_unknown_attempts_held_back_are_saved_at_shutdown(self):
+        """
+        L{CentralSystem.save_unknown} writes what the rate limit held back,
+        each identity once with its attempts.
+        """
+        for identity in ("A", "B", "B", "A", "C"):
+            self.central.record_unknown(identity, "10.0.0.1")
+        self.central.save_unknown()
+        writes = self.store.written("record_unknown_attempts")
+        self.assertEqual(sorted((w[0], w[4]) for w in writes),
+                         [("A", 1), ("A", 1), ("B", 2), ("C", 1)])
+        self.central.save_unknown()
+        self.assertEqual(len(self.store.written("record_unknown_attempts")), 4)
+
+    def test_loaded_unknown_identities_keep_the_most_recent(self):
+        """
+        The store gives the latest first; once loaded, a new identity
+        evicts the oldest one, not the newest.
+        """
+        self.store.unknown = [
+            UnknownChargerRecord(f"ID{i}", "10.0.0.1", T0, T0 + timedelta(seconds=i), 1)
+            for i in reversed(range(MAX_UNKNOWN))]
+        self.central.load()
+        self.central.record_unknown("NEW", "10.0.0.1")
+        self.assertNotIn("ID0", self.central.unknown)
+        self.assertEqual(list(self.central.unknown)[-2:], [f"ID{MAX_UNKNOWN - 1}", "NEW"])
 
     def test_boot_data_is_written_only_when_it_changes(self):
         """

@@ -312,6 +312,9 @@ class XxterocppService(service.MultiService):
         for charger in self.central.chargers.values():
             if charger.session is not None:
                 charger.session.close()
+        # Queued before the store's last commit (not waited for: a full
+        # disk must not hold up the stop).
+        self.central.save_unknown()
         yield self.store.close()
 
 

@@ -20,13 +20,18 @@ from xxterocpp.domain.events import (
 )
 from xxterocpp.domain.keys import KEY_IN_FRAME
 from xxterocpp.domain.model import (
-    Charger, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
+    Charger, Pacer, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
 )
 from xxterocpp.domain.tags import Authorization, TagRegistry
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
                            "Unavailable", "Faulted"})
+
+#: Seconds between two store writes, and between two log lines, about the
+#: unknown identities of one remote address: a flood of made-up identities
+#: costs one of each per address and interval.
+UNKNOWN_INTERVAL = 10
 
 
 class CentralSystem:
@@ -54,6 +59,8 @@ class CentralSystem:
         self.clock = clock
         self.chargers = {}
         self.unknown = UnknownChargers()
+        self._unknown_writes = Pacer(UNKNOWN_INTERVAL)
+        self._unknown_lines = Pacer(UNKNOWN_INTERVAL)
         self.settings = {}
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self._emit(TagsChanged()))
         self.book = TransactionBook(store, self.chargers, self.now, self._emit)
@@ -170,14 +177,39 @@ class CentralSystem:
 
     def record_unknown(self, identity, address):
         """
-        Remember an unknown identity trying to connect.
+        Remember an unknown identity trying to connect. The counts are kept
+        in memory; an address gets one store write and one log line (for a
+        new identity) per L{UNKNOWN_INTERVAL} at most, so what it sends
+        meanwhile is stored with the next write of the same identity or by
+        L{save_unknown}.
         """
-        now = self.now()
-        if self.unknown.record(identity, address, now).count == 1:
-            self.log.warn("unknown charger {identity!r} from {address} tried to connect: "
-                          "add it as a [[charger]] id to the configuration to serve it",
-                          identity=identity, address=address)
-        stored(self.store.record_unknown_attempt(identity, address, now))
+        seconds = self.clock.seconds()
+        entry = self.unknown.record(identity, address, utc_from_seconds(seconds))
+        if entry.count == 1:
+            held = self._unknown_lines.due(address, seconds)
+            if held is not None:
+                self.log.warn(
+                    "unknown charger {identity!r} from {address} tried to connect: add it as"
+                    " a [[charger]] id to the configuration to serve it{more}",
+                    identity=identity, address=address,
+                    more=f" ({held} more new identities from this address since the last"
+                         " such line)" if held else "")
+        if self._unknown_writes.due(address, seconds) is not None:
+            self._save_unknown(entry)
+
+    def _save_unknown(self, entry):
+        attempts, entry.unsaved = entry.unsaved, 0
+        stored(self.store.record_unknown_attempts(
+            entry.identity, entry.address, entry.first_seen, entry.last_seen, attempts))
+
+    def save_unknown(self):
+        """
+        Queue the store writes of the attempts of unknown identities that
+        L{record_unknown} kept in memory only (at shutdown).
+        """
+        for entry in self.unknown.values():
+            if entry.unsaved:
+                self._save_unknown(entry)
 
     def password_for(self, charger_id):
         """L{Credentials.password_for}."""
