@@ -134,6 +134,17 @@ class AttackTestCase(TestCase):
         self.assertIn("currentTime", (yield twin.heartbeat()))
         yield twin.close()
 
+    @defer.inlineCallbacks
+    def api_status(self):
+        """
+        @return: the body of C{GET /api/status}, as bytes.
+        """
+        port = yield self.service.web.when_listening()
+        response = yield web_agent(self).request(
+            b"GET", f"http://127.0.0.1:{port.getHost().port}/api/status".encode())
+        body = yield readBody(response)
+        return body
+
     def raw_call(self, text):
         """
         Send a CALL frame as written; the answer (its id is read from the
@@ -283,10 +294,7 @@ class UnknownIdentityFloodTests(AttackTestCase):
         self.assertLessEqual(len(writes), windows)
         self.assertLessEqual(len(logged(events, "unknown charger")), windows)
         self.assertLess(max(len(repr(e)) for e in events), 4 * 1024)
-        port = yield service.web.when_listening()
-        response = yield web_agent(self).request(
-            b"GET", f"http://127.0.0.1:{port.getHost().port}/api/status".encode())
-        body = yield readBody(response)
+        body = yield self.api_status()
         unknown = json.loads(body)["unknown"]
         self.assertEqual([u["id"] for u in unknown], identities[:-MAX_UNKNOWN - 1:-1])
         self.assertEqual({u["count"] for u in unknown}, {1})
@@ -384,4 +392,50 @@ class FrameAttackTests(AttackTestCase):
                 '[2,"n1","Heartbeat",' + open_ * 5000 + close * 5000 + "]")
             self.assertEqual(answer[:3], [4, "n1", "FormationViolation"])
             self.assertIn("nested deeper", answer[3])
+        yield self.assertServing()
+
+    @defer.inlineCallbacks
+    def test_connectors_beyond_the_charger_are_refused(self):
+        """
+        1,000 StatusNotifications for connectors 2 to 1,001 (CP1 reported
+        NumberOfConnectors 1 after its boot): each a
+        PropertyConstraintViolation, no connector made, C{/api/status}
+        unchanged in size.
+        """
+        charger = self.service.central.chargers["CP1"]
+        yield until(lambda: "NumberOfConnectors" in charger.configuration, 10,
+                    "CP1's configuration read after its boot")
+        before = yield self.api_status()
+        for batch in range(2, 1002, 50):
+            answers = yield defer.gatherResults([self.raw_call(json.dumps(
+                [2, f"c{n}", "StatusNotification",
+                 {"connectorId": n, "errorCode": "NoError", "status": "Available"}]))
+                for n in range(batch, batch + 50)])
+            self.assertEqual({a[2] for a in answers}, {"PropertyConstraintViolation"})
+        after = yield self.api_status()
+        self.assertEqual(len(after), len(before))
+        self.assertLessEqual(set(charger.connectors), {1})
+        yield self.assertServing()
+
+    @defer.inlineCallbacks
+    def test_long_strings_are_kept_cut(self):
+        """
+        A 60,000-character StatusNotification info (maximum 50) and a
+        20,000-character vendor at boot (maximum 20): accepted, kept as
+        their first 200 and 80 characters and a mark.
+        """
+        answer = yield self.raw_call(json.dumps(
+            [2, "l1", "StatusNotification", {"connectorId": 1, "errorCode": "OtherError",
+                                             "status": "Faulted", "info": "i" * 60_000,
+                                             "vendorErrorCode": "e" * 1000}]))
+        self.assertEqual(answer, [3, "l1", {}])
+        answer = yield self.raw_call(json.dumps(
+            [2, "l2", "BootNotification", {"chargePointVendor": "v" * 20_000,
+                                           "chargePointModel": "M"}]))
+        self.assertEqual(answer[2]["status"], "Accepted")
+        charger = json.loads((yield self.api_status()))["chargers"][0]
+        self.assertEqual((charger["id"], charger["vendor"]), ("CP1", "v" * 80 + "\u2026"))
+        [connector] = charger["connectors"]
+        self.assertEqual((connector["info"], connector["vendor_error_code"]),
+                         ("i" * 200 + "\u2026", "e" * 200 + "\u2026"))
         yield self.assertServing()
