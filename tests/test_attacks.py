@@ -8,6 +8,7 @@ integers beyond 64 bits and thousands of nested arrays. Traffic goes to
 The web side's attacks are in L{tests.test_attacks_web}.
 """
 
+import io
 import json
 import os
 import random
@@ -17,10 +18,11 @@ from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
-from twisted.web.client import readBody
+from twisted.web.client import FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
 
 from tests.service import reopen_store, start_service
-from tests.sim import HandshakeFailed, HandshakeRefused, connect_charger
+from tests.sim import ConfigurationKey, HandshakeFailed, HandshakeRefused, connect_charger
 from tests.test_tls import secure_config, trusting
 from tests.test_web import web_agent
 from xxterocpp.domain.central import UNKNOWN_INTERVAL
@@ -135,14 +137,29 @@ class AttackTestCase(TestCase):
         yield twin.close()
 
     @defer.inlineCallbacks
+    def web(self, method, path, body=None):
+        """
+        A request to the web interface, C{body} a JSON value.
+
+        @return: C{(status code, body bytes)}.
+        """
+        port = yield self.service.web.when_listening()
+        producer = None
+        if body is not None:
+            producer = FileBodyProducer(io.BytesIO(json.dumps(body).encode()))
+        response = yield web_agent(self).request(
+            method.encode(), f"http://127.0.0.1:{port.getHost().port}{path}".encode(),
+            Headers({"Content-Type": ["application/json"]}), producer)
+        content = yield readBody(response)
+        return response.code, content
+
+    @defer.inlineCallbacks
     def api_status(self):
         """
         @return: the body of C{GET /api/status}, as bytes.
         """
-        port = yield self.service.web.when_listening()
-        response = yield web_agent(self).request(
-            b"GET", f"http://127.0.0.1:{port.getHost().port}/api/status".encode())
-        body = yield readBody(response)
+        code, body = yield self.web("GET", "/api/status")
+        self.assertEqual(code, 200)
         return body
 
     def raw_call(self, text):
@@ -439,3 +456,46 @@ class FrameAttackTests(AttackTestCase):
         self.assertEqual((connector["info"], connector["vendor_error_code"]),
                          ("i" * 200 + "\u2026", "e" * 200 + "\u2026"))
         yield self.assertServing()
+
+
+class AuthorizationKeyAttackTests(AttackTestCase):
+    """
+    The AuthorizationKey in the frame history of the status page.
+    """
+
+    @defer.inlineCallbacks
+    def test_reported_key_is_masked_whatever_its_text_and_order(self):
+        """
+        TWIN reports its AuthorizationKey in its GetConfiguration answer,
+        C{readonly} before C{value}, the key holding a quote: neither the
+        page nor C{/api/status} shows any of it.
+        """
+        twin = yield connect_charger(self.service.url, "TWIN")
+        self.addCleanup(twin.close)
+        twin.configuration["AuthorizationKey"] = ConfigurationKey('SECRET"Tail-of-the-key')
+        yield twin.boot()
+        charger = self.service.central.chargers["TWIN"]
+        yield until(lambda: "AuthorizationKey" in charger.configuration, 10,
+                    "TWIN's configuration read after its boot")
+        [answer] = [text for _, _, text in charger.frames if "AuthorizationKey" in text]
+        self.assertIn('"readonly":false,"value":"********"', answer)
+        for path in ("/", "/api/status"):
+            code, body = yield self.web("GET", path)
+            self.assertEqual(code, 200)
+            self.assertNotIn(b"SECRET", body)
+            self.assertNotIn(b"Tail-of-the-key", body)
+
+    @defer.inlineCallbacks
+    def test_keys_with_quotes_or_backslashes_are_not_sent(self):
+        """
+        The key rotation and a raw ChangeConfiguration refuse such keys
+        with 400; CP1 is sent nothing.
+        """
+        for key in ('0123456789"abcdef', "0123456789\\abcdef"):
+            code, body = yield self.web("POST", "/api/chargers/CP1/password", {"password": key})
+            self.assertEqual(code, 400, body)
+            code, body = yield self.web("POST", "/api/chargers/CP1/ocpp/ChangeConfiguration",
+                                        {"key": "AuthorizationKey", "value": key})
+            self.assertEqual(code, 400, body)
+        self.assertEqual([c for c in self.cp.calls_received
+                          if c[1].get("key") == "AuthorizationKey"], [])

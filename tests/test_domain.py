@@ -3,6 +3,7 @@ Unit tests for L{xxterocpp.domain}: the domain called with plain values,
 without a protocol, with a fake clock and an in-memory store.
 """
 
+import json
 from datetime import datetime, timedelta, timezone
 
 from twisted.internet import defer
@@ -15,7 +16,9 @@ from xxterocpp.domain.central import UNKNOWN_INTERVAL, CentralSystem
 from xxterocpp.domain.events import (
     MeterChanged, StatusChanged, TagsChanged, TransactionStarted, TransactionStopped,
 )
-from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY, password_matches
+from xxterocpp.domain.keys import (
+    HIDDEN_FRAME, MASK, PENDING_AUTHORIZATION_KEY, masked_frame, password_matches,
+    valid_authorization_key)
 from xxterocpp.domain.meter import MeterReading
 from xxterocpp.domain.model import MAX_UNKNOWN, Boot, FrameHistory
 from xxterocpp.domain.tags import Authorization
@@ -534,3 +537,68 @@ class PasswordTests(SynchronousTestCase):
         self.assertTrue(password_matches("secret-password!", b"secret-password!"))
         self.assertFalse(password_matches("secret-password!", b"secret-password?"))
         self.assertFalse(password_matches("zz" * 16, b""))
+
+
+class AuthorizationKeyTests(SynchronousTestCase):
+    """
+    L{valid_authorization_key} and L{masked_frame}.
+    """
+
+    def test_quotes_and_backslashes_are_not_in_keys(self):
+        """
+        16..20 printable ASCII characters, but neither ':', '"' nor '\\'.
+        """
+        self.assertTrue(valid_authorization_key("!#$%&'()*+,-./09;<=>?@[]^_`{|}~"[:20]))
+        self.assertTrue(valid_authorization_key("0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"))
+        for bad in ('secret-password"x', "secret-password\\x", "secret:password-x", "short"):
+            self.assertFalse(valid_authorization_key(bad), bad)
+
+    def test_key_is_masked_in_any_order_and_case(self):
+        """
+        A ChangeConfiguration with a key holding a quote, and a
+        GetConfiguration answer with C{readonly} before C{value}: no part
+        of either key is left; other values are.
+        """
+        change = json.dumps([2, "1", "ChangeConfiguration",
+                             {"value": 'SECRET"tail', "key": "authorizationKEY"}])
+        answer = json.dumps([3, "2", {"configurationKey": [
+            {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
+            {"key": "AuthorizationKey", "readonly": False, "value": "SECRET2"}]}])
+        for text in (change, answer):
+            masked = masked_frame(text)
+            self.assertNotIn("SECRET", masked)
+            self.assertNotIn("tail", masked)
+            self.assertIn(MASK, masked)
+        self.assertIn('"value":"300"', masked_frame(answer))
+
+    def test_a_key_spelled_with_escapes_is_masked(self):
+        """
+        C{\\u0041uthorizationKey} is the same key to a JSON reader.
+        """
+        text = '[2,"1","ChangeConfiguration",{"key":"\\u0041uthorizationKey","value":"SECRET"}]'
+        self.assertEqual(json.loads(masked_frame(text))[3]["value"], MASK)
+
+    def test_frames_without_a_key_are_kept_as_they_are(self):
+        """
+        Also frames that are not JSON, or that name the key without a value.
+        """
+        for text in ('[2,"1","Heartbeat",{}]', "not json", '[2,"1","Heartbeat",{"a":"\\u00e9"}]',
+                     '[2,"1","GetConfiguration",{"key":["AuthorizationKey"]}]'):
+            self.assertIs(masked_frame(text), text)
+
+    def test_unreadable_frames_that_may_hold_a_key_are_hidden(self):
+        """
+        Invalid JSON or 100,000 levels deep: the whole text is replaced.
+        """
+        for text in ('[2,"1","ChangeConfiguration",{"key":"AuthorizationKey","value":"SECRET',
+                     '[2,"1","ChangeConfiguration",' + "[" * 100_000 + "]" * 100_000
+                     + ',{"key":"AuthorizationKey","value":"SECRET"}]'):
+            self.assertEqual(masked_frame(text), HIDDEN_FRAME)
+
+    def test_deep_frames_are_walked_without_recursion(self):
+        """
+        What C{json.loads} still reads, however deep, the mask walks.
+        """
+        depth = 900
+        text = ("[" * depth + '{"key":"AuthorizationKey","value":"SECRET"}' + "]" * depth)
+        self.assertNotIn("SECRET", masked_frame(text))

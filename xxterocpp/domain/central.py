@@ -18,7 +18,7 @@ from xxterocpp.domain.events import (
     ChargerBooted, ChargerConnected, ChargerDisconnected, LimitChanged, MeterChanged,
     StateLoaded, StatusChanged, TagsChanged,
 )
-from xxterocpp.domain.keys import KEY_IN_FRAME
+from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import (
     Charger, Pacer, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
 )
@@ -272,9 +272,8 @@ class CentralSystem:
         """
         charger = self.chargers.get(charger_id)
         if charger is not None:
-            # The status page must not show a new AuthorizationKey (A01.FR.09).
-            if '"AuthorizationKey"' in text:
-                text = KEY_IN_FRAME.sub(r'\1"********"', text)
+            # The status page must not show an AuthorizationKey (A01.FR.09).
+            text = masked_frame(text)
             seconds = self.clock.seconds()
             charger.frames.add(seconds, direction, text)
             if direction == "in":
