@@ -22,6 +22,7 @@ from xxterocpp.domain.keys import (
 from xxterocpp.domain.meter import MeterReading
 from xxterocpp.domain.model import MAX_UNKNOWN, Boot, FrameHistory
 from xxterocpp.domain.tags import Authorization
+from xxterocpp.pacing import Pacer
 from xxterocpp.store import TagRecord, UnknownChargerRecord
 
 CONFIG = """
@@ -602,3 +603,26 @@ class AuthorizationKeyTests(SynchronousTestCase):
         depth = 900
         text = ("[" * depth + '{"key":"AuthorizationKey","value":"SECRET"}' + "]" * depth)
         self.assertNotIn("SECRET", masked_frame(text))
+
+
+class PacerTests(SynchronousTestCase):
+    """
+    L{Pacer}: one action per address and interval.
+    """
+
+    def test_one_action_per_interval_and_the_count_held_back(self):
+        pacer = Pacer(10)
+        self.assertEqual([pacer.due("a", t) for t in (0, 1, 9.9)], [0, None, None])
+        self.assertEqual(pacer.due("b", 5), 0)
+        self.assertEqual(pacer.due("a", 10), 2)
+        self.assertIsNone(pacer.due("a", 19))
+
+    def test_bounded_addresses(self):
+        """
+        Beyond C{max_addresses}, the one that acted longest ago is
+        forgotten: it may act again at once.
+        """
+        pacer = Pacer(10, max_addresses=2)
+        for address in "abc":
+            pacer.due(address, 0)
+        self.assertEqual((pacer.due("a", 1), pacer.due("c", 1)), (0, None))

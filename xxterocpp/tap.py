@@ -66,6 +66,19 @@ def database_path(configured, log=None):
     return fallback
 
 
+def open_chargers(config, central):
+    """
+    @param central: the L{CentralSystem} (its rotated keys count).
+    @return: the ids of the chargers anyone on the network can connect as:
+        no password, on a reachable OCPP interface without client
+        certificates (a line each is logged at start and reload).
+    """
+    ocpp = config.ocpp
+    if ocpp.is_loopback() or (ocpp.secure and ocpp.client_ca):
+        return []
+    return [charger_id for charger_id in central.chargers if not central.password_for(charger_id)]
+
+
 class ServerService(internet.StreamServerEndpointService):
     """
     Listen on an endpoint while running, logging "C{what} listening on HOST
@@ -239,8 +252,16 @@ class XxterocppService(service.MultiService):
     def startService(self):
         self.store.open()
         self.central.load()
+        self._warn_open_chargers(self.config)
         super().startService()
         self._install_sighup()
+
+    def _warn_open_chargers(self, config):
+        for charger_id in open_chargers(config, self.central):
+            self.log.warn(
+                "{id}: no password, and [ocpp] interface {interface} is reachable from the"
+                " network: anyone there can connect as this charger; set its password",
+                id=charger_id, interface=config.ocpp.interface)
 
     def _install_sighup(self):
         try:
@@ -267,6 +288,7 @@ class XxterocppService(service.MultiService):
             self.log.warn("[storage] database changed: restart the service to apply")
         self.config = config
         self.central.reconfigure(config)
+        self._warn_open_chargers(config)
         self.smart.reconfigure(config)
         self._reload_tls(config)
         self._apply_knx(config)

@@ -7,6 +7,7 @@ parts. A protocol adapter calls it with plain values (the OCPP one:
 C{ocpp/handlers.py}).
 """
 
+import string
 from collections import deque
 
 import attr
@@ -20,13 +21,17 @@ from xxterocpp.domain.events import (
 )
 from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import (
-    Charger, Pacer, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
+    Charger, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
 )
+from xxterocpp.pacing import Pacer
 from xxterocpp.domain.tags import Authorization, TagRegistry
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
                            "Unavailable", "Faulted"})
+
+#: Upper-case ASCII letters to lower case, and nothing else.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 #: Seconds between two store writes, and between two log lines, about the
 #: unknown identities of one remote address: a flood of made-up identities
@@ -165,13 +170,16 @@ class CentralSystem:
     def lookup(self, identity):
         """
         @return: the configured identity matching C{identity} (exactly, or
-            else ignoring case: chargers' UIs change case), or None.
+            else ignoring the case of ASCII letters: chargers' UIs change
+            case), or None.
         """
         if identity in self.chargers:
             return identity
-        folded = identity.casefold()
+        # Not str.casefold: it makes "\u017fn1" ("long s") equal "SN1", so
+        # a made-up identity could take over a configured one.
+        folded = identity.translate(_ASCII_LOWER)
         for charger_id in self.chargers:
-            if charger_id.casefold() == folded:
+            if charger_id.translate(_ASCII_LOWER) == folded:
                 return charger_id
         return None
 
