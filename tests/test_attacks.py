@@ -8,6 +8,7 @@ integers beyond 64 bits and thousands of nested arrays. Traffic goes to
 The web side's attacks are in L{tests.test_attacks_web}.
 """
 
+import base64
 import io
 import json
 import os
@@ -15,23 +16,37 @@ import random
 from urllib.parse import quote
 
 from twisted.internet import defer, endpoints, protocol, reactor
-from twisted.internet.task import deferLater
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
 from tests.service import BASE_CONFIG, PASSWORD, reopen_store, start_service, write_config
 from tests.sim import (
     ConfigurationKey, HandshakeFailed, HandshakeRefused, basic_authorization, connect_charger)
+from tests.test_domain import MemoryStore
 from tests.test_tls import secure_config, trusting
 from tests.test_web import web_agent
-from xxterocpp.domain.central import UNKNOWN_INTERVAL
+from xxterocpp.config import parse_config
+from xxterocpp.domain.central import UNKNOWN_INTERVAL, CentralSystem
 from xxterocpp.domain.model import MAX_UNKNOWN
 from xxterocpp.ocpp.server import (
-    HANDSHAKE_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS, MAX_IDENTITY_LENGTH, MAX_REQUEST_HEAD)
+    HANDSHAKE_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS, MAX_IDENTITY_LENGTH, MAX_REQUEST_HEAD,
+    OcppServerFactory)
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # the Debian stack without python3-hypothesis
+    given = None
 
 T0 = "2026-01-01T00:00:00Z"
+
+#: BASE_CONFIG's values for a configuration parsed in memory.
+IN_MEMORY = dict(database="state.sqlite3", password=PASSWORD, knxd="", max_chargers=4)
 
 
 class RawClient(protocol.Protocol):
@@ -569,3 +584,96 @@ class AuthorizationKeyAttackTests(AttackTestCase):
             self.assertEqual(code, 400, body)
         self.assertEqual([c for c in self.cp.calls_received
                           if c[1].get("key") == "AuthorizationKey"], [])
+
+
+def _texts(*samples):
+    """
+    Header text: one of C{samples}, or any characters (surrogates included:
+    they become bytes that are no UTF-8).
+    """
+    return st.sampled_from(samples) | st.text(max_size=40)
+
+
+def _handshakes():
+    identity = (st.sampled_from(["CP1", "cp1", "RDAM%20123", "rdam%20123", "TWIN"])
+                | st.sampled_from(["RDAM 123", "%C5%BFn1", "%", "%zz", "%00", "A" * 255,
+                                   "A" * 256, "%41" * 256, ""])
+                | st.text(max_size=20).map(lambda t: quote(t, safe="")) | st.text(max_size=20))
+    path = st.tuples(st.sampled_from(["/", "/ocpp/", "//", "/a/b/", "", "x"]), identity,
+                     st.sampled_from(["", "/", "?a=b", "?", "#f", "/.."])).map("".join)
+    credentials = st.tuples(st.sampled_from(["RDAM 123", "CP1", "", "x:y"]) | st.text(max_size=8),
+                            st.sampled_from([PASSWORD.encode(), bytes.fromhex(PASSWORD), b""])
+                            | st.binary(max_size=24))
+    basic = credentials.map(lambda c: "Basic " + base64.b64encode(
+        c[0].encode("utf-8", "surrogatepass") + b":" + c[1]).decode())
+    headers = st.fixed_dictionaries({
+        "Host": _texts("127.0.0.1", "127.0.0.1:8016", "[::1]:8016", "evil.example", ""),
+    }, optional={
+        "Origin": _texts("http://127.0.0.1", "null", "http://evil.example"),
+        "Sec-WebSocket-Protocol": _texts("ocpp1.6", "ocpp2.0.1, ocpp1.6", "ocpp2.0.1", ",", ""),
+        "Authorization": basic | _texts("Basic", "Basic !!!", "Bearer x", "basic " + "A" * 100),
+    })
+    return st.tuples(path, headers, st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.7"]))
+
+
+class HandshakeFuzzTests(SynchronousTestCase):
+    """
+    Random request lines and headers (path, Host, Origin,
+    Sec-WebSocket-Protocol, Authorization) for the real OCPP server and
+    domain in memory: every handshake answered, none with 500, no
+    traceback logged.
+    """
+
+    def setUp(self):
+        if given is None:
+            raise SkipTest("hypothesis is not installed (python3-hypothesis on Debian)")
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.central = CentralSystem(parse_config(BASE_CONFIG.format(**IN_MEMORY)),
+                                     MemoryStore(), self.clock)
+        self.central.load()
+        self.factory = OcppServerFactory(self.central, self.clock, ping_interval=0)
+
+    def handshake(self, path, headers, host):
+        """
+        @return: what the server answered to the upgrade request, once it
+            closed the connection or opened the WebSocket (then closed).
+        """
+        lines = [f"GET {path} HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogatepass")
+        address = IPv4Address("TCP", host, 40000)
+        p = self.factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        p.makeConnection(transport)
+        p.dataReceived(request)
+        answer = transport.value()
+        opened = answer.startswith(b"HTTP/1.1 101 ")
+        self.assertTrue(opened or transport.disconnecting, (request, answer))
+        p.connectionLost(protocol.connectionDone)
+        # A refused handshake waits for its deadline in no timer.
+        self.clock.advance(HANDSHAKE_TIMEOUT)
+        return answer
+
+    def test_handshakes_are_answered(self):
+        seen = set()
+
+        @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck),
+                  database=None)
+        @given(_handshakes())
+        def check(handshake):
+            with capturedLogs() as events:
+                answer = self.handshake(*handshake)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 "), (handshake, answer))
+            status = answer[9:12]
+            self.assertNotEqual(status, b"500", (handshake, answer))
+            self.assertEqual([e for e in events if e.get("log_failure")
+                              or "Traceback" in formatEvent(e)], [], handshake)
+            seen.add(status)
+
+        check()
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # Served, refused as malformed and as unknown, at the least.
+        self.assertLessEqual({b"101", b"400", b"404"}, seen)
