@@ -1,9 +1,13 @@
 """
 Attacks on the OCPP port (issue 15), each against the real service over
 loopback, each shown to fail safely: an endless request head, a flood of
-idle sockets, over-long identities, strings that are not Unicode text,
-integers beyond 64 bits and thousands of nested arrays. Traffic goes to
-127.0.0.1 only (from 127.0.0.1 and 127.0.0.2), bounded in count and time.
+idle sockets, over-long and made-up identities, an identity that is another
+one to Unicode case folding, password guessing, strings that are not
+Unicode text or are far too long, connectors the charger does not have,
+integers beyond 64 bits, thousands of nested arrays, AuthorizationKeys in
+the frame history. Traffic goes to 127.0.0.1 only (from 127.0.0.1 and
+127.0.0.2), bounded in count and time. Then a property-based fuzz of the
+handshake, in memory.
 
 The web side's attacks are in L{tests.test_attacks_web}.
 """
