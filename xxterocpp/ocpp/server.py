@@ -172,8 +172,16 @@ class OcppServerProtocol(WebSocketServerProtocol):
             # logger drops.
             self._log.failure("the handshake of a connection from {address} failed",
                               address=self.peer_address())
-            self._refusal = LOGGED
-            raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR, "Internal server error")
+            raise self._logged_denial(ConnectionDeny.INTERNAL_SERVER_ERROR,
+                                      "Internal server error")
+
+    def _logged_denial(self, code, reason):
+        """
+        @return: the L{ConnectionDeny} of a refusal logged already (no
+            L{OcppServerFactory.refused} line for it).
+        """
+        self._refusal = LOGGED
+        return ConnectionDeny(code, reason)
 
     def _accept(self, request):
         """
@@ -204,24 +212,21 @@ class OcppServerProtocol(WebSocketServerProtocol):
         charger_id = central.lookup(identity)
         if charger_id is None:
             central.record_unknown(identity, address)
-            self._refusal = LOGGED
-            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
+            raise self._logged_denial(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
         wait = self.factory.auth_throttle.refused_for((address, charger_id))
         if wait:
             # Guessing: refused unheard until the throttle's window is over.
             self.factory.auth_failures += 1
             self._retry_after = math.ceil(wait)
-            self._refusal = LOGGED
-            raise ConnectionDeny(429, "Too many failed authentications; try again later")
+            raise self._logged_denial(429, "Too many failed authentications; try again later")
         certified = self.client_certificate_name()
         if certified is not None and central.lookup(certified) != charger_id:
             # Profile 3: TLS verified the certificate, this ties it to the
             # identity (white paper: CN = the charger's serial number).
             self.factory.authentication_failed(
                 address, charger_id, f"its client certificate is for {certified!r}")
-            self._refusal = LOGGED
-            raise ConnectionDeny(ConnectionDeny.FORBIDDEN,
-                                 "Client certificate of another charger")
+            raise self._logged_denial(ConnectionDeny.FORBIDDEN,
+                                      "Client certificate of another charger")
         credentials = basic_auth.parse(request.headers.get("authorization"))
         presented = None
         if credentials is not None and credentials.user in (identity, charger_id):
@@ -230,8 +235,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
             # Never log what was presented (white paper A01.FR.09).
             self.factory.authentication_failed(
                 address, charger_id, "wrong password" if credentials else "no Basic auth")
-            self._refusal = LOGGED
-            raise ConnectionDeny(401, "Unauthorized")
+            raise self._logged_denial(401, "Unauthorized")
         self.charger_id = charger_id
         return protocol
 
