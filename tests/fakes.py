@@ -205,22 +205,24 @@ class MemoryStore:
         return self._written("save_connector_status", charger_id, connector, status,
                              error_code, info, at)
 
-    def record_unknown_attempt(self, identity, address, at):
+    def record_unknown_attempts(self, identity, address, first_seen, last_seen, attempts):
         if len(identity) > MAX_IDENTITY_LENGTH:
             return defer.fail(StoreError(f"an identity of {len(identity)} characters"))
-        to_text(at)
+        to_text(first_seen), to_text(last_seen)
         known = self.unknown.get(identity)
         if known is None:
-            self.unknown[identity] = UnknownChargerRecord(identity, address, at, at, 1)
+            self.unknown[identity] = UnknownChargerRecord(
+                identity, address, first_seen, last_seen, attempts)
         else:
-            self.unknown[identity] = attr.evolve(known, address=address, last_seen=at,
-                                                 count=known.count + 1)
+            self.unknown[identity] = attr.evolve(known, address=address, last_seen=last_seen,
+                                                 count=known.count + attempts)
         # The real store keeps the latest seen; of a tie, the one added last.
         ranked = sorted(enumerate(self.unknown.values()),
                         key=lambda entry: (entry[1].last_seen, entry[0]), reverse=True)
         kept = {record.identity for _, record in ranked[:MAX_UNKNOWN_CHARGERS]}
         self.unknown = {i: r for i, r in self.unknown.items() if i in kept}
-        return self._written("record_unknown_attempt", identity, address, at)
+        return self._written("record_unknown_attempts", identity, address, first_seen,
+                             last_seen, attempts)
 
     def put_setting(self, scope, key, value):
         self.settings[(scope, key)] = json.loads(json.dumps(value))

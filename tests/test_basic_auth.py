@@ -106,3 +106,16 @@ class FailureThrottleTests(TestCase):
                 self.throttle.failed(address)
         self.assertEqual([self.throttle.refused_for(a) > 0 for a in "abc"],
                          [False, True, True])
+
+    def test_failures_counts_those_of_the_window(self):
+        """
+        L{basic_auth.FailureThrottle.failures}: 0 for an address that never
+        failed or whose window is over; any hashable key is an address.
+        """
+        key = ("10.0.0.1", "CP1")
+        self.assertEqual(self.throttle.failures(key), 0)
+        self.throttle.failed(key)
+        self.throttle.failed(key)
+        self.assertEqual(self.throttle.failures(key), 2)
+        self.clock.advance(60)
+        self.assertEqual(self.throttle.failures(key), 0)

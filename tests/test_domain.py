@@ -3,23 +3,28 @@ Unit tests for L{xxterocpp.domain}: the domain called with plain values,
 without a protocol, with a fake clock and an in-memory store.
 """
 
+import json
 from datetime import datetime, timedelta, timezone
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import MemoryStore
 from xxterocpp.config import TagConfig, parse_config
-from xxterocpp.domain.central import CentralSystem
+from xxterocpp.domain.central import UNKNOWN_INTERVAL, CentralSystem
 from xxterocpp.domain.events import (
     MeterChanged, StatusChanged, TagsChanged, TransactionStarted, TransactionStopped,
 )
-from xxterocpp.domain.keys import PENDING_AUTHORIZATION_KEY, password_matches
+from xxterocpp.domain.keys import (
+    HIDDEN_FRAME, MASK, PENDING_AUTHORIZATION_KEY, masked_frame, password_matches,
+    valid_authorization_key)
 from xxterocpp.domain.meter import MeterReading
 from xxterocpp.domain.model import MAX_UNKNOWN, Boot, FrameHistory
 from xxterocpp.domain.tags import Authorization
-from xxterocpp.store import TagRecord
+from xxterocpp.pacing import Pacer
+from xxterocpp.store import TagRecord, UnknownChargerRecord
 
 CONFIG = """
 [ocpp]
@@ -99,7 +104,60 @@ class CentralSystemTests(DomainTestCase):
         self.assertNotIn("ID0", self.central.unknown)
         self.assertEqual(self.central.unknown["ID149"].count, 2)
         self.assertEqual(self.central.unknown["ID149"].address, "127.0.0.2")
-        self.assertEqual(len(self.store.written("record_unknown_attempt")), MAX_UNKNOWN + 51)
+
+    def test_unknown_identities_are_written_and_logged_once_per_address_and_interval(self):
+        """
+        From one address, one store write and one log line per
+        L{UNKNOWN_INTERVAL}; another address has its own; the counts stay
+        exact in memory and the next write of an identity carries all its
+        attempts.
+        """
+        with capturedLogs() as events:
+            for i in range(50):
+                self.central.record_unknown(f"ID{i}", "10.0.0.1")
+                self.central.record_unknown("ID0", "10.0.0.1")
+            self.central.record_unknown("OTHER", "10.0.0.2")
+            self.clock.advance(UNKNOWN_INTERVAL)
+            self.central.record_unknown("ID0", "10.0.0.1")
+            self.central.record_unknown("NEW", "10.0.0.1")
+        writes = self.store.written("record_unknown_attempts")
+        self.assertEqual([(w[0], w[1], w[4]) for w in writes],
+                         [("ID0", "10.0.0.1", 1), ("OTHER", "10.0.0.2", 1),
+                          ("ID0", "10.0.0.1", 51)])
+        self.assertEqual(self.central.unknown["ID0"].count, 52)
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn("'ID0' from 10.0.0.1", lines[0])
+        self.assertIn("'OTHER' from 10.0.0.2", lines[1])
+        self.assertIn("'NEW' from 10.0.0.1", lines[2])
+        self.assertIn("(49 more new identities from this address", lines[2])
+
+    def test_unknown_attempts_held_back_are_saved_at_shutdown(self):
+        """
+        L{CentralSystem.save_unknown} writes what the rate limit held back,
+        each identity once with its attempts.
+        """
+        for identity in ("A", "B", "B", "A", "C"):
+            self.central.record_unknown(identity, "10.0.0.1")
+        self.central.save_unknown()
+        writes = self.store.written("record_unknown_attempts")
+        self.assertEqual(sorted((w[0], w[4]) for w in writes),
+                         [("A", 1), ("A", 1), ("B", 2), ("C", 1)])
+        self.central.save_unknown()
+        self.assertEqual(len(self.store.written("record_unknown_attempts")), 4)
+
+    def test_loaded_unknown_identities_keep_the_most_recent(self):
+        """
+        The store gives the latest first; once loaded, a new identity
+        evicts the oldest one, not the newest.
+        """
+        self.store.unknown = {
+            f"ID{i}": UnknownChargerRecord(f"ID{i}", "10.0.0.1", T0, T0 + timedelta(seconds=i), 1)
+            for i in reversed(range(MAX_UNKNOWN))}
+        self.central.load()
+        self.central.record_unknown("NEW", "10.0.0.1")
+        self.assertNotIn("ID0", self.central.unknown)
+        self.assertEqual(list(self.central.unknown)[-2:], [f"ID{MAX_UNKNOWN - 1}", "NEW"])
 
     def test_boot_data_is_written_only_when_it_changes(self):
         """
@@ -440,3 +498,91 @@ class PasswordTests(SynchronousTestCase):
         self.assertTrue(password_matches("secret-password!", b"secret-password!"))
         self.assertFalse(password_matches("secret-password!", b"secret-password?"))
         self.assertFalse(password_matches("zz" * 16, b""))
+
+
+class AuthorizationKeyTests(SynchronousTestCase):
+    """
+    L{valid_authorization_key} and L{masked_frame}.
+    """
+
+    def test_quotes_and_backslashes_are_not_in_keys(self):
+        """
+        16..20 printable ASCII characters, but neither ':', '"' nor '\\'.
+        """
+        self.assertTrue(valid_authorization_key("!#$%&'()*+,-./09;<=>?@[]^_`{|}~"[:20]))
+        self.assertTrue(valid_authorization_key("0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"))
+        for bad in ('secret-password"x', "secret-password\\x", "secret:password-x", "short"):
+            self.assertFalse(valid_authorization_key(bad), bad)
+
+    def test_key_is_masked_in_any_order_and_case(self):
+        """
+        A ChangeConfiguration with a key holding a quote, and a
+        GetConfiguration answer with C{readonly} before C{value}: no part
+        of either key is left; other values are.
+        """
+        change = json.dumps([2, "1", "ChangeConfiguration",
+                             {"value": 'SECRET"tail', "key": "authorizationKEY"}])
+        answer = json.dumps([3, "2", {"configurationKey": [
+            {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
+            {"key": "AuthorizationKey", "readonly": False, "value": "SECRET2"}]}])
+        for text in (change, answer):
+            masked = masked_frame(text)
+            self.assertNotIn("SECRET", masked)
+            self.assertNotIn("tail", masked)
+            self.assertIn(MASK, masked)
+        self.assertIn('"value":"300"', masked_frame(answer))
+
+    def test_a_key_spelled_with_escapes_is_masked(self):
+        """
+        C{\\u0041uthorizationKey} is the same key to a JSON reader.
+        """
+        text = '[2,"1","ChangeConfiguration",{"key":"\\u0041uthorizationKey","value":"SECRET"}]'
+        self.assertEqual(json.loads(masked_frame(text))[3]["value"], MASK)
+
+    def test_frames_without_a_key_are_kept_as_they_are(self):
+        """
+        Also frames that are not JSON, or that name the key without a value.
+        """
+        for text in ('[2,"1","Heartbeat",{}]', "not json", '[2,"1","Heartbeat",{"a":"\\u00e9"}]',
+                     '[2,"1","GetConfiguration",{"key":["AuthorizationKey"]}]'):
+            self.assertIs(masked_frame(text), text)
+
+    def test_unreadable_frames_that_may_hold_a_key_are_hidden(self):
+        """
+        Invalid JSON or 100,000 levels deep: the whole text is replaced.
+        """
+        for text in ('[2,"1","ChangeConfiguration",{"key":"AuthorizationKey","value":"SECRET',
+                     '[2,"1","ChangeConfiguration",' + "[" * 100_000 + "]" * 100_000
+                     + ',{"key":"AuthorizationKey","value":"SECRET"}]'):
+            self.assertEqual(masked_frame(text), HIDDEN_FRAME)
+
+    def test_deep_frames_are_walked_without_recursion(self):
+        """
+        What C{json.loads} still reads, however deep, the mask walks.
+        """
+        depth = 900
+        text = ("[" * depth + '{"key":"AuthorizationKey","value":"SECRET"}' + "]" * depth)
+        self.assertNotIn("SECRET", masked_frame(text))
+
+
+class PacerTests(SynchronousTestCase):
+    """
+    L{Pacer}: one action per address and interval.
+    """
+
+    def test_one_action_per_interval_and_the_count_held_back(self):
+        pacer = Pacer(10)
+        self.assertEqual([pacer.due("a", t) for t in (0, 1, 9.9)], [0, None, None])
+        self.assertEqual(pacer.due("b", 5), 0)
+        self.assertEqual(pacer.due("a", 10), 2)
+        self.assertIsNone(pacer.due("a", 19))
+
+    def test_bounded_addresses(self):
+        """
+        Beyond C{max_addresses}, the one that acted longest ago is
+        forgotten: it may act again at once.
+        """
+        pacer = Pacer(10, max_addresses=2)
+        for address in "abc":
+            pacer.due(address, 0)
+        self.assertEqual((pacer.due("a", 1), pacer.due("c", 1)), (0, None))

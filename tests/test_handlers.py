@@ -13,8 +13,9 @@ from tests.test_domain import T0, DomainTestCase
 from xxterocpp.domain.events import TransactionStarted
 from xxterocpp.domain.meter import MeterReading
 from xxterocpp.ocpp import messages as m
-from xxterocpp.ocpp.handlers import HANDLERS, dispatch, dispatcher, read_meter_values
-from xxterocpp.ocpp.rpc import OcppSession
+from xxterocpp.ocpp.handlers import (
+    DEFAULT_CONNECTORS, HANDLERS, connector_count, dispatch, dispatcher, read_meter_values)
+from xxterocpp.ocpp.rpc import CallError, OcppSession
 
 
 def decode(action, payload):
@@ -98,6 +99,39 @@ class HandlerTests(DomainTestCase):
             ("Faulted", "OtherError", "RCD", "E7",
              datetime(2026, 1, 1, 9, tzinfo=timezone.utc)))
         self.assertNotIn(0, self.charger.connectors)
+
+    def test_connectors_beyond_the_charger_are_refused(self):
+        """
+        Until GetConfiguration tells NumberOfConnectors, 32 connectors;
+        then as many as it says (a configured one always exists).
+        StatusNotification and StartTransaction of others get a
+        PropertyConstraintViolation, MeterValues is acknowledged and its
+        reading dropped; no connector is made for any of them.
+        """
+        status = {"errorCode": "NoError", "status": "Available"}
+        self.handle("StatusNotification", dict(status, connectorId=DEFAULT_CONNECTORS))
+        refused = [
+            ("StatusNotification", dict(status, connectorId=DEFAULT_CONNECTORS + 1)),
+            ("StartTransaction", {"connectorId": 2**62, "idTag": "GOOD", "meterStart": 0,
+                                  "timestamp": "2026-01-01T00:00:00Z"})]
+        for action, payload in refused:
+            error = self.assertRaises(CallError, dispatch, self.central, "CP1", action,
+                                      decode(action, payload))
+            self.assertEqual(error.code, m.PROPERTY_CONSTRAINT_VIOLATION)
+        self.charger.configuration["NumberOfConnectors"] = m.KeyValue(
+            key="NumberOfConnectors", readonly=True, value="1")
+        self.assertEqual(connector_count(self.charger), 1)
+        self.handle("StatusNotification", dict(status, connectorId=2))
+        error = self.assertRaises(CallError, dispatch, self.central, "CP1", "StatusNotification",
+                                  decode("StatusNotification", dict(status, connectorId=3)))
+        self.assertIn("the charger has 1 connectors", error.description)
+        self.handle("MeterValues", {"connectorId": 3, "meterValue": [
+            {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "5"}]}]})
+        self.assertEqual(sorted(self.charger.connectors), [1, 2, DEFAULT_CONNECTORS])
+        for junk in ("0", "many", "100000"):
+            self.charger.configuration["NumberOfConnectors"] = m.KeyValue(
+                key="NumberOfConnectors", readonly=True, value=junk)
+            self.assertEqual(connector_count(self.charger), DEFAULT_CONNECTORS)
 
     def test_authorize(self):
         """

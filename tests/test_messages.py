@@ -997,6 +997,26 @@ class ToleranceTests(SynchronousTestCase):
         self.assertEqual(instance.info, "x" * 80)
         self.assertEqual([w.split(":")[0] for w in warnings], ["info"])
 
+    def test_strings_beyond_four_times_their_maximum_are_cut(self):
+        """
+        An info text of 60,000 characters (maximum 50) is kept as its first
+        200 and a mark that no real value holds, in nested fields too.
+        """
+        self.assertEqual(_schema.KEPT_LENGTH_FACTOR, 4)
+        instance, warnings = m.decode(
+            m.StatusNotificationRequest,
+            {"connectorId": 1, "errorCode": "OtherError", "status": "Faulted",
+             "info": "\u00e9" * 60_000, "vendorErrorCode": "E" * 200},
+        )
+        self.assertEqual(instance.info, "\u00e9" * 200 + _schema.CUT_MARK)
+        self.assertEqual(instance.vendor_error_code, "E" * 200)
+        self.assertIn("info: 60000 characters, longer than the maximum 50; cut to 200",
+                      warnings)
+        response, _ = m.decode(m.GetConfigurationResponse, {"configurationKey": [
+            {"key": "K" * 1000, "readonly": True, "value": "v" * 5000}]}, lenient=True)
+        [kv] = response.configuration_key
+        self.assertEqual((len(kv.key), len(kv.value)), (201, 2001))
+
     def test_timestamp_with_offset_is_converted_to_utc(self):
         """
         +01:00 and -05:30 offsets become UTC.

@@ -4,18 +4,21 @@ loopback port, simulated chargers talking to it over real WebSockets.
 """
 
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes import FakeCentral
 from tests.service import BASE_CONFIG, PASSWORD, reopen_store, start_service, write_config
-from tests.sim import CallErrorReceived, HandshakeRefused, connect_charger
+from tests.sim import CallErrorReceived, HandshakeRefused, basic_authorization, connect_charger
+from tests.test_domain import MemoryStore
 from xxterocpp.config import parse_config
+from xxterocpp.domain.central import CentralSystem
 from xxterocpp.ocpp.server import (
     DROP_LOG_INTERVAL, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, MAX_IDENTITY_LENGTH,
     MAX_REQUEST_HEAD, OcppServerFactory)
@@ -690,6 +693,36 @@ class HandshakeLimitTests(SynchronousTestCase):
                          [MAX_IDENTITY_LENGTH] * 2)
         self.assertFalse([e for e in events if "A" * (MAX_IDENTITY_LENGTH + 1) in repr(e)])
 
+    def test_refused_handshakes_are_logged_once_per_address_and_interval(self):
+        """
+        One line for 20 refused handshakes of an address (Autobahn's two
+        lines for each are not written), one for another address; after
+        10 s the next line counts those in between.
+        """
+        with capturedLogs() as events:
+            for _ in range(10):
+                for path, protocols in (("/" + "A" * 300, "ocpp1.6"), ("/NOPE", "ocpp2.0.1")):
+                    p, transport = self.connect()
+                    p.dataReceived(_upgrade(path, **{"Sec-WebSocket-Protocol": protocols}))
+                    self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+                    p.connectionLost(protocol.connectionDone)
+            self.connect("10.0.0.2")[0].dataReceived(b"GET /CP1 HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.clock.advance(DROP_LOG_INTERVAL)
+            self.connect()[0].dataReceived(_upgrade("/" + "A" * 300))
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn("handshake from 10.0.0.1 refused with 400: Charger identity longer than"
+                      " 255 characters", lines[0])
+        self.assertIn("handshake from 10.0.0.2 refused with 4", lines[1])
+        self.assertIn("(19 more refused from this address since the last such line)", lines[2])
+
+    def test_subprotocol_refusal_names_identity_and_offer(self):
+        with capturedLogs() as events:
+            self.connect()[0].dataReceived(
+                _upgrade("/NOPE", **{"Sec-WebSocket-Protocol": "ocpp2.0.1, ocpp0.1"}))
+        [line] = [formatEvent(e) for e in events]
+        self.assertIn("refused with 400: 'NOPE' offered only ocpp2.0.1,ocpp0.1", line)
+
     def test_dropped_connections_are_logged_once_per_interval(self):
         """
         A flood is one warning, then one per 10 s with the count of the
@@ -712,3 +745,75 @@ class HandshakeLimitTests(SynchronousTestCase):
         self.assertIn("from this address", lines[0]["why"])
         self.assertIn("65 more dropped", lines[1]["since"])
         self.assertEqual(self.factory.dropped_connections, 67)
+
+
+class AuthenticationThrottleTests(SynchronousTestCase):
+    """
+    Failed authentications at the handshake, on an L{OcppServerFactory}
+    with the real domain, fake transports and a fake clock.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        config = parse_config(BASE_CONFIG.format(
+            database="state.sqlite3", password=PASSWORD, knxd="", max_chargers=4))
+        self.central = CentralSystem(config, MemoryStore(), self.clock)
+        self.factory = OcppServerFactory(self.central, self.clock, ping_interval=0)
+
+    def handshake(self, password, host="10.0.0.1", identity="RDAM 123"):
+        """
+        @return: the status line and headers of the answer to a handshake
+            as C{identity} with C{password}.
+        """
+        address = IPv4Address("TCP", host, 40000)
+        p = self.factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        p.makeConnection(transport)
+        p.dataReceived(_upgrade("/" + quote(identity),
+                                Authorization=basic_authorization(identity, password)))
+        head = transport.value().split(b"\r\n\r\n")[0]
+        p.connectionLost(protocol.connectionDone)
+        return head
+
+    def test_ten_failures_a_minute_then_refused_unheard(self):
+        """
+        After 10 wrong passwords from an address within 60 s, the charger's
+        right password from there gets 429 too, with Retry-After, until 60
+        s after the first failure; another address, or another charger
+        from the same one, is served. Two log lines for the burst.
+        """
+        with capturedLogs() as events:
+            for _ in range(10):
+                self.assertTrue(self.handshake(b"guess").startswith(b"HTTP/1.1 401 "))
+                self.clock.advance(1)
+            for password in (b"guess", PASSWORD):
+                head = self.handshake(password)
+                self.assertTrue(head.startswith(b"HTTP/1.1 429 "), head)
+                self.assertIn(b"Retry-After: 50", head)
+            self.assertTrue(self.handshake(PASSWORD, "10.0.0.2").startswith(b"HTTP/1.1 101 "))
+            self.assertTrue(self.handshake(b"", identity="CP1").startswith(b"HTTP/1.1 101 "))
+            self.clock.advance(50)
+            self.assertTrue(self.handshake(PASSWORD).startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(self.factory.auth_failures, 12)
+        lines = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("RDAM 123: connection from 10.0.0.1 refused: wrong password", lines[0])
+        self.assertIn("10 failed authentications from 10.0.0.1 within 60 s", lines[1])
+        self.assertFalse([line for line in lines if "guess" in line])
+
+    def test_a_401_challenges_for_basic_auth(self):
+        """
+        The challenge names the realm and UTF-8 (RFC 7617).
+        """
+        self.assertIn(b'WWW-Authenticate: Basic realm="OCPP", charset="UTF-8"',
+                      self.handshake(b"guess"))
+
+    def test_identity_matching_folds_ascii_case_only(self):
+        """
+        C{rdam 123} is C{RDAM 123}; C{cp1} is C{CP1}; an identity whose
+        full Unicode case folding is C{cp1} is unknown.
+        """
+        self.assertTrue(self.handshake(PASSWORD, identity="rdam 123").startswith(
+            b"HTTP/1.1 101 "))
+        self.assertEqual(self.central.lookup("cp1"), "CP1")
+        self.assertIsNone(self.central.lookup("\u0441p1"))

@@ -388,22 +388,23 @@ class RegistryTests(StoreTestCase):
     @inlineCallbacks
     def test_unknown_charger_attempts_are_counted(self):
         """
-        Each attempt counts; the first sighting is kept, the last one and its
-        address are updated.
+        Each write adds its attempts; the first sighting is kept, the last
+        one and its address are updated.
         """
         store = self.makeStore()
-        store.record_unknown_attempt("SN999", "10.0.0.5", T0)
-        store.record_unknown_attempt("SN999", "10.0.0.6", T0 + timedelta(minutes=1))
-        yield store.record_unknown_attempt("SN1", "10.0.0.7", T0)
-        yield store.record_unknown_attempt(
-            "SN999", "10.0.0.8", T0 + timedelta(minutes=2)
+        store.record_unknown_attempts("SN999", "10.0.0.5", T0, T0, 1)
+        store.record_unknown_attempts(
+            "SN999", "10.0.0.6", T0, T0 + timedelta(minutes=1), 1)
+        yield store.record_unknown_attempts("SN1", "10.0.0.7", T0, T0, 1)
+        yield store.record_unknown_attempts(
+            "SN999", "10.0.0.8", T0 + timedelta(minutes=1), T0 + timedelta(minutes=2), 5
         )
         store = yield self.restart(store)
         [sn999, sn1] = store.load_unknown_chargers()
         self.assertEqual(
             (sn999.identity, sn999.address, sn999.first_seen, sn999.last_seen,
              sn999.count),
-            ("SN999", "10.0.0.8", T0, T0 + timedelta(minutes=2), 3),
+            ("SN999", "10.0.0.8", T0, T0 + timedelta(minutes=2), 7),
         )
         self.assertEqual((sn1.identity, sn1.count), ("SN1", 1))
 
@@ -419,8 +420,8 @@ class RegistryTests(StoreTestCase):
         sizes = []
         for batch in range(4):
             yield gatherResults([
-                store.record_unknown_attempt(
-                    f"{n:03d}{padding}", "10.0.0.5", T0 + timedelta(seconds=n)
+                store.record_unknown_attempts(
+                    f"{n:03d}{padding}", "10.0.0.5", T0, T0 + timedelta(seconds=n), 1
                 )
                 for n in range(batch * 100, batch * 100 + 100)
             ])
@@ -436,9 +437,10 @@ class RegistryTests(StoreTestCase):
         self.assertEqual(MAX_IDENTITY_LENGTH, 255)
         later = T0 + timedelta(hours=1)
         yield self.assertFailure(
-            store.record_unknown_attempt("A" * 256, "10.0.0.5", later), StoreError
+            store.record_unknown_attempts("A" * 256, "10.0.0.5", later, later, 1),
+            StoreError
         )
-        yield store.record_unknown_attempt("B" * 255, "10.0.0.5", later)
+        yield store.record_unknown_attempts("B" * 255, "10.0.0.5", later, later, 1)
         store = yield self.restart(store)
         [latest] = store.load_unknown_chargers()[:1]
         self.assertEqual((latest.identity, latest.last_seen), ("B" * 255, later))

@@ -7,6 +7,8 @@ get the domain's events in, SIGHUP reloads and where state is kept.
 import os
 import sys
 
+import attr
+
 from twisted.internet import defer, endpoints, reactor, utils
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
@@ -18,7 +20,7 @@ from tests.service import (
     write_config)
 from tests.sim import HandshakeRefused, connect_charger
 from xxterocpp import tap
-from xxterocpp.config import load_config
+from xxterocpp.config import load_config, parse_config
 
 
 def rewrite(path, text, **values):
@@ -174,6 +176,39 @@ class SubscriptionTests(TestCase):
         self.assertEqual(service.central._observers, [
             service.controller.observe, service.smart.observe, service.upstream.observe,
             service.knx_bridge.observe])
+
+
+class OpenChargerTests(TestCase):
+    """
+    L{tap.open_chargers}: who is warned about at start.
+    """
+
+    def central(self, ocpp):
+        from xxterocpp.domain.central import CentralSystem
+
+        text = BASE_CONFIG.replace('interface = "127.0.0.1"', ocpp, 1)
+        config = parse_config(text.format(database="state.sqlite3", password="secret-password!",
+                                          knxd="", max_chargers=4))
+        return config, CentralSystem(config, None, reactor)
+
+    def test_chargers_without_password_on_a_reachable_interface(self):
+        """
+        On 0.0.0.0 CP1 and TWIN (no password) are open, C{RDAM 123} is not;
+        a rotated key counts as a password.
+        """
+        config, central = self.central('interface = "0.0.0.0"')
+        self.assertEqual(tap.open_chargers(config, central), ["CP1", "TWIN"])
+        central.settings[("TWIN", "authorization_key")] = "0123456789ABCDEF"
+        self.assertEqual(tap.open_chargers(config, central), ["CP1"])
+
+    def test_none_on_loopback_or_with_client_certificates(self):
+        for ocpp in ('interface = "::1"', 'interface = "localhost"'):
+            config, central = self.central(ocpp)
+            self.assertEqual(tap.open_chargers(config, central), [], ocpp)
+        config, central = self.central('interface = "0.0.0.0"')
+        profile3 = attr.evolve(config, ocpp=attr.evolve(config.ocpp, secure=True,
+                                                        client_ca="/etc/ca.pem"))
+        self.assertEqual(tap.open_chargers(profile3, central), [])
 
 
 class DatabasePathTests(TestCase):

@@ -98,7 +98,8 @@ class FailureThrottle:
     thousands a second.
 
     Only the C{max_addresses} most recently failing addresses are kept, so a
-    flood from many addresses costs bounded memory.
+    flood from many addresses costs bounded memory. An "address" is any
+    hashable key: the OCPP server's is the address and the charger.
     """
 
     def __init__(self, clock, limit=10, window=60.0, max_addresses=1024):
@@ -117,6 +118,14 @@ class FailureThrottle:
             del self._failures[address]
             return None
         return entry
+
+    def failures(self, address):
+        """
+        @return: how many failures of C{address} count now (those within
+            C{window} seconds of its first).
+        """
+        entry = self._current(address)
+        return 0 if entry is None else entry[1]
 
     def refused_for(self, address):
         """

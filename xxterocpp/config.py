@@ -181,6 +181,19 @@ _PORT = scalar(int, within(0, 65535))  # 0: any free port (tests)
 _INTERFACE = scalar(str, non_empty)
 
 
+def is_loopback(interface):
+    """
+    @param interface: a configured C{interface} (an address or C{localhost}).
+    @return: whether only this machine can reach what listens on it.
+    """
+    if interface.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface.strip()).is_loopback
+    except ValueError:
+        return False
+
+
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class OcppConfig:
     """
@@ -211,6 +224,12 @@ class OcppConfig:
     call_timeout: float = setting(30.0, scalar(float, positive))
     ping_interval: int = setting(60, scalar(int, at_least(0)))
     reservation_expiry: int = setting(3600, scalar(int, at_least(1)))
+
+    def is_loopback(self):
+        """
+        @return: whether only this machine's chargers can connect.
+        """
+        return is_loopback(self.interface)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -246,12 +265,7 @@ class WebConfig:
         """
         @return: whether only this machine can reach the web interface.
         """
-        if self.interface.strip().lower() == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.interface.strip()).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.interface)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -66,6 +66,19 @@ def database_path(configured, log=None):
     return fallback
 
 
+def open_chargers(config, central):
+    """
+    @param central: the L{CentralSystem} (its rotated keys count).
+    @return: the ids of the chargers anyone on the network can connect as:
+        no password, on a reachable OCPP interface without client
+        certificates (a line each is logged at start and reload).
+    """
+    ocpp = config.ocpp
+    if ocpp.is_loopback() or (ocpp.secure and ocpp.client_ca):
+        return []
+    return [charger_id for charger_id in central.chargers if not central.password_for(charger_id)]
+
+
 class ServerService(internet.StreamServerEndpointService):
     """
     Listen on an endpoint while running, logging "C{what} listening on HOST
@@ -257,8 +270,16 @@ class XxterocppService(service.MultiService):
     def startService(self):
         self.store.open()
         self.central.load()
+        self._warn_open_chargers(self.config)
         super().startService()
         self._install_sighup()
+
+    def _warn_open_chargers(self, config):
+        for charger_id in open_chargers(config, self.central):
+            self.log.warn(
+                "{id}: no password, and [ocpp] interface {interface} is reachable from the"
+                " network: anyone there can connect as this charger; set its password",
+                id=charger_id, interface=config.ocpp.interface)
 
     def _install_sighup(self):
         try:
@@ -286,6 +307,7 @@ class XxterocppService(service.MultiService):
         self.config = config
         self.central.reconfigure(config)
         self.central.signer = charger_signer(config, self.log)
+        self._warn_open_chargers(config)
         self.smart.reconfigure(config)
         self.upstream.reconfigure(config)
         self._reload_tls(config)
@@ -333,6 +355,9 @@ class XxterocppService(service.MultiService):
         for charger in self.central.chargers.values():
             if charger.session is not None:
                 charger.session.close()
+        # Queued before the store's last commit (not waited for: a full
+        # disk must not hold up the stop).
+        self.central.save_unknown()
         yield self.store.close()
 
 

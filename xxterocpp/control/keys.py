@@ -11,14 +11,13 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.control.sender import CommandResult, invalid
-from xxterocpp.domain.keys import valid_authorization_key
+from xxterocpp.domain.keys import KEY_RULE, valid_authorization_key
 from xxterocpp.ocpp import messages as m
 
 #: The configuration key holding a charger's Basic-auth password.
 KEY = "AuthorizationKey"
 
-_BAD_KEY = ("an AuthorizationKey is 32..40 hex digits or 16..20 printable ASCII characters"
-            " without ':'")
+_BAD_KEY = "an AuthorizationKey is " + KEY_RULE
 
 
 def check_key(key):

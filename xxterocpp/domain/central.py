@@ -8,6 +8,7 @@ security profiles (L{security}) are its parts. A protocol adapter calls it
 with plain values (the OCPP one: C{ocpp/handlers.py}).
 """
 
+import string
 from collections import deque
 
 import attr
@@ -19,11 +20,12 @@ from xxterocpp.domain.events import (
     CertificateIssued, ChargerBooted, ChargerConnected, ChargerDisconnected, LimitChanged, MeterChanged,
     StateLoaded, StatusChanged, TagsChanged,
 )
-from xxterocpp.domain.keys import KEY_IN_FRAME
+from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import (
     Charger, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
 )
 from xxterocpp.domain.security import ChargerCertificate, SecurityProfiles
+from xxterocpp.pacing import Pacer
 from xxterocpp.domain.tags import Authorization, TagRegistry
 from xxterocpp.signing import CsrRejected
 
@@ -40,6 +42,14 @@ SEEN = "seen"
 
 #: The setting prefix (+ connector) of the current limit in force.
 LIMIT_IN_FORCE = "limit_in_force/"
+
+#: Upper-case ASCII letters to lower case, and nothing else.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+#: Seconds between two store writes, and between two log lines, about the
+#: unknown identities of one remote address: a flood of made-up identities
+#: costs one of each per address and interval.
+UNKNOWN_INTERVAL = 10
 
 
 class CentralSystem:
@@ -72,6 +82,8 @@ class CentralSystem:
         self.clock = clock
         self.chargers = {}
         self.unknown = UnknownChargers()
+        self._unknown_writes = Pacer(UNKNOWN_INTERVAL)
+        self._unknown_lines = Pacer(UNKNOWN_INTERVAL)
         self.settings = {}
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
         self.book = TransactionBook(store, self.chargers, self.now, self.emit)
@@ -284,26 +296,54 @@ class CentralSystem:
     def lookup(self, identity):
         """
         @return: the configured identity matching C{identity} (exactly, or
-            else ignoring case: chargers' UIs change case), or None.
+            else ignoring the case of ASCII letters: chargers' UIs change
+            case), or None.
         """
         if identity in self.chargers:
             return identity
-        folded = identity.casefold()
+        # Not str.casefold: it makes "\u017fn1" ("long s") equal "SN1", so
+        # a made-up identity could take over a configured one.
+        folded = identity.translate(_ASCII_LOWER)
         for charger_id in self.chargers:
-            if charger_id.casefold() == folded:
+            if charger_id.translate(_ASCII_LOWER) == folded:
                 return charger_id
         return None
 
     def record_unknown(self, identity, address):
         """
-        Remember an unknown identity trying to connect.
+        Remember an unknown identity trying to connect. The counts are kept
+        in memory; an address gets one store write and one log line (for a
+        new identity) per L{UNKNOWN_INTERVAL} at most, so what it sends
+        meanwhile is stored with the next write of the same identity or by
+        L{save_unknown}.
         """
-        now = self.now()
-        if self.unknown.record(identity, address, now).count == 1:
-            self.log.warn("unknown charger {identity!r} from {address} tried to connect: "
-                          "add it as a [[charger]] id to the configuration to serve it",
-                          identity=identity, address=address)
-        stored(self.store.record_unknown_attempt(identity, address, now))
+        seconds = self.clock.seconds()
+        entry = self.unknown.record(identity, address, utc_from_seconds(seconds))
+        if entry.count == 1:
+            held = self._unknown_lines.due(address, seconds)
+            if held is not None:
+                self.log.warn(
+                    "unknown charger {identity!r} from {address} tried to connect: add it as"
+                    " a [[charger]] id to the configuration to serve it{more}",
+                    identity=identity, address=address,
+                    more=f" ({held} more new identities from this address since the last"
+                         " such line)" if held else "")
+        if self._unknown_writes.due(address, seconds) is not None:
+            self._save_unknown(entry)
+
+    def _save_unknown(self, entry):
+        attempts, entry.unsaved = entry.unsaved, 0
+        stored(self.store.record_unknown_attempts(
+            entry.identity, entry.address, entry.first_seen, entry.last_seen, attempts))
+
+    def save_unknown(self):
+        """
+        Queue the store writes of the attempts of unknown identities that
+        L{record_unknown} kept in memory only (at shutdown).
+        """
+        for entry in self.unknown.values():
+            if entry.unsaved:
+                self._save_unknown(entry)
 
     def password_for(self, charger_id):
         """L{Credentials.password_for}."""
@@ -378,9 +418,8 @@ class CentralSystem:
         """
         charger = self.chargers.get(charger_id)
         if charger is not None:
-            # The status page must not show a new AuthorizationKey (A01.FR.09).
-            if '"AuthorizationKey"' in text:
-                text = KEY_IN_FRAME.sub(r'\1"********"', text)
+            # The status page must not show an AuthorizationKey (A01.FR.09).
+            text = masked_frame(text)
             seconds = self.clock.seconds()
             charger.frames.add(seconds, direction, text)
             if direction == "in":

@@ -350,6 +350,9 @@ class UnknownCharger:
     """
     An identity that tried to connect but is not configured: what an
     installer copies into the configuration.
+
+    @ivar unsaved: how many of the C{count} attempts are not in the store
+        yet (its writes are rate-limited).
     """
 
     identity = attr.ib()
@@ -357,6 +360,7 @@ class UnknownCharger:
     first_seen = attr.ib()
     last_seen = attr.ib()
     count = attr.ib(default=1)
+    unsaved = attr.ib(default=0)
 
 
 class UnknownChargers(OrderedDict):
@@ -367,9 +371,10 @@ class UnknownChargers(OrderedDict):
 
     def restore(self, entries):
         """
-        Take the entries kept in the store (oldest first).
+        Take the entries kept in the store, in any order (the store gives
+        the latest first): the trimming must drop the oldest.
         """
-        for entry in entries:
+        for entry in sorted(entries, key=lambda e: e.last_seen):
             self[entry.identity] = entry
         self._trim()
 
@@ -384,6 +389,7 @@ class UnknownChargers(OrderedDict):
             entry = UnknownCharger(identity, address, now, now, 0)
         entry.address, entry.last_seen = address, now
         entry.count += 1
+        entry.unsaved += 1
         self[identity] = entry
         self._trim()
         return entry

@@ -286,6 +286,16 @@ def _to_float(value):
     return float(value) if type(value) is int else value
 
 
+#: An over-long string a charger sent is kept up to this many times its
+#: maximum and cut there: a typo'd serial number survives, a 60,000-character
+#: info text does not sit in memory, the database and every status page.
+KEPT_LENGTH_FACTOR = 4
+
+#: The end of a string cut short; never part of a real value, so a cut idTag
+#: cannot equal a configured one.
+CUT_MARK = "\u2026"
+
+
 class _String(_Field):
     def __init__(self, max_length):
         self.max_length = max_length
@@ -301,11 +311,14 @@ class _String(_Field):
         if self.max_length is not None and len(raw) > self.max_length:
             # Real chargers send over-long idTags, info texts and serial
             # numbers; refusing them would lose transactions, so the value is
-            # kept as sent.
+            # kept, up to a bound.
+            kept = KEPT_LENGTH_FACTOR * self.max_length
             warnings.append(
                 f"{path}: {len(raw)} characters, longer than the maximum "
-                f"{self.max_length}; kept as sent"
+                f"{self.max_length}; " + (f"cut to {kept}" if len(raw) > kept else "kept as sent")
             )
+            if len(raw) > kept:
+                return raw[:kept] + CUT_MARK
         return raw
 
     def check(self, value):

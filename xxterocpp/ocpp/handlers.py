@@ -20,8 +20,17 @@ from twisted.logger import Logger
 from xxterocpp.domain.meter import MeterReading
 from xxterocpp.domain.model import Boot
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.rpc import CallError
 
 log = Logger()
+
+#: How many connectors a charger may name while its NumberOfConnectors is
+#: not known (or not believable: over L{MAX_REPORTED_CONNECTORS}); each one
+#: named is state kept and shown.
+DEFAULT_CONNECTORS = 32
+
+#: The most connectors a charger's NumberOfConnectors is believed up to.
+MAX_REPORTED_CONNECTORS = 255
 
 
 def dispatch(central, charger_id, action, request, relay=None):
@@ -62,6 +71,38 @@ def id_tag_info(authorization):
         return None
     return m.IdTagInfo(status=authorization.status, parent_id_tag=authorization.parent,
                        expiry_date=authorization.expiry)
+
+
+def connector_count(charger):
+    """
+    @param charger: a L{Charger<xxterocpp.domain.model.Charger>}.
+    @return: how many connectors it says it has (NumberOfConnectors, as
+        GetConfiguration reported it), else L{DEFAULT_CONNECTORS}.
+    """
+    entry = charger.configuration.get("NumberOfConnectors")
+    try:
+        reported = int(entry.value)
+    except (AttributeError, TypeError, ValueError):
+        return DEFAULT_CONNECTORS
+    return reported if 1 <= reported <= MAX_REPORTED_CONNECTORS else DEFAULT_CONNECTORS
+
+
+def _has_connector(central, charger_id, connector_id):
+    # 0 (the charger itself) is the message schema's to allow; a configured
+    # connector always exists.
+    return (connector_id <= connector_count(central.chargers[charger_id])
+            or central.config.charger(charger_id, connector_id) is not None)
+
+
+def _existing_connector(central, charger_id, connector_id):
+    """
+    @raise CallError: PropertyConstraintViolation for a connector the
+        charger does not have: above its L{connector_count}, not configured.
+    """
+    if not _has_connector(central, charger_id, connector_id):
+        raise CallError(m.PROPERTY_CONSTRAINT_VIOLATION,
+                        f"connectorId {connector_id}: the charger has"
+                        f" {connector_count(central.chargers[charger_id])} connectors")
 
 
 def _then(answer, respond):
@@ -193,7 +234,10 @@ def meter_values(central, charger_id, req):
     """
     MeterValues: the reading for the domain; always acknowledged.
     """
-    if req.meter_value:
+    if req.meter_value and req.connector_id is not None and _has_connector(
+            central, charger_id, req.connector_id):
+        # A reading for a connector the charger does not have is dropped,
+        # not refused: MeterValues is always acknowledged.
         reading = read_meter_values(req.meter_value)
         if reading is not None:
             # Connector 0 (or none, decoded leniently) is the charger's main
@@ -225,6 +269,7 @@ def start_transaction(central, charger_id, req):
     """
     StartTransaction: answered once the domain stored the transaction.
     """
+    _existing_connector(central, charger_id, req.connector_id)
     answer = central.start_transaction(charger_id, req.connector_id, req.id_tag,
                                        req.meter_start, req.timestamp, req.reservation_id)
     return _then(answer, lambda started: m.StartTransactionResponse(
@@ -235,6 +280,7 @@ def status_notification(central, charger_id, req):
     """
     StatusNotification: a connector's (or the charger's) status.
     """
+    _existing_connector(central, charger_id, req.connector_id)
     # Connector 0 is the charger itself.
     central.status_reported(charger_id, req.connector_id or None, req.status, req.error_code,
                             req.info, req.vendor_error_code, req.timestamp)

@@ -5,21 +5,26 @@ subprotocol, Basic auth, the client certificate of security profile 3) and
 the glue between Autobahn and L{OcppSession}.
 """
 
-import base64
-import binascii
+import math
 from urllib.parse import unquote
 
+import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from OpenSSL import SSL
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
+from xxterocpp import basic_auth
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
+from xxterocpp.pacing import Pacer
 from xxterocpp.tls import client_certificate, openssl_reason
 
 SUBPROTOCOL = "ocpp1.6"
+
+#: The realm of the Basic-auth challenge of a 401.
+REALM = "OCPP"
 
 #: The largest WebSocket message accepted; a longer one closes the connection
 #: with 1009 (message too big). The largest legal OCPP 1.6 message
@@ -54,8 +59,15 @@ MAX_HANDSHAKES = 256
 _REFUSED = {401: "Unauthorized", 403: "Forbidden"}
 
 #: Seconds between two log lines about dropped connections (a flood is one
-#: line, with the count of those since the last).
+#: line, with the count of those since the last), and between two about the
+#: refused handshakes of one address.
 DROP_LOG_INTERVAL = 10
+
+#: Autobahn's logger while a connection is in its handshake. Autobahn
+#: writes two lines (info and warn) for every handshake it refuses, so a
+#: flood of them would be a flood of lines; L{OcppServerFactory.refused}
+#: writes one per address and interval instead. Errors still get through.
+_HANDSHAKE_LOG = txaio.make_logger(level="error")
 
 
 def identity_from_path(path):
@@ -67,26 +79,8 @@ def identity_from_path(path):
     return unquote(segments[-1]) if segments else ""
 
 
-def basic_credentials(header):
-    """
-    Parse an HTTP Basic C{Authorization} header.
-
-    @return: C{(user, password_bytes)} or None when absent or malformed. The
-        password stays bytes: an OCPP AuthorizationKey may be raw binary.
-    """
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, password = raw.partition(b":")
-    if not sep:
-        return None
-    return user.decode("utf-8", "replace"), password
+#: L{OcppServerProtocol._refusal} of a refusal logged already.
+LOGGED = object()
 
 
 class OcppServerProtocol(WebSocketServerProtocol):
@@ -105,8 +99,14 @@ class OcppServerProtocol(WebSocketServerProtocol):
     #: handshake is over (L{OcppServerFactory.admit}).
     _handshaking_from = None
     _handshake_deadline = None
+    #: Seconds until a throttled address may try again (its 429).
+    _retry_after = None
+    #: What the log line of a refused handshake says instead of the HTTP
+    #: reason; L{LOGGED}: nothing, the refusal is logged already.
+    _refusal = None
 
     def connectionMade(self):
+        self.log = _HANDSHAKE_LOG
         super().connectionMade()
         address = self.peer_address()
         if not self.factory.admit(address):
@@ -165,6 +165,33 @@ class OcppServerProtocol(WebSocketServerProtocol):
         pass
 
     def onConnect(self, request):
+        try:
+            return self._accept(request)
+        except ConnectionDeny:
+            raise
+        except Exception:
+            # Autobahn would log the traceback at a level the handshake's
+            # logger drops.
+            self._log.failure("the handshake of a connection from {address} failed",
+                              address=self.peer_address())
+            raise self._logged_denial(ConnectionDeny.INTERNAL_SERVER_ERROR,
+                                      "Internal server error")
+
+    def _logged_denial(self, code, reason):
+        """
+        @return: the L{ConnectionDeny} of a refusal logged already (no
+            L{OcppServerFactory.refused} line for it).
+        """
+        self._refusal = LOGGED
+        return ConnectionDeny(code, reason)
+
+    def _accept(self, request):
+        """
+        The L{onConnect} of a charger: who it is, what it speaks, whether
+        it may connect.
+
+        @raise ConnectionDeny: when it may not.
+        """
         central = self.factory.central
         address = self.peer_address()
         identity = identity_from_path(request.path)
@@ -181,35 +208,43 @@ class OcppServerProtocol(WebSocketServerProtocol):
             # without it, OCPP 1.6 is the only sensible reading.
             protocol = None
         else:
-            self._log.warn("{identity!r} from {address} offered only {offered}: refused",
-                          identity=identity, address=address, offered=",".join(request.protocols))
+            self._refusal = f"{identity!r} offered only {','.join(request.protocols)[:200]}"
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
                                  "Unsupported subprotocol: this central system speaks ocpp1.6")
         charger_id = central.lookup(identity)
         if charger_id is None:
             central.record_unknown(identity, address)
-            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
-        credentials = basic_credentials(request.headers.get("authorization"))
+            raise self._logged_denial(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
+        wait = self.factory.auth_throttle.refused_for((address, charger_id))
+        if wait:
+            # Guessing: refused unheard until the throttle's window is over.
+            self.factory.auth_failures += 1
+            self._retry_after = math.ceil(wait)
+            raise self._logged_denial(429, "Too many failed authentications; try again later")
+        credentials = basic_auth.parse(request.headers.get("authorization"))
         presented = None
-        if credentials is not None and credentials[0] in (identity, charger_id):
-            presented = credentials[1]
+        if credentials is not None and credentials.user in (identity, charger_id):
+            presented = credentials.password
         # The charger's security profile decides what counts: the client
         # certificate (profile 3) or Basic auth (docs/ocpp.md#security-profiles).
         refusal = central.admit(charger_id, ISSLTransport.providedBy(self.transport),
                                 client_certificate(self.transport), presented)
         if refusal is not None:
             # Never log what was presented (white paper A01.FR.09).
-            self._log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
-                          address=address, why=refusal.why)
-            self.factory.auth_failures += 1
-            raise ConnectionDeny(refusal.code, _REFUSED[refusal.code])
+            self.factory.authentication_failed(address, charger_id, refusal.why)
+            raise self._logged_denial(refusal.code, _REFUSED[refusal.code])
         self.charger_id = charger_id
         return protocol
 
     def failHandshake(self, reason, code=400, responseHeaders=None):
-        # ConnectionDeny cannot carry headers; RFC 7235 wants a challenge.
+        # ConnectionDeny cannot carry headers; RFC 7235 wants a challenge,
+        # RFC 6585 says when to come back.
         if code == 401 and responseHeaders is None:
-            responseHeaders = [("WWW-Authenticate", 'Basic realm="OCPP", charset="UTF-8"')]
+            responseHeaders = [("WWW-Authenticate", basic_auth.challenge(REALM))]
+        elif code == 429 and responseHeaders is None:
+            responseHeaders = [("Retry-After", str(self._retry_after))]
+        if self._refusal is not LOGGED:
+            self.factory.refused(self.peer_address(), code, self._refusal or reason)
         return super().failHandshake(reason, code, responseHeaders)
 
     def peer_address(self):
@@ -217,6 +252,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
         return getattr(peer, "host", str(peer))
 
     def onOpen(self):
+        # Autobahn's own logger again (its class attribute).
+        del self.log
         self._handshake_over()
         central = self.factory.central
         charger_id = self.charger_id
@@ -275,7 +312,12 @@ class OcppServerFactory(WebSocketServerFactory):
     Builds L{OcppServerProtocol}s for the chargers of a L{CentralSystem}.
 
     @ivar auth_failures: how many handshakes were refused for credentials
-        (Basic auth, or a client certificate of another charger).
+        (Basic auth, or a client certificate of another charger), also
+        unheard by the L{auth_throttle}.
+    @ivar auth_throttle: the L{basic_auth.FailureThrottle} of failed
+        authentications, per remote address and charger: a charger that
+        keeps failing behind a site's NAT address does not lock the others
+        out.
     @ivar tls_failures: how many TLS connections failed (handshake refused).
     @ivar dropped_connections: how many connections were dropped before
         their handshake was over: too many were in theirs
@@ -294,6 +336,7 @@ class OcppServerFactory(WebSocketServerFactory):
         self.central = central
         self.clock = clock
         self.auth_failures = 0
+        self.auth_throttle = basic_auth.FailureThrottle(clock)
         self.tls_failures = 0
         self.dropped_connections = 0
         self.handshakes = 0
@@ -302,6 +345,7 @@ class OcppServerFactory(WebSocketServerFactory):
         self._handshakes_from = {}
         self._drop_logged_at = None
         self._drops_unlogged = 0
+        self._refusal_lines = Pacer(DROP_LOG_INTERVAL)
         options = dict(
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
@@ -315,6 +359,8 @@ class OcppServerFactory(WebSocketServerFactory):
             closeHandshakeTimeout=5,
             # OCPP-J §5.1: no compression but RFC 6455's own.
             perMessageCompressionAccept=lambda offers: None,
+            # A plain GET gets 426, not Autobahn's page naming its version.
+            webStatus=False,
         )
         if ping_interval:
             # Half-open links are found within one interval and a half; some
@@ -363,6 +409,37 @@ class OcppServerFactory(WebSocketServerFactory):
         if pending:
             self._handshakes_from[address] = pending
         self.handshakes -= 1
+
+    def authentication_failed(self, address, charger_id, why):
+        """
+        Count a handshake from C{address} as C{charger_id} refused for its
+        credentials (C{why}), and log the first of a burst and the one that
+        starts a refusal: a guessing address costs two lines per window of
+        the L{auth_throttle}, not one per guess.
+        """
+        self.auth_failures += 1
+        throttle, key = self.auth_throttle, (address, charger_id)
+        if not throttle.failures(key):
+            self._log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
+                           address=address, why=why)
+        if throttle.failed(key):
+            self._log.warn("{id}: {n} failed authentications from {address} within {s:g} s;"
+                           " refusing it unheard for {s:g} s", id=charger_id, address=address,
+                           n=throttle.limit, s=throttle.window)
+
+    def refused(self, address, code, why):
+        """
+        Log a handshake from C{address} refused with HTTP C{code} because
+        C{why}, or (a flood) only the count in its next line after
+        L{DROP_LOG_INTERVAL} seconds.
+        """
+        held = self._refusal_lines.due(address, self.clock.seconds())
+        if held is not None:
+            # Cut: Autobahn's reasons can quote a header.
+            self._log.warn("handshake from {address} refused with {code}: {why}{more}",
+                           address=address, code=code, why=why[:300],
+                           more=f" ({held} more refused from this address since the last"
+                                " such line)" if held else "")
 
     def dropped(self, address, why):
         """

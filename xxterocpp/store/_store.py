@@ -68,13 +68,13 @@ def _stop_transaction(
         )
 
 
-def _record_unknown_attempt(db, identity, address, at):
+def _record_unknown_attempts(db, identity, address, first_seen, last_seen, attempts):
     db.execute(
         "INSERT INTO unknown_chargers (identity, address, first_seen,"
-        " last_seen, count) VALUES (?, ?, ?, ?, 1) ON CONFLICT (identity)"
+        " last_seen, count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (identity)"
         " DO UPDATE SET address = excluded.address,"
-        " last_seen = excluded.last_seen, count = count + 1",
-        (identity, address, at, at),
+        " last_seen = excluded.last_seen, count = count + excluded.count",
+        (identity, address, first_seen, last_seen, attempts),
     )
     # In the same commit, so the table never holds more; of identities
     # last seen at the same instant, the one inserted last stays.
@@ -349,12 +349,13 @@ class Store:
             (charger_id, connector, status, error_code, info, to_text(at)),
         )
 
-    def record_unknown_attempt(self, identity, address, at):
+    def record_unknown_attempts(self, identity, address, first_seen, last_seen, attempts):
         """
-        Count a connection attempt by an identity that is not configured.
-        Only the L{MAX_UNKNOWN_CHARGERS} identities seen last are kept; an
-        identity longer than L{MAX_IDENTITY_LENGTH} is not stored (the
-        L{Deferred} fails with L{StoreError}).
+        Count C{attempts} to connect by an identity that is not configured,
+        the last from C{address}; C{first_seen} is kept for an identity new
+        to the table. Only the L{MAX_UNKNOWN_CHARGERS} identities seen last
+        are kept; an identity longer than L{MAX_IDENTITY_LENGTH} is not
+        stored (the L{Deferred} fails with L{StoreError}).
         """
         if len(identity) > MAX_IDENTITY_LENGTH:
             return fail(StoreError(
@@ -362,7 +363,8 @@ class Store:
                 f" stored: at most {MAX_IDENTITY_LENGTH}"
             ))
         return self._write(
-            None, _record_unknown_attempt, identity, address, to_text(at)
+            None, _record_unknown_attempts, identity, address,
+            to_text(first_seen), to_text(last_seen), attempts
         )
 
     def put_setting(self, scope, key, value):

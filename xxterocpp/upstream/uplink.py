@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.control.setup import SAMPLE_INTERVAL
-from xxterocpp.domain.keys import KEY_IN_FRAME
+from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import FrameHistory, casefold, utc_from_seconds
 from xxterocpp.domain.tags import Authorization
 from xxterocpp.ocpp import messages as m
@@ -196,8 +196,7 @@ class Uplink:
             self._cancel(name)
 
     def _frame(self, direction, text):
-        if '"AuthorizationKey"' in text:
-            text = KEY_IN_FRAME.sub(r'\1"********"', text)
+        text = masked_frame(text)
         self.frames.add(self.clock.seconds(), direction, text)
 
     # -- registration ------------------------------------------------------

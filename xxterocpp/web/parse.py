@@ -10,7 +10,7 @@ import re
 from datetime import datetime, time, timezone
 
 from xxterocpp.config import TAG_STATUSES
-from xxterocpp.domain.keys import valid_authorization_key
+from xxterocpp.domain.keys import KEY_RULE, valid_authorization_key
 from xxterocpp.web.reply import HttpError
 
 #: The largest C{?limit=}: SQLite's integers are 64-bit signed.
@@ -126,8 +126,7 @@ def tag_status(value):
 def authorization_key(value):
     """A charger's new Basic-auth password (AuthorizationKey)."""
     if not isinstance(value, str) or not valid_authorization_key(value):
-        raise ValueError("must be 32..40 hex digits or 16..20 printable ASCII characters"
-                         " without ':' (OCPP security white paper)")
+        raise ValueError(f"must be {KEY_RULE} (OCPP security white paper)")
     return value
 
 
