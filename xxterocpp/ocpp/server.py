@@ -16,6 +16,7 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
+from xxterocpp.domain import refusals
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.tls import openssl_reason
@@ -167,6 +168,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         address = self.peer_address()
         identity = identity_from_path(request.path)
         if not identity:
+            central.refused_unnamed(address, refusals.NO_IDENTITY)
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "No charger identity in the URL")
         if len(identity) > MAX_IDENTITY_LENGTH:
             # Neither recorded nor logged: no charger has such an identity.
@@ -181,6 +183,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         else:
             self._log.warn("{identity!r} from {address} offered only {offered}: refused",
                           identity=identity, address=address, offered=",".join(request.protocols))
+            central.refused(identity, address, refusals.SUBPROTOCOL, ",".join(request.protocols))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
                                  "Unsupported subprotocol: this central system speaks ocpp1.6")
         charger_id = central.lookup(identity)
@@ -195,6 +198,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
                            " is for {certified!r}", id=charger_id, address=address,
                            certified=certified)
             self.factory.auth_failures += 1
+            central.refused(charger_id, address, refusals.OTHER_CERTIFICATE, certified)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN,
                                  "Client certificate of another charger")
         credentials = basic_credentials(request.headers.get("authorization"))
@@ -207,6 +211,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
                           address=address,
                           why="wrong password" if credentials else "no Basic auth")
             self.factory.auth_failures += 1
+            central.refused(charger_id, address, refusals.WRONG_PASSWORD if credentials
+                            else refusals.MISSING_PASSWORD)
             raise ConnectionDeny(401, "Unauthorized")
         self.charger_id = charger_id
         return protocol
@@ -276,9 +282,14 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if reason.check(SSL.Error):
             # A charger that does not trust our certificate, speaks TLS < 1.2
             # or plain ws://, or (profile 3) has no valid client certificate.
-            self._log.warn("TLS connection from {address} failed: {why}",
-                           address=self.peer_address(), why=openssl_reason(reason.value))
+            address, why = self.peer_address(), openssl_reason(reason.value)
+            self._log.warn("TLS connection from {address} failed: {why}", address=address,
+                           why=why)
             self.factory.tls_failures += 1
+            if self.state == self.STATE_CONNECTING:
+                # Before the request named a charger (not a connection
+                # that was open).
+                self.factory.central.refused_unnamed(address, refusals.TLS_FAILED, why)
         self._handshake_over()
         super().connectionLost(reason)
 
