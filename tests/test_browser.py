@@ -20,10 +20,11 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
 from tests.service import start_service, write_config
-from tests.sim import connect_charger
+from tests.sim import HandshakeRefused, connect_charger
 from tests.test_web import WEB_CONFIG
 from xxterocpp.knx import objects
-from xxterocpp.web.i18n import LANGUAGES
+from xxterocpp.web.i18n import LANGUAGES, language
+from xxterocpp.web.page import charger_block
 
 CHROMIUM = shutil.which("chromium")
 
@@ -260,6 +261,13 @@ class BrowserTests(TestCase):
         web = yield service.web.when_listening()
         cp, _ = yield self.charging_charger(service)
         yield cp.status(1, "SuspendedEVSE", "HighTemperature", info="thermal derating")
+        # refused ones: an unknown charger (its block to paste), a wrong
+        # password, a URL without an id
+        unknown = "NEW-WALLBOX-WITH-A-LONG-SERIAL-NUMBER-0123456789"
+        for identity, auth in ((unknown, None), ("RDAM 123", ("RDAM 123", "wrong")),
+                               (None, None)):
+            with self.assertRaises(HandshakeRefused):
+                yield connect_charger(service.url, identity, auth=auth)
         devtools = yield self.start_chromium()
         yield devtools.command("Network.enable")
         yield devtools.command("Emulation.setDeviceMetricsOverride", width=PHONE_WIDTH,
@@ -277,6 +285,11 @@ class BrowserTests(TestCase):
                                     "(d) => { d.open = true; })")
             self.assertEqual((yield devtools.evaluate(OVERFLOWING)), [], code)
             shots += yield self.screens(devtools, f"phone-{code}")
+            # Copy selects the block to paste (headless Chromium grants no
+            # clipboard)
+            yield devtools.evaluate("document.querySelector('[data-copy=unknown-0]').click()")
+            self.assertEqual((yield devtools.evaluate("getSelection().toString()")),
+                             charger_block(language(code), unknown))
         print(f"\nscreenshots: {' '.join(shots)}")
 
     @defer.inlineCallbacks

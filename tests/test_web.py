@@ -213,7 +213,7 @@ class StatusTests(WebTestCase):
                          ("NEW-WALLBOX-9", "127.0.0.1", 2))
         page = (yield self.get("/")).body.decode()
         self.assertIn("Chargers trying to connect", page)
-        self.assertIn('value="NEW-WALLBOX-9"', page)
+        self.assertIn('[[charger]]\nid = "NEW-WALLBOX-9"', page)
 
     @defer.inlineCallbacks
     def test_refused_connections_are_counted(self):

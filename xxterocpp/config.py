@@ -17,6 +17,7 @@ build.
 """
 
 import ipaddress
+import json
 import tomllib
 import warnings
 from datetime import date, datetime, time, timezone
@@ -870,6 +871,15 @@ def _read(document, path):
     _check_smart(sections["smart"], chargers)
     _check_upstreams(chargers)
     return Config(tags=tags, chargers=chargers, path=path, **sections)
+
+
+def toml_string(text):
+    """
+    @return: C{text} as a TOML basic string, quoted and escaped, for lines
+        to paste into the configuration.
+    """
+    # JSON's escapes are TOML's too; TOML also wants DEL escaped.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def parse_config(text, path="<string>"):

@@ -11,5 +11,6 @@ to the chargers. See C{docs/architecture.md}.
   - L{book}: the transaction book.
   - L{tags}: the tag registry and the verdict on an idTag.
   - L{credentials}, L{keys}: the chargers' passwords and AuthorizationKeys.
+  - L{refusals}: why connections were refused.
   - L{model}, L{meter}, L{events}: the values and the events.
 """

@@ -3,8 +3,9 @@
 The central system: every charger's connection, boot, statuses and meter,
 what each connector counts as (L{CentralSystem.point_status}: offline,
 connector 0), and the events observers see; the transaction book (L{book}),
-the tag registry (L{tags}), the chargers' passwords (L{credentials}) and
-security profiles (L{security}) are its parts. A protocol adapter calls it
+the tag registry (L{tags}), the chargers' passwords (L{credentials}), their
+security profiles (L{security}) and the refused connection attempts
+(L{refusals}) are its parts. A protocol adapter calls it
 with plain values (the OCPP one: C{ocpp/handlers.py}).
 """
 
@@ -26,6 +27,7 @@ from xxterocpp.domain.model import (
 )
 from xxterocpp.domain.security import ChargerCertificate, SecurityProfiles
 from xxterocpp.pacing import Pacer
+from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.tags import Authorization, TagRegistry
 from xxterocpp.signing import CsrRejected
 
@@ -59,6 +61,7 @@ class CentralSystem:
 
     @ivar chargers: L{Charger} by identity, for every configured identity.
     @ivar unknown: the L{UnknownChargers} that tried to connect.
+    @ivar refusals: the L{Refusals}: why connections were refused.
     @ivar settings: the persisted run-time settings, C{{(scope, key):
         value}}, once L{load}ed (L{StateLoaded} is emitted then).
     @ivar tags: the L{TagRegistry}; its changes are stored and emit
@@ -84,6 +87,7 @@ class CentralSystem:
         self.unknown = UnknownChargers()
         self._unknown_writes = Pacer(UNKNOWN_INTERVAL)
         self._unknown_lines = Pacer(UNKNOWN_INTERVAL)
+        self.refusals = Refusals()
         self.settings = {}
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
         self.book = TransactionBook(store, self.chargers, self.now, self.emit)
@@ -183,6 +187,7 @@ class CentralSystem:
         for charger_id in list(self.chargers):
             if charger_id not in wanted:
                 self._unwatch(charger_id)
+                self.refusals.forget(charger_id)
                 charger = self.chargers.pop(charger_id)
                 if charger.session is not None:
                     self.log.info("{id}: removed from the configuration, disconnecting",
@@ -344,6 +349,47 @@ class CentralSystem:
         for entry in self.unknown.values():
             if entry.unsaved:
                 self._save_unknown(entry)
+
+    def refused(self, identity, address, reason, detail=None):
+        """
+        A connection attempt of a configured charger was refused (an
+        identity not configured is L{record_unknown}'s, and ignored here).
+
+        @param reason: one of L{xxterocpp.domain.refusals.REASONS}.
+        @param detail: what more the adapter knows (OpenSSL's reason, the
+            name in a certificate), never a secret.
+        @raise ValueError: for another reason.
+        """
+        charger_id = self.lookup(identity)
+        if charger_id is not None:
+            self.refusals.refused(charger_id, address, reason, self.now(), detail)
+
+    def refused_unnamed(self, address, reason, detail=None):
+        """
+        A connection was refused before its identity was known (a failed TLS
+        handshake, a URL without an identity): kept by address, and as a
+        refused attempt of every configured charger whose last known
+        address it is (several behind one NAT address).
+
+        @param reason: one of L{xxterocpp.domain.refusals.REASONS}.
+        @raise ValueError: for another reason.
+        """
+        now = self.now()
+        self.refusals.refused_unnamed(address, reason, now, detail)
+        for charger in self.chargers.values():
+            if self._last_address(charger) == address:
+                self.refusals.refused(charger.id, address, reason, now, detail)
+
+    def _last_address(self, charger):
+        """
+        @return: the address a charger last connected or tried to connect
+            from (as far as its identity was known), or None.
+        """
+        refused = self.refusals.last_address(charger.id)
+        if refused is None or (charger.connected_since is not None
+                               and charger.connected_since > refused[1]):
+            return charger.address
+        return refused[0]
 
     def password_for(self, charger_id):
         """L{Credentials.password_for}."""

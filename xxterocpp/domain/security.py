@@ -20,6 +20,7 @@ import attr
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from xxterocpp.domain import refusals
 from xxterocpp.domain.model import stored
 
 #: The setting (scope: the charger id) of a raised profile: C{{"profile": n,
@@ -41,10 +42,13 @@ class Refusal:
     @ivar code: the HTTP status of the handshake: 401 (Basic auth) or 403
         (client certificate).
     @ivar why: for the log line, never what was presented.
+    @ivar reason: the L{xxterocpp.domain.refusals} reason code, for the
+        status page.
     """
 
     code: int
     why: str
+    reason: str
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -179,12 +183,15 @@ class SecurityProfiles:
                 charger_id, ChargerCertificate(certificate.serial, certificate.not_after))
         if required >= 3 or (pending == 3 and certified):
             if not certified:
-                return Refusal(403, _why_not_certified(certificate))
+                raised = self._config.security_profile(charger_id) < 3
+                return Refusal(403, *_why_not_certified(certificate, raised))
             if pending == 3:
                 self._raised(charger_id, 3)
             return None
         if not self._credentials.check_password(charger_id, password):
-            return Refusal(401, "wrong password" if password is not None else "no Basic auth")
+            if password is None:
+                return Refusal(401, "no Basic auth", refusals.MISSING_PASSWORD)
+            return Refusal(401, "wrong password", refusals.WRONG_PASSWORD)
         if pending is not None and pending <= 2:
             keyed = bool(self._credentials.password_for(charger_id))
             if keyed and (2 if secure else 1) >= pending:
@@ -249,9 +256,18 @@ class SecurityProfiles:
         return stored(self._store.put_setting(charger_id, key, value))
 
 
-def _why_not_certified(certificate):
+def _why_not_certified(certificate, raised):
+    """
+    @param raised: whether profile 3 holds because the charger was raised
+        to it (a connection without a certificate is then one at a lower
+        profile).
+    @return: the log line's reason and the refusal's reason code.
+    """
     if certificate is None:
-        return "no client certificate (security profile 3)"
+        return ("no client certificate (security profile 3)",
+                refusals.LOWER_PROFILE if raised else refusals.OTHER_CERTIFICATE)
     if not certificate.verified:
-        return f"its client certificate does not verify ({certificate.problem})"
-    return f"its client certificate is for {certificate.common_name!r}"
+        return (f"its client certificate does not verify ({certificate.problem})",
+                refusals.OTHER_CERTIFICATE)
+    return (f"its client certificate is for {certificate.common_name!r}",
+            refusals.OTHER_CERTIFICATE)

@@ -16,6 +16,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from xxterocpp import basic_auth
+from xxterocpp.domain import refusals
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.pacing import Pacer
@@ -196,6 +197,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         address = self.peer_address()
         identity = identity_from_path(request.path)
         if not identity:
+            central.refused_unnamed(address, refusals.NO_IDENTITY)
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "No charger identity in the URL")
         if len(identity) > MAX_IDENTITY_LENGTH:
             # Neither recorded nor logged: no charger has such an identity.
@@ -209,6 +211,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
             protocol = None
         else:
             self._refusal = f"{identity!r} offered only {','.join(request.protocols)[:200]}"
+            central.refused(identity, address, refusals.SUBPROTOCOL, ",".join(request.protocols))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
                                  "Unsupported subprotocol: this central system speaks ocpp1.6")
         charger_id = central.lookup(identity)
@@ -220,6 +223,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
             # Guessing: refused unheard until the throttle's window is over.
             self.factory.auth_failures += 1
             self._retry_after = math.ceil(wait)
+            central.refused(charger_id, address, refusals.THROTTLED)
             raise self._logged_denial(429, "Too many failed authentications; try again later")
         credentials = basic_auth.parse(request.headers.get("authorization"))
         presented = None
@@ -232,6 +236,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if refusal is not None:
             # Never log what was presented (white paper A01.FR.09).
             self.factory.authentication_failed(address, charger_id, refusal.why)
+            central.refused(charger_id, address, refusal.reason,
+                            refusal.why if refusal.code == 403 else None)
             raise self._logged_denial(refusal.code, _REFUSED[refusal.code])
         self.charger_id = charger_id
         return protocol
@@ -295,9 +301,14 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if reason.check(SSL.Error):
             # A charger that does not trust our certificate, speaks TLS < 1.2
             # or plain ws://, or (profile 3) has no valid client certificate.
-            self._log.warn("TLS connection from {address} failed: {why}",
-                           address=self.peer_address(), why=openssl_reason(reason.value))
+            address, why = self.peer_address(), openssl_reason(reason.value)
+            self._log.warn("TLS connection from {address} failed: {why}", address=address,
+                           why=why)
             self.factory.tls_failures += 1
+            if self.state == self.STATE_CONNECTING:
+                # Before the request named a charger (not a connection
+                # that was open).
+                self.factory.central.refused_unnamed(address, refusals.TLS_FAILED, why)
         self._handshake_over()
         super().connectionLost(reason)
 

@@ -20,12 +20,13 @@ from urllib.parse import quote
 
 from twisted.web.template import Tag, flattenString, tags
 
+from xxterocpp.config import toml_string
 from xxterocpp.domain.model import utc_from_seconds
 from xxterocpp.knx import objects
 from xxterocpp.web.charts import bar_chart, plan_chart
 from xxterocpp.web.i18n import DEFAULT, N_, language
 from xxterocpp.web.knxvalues import describe
-from xxterocpp.web.status import iso
+from xxterocpp.web.status import REFUSAL_WORDS, iso
 
 #: How many days of sessions the page shows and charts.
 HISTORY_DAYS = 30
@@ -73,6 +74,7 @@ th, td { text-align: left; padding: .15em .5em .15em 0; border-bottom: 1px solid
   table.cards td::before { content: attr(data-label); color: var(--muted); }
 }
 input.copy { font: inherit; font-family: monospace; width: 100%; min-width: 8em; box-sizing: border-box; }
+pre.copy { margin: 0 0 .3em; white-space: pre-wrap; overflow-wrap: anywhere; }
 ol.frames { list-style: none; padding: 0; margin: .3em 0; font-size: .85em; }
 ol.frames li { display: grid; grid-template-columns: 7em 1.5em 1fr; border-bottom: 1px solid var(--line); }
 ol.frames code { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -157,9 +159,11 @@ document.addEventListener("click", (event) => {
   if (button) post(button);
   const copy = event.target.closest("button[data-copy]");
   if (copy) {
+    // an <input> (its value) or a <pre> (its text)
     const field = document.getElementById(copy.dataset.copy);
-    field.select();
-    (navigator.clipboard ? navigator.clipboard.writeText(field.value)
+    const text = field.tagName === "INPUT" ? field.value : field.textContent;
+    if (field.select) field.select(); else getSelection().selectAllChildren(field);
+    (navigator.clipboard ? navigator.clipboard.writeText(text)
                          : Promise.resolve(document.execCommand("copy"))).catch(() => {});
   }
 });
@@ -423,6 +427,39 @@ def _security(t, charger):
     ]
 
 
+def _refused(t, reason):
+    """
+    Why an attempt was refused, in words, with the detail the server knew.
+    """
+    words = t(reason["reason_text"])
+    return f"{words}: {reason['detail']}" if reason["detail"] else words
+
+
+def _refusals(t, charger_id, refusals):
+    """
+    The last refused connection attempts of a charger (nothing when there
+    were none): how many of each reason, and when, from where, why.
+    """
+    if not refusals["count"]:
+        return ""
+    last = refusals["last"][0]
+    counts = ", ".join(f"{t(REFUSAL_WORDS[reason])}: {n}"
+                       for reason, n in refusals["counts"].items())
+    return tags.details(
+        tags.summary(
+            _badge(t.plural("{count} refused connection attempt",
+                            "{count} refused connection attempts",
+                            refusals["count"]).format(count=refusals["count"]), False), " ",
+            t("last {time}: {reason}").format(time=local_time(_parse(last["time"])),
+                                              reason=_refused(t, last))),
+        tags.p(counts, class_="muted"),
+        _table((t("Time"), t("Address"), t("Reason")),
+               [(local_time(_parse(r["time"])), r["address"], _refused(t, r))
+                for r in refusals["last"]]),
+        id="refusals-" + charger_id,
+    )
+
+
 def _charger(t, charger, frames):
     model = " ".join(filter(None, (charger["vendor"], charger["model"]))) or None
     return tags.section(
@@ -435,6 +472,7 @@ def _charger(t, charger, frames):
             (t("Reconnects"), str(charger["reconnects"]) if charger["reconnects"] else None),
             *_security(t, charger),
         ),
+        _refusals(t, charger["id"], charger["refusals"]),
         tags.div(*[_connector(t, charger, c) for c in charger["connectors"]],
                  class_="connectors"),
         tags.div(
@@ -465,21 +503,51 @@ def _table(columns, rows):
         class_="cards"), class_="scroll")
 
 
+def charger_block(t, identity):
+    """
+    The C{[[charger]]} table that serves C{identity}, to paste into the
+    configuration: its id, the current every charger table needs, and the
+    password line to fill in for a charger that sends Basic auth.
+    """
+    return "\n".join((
+        "[[charger]]",
+        f"id = {toml_string(identity)}",
+        "max_current = 16  # " + t("A: what the charger's circuit allows"),
+        '# password = ""  # ' + t("its AuthorizationKey, when it sends Basic auth"),
+    ))
+
+
 def _unknown(t, unknown):
     if not unknown:
         return tags.p(t("None so far."), class_="muted")
     rows = [
-        (tags.input(value=u["id"], readonly="", class_="copy", id=f"unknown-{i}",
-                    **{"aria-label": t("charger id")}),
-         tags.button(t("Copy"), type="button", **{"data-copy": f"unknown-{i}"}),
+        ([tags.pre(charger_block(t, u["id"]), class_="copy", id=f"unknown-{i}"),
+          tags.button(t("Copy"), type="button", **{"data-copy": f"unknown-{i}"})],
          u["address"], str(u["count"]), local_time(_parse(u["first_seen"])),
          local_time(_parse(u["last_seen"])))
         for i, u in enumerate(unknown)
     ]
     return [
-        tags.p(t("Copy an id into a [[charger]] table of the configuration to serve it."),
+        tags.p(t("Paste a block into the configuration to serve that charger."),
                class_="muted"),
-        _table((t("Id"), "", t("Address"), t("Attempts"), t("First"), t("Last")), rows),
+        _table((t("Configuration"), t("Address"), t("Attempts"), t("First"), t("Last")), rows),
+    ]
+
+
+def _unnamed(t, unnamed):
+    """
+    The connections refused before an identity was known (a failed TLS
+    handshake, a URL without the charger's id), by address; nothing when
+    there were none.
+    """
+    if not unnamed:
+        return ""
+    rows = [(u["address"], _refused(t, u), str(u["count"]), local_time(_parse(u["first_seen"])),
+             local_time(_parse(u["last_seen"])))
+            for u in unnamed]
+    return [
+        tags.h3(t("Refused before a charger id was known")),
+        _table((t("Address"), t("Reason"), t("Attempts"), t("First"), t("Last")), rows),
     ]
 
 
@@ -648,7 +716,8 @@ def render_page(status, frames, records, setup=None, t=None):
                 ),
                 *[_charger(t, c, frames.get(c["id"], ())) for c in status["chargers"]],
                 tags.section(tags.h2(t("Chargers trying to connect")),
-                             _unknown(t, status["unknown"]), id="unknown"),
+                             _unknown(t, status["unknown"]), _unnamed(t, status["unnamed"]),
+                             id="unknown"),
                 _history(t, records, now.astimezone().date()),
                 _setup(t, setup or {}),
             ),

@@ -10,6 +10,7 @@ the page shows in its language.
 
 from datetime import datetime, timezone
 
+from xxterocpp.domain import refusals
 from xxterocpp.domain.model import utc_from_seconds
 from xxterocpp.knx import objects
 from xxterocpp.web.i18n import N_
@@ -45,6 +46,18 @@ ERROR_WORDS = {
     "ResetFailure": N_("the reset failed"),
     "UnderVoltage": N_("under-voltage"),
     "WeakSignal": N_("weak wireless signal"),
+}
+
+#: Why a connection was refused (L{xxterocpp.domain.refusals}), in words.
+REFUSAL_WORDS = {
+    refusals.WRONG_PASSWORD: N_("wrong password"),
+    refusals.MISSING_PASSWORD: N_("no password sent (Basic auth)"),
+    refusals.TLS_FAILED: N_("TLS handshake failed"),
+    refusals.OTHER_CERTIFICATE: N_("client certificate of another charger"),
+    refusals.LOWER_PROFILE: N_("lower security profile than configured"),
+    refusals.THROTTLED: N_("too many failed attempts, refused for a while"),
+    refusals.SUBPROTOCOL: N_("offered only OCPP versions not spoken here"),
+    refusals.NO_IDENTITY: N_("no charger id in the URL"),
 }
 
 
@@ -209,6 +222,29 @@ def security_status(central, charger):
     }
 
 
+def _refusal(reason, detail):
+    return {"reason": reason, "reason_text": REFUSAL_WORDS[reason], "detail": detail}
+
+
+def charger_refusals(refused):
+    """
+    The refused connection attempts of one charger.
+
+    @param refused: its L{xxterocpp.domain.refusals.ChargerRefusals}, or
+        None.
+    @return: how many in all and per reason, and the last ones, newest
+        first.
+    """
+    if refused is None:
+        return {"count": 0, "counts": {}, "last": []}
+    return {
+        "count": refused.total,
+        "counts": {r: refused.counts[r] for r in refusals.REASONS if r in refused.counts},
+        "last": [dict(_refusal(r.reason, r.detail), address=r.address, time=iso(r.at))
+                 for r in reversed(refused.last)],
+    }
+
+
 def charger_status(central, controller, charger, smart=None, journal=None):
     """
     One charger (an OCPP identity) and its connectors.
@@ -231,6 +267,7 @@ def charger_status(central, controller, charger, smart=None, journal=None):
         "status": charger.status,
         "reconnects": charger.reconnects,
         **security_status(central, charger),
+        "refusals": charger_refusals(central.refusals.of(charger.id)),
         "connectors": [
             connector_status(controller, charger, charger.connectors[n], points.get(n), smart,
                              journal)
@@ -263,5 +300,11 @@ def snapshot(central, controller, knx_link, smart=None, refused=None, journal=No
                 "last_seen": iso(u.last_seen),
             }
             for u in reversed(central.unknown.values())
+        ],
+        # refused before an identity was known, the most recent first
+        "unnamed": [
+            dict(_refusal(u.reason, u.detail), address=u.address, count=u.count,
+                 first_seen=iso(u.first_seen), last_seen=iso(u.last_seen))
+            for u in central.refusals.unnamed()
         ],
     }
