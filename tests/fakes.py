@@ -271,6 +271,8 @@ class FakeCentral:
         connector)}.
     @ivar unknown_attempts: C{(identity, address)} of every
         L{record_unknown}.
+    @ivar refusals: C{(identity or None, address, reason, detail)} of every
+        L{refused} and L{refused_unnamed}.
     """
 
     def __init__(self, *charging_points, config=None):
@@ -282,6 +284,7 @@ class FakeCentral:
         self.chargers = {}
         self.last_sessions = {}
         self.unknown_attempts = []
+        self.refusals = []
         self._observers = []
         for charger_id, connector in charging_points:
             self.chargers.setdefault(charger_id, FakeCharger(charger_id)).connector(connector)
@@ -324,6 +327,12 @@ class FakeCentral:
 
     def record_unknown(self, identity, address):
         self.unknown_attempts.append((identity, address))
+
+    def refused(self, identity, address, reason, detail=None):
+        self.refusals.append((identity, address, reason, detail))
+
+    def refused_unnamed(self, address, reason, detail=None):
+        self.refusals.append((None, address, reason, detail))
 
 
 @fake_of(OcppSession)

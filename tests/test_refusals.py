@@ -456,11 +456,15 @@ class ClientCertificateRefusalsTests(_StatusAndPage, SecureTestCase):
     @defer.inlineCallbacks
     def test_no_client_certificate(self):
         """
-        Without a client certificate TLS fails (OpenSSL says why).
+        Without a client certificate the TLS handshake goes through (the
+        port serves profile 2 as well) and the WebSocket handshake refuses
+        the profile-3 charger.
         """
-        yield self.refused("CP1", trusting())
-        yield _eventually(lambda: self.service.security_failures()["tls"] == 1)
-        status, _ = yield self.status_and_page()
-        [unnamed] = status["unnamed"]
-        self.assertEqual((unnamed["reason"], unnamed["detail"]),
-                         ("tls", "peer did not return a certificate"))
+        error = yield self.refused("CP1", trusting())
+        self.assertEqual(error.status, 403)
+        status, page = yield self.status_and_page()
+        [refusal] = self.refusals_of(status, "CP1")["last"]
+        self.assertEqual((refusal["reason"], refusal["detail"]), ("no-certificate", None))
+        self.assertIn("no valid client certificate (security profile 3)",
+                      self.section(page, "CP1"))
+        self.assertEqual(status["unnamed"], [])

@@ -27,6 +27,9 @@ TLS_FAILED = "tls"
 #: A valid client certificate (security profile 3) of another identity; the
 #: detail is the identity the certificate names.
 OTHER_CERTIFICATE = "other-certificate"
+#: Security profile 3 without a client certificate, or with one that does
+#: not verify up to the configured CA; the detail is OpenSSL's reason.
+NO_CERTIFICATE = "no-certificate"
 #: The connection's security profile is lower than the charger's.
 LOWER_PROFILE = "lower-profile"
 #: Refused without a look at the credentials after too many failed attempts.
@@ -38,8 +41,8 @@ SUBPROTOCOL = "subprotocol"
 NO_IDENTITY = "no-identity"
 
 #: Every reason, in the order the status page lists them.
-REASONS = (WRONG_PASSWORD, MISSING_PASSWORD, TLS_FAILED, OTHER_CERTIFICATE, LOWER_PROFILE,
-           THROTTLED, SUBPROTOCOL, NO_IDENTITY)
+REASONS = (WRONG_PASSWORD, MISSING_PASSWORD, TLS_FAILED, OTHER_CERTIFICATE, NO_CERTIFICATE,
+           LOWER_PROFILE, THROTTLED, SUBPROTOCOL, NO_IDENTITY)
 
 #: How many refused attempts are kept per charger (the counts go on).
 MAX_PER_CHARGER = 10

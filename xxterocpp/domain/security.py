@@ -44,11 +44,15 @@ class Refusal:
     @ivar why: for the log line, never what was presented.
     @ivar reason: the L{xxterocpp.domain.refusals} reason code, for the
         status page.
+    @ivar detail: what the page adds to the reason (the identity another
+        charger's certificate names, why a certificate does not verify), or
+        None; never a secret.
     """
 
     code: int
     why: str
     reason: str
+    detail: str = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -261,13 +265,14 @@ def _why_not_certified(certificate, raised):
     @param raised: whether profile 3 holds because the charger was raised
         to it (a connection without a certificate is then one at a lower
         profile).
-    @return: the log line's reason and the refusal's reason code.
+    @return: the log line's reason, the refusal's reason code and its
+        detail (if any).
     """
     if certificate is None:
         return ("no client certificate (security profile 3)",
-                refusals.LOWER_PROFILE if raised else refusals.OTHER_CERTIFICATE)
+                refusals.LOWER_PROFILE if raised else refusals.NO_CERTIFICATE)
     if not certificate.verified:
         return (f"its client certificate does not verify ({certificate.problem})",
-                refusals.OTHER_CERTIFICATE)
+                refusals.NO_CERTIFICATE, certificate.problem)
     return (f"its client certificate is for {certificate.common_name!r}",
-            refusals.OTHER_CERTIFICATE)
+            refusals.OTHER_CERTIFICATE, certificate.common_name)

@@ -236,8 +236,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         if refusal is not None:
             # Never log what was presented (white paper A01.FR.09).
             self.factory.authentication_failed(address, charger_id, refusal.why)
-            central.refused(charger_id, address, refusal.reason,
-                            refusal.why if refusal.code == 403 else None)
+            central.refused(charger_id, address, refusal.reason, refusal.detail)
             raise self._logged_denial(refusal.code, _REFUSED[refusal.code])
         self.charger_id = charger_id
         return protocol

@@ -54,6 +54,7 @@ REFUSAL_WORDS = {
     refusals.MISSING_PASSWORD: N_("no password sent (Basic auth)"),
     refusals.TLS_FAILED: N_("TLS handshake failed"),
     refusals.OTHER_CERTIFICATE: N_("client certificate of another charger"),
+    refusals.NO_CERTIFICATE: N_("no valid client certificate (security profile 3)"),
     refusals.LOWER_PROFILE: N_("lower security profile than configured"),
     refusals.THROTTLED: N_("too many failed attempts, refused for a while"),
     refusals.SUBPROTOCOL: N_("offered only OCPP versions not spoken here"),
