@@ -694,6 +694,46 @@ class PermissionTests(StoreTestCase):
         self.assertEqual(store.load_settings(), {("CP1", "limit"): 6})
 
 
+class DamageTests(StoreTestCase):
+    def test_damaged_file_is_moved_aside_with_its_log(self):
+        """
+        A file that is not a database goes aside with its -wal under one
+        timestamped name; the fresh file works, and one error line says
+        where the old one is.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        for suffix, content in (("", b"garbage" * 1000), ("-wal", b"old log")):
+            with open(self.path + suffix, "wb") as f:
+                f.write(content)
+        events = self.captureLog()
+        store = self.makeStore()
+        [old] = [name for name in os.listdir(os.path.dirname(self.path))
+                 if name.startswith("state.sqlite3.corrupt-") and not name.endswith("-wal")]
+        old = os.path.join(os.path.dirname(self.path), old)
+        with open(old + "-wal", "rb") as f:
+            self.assertEqual(f.read(), b"old log")
+        [line] = events
+        self.assertEqual(line["log_level"], LogLevel.error)
+        self.assertIn(f"moved it aside to {old}", formatEvent(line))
+        self.assertEqual(store.last_transaction_id(), 0)
+
+    @inlineCallbacks
+    def test_locked_file_is_not_damaged(self):
+        """
+        A file another program holds is refused with StoreError, as before:
+        being busy says nothing about its content, so nothing moves.
+        """
+        yield self.makeStore().close()
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("PRAGMA locking_mode = EXCLUSIVE")
+        other.execute("BEGIN EXCLUSIVE")
+        error = self.assertRaises(StoreError, Store(self.path, reactor, busy_timeout=0).open)
+        self.assertIn("locked", str(error))
+        self.assertEqual(
+            [n for n in os.listdir(os.path.dirname(self.path)) if "corrupt" in n], [])
+
+
 class _Child(ProcessProtocol):
     """
     Watches the crash child: C{committed} fires when it says so, C{ended}

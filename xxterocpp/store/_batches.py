@@ -28,7 +28,7 @@ _MAX_RETRY = 60.0
 #: Seconds a lazy write (a meter reading, a connector status) may wait in
 #: memory before a batch of its own commits it; any earlier batch takes it
 #: along. This is what a crash can lose of them.
-LAZY_WRITE_DELAY = 900.0
+LAZY_WRITE_DELAY = 1200.0
 
 
 @attr.s(slots=True)

@@ -22,11 +22,13 @@ class DamagedDatabase(Exception):
     The file at the database path is not a sound SQLite database.
 
     @ivar reason: what SQLite said about it.
+    @ivar moved_to: where the file went (L{move_aside}), once it did.
     """
 
     def __init__(self, reason):
         super().__init__(reason)
         self.reason = reason
+        self.moved_to = None
 
 
 @contextmanager

@@ -116,21 +116,20 @@ class Worker:
             return None
         except DamagedDatabase as e:
             damage = e
-        target = move_aside(self.path)
         self._open()
         return (
             f"the database file was damaged ({damage.reason}); moved it aside to"
-            f" {target} and started a fresh one, transactionIds go on after"
-            f" {self._transaction_id_floor}; the old sessions may be read with"
-            f" sqlite3 {target} .recover"
+            f" {damage.moved_to} and started a fresh one, transactionIds go on"
+            f" after {self._transaction_id_floor}; the old sessions may be read"
+            f" with sqlite3 {damage.moved_to} .recover"
         )
 
     def _open(self):
         """
         Open the file at C{path} and bring it to the latest schema.
 
-        @raise DamagedDatabase: the file is damaged; it is closed again and
-            its transaction counter taken over, as far as it can be read.
+        @raise DamagedDatabase: the file is damaged; its transaction counter
+            is taken over, as far as it can be read, and it is moved aside.
         """
         _make_private(self.path)
         db = sqlite3.connect(
@@ -156,10 +155,13 @@ class Worker:
                 if self._transaction_id_floor:
                     advance_transaction_counter(db, self._transaction_id_floor)
             stat = os.stat(self.path)
-        except DamagedDatabase:
+        except DamagedDatabase as e:
             self._transaction_id_floor = max(
                 self._transaction_id_floor, salvage_counter(db)
             )
+            # Before closing: SQLite may delete the -wal file when the
+            # connection closes, and it belongs with the damaged file.
+            e.moved_to = move_aside(self.path)
             db.close()
             raise
         except BaseException:
