@@ -7,7 +7,7 @@ in /proc/PID/io.
 
 The real service runs as its own process under libfaketime (Debian's
 faketime package), its clocks and timers sped up SPEED times (60: an hour
-takes a minute), so that its own timers (the store's deferred writes) fire
+takes a minute), so that its own timers (the store's lazy writes) fire
 as they would in an hour of charging. CHARGERS (default 2) simulated
 chargers (tests/sim.py) each charge through one simulated hour: Preparing,
 StartTransaction, Charging, a MeterValues (energy, three currents, power)
@@ -30,6 +30,7 @@ when the service stops: the last checkpoint of the write-ahead log). Run by
 bench/run.py.
 """
 
+import glob
 import json
 import os
 import resource
@@ -46,7 +47,8 @@ from tests.service import ServiceProcess  # noqa: E402
 from tests.sim import connect_charger  # noqa: E402
 from xxterocpp.store import LAZY_WRITE_DELAY  # noqa: E402
 
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+#: Debian's libfaketime, in the machine's multiarch directory.
+LIBFAKETIME = next(iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), None)
 
 #: Simulated seconds between two MeterValues of a charger (the interval
 #: the central system configures).
@@ -181,8 +183,8 @@ def charge(reactor, clock, window, cp, offset):
 @defer.inlineCallbacks
 def main(reactor, workdir, chargers="2", speed="60"):
     n, speed = int(chargers), float(speed)
-    if not os.path.exists(LIBFAKETIME):
-        raise SystemExit(f"pending: {LIBFAKETIME} is missing (apt install faketime)")
+    if LIBFAKETIME is None:
+        raise SystemExit("pending: libfaketime is missing (apt install faketime)")
     database = os.path.join(workdir, "flash.sqlite3")
     config = os.path.join(workdir, "flash.toml")
     with open(config, "w") as f:

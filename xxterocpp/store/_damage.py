@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_storage_faults -*-
+# -*- test-case-name: tests.test_store,tests.test_storage_faults -*-
 """
 A database file that a power cut or a failing card damaged: how the worker
 tells, and how it gets the file out of the way so that the service can start
