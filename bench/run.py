@@ -8,7 +8,8 @@ with the ratio. Run with the interpreter of the stack to measure:
 
 The load generator is bench/loadgen.js (Node + ws); its own CPU is reported.
 Only the standard library is used here; everything talks to 127.0.0.1.
-Scenario 3 (the KNX path) is bench/knx_path.py, run by this script too.
+Scenario 3 (the KNX path) is bench/knx_path.py, run by this script too, and
+so is scenario 6 (disk writes per charger-hour of charging), bench/flash.py.
 """
 
 import argparse
@@ -241,6 +242,29 @@ def knx_path(workdir):
     return json.loads(lines[-1])
 
 
+def flash(workdir):
+    """
+    Scenario 6, the write budget: bench/flash.py with 1 and with 2 chargers,
+    side by side (each a service of its own, mostly idle).
+
+    @return: C{{chargers: result}}.
+    """
+    runs = {}
+    for n in (1, 2):
+        directory = os.path.join(workdir, f"flash-{n}")
+        os.makedirs(directory)
+        runs[n] = subprocess.Popen([sys.executable, os.path.join(BENCH, "flash.py"), directory,
+                                    str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    results = {}
+    for n, proc in runs.items():
+        out, err = proc.communicate(timeout=600)
+        lines = out.strip().splitlines()
+        results[n] = (json.loads(lines[-1]) if proc.returncode == 0 and lines
+                      else {"error": (err or out).strip().splitlines()[-1:]})
+    return results
+
+
 def stack_name():
     import autobahn
     import twisted
@@ -258,7 +282,7 @@ def fmt(value, unit="", digits=1):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(BENCH, "out"))
-    parser.add_argument("--only", default="startup,throughput,scale,knx,storm")
+    parser.add_argument("--only", default="startup,throughput,scale,knx,storm,flash")
     parser.add_argument("--rounds", type=int, default=3,
                         help="throughput runs per server, alternating service and floor;"
                              " the median is reported (default 3)")
@@ -303,6 +327,8 @@ def main():
                 print(f"{kind} {name}: {json.dumps(res[name])}", file=sys.stderr, flush=True)
         if "knx" in only:
             results["service"]["knx"] = knx_path(workdir)
+        if "flash" in only:
+            results["service"]["flash"] = flash(workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(args.out, exist_ok=True)
@@ -369,6 +395,15 @@ def print_table(results):
     row("5 start-up to accepting", a, b, ratio(a, b), "", None, " s", 2)
     a, b = get(s, "startup", "idle_rss_kib"), get(f, "startup", "idle_rss_kib")
     row("5 idle RSS, 2 chargers", a and a / 1024, b and b / 1024, ratio(a, b), "", None, " MiB")
+    for n, run in sorted((get(s, "flash") or {}).items()):
+        label = f"6 disk writes per charger-hour of charging, {n} charger{'s' * (n > 1)}"
+        if "error" in run:
+            rows.append((label, "pending", "-", "-", "≤ 20 KB", str(run["error"])[:60]))
+            continue
+        a = run["charging_bytes_per_charger_hour"] / 1000
+        row(label, a, None, None, "≤ 20 KB", a <= 20, " KB")
+        row(f"6   the hour with its session's start and stop, {n}", run["hour_bytes_per_charger"]
+            / 1000, None, None, "", None, " KB")
     headers = ("scenario", "service", "floor", "ratio", "target", "")
     widths = [max(len(str(x[i])) for x in rows + [headers]) for i in range(6)]
     for line in [headers] + rows:

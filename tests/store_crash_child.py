@@ -1,7 +1,9 @@
 """
 Child process of L{tests.test_store}'s crash test: store 50 transactions,
 print C{committed} once their Deferreds fired, then keep writing meter values
-until the test kills it with SIGKILL.
+of those and inserting more transactions, printing C{inserted N} when one is
+committed, until the test kills it with SIGKILL. Lazy writes are committed
+every 10 ms here, so that batches of both kinds are in flight.
 
 Usage: C{python store_crash_child.py DATABASE}
 """
@@ -18,24 +20,23 @@ from xxterocpp.store import Store, TransactionRecord
 START = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
+def started(n):
+    return TransactionRecord(n, "CP1", 1, "TAG", START, 0, None, "Accepted", f"start-{n}")
+
+
 def main(path):
-    store = Store(path, reactor)
+    store = Store(path, reactor, lazy_delay=0.01)
     store.open()
-    inserted = gatherResults(
-        [
-            store.insert_transaction(
-                TransactionRecord(
-                    n, "CP1", 1, "TAG", START, 0, None, "Accepted", f"start-{n}"
-                )
-            )
-            for n in range(1, 51)
-        ]
-    )
+    inserted = gatherResults([store.insert_transaction(started(n)) for n in range(1, 51)])
     energy = count()
+    more = count(51)
 
     def storm():
         for n in range(1, 51):
             store.update_meter(n, next(energy), START)
+        n = next(more)
+        store.insert_transaction(started(n)).addCallback(
+            lambda ignored: print(f"inserted {n}", flush=True))
 
     def committed(ignored):
         print("committed", flush=True)

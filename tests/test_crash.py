@@ -1,6 +1,7 @@
 """
 Nothing lost: the service killed with SIGKILL in the middle of charging
-sessions, started again, and the sessions still end with the right energy.
+sessions (and of a burst of meter values), started again, and the sessions
+still end with the right energy.
 """
 
 import os
@@ -73,3 +74,52 @@ class CrashRestartTests(TestCase):
             (second["transactionId"], 2, 50000, 57500, "Local"),
         ])
         self.assertEqual(rows[2][0], third["transactionId"])
+
+    @defer.inlineCallbacks
+    def test_sigkill_in_a_meter_value_burst_keeps_sessions_and_energies(self):
+        """
+        Killed while three sessions send a burst of MeterValues (their
+        readings wait in memory for a later commit), the restarted service
+        still has every session open, stops each at its meterStop, and the
+        energies are exact.
+        """
+        config = write_config(self)
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        twin = yield connect_charger(service.url, "TWIN")
+        sessions = []
+        for charger, connector, meter_start in ((cp, 1, 1000), (twin, 1, 20000), (twin, 2, 300)):
+            started = yield charger.start_transaction(connector, "04A1B2C3", meter_start)
+            sessions.append((charger, connector, meter_start, started["transactionId"]))
+        burst = []
+        for n in range(1, 201):
+            for charger, connector, meter_start, tx in sessions:
+                d = charger.meter_values(connector, tx, energy_wh=meter_start + 10 * n,
+                                         currents=(16, 16, 16))
+                burst.append(d.addErrback(lambda failure: None))
+        # Some of the burst answered, the rest in flight: then the kill.
+        yield burst[len(burst) // 4]
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        yield twin.wait_closed()
+
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        chargers = {"CP1": cp, "TWIN": twin}
+        for charger, connector, meter_start, tx in sessions:
+            yield chargers[charger.identity].stop_transaction(tx, meter_start + 2500 + connector)
+        yield cp.close()
+        yield twin.close()
+        yield service.stop()
+        self.assertEqual(
+            [(tx, meter_start, meter_stop, meter_stop - meter_start)
+             for tx, connector, meter_start, meter_stop, reason in read_transactions(database)],
+            [(tx, meter_start, meter_start + 2500 + connector, 2500 + connector)
+             for charger, connector, meter_start, tx in sessions],
+        )

@@ -7,6 +7,7 @@ and a L{Clock} only where a retry delay would otherwise make a test wait.
 """
 
 import os
+import re
 import sqlite3
 import stat
 import sys
@@ -22,6 +23,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from xxterocpp.store import (
+    LAZY_WRITE_DELAY,
     MAX_IDENTITY_LENGTH,
     MAX_UNKNOWN_CHARGERS,
     MIGRATIONS,
@@ -98,11 +100,19 @@ class StoreTestCase(TestCase):
 
     def connect(self):
         """
-        @return: a connection of the test's own to the database file.
+        @return: a connection of the test's own to the database file, which
+            no store may have open meanwhile: it holds the file exclusively.
         """
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
         return db
+
+    def inWorker(self, store, sql):
+        """
+        @return: a L{Deferred} firing with the rows of C{sql}, run on the
+            open store's own connection.
+        """
+        return store._read(lambda: store._db.execute(sql).fetchall())
 
 
 class SchemaTests(StoreTestCase):
@@ -124,6 +134,55 @@ class SchemaTests(StoreTestCase):
             {"transactions", "meta", "orphan_stops", "connector_status",
              "unknown_chargers", "settings", "tags"} <= tables
         )
+
+    @inlineCallbacks
+    def test_new_file_is_laid_out_for_few_page_writes(self):
+        """
+        A new file has 1 KiB pages, no index that only start-up reads, and
+        statuses and settings in their primary key's b-tree; while the
+        store has it open, no other connection can, and there is no -shm
+        file.
+        """
+        store = self.makeStore()
+        yield store.put_setting("CP1", "limit", 16)
+        self.assertFalse(os.path.exists(self.path + "-shm"))
+        other = sqlite3.connect(self.path, timeout=0)
+        self.addCleanup(other.close)
+        self.assertRaises(sqlite3.OperationalError, other.execute,
+                          "SELECT * FROM settings")
+        yield store.close()
+        db = self.connect()
+        self.assertEqual(db.execute("PRAGMA page_size").fetchone()[0], 1024)
+        indexes = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")]
+        self.assertEqual(indexes, ["sqlite_autoindex_meta_1", "transactions_by_start",
+                                   "sqlite_autoindex_unknown_chargers_1",
+                                   "sqlite_autoindex_tags_1"])
+
+    @inlineCallbacks
+    def test_version_1_file_is_migrated_with_its_rows(self):
+        """
+        A file of schema version 1 (4 KiB pages, as SQLite makes them) keeps
+        its statuses, settings and transactions through the migration.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO connector_status VALUES"
+                   " ('CP1', 1, 'Charging', 'NoError', NULL, '2024-05-01T08:00:00.000000Z')")
+        db.execute("INSERT INTO settings VALUES ('CP1', 'limit', '16')")
+        db.close()
+        store = self.makeStore()
+        yield store.insert_transaction(started(1))
+        self.assertEqual(store.load_connector_status(), [
+            ConnectorStatusRecord("CP1", 1, "Charging", "NoError", None, T0)])
+        self.assertEqual(store.load_settings(), {("CP1", "limit"): 16})
+        self.assertEqual([r.id for r in store.load_open_transactions()], [1])
+        [(version,)] = yield self.inWorker(store, "PRAGMA user_version")
+        self.assertEqual(version, len(MIGRATIONS))
 
     @inlineCallbacks
     def test_reopen_keeps_data(self):
@@ -255,9 +314,7 @@ class TransactionTests(StoreTestCase):
         yield store.insert_transaction(started(3))
         rejected = store.insert_transaction(started(4, meter_start=2**63))
         yield self.assertFailure(rejected, StoreError)
-        self.assertEqual(
-            self.connect().execute("SELECT value FROM meta").fetchall(), [(4,)]
-        )
+        self.assertEqual((yield self.inWorker(store, "SELECT value FROM meta")), [(4,)])
         store = yield self.restart(store)
         self.assertEqual(store.last_transaction_id(), 4)
         self.assertEqual([r.id for r in store.load_open_transactions()], [3])
@@ -271,9 +328,10 @@ class TransactionTests(StoreTestCase):
         store = self.makeStore()
         yield store.insert_transaction(started(12))
         yield store.close()
-        db = self.connect()
+        db = sqlite3.connect(self.path)
         with db:
             db.execute("UPDATE meta SET value = 0")
+        db.close()
         store = self.makeStore()
         self.assertEqual(store.last_transaction_id(), 12)
 
@@ -323,7 +381,8 @@ class BatchingTests(StoreTestCase):
         200 meter and 200 status updates made in one reactor turn are one
         commit, and only the latest value per key is stored.
         """
-        store = self.makeStore()
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
         yield store.insert_transaction(started(1))
         before = store.commits
         writes = []
@@ -335,6 +394,7 @@ class BatchingTests(StoreTestCase):
                     "CP1", 1, ("Charging", "SuspendedEV")[n % 2], "NoError", None, at
                 )
             )
+        clock.advance(LAZY_WRITE_DELAY)
         yield gatherResults(writes)
         self.assertEqual(store.commits, before + 1)
         store = yield self.restart(store)
@@ -369,19 +429,114 @@ class BatchingTests(StoreTestCase):
         self.assertEqual(store.commits, before + 2)
 
     @inlineCallbacks
-    def test_close_commits_what_is_queued(self):
+    def test_lazy_writes_wait_for_the_delay(self):
         """
-        close() commits writes made just before it; later writes fail.
+        Meter readings, statuses and unknown chargers' attempts are
+        committed together once the lazy delay has passed since the last
+        commit, not before.
+        """
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
+        yield store.insert_transaction(started(1))
+        before = store.commits
+        lazy = [
+            store.update_meter(1, 1500.0, T0),
+            store.save_connector_status("CP1", 1, "Charging", "NoError", None, T0),
+            store.record_unknown_attempts("SN999", "10.0.0.5", T0, T0, 1),
+        ]
+        clock.advance(LAZY_WRITE_DELAY - 1)
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual((store.commits, [d.called for d in lazy]), (before, [False] * 3))
+        clock.advance(1)
+        yield gatherResults(lazy)
+        self.assertEqual(store.commits, before + 1)
+
+    @inlineCallbacks
+    def test_lazy_writes_go_with_the_next_commit(self):
+        """
+        A write that is not lazy takes the lazy ones queued before it into
+        its commit: a StopTransaction and the transaction's last meter
+        reading are one commit.
+        """
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
+        yield store.insert_transaction(started(1))
+        before = store.commits
+        meter = store.update_meter(1, 4100.0, T0 + timedelta(minutes=59))
+        yield store.stop_transaction(1, 4200, T0 + timedelta(hours=1), "Local", None)
+        self.assertTrue(meter.called)
+        self.assertEqual(store.commits, before + 1)
+        clock.advance(LAZY_WRITE_DELAY)
+        self.assertEqual(store.commits, before + 1)
+        store = yield self.restart(store)
+        [rec] = store.load_recent_transactions()
+        self.assertEqual((rec.last_meter_wh, rec.meter_stop), (4100.0, 4200))
+
+    @inlineCallbacks
+    def test_unchanged_status_and_meter_are_not_written_again(self):
+        """
+        A StatusNotification that changes nothing (status, error code and
+        info as stored, also after a restart) and a reading equal to the
+        last one queue nothing: the stored status and reading keep the time
+        since when they hold.
         """
         store = self.makeStore()
-        written = store.put_tag("04A1B2C3", "Accepted")
+        yield store.insert_transaction(started(1))
+        store.save_connector_status("CP1", 1, "Charging", "NoError", None, T0)
         yield store.close()
-        yield written
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
+        store.load_connector_status()
+        before = store.commits
+        later = T0 + timedelta(minutes=10)
+        yield store.save_connector_status("CP1", 1, "Charging", "NoError", None, later)
+        changed = store.save_connector_status("CP1", 1, "Charging", "NoError", "cable", later)
+        reading = store.update_meter(1, 2500.0, later)
+        same = store.update_meter(1, 2500.0, later + timedelta(minutes=1))
+        clock.advance(LAZY_WRITE_DELAY)
+        yield gatherResults([changed, reading, same])
+        self.assertEqual(store.commits, before + 1)
+        store = yield self.restart(store)
+        [status] = store.load_connector_status()
+        self.assertEqual((status.info, status.at), ("cable", later))
+        [rec] = store.load_open_transactions()
+        self.assertEqual((rec.last_meter_wh, rec.last_meter_time), (2500.0, later))
+
+    @inlineCallbacks
+    def test_reads_see_lazy_meter_readings_without_a_commit(self):
+        """
+        query_transactions shows the latest reading of an open transaction
+        although it is not committed yet, and makes no commit for it.
+        """
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
+        yield store.insert_transaction(started(1))
+        before = store.commits
+        store.update_meter(1, 1234.5, T0 + timedelta(minutes=5))
+        [rec] = yield store.query_transactions()
+        self.assertEqual(
+            (rec.last_meter_wh, rec.last_meter_time, rec.energy_wh),
+            (1234.5, T0 + timedelta(minutes=5), 234.5),
+        )
+        self.assertEqual(store.commits, before)
+
+    @inlineCallbacks
+    def test_close_commits_what_is_queued(self):
+        """
+        close() commits writes made just before it, lazy ones too; later
+        writes fail.
+        """
+        store = self.makeStore(clock=task.Clock())
+        written = store.put_tag("04A1B2C3", "Accepted")
+        status = store.save_connector_status("CP1", 1, "Faulted", "GroundFailure", None, T0)
+        yield store.close()
+        yield gatherResults([written, status])
         yield self.assertFailure(store.delete_tag("04A1B2C3"), StoreError)
         store = self.makeStore()
         self.assertEqual(
             store.load_tags(), [TagRecord("04A1B2C3", "Accepted", None, None)]
         )
+        self.assertEqual([s.status for s in store.load_connector_status()], ["Faulted"])
 
 
 class RegistryTests(StoreTestCase):
@@ -391,12 +546,15 @@ class RegistryTests(StoreTestCase):
         Each write adds its attempts; the first sighting is kept, the last
         one and its address are updated.
         """
-        store = self.makeStore()
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
         store.record_unknown_attempts("SN999", "10.0.0.5", T0, T0, 1)
         store.record_unknown_attempts(
             "SN999", "10.0.0.6", T0, T0 + timedelta(minutes=1), 1)
-        yield store.record_unknown_attempts("SN1", "10.0.0.7", T0, T0, 1)
-        yield store.record_unknown_attempts(
+        # Committed in between: the attempts after it count on.
+        clock.advance(LAZY_WRITE_DELAY)
+        store.record_unknown_attempts("SN1", "10.0.0.7", T0, T0, 1)
+        store.record_unknown_attempts(
             "SN999", "10.0.0.8", T0 + timedelta(minutes=1), T0 + timedelta(minutes=2), 5
         )
         store = yield self.restart(store)
@@ -419,12 +577,10 @@ class RegistryTests(StoreTestCase):
         padding = "x" * 200
         sizes = []
         for batch in range(4):
-            yield gatherResults([
+            for n in range(batch * 100, batch * 100 + 100):
                 store.record_unknown_attempts(
                     f"{n:03d}{padding}", "10.0.0.5", T0, T0 + timedelta(seconds=n), 1
                 )
-                for n in range(batch * 100, batch * 100 + 100)
-            ])
             store = yield self.restart(store)
             sizes.append(os.path.getsize(self.path))
         self.assertEqual(MAX_UNKNOWN_CHARGERS, 100)
@@ -440,7 +596,7 @@ class RegistryTests(StoreTestCase):
             store.record_unknown_attempts("A" * 256, "10.0.0.5", later, later, 1),
             StoreError
         )
-        yield store.record_unknown_attempts("B" * 255, "10.0.0.5", later, later, 1)
+        store.record_unknown_attempts("B" * 255, "10.0.0.5", later, later, 1)
         store = yield self.restart(store)
         [latest] = store.load_unknown_chargers()[:1]
         self.assertEqual((latest.identity, latest.last_seen), ("B" * 255, later))
@@ -504,32 +660,75 @@ class PermissionTests(StoreTestCase):
     @inlineCallbacks
     def test_new_database_is_private(self):
         """
-        With umask 022, the database, its -wal and -shm files, and a file
-        rebuilt after a deletion are all created with mode 0600.
+        With umask 022, the database, its -wal file, and a file rebuilt
+        after a deletion are all created with mode 0600.
         """
         store = self.makeStore()
         yield store.put_setting("CP1", "authorization_key", "0123456789abcdef")
-        self.assertPrivate("-wal", "-shm")
+        self.assertPrivate("-wal")
         os.unlink(self.path)
         yield store.put_setting("CP1", "limit", 16)
-        self.assertPrivate("-wal", "-shm")
+        self.assertPrivate("-wal")
 
     @inlineCallbacks
     def test_existing_database_is_made_private(self):
         """
-        An existing database whose files others may read (another program
-        has it open, with its -wal and -shm files) is narrowed to 0600 at
-        open.
+        An existing database whose files others may read (and the -wal and
+        -shm files another program left) is narrowed to 0600 at open.
         """
         yield self.makeStore().close()
         os.chmod(self.path, 0o644)
-        db = self.connect()
+        db = sqlite3.connect(self.path)
         with db:
             db.execute("INSERT INTO settings VALUES ('CP1', 'limit', '6')")
-        self.assertEqual(stat.S_IMODE(os.stat(self.path + "-wal").st_mode), 0o644)
+        db.close()
+        for suffix in ("-wal", "-shm"):
+            with open(self.path + suffix, "wb"):
+                pass
+            os.chmod(self.path + suffix, 0o644)
         store = self.makeStore()
         self.assertPrivate("-wal", "-shm")
         self.assertEqual(store.load_settings(), {("CP1", "limit"): 6})
+
+
+class DamageTests(StoreTestCase):
+    def test_damaged_file_is_moved_aside_with_its_log(self):
+        """
+        A file that is not a database goes aside with its -wal under one
+        timestamped name; the fresh file works, and one error line says
+        where the old one is.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        for suffix, content in (("", b"garbage" * 1000), ("-wal", b"old log")):
+            with open(self.path + suffix, "wb") as f:
+                f.write(content)
+        captured = self.enterContext(capturedLogs())
+        store = self.makeStore()
+        [old] = [name for name in os.listdir(os.path.dirname(self.path))
+                 if name.startswith("state.sqlite3.corrupt-") and not name.endswith("-wal")]
+        old = os.path.join(os.path.dirname(self.path), old)
+        with open(old + "-wal", "rb") as f:
+            self.assertEqual(f.read(), b"old log")
+        [line] = store_events(captured)
+        self.assertEqual(line["log_level"], LogLevel.error)
+        self.assertIn(f"moved it aside to {old}", formatEvent(line))
+        self.assertEqual(store.last_transaction_id(), 0)
+
+    @inlineCallbacks
+    def test_locked_file_is_not_damaged(self):
+        """
+        A file another program holds is refused with StoreError, as before:
+        being busy says nothing about its content, so nothing moves.
+        """
+        yield self.makeStore().close()
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("PRAGMA locking_mode = EXCLUSIVE")
+        other.execute("BEGIN EXCLUSIVE")
+        error = self.assertRaises(StoreError, Store(self.path, reactor, busy_timeout=0).open)
+        self.assertIn("locked", str(error))
+        self.assertEqual(
+            [n for n in os.listdir(os.path.dirname(self.path)) if "corrupt" in n], [])
 
 
 class _Child(ProcessProtocol):
@@ -565,7 +764,8 @@ class FailureTests(StoreTestCase):
     def test_committed_transactions_survive_sigkill(self):
         """
         A process killed with SIGKILL in the middle of a meter value storm
-        loses none of the transactions it had seen committed.
+        and of further inserts loses none of the transactions it had seen
+        committed, and hands none of their ids out again.
         """
         os.makedirs(os.path.dirname(self.path))
         child = _Child()
@@ -583,20 +783,20 @@ class FailureTests(StoreTestCase):
         self.assertIsInstance(ended, ProcessTerminated)
         self.assertEqual(ended.signal, 9)
         store = self.makeStore()
-        self.assertEqual(
-            [r.id for r in store.load_open_transactions()], list(range(1, 51))
-        )
-        self.assertEqual(store.last_transaction_id(), 50)
-        self.assertEqual(
-            self.connect().execute("PRAGMA integrity_check").fetchone()[0], "ok"
-        )
+        inserted = [int(n) for n in re.findall(rb"inserted (\d+)", child.output)]
+        self.assertTrue(inserted)
+        stored = {r.id for r in store.load_open_transactions()}
+        self.assertLessEqual(set(range(1, 51)) | set(inserted), stored)
+        self.assertGreaterEqual(store.last_transaction_id(), max(stored))
+        self.assertEqual((yield self.inWorker(store, "PRAGMA integrity_check")), [("ok",)])
 
     @inlineCallbacks
     def test_read_only_database_keeps_writes_and_retries(self):
         """
-        While the database refuses writes, write Deferreds fail with
-        StoreError, one line is logged, the service goes on; once writable
-        again the retry commits everything.
+        While the database refuses writes, their Deferreds wait (nothing is
+        reported committed that is not), one line is logged for the whole
+        outage, reads still work; once writable again the retry commits
+        everything, the Deferreds fire and one line says so.
         """
         clock = task.Clock()
         store = self.makeStore(clock=clock)
@@ -610,28 +810,49 @@ class FailureTests(StoreTestCase):
             store._db.execute(f"PRAGMA query_only = {on}")
 
         yield store._read(query_only, "ON")
-        failed = store.insert_transaction(started(1))
-        error = yield self.assertFailure(failed, StoreError)
-        self.assertIn("readonly", str(error))
-        # A write made while waiting for the retry fails with the retry.
+        inserted = store.insert_transaction(started(1))
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        # A write made while waiting for the retry waits with it.
         waiting = store.update_meter(1, 1500.0, T0)
-        clock.advance(1)
-        yield self.assertFailure(waiting, StoreError)
+        for _ in range(3):
+            clock.advance(60)
+            yield store.query_transactions()
+        self.assertEqual((inserted.called, waiting.called), (False, False))
         [line] = store_events(captured)
         self.assertEqual(line["log_level"], LogLevel.error)
         self.assertIn(self.path, formatEvent(line))
         self.assertIn("readonly", formatEvent(line))
+        self.assertIn("Free disk space", formatEvent(line))
 
         yield store._read(query_only, "OFF")
         last = store.put_setting("CP1", "limit", 6.0)
-        clock.advance(2)
-        yield last
+        clock.advance(60)
+        yield gatherResults([inserted, waiting, last])
+        events = store_events(captured)
+        self.assertEqual(len(events), 2, [formatEvent(e) for e in events])
+        self.assertIn("work again", formatEvent(events[1]))
         store = yield self.restart(store)
         [rec] = store.load_open_transactions()
         self.assertEqual((rec.id, rec.last_meter_wh), (1, 1500.0))
         self.assertEqual(store.load_settings(), {("CP1", "limit"): 6.0})
         logged = store_events(captured)
         self.assertEqual(len(logged), 2, [formatEvent(e) for e in logged])
+
+    @inlineCallbacks
+    def test_close_while_failing_fails_the_waiting_writes(self):
+        """
+        A store closed while the database still refuses writes says how
+        many are lost and fails their Deferreds, so that nobody waits
+        forever.
+        """
+        store = self.makeStore(clock=task.Clock())
+        yield store._read(lambda: store._db.execute("PRAGMA query_only = ON"))
+        inserted = store.insert_transaction(started(1))
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        captured = self.enterContext(capturedLogs())
+        yield store.close()
+        yield self.assertFailure(inserted, StoreError)
+        self.assertIn("lost", formatEvent(store_events(captured)[-1]))
 
     @inlineCallbacks
     def test_deleted_database_file_is_rebuilt(self):
@@ -660,10 +881,15 @@ class FailureTests(StoreTestCase):
         """
         store = self.makeStore()
         yield store.insert_transaction(started(1))
-        db, backup = sqlite3.connect(self.path), sqlite3.connect(self.path + ".backup")
-        db.backup(backup)
-        db.close()
-        backup.close()
+
+        def backup():
+            copy = sqlite3.connect(self.path + ".backup")
+            try:
+                store._db.backup(copy)
+            finally:
+                copy.close()
+
+        yield store._read(backup)
         yield gatherResults([store.insert_transaction(started(n)) for n in (2, 3)])
         captured = self.enterContext(capturedLogs())
         os.replace(self.path + ".backup", self.path)
@@ -674,6 +900,4 @@ class FailureTests(StoreTestCase):
         self.assertEqual([r.id for r in store.load_open_transactions()], [1])
         self.assertEqual(store.load_settings(), {("CP1", "limit"): 16})
         self.assertEqual(store.last_transaction_id(), 3)
-        self.assertEqual(
-            self.connect().execute("PRAGMA integrity_check").fetchone()[0], "ok"
-        )
+        self.assertEqual((yield self.inWorker(store, "PRAGMA integrity_check")), [("ok",)])

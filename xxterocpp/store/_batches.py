@@ -2,8 +2,8 @@
 """
 The reactor thread's side of the store: writes queued during one reactor
 turn go to the worker thread as one batch (one commit, one fsync), values
-that only matter last are coalesced, and a batch the database refuses is
-kept and retried with backoff.
+that only matter last are coalesced, lazy writes wait in memory for the next
+batch, and a batch the database refuses is kept and retried with backoff.
 """
 
 import sqlite3
@@ -25,17 +25,38 @@ log = Logger(namespace="xxterocpp.store")
 _FIRST_RETRY = 1.0
 _MAX_RETRY = 60.0
 
+#: Seconds a lazy write (a meter reading, a connector status) may wait in
+#: memory before a batch of its own commits it; any earlier batch takes it
+#: along. This is what a crash can lose of them.
+LAZY_WRITE_DELAY = 1200.0
+
 
 @attr.s(slots=True)
 class _Write:
     """
     One queued write: C{apply(connection, *args)} in the worker thread, and
     the L{Deferred}s waiting for it to be committed (several when coalesced).
+
+    @ivar lazy: whether it may wait for the next batch (see L{Batcher.write}).
+    @ivar merge: L{None}, or C{merge(older_args, newer_args)}: the arguments
+        of one write doing what the two would.
     """
 
     apply = attr.ib()
     args = attr.ib()
+    lazy = attr.ib()
+    merge = attr.ib()
     waiters = attr.ib(factory=list)
+
+    def replace(self, older):
+        """
+        Take the place of C{older}, queued under the same key, and its
+        waiters: by default the newer value wins.
+        """
+        if self.merge is not None:
+            self.args = self.merge(older.args, self.args)
+        self.lazy = self.lazy and older.lazy
+        self.waiters[:0] = older.waiters
 
 
 class Batcher:
@@ -46,25 +67,34 @@ class Batcher:
     @ivar commits: number of batches committed so far.
     """
 
-    def __init__(self, worker, reactor, clock):
+    def __init__(self, worker, reactor, clock, lazy_delay=LAZY_WRITE_DELAY):
         """
         @param worker: the L{xxterocpp.store._worker.Worker}.
         @param reactor: runs the batches (C{callLater}, C{callFromThread},
             system event triggers).
-        @param clock: schedules retries after a failed commit.
+        @param clock: schedules the batches of lazy writes and the retries
+            after a failed commit.
+        @param lazy_delay: seconds a lazy write may wait.
         """
         self.commits = 0
         self._worker = worker
         self._path = worker.path
         self._reactor = reactor
         self._clock = clock
+        self._lazy_delay = lazy_delay
         self._pool = ThreadPool(1, 1, name="xxterocpp-store")
         self._shutdown_trigger = None
         self._keys = count()
         self._pending = {}
+        # Whether a write in _pending must not wait for lazy_delay.
+        self._urgent = False
         self._reads_after_flush = []
-        self._flush_call = None
+        # The batch of this reactor turn (reactor), and the next batch of
+        # lazy writes or the next retry (clock).
+        self._soon_call = None
+        self._later_call = None
         self._inflight = None
+        self._inflight_batch = {}
         self._failing = False
         self._retry_delay = _FIRST_RETRY
         self._closing = False
@@ -83,7 +113,7 @@ class Batcher:
             "before", "shutdown", self.close
         )
         try:
-            self.call_blocking(self._worker.connect)
+            note = self.call_blocking(self._worker.connect)
         except StoreError:
             self._stop_pool()
             raise
@@ -93,6 +123,8 @@ class Batcher:
                 f"cannot open the state database {self._path}: {e}; check that"
                 " its directory exists and is writable by the service user"
             ) from e
+        if note is not None:
+            log.error("State store {path}: {note}", path=self._path, note=note)
 
     def close(self):
         """
@@ -119,9 +151,7 @@ class Batcher:
         self._closing = True
         if not self._pool.started:
             return
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
+        self._cancel_calls()
         if self._inflight is not None:
             yield self._inflight
         # Until empty, unless the database fails.
@@ -135,6 +165,11 @@ class Batcher:
                 " committed; they are lost",
                 path=self._path, count=len(self._pending),
             )
+            lost, self._pending = self._pending, {}
+            error = StoreError(f"state store {self._path} closed before the write was committed")
+            for write in lost.values():
+                for d in write.waiters:
+                    d.errback(error)
         try:
             yield deferToThreadPool(self._reactor, self._pool, self._worker.disconnect)
         except sqlite3.Error as e:
@@ -150,43 +185,59 @@ class Batcher:
 
     # -- the queue ---------------------------------------------------------
 
-    def write(self, key, apply, *args):
+    def write(self, key, apply, *args, lazy=False, merge=None):
         """
         Queue C{apply(db, *args)} for the next batch.
 
         @param key: L{None}, or a key that coalesces: a write replaces the
             one queued under the same key, and takes over its waiters.
-        @return: a L{Deferred} that fires with L{None} once committed, or
-            fails with L{StoreError}.
+        @param lazy: C{True} for a write that may wait in memory for up to
+            C{lazy_delay} seconds (or the next batch, or the close); other
+            writes are committed at the end of this reactor turn.
+        @param merge: how a write under C{key} combines with the one it
+            replaces (see L{_Write}); by default it just replaces it.
+        @return: a L{Deferred} that fires with L{None} once committed, also
+            when that takes retries, or fails with L{StoreError} when the
+            write is rejected or the store closes without committing it.
         """
         if self._closing:
             return fail(StoreError(f"state store {self._path} is closed"))
         if key is None:
             key = next(self._keys)
-        write = _Write(apply, args)
-        superseded = self._pending.pop(key, None)
-        if superseded is not None:
-            write.waiters = superseded.waiters
-        self._pending[key] = write
+        write = _Write(apply, args, lazy, merge)
         d = Deferred()
         write.waiters.append(d)
-        if self._flush_call is None and self._inflight is None:
-            # callLater(0): everything written during this reactor turn ends
-            # up in the same batch.
-            self._flush_call = self._reactor.callLater(0, self._flush)
+        older = self._pending.pop(key, None)
+        if older is not None:
+            write.replace(older)
+        self._pending[key] = write
+        self._urgent = self._urgent or not write.lazy
+        self._schedule()
+        return d
+
+    def settled(self, key):
+        """
+        @return: a L{Deferred} that fires like the one of the write queued
+            or being committed under C{key}, at once if there is none.
+        """
+        write = self._pending.get(key) or self._inflight_batch.get(key)
+        if write is None:
+            return succeed(None)
+        d = Deferred()
+        write.waiters.append(d)
         return d
 
     def read(self, query, *args):
         """
-        Run C{query(*args)} in the worker after the writes queued so far, so
-        that it sees them; while commits are failing it does not wait for
-        the retry.
+        Run C{query(*args)} in the worker after the writes queued so far
+        that are not lazy, so that it sees them; while commits are failing
+        it does not wait for the retry.
 
         @return: a L{Deferred} firing with what C{query} returned.
         """
         if self._closing:
             return fail(StoreError(f"state store {self._path} is closed"))
-        if self._pending and not self._failing:
+        if self._urgent and not self._failing:
             d = Deferred()
             self._reads_after_flush.append((d, query, args))
             return d
@@ -218,9 +269,33 @@ class Batcher:
 
     # -- batches -----------------------------------------------------------
 
+    def _schedule(self):
+        """
+        Arrange the next batch for what is pending: at the end of this
+        reactor turn if a write is urgent, else after C{lazy_delay}. While
+        a batch is being committed, or a retry waits, nothing more is
+        arranged: the outcome arranges the next one.
+        """
+        if self._inflight is not None or self._failing or not self._pending:
+            return
+        if self._urgent:
+            if self._soon_call is None:
+                # callLater(0): everything written during this reactor turn
+                # ends up in the same batch.
+                self._soon_call = self._reactor.callLater(0, self._flush)
+        elif self._later_call is None and self._soon_call is None:
+            self._later_call = self._clock.callLater(self._lazy_delay, self._flush)
+
+    def _cancel_calls(self):
+        for call in (self._soon_call, self._later_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._soon_call = self._later_call = None
+
     def _flush(self):
-        self._flush_call = None
-        batch, self._pending = self._pending, {}
+        self._cancel_calls()
+        batch, self._pending, self._urgent = self._pending, {}, False
+        self._inflight_batch = batch
         self._inflight = deferToThreadPool(
             self._reactor, self._pool, self._worker.commit, list(batch.values())
         ).addBoth(self._flushed, batch)
@@ -240,18 +315,19 @@ class Batcher:
         value replaces the batch's and inherits its waiters.
         """
         for key, write in self._pending.items():
-            superseded = batch.pop(key, None)
-            if superseded is not None:
-                write.waiters[:0] = superseded.waiters
+            older = batch.pop(key, None)
+            if older is not None:
+                write.replace(older)
             batch[key] = write
         self._pending = batch
+        self._urgent = any(not write.lazy for write in batch.values())
 
     def _flushed(self, result, batch):
         """
         @return: whether the database took the batch (writes rejected from
             it count as taken).
         """
-        self._inflight = None
+        self._inflight, self._inflight_batch = None, {}
         if isinstance(result, Failure):
             self._failed(result, batch)
             return False
@@ -263,7 +339,8 @@ class Batcher:
             log.warn("State store {path}: {note}", path=self._path, note=note)
         self._failing = False
         self._retry_delay = _FIRST_RETRY
-        self._reschedule(0)
+        if not self._closing:
+            self._schedule()
         reasons = dict(rejected)
         for index, write in enumerate(batch.values()):
             if index not in reasons:
@@ -281,32 +358,23 @@ class Batcher:
 
     def _failed(self, failure, batch):
         """
-        The database refused C{batch}: keep it for the retry.
+        The database refused C{batch}: keep it, and its waiters, for the
+        retry.
         """
-        waiters = [d for write in batch.values() for d in write.waiters]
-        for write in batch.values():
-            write.waiters = []
         self._requeue(batch)
-        error = StoreError(
-            f"state store {self._path}: commit failed ({failure.getErrorMessage()});"
-            " the data is kept in memory and retried"
-        )
         if not self._failing:
             log.error(
                 "State store {path}: cannot commit ({error}); keeping {count}"
-                " writes in memory and retrying with backoff. Check that the"
-                " disk is not full or read-only and that the file is writable"
-                " by the service user.",
+                " writes in memory and retrying with backoff, and what waits"
+                " for them to be on disk (the answers to StartTransaction and"
+                " StopTransaction) waits. Free disk space, or make the file"
+                " writable by the service user: the store catches up by"
+                " itself.",
                 path=self._path, error=failure.getErrorMessage(), count=len(batch),
             )
             self._failing = True
-        self._reschedule(self._retry_delay, self._clock)
+        if not self._closing:
+            self._later_call = self._clock.callLater(self._retry_delay, self._flush)
         self._retry_delay = min(self._retry_delay * 2, _MAX_RETRY)
         # Reads need not wait for the retry to see data that is not durable.
         self._submit_reads()
-        for d in waiters:
-            d.errback(error)
-
-    def _reschedule(self, delay, clock=None):
-        if self._pending and not self._closing:
-            self._flush_call = (clock or self._reactor).callLater(delay, self._flush)

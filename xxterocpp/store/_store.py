@@ -8,10 +8,11 @@ import json
 import os
 from datetime import datetime, timezone
 
+import attr
 from twisted.internet.defer import fail
 
-from ._batches import Batcher
-from ._worker import Worker, advance_transaction_counter
+from ._batches import LAZY_WRITE_DELAY, Batcher
+from ._worker import Worker
 from .errors import StoreError
 from .records import (
     ConnectorStatusRecord,
@@ -21,6 +22,7 @@ from .records import (
     from_text,
     to_text,
 )
+from .schema import advance_transaction_counter
 
 #: Unknown identities kept, the latest seen: a flood of made-up identities
 #: must not grow the file.
@@ -85,6 +87,14 @@ def _record_unknown_attempts(db, identity, address, first_seen, last_seen, attem
     )
 
 
+def _merge_attempts(older, newer):
+    # Attempts queued together: the first one's first sighting, the last
+    # one's address and time, all of them counted.
+    identity, _, first_seen, _, attempts = older
+    _, address, _, last_seen, more = newer
+    return identity, address, first_seen, last_seen, attempts + more
+
+
 class Store:
     """
     The SQLite state store.
@@ -92,23 +102,33 @@ class Store:
     @ivar path: the database file.
     """
 
-    def __init__(self, path, reactor, clock=None, busy_timeout=5.0):
+    def __init__(
+        self, path, reactor, clock=None, busy_timeout=5.0, lazy_delay=LAZY_WRITE_DELAY
+    ):
         """
         @param path: the database file; it and its directory are created on
             first open.
         @param reactor: runs the batches (C{callLater}, C{callFromThread},
             system event triggers).
-        @param clock: schedules retries after a failed commit; defaults to
-            C{reactor}.
+        @param clock: schedules the batches of lazy writes and the retries
+            after a failed commit; defaults to C{reactor}.
         @param busy_timeout: seconds the worker waits for another process's
             lock on the file before the commit counts as failed.
+        @param lazy_delay: seconds a meter reading, a connector status or an
+            unknown charger's attempt may wait in memory before it is
+            committed (sooner when another write is committed).
         """
         self.path = os.fspath(path)
         self._reactor = reactor
         self._worker = Worker(self.path, busy_timeout)
         self._batches = Batcher(
-            self._worker, reactor, reactor if clock is None else clock
+            self._worker, reactor, reactor if clock is None else clock, lazy_delay
         )
+        # What the file holds, or will hold once the lazy writes are
+        # committed: the latest reading of each open transaction as
+        # (Wh, text), and the last status of each connector.
+        self._meters = {}
+        self._statuses = {}
 
     @property
     def commits(self):
@@ -128,7 +148,8 @@ class Store:
     def open(self):
         """
         Create or migrate the database and start the worker thread. Called
-        once at service start.
+        once at service start. A damaged file is moved aside and a fresh one
+        created, with one line in the log.
 
         @raise StoreError: the database cannot be opened or is newer than
             this program; the message says what to do.
@@ -179,6 +200,8 @@ class Store:
             "SELECT charger_id, connector, status, error_code, info, at"
             " FROM connector_status ORDER BY charger_id, connector"
         )
+        for charger_id, connector, status, error_code, info, at in rows:
+            self._statuses[charger_id, connector] = (status, error_code, info)
         return [ConnectorStatusRecord(*r[:5], from_text(r[5])) for r in rows]
 
     def load_unknown_chargers(self):
@@ -230,7 +253,8 @@ class Store:
 
     def query_transactions(self, charger_id=None, since=None, until=None, limit=None):
         """
-        Transactions, newest first, including writes queued before the call.
+        Transactions, newest first, including writes queued before the call
+        (lazy meter readings too).
 
         @param since: only transactions started at or after this instant.
         @param until: only transactions started before this instant.
@@ -251,7 +275,21 @@ class Store:
         if limit is not None:
             tail += " LIMIT ?"
             params.append(limit)
-        return self._read(self._worker.select_transactions, tail, tuple(params))
+        d = self._read(self._worker.select_transactions, tail, tuple(params))
+        return d.addCallback(self._with_meters)
+
+    def _with_meters(self, records):
+        """
+        @return: C{records} with the meter readings not committed yet.
+        """
+        meters = self._meters
+        return [
+            attr.evolve(
+                rec, last_meter_wh=meters[rec.id][0],
+                last_meter_time=from_text(meters[rec.id][1]),
+            ) if rec.id in meters else rec
+            for rec in records
+        ]
 
     def query_orphan_stops(self, limit=100):
         """
@@ -272,8 +310,8 @@ class Store:
 
     # -- writes ------------------------------------------------------------
 
-    def _write(self, key, apply, *args):
-        return self._batches.write(key, apply, *args)
+    def _write(self, key, apply, *args, lazy=False, merge=None):
+        return self._batches.write(key, apply, *args, lazy=lazy, merge=merge)
 
     def insert_transaction(self, rec):
         """
@@ -281,8 +319,10 @@ class Store:
         this has fired: then the id survives a crash.
 
         @type rec: L{TransactionRecord}
-        @return: a L{Deferred} that fires with L{None} once committed, or
-            fails with L{StoreError}.
+        @return: a L{Deferred} that fires with L{None} once committed, after
+            however many retries that takes (a full disk), or fails with
+            L{StoreError} when the row is rejected or the store closes
+            before it is committed.
         """
         # Refuse a naive start time now, in the caller's stack, rather than
         # as a rejected write later.
@@ -299,22 +339,33 @@ class Store:
 
     def update_meter(self, tx_id, energy_wh, at):
         """
-        Record the latest energy register reading of a transaction. Only the
-        last of several readings queued together is written.
+        Record the latest energy register reading of a transaction: a lazy
+        write, of which only the last reading counts; a reading equal to
+        the one before is not written at all. The StopTransaction's
+        meterStop is what books the energy.
         """
+        key = ("meter", tx_id)
+        text = to_text(at)
+        known = self._meters.get(tx_id)
+        if known is not None and known[0] == energy_wh:
+            return self._batches.settled(key)
+        self._meters[tx_id] = (energy_wh, text)
         return self._write(
-            ("meter", tx_id),
+            key,
             _execute,
             "UPDATE transactions SET last_meter_wh = ?, last_meter_time = ?"
             " WHERE id = ?",
-            (energy_wh, to_text(at), tx_id),
+            (energy_wh, text, tx_id),
+            lazy=True,
         )
 
     def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
         """
-        Close a transaction. A stop for a transaction that is not open in the
-        store is kept as an orphan stop instead.
+        Close a transaction, in the same commit as its last meter reading. A
+        stop for a transaction that is not open in the store is kept as an
+        orphan stop instead.
         """
+        self._meters.pop(tx_id, None)
         return self._write(
             None, _stop_transaction,
             tx_id, meter_stop, to_text(stop_time), reason, stop_id_tag,
@@ -338,24 +389,34 @@ class Store:
 
     def save_connector_status(self, charger_id, connector, status, error_code, info, at):
         """
-        Record the last StatusNotification of a connector; only the last of
-        several queued together is written.
+        Record the last StatusNotification of a connector: a lazy write, of
+        which only the last status counts. A status equal to the one known
+        (the same status, error code and info) is not written again, so
+        C{at} stays the time since when it holds.
         """
+        key = ("status", charger_id, connector)
+        state = (status, error_code, info)
+        if self._statuses.get((charger_id, connector)) == state:
+            return self._batches.settled(key)
+        self._statuses[charger_id, connector] = state
         return self._write(
-            ("status", charger_id, connector),
+            key,
             _execute,
             "INSERT OR REPLACE INTO connector_status (charger_id, connector,"
             " status, error_code, info, at) VALUES (?, ?, ?, ?, ?, ?)",
             (charger_id, connector, status, error_code, info, to_text(at)),
+            lazy=True,
         )
 
     def record_unknown_attempts(self, identity, address, first_seen, last_seen, attempts):
         """
         Count C{attempts} to connect by an identity that is not configured,
         the last from C{address}; C{first_seen} is kept for an identity new
-        to the table. Only the L{MAX_UNKNOWN_CHARGERS} identities seen last
-        are kept; an identity longer than L{MAX_IDENTITY_LENGTH} is not
-        stored (the L{Deferred} fails with L{StoreError}).
+        to the table: a lazy write, so that a charger retrying every few
+        seconds costs one commit per lazy delay. Only the
+        L{MAX_UNKNOWN_CHARGERS} identities seen last are kept; an identity
+        longer than L{MAX_IDENTITY_LENGTH} is not stored (the L{Deferred}
+        fails with L{StoreError}).
         """
         if len(identity) > MAX_IDENTITY_LENGTH:
             return fail(StoreError(
@@ -363,8 +424,9 @@ class Store:
                 f" stored: at most {MAX_IDENTITY_LENGTH}"
             ))
         return self._write(
-            None, _record_unknown_attempts, identity, address,
-            to_text(first_seen), to_text(last_seen), attempts
+            ("unknown", identity), _record_unknown_attempts, identity, address,
+            to_text(first_seen), to_text(last_seen), attempts, lazy=True,
+            merge=_merge_attempts,
         )
 
     def put_setting(self, scope, key, value):

@@ -9,8 +9,20 @@ import os
 import sqlite3
 from stat import S_IMODE
 
+from ._damage import (
+    DamagedDatabase,
+    check,
+    move_aside,
+    reported_as_damage,
+    salvage_counter,
+)
 from .records import TRANSACTION_COLUMNS, transaction_from_row
-from .schema import migrate
+from .schema import advance_transaction_counter, migrate, read_transaction_counter
+
+#: The page size of a new file: a commit writes each page it changed to the
+#: write-ahead log, and most commits change one row in a few pages, so
+#: small pages write less (SQLite's default is 4096).
+PAGE_SIZE = 1024
 
 # Errors that come from one write's own data (a duplicate id, a value SQLite
 # cannot bind): retrying cannot help, so that write alone is rejected and the
@@ -25,27 +37,6 @@ WRITE_BUGS = (
     TypeError,
     OverflowError,
 )
-
-
-def advance_transaction_counter(db, tx_id):
-    """
-    Make the highest transactionId ever handed out at least C{tx_id}.
-    """
-    db.execute(
-        "UPDATE meta SET value = max(value, ?) WHERE key = 'last_transaction_id'",
-        (tx_id,),
-    )
-
-
-def read_transaction_counter(db):
-    """
-    @return: the highest transactionId ever handed out: the counter, or a
-        stored transaction's id if one is higher (a file written by hand).
-    """
-    return db.execute(
-        "SELECT max(value, (SELECT coalesce(max(id), 0) FROM transactions))"
-        " FROM meta WHERE key = 'last_transaction_id'"
-    ).fetchone()[0]
 
 
 def _make_private(path):
@@ -111,9 +102,35 @@ class Worker:
 
     def connect(self):
         """
-        Open, create or migrate the file at C{path}.
+        Open, create or migrate the file at C{path}. A file that is not a
+        sound SQLite database is moved aside first (L{move_aside}) and a
+        fresh one created; its transaction counter, as far as it can be
+        read, carries over.
+
+        @return: a note for the log when a damaged file was moved aside,
+            else L{None}.
         """
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        try:
+            self._open()
+            return None
+        except DamagedDatabase as e:
+            damage = e
+        self._open()
+        return (
+            f"the database file was damaged ({damage.reason}); moved it aside to"
+            f" {damage.moved_to} and started a fresh one, transactionIds go on"
+            f" after {self._transaction_id_floor}; the old sessions may be read"
+            f" with sqlite3 {damage.moved_to} .recover"
+        )
+
+    def _open(self):
+        """
+        Open the file at C{path} and bring it to the latest schema.
+
+        @raise DamagedDatabase: the file is damaged; its transaction counter
+            is taken over, as far as it can be read, and it is moved aside.
+        """
         _make_private(self.path)
         db = sqlite3.connect(
             self.path,
@@ -122,13 +139,31 @@ class Worker:
             timeout=self._busy_timeout,
         )
         try:
-            db.execute("PRAGMA journal_mode = WAL")
-            # FULL: the WAL is fsynced at every commit, i.e. once per batch.
-            db.execute("PRAGMA synchronous = FULL")
-            migrate(db, self.path)
-            if self._transaction_id_floor:
-                advance_transaction_counter(db, self._transaction_id_floor)
+            with reported_as_damage():
+                # Before WAL: the log's index then lives in this process's
+                # memory, not in a -shm file rewritten at every commit; no
+                # other process can open the file meanwhile.
+                db.execute("PRAGMA locking_mode = EXCLUSIVE")
+                # Takes effect only on a file that has no tables yet.
+                db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+                db.execute("PRAGMA journal_mode = WAL")
+                # FULL: the WAL is fsynced at every commit, i.e. once per
+                # batch.
+                db.execute("PRAGMA synchronous = FULL")
+                check(db)
+                migrate(db, self.path)
+                if self._transaction_id_floor:
+                    advance_transaction_counter(db, self._transaction_id_floor)
             stat = os.stat(self.path)
+        except DamagedDatabase as e:
+            self._transaction_id_floor = max(
+                self._transaction_id_floor, salvage_counter(db)
+            )
+            # Before closing: SQLite may delete the -wal file when the
+            # connection closes, and it belongs with the damaged file.
+            e.moved_to = move_aside(self.path)
+            db.close()
+            raise
         except BaseException:
             db.close()
             raise
@@ -146,11 +181,11 @@ class Worker:
         next restart, so a deleted file is rebuilt from the still-open
         connection, and a replaced one (a restored backup) is adopted.
 
-        @return: a note for the log when the file was rebuilt or adopted.
+        @return: a note for the log when the file was rebuilt or adopted,
+            or a damaged one moved aside (see L{connect}).
         """
         if self.db is None:
-            self.connect()
-            return None
+            return self.connect()
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
@@ -181,10 +216,10 @@ class Worker:
                 )
                 old.close()
                 self._remove_companions()
-            self.connect()
+            damaged = self.connect()
         finally:
             old.close()
-        return note
+        return note if damaged is None else f"{note}; {damaged}"
 
     def _remove_companions(self):
         """

@@ -100,7 +100,55 @@ MIGRATIONS = [
         "CREATE INDEX upstream_transactions_by_charger"
         " ON upstream_transactions (charger_id, transaction_id)",
     ),
+    (
+        # Fewer pages to write per commit. This index was only read at
+        # start, when a scan costs nothing, and cost a page at every start
+        # and stop of a transaction.
+        "DROP INDEX transactions_open",
+        # Rows kept in their primary key's b-tree: a changed status or
+        # setting is one page to write, not a row page and an index page.
+        """CREATE TABLE connector_status_new (
+            charger_id TEXT NOT NULL,
+            connector INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            error_code TEXT NOT NULL,
+            info TEXT,
+            at TEXT NOT NULL,
+            PRIMARY KEY (charger_id, connector)) WITHOUT ROWID""",
+        "INSERT INTO connector_status_new SELECT * FROM connector_status",
+        "DROP TABLE connector_status",
+        "ALTER TABLE connector_status_new RENAME TO connector_status",
+        """CREATE TABLE settings_new (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (scope, key)) WITHOUT ROWID""",
+        "INSERT INTO settings_new SELECT * FROM settings",
+        "DROP TABLE settings",
+        "ALTER TABLE settings_new RENAME TO settings",
+    ),
 ]
+
+
+def advance_transaction_counter(db, tx_id):
+    """
+    Make the highest transactionId ever handed out at least C{tx_id}.
+    """
+    db.execute(
+        "UPDATE meta SET value = max(value, ?) WHERE key = 'last_transaction_id'",
+        (tx_id,),
+    )
+
+
+def read_transaction_counter(db):
+    """
+    @return: the highest transactionId ever handed out: the counter, or a
+        stored transaction's id if one is higher (a file written by hand).
+    """
+    return db.execute(
+        "SELECT max(value, (SELECT coalesce(max(id), 0) FROM transactions))"
+        " FROM meta WHERE key = 'last_transaction_id'"
+    ).fetchone()[0]
 
 
 def migrate(db, path):
