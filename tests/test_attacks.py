@@ -636,6 +636,8 @@ class HandshakeFuzzTests(SynchronousTestCase):
         self.central = CentralSystem(parse_config(BASE_CONFIG.format(**IN_MEMORY)),
                                      MemoryStore(), self.clock)
         self.central.load()
+        # The offline timers of chargers that connected and went.
+        self.addCleanup(self.central.shutdown)
         self.factory = OcppServerFactory(self.central, self.clock, ping_interval=0)
 
     def handshake(self, path, headers, host):

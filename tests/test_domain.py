@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import MemoryStore
 from xxterocpp.config import TagConfig, parse_config
+from xxterocpp.store import StoreError
 from xxterocpp.domain.central import UNKNOWN_INTERVAL, CentralSystem
 from xxterocpp.domain.events import (
     MeterChanged, StatusChanged, TagsChanged, TransactionStarted, TransactionStopped,
@@ -273,6 +274,37 @@ class TransactionTests(DomainTestCase):
         self.assertNoResult(d)
         self.store.held[0].callback(None)
         self.assertEqual(self.successResultOf(d)[0], 42)
+
+    def test_retried_start_waits_for_the_first_to_be_stored(self):
+        """
+        A start retried while the first one's row is not stored yet (a full
+        disk) is answered only once it is, with the same id.
+        """
+        self.store.hold.add("insert_transaction")
+        first = self.central.start_transaction("CP1", 1, "GOOD", 0, T0)
+        again = self.central.start_transaction("CP1", 1, "GOOD", 0, T0)
+        self.assertNoResult(first)
+        self.assertNoResult(again)
+        self.store.held[0].callback(None)
+        self.assertEqual(self.successResultOf(first), (42, Authorization("Accepted")))
+        self.assertEqual(self.successResultOf(again), (42, Authorization("Accepted")))
+        self.assertEqual(len(self.store.written("insert_transaction")), 1)
+
+    def test_start_not_stored_is_not_answered(self):
+        """
+        A start whose row the store gives up on is not answered with its id
+        (the charger gets a CALLERROR and retries); the retry stores it
+        again and is answered then.
+        """
+        self.store.hold.add("insert_transaction")
+        first = self.central.start_transaction("CP1", 1, "GOOD", 0, T0)
+        self.store.held[0].errback(StoreError("the store closed"))
+        self.failureResultOf(first, StoreError)
+        again = self.central.start_transaction("CP1", 1, "GOOD", 0, T0)
+        self.assertNoResult(again)
+        self.store.held[1].callback(None)
+        self.assertEqual(self.successResultOf(again), (42, Authorization("Accepted")))
+        self.assertEqual(len(self.store.written("insert_transaction")), 2)
 
     def test_retried_start_gets_the_same_answer(self):
         """

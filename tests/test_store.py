@@ -157,7 +157,8 @@ class SchemaTests(StoreTestCase):
             "SELECT name FROM sqlite_master WHERE type = 'index'")]
         self.assertEqual(indexes, ["sqlite_autoindex_meta_1", "transactions_by_start",
                                    "sqlite_autoindex_unknown_chargers_1",
-                                   "sqlite_autoindex_tags_1"])
+                                   "sqlite_autoindex_tags_1", "upstream_queue_by_charger",
+                                   "upstream_transactions_by_charger"])
 
     @inlineCallbacks
     def test_version_1_file_is_migrated_with_its_rows(self):

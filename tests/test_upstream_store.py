@@ -43,10 +43,13 @@ class UpstreamStoreTests(TestCase):
         self.store = self.open()
         return UpstreamStore(self.store).load()
 
+    @inlineCallbacks
     def test_migration_adds_the_tables(self):
         """
         The latest schema has the three tables.
         """
+        # The service holds the file exclusively while it runs.
+        yield self.store.close()
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

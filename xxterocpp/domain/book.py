@@ -6,6 +6,7 @@ ones, the transaction ids, and the meter readings booked on them.
 
 from collections import OrderedDict
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.domain.events import MeterChanged, TransactionStarted, TransactionStopped
@@ -50,6 +51,10 @@ class TransactionBook:
         self._dedup = {}
         self._last_id = 0
         self._last_sessions = {}
+        # Transaction id -> the Deferreds waiting for its row to be stored
+        # (retries of its StartTransaction), while the insert is not; the id
+        # maps to None once an insert failed (a retry inserts again).
+        self._unstored = {}
 
     def load(self):
         """
@@ -138,7 +143,42 @@ class TransactionBook:
                       "meter {meter} Wh", id=charger_id, connector=connector, tx=tx.id,
                       tag=id_tag, status=status, meter=meter_start)
         self._emit(TransactionStarted(charger_id, connector, tx))
-        return stored(self._store.insert_transaction(tx)).addCallback(lambda ignored: tx)
+        return self._insert(tx)
+
+    def _insert(self, tx):
+        # Not silenced: a start that could not be stored must not be
+        # answered (the charger gets a CALLERROR and tries again).
+        self._unstored[tx.id] = []
+
+        def done(result):
+            for waiting in self._unstored.pop(tx.id, None) or ():
+                waiting.callback(tx)
+            return tx
+
+        def failed(failure):
+            waiters, self._unstored[tx.id] = self._unstored.get(tx.id) or (), None
+            for waiting in waiters:
+                waiting.errback(failure)
+            return failure
+
+        return self._store.insert_transaction(tx).addCallbacks(done, failed)
+
+    def stored_start(self, tx):
+        """
+        @return: a Deferred firing with C{tx} once its row is stored: at once
+            when it is, after the insert still under way, or after a new
+            insert when the first one failed (a retried StartTransaction is
+            answered only once the transaction survives a crash, like the
+            first).
+        """
+        if tx.id not in self._unstored:
+            return defer.succeed(tx)
+        waiters = self._unstored[tx.id]
+        if waiters is None:
+            return self._insert(tx)
+        waiting = defer.Deferred()
+        waiters.append(waiting)
+        return waiting
 
     def stop(self, charger_id, transaction_id, meter_stop, timestamp, reason, id_tag,
              reading=None):

@@ -622,8 +622,10 @@ class CentralSystem:
         known = self.book.retry_of(charger_id, connector, id_tag, meter_start, timestamp)
         if known is not None:
             # A retry of a start answered already (the answer was lost):
-            # same id, same verdict, nothing booked twice.
-            return known.id, Authorization(known.start_status)
+            # same id, same verdict, nothing booked twice; answered once
+            # stored, like the first.
+            verdict = Authorization(known.start_status)
+            return self.book.stored_start(known).addCallback(lambda tx: (tx.id, verdict))
         authorization = self.authorize(charger_id, connector, id_tag)
         if authorization.status == "Accepted" and not self._own_tag(charger_id, id_tag) and (
                 self.book.running_elsewhere(id_tag, charger_id, connector)):
