@@ -95,15 +95,20 @@ class TruthTestCase(TestCase):
         return cp
 
     @defer.inlineCallbacks
-    def boot(self, cp, connectors=(1,), limit=True):
+    def boot(self, cp, connectors=(1,), limit=None):
         """
         Boot C{cp} and report its connectors Available; then a barrier, so
         the test's window starts after what the connection put on the bus.
 
         @param limit: wait for the set-up's first charging profile too (for
-            a charger that accepts them: its limit then is in force).
+            a charger that accepts them: its limit then is in force); by
+            default when one is due: a point whose normal current is below
+            its maximum (at its maximum it gets no profile nobody asked for).
         """
         yield cp.boot()
+        if limit is None:
+            point = self.service.central.config.charger(cp.identity, connectors[0])
+            limit = point is not None and point.normal_current < point.max_current
         if limit:
             yield cp.wait_for_call("SetChargingProfile", timeout=PROMPT)
         for connector in connectors:

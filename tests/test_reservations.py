@@ -94,7 +94,9 @@ class HeldReservationTests(ReservationTestCase):
         self.clock.advance(EXPIRY * 10)
         self.assertEqual(cp.actions(), ["CancelReservation"])
         self.assertEqual((self.reservation(), self.saved()), (None, None))
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # Only the certificates' hourly look is left on the clock.
+        self.assertEqual([call.func.__qualname__ for call in self.clock.getDelayedCalls()],
+                         ["Certificates._check"])
 
     def test_sent_again_after_a_reboot(self):
         cp = self.connect()
