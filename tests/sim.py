@@ -81,7 +81,7 @@ __all__ = [
     "timestamp_seconds",
 ]
 
-# OCPP-J message type ids [J §4.1.3].
+# OCPP-J message type ids (OCPP-J 1.6 §4.1.3).
 CALL = 2
 CALLRESULT = 3
 CALLERROR = 4
@@ -210,7 +210,7 @@ class InstalledProfile(NamedTuple):
     installed_at: float
 
 
-#: The chargingProfilePurpose values of OCPP 1.6 [S §7.9].
+#: The chargingProfilePurpose values of OCPP 1.6 (OCPP 1.6 §7.9).
 PROFILE_PURPOSES = frozenset({"ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"})
 
 #: Phase voltage for turning a schedule in W into A per phase (as chargers
@@ -233,7 +233,7 @@ def timestamp_seconds(timestamp: str) -> float:
 def _schedule_limit(installed: InstalledProfile, at: float, transaction_start: Optional[float]):
     """
     The limit (A per phase) of one profile's schedule at C{at}, or L{None}
-    when its schedule does not cover that moment [S §3.13.4]: a Relative
+    when its schedule does not cover that moment (OCPP 1.6 §3.13.4): a Relative
     schedule runs from the start of the transaction (or from when it was
     installed), an Absolute or Recurring one from its C{startSchedule}.
     """
@@ -297,7 +297,7 @@ def basic_authorization(user: str, password: "str | bytes") -> str:
 def _timestamp(when: "datetime | str | None", reactor) -> str:
     """
     An OCPP dateTime: UTC with milliseconds and a C{Z}, as the 1.6 spec
-    recommends [S §3.14].  Strings pass through untouched so tests can send
+    recommends (OCPP 1.6 §3.14).  Strings pass through untouched so tests can send
     malformed timestamps.
     """
     if isinstance(when, str):
@@ -310,7 +310,7 @@ def _timestamp(when: "datetime | str | None", reactor) -> str:
 
 def _value(number) -> str:
     """
-    SampledValue.value is a string holding a decimal number [S §7.43].
+    SampledValue.value is a string holding a decimal number (OCPP 1.6 §7.43).
     """
     return str(number)
 
@@ -361,7 +361,7 @@ CS_TO_CP_ACTIONS = frozenset(
 def _default_configuration() -> dict:
     """
     The configuration a fresh simulated charger reports: the keys a
-    KNX-bridge central system reads or sets [S §9], plausible values.
+    KNX-bridge central system reads or sets (OCPP 1.6 §9), plausible values.
     """
     return {
         "AuthorizeRemoteTxRequests": ConfigurationKey("true"),
@@ -538,7 +538,7 @@ class SimCharger:
         Be a charger without the SmartCharging feature profile: it is not in
         C{SupportedFeatureProfiles}, and SetChargingProfile,
         ClearChargingProfile and GetCompositeSchedule get a CALLERROR
-        C{NotSupported} [J §4.2.3].
+        C{NotSupported} (OCPP-J 1.6 §4.2.3).
         """
         profiles = self.configuration["SupportedFeatureProfiles"]
         kept = [p for p in (profiles.value or "").split(",") if p and p != "SmartCharging"]
@@ -559,7 +559,7 @@ class SimCharger:
         """
         The current limit (A per phase) that the accepted charging profiles
         put on C{connector} at reactor time C{at} (default now), combined
-        the way an OCPP 1.6 charger does [S §3.13.1]: within a purpose the
+        the way an OCPP 1.6 charger does (OCPP 1.6 §3.13.1): within a purpose the
         highest stack level wins; a TxProfile of the running transaction
         overrides the TxDefaultProfiles, the connector's own TxDefaultProfile
         overrides one set for connector 0; a ChargePointMaxProfile caps the
@@ -618,7 +618,7 @@ class SimCharger:
         @param payload: Normally a L{dict}; anything JSON-serialisable is
             sent as is, for negative tests.
         @param unique_id: The message id; a fresh uuid4 string (36
-            characters, the maximum [J §4.1.4]) when omitted.
+            characters, the maximum (OCPP-J 1.6 §4.1.4)) when omitted.
         @return: A L{Deferred} firing with the CALLRESULT payload, failing
             with L{CallErrorReceived}, L{CallTimeout}, or L{ConnectionClosed}.
         """
@@ -720,7 +720,7 @@ class SimCharger:
 
     def _transaction_ended(self, transaction_id) -> None:
         """
-        A TxProfile lasts as long as its transaction [S §3.13.1].
+        A TxProfile lasts as long as its transaction (OCPP 1.6 §3.13.1).
         """
         for connector, (running, _) in list(self.transactions.items()):
             if running == transaction_id:
@@ -841,7 +841,7 @@ class SimCharger:
             message = json.loads(text)
         except ValueError:
             return
-        # A receiver ignores what it cannot parse [J §4.1.3]; tests see it
+        # A receiver ignores what it cannot parse (OCPP-J 1.6 §4.1.3); tests see it
         # in .frames.
         if not isinstance(message, list) or len(message) < 3 or not isinstance(message[1], str):
             return
@@ -869,7 +869,7 @@ class SimCharger:
             self._unconsumed_calls.append((unique_id, action, payload))
         handler = self.handlers.get(action)
         if handler is None:
-            # [J §4.2.3, Table 7]: NotImplemented = action not known.
+            # (OCPP-J 1.6 §4.2.3, Table 7): NotImplemented = action not known.
             self.reply(unique_id, CallErrorReply("NotImplemented", f"Requested Action {action} is not known"))
             return
         answer = maybeDeferred(handler, payload)
@@ -922,7 +922,7 @@ class SimCharger:
     # -- default CS→CP handlers -------------------------------------------
 
     def _get_configuration(self, payload: dict) -> dict:
-        # An absent or empty key list means "all keys" [S §5.8].
+        # An absent or empty key list means "all keys" (OCPP 1.6 §5.8).
         wanted = payload.get("key") or list(self.configuration)
         known = [key for key in wanted if key in self.configuration]
         reply = {
@@ -947,7 +947,7 @@ class SimCharger:
 
     def _install(self, connector: int, profile: dict) -> None:
         # A profile replaces the one with its id, and the one of the same
-        # purpose and stack level at the same connector [S §3.13.2].
+        # purpose and stack level at the same connector (OCPP 1.6 §3.13.2).
         for profile_id, installed in list(self.charging_profiles.items()):
             same_slot = installed.connector == connector and all(
                 installed.profile.get(key) == profile.get(key) for key in ("chargingProfilePurpose", "stackLevel")
@@ -980,7 +980,7 @@ class SimCharger:
         return {"status": "Accepted"}
 
     def _remote_start_transaction(self, payload: dict) -> dict:
-        # The TxProfile given with the start is the next transaction's [S §5.16].
+        # The TxProfile given with the start is the next transaction's (OCPP 1.6 §5.16).
         profile = payload.get("chargingProfile")
         if profile is not None and profile.get("chargingProfilePurpose") not in self.refused_profile_purposes:
             self._install(payload.get("connectorId", 1), profile)
@@ -1075,7 +1075,7 @@ def connect_charger(
 
     @param url: The central system's endpoint, C{ws://host:port/path/} or
         C{wss://...}.  When C{identity} is given it is percent-encoded
-        (RFC 3986, as [J §3.1.1] requires) and appended as the last path
+        (RFC 3986, as (OCPP-J 1.6 §3.1.1) requires) and appended as the last path
         segment; otherwise C{url} is used as the complete URL.
     @param protocols: Subprotocols to offer in order of preference; an empty
         sequence sends no C{Sec-WebSocket-Protocol} header at all.

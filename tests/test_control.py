@@ -246,7 +246,7 @@ class ControllerTests(ControllerHarness, SynchronousTestCase):
 
     def test_start_refused_while_unavailable(self):
         """
-        Manual §3: no charging can start while the charger is unavailable.
+        docs/knx-objects.md#charging: no start while the charger is unavailable.
         """
         cp = self.connect()
         cp.session.text_received(json.dumps([2, "st", "StatusNotification", {
@@ -509,7 +509,7 @@ class EndToEndTests(TestCase):
     @defer.inlineCallbacks
     def test_reserved_for_another_tag_refuses_start(self):
         """
-        Manual §3: no charging can start while reserved (for someone else).
+        docs/knx-objects.md#reserve: no start while reserved.
         """
         cp = yield self.booted()
         yield self.controller.reserve("CP1", id_tag="04A1B2C3")
@@ -549,7 +549,7 @@ class EndToEndTests(TestCase):
     @defer.inlineCallbacks
     def test_trigger_boot_for_a_charger_that_never_boots(self):
         """
-        Quirk 8: a connected charger without BootNotification is asked.
+        docs/quirks.md#q6: a connected charger without BootNotification is asked.
         """
         self.controller.boot_wait = 0.1
         cp = yield connect_charger(self.service.url, "TWIN")

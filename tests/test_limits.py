@@ -82,7 +82,7 @@ class LimitTests(ControllerHarness, SynchronousTestCase):
 
     def test_watts_when_the_charger_wants_power(self):
         """
-        Quirk 20: C{ChargingScheduleAllowedChargingRateUnit} "W": the limit
+        docs/quirks.md#q28: C{ChargingScheduleAllowedChargingRateUnit} "W": the limit
         goes in watts, A x 230 V x phases.
         """
         cp = self.connect(configuration=dict(
@@ -111,7 +111,7 @@ class LimitTests(ControllerHarness, SynchronousTestCase):
 
     def test_limit_reapplied_after_reboot(self):
         """
-        Quirk 40: every BootNotification puts the limit in force again.
+        docs/quirks.md#q30: every BootNotification puts the limit in force again.
         """
         cp = self.connect()
         self.controller.set_limit("CP1", 1, 9)
@@ -132,7 +132,7 @@ class LimitTests(ControllerHarness, SynchronousTestCase):
 
     def test_limits_are_clamped(self):
         """
-        SPEC §3: 0, or 6 .. max_current, one decimal.
+        docs/ocpp.md#current-limit: 0, or 6 .. max_current, one decimal.
         """
         point = self.central.config.charger("CP1", 1)
         for amps, limit in [(-3, 0), (0, 0), (0.04, 0), (2, 6), (6.04, 6), (16.26, 16.3),

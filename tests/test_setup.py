@@ -94,7 +94,7 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
 
     def test_measurands_partially_accepted(self):
         """
-        Quirk 21: the whole list rejected, then grown one measurand at a
+        docs/quirks.md#q33: the whole list rejected, then grown one measurand at a
         time; an unsupported one is left out.
         """
         cp = ScriptedCharger(self.central, self.clock)
@@ -181,7 +181,7 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
 
     def test_boots_during_the_set_up_give_one_more_run(self):
         """
-        Quirk 14 (reboot loops): boots arriving while the set-up after the
+        docs/quirks.md#q8 (reboot loops): boots arriving while the set-up after the
         previous one runs are served by a single further set-up.
         """
         cp = self.connect(boot=False)
@@ -199,7 +199,7 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
 
     def test_boot_is_triggered_for_a_charger_that_never_boots(self):
         """
-        Quirk 8: no BootNotification within 5 s: TriggerMessage; nothing
+        docs/quirks.md#q6: no BootNotification within 5 s: TriggerMessage; nothing
         else is sent before the boot.
         """
         cp = self.connect(boot=False)
@@ -212,7 +212,7 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
     def test_no_trigger_when_it_boots_or_booted_before(self):
         """
         A charger that boots in time, or reconnects after an earlier boot
-        (quirk 9), is not triggered.
+        (docs/quirks.md#q7), is not triggered.
         """
         cp = self.connect()
         self.clock.advance(10)

@@ -178,7 +178,7 @@ class ConnectTests(_PeerTestCase):
         self.assertTrue(charger.is_open)
         [request] = self.server.requests
         self.assertEqual(request.protocols, ["ocpp1.6"])
-        # The identity is percent-encoded into the last path segment [J §3.1.1].
+        # The identity is percent-encoded into the last path segment (OCPP-J 1.6 §3.1.1).
         self.assertEqual(request.path, "/ocpp/RDAM%20123")
 
     @inlineCallbacks
