@@ -1,0 +1,179 @@
+"""
+Tests of the named workarounds (docs/quirks.md#named-workarounds), one class
+per workaround: the whole service and a simulated charger (L{tests.sim})
+that misbehaves the way the workaround is for, over loopback WebSockets, on
+a test-driven clock (L{tests.service.ClockedReactor}). With the workaround,
+chosen by a registry entry and by the configuration, the session works;
+without it, the test shows what goes wrong.
+"""
+
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from tests.service import LOOPBACK_CONFIG, ClockedReactor, start_service, write_config
+from tests.sim import connect_charger
+from xxterocpp.quirks import Entry
+
+CONFIG = LOOPBACK_CONFIG + """
+[[tag]]
+id = "TAG1"
+"""
+
+
+def table(charger_id, **keys):
+    """
+    A C{[[charger]]} table of 16 A (C{keys} as TOML values: lists of
+    strings or numbers).
+    """
+    lines = [f'id = "{charger_id}"', "max_current = 16"]
+    for key, value in keys.items():
+        if isinstance(value, (list, tuple)):
+            value = "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value) + "]"
+        lines.append(f"{key} = {value}")
+    return "\n[[charger]]\n" + "\n".join(lines) + "\n"
+
+
+def entry(name, quirks, parameters=None, **match):
+    """
+    A registry entry of a test, matching C{match} (vendor, model, firmware).
+    """
+    return Entry(name, quirks=quirks, fact="a charger of the test", sources=["example/test#1"],
+                 parameters=parameters or {}, **match)
+
+
+class WorkaroundHarness:
+    """
+    The service on a L{ClockedReactor}, with simulated chargers and the
+    log lines of the test (a mixin of the L{TestCase}s below).
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        self.lines = []
+        observer = lambda event: self.lines.append(formatEvent(event))
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    @defer.inlineCallbacks
+    def start(self, *tables, registry=None, sections=""):
+        """
+        Start the service with the C{[[charger]]} C{tables}.
+
+        @param registry: registry entries instead of the shipped registry.
+        @param sections: TOML replacing the loopback configuration's
+            C{key = value} lines of the same name.
+        """
+        text = CONFIG
+        for line in sections.strip().splitlines():
+            key = line.split("=")[0].strip()
+            text = "\n".join(line if l.split("=")[0].strip() == key else l
+                             for l in text.splitlines())
+        self.time = ClockedReactor(self)
+        self.service = yield start_service(self, write_config(self, text + "".join(tables)),
+                                           on=self.time)
+        self.central = self.service.central
+        self.controller = self.service.controller
+        if registry is not None:
+            self.central.registry = registry
+
+    @defer.inlineCallbacks
+    def connect(self, identity, prepare=None):
+        """
+        @param prepare: called with the L{SimCharger} before anything else.
+        @return: a connected simulated charger, closed at cleanup.
+        """
+        cp = yield connect_charger(self.service.url, identity, reactor=self.time)
+        self.addCleanup(cp.close)
+        if prepare is not None:
+            prepare(cp)
+        return cp
+
+    @defer.inlineCallbacks
+    def booted(self, identity, vendor="Sim", model="Sim-1", prepare=None, **boot):
+        """
+        Connect and boot a simulated charger, and wait for its set-up.
+
+        @param boot: further BootNotification fields (C{firmwareVersion}).
+        """
+        cp = yield self.connect(identity, prepare)
+        yield cp.boot(vendor, model, **boot)
+        yield cp.wait_for_call("SendLocalList")
+        # One round trip more: the answer to SendLocalList is processed.
+        yield cp.heartbeat()
+        return cp
+
+    @defer.inlineCallbacks
+    def until(self, predicate, timeout=5):
+        """
+        Wait (on the wall clock, bounded) until C{predicate()} holds: for
+        what the service learns from a closed socket.
+        """
+        for _ in range(int(timeout / 0.01)):
+            if predicate():
+                return
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.fail(f"{predicate} did not come true within {timeout} s")
+
+    def suggested(self, name):
+        """
+        @return: the log lines suggesting workaround C{name}.
+        """
+        return [line for line in self.lines if f'quirks = ["{name}"]' in line]
+
+    def actions(self, cp):
+        return [action for action, _ in cp.calls_received]
+
+
+class ChosenTests(WorkaroundHarness, TestCase):
+    """
+    Each charger's workarounds are chosen from its boot data and its
+    configuration: after a BootNotification, at start-up from the stored
+    boot, after a reload; the domain keeps them on its L{Charger}.
+    """
+
+    @defer.inlineCallbacks
+    def test_after_boot_at_start_up_and_reload(self):
+        """
+        An EN+ gets the registry's two workarounds once it booted, keeps
+        them across a restart (before it reconnects) and a reload applies a
+        changed C{no_quirks}; the log says what is in force and why.
+        """
+        path = write_config(self, CONFIG + table("CP1"))
+        self.time = ClockedReactor(self)
+        self.service = yield start_service(self, path, on=self.time)
+        charger = self.service.central.chargers["CP1"]
+        self.assertEqual(list(charger.quirks), [])
+        cp = yield connect_charger(self.service.url, "CP1", reactor=self.time)
+        self.addCleanup(cp.close)
+        yield cp.boot("EN+", "37", firmwareVersion="1.1.805")
+        self.assertEqual([(q.name, q.reason) for q in charger.quirks], [
+            ("pause-ends-session", "registry: en-plus (lbbrhzn/ocpp#211)"),
+            ("no-ping", "registry: en-plus (lbbrhzn/ocpp#211)")])
+        self.assertIn("CP1: workarounds in force: pause-ends-session (registry: en-plus "
+                      "(lbbrhzn/ocpp#211)); no-ping (registry: en-plus (lbbrhzn/ocpp#211))",
+                      self.lines)
+        yield cp.close()
+        yield self.service.stopService()
+
+        self.service = yield start_service(self, path, on=self.time)
+        charger = self.service.central.chargers["CP1"]
+        self.assertFalse(charger.connected)
+        self.assertEqual([q.name for q in charger.quirks], ["pause-ends-session", "no-ping"])
+        with open(path, "a") as f:
+            f.write('no_quirks = ["no-ping"]\nquirks = ["keepalive"]\n')
+        self.assertTrue(self.service.reload())
+        self.assertEqual([(q.name, q.reason) for q in charger.quirks], [
+            ("pause-ends-session", "registry: en-plus (lbbrhzn/ocpp#211)"),
+            ("keepalive", "configuration")])
+
+    @defer.inlineCallbacks
+    def test_configured_before_any_boot(self):
+        """
+        What the configuration adds holds from the start, before the
+        charger ever booted.
+        """
+        yield self.start(table("CP1", quirks=["keepalive"]))
+        self.assertEqual([q.name for q in self.central.chargers["CP1"].quirks], ["keepalive"])
