@@ -18,7 +18,9 @@ Typical use in a C{twisted.trial.unittest.TestCase}::
 
 A test switches on how the charger misbehaves: L{SimCharger.refuse},
 L{SimCharger.never_answer}, L{SimCharger.without_smart_charging},
-L{SimCharger.refuse_profiles}. The simulator keeps the charging profiles it
+L{SimCharger.refuse_profiles}, and the misbehaviour of real chargers that
+named workarounds are for (L{SimCharger.drop_after_trigger} and the methods
+after it; docs/quirks.md#named-workarounds). The simulator keeps the charging profiles it
 accepted and says which current limit they put in force, as a charger
 combines them (L{SimCharger.limit_in_force}), so a test can check what the
 charger would really draw.
@@ -554,6 +556,31 @@ class SimCharger:
         profiles are still accepted.
         """
         self.refused_profile_purposes = frozenset(purposes or PROFILE_PURPOSES)
+
+    # -- behaviours of real chargers that need a named workaround ---------
+
+    def drop_after_trigger(self, message: str = "BootNotification", after: float = 0) -> None:
+        """
+        Answer TriggerMessage(C{message}) Accepted, then close the
+        connection C{after} seconds later, as a charger the trigger crashes
+        (StarCharge Aurora).
+        """
+        trigger = self.handlers["TriggerMessage"]
+
+        def handler(payload):
+            if payload.get("requestedMessage") == message:
+                self._reactor.callLater(after, self._drop)
+            return trigger(payload)
+
+        self.handlers["TriggerMessage"] = handler
+
+    def _drop(self) -> None:
+        """
+        Close the TCP connection without a closing handshake (what is
+        written still goes out first).
+        """
+        if self._protocol is not None and not self._lost:
+            self._protocol.transport.loseConnection()
 
     def limit_in_force(self, connector: int = 1, at: Optional[float] = None) -> Optional[float]:
         """

@@ -14,6 +14,8 @@ from twisted.trial.unittest import TestCase
 
 from tests.service import LOOPBACK_CONFIG, ClockedReactor, start_service, write_config
 from tests.sim import connect_charger
+from xxterocpp.control.setup import BOOT_WAIT
+from xxterocpp.control.setup import BOOT_WAIT
 from xxterocpp.quirks import Entry
 
 CONFIG = LOOPBACK_CONFIG + """
@@ -177,3 +179,48 @@ class ChosenTests(WorkaroundHarness, TestCase):
         """
         yield self.start(table("CP1", quirks=["keepalive"]))
         self.assertEqual([q.name for q in self.central.chargers["CP1"].quirks], ["keepalive"])
+
+
+#: A StarCharge Aurora's boot, as quoted in docs/quirks.md#no-boot-trigger.
+AURORA = {"vendor": "StarCharge", "model": "Aurora", "firmwareVersion": "1.0.0.0.7b107_MG"}
+
+
+class NoBootTriggerTests(WorkaroundHarness, TestCase):
+    """
+    C{no-boot-trigger}: TriggerMessage(BootNotification) makes the charger
+    drop the connection (control/setup.py).
+    """
+
+    @defer.inlineCallbacks
+    def test_configured_never_triggered(self):
+        """
+        A charger that never booted, with the workaround configured, is not
+        asked for its BootNotification and stays connected: its session
+        works.
+        """
+        yield self.start(table("CP1", quirks=["no-boot-trigger"]))
+        cp = yield self.connect("CP1", lambda cp: cp.drop_after_trigger())
+        self.time.advance(BOOT_WAIT + 1)
+        started = yield cp.start_transaction(1, "TAG1", 0)
+        self.assertEqual(started["idTagInfo"]["status"], "Accepted")
+        self.assertNotIn("TriggerMessage", self.actions(cp))
+        self.assertTrue(cp.is_open)
+
+    @defer.inlineCallbacks
+    def test_without_it_the_trigger_drops_the_connection(self):
+        """
+        Without the workaround the never-booted charger gets the trigger and
+        drops the connection; the log suggests the workaround, once.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.connect("CP1", lambda cp: cp.drop_after_trigger())
+        self.time.advance(BOOT_WAIT + 1)
+        yield cp.wait_closed()
+        self.assertIn("TriggerMessage", self.actions(cp))
+        yield self.until(lambda: not self.central.chargers["CP1"].connected)
+        self.assertEqual(len(self.suggested("no-boot-trigger")), 1)
+        again = yield self.connect("CP1", lambda cp: cp.drop_after_trigger())
+        self.time.advance(BOOT_WAIT + 1)
+        yield again.wait_closed()
+        yield self.until(lambda: not self.central.chargers["CP1"].connected)
+        self.assertEqual(len(self.suggested("no-boot-trigger")), 1)

@@ -4,7 +4,9 @@ What follows a charger's BootNotification: read its configuration, set the
 measurands and the sample interval, put the current limits in force again
 and bring its local authorization list up to date (chargers forget limits
 and settings when they reboot). A charger that connects for the first time
-and never boots is asked to (TriggerMessage).
+and never boots is asked to (TriggerMessage); the workarounds
+C{no-boot-trigger} and C{boot-trigger} change who is asked
+(docs/quirks.md#no-boot-trigger).
 """
 
 from twisted.internet import defer
@@ -18,6 +20,11 @@ from xxterocpp.ocpp import messages as m
 #: for its BootNotification (Wallbox Pulsar Pro firmware 6.x never sends it
 #: on its own; evcc waits 5 s too).
 BOOT_WAIT = 5.0
+
+#: Seconds after a TriggerMessage(BootNotification) within which a dropped
+#: connection is taken for the trigger's fault (StarCharge drops it about
+#: 30 s later, docs/quirks.md#no-boot-trigger).
+TRIGGER_DROP_WINDOW = 60.0
 
 #: The measurands the central system needs: energy and current for the KNX
 #: objects, power and offered current for the status page.
@@ -74,16 +81,21 @@ class SetUp:
         self._again = set()
         self._starting = False
         self._boot_timers = {}
+        # Charger id -> when it was sent TriggerMessage(BootNotification).
+        self._triggered = {}
 
     # -- the boot watchdog -----------------------------------------------
 
     def connected(self, event):
         """
-        A charger connected: one that never booted gets L{boot_wait} s.
+        A charger connected: one that never booted gets L{boot_wait} s, never
+        one with C{no-boot-trigger}.
         """
         charger = self.central.chargers.get(event.charger_id)
         self._cancel_boot_timer(event.charger_id)
-        if charger is None:
+        if charger is None or charger.quirks.has("no-boot-trigger"):
+            # docs/quirks.md#no-boot-trigger: it drops the connection after
+            # the trigger, whatever else is in force.
             return
         if not charger.boot:
             self._boot_timers[charger.id] = self.clock.callLater(
@@ -91,9 +103,17 @@ class SetUp:
 
     def disconnected(self, event):
         """
-        A charger went away: no more waiting for its boot.
+        A charger went away: no more waiting for its boot. Right after a
+        TriggerMessage(BootNotification), the log suggests
+        C{no-boot-trigger}.
         """
         self._cancel_boot_timer(event.charger_id)
+        triggered = self._triggered.pop(event.charger_id, None)
+        if triggered is not None and self.clock.seconds() - triggered <= TRIGGER_DROP_WINDOW:
+            self.central.suggest_quirk(
+                event.charger_id, "no-boot-trigger",
+                f"it dropped the connection {self.clock.seconds() - triggered:.0f} s after "
+                f"TriggerMessage(BootNotification)")
 
     def _cancel_boot_timer(self, charger_id):
         timer = self._boot_timers.pop(charger_id, None)
@@ -107,6 +127,7 @@ class SetUp:
         del self._boot_timers[charger.id]
         self.log.info("{id}: no BootNotification within {wait} s, asking for one",
                       id=charger.id, wait=self.boot_wait)
+        self._triggered[charger.id] = self.clock.seconds()
         self.sender.call(charger, m.TriggerMessageRequest(requested_message="BootNotification"))
 
     def stop(self):
