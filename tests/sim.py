@@ -574,6 +574,29 @@ class SimCharger:
 
         self.handlers["TriggerMessage"] = handler
 
+    def boot_when_triggered(self, vendor: str = "Sim", model: str = "Sim-1", **extra) -> None:
+        """
+        Answer TriggerMessage(BootNotification) Accepted and then send the
+        BootNotification (C{extra} as in L{boot}), as a charger that never
+        boots by itself (Wallbox Pulsar Pro firmware 6.x).
+        """
+        trigger = self.handlers["TriggerMessage"]
+
+        def handler(payload):
+            if payload.get("requestedMessage") == "BootNotification":
+                self._reactor.callLater(0, self._quietly, self.boot, vendor, model, **extra)
+            return trigger(payload)
+
+        self.handlers["TriggerMessage"] = handler
+
+    def _quietly(self, call, *args, **kwargs) -> None:
+        """
+        Send a CALL of a misbehaviour: nobody waits for its answer, and a
+        connection gone meanwhile is no error.
+        """
+        if self.is_open:
+            call(*args, **kwargs).addErrback(lambda failure: None)
+
     def _drop(self) -> None:
         """
         Close the TCP connection without a closing handshake (what is

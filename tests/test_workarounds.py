@@ -15,7 +15,6 @@ from twisted.trial.unittest import TestCase
 from tests.service import LOOPBACK_CONFIG, ClockedReactor, start_service, write_config
 from tests.sim import connect_charger
 from xxterocpp.control.setup import BOOT_WAIT
-from xxterocpp.control.setup import BOOT_WAIT
 from xxterocpp.quirks import Entry
 
 CONFIG = LOOPBACK_CONFIG + """
@@ -224,3 +223,94 @@ class NoBootTriggerTests(WorkaroundHarness, TestCase):
         yield again.wait_closed()
         yield self.until(lambda: not self.central.chargers["CP1"].connected)
         self.assertEqual(len(self.suggested("no-boot-trigger")), 1)
+
+    @defer.inlineCallbacks
+    def test_registry_beats_boot_trigger(self):
+        """
+        A StarCharge Aurora (registry entry C{starcharge-aurora}) that
+        booted before gets no trigger when it reconnects silently, even with
+        C{boot-trigger} configured; with the registry's choice removed it
+        gets one and drops the connection.
+        """
+        for removed, triggered in ((), False), (["no-boot-trigger"], True):
+            keys = {"quirks": ["boot-trigger"]}
+            if removed:
+                keys["no_quirks"] = removed
+            yield self.start(table("CP1", **keys))
+            cp = yield self.booted("CP1", **AURORA)
+            self.assertEqual(self.central.chargers["CP1"].quirks.has("no-boot-trigger"),
+                             not triggered)
+            yield cp.close()
+            cp = yield self.connect("CP1", lambda cp: cp.drop_after_trigger())
+            self.time.advance(BOOT_WAIT + 1)
+            if triggered:
+                yield cp.wait_closed()
+                self.assertIn("TriggerMessage", self.actions(cp))
+            else:
+                yield cp.heartbeat()
+                self.assertEqual(self.actions(cp), [])
+                self.assertTrue(cp.is_open)
+                yield cp.close()
+            yield self.until(lambda: not self.central.chargers["CP1"].connected)
+            yield self.service.stopService()
+
+
+#: A Wallbox Pulsar Pro's boot, as quoted in docs/quirks.md#boot-trigger.
+PULSAR_PRO = {"vendor": "Wall Box Chargers", "model": "PPR1-0-2-4", "firmwareVersion": "6.11.16"}
+
+
+class BootTriggerTests(WorkaroundHarness, TestCase):
+    """
+    C{boot-trigger}: a charger that never sends a BootNotification by
+    itself is asked for one also when it booted before (control/setup.py).
+    """
+
+    @defer.inlineCallbacks
+    def reconnect(self, boot):
+        """
+        Connect a charger that boots only when asked, let it boot, then
+        reconnect it.
+
+        @return: the second connection, L{BOOT_WAIT} s after it opened.
+        """
+        first = yield self.connect("CP1", lambda cp: cp.boot_when_triggered(**boot))
+        self.time.advance(BOOT_WAIT + 1)
+        yield first.wait_for_call("SendLocalList")
+        yield first.close()
+        again = yield self.connect("CP1", lambda cp: cp.boot_when_triggered(**boot))
+        self.time.advance(BOOT_WAIT + 1)
+        yield again.heartbeat()
+        return again
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        A Wallbox Pulsar Pro on firmware 6 (registry entry
+        C{wallbox-pulsar-pro-fw6}) that booted before is asked again when it
+        reconnects silently: it boots and is set up again.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.reconnect(PULSAR_PRO)
+        self.assertEqual(self.actions(cp)[0], "TriggerMessage")
+        yield cp.wait_for_call("GetConfiguration")
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured for another charger, the same.
+        """
+        yield self.start(table("CP1", quirks=["boot-trigger"]))
+        cp = yield self.reconnect({})
+        self.assertEqual(self.actions(cp)[0], "TriggerMessage")
+        yield cp.wait_for_call("GetConfiguration")
+
+    @defer.inlineCallbacks
+    def test_without_it_no_set_up_after_a_reconnect(self):
+        """
+        Without the workaround the reconnected charger is not asked: it
+        never boots again, and what follows a boot (its configuration, its
+        limit) never comes, although it may have rebooted.
+        """
+        yield self.start(table("CP1", no_quirks=["boot-trigger"]))
+        cp = yield self.reconnect(PULSAR_PRO)
+        self.assertEqual(self.actions(cp), [])

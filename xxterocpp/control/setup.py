@@ -88,8 +88,9 @@ class SetUp:
 
     def connected(self, event):
         """
-        A charger connected: one that never booted gets L{boot_wait} s, never
-        one with C{no-boot-trigger}.
+        A charger connected: one that never booted gets L{boot_wait} s, and
+        so does one with the C{boot-trigger} workaround; never one with
+        C{no-boot-trigger} (which wins over C{boot-trigger}).
         """
         charger = self.central.chargers.get(event.charger_id)
         self._cancel_boot_timer(event.charger_id)
@@ -97,7 +98,8 @@ class SetUp:
             # docs/quirks.md#no-boot-trigger: it drops the connection after
             # the trigger, whatever else is in force.
             return
-        if not charger.boot:
+        if not charger.boot or charger.quirks.has("boot-trigger"):
+            # docs/quirks.md#boot-trigger: it never boots by itself.
             self._boot_timers[charger.id] = self.clock.callLater(
                 self.boot_wait, self._trigger_boot, charger)
 
@@ -121,9 +123,9 @@ class SetUp:
             timer.cancel()
 
     def _trigger_boot(self, charger):
-        # Only for chargers that never booted: some crash on
+        # By default only for chargers that never booted: some crash on
         # TriggerMessage(BootNotification), and a registration survives
-        # reconnects.
+        # reconnects (docs/quirks.md#q7).
         del self._boot_timers[charger.id]
         self.log.info("{id}: no BootNotification within {wait} s, asking for one",
                       id=charger.id, wait=self.boot_wait)
