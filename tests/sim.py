@@ -428,6 +428,7 @@ class SimCharger:
         self.refused_profile_purposes: frozenset = frozenset()
         self.transactions: dict = {}
         self.close_info: Optional[tuple] = None
+        self._fast_answer_drops: dict = {}
         self.handlers: dict = {
             action: (lambda payload, status=status: {"status": status})
             for action, status in _STATUS_REPLIES.items()
@@ -589,6 +590,14 @@ class SimCharger:
 
         self.handlers["TriggerMessage"] = handler
 
+    def drop_after_fast_answer(self, action: str = "StartTransaction", within: float = 0.5) -> None:
+        """
+        Close the connection when the answer to a CALL of C{action} comes
+        within C{within} seconds (Free2move eProWallbox: 0.8 s after an
+        answer that came within about 20 ms); the answer itself is taken.
+        """
+        self._fast_answer_drops[action] = within
+
     def _quietly(self, call, *args, **kwargs) -> None:
         """
         Send a CALL of a misbehaviour: nobody waits for its answer, and a
@@ -679,6 +688,16 @@ class SimCharger:
         d = Deferred(lambda d: self._pending.pop(unique_id, None))
         self._pending[unique_id] = d
         self._send_json([CALL, unique_id, action, payload])
+        within = self._fast_answer_drops.get(action)
+        if within is not None:
+            sent = self._reactor.seconds()
+
+            def answered(answer):
+                if self._reactor.seconds() - sent < within:
+                    self._reactor.callLater(0, self._drop)
+                return answer
+
+            d.addCallback(answered)
         return self._bounded(d, timeout, lambda: CallTimeout(action, unique_id, timeout))
 
     def reply(self, unique_id: str, answer: "dict | CallErrorReply") -> None:

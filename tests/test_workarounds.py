@@ -127,6 +127,12 @@ class WorkaroundHarness:
     def actions(self, cp):
         return [action for action, _ in cp.calls_received]
 
+    def reason(self, charger_id, name):
+        """
+        @return: why workaround C{name} is in force for the charger.
+        """
+        return self.central.chargers[charger_id].quirks.get(name).reason
+
 
 class ChosenTests(WorkaroundHarness, TestCase):
     """
@@ -314,3 +320,71 @@ class BootTriggerTests(WorkaroundHarness, TestCase):
         yield self.start(table("CP1", no_quirks=["boot-trigger"]))
         cp = yield self.reconnect(PULSAR_PRO)
         self.assertEqual(self.actions(cp), [])
+
+
+#: A Free2move eSolutions eProWallbox's boot (docs/quirks.md#delay-start-answer).
+EPROWALLBOX = {"vendor": "Free2move eSolutions", "model": "F2ME.EPROSE01TXX",
+               "firmwareVersion": "2.9.3"}
+
+
+class DelayStartAnswerTests(WorkaroundHarness, TestCase):
+    """
+    C{delay-start-answer}: the charger drops the socket after a fast
+    answer to its StartTransaction (ocpp/handlers.py).
+    """
+
+    @defer.inlineCallbacks
+    def start_a_session(self, cp):
+        """
+        Send a StartTransaction; let a second pass once it has arrived.
+
+        @return: the answer.
+        """
+        started = cp.start_transaction(1, "TAG1", 0)
+        # Served after the StartTransaction: that one is in by now.
+        yield cp.heartbeat()
+        self.assertNoResult(started)
+        self.time.advance(1)
+        return (yield started)
+
+    @defer.inlineCallbacks
+    def check_the_session_works(self, reason):
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.drop_after_fast_answer(), **EPROWALLBOX)
+        self.assertTrue(self.reason("CP1", "delay-start-answer").startswith(reason))
+        answer = yield self.start_a_session(cp)
+        self.assertEqual(answer["idTagInfo"]["status"], "Accepted")
+        yield cp.heartbeat()
+        self.assertTrue(cp.is_open)
+        tx = self.central.chargers["CP1"].connectors[1].transaction
+        self.assertEqual(tx.id, answer["transactionId"])
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        An eProWallbox (registry entry C{free2move-eprowallbox}) gets its
+        answer a second late and keeps the connection; other calls are
+        answered meanwhile.
+        """
+        yield self.start(table("CP1"))
+        yield self.check_the_session_works("registry: free2move-eprowallbox")
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same.
+        """
+        yield self.start(table("CP1", quirks=["delay-start-answer"]), registry=())
+        yield self.check_the_session_works("configuration")
+
+    @defer.inlineCallbacks
+    def test_without_it_the_charger_drops_the_connection(self):
+        """
+        Without the workaround the answer comes at once and the charger
+        drops the connection.
+        """
+        yield self.start(table("CP1", no_quirks=["delay-start-answer"]))
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.drop_after_fast_answer(), **EPROWALLBOX)
+        answer = yield cp.start_transaction(1, "TAG1", 0)
+        self.assertEqual(answer["idTagInfo"]["status"], "Accepted")
+        yield cp.wait_closed()
+        yield self.until(lambda: not self.central.chargers["CP1"].connected)
