@@ -411,6 +411,8 @@ class SimCharger:
         chargingProfileId, as L{InstalledProfile}s; see L{limit_in_force}.
     @ivar refused_profile_purposes: SetChargingProfile of these purposes is
         answered Rejected (L{refuse_profiles}).
+    @ivar max_stack_level: SetChargingProfile above this stackLevel is
+        answered Rejected (L{refuse_stack_levels_above}); L{None}: any.
     @ivar transactions: The running transactions this charger started, as
         C{{connector: (transactionId, reactor time of the start)}}.
     @ivar close_info: C{(was_clean, code, reason)} once the connection is
@@ -426,6 +428,7 @@ class SimCharger:
         self.local_list_version = 0
         self.charging_profiles: dict = {}
         self.refused_profile_purposes: frozenset = frozenset()
+        self.max_stack_level: Optional[int] = None
         self.transactions: dict = {}
         self.close_info: Optional[tuple] = None
         self._fast_answer_drops: dict = {}
@@ -597,6 +600,14 @@ class SimCharger:
         answer that came within about 20 ms); the answer itself is taken.
         """
         self._fast_answer_drops[action] = within
+
+    def refuse_stack_levels_above(self, level: int = 0) -> None:
+        """
+        Answer SetChargingProfile Rejected for a stackLevel above C{level},
+        whatever C{ChargeProfileMaxStackLevel} says (ABB Terra AC, Wallbox
+        firmware 5).
+        """
+        self.max_stack_level = level
 
     def _quietly(self, call, *args, **kwargs) -> None:
         """
@@ -1030,6 +1041,8 @@ class SimCharger:
     def _set_charging_profile(self, payload: dict) -> dict:
         profile = payload.get("csChargingProfiles") or {}
         if profile.get("chargingProfilePurpose") in self.refused_profile_purposes:
+            return {"status": "Rejected"}
+        if self.max_stack_level is not None and profile.get("stackLevel", 0) > self.max_stack_level:
             return {"status": "Rejected"}
         self._install(payload.get("connectorId"), profile)
         return {"status": "Accepted"}

@@ -7,6 +7,8 @@ chosen by a registry entry and by the configuration, the session works;
 without it, the test shows what goes wrong.
 """
 
+from datetime import datetime, timezone
+
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
@@ -388,3 +390,70 @@ class DelayStartAnswerTests(WorkaroundHarness, TestCase):
         self.assertEqual(answer["idTagInfo"]["status"], "Accepted")
         yield cp.wait_closed()
         yield self.until(lambda: not self.central.chargers["CP1"].connected)
+
+
+#: An ABB Terra AC's boot (docs/quirks.md#stack-level-zero).
+TERRA_AC = {"vendor": "ABB", "model": "CDT_TACW11::NET_WIFI",
+            "firmwareVersion": "TAC3Z9119006710273::V1.8.21"}
+
+
+class StackLevelZeroTests(WorkaroundHarness, TestCase):
+    """
+    C{stack-level-zero}: the charger takes charging profiles at stack
+    level 0 only, although it reports a higher ChargeProfileMaxStackLevel
+    (control/limits.py).
+    """
+
+    @defer.inlineCallbacks
+    def limit_and_plan(self):
+        """
+        Set a limit and, in a session, a Smart Energy Manager plan.
+
+        @return: C{(limit result, plan result, stack levels of every
+            SetChargingProfile, which were Rejected)}.
+        """
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.refuse_stack_levels_above(0),
+                               **TERRA_AC)
+        limit = yield self.controller.set_limit("CP1", 1, 10)
+        started = yield cp.start_transaction(1, "TAG1", 0)
+        plan = yield self.controller.set_schedule(
+            "CP1", 1, started["transactionId"], datetime(2026, 1, 1, tzinfo=timezone.utc),
+            [(0, 8.0), (3600, 16.0)])
+        levels = [p["csChargingProfiles"]["stackLevel"]
+                  for a, p in cp.calls_received if a == "SetChargingProfile"]
+        return limit, plan, levels
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        A Terra AC (registry entry C{abb-terra-ac}) gets every profile at
+        level 0, the limit and the plan, and takes them all.
+        """
+        yield self.start(table("CP1"))
+        limit, plan, levels = yield self.limit_and_plan()
+        self.assertEqual((limit.status, plan.status), ("Accepted", "Accepted"))
+        self.assertEqual(set(levels), {0})
+        self.assertEqual(self.controller.limit("CP1"), 10.0)
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same.
+        """
+        yield self.start(table("CP1", quirks=["stack-level-zero"]), registry=())
+        limit, plan, levels = yield self.limit_and_plan()
+        self.assertEqual((limit.status, plan.status), ("Accepted", "Accepted"))
+        self.assertEqual(set(levels), {0})
+
+    @defer.inlineCallbacks
+    def test_without_it_profiles_are_rejected(self):
+        """
+        Without the workaround each profile is first sent at the top stack
+        level and rejected (the cascade recovers for the limit, at the cost
+        of a refused call), and the plan, which has no cascade, is refused.
+        """
+        yield self.start(table("CP1", no_quirks=["stack-level-zero"]))
+        limit, plan, levels = yield self.limit_and_plan()
+        self.assertEqual(limit.status, "Accepted")
+        self.assertEqual(plan.status, "Rejected")
+        self.assertIn(10, levels)

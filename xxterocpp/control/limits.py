@@ -110,7 +110,18 @@ def is_smart(point, id_tag):
 
 
 def _max_level(charger):
+    if charger.quirks.has("stack-level-zero"):
+        # docs/quirks.md#stack-level-zero: whatever it reports, it takes 0 only.
+        return 0
     return integer(charger.configuration.get("ChargeProfileMaxStackLevel"), 0)
+
+
+def _plan_level(charger):
+    if charger.quirks.has("stack-level-zero"):
+        # The plan then replaces a limit sent as TxProfile (and the other
+        # way round): both are at most the point's own limit.
+        return 0
+    return plan_stack_level(_max_level(charger))
 
 
 def _in_unit(unit, amps, phases):
@@ -130,8 +141,8 @@ def plan_profile(charger, point, transaction_id, start, periods):
     """
     The SetChargingProfile of a Smart Energy Manager plan: an Absolute
     TxProfile of the transaction, chargingProfileId L{PLAN_PROFILE_ID} +
-    connector, at the charger's top stack level (L{plan_stack_level}), in A
-    unless the charger takes W only.
+    connector, at the charger's top stack level (L{plan_stack_level}; 0
+    with C{stack-level-zero}), in A unless the charger takes W only.
 
     @param charger: the L{xxterocpp.domain.model.Charger}.
     @param point: the charging point's configuration.
@@ -152,7 +163,7 @@ def plan_profile(charger, point, transaction_id, start, periods):
         connector_id=point.connector, cs_charging_profiles=m.ChargingProfile(
             charging_profile_id=PLAN_PROFILE_ID + point.connector,
             transaction_id=transaction_id,
-            stack_level=plan_stack_level(_max_level(charger)),
+            stack_level=_plan_level(charger),
             charging_profile_purpose="TxProfile",
             charging_profile_kind="Absolute",
             charging_schedule=schedule,
