@@ -429,6 +429,7 @@ class SimCharger:
         self.charging_profiles: dict = {}
         self.refused_profile_purposes: frozenset = frozenset()
         self.max_stack_level: Optional[int] = None
+        self.current_steps: tuple = ()
         self.transactions: dict = {}
         self.close_info: Optional[tuple] = None
         self._fast_answer_drops: dict = {}
@@ -608,6 +609,15 @@ class SimCharger:
         firmware 5).
         """
         self.max_stack_level = level
+
+    def round_limits_down_to(self, *steps: float) -> None:
+        """
+        Take only the currents C{steps} (A): a profile's limit in A is
+        rounded down to the highest step at or below it, below the lowest
+        step to 0, and Accepted all the same (NEcharge Pro); see
+        L{limit_in_force}.
+        """
+        self.current_steps = tuple(sorted(steps))
 
     def _quietly(self, call, *args, **kwargs) -> None:
         """
@@ -1026,6 +1036,8 @@ class SimCharger:
         return {"status": "Accepted"}
 
     def _install(self, connector: int, profile: dict) -> None:
+        if self.current_steps:
+            profile = _rounded_down(profile, self.current_steps)
         # A profile replaces the one with its id, and the one of the same
         # purpose and stack level at the same connector [S §3.13.2].
         for profile_id, installed in list(self.charging_profiles.items()):
@@ -1071,6 +1083,19 @@ class SimCharger:
     def _send_local_list(self, payload: dict) -> dict:
         self.local_list_version = payload.get("listVersion", self.local_list_version)
         return {"status": "Accepted"}
+
+
+def _rounded_down(profile: dict, steps: tuple) -> dict:
+    """
+    A copy of C{profile} whose limits in A are rounded down to C{steps}.
+    """
+    schedule = dict(profile.get("chargingSchedule") or {})
+    if schedule.get("chargingRateUnit") == "A":
+        schedule["chargingSchedulePeriod"] = [
+            dict(period, limit=max([step for step in steps if step <= period["limit"]], default=0))
+            for period in schedule.get("chargingSchedulePeriod") or ()
+        ]
+    return dict(profile, chargingSchedule=schedule)
 
 
 def _key_value(key: str, value: Optional[str], readonly: bool = False) -> dict:

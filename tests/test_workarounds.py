@@ -457,3 +457,60 @@ class StackLevelZeroTests(WorkaroundHarness, TestCase):
         self.assertEqual(limit.status, "Accepted")
         self.assertEqual(plan.status, "Rejected")
         self.assertIn(10, levels)
+
+
+#: NEcharge Pro's steps (docs/quirks.md#current-steps).
+STEPS = [6, 8, 10, 13, 16]
+
+
+class CurrentStepsTests(WorkaroundHarness, TestCase):
+    """
+    C{current-steps}: the charger takes a few currents only and rounds
+    other limits down itself (control/limits.py).
+    """
+
+    @defer.inlineCallbacks
+    def set_12_a(self):
+        """
+        @return: C{(the limit sent, the limit the central system says is in
+            force, the limit the charger really applies)} after asking for
+            12 A.
+        """
+        cp = yield self.booted("CP1", "NEcharge", "Pro",
+                               prepare=lambda cp: cp.round_limits_down_to(*STEPS))
+        result = yield self.controller.set_limit("CP1", 1, 12)
+        self.assertTrue(result.accepted)
+        sent = [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for a, p in cp.calls_received if a == "SetChargingProfile"][-1]
+        return sent, self.controller.limit("CP1"), cp.limit_in_force()
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        With steps from a registry entry, 12 A goes out as 10 A, and the
+        limit in force the central system tells is the one the charger
+        applies.
+        """
+        yield self.start(table("CP1"), registry=(entry(
+            "necharge", ["current-steps"], {"current-steps": {"steps": STEPS}}, vendor="NEcharge"),))
+        self.assertEqual((yield self.set_12_a()), (10, 10.0, 10))
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        With C{current_steps} in the configuration, the same; they win over
+        a registry entry's.
+        """
+        yield self.start(table("CP1", current_steps=STEPS), registry=(entry(
+            "necharge", ["current-steps"], {"current-steps": {"steps": [6, 16]}},
+            vendor="NEcharge"),))
+        self.assertEqual((yield self.set_12_a()), (10, 10.0, 10))
+
+    @defer.inlineCallbacks
+    def test_without_it_the_limit_in_force_is_wrong(self):
+        """
+        Without the workaround 12 A goes out, the central system (and the
+        bus) says 12 A is in force, and the charger gives 10 A.
+        """
+        yield self.start(table("CP1"), registry=())
+        self.assertEqual((yield self.set_12_a()), (12, 12.0, 10))

@@ -22,6 +22,7 @@ from xxterocpp.control.electrical import (
 from xxterocpp.control.sender import SILENT, CommandResult, done
 from xxterocpp.domain.events import ModeChanged
 from xxterocpp.ocpp import messages as m
+from xxterocpp.quirks import round_down_to_steps
 
 #: The charging profile combinations tried in order when a charger rejects
 #: the one before (chargers differ in what they take): purpose (at the
@@ -109,6 +110,16 @@ def is_smart(point, id_tag):
         id_tag.casefold() == point.smart_tag.casefold())
 
 
+def in_steps(charger, amps):
+    """
+    @return: C{amps} rounded down to the charger's current steps when it
+        has C{current-steps} (docs/quirks.md#current-steps: it takes only
+        those and rounds other values down itself), else C{amps}.
+    """
+    steps = charger.quirks.parameter("current-steps", "steps")
+    return amps if steps is None else round_down_to_steps(amps, steps)
+
+
 def _max_level(charger):
     if charger.quirks.has("stack-level-zero"):
         # docs/quirks.md#stack-level-zero: whatever it reports, it takes 0 only.
@@ -156,7 +167,7 @@ def plan_profile(charger, point, transaction_id, start, periods):
         charging_rate_unit=unit, start_schedule=start,
         charging_schedule_period=tuple(
             m.ChargingSchedulePeriod(start_period=offset,
-                                     limit=_in_unit(unit, amps, point.phases),
+                                     limit=_in_unit(unit, in_steps(charger, amps), point.phases),
                                      number_phases=point.phases)
             for offset, amps in periods))
     return m.SetChargingProfileRequest(
@@ -401,6 +412,7 @@ class Limits:
             # points' limits.
             connector = 0
             amps = sum(self.wanted(p) for p in self.central.config.charging_points(charger.id))
+        amps = in_steps(charger, amps)
         schedule = m.ChargingSchedule(
             charging_rate_unit=strategy.unit,
             charging_schedule_period=(m.ChargingSchedulePeriod(
@@ -437,7 +449,7 @@ class Limits:
         tx = tx if tx is not None and tx.running and tx.accepted else None
         result = None
         for strategy in self._candidates(charger, tx):
-            amps = self.wanted(point)
+            amps = in_steps(charger, self.wanted(point))
             result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx))
             if result.accepted:
                 if self._strategies.get(charger_id) != strategy:
