@@ -619,6 +619,30 @@ class SimCharger:
         """
         self.current_steps = tuple(sorted(steps))
 
+    def end_transaction_below(self, amps: float = 6.0, meter_stop: int = 0) -> None:
+        """
+        End the running transaction when an accepted SetChargingProfile puts
+        a limit below C{amps} in force: StopTransaction (reason C{Other},
+        C{meter_stop}), then StatusNotification Finishing (NEcharge, EN+,
+        Huawei at 0 A).
+        """
+        set_profile = self.handlers["SetChargingProfile"]
+
+        def handler(payload):
+            answer = set_profile(payload)
+            if answer.get("status") == "Accepted":
+                self._reactor.callLater(0, self._end_below, amps, meter_stop)
+            return answer
+
+        self.handlers["SetChargingProfile"] = handler
+
+    def _end_below(self, amps: float, meter_stop: int) -> None:
+        for connector, (transaction_id, _) in list(self.transactions.items()):
+            limit = self.limit_in_force(connector)
+            if limit is not None and limit < amps:
+                self._quietly(self.stop_transaction, transaction_id, meter_stop, reason="Other")
+                self._quietly(self.status, connector, "Finishing")
+
     def _quietly(self, call, *args, **kwargs) -> None:
         """
         Send a CALL of a misbehaviour: nobody waits for its answer, and a

@@ -514,3 +514,97 @@ class CurrentStepsTests(WorkaroundHarness, TestCase):
         """
         yield self.start(table("CP1"), registry=())
         self.assertEqual((yield self.set_12_a()), (12, 12.0, 10))
+
+
+#: An EN+ charger's boot (docs/quirks.md#pause-ends-session).
+EN_PLUS = {"vendor": "EN+", "model": "37", "firmwareVersion": "1.1.805"}
+
+
+class PauseEndsSessionTests(WorkaroundHarness, TestCase):
+    """
+    C{pause-ends-session}: the charger ends its transaction when the limit
+    drops to 0 A, and takes a remote start in Finishing (control/limits.py).
+    """
+
+    def limits_sent(self, cp):
+        return [p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for a, p in cp.calls_received if a == "SetChargingProfile"]
+
+    @defer.inlineCallbacks
+    def check_pause_and_resume(self):
+        """
+        Pause: the session is stopped, no 0 A goes out; resume: the limit
+        and a remote start with the session's tag, and a session runs again.
+        """
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.end_transaction_below(6), **EN_PLUS)
+        yield cp.status(1, "Charging")
+        started = yield cp.start_transaction(1, "TAG1", 0)
+        paused = yield self.controller.pause("CP1")
+        self.assertTrue(paused.accepted)
+        unique_id, stop = yield cp.wait_for_call("RemoteStopTransaction")
+        self.assertEqual(stop, {"transactionId": started["transactionId"]})
+        yield cp.stop_transaction(started["transactionId"], 1000, reason="Remote")
+        yield cp.status(1, "Finishing")
+        self.assertEqual(self.controller.limit("CP1"), 0.0)
+        resumed = yield self.controller.resume("CP1")
+        self.assertTrue(resumed.accepted)
+        unique_id, start = yield cp.wait_for_call("RemoteStartTransaction")
+        self.assertEqual(start, {"connectorId": 1, "idTag": "TAG1"})
+        again = yield cp.start_transaction(1, "TAG1", 1000)
+        tx = self.central.chargers["CP1"].connectors[1].transaction
+        self.assertEqual((tx.id, tx.running), (again["transactionId"], True))
+        self.assertNotIn(0, self.limits_sent(cp))
+        self.assertEqual(self.limits_sent(cp)[-1], 16)
+        self.assertEqual(self.controller.limit("CP1"), 16.0)
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        An EN+ (registry entry C{en-plus}): pause and resume work.
+        """
+        yield self.start(table("CP1"))
+        yield self.check_pause_and_resume()
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same.
+        """
+        yield self.start(table("CP1", quirks=["pause-ends-session"]), registry=())
+        yield self.check_pause_and_resume()
+
+    @defer.inlineCallbacks
+    def test_a_session_started_while_paused_is_stopped(self):
+        """
+        Paused with no session: nothing is sent; a session started locally
+        meanwhile is stopped, and started again by the resume.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.end_transaction_below(6), **EN_PLUS)
+        yield self.controller.pause("CP1")
+        self.assertEqual(self.controller.limit("CP1"), 0.0)
+        yield cp.status(1, "Preparing")
+        started = yield cp.start_transaction(1, "TAG1", 0)
+        unique_id, stop = yield cp.wait_for_call("RemoteStopTransaction")
+        self.assertEqual(stop, {"transactionId": started["transactionId"]})
+        self.assertNotIn(0, self.limits_sent(cp))
+
+    @defer.inlineCallbacks
+    def test_without_it_the_session_is_gone_after_the_pause(self):
+        """
+        Without the workaround the pause sends 0 A, the charger ends the
+        session, and the resume's limit finds none: nothing charges. The log
+        suggests the workaround.
+        """
+        yield self.start(table("CP1", no_quirks=["pause-ends-session"]))
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.end_transaction_below(6), **EN_PLUS)
+        yield cp.status(1, "Charging")
+        yield cp.start_transaction(1, "TAG1", 0)
+        yield self.controller.pause("CP1")
+        self.assertEqual(self.limits_sent(cp)[-1], 0)
+        yield self.until(lambda: self.central.chargers["CP1"].connectors[1].transaction is None)
+        self.assertEqual(len(self.suggested("pause-ends-session")), 1)
+        yield self.controller.resume("CP1")
+        yield cp.heartbeat()
+        self.assertNotIn("RemoteStartTransaction", self.actions(cp))
+        self.assertIsNone(self.central.chargers["CP1"].connectors[1].transaction)

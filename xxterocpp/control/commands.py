@@ -25,6 +25,7 @@ from xxterocpp.domain.events import (
     StatusChanged,
     TagsChanged,
     TransactionStarted,
+    TransactionStopped,
 )
 from xxterocpp.domain.keys import new_authorization_key
 from xxterocpp.domain.model import casefold
@@ -105,6 +106,7 @@ class Controller:
             TagsChanged: (self._local_list.tags_changed,),
             TransactionStarted: (self._limits.transaction_started,
                                  self._reservations.transaction_started),
+            TransactionStopped: (self._limits.transaction_stopped,),
         }
         central.subscribe(self._observe)
         self._restore(None)
@@ -274,7 +276,8 @@ class Controller:
     def pause(self, charger_id, connector=1):
         """
         Limit to 0 A, keeping the transaction (chargers that cannot restart
-        without replugging).
+        without replugging); a charger with C{pause-ends-session} has its
+        session stopped instead, and started again by L{resume}.
         """
         return self._limits.pause(self._point(charger_id, connector))
 

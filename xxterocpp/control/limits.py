@@ -82,12 +82,20 @@ class _PointLimit:
         point (a smart session's plan, a share of the site limit), else
         None: it holds instead of the own limit, never above it, and the
         own limit comes back with L{Limits.release}.
+    @ivar stopped_tag: the idTag of the session stopped instead of a 0 A
+        limit (C{pause-ends-session}), to start again with once the limit
+        is back; else None.
     """
 
     wanted = attr.ib(default=None)
     paused_from = attr.ib(default=None)
     mode = attr.ib(default=None)
     steered = attr.ib(default=None)
+    stopped_tag = attr.ib(default=None)
+
+
+#: Connector states with a car plugged in and no session running.
+_PLUGGED = frozenset({"Preparing", "Finishing", "SuspendedEV", "SuspendedEVSE"})
 
 
 def clamp(point, amps):
@@ -295,7 +303,8 @@ class Limits:
 
     def pause(self, point):
         """
-        Limit to 0 A, remembering the limit before.
+        Limit to 0 A, remembering the limit before; at a charger with
+        C{pause-ends-session}, by stopping its session instead (L{_apply}).
         """
         state = self._state(point)
         if state.paused_from is None:
@@ -305,7 +314,8 @@ class Limits:
 
     def resume(self, point):
         """
-        Back to the limit in force before the pause.
+        Back to the limit in force before the pause (and, for a session
+        stopped instead of 0 A, a new session).
         """
         state = self._state(point)
         if state.paused_from is None:
@@ -377,10 +387,27 @@ class Limits:
         tx = event.transaction
         strategy = self._strategies.get(tx.charger_id)
         point = self.central.config.charger(tx.charger_id, tx.connector)
-        if point is None or strategy is None or strategy.purpose != "TxProfile":
+        if point is None or not tx.accepted or is_smart(point, tx.id_tag):
             return
-        if tx.accepted and not is_smart(point, tx.id_tag):
+        if strategy is not None and strategy.purpose == "TxProfile" or (
+                self._stops_instead_of_zero(self.central.chargers[tx.charger_id], point)):
+            # Also a session started while paused where a pause is no 0 A
+            # limit but a stop: it is stopped too.
             self.push(point)
+
+    def transaction_stopped(self, event):
+        """
+        A charger that ends its session itself while paused at 0 A gets a
+        log line suggesting C{pause-ends-session}.
+        """
+        tx = event.transaction
+        state = self._limits.get((tx.charger_id, tx.connector))
+        charger = self.central.chargers.get(tx.charger_id)
+        if (charger is not None and state is not None and state.paused_from is not None
+                and tx.stop_reason != "Remote" and charger.connector(tx.connector).limit == 0):
+            self.central.suggest_quirk(
+                tx.charger_id, "pause-ends-session",
+                f"it ended transaction {tx.id} ({tx.stop_reason}) while paused at 0 A")
 
     def _candidates(self, charger, transaction):
         """
@@ -447,6 +474,8 @@ class Limits:
         tx = charger.connector(connector).transaction
         # A refused session gets no TxProfile: it does not count.
         tx = tx if tx is not None and tx.running and tx.accepted else None
+        if self._stops_instead_of_zero(charger, point):
+            return (yield self._stop_instead_of_zero(charger, point, tx))
         result = None
         for strategy in self._candidates(charger, tx):
             amps = in_steps(charger, self.wanted(point))
@@ -459,6 +488,8 @@ class Limits:
                     self._save(charger_id, "limit_strategy", attr.asdict(strategy))
                 self.central.limit_in_force(charger_id, connector, amps)
                 self._mode_in_force(point)
+                if self._state(point).stopped_tag is not None:
+                    yield self._start_again(charger, point)
                 return result
             if result.status in SILENT:
                 # Do not walk the cascade through timeouts.
@@ -466,6 +497,47 @@ class Limits:
         self.log.warn("{id}: no charging profile was accepted for connector {connector}: "
                       "{detail}", id=charger_id, connector=connector, detail=result.detail)
         return result
+
+    # docs/quirks.md#pause-ends-session: at 0 A such a charger ends its
+    # session itself, and a limit sent later reaches no session. A 0 A
+    # limit is never sent to it: its session is stopped instead, and a new
+    # one started remotely (it accepts that in Finishing) once the limit is
+    # back.
+
+    def _stops_instead_of_zero(self, charger, point):
+        return charger.quirks.has("pause-ends-session") and in_steps(
+            charger, self.wanted(point)) == 0
+
+    @defer.inlineCallbacks
+    def _stop_instead_of_zero(self, charger, point, tx):
+        if tx is not None:
+            result = yield self.sender.call(
+                charger, m.RemoteStopTransactionRequest(transaction_id=tx.id))
+            if not result.accepted:
+                return result
+            self._state(point).stopped_tag = tx.id_tag
+            self._save_state(point)
+        # Nothing flows: no session runs.
+        self.central.limit_in_force(charger.id, point.connector, 0.0)
+        self._mode_in_force(point)
+        return CommandResult(True, "Accepted", "session stopped instead of 0 A" if tx
+                             else "no session runs")
+
+    @defer.inlineCallbacks
+    def _start_again(self, charger, point):
+        state = self._state(point)
+        tag, state.stopped_tag = state.stopped_tag, None
+        self._save_state(point)
+        c = charger.connector(point.connector)
+        if (c.transaction is not None and c.transaction.running) or c.status not in _PLUGGED:
+            # Started again or unplugged meanwhile.
+            return
+        result = yield self.sender.call(charger, m.RemoteStartTransactionRequest(
+            connector_id=point.connector, id_tag=tag))
+        if not result.accepted:
+            self.log.warn("{id}/{connector}: the session stopped for 0 A was not started again: "
+                          "{detail}", id=charger.id, connector=point.connector,
+                          detail=result.detail)
 
     def _mode_in_force(self, point):
         key, mode = (point.id, point.connector), self.mode(point)
