@@ -643,6 +643,25 @@ class SimCharger:
                 self._quietly(self.stop_transaction, transaction_id, meter_stop, reason="Other")
                 self._quietly(self.status, connector, "Finishing")
 
+    def meter_values_when_triggered(self, energy_wh: float) -> None:
+        """
+        Answer TriggerMessage(MeterValues) Accepted, then send MeterValues
+        with the energy register at C{energy_wh} for the connector's running
+        transaction (a charger that sends meter values only when asked,
+        SyncEV). The default charger never sends them unprompted either.
+        """
+        trigger = self.handlers["TriggerMessage"]
+
+        def handler(payload):
+            if payload.get("requestedMessage") == "MeterValues":
+                connector = payload.get("connectorId", 1)
+                running = self.transactions.get(connector)
+                self._reactor.callLater(0, self._quietly, self.meter_values, connector,
+                                        running[0] if running else None, energy_wh=energy_wh)
+            return trigger(payload)
+
+        self.handlers["TriggerMessage"] = handler
+
     def _quietly(self, call, *args, **kwargs) -> None:
         """
         Send a CALL of a misbehaviour: nobody waits for its answer, and a

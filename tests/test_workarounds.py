@@ -15,7 +15,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from tests.service import LOOPBACK_CONFIG, ClockedReactor, start_service, write_config
-from tests.sim import connect_charger
+from tests.sim import ConfigurationKey, connect_charger
 from xxterocpp.control.setup import BOOT_WAIT
 from xxterocpp.quirks import Entry
 
@@ -608,3 +608,73 @@ class PauseEndsSessionTests(WorkaroundHarness, TestCase):
         yield cp.heartbeat()
         self.assertNotIn("RemoteStartTransaction", self.actions(cp))
         self.assertIsNone(self.central.chargers["CP1"].connectors[1].transaction)
+
+
+class TriggerMeterValuesTests(WorkaroundHarness, TestCase):
+    """
+    C{trigger-meter-values}: the charger sends meter values during a
+    session only when asked (control/meterwatch.py).
+    """
+
+    @staticmethod
+    def prepare(cp):
+        # It samples every 10 s and will not be told otherwise.
+        cp.configuration["MeterValueSampleInterval"] = ConfigurationKey("10", readonly=True)
+        cp.meter_values_when_triggered(1500)
+
+    def triggers(self, cp):
+        return [p for a, p in cp.calls_received
+                if a == "TriggerMessage" and p["requestedMessage"] == "MeterValues"]
+
+    @defer.inlineCallbacks
+    def check_energy_comes(self):
+        """
+        20 s of silence in a session: TriggerMessage(MeterValues), and the
+        session's energy is known; a reading puts the next one off.
+        """
+        cp = yield self.booted("CP1", "SyncEV", "Compact", prepare=self.prepare)
+        yield cp.start_transaction(1, "TAG1", 0)
+        self.time.advance(19)
+        yield cp.heartbeat()
+        self.assertEqual(self.triggers(cp), [])
+        self.time.advance(1)
+        unique_id, payload = yield cp.wait_for_call("TriggerMessage")
+        self.assertEqual(payload, {"requestedMessage": "MeterValues", "connectorId": 1})
+        tx = self.central.chargers["CP1"].connectors[1].transaction
+        yield self.until(lambda: tx.energy_wh == 1500)
+        self.time.advance(19)
+        yield cp.heartbeat()
+        self.assertEqual(len(self.triggers(cp)), 1)
+        self.time.advance(1)
+        yield cp.wait_for_call("TriggerMessage")
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        By a registry entry (none is shipped: no SyncEV boot is public).
+        """
+        yield self.start(table("CP1"), registry=(
+            entry("syncev", ["trigger-meter-values"], vendor="SyncEV"),))
+        yield self.check_energy_comes()
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same.
+        """
+        yield self.start(table("CP1", quirks=["trigger-meter-values"]))
+        yield self.check_energy_comes()
+
+    @defer.inlineCallbacks
+    def test_without_it_the_session_has_no_energy(self):
+        """
+        Without the workaround nobody asks: a minute into the session its
+        energy is still unknown.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.booted("CP1", "SyncEV", "Compact", prepare=self.prepare)
+        yield cp.start_transaction(1, "TAG1", 0)
+        self.time.advance(60)
+        yield cp.heartbeat()
+        self.assertEqual(self.triggers(cp), [])
+        self.assertEqual(self.central.chargers["CP1"].connectors[1].transaction.energy_wh, None)

@@ -12,6 +12,7 @@ L{Controller} (L{commands}) is the front; its parts, one job each:
   - L{locallist}: the chargers' local authorization lists;
   - L{reservations}: ReserveNow, its renewals, and CancelReservation;
   - L{keys}: AuthorizationKey rotation;
+  - L{meterwatch}: the C{trigger-meter-values} workaround;
   - L{electrical}: the minimum current, A to W, profile ids and stack levels
     shared with the Smart Energy Manager.
 """

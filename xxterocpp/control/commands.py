@@ -13,6 +13,7 @@ import inspect
 from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
 from xxterocpp.control.limits import Limits, clamp, schedule_periods, start_profile
 from xxterocpp.control.locallist import LocalList
+from xxterocpp.control.meterwatch import MeterWatch
 from xxterocpp.control.reservations import Reservations
 from xxterocpp.control.sender import Sender, done, refused
 from xxterocpp.control.setup import SetUp
@@ -21,6 +22,7 @@ from xxterocpp.domain.events import (
     ChargerConnected,
     ChargerDisconnected,
     CommandRefused,
+    MeterChanged,
     StateLoaded,
     StatusChanged,
     TagsChanged,
@@ -96,6 +98,7 @@ class Controller:
         self._reservations = Reservations(central, self._sender, self._save, clock)
         self._keys = KeyRotation(central, self._sender)
         self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list)
+        self._meter_watch = MeterWatch(central, clock, self._sender)
         # The handlers of each event, in the order they run.
         self._handlers = {
             StateLoaded: (self._restore,),
@@ -104,9 +107,12 @@ class Controller:
             ChargerBooted: (self._setup.booted, self._reservations.booted),
             StatusChanged: (self._reservations.status_changed,),
             TagsChanged: (self._local_list.tags_changed,),
+            MeterChanged: (self._meter_watch.meter_changed,),
             TransactionStarted: (self._limits.transaction_started,
-                                 self._reservations.transaction_started),
-            TransactionStopped: (self._limits.transaction_stopped,),
+                                 self._reservations.transaction_started,
+                                 self._meter_watch.transaction_started),
+            TransactionStopped: (self._limits.transaction_stopped,
+                                 self._meter_watch.transaction_stopped),
         }
         central.subscribe(self._observe)
         self._restore(None)
@@ -173,6 +179,7 @@ class Controller:
         self._sender.stop()
         self._setup.stop()
         self._reservations.stop()
+        self._meter_watch.stop()
 
     # -- OCPP calls ------------------------------------------------------
 
