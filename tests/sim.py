@@ -413,6 +413,7 @@ class SimCharger:
         answered Rejected (L{refuse_profiles}).
     @ivar max_stack_level: SetChargingProfile above this stackLevel is
         answered Rejected (L{refuse_stack_levels_above}); L{None}: any.
+    @ivar pings_received: How many WebSocket pings the server sent.
     @ivar transactions: The running transactions this charger started, as
         C{{connector: (transactionId, reactor time of the start)}}.
     @ivar close_info: C{(was_clean, code, reason)} once the connection is
@@ -430,6 +431,8 @@ class SimCharger:
         self.refused_profile_purposes: frozenset = frozenset()
         self.max_stack_level: Optional[int] = None
         self.current_steps: tuple = ()
+        self.answers_pings = True
+        self.pings_received = 0
         self.transactions: dict = {}
         self.close_info: Optional[tuple] = None
         self._fast_answer_drops: dict = {}
@@ -661,6 +664,13 @@ class SimCharger:
             return trigger(payload)
 
         self.handlers["TriggerMessage"] = handler
+
+    def ignore_pings(self) -> None:
+        """
+        Never answer the server's WebSocket pings (EN+ AC7000); they are
+        still counted in L{pings_received}.
+        """
+        self.answers_pings = False
 
     def _quietly(self, call, *args, **kwargs) -> None:
         """
@@ -1017,6 +1027,9 @@ class SimCharger:
             return
         self.reply(unique_id, result)
 
+    def _ping(self) -> None:
+        self.pings_received += 1
+
     def _connection_lost(self, reason: Failure) -> None:
         self._lost = True
         was_clean, code, text = self._close_reason or (False, 1006, None)
@@ -1175,6 +1188,12 @@ class _SimProtocol(WebSocketClientProtocol):
 
     def onMessage(self, payload, isBinary):
         self.factory.charger._message(payload, isBinary)
+
+    def onPing(self, payload):
+        charger = self.factory.charger
+        charger._ping()
+        if charger.answers_pings:
+            super().onPing(payload)
 
     def onClose(self, wasClean, code, reason):
         self.factory.charger._close_reason = (wasClean, code, reason)

@@ -678,3 +678,70 @@ class TriggerMeterValuesTests(WorkaroundHarness, TestCase):
         yield cp.heartbeat()
         self.assertEqual(self.triggers(cp), [])
         self.assertEqual(self.central.chargers["CP1"].connectors[1].transaction.energy_wh, None)
+
+
+class NoPingTests(WorkaroundHarness, TestCase):
+    """
+    C{no-ping}: the charger never answers WebSocket pings (ocpp/server.py);
+    the service pings every second here.
+    """
+
+    SECTIONS = """
+ping_interval = 1
+heartbeat_interval = 10
+"""
+
+    @defer.inlineCallbacks
+    def check_no_pings_and_silence(self, cp):
+        """
+        The charger is not pinged and stays connected while it talks; 30 s
+        (three heartbeat intervals) of silence and it counts as gone.
+        """
+        # One may have left before the boot told the service (a slow machine).
+        before = cp.pings_received
+        self.assertLessEqual(before, 1)
+        yield deferLater(reactor, 2.5, lambda: None)
+        self.assertEqual(cp.pings_received, before)
+        for _ in range(3):
+            self.time.advance(20)
+            yield cp.heartbeat()
+        self.time.advance(29)
+        yield cp.heartbeat()
+        self.time.advance(29.9)
+        self.assertTrue(cp.is_open)
+        self.time.advance(0.1)
+        yield cp.wait_closed()
+        yield self.until(lambda: not self.central.chargers["CP1"].connected)
+        self.assertEqual(self.suggested("no-ping"), [])
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        An EN+ (registry entry C{en-plus}), known once it booted: the pings
+        already scheduled for its first connection are called off.
+        """
+        yield self.start(table("CP1"), sections=self.SECTIONS)
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.ignore_pings(), **EN_PLUS)
+        yield self.check_no_pings_and_silence(cp)
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same, from the start of the connection.
+        """
+        yield self.start(table("CP1", quirks=["no-ping"]), sections=self.SECTIONS, registry=())
+        cp = yield self.connect("CP1", lambda cp: cp.ignore_pings())
+        yield self.check_no_pings_and_silence(cp)
+
+    @defer.inlineCallbacks
+    def test_without_it_the_charger_is_dropped(self):
+        """
+        Without the workaround the unanswered ping drops the connection; the
+        log suggests the workaround.
+        """
+        yield self.start(table("CP1", no_quirks=["no-ping"]), sections=self.SECTIONS)
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.ignore_pings(), **EN_PLUS)
+        yield cp.wait_closed()
+        self.assertGreater(cp.pings_received, 0)
+        yield self.until(lambda: not self.central.chargers["CP1"].connected)
+        self.assertEqual(len(self.suggested("no-ping")), 1)

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_server -*-
 """
 The OCPP-J WebSocket server (OCPP-J 1.6 §3): the handshake rules (identity,
-subprotocol, Basic auth, the client certificate of security profile 3) and
-the glue between Autobahn and L{OcppSession}.
+subprotocol, Basic auth, the client certificate of security profile 3), the
+glue between Autobahn and L{OcppSession}, and the connection's own
+workarounds (C{no-ping}, docs/quirks.md#no-ping).
 """
 
 import base64
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
+from xxterocpp.quirks import NO_QUIRKS
 from xxterocpp.tls import openssl_reason
 
 SUBPROTOCOL = "ocpp1.6"
@@ -54,6 +56,10 @@ MAX_HANDSHAKES = 256
 #: Seconds between two log lines about dropped connections (a flood is one
 #: line, with the count of those since the last).
 DROP_LOG_INTERVAL = 10
+
+#: A charger that gets no WebSocket pings (C{no-ping}) counts as gone after
+#: this many heartbeat intervals without a frame from it.
+SILENT_HEARTBEATS = 3
 
 
 def identity_from_path(path):
@@ -103,6 +109,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
     #: handshake is over (L{OcppServerFactory.admit}).
     _handshaking_from = None
     _handshake_deadline = None
+    #: The timer of the no-ping silence watch, while one runs.
+    _silence_call = None
+    #: Whether the charger answered one of Autobahn's pings.
+    _ponged = False
 
     def connectionMade(self):
         super().connectionMade()
@@ -208,6 +218,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
                           why="wrong password" if credentials else "no Basic auth")
             self.factory.auth_failures += 1
             raise ConnectionDeny(401, "Unauthorized")
+        if central.chargers[charger_id].quirks.has("no-ping"):
+            # docs/quirks.md#no-ping: it never answers them. Set before the
+            # handshake is over, Autobahn schedules none.
+            self.autoPingInterval = 0
         self.charger_id = charger_id
         return protocol
 
@@ -248,9 +262,77 @@ class OcppServerProtocol(WebSocketServerProtocol):
             close=self._close_replaced,
         )
         central.connected(charger_id, self.session, self.peer_address())
+        self._honour_quirks()
 
     def _dispatch(self, action, request):
-        return dispatch(self.factory.central, self.charger_id, action, request)
+        answer = dispatch(self.factory.central, self.charger_id, action, request)
+        if action == "BootNotification":
+            # Its workarounds were chosen anew from its boot.
+            self._honour_quirks()
+        return answer
+
+    # -- the connection's workarounds (docs/quirks.md#named-workarounds) ----
+
+    def _honour_quirks(self):
+        """
+        Apply the charger's workarounds to this connection, when it opens
+        and after each boot.
+        """
+        charger = self.factory.central.chargers.get(self.charger_id)
+        quirks = NO_QUIRKS if charger is None else charger.quirks
+        self._cancel_quirk_timers()
+        if quirks.has("no-ping"):
+            self._stop_pings()
+            self._watch_silence()
+
+    def _cancel_quirk_timers(self):
+        if self._silence_call is not None and self._silence_call.active():
+            self._silence_call.cancel()
+        self._silence_call = None
+
+    def _stop_pings(self):
+        # Learnt from a boot on an open connection: Autobahn's next ping (or
+        # the wait for its pong) is scheduled already.
+        self.autoPingInterval = 0
+        for name in ("autoPingPendingCall", "autoPingTimeoutCall"):
+            call = getattr(self, name, None)
+            if call is not None:
+                call.cancel()
+                setattr(self, name, None)
+        self.autoPingPending = None
+
+    def _watch_silence(self):
+        """
+        docs/quirks.md#no-ping: without pings, a dead connection shows by the
+        charger's silence: nothing for L{SILENT_HEARTBEATS} heartbeat
+        intervals, and it is dropped.
+        """
+        self._silence_call = None
+        central = self.factory.central
+        charger = central.chargers.get(self.charger_id)
+        if charger is None or charger.session is not self.session:
+            return
+        limit = SILENT_HEARTBEATS * central.config.ocpp.heartbeat_interval
+        silent = (central.now() - charger.last_seen).total_seconds()
+        if silent >= limit:
+            self._log.warn("{id}: nothing heard for {silent:.0f} s ({n} heartbeat intervals): "
+                           "the connection counts as dead", id=self.charger_id, silent=silent,
+                           n=SILENT_HEARTBEATS)
+            self.transport.abortConnection()
+            return
+        self._silence_call = self.factory.clock.callLater(limit - silent, self._watch_silence)
+
+    def onAutoPong(self, *args):
+        self._ponged = True
+        super().onAutoPong(*args)
+
+    def onAutoPingTimeout(self):
+        # Autobahn drops the connection. One that never answered a ping
+        # (a dead link answered the ones before) is worth a suggestion.
+        if self.charger_id is not None and not self._ponged:
+            self.factory.central.suggest_quirk(
+                self.charger_id, "no-ping", "it did not answer a WebSocket ping")
+        super().onAutoPingTimeout()
 
     def _frame(self, direction, text):
         self.factory.central.frame(self.charger_id, direction, text)
@@ -283,6 +365,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
+        self._cancel_quirk_timers()
         if self.session is not None:
             self.session.connection_lost()
             self.factory.central.disconnected(self.charger_id, self.session)
