@@ -433,6 +433,8 @@ class SimCharger:
         self.current_steps: tuple = ()
         self.answers_pings = True
         self.pings_received = 0
+        self._idle_limit: Optional[float] = None
+        self._idle_call = None
         self.transactions: dict = {}
         self.close_info: Optional[tuple] = None
         self._fast_answer_drops: dict = {}
@@ -671,6 +673,26 @@ class SimCharger:
         still counted in L{pings_received}.
         """
         self.answers_pings = False
+
+    def close_when_idle(self, seconds: float) -> None:
+        """
+        Close the connection once nothing came from the server (no frame,
+        no ping) for C{seconds} (Ocular LTE Plus: about 110 s, Wallbox
+        firmware 6.7: 30-45 s).
+        """
+        self._idle_limit = seconds
+        self._heard()
+
+    def _heard(self) -> None:
+        if self._idle_limit is None:
+            return
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = self._reactor.callLater(self._idle_limit, self._idle)
+
+    def _idle(self) -> None:
+        if self.is_open:
+            self._protocol.sendClose(code=1000, reason="idle")
 
     def _quietly(self, call, *args, **kwargs) -> None:
         """
@@ -968,6 +990,7 @@ class SimCharger:
     def _message(self, payload: bytes, is_binary: bool) -> None:
         text = payload if is_binary else payload.decode("utf-8")
         self.frames.append((RECEIVED, text))
+        self._heard()
         for entry in list(self._frame_waiters):
             predicate, d = entry
             try:
@@ -1029,9 +1052,12 @@ class SimCharger:
 
     def _ping(self) -> None:
         self.pings_received += 1
+        self._heard()
 
     def _connection_lost(self, reason: Failure) -> None:
         self._lost = True
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
         was_clean, code, text = self._close_reason or (False, 1006, None)
         self.close_info = (was_clean, code, text)
         opened, self._opened = self._opened, None

@@ -745,3 +745,84 @@ heartbeat_interval = 10
         self.assertGreater(cp.pings_received, 0)
         yield self.until(lambda: not self.central.chargers["CP1"].connected)
         self.assertEqual(len(self.suggested("no-ping")), 1)
+
+
+#: An Ocular LTE Plus v3's boot (docs/quirks.md#keepalive).
+OCULAR = {"vendor": "BS AC EV Charger", "model": "BS-EV22", "firmwareVersion": "448.3251.0Q03197"}
+
+
+class KeepaliveTests(WorkaroundHarness, TestCase):
+    """
+    C{keepalive}: the charger closes a connection idle for about 110 s
+    (ocpp/server.py); the service sends no pings of its own here
+    (C{ping_interval = 0}).
+    """
+
+    @defer.inlineCallbacks
+    def check_kept_open(self, cp, interval, traffic):
+        """
+        Every C{interval} seconds C{traffic()} grows: over 110 s pass and
+        the charger stays connected.
+        """
+        for n in range(1, 4):
+            self.time.advance(interval)
+            yield self.until(lambda: traffic() == n)
+        self.assertGreater(3 * interval, 110)
+        self.assertTrue(cp.is_open)
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        An Ocular LTE Plus v3 (registry entry C{ocular-lte-plus}) is pinged
+        every 60 s.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.close_when_idle(110), **OCULAR)
+        yield self.check_kept_open(cp, 60, lambda: cp.pings_received)
+
+    @defer.inlineCallbacks
+    def test_registry_interval(self):
+        """
+        Wallbox firmware 6.7 (registry entry C{wallbox-fw6.7}) drops an idle
+        connection within 30 s: pinged every 20 s.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.booted("CP1", "Wall Box Chargers", "PLP1-0-2-4",
+                               prepare=lambda cp: cp.close_when_idle(30), firmwareVersion="6.7.38")
+        for n in range(1, 4):
+            self.time.advance(20)
+            yield self.until(lambda: cp.pings_received == n)
+        self.assertTrue(cp.is_open)
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same.
+        """
+        yield self.start(table("CP1", quirks=["keepalive"]), registry=())
+        cp = yield self.connect("CP1", lambda cp: cp.close_when_idle(110))
+        yield self.check_kept_open(cp, 60, lambda: cp.pings_received)
+
+    @defer.inlineCallbacks
+    def test_configured_with_no_ping(self):
+        """
+        With C{no-ping} too, the traffic is a TriggerMessage(Heartbeat).
+        """
+        yield self.start(table("CP1", quirks=["keepalive", "no-ping"]), registry=())
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.close_when_idle(110))
+        yield self.check_kept_open(cp, 60, lambda: cp.calls_received.count(
+            ("TriggerMessage", {"requestedMessage": "Heartbeat"})))
+        self.assertEqual(cp.pings_received, 0)
+
+    @defer.inlineCallbacks
+    def test_without_it_the_charger_closes_the_connection(self):
+        """
+        Without the workaround nothing goes to an idle charger and it
+        closes the connection.
+        """
+        yield self.start(table("CP1", no_quirks=["keepalive"]))
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.close_when_idle(110), **OCULAR)
+        self.time.advance(110)
+        yield cp.wait_closed()
+        self.assertEqual(cp.pings_received, 0)
+        yield self.until(lambda: not self.central.chargers["CP1"].connected)

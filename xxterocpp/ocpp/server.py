@@ -3,7 +3,7 @@
 The OCPP-J WebSocket server (OCPP-J 1.6 §3): the handshake rules (identity,
 subprotocol, Basic auth, the client certificate of security profile 3), the
 glue between Autobahn and L{OcppSession}, and the connection's own
-workarounds (C{no-ping}, docs/quirks.md#no-ping).
+workarounds (C{no-ping}, C{keepalive}; docs/quirks.md#no-ping).
 """
 
 import base64
@@ -17,6 +17,7 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
+from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.quirks import NO_QUIRKS
@@ -109,8 +110,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
     #: handshake is over (L{OcppServerFactory.admit}).
     _handshaking_from = None
     _handshake_deadline = None
-    #: The timer of the no-ping silence watch, while one runs.
+    #: The timers of the no-ping silence watch and of the keepalive, while
+    #: they run.
     _silence_call = None
+    _keepalive_call = None
     #: Whether the charger answered one of Autobahn's pings.
     _ponged = False
 
@@ -281,14 +284,39 @@ class OcppServerProtocol(WebSocketServerProtocol):
         charger = self.factory.central.chargers.get(self.charger_id)
         quirks = NO_QUIRKS if charger is None else charger.quirks
         self._cancel_quirk_timers()
-        if quirks.has("no-ping"):
+        no_ping = quirks.has("no-ping")
+        if no_ping:
             self._stop_pings()
             self._watch_silence()
+        interval = quirks.parameter("keepalive", "interval")
+        if interval and (no_ping or not self.autoPingInterval or self.autoPingInterval > interval):
+            # Autobahn's pings alone would not come often enough.
+            self._keepalive_call = self.factory.clock.callLater(
+                interval, self._keep_alive, interval, no_ping)
 
     def _cancel_quirk_timers(self):
-        if self._silence_call is not None and self._silence_call.active():
-            self._silence_call.cancel()
-        self._silence_call = None
+        for call in (self._silence_call, self._keepalive_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._silence_call = self._keepalive_call = None
+
+    def _keep_alive(self, interval, no_ping):
+        """
+        docs/quirks.md#keepalive: some traffic every C{interval} seconds, or
+        the charger closes the connection: a WebSocket ping, or for one that
+        takes none a TriggerMessage(Heartbeat) (an OCPP exchange of the
+        connection, like a ping, not a command).
+        """
+        self._keepalive_call = None
+        if self.state != self.STATE_OPEN:
+            return
+        if no_ping:
+            self.session.call(m.TriggerMessageRequest(requested_message="Heartbeat")).addErrback(
+                lambda failure: None)
+        else:
+            self.sendPing()
+        self._keepalive_call = self.factory.clock.callLater(
+            interval, self._keep_alive, interval, no_ping)
 
     def _stop_pings(self):
         # Learnt from a boot on an open connection: Autobahn's next ping (or
