@@ -826,3 +826,65 @@ class KeepaliveTests(WorkaroundHarness, TestCase):
         yield cp.wait_closed()
         self.assertEqual(cp.pings_received, 0)
         yield self.until(lambda: not self.central.chargers["CP1"].connected)
+
+
+#: A Grizzl-E's boot with firmware 5.633 (docs/quirks.md#session-register).
+GRIZZL_E = {"vendor": "United Chargers", "model": "GRS-48", "firmwareVersion": "5.633"}
+
+
+class SessionRegisterTests(WorkaroundHarness, TestCase):
+    """
+    C{session-register}: the energy register of the charger's MeterValues
+    restarts at 0 for each session, while meterStart is the register of its
+    meter (domain/book.py).
+    """
+
+    @defer.inlineCallbacks
+    def two_sessions(self, boot):
+        """
+        A session from 1,000,000 Wh with a reading of 800 and a stop at
+        1500 (the session's register), then one from 1,001,500 with a
+        reading of 300 and a stop at 1,001,900 (the meter's).
+
+        @return: the energy of each session so far and at its stop, and as
+            the store has it.
+        """
+        cp = yield self.booted("CP1", **boot)
+        energies = []
+        for start, reading, stop in (1_000_000, 800, 1500), (1_001_500, 300, 1_001_900):
+            started = yield cp.start_transaction(1, "TAG1", start)
+            yield cp.meter_values(1, started["transactionId"], energy_wh=reading)
+            tx = self.central.chargers["CP1"].connectors[1].transaction
+            energies.append(tx.energy_wh)
+            yield cp.stop_transaction(started["transactionId"], stop)
+            energies.append(tx.energy_wh)
+        records = yield self.service.store.query_transactions()
+        return energies, sorted(round(r.energy_wh) for r in records)
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        A Grizzl-E on firmware 5.633 (registry entry C{grizzl-e-5.633}):
+        800 Wh so far, 1500 Wh at the stop; 300, then 400 (meterStop -
+        meterStart, which is not negative).
+        """
+        yield self.start(table("CP1"))
+        self.assertEqual((yield self.two_sessions(GRIZZL_E)), ([800, 1500, 300, 400], [400, 1500]))
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured (a Vestel EVC04), the same.
+        """
+        yield self.start(table("CP1", quirks=["session-register"]), registry=())
+        boot = {"vendor": "Vestel", "model": "EVC04"}
+        self.assertEqual((yield self.two_sessions(boot)), ([800, 1500, 300, 400], [400, 1500]))
+
+    @defer.inlineCallbacks
+    def test_without_it_the_energy_is_wrong(self):
+        """
+        Without the workaround the first session shows 0 Wh throughout and
+        is booked with 0 Wh.
+        """
+        yield self.start(table("CP1", no_quirks=["session-register"]))
+        self.assertEqual((yield self.two_sessions(GRIZZL_E)), ([0, 0, 0, 400], [0, 400]))
