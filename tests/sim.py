@@ -73,6 +73,7 @@ __all__ = [
     "CallTimeout",
     "ConfigurationKey",
     "ConnectionClosed",
+    "RawReply",
     "HandshakeFailed",
     "HandshakeRefused",
     "InstalledProfile",
@@ -185,6 +186,15 @@ class CallErrorReply(NamedTuple):
     code: str
     description: str = ""
     details: dict = {}
+
+
+class RawReply(NamedTuple):
+    """
+    A handler's way of answering a CS→CP CALL with a frame as given (a
+    charger that sends broken JSON): C{frame(unique_id)} is the text.
+    """
+
+    frame: Callable[[str], str]
 
 
 class ConfigurationKey(NamedTuple):
@@ -400,9 +410,10 @@ class SimCharger:
         L{send_raw} are L{bytes}.
     @ivar calls_received: Every CS→CP CALL as C{(action, payload)}.
     @ivar handlers: Maps a CS→CP action to C{callable(payload)} returning a
-        payload L{dict}, a L{CallErrorReply}, L{NO_REPLY}, or a L{Deferred}
-        of one of these.  A CALL whose action is missing gets a CALLERROR
-        C{NotImplemented}; a handler that raises gets C{InternalError}.
+        payload L{dict}, a L{CallErrorReply}, a L{RawReply}, L{NO_REPLY}, or
+        a L{Deferred} of one of these.  A CALL whose action is missing gets
+        a CALLERROR C{NotImplemented}; a handler that raises gets
+        C{InternalError}.
     @ivar configuration: Maps a configuration key to its L{ConfigurationKey};
         GetConfiguration reads it and ChangeConfiguration writes it.
     @ivar local_list_version: Reported by GetLocalListVersion, set by
@@ -693,6 +704,15 @@ class SimCharger:
     def _idle(self) -> None:
         if self.is_open:
             self._protocol.sendClose(code=1000, reason="idle")
+
+    def answer_with_broken_json(self, action: str, status: str = "Accepted") -> None:
+        """
+        Answer every CALL of C{action} with a CALLRESULT that is no valid
+        JSON (a trailing comma after C{"status": status}), as Grizzl-E
+        firmware 5 answers some calls.
+        """
+        self.handlers[action] = lambda payload: RawReply(
+            lambda unique_id: f'[3,"{unique_id}",{{"status":"{status}",}}]')
 
     def _quietly(self, call, *args, **kwargs) -> None:
         """
@@ -1047,6 +1067,9 @@ class SimCharger:
     def _answer(self, unique_id: str, result) -> None:
         # The connection may be gone by the time a slow handler answers.
         if result is NO_REPLY or not self.is_open:
+            return
+        if isinstance(result, RawReply):
+            self.send_raw(result.frame(unique_id))
             return
         self.reply(unique_id, result)
 

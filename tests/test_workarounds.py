@@ -888,3 +888,64 @@ class SessionRegisterTests(WorkaroundHarness, TestCase):
         """
         yield self.start(table("CP1", no_quirks=["session-register"]))
         self.assertEqual((yield self.two_sessions(GRIZZL_E)), ([0, 0, 0, 400], [0, 400]))
+
+
+class LenientAnswersTests(WorkaroundHarness, TestCase):
+    """
+    C{lenient-answers}: the charger answers some calls with broken JSON
+    (ocpp/rpc.py). Answers that are JSON objects but break the schema are
+    read leniently from every charger (docs/quirks.md#q13).
+    """
+
+    def tolerated(self):
+        return [line for line in self.lines if "answer tolerated" in line]
+
+    @defer.inlineCallbacks
+    def check_answers_taken(self, boot):
+        """
+        Two unlocks answered with broken JSON both succeed; the log says so
+        once.
+        """
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.answer_with_broken_json(
+            "UnlockConnector", "Unlocked"), **boot)
+        for _ in range(2):
+            result = yield self.controller.unlock("CP1")
+            self.assertEqual((result.accepted, result.status), (True, "Unlocked"))
+        self.assertEqual(len(self.tolerated()), 1)
+        self.assertIn("no valid JSON", self.tolerated()[0])
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        A Grizzl-E on firmware 5 (registry entry C{grizzl-e-fw5}).
+        """
+        yield self.start(table("CP1"))
+        yield self.check_answers_taken(
+            {"vendor": "United Chargers", "model": "GRS-48", "firmwareVersion": "05.43"})
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same.
+        """
+        yield self.start(table("CP1", quirks=["lenient-answers"]), registry=())
+        yield self.check_answers_taken({})
+
+    @defer.inlineCallbacks
+    def test_without_it_the_call_times_out(self):
+        """
+        Without the workaround the broken answer is a malformed frame: the
+        unlock waits for the call timeout and fails.
+        """
+        yield self.start(table("CP1", no_quirks=["lenient-answers"]))
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.answer_with_broken_json(
+            "UnlockConnector", "Unlocked"), vendor="United Chargers", model="GRS-48",
+            firmwareVersion="05.43")
+        unlocked = self.controller.unlock("CP1")
+        yield cp.wait_for_call("UnlockConnector")
+        yield cp.heartbeat()
+        self.assertNoResult(unlocked)
+        self.time.advance(5)
+        result = yield unlocked
+        self.assertEqual(result.status, "Timeout")
+        self.assertTrue([line for line in self.lines if "malformed frame" in line])

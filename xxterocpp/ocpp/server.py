@@ -3,7 +3,8 @@
 The OCPP-J WebSocket server (OCPP-J 1.6 §3): the handshake rules (identity,
 subprotocol, Basic auth, the client certificate of security profile 3), the
 glue between Autobahn and L{OcppSession}, and the connection's own
-workarounds (C{no-ping}, C{keepalive}; docs/quirks.md#no-ping).
+workarounds (C{no-ping}, C{keepalive}, C{lenient-answers};
+docs/quirks.md#no-ping).
 """
 
 import base64
@@ -283,6 +284,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         """
         charger = self.factory.central.chargers.get(self.charger_id)
         quirks = NO_QUIRKS if charger is None else charger.quirks
+        self.session.lenient_answers = quirks.has("lenient-answers")
         self._cancel_quirk_timers()
         no_ping = quirks.has("no-ping")
         if no_ping:
