@@ -714,6 +714,42 @@ class SimCharger:
         self.handlers[action] = lambda payload: RawReply(
             lambda unique_id: f'[3,"{unique_id}",{{"status":"{status}",}}]')
 
+    def stuck_in_finishing_after_remote_stop(self, meter_stop: int = 0) -> None:
+        """
+        Answer RemoteStopTransaction Accepted, stop the transaction (reason
+        C{Remote}, C{meter_stop}) and go Finishing; then refuse
+        RemoteStartTransaction on that connector until ChangeAvailability
+        Inoperative (Unavailable; Operative: Preparing) frees it, as Autel,
+        Ocular and Phoenix CHARX chargers do (UnlockConnector does not).
+        """
+        stuck = set()
+        start, availability = self.handlers["RemoteStartTransaction"], self.handlers["ChangeAvailability"]
+
+        def remote_stop(payload):
+            for connector, (transaction_id, _) in list(self.transactions.items()):
+                if transaction_id == payload.get("transactionId"):
+                    stuck.add(connector)
+                    self._reactor.callLater(0, self._quietly, self.stop_transaction, transaction_id,
+                                            meter_stop, reason="Remote")
+                    self._reactor.callLater(0, self._quietly, self.status, connector, "Finishing")
+            return {"status": "Accepted"}
+
+        def remote_start(payload):
+            if payload.get("connectorId", 1) in stuck:
+                return {"status": "Rejected"}
+            return start(payload)
+
+        def change_availability(payload):
+            connector = payload.get("connectorId")
+            if payload.get("type") == "Inoperative":
+                stuck.discard(connector)
+            status = "Unavailable" if payload.get("type") == "Inoperative" else "Preparing"
+            self._reactor.callLater(0, self._quietly, self.status, connector, status)
+            return availability(payload)
+
+        self.handlers.update(RemoteStopTransaction=remote_stop, RemoteStartTransaction=remote_start,
+                             ChangeAvailability=change_availability)
+
     def _quietly(self, call, *args, **kwargs) -> None:
         """
         Send a CALL of a misbehaviour: nobody waits for its answer, and a

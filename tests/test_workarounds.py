@@ -906,7 +906,7 @@ class LenientAnswersTests(WorkaroundHarness, TestCase):
         Two unlocks answered with broken JSON both succeed; the log says so
         once.
         """
-        cp = yield self.booted("CP1", prepare=lambda cp: cp.answer_with_broken_json(
+        yield self.booted("CP1", prepare=lambda cp: cp.answer_with_broken_json(
             "UnlockConnector", "Unlocked"), **boot)
         for _ in range(2):
             result = yield self.controller.unlock("CP1")
@@ -949,3 +949,91 @@ class LenientAnswersTests(WorkaroundHarness, TestCase):
         result = yield unlocked
         self.assertEqual(result.status, "Timeout")
         self.assertTrue([line for line in self.lines if "malformed frame" in line])
+
+
+#: An Autel MaxiCharger's boot (docs/quirks.md#finishing-recovery).
+MAXICHARGER = {"vendor": "Autel", "model": "MaxiChargerAC",
+               "firmwareVersion": "PFA0102|V0.00.00|V1.38.00||2.4.3.0"}
+
+
+class FinishingRecoveryTests(WorkaroundHarness, TestCase):
+    """
+    C{finishing-recovery}: after a remote stop the charger stays in
+    Finishing and refuses a new session (control/finishing.py).
+    """
+
+    @defer.inlineCallbacks
+    def stopped(self, boot):
+        """
+        @return: a charger whose session was stopped remotely, in Finishing.
+        """
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.stuck_in_finishing_after_remote_stop(),
+                               **boot)
+        yield cp.status(1, "Charging")
+        yield cp.start_transaction(1, "TAG1", 0)
+        result = yield self.controller.stop("CP1")
+        self.assertTrue(result.accepted)
+        yield self.until(lambda: self.central.point_status("CP1", 1)[0] == "Finishing")
+        return cp
+
+    @defer.inlineCallbacks
+    def check_recovered(self, cp):
+        """
+        A minute in Finishing: unlock, then an availability cycle; a new
+        session can start.
+        """
+        self.time.advance(59)
+        yield cp.heartbeat()
+        self.assertNotIn("UnlockConnector", self.actions(cp))
+        self.time.advance(1)
+        yield cp.wait_for_call("UnlockConnector")
+        unique_id, inoperative = yield cp.wait_for_call("ChangeAvailability")
+        unique_id, operative = yield cp.wait_for_call("ChangeAvailability")
+        self.assertEqual([inoperative["type"], operative["type"]], ["Inoperative", "Operative"])
+        yield self.until(lambda: self.central.point_status("CP1", 1)[0] == "Preparing")
+        result = yield self.controller.start("CP1")
+        self.assertEqual(result.status, "Accepted")
+
+    @defer.inlineCallbacks
+    def test_registry(self):
+        """
+        An Autel MaxiCharger (registry entry C{autel-maxicharger}).
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.stopped(MAXICHARGER)
+        yield self.check_recovered(cp)
+
+    @defer.inlineCallbacks
+    def test_configured(self):
+        """
+        Configured, the same.
+        """
+        yield self.start(table("CP1", quirks=["finishing-recovery"]), registry=())
+        cp = yield self.stopped({})
+        yield self.check_recovered(cp)
+
+    @defer.inlineCallbacks
+    def test_not_when_it_leaves_finishing(self):
+        """
+        Unplugged within the minute: nothing is sent.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.stopped(MAXICHARGER)
+        yield cp.status(1, "Available")
+        self.time.advance(120)
+        yield cp.heartbeat()
+        self.assertNotIn("UnlockConnector", self.actions(cp))
+
+    @defer.inlineCallbacks
+    def test_without_it_no_new_session(self):
+        """
+        Without the workaround the connector stays in Finishing and the
+        next start is refused.
+        """
+        yield self.start(table("CP1", no_quirks=["finishing-recovery"]))
+        cp = yield self.stopped(MAXICHARGER)
+        self.time.advance(120)
+        yield cp.heartbeat()
+        self.assertNotIn("UnlockConnector", self.actions(cp))
+        result = yield self.controller.start("CP1")
+        self.assertEqual(result.status, "Rejected")

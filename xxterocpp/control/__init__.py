@@ -12,7 +12,8 @@ L{Controller} (L{commands}) is the front; its parts, one job each:
   - L{locallist}: the chargers' local authorization lists;
   - L{reservations}: ReserveNow, its renewals, and CancelReservation;
   - L{keys}: AuthorizationKey rotation;
-  - L{meterwatch}: the C{trigger-meter-values} workaround;
+  - L{meterwatch}, L{finishing}: the C{trigger-meter-values} and
+    C{finishing-recovery} workarounds;
   - L{electrical}: the minimum current, A to W, profile ids and stack levels
     shared with the Smart Energy Manager.
 """

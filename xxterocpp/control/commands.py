@@ -10,6 +10,7 @@ adapter can tell again what really holds.
 import functools
 import inspect
 
+from xxterocpp.control.finishing import FinishingRecovery
 from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
 from xxterocpp.control.limits import Limits, clamp, schedule_periods, start_profile
 from xxterocpp.control.locallist import LocalList
@@ -99,13 +100,14 @@ class Controller:
         self._keys = KeyRotation(central, self._sender)
         self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list)
         self._meter_watch = MeterWatch(central, clock, self._sender)
+        self._finishing = FinishingRecovery(central, clock, self._sender)
         # The handlers of each event, in the order they run.
         self._handlers = {
             StateLoaded: (self._restore,),
             ChargerConnected: (self._setup.connected,),
             ChargerDisconnected: (self._setup.disconnected,),
             ChargerBooted: (self._setup.booted, self._reservations.booted),
-            StatusChanged: (self._reservations.status_changed,),
+            StatusChanged: (self._reservations.status_changed, self._finishing.status_changed),
             TagsChanged: (self._local_list.tags_changed,),
             MeterChanged: (self._meter_watch.meter_changed,),
             TransactionStarted: (self._limits.transaction_started,
@@ -180,6 +182,7 @@ class Controller:
         self._setup.stop()
         self._reservations.stop()
         self._meter_watch.stop()
+        self._finishing.stop()
 
     # -- OCPP calls ------------------------------------------------------
 
@@ -271,13 +274,15 @@ class Controller:
     @_announced
     def stop(self, charger_id, connector=1):
         """
-        RemoteStopTransaction of the running transaction.
+        RemoteStopTransaction of the running transaction (a connector of a
+        charger with C{finishing-recovery} is watched afterwards).
         """
         tx = self._connector(charger_id, connector).transaction
         if tx is None or not tx.running:
             return refused("no transaction to stop")
-        return self._sender.call(self.central.chargers[charger_id],
-                                 m.RemoteStopTransactionRequest(transaction_id=tx.id))
+        d = self._sender.call(self.central.chargers[charger_id],
+                              m.RemoteStopTransactionRequest(transaction_id=tx.id))
+        return d.addCallback(self._finishing.stop_answered, charger_id, connector)
 
     @_announced
     def pause(self, charger_id, connector=1):
