@@ -16,8 +16,10 @@ from twisted.trial.unittest import TestCase
 
 from tests.service import LOOPBACK_CONFIG, ClockedReactor, start_service, write_config
 from tests.sim import ConfigurationKey, connect_charger
-from xxterocpp.control.setup import BOOT_WAIT
+from xxterocpp.control.setup import BOOT_WAIT, MEASURANDS
 from xxterocpp.quirks import Entry
+from xxterocpp.web.page import render_page
+from xxterocpp.web.status import snapshot
 
 CONFIG = LOOPBACK_CONFIG + """
 [[tag]]
@@ -186,6 +188,65 @@ class ChosenTests(WorkaroundHarness, TestCase):
         """
         yield self.start(table("CP1", quirks=["keepalive"]))
         self.assertEqual([q.name for q in self.central.chargers["CP1"].quirks], ["keepalive"])
+
+
+class ShownTests(WorkaroundHarness, TestCase):
+    """
+    C{/api/status} and the status page show, per charger, the workarounds
+    in force and why, and what the central system learned by trial (the
+    profile kind that takes limits, the measurands, read-only keys); both
+    are kept across a restart.
+    """
+
+    def shown(self):
+        status = snapshot(self.central, self.controller, None)
+        [charger] = status["chargers"]
+        page = self.successResultOf(render_page(status, {}, [])).decode()
+        return charger["quirks"], charger["learned"], page
+
+    @defer.inlineCallbacks
+    def test_status_and_page(self):
+        """
+        Configured workarounds show before any boot; after an EN+ booted
+        and took a limit, the registry's too, the profile kind, the
+        measurands it took and its read-only interval key; the same after
+        a restart, before it reconnects.
+        """
+        path = write_config(self, CONFIG + table("CP1", quirks=["keepalive"]))
+        self.time = ClockedReactor(self)
+        self.service = yield start_service(self, path, on=self.time)
+        self.central, self.controller = self.service.central, self.service.controller
+        self.assertEqual(self.shown()[:2], (
+            [{"name": "keepalive", "reason": "configuration", "parameters": {"interval": 60.0}}],
+            {"profile": None, "measurands": None, "read_only": None}))
+        read_only = lambda cp: cp.configuration.update(
+            MeterValueSampleInterval=ConfigurationKey("30", readonly=True))
+        cp = yield self.booted("CP1", prepare=read_only, **EN_PLUS)
+        yield self.controller.set_limit("CP1", 1, 10)
+        shown = self.shown()
+        expected = (
+            [{"name": "pause-ends-session", "reason": "registry: en-plus (lbbrhzn/ocpp#211)",
+              "parameters": {}},
+             {"name": "no-ping", "reason": "registry: en-plus (lbbrhzn/ocpp#211)",
+              "parameters": {}},
+             {"name": "keepalive", "reason": "configuration", "parameters": {"interval": 60.0}}],
+            {"profile": {"purpose": "TxDefaultProfile", "kind": "Absolute", "stack": "max",
+                         "unit": "A"},
+             "measurands": list(MEASURANDS), "read_only": ["MeterValueSampleInterval"]})
+        self.assertEqual(shown[:2], expected)
+        for words in ("no-ping (registry: en-plus (lbbrhzn/ocpp#211))",
+                      "keepalive (configuration)",
+                      "limits as TxDefaultProfile Absolute, stack level max, in A",
+                      "measurands " + ", ".join(MEASURANDS),
+                      "read-only MeterValueSampleInterval"):
+            self.assertIn(words, shown[2])
+        yield cp.close()
+        yield self.until(lambda: not self.central.chargers["CP1"].connected)
+        yield self.service.stopService()
+
+        self.service = yield start_service(self, path, on=self.time)
+        self.central, self.controller = self.service.central, self.service.controller
+        self.assertEqual(self.shown()[:2], expected)
 
 
 #: A StarCharge Aurora's boot, as quoted in docs/quirks.md#no-boot-trigger.

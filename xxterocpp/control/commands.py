@@ -10,6 +10,8 @@ adapter can tell again what really holds.
 import functools
 import inspect
 
+import attr
+
 from xxterocpp.control.finishing import FinishingRecovery
 from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
 from xxterocpp.control.limits import Limits, clamp, schedule_periods, start_profile
@@ -98,7 +100,8 @@ class Controller:
         self._local_list = LocalList(central, self._sender, self._save)
         self._reservations = Reservations(central, self._sender, self._save, clock)
         self._keys = KeyRotation(central, self._sender)
-        self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list)
+        self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list,
+                            self._save)
         self._meter_watch = MeterWatch(central, clock, self._sender)
         self._finishing = FinishingRecovery(central, clock, self._sender)
         # The handlers of each event, in the order they run.
@@ -166,13 +169,25 @@ class Controller:
         Take over the persisted control state (reservation ids, limits, what
         worked per charger, local list versions).
         """
-        parts = (self._limits, self._local_list, self._reservations)
+        parts = (self._limits, self._local_list, self._reservations, self._setup)
         for (scope, key), value in self.central.settings.items():
             if (scope, key) == ("central", "reservation_id"):
                 self._reservations.restore_last_id(value)
             elif scope in self.central.chargers:
                 for part in parts:
                     part.restore(scope, key, value)
+
+    def learned(self, charger_id):
+        """
+        What the central system learned by trial about a charger, kept
+        across restarts: C{{"profile": the profile kind that took its last
+        limit (purpose, kind, stack, unit) or None, "measurands": ...,
+        "read_only": ...}} (L{xxterocpp.control.setup.SetUp.learned}; both
+        None before its first set-up).
+        """
+        strategy = self._limits.strategy(self._charger(charger_id).id)
+        found = self._setup.learned(charger_id) or {"measurands": None, "read_only": None}
+        return {"profile": None if strategy is None else attr.asdict(strategy), **found}
 
     def shutdown(self):
         """

@@ -245,6 +245,13 @@ class Limits:
     def _state(self, point):
         return self._limits.setdefault((point.id, point.connector), _PointLimit())
 
+    def strategy(self, charger_id):
+        """
+        @return: the L{ProfileStrategy} the charger accepted last (also
+            before a restart), or None.
+        """
+        return self._strategies.get(charger_id)
+
     def own(self, point):
         """
         @return: the point's own limit (A): the one set, normal, fast or

@@ -40,6 +40,9 @@ _ALL_MEASURANDS = ",".join(MEASURANDS)
 #: this often while charging.
 SAMPLE_INTERVAL = 60
 
+#: The configuration keys the set-up writes.
+_WRITTEN = ("MeterValuesSampledData", "MeterValueSampleInterval")
+
 # Chargers whose post-boot set-up runs at the same time; the others wait
 # their turn. A controller reboot brings every charger back at once: without
 # a bound, a thousand set-ups in flight pile up calls and pending Deferreds
@@ -61,19 +64,23 @@ class SetUp:
 
     log = Logger()
 
-    def __init__(self, central, clock, sender, limits, local_list):
+    def __init__(self, central, clock, sender, limits, local_list, save=lambda *a: None):
         """
         @param central: the L{xxterocpp.domain.central.CentralSystem}.
         @param clock: an C{IReactorTime}.
         @param sender: the L{xxterocpp.control.sender.Sender}.
         @param limits: the L{xxterocpp.control.limits.Limits} to put in force.
         @param local_list: the L{xxterocpp.control.locallist.LocalList}.
+        @param save: C{save(scope, key, value)} persists a setting.
         """
         self.central = central
         self.clock = clock
         self.sender = sender
         self.limits = limits
         self.local_list = local_list
+        self._save = save
+        # Charger id -> what its last set-up found (setting "learned").
+        self._learned = {}
         self.boot_wait = BOOT_WAIT
         self.queue = {}
         self.running = set()
@@ -182,6 +189,37 @@ class SetUp:
             self.queue[charger_id] = None
         self._next()
 
+    # -- what the set-ups found -----------------------------------------
+
+    def restore(self, charger_id, key, value):
+        """
+        Take over a persisted setting of a charger, if it is one of ours.
+        """
+        if key == "learned":
+            self._learned[charger_id] = value
+
+    def learned(self, charger_id):
+        """
+        @return: what the last set-up of the charger found (also before a
+            restart): C{{"measurands": [...] or None, "read_only": [...]}},
+            the measurands it samples and the keys the set-up would write
+            that it reports read-only or refused to change; None before its
+            first set-up.
+        """
+        return self._learned.get(charger_id)
+
+    def _learn(self, charger, refused):
+        entry = charger.configuration.get("MeterValuesSampledData")
+        learned = {
+            "measurands": None if entry is None else csl(entry),
+            "read_only": sorted(key for key in _WRITTEN
+                                if key in refused or getattr(
+                                    charger.configuration.get(key), "readonly", False)),
+        }
+        if self._learned.get(charger.id) != learned:
+            self._learned[charger.id] = learned
+            self._save(charger.id, "learned", learned)
+
     # -- the set-up ------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -194,7 +232,9 @@ class SetUp:
             charger.configuration = {kv.key: kv for kv in result.response.configuration_key or ()
                                      if kv is not None}
         yield self._configure_measurands(charger)
-        yield self._configure_sample_interval(charger)
+        interval = yield self._configure_sample_interval(charger)
+        self._learn(charger, () if interval is None or interval.status != "Rejected"
+                    else ("MeterValueSampleInterval",))
         for point in self.central.config.charging_points(charger_id):
             yield self.limits.push(point)
         return (yield self.local_list.sync(charger_id))

@@ -300,6 +300,21 @@ def local_time_of_seconds(seconds):
     return datetime.fromtimestamp(seconds).strftime("%H:%M:%S.%f")[:-3]
 
 
+def _quirks_and_learned(charger):
+    """
+    The workarounds in force and what was learned by trial, as fields.
+    """
+    learned, profile = charger["learned"], charger["learned"]["profile"]
+    found = [f"limits as {profile['purpose']} {profile['kind']}, stack level {profile['stack']}, "
+             f"in {profile['unit']}" if profile else None,
+             "measurands " + (", ".join(learned["measurands"]) or "none")
+             if learned["measurands"] is not None else None,
+             "read-only " + ", ".join(learned["read_only"]) if learned["read_only"] else None]
+    return [("Workarounds", "; ".join(f"{q['name']} ({q['reason']})" for q in charger["quirks"])
+             or None),
+            ("Learned", "; ".join(filter(None, found)) or None)]
+
+
 def _charger(charger, frames):
     model = " ".join(filter(None, (charger["vendor"], charger["model"]))) or None
     return tags.section(
@@ -310,6 +325,7 @@ def _charger(charger, frames):
             ("Firmware", charger["firmware"]),
             ("Serial", charger["serial"]),
             ("Reconnects", str(charger["reconnects"]) if charger["reconnects"] else None),
+            *_quirks_and_learned(charger),
         ),
         tags.div(*[_connector(charger, c) for c in charger["connectors"]], class_="connectors"),
         tags.div(

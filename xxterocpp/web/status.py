@@ -131,7 +131,10 @@ def connector_status(controller, charger, connector, point, smart=None):
 
 def charger_status(central, controller, charger, smart=None):
     """
-    One charger (an OCPP identity) and its connectors.
+    One charger (an OCPP identity) and its connectors, the workarounds in
+    force for it and why (C{quirks}, L{xxterocpp.quirks.ActiveQuirks.describe})
+    and what the central system learned by trial (C{learned},
+    L{xxterocpp.control.commands.Controller.learned}).
     """
     points = {p.connector: p for p in central.config.charging_points(charger.id)}
     boot = charger.boot or {}
@@ -150,6 +153,8 @@ def charger_status(central, controller, charger, smart=None):
         "serial": boot.get("serial"),
         "status": charger.status,
         "reconnects": charger.reconnects,
+        "quirks": charger.quirks.describe(),
+        "learned": controller.learned(charger.id),
         "connectors": [
             connector_status(controller, charger, charger.connectors[n], points.get(n), smart)
             for n in sorted(charger.connectors)
