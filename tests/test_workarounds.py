@@ -29,13 +29,15 @@ id = "TAG1"
 
 def table(charger_id, **keys):
     """
-    A C{[[charger]]} table of 16 A (C{keys} as TOML values: lists of
-    strings or numbers).
+    A C{[[charger]]} table of 16 A (C{keys} as TOML values: strings, or
+    lists of strings or numbers).
     """
     lines = [f'id = "{charger_id}"', "max_current = 16"]
     for key, value in keys.items():
         if isinstance(value, (list, tuple)):
             value = "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value) + "]"
+        elif isinstance(value, str):
+            value = f'"{value}"'
         lines.append(f"{key} = {value}")
     return "\n[[charger]]\n" + "\n".join(lines) + "\n"
 
@@ -649,6 +651,20 @@ class PauseEndsSessionTests(WorkaroundHarness, TestCase):
         unique_id, stop = yield cp.wait_for_call("RemoteStopTransaction")
         self.assertEqual(stop, {"transactionId": started["transactionId"]})
         self.assertNotIn(0, self.limits_sent(cp))
+
+    @defer.inlineCallbacks
+    def test_a_smart_start_is_not_at_0_a(self):
+        """
+        A smart session starts with the least current until it is planned,
+        not with 0 A.
+        """
+        yield self.start(table("CP1", smart_tag="SMART"))
+        cp = yield self.booted("CP1", **EN_PLUS)
+        result = yield self.controller.start("CP1", smart=True)
+        self.assertTrue(result.accepted)
+        unique_id, start = yield cp.wait_for_call("RemoteStartTransaction")
+        schedule = start["chargingProfile"]["chargingSchedule"]
+        self.assertEqual(schedule["chargingSchedulePeriod"][0]["limit"], 6)
 
     @defer.inlineCallbacks
     def test_without_it_the_session_is_gone_after_the_pause(self):

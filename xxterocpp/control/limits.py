@@ -192,17 +192,22 @@ def plan_profile(charger, point, transaction_id, start, periods):
 def start_profile(charger, point, id_tag, now):
     """
     The charging profile of a RemoteStartTransaction: for the smart tag, the
-    plan's TxProfile at 0 A. The plan itself can only follow once the
-    charger knows the transactionId; until then the session draws nothing.
-    The plan, with the same id and stack level, replaces it.
+    plan's TxProfile at 0 A (at L{MIN_CURRENT} for a charger with
+    C{pause-ends-session}). The plan itself can only follow once the
+    charger knows the transactionId; until then the session draws nothing
+    (or that least current). The plan, with the same id and stack level,
+    replaces it.
 
     @param now: the aware time now.
     @return: a C{ChargingProfile}, or None for other tags.
     """
     if not is_smart(point, id_tag):
         return None
+    # docs/quirks.md#pause-ends-session: 0 A would end the session; the
+    # least current instead.
+    amps = MIN_CURRENT if charger.quirks.has("pause-ends-session") else 0.0
     # A minute back, so it holds at once (like the cascade's).
-    request = plan_profile(charger, point, None, now - timedelta(minutes=1), ((0, 0.0),))
+    request = plan_profile(charger, point, None, now - timedelta(minutes=1), ((0, amps),))
     return request.cs_charging_profiles
 
 
