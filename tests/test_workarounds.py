@@ -653,6 +653,22 @@ class PauseEndsSessionTests(WorkaroundHarness, TestCase):
         self.assertNotIn(0, self.limits_sent(cp))
 
     @defer.inlineCallbacks
+    def test_steered_to_0_a_is_the_least_current(self):
+        """
+        The Smart Energy Manager's 0 A goes out as 6 A: the session is kept.
+        """
+        yield self.start(table("CP1"))
+        cp = yield self.booted("CP1", prepare=lambda cp: cp.end_transaction_below(6), **EN_PLUS)
+        yield cp.status(1, "Charging")
+        yield cp.start_transaction(1, "TAG1", 0)
+        result = yield self.controller.steer("CP1", 1, 0)
+        self.assertTrue(result.accepted)
+        self.assertEqual(self.limits_sent(cp)[-1], 6)
+        self.assertNotIn("RemoteStopTransaction", self.actions(cp))
+        yield cp.heartbeat()
+        self.assertTrue(self.central.chargers["CP1"].connectors[1].transaction.running)
+
+    @defer.inlineCallbacks
     def test_a_smart_start_is_not_at_0_a(self):
         """
         A smart session starts with the least current until it is planned,

@@ -118,14 +118,26 @@ def is_smart(point, id_tag):
         id_tag.casefold() == point.smart_tag.casefold())
 
 
-def in_steps(charger, amps):
-    """
-    @return: C{amps} rounded down to the charger's current steps when it
-        has C{current-steps} (docs/quirks.md#current-steps: it takes only
-        those and rounds other values down itself), else C{amps}.
-    """
+def _in_steps(charger, amps):
+    # docs/quirks.md#current-steps: it takes only those and rounds other
+    # values down itself.
     steps = charger.quirks.parameter("current-steps", "steps")
     return amps if steps is None else round_down_to_steps(amps, steps)
+
+
+def sendable(charger, amps):
+    """
+    @return: the limit C{amps} as it can go to the charger: rounded down to
+        its current steps (C{current-steps}), and never 0 A for a charger
+        whose session ends there (C{pause-ends-session}): the least current
+        instead, and a pause stops its session (L{Limits._apply}).
+    """
+    amps = _in_steps(charger, amps)
+    if amps == 0 and charger.quirks.has("pause-ends-session"):
+        # docs/quirks.md#pause-ends-session: the session is kept.
+        steps = charger.quirks.parameter("current-steps", "steps") or ()
+        amps = min((step for step in steps if step >= MIN_CURRENT), default=MIN_CURRENT)
+    return amps
 
 
 def _max_level(charger):
@@ -175,7 +187,7 @@ def plan_profile(charger, point, transaction_id, start, periods):
         charging_rate_unit=unit, start_schedule=start,
         charging_schedule_period=tuple(
             m.ChargingSchedulePeriod(start_period=offset,
-                                     limit=_in_unit(unit, in_steps(charger, amps), point.phases),
+                                     limit=_in_unit(unit, sendable(charger, amps), point.phases),
                                      number_phases=point.phases)
             for offset, amps in periods))
     return m.SetChargingProfileRequest(
@@ -192,8 +204,8 @@ def plan_profile(charger, point, transaction_id, start, periods):
 def start_profile(charger, point, id_tag, now):
     """
     The charging profile of a RemoteStartTransaction: for the smart tag, the
-    plan's TxProfile at 0 A (at L{MIN_CURRENT} for a charger with
-    C{pause-ends-session}). The plan itself can only follow once the
+    plan's TxProfile at 0 A (L{sendable}: the least current for a charger
+    with C{pause-ends-session}). The plan itself can only follow once the
     charger knows the transactionId; until then the session draws nothing
     (or that least current). The plan, with the same id and stack level,
     replaces it.
@@ -203,11 +215,8 @@ def start_profile(charger, point, id_tag, now):
     """
     if not is_smart(point, id_tag):
         return None
-    # docs/quirks.md#pause-ends-session: 0 A would end the session; the
-    # least current instead.
-    amps = MIN_CURRENT if charger.quirks.has("pause-ends-session") else 0.0
     # A minute back, so it holds at once (like the cascade's).
-    request = plan_profile(charger, point, None, now - timedelta(minutes=1), ((0, amps),))
+    request = plan_profile(charger, point, None, now - timedelta(minutes=1), ((0, 0.0),))
     return request.cs_charging_profiles
 
 
@@ -450,8 +459,10 @@ class Limits:
             # It limits the whole charger (OCPP 1.6 §3.13.1): the sum of its
             # points' limits.
             connector = 0
-            amps = sum(self.wanted(p) for p in self.central.config.charging_points(charger.id))
-        amps = in_steps(charger, amps)
+            amps = sendable(charger, sum(
+                self.wanted(p) for p in self.central.config.charging_points(charger.id)))
+        else:
+            amps = sendable(charger, amps)
         schedule = m.ChargingSchedule(
             charging_rate_unit=strategy.unit,
             charging_schedule_period=(m.ChargingSchedulePeriod(
@@ -490,7 +501,7 @@ class Limits:
             return (yield self._stop_instead_of_zero(charger, point, tx))
         result = None
         for strategy in self._candidates(charger, tx):
-            amps = in_steps(charger, self.wanted(point))
+            amps = sendable(charger, self.wanted(point))
             result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx))
             if result.accepted:
                 if self._strategies.get(charger_id) != strategy:
@@ -512,13 +523,14 @@ class Limits:
 
     # docs/quirks.md#pause-ends-session: at 0 A such a charger ends its
     # session itself, and a limit sent later reaches no session. A 0 A
-    # limit is never sent to it: its session is stopped instead, and a new
-    # one started remotely (it accepts that in Finishing) once the limit is
-    # back.
+    # limit is never sent to it. A pause (an own limit of 0 A) stops its
+    # session instead, and a new one is started remotely (it accepts that
+    # in Finishing) once the limit is back; any other 0 A (the Smart Energy
+    # Manager's) is the least current (L{sendable}).
 
     def _stops_instead_of_zero(self, charger, point):
-        return charger.quirks.has("pause-ends-session") and in_steps(
-            charger, self.wanted(point)) == 0
+        return charger.quirks.has("pause-ends-session") and _in_steps(
+            charger, self.own(point)) == 0
 
     @defer.inlineCallbacks
     def _stop_instead_of_zero(self, charger, point, tx):
