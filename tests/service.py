@@ -1,7 +1,8 @@
 """
 Run the real service for integration tests: in-process on the test's
-reactor (L{start_service}) or as a separate twistd process that can be
-SIGKILLed (L{ServiceProcess}). Both listen on loopback, on free ports.
+reactor (L{start_service}), optionally on a test-driven clock
+(L{ClockedReactor}), or as a separate twistd process that can be
+SIGKILLed (L{ServiceProcess}). All listen on loopback, on free ports.
 """
 
 import os
@@ -9,7 +10,7 @@ import re
 import sys
 
 from twisted.internet import defer, protocol, reactor
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, LoopingCall, deferLater
 
 from xxterocpp.config import load_config
 from xxterocpp.store import Store
@@ -103,11 +104,53 @@ def write_config(testcase, text=BASE_CONFIG, **values):
     return path
 
 
+class ClockedReactor:
+    """
+    The global reactor's sockets and threads with the time of a L{Clock}:
+    the service and simulated chargers talk over real loopback WebSockets
+    while the test moves time on (L{advance}), so a 60 s timer takes no
+    time and no test waits for the wall clock. What is due now runs at
+    once: a pump on the global reactor advances the clock by 0 every few
+    milliseconds (store commits, answers sent on the next turn).
+
+    Autobahn's own timers (pings, closing handshakes) keep to the wall
+    clock.
+
+    @ivar clock: the L{Clock}, from 2026-01-01 UTC.
+    """
+
+    def __init__(self, testcase, start=1767225600.0):
+        self.clock = Clock()
+        self.clock.advance(start)
+        pump = LoopingCall(self.clock.advance, 0)
+        pump.start(0.002)
+        testcase.addCleanup(pump.stop)
+
+    def __getattr__(self, name):
+        return getattr(reactor, name)
+
+    def callLater(self, delay, f, *args, **kwargs):
+        return self.clock.callLater(delay, f, *args, **kwargs)
+
+    def seconds(self):
+        return self.clock.seconds()
+
+    def getDelayedCalls(self):
+        return self.clock.getDelayedCalls()
+
+    def advance(self, seconds):
+        """
+        Move time on by C{seconds}, running every timer due by then.
+        """
+        self.clock.advance(seconds)
+
+
 @defer.inlineCallbacks
-def start_service(testcase, config_path=None):
+def start_service(testcase, config_path=None, on=None):
     """
     Start the whole service in-process, on the global reactor.
 
+    @param on: the reactor to run it on instead (a L{ClockedReactor}).
     @return: a Deferred firing with the running L{XxterocppService}, with
         C{url} (C{ws://127.0.0.1:PORT/}) set; it is stopped at cleanup.
     """
@@ -115,7 +158,7 @@ def start_service(testcase, config_path=None):
         config_path = write_config(testcase)
     config = load_config(config_path)
     testcase._xxterocpp_database = config.storage.database
-    service = XxterocppService(config, reactor)
+    service = XxterocppService(config, reactor if on is None else on)
     service.startService()
     testcase.addCleanup(lambda: service.running and service.stopService())
     port = yield service.ocpp.when_listening()
@@ -249,6 +292,7 @@ def kill_on_cleanup(testcase, process):
     testcase.addCleanup(cleanup)
 
 
-__all__ = ["LOOPBACK_CONFIG", "BASE_CONFIG", "PASSWORD", "write_config", "start_service", "reopen_store",
+__all__ = ["LOOPBACK_CONFIG", "BASE_CONFIG", "PASSWORD", "ClockedReactor", "write_config", "start_service",
+           "reopen_store",
            "ServiceProcess",
            "kill_on_cleanup"]

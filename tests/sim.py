@@ -18,7 +18,9 @@ Typical use in a C{twisted.trial.unittest.TestCase}::
 
 A test switches on how the charger misbehaves: L{SimCharger.refuse},
 L{SimCharger.never_answer}, L{SimCharger.without_smart_charging},
-L{SimCharger.refuse_profiles}. The simulator keeps the charging profiles it
+L{SimCharger.refuse_profiles}, and the misbehaviour of real chargers that
+named workarounds are for (L{SimCharger.drop_after_trigger} and the methods
+after it; docs/quirks.md#named-workarounds). The simulator keeps the charging profiles it
 accepted and says which current limit they put in force, as a charger
 combines them (L{SimCharger.limit_in_force}), so a test can check what the
 charger would really draw.
@@ -71,6 +73,7 @@ __all__ = [
     "CallTimeout",
     "ConfigurationKey",
     "ConnectionClosed",
+    "RawReply",
     "HandshakeFailed",
     "HandshakeRefused",
     "InstalledProfile",
@@ -183,6 +186,15 @@ class CallErrorReply(NamedTuple):
     code: str
     description: str = ""
     details: dict = {}
+
+
+class RawReply(NamedTuple):
+    """
+    A handler's way of answering a CS→CP CALL with a frame as given (a
+    charger that sends broken JSON): C{frame(unique_id)} is the text.
+    """
+
+    frame: Callable[[str], str]
 
 
 class ConfigurationKey(NamedTuple):
@@ -398,9 +410,10 @@ class SimCharger:
         L{send_raw} are L{bytes}.
     @ivar calls_received: Every CS→CP CALL as C{(action, payload)}.
     @ivar handlers: Maps a CS→CP action to C{callable(payload)} returning a
-        payload L{dict}, a L{CallErrorReply}, L{NO_REPLY}, or a L{Deferred}
-        of one of these.  A CALL whose action is missing gets a CALLERROR
-        C{NotImplemented}; a handler that raises gets C{InternalError}.
+        payload L{dict}, a L{CallErrorReply}, a L{RawReply}, L{NO_REPLY}, or
+        a L{Deferred} of one of these.  A CALL whose action is missing gets
+        a CALLERROR C{NotImplemented}; a handler that raises gets
+        C{InternalError}.
     @ivar configuration: Maps a configuration key to its L{ConfigurationKey};
         GetConfiguration reads it and ChangeConfiguration writes it.
     @ivar local_list_version: Reported by GetLocalListVersion, set by
@@ -409,6 +422,9 @@ class SimCharger:
         chargingProfileId, as L{InstalledProfile}s; see L{limit_in_force}.
     @ivar refused_profile_purposes: SetChargingProfile of these purposes is
         answered Rejected (L{refuse_profiles}).
+    @ivar max_stack_level: SetChargingProfile above this stackLevel is
+        answered Rejected (L{refuse_stack_levels_above}); L{None}: any.
+    @ivar pings_received: How many WebSocket pings the server sent.
     @ivar transactions: The running transactions this charger started, as
         C{{connector: (transactionId, reactor time of the start)}}.
     @ivar close_info: C{(was_clean, code, reason)} once the connection is
@@ -424,8 +440,15 @@ class SimCharger:
         self.local_list_version = 0
         self.charging_profiles: dict = {}
         self.refused_profile_purposes: frozenset = frozenset()
+        self.max_stack_level: Optional[int] = None
+        self.current_steps: tuple = ()
+        self.answers_pings = True
+        self.pings_received = 0
+        self._idle_limit: Optional[float] = None
+        self._idle_call = None
         self.transactions: dict = {}
         self.close_info: Optional[tuple] = None
+        self._fast_answer_drops: dict = {}
         self.handlers: dict = {
             action: (lambda payload, status=status: {"status": status})
             for action, status in _STATUS_REPLIES.items()
@@ -555,6 +578,194 @@ class SimCharger:
         """
         self.refused_profile_purposes = frozenset(purposes or PROFILE_PURPOSES)
 
+    # -- behaviours of real chargers that need a named workaround ---------
+
+    def drop_after_trigger(self, message: str = "BootNotification", after: float = 0) -> None:
+        """
+        Answer TriggerMessage(C{message}) Accepted, then close the
+        connection C{after} seconds later, as a charger the trigger crashes
+        (StarCharge Aurora).
+        """
+        trigger = self.handlers["TriggerMessage"]
+
+        def handler(payload):
+            if payload.get("requestedMessage") == message:
+                self._reactor.callLater(after, self._drop)
+            return trigger(payload)
+
+        self.handlers["TriggerMessage"] = handler
+
+    def boot_when_triggered(self, vendor: str = "Sim", model: str = "Sim-1", **extra) -> None:
+        """
+        Answer TriggerMessage(BootNotification) Accepted and then send the
+        BootNotification (C{extra} as in L{boot}), as a charger that never
+        boots by itself (Wallbox Pulsar Pro firmware 6.x).
+        """
+        trigger = self.handlers["TriggerMessage"]
+
+        def handler(payload):
+            if payload.get("requestedMessage") == "BootNotification":
+                self._reactor.callLater(0, self._quietly, self.boot, vendor, model, **extra)
+            return trigger(payload)
+
+        self.handlers["TriggerMessage"] = handler
+
+    def drop_after_fast_answer(self, action: str = "StartTransaction", within: float = 0.5) -> None:
+        """
+        Close the connection when the answer to a CALL of C{action} comes
+        within C{within} seconds (Free2move eProWallbox: 0.8 s after an
+        answer that came within about 20 ms); the answer itself is taken.
+        """
+        self._fast_answer_drops[action] = within
+
+    def refuse_stack_levels_above(self, level: int = 0) -> None:
+        """
+        Answer SetChargingProfile Rejected for a stackLevel above C{level},
+        whatever C{ChargeProfileMaxStackLevel} says (ABB Terra AC, Wallbox
+        firmware 5).
+        """
+        self.max_stack_level = level
+
+    def round_limits_down_to(self, *steps: float) -> None:
+        """
+        Take only the currents C{steps} (A): a profile's limit in A is
+        rounded down to the highest step at or below it, below the lowest
+        step to 0, and Accepted all the same (NEcharge Pro); see
+        L{limit_in_force}.
+        """
+        self.current_steps = tuple(sorted(steps))
+
+    def end_transaction_below(self, amps: float = 6.0, meter_stop: int = 0) -> None:
+        """
+        End the running transaction when an accepted SetChargingProfile puts
+        a limit below C{amps} in force: StopTransaction (reason C{Other},
+        C{meter_stop}), then StatusNotification Finishing (NEcharge, EN+,
+        Huawei at 0 A).
+        """
+        set_profile = self.handlers["SetChargingProfile"]
+
+        def handler(payload):
+            answer = set_profile(payload)
+            if answer.get("status") == "Accepted":
+                self._reactor.callLater(0, self._end_below, amps, meter_stop)
+            return answer
+
+        self.handlers["SetChargingProfile"] = handler
+
+    def _end_below(self, amps: float, meter_stop: int) -> None:
+        for connector, (transaction_id, _) in list(self.transactions.items()):
+            limit = self.limit_in_force(connector)
+            if limit is not None and limit < amps:
+                self._quietly(self.stop_transaction, transaction_id, meter_stop, reason="Other")
+                self._quietly(self.status, connector, "Finishing")
+
+    def meter_values_when_triggered(self, energy_wh: float) -> None:
+        """
+        Answer TriggerMessage(MeterValues) Accepted, then send MeterValues
+        with the energy register at C{energy_wh} for the connector's running
+        transaction (a charger that sends meter values only when asked,
+        SyncEV). The default charger never sends them unprompted either.
+        """
+        trigger = self.handlers["TriggerMessage"]
+
+        def handler(payload):
+            if payload.get("requestedMessage") == "MeterValues":
+                connector = payload.get("connectorId", 1)
+                running = self.transactions.get(connector)
+                self._reactor.callLater(0, self._quietly, self.meter_values, connector,
+                                        running[0] if running else None, energy_wh=energy_wh)
+            return trigger(payload)
+
+        self.handlers["TriggerMessage"] = handler
+
+    def ignore_pings(self) -> None:
+        """
+        Never answer the server's WebSocket pings (EN+ AC7000); they are
+        still counted in L{pings_received}.
+        """
+        self.answers_pings = False
+
+    def close_when_idle(self, seconds: float) -> None:
+        """
+        Close the connection once nothing came from the server (no frame,
+        no ping) for C{seconds} (Ocular LTE Plus: about 110 s, Wallbox
+        firmware 6.7: 30-45 s).
+        """
+        self._idle_limit = seconds
+        self._heard()
+
+    def _heard(self) -> None:
+        if self._idle_limit is None:
+            return
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = self._reactor.callLater(self._idle_limit, self._idle)
+
+    def _idle(self) -> None:
+        if self.is_open:
+            self._protocol.sendClose(code=1000, reason="idle")
+
+    def answer_with_broken_json(self, action: str, status: str = "Accepted") -> None:
+        """
+        Answer every CALL of C{action} with a CALLRESULT that is no valid
+        JSON (a trailing comma after C{"status": status}), as Grizzl-E
+        firmware 5 answers some calls.
+        """
+        self.handlers[action] = lambda payload: RawReply(
+            lambda unique_id: f'[3,"{unique_id}",{{"status":"{status}",}}]')
+
+    def stuck_in_finishing_after_remote_stop(self, meter_stop: int = 0) -> None:
+        """
+        Answer RemoteStopTransaction Accepted, stop the transaction (reason
+        C{Remote}, C{meter_stop}) and go Finishing; then refuse
+        RemoteStartTransaction on that connector until ChangeAvailability
+        Inoperative (Unavailable; Operative: Preparing) frees it, as Autel,
+        Ocular and Phoenix CHARX chargers do (UnlockConnector does not).
+        """
+        stuck = set()
+        start, availability = self.handlers["RemoteStartTransaction"], self.handlers["ChangeAvailability"]
+
+        def remote_stop(payload):
+            for connector, (transaction_id, _) in list(self.transactions.items()):
+                if transaction_id == payload.get("transactionId"):
+                    stuck.add(connector)
+                    self._reactor.callLater(0, self._quietly, self.stop_transaction, transaction_id,
+                                            meter_stop, reason="Remote")
+                    self._reactor.callLater(0, self._quietly, self.status, connector, "Finishing")
+            return {"status": "Accepted"}
+
+        def remote_start(payload):
+            if payload.get("connectorId", 1) in stuck:
+                return {"status": "Rejected"}
+            return start(payload)
+
+        def change_availability(payload):
+            connector = payload.get("connectorId")
+            if payload.get("type") == "Inoperative":
+                stuck.discard(connector)
+            status = "Unavailable" if payload.get("type") == "Inoperative" else "Preparing"
+            self._reactor.callLater(0, self._quietly, self.status, connector, status)
+            return availability(payload)
+
+        self.handlers.update(RemoteStopTransaction=remote_stop, RemoteStartTransaction=remote_start,
+                             ChangeAvailability=change_availability)
+
+    def _quietly(self, call, *args, **kwargs) -> None:
+        """
+        Send a CALL of a misbehaviour: nobody waits for its answer, and a
+        connection gone meanwhile is no error.
+        """
+        if self.is_open:
+            call(*args, **kwargs).addErrback(lambda failure: None)
+
+    def _drop(self) -> None:
+        """
+        Close the TCP connection without a closing handshake (what is
+        written still goes out first).
+        """
+        if self._protocol is not None and not self._lost:
+            self._protocol.transport.loseConnection()
+
     def limit_in_force(self, connector: int = 1, at: Optional[float] = None) -> Optional[float]:
         """
         The current limit (A per phase) that the accepted charging profiles
@@ -629,6 +840,16 @@ class SimCharger:
         d = Deferred(lambda d: self._pending.pop(unique_id, None))
         self._pending[unique_id] = d
         self._send_json([CALL, unique_id, action, payload])
+        within = self._fast_answer_drops.get(action)
+        if within is not None:
+            sent = self._reactor.seconds()
+
+            def answered(answer):
+                if self._reactor.seconds() - sent < within:
+                    self._reactor.callLater(0, self._drop)
+                return answer
+
+            d.addCallback(answered)
         return self._bounded(d, timeout, lambda: CallTimeout(action, unique_id, timeout))
 
     def reply(self, unique_id: str, answer: "dict | CallErrorReply") -> None:
@@ -825,6 +1046,7 @@ class SimCharger:
     def _message(self, payload: bytes, is_binary: bool) -> None:
         text = payload if is_binary else payload.decode("utf-8")
         self.frames.append((RECEIVED, text))
+        self._heard()
         for entry in list(self._frame_waiters):
             predicate, d = entry
             try:
@@ -882,10 +1104,19 @@ class SimCharger:
         # The connection may be gone by the time a slow handler answers.
         if result is NO_REPLY or not self.is_open:
             return
+        if isinstance(result, RawReply):
+            self.send_raw(result.frame(unique_id))
+            return
         self.reply(unique_id, result)
+
+    def _ping(self) -> None:
+        self.pings_received += 1
+        self._heard()
 
     def _connection_lost(self, reason: Failure) -> None:
         self._lost = True
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
         was_clean, code, text = self._close_reason or (False, 1006, None)
         self.close_info = (was_clean, code, text)
         opened, self._opened = self._opened, None
@@ -946,6 +1177,8 @@ class SimCharger:
         return {"status": "Accepted"}
 
     def _install(self, connector: int, profile: dict) -> None:
+        if self.current_steps:
+            profile = _rounded_down(profile, self.current_steps)
         # A profile replaces the one with its id, and the one of the same
         # purpose and stack level at the same connector (OCPP 1.6 §3.13.2).
         for profile_id, installed in list(self.charging_profiles.items()):
@@ -961,6 +1194,8 @@ class SimCharger:
     def _set_charging_profile(self, payload: dict) -> dict:
         profile = payload.get("csChargingProfiles") or {}
         if profile.get("chargingProfilePurpose") in self.refused_profile_purposes:
+            return {"status": "Rejected"}
+        if self.max_stack_level is not None and profile.get("stackLevel", 0) > self.max_stack_level:
             return {"status": "Rejected"}
         self._install(payload.get("connectorId"), profile)
         return {"status": "Accepted"}
@@ -989,6 +1224,19 @@ class SimCharger:
     def _send_local_list(self, payload: dict) -> dict:
         self.local_list_version = payload.get("listVersion", self.local_list_version)
         return {"status": "Accepted"}
+
+
+def _rounded_down(profile: dict, steps: tuple) -> dict:
+    """
+    A copy of C{profile} whose limits in A are rounded down to C{steps}.
+    """
+    schedule = dict(profile.get("chargingSchedule") or {})
+    if schedule.get("chargingRateUnit") == "A":
+        schedule["chargingSchedulePeriod"] = [
+            dict(period, limit=max([step for step in steps if step <= period["limit"]], default=0))
+            for period in schedule.get("chargingSchedulePeriod") or ()
+        ]
+    return dict(profile, chargingSchedule=schedule)
 
 
 def _key_value(key: str, value: Optional[str], readonly: bool = False) -> dict:
@@ -1025,6 +1273,12 @@ class _SimProtocol(WebSocketClientProtocol):
 
     def onMessage(self, payload, isBinary):
         self.factory.charger._message(payload, isBinary)
+
+    def onPing(self, payload):
+        charger = self.factory.charger
+        charger._ping()
+        if charger.answers_pings:
+            super().onPing(payload)
 
     def onClose(self, wasClean, code, reason):
         self.factory.charger._close_reason = (wasClean, code, reason)

@@ -419,3 +419,40 @@ class OutgoingCallTests(SynchronousTestCase):
         h.session.connection_lost()
         h.session.close()
         self.assertEqual(h.closed, 1)
+
+
+class LenientAnswersTests(SynchronousTestCase):
+    """
+    L{OcppSession.lenient_answers} (docs/quirks.md#lenient-answers): answers
+    that are no JSON object, or no JSON at all, are taken.
+    """
+
+    def test_answer_that_is_no_object(self):
+        """
+        A CALLRESULT payload that is no object fails the call by default;
+        leniently it is an empty answer.
+        """
+        h = SessionHarness()
+        d = h.session.call(m.ClearCacheRequest())
+        h.receive([3, h.last()[1], "Accepted"])
+        self.assertEqual(self.failureResultOf(d, CallError).value.code, m.FORMATION_VIOLATION)
+        h.session.lenient_answers = True
+        d = h.session.call(m.ClearCacheRequest())
+        h.receive([3, h.last()[1], "Accepted"])
+        self.assertIsNone(self.successResultOf(d).status)
+
+    def test_answer_that_is_no_json(self):
+        """
+        Leniently, an answer that is no JSON is taken for the call it names,
+        with its status word; one naming another call is still malformed.
+        """
+        h = SessionHarness()
+        h.session.lenient_answers = True
+        d = h.session.call(m.ClearCacheRequest())
+        h.receive('[3,"other",{"status":"Accepted",}]')
+        self.assertNoResult(d)
+        h.receive(f'[3,"{h.last()[1]}",{{"status":"Accepted",}}]')
+        self.assertEqual(self.successResultOf(d).status, "Accepted")
+        d = h.session.call(m.GetLocalListVersionRequest())
+        h.receive(f'[3,"{h.last()[1]}",{{listVersion: 3}}]')
+        self.assertIsNone(self.successResultOf(d).list_version)

@@ -47,7 +47,7 @@ from xxterocpp.configschema import (
 from xxterocpp.knx import objects
 from xxterocpp.knx.address import GroupAddress
 from xxterocpp.quirks import NAMES as QUIRK_NAMES
-from xxterocpp.quirks import STEPS_EXAMPLE, check_steps, resolve as resolve_quirks
+from xxterocpp.quirks import REGISTRY, STEPS_EXAMPLE, check_steps, resolve as resolve_quirks
 
 TAG_STATUSES = ("Accepted", "Blocked", "Expired")
 
@@ -534,12 +534,13 @@ class QuirkSettings:
             return {}
         return {"current-steps": {"steps": self.current_steps}}
 
-    def resolve(self, boot):
+    def resolve(self, boot, registry=REGISTRY):
         """
         @param boot: the charger's boot data (C{Charger.boot}).
+        @param registry: the registry entries to match (tests give their own).
         @return: the L{xxterocpp.quirks.ActiveQuirks} in force for it.
         """
-        return resolve_quirks(boot, self.add, self.remove, self.parameters())
+        return resolve_quirks(boot, self.add, self.remove, self.parameters(), registry)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

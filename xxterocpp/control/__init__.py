@@ -14,6 +14,8 @@ L{Controller} (L{commands}) is the front; its parts, one job each:
   - L{keys}: AuthorizationKey rotation;
   - L{profiles}: raising a charger's security profile;
   - L{certificates}: the chargers' client certificates and their renewal;
+  - L{meterwatch}, L{finishing}: the C{trigger-meter-values} and
+    C{finishing-recovery} workarounds;
   - L{electrical}: the minimum current, A to W, profile ids and stack levels
     shared with the Smart Energy Manager.
 """

@@ -10,10 +10,14 @@ adapter can tell again what really holds.
 import functools
 import inspect
 
+import attr
+
 from xxterocpp.control.certificates import Certificates
+from xxterocpp.control.finishing import FinishingRecovery
 from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
 from xxterocpp.control.limits import Limits, clamp, schedule_periods, start_profile
 from xxterocpp.control.locallist import LocalList
+from xxterocpp.control.meterwatch import MeterWatch
 from xxterocpp.control.profiles import ProfileRaise
 from xxterocpp.control.reservations import Reservations
 from xxterocpp.control.sender import Sender, done, refused
@@ -24,10 +28,12 @@ from xxterocpp.domain.events import (
     ChargerConnected,
     ChargerDisconnected,
     CommandRefused,
+    MeterChanged,
     StateLoaded,
     StatusChanged,
     TagsChanged,
     TransactionStarted,
+    TransactionStopped,
 )
 from xxterocpp.domain.keys import new_authorization_key
 from xxterocpp.domain.model import casefold
@@ -100,17 +106,24 @@ class Controller:
         self._keys = KeyRotation(central, self._sender)
         self._certificates = Certificates(central, clock, self._sender)
         self._profiles = ProfileRaise(central, self._sender)
-        self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list)
+        self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list,
+                            self._save)
+        self._meter_watch = MeterWatch(central, clock, self._sender)
+        self._finishing = FinishingRecovery(central, clock, self._sender)
         # The handlers of each event, in the order they run.
         self._handlers = {
             StateLoaded: (self._loaded,),
             ChargerConnected: (self._setup.connected,),
             ChargerDisconnected: (self._setup.disconnected,),
             ChargerBooted: (self._setup.booted, self._reservations.booted),
-            StatusChanged: (self._reservations.status_changed,),
+            StatusChanged: (self._reservations.status_changed, self._finishing.status_changed),
             TagsChanged: (self._local_list.tags_changed,),
+            MeterChanged: (self._meter_watch.meter_changed,),
             TransactionStarted: (self._limits.transaction_started,
-                                 self._reservations.transaction_started),
+                                 self._reservations.transaction_started,
+                                 self._meter_watch.transaction_started),
+            TransactionStopped: (self._limits.transaction_stopped,
+                                 self._meter_watch.transaction_stopped),
             CertificateIssued: (self._certificates.issued,),
         }
         self._restore(None)
@@ -166,7 +179,7 @@ class Controller:
         Take over the persisted control state (reservation ids, limits, what
         worked per charger, local list versions).
         """
-        parts = (self._limits, self._local_list, self._reservations)
+        parts = (self._limits, self._local_list, self._reservations, self._setup)
         for (scope, key), value in self.central.settings.items():
             if (scope, key) == ("central", "reservation_id"):
                 self._reservations.restore_last_id(value)
@@ -179,6 +192,18 @@ class Controller:
         # The service runs: from now on certificates are renewed on time.
         self._certificates.start()
 
+    def learned(self, charger_id):
+        """
+        What the central system learned by trial about a charger, kept
+        across restarts: C{{"profile": the profile kind that took its last
+        limit (purpose, kind, stack, unit) or None, "measurands": ...,
+        "read_only": ...}} (L{xxterocpp.control.setup.SetUp.learned}; both
+        None before its first set-up).
+        """
+        strategy = self._limits.strategy(self._charger(charger_id).id)
+        found = self._setup.learned(charger_id) or {"measurands": None, "read_only": None}
+        return {"profile": None if strategy is None else attr.asdict(strategy), **found}
+
     def shutdown(self):
         """
         Cancel the timers and send nothing more (the service stops).
@@ -187,6 +212,8 @@ class Controller:
         self._setup.stop()
         self._reservations.stop()
         self._certificates.stop()
+        self._meter_watch.stop()
+        self._finishing.stop()
 
     # -- OCPP calls ------------------------------------------------------
 
@@ -315,19 +342,22 @@ class Controller:
     @_announced
     def stop(self, charger_id, connector=1):
         """
-        RemoteStopTransaction of the running transaction.
+        RemoteStopTransaction of the running transaction (a connector of a
+        charger with C{finishing-recovery} is watched afterwards).
         """
         tx = self._connector(charger_id, connector).transaction
         if tx is None or not tx.running:
             return refused("no transaction to stop")
-        return self._sender.call(self.central.chargers[charger_id],
-                                 m.RemoteStopTransactionRequest(transaction_id=tx.id))
+        d = self._sender.call(self.central.chargers[charger_id],
+                              m.RemoteStopTransactionRequest(transaction_id=tx.id))
+        return d.addCallback(self._finishing.stop_answered, charger_id, connector)
 
     @_announced
     def pause(self, charger_id, connector=1):
         """
         Limit to 0 A, keeping the transaction (chargers that cannot restart
-        without replugging).
+        without replugging); a charger with C{pause-ends-session} has its
+        session stopped instead, and started again by L{resume}.
         """
         return self._limits.pause(self._point(charger_id, connector))
 

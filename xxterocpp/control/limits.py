@@ -22,6 +22,7 @@ from xxterocpp.control.electrical import (
 from xxterocpp.control.sender import SILENT, CommandResult, done
 from xxterocpp.domain.events import ModeChanged
 from xxterocpp.ocpp import messages as m
+from xxterocpp.quirks import round_down_to_steps
 
 #: The charging profile combinations tried in order when a charger rejects
 #: the one before (chargers differ in what they take): purpose (at the
@@ -81,12 +82,20 @@ class _PointLimit:
         point (a smart session's plan, a share of the site limit), else
         None: it holds instead of the own limit, never above it, and the
         own limit comes back with L{Limits.release}.
+    @ivar stopped_tag: the idTag of the session stopped instead of a 0 A
+        limit (C{pause-ends-session}), to start again with once the limit
+        is back; else None.
     """
 
     wanted = attr.ib(default=None)
     paused_from = attr.ib(default=None)
     mode = attr.ib(default=None)
     steered = attr.ib(default=None)
+    stopped_tag = attr.ib(default=None)
+
+
+#: Connector states with a car plugged in and no session running.
+_PLUGGED = frozenset({"Preparing", "Finishing", "SuspendedEV", "SuspendedEVSE"})
 
 
 def clamp(point, amps):
@@ -109,8 +118,41 @@ def is_smart(point, id_tag):
         id_tag.casefold() == point.smart_tag.casefold())
 
 
+def _in_steps(charger, amps):
+    # docs/quirks.md#current-steps: it takes only those and rounds other
+    # values down itself.
+    steps = charger.quirks.parameter("current-steps", "steps")
+    return amps if steps is None else round_down_to_steps(amps, steps)
+
+
+def sendable(charger, amps):
+    """
+    @return: the limit C{amps} as it can go to the charger: rounded down to
+        its current steps (C{current-steps}), and never 0 A for a charger
+        whose session ends there (C{pause-ends-session}): the least current
+        instead, and a pause stops its session (L{Limits._apply}).
+    """
+    amps = _in_steps(charger, amps)
+    if amps == 0 and charger.quirks.has("pause-ends-session"):
+        # docs/quirks.md#pause-ends-session: the session is kept.
+        steps = charger.quirks.parameter("current-steps", "steps") or ()
+        amps = min((step for step in steps if step >= MIN_CURRENT), default=MIN_CURRENT)
+    return amps
+
+
 def _max_level(charger):
+    if charger.quirks.has("stack-level-zero"):
+        # docs/quirks.md#stack-level-zero: whatever it reports, it takes 0 only.
+        return 0
     return integer(charger.configuration.get("ChargeProfileMaxStackLevel"), 0)
+
+
+def _plan_level(charger):
+    if charger.quirks.has("stack-level-zero"):
+        # The plan then replaces a limit sent as TxProfile (and the other
+        # way round): both are at most the point's own limit.
+        return 0
+    return plan_stack_level(_max_level(charger))
 
 
 def _in_unit(unit, amps, phases):
@@ -130,8 +172,8 @@ def plan_profile(charger, point, transaction_id, start, periods):
     """
     The SetChargingProfile of a Smart Energy Manager plan: an Absolute
     TxProfile of the transaction, chargingProfileId L{PLAN_PROFILE_ID} +
-    connector, at the charger's top stack level (L{plan_stack_level}), in A
-    unless the charger takes W only.
+    connector, at the charger's top stack level (L{plan_stack_level}; 0
+    with C{stack-level-zero}), in A unless the charger takes W only.
 
     @param charger: the L{xxterocpp.domain.model.Charger}.
     @param point: the charging point's configuration.
@@ -145,14 +187,14 @@ def plan_profile(charger, point, transaction_id, start, periods):
         charging_rate_unit=unit, start_schedule=start,
         charging_schedule_period=tuple(
             m.ChargingSchedulePeriod(start_period=offset,
-                                     limit=_in_unit(unit, amps, point.phases),
+                                     limit=_in_unit(unit, sendable(charger, amps), point.phases),
                                      number_phases=point.phases)
             for offset, amps in periods))
     return m.SetChargingProfileRequest(
         connector_id=point.connector, cs_charging_profiles=m.ChargingProfile(
             charging_profile_id=PLAN_PROFILE_ID + point.connector,
             transaction_id=transaction_id,
-            stack_level=plan_stack_level(_max_level(charger)),
+            stack_level=_plan_level(charger),
             charging_profile_purpose="TxProfile",
             charging_profile_kind="Absolute",
             charging_schedule=schedule,
@@ -162,9 +204,11 @@ def plan_profile(charger, point, transaction_id, start, periods):
 def start_profile(charger, point, id_tag, now):
     """
     The charging profile of a RemoteStartTransaction: for the smart tag, the
-    plan's TxProfile at 0 A. The plan itself can only follow once the
-    charger knows the transactionId; until then the session draws nothing.
-    The plan, with the same id and stack level, replaces it.
+    plan's TxProfile at 0 A (L{sendable}: the least current for a charger
+    with C{pause-ends-session}). The plan itself can only follow once the
+    charger knows the transactionId; until then the session draws nothing
+    (or that least current). The plan, with the same id and stack level,
+    replaces it.
 
     @param now: the aware time now.
     @return: a C{ChargingProfile}, or None for other tags.
@@ -214,6 +258,13 @@ class Limits:
 
     def _state(self, point):
         return self._limits.setdefault((point.id, point.connector), _PointLimit())
+
+    def strategy(self, charger_id):
+        """
+        @return: the L{ProfileStrategy} the charger accepted last (also
+            before a restart), or None.
+        """
+        return self._strategies.get(charger_id)
 
     def own(self, point):
         """
@@ -273,7 +324,8 @@ class Limits:
 
     def pause(self, point):
         """
-        Limit to 0 A, remembering the limit before.
+        Limit to 0 A, remembering the limit before; at a charger with
+        C{pause-ends-session}, by stopping its session instead (L{_apply}).
         """
         state = self._state(point)
         if state.paused_from is None:
@@ -283,7 +335,8 @@ class Limits:
 
     def resume(self, point):
         """
-        Back to the limit in force before the pause.
+        Back to the limit in force before the pause (and, for a session
+        stopped instead of 0 A, a new session).
         """
         state = self._state(point)
         if state.paused_from is None:
@@ -371,10 +424,27 @@ class Limits:
         tx = event.transaction
         strategy = self._strategies.get(tx.charger_id)
         point = self.central.config.charger(tx.charger_id, tx.connector)
-        if point is None or strategy is None or strategy.purpose != "TxProfile":
+        if point is None or not tx.accepted or is_smart(point, tx.id_tag):
             return
-        if tx.accepted and not is_smart(point, tx.id_tag):
+        if strategy is not None and strategy.purpose == "TxProfile" or (
+                self._stops_instead_of_zero(self.central.chargers[tx.charger_id], point)):
+            # Also a session started while paused where a pause is no 0 A
+            # limit but a stop: it is stopped too.
             self.push(point)
+
+    def transaction_stopped(self, event):
+        """
+        A charger that ends its session itself while paused at 0 A gets a
+        log line suggesting C{pause-ends-session}.
+        """
+        tx = event.transaction
+        state = self._limits.get((tx.charger_id, tx.connector))
+        charger = self.central.chargers.get(tx.charger_id)
+        if (charger is not None and state is not None and state.paused_from is not None
+                and tx.stop_reason != "Remote" and charger.connector(tx.connector).limit == 0):
+            self.central.suggest_quirk(
+                tx.charger_id, "pause-ends-session",
+                f"it ended transaction {tx.id} ({tx.stop_reason}) while paused at 0 A")
 
     def _candidates(self, charger, transaction):
         """
@@ -405,7 +475,10 @@ class Limits:
             # It limits the whole charger (OCPP 1.6 §3.13.1): the sum of its
             # points' limits.
             connector = 0
-            amps = sum(self.wanted(p) for p in self.central.config.charging_points(charger.id))
+            amps = sendable(charger, sum(
+                self.wanted(p) for p in self.central.config.charging_points(charger.id)))
+        else:
+            amps = sendable(charger, amps)
         schedule = m.ChargingSchedule(
             charging_rate_unit=strategy.unit,
             charging_schedule_period=(m.ChargingSchedulePeriod(
@@ -440,9 +513,11 @@ class Limits:
         tx = charger.connector(connector).transaction
         # A refused session gets no TxProfile: it does not count.
         tx = tx if tx is not None and tx.running and tx.accepted else None
+        if self._stops_instead_of_zero(charger, point):
+            return (yield self._stop_instead_of_zero(charger, point, tx))
         result = None
         for strategy in self._candidates(charger, tx):
-            amps = self.wanted(point)
+            amps = sendable(charger, self.wanted(point))
             result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx))
             if result.accepted:
                 if self._strategies.get(charger_id) != strategy:
@@ -452,6 +527,8 @@ class Limits:
                     self._save(charger_id, "limit_strategy", attr.asdict(strategy))
                 self.central.limit_in_force(charger_id, connector, amps)
                 self._mode_in_force(point)
+                if self._state(point).stopped_tag is not None:
+                    yield self._start_again(charger, point)
                 return result
             if result.status in SILENT:
                 # Do not walk the cascade through timeouts.
@@ -459,6 +536,48 @@ class Limits:
         self.log.warn("{id}: no charging profile was accepted for connector {connector}: "
                       "{detail}", id=charger_id, connector=connector, detail=result.detail)
         return result
+
+    # docs/quirks.md#pause-ends-session: at 0 A such a charger ends its
+    # session itself, and a limit sent later reaches no session. A 0 A
+    # limit is never sent to it. A pause (an own limit of 0 A) stops its
+    # session instead, and a new one is started remotely (it accepts that
+    # in Finishing) once the limit is back; any other 0 A (the Smart Energy
+    # Manager's) is the least current (L{sendable}).
+
+    def _stops_instead_of_zero(self, charger, point):
+        return charger.quirks.has("pause-ends-session") and _in_steps(
+            charger, self.own(point)) == 0
+
+    @defer.inlineCallbacks
+    def _stop_instead_of_zero(self, charger, point, tx):
+        if tx is not None:
+            result = yield self.sender.call(
+                charger, m.RemoteStopTransactionRequest(transaction_id=tx.id))
+            if not result.accepted:
+                return result
+            self._state(point).stopped_tag = tx.id_tag
+            self._save_state(point)
+        # Nothing flows: no session runs.
+        self.central.limit_in_force(charger.id, point.connector, 0.0)
+        self._mode_in_force(point)
+        return CommandResult(True, "Accepted", "session stopped instead of 0 A" if tx
+                             else "no session runs")
+
+    @defer.inlineCallbacks
+    def _start_again(self, charger, point):
+        state = self._state(point)
+        tag, state.stopped_tag = state.stopped_tag, None
+        self._save_state(point)
+        c = charger.connector(point.connector)
+        if (c.transaction is not None and c.transaction.running) or c.status not in _PLUGGED:
+            # Started again or unplugged meanwhile.
+            return
+        result = yield self.sender.call(charger, m.RemoteStartTransactionRequest(
+            connector_id=point.connector, id_tag=tag))
+        if not result.accepted:
+            self.log.warn("{id}/{connector}: the session stopped for 0 A was not started again: "
+                          "{detail}", id=charger.id, connector=point.connector,
+                          detail=result.detail)
 
     def _mode_in_force(self, point):
         key, mode = (point.id, point.connector), self.mode(point)

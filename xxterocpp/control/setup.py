@@ -4,7 +4,9 @@ What follows a charger's BootNotification: read its configuration, set the
 measurands and the sample interval, put the current limits below the
 maximum in force again and bring its local authorization list up to date (chargers forget limits
 and settings when they reboot). A charger that connects for the first time
-and never boots is asked to (TriggerMessage).
+and never boots is asked to (TriggerMessage); the workarounds
+C{no-boot-trigger} and C{boot-trigger} change who is asked
+(docs/quirks.md#no-boot-trigger).
 """
 
 from twisted.internet import defer
@@ -19,6 +21,11 @@ from xxterocpp.ocpp import messages as m
 #: on its own; evcc waits 5 s too).
 BOOT_WAIT = 5.0
 
+#: Seconds after a TriggerMessage(BootNotification) within which a dropped
+#: connection is taken for the trigger's fault (StarCharge drops it about
+#: 30 s later, docs/quirks.md#no-boot-trigger).
+TRIGGER_DROP_WINDOW = 60.0
+
 #: The measurands the central system needs: energy and current for the KNX
 #: objects, power and offered current for the status page.
 MEASURANDS = (
@@ -32,6 +39,9 @@ _ALL_MEASURANDS = ",".join(MEASURANDS)
 #: MeterValueSampleInterval in s: the KNX current object changes at most
 #: this often while charging.
 SAMPLE_INTERVAL = 60
+
+#: The configuration keys the set-up writes.
+_WRITTEN = ("MeterValuesSampledData", "MeterValueSampleInterval")
 
 # Chargers whose post-boot set-up runs at the same time; the others wait
 # their turn. A controller reboot brings every charger back at once: without
@@ -54,19 +64,23 @@ class SetUp:
 
     log = Logger()
 
-    def __init__(self, central, clock, sender, limits, local_list):
+    def __init__(self, central, clock, sender, limits, local_list, save=lambda *a: None):
         """
         @param central: the L{xxterocpp.domain.central.CentralSystem}.
         @param clock: an C{IReactorTime}.
         @param sender: the L{xxterocpp.control.sender.Sender}.
         @param limits: the L{xxterocpp.control.limits.Limits} to put in force.
         @param local_list: the L{xxterocpp.control.locallist.LocalList}.
+        @param save: C{save(scope, key, value)} persists a setting.
         """
         self.central = central
         self.clock = clock
         self.sender = sender
         self.limits = limits
         self.local_list = local_list
+        self._save = save
+        # Charger id -> what its last set-up found (setting "learned").
+        self._learned = {}
         self.boot_wait = BOOT_WAIT
         self.queue = {}
         self.running = set()
@@ -74,26 +88,41 @@ class SetUp:
         self._again = set()
         self._starting = False
         self._boot_timers = {}
+        # Charger id -> when it was sent TriggerMessage(BootNotification).
+        self._triggered = {}
 
     # -- the boot watchdog -----------------------------------------------
 
     def connected(self, event):
         """
-        A charger connected: one that never booted gets L{boot_wait} s.
+        A charger connected: one that never booted gets L{boot_wait} s, and
+        so does one with the C{boot-trigger} workaround; never one with
+        C{no-boot-trigger} (which wins over C{boot-trigger}).
         """
         charger = self.central.chargers.get(event.charger_id)
         self._cancel_boot_timer(event.charger_id)
-        if charger is None:
+        if charger is None or charger.quirks.has("no-boot-trigger"):
+            # docs/quirks.md#no-boot-trigger: it drops the connection after
+            # the trigger, whatever else is in force.
             return
-        if not charger.boot:
+        if not charger.boot or charger.quirks.has("boot-trigger"):
+            # docs/quirks.md#boot-trigger: it never boots by itself.
             self._boot_timers[charger.id] = self.clock.callLater(
                 self.boot_wait, self._trigger_boot, charger)
 
     def disconnected(self, event):
         """
-        A charger went away: no more waiting for its boot.
+        A charger went away: no more waiting for its boot. Right after a
+        TriggerMessage(BootNotification), the log suggests
+        C{no-boot-trigger}.
         """
         self._cancel_boot_timer(event.charger_id)
+        triggered = self._triggered.pop(event.charger_id, None)
+        if triggered is not None and self.clock.seconds() - triggered <= TRIGGER_DROP_WINDOW:
+            self.central.suggest_quirk(
+                event.charger_id, "no-boot-trigger",
+                f"it dropped the connection {self.clock.seconds() - triggered:.0f} s after "
+                f"TriggerMessage(BootNotification)")
 
     def _cancel_boot_timer(self, charger_id):
         timer = self._boot_timers.pop(charger_id, None)
@@ -101,12 +130,13 @@ class SetUp:
             timer.cancel()
 
     def _trigger_boot(self, charger):
-        # Only for chargers that never booted: some crash on
+        # By default only for chargers that never booted: some crash on
         # TriggerMessage(BootNotification), and a registration survives
-        # reconnects.
+        # reconnects (docs/quirks.md#q7).
         del self._boot_timers[charger.id]
         self.log.info("{id}: no BootNotification within {wait} s, asking for one",
                       id=charger.id, wait=self.boot_wait)
+        self._triggered[charger.id] = self.clock.seconds()
         self.sender.call(charger, m.TriggerMessageRequest(requested_message="BootNotification"))
 
     def stop(self):
@@ -159,6 +189,37 @@ class SetUp:
             self.queue[charger_id] = None
         self._next()
 
+    # -- what the set-ups found -----------------------------------------
+
+    def restore(self, charger_id, key, value):
+        """
+        Take over a persisted setting of a charger, if it is one of ours.
+        """
+        if key == "learned":
+            self._learned[charger_id] = value
+
+    def learned(self, charger_id):
+        """
+        @return: what the last set-up of the charger found (also before a
+            restart): C{{"measurands": [...] or None, "read_only": [...]}},
+            the measurands it samples and the keys the set-up would write
+            that it reports read-only or refused to change; None before its
+            first set-up.
+        """
+        return self._learned.get(charger_id)
+
+    def _learn(self, charger, refused):
+        entry = charger.configuration.get("MeterValuesSampledData")
+        learned = {
+            "measurands": None if entry is None else csl(entry),
+            "read_only": sorted(key for key in _WRITTEN
+                                if key in refused or getattr(
+                                    charger.configuration.get(key), "readonly", False)),
+        }
+        if self._learned.get(charger.id) != learned:
+            self._learned[charger.id] = learned
+            self._save(charger.id, "learned", learned)
+
     # -- the set-up ------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -171,7 +232,9 @@ class SetUp:
             charger.configuration = {kv.key: kv for kv in result.response.configuration_key or ()
                                      if kv is not None}
         yield self._configure_measurands(charger)
-        yield self._configure_sample_interval(charger)
+        interval = yield self._configure_sample_interval(charger)
+        self._learn(charger, () if interval is None or interval.status != "Rejected"
+                    else ("MeterValueSampleInterval",))
         for point in self.central.config.charging_points(charger_id):
             yield self.limits.after_boot(point)
         return (yield self.local_list.sync(charger_id))

@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.test_domain,tests.test_domain_state,tests.test_handlers -*-
 """
 The transaction book: every transaction running and the recently finished
-ones, the transaction ids, and the meter readings booked on them.
+ones, the transaction ids, and the meter readings booked on them (for a
+charger with C{session-register}, read as the energy of the session,
+docs/quirks.md#session-register).
 """
 
 from collections import OrderedDict
@@ -201,11 +203,16 @@ class TransactionBook:
                           "recorded", id=charger_id, why=why, tx=transaction_id)
             return stored(self._store.record_orphan_stop(
                 charger_id, transaction_id, meter_stop, stop_time, reason, now, why))
+        charger = self._chargers[charger_id]
         if reading is not None:
-            self._apply(self._chargers[charger_id], tx.connector, tx, reading)
+            self._apply(charger, tx.connector, tx, reading)
         if meter_stop is None:
             # Meter-less chargers (Phoenix CHARX free mode) omit it.
             meter_stop = tx.energy_register_wh
+        elif meter_stop < tx.meter_start and charger.quirks.has("session-register"):
+            # Its register restarted at 0 for the session, this one too:
+            # kept as the register reading from meterStart on.
+            meter_stop = tx.meter_start + meter_stop
         return stored(self._close(tx, meter_stop, stop_time, reason, id_tag))
 
     def meter_values(self, charger_id, connector, transaction_id, reading):
@@ -232,6 +239,10 @@ class TransactionBook:
         connector = charger.connector(number)
         energy = reading.energy_wh
         if energy is not None:
+            if tx is not None and tx.running and charger.quirks.has("session-register"):
+                # The reading is the session's energy so far: kept as the
+                # register reading from meterStart on, it is booked as such.
+                energy += tx.meter_start
             connector.energy_register_wh = energy
             if tx is not None and tx.running:
                 tx.energy_register_wh = energy

@@ -30,6 +30,7 @@ from xxterocpp.pacing import Pacer
 from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.tags import Authorization, TagRegistry
 from xxterocpp.signing import CsrRejected
+from xxterocpp.quirks import REGISTRY
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
@@ -75,6 +76,8 @@ class CentralSystem:
         (L{admit}).
     @ivar signer: the L{xxterocpp.signing.ChargerSigner} that signs the
         chargers' certificate requests, or None (signing is disabled).
+    @ivar registry: the L{xxterocpp.quirks.Entry}s each charger's workarounds
+        are chosen with (L{xxterocpp.quirks.REGISTRY}; tests give their own).
     """
 
     log = Logger()
@@ -95,7 +98,10 @@ class CentralSystem:
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.lookup)
         self.signer = signer
+        self.registry = REGISTRY
         self._observers = []
+        # (charger id, workaround) already suggested in the log.
+        self._suggested = set()
         # Charger id -> the timer that makes a disconnected charger offline;
         # armed once the state is loaded, until shutdown.
         self._offline_timers = {}
@@ -156,6 +162,7 @@ class CentralSystem:
         boot = settings.get((charger.id, "boot"))
         if isinstance(boot, dict):
             charger.boot = boot
+            self._choose_quirks(charger)
         charger.ever_connected = settings.get((charger.id, SEEN)) is True
         for (scope, key), value in settings.items():
             if scope == charger.id and key.startswith(LIMIT_IN_FORCE):
@@ -181,6 +188,7 @@ class CentralSystem:
             charger = self.chargers.setdefault(charger_id, Charger(charger_id))
             for point in config.charging_points(charger_id):
                 charger.connector(point.connector)
+            self._choose_quirks(charger)
             if new and self._watching:
                 # Added by a reload: what the store knew of it still holds.
                 self._restore(charger)
@@ -208,6 +216,39 @@ class CentralSystem:
         if (old.ocpp.interface, old.ocpp.port, old.ocpp.secure) != (
                 config.ocpp.interface, config.ocpp.port, config.ocpp.secure):
             self.log.warn("[ocpp] interface/port/secure changed: restart the service to apply")
+
+    def _choose_quirks(self, charger):
+        """
+        Choose the workarounds in force for C{charger} from its boot data and
+        its configuration (docs/quirks.md#named-workarounds): at start-up,
+        after each boot and after a reload.
+        """
+        try:
+            quirks = self.config.quirk_settings(charger.id).resolve(charger.boot, self.registry)
+        except ValueError as e:
+            # Not with a checked configuration and registry: keep what holds.
+            self.log.error("{id}: workarounds not changed: {e}", id=charger.id, e=str(e))
+            return
+        if quirks != charger.quirks:
+            charger.quirks = quirks
+            self.log.info("{id}: workarounds in force: {quirks}", id=charger.id,
+                          quirks="; ".join(f"{q.name} ({q.reason})" for q in quirks) or "none")
+
+    def suggest_quirk(self, charger_id, name, behaviour):
+        """
+        A charger behaved the way workaround C{name} is for: say so in the
+        log, once per charger and workaround, unless it is in force already.
+
+        @param behaviour: what it did, for people ("it dropped the
+            connection ... after ...").
+        """
+        charger = self.chargers.get(charger_id)
+        if charger is None or charger.quirks.has(name) or (charger_id, name) in self._suggested:
+            return
+        self._suggested.add((charger_id, name))
+        self.log.warn("{id}: {behaviour}: if it does so again, add quirks = [\"{name}\"] to its "
+                      "[[charger]] (docs/quirks.md#{name})", id=charger_id, behaviour=behaviour,
+                      name=name)
 
     def subscribe(self, observer):
         """
@@ -511,6 +552,7 @@ class CentralSystem:
         charger.booted_at = self.now()
         self.log.info("{id}: booted ({vendor} {model}, firmware {firmware})", id=charger_id,
                       vendor=boot.vendor, model=boot.model, firmware=boot.firmware)
+        self._choose_quirks(charger)
         self.clock.callLater(0, self.emit, ChargerBooted(charger_id))
 
     def status_reported(self, charger_id, connector, status, error_code="NoError", info=None,

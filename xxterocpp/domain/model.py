@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 
 import attr
 
+from xxterocpp.quirks import NO_QUIRKS
+
 #: How many OCPP frames are kept per charger for the status page.
 FRAME_HISTORY = 100
 
@@ -295,6 +297,10 @@ class Charger:
     @ivar offline: whether it has been disconnected for at least C{[knx]
         offline_after} seconds (False while connected): its connectors then
         count as Unavailable.
+    @ivar quirks: the L{xxterocpp.quirks.ActiveQuirks} in force for it,
+        chosen from its boot data and its configuration
+        (L{xxterocpp.domain.central.CentralSystem}); the code that honours a
+        workaround asks C{quirks.has(name)}.
     """
 
     id = attr.ib()
@@ -320,6 +326,7 @@ class Charger:
     configuration = attr.ib(factory=dict)
     ever_connected = attr.ib(default=False)
     offline = attr.ib(default=False)
+    quirks = attr.ib(default=NO_QUIRKS, repr=False)
 
     @property
     def connected(self):

@@ -14,7 +14,7 @@ the RPC layer, never by the domain.
 from datetime import datetime, timezone
 from functools import partial
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from xxterocpp.domain.meter import MeterReading
@@ -265,13 +265,29 @@ def sign_certificate(central, charger_id, req):
     return m.SignCertificateResponse(status="Accepted" if signed else "Rejected")
 
 
+def _not_before(clock, seconds, answer):
+    """
+    @return: a Deferred of C{answer} (a value or a Deferred of one), firing
+        no sooner than C{seconds} from now on C{clock}.
+    """
+    due = clock.seconds() + seconds
+    d = answer if isinstance(answer, defer.Deferred) else defer.succeed(answer)
+    return d.addCallback(
+        lambda value: task.deferLater(clock, max(0.0, due - clock.seconds()), lambda: value))
+
+
 def start_transaction(central, charger_id, req):
     """
-    StartTransaction: answered once the domain stored the transaction.
+    StartTransaction: answered once the domain stored the transaction; for
+    a charger with C{delay-start-answer}, not before its delay either.
     """
     _existing_connector(central, charger_id, req.connector_id)
     answer = central.start_transaction(charger_id, req.connector_id, req.id_tag,
                                        req.meter_start, req.timestamp, req.reservation_id)
+    delay = central.chargers[charger_id].quirks.parameter("delay-start-answer", "delay")
+    if delay:
+        # docs/quirks.md#delay-start-answer: it drops the socket after a fast answer.
+        answer = _not_before(central.clock, delay, answer)
     return _then(answer, lambda started: m.StartTransactionResponse(
         transaction_id=started[0], id_tag_info=id_tag_info(started[1])))
 

@@ -36,6 +36,11 @@ MAX_DEPTH = 64
 
 _CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
 
+# An answer that is no JSON, from a charger with lenient-answers: its
+# message id, and a status word in it.
+_RESULT_ID = re.compile(r'^\s*\[\s*3\s*,\s*"([^"\\]{1,36})"')
+_STATUS_WORD = re.compile(r'"status"\s*:\s*"(\w+)"')
+
 _REQUEST_ACTIONS = {action.request: name for name, action in m.ACTIONS.items()}
 
 
@@ -114,6 +119,10 @@ class OcppSession:
 
     @ivar identity: the charger identity (for log lines).
     @ivar warnings: how many tolerated schema problems the charger sent.
+    @ivar lenient_answers: whether the charger's answers are taken even
+        when they are no JSON object, or no JSON at all (for a charger with
+        C{lenient-answers}, docs/quirks.md#lenient-answers); what was
+        tolerated in its answers is then logged once per connection.
     """
 
     log = Logger()
@@ -155,6 +164,8 @@ class OcppSession:
         self._handling = {}
         self.open = True
         self.warnings = 0
+        self.lenient_answers = False
+        self._lenience_logged = False
 
     def _next_id(self):
         self._counter += 1
@@ -223,7 +234,8 @@ class OcppSession:
         try:
             frame = json.loads(text)
         except ValueError:
-            self._malformed(text, "not valid JSON")
+            if not (self.lenient_answers and self._salvaged(text)):
+                self._malformed(text, "not valid JSON")
             return
         except RecursionError:
             # json.loads recurses once per level: a few thousand are too many.
@@ -246,6 +258,33 @@ class OcppSession:
             # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
             self.log.info("{identity}: ignored a frame of unknown type {kind!r}",
                           identity=self.identity, kind=kind)
+
+    def _salvaged(self, text):
+        """
+        An answer that is no JSON (lenient-answers): when it names the
+        call being waited for, it is taken, with the status word that can
+        be read in it.
+
+        @return: whether it was taken.
+        """
+        match = _RESULT_ID.match(text)
+        if match is None or self._outstanding is None or self._outstanding[0] != match.group(1):
+            return False
+        status = _STATUS_WORD.search(text)
+        payload = {"status": status.group(1)} if status else {}
+        self._tolerated(self._outstanding[1], [f"no valid JSON, read as {payload}"])
+        self._answer_received([CALLRESULT, match.group(1), payload])
+        return True
+
+    def _tolerated(self, action, warnings):
+        if not self.lenient_answers:
+            self.log.info("{identity}: {action} answer tolerated: {warnings}",
+                          identity=self.identity, action=action, warnings="; ".join(warnings))
+        elif not self._lenience_logged:
+            self._lenience_logged = True
+            self.log.info("{identity}: {action} answer tolerated: {warnings} (lenient-answers: "
+                          "not logged again on this connection)", identity=self.identity,
+                          action=action, warnings="; ".join(warnings))
 
     def _malformed(self, text, why):
         match = _CALL_ID.match(text)
@@ -349,17 +388,18 @@ class OcppSession:
             if len(frame) != 3:
                 result = Failure(CallError(m.FORMATION_VIOLATION, "malformed CALLRESULT"))
             else:
+                payload, taken = frame[2], []
+                if self.lenient_answers and type(payload) is not dict:
+                    payload, taken = {}, [f"no JSON object ({payload!r:.40}), read as {{}}"]
                 try:
                     # Lenient: a charger's sloppy answer (Grizzl-E FW 5) is
                     # still better than none; missing fields become None.
-                    result, warnings = m.decode(spec.response, frame[2], lenient=True)
+                    result, warnings = m.decode(spec.response, payload, lenient=True)
                 except m.ValidationError as e:
                     result = Failure(CallError(e.code, e.message))
                 else:
-                    if warnings:
-                        self.log.info("{identity}: {action} answer tolerated: {warnings}",
-                                      identity=self.identity, action=action,
-                                      warnings="; ".join(warnings))
+                    if warnings or taken:
+                        self._tolerated(action, taken + warnings)
         else:
             code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else m.GENERIC_ERROR
             description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""

@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.test_server -*-
 """
 The OCPP-J WebSocket server (OCPP-J 1.6 §3): the handshake rules (identity,
-subprotocol, Basic auth, the client certificate of security profile 3) and
-the glue between Autobahn and L{OcppSession}.
+subprotocol, Basic auth, the client certificate of security profile 3), the
+glue between Autobahn and L{OcppSession}, and the connection's own
+workarounds (C{no-ping}, C{keepalive}, C{lenient-answers};
+docs/quirks.md#no-ping).
 """
 
 import math
@@ -17,9 +19,11 @@ from twisted.logger import Logger
 
 from xxterocpp import basic_auth
 from xxterocpp.domain import refusals
+from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.pacing import Pacer
+from xxterocpp.quirks import NO_QUIRKS
 from xxterocpp.tls import client_certificate, openssl_reason
 
 SUBPROTOCOL = "ocpp1.6"
@@ -70,6 +74,10 @@ DROP_LOG_INTERVAL = 10
 #: writes one per address and interval instead. Errors still get through.
 _HANDSHAKE_LOG = txaio.make_logger(level="error")
 
+#: A charger that gets no WebSocket pings (C{no-ping}) counts as gone after
+#: this many heartbeat intervals without a frame from it.
+SILENT_HEARTBEATS = 3
+
 
 def identity_from_path(path):
     """
@@ -105,6 +113,12 @@ class OcppServerProtocol(WebSocketServerProtocol):
     #: What the log line of a refused handshake says instead of the HTTP
     #: reason; L{LOGGED}: nothing, the refusal is logged already.
     _refusal = None
+    #: The timers of the no-ping silence watch and of the keepalive, while
+    #: they run.
+    _silence_call = None
+    _keepalive_call = None
+    #: Whether the charger answered one of Autobahn's pings.
+    _ponged = False
 
     def connectionMade(self):
         self.log = _HANDSHAKE_LOG
@@ -238,6 +252,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
             self.factory.authentication_failed(address, charger_id, refusal.why)
             central.refused(charger_id, address, refusal.reason, refusal.detail)
             raise self._logged_denial(refusal.code, _REFUSED[refusal.code])
+        if central.chargers[charger_id].quirks.has("no-ping"):
+            # docs/quirks.md#no-ping: it never answers them. Set before the
+            # handshake is over, Autobahn schedules none.
+            self.autoPingInterval = 0
         self.charger_id = charger_id
         return protocol
 
@@ -271,10 +289,104 @@ class OcppServerProtocol(WebSocketServerProtocol):
             close=self._close_replaced,
         )
         central.connected(charger_id, self.session, self.peer_address())
+        self._honour_quirks()
 
     def _dispatch(self, action, request):
-        return dispatch(self.factory.central, self.charger_id, action, request,
-                        self.factory.relay)
+        answer = dispatch(self.factory.central, self.charger_id, action, request,
+                          self.factory.relay)
+        if action == "BootNotification":
+            # Its workarounds were chosen anew from its boot.
+            self._honour_quirks()
+        return answer
+
+    # -- the connection's workarounds (docs/quirks.md#named-workarounds) ----
+
+    def _honour_quirks(self):
+        """
+        Apply the charger's workarounds to this connection, when it opens
+        and after each boot.
+        """
+        charger = self.factory.central.chargers.get(self.charger_id)
+        quirks = NO_QUIRKS if charger is None else charger.quirks
+        self.session.lenient_answers = quirks.has("lenient-answers")
+        self._cancel_quirk_timers()
+        no_ping = quirks.has("no-ping")
+        if no_ping:
+            self._stop_pings()
+            self._watch_silence()
+        interval = quirks.parameter("keepalive", "interval")
+        if interval and (no_ping or not self.autoPingInterval or self.autoPingInterval > interval):
+            # Autobahn's pings alone would not come often enough.
+            self._keepalive_call = self.factory.clock.callLater(
+                interval, self._keep_alive, interval, no_ping)
+
+    def _cancel_quirk_timers(self):
+        for call in (self._silence_call, self._keepalive_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._silence_call = self._keepalive_call = None
+
+    def _keep_alive(self, interval, no_ping):
+        """
+        docs/quirks.md#keepalive: some traffic every C{interval} seconds, or
+        the charger closes the connection: a WebSocket ping, or for one that
+        takes none a TriggerMessage(Heartbeat) (an OCPP exchange of the
+        connection, like a ping, not a command).
+        """
+        self._keepalive_call = None
+        if self.state != self.STATE_OPEN:
+            return
+        if no_ping:
+            self.session.call(m.TriggerMessageRequest(requested_message="Heartbeat")).addErrback(
+                lambda failure: None)
+        else:
+            self.sendPing()
+        self._keepalive_call = self.factory.clock.callLater(
+            interval, self._keep_alive, interval, no_ping)
+
+    def _stop_pings(self):
+        # Learnt from a boot on an open connection: Autobahn's next ping (or
+        # the wait for its pong) is scheduled already.
+        self.autoPingInterval = 0
+        for name in ("autoPingPendingCall", "autoPingTimeoutCall"):
+            call = getattr(self, name, None)
+            if call is not None:
+                call.cancel()
+                setattr(self, name, None)
+        self.autoPingPending = None
+
+    def _watch_silence(self):
+        """
+        docs/quirks.md#no-ping: without pings, a dead connection shows by the
+        charger's silence: nothing for L{SILENT_HEARTBEATS} heartbeat
+        intervals, and it is dropped.
+        """
+        self._silence_call = None
+        central = self.factory.central
+        charger = central.chargers.get(self.charger_id)
+        if charger is None or charger.session is not self.session:
+            return
+        limit = SILENT_HEARTBEATS * central.config.ocpp.heartbeat_interval
+        silent = (central.now() - charger.last_seen).total_seconds()
+        if silent >= limit:
+            self._log.warn("{id}: nothing heard for {silent:.0f} s ({n} heartbeat intervals): "
+                           "the connection counts as dead", id=self.charger_id, silent=silent,
+                           n=SILENT_HEARTBEATS)
+            self.transport.abortConnection()
+            return
+        self._silence_call = self.factory.clock.callLater(limit - silent, self._watch_silence)
+
+    def onAutoPong(self, *args):
+        self._ponged = True
+        super().onAutoPong(*args)
+
+    def onAutoPingTimeout(self):
+        # Autobahn drops the connection. One that never answered a ping
+        # (a dead link answered the ones before) is worth a suggestion.
+        if self.charger_id is not None and not self._ponged:
+            self.factory.central.suggest_quirk(
+                self.charger_id, "no-ping", "it did not answer a WebSocket ping")
+        super().onAutoPingTimeout()
 
     def _frame(self, direction, text):
         self.factory.central.frame(self.charger_id, direction, text)
@@ -312,6 +424,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         super().connectionLost(reason)
 
     def onClose(self, wasClean, code, reason):
+        self._cancel_quirk_timers()
         if self.session is not None:
             self.session.connection_lost()
             self.factory.central.disconnected(self.charger_id, self.session)

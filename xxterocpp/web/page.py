@@ -460,6 +460,23 @@ def _refusals(t, charger_id, refusals):
     )
 
 
+def _quirks_and_learned(t, charger):
+    """
+    The workarounds in force and what was learned by trial, as fields.
+    """
+    learned, profile = charger["learned"], charger["learned"]["profile"]
+    found = [t("limits as {purpose} {kind}, stack level {stack}, in {unit}").format(**profile)
+             if profile else None,
+             t("measurands {names}").format(names=", ".join(learned["measurands"])
+                                             or t.context("measurands", "none"))
+             if learned["measurands"] is not None else None,
+             t("read-only {keys}").format(keys=", ".join(learned["read_only"]))
+             if learned["read_only"] else None]
+    return [(t("Workarounds"), "; ".join(f"{q['name']} ({q['reason']})"
+                                         for q in charger["quirks"]) or None),
+            (t("Learned"), "; ".join(filter(None, found)) or None)]
+
+
 def _charger(t, charger, frames):
     model = " ".join(filter(None, (charger["vendor"], charger["model"]))) or None
     return tags.section(
@@ -471,6 +488,7 @@ def _charger(t, charger, frames):
             (t("Serial"), charger["serial"]),
             (t("Reconnects"), str(charger["reconnects"]) if charger["reconnects"] else None),
             *_security(t, charger),
+            *_quirks_and_learned(t, charger),
         ),
         _refusals(t, charger["id"], charger["refusals"]),
         tags.div(*[_connector(t, charger, c) for c in charger["connectors"]],

@@ -248,7 +248,10 @@ def charger_refusals(refused):
 
 def charger_status(central, controller, charger, smart=None, journal=None):
     """
-    One charger (an OCPP identity) and its connectors.
+    One charger (an OCPP identity) and its connectors, the workarounds in
+    force for it and why (C{quirks}, L{xxterocpp.quirks.ActiveQuirks.describe})
+    and what the central system learned by trial (C{learned},
+    L{xxterocpp.control.commands.Controller.learned}).
     """
     points = {p.connector: p for p in central.config.charging_points(charger.id)}
     boot = charger.boot or {}
@@ -269,6 +272,8 @@ def charger_status(central, controller, charger, smart=None, journal=None):
         "reconnects": charger.reconnects,
         **security_status(central, charger),
         "refusals": charger_refusals(central.refusals.of(charger.id)),
+        "quirks": charger.quirks.describe(),
+        "learned": controller.learned(charger.id),
         "connectors": [
             connector_status(controller, charger, charger.connectors[n], points.get(n), smart,
                              journal)
