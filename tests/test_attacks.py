@@ -35,8 +35,8 @@ from tests.test_domain import MemoryStore
 from tests.test_tls import secure_config, trusting
 from tests.test_web import web_agent
 from xxterocpp.config import parse_config
-from xxterocpp.domain.central import UNKNOWN_INTERVAL, CentralSystem
-from xxterocpp.domain.model import MAX_UNKNOWN
+from xxterocpp.domain.central import CentralSystem
+from xxterocpp.domain.unknown import MAX_UNKNOWN, UNKNOWN_INTERVAL
 from xxterocpp.ocpp.server import (
     HANDSHAKE_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS, MAX_IDENTITY_LENGTH, MAX_REQUEST_HEAD,
     OcppServerFactory)

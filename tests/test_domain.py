@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.fakes import MemoryStore
 from xxterocpp.config import TagConfig, parse_config
 from xxterocpp.store import StoreError
-from xxterocpp.domain.central import UNKNOWN_INTERVAL, CentralSystem
+from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.events import (
     MeterChanged, StatusChanged, TagsChanged, TransactionStarted, TransactionStopped,
 )
@@ -22,8 +22,9 @@ from xxterocpp.domain.keys import (
     HIDDEN_FRAME, MASK, PENDING_AUTHORIZATION_KEY, masked_frame, password_matches,
     valid_authorization_key)
 from xxterocpp.domain.meter import MeterReading
-from xxterocpp.domain.model import MAX_UNKNOWN, Boot, FrameHistory
+from xxterocpp.domain.model import Boot, FrameHistory
 from xxterocpp.domain.tags import Authorization
+from xxterocpp.domain.unknown import MAX_UNKNOWN, UNKNOWN_INTERVAL
 from xxterocpp.pacing import Pacer
 from xxterocpp.store import TagRecord, UnknownChargerRecord
 

@@ -413,7 +413,7 @@ class CertificateTests(ProfileHarness, SynchronousTestCase):
 
     def test_without_signing_ca_requests_are_rejected(self):
         cp = self.connect()
-        self.central.signer = None
+        self.central.signing.signer = None
         with capturedLogs() as logged:
             self.assertEqual(self.sign(cp, self.csr()), {"status": "Rejected"})
         self.assertIn("signing is disabled", "".join(formatEvent(e) for e in logged))

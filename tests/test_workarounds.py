@@ -84,7 +84,7 @@ class WorkaroundHarness:
         self.central = self.service.central
         self.controller = self.service.controller
         if registry is not None:
-            self.central.registry = registry
+            self.central.workarounds.registry = registry
 
     @defer.inlineCallbacks
     def connect(self, identity, prepare=None):

@@ -306,7 +306,7 @@ class XxterocppService(service.MultiService):
             self.log.warn("[storage] database changed: restart the service to apply")
         self.config = config
         self.central.reconfigure(config)
-        self.central.signer = charger_signer(config, self.log)
+        self.central.signing.signer = charger_signer(config, self.log)
         self._warn_open_chargers(config)
         self.smart.reconfigure(config)
         self.upstream.reconfigure(config)

@@ -7,10 +7,15 @@ L{CentralSystem<central.CentralSystem>} with plain values, the KNX bridge and
 the web page observe its events, and the controller sends what it decides
 to the chargers. See C{docs/architecture.md}.
 
-  - L{central}: the facade: connections, boots, statuses, events.
+  - L{central}: the facade; the chargers configured, the state loaded,
+    limits and reservations in force, the events.
+  - L{connections}: connections, offline, what a connector counts as.
+  - L{reports}: boots, statuses, progress and security events.
   - L{book}: the transaction book.
   - L{tags}: the tag registry and the verdict on an idTag.
   - L{credentials}, L{keys}: the chargers' passwords and AuthorizationKeys.
-  - L{refusals}: why connections were refused.
+  - L{security}, L{certificates}: security profiles, signing CSRs.
+  - L{refusals}, L{unknown}: refused attempts, unknown identities.
+  - L{workarounds}: each charger's workarounds.
   - L{model}, L{meter}, L{events}: the values and the events.
 """

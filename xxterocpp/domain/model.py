@@ -1,13 +1,13 @@
 # -*- test-case-name: tests.test_domain,tests.test_domain_state -*-
 """
 What the central system knows of its chargers: chargers, connectors,
-transactions, reservations, boot data, unknown identities and the kept
-frames. Plain values; no I/O and no protocol.
+transactions, reservations, boot data and the kept frames (the unknown
+identities: L{xxterocpp.domain.unknown}). Plain values; no I/O and no
+protocol.
 """
 
 import struct
 import sys
-from collections import OrderedDict
 from datetime import datetime, timezone
 
 import attr
@@ -23,10 +23,6 @@ FRAME_HISTORY_BYTES = 16 * 1024
 
 #: The end of a frame cut short in the history.
 _CUT = " …".encode("utf-8")
-
-#: How many unknown identities are remembered (a flood of random ids must not
-#: grow memory without bound).
-MAX_UNKNOWN = 100
 
 #: Boot fields that most chargers of a fleet share.
 _FLEET_WIDE = frozenset({"vendor", "model", "firmware", "meter_type"})
@@ -299,7 +295,7 @@ class Charger:
         count as Unavailable.
     @ivar quirks: the L{xxterocpp.quirks.ActiveQuirks} in force for it,
         chosen from its boot data and its configuration
-        (L{xxterocpp.domain.central.CentralSystem}); the code that honours a
+        (L{xxterocpp.domain.workarounds.Workarounds}); the code that honours a
         workaround asks C{quirks.has(name)}.
     """
 
@@ -350,57 +346,3 @@ class Charger:
         if number not in self.connectors:
             self.connectors[number] = Connector(self.id, number)
         return self.connectors[number]
-
-
-@attr.s(eq=False)
-class UnknownCharger:
-    """
-    An identity that tried to connect but is not configured: what an
-    installer copies into the configuration.
-
-    @ivar unsaved: how many of the C{count} attempts are not in the store
-        yet (its writes are rate-limited).
-    """
-
-    identity = attr.ib()
-    address = attr.ib()
-    first_seen = attr.ib()
-    last_seen = attr.ib()
-    count = attr.ib(default=1)
-    unsaved = attr.ib(default=0)
-
-
-class UnknownChargers(OrderedDict):
-    """
-    The unknown identities that tried to connect: L{UnknownCharger} by
-    identity, the most recent last, at most L{MAX_UNKNOWN} of them.
-    """
-
-    def restore(self, entries):
-        """
-        Take the entries kept in the store, in any order (the store gives
-        the latest first): the trimming must drop the oldest.
-        """
-        for entry in sorted(entries, key=lambda e: e.last_seen):
-            self[entry.identity] = entry
-        self._trim()
-
-    def record(self, identity, address, now):
-        """
-        Count an attempt of C{identity} to connect from C{address}.
-
-        @return: the L{UnknownCharger}, its C{count} 1 for a new identity.
-        """
-        entry = self.pop(identity, None)
-        if entry is None:
-            entry = UnknownCharger(identity, address, now, now, 0)
-        entry.address, entry.last_seen = address, now
-        entry.count += 1
-        entry.unsaved += 1
-        self[identity] = entry
-        self._trim()
-        return entry
-
-    def _trim(self):
-        while len(self) > MAX_UNKNOWN:
-            self.popitem(last=False)

@@ -1,0 +1,268 @@
+# -*- test-case-name: tests.test_domain_state,tests.test_server,tests.test_refusals -*-
+"""
+The connections of the configured chargers: which identity a connection is
+for, its opening and closing, the frames it carries, a charger that stays
+away for C{[knx] offline_after} seconds going offline, what each connector
+counts as meanwhile (L{Connections.point_status}), and the attempts that
+were refused (L{xxterocpp.domain.refusals}).
+"""
+
+import string
+
+from twisted.logger import Logger
+
+from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected, StatusChanged
+from xxterocpp.domain.keys import masked_frame
+from xxterocpp.domain.model import stored, utc_from_seconds
+
+#: Statuses of connector 0 (the whole charger) that hold for every connector
+#: until connector 0 reports otherwise.
+_WHOLE_CHARGER = frozenset({"Unavailable", "Faulted"})
+
+#: The setting (scope: the charger id) that remembers a charger connected once.
+SEEN = "seen"
+
+#: Upper-case ASCII letters to lower case, and nothing else.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+class Connections:
+    """
+    The connection side of every configured charger.
+
+    @ivar watching: whether a disconnected charger goes offline after
+        C{offline_after} (from L{start} until L{shutdown}).
+    """
+
+    log = Logger()
+
+    def __init__(self, config, chargers, refusals, settings, store, clock, seconds, emit):
+        """
+        @param chargers: the central system's L{Charger}s by identity.
+        @param refusals: the L{xxterocpp.domain.refusals.Refusals} that keep
+            the refused attempts.
+        @param settings: the central system's persisted settings, shared.
+        @param clock: an C{IReactorTime} (the offline timers).
+        @param seconds: zero-argument callable, the time (POSIX seconds).
+        @param emit: called with each event.
+        """
+        self._config = config
+        self._chargers = chargers
+        self._refusals = refusals
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._seconds = seconds
+        self._emit = emit
+        # Charger id -> the timer that makes a disconnected charger offline.
+        self._offline_timers = {}
+        self.watching = False
+
+    def configure(self, config):
+        """
+        Take a re-read configuration (its C{offline_after}).
+        """
+        self._config = config
+
+    def _now(self):
+        return utc_from_seconds(self._seconds())
+
+    # -- the life of the service ------------------------------------------
+
+    def start(self):
+        """
+        The state is loaded: arm the offline timers from now on.
+        """
+        self.watching = True
+
+    def restore(self, charger):
+        """
+        Take over what the settings keep of C{charger}'s connections; a
+        charger known from before waits offline_after for its connection,
+        like one that just disconnected.
+        """
+        charger.ever_connected = self._settings.get((charger.id, SEEN)) is True
+        if charger.ever_connected and not charger.connected:
+            self._watch(charger)
+
+    def removed(self, charger):
+        """
+        C{charger} is no longer configured (it is out of the chargers
+        already): forget it, and close its connection.
+        """
+        self._unwatch(charger.id)
+        self._refusals.forget(charger.id)
+        if charger.session is not None:
+            self.log.info("{id}: removed from the configuration, disconnecting", id=charger.id)
+            charger.session.close()
+
+    def shutdown(self):
+        """
+        Arm no more timers and cancel the offline timers (the service
+        stops).
+        """
+        self.watching = False
+        for charger_id in list(self._offline_timers):
+            self._unwatch(charger_id)
+
+    # -- connections --------------------------------------------------------
+
+    def lookup(self, identity):
+        """
+        @return: the configured identity matching C{identity} (exactly, or
+            else ignoring the case of ASCII letters: chargers' UIs change
+            case), or None.
+        """
+        if identity in self._chargers:
+            return identity
+        # Not str.casefold: it makes "\u017fn1" ("long s") equal "SN1", so
+        # a made-up identity could take over a configured one.
+        folded = identity.translate(_ASCII_LOWER)
+        for charger_id in self._chargers:
+            if charger_id.translate(_ASCII_LOWER) == folded:
+                return charger_id
+        return None
+
+    def connected(self, charger_id, session, address):
+        """
+        A charger's connection is open; a previous one is replaced.
+
+        @param session: the adapter's session (anything with C{close()}).
+        """
+        charger = self._chargers[charger_id]
+        old = charger.session
+        if old is not None:
+            charger.reconnects += 1
+            self.log.info("{id}: new connection from {address} replaces the old one",
+                          id=charger_id, address=address)
+            charger.session = None
+            old.close()
+        else:
+            self.log.info("{id}: connected from {address}", id=charger_id, address=address)
+        now = self._now()
+        self._unwatch(charger_id)
+        charger.session, charger.address = session, address
+        charger.connected_since = charger.last_seen = now
+        if not charger.ever_connected:
+            charger.ever_connected = True
+            stored(self._store.put_setting(charger_id, SEEN, True))
+        self._emit(ChargerConnected(charger_id))
+        if charger.offline:
+            charger.offline = False
+            self._emit(StatusChanged(charger_id, None))
+
+    def disconnected(self, charger_id, session):
+        """
+        A charger's connection closed (ignored for a replaced connection).
+        """
+        charger = self._chargers.get(charger_id)
+        if charger is None or charger.session is not session:
+            return
+        charger.session = None
+        charger.disconnected_since = self._now()
+        self.log.info("{id}: disconnected", id=charger_id)
+        self._emit(ChargerDisconnected(charger_id))
+        self._watch(charger)
+
+    def frame(self, charger_id, direction, text):
+        """
+        Keep a frame of a charger's connection for the status page.
+
+        @param direction: C{"in"} (from the charger) or C{"out"}.
+        """
+        charger = self._chargers.get(charger_id)
+        if charger is not None:
+            # The status page must not show an AuthorizationKey (A01.FR.09).
+            text = masked_frame(text)
+            seconds = self._seconds()
+            charger.frames.add(seconds, direction, text)
+            if direction == "in":
+                charger._last_seen_s = seconds
+
+    # -- what a connector counts as; offline --------------------------------
+
+    def point_status(self, charger_id, connector):
+        """
+        What a connector counts as, for every adapter alike: Unavailable
+        while its charger is offline; connector 0's status while that is
+        Unavailable or Faulted (it holds for the whole charger); else the
+        connector's own.
+
+        @return: C{(status, error_code)}, C{(None, None)} before any report.
+        """
+        charger = self._chargers.get(charger_id)
+        if charger is None:
+            return None, None
+        if charger.offline:
+            return "Unavailable", "NoError"
+        if charger.status in _WHOLE_CHARGER:
+            return charger.status, charger.error_code
+        c = charger.connectors.get(connector)
+        if c is None or c.status is None:
+            return None, None
+        return c.status, c.error_code
+
+    def _watch(self, charger):
+        # Not back within offline_after: offline.
+        self._unwatch(charger.id)
+        if self.watching:
+            self._offline_timers[charger.id] = self._clock.callLater(
+                self._config.knx.offline_after, self._gone, charger.id)
+
+    def _unwatch(self, charger_id):
+        timer = self._offline_timers.pop(charger_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _gone(self, charger_id):
+        del self._offline_timers[charger_id]
+        charger = self._chargers.get(charger_id)
+        if charger is None or charger.connected or charger.offline:
+            return
+        charger.offline = True
+        self.log.info("{id}: not back for {seconds} s, its connectors count as Unavailable",
+                      id=charger_id, seconds=self._config.knx.offline_after)
+        self._emit(StatusChanged(charger_id, None))
+
+    # -- refused attempts ---------------------------------------------------
+
+    def refused(self, identity, address, reason, detail=None):
+        """
+        A connection attempt of a configured charger was refused (an
+        identity not configured is an unknown one's, and ignored here).
+
+        @param reason: one of L{xxterocpp.domain.refusals.REASONS}.
+        @param detail: what more the adapter knows (OpenSSL's reason, the
+            name in a certificate), never a secret.
+        @raise ValueError: for another reason.
+        """
+        charger_id = self.lookup(identity)
+        if charger_id is not None:
+            self._refusals.refused(charger_id, address, reason, self._now(), detail)
+
+    def refused_unnamed(self, address, reason, detail=None):
+        """
+        A connection was refused before its identity was known (a failed TLS
+        handshake, a URL without an identity): kept by address, and as a
+        refused attempt of every configured charger whose last known
+        address it is (several behind one NAT address).
+
+        @param reason: one of L{xxterocpp.domain.refusals.REASONS}.
+        @raise ValueError: for another reason.
+        """
+        now = self._now()
+        self._refusals.refused_unnamed(address, reason, now, detail)
+        for charger in self._chargers.values():
+            if self._last_address(charger) == address:
+                self._refusals.refused(charger.id, address, reason, now, detail)
+
+    def _last_address(self, charger):
+        """
+        @return: the address a charger last connected or tried to connect
+            from (as far as its identity was known), or None.
+        """
+        refused = self._refusals.last_address(charger.id)
+        if refused is None or (charger.connected_since is not None
+                               and charger.connected_since > refused[1]):
+            return charger.address
+        return refused[0]

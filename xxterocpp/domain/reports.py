@@ -1,0 +1,136 @@
+# -*- test-case-name: tests.test_domain,tests.test_domain_state -*-
+"""
+What chargers report of themselves: their boot, the status of each
+connector and of the whole charger, the progress of an update or upload,
+and security events; kept on the L{Charger}s, in the store where it must
+outlive a restart, and announced as events.
+"""
+
+from collections import deque
+
+from twisted.logger import Logger
+
+from xxterocpp.domain.events import ChargerBooted, MeterChanged, StatusChanged
+from xxterocpp.domain.model import stored
+
+#: Connector states in which no current flows, whatever the last sample said.
+_NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
+                           "Unavailable", "Faulted"})
+
+
+class ChargerReports:
+    """
+    The chargers' reports of themselves.
+    """
+
+    log = Logger()
+
+    def __init__(self, chargers, store, clock, now, emit, workarounds):
+        """
+        @param chargers: the central system's L{Charger}s by identity.
+        @param clock: an C{IReactorTime} (events after the answer).
+        @param now: zero-argument callable, the time as an aware UTC datetime.
+        @param emit: called with each event.
+        @param workarounds: the L{xxterocpp.domain.workarounds.Workarounds},
+            chosen again after each boot.
+        """
+        self._chargers = chargers
+        self._store = store
+        self._clock = clock
+        self._now = now
+        self._emit = emit
+        self._workarounds = workarounds
+
+    def load(self):
+        """
+        Take the statuses the store kept (at start-up).
+        """
+        for row in self._store.load_connector_status():
+            charger = self._chargers.get(row.charger_id)
+            if charger is None:
+                continue
+            if row.connector == 0:
+                charger.status, charger.error_code = row.status, row.error_code
+            else:
+                c = charger.connector(row.connector)
+                c.status, c.error_code, c.info, c.status_time = (
+                    row.status, row.error_code, row.info, row.at)
+
+    def booted(self, charger_id, boot):
+        """
+        A charger booted (its registration is accepted); L{ChargerBooted}
+        follows in the next reactor turn, after the answer is sent.
+
+        @param boot: a L{xxterocpp.domain.model.Boot}.
+        """
+        charger = self._chargers[charger_id]
+        record = boot.as_dict()
+        if record != charger.boot:
+            # A reconnect storm after a controller restart writes nothing.
+            charger.boot = record
+            stored(self._store.put_setting(charger_id, "boot", record))
+        charger.booted_at = self._now()
+        self.log.info("{id}: booted ({vendor} {model}, firmware {firmware})", id=charger_id,
+                      vendor=boot.vendor, model=boot.model, firmware=boot.firmware)
+        self._workarounds.choose(charger)
+        self._clock.callLater(0, self._emit, ChargerBooted(charger_id))
+
+    def status_reported(self, charger_id, connector, status, error_code="NoError", info=None,
+                        vendor_error_code=None, timestamp=None):
+        """
+        A charger reported the status of a connector, or (C{connector} None)
+        of itself (kept as connector 0); L{StatusChanged} when status or
+        error code changed.
+
+        @param timestamp: when the status began (aware UTC), or None for now.
+        """
+        charger = self._chargers[charger_id]
+        at = timestamp or self._now()
+        if connector is None:
+            changed = (charger.status, charger.error_code) != (status, error_code)
+            charger.status, charger.error_code = status, error_code
+            if changed:
+                self.log.info("{id}: {status} ({error})", id=charger_id, status=status,
+                              error=error_code)
+                self._emit(StatusChanged(charger_id, None))
+            stored(self._store.save_connector_status(charger_id, 0, status, error_code, info, at))
+            return
+        c = charger.connector(connector)
+        changed = (c.status, c.error_code) != (status, error_code)
+        if (c.status == "Reserved" and status in ("Available", "Unavailable", "Faulted")
+                and c.reservation is not None and not c.reservation.until_freed):
+            # OCPP 1.6 §5.13: expiry, a fault or unavailability ends the
+            # reservation at the charger; one held until freed is sent
+            # again (control/reservations.py).
+            c.reservation = None
+        c.status, c.error_code, c.info = status, error_code, info
+        c.vendor_error_code, c.status_time = vendor_error_code, at
+        if status in _NOT_CHARGING and (c.currents or c.power_w):
+            c.currents = {phase: 0.0 for phase in c.currents}
+            c.power_w = 0.0 if c.power_w is not None else None
+            self._emit(MeterChanged(charger_id, connector))
+        if changed:
+            self.log.info("{id}/{connector}: {status} ({error})", id=charger_id,
+                          connector=connector, status=status, error=error_code)
+            self._emit(StatusChanged(charger_id, connector))
+        stored(self._store.save_connector_status(charger_id, connector, status, error_code,
+                                                 info, at))
+
+    def progress_reported(self, charger_id, kind, status):
+        """
+        A charger reported the progress of a firmware update, diagnostics or
+        log upload (C{kind}), kept for the status page.
+        """
+        self._chargers[charger_id].notifications[kind] = (self._now(), status)
+        self.log.info("{id}: {name} {status}", id=charger_id, name=kind, status=status)
+
+    def security_event(self, charger_id, timestamp, kind, tech_info=None):
+        """
+        A charger reported a security event; the last 20 are kept.
+        """
+        charger = self._chargers[charger_id]
+        if not isinstance(charger.security_events, deque):
+            charger.security_events = deque(charger.security_events, maxlen=20)
+        charger.security_events.append((timestamp, kind, tech_info))
+        self.log.warn("{id}: security event {type} {info}", id=charger_id, type=kind,
+                      info=tech_info or "")
