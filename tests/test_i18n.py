@@ -263,7 +263,7 @@ class PageTests(RoutesTestCase):
             charger.session.text_received(json.dumps([2, action, action, payload]))
             self.clock.advance(0)
         self.central.record_unknown("NEW-1", "192.0.2.7")
-        self.store.transactions = [transaction("CONFIGTAG")]
+        self.store.transactions = {1: transaction(1, "CONFIGTAG")}
 
     def page(self, accept_language):
         return self.request("GET", "/", headers={"Accept-Language": accept_language})
@@ -308,12 +308,15 @@ class PageTests(RoutesTestCase):
         frames = {c.id: list(c.frames) for c in self.central.chargers.values()}
         setup = {"group_addresses": 1, "charger_url": "ws://127.0.0.1:8016/",
                  "root_certificate": {"sha256": "AB:CD", "href": "/ca.pem"}}
+        # The warning of a wrong system clock is asked for too.
+        wrong_clock = dict(status, clock_ok=False)
         for code in TRANSLATED:
             translations = catalogue(code)
             missing = _Missing()
             translations.add_fallback(missing)
-            render_page(status, frames, self.store.transactions, setup,
-                        Language(code, translations))
+            for shown in (status, wrong_clock):
+                render_page(shown, frames, list(self.store.transactions.values()), setup,
+                            Language(code, translations))
             self.assertEqual(missing.missing, [], code)
 
     def test_day_names_in_the_chart(self):
