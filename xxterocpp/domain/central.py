@@ -16,14 +16,15 @@ from twisted.logger import Logger
 from xxterocpp.domain.book import TransactionBook
 from xxterocpp.domain.credentials import Credentials
 from xxterocpp.domain.events import (
-    ChargerBooted, ChargerConnected, ChargerDisconnected, LimitChanged, MeterChanged,
-    StateLoaded, StatusChanged, TagsChanged,
+    ChargerBooted, ChargerConnected, ChargerDisconnected, ClockStepped, LimitChanged,
+    MeterChanged, StateLoaded, StatusChanged, TagsChanged,
 )
 from xxterocpp.domain.keys import KEY_IN_FRAME
 from xxterocpp.domain.model import (
     Charger, UnknownCharger, UnknownChargers, casefold, stored, utc_from_seconds,
 )
 from xxterocpp.domain.tags import Authorization, TagRegistry
+from xxterocpp.domain.trusted import TrustedTime
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
@@ -38,6 +39,10 @@ SEEN = "seen"
 
 #: The setting prefix (+ connector) of the current limit in force.
 LIMIT_IN_FORCE = "limit_in_force/"
+
+#: The setting (scope "central") of the newest time trusted
+#: (L{TrustedTime}).
+TRUSTED_TIME = "trusted_time"
 
 
 class CentralSystem:
@@ -55,19 +60,34 @@ class CentralSystem:
         (L{TransactionBook.meter_values}).
     @ivar credentials: the L{Credentials} (its methods are also this
         class's: L{check_password}, L{password_for}, ...).
+    @ivar time: the L{TrustedTime}: L{now}, and whether the system clock
+        is right (C{time.ok}).
     """
 
     log = Logger()
 
-    def __init__(self, config, store, clock):
+    def __init__(self, config, store, clock, wall=None, floor=None):
+        """
+        @param clock: an C{IReactorTime} on a monotonic clock (the timers).
+        @param wall: the system clock (POSIX seconds), by default
+            C{clock.seconds}.
+        @param floor: the earliest time a right clock can read
+            (L{xxterocpp.domain.trusted.EARLIEST}), or None.
+        """
         self.config = config
         self.store = store
         self.clock = clock
         self.chargers = {}
         self.unknown = UnknownChargers()
         self.settings = {}
+        self.time = TrustedTime(
+            clock, wall or clock.seconds, floor,
+            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text)),
+            # After the answer or the call that noticed it, like ChargerBooted.
+            on_step=lambda delta: clock.callLater(0, self.emit, ClockStepped(delta)))
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
-        self.book = TransactionBook(store, self.chargers, self.now, self.emit)
+        self.book = TransactionBook(store, self.chargers, self.now, self.emit,
+                                    dated=self.time.dated)
         self.credentials = Credentials(config, self.settings, store)
         self._observers = []
         # Charger id -> the timer that makes a disconnected charger offline;
@@ -80,9 +100,10 @@ class CentralSystem:
 
     def now(self):
         """
-        @return: the time as an aware UTC datetime.
+        @return: the time as an aware UTC datetime (L{TrustedTime.seconds}:
+            never earlier than the newest time trusted).
         """
-        return utc_from_seconds(self.clock.seconds())
+        return utc_from_seconds(self.time.seconds())
 
     def load(self):
         """
@@ -106,6 +127,7 @@ class CentralSystem:
         # Filled in place: the credentials share it.
         self.settings.clear()
         self.settings.update(store.load_settings())
+        self.time.restore(self.settings.get(("central", TRUSTED_TIME)))
         self._watching = True
         for charger in self.chargers.values():
             self._restore(charger)
@@ -134,8 +156,9 @@ class CentralSystem:
     def shutdown(self):
         """
         Arm no more timers and cancel the offline timers (the service
-        stops).
+        stops); keep the trusted time.
         """
+        self.time.flush()
         self._watching = False
         for charger_id in list(self._offline_timers):
             self._unwatch(charger_id)
@@ -358,7 +381,7 @@ class CentralSystem:
             # The status page must not show a new AuthorizationKey (A01.FR.09).
             if '"AuthorizationKey"' in text:
                 text = KEY_IN_FRAME.sub(r'\1"********"', text)
-            seconds = self.clock.seconds()
+            seconds = self.time.seconds()
             charger.frames.add(seconds, direction, text)
             if direction == "in":
                 charger._last_seen_s = seconds

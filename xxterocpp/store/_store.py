@@ -40,21 +40,22 @@ def _execute(db, sql, params):
 def _insert_transaction(db, rec):
     db.execute(
         "INSERT INTO transactions (id, charger_id, connector, id_tag,"
-        " start_time, meter_start, reservation_id, start_status, dedup_key)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " start_time, meter_start, reservation_id, start_status, dedup_key,"
+        " time_uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (rec.id, rec.charger_id, rec.connector, rec.id_tag,
          to_text(rec.start_time), rec.meter_start, rec.reservation_id,
-         rec.start_status, rec.dedup_key),
+         rec.start_status, rec.dedup_key, bool(rec.time_uncertain)),
     )
 
 
 def _stop_transaction(
-    db, tx_id, meter_stop, stop_time, reason, stop_id_tag, received_at
+    db, tx_id, meter_stop, stop_time, reason, stop_id_tag, received_at, time_uncertain
 ):
     changed = db.execute(
         "UPDATE transactions SET stop_time = ?, meter_stop = ?, stop_reason = ?,"
-        " stop_id_tag = ? WHERE id = ? AND stop_time IS NULL",
-        (stop_time, meter_stop, reason, stop_id_tag, tx_id),
+        " stop_id_tag = ?, time_uncertain = MAX(time_uncertain, ?)"
+        " WHERE id = ? AND stop_time IS NULL",
+        (stop_time, meter_stop, reason, stop_id_tag, bool(time_uncertain), tx_id),
     ).rowcount
     if not changed:
         # The domain should have called record_orphan_stop; keep the stop
@@ -92,7 +93,7 @@ class Store:
     @ivar path: the database file.
     """
 
-    def __init__(self, path, reactor, clock=None, busy_timeout=5.0):
+    def __init__(self, path, reactor, clock=None, busy_timeout=5.0, wall=None):
         """
         @param path: the database file; it and its directory are created on
             first open.
@@ -102,9 +103,13 @@ class Store:
             C{reactor}.
         @param busy_timeout: seconds the worker waits for another process's
             lock on the file before the commit counts as failed.
+        @param wall: the system clock (POSIX seconds) of the times the store
+            notes itself (when a stop was received); defaults to
+            C{reactor.seconds}.
         """
         self.path = os.fspath(path)
         self._reactor = reactor
+        self._wall = wall or reactor.seconds
         self._worker = Worker(self.path, busy_timeout)
         self._batches = Batcher(
             self._worker, reactor, reactor if clock is None else clock
@@ -310,15 +315,19 @@ class Store:
             (energy_wh, to_text(at), tx_id),
         )
 
-    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
+    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag,
+                         time_uncertain=False):
         """
         Close a transaction. A stop for a transaction that is not open in the
         store is kept as an orphan stop instead.
+
+        @param time_uncertain: mark the transaction's times uncertain (a
+            mark set at the start stays).
         """
         return self._write(
             None, _stop_transaction,
             tx_id, meter_stop, to_text(stop_time), reason, stop_id_tag,
-            to_text(datetime.fromtimestamp(self._reactor.seconds(), timezone.utc)),
+            to_text(datetime.fromtimestamp(self._wall(), timezone.utc)), time_uncertain,
         )
 
     def record_orphan_stop(

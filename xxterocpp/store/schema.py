@@ -68,6 +68,11 @@ MIGRATIONS = [
             expiry TEXT,
             parent TEXT)""",
     ),
+    (
+        # The start or stop time is ours from a time our clock was wrong
+        # (xxterocpp/domain/trusted.py).
+        "ALTER TABLE transactions ADD COLUMN time_uncertain INTEGER NOT NULL DEFAULT 0",
+    ),
 ]
 
 
