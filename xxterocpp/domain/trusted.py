@@ -37,8 +37,8 @@ SAVE_EVERY = 600.0
 STEP = 5.0
 
 
-def _iso(seconds):
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+def _iso(seconds, timespec="auto"):
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec=timespec)
 
 
 class TrustedTime:
@@ -162,9 +162,10 @@ class TrustedTime:
 
     def _tell(self, wall):
         if self.ok:
-            self.log.info("the system clock is right again ({now})", now=_iso(wall))
+            self.log.info("the system clock is right again ({now})",
+                          now=_iso(wall, "seconds"))
         else:
             self.log.warn(
                 "the system clock reads {now}, before {trusted}, the newest time trusted:"
                 " chargers get the trusted time moved on until the clock is set (NTP, timedatectl)",
-                now=_iso(wall), trusted=_iso(self.trusted))
+                now=_iso(wall, "seconds"), trusted=_iso(self.trusted, "seconds"))
