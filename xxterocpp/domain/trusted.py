@@ -154,7 +154,8 @@ class TrustedTime:
 
     def flush(self):
         """
-        Keep the trusted time now (the service stops), if it moved on.
+        Keep the trusted time now, if it moved on (also when the service
+        stops).
         """
         if self.trusted is not None and self.trusted != self._saved:
             self._saved = self.trusted
