@@ -20,17 +20,22 @@ from xxterocpp.domain.book import TransactionBook
 from xxterocpp.domain.certificates import CertificateSigning
 from xxterocpp.domain.connections import Connections
 from xxterocpp.domain.credentials import Credentials
-from xxterocpp.domain.events import LimitChanged, StateLoaded, TagsChanged
+from xxterocpp.domain.events import ClockStepped, LimitChanged, StateLoaded, TagsChanged
 from xxterocpp.domain.model import Charger, casefold, stored, utc_from_seconds
 from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.reports import ChargerReports
 from xxterocpp.domain.security import SecurityProfiles
 from xxterocpp.domain.tags import Authorization, TagRegistry
+from xxterocpp.domain.trusted import TrustedTime
 from xxterocpp.domain.unknown import UnknownAttempts, UnknownChargers
 from xxterocpp.domain.workarounds import Workarounds
 
 #: The setting prefix (+ connector) of the current limit in force.
 LIMIT_IN_FORCE = "limit_in_force/"
+
+#: The setting (scope "central") of the newest time trusted
+#: (L{TrustedTime}).
+TRUSTED_TIME = "trusted_time"
 
 
 class CentralSystem:
@@ -59,11 +64,21 @@ class CentralSystem:
     @ivar signing: the L{CertificateSigning} of the chargers' certificate
         requests (its C{signer} None: signing is disabled).
     @ivar workarounds: the L{Workarounds}: each charger's choice.
+    @ivar time: the L{TrustedTime}: L{now}, and whether the system clock
+        is right (C{time.ok}).
     """
 
     log = Logger()
 
-    def __init__(self, config, store, clock, signer=None):
+    def __init__(self, config, store, clock, signer=None, wall=None, floor=None):
+        """
+        @param clock: an C{IReactorTime} on a monotonic clock (the timers).
+        @param signer: the L{xxterocpp.signing.ChargerSigner}, or None.
+        @param wall: the system clock (POSIX seconds), by default
+            C{clock.seconds}.
+        @param floor: the earliest time a right clock can read
+            (L{xxterocpp.domain.trusted.EARLIEST}), or None.
+        """
         self.config = config
         self.store = store
         self.clock = clock
@@ -72,10 +87,16 @@ class CentralSystem:
         self._unknown_attempts = UnknownAttempts(self.unknown, store, clock.seconds)
         self.refusals = Refusals()
         self.settings = {}
+        self.time = TrustedTime(
+            clock, wall or clock.seconds, floor,
+            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text)),
+            # After the answer or the call that noticed it, like ChargerBooted.
+            on_step=lambda delta: clock.callLater(0, self.emit, ClockStepped(delta)))
         self.connections = Connections(config, self.chargers, self.refusals, self.settings,
-                                       store, clock, clock.seconds, self.emit)
+                                       store, clock, self.time.seconds, self.emit)
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
-        self.book = TransactionBook(store, self.chargers, self.now, self.emit)
+        self.book = TransactionBook(store, self.chargers, self.now, self.emit,
+                                    dated=self.time.dated)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.lookup)
@@ -95,9 +116,10 @@ class CentralSystem:
 
     def now(self):
         """
-        @return: the time as an aware UTC datetime.
+        @return: the time as an aware UTC datetime (L{TrustedTime.seconds}:
+            never earlier than the newest time trusted).
         """
-        return utc_from_seconds(self.clock.seconds())
+        return utc_from_seconds(self.time.seconds())
 
     def load(self):
         """
@@ -109,6 +131,7 @@ class CentralSystem:
         # Filled in place: the credentials and the connections share it.
         self.settings.clear()
         self.settings.update(self.store.load_settings())
+        self.time.restore(self.settings.get(("central", TRUSTED_TIME)))
         self.connections.start()
         for charger in self.chargers.values():
             self._restore(charger)
@@ -138,8 +161,9 @@ class CentralSystem:
     def shutdown(self):
         """
         Arm no more timers and cancel the offline timers (the service
-        stops).
+        stops); keep the trusted time.
         """
+        self.time.flush()
         self.connections.shutdown()
 
     def _apply_chargers(self, config):
