@@ -134,6 +134,26 @@ class CentralSystemTests(DomainTestCase):
         self.assertIn("'NEW' from 10.0.0.1", lines[2])
         self.assertIn("(49 more new identities from this address", lines[2])
 
+    def test_unknown_identities_are_dated_by_the_wall_clock(self):
+        """
+        When an unknown identity was first and last seen is the time of day
+        (the C{wall}), in memory and in the store, while its pacing runs on
+        the monotonic clock: a step of the wall clock lets no extra write
+        through.
+        """
+        clock, wall = Clock(), Clock()
+        wall.advance(T0.timestamp())
+        central = CentralSystem(parse_config(CONFIG), self.store, clock, wall=wall.seconds)
+        central.record_unknown("NOPE", "10.0.0.1")
+        wall.advance(3600)
+        central.record_unknown("NOPE", "10.0.0.1")
+        entry = central.unknown["NOPE"]
+        self.assertEqual((entry.first_seen, entry.last_seen),
+                         (T0, T0 + timedelta(seconds=3600)))
+        self.assertEqual([(w[0], w[2], w[3], w[4])
+                          for w in self.store.written("record_unknown_attempts")],
+                         [("NOPE", T0, T0, 1)])
+
     def test_unknown_attempts_held_back_are_saved_at_shutdown(self):
         """
         L{CentralSystem.save_unknown} writes what the rate limit held back,

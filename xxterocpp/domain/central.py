@@ -84,7 +84,7 @@ class CentralSystem:
         self.clock = clock
         self.chargers = {}
         self.unknown = UnknownChargers()
-        self._unknown_attempts = UnknownAttempts(self.unknown, store, clock.seconds)
+        self._unknown_attempts = UnknownAttempts(self.unknown, store, clock, self.now)
         self.refusals = Refusals()
         self.settings = {}
         self.time = TrustedTime(

@@ -10,7 +10,7 @@ from collections import OrderedDict
 import attr
 from twisted.logger import Logger
 
-from xxterocpp.domain.model import stored, utc_from_seconds
+from xxterocpp.domain.model import stored
 from xxterocpp.pacing import Pacer
 
 #: How many unknown identities are remembered (a flood of random ids must not
@@ -87,14 +87,17 @@ class UnknownAttempts:
 
     log = Logger()
 
-    def __init__(self, unknown, store, seconds):
+    def __init__(self, unknown, store, clock, now):
         """
         @param unknown: the L{UnknownChargers} to keep them in.
-        @param seconds: zero-argument callable, the time (POSIX seconds).
+        @param clock: an C{IReactorTime} on a monotonic clock (the pacing).
+        @param now: zero-argument callable, the time of day as an aware UTC
+            datetime (when an identity was first and last seen).
         """
         self._unknown = unknown
         self._store = store
-        self._seconds = seconds
+        self._clock = clock
+        self._now = now
         self._writes = Pacer(UNKNOWN_INTERVAL)
         self._lines = Pacer(UNKNOWN_INTERVAL)
 
@@ -110,8 +113,8 @@ class UnknownAttempts:
         """
         Remember an unknown identity trying to connect from C{address}.
         """
-        seconds = self._seconds()
-        entry = self._unknown.record(identity, address, utc_from_seconds(seconds))
+        seconds = self._clock.seconds()
+        entry = self._unknown.record(identity, address, self._now())
         if entry.count == 1:
             held = self._lines.due(address, seconds)
             if held is not None:
