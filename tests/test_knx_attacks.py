@@ -140,6 +140,20 @@ class DisconnectTests(AttackTestCase):
     knx = (f"offline_after = {OFFLINE_AFTER:g}",)
 
     @defer.inlineCallbacks
+    def test_disconnect_during_remote_start(self):
+        cp = yield self.charger()
+        start = self.bus.start
+        cp.never_answer("RemoteStartTransaction")
+        self.bus.write(address("charging"), 1)
+        yield cp.wait_for_call("RemoteStartTransaction", timeout=PROMPT)
+        yield cp.close()
+        # the start fails with the connection: its feedback does not say
+        # the charger is still online
+        yield self.expect("charging", 0)
+        yield self.bus.barrier(address("status"))
+        self.assertEqual(set(self.sent("online", start)), {0})
+
+    @defer.inlineCallbacks
     def test_replaced_connection_stays_online(self):
         """
         The charger connects again before the old connection is gone (a
