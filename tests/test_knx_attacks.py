@@ -257,6 +257,34 @@ class RestartTests(AttackTestCase):
         yield self.expect("charging", 0)
         yield self.expect("status", RESERVED)
 
+    @defer.inlineCallbacks
+    def test_restart_after_a_refused_session(self):
+        """
+        A Blocked session still runs at the charger across the restart: its
+        readings and its stop are no session on the bus.
+        """
+        cp = yield self.charger()
+        yield cp.status(1, "Preparing")
+        answer = yield cp.start_transaction(1, "BLOCKED1", 5000)
+        self.assertEqual(answer["idTagInfo"]["status"], "Blocked")
+        yield self.restart()
+        cp = yield self.connect()
+        yield cp.status(1, "Charging")
+        start = yield self.bus.barrier(address("status"))
+        tx = answer["transactionId"]
+        yield cp.meter_values(1, tx, energy_wh=5600, currents=[NORMAL] * 3, power_w=11000)
+        yield cp.stop_transaction(tx, 5800)
+        yield cp.status(1, "Available")
+        yield self.bus.barrier(address("status"))
+        quiet = ("charging", "start_time", "end_time", "energy", "session_energy", "power",
+                 "current")
+        self.assertEqual({name: self.sent(name, start) for name in quiet},
+                         {name: [] for name in quiet})
+        self.assertEqual(self.sent("meter", start), [int32(5600), int32(5800)])
+        self.assertEqual((yield self.answers(["charging", "power", "current"])),
+                         {"charging": 0, "power": float32(0), "current": float32(0)})
+
+
 class ConnectorZeroAttackTests(AttackTestCase):
     """
     Connector 0 Faulted, then the charger goes away and comes back.
@@ -326,6 +354,52 @@ class OddReportTests(AttackTestCase):
                          {"status": AVAILABLE, "availability": 1})
         with self.assertRaises(CallErrorReceived):
             yield cp.status(3, "Faulted")
+
+    @defer.inlineCallbacks
+    def test_meter_follows_the_stop(self):
+        """
+        The meterStop of a StopTransaction is the register as the charger
+        last read it: C{meter} shows it, as a read after a restart would.
+        """
+        cp = yield self.charger()
+        tx = yield self.session(cp, meter_start=1000)
+        yield cp.meter_values(1, tx, energy_wh=1500)
+        yield self.expect("meter", int32(1000))
+        yield self.expect("meter", int32(1500))
+        yield cp.stop_transaction(tx, 1700)
+        yield self.expect("meter", int32(1700))
+        self.assertEqual((yield self.answers(["meter"])), {"meter": int32(1700)})
+
+    @defer.inlineCallbacks
+    def test_meter_values_and_stop_of_a_refused_session(self):
+        """
+        Power, current, session energy, energy and end time stay as they
+        were; the meter shows the register.
+        """
+        cp = yield self.charger()
+        tx = yield self.session(cp, meter_start=1000)
+        yield cp.stop_transaction(tx, 1700)
+        yield cp.status(1, "Available")
+        yield self.expect("energy", int32(700))
+        start = yield self.bus.barrier(address("status"))
+        yield cp.status(1, "Preparing")
+        answer = yield cp.start_transaction(1, "BLOCKED1", 1700)
+        self.assertEqual(answer["idTagInfo"]["status"], "Blocked")
+        refused = answer["transactionId"]
+        yield cp.status(1, "Charging")
+        yield cp.meter_values(1, refused, energy_wh=2500, currents=[NORMAL] * 3, power_w=11000)
+        yield cp.meter_values(1, refused, energy_wh=3000, currents=[NORMAL] * 3)
+        yield cp.stop_transaction(refused, 3000, reason="DeAuthorized")
+        yield cp.status(1, "Available")
+        yield self.bus.barrier(address("status"))
+        quiet = ("charging", "start_time", "end_time", "energy", "session_energy", "power",
+                 "current")
+        self.assertEqual({name: self.sent(name, start) for name in quiet},
+                         {name: [] for name in quiet})
+        self.assertEqual(self.sent("meter", start), [int32(2500), int32(3000)])
+        self.assertEqual((yield self.answers(["session_energy", "energy", "power"])),
+                         {"session_energy": int32(700), "energy": int32(700),
+                          "power": float32(0)})
 
     @defer.inlineCallbacks
     def test_fast_without_smart_charging(self):

@@ -214,6 +214,10 @@ class TransactionBook:
             connector = charger.connector(tx.connector)
             if connector.transaction is tx:
                 connector.transaction = None
+                if meter_stop is not None:
+                    # The register the charger reports with the stop is a
+                    # reading like any other (refused sessions too).
+                    connector.energy_register_wh = meter_stop
                 if connector.currents or connector.power_w:
                     connector.currents = {phase: 0.0 for phase in connector.currents}
                     connector.power_w = 0.0 if connector.power_w is not None else None
