@@ -402,6 +402,25 @@ class OddReportTests(AttackTestCase):
                           "power": float32(0)})
 
     @defer.inlineCallbacks
+    def test_reserved_connector_started_by_another_tag(self):
+        """
+        The charger lets another tag charge on the connector reserved
+        through KNX: that does not free the reservation, so once that
+        session is over a KNX start is still refused.
+        """
+        cp = yield self.charger()
+        yield self.reserve(cp)
+        tx = yield self.session(cp)
+        yield self.expect("charging", 1)
+        yield cp.stop_transaction(tx, 1500)
+        yield cp.status(1, "Available")
+        yield self.expect("charging", 0)
+        yield self.bus.barrier(address("status"))
+        self.bus.write(address("charging"), 1)
+        self.assertNotIn("RemoteStartTransaction", (yield self.calls_since(cp)))
+        yield self.expect("charging", 0)
+
+    @defer.inlineCallbacks
     def test_fast_without_smart_charging(self):
         """
         No profile can limit this charger: it charges at its maximum, which

@@ -157,11 +157,14 @@ class Reservations:
 
     def transaction_started(self, event):
         """
-        An accepted transaction on the reserved connector has ended the
-        reservation (the domain dropped it): forget it here too.
+        A transaction of the reserved tag has ended the reservation (the
+        domain dropped it): forget it here too.
         """
         tx = event.transaction
-        if tx.accepted and (tx.charger_id, tx.connector) in self._kept:
+        key = (tx.charger_id, tx.connector)
+        charger = self.central.chargers.get(tx.charger_id)
+        if key in self._kept and charger is not None and (
+                charger.connector(tx.connector).reservation is None):
             self._reserved(tx.charger_id, tx.connector, None)
 
     # -- renewals --------------------------------------------------------

@@ -130,9 +130,13 @@ class TransactionBook:
         self._remember(tx)
         c.transaction = tx
         c.energy_register_wh = meter_start
-        if tx.accepted:
-            # OCPP 1.6 §5.13: a transaction on the reserved connector ends
-            # the reservation (a refused one started nothing).
+        reservation = c.reservation
+        if tx.accepted and reservation is not None and (
+                reservation_id == reservation.id or reservation.admits(id_tag)):
+            # OCPP 1.6 §5.13: the reserved tag's transaction ends the
+            # reservation (a refused one started nothing). Another tag the
+            # charger let in does not: the reservation holds until it is
+            # freed or expires.
             c.reservation = None
         self.log.info("{id}/{connector}: transaction {tx} started by {tag} ({status}), "
                       "meter {meter} Wh", id=charger_id, connector=connector, tx=tx.id,
