@@ -20,12 +20,16 @@ from tests.knxtruth import (
 from tests.sim import CallErrorReceived, ConfigurationKey, ConnectionClosed
 from tests.test_knx_truth import TruthTestCase, connector_json
 from tests.test_reservations import EXPIRY, ReservationTestCase, expiry_of
+from xxterocpp.control.reservations import RENEW_BEFORE
 from xxterocpp.domain.events import StatusChanged
 from xxterocpp.knx.address import GroupAddress
 from xxterocpp.knx.knxd import EIB_GROUP_PACKET
 
 #: The call timeout of the truth configuration (s).
 CALL_TIMEOUT = 1.0
+
+#: The call timeout of L{tests.test_control}'s configuration (s).
+CONTROL_CALL_TIMEOUT = 5.0
 
 #: C{[knx] offline_after} of the offline tests (s).
 OFFLINE_AFTER = 1.0
@@ -686,6 +690,56 @@ class BusNoiseTests(AttackTestCase):
                 answered = answered[:rounds]
             self.assertEqual(answered, [expected[name]] * rounds, name)
         self.assertEqual([t for t in self.bus.any_since(start, silent) if t.kind != "read"], [])
+
+
+class FreeDuringRenewalTests(ReservationTestCase):
+    """
+    The renewal of a reservation held until freed falls due while its
+    CancelReservation is on its way (the controller alone, on a fake
+    clock).
+    """
+
+    def freeing(self):
+        """
+        Reserve CP1, and free it shortly before the renewal is due; the
+        charger has not answered the CancelReservation yet.
+
+        @return: the charger, the CancelReservation's id, the free's Deferred.
+        """
+        cp = self.connect()
+        self.reserved(cp)
+        cp.answers["CancelReservation"] = None
+        self.clock.advance(EXPIRY * RENEW_BEFORE - 1)
+        d = self.controller.free("CP1")
+        self.settle()
+        [(unique_id, action, _)] = cp.take()
+        self.assertEqual(action, "CancelReservation")
+        # the renewal is due now, the cancellation not timed out yet
+        self.clock.advance(2)
+        self.settle()
+        return cp, unique_id, d
+
+    def test_no_renewal_after_the_free(self):
+        cp, unique_id, d = self.freeing()
+        self.assertEqual(cp.actions(), [])
+        cp.answer(unique_id, {"status": "Accepted"})
+        self.assertTrue(self.result(d).accepted)
+        self.status(cp, "Available")
+        self.clock.advance(EXPIRY * 10)
+        self.assertEqual((cp.actions(), self.reservation()), ([], None))
+        self.assertTrue(self.result(self.controller.start("CP1")).accepted)
+
+    def test_renewed_when_the_free_times_out(self):
+        """
+        Not freed: the reservation holds, and is renewed as before.
+        """
+        cp, unique_id, d = self.freeing()
+        self.clock.advance(CONTROL_CALL_TIMEOUT)
+        self.assertEqual(self.result(d).status, "Timeout")
+        self.settle()
+        self.assertEqual(cp.actions(), ["ReserveNow"])
+        self.assertIsNotNone(self.reservation())
+        self.assertEqual(self.result(self.controller.start("CP1")).status, "Refused")
 
 
 class ClockJumpTests(ReservationTestCase):
