@@ -219,6 +219,27 @@ class OfflineRestartTests(AttackTestCase):
         yield self.expect("status", UNAVAILABLE, timeout=OFFLINE_AFTER + PROMPT)
 
     @defer.inlineCallbacks
+    def test_restart_while_offline_keeps_it_unavailable(self):
+        """
+        The charger was offline before the restart and is not back: the bus
+        does not go back to its last reported status.
+        """
+        yield self.offline_while_charging()
+        start = self.bus.mark()
+        yield self.restart()
+        yield self.bus.barrier(address("status"))
+        self.assertNotIn(CHARGING, self.sent("status", start))
+        self.assertEqual((yield self.answers(["status", "availability", "online"])),
+                         {"status": UNAVAILABLE, "availability": 0, "online": 0})
+        charger = yield self.status_json("CP1")
+        self.assertEqual(connector_json(charger, 1)["status"], "Unavailable")
+        cp = yield self.connect()
+        yield self.expect("online", 1)
+        yield cp.status(1, "Charging")
+        yield self.expect("status", CHARGING)
+        yield self.expect("availability", 1)
+
+    @defer.inlineCallbacks
     def test_restart_during_offline_after(self):
         cp = yield self.charger()
         yield self.session(cp)
@@ -761,6 +782,20 @@ class ClockJumpTests(ReservationTestCase):
         self.assertEqual(([(e.charger_id, e.connector) for e in changed],
                           self.central.point_status("CP1", 1)),
                          ([("CP1", None)], ("Unavailable", "NoError")))
+
+    def test_still_offline_after_a_restart(self):
+        """
+        Offline when the service stops, offline at once when it starts
+        again; back when it connects.
+        """
+        self.offline()
+        self.controller.shutdown()
+        self.central.shutdown()
+        self.start()
+        self.assertEqual(self.central.point_status("CP1", 1), ("Unavailable", "NoError"))
+        self.connect()
+        self.assertEqual(self.central.point_status("CP1", 1), (None, None))
+        self.assertFalse(self.central.chargers["CP1"].offline)
 
     def test_renewed_once_after_a_jump(self):
         """

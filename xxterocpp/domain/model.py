@@ -294,7 +294,7 @@ class Charger:
         (kept in the state store).
     @ivar offline: whether it has been disconnected for at least C{[knx]
         offline_after} seconds (False while connected): its connectors then
-        count as Unavailable.
+        count as Unavailable (kept in the state store).
     """
 
     id = attr.ib()
