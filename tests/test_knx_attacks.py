@@ -262,6 +262,29 @@ class RestartTests(AttackTestCase):
     """
 
     @defer.inlineCallbacks
+    def test_restart_during_a_session_keeps_the_current(self):
+        """
+        The car goes on charging at 16 A: a restart must not tell the bus
+        it stopped (0 A, 0 W) before the charger reports anything.
+        """
+        cp = yield self.charger()
+        tx = yield self.session(cp)
+        yield cp.meter_values(1, tx, energy_wh=3000, currents=[NORMAL] * 3)
+        yield self.expect("current", float32(NORMAL))
+        start = self.bus.mark()
+        yield self.restart()
+        yield self.bus.barrier(address("status"))
+        self.assertNotIn(float32(0), self.sent("current", start))
+        self.assertNotIn(float32(0), self.sent("power", start))
+        answers = yield self.answers(["current", "power", "charging"])
+        self.assertEqual(answers["charging"], 1)
+        self.assertNotIn(float32(0), (answers["current"], answers["power"]))
+        cp = yield self.connect()
+        yield cp.meter_values(1, tx, energy_wh=3100, currents=[10.0] * 3)
+        yield self.expect("current", float32(10.0))
+        yield self.expect("power", float32(10.0 * 230 * 3))
+
+    @defer.inlineCallbacks
     def test_restart_during_a_reservation(self):
         """
         The KNX reservation still holds: a KNX start is refused without a
