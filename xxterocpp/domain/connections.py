@@ -22,6 +22,10 @@ _WHOLE_CHARGER = frozenset({"Unavailable", "Faulted"})
 #: The setting (scope: the charger id) that remembers a charger connected once.
 SEEN = "seen"
 
+#: The setting (scope: the charger id) that remembers a charger offline: a
+#: restart does not make it count as just disconnected.
+OFFLINE = "offline"
+
 #: Upper-case ASCII letters to lower case, and nothing else.
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -82,6 +86,8 @@ class Connections:
         like one that just disconnected.
         """
         charger.ever_connected = self._settings.get((charger.id, SEEN)) is True
+        charger.offline = (self._settings.get((charger.id, OFFLINE)) is True
+                           and not charger.connected)
         if charger.ever_connected and not charger.connected:
             self._watch(charger)
 
@@ -149,6 +155,7 @@ class Connections:
         self._emit(ChargerConnected(charger_id))
         if charger.offline:
             charger.offline = False
+            stored(self._store.put_setting(charger_id, OFFLINE, False))
             self._emit(StatusChanged(charger_id, None))
 
     def disconnected(self, charger_id, session):
@@ -220,6 +227,7 @@ class Connections:
         if charger is None or charger.connected or charger.offline:
             return
         charger.offline = True
+        stored(self._store.put_setting(charger_id, OFFLINE, True))
         self.log.info("{id}: not back for {seconds} s, its connectors count as Unavailable",
                       id=charger_id, seconds=self._config.knx.offline_after)
         self._emit(StatusChanged(charger_id, None))
