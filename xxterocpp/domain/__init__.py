@@ -8,9 +8,10 @@ the web page observe its events, and the controller sends what it decides
 to the chargers. See C{docs/architecture.md}.
 
   - L{central}: the facade; the chargers configured, the state loaded,
-    limits and reservations in force, the events.
+    the verdict on a tag, the events.
   - L{connections}: connections, offline, what a connector counts as.
-  - L{reports}: boots, statuses, progress and security events.
+  - L{reports}: boots, statuses, progress and security events; the
+    limits in force and the reservations accepted.
   - L{book}: the transaction book.
   - L{tags}: the tag registry and the verdict on an idTag.
   - L{credentials}, L{keys}: the chargers' passwords and AuthorizationKeys.

@@ -2,11 +2,10 @@
 """
 The central system: the facade a protocol adapter calls with plain values
 (the OCPP one: C{ocpp/handlers.py}), and what it keeps itself: the
-chargers configured, the persisted state loaded at start-up, each
-connector's limit and reservation, the verdict on a tag, and the events
-observers see. Its parts do the rest: the connections and what each
-connector counts as (L{connections}), what chargers report of themselves
-(L{reports}), the transaction book (L{book}), the tag registry (L{tags}),
+chargers configured, the persisted state loaded at start-up, the verdict
+on a tag, and the events observers see. Its parts do the rest: the
+connections and what each connector counts as (L{connections}), what
+chargers report and accept (L{reports}), the transaction book (L{book}), the tag registry (L{tags}),
 the chargers' passwords (L{credentials}), their security profiles
 (L{security}) and certificates (L{certificates}), the refused connection
 attempts (L{refusals}), the unknown identities (L{unknown}) and the
@@ -20,7 +19,7 @@ from xxterocpp.domain.book import TransactionBook
 from xxterocpp.domain.certificates import CertificateSigning
 from xxterocpp.domain.connections import Connections
 from xxterocpp.domain.credentials import Credentials
-from xxterocpp.domain.events import ClockStepped, LimitChanged, StateLoaded, TagsChanged
+from xxterocpp.domain.events import ClockStepped, StateLoaded, TagsChanged
 from xxterocpp.domain.model import Charger, casefold, stored, utc_from_seconds
 from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.reports import ChargerReports
@@ -29,9 +28,6 @@ from xxterocpp.domain.tags import Authorization, TagRegistry
 from xxterocpp.domain.trusted import TrustedTime
 from xxterocpp.domain.unknown import UnknownAttempts, UnknownChargers
 from xxterocpp.domain.workarounds import Workarounds
-
-#: The setting prefix (+ connector) of the current limit in force.
-LIMIT_IN_FORCE = "limit_in_force/"
 
 #: The setting (scope "central") of the newest time trusted
 #: (L{TrustedTime}).
@@ -102,8 +98,8 @@ class CentralSystem:
                                          self.lookup)
         self.signing = CertificateSigning(self.security, clock, self.now, self.emit, signer)
         self.workarounds = Workarounds(config)
-        self.reports = ChargerReports(self.chargers, store, clock, self.now, self.emit,
-                                      self.workarounds)
+        self.reports = ChargerReports(self.chargers, self.settings, store, clock, self.now,
+                                      self.emit, self.workarounds)
         self._observers = []
         #: An outside authority on the tags the registry does not accept
         #: (the back office of L{xxterocpp.upstream}), or None:
@@ -128,7 +124,8 @@ class CentralSystem:
         self.book.load()
         self.reports.load()
         self._unknown_attempts.load()
-        # Filled in place: the credentials and the connections share it.
+        # Filled in place: the credentials, the reports and the connections
+        # share it.
         self.settings.clear()
         self.settings.update(self.store.load_settings())
         self.time.restore(self.settings.get(("central", TRUSTED_TIME)))
@@ -142,20 +139,8 @@ class CentralSystem:
         self.emit(StateLoaded())
 
     def _restore(self, charger):
-        """
-        Take over what the settings keep of C{charger} (its connections:
-        L{Connections.restore}).
-        """
-        settings = self.settings
-        boot = settings.get((charger.id, "boot"))
-        if isinstance(boot, dict):
-            charger.boot = boot
-            self.workarounds.choose(charger)
-        for (scope, key), value in settings.items():
-            if scope == charger.id and key.startswith(LIMIT_IN_FORCE):
-                number = int(key[len(LIMIT_IN_FORCE):])
-                if number in charger.connectors:
-                    charger.connectors[number].limit = value
+        # What the settings keep of it.
+        self.reports.restore(charger)
         self.connections.restore(charger)
 
     def shutdown(self):
@@ -198,7 +183,7 @@ class CentralSystem:
                 config.ocpp.interface, config.ocpp.port, config.ocpp.secure):
             self.log.warn("[ocpp] interface/port/secure changed: restart the service to apply")
 
-    # -- events, and what the controller records -----------------------------
+    # -- events --------------------------------------------------------------
 
     def subscribe(self, observer):
         """
@@ -217,26 +202,6 @@ class CentralSystem:
                 observer(event)
             except Exception:
                 self.log.failure("an observer failed on {event}", event=type(event).__name__)
-
-    def limit_in_force(self, charger_id, connector, limit):
-        """
-        Record the current limit a charger accepted for a connector (the
-        control model applied it); L{LimitChanged} when it differs. It is
-        kept in the store: the charger keeps it across a restart of ours.
-        """
-        c = self.chargers[charger_id].connector(connector)
-        if c.limit != limit:
-            c.limit = limit
-            self.log.info("{id}/{connector}: limit {limit} A in force", id=charger_id,
-                          connector=connector, limit=limit)
-            stored(self.store.put_setting(charger_id, f"{LIMIT_IN_FORCE}{connector}", limit))
-            self.emit(LimitChanged(charger_id, connector, limit))
-
-    def reserved(self, charger_id, connector, reservation):
-        """
-        Record a reservation the charger accepted, or None once it is freed.
-        """
-        self.chargers[charger_id].connector(connector).reservation = reservation
 
     def suggest_quirk(self, charger_id, name, behaviour):
         """L{Workarounds.suggest} (once per charger and workaround)."""
@@ -302,7 +267,7 @@ class CentralSystem:
         """L{Credentials.end_key_change}."""
         return self.credentials.end_key_change(charger_id, key, status)
 
-    # -- what chargers report ------------------------------------------------
+    # -- what chargers report and accept -------------------------------------
 
     def booted(self, charger_id, boot):
         """L{ChargerReports.booted}."""
@@ -321,6 +286,14 @@ class CentralSystem:
     def security_event(self, charger_id, timestamp, kind, tech_info=None):
         """L{ChargerReports.security_event}."""
         self.reports.security_event(charger_id, timestamp, kind, tech_info)
+
+    def limit_in_force(self, charger_id, connector, limit):
+        """L{ChargerReports.limit_in_force}."""
+        self.reports.limit_in_force(charger_id, connector, limit)
+
+    def reserved(self, charger_id, connector, reservation):
+        """L{ChargerReports.reserved}."""
+        self.reports.reserved(charger_id, connector, reservation)
 
     def certificate_requested(self, charger_id, csr):
         """L{CertificateSigning.requested}."""

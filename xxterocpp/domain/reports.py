@@ -2,32 +2,37 @@
 """
 What chargers report of themselves: their boot, the status of each
 connector and of the whole charger, the progress of an update or upload,
-and security events; kept on the L{Charger}s, in the store where it must
-outlive a restart, and announced as events.
+and security events; and what they accepted: the current limit in force,
+a reservation. Kept on the L{Charger}s, in the store where it must outlive
+a restart, and announced as events.
 """
 
 from collections import deque
 
 from twisted.logger import Logger
 
-from xxterocpp.domain.events import ChargerBooted, MeterChanged, StatusChanged
+from xxterocpp.domain.events import ChargerBooted, LimitChanged, MeterChanged, StatusChanged
 from xxterocpp.domain.model import stored
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
                            "Unavailable", "Faulted"})
 
+#: The setting prefix (+ connector) of the current limit in force.
+LIMIT_IN_FORCE = "limit_in_force/"
+
 
 class ChargerReports:
     """
-    The chargers' reports of themselves.
+    The chargers' reports of themselves, and what they accepted.
     """
 
     log = Logger()
 
-    def __init__(self, chargers, store, clock, now, emit, workarounds):
+    def __init__(self, chargers, settings, store, clock, now, emit, workarounds):
         """
         @param chargers: the central system's L{Charger}s by identity.
+        @param settings: the central system's persisted settings, shared.
         @param clock: an C{IReactorTime} (events after the answer).
         @param now: zero-argument callable, the time as an aware UTC datetime.
         @param emit: called with each event.
@@ -35,6 +40,7 @@ class ChargerReports:
             chosen again after each boot.
         """
         self._chargers = chargers
+        self._settings = settings
         self._store = store
         self._clock = clock
         self._now = now
@@ -55,6 +61,21 @@ class ChargerReports:
                 c = charger.connector(row.connector)
                 c.status, c.error_code, c.info, c.status_time = (
                     row.status, row.error_code, row.info, row.at)
+
+    def restore(self, charger):
+        """
+        Take over what the settings keep of C{charger}: its boot (and the
+        workarounds chosen from it), the limits in force.
+        """
+        boot = self._settings.get((charger.id, "boot"))
+        if isinstance(boot, dict):
+            charger.boot = boot
+            self._workarounds.choose(charger)
+        for (scope, key), value in self._settings.items():
+            if scope == charger.id and key.startswith(LIMIT_IN_FORCE):
+                number = int(key[len(LIMIT_IN_FORCE):])
+                if number in charger.connectors:
+                    charger.connectors[number].limit = value
 
     def booted(self, charger_id, boot):
         """
@@ -134,3 +155,23 @@ class ChargerReports:
         charger.security_events.append((timestamp, kind, tech_info))
         self.log.warn("{id}: security event {type} {info}", id=charger_id, type=kind,
                       info=tech_info or "")
+
+    def limit_in_force(self, charger_id, connector, limit):
+        """
+        Record the current limit a charger accepted for a connector (the
+        control model applied it); L{LimitChanged} when it differs. It is
+        kept in the store: the charger keeps it across a restart of ours.
+        """
+        c = self._chargers[charger_id].connector(connector)
+        if c.limit != limit:
+            c.limit = limit
+            self.log.info("{id}/{connector}: limit {limit} A in force", id=charger_id,
+                          connector=connector, limit=limit)
+            stored(self._store.put_setting(charger_id, f"{LIMIT_IN_FORCE}{connector}", limit))
+            self._emit(LimitChanged(charger_id, connector, limit))
+
+    def reserved(self, charger_id, connector, reservation):
+        """
+        Record a reservation the charger accepted, or None once it is freed.
+        """
+        self._chargers[charger_id].connector(connector).reservation = reservation
