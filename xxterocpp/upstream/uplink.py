@@ -8,9 +8,12 @@ time with the back office's transactionIds put in, the tags it decides, and
 its CALLs handed to L{xxterocpp.upstream.relay}.
 """
 
+from functools import partial
+
 import attr
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from xxterocpp.control.setup import SAMPLE_INTERVAL
 from xxterocpp.domain.keys import masked_frame
@@ -347,7 +350,7 @@ class Uplink:
                 break
         self._sending = message
         session = self.session
-        session.call(request).addCallbacks(
+        session.call(request, late=partial(self._late, message)).addCallbacks(
             self._delivered, self._not_delivered, (message,), None, (message,))
 
     def _request(self, message):
@@ -374,12 +377,46 @@ class Uplink:
             return None
         return attr.evolve(request, transaction_id=remote)
 
+    def _late(self, message, result):
+        """
+        The back office answered C{message} after the call timeout. Its
+        answer stands while the message is still to be delivered: sending
+        it again would be a second transaction at the back office.
+        """
+        if isinstance(result, Failure):
+            return
+        if message is not self.outbox.head():
+            self._twice(message, result)
+            return
+        self._cancel("retry")
+        self._sending = message
+        self._delivered(result, message)
+
+    def _twice(self, message, response):
+        """
+        An answer to a message sent again, after the answer to another
+        sending of it was taken: for a StartTransaction, a transaction of
+        the back office's own that nothing will stop.
+        """
+        if message.action == "StartTransaction":
+            self.log.warn("{id}: the back office answered StartTransaction {seq} twice;"
+                          " its transaction {remote} is one too many",
+                          id=self.charger_id, seq=message.seq, remote=response.transaction_id)
+
     def _delivered(self, response, message):
+        if message is not self._sending:
+            self._twice(message, response)
+            return
+        if message.action == "StartTransaction" and response.transaction_id is None:
+            self._not_delivered(Failure(CallError(
+                m.FORMATION_VIOLATION, "the answer has no transactionId")), message)
+            return
         self._sending = None
         self._failures = 0
         if message.action == "StartTransaction":
             info = response.id_tag_info
             status = (info.status if info is not None else None) or "Invalid"
+            self._check_reused(message.transaction_id, response.transaction_id)
             mapping = self.outbox.delivered(message, response.transaction_id, status)
             if info is not None:
                 self.remember(self._tag_of(message), info)
@@ -389,8 +426,23 @@ class Uplink:
             self.outbox.delivered(message)
         self._pump()
 
+    def _check_reused(self, transaction_id, remote_id):
+        """
+        Warn when the back office gives one of our transactions the id it
+        gave another that is still running here: both are flagged
+        (L{status}), and its commands with that id concern the newer.
+        """
+        other = self.outbox.local_id(remote_id)
+        tx = None if other is None else self.central.book.get(other)
+        if tx is not None and tx.running:
+            self.log.warn("{id}: the back office gave transaction {tx} its transactionId"
+                          " {remote}, which it gave our running transaction {other} already",
+                          id=self.charger_id, tx=transaction_id, remote=remote_id, other=other)
+
     def _not_delivered(self, failure, message):
         failure.trap(CallError, CallTimeout, NotConnected)
+        if message is not self._sending:
+            return
         self._sending = None
         if failure.check(NotConnected):
             # Sent again once the back office accepts the charger again.
@@ -569,6 +621,9 @@ class Uplink:
         @return: a JSON-able summary for the status page and the API.
         """
         oldest = self.outbox.head()
+        sessions = list(self.outbox.ids.values())[-10:]
+        # A transactionId the back office gave two of ours.
+        remote_ids = [i.remote_id for i in sessions]
         return {
             "url": self.link.url,
             "identity": self.link.identity,
@@ -586,7 +641,8 @@ class Uplink:
             "tags": self.setting("tags", []),
             "sessions": [
                 {"transaction_id": i.transaction_id, "remote_id": i.remote_id,
-                 "status": i.status, "flagged": i.status != "Accepted"}
-                for i in list(self.outbox.ids.values())[-10:]],
+                 "status": i.status,
+                 "flagged": i.status != "Accepted" or remote_ids.count(i.remote_id) > 1}
+                for i in sessions],
         }
 
