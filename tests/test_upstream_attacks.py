@@ -240,3 +240,177 @@ class DroppedConnectionTests(UpstreamTestCase):
         self.turns()
         self.assertEqual(len(self.office.payloads("StartTransaction")), 2)
         self.assertEqual(self.uplink.outbox.remote_id(tx), 900001)
+
+
+class KeyTests(RelayTestCase):
+    """
+    The AuthorizationKeys: the charger's at the controller, ours at the
+    back office.
+    """
+
+    def change(self, key, value):
+        return self.ask(m.ChangeConfigurationRequest(key=key, value=value)).status
+
+    def test_any_spelling_of_the_key_is_ours(self):
+        """
+        ChangeConfiguration of the AuthorizationKey in other letters is
+        intercepted too: it never rotates the charger's key at the
+        controller (the back office would know it) nor reaches the charger.
+        """
+        key = "0123456789ABCDEF0123456789ABCDEF01234567"
+        for spelling in ("authorizationkey", "AUTHORIZATIONKEY", "authorizationKey"):
+            self.assertEqual(self.change(spelling, key), "Accepted")
+        self.assertEqual(self.relayed("ChangeConfiguration"), [])
+        self.assertEqual(self.uplink.password(), key)
+        self.assertNotIn(("CP1", "authorization_key_pending"), self.store.settings)
+
+    def test_bad_key_rejected(self):
+        """
+        A key that is no white-paper AuthorizationKey (empty, too short,
+        too long, with a colon) is Rejected: the one in force stays, so the
+        next connection still gets in.
+        """
+        good = "0123456789ABCDEF0123456789ABCDEF01234567"
+        self.assertEqual(self.change("AuthorizationKey", good), "Accepted")
+        for bad in ("", "short", "x" * 500, "user:password12345"):
+            self.assertEqual((bad, self.change("AuthorizationKey", bad)), (bad, "Rejected"))
+        self.assertEqual(self.uplink.password(), good)
+
+    def test_virtual_keys_in_other_letters(self):
+        """
+        The intervals kept for the back office are kept in any spelling;
+        the charger keeps the controller's.
+        """
+        self.assertEqual(self.change("heartbeatinterval", "60"), "Accepted")
+        self.assertEqual(self.relayed("ChangeConfiguration"), [])
+        self.assertEqual(self.uplink.virtual("HeartbeatInterval", None), "60")
+
+    def test_get_configuration_never_shows_a_key(self):
+        """
+        GetConfiguration, of every key or of the AuthorizationKey in any
+        spelling, shows neither the charger's AuthorizationKey (however the
+        charger spells it) nor ours at the back office.
+        """
+        ours = "0123456789ABCDEF0123456789ABCDEF01234567"
+        self.assertEqual(self.change("AuthorizationKey", ours), "Accepted")
+        self.charger.configuration["authorizationKey"] = "CHARGERS-OWN-SECRET"
+        answers = [self.ask(m.GetConfigurationRequest()),
+                   self.ask(m.GetConfigurationRequest(key=("AUTHORIZATIONKEY",))),
+                   self.ask(m.GetConfigurationRequest(key=("authorizationkey",
+                                                           "HeartbeatInterval")))]
+        text = repr(answers)
+        self.assertNotIn("CHARGERS-OWN-SECRET", text)
+        self.assertNotIn(ours, text)
+        self.assertEqual([kv.key for kv in answers[2].configuration_key], ["HeartbeatInterval"])
+
+
+class FloodTests(RelayTestCase):
+    """
+    A back office that sends CALLs without waiting for the answers.
+    """
+
+    def test_calls_in_flight_bounded(self):
+        """
+        Only a few of its CALLs wait for the charger at a time; the others
+        are answered with a CALLERROR at once, so the controller's own
+        commands (the building's limits) do not wait behind a flood.
+        """
+        ours = self.link._ours
+        self.charger.answers["GetConfiguration"] = None
+        sent = []
+        ours._send = lambda text: sent.append(json.loads(text))
+        for i in range(200):
+            ours.text_received(json.dumps([2, f"f{i}", "GetConfiguration", {}]))
+        self.turns()
+        refused = [f for f in sent if f[0] == 4]
+        self.assertEqual(len(refused), 200 - uplink.MAX_CALLS)
+        self.assertEqual(len(self.charger.calls), 1)
+        self.assertEqual(len(self.central.chargers["CP1"].session._queue),
+                         uplink.MAX_CALLS - 1)
+        self.clock.advance(self.central.config.ocpp.call_timeout * uplink.MAX_CALLS)
+        self.turns()
+        ours.text_received(json.dumps([2, "after", "GetLocalListVersion", {}]))
+        ours.text_received(json.dumps([2, "again", "GetConfiguration", {}]))
+        self.turns()
+        self.assertEqual([f[0] for f in sent if f[1] in ("after", "again")], [3])
+
+
+class ProfileAttackTests(RelayTestCase):
+    """
+    Charging profiles that try to get past the building's limit.
+    """
+
+    def set(self, p, connector=1):
+        return self.ask(m.SetChargingProfileRequest(connector_id=connector,
+                                                    cs_charging_profiles=p)).status
+
+    def sent_limits(self):
+        return [[period["limit"] for period in
+                 p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]]
+                for p in self.relayed("SetChargingProfile")]
+
+    def test_watts_for_more_phases_than_the_point_has(self):
+        """
+        A schedule in W that claims three phases for a single-phase point is
+        capped to the power of the point's one phase: else the point would
+        draw three times the limit on it.
+        """
+        config = self.config()
+        config = attr.evolve(config, chargers=(attr.evolve(config.chargers[0], phases=1),)
+                             + config.chargers[1:])
+        self.central.reconfigure(config)
+        self.upstream.reconfigure(config)
+        self.central.limit_in_force("CP1", 1, 10.0)
+        self.assertEqual(self.set(profile(limits=(22000.0,), unit="W", phases=3)), "Accepted")
+        self.assertEqual(self.sent_limits(), [[2300.0]])
+
+    def test_negative_limit_never_reaches_the_charger(self):
+        """
+        A negative limit is a CALLERROR to the back office.
+        """
+        ours = self.link._ours
+        sent = []
+        ours._send = lambda text: sent.append(json.loads(text))
+        payload = m.encode(m.SetChargingProfileRequest(connector_id=1,
+                                                       cs_charging_profiles=profile()))
+        payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+            "limit"] = -5
+        ours.text_received(json.dumps([2, "neg", "SetChargingProfile", payload]))
+        self.turns()
+        self.assertEqual([f[:3] for f in sent], [[4, "neg", "PropertyConstraintViolation"]])
+        self.assertEqual(self.sent_limits(), [])
+
+    def test_huge_schedule_capped_everywhere(self):
+        """
+        A schedule of a thousand periods far above the limit is capped in
+        every period.
+        """
+        self.central.limit_in_force("CP1", 1, 10.0)
+        self.assertEqual(self.set(profile(limits=(80.0,) * 1000)), "Accepted")
+        self.assertEqual(self.sent_limits(), [[10.0] * 1000])
+
+    def test_clear_without_criteria_spares_the_controllers(self):
+        """
+        ClearChargingProfile without criteria, or naming the controller's
+        profile ids, purposes and stack levels, clears nothing of the
+        controller's: none of them reaches the charger.
+        """
+        for request in (m.ClearChargingProfileRequest(),
+                        m.ClearChargingProfileRequest(id=201),
+                        m.ClearChargingProfileRequest(connector_id=1,
+                                                      charging_profile_purpose="TxDefaultProfile",
+                                                      stack_level=8)):
+            self.assertEqual(self.ask(request).status, "Unknown")
+        self.assertEqual(self.relayed("ClearChargingProfile"), [])
+
+    def test_remote_stop_of_ids_it_never_had(self):
+        """
+        RemoteStopTransaction of an id the back office never gave, of ours,
+        or of a session that ended: Rejected, nothing reaches the charger.
+        """
+        tx = self.start()
+        self.answer("StopTransaction", stop_payload(tx))
+        for transaction_id in (424242, tx, 900001, -1):
+            self.assertEqual(self.ask(m.RemoteStopTransactionRequest(
+                transaction_id=transaction_id)).status, "Rejected")
+        self.assertEqual(self.relayed("RemoteStopTransaction"), [])

@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.control.sender import SILENT
+from xxterocpp.domain.keys import KEY_RULE, valid_authorization_key
 from xxterocpp.domain.model import casefold, stored
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError
@@ -34,6 +35,14 @@ _PROTECTED_KEY = re.compile(r"securityprofile|url|uri|host|endpoint|identity", r
 #: Configuration keys kept for the back office alone: it reads back what it
 #: set, the charger keeps the controller's.
 VIRTUAL_KEYS = ("HeartbeatInterval", "MeterValueSampleInterval")
+
+#: The keys above by their folded names: chargers read configuration keys
+#: without regard to case, so a back office may spell them as it likes.
+_VIRTUAL_NAMES = {key.casefold(): key for key in VIRTUAL_KEYS}
+
+#: The AuthorizationKey, folded: the charger's is never shown (OCPP-J 1.6
+#: §6.2.2) nor set by the back office; the back office's is ours there.
+_KEY = "authorizationkey"
 
 #: How many reservation ids of the back office are remembered.
 RESERVATIONS_KEPT = 50
@@ -217,13 +226,16 @@ def get_configuration(uplink, req):
     GetConfiguration, with the values kept for the back office in place of
     the charger's.
     """
-    wanted = req.key or ()
+    # The AuthorizationKey is never shown, however asked for: not even
+    # asked of the charger.
+    wanted = [_VIRTUAL_NAMES.get(k.casefold(), k) for k in req.key or ()
+              if k.casefold() != _KEY]
     virtual = {k: uplink.virtual(k, None) for k in VIRTUAL_KEYS}
     virtual["HeartbeatInterval"] = virtual["HeartbeatInterval"] or str(
         uplink.heartbeat_interval)
     virtual["MeterValueSampleInterval"] = str(uplink.sample_interval)
     asked = [k for k in wanted if k not in virtual]
-    if wanted and not asked:
+    if req.key and not asked:
         return m.GetConfigurationResponse(configuration_key=tuple(
             m.KeyValue(key=k, readonly=False, value=virtual[k]) for k in wanted))
     d = _controller(uplink).call(uplink.charger_id, m.GetConfigurationRequest(
@@ -232,7 +244,7 @@ def get_configuration(uplink, req):
     def merge(result):
         response = _response(result)
         keys = [kv for kv in response.configuration_key or ()
-                if kv.key not in virtual and kv.key != "AuthorizationKey"]
+                if kv.key.casefold() not in _VIRTUAL_NAMES and kv.key.casefold() != _KEY]
         keys += [m.KeyValue(key=k, readonly=False, value=v) for k, v in virtual.items()
                  if not wanted or k in wanted]
         return m.GetConfigurationResponse(configuration_key=tuple(keys),
@@ -248,11 +260,18 @@ def change_configuration(uplink, req):
     keys that would move the charger away are refused; the rest is relayed.
     """
     key = req.key
-    if key == "AuthorizationKey":
+    if key.casefold() == _KEY:
+        if not valid_authorization_key(req.value):
+            # The key in force stays (white paper A01.FR.04): with one that
+            # is no key the next connection might never get in again.
+            log.warn("{id}: the back office's new AuthorizationKey refused: not {rule}",
+                     id=uplink.charger_id, rule=KEY_RULE)
+            return m.ChangeConfigurationResponse(status="Rejected")
         uplink.save("authorization_key", req.value)
         log.info("{id}: the back office set a new AuthorizationKey for this controller,"
                  " used from the next connection on", id=uplink.charger_id)
         return m.ChangeConfigurationResponse(status="Accepted")
+    key = _VIRTUAL_NAMES.get(key.casefold(), key)
     if key in VIRTUAL_KEYS:
         if not req.value.strip().isdigit():
             return m.ChangeConfigurationResponse(status="Rejected")

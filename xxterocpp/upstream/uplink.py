@@ -44,6 +44,12 @@ VERDICT_LIFETIME = 24 * 3600
 #: office did not take (a CALLERROR, no answer) is sent again.
 RETRY = (2.0, 300.0)
 
+#: The back office's CALLs handled at a time (most wait for the charger).
+#: OCPP-J 1.6 §4.1.1 gives it one outstanding; a few are tolerated, more
+#: are refused at once, so the controller's own commands (the building's
+#: limits) never queue behind a flood of them.
+MAX_CALLS = 3
+
 #: The domain's Boot fields as BootNotification fields.
 _BOOT_FIELDS = (
     ("vendor", "chargePointVendor"), ("model", "chargePointModel"),
@@ -100,6 +106,8 @@ class Uplink:
         self._sending = None
         self._failures = 0
         self._timers = {}
+        # The back office's CALLs not answered yet (L{dispatch}).
+        self._handling = 0
         self.link = upstream.link_factory(upstream.clock, charger_id, config, self,
                                           self.central.config.ocpp.call_timeout,
                                           password=self.password, frame_observer=self._frame)
@@ -614,7 +622,18 @@ class Uplink:
         handler = relay.RELAYS.get(action)
         if handler is None:
             raise CallError(m.NOT_SUPPORTED, f"{action} is not supported by this charger")
-        return handler(self, request)
+        if self._handling >= MAX_CALLS:
+            raise CallError(m.GENERIC_ERROR, f"{MAX_CALLS} calls are being handled already;"
+                                             " one at a time, please")
+        result = handler(self, request)
+        if isinstance(result, defer.Deferred):
+            self._handling += 1
+            result.addBoth(self._handled)
+        return result
+
+    def _handled(self, result):
+        self._handling -= 1
+        return result
 
     def status(self):
         """
