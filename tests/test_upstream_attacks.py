@@ -414,3 +414,69 @@ class ProfileAttackTests(RelayTestCase):
             self.assertEqual(self.ask(m.RemoteStopTransactionRequest(
                 transaction_id=transaction_id)).status, "Rejected")
         self.assertEqual(self.relayed("RemoteStopTransaction"), [])
+
+
+class LowerLimitTests(RelayTestCase):
+    """
+    The building's limit falls (load shedding) after the back office set a
+    profile capped to the limit of then.
+    """
+
+    def in_force(self):
+        """
+        @return: what the charger was last told for CP1/1 by each profile
+            id: its first period's limit.
+        """
+        sent = {}
+        for p in self.relayed("SetChargingProfile"):
+            profile_ = p["csChargingProfiles"]
+            sent[profile_["chargingProfileId"]] = (
+                profile_["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
+        for p in self.relayed("ClearChargingProfile"):
+            sent.pop(p.get("id"), None)
+        return sent
+
+    def lower(self, amps):
+        d = self.controller.set_limit("CP1", 1, amps)
+        for _ in range(5):
+            self.clock.advance(1)
+            self.turns()
+        self.successResultOf(d)
+
+    def test_back_office_profile_follows_the_limit(self):
+        """
+        A TxProfile of the back office (it wins over the controller's
+        TxDefaultProfile by purpose) capped at 16 A is capped anew when the
+        building allows only 6 A, and back up to its own 10 A when 12 A
+        are allowed again.
+        """
+        self.lower(16)
+        self.start()
+        self.assertEqual(self.ask(m.SetChargingProfileRequest(
+            connector_id=1, cs_charging_profiles=profile(
+                purpose="TxProfile", level=2, transaction_id=900001,
+                limits=(32.0, 10.0)))).status, "Accepted")
+        self.assertEqual(self.in_force()[7], 16.0)
+        self.lower(6)
+        self.assertEqual(self.central.chargers["CP1"].connector(1).limit, 6.0)
+        self.assertEqual(self.in_force()[7], 6.0)
+        self.lower(12)
+        self.assertEqual(self.in_force()[7], 12.0)
+        (last,) = [p for p in self.relayed("SetChargingProfile")
+                   if p["csChargingProfiles"]["chargingProfileId"] == 7][-1:]
+        self.assertEqual(limits(m.decode(m.ChargingProfile, last["csChargingProfiles"])[0]),
+                         [12.0, 10.0])
+
+    def test_refused_again_then_cleared(self):
+        """
+        A charger that does not take the profile capped anew has it cleared:
+        the back office's old cap never outlives the building's limit.
+        """
+        self.lower(16)
+        self.ask(m.SetChargingProfileRequest(connector_id=1, cs_charging_profiles=profile(
+            level=3, limits=(32.0,))))
+        self.charger.answers["SetChargingProfile"] = lambda p: {"status": (
+            "Rejected" if p["csChargingProfiles"]["chargingProfileId"] == 7 else "Accepted")}
+        self.lower(6)
+        self.assertNotIn(7, self.in_force())
+        self.assertEqual(self.uplink.setting("profiles"), {})

@@ -13,7 +13,7 @@ import attr
 from twisted.application import service
 from twisted.logger import Logger
 
-from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected
+from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected, LimitChanged
 from xxterocpp.domain.model import stored
 from xxterocpp.store.upstream import UpstreamStore
 from xxterocpp.upstream.link import Link
@@ -231,7 +231,8 @@ class Upstream(service.Service):
     def observe(self, event):
         """
         A domain event: a charger's uplink opens when it connects and
-        closes when it goes (subscribed by the composition root).
+        closes when it goes, the back office's profiles follow the limits
+        in force (subscribed by the composition root).
         """
         uplink = self.uplinks.get(event.charger_id)
         if uplink is None or not self.running:
@@ -240,6 +241,8 @@ class Upstream(service.Service):
             uplink.start()
         elif type(event) is ChargerDisconnected:
             uplink.stop()
+        elif type(event) is LimitChanged:
+            uplink.limit_changed(event.connector)
 
     # -- between the charger and the domain ----------------------------------------
 

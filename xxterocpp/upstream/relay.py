@@ -401,22 +401,74 @@ def set_charging_profile(uplink, req):
             return m.SetChargingProfileResponse(status="Rejected")
         profile = attr.evolve(profile, transaction_id=local)
     try:
-        profile = cap(uplink.central, uplink.charger_id, req.connector_id, profile)
+        capped_profile = cap(uplink.central, uplink.charger_id, req.connector_id, profile)
     except Collision as e:
         log.info("{id}: the back office's SetChargingProfile refused: {e}",
                  id=uplink.charger_id, e=str(e))
         return m.SetChargingProfileResponse(status="Rejected")
     d = _controller(uplink).call(uplink.charger_id, m.SetChargingProfileRequest(
-        connector_id=req.connector_id, cs_charging_profiles=profile))
+        connector_id=req.connector_id, cs_charging_profiles=capped_profile))
 
     def set_(result):
         response = _response(result)
         if result.accepted:
-            uplink.profile_set(profile.charging_profile_id, req.connector_id,
-                               profile.charging_profile_purpose, profile.stack_level)
+            uplink.profile_set(req.connector_id, wanted, capped)
         return response
 
+    wanted, capped = profile, capped_profile
     return d.addCallback(set_)
+
+
+def recap(uplink, connector):
+    """
+    The limit in force at C{connector} changed: each profile the back
+    office set there (or at connector 0) is capped anew from what it asked
+    for, and sent again when that changes it; one the charger does not take
+    any more, or of a transaction that ended, is cleared. So its cap never
+    outlives the building's limit (nor stays below it once that rises).
+    """
+    for pid, entry in uplink.setting("profiles", {}).items():
+        if len(entry) < 5 or entry[0] not in (0, connector):
+            continue
+        wanted, _ = m.decode(m.ChargingProfile, entry[3], lenient=True)
+        if wanted.transaction_id is not None:
+            tx = uplink.central.book.get(wanted.transaction_id)
+            if tx is None or not tx.running:
+                # A TxProfile ends with its transaction (OCPP 1.6 §3.13.2).
+                uplink.profile_cleared(int(pid))
+                continue
+        try:
+            capped = cap(uplink.central, uplink.charger_id, entry[0], wanted)
+        except Collision as e:
+            log.info("{id}: the back office's profile {pid} is cleared: {e}",
+                     id=uplink.charger_id, pid=pid, e=str(e))
+            _clear(uplink, int(pid))
+            continue
+        if m.encode(capped) == entry[4]:
+            continue
+        d = _controller(uplink).call(uplink.charger_id, m.SetChargingProfileRequest(
+            connector_id=entry[0], cs_charging_profiles=capped))
+        d.addCallback(_recapped, uplink, entry[0], wanted, capped)
+
+
+def _recapped(result, uplink, connector, wanted, capped):
+    pid = capped.charging_profile_id
+    if result.accepted:
+        uplink.profile_set(connector, wanted, capped)
+    elif result.status not in SILENT:
+        # Its old cap must not stay in force.
+        log.warn("{id}: the charger did not take the back office's profile {pid} capped"
+                 " anew ({status}): it is cleared", id=uplink.charger_id, pid=pid,
+                 status=result.status)
+        _clear(uplink, pid)
+
+
+def _clear(uplink, pid):
+    """
+    Clear a profile the back office set, at the charger and in our books.
+    """
+    uplink.profile_cleared(pid)
+    stored(_controller(uplink).call(uplink.charger_id, m.ClearChargingProfileRequest(id=pid)))
 
 
 def clear_charging_profile(uplink, req):
@@ -424,7 +476,7 @@ def clear_charging_profile(uplink, req):
     ClearChargingProfile of the back office's own profiles only, one by id.
     """
     matching = [
-        int(pid) for pid, (connector, purpose, level) in uplink.setting("profiles", {}).items()
+        int(pid) for pid, (connector, purpose, level, *_) in uplink.setting("profiles", {}).items()
         if (req.id is None or int(pid) == req.id)
         and (req.connector_id is None or connector == req.connector_id)
         and (req.charging_profile_purpose is None or purpose == req.charging_profile_purpose)

@@ -595,13 +595,24 @@ class Uplink:
                 return int(local)
         return None
 
-    def profile_set(self, profile_id, connector, purpose, stack_level):
+    def profile_set(self, connector, wanted, capped):
         """
-        Remember a charging profile the back office set at the charger.
+        Remember a charging profile the back office set at the charger: as
+        it asked for it (C{wanted}, with our transactionId) and as the
+        charger got it (C{capped}).
         """
         profiles = dict(self.setting("profiles", {}))
-        profiles[str(profile_id)] = [connector, purpose, stack_level]
+        profiles[str(wanted.charging_profile_id)] = [
+            connector, wanted.charging_profile_purpose, wanted.stack_level,
+            m.encode(wanted), m.encode(capped)]
         self.save("profiles", profiles)
+
+    def limit_changed(self, connector):
+        """
+        The limit in force at a connector changed: the back office's
+        profiles follow it (L{relay.recap}).
+        """
+        relay.recap(self, connector)
 
     def profile_cleared(self, profile_id):
         """
