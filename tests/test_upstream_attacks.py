@@ -12,16 +12,21 @@ and in a real SQLite file; both stacks.
 import json
 
 import attr
-from twisted.internet import defer
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet import defer, reactor
 from twisted.logger import LogLevel, capturedLogs, formatEvent
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.test_rpc import SessionHarness
+from tests.test_upstream_link import Owner, eventually, sleep
 from tests.test_upstream_relay import RelayTestCase, limits, profile
 from tests.upstream_memory import UpstreamTestCase
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout
+from xxterocpp.config import UpstreamConfig
+from xxterocpp.upstream import link as link_module
 from xxterocpp.upstream import outbox, uplink
+from xxterocpp.upstream.link import Link
 
 
 def stop_payload(tx, meter=2000, at="2030-06-01T12:02:00Z"):
@@ -480,3 +485,93 @@ class LowerLimitTests(RelayTestCase):
         self.lower(6)
         self.assertNotIn(7, self.in_force())
         self.assertEqual(self.uplink.setting("profiles"), {})
+
+
+class _SlowToCloseProtocol(WebSocketServerProtocol):
+    """
+    A back office that never answers a close handshake: the client has to
+    drop the connection after its close timeout.
+    """
+
+    was_open = False
+
+    def onConnect(self, request):
+        return "ocpp1.6"
+
+    def onOpen(self):
+        self.was_open = True
+        self.factory.opened += 1
+
+    def onCloseFrame(self, code, reasonRaw):
+        return None
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        if self.was_open:
+            self.factory.closed += 1
+
+
+class SlowToCloseBackOffice(WebSocketServerFactory):
+    """
+    L{_SlowToCloseProtocol}s, counted: C{opened} WebSockets, C{closed} of
+    them gone.
+    """
+
+    protocol = _SlowToCloseProtocol
+
+    def __init__(self):
+        super().__init__()
+        self.opened = self.closed = 0
+
+    @property
+    def open(self):
+        return self.opened - self.closed
+
+
+class ComingAndGoingTests(TestCase):
+    """
+    A charger that disconnects and connects again at once, many times: its
+    uplink's connections to the back office, on loopback.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.office = SlowToCloseBackOffice()
+        self.port = reactor.listenTCP(0, self.office, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.patch(link_module, "CLOSE_TIMEOUT", 0.3)
+        self.owner = Owner()
+        self.link = Link(reactor, "CP1", UpstreamConfig(
+            url=f"ws://127.0.0.1:{self.port.getHost().port}/ocpp"), self.owner, 5)
+        self.link.backoff = (0.05, 0.1)
+        self.addCleanup(self.stopped)
+        self.link.start()
+        yield eventually(lambda: len(self.owner.sessions) == 1)
+
+    @defer.inlineCallbacks
+    def stopped(self):
+        self.link.stop()
+        yield eventually(lambda: self.office.open == 0)
+
+    @defer.inlineCallbacks
+    def test_the_old_connection_going_late_closes_nothing_new(self):
+        """
+        The charger goes and comes back before the back office let the old
+        connection go: the new one opens, the old one's end closes nothing
+        of it and opens no third; each stop and start leaves one connection
+        open in the end, none after the last stop.
+        """
+        for _ in range(10):
+            self.link.stop()
+            self.link.start()
+            yield sleep(0.01)
+        yield eventually(lambda: self.office.opened >= 2 and self.office.open == 1)
+        yield sleep(0.5)
+        self.assertEqual((self.link.state, self.office.open), ("open", 1))
+        self.assertEqual([s.open for s in self.owner.sessions][-1:], [True])
+        self.assertEqual(sum(s.open for s in self.owner.sessions), 1)
+        self.link.stop()
+        yield eventually(lambda: self.office.open == 0)
+        self.assertFalse(any(s.open for s in self.owner.sessions))
