@@ -575,3 +575,43 @@ class ComingAndGoingTests(TestCase):
         self.link.stop()
         yield eventually(lambda: self.office.open == 0)
         self.assertFalse(any(s.open for s in self.owner.sessions))
+
+
+class PendingForeverTests(UpstreamTestCase):
+    """
+    A back office that never accepts the charger.
+    """
+
+    def test_nothing_but_boots(self):
+        """
+        Pending for hours: the boot is sent again at its interval, nothing
+        else goes; the queue stays (meter values thinned) and its calls are
+        answered meanwhile.
+        """
+        self.office.boot_answers = [("Pending", 600)] * 1000
+        self.connect()
+        tx = self.start()
+        for minute in range(1, 181):
+            self.answer("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
+                {"timestamp": f"2030-06-01T{12 + minute // 60:02d}:{minute % 60:02d}:00Z",
+                 "sampledValue": [{"value": str(minute)}]}]})
+            self.clock.advance(60)
+            self.turns()
+        self.assertEqual(set(self.office.actions()), {"BootNotification"})
+        self.assertEqual(len(self.office.payloads("BootNotification")), 1 + 180 * 60 // 600)
+        self.assertEqual(self.uplink.outbox.depth, 1 + 180)
+        self.assertEqual(self.uplink.registration, "Pending")
+        answer = self.office.call(m.GetLocalListVersionRequest())
+        self.turns()
+        self.assertEqual(self.successResultOf(answer).list_version, 0)
+
+    def test_unanswered_boot_drops_the_link(self):
+        """
+        A BootNotification without an answer (a half-open connection) drops
+        the link, which connects again, as an unanswered Heartbeat does.
+        """
+        self.office.silent.add("BootNotification")
+        self.connect()
+        self.clock.advance(self.central.config.ocpp.call_timeout)
+        self.assertEqual(self.link.state, "waiting")
+        self.assertEqual(self.link.last_error, "no answer to the BootNotification")

@@ -271,7 +271,11 @@ class Uplink:
 
     def _boot_failed(self, failure, session):
         failure.trap(CallError, CallTimeout, NotConnected)
-        if session is self.session:
+        if session is self.session and failure.check(CallTimeout):
+            # A half-open connection, which no Heartbeat tests before the
+            # boot is accepted: start again.
+            self.link.drop("no answer to the BootNotification")
+        elif session is self.session:
             self.log.info("{id}: BootNotification to the back office: {why}",
                           id=self.charger_id, why=failure.getErrorMessage())
             self._later("boot", BOOT_RETRY, self._boot)
