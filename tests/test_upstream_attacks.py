@@ -10,6 +10,7 @@ and in a real SQLite file; both stacks.
 """
 
 import json
+from functools import partial
 
 import attr
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -20,12 +21,14 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.test_rpc import SessionHarness
 from tests.test_upstream_link import Owner, eventually, sleep
 from tests.test_upstream_relay import RelayTestCase, limits, profile
-from tests.upstream_memory import UpstreamTestCase
+from tests.upstream_memory import MemoryLink, UpstreamTestCase
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout
 from xxterocpp.config import UpstreamConfig
+from xxterocpp.control import Controller
+from xxterocpp.domain.central import CentralSystem
 from xxterocpp.upstream import link as link_module
-from xxterocpp.upstream import outbox, uplink
+from xxterocpp.upstream import Upstream, outbox, uplink
 from xxterocpp.upstream.link import Link
 
 
@@ -615,3 +618,66 @@ class PendingForeverTests(UpstreamTestCase):
         self.clock.advance(self.central.config.ocpp.call_timeout)
         self.assertEqual(self.link.state, "waiting")
         self.assertEqual(self.link.last_error, "no answer to the BootNotification")
+
+
+class RemovedChargerTests(UpstreamTestCase):
+    """
+    A charger taken out of the configuration (or its [charger.upstream])
+    while messages for its back office wait.
+    """
+
+    def queue_two(self):
+        self.link.up = False
+        self.connect()
+        tx = self.start()
+        self.answer("StopTransaction", stop_payload(tx))
+        return tx
+
+    def without(self, charger=True):
+        config = self.config()
+        if charger:
+            chargers = tuple(c for c in config.chargers if c.id != "CP1")
+        else:
+            chargers = tuple(attr.evolve(c, upstream=attr.evolve(c.upstream, url=""))
+                             if c.id == "CP1" else c for c in config.chargers)
+        return attr.evolve(config, chargers=chargers)
+
+    def restart(self, config):
+        """
+        Make the service anew with C{config}, from what the stores keep.
+        """
+        self.shutdown()
+        self.central = CentralSystem(config, self.store, self.clock)
+        self.central.load()
+        self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
+        self.upstream = Upstream(self.central, self.controller, self.store, self.clock,
+                                 tables=self.tables)
+        self.central.subscribe(self.upstream.observe)
+        self.upstream.link_factory = partial(MemoryLink, self.office)
+        self.upstream.startService()
+
+    def test_kept_and_shown(self):
+        """
+        The messages stay in the tables and are shown (with no link), also
+        after a restart, which logs them; given its back office again, the
+        charger's messages go there in order.
+        """
+        tx = self.queue_two()
+        for charger in (False, True):
+            self.upstream.reconfigure(self.without(charger))
+            status = self.upstream.status()["CP1"]
+            self.assertEqual((status["link"], status["queue_depth"]), ("unconfigured", 2))
+            self.assertEqual(len(self.tables.queue), 2)
+        with capturedLogs() as events:
+            self.restart(self.without(charger=True))
+        self.assertEqual(self.upstream.status()["CP1"]["queue_depth"], 2)
+        self.assertTrue(warned(events, "2 messages"))
+        config = self.config()
+        self.central.reconfigure(config)
+        self.upstream.reconfigure(config)
+        self.connect(boot=False)
+        self.assertEqual(self.office.actions(), ["BootNotification", "StartTransaction",
+                                                 "StopTransaction"])
+        self.assertEqual(self.upstream.status()["CP1"]["queue_depth"], 0)
+        self.assertEqual(self.upstream.uplinks["CP1"].outbox.remote_id(tx), 900001)

@@ -18,7 +18,7 @@ from xxterocpp.domain.model import stored
 from xxterocpp.store.upstream import UpstreamStore
 from xxterocpp.upstream.link import Link
 from xxterocpp.upstream.outbox import Outbox
-from xxterocpp.upstream.uplink import Uplink
+from xxterocpp.upstream.uplink import Uplink, queue_status
 
 
 def _after(answer, write):
@@ -185,6 +185,13 @@ class Upstream(service.Service):
         self._last_seq = state.last_seq
         self._restored = state
         self.reconfigure(self.central.config)
+        kept = {r.charger_id for r in state.queue} | set(state.dead_letter_counts)
+        for charger_id in sorted(kept - set(self.uplinks)):
+            # Kept, and shown, for when it has a back office again.
+            outbox = self._outbox(charger_id)
+            if outbox.depth:
+                self.log.warn("{id}: {n} messages for its back office are kept, but it has no"
+                              " [charger.upstream] any more", id=charger_id, n=outbox.depth)
 
     def stopService(self):
         super().stopService()
@@ -297,7 +304,15 @@ class Upstream(service.Service):
     def status(self):
         """
         @return: per charger with a back office, a JSON-able summary
-            (L{Uplink.status}) for the status page and C{/api/status}.
+            (L{Uplink.status}) for the status page and C{/api/status}; and
+            per charger without one any more whose messages for it are kept,
+            the same with C{link} C{"unconfigured"}.
         """
-        return {charger_id: uplink.status() for charger_id, uplink in self.uplinks.items()}
+        summary = {charger_id: uplink.status() for charger_id, uplink in self.uplinks.items()}
+        for charger_id, outbox in self._outboxes.items():
+            if charger_id not in summary and (outbox.depth or outbox.dead_letter_count):
+                summary[charger_id] = dict(
+                    queue_status(outbox), url=None, identity=None, link="unconfigured",
+                    since=None, last_error=None, registration=None, tags=[])
+        return summary
 
