@@ -10,6 +10,7 @@ and in a real SQLite file; both stacks.
 """
 
 import json
+import sqlite3
 from functools import partial
 
 import attr
@@ -21,13 +22,17 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.test_rpc import SessionHarness
 from tests.test_upstream_link import Owner, eventually, sleep
 from tests.test_upstream_relay import RelayTestCase, limits, profile
-from tests.upstream_memory import MemoryLink, UpstreamTestCase
+from tests.test_control import ScriptedCharger
+from tests.upstream_memory import T0, MemoryBackOffice, MemoryLink, UpstreamTestCase
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import CallError, CallTimeout
 from xxterocpp.config import UpstreamConfig
 from xxterocpp.control import Controller
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.upstream import link as link_module
+from xxterocpp.store import Store
+from xxterocpp.store.upstream import QueuedRecord, UpstreamStore
 from xxterocpp.upstream import Upstream, outbox, uplink
 from xxterocpp.upstream.link import Link
 
@@ -681,3 +686,165 @@ class RemovedChargerTests(UpstreamTestCase):
                                                  "StopTransaction"])
         self.assertEqual(self.upstream.status()["CP1"]["queue_depth"], 0)
         self.assertEqual(self.upstream.uplinks["CP1"].outbox.remote_id(tx), 900001)
+
+
+class RealStoreTestCase(TestCase):
+    """
+    CP1 forwarded to a L{MemoryBackOffice}, on a real state database and
+    the global reactor.
+    """
+
+    timeout = 120
+
+    def setUp(self):
+        self.path = self.mktemp()
+        self.office = MemoryBackOffice(reactor)
+        self.office.tags = {"GOOD": "Accepted"}
+
+    def open(self):
+        store = Store(self.path, reactor)
+        store.open()
+        self.addCleanup(store.close)
+        return store
+
+    def build(self, store):
+        """
+        The service's domain, controller and back office adapter on
+        C{store}; stopped at cleanup (before the store closes).
+        """
+        central = CentralSystem(UpstreamTestCase.config(), store, reactor)
+        central.load()
+        controller = Controller(central, reactor)
+        central.subscribe(controller.observe)
+        controller.boot_wait = 1e9
+        upstream = Upstream(central, controller, store, reactor)
+        central.subscribe(upstream.observe)
+        upstream.link_factory = partial(MemoryLink, self.office)
+        upstream.startService()
+
+        def stop():
+            if upstream.running:
+                upstream.stopService()
+            controller.shutdown()
+
+        self.addCleanup(stop)
+        self.central, self.upstream = central, upstream
+        return upstream.uplinks["CP1"]
+
+    def send(self, action, payload):
+        """
+        @return: the Deferred of the controller's answer to a CALL of CP1.
+        """
+        request, _ = m.decode(m.ACTIONS[action].request, payload, lenient=True)
+        d = defer.maybeDeferred(dispatch, self.central, "CP1", action, request,
+                                self.upstream.handle)
+        return d.addCallback(m.encode)
+
+    @defer.inlineCallbacks
+    def rows(self, store, table):
+        rows = yield store._batches.read(store._worker.select, f"SELECT * FROM {table}", ())
+        return rows
+
+
+class LongQueueTests(RealStoreTestCase):
+    """
+    A restart with thousands of messages waiting.
+    """
+
+    @defer.inlineCallbacks
+    def test_thousands_after_a_restart_in_order(self):
+        """
+        Two thousand messages queued before a restart are restored and
+        delivered in order, with the back office's id, once each; the
+        table is empty after.
+        """
+        count = 2000
+        store = self.open()
+        tables = UpstreamStore(store)
+        start = {"connectorId": 1, "idTag": "GOOD", "meterStart": 0,
+                 "timestamp": "2030-06-01T12:00:00Z"}
+        writes = [store.put_setting("CP1", "upstream/boot", {
+            "chargePointVendor": "Acme", "chargePointModel": "Wallbox 11"}),
+            tables.enqueue(QueuedRecord(1, "CP1", "StartTransaction", 7, start, T0))]
+        for seq in range(2, count + 1):
+            writes.append(tables.enqueue(QueuedRecord(
+                seq, "CP1", "MeterValues", 7, {"connectorId": 1, "transactionId": 7,
+                                               "meterValue": [{
+                                                   "timestamp": "2030-06-01T12:00:00Z",
+                                                   "sampledValue": [{"value": str(seq)}]}]},
+                T0)))
+        yield defer.gatherResults(writes)
+        yield store.close()
+        store = self.open()
+        uplink = self.build(store)
+        self.assertEqual(uplink.outbox.depth, count)
+        ScriptedCharger(self.central, reactor)
+        yield eventually(lambda: uplink.outbox.depth == 0, timeout=100)
+        self.assertEqual(self.office.actions()[:2], ["BootNotification", "StartTransaction"])
+        values = [p["meterValue"][0]["sampledValue"][0]["value"]
+                  for p in self.office.payloads("MeterValues")]
+        self.assertEqual(values, [str(seq) for seq in range(2, count + 1)])
+        self.assertEqual({p["transactionId"] for p in self.office.payloads("MeterValues")},
+                         {900001})
+        self.upstream.stopService()
+        yield store.close()
+        store = self.open()
+        self.assertEqual((yield self.rows(store, "upstream_queue")), [])
+
+
+class FullDiskTests(RealStoreTestCase):
+    """
+    The state database cannot take a commit (the disk is full) while a
+    session is queued for an absent back office.
+    """
+
+    @defer.inlineCallbacks
+    def test_queue_while_the_disk_is_full(self):
+        """
+        The charger is answered and keeps the controller's ids; the
+        messages wait in memory while the store retries, are on disk once it
+        has room again, and reach the back office in order, once; after a
+        restart the queue is empty and the id map kept.
+        """
+        store = self.open()
+        uplink = self.build(store)
+        uplink.link.up = False
+        ScriptedCharger(self.central, reactor)
+        yield self.send("BootNotification", {"chargePointVendor": "Acme",
+                                             "chargePointModel": "Wallbox 11"})
+        yield store._batches.read(lambda: None)
+        full = []
+        commit = store._worker.commit
+
+        def failing(writes):
+            if full:
+                raise sqlite3.OperationalError("database or disk is full")
+            return commit(writes)
+
+        self.patch(store._worker, "commit", failing)
+        full.append(True)
+        answer = yield self.send("StartTransaction", {
+            "connectorId": 1, "idTag": "GOOD", "meterStart": 1000,
+            "timestamp": "2030-06-01T12:00:00Z"})
+        tx = answer["transactionId"]
+        yield self.send("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
+            {"timestamp": "2030-06-01T12:01:00Z", "sampledValue": [{"value": "1500"}]}]})
+        yield self.send("StopTransaction", stop_payload(tx))
+        self.assertEqual(uplink.outbox.depth, 3)
+        full.clear()
+        yield eventually(lambda: store._batches.commits > 0 and not store._batches._pending
+                         and store._batches._inflight is None, timeout=20)
+        self.assertEqual(len((yield self.rows(store, "upstream_queue"))), 3)
+        uplink.link.up = True
+        uplink.link.connect()
+        yield eventually(lambda: uplink.outbox.depth == 0)
+        self.assertEqual([a for a in self.office.actions() if a != "StatusNotification"],
+                         ["BootNotification", "StartTransaction", "MeterValues",
+                          "StopTransaction"])
+        self.assertEqual(self.office.payloads("StopTransaction")[0]["transactionId"], 900001)
+        self.upstream.stopService()
+        yield store.close()
+        store = self.open()
+        self.assertEqual((yield self.rows(store, "upstream_queue")), [])
+        self.assertEqual([row[:3] for row in (yield self.rows(store, "upstream_transactions"))],
+                         [(tx, "CP1", 900001)])
