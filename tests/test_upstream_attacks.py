@@ -848,3 +848,40 @@ class FullDiskTests(RealStoreTestCase):
         self.assertEqual((yield self.rows(store, "upstream_queue")), [])
         self.assertEqual([row[:3] for row in (yield self.rows(store, "upstream_transactions"))],
                          [(tx, "CP1", 900001)])
+
+
+class LocalListTests(RelayTestCase):
+    """
+    The back office's SendLocalList writes into the controller's tag
+    registry, which every charger of the building uses.
+    """
+
+    @staticmethod
+    def config(*args, **kwargs):
+        # OTHER, without a back office, lets GOOD and GUEST charge.
+        config = RelayTestCase.config(*args, **kwargs)
+        return attr.evolve(config, chargers=tuple(
+            attr.evolve(c, allowed_tags=("GOOD", "GUEST")) if c.id == "OTHER" else c
+            for c in config.chargers))
+
+    def test_cannot_reach_the_controllers_tags(self):
+        """
+        It can neither block a tag the configuration names (at a charger
+        it has nothing to do with), nor make its tags children of one (and
+        so allowed where that one is); its other entries are taken.
+        """
+        answer = self.ask(m.SendLocalListRequest(
+            list_version=1, update_type="Full", local_authorization_list=(
+                m.AuthorizationData(id_tag="guest", id_tag_info=m.IdTagInfo(status="Blocked")),
+                m.AuthorizationData(id_tag="XXTER", id_tag_info=m.IdTagInfo(status="Blocked")),
+                m.AuthorizationData(id_tag="EVIL", id_tag_info=m.IdTagInfo(
+                    status="Accepted", parent_id_tag="good")),
+                m.AuthorizationData(id_tag="FLEET", id_tag_info=m.IdTagInfo(
+                    status="Accepted", parent_id_tag="FLEETGROUP")))))
+        self.assertEqual(answer.status, "Accepted")
+        verdicts = {t: self.central.authorize("OTHER", 1, t).status
+                    for t in ("GUEST", "EVIL", "XXTER")}
+        self.assertEqual(verdicts, {"GUEST": "Accepted", "EVIL": "Invalid",
+                                    "XXTER": "Accepted"})
+        self.assertEqual(self.central.tags.get("FLEET").parent, "FLEETGROUP")
+        self.assertEqual(self.uplink.setting("tags"), ["FLEET"])

@@ -311,8 +311,9 @@ def _asking(notification):
 def send_local_list(uplink, req):
     """
     SendLocalList: merged into the controller's tag registry as the back
-    office's tags (a tag the controller has of its own stays its own); the
-    controller brings the charger's list in step.
+    office's tags (a tag the controller has of its own, or one the
+    configuration names, stays its own; an entry whose parent is one is
+    not taken); the controller brings the charger's list in step.
     """
     registry = uplink.central.tags
     mine = {casefold(t): t for t in uplink.setting("tags", [])}
@@ -326,13 +327,20 @@ def send_local_list(uplink, req):
     for id_tag in removed:
         writes.append(registry.remove(id_tag))
         mine.pop(casefold(id_tag), None)
+    # The registry serves every charger of the building: the back office of
+    # one may not change a tag of the controller's, nor make its own tags
+    # children of one (a parent in allowed_tags lets its children charge).
+    ours = _controllers_tags(uplink.central, mine)
     for entry in entries:
         info = entry.id_tag_info
+        if info is None or ours(entry.id_tag):
+            continue
+        if info.parent_id_tag and ours(info.parent_id_tag):
+            log.warn("{id}: the back office's local list entry {tag} not taken: its parent"
+                     " {parent} is the controller's tag", id=uplink.charger_id,
+                     tag=entry.id_tag, parent=info.parent_id_tag)
+            continue
         key = casefold(entry.id_tag)
-        if info is None:
-            continue
-        if registry.get(entry.id_tag) is not None and key not in mine:
-            continue
         writes.append(registry.put(TagRecord(entry.id_tag, _REGISTRY_STATUS[info.status],
                                              info.expiry_date, info.parent_id_tag)))
         mine[key] = entry.id_tag
@@ -340,6 +348,25 @@ def send_local_list(uplink, req):
     uplink.save("local_list_version", req.list_version)
     d = defer.gatherResults([stored(w) for w in writes])
     return d.addCallback(lambda ignored: m.SendLocalListResponse(status="Accepted"))
+
+
+def _controllers_tags(central, mine):
+    """
+    @param mine: the back office's tags in the registry, by folded tag.
+    @return: a test of whether a tag is the controller's: in its registry
+        not as the back office's, or named at a charging point of the
+        configuration (allowed, remote and smart tags).
+    """
+    named = set()
+    for point in central.config.chargers:
+        named.update(casefold(t) for t in (*point.allowed_tags, point.remote_tag,
+                                           point.smart_tag) if t and t != "*")
+
+    def ours(id_tag):
+        key = casefold(id_tag)
+        return key in named or (central.tags.get(id_tag) is not None and key not in mine)
+
+    return ours
 
 
 def get_local_list_version(uplink, req):
