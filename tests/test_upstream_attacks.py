@@ -885,3 +885,38 @@ class LocalListTests(RelayTestCase):
                                     "XXTER": "Accepted"})
         self.assertEqual(self.central.tags.get("FLEET").parent, "FLEETGROUP")
         self.assertEqual(self.uplink.setting("tags"), ["FLEET"])
+
+
+class TriggerFloodTests(RelayTestCase):
+    """
+    A back office that triggers messages faster than it answers them.
+    """
+
+    def flood(self, requested, n=300):
+        ours = self.link._ours
+        for i in range(n):
+            ours.text_received(json.dumps([2, f"t{i}", "TriggerMessage",
+                                           {"requestedMessage": requested}]))
+        self.turns()
+        return ours
+
+    def test_our_line_bounded(self):
+        """
+        Heartbeats and statuses it triggers without answering them do not
+        pile up on the connection; its triggered boots wait for the one it
+        has not answered; the queue goes on once it answers again.
+        """
+        self.answer("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                           "status": "Available"})
+        self.office.silent.update({"Heartbeat", "StatusNotification", "BootNotification"})
+        for requested in ("Heartbeat", "StatusNotification", "BootNotification"):
+            ours = self.flood(requested)
+            # At most one boot more.
+            self.assertLessEqual(ours.waiting, uplink.MAX_WAITING + 1)
+        tx = self.start()
+        self.office.silent.clear()
+        for _ in range(uplink.MAX_WAITING + 2):
+            self.clock.advance(self.central.config.ocpp.call_timeout)
+            self.turns()
+        self.assertEqual(self.uplink.outbox.remote_id(tx), 900001)
+        self.assertEqual(len(self.office.payloads("BootNotification")), 2)

@@ -163,6 +163,13 @@ class OcppSession:
         self._counter += 1
         return str(self._counter)
 
+    @property
+    def waiting(self):
+        """
+        How many of our CALLs wait behind the outstanding one.
+        """
+        return len(self._queue)
+
     # -- outgoing -------------------------------------------------------
 
     def _write(self, frame):

@@ -50,6 +50,12 @@ RETRY = (2.0, 300.0)
 #: limits) never queue behind a flood of them.
 MAX_CALLS = 3
 
+#: Our CALLs that may wait behind the outstanding one on the connection;
+#: beyond, a live message (a status, a heartbeat) is not sent: a back
+#: office that triggers messages faster than it answers them would grow the
+#: line without end, and the queued transaction messages wait behind it.
+MAX_WAITING = 20
+
 #: The domain's Boot fields as BootNotification fields.
 _BOOT_FIELDS = (
     ("vendor", "chargePointVendor"), ("model", "chargePointModel"),
@@ -108,6 +114,8 @@ class Uplink:
         self._timers = {}
         # The back office's CALLs not answered yet (L{dispatch}).
         self._handling = 0
+        # The session on which our BootNotification waits for its answer.
+        self._booting = None
         self.link = upstream.link_factory(upstream.clock, charger_id, config, self,
                                           self.central.config.ocpp.call_timeout,
                                           password=self.password, frame_observer=self._frame)
@@ -248,13 +256,14 @@ class Uplink:
             self.log.warn("{id}: its BootNotification cannot be sent to the back office: {e}",
                           id=self.charger_id, e=e.message)
             return
-        session = self.session
+        session = self._booting = self.session
         d = session.call(request)
         d.addCallbacks(self._booted, self._boot_failed, (session,), None, (session,))
 
     def _booted(self, response, session):
         if session is not self.session:
             return
+        self._booting = None
         status = response.status or "Rejected"
         if status != self.registration:
             self.log.info("{id}: the back office answered the BootNotification {status}",
@@ -271,6 +280,8 @@ class Uplink:
 
     def _boot_failed(self, failure, session):
         failure.trap(CallError, CallTimeout, NotConnected)
+        if session is self._booting:
+            self._booting = None
         if session is self.session and failure.check(CallTimeout):
             # A half-open connection, which no Heartbeat tests before the
             # boot is accepted: start again.
@@ -321,7 +332,7 @@ class Uplink:
         Send a message that is not queued (a status, a notification), if
         the back office accepted the charger; lost otherwise.
         """
-        if self.accepted:
+        if self.accepted and self.session.waiting < MAX_WAITING:
             self.session.call(request).addErrback(_ignore)
 
     def progress(self, action, request):
@@ -560,7 +571,8 @@ class Uplink:
         if self.session is None:
             return
         if requested == "BootNotification":
-            self._boot()
+            if self._booting is not self.session:
+                self._boot()
         elif requested == "Heartbeat":
             self.send_live(m.HeartbeatRequest())
         else:
