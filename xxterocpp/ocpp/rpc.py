@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rpc -*-
+# -*- test-case-name: tests.test_rpc,tests.test_upstream_attacks -*-
 """
 The OCPP-J RPC framework (OCPP-J 1.6 §4): CALL / CALLRESULT / CALLERROR frames
 over one WebSocket, independent of the WebSocket library.

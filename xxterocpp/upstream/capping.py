@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_relay -*-
+# -*- test-case-name: tests.test_upstream_relay,tests.test_upstream_attacks -*-
 """
 The building's limits win over the back office's: a charging profile it
 sends is capped to the current limit in force at the charging point, and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
 """
 L{Upstream}: the back office adapter's front. It keeps an L{Uplink} per
 charger with a C{[charger.upstream]}, connects it while the charger is
@@ -18,7 +18,7 @@ from xxterocpp.domain.model import stored
 from xxterocpp.store.upstream import UpstreamStore
 from xxterocpp.upstream.link import Link
 from xxterocpp.upstream.outbox import Outbox
-from xxterocpp.upstream.uplink import Uplink, queue_status
+from xxterocpp.upstream.uplink import Uplink
 
 
 def _after(answer, write):
@@ -312,7 +312,7 @@ class Upstream(service.Service):
         for charger_id, outbox in self._outboxes.items():
             if charger_id not in summary and (outbox.depth or outbox.dead_letter_count):
                 summary[charger_id] = dict(
-                    queue_status(outbox), url=None, identity=None, link="unconfigured",
+                    outbox.summary(), url=None, identity=None, link="unconfigured",
                     since=None, last_error=None, registration=None, tags=[])
         return summary
 

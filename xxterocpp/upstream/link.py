@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_link -*-
+# -*- test-case-name: tests.test_upstream_link,tests.test_upstream_attacks -*-
 """
 The WebSocket client connection to a back office, as one charger: the URL
 with the identity, TLS that always verifies the back office's certificate,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_relay -*-
+# -*- test-case-name: tests.test_upstream_relay,tests.test_upstream_attacks -*-
 """
 The back office's CALLs to a charger: L{RELAYS} holds one handler per
 action. Most are relayed through the controller (so the building's rules

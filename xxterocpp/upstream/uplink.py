@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_attacks -*-
 """
 One charger's conversation with its back office, speaking as that charger:
 the BootNotification on every (re)connect and nothing else before it is
@@ -666,7 +666,7 @@ class Uplink:
         """
         @return: a JSON-able summary for the status page and the API.
         """
-        return dict(queue_status(self.outbox), **{
+        return dict(self.outbox.summary(), **{
             "url": self.link.url,
             "identity": self.link.identity,
             "link": self.link.state,
@@ -675,29 +675,4 @@ class Uplink:
             "registration": self.registration,
             "tags": self.setting("tags", []),
         })
-
-
-def queue_status(outbox):
-    """
-    @return: the JSON-able summary of an L{Outbox}: depth, oldest message,
-        dead letters, the id map of recent sessions.
-    """
-    oldest = outbox.head()
-    sessions = list(outbox.ids.values())[-10:]
-    # A transactionId the back office gave two of ours.
-    remote_ids = [i.remote_id for i in sessions]
-    return {
-        "queue_depth": outbox.depth,
-        "oldest_queued": None if oldest is None else oldest.queued_at.isoformat(),
-        "dead_letters": outbox.dead_letter_count,
-        "recent_dead_letters": [
-            {"seq": d.seq, "action": d.action, "transaction_id": d.transaction_id,
-             "failed_at": d.failed_at.isoformat(), "error": d.error}
-            for d in list(outbox.dead_letters)[-10:]],
-        "sessions": [
-            {"transaction_id": i.transaction_id, "remote_id": i.remote_id,
-             "status": i.status,
-             "flagged": i.status != "Accepted" or remote_ids.count(i.remote_id) > 1}
-            for i in sessions],
-    }
 
