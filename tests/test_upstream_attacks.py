@@ -19,25 +19,27 @@ from twisted.internet import defer, reactor
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.test_control import ScriptedCharger
 from tests.test_rpc import SessionHarness
 from tests.test_upstream_link import Owner, eventually, sleep
 from tests.test_upstream_relay import RelayTestCase, limits, profile
-from tests.test_control import ScriptedCharger
 from tests.upstream_memory import T0, MemoryBackOffice, MemoryLink, UpstreamTestCase
-from xxterocpp.ocpp import messages as m
-from xxterocpp.ocpp.handlers import dispatch
-from xxterocpp.ocpp.rpc import CallError, CallTimeout
 from xxterocpp.config import UpstreamConfig
 from xxterocpp.control import Controller
 from xxterocpp.domain.central import CentralSystem
-from xxterocpp.upstream import link as link_module
+from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.handlers import dispatch
+from xxterocpp.ocpp.rpc import CallTimeout
 from xxterocpp.store import Store
 from xxterocpp.store.upstream import QueuedRecord, UpstreamStore
 from xxterocpp.upstream import Upstream, outbox, uplink
+from xxterocpp.upstream import link as link_module
 from xxterocpp.upstream.link import Link
 
-
 def stop_payload(tx, meter=2000, at="2030-06-01T12:02:00Z"):
+    """
+    @return: a StopTransaction payload of our transaction C{tx}.
+    """
     return {"transactionId": tx, "meterStop": meter, "timestamp": at, "reason": "Local"}
 
 
@@ -511,6 +513,7 @@ class _SlowToCloseProtocol(WebSocketServerProtocol):
         self.factory.opened += 1
 
     def onCloseFrame(self, code, reasonRaw):
+        # Neither answered nor dropped.
         return None
 
     def connectionLost(self, reason):
@@ -533,6 +536,9 @@ class SlowToCloseBackOffice(WebSocketServerFactory):
 
     @property
     def open(self):
+        """
+        How many WebSockets are open now.
+        """
         return self.opened - self.closed
 
 
@@ -742,6 +748,9 @@ class RealStoreTestCase(TestCase):
 
     @defer.inlineCallbacks
     def rows(self, store, table):
+        """
+        @return: a Deferred of the rows of C{table} in C{store}.
+        """
         rows = yield store._batches.read(store._worker.select, f"SELECT * FROM {table}", ())
         return rows
 
