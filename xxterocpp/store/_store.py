@@ -42,21 +42,22 @@ def _execute(db, sql, params):
 def _insert_transaction(db, rec):
     db.execute(
         "INSERT INTO transactions (id, charger_id, connector, id_tag,"
-        " start_time, meter_start, reservation_id, start_status, dedup_key)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " start_time, meter_start, reservation_id, start_status, dedup_key,"
+        " time_uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (rec.id, rec.charger_id, rec.connector, rec.id_tag,
          to_text(rec.start_time), rec.meter_start, rec.reservation_id,
-         rec.start_status, rec.dedup_key),
+         rec.start_status, rec.dedup_key, bool(rec.time_uncertain)),
     )
 
 
 def _stop_transaction(
-    db, tx_id, meter_stop, stop_time, reason, stop_id_tag, received_at
+    db, tx_id, meter_stop, stop_time, reason, stop_id_tag, received_at, time_uncertain
 ):
     changed = db.execute(
         "UPDATE transactions SET stop_time = ?, meter_stop = ?, stop_reason = ?,"
-        " stop_id_tag = ? WHERE id = ? AND stop_time IS NULL",
-        (stop_time, meter_stop, reason, stop_id_tag, tx_id),
+        " stop_id_tag = ?, time_uncertain = MAX(time_uncertain, ?)"
+        " WHERE id = ? AND stop_time IS NULL",
+        (stop_time, meter_stop, reason, stop_id_tag, bool(time_uncertain), tx_id),
     ).rowcount
     if not changed:
         # The domain should have called record_orphan_stop; keep the stop
@@ -103,7 +104,8 @@ class Store:
     """
 
     def __init__(
-        self, path, reactor, clock=None, busy_timeout=5.0, lazy_delay=LAZY_WRITE_DELAY
+        self, path, reactor, clock=None, busy_timeout=5.0, lazy_delay=LAZY_WRITE_DELAY,
+        wall=None,
     ):
         """
         @param path: the database file; it and its directory are created on
@@ -117,9 +119,13 @@ class Store:
         @param lazy_delay: seconds a meter reading, a connector status or an
             unknown charger's attempt may wait in memory before it is
             committed (sooner when another write is committed).
+        @param wall: the system clock (POSIX seconds) of the times the store
+            notes itself (when a stop was received); defaults to
+            C{reactor.seconds}.
         """
         self.path = os.fspath(path)
         self._reactor = reactor
+        self._wall = wall or reactor.seconds
         self._worker = Worker(self.path, busy_timeout)
         self._batches = Batcher(
             self._worker, reactor, reactor if clock is None else clock, lazy_delay
@@ -359,17 +365,21 @@ class Store:
             lazy=True,
         )
 
-    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
+    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag,
+                         time_uncertain=False):
         """
         Close a transaction, in the same commit as its last meter reading. A
         stop for a transaction that is not open in the store is kept as an
         orphan stop instead.
+
+        @param time_uncertain: mark the transaction's times uncertain (a
+            mark set at the start stays).
         """
         self._meters.pop(tx_id, None)
         return self._write(
             None, _stop_transaction,
             tx_id, meter_stop, to_text(stop_time), reason, stop_id_tag,
-            to_text(datetime.fromtimestamp(self._reactor.seconds(), timezone.utc)),
+            to_text(datetime.fromtimestamp(self._wall(), timezone.utc)), time_uncertain,
         )
 
     def record_orphan_stop(
