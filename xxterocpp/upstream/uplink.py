@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_attacks -*-
 """
 One charger's conversation with its back office, speaking as that charger:
 the BootNotification on every (re)connect and nothing else before it is
@@ -8,9 +8,12 @@ time with the back office's transactionIds put in, the tags it decides, and
 its CALLs handed to L{xxterocpp.upstream.relay}.
 """
 
+from functools import partial
+
 import attr
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from xxterocpp.control.setup import SAMPLE_INTERVAL
 from xxterocpp.domain.keys import masked_frame
@@ -40,6 +43,18 @@ VERDICT_LIFETIME = 24 * 3600
 #: The first and the longest pause (s) before a queued message the back
 #: office did not take (a CALLERROR, no answer) is sent again.
 RETRY = (2.0, 300.0)
+
+#: The back office's CALLs handled at a time (most wait for the charger).
+#: OCPP-J 1.6 §4.1.1 gives it one outstanding; a few are tolerated, more
+#: are refused at once, so the controller's own commands (the building's
+#: limits) never queue behind a flood of them.
+MAX_CALLS = 3
+
+#: Our CALLs that may wait behind the outstanding one on the connection;
+#: beyond, a live message (a status, a heartbeat) is not sent: a back
+#: office that triggers messages faster than it answers them would grow the
+#: line without end, and the queued transaction messages wait behind it.
+MAX_WAITING = 20
 
 #: The domain's Boot fields as BootNotification fields.
 _BOOT_FIELDS = (
@@ -97,6 +112,10 @@ class Uplink:
         self._sending = None
         self._failures = 0
         self._timers = {}
+        # The back office's CALLs not answered yet (L{dispatch}).
+        self._handling = 0
+        # The session on which our BootNotification waits for its answer.
+        self._booting = None
         self.link = upstream.link_factory(upstream.clock, charger_id, config, self,
                                           self.central.config.ocpp.call_timeout,
                                           password=self.password, frame_observer=self._frame)
@@ -237,13 +256,14 @@ class Uplink:
             self.log.warn("{id}: its BootNotification cannot be sent to the back office: {e}",
                           id=self.charger_id, e=e.message)
             return
-        session = self.session
+        session = self._booting = self.session
         d = session.call(request)
         d.addCallbacks(self._booted, self._boot_failed, (session,), None, (session,))
 
     def _booted(self, response, session):
         if session is not self.session:
             return
+        self._booting = None
         status = response.status or "Rejected"
         if status != self.registration:
             self.log.info("{id}: the back office answered the BootNotification {status}",
@@ -260,7 +280,13 @@ class Uplink:
 
     def _boot_failed(self, failure, session):
         failure.trap(CallError, CallTimeout, NotConnected)
-        if session is self.session:
+        if session is self._booting:
+            self._booting = None
+        if session is self.session and failure.check(CallTimeout):
+            # A half-open connection, which no Heartbeat tests before the
+            # boot is accepted: start again.
+            self.link.drop("no answer to the BootNotification")
+        elif session is self.session:
             self.log.info("{id}: BootNotification to the back office: {why}",
                           id=self.charger_id, why=failure.getErrorMessage())
             self._later("boot", BOOT_RETRY, self._boot)
@@ -306,7 +332,7 @@ class Uplink:
         Send a message that is not queued (a status, a notification), if
         the back office accepted the charger; lost otherwise.
         """
-        if self.accepted:
+        if self.accepted and self.session.waiting < MAX_WAITING:
             self.session.call(request).addErrback(_ignore)
 
     def progress(self, action, request):
@@ -347,7 +373,7 @@ class Uplink:
                 break
         self._sending = message
         session = self.session
-        session.call(request).addCallbacks(
+        session.call(request, late=partial(self._late, message)).addCallbacks(
             self._delivered, self._not_delivered, (message,), None, (message,))
 
     def _request(self, message):
@@ -374,12 +400,46 @@ class Uplink:
             return None
         return attr.evolve(request, transaction_id=remote)
 
+    def _late(self, message, result):
+        """
+        The back office answered C{message} after the call timeout. Its
+        answer stands while the message is still to be delivered: sending
+        it again would be a second transaction at the back office.
+        """
+        if isinstance(result, Failure):
+            return
+        if message is not self.outbox.head():
+            self._twice(message, result)
+            return
+        self._cancel("retry")
+        self._sending = message
+        self._delivered(result, message)
+
+    def _twice(self, message, response):
+        """
+        An answer to a message sent again, after the answer to another
+        sending of it was taken: for a StartTransaction, a transaction of
+        the back office's own that nothing will stop.
+        """
+        if message.action == "StartTransaction":
+            self.log.warn("{id}: the back office answered StartTransaction {seq} twice;"
+                          " its transaction {remote} is one too many",
+                          id=self.charger_id, seq=message.seq, remote=response.transaction_id)
+
     def _delivered(self, response, message):
+        if message is not self._sending:
+            self._twice(message, response)
+            return
+        if message.action == "StartTransaction" and response.transaction_id is None:
+            self._not_delivered(Failure(CallError(
+                m.FORMATION_VIOLATION, "the answer has no transactionId")), message)
+            return
         self._sending = None
         self._failures = 0
         if message.action == "StartTransaction":
             info = response.id_tag_info
             status = (info.status if info is not None else None) or "Invalid"
+            self._check_reused(message.transaction_id, response.transaction_id)
             mapping = self.outbox.delivered(message, response.transaction_id, status)
             if info is not None:
                 self.remember(self._tag_of(message), info)
@@ -389,8 +449,23 @@ class Uplink:
             self.outbox.delivered(message)
         self._pump()
 
+    def _check_reused(self, transaction_id, remote_id):
+        """
+        Warn when the back office gives one of our transactions the id it
+        gave another that is still running here: both are flagged
+        (L{status}), and its commands with that id concern the newer.
+        """
+        other = self.outbox.local_id(remote_id)
+        tx = None if other is None else self.central.book.get(other)
+        if tx is not None and tx.running:
+            self.log.warn("{id}: the back office gave transaction {tx} its transactionId"
+                          " {remote}, which it gave our running transaction {other} already",
+                          id=self.charger_id, tx=transaction_id, remote=remote_id, other=other)
+
     def _not_delivered(self, failure, message):
         failure.trap(CallError, CallTimeout, NotConnected)
+        if message is not self._sending:
+            return
         self._sending = None
         if failure.check(NotConnected):
             # Sent again once the back office accepts the charger again.
@@ -496,7 +571,8 @@ class Uplink:
         if self.session is None:
             return
         if requested == "BootNotification":
-            self._boot()
+            if self._booting is not self.session:
+                self._boot()
         elif requested == "Heartbeat":
             self.send_live(m.HeartbeatRequest())
         else:
@@ -535,13 +611,24 @@ class Uplink:
                 return int(local)
         return None
 
-    def profile_set(self, profile_id, connector, purpose, stack_level):
+    def profile_set(self, connector, wanted, capped):
         """
-        Remember a charging profile the back office set at the charger.
+        Remember a charging profile the back office set at the charger: as
+        it asked for it (C{wanted}, with our transactionId) and as the
+        charger got it (C{capped}).
         """
         profiles = dict(self.setting("profiles", {}))
-        profiles[str(profile_id)] = [connector, purpose, stack_level]
+        profiles[str(wanted.charging_profile_id)] = [
+            connector, wanted.charging_profile_purpose, wanted.stack_level,
+            m.encode(wanted), m.encode(capped)]
         self.save("profiles", profiles)
+
+    def limit_changed(self, connector):
+        """
+        The limit in force at a connector changed: the back office's
+        profiles follow it (L{relay.recap}).
+        """
+        relay.recap(self, connector)
 
     def profile_cleared(self, profile_id):
         """
@@ -562,31 +649,30 @@ class Uplink:
         handler = relay.RELAYS.get(action)
         if handler is None:
             raise CallError(m.NOT_SUPPORTED, f"{action} is not supported by this charger")
-        return handler(self, request)
+        if self._handling >= MAX_CALLS:
+            raise CallError(m.GENERIC_ERROR, f"{MAX_CALLS} calls are being handled already;"
+                                             " one at a time, please")
+        result = handler(self, request)
+        if isinstance(result, defer.Deferred):
+            self._handling += 1
+            result.addBoth(self._handled)
+        return result
+
+    def _handled(self, result):
+        self._handling -= 1
+        return result
 
     def status(self):
         """
         @return: a JSON-able summary for the status page and the API.
         """
-        oldest = self.outbox.head()
-        return {
+        return dict(self.outbox.summary(), **{
             "url": self.link.url,
             "identity": self.link.identity,
             "link": self.link.state,
             "since": utc_from_seconds(self.link.since).isoformat(),
             "last_error": self.link.last_error,
             "registration": self.registration,
-            "queue_depth": self.outbox.depth,
-            "oldest_queued": None if oldest is None else oldest.queued_at.isoformat(),
-            "dead_letters": self.outbox.dead_letter_count,
-            "recent_dead_letters": [
-                {"seq": d.seq, "action": d.action, "transaction_id": d.transaction_id,
-                 "failed_at": d.failed_at.isoformat(), "error": d.error}
-                for d in list(self.outbox.dead_letters)[-10:]],
             "tags": self.setting("tags", []),
-            "sessions": [
-                {"transaction_id": i.transaction_id, "remote_id": i.remote_id,
-                 "status": i.status, "flagged": i.status != "Accepted"}
-                for i in list(self.outbox.ids.values())[-10:]],
-        }
+        })
 
