@@ -147,10 +147,17 @@ class _Output(protocol.ProcessProtocol):
         self.process._ended(reason)
 
 
+#: How L{ServiceProcess} starts the service by default: twistd's plugin.
+TWIST = ("-m", "twisted", "--log-format=text", "xxterocpp")
+
+#: As the systemd unit starts it (L{xxterocpp.__main__}).
+MAIN = ("-m", "xxterocpp")
+
+
 class ServiceProcess:
     """
-    The service as its own process (C{python -m twisted xxterocpp}), for
-    tests that kill it.
+    The service as its own process (C{python -m twisted xxterocpp}, or
+    C{command}), for tests that kill it.
 
     @ivar output: everything it printed.
     @ivar url: the OCPP URL once listening.
@@ -158,8 +165,12 @@ class ServiceProcess:
 
     _LISTENING = re.compile(rb"OCPP server \(wss?\) listening on \S+ port (\d+)")
 
-    def __init__(self, config_path):
+    def __init__(self, config_path, command=TWIST):
+        """
+        @param command: the interpreter's arguments before C{--config}.
+        """
         self.config_path = config_path
+        self.command = command
         self.output = b""
         self.url = None
         self._waiting = []
@@ -175,8 +186,7 @@ class ServiceProcess:
         env = dict(os.environ, PYTHONPATH=ROOT)
         self.transport = reactor.spawnProcess(
             _Output(self), sys.executable,
-            [sys.executable, "-m", "twisted", "--log-format=text", "xxterocpp",
-             "--config", self.config_path],
+            [sys.executable, *self.command, "--config", self.config_path],
             env=env, path=ROOT)
         d = defer.Deferred()
         self._waiting.append(d)
