@@ -158,7 +158,7 @@ max_current = 16
 [[charger]]
 id = "CP2"
 max_current = 16
-"""), MAIN)
+"""), command=MAIN)
         kill_on_cleanup(self, process)
         yield process.start()
         chargers = []

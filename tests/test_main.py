@@ -38,7 +38,7 @@ class MainTests(TestCase):
         traceback.
         """
         path = write_config(self)
-        process = ServiceProcess(path, MAIN)
+        process = ServiceProcess(path, command=MAIN)
         kill_on_cleanup(self, process)
         yield process.start()
         cp = yield connect_charger(process.url, "CP1")
@@ -87,7 +87,7 @@ class MainTests(TestCase):
         A taken OCPP port ends it with a non-zero status and one line naming
         the port, no traceback.
         """
-        first = ServiceProcess(write_config(self), MAIN)
+        first = ServiceProcess(write_config(self), command=MAIN)
         kill_on_cleanup(self, first)
         yield first.start()
         taken = int(first.url.rsplit(":", 1)[1].strip("/"))
