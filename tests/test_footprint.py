@@ -143,12 +143,12 @@ class IdleTests(TestCase):
         """
         The service process (as the unit starts it) with two chargers booted,
         its status page read once, and nothing to do goes to sleep: fewer
-        wake-ups (voluntary context switches of its threads) in 3 s than a
+        wake-ups (voluntary context switches of its threads) in 6 s than a
         once-a-second timer makes.
         """
         # An answered call's timeout, cancelled, still wakes the reactor at
         # its time (Twisted drops cancelled timers lazily): the set-up's
-        # calls time out long after the 3 s.
+        # calls time out long after the 6 s.
         config = LOOPBACK_CONFIG.replace("call_timeout = 5", "call_timeout = 60")
         process = ServiceProcess(write_config(self, config + """
 [[charger]]
@@ -180,9 +180,11 @@ max_current = 16
             frames = now
             yield deferLater(reactor, 1, lambda: None)
         before = wake_ups(process.transport.pid)
-        yield deferLater(reactor, 3, lambda: None)
+        yield deferLater(reactor, 6, lambda: None)
         woken = wake_ups(process.transport.pid) - before
-        self.assertLess(woken, 3)
+        # A once-a-second timer alone makes 6; the slack is for a stray
+        # wake-up of a busy machine (a charger's frame, the store's thread).
+        self.assertLess(woken, 6)
         for charger in chargers:
             yield charger.close()
         yield process.stop()
