@@ -38,6 +38,13 @@ _CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
 
 _REQUEST_ACTIONS = {action.request: name for name, action in m.ACTIONS.items()}
 
+#: How many of a frame's tolerated problems its log line lists; the others
+#: are counted. A 64 KiB MeterValues of bad sampled values holds 18,000.
+MAX_LOGGED_WARNINGS = 10
+
+#: The longest part of a frame a log line quotes (a message id, a type).
+MAX_QUOTED = 60
+
 
 class CallError(Exception):
     """
@@ -93,6 +100,25 @@ def nesting_depth(value):
 
 
 _CONTAINERS = frozenset({list, dict})
+
+
+def _quoted(value):
+    """
+    @return: C{repr(value)} for a log line, cut after L{MAX_QUOTED}
+        characters: what a peer put in a frame is as long as it likes.
+    """
+    text = repr(value)
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
+
+
+def _listed(warnings):
+    """
+    @return: the first L{MAX_LOGGED_WARNINGS} C{warnings} for a log line,
+        and how many more there were.
+    """
+    shown = "; ".join(warnings[:MAX_LOGGED_WARNINGS])
+    more = len(warnings) - MAX_LOGGED_WARNINGS
+    return shown + (f"; and {more} more" if more > 0 else "")
 
 
 def _shown(text):
@@ -244,8 +270,8 @@ class OcppSession:
             self._answer_received(frame)
         else:
             # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
-            self.log.info("{identity}: ignored a frame of unknown type {kind!r}",
-                          identity=self.identity, kind=kind)
+            self.log.info("{identity}: ignored a frame of unknown type {kind}",
+                          identity=self.identity, kind=_quoted(kind))
 
     def _malformed(self, text, why):
         match = _CALL_ID.match(text)
@@ -291,7 +317,7 @@ class OcppSession:
         if warnings:
             self.warnings += len(warnings)
             self.log.info("{identity}: {action} tolerated: {warnings}", identity=self.identity,
-                          action=action, warnings="; ".join(warnings))
+                          action=action, warnings=_listed(warnings))
         try:
             response = self._dispatch(action, request)
         except Exception:
@@ -340,8 +366,8 @@ class OcppSession:
         unique_id = frame[1] if len(frame) > 1 else None
         if self._outstanding is None or self._outstanding[0] != unique_id:
             # OCPP-J §4.1.4; typically the late answer of a timed-out call.
-            self.log.info("{identity}: dropped an answer to unknown message id {id!r}",
-                          identity=self.identity, id=unique_id)
+            self.log.info("{identity}: dropped an answer to unknown message id {id}",
+                          identity=self.identity, id=_quoted(unique_id))
             return
         action, d = self._finish_outstanding()
         spec = m.ACTIONS[action]
@@ -359,7 +385,7 @@ class OcppSession:
                     if warnings:
                         self.log.info("{identity}: {action} answer tolerated: {warnings}",
                                       identity=self.identity, action=action,
-                                      warnings="; ".join(warnings))
+                                      warnings=_listed(warnings))
         else:
             code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else m.GENERIC_ERROR
             description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
