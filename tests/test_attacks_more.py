@@ -63,3 +63,53 @@ class LogAmplificationTests(AttackTestCase):
         self.assertEqual(len(dropped), 21)
         self.assertLess(max(len(formatEvent(e)) for e in dropped), 200)
         self.assertLess(log_size(events), 21 * 200 + 4096)
+
+
+def strict_json(body):
+    """
+    @return: C{body} decoded as JSON a browser reads: C{NaN} and
+        C{Infinity} are no JSON.
+    """
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in the JSON")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+class MeterValueNumberTests(AttackTestCase):
+    """
+    Meter values are strings a charger fills: C{float()} reads C{"NaN"},
+    C{"Infinity"} and C{"1e400"}. One of them made C{GET /} and
+    C{/api/status} answer 500 (the session's energy) or C{NaN} in the JSON
+    (current, power) until the session ended.
+    """
+
+    @defer.inlineCallbacks
+    def test_numbers_that_are_no_readings_are_ignored(self):
+        started = yield self.cp.start_transaction(1, "04A1B2C3", 1000)
+        transaction_id = started["transactionId"]
+        for value, unit in (("NaN", None), ("Infinity", None), ("-inf", None), ("1e400", None),
+                            ("1e308", "kWh"), ("9.1e15", None), ("nan", "kWh")):
+            answer = yield self.raw_call(json.dumps([2, f"mv-{value}", "MeterValues", {
+                "connectorId": 1, "transactionId": transaction_id, "meterValue": [{
+                    "timestamp": "2026-01-01T00:01:00Z", "sampledValue": [
+                        dict({"value": value, "measurand": measurand},
+                             **({"unit": unit} if unit else {}))
+                        for measurand in ("Energy.Active.Import.Register", "Current.Import",
+                                          "Power.Active.Import", "Current.Offered")]}]}]))
+            self.assertEqual(answer, [3, f"mv-{value}", {}])
+            for path in ("/api/status", "/", "/api/transactions"):
+                code, body = yield self.web("GET", path)
+                self.assertEqual(code, 200, (value, path, body[:300]))
+            status = strict_json((yield self.api_status()))
+            [connector] = status["chargers"][0]["connectors"]
+            self.assertEqual((connector["transaction"]["energy_wh"], connector["current_a"],
+                              connector["power_w"]), (None, None, None), value)
+        yield self.cp.meter_values(1, transaction_id, energy_wh=1500, currents=[6],
+                                   power_w=1380)
+        status = strict_json((yield self.api_status()))
+        [connector] = status["chargers"][0]["connectors"]
+        self.assertEqual((connector["transaction"]["energy_wh"], connector["current_a"],
+                          connector["power_w"]), (500, 6, 1380))
+        yield self.assertServing()
