@@ -1,18 +1,30 @@
 """
 More attacks on the OCPP port and the web interface (issues 15 and 16),
 each against the real service over loopback and each shown to fail
-safely: frames that make long log lines, meter values that are no numbers.
+safely: frames that make long log lines, meter values that are no numbers,
+a client certificate that cannot be read.
 
 Traffic goes only to 127.0.0.0/8, bounded in count and time; the helpers
 are those of L{tests.test_attacks}.
 """
 
+import base64
+import datetime
 import json
+import os
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from twisted.internet import defer
 from twisted.logger import capturedLogs, formatEvent
 
+from tests.service import PASSWORD
 from tests.test_attacks import AttackTestCase
+from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase
+from xxterocpp import certs, tls
+from xxterocpp.domain import refusals
 
 
 def log_size(events):
@@ -113,3 +125,60 @@ class MeterValueNumberTests(AttackTestCase):
         self.assertEqual((connector["transaction"]["energy_wh"], connector["current_a"],
                           connector["power_w"]), (500, 6, 1380))
         yield self.assertServing()
+
+
+def unreadable_certificate(directory):
+    """
+    Write a self-signed client certificate whose CN is a PrintableString
+    holding C{<>}, which OpenSSL reads and cryptography refuses (its
+    signature no longer fits: TLS goes on, as for any that does not
+    verify), and its key.
+
+    @return: the paths of the certificate and the key.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "AAAAAAAA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(4711)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    # UTF8String "AAAAAAAA" (subject and issuer) -> PrintableString "<>AAAAAA".
+    der = der.replace(b"\x0c\x08AAAAAAAA", b"\x13\x08<>AAAAAA")
+    paths = os.path.join(directory, "unreadable.pem"), os.path.join(directory, "unreadable.key")
+    certs.write_file(paths[0], b"-----BEGIN CERTIFICATE-----\n"
+                     + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n")
+    certs.write_file(paths[1], certs.key_pem(key), private=True)
+    return paths
+
+
+class UnreadableCertificateTests(SecureTestCase):
+    """
+    A client certificate cryptography cannot parse, sent by anyone to the
+    TLS port with C{client_ca}: it was a 500 and a traceback of 12 lines
+    per connection, before any authentication.
+    """
+
+    client_ca = True
+    text = MIXED_CONFIG
+
+    @defer.inlineCallbacks
+    def test_refused_as_a_certificate_that_does_not_verify(self):
+        """
+        For CP1 (profile 3): 403, no traceback; RDAM 123 (profile 2) with
+        its key is let in whatever certificate it sends.
+        """
+        chain, key = unreadable_certificate(self.tls_dir)
+        with capturedLogs() as events:
+            for _ in range(3):
+                error = yield self.refused("CP1", ChainClientTLS(chain, key))
+                self.assertEqual(error.status, 403)
+            rdam = yield self.connect("RDAM 123", ChainClientTLS(chain, key),
+                                      auth=("RDAM 123", PASSWORD))
+            self.assertEqual((yield rdam.boot())["status"], "Accepted")
+        self.assertEqual([formatEvent(e) for e in events if e.get("log_failure")], [])
+        refused = self.service.central.refusals.of("CP1").last
+        self.assertEqual([r.reason for r in refused], [refusals.NO_CERTIFICATE] * 3)
+        # Older cryptography (Debian's 38) reads it; OpenSSL then says why.
+        self.assertIn(refused[0].detail, (tls.UNREADABLE, "self-signed certificate"))
