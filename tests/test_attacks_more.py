@@ -1,8 +1,8 @@
 """
 More attacks on the OCPP port and the web interface (issues 15 and 16),
 each against the real service over loopback and each shown to fail
-safely: frames that make long log lines, meter values that are no numbers,
-a client certificate that cannot be read.
+safely: idle sockets from many addresses, frames that make long log lines,
+meter values that are no numbers, a client certificate that cannot be read.
 
 Traffic goes only to 127.0.0.0/8, bounded in count and time; the helpers
 are those of L{tests.test_attacks}.
@@ -21,10 +21,12 @@ from twisted.internet import defer
 from twisted.logger import capturedLogs, formatEvent
 
 from tests.service import PASSWORD
-from tests.test_attacks import AttackTestCase
+from tests.sim import connect_charger
+from tests.test_attacks import AttackTestCase, connect_raw, logged, until
 from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase
 from xxterocpp import certs, tls
 from xxterocpp.domain import refusals
+from xxterocpp.ocpp.server import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS
 
 
 def log_size(events):
@@ -32,6 +34,45 @@ def log_size(events):
     @return: the characters of the captured log events, as written.
     """
     return sum(len(formatEvent(e)) for e in events)
+
+
+class ManyAddressesTests(AttackTestCase):
+    """
+    The caps on connections in their handshake are per address and in all;
+    enough addresses fill the one in all.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_idle_sockets_from_17_addresses_leave_a_charger_served(self):
+        """
+        127.0.0.2 to 127.0.0.18 open 16 idle sockets each, 272 in all: more
+        than the 256 slots. A charger from 127.0.0.1 still connects and
+        boots at once (it was reset: 17 addresses locked every charger out
+        for as long as they kept it up); the flood goes after 5 s.
+        """
+        factory = self.service.ocpp_factory
+        addresses = [f"127.0.0.{a}" for a in range(2, 19)]
+        with capturedLogs() as events:
+            flood = yield defer.gatherResults([
+                connect_raw(self.service, source=address) for address in addresses
+                for _ in range(MAX_HANDSHAKES_PER_ADDRESS)])
+            lost = []
+            for client in flood:
+                client.lost.addCallback(lost.append)
+            yield until(lambda: factory.handshakes + len(lost) >= len(flood), 5,
+                        "the connections beyond the slots dropped")
+            self.assertEqual(factory.handshakes, MAX_HANDSHAKES)
+            twin = yield connect_charger(self.service.url, "TWIN")
+            self.assertEqual((yield twin.boot())["status"], "Accepted")
+            yield until(lambda: len(lost) == len(flood), HANDSHAKE_TIMEOUT + 2,
+                        "the idle connections dropped")
+            self.assertTrue(twin.is_open)
+            yield twin.close()
+        self.assertEqual(factory.handshakes, 0)
+        self.assertLess(len(logged(events, "dropped:")), 5)
+        yield self.assertServing()
 
 
 class LogAmplificationTests(AttackTestCase):

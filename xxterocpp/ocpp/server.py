@@ -49,9 +49,12 @@ HANDSHAKE_TIMEOUT = 5
 
 #: How many connections may be in their handshake at once from one address
 #: (and in all); more are dropped as soon as accepted. Descriptors stay for
-#: the chargers: an address that floods leaves the others served. Every
-#: charger of a site behind one NAT address reconnects at once after a
-#: controller reboot, so a larger [ocpp] max_chargers raises both
+#: the chargers: an address that floods leaves the others served. When all
+#: are taken, an address with fewer gets the slot of the oldest handshake
+#: of the address with the most (L{OcppServerFactory.admit}): many
+#: flooding addresses do not lock a charger out either. Every charger of a
+#: site behind one NAT address reconnects at once after a controller
+#: reboot, so a larger [ocpp] max_chargers raises both
 #: (L{OcppServerFactory.handshake_limits}).
 MAX_HANDSHAKES_PER_ADDRESS = 16
 MAX_HANDSHAKES = 256
@@ -110,7 +113,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         self.log = _HANDSHAKE_LOG
         super().connectionMade()
         address = self.peer_address()
-        if not self.factory.admit(address):
+        if not self.factory.admit(address, self):
             self.transport.abortConnection()
             return
         self._handshaking_from = address
@@ -134,8 +137,16 @@ class OcppServerProtocol(WebSocketServerProtocol):
             self._handshake_deadline.cancel()
             self._handshake_deadline = None
         if self._handshaking_from is not None:
-            self.factory.release(self._handshaking_from)
+            self.factory.release(self._handshaking_from, self)
             self._handshaking_from = None
+
+    def give_up_handshake(self):
+        """
+        Drop this connection in its handshake: its slot is given to another
+        address (L{OcppServerFactory.admit}).
+        """
+        self._handshake_over()
+        self.transport.abortConnection()
 
     def dataReceived(self, data):
         state = self.state
@@ -350,7 +361,7 @@ class OcppServerFactory(WebSocketServerFactory):
         self.tls_failures = 0
         self.dropped_connections = 0
         self.handshakes = 0
-        # Address -> how many of its connections are in their handshake; an
+        # Address -> its connections in their handshake, the oldest first; an
         # address leaves when it has none (an entry per handshake at most).
         self._handshakes_from = {}
         self._drop_logged_at = None
@@ -389,35 +400,46 @@ class OcppServerFactory(WebSocketServerFactory):
         per_address = max(MAX_HANDSHAKES_PER_ADDRESS, 2 * self.central.config.ocpp.max_chargers)
         return per_address, max(MAX_HANDSHAKES, 2 * per_address)
 
-    def admit(self, address):
+    def admit(self, address, connection):
         """
-        Take a handshake slot for a new connection from C{address}.
+        Take a handshake slot for C{connection}, new from C{address}. When
+        all are taken, the address with the most gives up its oldest
+        handshake (L{OcppServerProtocol.give_up_handshake}) if it has at
+        least two more than C{address}: the slots go to the addresses in
+        equal shares, whatever floods.
 
         @return: False when there is none (the caller drops the
             connection); otherwise the slot is the caller's until it calls
             L{release}.
         """
         per_address, total = self.handshake_limits()
-        pending = self._handshakes_from.get(address, 0)
-        if pending >= per_address:
-            self.dropped(address, f"{pending} connections from this address are in their"
+        pending = self._handshakes_from.get(address, ())
+        if len(pending) >= per_address:
+            self.dropped(address, f"{len(pending)} connections from this address are in their"
                          " handshake (a flood, or more chargers behind it than"
                          " [ocpp] max_chargers)")
             return False
         if self.handshakes >= total:
-            self.dropped(address, f"{self.handshakes} connections are in their handshake")
-            return False
-        self._handshakes_from[address] = pending + 1
+            holder, held = max(self._handshakes_from.items(), key=lambda item: len(item[1]))
+            if len(held) <= len(pending) + 1:
+                self.dropped(address, f"{self.handshakes} connections are in their handshake")
+                return False
+            self.dropped(holder, f"all {total} handshake slots are taken; the oldest of its"
+                         f" {len(held)} went to {address}")
+            held[0].give_up_handshake()
+        self._handshakes_from.setdefault(address, []).append(connection)
         self.handshakes += 1
         return True
 
-    def release(self, address):
+    def release(self, address, connection):
         """
-        Give back the handshake slot L{admit} gave for C{address}.
+        Give back the handshake slot L{admit} gave C{connection} from
+        C{address}.
         """
-        pending = self._handshakes_from.pop(address) - 1
-        if pending:
-            self._handshakes_from[address] = pending
+        pending = self._handshakes_from[address]
+        pending.remove(connection)
+        if not pending:
+            del self._handshakes_from[address]
         self.handshakes -= 1
 
     def authentication_failed(self, address, charger_id, why):
