@@ -22,11 +22,14 @@ from twisted.logger import capturedLogs, formatEvent
 
 from tests.service import PASSWORD
 from tests.sim import connect_charger
-from tests.test_attacks import AttackTestCase, connect_raw, logged, until
+from tests.test_attacks import (
+    AttackTestCase, bounded, connect_raw, logged, until, upgrade_request)
 from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase
 from xxterocpp import certs, tls
 from xxterocpp.domain import refusals
+from xxterocpp.domain.central import UNKNOWN_INTERVAL
 from xxterocpp.ocpp.server import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS
+from xxterocpp.pacing import MAX_ACTIONS_PER_INTERVAL
 
 
 def log_size(events):
@@ -72,6 +75,43 @@ class ManyAddressesTests(AttackTestCase):
             yield twin.close()
         self.assertEqual(factory.handshakes, 0)
         self.assertLess(len(logged(events, "dropped:")), 5)
+        yield self.assertServing()
+
+
+    @defer.inlineCallbacks
+    def test_unknown_identities_from_400_addresses(self):
+        """
+        400 handshakes of made-up identities, each from an address of its
+        own (127.1.0.1 to 127.1.1.150), 40 at a time: all 404; 10 store
+        writes and 10 log lines per 10 s in all, not one per address (they
+        were 1,000 of each for 1,000 addresses within 3 s).
+        """
+        service = self.service
+        writes = []
+        record = service.store.record_unknown_attempts
+
+        def spy(*args):
+            writes.append(args[0])
+            return record(*args)
+
+        service.store.record_unknown_attempts = spy
+        self.addCleanup(delattr, service.store, "record_unknown_attempts")
+        addresses = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(400)]
+        started = self.service.central.clock.seconds()
+        with capturedLogs() as events:
+            for batch in range(0, 400, 40):
+                clients = yield defer.gatherResults([
+                    connect_raw(service, upgrade_request(f"/MADE-UP-{i}"), source=address)
+                    for i, address in enumerate(addresses[batch:batch + 40], batch)])
+                yield bounded(defer.gatherResults([c.lost for c in clients]), 10)
+                self.assertEqual({c.received[:13] for c in clients}, {b"HTTP/1.1 404 "})
+        windows = 1 + int((self.service.central.clock.seconds() - started) // UNKNOWN_INTERVAL)
+        bound = windows * MAX_ACTIONS_PER_INTERVAL
+        self.assertLessEqual(len(writes), bound)
+        self.assertLessEqual(len(logged(events, "unknown charger")), bound)
+        # Autobahn's lines and the refusals' too.
+        self.assertLessEqual(len([e for e in events if "127.1." in formatEvent(e)]), 2 * bound)
+        self.assertEqual(len(self.service.central.unknown), 100)
         yield self.assertServing()
 
 
