@@ -636,7 +636,7 @@ class HandshakeLimitTests(SynchronousTestCase):
         for p, _ in held[1:]:
             p.connectionLost(protocol.connectionDone)
         self.assertEqual(self.factory.handshakes, 1)
-        self.assertEqual([len(held) for held in self.factory._handshakes_from.values()], [1])
+        self.assertEqual(self.factory._handshaking.held("10.0.0.1"), 1)
 
     def test_handshake_not_over_in_time_is_aborted(self):
         """

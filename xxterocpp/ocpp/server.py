@@ -20,6 +20,7 @@ from xxterocpp.domain import refusals
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.pacing import Pacer
+from xxterocpp.slots import PER_ADDRESS, Slots
 from xxterocpp.tls import client_certificate, openssl_reason
 
 SUBPROTOCOL = "ocpp1.6"
@@ -49,13 +50,12 @@ HANDSHAKE_TIMEOUT = 5
 
 #: How many connections may be in their handshake at once from one address
 #: (and in all); more are dropped as soon as accepted. Descriptors stay for
-#: the chargers: an address that floods leaves the others served. When all
-#: are taken, an address with fewer gets the slot of the oldest handshake
-#: of the address with the most (L{OcppServerFactory.admit}): many
-#: flooding addresses do not lock a charger out either. Every charger of a
-#: site behind one NAT address reconnects at once after a controller
-#: reboot, so a larger [ocpp] max_chargers raises both
-#: (L{OcppServerFactory.handshake_limits}).
+#: the chargers: an address that floods leaves the others served, and when
+#: all are taken the address with the most gives up its oldest
+#: (L{xxterocpp.slots}), so many flooding addresses do not lock a charger
+#: out either. Every charger of a site behind one NAT address reconnects at
+#: once after a controller reboot, so a larger [ocpp] max_chargers raises
+#: both (L{OcppServerFactory.handshake_limits}).
 MAX_HANDSHAKES_PER_ADDRESS = 16
 MAX_HANDSHAKES = 256
 
@@ -142,9 +142,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
 
     def give_up_handshake(self):
         """
-        Drop this connection in its handshake: its slot is given to another
+        Drop this connection in its handshake: its slot went to another
         address (L{OcppServerFactory.admit}).
         """
+        self._handshaking_from = None
         self._handshake_over()
         self.transport.abortConnection()
 
@@ -343,7 +344,6 @@ class OcppServerFactory(WebSocketServerFactory):
     @ivar dropped_connections: how many connections were dropped before
         their handshake was over: too many were in theirs
         (L{handshake_limits}), or it took over L{HANDSHAKE_TIMEOUT}.
-    @ivar handshakes: how many connections are in their handshake.
     @ivar relay: the relay every charger's CALL goes through
         (L{xxterocpp.ocpp.handlers.dispatch}), or None.
     """
@@ -360,10 +360,7 @@ class OcppServerFactory(WebSocketServerFactory):
         self.auth_throttle = basic_auth.FailureThrottle(clock)
         self.tls_failures = 0
         self.dropped_connections = 0
-        self.handshakes = 0
-        # Address -> its connections in their handshake, the oldest first; an
-        # address leaves when it has none (an entry per handshake at most).
-        self._handshakes_from = {}
+        self._handshaking = Slots(self._gave_up)
         self._drop_logged_at = None
         self._drops_unlogged = 0
         self._refusal_lines = Pacer(DROP_LOG_INTERVAL)
@@ -400,47 +397,44 @@ class OcppServerFactory(WebSocketServerFactory):
         per_address = max(MAX_HANDSHAKES_PER_ADDRESS, 2 * self.central.config.ocpp.max_chargers)
         return per_address, max(MAX_HANDSHAKES, 2 * per_address)
 
+    @property
+    def handshakes(self):
+        """
+        How many connections are in their handshake.
+        """
+        return self._handshaking.taken
+
     def admit(self, address, connection):
         """
-        Take a handshake slot for C{connection}, new from C{address}. When
-        all are taken, the address with the most gives up its oldest
-        handshake (L{OcppServerProtocol.give_up_handshake}) if it has at
-        least two more than C{address}: the slots go to the addresses in
-        equal shares, whatever floods.
+        Take a handshake slot for C{connection}, new from C{address}; when
+        all are taken, maybe the one of another address's oldest
+        (L{xxterocpp.slots.Slots.take}).
 
         @return: False when there is none (the caller drops the
             connection); otherwise the slot is the caller's until it calls
             L{release}.
         """
         per_address, total = self.handshake_limits()
-        pending = self._handshakes_from.get(address, ())
-        if len(pending) >= per_address:
-            self.dropped(address, f"{len(pending)} connections from this address are in their"
+        refused = self._handshaking.take(address, connection, per_address, total)
+        if refused == PER_ADDRESS:
+            self.dropped(address, f"{per_address} connections from this address are in their"
                          " handshake (a flood, or more chargers behind it than"
                          " [ocpp] max_chargers)")
-            return False
-        if self.handshakes >= total:
-            holder, held = max(self._handshakes_from.items(), key=lambda item: len(item[1]))
-            if len(held) <= len(pending) + 1:
-                self.dropped(address, f"{self.handshakes} connections are in their handshake")
-                return False
-            self.dropped(holder, f"all {total} handshake slots are taken; the oldest of its"
-                         f" {len(held)} went to {address}")
-            held[0].give_up_handshake()
-        self._handshakes_from.setdefault(address, []).append(connection)
-        self.handshakes += 1
-        return True
+        elif refused is not None:
+            self.dropped(address, f"{total} connections are in their handshake")
+        return refused is None
+
+    def _gave_up(self, address, connection, held, newcomer):
+        self.dropped(address, f"all handshake slots are taken; the oldest of its {held} went"
+                     f" to {newcomer}")
+        connection.give_up_handshake()
 
     def release(self, address, connection):
         """
         Give back the handshake slot L{admit} gave C{connection} from
         C{address}.
         """
-        pending = self._handshakes_from[address]
-        pending.remove(connection)
-        if not pending:
-            del self._handshakes_from[address]
-        self.handshakes -= 1
+        self._handshaking.release(address, connection)
 
     def authentication_failed(self, address, charger_id, why):
         """
