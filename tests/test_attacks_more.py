@@ -1,8 +1,9 @@
 """
 More attacks on the OCPP port and the web interface (issues 15 and 16),
 each against the real service over loopback and each shown to fail
-safely: idle sockets from many addresses, frames that make long log lines,
-meter values that are no numbers, a client certificate that cannot be read.
+safely: idle sockets from many addresses, slow and idle connections to the
+web interface, frames that make long log lines, meter values that are no
+numbers, a client certificate that cannot be read.
 
 Traffic goes only to 127.0.0.0/8, bounded in count and time; the helpers
 are those of L{tests.test_attacks}.
@@ -17,19 +18,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.internet import defer
+from twisted.internet import defer, endpoints, reactor
+from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 
 from tests.service import PASSWORD
 from tests.sim import connect_charger
 from tests.test_attacks import (
-    AttackTestCase, bounded, connect_raw, logged, until, upgrade_request)
+    AttackTestCase, RawClient, bounded, connect_raw, logged, until, upgrade_request)
 from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase
 from xxterocpp import certs, tls
 from xxterocpp.domain import refusals
 from xxterocpp.domain.central import UNKNOWN_INTERVAL
 from xxterocpp.ocpp.server import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS
 from xxterocpp.pacing import MAX_ACTIONS_PER_INTERVAL
+from xxterocpp.web.gate import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS
 
 
 def log_size(events):
@@ -113,6 +116,97 @@ class ManyAddressesTests(AttackTestCase):
         self.assertLessEqual(len([e for e in events if "127.1." in formatEvent(e)]), 2 * bound)
         self.assertEqual(len(self.service.central.unknown), 100)
         yield self.assertServing()
+
+
+class WebConnectionTests(AttackTestCase):
+    """
+    The web interface's connections: Twisted closes one only after 60 s
+    without a byte, and kept any number. A request head trickled a byte at
+    a time held its socket for ever; idle sockets from a few addresses took
+    the descriptors the chargers need (the process shares them).
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        port = yield self.service.web.when_listening()
+        self.web_port = port.getHost().port
+        self.site = self.service.web.factory
+        # 30 s in service; the tests have no time for it.
+        self.site.request_timeout = 2
+
+    def connect_web(self, data=b"", source="127.0.0.1"):
+        client = RawClient(data)
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.web_port, timeout=5,
+                                                bindAddress=(source, 0))
+        return endpoints.connectProtocol(endpoint, client)
+
+    @defer.inlineCallbacks
+    def test_trickled_request_head_is_closed(self):
+        """
+        A request head sent a byte every 0.2 s (Twisted's idle timeout
+        never fires) is closed once the request timeout is over, its 100
+        bytes not all sent; an idle keep-alive connection too.
+        """
+        head = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 50
+        slow = yield self.connect_web()
+        idle = yield self.connect_web(b"GET /page.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sent = 0
+        while not slow.lost.called and sent < len(head):
+            slow.transport.write(head[sent:sent + 1])
+            sent += 1
+            yield deferLater(reactor, 0.2, lambda: None)
+        yield bounded(slow.lost, 5)
+        self.assertLess(sent, len(head))
+        self.assertEqual(slow.received, b"")
+        yield bounded(idle.lost, 5)
+        self.assertTrue(idle.received.startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(self.site.connections, 0)
+
+    @defer.inlineCallbacks
+    def test_request_whose_answer_takes_longer_is_answered(self):
+        """
+        The timeout is for receiving a request: a Reset that CP1 answers
+        after 3 s is answered.
+        """
+        self.cp.handlers["Reset"] = lambda payload: deferLater(
+            reactor, 3, lambda: {"status": "Accepted"})
+        code, body = yield self.web("POST", "/api/chargers/CP1/reset", {})
+        self.assertEqual(code, 200, body)
+
+    @defer.inlineCallbacks
+    def test_idle_connections_from_8_addresses_leave_the_page_and_chargers_served(self):
+        """
+        127.0.0.2 opens 40 idle connections: 8 are closed at once.
+        127.0.0.3 to 127.0.0.9 open 32 each: all 256 connections are taken.
+        The page from 127.0.0.1 is still served (an idle connection of an
+        address with 32 gives its place), a charger connects; the request
+        timeout closes the rest.
+        """
+        with capturedLogs() as events:
+            flood = yield defer.gatherResults(
+                [self.connect_web(source="127.0.0.2") for _ in range(40)])
+            lost = []
+            for client in flood:
+                client.lost.addCallback(lost.append)
+            yield until(lambda: len(lost) >= 40 - MAX_CONNECTIONS_PER_ADDRESS, 5,
+                        "the connections beyond the cap of 127.0.0.2 closed")
+            more = yield defer.gatherResults([
+                self.connect_web(source=f"127.0.0.{a}") for a in range(3, 10)
+                for _ in range(MAX_CONNECTIONS_PER_ADDRESS)])
+            for client in more:
+                client.lost.addCallback(lost.append)
+            flood += more
+            yield until(lambda: self.site.connections + len(lost) >= len(flood), 5,
+                        "every connection taken or closed")
+            self.assertEqual(self.site.connections, MAX_CONNECTIONS)
+            yield self.api_status()
+            yield self.assertServing()
+            yield until(lambda: len(lost) == len(flood), 5, "the idle connections closed")
+        self.assertEqual(self.site.connections, 0)
+        self.assertLess(len(logged(events, "web interface: connection from")), 10)
 
 
 class LogAmplificationTests(AttackTestCase):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slots,tests.test_server -*-
+# -*- test-case-name: tests.test_slots,tests.test_server,tests.test_attacks_more -*-
 """
 Connection slots shared by remote addresses, for what a stranger can hold
 open before it has proven anything: the OCPP connections in their
