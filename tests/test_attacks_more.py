@@ -3,7 +3,8 @@ More attacks on the OCPP port and the web interface (issues 15 and 16),
 each against the real service over loopback and each shown to fail
 safely: idle sockets from many addresses, slow and idle connections to the
 web interface, frames that make long log lines, meter values that are no
-numbers, a client certificate that cannot be read.
+numbers, a flood of certificate signing requests, a client certificate that
+cannot be read.
 
 Traffic goes only to 127.0.0.0/8, bounded in count and time; the helpers
 are those of L{tests.test_attacks}.
@@ -22,11 +23,12 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 
-from tests.service import PASSWORD
+from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
 from tests.sim import connect_charger
 from tests.test_attacks import (
     AttackTestCase, RawClient, bounded, connect_raw, logged, until, upgrade_request)
-from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase
+from tests.test_signing import make_csr
+from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase, pki
 from xxterocpp import certs, tls
 from xxterocpp.domain import refusals
 from xxterocpp.domain.central import UNKNOWN_INTERVAL
@@ -357,3 +359,47 @@ class UnreadableCertificateTests(SecureTestCase):
         self.assertEqual([r.reason for r in refused], [refusals.NO_CERTIFICATE] * 3)
         # Older cryptography (Debian's 38) reads it; OpenSSL then says why.
         self.assertIn(refused[0].detail, (tls.UNREADABLE, "self-signed certificate"))
+
+
+class SigningFloodTests(AttackTestCase):
+    """
+    SignCertificate from a connected charger (any profile): each request
+    was signed and a CertificateSigned queued behind the others, 4.6 KB of
+    memory each, kept while the charger did not answer: 3,000 requests made
+    14 MB and 2.6 s of CPU.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        for name in ("signing-ca.pem", "signing-ca.key"):
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(pki()[name])
+        path = write_config(self, BASE_CONFIG.replace("[ocpp]\n", (
+            f'[ocpp]\nsigning_certificate = "{directory}/signing-ca.pem"\n'
+            f'signing_key = "{directory}/signing-ca.key"\n'), 1))
+        self.service = yield start_service(self, path)
+        self.cp = yield connect_charger(self.service.url, "CP1")
+        self.addCleanup(self.cp.close)
+        yield self.cp.boot()
+
+    @defer.inlineCallbacks
+    def test_300_requests_at_once_get_one_certificate(self):
+        """
+        300 SignCertificate at once, never answering CertificateSigned: the
+        first is Accepted, the others Rejected; one CertificateSigned goes
+        out, one log line tells of the refused.
+        """
+        self.cp.never_answer("CertificateSigned")
+        csr = make_csr(ec.generate_private_key(ec.SECP256R1()))
+        with capturedLogs() as events:
+            answers = yield defer.gatherResults([
+                self.raw_call(json.dumps([2, f"sign{i}", "SignCertificate", {"csr": csr}]))
+                for i in range(300)])
+            yield self.cp.wait_for_call("CertificateSigned")
+            yield self.assertServing()
+        self.assertEqual([a[2]["status"] for a in answers], ["Accepted"] + ["Rejected"] * 299)
+        self.assertEqual([action for action, _ in self.cp.calls_received].count(
+            "CertificateSigned"), 1)
+        self.assertEqual(len(logged(events, "certificate signing request refused")), 1)
