@@ -24,7 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 
 from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
-from tests.sim import connect_charger
+from tests.sim import basic_authorization, connect_charger
 from tests.test_attacks import (
     AttackTestCase, RawClient, bounded, connect_raw, logged, until, upgrade_request)
 from tests.test_signing import make_csr
@@ -32,7 +32,8 @@ from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase, pki
 from xxterocpp import certs, tls
 from xxterocpp.domain import refusals
 from xxterocpp.domain.central import UNKNOWN_INTERVAL
-from xxterocpp.ocpp.server import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS
+from xxterocpp.ocpp.server import (
+    DROP_LOG_INTERVAL, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS)
 from xxterocpp.pacing import MAX_ACTIONS_PER_INTERVAL
 from xxterocpp.web.gate import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS
 
@@ -102,7 +103,7 @@ class ManyAddressesTests(AttackTestCase):
         service.store.record_unknown_attempts = spy
         self.addCleanup(delattr, service.store, "record_unknown_attempts")
         addresses = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(400)]
-        started = self.service.central.clock.seconds()
+        started = reactor.seconds()
         with capturedLogs() as events:
             for batch in range(0, 400, 40):
                 clients = yield defer.gatherResults([
@@ -110,13 +111,36 @@ class ManyAddressesTests(AttackTestCase):
                     for i, address in enumerate(addresses[batch:batch + 40], batch)])
                 yield bounded(defer.gatherResults([c.lost for c in clients]), 10)
                 self.assertEqual({c.received[:13] for c in clients}, {b"HTTP/1.1 404 "})
-        windows = 1 + int((self.service.central.clock.seconds() - started) // UNKNOWN_INTERVAL)
+        windows = 1 + int((reactor.seconds() - started) // UNKNOWN_INTERVAL)
         bound = windows * MAX_ACTIONS_PER_INTERVAL
         self.assertLessEqual(len(writes), bound)
         self.assertLessEqual(len(logged(events, "unknown charger")), bound)
         # Autobahn's lines and the refusals' too.
         self.assertLessEqual(len([e for e in events if "127.1." in formatEvent(e)]), 2 * bound)
         self.assertEqual(len(self.service.central.unknown), 100)
+        yield self.assertServing()
+
+
+    @defer.inlineCallbacks
+    def test_wrong_passwords_from_400_addresses(self):
+        """
+        400 handshakes as RDAM 123 with a wrong password, each from an
+        address of its own: all 401, a few log lines (they were 400).
+        """
+        addresses = [f"127.2.{i // 250}.{i % 250 + 1}" for i in range(400)]
+        started = reactor.seconds()
+        with capturedLogs() as events:
+            for batch in range(0, 400, 40):
+                clients = yield defer.gatherResults([
+                    connect_raw(self.service, upgrade_request(
+                        "/RDAM%20123", Authorization=basic_authorization("RDAM 123", f"w{i}")),
+                        source=address)
+                    for i, address in enumerate(addresses[batch:batch + 40], batch)])
+                yield bounded(defer.gatherResults([c.lost for c in clients]), 10)
+                self.assertEqual({c.received[:13] for c in clients}, {b"HTTP/1.1 401 "})
+        self.assertEqual(self.service.security_failures()["auth"], 400)
+        windows = 1 + int((reactor.seconds() - started) // DROP_LOG_INTERVAL)
+        self.assertLessEqual(len(logged(events, "RDAM 123")), windows * MAX_ACTIONS_PER_INTERVAL)
         yield self.assertServing()
 
 

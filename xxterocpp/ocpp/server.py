@@ -364,6 +364,8 @@ class OcppServerFactory(WebSocketServerFactory):
         self._drop_logged_at = None
         self._drops_unlogged = 0
         self._refusal_lines = Pacer(DROP_LOG_INTERVAL)
+        self._failure_lines = Pacer(DROP_LOG_INTERVAL)
+        self._throttle_lines = Pacer(DROP_LOG_INTERVAL)
         options = dict(
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
@@ -441,14 +443,20 @@ class OcppServerFactory(WebSocketServerFactory):
         Count a handshake from C{address} as C{charger_id} refused for its
         credentials (C{why}), and log the first of a burst and the one that
         starts a refusal: a guessing address costs two lines per window of
-        the L{auth_throttle}, not one per guess.
+        the L{auth_throttle}, not one per guess; and (L{Pacer}) each kind
+        one line per address and a few in all per L{DROP_LOG_INTERVAL}, not
+        one per address when a thousand guess at once.
         """
         self.auth_failures += 1
         throttle, key = self.auth_throttle, (address, charger_id)
-        if not throttle.failures(key):
-            self._log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
-                           address=address, why=why)
-        if throttle.failed(key):
+        now = self.clock.seconds()
+        held = None if throttle.failures(key) else self._failure_lines.due(address, now)
+        if held is not None:
+            self._log.warn("{id}: connection from {address} refused: {why}{more}",
+                           id=charger_id, address=address, why=why,
+                           more=f" ({held} more bursts from this address since the last such"
+                                " line)" if held else "")
+        if throttle.failed(key) and self._throttle_lines.due(address, now) is not None:
             self._log.warn("{id}: {n} failed authentications from {address} within {s:g} s;"
                            " refusing it unheard for {s:g} s", id=charger_id, address=address,
                            n=throttle.limit, s=throttle.window)
