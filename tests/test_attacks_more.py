@@ -427,3 +427,28 @@ class SigningFloodTests(AttackTestCase):
         self.assertEqual([action for action, _ in self.cp.calls_received].count(
             "CertificateSigned"), 1)
         self.assertEqual(len(logged(events, "certificate signing request refused")), 1)
+
+
+class TLSFailureFloodTests(SecureTestCase):
+    """
+    Plain HTTP to the TLS port fails its TLS handshake: each such connection
+    was two log lines (ours and Autobahn's error), from a single address.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_300_plain_requests_on_the_tls_port(self):
+        started = reactor.seconds()
+        with capturedLogs() as events:
+            # 15 at a time: 16 may be in their handshake from one address.
+            for batch in range(0, 300, 15):
+                clients = yield defer.gatherResults([
+                    connect_raw(self.service, upgrade_request("/CP1")) for _ in range(15)])
+                yield bounded(defer.gatherResults([c.lost for c in clients]), 10)
+            yield self.failures("tls", 300)
+        windows = 1 + int((reactor.seconds() - started) // DROP_LOG_INTERVAL)
+        self.assertLessEqual(len(logged(events, "127.0.0.1")), windows)
+        self.assertEqual(logged(events, "SSL error"), [])
+        charger = yield self.connect("CP1")
+        self.assertIn("currentTime", (yield charger.heartbeat()))

@@ -73,6 +73,10 @@ DROP_LOG_INTERVAL = 10
 #: writes one per address and interval instead. Errors still get through.
 _HANDSHAKE_LOG = txaio.make_logger(level="error")
 
+#: Autobahn's logger for a connection whose TLS failed: it writes an error
+#: line for each, which L{OcppServerFactory.tls_failed} paces instead.
+_SILENT_LOG = txaio.make_logger(level="none")
+
 
 def identity_from_path(path):
     """
@@ -313,9 +317,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
             # A charger that does not trust our certificate, speaks TLS < 1.2
             # or plain ws://, or (profile 3) has no valid client certificate.
             address, why = self.peer_address(), openssl_reason(reason.value)
-            self._log.warn("TLS connection from {address} failed: {why}", address=address,
-                           why=why)
-            self.factory.tls_failures += 1
+            self.factory.tls_failed(address, why)
+            self.log = _SILENT_LOG
             if self.state == self.STATE_CONNECTING:
                 # Before the request named a charger (not a connection
                 # that was open).
@@ -364,6 +367,7 @@ class OcppServerFactory(WebSocketServerFactory):
         self._drop_logged_at = None
         self._drops_unlogged = 0
         self._refusal_lines = Pacer(DROP_LOG_INTERVAL)
+        self._tls_lines = Pacer(DROP_LOG_INTERVAL)
         self._failure_lines = Pacer(DROP_LOG_INTERVAL)
         self._throttle_lines = Pacer(DROP_LOG_INTERVAL)
         options = dict(
@@ -460,6 +464,20 @@ class OcppServerFactory(WebSocketServerFactory):
             self._log.warn("{id}: {n} failed authentications from {address} within {s:g} s;"
                            " refusing it unheard for {s:g} s", id=charger_id, address=address,
                            n=throttle.limit, s=throttle.window)
+
+    def tls_failed(self, address, why):
+        """
+        Count a TLS connection from C{address} that failed because C{why}
+        (OpenSSL's reason), and log it, or (plain HTTP sent a thousand
+        times) only the count in its next line after L{DROP_LOG_INTERVAL}
+        seconds.
+        """
+        self.tls_failures += 1
+        held = self._tls_lines.due(address, self.clock.seconds())
+        if held is not None:
+            self._log.warn("TLS connection from {address} failed: {why}{more}", address=address,
+                           why=why, more=f" ({held} more failed from this address since the"
+                                         " last such line)" if held else "")
 
     def refused(self, address, code, why):
         """
