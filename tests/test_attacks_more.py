@@ -1,10 +1,11 @@
 """
 More attacks on the OCPP port and the web interface (issues 15 and 16),
 each against the real service over loopback and each shown to fail
-safely: idle sockets from many addresses, slow and idle connections to the
-web interface, frames that make long log lines, meter values that are no
-numbers, a flood of certificate signing requests, a client certificate that
-cannot be read.
+safely: idle sockets, made-up identities and wrong passwords from many
+addresses, slow and idle connections to the web interface, frames that make
+long log lines, meter values that are no numbers, a flood of certificate
+signing requests, a client certificate that cannot be read, plain HTTP on
+the TLS port.
 
 Traffic goes only to 127.0.0.0/8, bounded in count and time; the helpers
 are those of L{tests.test_attacks}.
