@@ -10,7 +10,15 @@ from twisted.logger import Logger
 
 from xxterocpp.domain.events import CertificateIssued
 from xxterocpp.domain.security import ChargerCertificate
+from xxterocpp.pacing import Pacer
 from xxterocpp.signing import CsrRejected
+
+#: Seconds from one certificate signed for a charger to the next: a charger
+#: sends one request and waits for CertificateSigned (white paper A02). One
+#: that floods SignCertificate had every request signed and a
+#: CertificateSigned queued for it (4.6 KB each, kept while it did not
+#: answer); now the others are Rejected.
+SIGNING_INTERVAL = 60
 
 
 class CertificateSigning:
@@ -27,6 +35,8 @@ class CertificateSigning:
         """
         @param security: the L{xxterocpp.domain.security.SecurityProfiles}
             that keep each charger's certificate.
+        @param clock: an C{IReactorTime} on a monotonic clock (the interval
+            between two certificates, events after the answer).
         @param now: zero-argument callable, the time as an aware UTC datetime.
         @param emit: called with each event.
         """
@@ -35,12 +45,16 @@ class CertificateSigning:
         self._now = now
         self._emit = emit
         self.signer = signer
+        # Charger id -> when its last certificate was signed (clock seconds).
+        self._signed_at = {}
+        self._lines = Pacer(SIGNING_INTERVAL)
 
     def requested(self, charger_id, csr):
         """
         A charger asks for its certificate to be signed (white paper A02,
         A03). It is, with the charger-signing CA, when the CSR is fit
-        (L{xxterocpp.signing.ChargerSigner.sign}: CN = the identity);
+        (L{xxterocpp.signing.ChargerSigner.sign}: CN = the identity) and
+        none was signed for the charger in the last L{SIGNING_INTERVAL};
         L{CertificateIssued} then follows in the next reactor turn, after
         the answer.
 
@@ -52,12 +66,24 @@ class CertificateSigning:
                           " charger-signing CA; make one with 'xxterocpp-certs signing-ca')",
                           id=charger_id)
             return False
+        seconds = self._clock.seconds()
+        last = self._signed_at.get(charger_id)
+        if last is not None and seconds - last < SIGNING_INTERVAL:
+            held = self._lines.due(charger_id, seconds)
+            if held is not None:
+                self.log.warn("{id}: certificate signing request refused: one was signed"
+                              " {ago:.0f} s ago, a charger gets one per {s} s{more}",
+                              id=charger_id, ago=seconds - last, s=SIGNING_INTERVAL,
+                              more=f" ({held} more refused since the last such line)"
+                              if held else "")
+            return False
         try:
             signed = self.signer.sign(csr, charger_id, self._now())
         except CsrRejected as e:
             self.log.warn("{id}: certificate signing request refused: {why}", id=charger_id,
                           why=e.reason)
             return False
+        self._signed_at[charger_id] = seconds
         self.log.info("{id}: certificate signed (serial {serial}, valid until {until})",
                       id=charger_id, serial=signed.serial, until=signed.not_after.isoformat())
         self._clock.callLater(0, self._emit, CertificateIssued(charger_id, signed))
