@@ -160,7 +160,8 @@ class WebConnectionTests(AttackTestCase):
         yield super().setUp()
         port = yield self.service.web.when_listening()
         self.web_port = port.getHost().port
-        self.site = self.service.web.factory
+        # The web interface is built at its first connection: now.
+        self.site = self.service.web.factory.built()
         # 30 s in service; the tests have no time for it.
         self.site.request_timeout = 2
 
