@@ -35,9 +35,6 @@ _PROTECTED_KEY = re.compile(r"securityprofile|url|uri|host|endpoint|identity", r
 #: set, the charger keeps the controller's.
 VIRTUAL_KEYS = ("HeartbeatInterval", "MeterValueSampleInterval")
 
-#: How many reservation ids of the back office are remembered.
-RESERVATIONS_KEPT = 50
-
 #: The local-list statuses as the tag registry keeps them.
 _REGISTRY_STATUS = {"Accepted": "Accepted", "ConcurrentTx": "Accepted", "Blocked": "Blocked",
                     "Expired": "Expired", "Invalid": "Blocked"}
@@ -127,7 +124,7 @@ def remote_start(uplink, req):
             log.info("{id}: back office's RemoteStartTransaction profile refused: {e}",
                      id=uplink.charger_id, e=str(e))
             return m.RemoteStartTransactionResponse(status="Rejected")
-    uplink.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
+    uplink.verdicts.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
     d = _controller(uplink).start(uplink.charger_id, connector, id_tag=req.id_tag,
                                   charging_profile=profile)
     return d.addCallback(_status(m.RemoteStartTransactionResponse))
@@ -190,7 +187,7 @@ def clear_cache(uplink, req):
     """
     ClearCache: the charger's and our kept verdicts of the back office.
     """
-    uplink.forget_verdicts()
+    uplink.verdicts.forget()
     return _relayed(uplink, req)
 
 
@@ -341,14 +338,14 @@ def reserve_now(uplink, req):
     connector = _point_connector(uplink, req.connector_id)
     if connector is None or not req.connector_id:
         return m.ReserveNowResponse(status="Rejected")
-    uplink.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
+    uplink.verdicts.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
     d = _controller(uplink).reserve(uplink.charger_id, connector, req.id_tag, req.expiry_date)
 
     def reserved(result):
         if result.accepted:
             ours = uplink.central.chargers[uplink.charger_id].connector(connector).reservation
             if ours is not None:
-                uplink.map_reservation(req.reservation_id, ours.id)
+                uplink.relayed.map_reservation(req.reservation_id, ours.id)
         return _status(m.ReserveNowResponse)(result)
 
     return d.addCallback(reserved)
@@ -358,7 +355,7 @@ def cancel_reservation(uplink, req):
     """
     CancelReservation of a reservation the back office made.
     """
-    ours = uplink.local_reservation(req.reservation_id)
+    ours = uplink.relayed.local_reservation(req.reservation_id)
     charger = uplink.central.chargers[uplink.charger_id]
     for number, c in charger.connectors.items():
         if ours is not None and c.reservation is not None and c.reservation.id == ours:
@@ -393,7 +390,7 @@ def set_charging_profile(uplink, req):
     def set_(result):
         response = _response(result)
         if result.accepted:
-            uplink.profile_set(profile.charging_profile_id, req.connector_id,
+            uplink.relayed.profile_set(profile.charging_profile_id, req.connector_id,
                                profile.charging_profile_purpose, profile.stack_level)
         return response
 
@@ -405,7 +402,7 @@ def clear_charging_profile(uplink, req):
     ClearChargingProfile of the back office's own profiles only, one by id.
     """
     matching = [
-        int(pid) for pid, (connector, purpose, level) in uplink.setting("profiles", {}).items()
+        int(pid) for pid, (connector, purpose, level) in uplink.relayed.profiles().items()
         if (req.id is None or int(pid) == req.id)
         and (req.connector_id is None or connector == req.connector_id)
         and (req.charging_profile_purpose is None or purpose == req.charging_profile_purpose)
@@ -420,7 +417,7 @@ def clear_charging_profile(uplink, req):
         for pid, result in zip(matching, results):
             if result.accepted or (result.response is not None
                                    and result.response.status == "Unknown"):
-                uplink.profile_cleared(pid)
+                uplink.relayed.profile_cleared(pid)
         if not any(r.response is not None for r in results):
             _answered(results[0])
         accepted = any(r.accepted for r in results)
