@@ -13,11 +13,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
 # Debian packages the tests need: a bus-less knxd, the bookworm stack,
-# chromium for the status page's browser test, and gettext, whose tools check
-# the translations (tests/test_i18n.py).
+# chromium for the status page's browser test, gettext, whose tools check
+# the translations (tests/test_i18n.py), and faketime (libfaketime), which
+# steps the service's system clock (tests/test_clock_steps.py).
 SYSTEM_PACKAGES := knxd knxd-tools python3 python3-venv \
 	python3-twisted python3-autobahn python3-openssl python3-service-identity \
-	python3-attr python3-cryptography chromium gettext
+	python3-attr python3-cryptography chromium gettext faketime
 
 # Debian packages (make deb): xxterocpp and python3-knxdclient, built from a
 # copy of the work tree (tracked and new files, not ignored ones) with

@@ -168,7 +168,8 @@ class MemoryStore:
         to_text(rec.start_time)
         self.transactions[rec.id] = TransactionRecord(
             rec.id, rec.charger_id, rec.connector, rec.id_tag, rec.start_time,
-            rec.meter_start, rec.reservation_id, rec.start_status, rec.dedup_key)
+            rec.meter_start, rec.reservation_id, rec.start_status, rec.dedup_key,
+            time_uncertain=rec.time_uncertain)
         self.counter = max(self.counter, rec.id)
         return self._written("insert_transaction", rec)
 
@@ -179,13 +180,14 @@ class MemoryStore:
                 self.transactions[tx_id], last_meter_wh=energy_wh, last_meter_time=at)
         return self._written("update_meter", tx_id, energy_wh, at)
 
-    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
+    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag,
+                         time_uncertain=False):
         to_text(stop_time)
         tx = self.transactions.get(tx_id)
         if tx is not None and tx.stop_time is None:
             self.transactions[tx_id] = attr.evolve(
                 tx, stop_time=stop_time, meter_stop=meter_stop, stop_reason=reason,
-                stop_id_tag=stop_id_tag)
+                stop_id_tag=stop_id_tag, time_uncertain=tx.time_uncertain or time_uncertain)
         return self._written("stop_transaction", tx_id, meter_stop, stop_time, reason,
                              stop_id_tag)
 

@@ -197,14 +197,23 @@ class ServiceProcess:
 
     @ivar output: everything it printed.
     @ivar url: the OCPP URL once listening.
+    @ivar web_url: the web interface's URL (C{http://127.0.0.1:PORT}) once
+        listening, or None.
     """
 
     _LISTENING = re.compile(rb"OCPP server \(wss?\) listening on \S+ port (\d+)")
+    _WEB = re.compile(rb"web interface listening on \S+ port (\d+)")
 
-    def __init__(self, config_path):
+    def __init__(self, config_path, env=None):
+        """
+        @param env: environment variables for the process, beside the
+            test's own.
+        """
         self.config_path = config_path
+        self.env = env or {}
         self.output = b""
         self.url = None
+        self.web_url = None
         self._waiting = []
         self._ended_waiters = []
         self.transport = None
@@ -214,8 +223,8 @@ class ServiceProcess:
         """
         @return: a Deferred firing once the OCPP port listens.
         """
-        self.output, self.url, self.exit = b"", None, None
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        self.output, self.url, self.web_url, self.exit = b"", None, None, None
+        env = dict(os.environ, PYTHONPATH=ROOT, **self.env)
         self.transport = reactor.spawnProcess(
             _Output(self), sys.executable,
             [sys.executable, "-m", "twisted", "--log-format=text", "xxterocpp",
@@ -227,6 +236,9 @@ class ServiceProcess:
 
     def _output(self, data):
         self.output += data
+        web = self._WEB.search(self.output)
+        if web and self.web_url is None:
+            self.web_url = f"http://127.0.0.1:{int(web.group(1))}"
         match = self._LISTENING.search(self.output)
         if match and self.url is None:
             self.url = f"ws://127.0.0.1:{int(match.group(1))}/"

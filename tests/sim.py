@@ -60,6 +60,7 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 __all__ = [
@@ -555,6 +556,14 @@ class SimCharger:
         times out), unless the test answers by hand with L{reply}.
         """
         self.handlers[action] = lambda payload: NO_REPLY
+
+    def answer_after(self, action: str, seconds: float) -> None:
+        """
+        Answer CALLs of C{action} as before, but C{seconds} later (a slow
+        charger: the call is outstanding meanwhile).
+        """
+        handler = self.handlers.get(action)
+        self.handlers[action] = lambda payload: deferLater(self._reactor, seconds, handler, payload)
 
     def without_smart_charging(self) -> None:
         """

@@ -308,12 +308,15 @@ class PageTests(RoutesTestCase):
         frames = {c.id: list(c.frames) for c in self.central.chargers.values()}
         setup = {"group_addresses": 1, "charger_url": "ws://127.0.0.1:8016/",
                  "root_certificate": {"sha256": "AB:CD", "href": "/ca.pem"}}
+        # The warning of a wrong system clock is asked for too.
+        wrong_clock = dict(status, clock_ok=False)
         for code in TRANSLATED:
             translations = catalogue(code)
             missing = _Missing()
             translations.add_fallback(missing)
-            render_page(status, frames, list(self.store.transactions.values()), setup,
-                        Language(code, translations))
+            for shown in (status, wrong_clock):
+                render_page(shown, frames, list(self.store.transactions.values()), setup,
+                            Language(code, translations))
             self.assertEqual(missing.missing, [], code)
 
     def test_day_names_in_the_chart(self):

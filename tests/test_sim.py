@@ -565,6 +565,20 @@ class BehaviourTests(_PeerTestCase):
         self.assertEqual([action for action, _ in charger.calls_received][-1], "RemoteStartTransaction")
 
     @inlineCallbacks
+    def test_answer_after(self):
+        """
+        A slow charger answers as before, the given seconds later.
+        """
+        charger = yield self.connect()
+        charger.refuse("ChangeAvailability")
+        charger.answer_after("ChangeAvailability", 0.2)
+        server = self.server_side()
+        asked = reactor.seconds()
+        answer = yield server.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+        self.assertEqual(answer[2], {"status": "Rejected"})
+        self.assertGreaterEqual(reactor.seconds() - asked, 0.2)
+
+    @inlineCallbacks
     def test_without_smart_charging(self):
         charger = yield self.connect()
         charger.without_smart_charging()

@@ -49,14 +49,27 @@ class Harness:
     fake controller.
     """
 
-    def build(self, smart="", start=datetime(2024, 3, 5, 20, 0, tzinfo=TZ)):
+    def build(self, smart="", start=datetime(2024, 3, 5, 20, 0, tzinfo=TZ), monotonic=False):
+        """
+        @param monotonic: the clock's timers on a monotonic clock started at
+            1000 s, the time of day on a system clock of its own that
+            L{step} steps (as in the service); by default both are the one
+            fake clock.
+        """
         self.clock = Clock()
-        self.clock.advance(start.timestamp())
+        if monotonic:
+            self.clock.advance(1000)
+            self.offset = start.timestamp() - 1000
+            wall = lambda: self.clock.seconds() + self.offset
+        else:
+            self.clock.advance(start.timestamp())
+            wall = None
         self.config = parse_config(CONFIG.format(smart=smart))
-        self.central = CentralSystem(self.config, MemoryStore(), self.clock)
+        self.central = CentralSystem(self.config, MemoryStore(), self.clock, wall)
         self.central.load()
         self.controller = FakeController(self.central, ACCEPTED)
-        self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ)
+        self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ,
+                                    wall=self.central.time.seconds)
         self.central.subscribe(self.manager.observe)
         self.manager.startService()
         self.addCleanup(self.manager.stopService)
@@ -67,7 +80,13 @@ class Harness:
             dispatcher(self.central, charger_id), action, request))
 
     def now(self):
-        return datetime.fromtimestamp(self.clock.seconds(), TZ)
+        return datetime.fromtimestamp(self.central.time.seconds(), TZ)
+
+    def step(self, seconds):
+        """
+        Step the system clock (built C{monotonic}) by C{seconds}.
+        """
+        self.offset += seconds
 
     def start(self, charger_id="CP1", tag="SMART", meter=0):
         response = self.handle(charger_id, "StartTransaction", {
@@ -85,7 +104,7 @@ class Harness:
 
     def advance_to(self, hour, minute=0, days=0):
         target = (self.now() + timedelta(days=days)).replace(hour=hour, minute=minute, second=0)
-        self.clock.advance(target.timestamp() - self.clock.seconds())
+        self.clock.advance(target.timestamp() - self.central.time.seconds())
 
 
 class SmartManagerTests(Harness, SynchronousTestCase):
@@ -285,6 +304,62 @@ class DelayTests(Harness, SynchronousTestCase):
                                start_delay=0, surplus_start_delay=1, surplus_stop_delay=2)
         self.assertEqual((manager.start_delay, manager.surplus_start_delay,
                           manager.surplus_stop_delay), (0, 1, 2))
+
+
+class SteppedClockTests(Harness, SynchronousTestCase):
+    """
+    Timers on a monotonic clock, slots on the system clock, and steps of
+    the latter.
+    """
+
+    def setUp(self):
+        self.build(monotonic=True)
+
+    def test_slots_follow_the_time_of_day(self):
+        """
+        The start delay runs on the monotonic clock, the slots at the times
+        of day of the plan (a charger refusing profiles gets them as
+        limits).
+        """
+        self.controller.result = CommandResult(False, "Rejected")
+        self.start()
+        self.assertEqual(len(self.controller.profiles()), 1)
+        self.assertEqual(self.controller.steered(), [("CP1", 1, 0.0)])
+        self.advance_to(22, 59)
+        self.assertEqual(self.controller.steered()[-1], ("CP1", 1, 0.0))
+        self.advance_to(23, 0)
+        self.assertEqual(self.controller.steered()[-1], ("CP1", 1, 16.0))
+
+    def test_step_replans(self):
+        """
+        A step of the system clock forward to the cheap hours, noticed at
+        the next meter reading, makes a new plan from the new time of day
+        at once.
+        """
+        self.start()
+        [(_, before)] = self.controller.profiles()
+        self.step(3 * 3600)
+        self.meter("CP1", 0)
+        self.assertEqual(len(self.controller.profiles()), 1)
+        self.clock.advance(0)
+        [_, (_, after)] = self.controller.profiles()
+        self.assertNotEqual(after, before)
+        self.assertEqual(after[0], (0, 16.0))
+        self.assertEqual(self.controller.steered()[-1], ("CP1", 1, 16.0))
+
+    def test_step_back_replans(self):
+        """
+        A step back of an hour makes the clock wrong (the time goes on from
+        the trusted one) and re-plans from that.
+        """
+        self.start()
+        self.step(-3600)
+        self.meter("CP1", 0)
+        self.clock.advance(0)
+        self.assertFalse(self.central.time.ok)
+        self.assertEqual(len(self.controller.profiles()), 2)
+        self.assertEqual(datetime.fromisoformat(self.manager.session("CP1", 1)["plan"][0]["start"]),
+                         datetime(2024, 3, 5, 20, 0, 5, tzinfo=TZ))
 
 
 class SiteLimitTests(Harness, SynchronousTestCase):

@@ -209,7 +209,47 @@ class SchemaTests(StoreTestCase):
         self.assertIn(self.path, str(error))
 
 
+    @inlineCallbacks
+    def test_version_1_gets_the_uncertain_time_column(self):
+        """
+        A file of schema version 1 is brought up to date: its transactions
+        are not marked C{time_uncertain}.
+        """
+        os.makedirs(os.path.dirname(self.path))
+        db = sqlite3.connect(self.path, isolation_level=None)
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO transactions (id, charger_id, connector, id_tag, start_time,"
+            " meter_start, start_status, dedup_key) VALUES"
+            " (3, 'CP1', 1, 'TAG', '2024-05-01T18:00:00.000000Z', 0, 'Accepted', 'k')")
+        db.close()
+        store = self.makeStore()
+        [rec] = store.load_open_transactions()
+        self.assertEqual((rec.id, rec.time_uncertain), (3, False))
+        yield store.close()
+        self.assertEqual(
+            self.connect().execute("PRAGMA user_version").fetchone()[0], len(MIGRATIONS))
+
+
 class TransactionTests(StoreTestCase):
+    @inlineCallbacks
+    def test_time_uncertain_is_kept(self):
+        """
+        A transaction marked C{time_uncertain} at its start, or at its stop,
+        stays marked after a restart.
+        """
+        store = self.makeStore()
+        store.insert_transaction(attr.evolve(started(1), time_uncertain=True))
+        store.insert_transaction(started(2))
+        store.stop_transaction(1, 1100, T0 + timedelta(hours=1), "Local", None)
+        yield store.stop_transaction(2, 1100, T0 + timedelta(hours=1), "Local", None, True)
+        store = yield self.restart(store)
+        self.assertEqual(sorted((r.id, r.time_uncertain)
+                                for r in store.load_recent_transactions()),
+                         [(1, True), (2, True)])
+
     @inlineCallbacks
     def test_inserted_transaction_is_open_after_restart(self):
         """

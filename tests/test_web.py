@@ -670,6 +670,8 @@ class TransactionTests(WebTestCase):
         self.assertEqual([(r["energy_wh"], r["stop_reason"]) for r in rows],
                          [(500, None), (2000, "Local")])
         self.assertEqual(rows[1]["charger"], "CP1")
+        # Our clock was right: the chargers' times hold.
+        self.assertEqual([r["time_uncertain"] for r in rows], [False, False])
         self.assertEqual(len((yield self.get("/api/transactions?limit=1")).json["transactions"]),
                          1)
         self.assertEqual((yield self.get("/api/transactions?charger=TWIN")).json,

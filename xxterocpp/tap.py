@@ -9,6 +9,7 @@ reactor; every part below receives what it needs.
 import os
 import signal
 import sys
+import time
 
 from twisted.application import internet, service
 from twisted.internet import defer, endpoints
@@ -16,6 +17,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
+from xxterocpp.clock import use_monotonic
 from xxterocpp.config import ConfigError, load_config
 
 DEFAULT_CONFIG = "/etc/xxterocpp/xxterocpp.toml"
@@ -174,22 +176,30 @@ class XxterocppService(service.MultiService):
     when the charger connects), then the KNX bridge (it shows the outcome of
     all of them on the bus). The web interface reads the domain when asked and subscribes to
     nothing.
+
+    Time: C{reactor}'s timers are durations (L{makeService} puts the
+    global reactor on the monotonic clock); C{wall} is the system clock,
+    which the central system checks (L{TrustedTime}) and the parts that
+    need the time of day (the Smart Energy Manager, the KNX bridge) get
+    from it.
     """
 
     log = Logger()
 
-    def __init__(self, config, reactor):
+    def __init__(self, config, reactor, wall=time.time):
         super().__init__()
         from xxterocpp.control import Controller
         from xxterocpp.ocpp.server import OcppServerFactory
         from xxterocpp.domain.central import CentralSystem
+        from xxterocpp.domain.trusted import EARLIEST
         from xxterocpp.store import Store
         from xxterocpp.web.api import web_site
 
         self.config = config
         self.reactor = reactor
-        self.store = Store(database_path(config.storage.database, self.log), reactor)
-        self.central = CentralSystem(config, self.store, reactor, charger_signer(config, self.log))
+        self.store = Store(database_path(config.storage.database, self.log), reactor, wall=wall)
+        self.central = CentralSystem(config, self.store, reactor, charger_signer(config, self.log),
+                                     wall=wall, floor=EARLIEST)
         self.ocpp_factory = OcppServerFactory(self.central, reactor, config.ocpp.ping_interval)
         tls = None
         if config.ocpp.secure:
@@ -209,7 +219,8 @@ class XxterocppService(service.MultiService):
         self.central.subscribe(self.controller.observe)
         from xxterocpp.smart.manager import SmartManager
 
-        self.smart = SmartManager(self.central, self.controller, reactor, config)
+        self.smart = SmartManager(self.central, self.controller, reactor, config,
+                                  wall=self.central.time.seconds)
         self.central.subscribe(self.smart.observe)
         self.smart.setServiceParent(self)
         from xxterocpp.upstream import Upstream
@@ -254,7 +265,7 @@ class XxterocppService(service.MultiService):
             self.knx_link.setServiceParent(self)
             self.knx_bridge = KnxBridge(
                 config, self.central, self.controller, self.knx_link, self.reactor,
-                smart=self.smart)
+                smart=self.smart, wall=self.central.time.seconds)
             self.central.subscribe(self.knx_bridge.observe)
             self.knx_bridge.setServiceParent(self)
 
@@ -363,8 +374,12 @@ class XxterocppService(service.MultiService):
 
 def makeService(options, reactor=None):
     """
-    Build the service from parsed L{Options}.
+    Build the service from parsed L{Options}; the global reactor (twistd's)
+    is put on the monotonic clock first (L{use_monotonic}), so that a step
+    of the system clock fires no burst of timeouts.
     """
     if reactor is None:
         from twisted.internet import reactor
+
+        use_monotonic(reactor)
     return XxterocppService(options["settings"], reactor)

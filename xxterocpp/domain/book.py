@@ -37,17 +37,23 @@ class TransactionBook:
 
     log = Logger()
 
-    def __init__(self, store, chargers, now, emit):
+    def __init__(self, store, chargers, now, emit, dated=None):
         """
         @param chargers: the central system's L{Charger}s by identity (the
             running transaction of each connector is kept on it).
         @param now: zero-argument callable, the time as an aware UTC datetime.
         @param emit: called with each event.
+        @param dated: C{dated(timestamp)} judges a charger's start or stop
+            time (None: it gave none) and returns C{(time to book,
+            uncertain)} (L{xxterocpp.domain.trusted.TrustedTime.dated});
+            by default a given time is booked as it is, a missing one as
+            C{now()}.
         """
         self._store = store
         self._chargers = chargers
         self._now = now
         self._emit = emit
+        self._dated = dated or (lambda timestamp: (timestamp or now(), False))
         self._transactions = {}
         self._recent = OrderedDict()
         self._dedup = {}
@@ -119,11 +125,15 @@ class TransactionBook:
         @return: a Deferred firing with the L{Transaction} once it is stored.
         """
         self._last_id += 1
+        # While our clock is wrong, a charger's time earlier than the one we
+        # trusted is no time at all: the session gets ours, marked.
+        start_time, uncertain = self._dated(timestamp)
         tx = Transaction(
             id=self._last_id, charger_id=charger_id, connector=connector, id_tag=id_tag,
-            start_time=timestamp, meter_start=meter_start, reservation_id=reservation_id,
+            start_time=start_time, meter_start=meter_start, reservation_id=reservation_id,
             start_status=status,
             dedup_key=_dedup_key(charger_id, connector, id_tag, meter_start, timestamp),
+            time_uncertain=uncertain,
         )
         c = self._chargers[charger_id].connector(connector)
         previous = c.transaction
@@ -195,7 +205,7 @@ class TransactionBook:
         @return: a Deferred firing once the stop is stored.
         """
         now = self._now()
-        stop_time = timestamp or now
+        stop_time, uncertain = self._dated(timestamp)
         tx = self._transactions.get(transaction_id)
         if tx is None or tx.charger_id != charger_id or not tx.running:
             why = "unknown" if tx is None or tx.charger_id != charger_id else "already stopped"
@@ -213,6 +223,7 @@ class TransactionBook:
             # Its register restarted at 0 for the session, this one too:
             # kept as the register reading from meterStart on.
             meter_stop = tx.meter_start + meter_stop
+        tx.time_uncertain = tx.time_uncertain or uncertain
         return stored(self._close(tx, meter_stop, stop_time, reason, id_tag))
 
     def meter_values(self, charger_id, connector, transaction_id, reading):
@@ -275,7 +286,8 @@ class TransactionBook:
                       id=tx.charger_id, connector=tx.connector, tx=tx.id,
                       reason=reason, energy=tx.energy_wh)
         self._emit(TransactionStopped(tx.charger_id, tx.connector, tx))
-        return self._store.stop_transaction(tx.id, meter_stop, stop_time, reason, id_tag)
+        return self._store.stop_transaction(tx.id, meter_stop, stop_time, reason, id_tag,
+                                            tx.time_uncertain)
 
     def _ended(self, tx):
         # The latest id is the latest session (ids only grow).

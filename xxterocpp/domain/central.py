@@ -18,8 +18,8 @@ from twisted.logger import Logger
 from xxterocpp.domain.book import TransactionBook
 from xxterocpp.domain.credentials import Credentials
 from xxterocpp.domain.events import (
-    CertificateIssued, ChargerBooted, ChargerConnected, ChargerDisconnected, LimitChanged, MeterChanged,
-    StateLoaded, StatusChanged, TagsChanged,
+    CertificateIssued, ChargerBooted, ChargerConnected, ChargerDisconnected, ClockStepped,
+    LimitChanged, MeterChanged, StateLoaded, StatusChanged, TagsChanged,
 )
 from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import (
@@ -31,6 +31,7 @@ from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.tags import Authorization, TagRegistry
 from xxterocpp.signing import CsrRejected
 from xxterocpp.quirks import REGISTRY
+from xxterocpp.domain.trusted import TrustedTime
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
@@ -53,6 +54,10 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 #: unknown identities of one remote address: a flood of made-up identities
 #: costs one of each per address and interval.
 UNKNOWN_INTERVAL = 10
+
+#: The setting (scope "central") of the newest time trusted
+#: (L{TrustedTime}).
+TRUSTED_TIME = "trusted_time"
 
 
 class CentralSystem:
@@ -78,11 +83,21 @@ class CentralSystem:
         chargers' certificate requests, or None (signing is disabled).
     @ivar registry: the L{xxterocpp.quirks.Entry}s each charger's workarounds
         are chosen with (L{xxterocpp.quirks.REGISTRY}; tests give their own).
+    @ivar time: the L{TrustedTime}: L{now}, and whether the system clock
+        is right (C{time.ok}).
     """
 
     log = Logger()
 
-    def __init__(self, config, store, clock, signer=None):
+    def __init__(self, config, store, clock, signer=None, wall=None, floor=None):
+        """
+        @param clock: an C{IReactorTime} on a monotonic clock (the timers).
+        @param signer: the L{xxterocpp.signing.ChargerSigner}, or None.
+        @param wall: the system clock (POSIX seconds), by default
+            C{clock.seconds}.
+        @param floor: the earliest time a right clock can read
+            (L{xxterocpp.domain.trusted.EARLIEST}), or None.
+        """
         self.config = config
         self.store = store
         self.clock = clock
@@ -92,8 +107,14 @@ class CentralSystem:
         self._unknown_lines = Pacer(UNKNOWN_INTERVAL)
         self.refusals = Refusals()
         self.settings = {}
+        self.time = TrustedTime(
+            clock, wall or clock.seconds, floor,
+            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text)),
+            # After the answer or the call that noticed it, like ChargerBooted.
+            on_step=lambda delta: clock.callLater(0, self.emit, ClockStepped(delta)))
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
-        self.book = TransactionBook(store, self.chargers, self.now, self.emit)
+        self.book = TransactionBook(store, self.chargers, self.now, self.emit,
+                                    dated=self.time.dated)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.lookup)
@@ -117,9 +138,10 @@ class CentralSystem:
 
     def now(self):
         """
-        @return: the time as an aware UTC datetime.
+        @return: the time as an aware UTC datetime (L{TrustedTime.seconds}:
+            never earlier than the newest time trusted).
         """
-        return utc_from_seconds(self.clock.seconds())
+        return utc_from_seconds(self.time.seconds())
 
     def load(self):
         """
@@ -143,6 +165,7 @@ class CentralSystem:
         # Filled in place: the credentials share it.
         self.settings.clear()
         self.settings.update(store.load_settings())
+        self.time.restore(self.settings.get(("central", TRUSTED_TIME)))
         self._watching = True
         for charger in self.chargers.values():
             self._restore(charger)
@@ -175,8 +198,9 @@ class CentralSystem:
     def shutdown(self):
         """
         Arm no more timers and cancel the offline timers (the service
-        stops).
+        stops); keep the trusted time.
         """
+        self.time.flush()
         self._watching = False
         for charger_id in list(self._offline_timers):
             self._unwatch(charger_id)
@@ -507,7 +531,7 @@ class CentralSystem:
         if charger is not None:
             # The status page must not show an AuthorizationKey (A01.FR.09).
             text = masked_frame(text)
-            seconds = self.clock.seconds()
+            seconds = self.time.seconds()
             charger.frames.add(seconds, direction, text)
             if direction == "in":
                 charger._last_seen_s = seconds

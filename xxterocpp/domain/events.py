@@ -153,3 +153,17 @@ class CertificateIssued:
     charger_id = attr.ib()
     signed = attr.ib()
     connector = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class ClockStepped:
+    """
+    The system clock was stepped (NTP set it, someone changed it): what
+    was planned for a time of day is planned again.
+
+    @ivar delta: the size of the step (s), positive forward.
+    """
+
+    delta = attr.ib()
+    charger_id = attr.ib(default=None)
+    connector = attr.ib(default=None)

@@ -134,6 +134,9 @@ class Transaction:
 
     @ivar energy_register_wh: the last energy register reading seen during the
         session (Wh), or None.
+    @ivar time_uncertain: whether its start or stop time is ours from a
+        time our clock was wrong, the charger's being implausible
+        (L{xxterocpp.domain.trusted.TrustedTime.dated}).
     """
 
     id = attr.ib()
@@ -151,6 +154,7 @@ class Transaction:
     stop_id_tag = attr.ib(default=None)
     energy_register_wh = attr.ib(default=None)
     energy_register_time = attr.ib(default=None)
+    time_uncertain = attr.ib(default=False)
 
     @property
     def running(self):
@@ -184,6 +188,7 @@ class Transaction:
             dedup_key=record.dedup_key, stop_time=record.stop_time, meter_stop=record.meter_stop,
             stop_reason=record.stop_reason, stop_id_tag=record.stop_id_tag,
             energy_register_wh=record.last_meter_wh, energy_register_time=record.last_meter_time,
+            time_uncertain=record.time_uncertain,
         )
 
 

@@ -332,7 +332,8 @@ class KnxBridge(service.Service):
     @ivar points: the linked charging points by C{(charger id, connector)}.
     """
 
-    def __init__(self, config, central, controller, link, clock, tz=None, smart=None):
+    def __init__(self, config, central, controller, link, clock, tz=None, smart=None,
+                 wall=None):
         """
         @param config: the L{Config}.
         @param central: the L{CentralSystem}, whose events are observed and
@@ -342,8 +343,9 @@ class KnxBridge(service.Service):
             and knows the C{limit} and C{mode} in force.
         @param link: the L{KnxdLink} (or anything with its C{write},
             C{respond}, C{connected} and observer methods).
-        @param clock: the L{IReactorTime}: start and end times are the
-            controller's clock when the domain reports them.
+        @param clock: the L{IReactorTime} (its timers).
+        @param wall: the time of day (POSIX seconds) of start and end times
+            and of the journal, by default C{clock.seconds}.
         @param tz: the local zone for times on the bus; L{None} is the
             system's.
         @param smart: the L{SmartManager} that gets C{[smart] prices_ga} and
@@ -353,6 +355,7 @@ class KnxBridge(service.Service):
         self.controller = controller
         self.link = link
         self.clock = clock
+        self.wall = wall or clock.seconds
         self.tz = tz
         self.smart = smart
         self.points = {}
@@ -469,7 +472,7 @@ class KnxBridge(service.Service):
         point = self.points.get((event.charger_id, event.connector))
         if point is None:
             return
-        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+        now = datetime.fromtimestamp(self.wall(), timezone.utc)
         if isinstance(event, TransactionStarted):
             point.started_at = now
         else:
@@ -529,7 +532,7 @@ class KnxBridge(service.Service):
         if kind == WRITE:
             if self.link.write(address, payload):
                 self._last_writer[address] = (point.key, obj.key)
-                self.journal.sent(point.key, obj.key, value, self.clock.seconds())
+                self.journal.sent(point.key, obj.key, value, self.wall())
         else:
             self.link.respond(address, payload)
 
@@ -573,7 +576,7 @@ class KnxBridge(service.Service):
             self._answer(telegram.dst)
         elif telegram.kind == WRITE:
             self.journal.foreign_write(self._senders.get(telegram.dst, ()), telegram,
-                                       self.clock.seconds())
+                                       self.wall())
             for point, obj in self._receivers.get(telegram.dst, ()):
                 self._received(point, obj, telegram)
             entry = self._smart_inputs.get(telegram.dst)
@@ -606,7 +609,7 @@ class KnxBridge(service.Service):
             convert = _FROM_BUS.get(dpt.unit)
             if convert is not None:
                 value = convert(value)
-            self.journal.received(point.key, obj.key, value, self.clock.seconds(), telegram.src)
+            self.journal.received(point.key, obj.key, value, self.wall(), telegram.src)
             d = obj.receive(self.controller, point.config, value)
         except DPTError as e:
             _log.warn("{what} ignored: {reason}", what=what, reason=e)

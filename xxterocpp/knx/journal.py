@@ -33,7 +33,7 @@ class Record:
 
     @ivar value: the value, or the payload (L{bytes} or a small L{int}) of
         a foreign write.
-    @ivar when: POSIX seconds of the bridge's clock.
+    @ivar when: POSIX seconds, the time of day of the bridge (its C{wall}).
     @ivar source: the sender's individual address (C{"1.1.5"}), L{None} for
         what the controller sent.
     """

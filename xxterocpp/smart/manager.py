@@ -27,6 +27,7 @@ from xxterocpp.smart import planner
 from xxterocpp.smart.site import SiteShare
 from xxterocpp.domain.events import (
     ChargerBooted,
+    ClockStepped,
     MeterChanged,
     TransactionStarted,
     TransactionStopped,
@@ -110,19 +111,21 @@ class _Session:
         lag = expected - (self.delivered_wh - self.planned_from_wh)
         return lag > max(LAG_WH, LAG_FRACTION * expected)
 
-    def due(self):
+    def due(self, wall, seconds):
         """
-        @return: when something changes for this session (seconds): its
-            first plan, the plan's boundaries, a schedule refresh, a change
-            of the surplus follower.
+        @param wall: the time of day now (POSIX seconds).
+        @param seconds: the monotonic clock now.
+        @return: in how many seconds something changes for this session:
+            its first plan and a change of the surplus follower (monotonic),
+            the plan's boundaries and a schedule refresh (times of day).
         """
         if self.plan is None:
-            return [self.not_before]
-        due = [t.timestamp() for t in self.plan.boundaries()]
+            return [self.not_before - seconds]
+        due = [t.timestamp() - wall for t in self.plan.boundaries()]
         if self.refresh_at is not None:
-            due.append(self.refresh_at.timestamp())
+            due.append(self.refresh_at.timestamp() - wall)
         if self.follower.next_change() is not None:
-            due.append(self.follower.next_change())
+            due.append(self.follower.next_change() - seconds)
         return due
 
     def describe(self, plan):
@@ -159,11 +162,15 @@ class SmartManager(service.Service):
 
     def __init__(self, central, controller, clock, config, tz=None, start_delay=START_DELAY,
                  surplus_start_delay=SURPLUS_START_DELAY,
-                 surplus_stop_delay=SURPLUS_STOP_DELAY):
+                 surplus_stop_delay=SURPLUS_STOP_DELAY, wall=None):
         """
         @param central: the L{xxterocpp.domain.central.CentralSystem}.
         @param controller: the L{xxterocpp.control.Controller}.
-        @param clock: an C{IReactorTime}.
+        @param clock: an C{IReactorTime} on a monotonic clock: the delays
+            and the surplus hysteresis.
+        @param wall: the time of day (POSIX seconds) of departures, slots
+            and prices, by default C{clock.seconds}; after a step of it
+            (L{ClockStepped}) every session is planned again.
         @param tz: the local zone of departures and tariff (L{None}: the
             system's).
         @param start_delay: seconds from a StartTransaction to its first
@@ -182,6 +189,7 @@ class SmartManager(service.Service):
         self.central = central
         self.controller = controller
         self.clock = clock
+        self.wall = wall or clock.seconds
         self.config = config
         self.tz = tz
         self._tariff = planner.Tariff(config.smart.tariff)
@@ -340,6 +348,14 @@ class SmartManager(service.Service):
                 if session.point.id == event.charger_id:
                     session.plan = None
             self._update()
+        elif isinstance(event, ClockStepped):
+            # Slots, departures and prices are times of day.
+            if self._sessions:
+                self.log.info("smart: the clock stepped by {delta:+.0f} s, planning again",
+                              delta=event.delta)
+            for session in self._sessions.values():
+                session.plan = None
+            self._update()
 
     def _own_limit_changed(self, charger_id, connector):
         """
@@ -376,7 +392,7 @@ class SmartManager(service.Service):
     # -- deciding ----------------------------------------------------------
 
     def _now(self):
-        return utc_from_seconds(int(self.clock.seconds()))
+        return utc_from_seconds(int(self.wall()))
 
     def _update(self, replan=False):
         """
@@ -542,14 +558,14 @@ class SmartManager(service.Service):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        seconds = self.clock.seconds()
-        due = [t for session in self._sessions.values() for t in session.due()]
+        wall, seconds = self.wall(), self.clock.seconds()
+        due = [t for session in self._sessions.values() for t in session.due(wall, seconds)]
         if self._sessions or self._site.shares:
             # Re-balance and re-plan with the slot grid (surplus, shares).
-            due.append(planner.next_slot(now).timestamp())
-        due = [t for t in due if t > seconds]
+            due.append(planner.next_slot(now).timestamp() - wall)
+        due = [t for t in due if t > 0]
         if due:
-            self._timer = self.clock.callLater(min(due) - seconds, self._tick)
+            self._timer = self.clock.callLater(min(due), self._tick)
 
     def _tick(self):
         self._timer = None

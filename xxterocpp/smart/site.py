@@ -55,8 +55,9 @@ class SiteShare:
         """
         Share C{limit} again.
 
-        @param seconds: the clock's time now.
-        @param now: the same as an aware datetime.
+        @param seconds: the monotonic clock now (how old a reading is).
+        @param now: the time of day now, an aware datetime (the turns
+            change at slot boundaries).
         @param wishes: the current (A) each charging point with a running
             transaction wants, by key.
         @param draws: the current (A) each of them is seen to draw, or None.
@@ -78,7 +79,7 @@ class SiteShare:
         shares = planner.share(limit, demands, self._queue)
         if not any(demands[k] > 0 and not shares[k] for k in demands):
             self._rotate_at = _turn_end(now)
-        elif seconds >= self._rotate_at:
+        elif now.timestamp() >= self._rotate_at:
             self._queue = planner.rotate(self._queue, shares, demands)
             shares = planner.share(limit, demands, self._queue)
             self._rotate_at = _turn_end(now)

@@ -24,7 +24,8 @@ class Store(Transactions, State):
     """
 
     def __init__(
-        self, path, reactor, clock=None, busy_timeout=5.0, lazy_delay=LAZY_WRITE_DELAY
+        self, path, reactor, clock=None, busy_timeout=5.0, lazy_delay=LAZY_WRITE_DELAY,
+        wall=None,
     ):
         """
         @param path: the database file; it and its directory are created on
@@ -38,9 +39,12 @@ class Store(Transactions, State):
         @param lazy_delay: seconds a meter reading, a connector status or an
             unknown charger's attempt may wait in memory before it is
             committed (sooner when another write is committed).
+        @param wall: the system clock (POSIX seconds) of the times the store
+            notes itself (when a stop was received); defaults to
+            C{reactor.seconds}.
         """
         self.path = os.fspath(path)
-        self._reactor = reactor
+        self._wall = wall or reactor.seconds
         self._worker = Worker(self.path, busy_timeout)
         self._batches = Batcher(
             self._worker, reactor, reactor if clock is None else clock, lazy_delay

@@ -19,21 +19,22 @@ from .schema import advance_transaction_counter
 def _insert_transaction(db, rec):
     db.execute(
         "INSERT INTO transactions (id, charger_id, connector, id_tag,"
-        " start_time, meter_start, reservation_id, start_status, dedup_key)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " start_time, meter_start, reservation_id, start_status, dedup_key,"
+        " time_uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (rec.id, rec.charger_id, rec.connector, rec.id_tag,
          to_text(rec.start_time), rec.meter_start, rec.reservation_id,
-         rec.start_status, rec.dedup_key),
+         rec.start_status, rec.dedup_key, bool(rec.time_uncertain)),
     )
 
 
 def _stop_transaction(
-    db, tx_id, meter_stop, stop_time, reason, stop_id_tag, received_at
+    db, tx_id, meter_stop, stop_time, reason, stop_id_tag, received_at, time_uncertain
 ):
     changed = db.execute(
         "UPDATE transactions SET stop_time = ?, meter_stop = ?, stop_reason = ?,"
-        " stop_id_tag = ? WHERE id = ? AND stop_time IS NULL",
-        (stop_time, meter_stop, reason, stop_id_tag, tx_id),
+        " stop_id_tag = ?, time_uncertain = MAX(time_uncertain, ?)"
+        " WHERE id = ? AND stop_time IS NULL",
+        (stop_time, meter_stop, reason, stop_id_tag, bool(time_uncertain), tx_id),
     ).rowcount
     if not changed:
         # The domain should have called record_orphan_stop; keep the stop
@@ -50,7 +51,7 @@ def _stop_transaction(
 class Transactions:
     """
     The transactions part of L{xxterocpp.store.Store} (a mixin: the store's
-    C{_write}, C{_read}, C{_batches}, C{_worker}, C{_reactor} and
+    C{_write}, C{_read}, C{_batches}, C{_worker}, C{_wall} and
     C{_meters}, the latest reading of each open transaction as C{(Wh,
     text)}, are its own).
     """
@@ -195,17 +196,21 @@ class Transactions:
             lazy=True,
         )
 
-    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag):
+    def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag,
+                         time_uncertain=False):
         """
         Close a transaction, in the same commit as its last meter reading. A
         stop for a transaction that is not open in the store is kept as an
         orphan stop instead.
+
+        @param time_uncertain: mark the transaction's times uncertain (a
+            mark set at the start stays).
         """
         self._meters.pop(tx_id, None)
         return self._write(
             None, _stop_transaction,
             tx_id, meter_stop, to_text(stop_time), reason, stop_id_tag,
-            to_text(datetime.fromtimestamp(self._reactor.seconds(), timezone.utc)),
+            to_text(datetime.fromtimestamp(self._wall(), timezone.utc)), time_uncertain,
         )
 
     def record_orphan_stop(

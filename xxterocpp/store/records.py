@@ -47,6 +47,8 @@ class TransactionRecord:
         identical request is answered with the same id.
     @ivar stop_time: L{None} while the transaction is open.
     @ivar last_meter_wh: the latest energy register reading, Wh.
+    @ivar time_uncertain: its start or stop time is the central system's
+        from a time its clock was wrong (the charger's was implausible).
     """
 
     id: int
@@ -64,6 +66,7 @@ class TransactionRecord:
     stop_id_tag: "str | None" = None
     last_meter_wh: "float | None" = None
     last_meter_time: "datetime | None" = None
+    time_uncertain: bool = False
 
     @property
     def energy_wh(self):
@@ -86,7 +89,7 @@ class TransactionRecord:
 TRANSACTION_COLUMNS = (
     "id, charger_id, connector, id_tag, start_time, meter_start,"
     " reservation_id, start_status, dedup_key, stop_time, meter_stop,"
-    " stop_reason, stop_id_tag, last_meter_wh, last_meter_time"
+    " stop_reason, stop_id_tag, last_meter_wh, last_meter_time, time_uncertain"
 )
 
 
@@ -97,12 +100,12 @@ def transaction_from_row(row):
     """
     (id, charger_id, connector, id_tag, start_time, meter_start,
      reservation_id, start_status, dedup_key, stop_time, meter_stop,
-     stop_reason, stop_id_tag, last_meter_wh, last_meter_time) = row
+     stop_reason, stop_id_tag, last_meter_wh, last_meter_time, time_uncertain) = row
     return TransactionRecord(
         id, charger_id, connector, id_tag, from_text(start_time),
         meter_start, reservation_id, start_status, dedup_key,
         from_text(stop_time), meter_stop, stop_reason, stop_id_tag,
-        last_meter_wh, from_text(last_meter_time),
+        last_meter_wh, from_text(last_meter_time), bool(time_uncertain),
     )
 
 

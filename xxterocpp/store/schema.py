@@ -127,6 +127,11 @@ MIGRATIONS = [
         "DROP TABLE settings",
         "ALTER TABLE settings_new RENAME TO settings",
     ),
+    (
+        # The start or stop time is ours from a time our clock was wrong
+        # (xxterocpp/domain/trusted.py).
+        "ALTER TABLE transactions ADD COLUMN time_uncertain INTEGER NOT NULL DEFAULT 0",
+    ),
 ]
 
 

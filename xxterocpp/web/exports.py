@@ -24,7 +24,8 @@ ETS_FILENAME = "xxterocpp-group-addresses.csv"
 
 #: The columns of C{GET /api/transactions}, JSON keys and CSV header alike.
 TRANSACTION_FIELDS = ("id", "charger", "connector", "id_tag", "start", "stop", "meter_start_wh",
-                      "meter_stop_wh", "energy_wh", "stop_reason", "start_status")
+                      "meter_stop_wh", "energy_wh", "stop_reason", "start_status",
+                      "time_uncertain")
 
 
 def _csv_cell(value):
@@ -41,7 +42,7 @@ def _transaction_json(r):
     return dict(zip(TRANSACTION_FIELDS, (
         r.id, r.charger_id, r.connector, r.id_tag, iso(r.start_time), iso(r.stop_time),
         r.meter_start, r.meter_stop, None if r.energy_wh is None else round(r.energy_wh),
-        r.stop_reason, r.start_status)))
+        r.stop_reason, r.start_status, r.time_uncertain)))
 
 
 class Exports:

@@ -171,6 +171,19 @@ setInterval(() => refresh().catch(() => {}), REFRESH_MS);
 """.replace(b"REFRESH_MS", str(REFRESH_SECONDS * 1000).encode())
 
 
+def _clock(t, status, now):
+    """
+    A warning while the system clock is wrong (before the time trusted).
+    """
+    if status.get("clock_ok", True):
+        return []
+    return [tags.p("\N{WARNING SIGN} ", t(
+        "The controller's clock reads {system}, earlier than it read before: it is wrong."
+        " Chargers get {time} until it is set (NTP).").format(
+            system=local_time(parse_time(status["system_time"])), time=local_time(now)),
+        class_="bad", id="clock")]
+
+
 def charger_block(t, identity):
     """
     The C{[[charger]]} table that serves C{identity}, to paste into the
@@ -344,6 +357,7 @@ def render_page(status, frames, records, setup=None, t=None):
                         auth=refused["auth"], tls=refused["tls"]), class_="muted",
                         id="refused"),
                 ),
+                *_clock(t, status, now),
                 *[charger_section(t, c, frames.get(c["id"], ())) for c in status["chargers"]],
                 tags.section(tags.h2(t("Chargers trying to connect")),
                              _unknown(t, status["unknown"]), _unnamed(t, status["unnamed"]),

@@ -289,10 +289,17 @@ def snapshot(central, controller, knx_link, smart=None, refused=None, journal=No
         C{{"auth": n, "tls": n}}, or None.
     @param journal: the KNX bridge's L{xxterocpp.knx.journal.Journal}, or
         None (no bridge).
-    @return: the body of C{GET /api/status}.
+    @return: the body of C{GET /api/status}: C{time} (the central
+        system's, what chargers are told), C{clock_ok} (False while the
+        system clock, C{system_time}, reads earlier than the time trusted
+        before), C{knx}, C{refused}, C{chargers}, C{unknown}.
     """
     return {
         "time": iso(central.now()),
+        # The time above is the trusted one moved on while the system
+        # clock reads earlier than it (xxterocpp/domain/trusted.py).
+        "clock_ok": central.time.ok,
+        "system_time": iso(utc_from_seconds(central.time.system())),
         "knx": knx_state(knx_link),
         "refused": refused or {"auth": 0, "tls": 0},
         "chargers": [charger_status(central, controller, c, smart, journal)

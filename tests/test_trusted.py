@@ -1,0 +1,409 @@
+"""
+Tests for L{xxterocpp.domain.trusted} and what the central system does with
+it: a fake monotonic clock (L{Clock}) and a fake system clock that the
+tests step, the real domain, the OCPP handlers and an in-memory store.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.fakes import MemoryStore
+from xxterocpp.config import parse_config
+from xxterocpp.control import Controller
+from xxterocpp.domain.central import CentralSystem
+from xxterocpp.domain.events import ClockStepped
+from xxterocpp.domain.model import Reservation
+from xxterocpp.domain.trusted import EARLIEST, SAVE_EVERY, STEP, TOLERANCE, TrustedTime
+from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.handlers import dispatcher
+from xxterocpp.web.page import render_page
+from xxterocpp.web.status import snapshot
+
+#: The time trusted before, in the tests: a summer day.
+TRUSTED = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+#: What a controller without a battery-backed clock reads after a boot.
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+CONFIG = """
+[[tag]]
+id = "GOOD"
+
+[[tag]]
+id = "SUMMER"
+expiry = "2026-07-01T00:00:00Z"
+
+[[charger]]
+id = "CP1"
+max_current = 16
+allowed_tags = ["GOOD", "SUMMER"]
+"""
+
+
+class Wall:
+    """
+    A system clock the test sets and steps.
+    """
+
+    def __init__(self, when):
+        self.now = when.timestamp()
+
+    def __call__(self):
+        return self.now
+
+    def set(self, when):
+        self.now = when.timestamp()
+
+
+def lines(events):
+    """
+    @return: the texts of the captured log events about the system clock.
+    """
+    return [formatEvent(e) for e in events if "system clock" in formatEvent(e)]
+
+
+class TrustedTimeTests(SynchronousTestCase):
+    """
+    L{TrustedTime} alone.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.wall = Wall(TRUSTED)
+        self.saved = []
+        self.steps = []
+        self.time = TrustedTime(self.clock, self.wall, save=self.saved.append,
+                                on_step=self.steps.append)
+
+    def advance(self, seconds):
+        self.clock.advance(seconds)
+        self.wall.now += seconds
+
+    def test_a_right_clock_is_the_time(self):
+        """
+        While the system clock goes on as it should, its time is given out.
+        """
+        self.time.restore(None)
+        self.advance(90)
+        self.assertEqual(self.time.seconds(), TRUSTED.timestamp() + 90)
+        self.assertTrue(self.time.ok)
+
+    def test_wrong_clock_gives_the_trusted_time_moved_on(self):
+        """
+        A system clock earlier than the trusted time (a boot at 1970) is
+        wrong, said in one warning: the time given out is the trusted time
+        plus what the monotonic clock counted since, however often it is
+        asked. Once the clock is set, one line says so and its time holds.
+        """
+        with capturedLogs() as events:
+            self.wall.set(EPOCH)
+            self.time.restore(TRUSTED.isoformat())
+            self.assertFalse(self.time.ok)
+            self.advance(30)
+            for _ in range(3):
+                self.assertEqual(self.time.seconds(), TRUSTED.timestamp() + 30)
+            [warning] = lines(events)
+            self.assertIn("1970-01-01", warning)
+            self.assertIn("2026-06-01T12:00:00", warning)
+            now = TRUSTED + timedelta(minutes=5)
+            self.wall.set(now)
+            self.assertEqual(self.time.seconds(), now.timestamp())
+            self.assertTrue(self.time.ok)
+        self.assertEqual(len(lines(events)), 2)
+
+    def test_floor(self):
+        """
+        With no time kept, a clock earlier than the floor is wrong.
+        """
+        self.time = TrustedTime(self.clock, Wall(EPOCH), floor=EARLIEST)
+        with capturedLogs() as events:
+            self.time.restore(None)
+        self.assertFalse(self.time.ok)
+        self.assertEqual(self.time.seconds(), EARLIEST)
+        self.assertEqual(len(lines(events)), 1)
+
+    def test_an_older_kept_time_does_not_lower_the_floor(self):
+        """
+        A kept time earlier than the floor (a clock wrong before this
+        version) counts for nothing.
+        """
+        self.time = TrustedTime(self.clock, Wall(EPOCH), floor=EARLIEST)
+        self.time.restore("2025-01-01T00:00:00+00:00")
+        self.assertEqual(self.time.trusted, EARLIEST)
+
+    def test_small_step_back_stands_still(self):
+        """
+        A step back within L{TOLERANCE} (NTP correcting a drift) keeps the
+        clock right, and the time given out never goes back: it stands
+        still until the system clock passes it.
+        """
+        self.time.restore(None)
+        self.wall.now -= TOLERANCE / 2
+        self.assertEqual(self.time.seconds(), TRUSTED.timestamp())
+        self.advance(TOLERANCE / 4)
+        self.assertEqual(self.time.seconds(), TRUSTED.timestamp())
+        self.assertTrue(self.time.ok)
+        self.advance(TOLERANCE / 2)
+        self.assertEqual(self.time.seconds(), self.wall.now)
+
+    def test_step_back_an_hour(self):
+        """
+        A step back of an hour: wrong until the system clock reads the
+        trusted time again; meanwhile the time given out goes on from it.
+        """
+        self.time.restore(None)
+        self.wall.now -= 3600
+        self.advance(600)
+        self.assertEqual(self.time.seconds(), TRUSTED.timestamp() + 600)
+        self.assertFalse(self.time.ok)
+        self.advance(3000)
+        self.assertEqual(self.time.seconds(), self.wall.now)
+        self.assertTrue(self.time.ok)
+
+    def test_steps_are_noticed(self):
+        """
+        A change of the offset between the system and the monotonic clock
+        by more than L{STEP} is a step, announced with its size; a drift
+        below it is none.
+        """
+        self.time.restore(None)
+        self.wall.now += STEP / 2
+        self.time.seconds()
+        self.assertEqual(self.steps, [])
+        self.wall.now += 56 * 365 * 86400
+        self.time.seconds()
+        self.wall.now -= 3600
+        self.time.seconds()
+        self.assertEqual(self.steps, [56 * 365 * 86400, -3600])
+
+    def test_saved_at_most_every_save_every(self):
+        """
+        The trusted time is kept SAVE_EVERY after the first look, not at
+        every question, and once more when the service stops.
+        """
+        self.time.restore(None)
+        for _ in range(int(SAVE_EVERY / 60) - 1):
+            self.advance(60)
+            self.time.seconds()
+        self.assertEqual(self.saved, [])
+        self.advance(60)
+        self.time.seconds()
+        self.assertEqual(self.saved, [(TRUSTED + timedelta(seconds=SAVE_EVERY)).isoformat()])
+        self.advance(5)
+        self.time.seconds()
+        self.time.flush()
+        self.time.flush()
+        self.assertEqual(self.saved[1:], [
+            (TRUSTED + timedelta(seconds=SAVE_EVERY + 5)).isoformat()])
+
+    def test_nothing_saved_while_wrong(self):
+        """
+        While the clock is wrong the kept time stays what it was.
+        """
+        self.wall.set(EPOCH)
+        self.time.restore(TRUSTED.isoformat())
+        self.advance(2 * SAVE_EVERY)
+        self.time.seconds()
+        self.time.flush()
+        self.assertEqual(self.saved, [])
+
+    def test_dated(self):
+        """
+        A charger's time is taken while our clock is right, and while it is
+        wrong if it is no earlier than the trusted time; otherwise ours is
+        booked and marked uncertain.
+        """
+        self.time.restore(None)
+        early = datetime(2020, 1, 1, tzinfo=timezone.utc)
+        self.assertEqual(self.time.dated(early), (early, False))
+        self.assertEqual(self.time.dated(None), (TRUSTED, False))
+        self.wall.set(EPOCH)
+        self.advance(10)
+        later = TRUSTED + timedelta(seconds=5)
+        self.assertEqual(self.time.dated(later), (later, False))
+        ours = TRUSTED + timedelta(seconds=10)
+        self.assertEqual(self.time.dated(early), (ours, True))
+        self.assertEqual(self.time.dated(None), (ours, True))
+
+
+class CentralClockTests(SynchronousTestCase):
+    """
+    The central system with a system clock that boots at 1970 after a life
+    that trusted L{TRUSTED}.
+    """
+
+    def build(self, wall_at, kept=TRUSTED, settings=()):
+        """
+        The central system and a controller, started with the system clock
+        at C{wall_at}, C{kept} the trusted time in the store (None: none)
+        beside the other C{settings}.
+        """
+        self.clock = Clock()
+        self.clock.advance(500)
+        self.wall = Wall(wall_at)
+        self.store = MemoryStore()
+        self.store.settings.update(settings)
+        if kept is not None:
+            self.store.settings[("central", "trusted_time")] = kept.isoformat()
+        self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock, self.wall)
+        self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
+        self.events = []
+        self.central.subscribe(self.events.append)
+        self.central.load()
+        self.addCleanup(self.controller.shutdown)
+
+    def handle(self, action, payload):
+        request, _ = m.decode(m.ACTIONS[action].request, payload)
+        return self.successResultOf(defer.maybeDeferred(
+            dispatcher(self.central, "CP1"), action, request))
+
+    def test_current_time_never_older_than_trusted(self):
+        """
+        A charger booting or sending a heartbeat while the system clock
+        reads 1970 is told the trusted time moved on, never 1970.
+        """
+        self.build(EPOCH)
+        boot = self.handle("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        self.assertEqual(boot.current_time, TRUSTED)
+        self.clock.advance(60)
+        self.wall.now += 60
+        beat = self.handle("Heartbeat", {})
+        self.assertEqual(beat.current_time, TRUSTED + timedelta(seconds=60))
+
+    def test_step_back_an_hour_with_a_charger(self):
+        """
+        Stepped back an hour, the clock is wrong, and the heartbeats go on
+        from the time given out before.
+        """
+        self.build(TRUSTED + timedelta(days=1))
+        first = self.handle("Heartbeat", {}).current_time
+        self.wall.now -= 3600
+        self.clock.advance(10)
+        self.wall.now += 10
+        second = self.handle("Heartbeat", {}).current_time
+        self.assertEqual(second - first, timedelta(seconds=10))
+        self.assertFalse(self.central.time.ok)
+
+    def test_tags_are_not_expired_by_a_wrong_clock(self):
+        """
+        A tag valid until July: refused as Expired by a clock that is right
+        and says August, accepted by one that says 1970 with June trusted.
+        (And a clock that is right and says June accepts it too.)
+        """
+        self.build(EPOCH)
+        self.assertEqual(self.central.authorize("CP1", None, "SUMMER").status, "Accepted")
+        self.wall.set(datetime(2026, 8, 1, tzinfo=timezone.utc))
+        self.assertEqual(self.central.authorize("CP1", None, "SUMMER").status, "Expired")
+
+    def test_tag_expired_before_the_trusted_time(self):
+        """
+        A tag whose expiry was past the trusted time is expired, however
+        wrong the clock.
+        """
+        self.build(EPOCH, kept=datetime(2026, 7, 2, tzinfo=timezone.utc))
+        self.assertEqual(self.central.authorize("CP1", None, "SUMMER").status, "Expired")
+
+    def test_reservation_held_across_a_boot_at_1970(self):
+        """
+        A reservation kept in the store until after the trusted time holds
+        after a restart at 1970.
+        """
+        expiry = TRUSTED + timedelta(minutes=30)
+        self.build(EPOCH, settings={("CP1", "reservation/1"): {
+            "id": 7, "id_tag": "GOOD", "expiry": expiry.isoformat()}})
+        connector = self.central.chargers["CP1"].connector(1)
+        self.assertEqual(connector.reservation, Reservation(7, "GOOD", expiry))
+        self.wall.set(TRUSTED + timedelta(hours=1))
+        self.assertFalse(connector.reservation.holds(self.central.now()))
+
+    def start(self, timestamp):
+        return self.handle("StartTransaction", {
+            "connectorId": 1, "idTag": "GOOD", "meterStart": 100, "timestamp": timestamp})
+
+    def test_session_with_plausible_charger_time(self):
+        """
+        While our clock is wrong, a charger's start time no earlier than the
+        trusted time is booked as it is.
+        """
+        self.build(EPOCH)
+        started = TRUSTED + timedelta(minutes=3)
+        tx = self.central.book.get(self.start(started.isoformat()).transaction_id)
+        self.assertEqual((tx.start_time, tx.time_uncertain), (started, False))
+
+    def test_session_with_implausible_charger_time_is_marked(self):
+        """
+        While our clock is wrong, a charger that says 1970 too gets the
+        session booked with our time, marked uncertain in the store; its
+        stop likewise.
+        """
+        self.build(EPOCH)
+        self.clock.advance(20)
+        tx_id = self.start("1970-01-01T00:05:00Z").transaction_id
+        tx = self.central.book.get(tx_id)
+        self.assertEqual((tx.start_time, tx.time_uncertain),
+                         (TRUSTED + timedelta(seconds=20), True))
+        self.assertTrue(self.store.transactions[tx_id].time_uncertain)
+        self.clock.advance(60)
+        self.handle("StopTransaction", {"transactionId": tx_id, "meterStop": 900,
+                                        "timestamp": "1970-01-01T00:06:00Z"})
+        record = self.store.transactions[tx_id]
+        self.assertEqual((record.stop_time, record.time_uncertain),
+                         (TRUSTED + timedelta(seconds=80), True))
+
+    def test_session_while_the_clock_is_right(self):
+        """
+        While our clock is right, a charger's times are booked as they are,
+        not marked.
+        """
+        self.build(TRUSTED + timedelta(days=1))
+        tx_id = self.start("2024-01-01T00:00:00Z").transaction_id
+        self.assertFalse(self.store.transactions[tx_id].time_uncertain)
+
+    def test_status_says_so(self):
+        """
+        /api/status says whether the clock is right and what it reads; the
+        page warns while it is wrong.
+        """
+        self.build(EPOCH)
+        status = snapshot(self.central, self.controller, None)
+        self.assertEqual((status["clock_ok"], status["system_time"], status["time"]),
+                         (False, "1970-01-01T00:00:00Z", "2026-06-01T12:00:00Z"))
+        self.assertIn(b'id="clock"', self.successResultOf(render_page(status, {}, [])))
+        self.wall.set(TRUSTED + timedelta(hours=1))
+        status = snapshot(self.central, self.controller, None)
+        self.assertEqual((status["clock_ok"], status["time"]), (True, "2026-06-01T13:00:00Z"))
+        self.assertNotIn(b'id="clock"', self.successResultOf(render_page(status, {}, [])))
+
+    def test_a_step_is_an_event(self):
+        """
+        A step of the system clock noticed by the central system becomes a
+        L{ClockStepped} event one reactor turn later.
+        """
+        self.build(TRUSTED)
+        self.wall.now += 3600
+        self.central.now()
+        self.assertEqual([e for e in self.events if isinstance(e, ClockStepped)], [])
+        self.clock.advance(0)
+        self.assertEqual([e for e in self.events if isinstance(e, ClockStepped)],
+                         [ClockStepped(3600)])
+
+    def test_kept_at_shutdown(self):
+        """
+        The trusted time goes into the store when the service stops, and
+        the next start trusts it.
+        """
+        self.build(TRUSTED, kept=None)
+        self.clock.advance(100)
+        self.wall.now += 100
+        self.central.now()
+        self.central.shutdown()
+        kept = self.store.settings[("central", "trusted_time")]
+        self.assertEqual(kept, (TRUSTED + timedelta(seconds=100)).isoformat())
+        self.build(EPOCH, kept=datetime.fromisoformat(kept))
+        self.assertEqual(self.central.now(), TRUSTED + timedelta(seconds=100))
