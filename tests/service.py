@@ -158,7 +158,11 @@ def start_service(testcase, config_path=None, on=None):
         config_path = write_config(testcase)
     config = load_config(config_path)
     testcase._xxterocpp_database = config.storage.database
-    service = XxterocppService(config, reactor if on is None else on)
+    if on is None:
+        service = XxterocppService(config, reactor)
+    else:
+        # The test's time is the service's wall clock too.
+        service = XxterocppService(config, on, wall=on.seconds)
     service.startService()
     testcase.addCleanup(lambda: service.running and service.stopService())
     port = yield service.ocpp.when_listening()

@@ -65,7 +65,7 @@ class Harness:
             self.clock.advance(start.timestamp())
             wall = None
         self.config = parse_config(CONFIG.format(smart=smart))
-        self.central = CentralSystem(self.config, MemoryStore(), self.clock, wall)
+        self.central = CentralSystem(self.config, MemoryStore(), self.clock, wall=wall)
         self.central.load()
         self.controller = FakeController(self.central, ACCEPTED)
         self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ,

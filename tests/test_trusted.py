@@ -250,7 +250,7 @@ class CentralClockTests(SynchronousTestCase):
         self.store.settings.update(settings)
         if kept is not None:
             self.store.settings[("central", "trusted_time")] = kept.isoformat()
-        self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock, self.wall)
+        self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock, wall=self.wall)
         self.controller = Controller(self.central, self.clock)
         self.central.subscribe(self.controller.observe)
         self.events = []
