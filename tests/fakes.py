@@ -32,7 +32,7 @@ from twisted.internet import defer
 
 from xxterocpp.config import parse_config
 from xxterocpp.control import CommandResult, Controller
-from xxterocpp.control.limits import plan_profile, schedule_periods
+from xxterocpp.control.chargingprofiles import plan_profile, schedule_periods
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.model import Charger, Connector
 from xxterocpp.knx.knxd import RESPONSE, WRITE, KnxdLink, Telegram

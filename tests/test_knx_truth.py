@@ -552,7 +552,9 @@ class ConnectorZeroTests(TruthTestCase):
 
     @defer.inlineCallbacks
     def twin(self):
-        cp = yield self.charger("TWIN", connectors=(1, 2))
+        cp = yield self.connect("TWIN")
+        # at its maximum (16 A) from the start: no charging profile is sent
+        yield self.boot(cp, connectors=(1, 2), limit=False)
         yield cp.status(2, "Preparing")
         yield self.expect("status", PREPARING, "TWIN", 2)
         return cp

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.test_control import CONFIGURATION, ControllerHarness, ScriptedCharger
 from xxterocpp.control import Controller, UnknownChargingPoint
 from xxterocpp.control.electrical import MAX_PERIODS, PLAN_PROFILE_ID
-from xxterocpp.control.limits import plan_profile
+from xxterocpp.control.chargingprofiles import plan_profile
 from xxterocpp.domain.events import LimitChanged
 from xxterocpp.ocpp import messages as m
 from xxterocpp.smart import planner

@@ -171,12 +171,12 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
         for i in range(SETUP_CONCURRENCY, n):
             self.central.emit(ChargerBooted(f"CP{i}"))
         self.settle()
-        self.assertEqual(len(self.controller._setup.queue), n - SETUP_CONCURRENCY)
+        self.assertEqual(len(self.controller._parts.setup.queue), n - SETUP_CONCURRENCY)
         # The calls time out; the queued set-ups end at once, one after another.
         self.clock.advance(5)
         self.settle()
         self.assertEqual(self.flushLoggedErrors(), [])
-        setup = self.controller._setup
+        setup = self.controller._parts.setup
         self.assertEqual((setup.queue, setup.running), ({}, set()))
 
     def test_boots_during_the_set_up_give_one_more_run(self):

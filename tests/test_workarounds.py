@@ -464,7 +464,7 @@ class StackLevelZeroTests(WorkaroundHarness, TestCase):
     """
     C{stack-level-zero}: the charger takes charging profiles at stack
     level 0 only, although it reports a higher ChargeProfileMaxStackLevel
-    (control/limits.py).
+    (control/chargingprofiles.py).
     """
 
     @defer.inlineCallbacks
@@ -529,7 +529,7 @@ STEPS = [6, 8, 10, 13, 16]
 class CurrentStepsTests(WorkaroundHarness, TestCase):
     """
     C{current-steps}: the charger takes a few currents only and rounds
-    other limits down itself (control/limits.py).
+    other limits down itself (control/chargingprofiles.py).
     """
 
     @defer.inlineCallbacks

@@ -4,10 +4,13 @@ The control model: the one domain-level API through which the KNX bridge,
 the web page and the Smart Energy Manager steer charging points. Each
 command turns into OCPP calls to the charger and returns its answer.
 
-L{Controller} (L{commands}) is the front; its parts, one job each:
+L{Controller} (L{commands}) is the front; L{parts} builds its parts, one
+job each, and runs their handlers of the domain's events:
 
   - L{sender}: every CS->CP call, and L{CommandResult};
+  - L{remote}: RemoteStartTransaction and RemoteStopTransaction;
   - L{limits}: current limits and schedules as SetChargingProfile;
+  - L{chargingprofiles}: the profile cascade, each SetChargingProfile;
   - L{setup}: what follows a BootNotification, the boot watchdog;
   - L{locallist}: the chargers' local authorization lists;
   - L{reservations}: ReserveNow, its renewals, and CancelReservation;
@@ -20,9 +23,9 @@ L{Controller} (L{commands}) is the front; its parts, one job each:
     shared with the Smart Energy Manager.
 """
 
+from xxterocpp.control.chargingprofiles import CASCADE, ProfileStrategy
 from xxterocpp.control.commands import Controller, UnknownChargingPoint
 from xxterocpp.control.electrical import MIN_CURRENT, PLAN_PROFILE_ID, PROFILE_IDS, VOLTAGE
-from xxterocpp.control.limits import CASCADE, ProfileStrategy
 from xxterocpp.control.sender import ACCEPTED, SILENT, CommandResult
 from xxterocpp.control.setup import BOOT_WAIT, MEASURANDS, SAMPLE_INTERVAL, SETUP_CONCURRENCY
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xxterocpp.control.sender import CommandResult
+from xxterocpp.control.sender import refused
 from xxterocpp.ocpp import messages as m
 from xxterocpp.signing import RENEWAL_DAYS, certificate_info, needs_renewal
 
@@ -85,7 +85,8 @@ class Certificates:
         """
         Ask C{charger} for a new certificate signing request.
 
-        @return: a Deferred firing with a L{CommandResult}.
+        @return: a Deferred firing with a
+            L{xxterocpp.control.sender.CommandResult}.
         """
         self._asked[charger.id] = self.central.now()
         return self.sender.call(charger, m.ExtendedTriggerMessageRequest(
@@ -110,17 +111,26 @@ class Certificates:
             self.log.warn("{id}: did not install the certificate it was sent ({status})",
                           id=charger.id, status=result.status)
 
-    def install_root(self, charger, pem):
+    def install_root(self, charger):
         """
-        InstallCertificate of C{pem} as the charger's central system root
-        certificate.
+        InstallCertificate of the controller's root (C{[ocpp]
+        root_certificate}, one PEM certificate) as the charger's central
+        system root certificate.
 
-        @param pem: the PEM text of one certificate.
-        @return: a Deferred firing with a L{CommandResult}.
+        @return: a Deferred firing with a
+            L{xxterocpp.control.sender.CommandResult}.
         """
+        path = self.central.config.ocpp.root_certificate
+        try:
+            # A small local file, read when asked: it may have been renewed.
+            with open(path, encoding="ascii") as f:
+                pem = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            return refused(f"cannot read [ocpp] root_certificate {path!r}"
+                           f" ({getattr(e, 'strerror', None) or e})")
         try:
             certificate_info(pem)
         except ValueError:
-            return defer.succeed(CommandResult(False, "Refused", "not a PEM certificate"))
+            return refused("not a PEM certificate")
         return self.sender.call(charger, m.InstallCertificateRequest(
             certificate_type="CentralSystemRootCertificate", certificate=pem))

@@ -10,33 +10,13 @@ adapter can tell again what really holds.
 import functools
 import inspect
 
-import attr
-
-from xxterocpp.control.certificates import Certificates
-from xxterocpp.control.finishing import FinishingRecovery
-from xxterocpp.control.keys import KeyRotation, check_key, is_key_change
-from xxterocpp.control.limits import Limits, clamp, schedule_periods, start_profile
-from xxterocpp.control.locallist import LocalList
-from xxterocpp.control.meterwatch import MeterWatch
-from xxterocpp.control.profiles import ProfileRaise
-from xxterocpp.control.reservations import Reservations
-from xxterocpp.control.sender import Sender, done, refused
-from xxterocpp.control.setup import SetUp
-from xxterocpp.domain.events import (
-    CertificateIssued,
-    ChargerBooted,
-    ChargerConnected,
-    ChargerDisconnected,
-    CommandRefused,
-    MeterChanged,
-    StateLoaded,
-    StatusChanged,
-    TagsChanged,
-    TransactionStarted,
-    TransactionStopped,
-)
+from xxterocpp.control.chargingprofiles import schedule_periods
+from xxterocpp.control.keys import check_key, is_key_change
+from xxterocpp.control.limits import clamp
+from xxterocpp.control.parts import Parts
+from xxterocpp.control.sender import done
+from xxterocpp.domain.events import CommandRefused
 from xxterocpp.domain.keys import new_authorization_key
-from xxterocpp.domain.model import casefold
 from xxterocpp.ocpp import messages as m
 
 
@@ -80,12 +60,8 @@ class Controller:
     problems: they come back as a L{xxterocpp.control.sender.CommandResult}.
     Unknown charger ids raise L{UnknownChargingPoint} synchronously.
 
-    The controller observes the central system's events (L{observe}, which
-    the composition root subscribes): after each BootNotification it sets
-    the charger up (L{SetUp}) and sends the reservations held until freed
-    again (L{Reservations}), it follows the tag registry (L{LocalList}), new
-    transactions (L{Limits}, L{Reservations}) and connectors that lost their
-    reservation.
+    The composition root subscribes L{observe} to the central system's
+    events, which the parts (L{xxterocpp.control.parts.Parts}) follow.
 
     Every command that ends not accepted (refused here or by the charger,
     failed, timed out, the charger offline) is announced as
@@ -99,34 +75,9 @@ class Controller:
         """
         self.central = central
         self.clock = clock
-        self._sender = Sender()
-        self._limits = Limits(central, self._sender, self._save)
-        self._local_list = LocalList(central, self._sender, self._save)
-        self._reservations = Reservations(central, self._sender, self._save, clock)
-        self._keys = KeyRotation(central, self._sender)
-        self._certificates = Certificates(central, clock, self._sender)
-        self._profiles = ProfileRaise(central, self._sender)
-        self._setup = SetUp(central, clock, self._sender, self._limits, self._local_list,
-                            self._save)
-        self._meter_watch = MeterWatch(central, clock, self._sender)
-        self._finishing = FinishingRecovery(central, clock, self._sender)
-        # The handlers of each event, in the order they run.
-        self._handlers = {
-            StateLoaded: (self._loaded,),
-            ChargerConnected: (self._setup.connected,),
-            ChargerDisconnected: (self._setup.disconnected,),
-            ChargerBooted: (self._setup.booted, self._reservations.booted),
-            StatusChanged: (self._reservations.status_changed, self._finishing.status_changed),
-            TagsChanged: (self._local_list.tags_changed,),
-            MeterChanged: (self._meter_watch.meter_changed,),
-            TransactionStarted: (self._limits.transaction_started,
-                                 self._reservations.transaction_started,
-                                 self._meter_watch.transaction_started),
-            TransactionStopped: (self._limits.transaction_stopped,
-                                 self._meter_watch.transaction_stopped),
-            CertificateIssued: (self._certificates.issued,),
-        }
-        self._restore(None)
+        self._parts = Parts(central, clock)
+        self._sender = self._parts.sender
+        self._limits = self._parts.limits
 
     @property
     def boot_wait(self):
@@ -134,21 +85,20 @@ class Controller:
         Seconds before a never-booted charger gets
         TriggerMessage(BootNotification).
         """
-        return self._setup.boot_wait
+        return self._parts.setup.boot_wait
 
     @boot_wait.setter
     def boot_wait(self, seconds):
-        self._setup.boot_wait = seconds
+        self._parts.setup.boot_wait = seconds
 
     # -- plumbing --------------------------------------------------------
 
     def observe(self, event):
         """
-        Run the handlers of a domain event, in their order (the composition
-        root subscribes this to the central system).
+        Run the parts' handlers of a domain event, in their order (the
+        composition root subscribes this to the central system).
         """
-        for handler in self._handlers.get(type(event), ()):
-            handler(event)
+        self._parts.observe(event)
 
     def _point(self, charger_id, connector):
         point = self.central.config.charger(charger_id, connector)
@@ -162,58 +112,18 @@ class Controller:
             raise UnknownChargingPoint(f"no charger {charger_id!r}")
         return charger
 
-    def _connector(self, charger_id, connector):
-        self._point(charger_id, connector)
-        return self.central.chargers[charger_id].connector(connector)
-
-    def _save(self, scope, key, value):
-        if not self._sender.running:
-            # Answers arriving while the service stops: the store is closing.
-            return
-        d = self.central.store.put_setting(scope, key, value)
-        # The store logs and retries failed writes itself.
-        d.addErrback(lambda failure: None)
-
-    def _restore(self, event):
-        """
-        Take over the persisted control state (reservation ids, limits, what
-        worked per charger, local list versions).
-        """
-        parts = (self._limits, self._local_list, self._reservations, self._setup)
-        for (scope, key), value in self.central.settings.items():
-            if (scope, key) == ("central", "reservation_id"):
-                self._reservations.restore_last_id(value)
-            elif scope in self.central.chargers:
-                for part in parts:
-                    part.restore(scope, key, value)
-
-    def _loaded(self, event):
-        self._restore(event)
-        # The service runs: from now on certificates are renewed on time.
-        self._certificates.start()
-
     def learned(self, charger_id):
         """
-        What the central system learned by trial about a charger, kept
-        across restarts: C{{"profile": the profile kind that took its last
-        limit (purpose, kind, stack, unit) or None, "measurands": ...,
-        "read_only": ...}} (L{xxterocpp.control.setup.SetUp.learned}; both
-        None before its first set-up).
+        @return: what the central system learned by trial about a charger
+            (L{xxterocpp.control.parts.Parts.learned}).
         """
-        strategy = self._limits.strategy(self._charger(charger_id).id)
-        found = self._setup.learned(charger_id) or {"measurands": None, "read_only": None}
-        return {"profile": None if strategy is None else attr.asdict(strategy), **found}
+        return self._parts.learned(self._charger(charger_id).id)
 
     def shutdown(self):
         """
         Cancel the timers and send nothing more (the service stops).
         """
-        self._sender.stop()
-        self._setup.stop()
-        self._reservations.stop()
-        self._certificates.stop()
-        self._meter_watch.stop()
-        self._finishing.stop()
+        self._parts.stop()
 
     # -- OCPP calls ------------------------------------------------------
 
@@ -240,16 +150,14 @@ class Controller:
 
     def _route(self, charger, request):
         if is_key_change(request):
-            return self._keys.route(charger, request)
+            return self._parts.keys.route(charger, request)
         return self._sender.call(charger, request)
 
     def change_authorization_key(self, charger_id, key=None):
         """
         Rotate a charger's AuthorizationKey (security white paper A01) with
-        ChangeConfiguration. Accepted: only the new key is accepted from now
-        on, also after a restart; Rejected, NotSupported or a CALLERROR: the
-        old one stays. Without an answer both are accepted until the charger
-        connects with one of them, so a lost answer cannot lock it out.
+        ChangeConfiguration (L{xxterocpp.control.keys.KeyRotation.change}):
+        a lost answer cannot lock it out.
 
         @param key: the new key, by default 20 random bytes as 40 hex digits.
         @raise ValueError: for a key that is not 16..20 bytes.
@@ -259,7 +167,7 @@ class Controller:
         """
         key = new_authorization_key() if key is None else key
         check_key(key)
-        d = self._keys.change(self._charger(charger_id), key)
+        d = self._parts.keys.change(self._charger(charger_id), key)
         return d.addCallback(lambda result: result.status)
 
     # -- security (white paper A02, A03, A05) -----------------------------
@@ -273,7 +181,7 @@ class Controller:
 
         @return: a Deferred firing with a L{CommandResult}.
         """
-        return self._profiles.raise_to(self._charger(charger_id), profile)
+        return self._parts.profiles.raise_to(self._charger(charger_id), profile)
 
     def renew_certificate(self, charger_id):
         """
@@ -281,23 +189,14 @@ class Controller:
         (ExtendedTriggerMessage SignChargePointCertificate); the signed
         certificate follows with CertificateSigned.
         """
-        return self._certificates.renew(self._charger(charger_id))
+        return self._parts.certificates.renew(self._charger(charger_id))
 
     def install_root_certificate(self, charger_id):
         """
         InstallCertificate of the controller's root (C{[ocpp]
         root_certificate}) as the charger's CentralSystemRootCertificate.
         """
-        charger = self._charger(charger_id)
-        path = self.central.config.ocpp.root_certificate
-        try:
-            # A small local file, read when asked: it may have been renewed.
-            with open(path, encoding="ascii") as f:
-                pem = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            return refused(f"cannot read [ocpp] root_certificate {path!r}"
-                           f" ({getattr(e, 'strerror', None) or e})")
-        return self._certificates.install_root(charger, pem)
+        return self._parts.certificates.install_root(self._charger(charger_id))
 
     # -- commands --------------------------------------------------------
 
@@ -305,39 +204,17 @@ class Controller:
     def start(self, charger_id, connector=1, id_tag=None, smart=False, charging_profile=None):
         """
         RemoteStartTransaction with C{id_tag} (default: the point's
-        remote_tag, or its smart_tag when C{smart}). Refused while
-        unavailable (L{xxterocpp.domain.central.CentralSystem.point_status})
-        or reserved: no charging may start then, unless the start names the
-        reservation's own tag (the point's remote_tag and smart_tag name
-        none: they are what KNX and the page start with).
+        remote_tag, or its smart_tag when C{smart}), refused while the point
+        is unavailable or reserved
+        (L{xxterocpp.control.remote.RemoteSessions.start}).
 
         @param charging_profile: optional C{ChargingProfile} (purpose
             TxProfile, no transactionId) for the new transaction; for the
-            smart_tag, by default 0 A until the session is planned
-            (L{xxterocpp.control.limits.start_profile}).
+            smart_tag, by default 0 A until the session is planned.
         """
         point = self._point(charger_id, connector)
-        c = self.central.chargers[charger_id].connector(connector)
-        names_a_tag = id_tag is not None and casefold(id_tag) not in (
-            casefold(point.remote_tag), casefold(point.smart_tag))
-        if id_tag is None:
-            id_tag = point.smart_tag if smart else point.remote_tag
-        if not id_tag:
-            return refused("no smart_tag is configured for this charging point")
-        status, _ = self.central.point_status(charger_id, connector)
-        if status in ("Unavailable", "Faulted"):
-            return refused(f"the charging point is {status}")
-        reservation = c.reservation
-        if reservation is not None and reservation.holds(self.central.now()) and not (
-                names_a_tag and reservation.admits(id_tag)):
-            return refused("the charging point is reserved")
-        if c.transaction is not None and c.transaction.running and c.transaction.accepted:
-            return done("already charging")
-        if charging_profile is None:
-            charging_profile = start_profile(self.central.chargers[charger_id], point, id_tag,
-                                             self.central.now())
-        return self._sender.call(self.central.chargers[charger_id], m.RemoteStartTransactionRequest(
-            connector_id=connector, id_tag=id_tag, charging_profile=charging_profile))
+        return self._parts.remote.start(self.central.chargers[charger_id], point, id_tag, smart,
+                                        charging_profile)
 
     @_announced
     def stop(self, charger_id, connector=1):
@@ -345,12 +222,8 @@ class Controller:
         RemoteStopTransaction of the running transaction (a connector of a
         charger with C{finishing-recovery} is watched afterwards).
         """
-        tx = self._connector(charger_id, connector).transaction
-        if tx is None or not tx.running:
-            return refused("no transaction to stop")
-        d = self._sender.call(self.central.chargers[charger_id],
-                              m.RemoteStopTransactionRequest(transaction_id=tx.id))
-        return d.addCallback(self._finishing.stop_answered, charger_id, connector)
+        self._point(charger_id, connector)
+        return self._parts.remote.stop(self.central.chargers[charger_id], connector)
 
     @_announced
     def pause(self, charger_id, connector=1):
@@ -406,9 +279,8 @@ class Controller:
         """
         @return: the Normal/Fast mode in force, C{"normal"} or C{"fast"}
             (L{xxterocpp.control.limits.Limits.mode}), or None while no
-            limit is known to be in force;
-            L{xxterocpp.domain.events.ModeChanged} follows its
-            changes.
+            limit is known to be in force
+            (L{xxterocpp.domain.events.ModeChanged} follows it).
         """
         return self._limits.mode(self._point(charger_id, connector))
 
@@ -446,12 +318,11 @@ class Controller:
     def set_schedule(self, charger_id, connector, transaction_id, start, periods):
         """
         Put a Smart Energy Manager plan in force: an Absolute TxProfile of
-        the transaction at the charger's top stack level
-        (L{xxterocpp.control.limits.plan_profile}).
+        the transaction at the charger's top stack level, from C{start} (an
+        aware datetime), of C{periods} (C{(offset, amps)} pairs: seconds
+        from C{start}, A per phase; the first offset is 0)
+        (L{xxterocpp.control.chargingprofiles.plan_profile}).
 
-        @param start: when the schedule starts (an aware datetime).
-        @param periods: C{(offset, amps)} pairs: seconds from C{start}, A
-            per phase; the first offset is 0.
         @return: a Deferred firing with a L{CommandResult}.
         """
         point = self._point(charger_id, connector)
@@ -475,18 +346,20 @@ class Controller:
         @param expiry: an aware datetime, or None.
         """
         point = self._point(charger_id, connector)
-        return self._reservations.reserve(self.central.chargers[charger_id], connector,
-                                          id_tag or point.remote_tag, expiry)
+        return self._parts.reservations.reserve(self.central.chargers[charger_id], connector,
+                                                id_tag or point.remote_tag, expiry)
 
     @_announced
     def free(self, charger_id, connector=1):
         """
         CancelReservation of the point's reservation.
         """
-        reservation = self._connector(charger_id, connector).reservation
+        self._point(charger_id, connector)
+        reservation = self.central.chargers[charger_id].connector(connector).reservation
         if reservation is None:
             return done("not reserved")
-        return self._reservations.free(self.central.chargers[charger_id], connector, reservation)
+        return self._parts.reservations.free(self.central.chargers[charger_id], connector,
+                                             reservation)
 
     @_announced
     def set_availability(self, charger_id, connector, available):
@@ -525,4 +398,4 @@ class Controller:
         @return: a Deferred firing with a L{CommandResult}.
         """
         self._charger(charger_id)
-        return self._local_list.sync(charger_id)
+        return self._parts.local_list.sync(charger_id)

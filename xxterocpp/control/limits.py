@@ -3,8 +3,9 @@
 Where a current limit becomes a SetChargingProfile: the limit each charging
 point should have (its own: set, normal, fast, paused and resumed, with
 its Normal/Fast mode; or the Smart Energy Manager's while it steers the
-point), the cascade of profile kinds tried until the charger accepts one
-(remembered per charger), and the Smart Energy Manager's schedules.
+point), put in force by walking the cascade of profile kinds
+(L{xxterocpp.control.chargingprofiles}) until the charger accepts one, and
+the Smart Energy Manager's schedules.
 """
 
 from datetime import timedelta
@@ -13,59 +14,15 @@ import attr
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from xxterocpp.control.coalesce import coalesced
-from xxterocpp.control.configuration import integer, lacks_profile, units
-from xxterocpp.control.electrical import (
-    MAX_PERIODS, MIN_CURRENT, PLAN_PROFILE_ID, PROFILE_IDS, limit_stack_level, plan_stack_level,
-    watts,
+from xxterocpp.control.chargingprofiles import (
+    Cascade, in_steps, limit_profile, plan_profile, sendable,
 )
+from xxterocpp.control.coalesce import coalesced
+from xxterocpp.control.configuration import lacks_profile
+from xxterocpp.control.electrical import MIN_CURRENT
 from xxterocpp.control.sender import SILENT, CommandResult, done
 from xxterocpp.domain.events import ModeChanged
 from xxterocpp.ocpp import messages as m
-from xxterocpp.quirks import round_down_to_steps
-
-#: The charging profile combinations tried in order when a charger rejects
-#: the one before (chargers differ in what they take): purpose (at the
-#: connector, or at connector 0 for ChargePointMaxProfile) and kind; each is
-#: tried at the highest stack level and at 0, in the units the charger
-#: allows. TxProfile needs a running transaction.
-CASCADE = (
-    ("TxDefaultProfile", "Absolute"),
-    ("TxDefaultProfile", "Relative"),
-    ("ChargePointMaxProfile", "Absolute"),
-    ("ChargePointMaxProfile", "Relative"),
-    ("TxProfile", "Absolute"),
-    ("TxProfile", "Relative"),
-)
-
-
-@attr.s(frozen=True)
-class ProfileStrategy:
-    """
-    One way of setting a current limit that a charger accepts; remembered
-    per charger (setting C{limit_strategy}).
-
-    @ivar purpose: the chargingProfilePurpose.
-    @ivar kind: C{"Absolute"} (startSchedule in the past) or C{"Relative"}.
-    @ivar stack: C{"max"} (C{ChargeProfileMaxStackLevel}) or C{"zero"}.
-    @ivar unit: C{"A"} or C{"W"}.
-    """
-
-    purpose = attr.ib()
-    kind = attr.ib()
-    stack = attr.ib()
-    unit = attr.ib()
-
-
-_STRATEGIES = {}
-
-
-def _shared_strategy(strategy):
-    """
-    @return: one L{ProfileStrategy} object per distinct strategy, however
-        many chargers remember it.
-    """
-    return _STRATEGIES.setdefault(strategy, strategy)
 
 
 @attr.s(slots=True)
@@ -118,89 +75,6 @@ def is_smart(point, id_tag):
         id_tag.casefold() == point.smart_tag.casefold())
 
 
-def _in_steps(charger, amps):
-    # docs/quirks.md#current-steps: it takes only those and rounds other
-    # values down itself.
-    steps = charger.quirks.parameter("current-steps", "steps")
-    return amps if steps is None else round_down_to_steps(amps, steps)
-
-
-def sendable(charger, amps):
-    """
-    @return: the limit C{amps} as it can go to the charger: rounded down to
-        its current steps (C{current-steps}), and never 0 A for a charger
-        whose session ends there (C{pause-ends-session}): the least current
-        instead, and a pause stops its session (L{Limits._apply}).
-    """
-    amps = _in_steps(charger, amps)
-    if amps == 0 and charger.quirks.has("pause-ends-session"):
-        # docs/quirks.md#pause-ends-session: the session is kept.
-        steps = charger.quirks.parameter("current-steps", "steps") or ()
-        amps = min((step for step in steps if step >= MIN_CURRENT), default=MIN_CURRENT)
-    return amps
-
-
-def _max_level(charger):
-    if charger.quirks.has("stack-level-zero"):
-        # docs/quirks.md#stack-level-zero: whatever it reports, it takes 0 only.
-        return 0
-    return integer(charger.configuration.get("ChargeProfileMaxStackLevel"), 0)
-
-
-def _plan_level(charger):
-    if charger.quirks.has("stack-level-zero"):
-        # The plan then replaces a limit sent as TxProfile (and the other
-        # way round): both are at most the point's own limit.
-        return 0
-    return plan_stack_level(_max_level(charger))
-
-
-def _in_unit(unit, amps, phases):
-    return amps if unit == "A" else round(watts(amps, phases), 1)
-
-
-def schedule_periods(charger):
-    """
-    @return: how many periods one charging schedule may have at C{charger}
-        (its C{ChargingScheduleMaxPeriods}, at least 1).
-    """
-    return max(1, integer(charger.configuration.get("ChargingScheduleMaxPeriods"),
-                          MAX_PERIODS))
-
-
-def plan_profile(charger, point, transaction_id, start, periods):
-    """
-    The SetChargingProfile of a Smart Energy Manager plan: an Absolute
-    TxProfile of the transaction, chargingProfileId L{PLAN_PROFILE_ID} +
-    connector, at the charger's top stack level (L{plan_stack_level}; 0
-    with C{stack-level-zero}), in A unless the charger takes W only.
-
-    @param charger: the L{xxterocpp.domain.model.Charger}.
-    @param point: the charging point's configuration.
-    @param start: when the schedule starts (an aware datetime).
-    @param periods: C{(offset, amps)} pairs: seconds from C{start}, A per
-        phase; the first offset is 0.
-    """
-    allowed = units(charger.configuration)
-    unit = "A" if "A" in allowed else allowed[0]
-    schedule = m.ChargingSchedule(
-        charging_rate_unit=unit, start_schedule=start,
-        charging_schedule_period=tuple(
-            m.ChargingSchedulePeriod(start_period=offset,
-                                     limit=_in_unit(unit, sendable(charger, amps), point.phases),
-                                     number_phases=point.phases)
-            for offset, amps in periods))
-    return m.SetChargingProfileRequest(
-        connector_id=point.connector, cs_charging_profiles=m.ChargingProfile(
-            charging_profile_id=PLAN_PROFILE_ID + point.connector,
-            transaction_id=transaction_id,
-            stack_level=_plan_level(charger),
-            charging_profile_purpose="TxProfile",
-            charging_profile_kind="Absolute",
-            charging_schedule=schedule,
-        ))
-
-
 def start_profile(charger, point, id_tag, now):
     """
     The charging profile of a RemoteStartTransaction: for the smart tag, the
@@ -225,6 +99,7 @@ class Limits:
     The current limit of every charging point and the profiles that put it
     in force.
 
+    @ivar cascade: the L{Cascade}: the profile kind each charger took.
     @ivar observers: callables C{observer(charger_id, connector)}, called
         when the own limit of a steered point changes (L{steer}): the
         Smart Energy Manager plans below it.
@@ -243,7 +118,7 @@ class Limits:
         self._save = save
         self._limits = {}
         self._runs = {}
-        self._strategies = {}
+        self.cascade = Cascade(save)
         self._modes = {}
         self.observers = []
 
@@ -251,20 +126,13 @@ class Limits:
         """
         Take over a persisted setting of a charger, if it is one of ours.
         """
-        if key == "limit_strategy":
-            self._strategies[charger_id] = _shared_strategy(ProfileStrategy(**value))
-        elif key.startswith("limit/"):
+        if key.startswith("limit/"):
             self._limits[(charger_id, int(key[6:]))] = _PointLimit(**value)
+        else:
+            self.cascade.restore(charger_id, key, value)
 
     def _state(self, point):
         return self._limits.setdefault((point.id, point.connector), _PointLimit())
-
-    def strategy(self, charger_id):
-        """
-        @return: the L{ProfileStrategy} the charger accepted last (also
-            before a restart), or None.
-        """
-        return self._strategies.get(charger_id)
 
     def own(self, point):
         """
@@ -422,7 +290,7 @@ class Limits:
         limit must not hold before.
         """
         tx = event.transaction
-        strategy = self._strategies.get(tx.charger_id)
+        strategy = self.cascade.strategy(tx.charger_id)
         point = self.central.config.charger(tx.charger_id, tx.connector)
         if point is None or not tx.accepted or is_smart(point, tx.id_tag):
             return
@@ -446,56 +314,17 @@ class Limits:
                 tx.charger_id, "pause-ends-session",
                 f"it ended transaction {tx.id} ({tx.stop_reason}) while paused at 0 A")
 
-    def _candidates(self, charger, transaction):
-        """
-        @return: the L{ProfileStrategy}s to try, the remembered one first.
-        """
-        stacks = ("max", "zero") if _max_level(charger) > 0 else ("zero",)
-        candidates = [
-            ProfileStrategy(purpose, kind, stack, unit)
-            for purpose, kind in CASCADE
-            if purpose != "TxProfile" or transaction is not None
-            for stack in stacks
-            for unit in units(charger.configuration)
-        ]
-        remembered = self._strategies.get(charger.id)
-        if remembered in candidates:
-            candidates.remove(remembered)
-            candidates.insert(0, remembered)
-        return candidates
-
     def _profile(self, charger, point, strategy, transaction):
         """
         @return: the SetChargingProfile request of C{strategy} for the
             point's wanted limit.
         """
         amps = self.wanted(point)
-        connector = point.connector
         if strategy.purpose == "ChargePointMaxProfile":
             # It limits the whole charger (OCPP 1.6 §3.13.1): the sum of its
             # points' limits.
-            connector = 0
-            amps = sendable(charger, sum(
-                self.wanted(p) for p in self.central.config.charging_points(charger.id)))
-        else:
-            amps = sendable(charger, amps)
-        schedule = m.ChargingSchedule(
-            charging_rate_unit=strategy.unit,
-            charging_schedule_period=(m.ChargingSchedulePeriod(
-                start_period=0, limit=_in_unit(strategy.unit, amps, point.phases)),),
-            # OCPP 1.6 §3.13.4: in the past, so the profile holds at once.
-            start_schedule=(self.central.now() - timedelta(minutes=1)
-                            if strategy.kind == "Absolute" else None),
-        )
-        return m.SetChargingProfileRequest(connector_id=connector, cs_charging_profiles=m.ChargingProfile(
-            charging_profile_id=PROFILE_IDS[strategy.purpose] + connector,
-            transaction_id=transaction.id if strategy.purpose == "TxProfile" else None,
-            stack_level=limit_stack_level(strategy.purpose, strategy.stack == "max",
-                                          _max_level(charger)),
-            charging_profile_purpose=strategy.purpose,
-            charging_profile_kind=strategy.kind,
-            charging_schedule=schedule,
-        ))
+            amps = sum(self.wanted(p) for p in self.central.config.charging_points(charger.id))
+        return limit_profile(charger, point, strategy, transaction, amps, self.central.now())
 
     @defer.inlineCallbacks
     def _apply(self, charger_id, connector):
@@ -516,15 +345,11 @@ class Limits:
         if self._stops_instead_of_zero(charger, point):
             return (yield self._stop_instead_of_zero(charger, point, tx))
         result = None
-        for strategy in self._candidates(charger, tx):
+        for strategy in self.cascade.candidates(charger, tx):
             amps = sendable(charger, self.wanted(point))
             result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx))
             if result.accepted:
-                if self._strategies.get(charger_id) != strategy:
-                    self.log.info("{id}: current limits work as {strategy}", id=charger_id,
-                                  strategy=strategy)
-                    self._strategies[charger_id] = _shared_strategy(strategy)
-                    self._save(charger_id, "limit_strategy", attr.asdict(strategy))
+                self.cascade.accepted(charger_id, strategy)
                 self.central.limit_in_force(charger_id, connector, amps)
                 self._mode_in_force(point)
                 if self._state(point).stopped_tag is not None:
@@ -545,7 +370,7 @@ class Limits:
     # Manager's) is the least current (L{sendable}).
 
     def _stops_instead_of_zero(self, charger, point):
-        return charger.quirks.has("pause-ends-session") and _in_steps(
+        return charger.quirks.has("pause-ends-session") and in_steps(
             charger, self.own(point)) == 0
 
     @defer.inlineCallbacks

@@ -51,9 +51,11 @@ class Reservations:
         self._last_id = 0
         # (charger id, connector) -> the renewal timer of a reservation held
         # until freed; the points whose renewal is on its way; the points
-        # with a reservation in the store.
+        # whose CancelReservation is on its way; the points with a
+        # reservation in the store.
         self._timers = {}
         self._sending = set()
+        self._freeing = set()
         self._kept = set()
 
     @property
@@ -114,12 +116,21 @@ class Reservations:
 
         @return: a Deferred firing with a L{CommandResult}.
         """
+        key = (charger.id, connector)
+        # No renewal while the cancellation is on its way: a ReserveNow
+        # after it would reserve the connector again at the charger.
+        self._cancel(key)
+        self._freeing.add(key)
         d = self.sender.call(charger, m.CancelReservationRequest(reservation_id=reservation.id))
 
         def answered(result):
+            self._freeing.discard(key)
             if result.accepted or result.status == "Rejected":
                 # Rejected: the charger does not know the id (any more).
                 self._reserved(charger.id, connector, None)
+            else:
+                # Not freed: it holds, and is renewed as before.
+                self._schedule(charger.id, connector, self._held(*key))
             return result
 
         return d.addCallback(answered)
@@ -157,11 +168,14 @@ class Reservations:
 
     def transaction_started(self, event):
         """
-        An accepted transaction on the reserved connector has ended the
-        reservation (the domain dropped it): forget it here too.
+        A transaction of the reserved tag has ended the reservation (the
+        domain dropped it): forget it here too.
         """
         tx = event.transaction
-        if tx.accepted and (tx.charger_id, tx.connector) in self._kept:
+        key = (tx.charger_id, tx.connector)
+        charger = self.central.chargers.get(tx.charger_id)
+        if key in self._kept and charger is not None and (
+                charger.connector(tx.connector).reservation is None):
             self._reserved(tx.charger_id, tx.connector, None)
 
     # -- renewals --------------------------------------------------------
@@ -186,7 +200,7 @@ class Reservations:
         """
         key = (charger_id, connector)
         held = self._held(charger_id, connector)
-        if held is None or key in self._sending:
+        if held is None or key in self._sending or key in self._freeing:
             return
         self._cancel(key)
         renewed = attr.evolve(held, expiry=self._next_expiry())

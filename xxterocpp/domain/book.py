@@ -147,9 +147,13 @@ class TransactionBook:
         self._remember(tx)
         c.transaction = tx
         c.energy_register_wh = meter_start
-        if tx.accepted:
-            # OCPP 1.6 §5.13: a transaction on the reserved connector ends
-            # the reservation (a refused one started nothing).
+        reservation = c.reservation
+        if tx.accepted and reservation is not None and (
+                reservation_id == reservation.id or reservation.admits(id_tag)):
+            # OCPP 1.6 §5.13: the reserved tag's transaction ends the
+            # reservation (a refused one started nothing). Another tag the
+            # charger let in does not: the reservation holds until it is
+            # freed or expires.
             c.reservation = None
         self.log.info("{id}/{connector}: transaction {tx} started by {tag} ({status}), "
                       "meter {meter} Wh", id=charger_id, connector=connector, tx=tx.id,
@@ -276,6 +280,10 @@ class TransactionBook:
             connector = charger.connector(tx.connector)
             if connector.transaction is tx:
                 connector.transaction = None
+                if meter_stop is not None:
+                    # The register the charger reports with the stop is a
+                    # reading like any other (refused sessions too).
+                    connector.energy_register_wh = meter_stop
                 if connector.currents or connector.power_w:
                     connector.currents = {phase: 0.0 for phase in connector.currents}
                     connector.power_w = 0.0 if connector.power_w is not None else None

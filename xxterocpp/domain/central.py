@@ -44,6 +44,10 @@ _WHOLE_CHARGER = frozenset({"Unavailable", "Faulted"})
 #: The setting (scope: the charger id) that remembers a charger connected once.
 SEEN = "seen"
 
+#: The setting (scope: the charger id) that remembers a charger offline: a
+#: restart does not make it count as just disconnected.
+OFFLINE = "offline"
+
 #: The setting prefix (+ connector) of the current limit in force.
 LIMIT_IN_FORCE = "limit_in_force/"
 
@@ -187,6 +191,7 @@ class CentralSystem:
             charger.boot = boot
             self._choose_quirks(charger)
         charger.ever_connected = settings.get((charger.id, SEEN)) is True
+        charger.offline = settings.get((charger.id, OFFLINE)) is True and not charger.connected
         for (scope, key), value in settings.items():
             if scope == charger.id and key.startswith(LIMIT_IN_FORCE):
                 number = int(key[len(LIMIT_IN_FORCE):])
@@ -357,6 +362,7 @@ class CentralSystem:
         if charger is None or charger.connected or charger.offline:
             return
         charger.offline = True
+        stored(self.store.put_setting(charger_id, OFFLINE, True))
         self.log.info("{id}: not back for {seconds} s, its connectors count as Unavailable",
                       id=charger_id, seconds=self.config.knx.offline_after)
         self.emit(StatusChanged(charger_id, None))
@@ -506,6 +512,7 @@ class CentralSystem:
         self.emit(ChargerConnected(charger_id))
         if charger.offline:
             charger.offline = False
+            stored(self.store.put_setting(charger_id, OFFLINE, False))
             self.emit(StatusChanged(charger_id, None))
 
     def disconnected(self, charger_id, session):

@@ -301,7 +301,7 @@ class Charger:
         (kept in the state store).
     @ivar offline: whether it has been disconnected for at least C{[knx]
         offline_after} seconds (False while connected): its connectors then
-        count as Unavailable.
+        count as Unavailable (kept in the state store).
     @ivar quirks: the L{xxterocpp.quirks.ActiveQuirks} in force for it,
         chosen from its boot data and its configuration
         (L{xxterocpp.domain.central.CentralSystem}); the code that honours a

@@ -89,7 +89,11 @@ def _charging_current(state):
     # A stale sample must not say "charging" once the session is over.
     if state.transaction is None:
         return 0.0
-    return state.current or 0.0
+    if state.current is None:
+        # No sample yet (after a restart, the car may well go on drawing
+        # 16 A): unknown while the connector charges, not 0.
+        return None if state.reported_status == "Charging" else 0.0
+    return state.current
 
 
 def _power(state):
@@ -97,7 +101,8 @@ def _power(state):
         return 0.0
     if state.power is not None:
         return state.power
-    return watts(state.current or 0.0, state.phases)
+    current = _charging_current(state)
+    return None if current is None else watts(current, state.phases)
 
 
 def _last_energy(state):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rpc -*-
+# -*- test-case-name: tests.test_rpc,tests.test_upstream_attacks -*-
 """
 The OCPP-J RPC framework (OCPP-J 1.6 §4): CALL / CALLRESULT / CALLERROR frames
 over one WebSocket, independent of the WebSocket library.
@@ -159,6 +159,9 @@ class OcppSession:
         # deque costs 600 bytes per connected charger.
         self._queue = []
         self._outstanding = None
+        # (unique id, action, handler) of the last timed-out CALL that
+        # takes a late answer (L{call}).
+        self._late = None
         # The ids of CALLs being answered later (a dict: an empty set costs
         # 216 bytes per connected charger, an empty dict 64).
         self._handling = {}
@@ -171,6 +174,13 @@ class OcppSession:
         self._counter += 1
         return str(self._counter)
 
+    @property
+    def waiting(self):
+        """
+        How many of our CALLs wait behind the outstanding one.
+        """
+        return len(self._queue)
+
     # -- outgoing -------------------------------------------------------
 
     def _write(self, frame):
@@ -181,11 +191,15 @@ class OcppSession:
             self._observe("out", text)
         self._send(text)
 
-    def call(self, request):
+    def call(self, request, late=None):
         """
         Send a CALL (queued behind the outstanding one).
 
         @param request: a C{...Request} message instance.
+        @param late: optional C{late(result)}, called with the decoded
+            response (or a L{Failure} of a L{CallError}) when the answer
+            comes after the call timed out, while no later CALL timed out
+            waiting for one of its own (a peer slower than the timeout).
         @return: a Deferred firing with the decoded response message, or
             failing with L{CallError}, L{CallTimeout} or L{NotConnected}.
         """
@@ -194,21 +208,21 @@ class OcppSession:
         if not self.open:
             d.errback(NotConnected())
             return d
-        self._queue.append((action, request, d))
+        self._queue.append((action, request, d, late))
         self._send_next()
         return d
 
     def _send_next(self):
         if self._outstanding is not None or not self._queue or not self.open:
             return
-        action, request, d = self._queue.pop(0)
+        action, request, d, late = self._queue.pop(0)
         unique_id = self._id_factory()
         timer = self._clock.callLater(self.call_timeout, self._timed_out, unique_id)
-        self._outstanding = (unique_id, action, d, timer)
+        self._outstanding = (unique_id, action, d, timer, late)
         self._write([CALL, unique_id, action, m.encode(request)])
 
     def _finish_outstanding(self):
-        unique_id, action, d, timer = self._outstanding
+        unique_id, action, d, timer, late = self._outstanding
         self._outstanding = None
         if timer.active():
             timer.cancel()
@@ -217,7 +231,9 @@ class OcppSession:
     def _timed_out(self, unique_id):
         if self._outstanding is None or self._outstanding[0] != unique_id:
             return
+        late = self._outstanding[4]
         action, d = self._finish_outstanding()
+        self._late = None if late is None else (unique_id, action, late)
         self.log.warn("{identity}: {action} got no answer within {timeout} s",
                       identity=self.identity, action=action, timeout=self.call_timeout)
         self._send_next()
@@ -378,11 +394,28 @@ class OcppSession:
     def _answer_received(self, frame):
         unique_id = frame[1] if len(frame) > 1 else None
         if self._outstanding is None or self._outstanding[0] != unique_id:
+            if self._late is not None and self._late[0] == unique_id:
+                _, action, late = self._late
+                self._late = None
+                late(self._result(action, frame))
+                return
             # OCPP-J §4.1.4; typically the late answer of a timed-out call.
             self.log.info("{identity}: dropped an answer to unknown message id {id!r}",
                           identity=self.identity, id=unique_id)
             return
         action, d = self._finish_outstanding()
+        result = self._result(action, frame)
+        self._send_next()
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
+
+    def _result(self, action, frame):
+        """
+        @return: the decoded response of a CALLRESULT or CALLERROR C{frame}
+            to a CALL of C{action}, or a L{Failure} of a L{CallError}.
+        """
         spec = m.ACTIONS[action]
         if frame[0] == CALLRESULT:
             if len(frame) != 3:
@@ -406,11 +439,7 @@ class OcppSession:
             code, description = _shown(code), _shown(description)
             details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
             result = Failure(CallError(m.normalize_error_code(code), description, details))
-        self._send_next()
-        if isinstance(result, Failure):
-            d.errback(result)
-        else:
-            d.callback(result)
+        return result
 
     def close(self):
         """
@@ -425,6 +454,7 @@ class OcppSession:
         The WebSocket is gone: fail every queued and outstanding call.
         """
         self.open = False
+        self._late = None
         pending = []
         if self._outstanding is not None:
             pending.append(self._finish_outstanding()[1])

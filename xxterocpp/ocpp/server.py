@@ -426,8 +426,10 @@ class OcppServerProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean, code, reason):
         self._cancel_quirk_timers()
         if self.session is not None:
-            self.session.connection_lost()
+            # The charger counts as gone before its outstanding calls fail:
+            # what their failures write back must not say it is online.
             self.factory.central.disconnected(self.charger_id, self.session)
+            self.session.connection_lost()
 
 
 class OcppServerFactory(WebSocketServerFactory):

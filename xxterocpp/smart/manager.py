@@ -13,6 +13,10 @@ plan) is set during the session. When the session ends, the point's own limit
 holds again (L{Controller.release}). With C{[smart] site_limit} it also shares
 the site's current between all charging points, smart or not
 (L{xxterocpp.smart.site}).
+
+The manager follows the domain and decides when; how a session is planned
+is L{xxterocpp.smart.planning}'s, what goes to the chargers
+L{xxterocpp.smart.steering}'s.
 """
 
 from datetime import datetime, time
@@ -21,10 +25,11 @@ import attr
 from twisted.application import service
 from twisted.logger import Logger
 
-from xxterocpp.control import SILENT, UnknownChargingPoint
 from xxterocpp.control.limits import is_smart
 from xxterocpp.smart import planner
+from xxterocpp.smart.planning import Planning
 from xxterocpp.smart.site import SiteShare
+from xxterocpp.smart.steering import Steering
 from xxterocpp.domain.events import (
     ChargerBooted,
     ClockStepped,
@@ -191,14 +196,19 @@ class SmartManager(service.Service):
         self.clock = clock
         self.wall = wall or clock.seconds
         self.config = config
-        self.tz = tz
-        self._tariff = planner.Tariff(config.smart.tariff)
-        self._sessions = {}
-        self._prices = []
-        self._surplus_w = None
         self._site = SiteShare()
+        self._planning = Planning(config, controller, self._site, tz)
+        self._steering = Steering(controller, self._limits_only)
+        self._sessions = {}
         self._timer = None
         controller.observe_limits(self._own_limit_changed)
+
+    @property
+    def tz(self):
+        """
+        The local zone of departures and tariff (L{None}: the system's).
+        """
+        return self._planning.tz
 
     # -- the service -----------------------------------------------------
 
@@ -215,7 +225,7 @@ class SmartManager(service.Service):
                         not connector.transaction.running):
                     # Steered by a session that ended while the service was
                     # down (or before the release was saved).
-                    self._release((point.id, point.connector))
+                    self._steering.release((point.id, point.connector))
         self._update()
 
     def stopService(self):
@@ -229,12 +239,12 @@ class SmartManager(service.Service):
         Apply a re-read configuration (SIGHUP).
         """
         self.config = config
-        self._tariff = planner.Tariff(config.smart.tariff)
+        self._planning.reconfigure(config)
         for key, session in list(self._sessions.items()):
             point = config.charger(*key)
             if point is None or not is_smart(point, session.transaction.id_tag):
                 del self._sessions[key]
-                self._release(key)
+                self._steering.release(key)
             else:
                 session.point = point
                 session.plan = None
@@ -250,10 +260,7 @@ class SmartManager(service.Service):
         """
         now = self._now()
         at = at or now
-        # Prices superseded before now are no use to any plan.
-        current = [p for p in self._prices if p[0] <= now]
-        self._prices = current[-1:] + [p for p in self._prices if p[0] > now]
-        self._prices = sorted(self._prices + [(at, price)], key=lambda p: p[0])
+        self._planning.add_price(price, at, now)
         self.log.info("smart: price {price} per kWh from {at}", price=price, at=at.isoformat())
         self._update(replan=True)
 
@@ -262,7 +269,7 @@ class SmartManager(service.Service):
         The PV surplus (the C{surplus_ga} telegram, W, positive =
         exporting).
         """
-        self._surplus_w = watts
+        self._planning.surplus_w = watts
         self._update()
 
     def session(self, charger_id, connector):
@@ -281,7 +288,7 @@ class SmartManager(service.Service):
         if plan is None:
             # Not stored: storing would count as sent (a plan waiting for
             # start_delay, or just invalidated, must still go out).
-            plan = self._compute(session, self._now())
+            plan = self._planning.compute(session, self._now())
         return session.describe(plan)
 
     def update_session(self, charger_id, connector, departure=None, energy_wh=None):
@@ -340,7 +347,7 @@ class SmartManager(service.Service):
             self._site.shares.pop(key, None)
             # However it ended, the point's own limit holds again, whether
             # the plan went out as a profile or as limits.
-            self._release(key)
+            self._steering.release(key)
             self._update()
         elif isinstance(event, ChargerBooted):
             # A rebooted charger has forgotten its profiles.
@@ -366,13 +373,6 @@ class SmartManager(service.Service):
         if session is not None:
             session.plan = None
         self._update()
-
-    def _release(self, key):
-        try:
-            self.controller.release(*key)
-        except UnknownChargingPoint:
-            # No longer configured: there is no limit to put back.
-            pass
 
     def _adopt(self, tx, not_before):
         point = self.config.charger(tx.charger_id, tx.connector)
@@ -402,37 +402,22 @@ class SmartManager(service.Service):
         if not self.running:
             return
         now = self._now()
-        self._follow_surplus()
+        self._planning.follow_surplus(list(self._sessions.values()), self.clock.seconds(), now)
         self._share(now)
         for session in list(self._sessions.values()):
             if self.clock.seconds() < session.not_before:
                 # The TxProfile waits for the transactionId, the limit need
                 # not: from its first second the session draws no more than
                 # its plan.
-                self._steer(session, self._compute(session, now).current_at(now))
+                plan = self._planning.compute(session, now)
+                self._steering.steer(session, plan.current_at(now))
                 continue
             due = session.refresh_at is not None and now >= session.refresh_at
             if replan or due or session.plan is None:
-                self._replan(session, now)
-                self._send(session)
-            self._steer(session, session.plan.current_at(now))
+                self._planning.replan(session, now)
+                self._steering.send(session)
+            self._steering.steer(session, session.plan.current_at(now))
         self._schedule(now)
-
-    def _follow_surplus(self):
-        if self._surplus_w is None:
-            return
-        seconds = self.clock.seconds()
-        # The export reading already has our cars' draw taken off: add back
-        # what they were told to draw, or the car would chase its own tail.
-        available = self._surplus_w + sum(
-            s.capacity.watts(s.plan.current_at(self._now())) for s in self._sessions.values()
-            if s.plan is not None)
-        for session in sorted(self._sessions.values(), key=lambda s: s.transaction.start_time):
-            before = session.follower.current
-            current = session.follower.update(seconds, max(0.0, available))
-            available -= session.capacity.watts(current)
-            if current != before:
-                session.plan = None
 
     def _share(self, now):
         limit = self.config.smart.site_limit
@@ -440,7 +425,7 @@ class SmartManager(service.Service):
             for key in list(self._site.shares):
                 session = self._sessions.get(key)
                 if session is None:
-                    self._release(key)
+                    self._steering.release(key)
                 else:
                     session.plan = None
             self._site.shares.clear()
@@ -457,7 +442,7 @@ class SmartManager(service.Service):
                 if session is None:
                     wishes[key] = self.controller.own_limit(*key)
                 else:
-                    wishes[key] = self._wish(session, now)
+                    wishes[key] = self._planning.wish(session, now)
                 draws[key] = connector.current
         for key, amps in self._site.share(limit, self.clock.seconds(), now, wishes,
                                           draws).items():
@@ -465,90 +450,17 @@ class SmartManager(service.Service):
             if session is not None:
                 session.plan = None
             else:
-                self.log.info("{id}/{connector}: {amps} A of the site limit", id=key[0],
-                              connector=key[1], amps=amps)
-                self.controller.steer(key[0], key[1], amps)
+                self._steering.share(key, amps)
 
-    def _wish(self, session, now):
+    # -- waking up ---------------------------------------------------------
+
+    def _limits_only(self, session):
         """
-        What a smart session wants now, before sharing: its uncapped plan's
-        current.
+        The charger refused the session's profile: wake up for its slots,
+        whose limits carry the plan now.
         """
-        return self._plan(session, now, caps=()).current_at(now)
-
-    def _plan(self, session, now, caps):
-        session.cap = self.controller.own_limit(*session.key)
-        missing = max(0.0, session.energy_wh - session.delivered_wh)
-        surplus = ()
-        if session.follower.current:
-            surplus = [(now, now + planner.SLOT,
-                        session.capacity.watts(session.follower.current))]
-        return planner.plan(now, session.departure, missing, session.capacity, self._tariff,
-                            prices=self._prices, surplus=surplus, caps=caps, tz=self.tz)
-
-    def _compute(self, session, now):
-        caps = ()
-        share = self._site.shares.get(session.key)
-        if share is not None:
-            # The share holds until the next re-balance; later slots get the
-            # point's full capacity, re-shared when they come.
-            caps = [(now, now + planner.SLOT, share)]
-        return self._plan(session, now, caps)
-
-    def _replan(self, session, now):
-        session.plan = self._compute(session, now)
-        session.planned_from_wh = session.delivered_wh
-        plan = session.plan
-        self.log.info("{id}/{connector}: planned {wh:.0f} Wh by {departure} for {cost:.2f} "
-                      "(at once: {immediate:.2f}){unreachable}", id=session.point.id,
-                      connector=session.point.connector, wh=plan.planned_wh,
-                      departure=plan.departure.isoformat(), cost=plan.cost,
-                      immediate=plan.immediate_cost,
-                      unreachable="" if plan.reachable else ", not reachable: full current")
-
-    # -- acting ------------------------------------------------------------
-
-    def _send(self, session):
-        if not session.profiles:
-            # The limits alone carry the plan (L{_steer}).
-            session.refresh_at = None
-            return
-        point = session.point
-        schedule = planner.to_schedule(session.plan, self.controller.schedule_periods(point.id))
-        session.refresh_at = schedule.refresh_at
-        d = self.controller.set_schedule(point.id, point.connector, session.transaction.id,
-                                         schedule.start, schedule.periods)
-        d.addCallback(self._profile_sent, session)
-
-    def _profile_sent(self, result, session):
-        if result.accepted:
-            return
-        if result.status in SILENT:
-            # Sent again when the charger is back (boot) or at the next
-            # re-plan.
-            self.log.warn("{id}/{connector}: smart plan not sent ({status})",
-                          id=session.point.id, connector=session.point.connector,
-                          status=result.status)
-            return
-        self.log.warn("{id}/{connector}: charger refused the charging profile ({status} "
-                      "{detail}); sending the plan as limits per slot", id=session.point.id,
-                      connector=session.point.connector, status=result.status,
-                      detail=result.detail)
-        session.profiles = False
-        session.refresh_at = None
         if self._sessions.get(session.key) is session:
             self._schedule(self._now())
-
-    def _steer(self, session, amps):
-        """
-        Make the plan's current now the point's limit: the limit per slot
-        for a charger that refuses profiles; beside a TxProfile, the limit
-        in force that the bus and the page show (and the bound a
-        ChargePointMaxProfile sets).
-        """
-        if amps != session.sent_limit:
-            session.sent_limit = amps
-            self.controller.steer(session.point.id, session.point.connector, amps)
 
     def _schedule(self, now):
         """

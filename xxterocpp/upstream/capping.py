@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_relay -*-
+# -*- test-case-name: tests.test_upstream_relay,tests.test_upstream_attacks -*-
 """
 The building's limits win over the back office's: a charging profile it
 sends is capped to the current limit in force at the charging point, and
@@ -77,11 +77,13 @@ def cap(central, charger_id, connector, profile):
     if amps is None:
         raise Collision(f"connector {connector} is no charging point of the controller")
     schedule = profile.charging_schedule
-    default_phases = _phases(central, charger_id, connector)
+    phases = _phases(central, charger_id, connector)
     periods = []
     for period in schedule.charging_schedule_period:
+        # The power of more phases than the point has would be drawn on the
+        # phases it has.
         highest = amps if schedule.charging_rate_unit == "A" else watts(
-            amps, period.number_phases or default_phases)
+            amps, min(period.number_phases or phases, phases))
         periods.append(attr.evolve(period, limit=min(period.limit, round(highest, 1))))
     return attr.evolve(profile, charging_schedule=attr.evolve(
         schedule, charging_schedule_period=tuple(periods)))

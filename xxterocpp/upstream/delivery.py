@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
 """
 The outbox delivered to the back office: one transaction message at a time,
 in the charger's order, with the back office's transactionId and
@@ -7,8 +7,11 @@ again after a growing pause, or kept as a dead letter once it refused it
 too often (L{xxterocpp.upstream.outbox}).
 """
 
+from functools import partial
+
 import attr
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
@@ -75,7 +78,7 @@ class Delivery:
             if request is not None:
                 break
         self._sending = message
-        uplink.session.call(request).addCallbacks(
+        uplink.session.call(request, late=partial(self._late, message)).addCallbacks(
             self._delivered, self._not_delivered, (message,), None, (message,))
 
     def _retried(self):
@@ -107,13 +110,48 @@ class Delivery:
             return None
         return attr.evolve(request, transaction_id=remote)
 
+    def _late(self, message, result):
+        """
+        The back office answered C{message} after the call timeout. Its
+        answer stands while the message is still to be delivered: sending
+        it again would be a second transaction at the back office.
+        """
+        if isinstance(result, Failure):
+            return
+        if message is not self.uplink.outbox.head():
+            self._twice(message, result)
+            return
+        self.halt()
+        self._sending = message
+        self._delivered(result, message)
+
+    def _twice(self, message, response):
+        """
+        An answer to a message sent again, after the answer to another
+        sending of it was taken: for a StartTransaction, a transaction of
+        the back office's own that nothing will stop.
+        """
+        if message.action == "StartTransaction":
+            self.log.warn("{id}: the back office answered StartTransaction {seq} twice;"
+                          " its transaction {remote} is one too many",
+                          id=self.uplink.charger_id, seq=message.seq,
+                          remote=response.transaction_id)
+
     def _delivered(self, response, message):
+        if message is not self._sending:
+            self._twice(message, response)
+            return
+        if message.action == "StartTransaction" and response.transaction_id is None:
+            self._not_delivered(Failure(CallError(
+                m.FORMATION_VIOLATION, "the answer has no transactionId")), message)
+            return
         uplink = self.uplink
         self._sending = None
         self._failures = 0
         if message.action == "StartTransaction":
             info = response.id_tag_info
             status = (info.status if info is not None else None) or "Invalid"
+            self._check_reused(message.transaction_id, response.transaction_id)
             mapping = uplink.outbox.delivered(message, response.transaction_id, status)
             if info is not None:
                 uplink.verdicts.remember(message.payload.get("idTag", ""), info)
@@ -123,8 +161,24 @@ class Delivery:
             uplink.outbox.delivered(message)
         self.pump()
 
+    def _check_reused(self, transaction_id, remote_id):
+        """
+        Warn when the back office gives one of our transactions the id it
+        gave another that is still running here: both are flagged
+        (L{Uplink.status}), and its commands with that id concern the newer.
+        """
+        uplink = self.uplink
+        other = uplink.outbox.local_id(remote_id)
+        tx = None if other is None else uplink.central.book.get(other)
+        if tx is not None and tx.running:
+            self.log.warn("{id}: the back office gave transaction {tx} its transactionId"
+                          " {remote}, which it gave our running transaction {other} already",
+                          id=uplink.charger_id, tx=transaction_id, remote=remote_id, other=other)
+
     def _not_delivered(self, failure, message):
         failure.trap(CallError, CallTimeout, NotConnected)
+        if message is not self._sending:
+            return
         uplink = self.uplink
         self._sending = None
         if failure.check(NotConnected):

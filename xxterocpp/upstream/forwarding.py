@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
 """
 L{Upstream}: the back office adapter's front. It keeps an L{Uplink} per
 charger with a C{[charger.upstream]}, connects it while the charger is
@@ -13,7 +13,7 @@ import attr
 from twisted.application import service
 from twisted.logger import Logger
 
-from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected
+from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected, LimitChanged
 from xxterocpp.domain.model import stored
 from xxterocpp.store.upstream import UpstreamStore
 from xxterocpp.upstream.link import Link
@@ -185,6 +185,13 @@ class Upstream(service.Service):
         self._last_seq = state.last_seq
         self._restored = state
         self.reconfigure(self.central.config)
+        kept = {r.charger_id for r in state.queue} | set(state.dead_letter_counts)
+        for charger_id in sorted(kept - set(self.uplinks)):
+            # Kept, and shown, for when it has a back office again.
+            outbox = self._outbox(charger_id)
+            if outbox.depth:
+                self.log.warn("{id}: {n} messages for its back office are kept, but it has no"
+                              " [charger.upstream] any more", id=charger_id, n=outbox.depth)
 
     def stopService(self):
         super().stopService()
@@ -231,7 +238,8 @@ class Upstream(service.Service):
     def observe(self, event):
         """
         A domain event: a charger's uplink opens when it connects and
-        closes when it goes (subscribed by the composition root).
+        closes when it goes, the back office's profiles follow the limits
+        in force (subscribed by the composition root).
         """
         uplink = self.uplinks.get(event.charger_id)
         if uplink is None or not self.running:
@@ -240,6 +248,8 @@ class Upstream(service.Service):
             uplink.start()
         elif type(event) is ChargerDisconnected:
             uplink.stop()
+        elif type(event) is LimitChanged:
+            uplink.limit_changed(event.connector)
 
     # -- between the charger and the domain ----------------------------------------
 
@@ -294,7 +304,15 @@ class Upstream(service.Service):
     def status(self):
         """
         @return: per charger with a back office, a JSON-able summary
-            (L{Uplink.status}) for the status page and C{/api/status}.
+            (L{Uplink.status}) for the status page and C{/api/status}; and
+            per charger without one any more whose messages for it are kept,
+            the same with C{link} C{"unconfigured"}.
         """
-        return {charger_id: uplink.status() for charger_id, uplink in self.uplinks.items()}
+        summary = {charger_id: uplink.status() for charger_id, uplink in self.uplinks.items()}
+        for charger_id, outbox in self._outboxes.items():
+            if charger_id not in summary and (outbox.depth or outbox.dead_letter_count):
+                summary[charger_id] = dict(
+                    outbox.summary(), url=None, identity=None, link="unconfigured",
+                    since=None, last_error=None, registration=None, tags=[])
+        return summary
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_link -*-
+# -*- test-case-name: tests.test_upstream_link,tests.test_upstream_attacks -*-
 """
 The WebSocket client connection to a back office, as one charger: the URL
 with the identity, TLS that always verifies the back office's certificate,
@@ -237,10 +237,12 @@ class Link:
         self.last_error = None
         self.attempts = 0
         self.backoff = BACKOFF
+        # The current connection, and the one whose session the owner has
+        # (an older one may still be closing after a stop and a start).
         self._protocol = None
+        self._session = None
         self._connecting = None
         self._timer = None
-        self._close_call = None
         # Why the current attempt failed, once known.
         self._reason = None
 
@@ -267,7 +269,9 @@ class Link:
         if self._connecting is not None:
             self._connecting.cancel()
         if self._protocol is not None:
-            self._protocol.close()
+            # Left to close in its own time: a start may connect anew now.
+            protocol, self._protocol = self._protocol, None
+            protocol.close()
 
     def drop(self, why):
         """
@@ -373,7 +377,7 @@ class Link:
         timer = getattr(protocol, "_open_timer", None)
         if timer is not None and timer.active():
             timer.cancel()
-        if self.state == "stopped":
+        if self.state == "stopped" or protocol is not self._protocol:
             protocol.close()
             return None
         self._set("open")
@@ -383,29 +387,32 @@ class Link:
             self.identity, protocol.send_text, self.owner.dispatch, self.reactor,
             self.call_timeout, frame_observer=self._observe,
             id_factory=lambda: str(uuid.uuid4()), close=protocol.close, accepts=m.CS_TO_CP)
-        protocol.session = session
+        protocol.session = self._session = session
         self.owner.opened(session)
         return session
 
     def _close_timer(self, protocol):
-        if self._close_call is None or not self._close_call.active():
-            self._close_call = self.reactor.callLater(
+        # Each connection's own: several may be closing at once.
+        if getattr(protocol, "_close_call", None) is None:
+            protocol._close_call = self.reactor.callLater(
                 CLOSE_TIMEOUT, protocol.dropConnection, abort=True)
 
     def _lost(self, protocol):
-        timer = getattr(protocol, "_open_timer", None)
-        if timer is not None and timer.active():
-            timer.cancel()
-        if self._close_call is not None and self._close_call.active():
-            self._close_call.cancel()
-        self._close_call = None
-        if protocol is self._protocol:
+        for name in ("_open_timer", "_close_call"):
+            timer = getattr(protocol, name, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+        current = protocol is self._protocol
+        if current:
             self._protocol = None
         session, protocol.session = protocol.session, None
         if session is not None:
             session.connection_lost()
-            self.owner.closed()
-        if self.state == "stopped":
+            if session is self._session:
+                # Not when a newer connection's session replaced it.
+                self._session = None
+                self.owner.closed()
+        if self.state == "stopped" or not current:
             return
         if self._reason is None:
             self._error("the back office closed the connection" if session is not None

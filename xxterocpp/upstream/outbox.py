@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_outbox -*-
+# -*- test-case-name: tests.test_upstream_outbox,tests.test_upstream_attacks -*-
 """
 One charger's outbox towards its back office: the transaction messages
 (StartTransaction, StopTransaction, MeterValues of a transaction) in the
@@ -190,6 +190,31 @@ class Outbox:
         How many messages wait.
         """
         return len(self.messages)
+
+    def summary(self):
+        """
+        @return: a JSON-able summary for the status page and the API: the
+            depth, the oldest message, the dead letters, the id map of
+            recent sessions (flagged when the back office did not accept
+            the start, or gave its transactionId to two of ours).
+        """
+        oldest = self.head()
+        sessions = list(self.ids.values())[-10:]
+        remote_ids = [i.remote_id for i in sessions]
+        return {
+            "queue_depth": self.depth,
+            "oldest_queued": None if oldest is None else oldest.queued_at.isoformat(),
+            "dead_letters": self.dead_letter_count,
+            "recent_dead_letters": [
+                {"seq": d.seq, "action": d.action, "transaction_id": d.transaction_id,
+                 "failed_at": d.failed_at.isoformat(), "error": d.error}
+                for d in list(self.dead_letters)[-10:]],
+            "sessions": [
+                {"transaction_id": i.transaction_id, "remote_id": i.remote_id,
+                 "status": i.status,
+                 "flagged": i.status != "Accepted" or remote_ids.count(i.remote_id) > 1}
+                for i in sessions],
+        }
 
     # -- what the back office answered ----------------------------------------
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_relay -*-
+# -*- test-case-name: tests.test_upstream_relay,tests.test_upstream_attacks -*-
 """
 The back office's CALLs to a charger: L{RELAYS} holds one handler per
 action. Most are relayed through the controller (so the building's rules
@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.control.sender import SILENT
+from xxterocpp.domain.keys import KEY_RULE, valid_authorization_key
 from xxterocpp.domain.model import casefold, stored
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError
@@ -34,6 +35,14 @@ _PROTECTED_KEY = re.compile(r"securityprofile|url|uri|host|endpoint|identity", r
 #: Configuration keys kept for the back office alone: it reads back what it
 #: set, the charger keeps the controller's.
 VIRTUAL_KEYS = ("HeartbeatInterval", "MeterValueSampleInterval")
+
+#: The keys above by their folded names: chargers read configuration keys
+#: without regard to case, so a back office may spell them as it likes.
+_VIRTUAL_NAMES = {key.casefold(): key for key in VIRTUAL_KEYS}
+
+#: The AuthorizationKey, folded: the charger's is never shown (OCPP-J 1.6
+#: §6.2.2) nor set by the back office; the back office's is ours there.
+_KEY = "authorizationkey"
 
 #: The local-list statuses as the tag registry keeps them.
 _REGISTRY_STATUS = {"Accepted": "Accepted", "ConcurrentTx": "Accepted", "Blocked": "Blocked",
@@ -214,13 +223,16 @@ def get_configuration(uplink, req):
     GetConfiguration, with the values kept for the back office in place of
     the charger's.
     """
-    wanted = req.key or ()
+    # The AuthorizationKey is never shown, however asked for: not even
+    # asked of the charger.
+    wanted = [_VIRTUAL_NAMES.get(k.casefold(), k) for k in req.key or ()
+              if k.casefold() != _KEY]
     virtual = {k: uplink.virtual(k, None) for k in VIRTUAL_KEYS}
     virtual["HeartbeatInterval"] = virtual["HeartbeatInterval"] or str(
         uplink.heartbeat_interval)
     virtual["MeterValueSampleInterval"] = str(uplink.sample_interval)
     asked = [k for k in wanted if k not in virtual]
-    if wanted and not asked:
+    if req.key and not asked:
         return m.GetConfigurationResponse(configuration_key=tuple(
             m.KeyValue(key=k, readonly=False, value=virtual[k]) for k in wanted))
     d = _controller(uplink).call(uplink.charger_id, m.GetConfigurationRequest(
@@ -229,7 +241,7 @@ def get_configuration(uplink, req):
     def merge(result):
         response = _response(result)
         keys = [kv for kv in response.configuration_key or ()
-                if kv.key not in virtual and kv.key != "AuthorizationKey"]
+                if kv.key.casefold() not in _VIRTUAL_NAMES and kv.key.casefold() != _KEY]
         keys += [m.KeyValue(key=k, readonly=False, value=v) for k, v in virtual.items()
                  if not wanted or k in wanted]
         return m.GetConfigurationResponse(configuration_key=tuple(keys),
@@ -245,11 +257,18 @@ def change_configuration(uplink, req):
     keys that would move the charger away are refused; the rest is relayed.
     """
     key = req.key
-    if key == "AuthorizationKey":
+    if key.casefold() == _KEY:
+        if not valid_authorization_key(req.value):
+            # The key in force stays (white paper A01.FR.04): with one that
+            # is no key the next connection might never get in again.
+            log.warn("{id}: the back office's new AuthorizationKey refused: not {rule}",
+                     id=uplink.charger_id, rule=KEY_RULE)
+            return m.ChangeConfigurationResponse(status="Rejected")
         uplink.save("authorization_key", req.value)
         log.info("{id}: the back office set a new AuthorizationKey for this controller,"
                  " used from the next connection on", id=uplink.charger_id)
         return m.ChangeConfigurationResponse(status="Accepted")
+    key = _VIRTUAL_NAMES.get(key.casefold(), key)
     if key in VIRTUAL_KEYS:
         if not req.value.strip().isdigit():
             return m.ChangeConfigurationResponse(status="Rejected")
@@ -289,8 +308,9 @@ def _asking(notification):
 def send_local_list(uplink, req):
     """
     SendLocalList: merged into the controller's tag registry as the back
-    office's tags (a tag the controller has of its own stays its own); the
-    controller brings the charger's list in step.
+    office's tags (a tag the controller has of its own, or one the
+    configuration names, stays its own; an entry whose parent is one is
+    not taken); the controller brings the charger's list in step.
     """
     registry = uplink.central.tags
     mine = {casefold(t): t for t in uplink.setting("tags", [])}
@@ -304,13 +324,20 @@ def send_local_list(uplink, req):
     for id_tag in removed:
         writes.append(registry.remove(id_tag))
         mine.pop(casefold(id_tag), None)
+    # The registry serves every charger of the building: the back office of
+    # one may not change a tag of the controller's, nor make its own tags
+    # children of one (a parent in allowed_tags lets its children charge).
+    ours = _controllers_tags(uplink.central, mine)
     for entry in entries:
         info = entry.id_tag_info
+        if info is None or ours(entry.id_tag):
+            continue
+        if info.parent_id_tag and ours(info.parent_id_tag):
+            log.warn("{id}: the back office's local list entry {tag} not taken: its parent"
+                     " {parent} is the controller's tag", id=uplink.charger_id,
+                     tag=entry.id_tag, parent=info.parent_id_tag)
+            continue
         key = casefold(entry.id_tag)
-        if info is None:
-            continue
-        if registry.get(entry.id_tag) is not None and key not in mine:
-            continue
         writes.append(registry.put(TagRecord(entry.id_tag, _REGISTRY_STATUS[info.status],
                                              info.expiry_date, info.parent_id_tag)))
         mine[key] = entry.id_tag
@@ -318,6 +345,25 @@ def send_local_list(uplink, req):
     uplink.save("local_list_version", req.list_version)
     d = defer.gatherResults([stored(w) for w in writes])
     return d.addCallback(lambda ignored: m.SendLocalListResponse(status="Accepted"))
+
+
+def _controllers_tags(central, mine):
+    """
+    @param mine: the back office's tags in the registry, by folded tag.
+    @return: a test of whether a tag is the controller's: in its registry
+        not as the back office's, or named at a charging point of the
+        configuration (allowed, remote and smart tags).
+    """
+    named = set()
+    for point in central.config.chargers:
+        named.update(casefold(t) for t in (*point.allowed_tags, point.remote_tag,
+                                           point.smart_tag) if t and t != "*")
+
+    def ours(id_tag):
+        key = casefold(id_tag)
+        return key in named or (central.tags.get(id_tag) is not None and key not in mine)
+
+    return ours
 
 
 def get_local_list_version(uplink, req):
@@ -379,22 +425,74 @@ def set_charging_profile(uplink, req):
             return m.SetChargingProfileResponse(status="Rejected")
         profile = attr.evolve(profile, transaction_id=local)
     try:
-        profile = cap(uplink.central, uplink.charger_id, req.connector_id, profile)
+        capped_profile = cap(uplink.central, uplink.charger_id, req.connector_id, profile)
     except Collision as e:
         log.info("{id}: the back office's SetChargingProfile refused: {e}",
                  id=uplink.charger_id, e=str(e))
         return m.SetChargingProfileResponse(status="Rejected")
     d = _controller(uplink).call(uplink.charger_id, m.SetChargingProfileRequest(
-        connector_id=req.connector_id, cs_charging_profiles=profile))
+        connector_id=req.connector_id, cs_charging_profiles=capped_profile))
 
     def set_(result):
         response = _response(result)
         if result.accepted:
-            uplink.relayed.profile_set(profile.charging_profile_id, req.connector_id,
-                               profile.charging_profile_purpose, profile.stack_level)
+            uplink.relayed.profile_set(req.connector_id, wanted, capped)
         return response
 
+    wanted, capped = profile, capped_profile
     return d.addCallback(set_)
+
+
+def recap(uplink, connector):
+    """
+    The limit in force at C{connector} changed: each profile the back
+    office set there (or at connector 0) is capped anew from what it asked
+    for, and sent again when that changes it; one the charger does not take
+    any more, or of a transaction that ended, is cleared. So its cap never
+    outlives the building's limit (nor stays below it once that rises).
+    """
+    for pid, entry in uplink.relayed.profiles().items():
+        if len(entry) < 5 or entry[0] not in (0, connector):
+            continue
+        wanted, _ = m.decode(m.ChargingProfile, entry[3], lenient=True)
+        if wanted.transaction_id is not None:
+            tx = uplink.central.book.get(wanted.transaction_id)
+            if tx is None or not tx.running:
+                # A TxProfile ends with its transaction (OCPP 1.6 §3.13.2).
+                uplink.relayed.profile_cleared(int(pid))
+                continue
+        try:
+            capped = cap(uplink.central, uplink.charger_id, entry[0], wanted)
+        except Collision as e:
+            log.info("{id}: the back office's profile {pid} is cleared: {e}",
+                     id=uplink.charger_id, pid=pid, e=str(e))
+            _clear(uplink, int(pid))
+            continue
+        if m.encode(capped) == entry[4]:
+            continue
+        d = _controller(uplink).call(uplink.charger_id, m.SetChargingProfileRequest(
+            connector_id=entry[0], cs_charging_profiles=capped))
+        d.addCallback(_recapped, uplink, entry[0], wanted, capped)
+
+
+def _recapped(result, uplink, connector, wanted, capped):
+    pid = capped.charging_profile_id
+    if result.accepted:
+        uplink.relayed.profile_set(connector, wanted, capped)
+    elif result.status not in SILENT:
+        # Its old cap must not stay in force.
+        log.warn("{id}: the charger did not take the back office's profile {pid} capped"
+                 " anew ({status}): it is cleared", id=uplink.charger_id, pid=pid,
+                 status=result.status)
+        _clear(uplink, pid)
+
+
+def _clear(uplink, pid):
+    """
+    Clear a profile the back office set, at the charger and in our books.
+    """
+    uplink.relayed.profile_cleared(pid)
+    stored(_controller(uplink).call(uplink.charger_id, m.ClearChargingProfileRequest(id=pid)))
 
 
 def clear_charging_profile(uplink, req):
@@ -402,7 +500,7 @@ def clear_charging_profile(uplink, req):
     ClearChargingProfile of the back office's own profiles only, one by id.
     """
     matching = [
-        int(pid) for pid, (connector, purpose, level) in uplink.relayed.profiles().items()
+        int(pid) for pid, (connector, purpose, level, *_) in uplink.relayed.profiles().items()
         if (req.id is None or int(pid) == req.id)
         and (req.connector_id is None or connector == req.connector_id)
         and (req.charging_profile_purpose is None or purpose == req.charging_profile_purpose)

@@ -6,6 +6,8 @@ mapped to ours (L{xxterocpp.upstream.relay.reserve_now}) and the charging
 profiles it set (its ClearChargingProfile clears only those).
 """
 
+from xxterocpp.ocpp import messages as m
+
 #: How many reservation ids of the back office are remembered.
 RESERVATIONS_KEPT = 50
 
@@ -51,16 +53,22 @@ class Relayed:
     def profiles(self):
         """
         @return: the charging profiles the back office set, as
-            C{{profile id (str): [connector, purpose, stack level]}}.
+            C{{profile id (str): [connector, purpose, stack level, as it
+            asked for it (JSON), as the charger got it (JSON)]}} (an entry
+            stored by an older version has the first three only).
         """
         return self.uplink.setting("profiles", {})
 
-    def profile_set(self, profile_id, connector, purpose, stack_level):
+    def profile_set(self, connector, wanted, capped):
         """
-        Remember a charging profile the back office set at the charger.
+        Remember a charging profile the back office set at the charger: as
+        it asked for it (C{wanted}, with our transactionId) and as the
+        charger got it (C{capped}).
         """
         profiles = dict(self.profiles())
-        profiles[str(profile_id)] = [connector, purpose, stack_level]
+        profiles[str(wanted.charging_profile_id)] = [
+            connector, wanted.charging_profile_purpose, wanted.stack_level,
+            m.encode(wanted), m.encode(capped)]
         self.uplink.save("profiles", profiles)
 
     def profile_cleared(self, profile_id):

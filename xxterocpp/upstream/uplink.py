@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
 """
 One charger's conversation with its back office, speaking as that charger:
 the BootNotification on every (re)connect and nothing else before it is
@@ -10,6 +10,7 @@ office decides (L{verdicts}), and what its relayed commands left at the
 charger (L{relayed}).
 """
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.control.setup import SAMPLE_INTERVAL
@@ -29,6 +30,18 @@ BOOT_RETRY = 60
 
 #: Heartbeat interval (s) when the back office's answer gives none.
 HEARTBEAT_INTERVAL = 300
+
+#: The back office's CALLs handled at a time (most wait for the charger).
+#: OCPP-J 1.6 §4.1.1 gives it one outstanding; a few are tolerated, more
+#: are refused at once, so the controller's own commands (the building's
+#: limits) never queue behind a flood of them.
+MAX_CALLS = 3
+
+#: Our CALLs that may wait behind the outstanding one on the connection;
+#: beyond, a live message (a status, a heartbeat) is not sent: a back
+#: office that triggers messages faster than it answers them would grow the
+#: line without end, and the queued transaction messages wait behind it.
+MAX_WAITING = 20
 
 #: The domain's Boot fields as BootNotification fields.
 _BOOT_FIELDS = (
@@ -87,6 +100,10 @@ class Uplink:
         self.frames = FrameHistory()
         self.asked = set()
         self._timers = {}
+        # The back office's CALLs not answered yet (L{dispatch}).
+        self._handling = 0
+        # The session on which our BootNotification waits for its answer.
+        self._booting = None
         self.delivery = Delivery(self)
         self.verdicts = Verdicts(self)
         self.relayed = Relayed(self)
@@ -233,13 +250,14 @@ class Uplink:
             self.log.warn("{id}: its BootNotification cannot be sent to the back office: {e}",
                           id=self.charger_id, e=e.message)
             return
-        session = self.session
+        session = self._booting = self.session
         d = session.call(request)
         d.addCallbacks(self._booted, self._boot_failed, (session,), None, (session,))
 
     def _booted(self, response, session):
         if session is not self.session:
             return
+        self._booting = None
         status = response.status or "Rejected"
         if status != self.registration:
             self.log.info("{id}: the back office answered the BootNotification {status}",
@@ -256,7 +274,13 @@ class Uplink:
 
     def _boot_failed(self, failure, session):
         failure.trap(CallError, CallTimeout, NotConnected)
-        if session is self.session:
+        if session is self._booting:
+            self._booting = None
+        if session is self.session and failure.check(CallTimeout):
+            # A half-open connection, which no Heartbeat tests before the
+            # boot is accepted: start again.
+            self.link.drop("no answer to the BootNotification")
+        elif session is self.session:
             self.log.info("{id}: BootNotification to the back office: {why}",
                           id=self.charger_id, why=failure.getErrorMessage())
             self._later("boot", BOOT_RETRY, self._boot)
@@ -302,7 +326,7 @@ class Uplink:
         Send a message that is not queued (a status, a notification), if
         the back office accepted the charger; lost otherwise.
         """
-        if self.accepted:
+        if self.accepted and self.session.waiting < MAX_WAITING:
             self.session.call(request).addErrback(_ignore)
 
     def progress(self, action, request):
@@ -325,7 +349,8 @@ class Uplink:
         if self.session is None:
             return
         if requested == "BootNotification":
-            self._boot()
+            if self._booting is not self.session:
+                self._boot()
         elif requested == "Heartbeat":
             self.send_live(m.HeartbeatRequest())
         else:
@@ -338,6 +363,13 @@ class Uplink:
         if self.accepted:
             self._heartbeats()
 
+    def limit_changed(self, connector):
+        """
+        The limit in force at a connector changed: the back office's
+        profiles follow it (L{relay.recap}).
+        """
+        relay.recap(self, connector)
+
     # -- the back office's CALLs -------------------------------------------------
 
     def dispatch(self, action, request):
@@ -349,31 +381,30 @@ class Uplink:
         handler = relay.RELAYS.get(action)
         if handler is None:
             raise CallError(m.NOT_SUPPORTED, f"{action} is not supported by this charger")
-        return handler(self, request)
+        if self._handling >= MAX_CALLS:
+            raise CallError(m.GENERIC_ERROR, f"{MAX_CALLS} calls are being handled already;"
+                                             " one at a time, please")
+        result = handler(self, request)
+        if isinstance(result, defer.Deferred):
+            self._handling += 1
+            result.addBoth(self._handled)
+        return result
+
+    def _handled(self, result):
+        self._handling -= 1
+        return result
 
     def status(self):
         """
         @return: a JSON-able summary for the status page and the API.
         """
-        oldest = self.outbox.head()
-        return {
+        return dict(self.outbox.summary(), **{
             "url": self.link.url,
             "identity": self.link.identity,
             "link": self.link.state,
             "since": utc_from_seconds(self.link.since).isoformat(),
             "last_error": self.link.last_error,
             "registration": self.registration,
-            "queue_depth": self.outbox.depth,
-            "oldest_queued": None if oldest is None else oldest.queued_at.isoformat(),
-            "dead_letters": self.outbox.dead_letter_count,
-            "recent_dead_letters": [
-                {"seq": d.seq, "action": d.action, "transaction_id": d.transaction_id,
-                 "failed_at": d.failed_at.isoformat(), "error": d.error}
-                for d in list(self.outbox.dead_letters)[-10:]],
             "tags": self.setting("tags", []),
-            "sessions": [
-                {"transaction_id": i.transaction_id, "remote_id": i.remote_id,
-                 "status": i.status, "flagged": i.status != "Accepted"}
-                for i in list(self.outbox.ids.values())[-10:]],
-        }
+        })
 
