@@ -194,10 +194,17 @@ class _Output(protocol.ProcessProtocol):
         self.process._ended(reason)
 
 
+#: How L{ServiceProcess} starts the service by default: twistd's plugin.
+TWIST = ("-m", "twisted", "--log-format=text", "xxterocpp")
+
+#: As the systemd unit starts it (L{xxterocpp.__main__}).
+MAIN = ("-m", "xxterocpp")
+
+
 class ServiceProcess:
     """
-    The service as its own process (C{python -m twisted xxterocpp}), for
-    tests that kill it.
+    The service as its own process (C{python -m twisted xxterocpp}, or
+    C{command}), for tests that kill it.
 
     @ivar output: everything it printed.
     @ivar url: the OCPP URL once listening.
@@ -208,13 +215,15 @@ class ServiceProcess:
     _LISTENING = re.compile(rb"OCPP server \(wss?\) listening on \S+ port (\d+)")
     _WEB = re.compile(rb"web interface listening on \S+ port (\d+)")
 
-    def __init__(self, config_path, env=None):
+    def __init__(self, config_path, env=None, command=TWIST):
         """
         @param env: environment variables for the process, beside the
             test's own.
+        @param command: the interpreter's arguments before C{--config}.
         """
         self.config_path = config_path
         self.env = env or {}
+        self.command = command
         self.output = b""
         self.url = None
         self.web_url = None
@@ -231,8 +240,7 @@ class ServiceProcess:
         env = dict(os.environ, PYTHONPATH=ROOT, **self.env)
         self.transport = reactor.spawnProcess(
             _Output(self), sys.executable,
-            [sys.executable, "-m", "twisted", "--log-format=text", "xxterocpp",
-             "--config", self.config_path],
+            [sys.executable, *self.command, "--config", self.config_path],
             env=env, path=ROOT)
         d = defer.Deferred()
         self._waiting.append(d)

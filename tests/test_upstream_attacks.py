@@ -16,6 +16,7 @@ from functools import partial
 import attr
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -810,9 +811,9 @@ class FullDiskTests(RealStoreTestCase):
     @defer.inlineCallbacks
     def test_queue_while_the_disk_is_full(self):
         """
-        The charger is answered and keeps the controller's ids; the
-        messages wait in memory while the store retries, are on disk once it
-        has room again, and reach the back office in order, once; after a
+        The charger's StartTransaction is answered only once it is stored
+        (the store retries until it has room again), with the controller's
+        id; the messages are on disk then, and reach the back office in order, once; after a
         restart the queue is empty and the id map kept.
         """
         store = self.open()
@@ -832,15 +833,19 @@ class FullDiskTests(RealStoreTestCase):
 
         self.patch(store._worker, "commit", failing)
         full.append(True)
-        answer = yield self.send("StartTransaction", {
+        started = self.send("StartTransaction", {
             "connectorId": 1, "idTag": "GOOD", "meterStart": 1000,
             "timestamp": "2030-06-01T12:00:00Z"})
+        yield deferLater(reactor, 0.3, lambda: None)
+        # Nothing is acknowledged that is not stored: the start waits.
+        self.assertFalse(started.called)
+        full.clear()
+        answer = yield started
         tx = answer["transactionId"]
         yield self.send("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
             {"timestamp": "2030-06-01T12:01:00Z", "sampledValue": [{"value": "1500"}]}]})
         yield self.send("StopTransaction", stop_payload(tx))
         self.assertEqual(uplink.outbox.depth, 3)
-        full.clear()
         yield eventually(lambda: store._batches.commits > 0 and not store._batches._pending
                          and store._batches._inflight is None, timeout=20)
         self.assertEqual(len((yield self.rows(store, "upstream_queue"))), 3)

@@ -13,7 +13,6 @@ The parsers here know TOML, not the service: L{scalar} checks a value's
 type and then each check given (L{within}, L{at_least}, L{one_of}, ...).
 """
 
-import difflib
 import math
 import tomllib
 from datetime import date, datetime, time
@@ -165,6 +164,9 @@ def did_you_mean(word, choices):
     @return: C{" (did you mean 'x'?)"} for the choice closest to C{word},
         or C{""} when none is close.
     """
+    # Only a bad file needs it: not loaded by a service that starts.
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -1,6 +1,7 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_tap,tests.test_footprint -*-
 """
-The composition root: C{twistd -n xxterocpp --config FILE}.
+The composition root: C{twistd -n xxterocpp --config FILE}, or
+C{python3 -m xxterocpp --config FILE} (L{xxterocpp.__main__}).
 
 The only module that reads the configuration file and touches the global
 reactor; every part below receives what it needs.
@@ -11,8 +12,8 @@ import signal
 import sys
 import time
 
-from twisted.application import internet, service
-from twisted.internet import defer, endpoints
+from twisted.application import service
+from twisted.internet import defer, endpoints, protocol
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
@@ -81,29 +82,46 @@ def open_chargers(config, central):
     return [charger_id for charger_id in central.chargers if not central.password_for(charger_id)]
 
 
-class ServerService(internet.StreamServerEndpointService):
+class ServerService(service.Service):
     """
     Listen on an endpoint while running, logging "C{what} listening on HOST
     port PORT" once bound; a port that cannot be bound stops the start-up
     (twistd exits non-zero and systemd restarts it).
+
+    Not Twisted's C{StreamServerEndpointService}: its module also holds
+    C{ClientService} and loads the state machine library behind it, 0.4 MiB
+    that nothing uses while KNX is not configured.
     """
 
-    # Raise a failed listen() from (privileged)startService, as the services of
-    # twisted.application.strports do, instead of only logging it.
-    _raiseSynchronously = True
-
     def __init__(self, endpoint, factory, what):
-        super().__init__(endpoint, factory)
+        self.endpoint = endpoint
+        self.factory = factory
         self.what = what
+        #: The Deferred of listen() while running, else None.
+        self._listened = None
 
     def privilegedStartService(self):
+        # twistd (and xxterocpp.__main__) binds the ports here, before
+        # startService.
         super().privilegedStartService()
-        self._waitingForPort.addCallback(self._listening)
+        self._listen()
+
+    def startService(self):
+        super().startService()
+        if self._listened is None:
+            self._listen()
+
+    def _listen(self):
+        failed = []
+        self._listened = self.endpoint.listen(self.factory)
+        self._listened.addCallbacks(self._listening, failed.append)
+        if failed:
+            # Raised from (privileged)startService, as the services of
+            # twisted.application.strports do, instead of only logged.
+            self._listened = None
+            failed[0].raiseException()
 
     def _listening(self, port):
-        if port is None:
-            # A failed listen, logged by StreamServerEndpointService.
-            return None
         address = port.getHost()
         Logger().info("{what} listening on {host} port {port}", what=self.what,
                       host=address.host, port=address.port)
@@ -120,10 +138,15 @@ class ServerService(internet.StreamServerEndpointService):
             d.callback(port)
             return port
 
-        # _waitingForPort: the Deferred of listen(), documented by
-        # StreamServerEndpointService (Twisted 10.2 and later).
-        self._waitingForPort.addCallback(listening)
+        self._listened.addCallback(listening)
         return d
+
+    def stopService(self):
+        super().stopService()
+        listened, self._listened = self._listened, None
+        if listened is None:
+            return None
+        return listened.addCallback(lambda port: port.stopListening())
 
 
 def server_endpoint(reactor, interface, port, tls=None):
@@ -153,6 +176,36 @@ def charger_signer(config, log):
         log.info("chargers' certificate signing requests are refused: {e} (make the"
                  " charger-signing CA with 'xxterocpp-certs signing-ca')", e=str(e))
         return None
+
+
+class OnFirstConnection(protocol.Factory):
+    """
+    A server factory that builds the real one when the first connection
+    arrives, so that what serves a port nobody uses at rest (twisted.web and
+    the status page behind the web interface) is not loaded until then.
+
+    @ivar factory: the real factory once built, else None.
+    """
+
+    noisy = False
+
+    def __init__(self, build):
+        """
+        @param build: makes the real factory, called once.
+        """
+        self._build = build
+        self.factory = None
+
+    def buildProtocol(self, addr):
+        if self.factory is None:
+            self.factory = self._build()
+            self.factory.doStart()
+        return self.factory.buildProtocol(addr)
+
+    def stopFactory(self):
+        if self.factory is not None:
+            self.factory.doStop()
+            self.factory = None
 
 
 class XxterocppService(service.MultiService):
@@ -193,7 +246,6 @@ class XxterocppService(service.MultiService):
         from xxterocpp.domain.central import CentralSystem
         from xxterocpp.domain.trusted import EARLIEST
         from xxterocpp.store import Store
-        from xxterocpp.web.api import web_site
 
         self.config = config
         self.reactor = reactor
@@ -236,12 +288,19 @@ class XxterocppService(service.MultiService):
         self._apply_knx(config)
         self.web = ServerService(
             server_endpoint(reactor, config.web.interface, config.web.port),
-            web_site(self.central, self.controller, self.store, lambda: self.knx_link,
-                     reactor, smart=self.smart, refused=self.security_failures,
-                     journal=lambda: self.knx_bridge and self.knx_bridge.journal),
-            "web interface")
+            OnFirstConnection(self._web_site), "web interface")
         self.web.setServiceParent(self)
         self._previous_sighup = None
+
+    def _web_site(self):
+        """
+        @return: the server factory of the status page and HTTP API.
+        """
+        from xxterocpp.web.api import web_site
+
+        return web_site(self.central, self.controller, self.store, lambda: self.knx_link,
+                        self.reactor, smart=self.smart, refused=self.security_failures,
+                        journal=lambda: self.knx_bridge and self.knx_bridge.journal)
 
     def _apply_knx(self, config):
         """
@@ -249,6 +308,9 @@ class XxterocppService(service.MultiService):
         links a group object (KNX is optional); a reload re-links
         the objects, a changed knxd endpoint replaces the link.
         """
+        if self.knx_bridge is None and not config.knx.knxd:
+            # Without knxd the KNX modules are not even loaded.
+            return
         from xxterocpp.knx.bridge import KnxBridge, has_group_objects
         from xxterocpp.knx.knxd import KnxdLink
 

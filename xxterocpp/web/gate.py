@@ -216,3 +216,12 @@ class WebSite(server.Site):
 
     def log(self, request):
         pass
+
+    def startFactory(self):
+        # No access log, so nothing of HTTPFactory's to set up: neither its
+        # log file nor the once-a-second refresh of the date it would log,
+        # which woke an idle service every second.
+        pass
+
+    def stopFactory(self):
+        pass

@@ -1,0 +1,100 @@
+"""
+Tests for L{xxterocpp.__main__}: C{python3 -m xxterocpp --config FILE}, as
+the systemd unit starts the service.
+"""
+
+import os
+import sys
+
+from twisted.internet import defer, reactor, utils
+from twisted.trial.unittest import TestCase
+
+from tests.service import (
+    LOOPBACK_CONFIG, MAIN, ROOT, ServiceProcess, kill_on_cleanup, write_config)
+from tests.sim import connect_charger
+from tests.test_tap import CHANGED_CONFIG, rewrite
+
+
+def run_main(*args):
+    """
+    @return: a Deferred firing with C{(out, err, code)} of C{python -m
+        xxterocpp ARGS} run to its end.
+    """
+    return utils.getProcessOutputAndValue(
+        sys.executable, [*MAIN, *args], env=dict(os.environ, PYTHONPATH=ROOT), path=ROOT,
+        reactor=reactor)
+
+
+class MainTests(TestCase):
+    """
+    The service run by C{python -m xxterocpp}.
+    """
+
+    @defer.inlineCallbacks
+    def test_serves_reloads_and_stops_cleanly(self):
+        """
+        It serves chargers, reloads its configuration on SIGHUP, and on
+        SIGTERM shuts down and exits 0, logging to stdout without a
+        traceback.
+        """
+        path = write_config(self)
+        process = ServiceProcess(path, command=MAIN)
+        kill_on_cleanup(self, process)
+        yield process.start()
+        cp = yield connect_charger(process.url, "CP1")
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+        rewrite(path, CHANGED_CONFIG)
+        yield process.signal("HUP")
+        yield process.wait_for_output(b"configuration reloaded")
+        new = yield connect_charger(process.url, "NEW1")
+        self.addCleanup(new.close)
+        self.assertEqual((yield new.boot())["status"], "Accepted")
+        yield cp.close()
+        yield new.close()
+        exit = yield process.signal("TERM")
+        self.assertEqual(exit.exitCode, 0)
+        self.assertIn(b"Main loop terminated", process.output)
+        self.assertNotIn(b"Traceback", process.output)
+
+    @defer.inlineCallbacks
+    def test_bad_config_exits_with_one_line(self):
+        """
+        A bad configuration file: a non-zero status and one line naming the
+        file, the key and the problem.
+        """
+        path = write_config(self, LOOPBACK_CONFIG.replace("port = 0", "port = -1", 1))
+        out, err, code = yield run_main("--config", path)
+        self.assertNotEqual(code, 0)
+        lines = err.decode().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith(f"xxterocpp: {path}: ocpp.port"), lines[0])
+
+    @defer.inlineCallbacks
+    def test_unknown_option_exits_with_one_line(self):
+        """
+        An unknown option: a non-zero status and one line.
+        """
+        out, err, code = yield run_main("--conifg", "x.toml")
+        self.assertNotEqual(code, 0)
+        lines = err.decode().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("conifg", lines[0])
+
+    @defer.inlineCallbacks
+    def test_port_in_use_exits_with_one_line(self):
+        """
+        A taken OCPP port ends it with a non-zero status and one line naming
+        the port, no traceback.
+        """
+        first = ServiceProcess(write_config(self), command=MAIN)
+        kill_on_cleanup(self, first)
+        yield first.start()
+        taken = int(first.url.rsplit(":", 1)[1].strip("/"))
+        path = write_config(self, LOOPBACK_CONFIG.replace("port = 0", f"port = {taken}", 1))
+        out, err, code = yield run_main("--config", path)
+        self.assertNotEqual(code, 0)
+        output = (out + err).decode()
+        self.assertIn(f"xxterocpp: Couldn't listen on 127.0.0.1:{taken}:", output)
+        self.assertNotIn("Traceback", output)
+        yield first.stop()

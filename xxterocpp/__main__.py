@@ -1,0 +1,47 @@
+# -*- test-case-name: tests.test_main -*-
+"""
+C{python3 -m xxterocpp --config FILE}: the service in the foreground, as
+C{twistd --nodaemon --pidfile= xxterocpp --config FILE} runs it, without
+twistd around it. twistd's plugin discovery imports every twistd plugin
+installed, and its runner the debugger and the rest of its options: 1.3 MiB
+of the service's memory at rest, so the systemd unit starts it this way.
+
+It logs to standard output in twistd's format, stops cleanly on SIGTERM or
+SIGINT and re-reads its configuration on SIGHUP; a bad configuration file
+or a port in use ends it at once with one line and a non-zero status.
+"""
+
+import sys
+
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.python import usage
+
+from xxterocpp import tap
+
+
+def main(argv=None, reactor=None):
+    """
+    Run the service until the reactor stops.
+
+    @param argv: the command line after the program name (default
+        C{sys.argv[1:]}): the options of L{tap.Options}.
+    """
+    options = tap.Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        raise SystemExit(f"xxterocpp: {e} (python3 -m xxterocpp --help)")
+    if reactor is None:
+        from twisted.internet import reactor
+    service = tap.makeService(options, reactor)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    # What twistd does with the service of a plugin: bind the ports now,
+    # start the rest once the reactor runs, stop it before the reactor does.
+    service.privilegedStartService()
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
