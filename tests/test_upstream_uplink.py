@@ -5,6 +5,8 @@ conversation with its back office, in memory on a clock
 (L{tests.upstream_memory}); both stacks.
 """
 
+import re
+
 import attr
 
 from tests.upstream_memory import UpstreamTestCase
@@ -437,3 +439,54 @@ class MeterlessStopTests(UpstreamTestCase):
             {"timestamp": "2030-06-01T12:01:00Z", "sampledValue": [{"value": "1500"}]}]})
         self.answer("StopTransaction", {"transactionId": tx, "timestamp": "2030-06-01T12:02:00Z"})
         self.assertEqual(self.office.payloads("StopTransaction")[0]["meterStop"], 1500)
+
+
+class StatusPageTests(UpstreamTestCase):
+    """
+    The back-office link, its queue and dead letters on C{/api/status} and
+    the status page.
+    """
+
+    def test_link_and_queue_shown(self):
+        """
+        While the back office is away, the snapshot and the page show the
+        link waiting, the queued messages and the oldest; once it is back,
+        the queue is empty and the session's ids are mapped.
+        """
+        from xxterocpp.web.page import render_page
+        from xxterocpp.web.status import snapshot
+
+        self.link.up = False
+        self.connect()
+        tx = self.start()
+        status = snapshot(self.central, self.controller, None, upstream=self.upstream)
+        cp1 = status["upstream"]["CP1"]
+        self.assertEqual((cp1["identity"], cp1["queue_depth"], cp1["dead_letters"]),
+                         ("HOME-CP1", 1, 0))
+        self.assertIsNotNone(cp1["oldest_queued"])
+        page = self.successResultOf(render_page(status, {}, [])).decode()
+        [section] = re.findall(r'<section[^>]*id="upstream".*?</section>', page, re.S)
+        self.assertIn("CP1", section)
+        self.assertIn(cp1["url"], section)
+        self.link.up = True
+        self.link.connect()
+        self.turns(50)
+        status = snapshot(self.central, self.controller, None, upstream=self.upstream)
+        cp1 = status["upstream"]["CP1"]
+        self.assertEqual(cp1["queue_depth"], 0)
+        self.assertEqual([(s["transaction_id"], s["remote_id"]) for s in cp1["sessions"]],
+                         [(tx, 900001)])
+        page = self.successResultOf(render_page(status, {}, [])).decode()
+        self.assertIn(f"{tx} \N{RIGHTWARDS ARROW} 900001", page)
+
+    def test_no_back_office_no_section(self):
+        """
+        Without a back office the page has no section for one.
+        """
+        from xxterocpp.web.page import render_page
+        from xxterocpp.web.status import snapshot
+
+        status = snapshot(self.central, self.controller, None)
+        self.assertEqual(status["upstream"], {})
+        page = self.successResultOf(render_page(status, {}, [])).decode()
+        self.assertNotIn('id="upstream"', page)

@@ -300,7 +300,8 @@ class XxterocppService(service.MultiService):
 
         return web_site(self.central, self.controller, self.store, lambda: self.knx_link,
                         self.reactor, smart=self.smart, refused=self.security_failures,
-                        journal=lambda: self.knx_bridge and self.knx_bridge.journal)
+                        journal=lambda: self.knx_bridge and self.knx_bridge.journal,
+                        upstream=lambda: self.upstream)
 
     def _apply_knx(self, config):
         """

@@ -108,6 +108,8 @@ class WebInterface(resource.Resource):
         connections (C{{"auth": n, "tls": n}}) or None.
     @ivar journal: a callable returning the KNX bridge's
         L{xxterocpp.knx.journal.Journal}, or None when there is no bridge.
+    @ivar upstream: a callable returning the back offices'
+        L{xxterocpp.upstream.Upstream}, or None.
     @ivar groups: the route groups by the name L{ROUTES} gives them.
     """
 
@@ -115,7 +117,7 @@ class WebInterface(resource.Resource):
     log = Logger()
 
     def __init__(self, central, controller, store, knx_link, smart=None, refused=None,
-                 journal=None):
+                 journal=None, upstream=None):
         super().__init__()
         self.central = central
         self.controller = controller
@@ -124,6 +126,7 @@ class WebInterface(resource.Resource):
         self.smart = smart
         self.refused = refused or (lambda: None)
         self.journal = journal or (lambda: None)
+        self.upstream = upstream or (lambda: None)
         self._root_file = CertificateFile()
         self._server_file = CertificateFile()
         self.groups = {
@@ -274,21 +277,24 @@ class WebInterface(resource.Resource):
 
     def _snapshot(self):
         return snapshot(self.central, self.controller, self.knx_link(), self.smart,
-                        self.refused(), self.journal())
+                        self.refused(), self.journal(), self.upstream())
 
     def _status(self, request):
         return self._snapshot()
 
 
 def web_site(central, controller, store, knx_link, clock, smart=None, refused=None,
-             journal=None):
+             journal=None, upstream=None):
     """
     @param clock: the L{IReactorTime} of the failed-login throttle and the
         idle timeouts.
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or L{None}.
     @param refused: a callable returning the refused-connection counts.
     @param journal: a callable returning the KNX bridge's journal, or None.
+    @param upstream: a callable returning the back offices' forwarding, or
+        None.
     @return: the server factory of the web interface.
     """
-    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused, journal),
+    return WebSite(WebInterface(central, controller, store, knx_link, smart, refused, journal,
+                                upstream),
                    Gate(lambda: central.config.web, clock), clock)

@@ -22,7 +22,7 @@ from twisted.web.template import Tag, flattenString, tags
 
 from xxterocpp.config import toml_string
 from xxterocpp.web.charts import bar_chart
-from xxterocpp.web.i18n import DEFAULT, language
+from xxterocpp.web.i18n import DEFAULT, N_, language
 from xxterocpp.web.markup import (
     badge, card_table, day_text, energy_text, field_list, local_time, parse_time, refusal_text,
 )
@@ -313,6 +313,42 @@ def _setup(t, setup):
     )
 
 
+#: A back-office link's state in words (L{xxterocpp.upstream.link}).
+_LINK_WORDS = {
+    "stopped": N_("stopped"), "connecting": N_("connecting"), "open": N_("connected"),
+    "waiting": N_("waiting to reconnect"), "unconfigured": N_("no longer configured"),
+}
+
+
+def _upstream(t, upstream):
+    """
+    The back offices the chargers are forwarded to (nothing without one):
+    per charger the link and since when, its last error, the queue and its
+    oldest message, the dead letters, and the id map of recent sessions.
+    """
+    if not upstream:
+        return ""
+    rows = []
+    for charger_id, u in sorted(upstream.items()):
+        since = local_time(parse_time(u["since"])) if u.get("since") else "\N{EM DASH}"
+        oldest = local_time(parse_time(u["oldest_queued"])) if u.get("oldest_queued") else None
+        queue = str(u["queue_depth"]) + (" (" + t("oldest {time}").format(time=oldest) + ")"
+                                         if oldest else "")
+        sessions = ", ".join(f"{s['transaction_id']} \N{RIGHTWARDS ARROW} {s['remote_id']}"
+                             + (" !" if s.get("flagged") else "")
+                             for s in u.get("sessions", ()))
+        rows.append((charger_id, tags.code(u.get("url") or "\N{EM DASH}"),
+                     t(_LINK_WORDS.get(u["link"], u["link"])), since,
+                     u.get("last_error") or "\N{EM DASH}", queue, str(u["dead_letters"]),
+                     sessions or "\N{EM DASH}"))
+    return tags.section(
+        tags.h2(t("Back office")),
+        card_table((t("Charger"), t("Back office"), t("Link"), t("Since"), t("Last error"),
+                    t("Queued"), t("Dead letters"), t("Sessions (ours → its)")),
+                   rows),
+        id="upstream")
+
+
 def render_page(status, frames, records, setup=None, t=None):
     """
     Render the status page.
@@ -362,6 +398,7 @@ def render_page(status, frames, records, setup=None, t=None):
                 tags.section(tags.h2(t("Chargers trying to connect")),
                              _unknown(t, status["unknown"]), _unnamed(t, status["unnamed"]),
                              id="unknown"),
+                _upstream(t, status.get("upstream")),
                 _history(t, records, now.astimezone().date()),
                 _setup(t, setup or {}),
             ),

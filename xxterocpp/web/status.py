@@ -282,17 +282,22 @@ def charger_status(central, controller, charger, smart=None, journal=None):
     }
 
 
-def snapshot(central, controller, knx_link, smart=None, refused=None, journal=None):
+def snapshot(central, controller, knx_link, smart=None, refused=None, journal=None,
+             upstream=None):
     """
     @param smart: the L{xxterocpp.smart.manager.SmartManager}, or None.
     @param refused: how many charger connections were refused, as
         C{{"auth": n, "tls": n}}, or None.
     @param journal: the KNX bridge's L{xxterocpp.knx.journal.Journal}, or
         None (no bridge).
+    @param upstream: the back offices' L{xxterocpp.upstream.Upstream}, or
+        None.
     @return: the body of C{GET /api/status}: C{time} (the central
         system's, what chargers are told), C{clock_ok} (False while the
         system clock, C{system_time}, reads earlier than the time trusted
-        before), C{knx}, C{refused}, C{chargers}, C{unknown}.
+        before), C{knx}, C{refused}, C{chargers}, C{unknown}, C{upstream}
+        (per charger forwarded to a back office: its link, queue, dead
+        letters and the id map of recent sessions).
     """
     return {
         "time": iso(central.now()),
@@ -302,6 +307,7 @@ def snapshot(central, controller, knx_link, smart=None, refused=None, journal=No
         "system_time": iso(utc_from_seconds(central.time.system())),
         "knx": knx_state(knx_link),
         "refused": refused or {"auth": 0, "tls": 0},
+        "upstream": upstream.status() if upstream is not None else {},
         "chargers": [charger_status(central, controller, c, smart, journal)
                      for c in central.chargers.values()],
         "unknown": [
