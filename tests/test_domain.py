@@ -599,7 +599,7 @@ class AuthorizationKeyTests(SynchronousTestCase):
 
 class PacerTests(SynchronousTestCase):
     """
-    L{Pacer}: one action per address and interval.
+    L{Pacer}: one action per address and interval, a few of all addresses.
     """
 
     def test_one_action_per_interval_and_the_count_held_back(self):
@@ -618,3 +618,14 @@ class PacerTests(SynchronousTestCase):
         for address in "abc":
             pacer.due(address, 0)
         self.assertEqual((pacer.due("a", 1), pacer.due("c", 1)), (0, None))
+
+    def test_bounded_actions_of_all_addresses(self):
+        """
+        At most C{max_actions} per interval from all addresses together;
+        those held back act in a later interval, with their count.
+        """
+        pacer = Pacer(10, max_actions=3)
+        self.assertEqual([pacer.due(a, 0) for a in "abcde"], [0, 0, 0, None, None])
+        self.assertIsNone(pacer.due("d", 5))
+        self.assertEqual([pacer.due(a, 10) for a in "dea"], [2, 1, 0])
+        self.assertIsNone(pacer.due("b", 10))

@@ -585,14 +585,34 @@ class HandshakeLimitTests(SynchronousTestCase):
     def test_connections_beyond_the_total_cap_are_dropped(self):
         """
         At most L{MAX_HANDSHAKES} connections are in their handshake, from
-        however many addresses.
+        however many addresses: with one each, a new address is dropped.
         """
         for i in range(MAX_HANDSHAKES):
-            _, transport = self.connect(f"10.0.{i // 8}.{i % 8}")
+            _, transport = self.connect(f"10.0.{i // 256}.{i % 256}")
             self.assertFalse(transport.disconnecting)
         _, dropped = self.connect("10.1.0.1")
         self.assertTrue(dropped.disconnecting)
         self.assertEqual(self.factory.handshakes, MAX_HANDSHAKES)
+
+    def test_full_slots_are_shared_by_the_addresses(self):
+        """
+        All slots taken by 16 addresses: a new address gets the slot of the
+        oldest handshake of the address with the most; one with a share as
+        large as the others' gets none.
+        """
+        held = {f"10.0.0.{a}": [self.connect(f"10.0.0.{a}") for _ in range(
+            MAX_HANDSHAKES // 16)] for a in range(15)}
+        held["10.0.0.15"] = [self.connect("10.0.0.15") for _ in range(MAX_HANDSHAKES // 16 + 1)]
+        self.assertTrue(held["10.0.0.15"][-1][1].disconnecting)
+        _, newcomer = self.connect("10.2.0.1")
+        self.assertFalse(newcomer.disconnecting)
+        self.assertTrue(held["10.0.0.0"][0][1].disconnecting)
+        self.assertFalse(held["10.0.0.0"][1][1].disconnecting)
+        self.assertEqual(self.factory.handshakes, MAX_HANDSHAKES)
+        # 10.0.0.0 has one fewer than the others now: none gives it a slot.
+        _, again = self.connect("10.0.0.0")
+        self.assertTrue(again.disconnecting)
+        self.assertEqual(self.factory.dropped_connections, 3)
 
     def test_caps_grow_with_max_chargers(self):
         """
@@ -616,7 +636,7 @@ class HandshakeLimitTests(SynchronousTestCase):
         for p, _ in held[1:]:
             p.connectionLost(protocol.connectionDone)
         self.assertEqual(self.factory.handshakes, 1)
-        self.assertEqual(list(self.factory._handshakes_from.values()), [1])
+        self.assertEqual(self.factory._handshaking.held("10.0.0.1"), 1)
 
     def test_handshake_not_over_in_time_is_aborted(self):
         """

@@ -10,33 +10,58 @@ from collections import OrderedDict
 #: acted longest ago is forgotten (and may act again at once).
 MAX_PACED_ADDRESSES = 1024
 
+#: How many actions all addresses together may take per interval: a flood
+#: from a thousand addresses (an IPv6 prefix has more) is ten log lines and
+#: ten store writes per interval, not a thousand.
+MAX_ACTIONS_PER_INTERVAL = 10
+
 
 class Pacer:
     """
     At most one action per remote address every C{interval} seconds (a
-    store write, a log line), the others held back and counted.
+    store write, a log line), and at most C{max_actions} by all of them
+    together; the others held back and counted.
     """
 
-    def __init__(self, interval, max_addresses=MAX_PACED_ADDRESSES):
+    def __init__(self, interval, max_addresses=MAX_PACED_ADDRESSES,
+                 max_actions=MAX_ACTIONS_PER_INTERVAL):
         self.interval = interval
         self.max_addresses = max_addresses
-        # Address -> [when it last acted, how many were held back since],
-        # the address that acted last at the end.
+        self.max_actions = max_actions
+        # Address -> [when it last acted (None: never, it was held back by
+        # the others), how many were held back since], the address that
+        # came last at the end.
         self._addresses = OrderedDict()
+        # When the current interval of all addresses began, and how many
+        # acted in it.
+        self._window = None
+        self._actions = 0
 
     def due(self, address, seconds):
         """
         @param seconds: the time now (POSIX seconds).
         @return: None when C{address} acted less than C{interval} seconds
-            ago (this one is held back); else how many were held back
-            since its last action (this one acts).
+            ago, or C{max_actions} addresses acted in the current interval
+            (this one is held back); else how many were held back since
+            its last action (this one acts).
         """
         entry = self._addresses.get(address)
-        if entry is not None and seconds - entry[0] < self.interval:
+        if entry is not None and entry[0] is not None and seconds - entry[0] < self.interval:
             entry[1] += 1
             return None
-        self._addresses[address] = [seconds, 0]
+        if self._window is None or seconds - self._window >= self.interval:
+            self._window, self._actions = seconds, 0
+        if self._actions >= self.max_actions:
+            entry = entry or [None, 0]
+            entry[1] += 1
+            self._remember(address, entry)
+            return None
+        self._actions += 1
+        self._remember(address, [seconds, 0])
+        return entry[1] if entry is not None else 0
+
+    def _remember(self, address, entry):
+        self._addresses[address] = entry
         self._addresses.move_to_end(address)
         while len(self._addresses) > self.max_addresses:
             self._addresses.popitem(last=False)
-        return entry[1] if entry is not None else 0

@@ -196,11 +196,17 @@ class OnFirstConnection(protocol.Factory):
         self._build = build
         self.factory = None
 
-    def buildProtocol(self, addr):
+    def built(self):
+        """
+        @return: the real factory, built now if it was not yet.
+        """
         if self.factory is None:
             self.factory = self._build()
             self.factory.doStart()
-        return self.factory.buildProtocol(addr)
+        return self.factory
+
+    def buildProtocol(self, addr):
+        return self.built().buildProtocol(addr)
 
     def stopFactory(self):
         if self.factory is not None:

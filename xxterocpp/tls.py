@@ -143,6 +143,10 @@ def _record_verification(connection, certificate, errno, depth, ok):
     return True
 
 
+#: The L{ClientCertificate.problem} of a certificate that cannot be read.
+UNREADABLE = "the certificate cannot be read"
+
+
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class ClientCertificate:
     """
@@ -150,7 +154,8 @@ class ClientCertificate:
 
     @ivar common_name: its subject's CN (C{""} without one).
     @ivar serial: its serial number (L{xxterocpp.signing.certificate_info}).
-    @ivar not_after: the end of its validity (UTC).
+    @ivar not_after: the end of its validity (UTC); None for one
+        L{UNREADABLE}.
     @ivar problem: why it did not verify against C{client_ca}, or None when
         it did.
     """
@@ -179,12 +184,19 @@ def client_certificate(transport):
     peer = transport.getPeerCertificate()
     if peer is None:
         return None
-    # Through cryptography: pyOpenSSL 26 deprecates X509.get_subject().
-    cert = peer.to_cryptography()
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return ClientCertificate(
-        names[0].value if names else "", format(cert.serial_number, "x"),
-        certs.valid_until(cert), _PROBLEMS.get(transport.getHandle()))
+    try:
+        # Through cryptography: pyOpenSSL 26 deprecates X509.get_subject().
+        cert = peer.to_cryptography()
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = names[0].value if names else ""
+        serial, not_after = format(cert.serial_number, "x"), certs.valid_until(cert)
+    except ValueError:
+        # OpenSSL took it, cryptography's stricter parser does not (a "<"
+        # in a PrintableString): no CA signs such a thing, anyone can send
+        # it.
+        return ClientCertificate("", "", None, UNREADABLE)
+    return ClientCertificate(common_name, serial, not_after,
+                             _PROBLEMS.get(transport.getHandle()))
 
 
 @implementer(IOpenSSLServerConnectionCreator)

@@ -63,6 +63,13 @@ UNKNOWN_INTERVAL = 10
 #: (L{TrustedTime}).
 TRUSTED_TIME = "trusted_time"
 
+#: Seconds from one certificate signed for a charger to the next: a charger
+#: sends one request and waits for CertificateSigned (white paper A02). One
+#: that floods SignCertificate had every request signed and a
+#: CertificateSigned queued for it (4.6 KB each, kept while it did not
+#: answer); now the others are Rejected.
+SIGNING_INTERVAL = 60
+
 
 class CentralSystem:
     """
@@ -124,6 +131,9 @@ class CentralSystem:
                                          self.lookup)
         self.signer = signer
         self.registry = REGISTRY
+        # Charger id -> when its last certificate was signed (clock seconds).
+        self._signed_at = {}
+        self._signing_lines = Pacer(SIGNING_INTERVAL)
         self._observers = []
         # (charger id, workaround) already suggested in the log.
         self._suggested = set()
@@ -662,12 +672,24 @@ class CentralSystem:
                           " charger-signing CA; make one with 'xxterocpp-certs signing-ca')",
                           id=charger_id)
             return False
+        seconds = self.clock.seconds()
+        last = self._signed_at.get(charger_id)
+        if last is not None and seconds - last < SIGNING_INTERVAL:
+            held = self._signing_lines.due(charger_id, seconds)
+            if held is not None:
+                self.log.warn("{id}: certificate signing request refused: one was signed"
+                              " {ago:.0f} s ago, a charger gets one per {s} s{more}",
+                              id=charger_id, ago=seconds - last, s=SIGNING_INTERVAL,
+                              more=f" ({held} more refused since the last such line)"
+                              if held else "")
+            return False
         try:
             signed = self.signer.sign(csr, charger_id, self.now())
         except CsrRejected as e:
             self.log.warn("{id}: certificate signing request refused: {why}", id=charger_id,
                           why=e.reason)
             return False
+        self._signed_at[charger_id] = seconds
         self.log.info("{id}: certificate signed (serial {serial}, valid until {until})",
                       id=charger_id, serial=signed.serial, until=signed.not_after.isoformat())
         self.clock.callLater(0, self.emit, CertificateIssued(charger_id, signed))

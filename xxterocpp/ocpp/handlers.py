@@ -118,6 +118,13 @@ _PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N
 
 _NO_TIME = datetime.min.replace(tzinfo=timezone.utc)
 
+#: The largest meter reading believed (Wh, W, A): 2**53, beyond which a
+#: float no longer holds whole numbers; a real register stays far below.
+MAX_READING = 2.0 ** 53
+
+#: The measurands read in Wh and W, and the unit of a thousand of them.
+_KILO = {"Energy.Active.Import.Register": "kWh", "Power.Active.Import": "kW"}
+
 
 def _meter_value_time(mv):
     return mv.timestamp or _NO_TIME
@@ -152,21 +159,25 @@ def read_meter_values(meter_values):
             if sv.phase and phase is None:
                 # "N" or line-to-line phases carry no charging current.
                 continue
-            unit = sv.unit
+            if measurand in _KILO and sv.unit == _KILO[measurand]:
+                value *= 1000
+            if not -MAX_READING <= value <= MAX_READING:
+                # Also NaN: float() reads "NaN", "Infinity" and "1e400",
+                # which would poison the energy of a session, the JSON of
+                # the status page and every sum after them.
+                continue
             if measurand == "Energy.Active.Import.Register":
-                wh = value * 1000 if unit == "kWh" else value
                 if phase:
-                    energy_phases[phase] = wh
+                    energy_phases[phase] = value
                 else:
-                    energy = wh
+                    energy = value
             elif measurand == "Current.Import":
                 phase_currents[phase or "L1"] = value
             elif measurand == "Power.Active.Import":
-                w = value * 1000 if unit == "kW" else value
                 if phase:
-                    power_phases[phase] = w
+                    power_phases[phase] = value
                 else:
-                    power = w
+                    power = value
             elif measurand == "Current.Offered":
                 offered = value
             else:

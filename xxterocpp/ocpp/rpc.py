@@ -43,6 +43,13 @@ _STATUS_WORD = re.compile(r'"status"\s*:\s*"(\w+)"')
 
 _REQUEST_ACTIONS = {action.request: name for name, action in m.ACTIONS.items()}
 
+#: How many of a frame's tolerated problems its log line lists; the others
+#: are counted. A 64 KiB MeterValues of bad sampled values holds 18,000.
+MAX_LOGGED_WARNINGS = 10
+
+#: The longest part of a frame a log line quotes (a message id, a type).
+MAX_QUOTED = 60
+
 
 class CallError(Exception):
     """
@@ -98,6 +105,25 @@ def nesting_depth(value):
 
 
 _CONTAINERS = frozenset({list, dict})
+
+
+def _quoted(value):
+    """
+    @return: C{repr(value)} for a log line, cut after L{MAX_QUOTED}
+        characters: what a peer put in a frame is as long as it likes.
+    """
+    text = repr(value)
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
+
+
+def _listed(warnings):
+    """
+    @return: the first L{MAX_LOGGED_WARNINGS} C{warnings} for a log line,
+        and how many more there were.
+    """
+    shown = "; ".join(warnings[:MAX_LOGGED_WARNINGS])
+    more = len(warnings) - MAX_LOGGED_WARNINGS
+    return shown + (f"; and {more} more" if more > 0 else "")
 
 
 def _shown(text):
@@ -272,8 +298,8 @@ class OcppSession:
             self._answer_received(frame)
         else:
             # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
-            self.log.info("{identity}: ignored a frame of unknown type {kind!r}",
-                          identity=self.identity, kind=kind)
+            self.log.info("{identity}: ignored a frame of unknown type {kind}",
+                          identity=self.identity, kind=_quoted(kind))
 
     def _salvaged(self, text):
         """
@@ -295,12 +321,12 @@ class OcppSession:
     def _tolerated(self, action, warnings):
         if not self.lenient_answers:
             self.log.info("{identity}: {action} answer tolerated: {warnings}",
-                          identity=self.identity, action=action, warnings="; ".join(warnings))
+                          identity=self.identity, action=action, warnings=_listed(warnings))
         elif not self._lenience_logged:
             self._lenience_logged = True
             self.log.info("{identity}: {action} answer tolerated: {warnings} (lenient-answers: "
                           "not logged again on this connection)", identity=self.identity,
-                          action=action, warnings="; ".join(warnings))
+                          action=action, warnings=_listed(warnings))
 
     def _malformed(self, text, why):
         match = _CALL_ID.match(text)
@@ -346,7 +372,7 @@ class OcppSession:
         if warnings:
             self.warnings += len(warnings)
             self.log.info("{identity}: {action} tolerated: {warnings}", identity=self.identity,
-                          action=action, warnings="; ".join(warnings))
+                          action=action, warnings=_listed(warnings))
         try:
             response = self._dispatch(action, request)
         except Exception:
@@ -400,8 +426,8 @@ class OcppSession:
                 late(self._result(action, frame))
                 return
             # OCPP-J §4.1.4; typically the late answer of a timed-out call.
-            self.log.info("{identity}: dropped an answer to unknown message id {id!r}",
-                          identity=self.identity, id=unique_id)
+            self.log.info("{identity}: dropped an answer to unknown message id {id}",
+                          identity=self.identity, id=_quoted(unique_id))
             return
         action, d = self._finish_outstanding()
         result = self._result(action, frame)

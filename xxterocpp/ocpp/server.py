@@ -24,6 +24,7 @@ from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.pacing import Pacer
 from xxterocpp.quirks import NO_QUIRKS
+from xxterocpp.slots import PER_ADDRESS, Slots
 from xxterocpp.tls import client_certificate, openssl_reason
 
 SUBPROTOCOL = "ocpp1.6"
@@ -53,10 +54,12 @@ HANDSHAKE_TIMEOUT = 5
 
 #: How many connections may be in their handshake at once from one address
 #: (and in all); more are dropped as soon as accepted. Descriptors stay for
-#: the chargers: an address that floods leaves the others served. Every
-#: charger of a site behind one NAT address reconnects at once after a
-#: controller reboot, so a larger [ocpp] max_chargers raises both
-#: (L{OcppServerFactory.handshake_limits}).
+#: the chargers: an address that floods leaves the others served, and when
+#: all are taken the address with the most gives up its oldest
+#: (L{xxterocpp.slots}), so many flooding addresses do not lock a charger
+#: out either. Every charger of a site behind one NAT address reconnects at
+#: once after a controller reboot, so a larger [ocpp] max_chargers raises
+#: both (L{OcppServerFactory.handshake_limits}).
 MAX_HANDSHAKES_PER_ADDRESS = 16
 MAX_HANDSHAKES = 256
 
@@ -77,6 +80,10 @@ _HANDSHAKE_LOG = txaio.make_logger(level="error")
 #: A charger that gets no WebSocket pings (C{no-ping}) counts as gone after
 #: this many heartbeat intervals without a frame from it.
 SILENT_HEARTBEATS = 3
+
+#: Autobahn's logger for a connection whose TLS failed: it writes an error
+#: line for each, which L{OcppServerFactory.tls_failed} paces instead.
+_SILENT_LOG = txaio.make_logger(level="none")
 
 
 def identity_from_path(path):
@@ -124,7 +131,7 @@ class OcppServerProtocol(WebSocketServerProtocol):
         self.log = _HANDSHAKE_LOG
         super().connectionMade()
         address = self.peer_address()
-        if not self.factory.admit(address):
+        if not self.factory.admit(address, self):
             self.transport.abortConnection()
             return
         self._handshaking_from = address
@@ -148,8 +155,17 @@ class OcppServerProtocol(WebSocketServerProtocol):
             self._handshake_deadline.cancel()
             self._handshake_deadline = None
         if self._handshaking_from is not None:
-            self.factory.release(self._handshaking_from)
+            self.factory.release(self._handshaking_from, self)
             self._handshaking_from = None
+
+    def give_up_handshake(self):
+        """
+        Drop this connection in its handshake: its slot went to another
+        address (L{OcppServerFactory.admit}).
+        """
+        self._handshaking_from = None
+        self._handshake_over()
+        self.transport.abortConnection()
 
     def dataReceived(self, data):
         state = self.state
@@ -413,9 +429,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
             # A charger that does not trust our certificate, speaks TLS < 1.2
             # or plain ws://, or (profile 3) has no valid client certificate.
             address, why = self.peer_address(), openssl_reason(reason.value)
-            self._log.warn("TLS connection from {address} failed: {why}", address=address,
-                           why=why)
-            self.factory.tls_failures += 1
+            self.factory.tls_failed(address, why)
+            self.log = _SILENT_LOG
             if self.state == self.STATE_CONNECTING:
                 # Before the request named a charger (not a connection
                 # that was open).
@@ -447,7 +462,6 @@ class OcppServerFactory(WebSocketServerFactory):
     @ivar dropped_connections: how many connections were dropped before
         their handshake was over: too many were in theirs
         (L{handshake_limits}), or it took over L{HANDSHAKE_TIMEOUT}.
-    @ivar handshakes: how many connections are in their handshake.
     @ivar relay: the relay every charger's CALL goes through
         (L{xxterocpp.ocpp.handlers.dispatch}), or None.
     """
@@ -464,13 +478,13 @@ class OcppServerFactory(WebSocketServerFactory):
         self.auth_throttle = basic_auth.FailureThrottle(clock)
         self.tls_failures = 0
         self.dropped_connections = 0
-        self.handshakes = 0
-        # Address -> how many of its connections are in their handshake; an
-        # address leaves when it has none (an entry per handshake at most).
-        self._handshakes_from = {}
+        self._handshaking = Slots(self._gave_up)
         self._drop_logged_at = None
         self._drops_unlogged = 0
         self._refusal_lines = Pacer(DROP_LOG_INTERVAL)
+        self._tls_lines = Pacer(DROP_LOG_INTERVAL)
+        self._failure_lines = Pacer(DROP_LOG_INTERVAL)
+        self._throttle_lines = Pacer(DROP_LOG_INTERVAL)
         options = dict(
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,
@@ -504,53 +518,81 @@ class OcppServerFactory(WebSocketServerFactory):
         per_address = max(MAX_HANDSHAKES_PER_ADDRESS, 2 * self.central.config.ocpp.max_chargers)
         return per_address, max(MAX_HANDSHAKES, 2 * per_address)
 
-    def admit(self, address):
+    @property
+    def handshakes(self):
         """
-        Take a handshake slot for a new connection from C{address}.
+        How many connections are in their handshake.
+        """
+        return self._handshaking.taken
+
+    def admit(self, address, connection):
+        """
+        Take a handshake slot for C{connection}, new from C{address}; when
+        all are taken, maybe the one of another address's oldest
+        (L{xxterocpp.slots.Slots.take}).
 
         @return: False when there is none (the caller drops the
             connection); otherwise the slot is the caller's until it calls
             L{release}.
         """
         per_address, total = self.handshake_limits()
-        pending = self._handshakes_from.get(address, 0)
-        if pending >= per_address:
-            self.dropped(address, f"{pending} connections from this address are in their"
+        refused = self._handshaking.take(address, connection, per_address, total)
+        if refused == PER_ADDRESS:
+            self.dropped(address, f"{per_address} connections from this address are in their"
                          " handshake (a flood, or more chargers behind it than"
                          " [ocpp] max_chargers)")
-            return False
-        if self.handshakes >= total:
-            self.dropped(address, f"{self.handshakes} connections are in their handshake")
-            return False
-        self._handshakes_from[address] = pending + 1
-        self.handshakes += 1
-        return True
+        elif refused is not None:
+            self.dropped(address, f"{total} connections are in their handshake")
+        return refused is None
 
-    def release(self, address):
+    def _gave_up(self, address, connection, held, newcomer):
+        self.dropped(address, f"all handshake slots are taken; the oldest of its {held} went"
+                     f" to {newcomer}")
+        connection.give_up_handshake()
+
+    def release(self, address, connection):
         """
-        Give back the handshake slot L{admit} gave for C{address}.
+        Give back the handshake slot L{admit} gave C{connection} from
+        C{address}.
         """
-        pending = self._handshakes_from.pop(address) - 1
-        if pending:
-            self._handshakes_from[address] = pending
-        self.handshakes -= 1
+        self._handshaking.release(address, connection)
 
     def authentication_failed(self, address, charger_id, why):
         """
         Count a handshake from C{address} as C{charger_id} refused for its
         credentials (C{why}), and log the first of a burst and the one that
         starts a refusal: a guessing address costs two lines per window of
-        the L{auth_throttle}, not one per guess.
+        the L{auth_throttle}, not one per guess; and (L{Pacer}) each kind
+        one line per address and a few in all per L{DROP_LOG_INTERVAL}, not
+        one per address when a thousand guess at once.
         """
         self.auth_failures += 1
         throttle, key = self.auth_throttle, (address, charger_id)
-        if not throttle.failures(key):
-            self._log.warn("{id}: connection from {address} refused: {why}", id=charger_id,
-                           address=address, why=why)
-        if throttle.failed(key):
+        now = self.clock.seconds()
+        held = None if throttle.failures(key) else self._failure_lines.due(address, now)
+        if held is not None:
+            self._log.warn("{id}: connection from {address} refused: {why}{more}",
+                           id=charger_id, address=address, why=why,
+                           more=f" ({held} more bursts from this address since the last such"
+                                " line)" if held else "")
+        if throttle.failed(key) and self._throttle_lines.due(address, now) is not None:
             self._log.warn("{id}: {n} failed authentications from {address} within {s:g} s;"
                            " refusing it unheard for {s:g} s", id=charger_id, address=address,
                            n=throttle.limit, s=throttle.window)
+
+    def tls_failed(self, address, why):
+        """
+        Count a TLS connection from C{address} that failed because C{why}
+        (OpenSSL's reason), and log it, or (plain HTTP sent a thousand
+        times) only the count in its next line after L{DROP_LOG_INTERVAL}
+        seconds.
+        """
+        self.tls_failures += 1
+        held = self._tls_lines.due(address, self.clock.seconds())
+        if held is not None:
+            self._log.warn("TLS connection from {address} failed: {why}{more}", address=address,
+                           why=why, more=f" ({held} more failed from this address since the"
+                                         " last such line)" if held else "")
 
     def refused(self, address, code, why):
         """

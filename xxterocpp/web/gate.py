@@ -1,9 +1,11 @@
-# -*- test-case-name: tests.test_web_routes,tests.test_attacks_web -*-
+# -*- test-case-name: tests.test_web_routes,tests.test_attacks_web,tests.test_slots,tests.test_attacks_more -*-
 """
 What the web interface refuses on a request's headers alone, before its
 body is read: a foreign C{Host} on a loopback interface (DNS rebinding), an
 address that keeps guessing the password, wrong credentials, a body over
-L{MAX_BODY}.
+L{MAX_BODY}. And the connections it keeps: a few per address
+(L{MAX_CONNECTIONS_PER_ADDRESS}), each sending its request whole within
+L{REQUEST_TIMEOUT}.
 
 twisted.web reads the whole body before a resource sees the request, so the
 L{Gate} is asked by L{WebRequest} as soon as the headers are in
@@ -14,14 +16,32 @@ closed, and its body is never read.
 import math
 
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.http import RESPONSES
 
 from xxterocpp import basic_auth
+from xxterocpp.pacing import Pacer
+from xxterocpp.slots import PER_ADDRESS, Slots
 from xxterocpp.web.reply import SECURITY_HEADERS, HttpError, Reply
 
 #: The largest request body read: the API's bodies are a few hundred bytes.
 MAX_BODY = 64 * 1024
+
+#: Seconds a connection has to send a request whole, head and body, from
+#: its accept or the end of the answer before: a browser needs
+#: milliseconds, a slow sender (one byte a minute kept Twisted's idle
+#: timeout away) is closed.
+REQUEST_TIMEOUT = 30
+
+#: How many connections the web interface keeps open from one address, and
+#: in all (then the address with the most gives up its oldest,
+#: L{xxterocpp.slots}); more are closed at once. A browser opens six; the
+#: descriptors of the process are the chargers' too.
+MAX_CONNECTIONS_PER_ADDRESS = 32
+MAX_CONNECTIONS = 256
+
+#: Seconds between two log lines about refused connections.
+REFUSED_LOG_INTERVAL = 10
 
 #: The names a browser on this machine uses for a loopback interface.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -195,17 +215,85 @@ class WebRequest(server.Request):
         self.channel.loseConnection()
 
 
+class WebChannel(http.HTTPChannel):
+    """
+    A connection of the web interface: it holds one of the site's slots
+    while open, and is closed when a request is not in whole within
+    L{WebSite.request_timeout} seconds of the connection being idle.
+    """
+
+    _deadline = None
+    _address = None
+
+    def connectionMade(self):
+        super().connectionMade()
+        address = getattr(self.transport.getPeer(), "host", "?")
+        if not self.site.admit(address, self):
+            self.transport.abortConnection()
+            return
+        self._address = address
+        self._await_request()
+
+    def _await_request(self):
+        self._cancel_deadline()
+        self._deadline = self.callLater(self.site.request_timeout, self._too_slow)
+
+    def _cancel_deadline(self):
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self):
+        self._deadline = None
+        self.transport.abortConnection()
+
+    def give_up(self):
+        """
+        Close this connection: its slot went to another address.
+        """
+        self._address = None
+        self.transport.abortConnection()
+
+    def allContentReceived(self):
+        # The request is in: however long its answer takes is the
+        # handler's (a command waits for the charger).
+        self._cancel_deadline()
+        super().allContentReceived()
+
+    def requestDone(self, request):
+        # First: super() may read the next pipelined request at once.
+        self._await_request()
+        super().requestDone(request)
+
+    def connectionLost(self, reason):
+        self._cancel_deadline()
+        if self._address is not None:
+            self.site.release(self._address, self)
+            self._address = None
+        super().connectionLost(reason)
+
+
 class WebSite(server.Site):
     """
-    The HTTP server of the web interface: its requests are L{WebRequest}s
-    judged by C{gate}; no access log (the page polls every few seconds and
-    would fill the journal).
+    The HTTP server of the web interface: its connections are
+    L{WebChannel}s, at most L{MAX_CONNECTIONS_PER_ADDRESS} per address and
+    L{MAX_CONNECTIONS} in all; its requests are L{WebRequest}s judged by
+    C{gate}; no access log (the page polls every few seconds and would fill
+    the journal).
 
     @ivar gate: the L{Gate}.
+    @ivar request_timeout: L{REQUEST_TIMEOUT}.
+    @ivar refused_connections: how many connections were closed at once
+        (too many from their address or in all) or later for another
+        address.
     """
 
     noisy = False
+    _log = Logger()
+    protocol = WebChannel
     requestFactory = WebRequest
+    request_timeout = REQUEST_TIMEOUT
 
     def __init__(self, resource, gate, clock):
         """
@@ -213,6 +301,49 @@ class WebSite(server.Site):
         """
         super().__init__(resource, reactor=clock)
         self.gate = gate
+        self.refused_connections = 0
+        self._connections = Slots(self._gave_up)
+        self._refusal_lines = Pacer(REFUSED_LOG_INTERVAL)
+
+    @property
+    def connections(self):
+        """
+        How many connections are open.
+        """
+        return self._connections.taken
+
+    def admit(self, address, channel):
+        """
+        Give C{channel}, new from C{address}, a connection slot.
+
+        @return: whether it has one (until L{release}).
+        """
+        refused = self._connections.take(address, channel, MAX_CONNECTIONS_PER_ADDRESS,
+                                         MAX_CONNECTIONS)
+        if refused is not None:
+            self._refused(address, f"{MAX_CONNECTIONS_PER_ADDRESS} connections from this"
+                          " address are open" if refused == PER_ADDRESS
+                          else f"{MAX_CONNECTIONS} connections are open")
+        return refused is None
+
+    def _gave_up(self, address, channel, held, newcomer):
+        self._refused(address, f"all connections are taken; the oldest of its {held} went to"
+                               f" {newcomer}")
+        channel.give_up()
+
+    def _refused(self, address, why):
+        self.refused_connections += 1
+        held = self._refusal_lines.due(address, self.reactor.seconds())
+        if held is not None:
+            self._log.warn("web interface: connection from {address} closed: {why}{more}",
+                               address=address, why=why,
+                               more=f" ({held} more since the last such line)" if held else "")
+
+    def release(self, address, channel):
+        """
+        Free the slot L{admit} gave C{channel} from C{address}.
+        """
+        self._connections.release(address, channel)
 
     def log(self, request):
         pass
