@@ -26,7 +26,8 @@ from tests.test_web import AUTH_CONFIG, WEB_PASSWORD, WEB_USER, WebTestCase, web
 from tests.test_web_routes import RecordingCharger, RoutesTestCase
 from xxterocpp.ocpp import messages as m
 from xxterocpp.web import api
-from xxterocpp.web.api import COMMANDS, ROUTES
+from xxterocpp.web.api import ROUTES
+from xxterocpp.web.commands import COMMANDS
 from xxterocpp.web.gate import MAX_BODY
 
 try:

@@ -33,7 +33,7 @@ from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import CallTimeout
 from xxterocpp.store import Store
 from xxterocpp.store.upstream import QueuedRecord, UpstreamStore
-from xxterocpp.upstream import Upstream, outbox, uplink
+from xxterocpp.upstream import Upstream, delivery, outbox, uplink
 from xxterocpp.upstream import link as link_module
 from xxterocpp.upstream.link import Link
 
@@ -135,7 +135,7 @@ class TransactionIdTests(TwoPointsTestCase):
             if attempt < outbox.MAX_FAILURES - 1:
                 self.assertEqual([r.action for r in self.tables.queue.values()],
                                  ["StartTransaction", "StopTransaction"])
-                self.clock.advance(uplink.RETRY[1])
+                self.clock.advance(delivery.RETRY[1])
                 self.turns()
         self.assertEqual(self.tables.queue, {})
         self.assertNotIn(tx, self.tables.ids)
@@ -203,7 +203,7 @@ class LateAnswerTests(LateBackOfficeMixin, UpstreamTestCase):
         self.turns()
         self.clock.advance(1)
         self.turns()
-        self.clock.advance(uplink.RETRY[1])
+        self.clock.advance(delivery.RETRY[1])
         self.turns()
         self.assertEqual(len(self.office.payloads("StartTransaction")), 1)
         self.assertEqual(self.uplink.outbox.remote_id(tx), 900001)

@@ -332,9 +332,9 @@ class ChargerAnsweredTests(BackOfficeTestCase):
         letter, and so do its meter values and stop; the next session goes
         through.
         """
-        from xxterocpp.upstream import outbox, uplink
+        from xxterocpp.upstream import delivery, outbox
 
-        self.patch(uplink, "RETRY", (0.05, 0.1))
+        self.patch(delivery, "RETRY", (0.05, 0.1))
         yield self.start()
         self.office.errors["StartTransaction"] = outbox.MAX_FAILURES
         cp = yield self.charger()
@@ -387,16 +387,16 @@ class TagTests(BackOfficeTestCase):
         A back office that does not answer in time leaves the tag to the
         offline rule; its late verdict is kept for the next time.
         """
-        from xxterocpp.upstream import uplink
+        from xxterocpp.upstream import verdicts
 
-        self.patch(uplink, "AUTHORIZE_WAIT", 0.5)
+        self.patch(verdicts, "AUTHORIZE_WAIT", 0.5)
         yield self.start(offline="accept")
         self.office.slow["Authorize"] = 1.5
         cp = yield self.charger()
         yield eventually(lambda: self.uplink.accepted)
         late = yield cp.authorize("LATE")
         self.assertEqual(late["idTagInfo"]["status"], "Accepted")
-        yield eventually(lambda: self.uplink.knows("LATE"))
+        yield eventually(lambda: self.uplink.verdicts.knows("LATE"))
         again = yield cp.authorize("LATE")
         self.assertEqual(again["idTagInfo"]["status"], "Invalid")
 

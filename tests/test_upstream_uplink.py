@@ -1,6 +1,7 @@
 """
-Unit tests for L{xxterocpp.upstream.uplink} and L{xxterocpp.upstream.forwarding}:
-one charger's conversation with its back office, in memory on a clock
+Unit tests for L{xxterocpp.upstream.uplink} (with its L{delivery} and
+L{verdicts}) and L{xxterocpp.upstream.forwarding}: one charger's
+conversation with its back office, in memory on a clock
 (L{tests.upstream_memory}); both stacks.
 """
 
@@ -10,7 +11,7 @@ import attr
 
 from tests.upstream_memory import UpstreamTestCase
 from xxterocpp.config import UpstreamConfig
-from xxterocpp.upstream import outbox, uplink
+from xxterocpp.upstream import delivery, outbox, uplink, verdicts
 
 
 class RegistrationTests(UpstreamTestCase):
@@ -204,7 +205,7 @@ class OutboxDeliveryTests(UpstreamTestCase):
         tx = self.start()
         self.answer("StopTransaction", {"transactionId": tx, "meterStop": 2000,
                                         "timestamp": "2030-06-01T12:02:00Z"})
-        first, longest = uplink.RETRY
+        first, longest = delivery.RETRY
         for failure in range(1, outbox.MAX_FAILURES):
             self.assertEqual(len(self.office.payloads("StartTransaction")), failure)
             self.clock.advance(min(first * 2 ** (failure - 1), longest))
@@ -228,7 +229,7 @@ class OutboxDeliveryTests(UpstreamTestCase):
         self.start()
         self.clock.advance(30)
         self.office.silent.clear()
-        self.clock.advance(uplink.RETRY[0])
+        self.clock.advance(delivery.RETRY[0])
         self.turns()
         self.assertEqual(len(self.office.payloads("StartTransaction")), 2)
         self.assertEqual(self.uplink.outbox.depth, 0)
@@ -333,7 +334,7 @@ class AuthorizationTests(UpstreamTestCase):
         self.status("VISITOR")
         self.start(tag="VISITOR")
         self.assertEqual(len(self.office.payloads("Authorize")), 1)
-        self.clock.advance(uplink.VERDICT_LIFETIME)
+        self.clock.advance(verdicts.VERDICT_LIFETIME)
         self.status("VISITOR")
         self.assertEqual(len(self.office.payloads("Authorize")), 2)
 
@@ -363,7 +364,7 @@ class AuthorizationTests(UpstreamTestCase):
         d = self.send("Authorize", {"idTag": "VISITOR"})
         self.turns()
         self.assertNoResult(d)
-        self.clock.advance(uplink.AUTHORIZE_WAIT)
+        self.clock.advance(verdicts.AUTHORIZE_WAIT)
         self.assertEqual(self.successResultOf(d)["idTagInfo"]["status"], "Accepted")
 
     def test_offline_rules(self):

@@ -20,6 +20,13 @@ L{resolve} turns a charger's boot data and its configuration
 L{xxterocpp.config}) into L{ActiveQuirks}, which the code that honours a
 workaround asks with L{ActiveQuirks.has}. The module is plain Python (no
 Twisted): the configuration checks names against it.
+
+The module is one on purpose: its length is the two tables, which grow by a
+line or an entry per charger met in the field (each cited in
+C{docs/quirks.md}), and the small machinery that reads them (firmware
+ranges, an entry's match, L{resolve}) sits next to them, so that why a
+charger got a workaround can be followed from its entry to the verdict in
+one file.
 """
 
 import bisect

@@ -18,6 +18,14 @@ Two construction paths exist on purpose:
     judged by the more forgiving rules of the CALLERROR mapping: over-long
     CiStrings and zone-less timestamps are only warnings, and lenient decoding
     leaves C{None} in required fields.
+
+The module stays whole although it is long: it is the table of field kinds
+(one small L{_Field} class per JSON-schema type: integer, decimal, string,
+boolean, enum, date-time, object, array) together with the compiler
+(L{_compile}) that walks them for every message. The kinds and the compiler
+share a private protocol; in separate modules it would become an interface
+between them that nothing else uses: L{messages} is its only client in
+the service.
 """
 
 import datetime

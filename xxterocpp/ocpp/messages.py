@@ -12,6 +12,13 @@ schemas (as shipped with the C{ocpp} package), and the OCA white paper
 I{Improved security for OCPP 1.6-J} edition 3 for the security extension.
 
 L{ACTIONS} is the single table that drives the RPC layer.
+
+The module is long on purpose: it is a table, one short class per request,
+response and nested type of the 39 actions (core and the security
+extension) with the enumerations they share, read top to bottom like the
+spec's sections and found by name. Split by feature profile, the shared
+enumerations and nested types would be scattered and L{ACTIONS} would
+import from every part, while no class would get shorter.
 """
 
 from datetime import datetime

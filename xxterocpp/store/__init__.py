@@ -38,12 +38,14 @@ The file is readable by its owner only: it holds the chargers' keys.
 Inside: L{records} (what the store hands back), L{schema} (the tables and
 their migrations), C{_worker} (the connection, in the worker thread),
 C{_damage} (telling and moving aside a damaged file), C{_batches} (group
-commit, lazy writes and retries, in the reactor thread) and C{_store}
-(L{Store}, the SQL of every read and write).
+commit, lazy writes and retries, in the reactor thread), C{_store}
+(L{Store}) and its parts C{_transactions} and C{_state} (the SQL of every
+read and write).
 """
 
 from ._batches import LAZY_WRITE_DELAY
-from ._store import MAX_IDENTITY_LENGTH, MAX_UNKNOWN_CHARGERS, Store
+from ._state import MAX_IDENTITY_LENGTH, MAX_UNKNOWN_CHARGERS
+from ._store import Store
 from .errors import StoreError
 from .records import (
     ConnectorStatusRecord,

@@ -39,6 +39,13 @@ WRITE_BUGS = (
 )
 
 
+def execute(db, sql, params):
+    """
+    A write of one statement, for a batch (run in the worker thread).
+    """
+    db.execute(sql, params)
+
+
 def _make_private(path):
     """
     Create the database file C{path} readable and writable by its owner

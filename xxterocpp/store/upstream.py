@@ -13,6 +13,7 @@ import json
 
 import attr
 
+from ._worker import execute
 from .records import from_text, to_text
 
 #: Id map entries kept per charger (the newest): a charger has at most a
@@ -106,10 +107,6 @@ def _enqueue(db, rec):
         (rec.seq, rec.charger_id, rec.action, rec.transaction_id, json.dumps(rec.payload),
          to_text(rec.queued_at), rec.failures, rec.last_error),
     )
-
-
-def _execute(db, sql, params):
-    db.execute(sql, params)
 
 
 def _delivered(db, seq, mapping):
@@ -207,7 +204,7 @@ class UpstreamStore:
         together is written.
         """
         return self._store._write(
-            ("upstream", seq), _execute,
+            ("upstream", seq), execute,
             "UPDATE upstream_queue SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
 
     def delivered(self, seq, mapping=None):
@@ -225,7 +222,7 @@ class UpstreamStore:
         Count a CALLERROR of the back office to a queued message.
         """
         return self._store._write(
-            None, _execute,
+            None, execute,
             "UPDATE upstream_queue SET failures = ?, last_error = ? WHERE seq = ?",
             (failures, error, seq))
 

@@ -9,7 +9,9 @@ A second adapter next to L{xxterocpp.ocpp}, not a part of the domain:
   - L{forwarding}: L{Upstream}, the front: one L{Uplink} per charger, the
     step between a charger's CALL and the domain, the status summary;
   - L{uplink}: one charger's conversation with its back office (boot,
-    heartbeats, statuses, the outbox delivered, the tags it decides);
+    heartbeats, statuses); its parts L{delivery} (the outbox delivered),
+    L{verdicts} (the tags it decides) and L{relayed} (the reservations and
+    profiles it set);
   - L{outbox}: the persistent queue of transaction messages, the id map,
     the dead letters (tables in L{xxterocpp.store.upstream});
   - L{link}: the WebSocket client connection, TLS and backoff;

@@ -52,7 +52,7 @@ def _start_transaction(upstream, uplink, req, local):
                            req.timestamp)
         if tx is None:
             return answer
-        return _after(answer, uplink.queue("StartTransaction", tx.id, req))
+        return _after(answer, uplink.delivery.queue("StartTransaction", tx.id, req))
 
     asking = upstream.undecided(uplink, req.connector_id, req.id_tag)
     return start() if asking is None else asking.addCallback(start)
@@ -70,7 +70,7 @@ def _stop_transaction(upstream, uplink, req, local):
         # A meter-less charger: the back office needs the register the
         # controller booked.
         req = attr.evolve(req, meter_stop=int(tx.meter_stop))
-    return _after(answer, uplink.queue("StopTransaction", req.transaction_id, req))
+    return _after(answer, uplink.delivery.queue("StopTransaction", req.transaction_id, req))
 
 
 def _meter_values(upstream, uplink, req, local):
@@ -79,7 +79,7 @@ def _meter_values(upstream, uplink, req, local):
     if tx is None:
         uplink.send_live(req)
     elif uplink.outbox.forwards(tx):
-        return _after(answer, uplink.queue("MeterValues", tx, req))
+        return _after(answer, uplink.delivery.queue("MeterValues", tx, req))
     return answer
 
 
@@ -274,20 +274,20 @@ class Upstream(service.Service):
         @return: a Deferred firing once it answered (or did not in time),
             or None when there is nothing to ask.
         """
-        if not uplink.accepted or uplink.knows(id_tag):
+        if not uplink.accepted or uplink.verdicts.knows(id_tag):
             return None
         verdict = self.central.local_verdict(uplink.charger_id, connector, id_tag)
         if verdict.status != "Invalid":
             return None
-        return uplink.ask(id_tag)
+        return uplink.verdicts.ask(id_tag)
 
     def authority(self, charger_id, id_tag):
         """
         The central system's outside authority: the back office's verdict on
-        a tag the controller does not accept (L{Uplink.verdict}).
+        a tag the controller does not accept (L{xxterocpp.upstream.verdicts.Verdicts.verdict}).
         """
         uplink = self.uplinks.get(charger_id)
-        return None if uplink is None else uplink.verdict(id_tag)
+        return None if uplink is None else uplink.verdicts.verdict(id_tag)
 
     def refused(self, uplink, mapping):
         """

@@ -44,9 +44,6 @@ _VIRTUAL_NAMES = {key.casefold(): key for key in VIRTUAL_KEYS}
 #: §6.2.2) nor set by the back office; the back office's is ours there.
 _KEY = "authorizationkey"
 
-#: How many reservation ids of the back office are remembered.
-RESERVATIONS_KEPT = 50
-
 #: The local-list statuses as the tag registry keeps them.
 _REGISTRY_STATUS = {"Accepted": "Accepted", "ConcurrentTx": "Accepted", "Blocked": "Blocked",
                     "Expired": "Expired", "Invalid": "Blocked"}
@@ -136,7 +133,7 @@ def remote_start(uplink, req):
             log.info("{id}: back office's RemoteStartTransaction profile refused: {e}",
                      id=uplink.charger_id, e=str(e))
             return m.RemoteStartTransactionResponse(status="Rejected")
-    uplink.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
+    uplink.verdicts.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
     d = _controller(uplink).start(uplink.charger_id, connector, id_tag=req.id_tag,
                                   charging_profile=profile)
     return d.addCallback(_status(m.RemoteStartTransactionResponse))
@@ -199,7 +196,7 @@ def clear_cache(uplink, req):
     """
     ClearCache: the charger's and our kept verdicts of the back office.
     """
-    uplink.forget_verdicts()
+    uplink.verdicts.forget()
     return _relayed(uplink, req)
 
 
@@ -387,14 +384,14 @@ def reserve_now(uplink, req):
     connector = _point_connector(uplink, req.connector_id)
     if connector is None or not req.connector_id:
         return m.ReserveNowResponse(status="Rejected")
-    uplink.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
+    uplink.verdicts.remember(req.id_tag, m.IdTagInfo(status="Accepted"))
     d = _controller(uplink).reserve(uplink.charger_id, connector, req.id_tag, req.expiry_date)
 
     def reserved(result):
         if result.accepted:
             ours = uplink.central.chargers[uplink.charger_id].connector(connector).reservation
             if ours is not None:
-                uplink.map_reservation(req.reservation_id, ours.id)
+                uplink.relayed.map_reservation(req.reservation_id, ours.id)
         return _status(m.ReserveNowResponse)(result)
 
     return d.addCallback(reserved)
@@ -404,7 +401,7 @@ def cancel_reservation(uplink, req):
     """
     CancelReservation of a reservation the back office made.
     """
-    ours = uplink.local_reservation(req.reservation_id)
+    ours = uplink.relayed.local_reservation(req.reservation_id)
     charger = uplink.central.chargers[uplink.charger_id]
     for number, c in charger.connectors.items():
         if ours is not None and c.reservation is not None and c.reservation.id == ours:
@@ -439,7 +436,7 @@ def set_charging_profile(uplink, req):
     def set_(result):
         response = _response(result)
         if result.accepted:
-            uplink.profile_set(req.connector_id, wanted, capped)
+            uplink.relayed.profile_set(req.connector_id, wanted, capped)
         return response
 
     wanted, capped = profile, capped_profile
@@ -454,7 +451,7 @@ def recap(uplink, connector):
     any more, or of a transaction that ended, is cleared. So its cap never
     outlives the building's limit (nor stays below it once that rises).
     """
-    for pid, entry in uplink.setting("profiles", {}).items():
+    for pid, entry in uplink.relayed.profiles().items():
         if len(entry) < 5 or entry[0] not in (0, connector):
             continue
         wanted, _ = m.decode(m.ChargingProfile, entry[3], lenient=True)
@@ -462,7 +459,7 @@ def recap(uplink, connector):
             tx = uplink.central.book.get(wanted.transaction_id)
             if tx is None or not tx.running:
                 # A TxProfile ends with its transaction (OCPP 1.6 §3.13.2).
-                uplink.profile_cleared(int(pid))
+                uplink.relayed.profile_cleared(int(pid))
                 continue
         try:
             capped = cap(uplink.central, uplink.charger_id, entry[0], wanted)
@@ -481,7 +478,7 @@ def recap(uplink, connector):
 def _recapped(result, uplink, connector, wanted, capped):
     pid = capped.charging_profile_id
     if result.accepted:
-        uplink.profile_set(connector, wanted, capped)
+        uplink.relayed.profile_set(connector, wanted, capped)
     elif result.status not in SILENT:
         # Its old cap must not stay in force.
         log.warn("{id}: the charger did not take the back office's profile {pid} capped"
@@ -494,7 +491,7 @@ def _clear(uplink, pid):
     """
     Clear a profile the back office set, at the charger and in our books.
     """
-    uplink.profile_cleared(pid)
+    uplink.relayed.profile_cleared(pid)
     stored(_controller(uplink).call(uplink.charger_id, m.ClearChargingProfileRequest(id=pid)))
 
 
@@ -503,7 +500,7 @@ def clear_charging_profile(uplink, req):
     ClearChargingProfile of the back office's own profiles only, one by id.
     """
     matching = [
-        int(pid) for pid, (connector, purpose, level, *_) in uplink.setting("profiles", {}).items()
+        int(pid) for pid, (connector, purpose, level, *_) in uplink.relayed.profiles().items()
         if (req.id is None or int(pid) == req.id)
         and (req.connector_id is None or connector == req.connector_id)
         and (req.charging_profile_purpose is None or purpose == req.charging_profile_purpose)
@@ -518,7 +515,7 @@ def clear_charging_profile(uplink, req):
         for pid, result in zip(matching, results):
             if result.accepted or (result.response is not None
                                    and result.response.status == "Unknown"):
-                uplink.profile_cleared(pid)
+                uplink.relayed.profile_cleared(pid)
         if not any(r.response is not None for r in results):
             _answered(results[0])
         accepted = any(r.accepted for r in results)

@@ -1,27 +1,27 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_attacks -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
 """
 One charger's conversation with its back office, speaking as that charger:
 the BootNotification on every (re)connect and nothing else before it is
 Accepted, Heartbeats at the back office's interval, statuses live (and each
-connector's once after a reconnect), the outbox delivered one message at a
-time with the back office's transactionIds put in, the tags it decides, and
-its CALLs handed to L{xxterocpp.upstream.relay}.
+connector's once after a reconnect), and its CALLs handed to
+L{xxterocpp.upstream.relay}. Its parts: the outbox delivered one message at
+a time with the back office's ids put in (L{delivery}), the tags the back
+office decides (L{verdicts}), and what its relayed commands left at the
+charger (L{relayed}).
 """
 
-from functools import partial
-
-import attr
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from xxterocpp.control.setup import SAMPLE_INTERVAL
 from xxterocpp.domain.keys import masked_frame
-from xxterocpp.domain.model import FrameHistory, casefold, utc_from_seconds
-from xxterocpp.domain.tags import Authorization
+from xxterocpp.domain.model import FrameHistory, utc_from_seconds
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 from xxterocpp.upstream import relay
+from xxterocpp.upstream.delivery import Delivery
+from xxterocpp.upstream.relayed import Relayed
+from xxterocpp.upstream.verdicts import Verdicts
 
 #: Seconds a BootNotification that got no answer, or a CALLERROR, waits
 #: before it is sent again (a Pending or Rejected one waits the interval the
@@ -30,19 +30,6 @@ BOOT_RETRY = 60
 
 #: Heartbeat interval (s) when the back office's answer gives none.
 HEARTBEAT_INTERVAL = 300
-
-#: Seconds the charger's Authorize (or StartTransaction) waits for the back
-#: office's verdict on a tag the controller does not know; then the
-#: offline rule decides.
-AUTHORIZE_WAIT = 5.0
-
-#: How long a verdict of the back office is kept when its idTagInfo has no
-#: expiryDate (s).
-VERDICT_LIFETIME = 24 * 3600
-
-#: The first and the longest pause (s) before a queued message the back
-#: office did not take (a CALLERROR, no answer) is sent again.
-RETRY = (2.0, 300.0)
 
 #: The back office's CALLs handled at a time (most wait for the charger).
 #: OCPP-J 1.6 §4.1.1 gives it one outstanding; a few are tolerated, more
@@ -80,6 +67,10 @@ class Uplink:
         C{"Rejected"}), None before.
     @ivar session: the L{OcppSession} while connected, else None.
     @ivar outbox: the charger's L{xxterocpp.upstream.outbox.Outbox}.
+    @ivar delivery: the L{Delivery} of the outbox.
+    @ivar verdicts: the back office's L{Verdicts} on tags.
+    @ivar relayed: the back office's reservations and profiles
+        (L{Relayed}).
     @ivar link: the L{Link}.
     @ivar heartbeat_interval: seconds between our Heartbeats upstream.
     @ivar frames: the last frames of the connection (for the status page).
@@ -108,14 +99,14 @@ class Uplink:
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.frames = FrameHistory()
         self.asked = set()
-        self._verdicts = {}
-        self._sending = None
-        self._failures = 0
         self._timers = {}
         # The back office's CALLs not answered yet (L{dispatch}).
         self._handling = 0
         # The session on which our BootNotification waits for its answer.
         self._booting = None
+        self.delivery = Delivery(self)
+        self.verdicts = Verdicts(self)
+        self.relayed = Relayed(self)
         self.link = upstream.link_factory(upstream.clock, charger_id, config, self,
                                           self.central.config.ocpp.call_timeout,
                                           password=self.password, frame_observer=self._frame)
@@ -174,6 +165,11 @@ class Uplink:
         if timer is not None and timer.active():
             timer.cancel()
 
+    def _cancel_all(self):
+        for name in list(self._timers):
+            self._cancel(name)
+        self.delivery.halt()
+
     # -- life cycle --------------------------------------------------------
 
     @property
@@ -194,8 +190,7 @@ class Uplink:
         The charger went away (or the service stops): close the connection.
         """
         self.link.stop()
-        for name in list(self._timers):
-            self._cancel(name)
+        self._cancel_all()
 
     def opened(self, session):
         """
@@ -211,8 +206,7 @@ class Uplink:
         """
         self.session = None
         self.registration = None
-        for name in list(self._timers):
-            self._cancel(name)
+        self._cancel_all()
 
     def _frame(self, direction, text):
         text = masked_frame(text)
@@ -276,7 +270,7 @@ class Uplink:
         self.heartbeat_interval = response.interval or HEARTBEAT_INTERVAL
         self._heartbeats()
         self._send_statuses()
-        self._pump()
+        self.delivery.pump()
 
     def _boot_failed(self, failure, session):
         failure.trap(CallError, CallTimeout, NotConnected)
@@ -345,222 +339,6 @@ class Uplink:
             if request.status not in ("Downloading", "Installing", "Uploading", "Downloaded"):
                 self.asked.discard(action)
 
-    # -- the outbox ----------------------------------------------------------
-
-    def queue(self, action, transaction_id, request):
-        """
-        Put a transaction message in the outbox, thinned MeterValues while
-        the back office is away.
-
-        @return: a Deferred firing once it is stored.
-        """
-        thin = None if self.accepted else self.sample_interval
-        d = self.outbox.add(action, transaction_id, m.encode(request), thin)
-        return d.addCallback(self._queued)
-
-    def _queued(self, ignored):
-        self._pump()
-
-    def _pump(self):
-        if not self.accepted or self._sending is not None or "retry" in self._timers:
-            return
-        while True:
-            message = self.outbox.head()
-            if message is None:
-                return
-            request = self._request(message)
-            if request is not None:
-                break
-        self._sending = message
-        session = self.session
-        session.call(request, late=partial(self._late, message)).addCallbacks(
-            self._delivered, self._not_delivered, (message,), None, (message,))
-
-    def _request(self, message):
-        """
-        @return: the request of C{message} with the back office's ids, or
-            None when it can never be sent (it is a dead letter then).
-        """
-        spec = m.ACTIONS[message.action]
-        try:
-            request, _ = m.decode(spec.request, message.payload, lenient=True)
-        except m.ValidationError as e:
-            self.outbox.dead(message, f"not a valid {message.action}: {e.message}")
-            return None
-        if message.action == "StartTransaction":
-            reservation = request.reservation_id
-            if reservation is not None:
-                reservation = self.remote_reservation(reservation)
-                request = attr.evolve(request, reservation_id=reservation)
-            return request
-        remote = self.outbox.remote_id(message.transaction_id)
-        if remote is None:
-            self.outbox.dead(message, "its StartTransaction got no transactionId from the"
-                                      " back office")
-            return None
-        return attr.evolve(request, transaction_id=remote)
-
-    def _late(self, message, result):
-        """
-        The back office answered C{message} after the call timeout. Its
-        answer stands while the message is still to be delivered: sending
-        it again would be a second transaction at the back office.
-        """
-        if isinstance(result, Failure):
-            return
-        if message is not self.outbox.head():
-            self._twice(message, result)
-            return
-        self._cancel("retry")
-        self._sending = message
-        self._delivered(result, message)
-
-    def _twice(self, message, response):
-        """
-        An answer to a message sent again, after the answer to another
-        sending of it was taken: for a StartTransaction, a transaction of
-        the back office's own that nothing will stop.
-        """
-        if message.action == "StartTransaction":
-            self.log.warn("{id}: the back office answered StartTransaction {seq} twice;"
-                          " its transaction {remote} is one too many",
-                          id=self.charger_id, seq=message.seq, remote=response.transaction_id)
-
-    def _delivered(self, response, message):
-        if message is not self._sending:
-            self._twice(message, response)
-            return
-        if message.action == "StartTransaction" and response.transaction_id is None:
-            self._not_delivered(Failure(CallError(
-                m.FORMATION_VIOLATION, "the answer has no transactionId")), message)
-            return
-        self._sending = None
-        self._failures = 0
-        if message.action == "StartTransaction":
-            info = response.id_tag_info
-            status = (info.status if info is not None else None) or "Invalid"
-            self._check_reused(message.transaction_id, response.transaction_id)
-            mapping = self.outbox.delivered(message, response.transaction_id, status)
-            if info is not None:
-                self.remember(self._tag_of(message), info)
-            if status != "Accepted":
-                self.upstream.refused(self, mapping)
-        else:
-            self.outbox.delivered(message)
-        self._pump()
-
-    def _check_reused(self, transaction_id, remote_id):
-        """
-        Warn when the back office gives one of our transactions the id it
-        gave another that is still running here: both are flagged
-        (L{status}), and its commands with that id concern the newer.
-        """
-        other = self.outbox.local_id(remote_id)
-        tx = None if other is None else self.central.book.get(other)
-        if tx is not None and tx.running:
-            self.log.warn("{id}: the back office gave transaction {tx} its transactionId"
-                          " {remote}, which it gave our running transaction {other} already",
-                          id=self.charger_id, tx=transaction_id, remote=remote_id, other=other)
-
-    def _not_delivered(self, failure, message):
-        failure.trap(CallError, CallTimeout, NotConnected)
-        if message is not self._sending:
-            return
-        self._sending = None
-        if failure.check(NotConnected):
-            # Sent again once the back office accepts the charger again.
-            return
-        if failure.check(CallError) and self.outbox.failed(message, str(failure.value)):
-            self.log.warn("{id}: the back office refused {action} {seq} {n} times: kept as a"
-                          " dead letter", id=self.charger_id, action=message.action,
-                          seq=message.seq, n=message.failures)
-            self._pump()
-            return
-        self._failures += 1
-        first, longest = RETRY
-        delay = min(first * 2 ** (self._failures - 1), longest)
-        self.log.info("{id}: {action} to the back office: {why}; again in {delay} s",
-                      id=self.charger_id, action=message.action,
-                      why=failure.getErrorMessage(), delay=delay)
-        self._later("retry", delay, self._pump)
-
-    @staticmethod
-    def _tag_of(message):
-        return message.payload.get("idTag", "")
-
-    # -- tags ------------------------------------------------------------------
-
-    def remember(self, id_tag, info):
-        """
-        Keep the back office's verdict on a tag (an C{IdTagInfo}) until its
-        expiry.
-        """
-        if not id_tag or info is None or info.status is None:
-            return
-        now = self.clock.seconds()
-        until = now + VERDICT_LIFETIME
-        if info.expiry_date is not None:
-            until = min(until, info.expiry_date.timestamp())
-        self._verdicts[casefold(id_tag)] = (
-            Authorization(info.status, info.parent_id_tag, info.expiry_date), until)
-
-    def verdict(self, id_tag):
-        """
-        @return: the back office's verdict on a tag the controller does not
-            accept: its kept answer, else the offline rule's (None for
-            C{local}: the controller's own verdict stands).
-        """
-        kept = self._verdicts.get(casefold(id_tag))
-        if kept is not None:
-            if kept[1] > self.clock.seconds():
-                return kept[0]
-            del self._verdicts[casefold(id_tag)]
-        rule = self.config.offline_authorization
-        if rule == "accept":
-            return Authorization("Accepted")
-        if rule == "reject":
-            return Authorization("Invalid")
-        return None
-
-    def knows(self, id_tag):
-        """
-        @return: whether a verdict of the back office on C{id_tag} is kept.
-        """
-        kept = self._verdicts.get(casefold(id_tag))
-        return kept is not None and kept[1] > self.clock.seconds()
-
-    def ask(self, id_tag):
-        """
-        Ask the back office about a tag (Authorize) when it accepted the
-        charger; its verdict is kept (L{remember}), also when it comes after
-        L{AUTHORIZE_WAIT}.
-
-        @return: a Deferred firing with None once it answered, or after
-            L{AUTHORIZE_WAIT} seconds.
-        """
-        if not self.accepted:
-            return defer.succeed(None)
-        waiter = defer.Deferred()
-        timer = self.clock.callLater(AUTHORIZE_WAIT, waiter.callback, None)
-
-        def answered(response):
-            self.remember(id_tag, response.id_tag_info)
-
-        def done(ignored):
-            if timer.active():
-                timer.cancel()
-                waiter.callback(None)
-
-        d = self.session.call(m.AuthorizeRequest(id_tag=id_tag))
-        d.addCallbacks(answered, _ignore).addBoth(done)
-        return waiter
-
-    def forget_verdicts(self):
-        """
-        Drop the kept verdicts of the back office (its ClearCache).
-        """
-        self._verdicts.clear()
-
     # -- what the back office asked for ---------------------------------------------
 
     def triggered(self, requested, connector=None):
@@ -585,58 +363,12 @@ class Uplink:
         if self.accepted:
             self._heartbeats()
 
-    def map_reservation(self, remote, local):
-        """
-        Remember that the back office's reservation C{remote} is our
-        C{local} one.
-        """
-        kept = dict(self.setting("reservations", {}))
-        kept[str(local)] = remote
-        while len(kept) > relay.RESERVATIONS_KEPT:
-            del kept[min(kept, key=int)]
-        self.save("reservations", kept)
-
-    def remote_reservation(self, local):
-        """
-        @return: the back office's reservationId for ours, or None.
-        """
-        return self.setting("reservations", {}).get(str(local))
-
-    def local_reservation(self, remote):
-        """
-        @return: our reservationId for the back office's, or None.
-        """
-        for local, theirs in self.setting("reservations", {}).items():
-            if theirs == remote:
-                return int(local)
-        return None
-
-    def profile_set(self, connector, wanted, capped):
-        """
-        Remember a charging profile the back office set at the charger: as
-        it asked for it (C{wanted}, with our transactionId) and as the
-        charger got it (C{capped}).
-        """
-        profiles = dict(self.setting("profiles", {}))
-        profiles[str(wanted.charging_profile_id)] = [
-            connector, wanted.charging_profile_purpose, wanted.stack_level,
-            m.encode(wanted), m.encode(capped)]
-        self.save("profiles", profiles)
-
     def limit_changed(self, connector):
         """
         The limit in force at a connector changed: the back office's
         profiles follow it (L{relay.recap}).
         """
         relay.recap(self, connector)
-
-    def profile_cleared(self, profile_id):
-        """
-        Forget a charging profile of the back office that was cleared.
-        """
-        profiles = dict(self.setting("profiles", {}))
-        if profiles.pop(str(profile_id), None) is not None:
-            self.save("profiles", profiles)
 
     # -- the back office's CALLs -------------------------------------------------
 

@@ -2,9 +2,12 @@
 """
 The values the API reads from request bodies and queries: each parser
 returns the value for the control API or raises L{ValueError} with the
-reason, and L{fields} checks a whole JSON object, for the 400 answer.
+reason, and L{fields} checks a whole JSON object, for the 400 answer;
+L{body} and L{query} read them from the request, L{known_charger} the
+charger of a path.
 """
 
+import json
 import math
 import re
 from datetime import datetime, time, timezone
@@ -165,3 +168,44 @@ def fields(body, parsers, required=()):
         except ValueError as e:
             raise HttpError(400, f"{key!r} {e}") from None
     return values
+
+
+def body(request):
+    """
+    @return: the request's JSON object ({} for an empty body).
+    @raise HttpError: 400 for a body that is not a JSON object in UTF-8.
+    """
+    raw = request.content.read()
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+        # Strings are kept, stored and sent to chargers as UTF-8.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as e:
+        raise HttpError(400, f"the body is not JSON in UTF-8: {e}") from None
+    except RecursionError:
+        raise HttpError(400, "the body is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise HttpError(400, "the body must be a JSON object")
+    return value
+
+
+def query(request):
+    """
+    @return: the query string's parameters, the last value of each.
+    """
+    return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+            for k, v in request.args.items()}
+
+
+def known_charger(central, charger_id):
+    """
+    @return: the configured identity of the charger of a path
+        (L{xxterocpp.domain.central.CentralSystem.lookup}).
+    @raise HttpError: 404 when there is none.
+    """
+    known = central.lookup(charger_id)
+    if known is None:
+        raise HttpError(404, f"no charger {charger_id!r} in the configuration")
+    return known

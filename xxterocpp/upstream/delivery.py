@@ -1,0 +1,200 @@
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
+"""
+The outbox delivered to the back office: one transaction message at a time,
+in the charger's order, with the back office's transactionId and
+reservationId put in at sending time; a message it did not take is sent
+again after a growing pause, or kept as a dead letter once it refused it
+too often (L{xxterocpp.upstream.outbox}).
+"""
+
+from functools import partial
+
+import attr
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
+
+#: The first and the longest pause (s) before a queued message the back
+#: office did not take (a CALLERROR, no answer) is sent again.
+RETRY = (2.0, 300.0)
+
+
+class Delivery:
+    """
+    One charger's outbox on its way to the back office, while the back
+    office accepts the charger (L{Uplink.accepted}).
+    """
+
+    log = Logger()
+
+    def __init__(self, uplink):
+        """
+        @param uplink: the charger's L{xxterocpp.upstream.uplink.Uplink}.
+        """
+        self.uplink = uplink
+        self._sending = None
+        self._failures = 0
+        self._retry = None
+
+    def queue(self, action, transaction_id, request):
+        """
+        Put a transaction message in the outbox, thinned MeterValues while
+        the back office is away.
+
+        @return: a Deferred firing once it is stored.
+        """
+        uplink = self.uplink
+        thin = None if uplink.accepted else uplink.sample_interval
+        d = uplink.outbox.add(action, transaction_id, m.encode(request), thin)
+        return d.addCallback(self._queued)
+
+    def _queued(self, ignored):
+        self.pump()
+
+    def halt(self):
+        """
+        The connection is gone: no retry is due until the back office
+        accepts the charger again.
+        """
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    def pump(self):
+        """
+        Send the oldest queued message, unless one is on its way or a retry
+        is due.
+        """
+        uplink = self.uplink
+        if not uplink.accepted or self._sending is not None or self._retry is not None:
+            return
+        while True:
+            message = uplink.outbox.head()
+            if message is None:
+                return
+            request = self._request(message)
+            if request is not None:
+                break
+        self._sending = message
+        uplink.session.call(request, late=partial(self._late, message)).addCallbacks(
+            self._delivered, self._not_delivered, (message,), None, (message,))
+
+    def _retried(self):
+        self._retry = None
+        self.pump()
+
+    def _request(self, message):
+        """
+        @return: the request of C{message} with the back office's ids, or
+            None when it can never be sent (it is a dead letter then).
+        """
+        outbox = self.uplink.outbox
+        spec = m.ACTIONS[message.action]
+        try:
+            request, _ = m.decode(spec.request, message.payload, lenient=True)
+        except m.ValidationError as e:
+            outbox.dead(message, f"not a valid {message.action}: {e.message}")
+            return None
+        if message.action == "StartTransaction":
+            reservation = request.reservation_id
+            if reservation is not None:
+                reservation = self.uplink.relayed.remote_reservation(reservation)
+                request = attr.evolve(request, reservation_id=reservation)
+            return request
+        remote = outbox.remote_id(message.transaction_id)
+        if remote is None:
+            outbox.dead(message, "its StartTransaction got no transactionId from the"
+                                 " back office")
+            return None
+        return attr.evolve(request, transaction_id=remote)
+
+    def _late(self, message, result):
+        """
+        The back office answered C{message} after the call timeout. Its
+        answer stands while the message is still to be delivered: sending
+        it again would be a second transaction at the back office.
+        """
+        if isinstance(result, Failure):
+            return
+        if message is not self.uplink.outbox.head():
+            self._twice(message, result)
+            return
+        self.halt()
+        self._sending = message
+        self._delivered(result, message)
+
+    def _twice(self, message, response):
+        """
+        An answer to a message sent again, after the answer to another
+        sending of it was taken: for a StartTransaction, a transaction of
+        the back office's own that nothing will stop.
+        """
+        if message.action == "StartTransaction":
+            self.log.warn("{id}: the back office answered StartTransaction {seq} twice;"
+                          " its transaction {remote} is one too many",
+                          id=self.uplink.charger_id, seq=message.seq,
+                          remote=response.transaction_id)
+
+    def _delivered(self, response, message):
+        if message is not self._sending:
+            self._twice(message, response)
+            return
+        if message.action == "StartTransaction" and response.transaction_id is None:
+            self._not_delivered(Failure(CallError(
+                m.FORMATION_VIOLATION, "the answer has no transactionId")), message)
+            return
+        uplink = self.uplink
+        self._sending = None
+        self._failures = 0
+        if message.action == "StartTransaction":
+            info = response.id_tag_info
+            status = (info.status if info is not None else None) or "Invalid"
+            self._check_reused(message.transaction_id, response.transaction_id)
+            mapping = uplink.outbox.delivered(message, response.transaction_id, status)
+            if info is not None:
+                uplink.verdicts.remember(message.payload.get("idTag", ""), info)
+            if status != "Accepted":
+                uplink.upstream.refused(uplink, mapping)
+        else:
+            uplink.outbox.delivered(message)
+        self.pump()
+
+    def _check_reused(self, transaction_id, remote_id):
+        """
+        Warn when the back office gives one of our transactions the id it
+        gave another that is still running here: both are flagged
+        (L{Uplink.status}), and its commands with that id concern the newer.
+        """
+        uplink = self.uplink
+        other = uplink.outbox.local_id(remote_id)
+        tx = None if other is None else uplink.central.book.get(other)
+        if tx is not None and tx.running:
+            self.log.warn("{id}: the back office gave transaction {tx} its transactionId"
+                          " {remote}, which it gave our running transaction {other} already",
+                          id=uplink.charger_id, tx=transaction_id, remote=remote_id, other=other)
+
+    def _not_delivered(self, failure, message):
+        failure.trap(CallError, CallTimeout, NotConnected)
+        if message is not self._sending:
+            return
+        uplink = self.uplink
+        self._sending = None
+        if failure.check(NotConnected):
+            # Sent again once the back office accepts the charger again.
+            return
+        if failure.check(CallError) and uplink.outbox.failed(message, str(failure.value)):
+            self.log.warn("{id}: the back office refused {action} {seq} {n} times: kept as a"
+                          " dead letter", id=uplink.charger_id, action=message.action,
+                          seq=message.seq, n=message.failures)
+            self.pump()
+            return
+        self._failures += 1
+        first, longest = RETRY
+        delay = min(first * 2 ** (self._failures - 1), longest)
+        self.log.info("{id}: {action} to the back office: {why}; again in {delay} s",
+                      id=uplink.charger_id, action=message.action,
+                      why=failure.getErrorMessage(), delay=delay)
+        self.halt()
+        self._retry = uplink.clock.callLater(delay, self._retried)
