@@ -23,6 +23,11 @@ The rules are those of C{docs/knx-objects.md}.
 Values are kept in the domain's units (A, Wh, aware datetimes) and converted
 at the bus: currents to mA for DPT 9.021, times to the controller's local
 time for DPT 10.001 / 19.001.
+
+Why one module of some 650 lines: most of it is the behaviour table of the
+eighteen objects (one entry each, read as a list) beside the one class that
+applies it; the per-point state is in L{xxterocpp.knx.points} and the
+declarations in L{xxterocpp.knx.objects} already.
 """
 
 from datetime import datetime, timezone

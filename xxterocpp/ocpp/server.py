@@ -5,6 +5,11 @@ subprotocol, Basic auth, the client certificate of security profile 3), the
 glue between Autobahn and L{OcppSession}, and the connection's own
 workarounds (C{no-ping}, C{keepalive}, C{lenient-answers};
 docs/quirks.md#no-ping).
+
+Why one module of some 620 lines: the handshake's limits (head size,
+slots, deadline, throttle) and its checks act on the same Autobahn
+protocol object in the order a connection goes through them; split, each
+part would reach into the others' state of that object.
 """
 
 import math
