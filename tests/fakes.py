@@ -30,6 +30,7 @@ import json
 import attr
 from twisted.internet import defer
 
+from xxterocpp.domain.connections import fold_identity
 from xxterocpp.config import parse_config
 from xxterocpp.control import CommandResult, Controller
 from xxterocpp.control.chargingprofiles import plan_profile, schedule_periods
@@ -324,8 +325,9 @@ class FakeCentral:
     def lookup(self, identity):
         if identity in self.chargers:
             return identity
-        folded = identity.casefold()
-        return next((i for i in self.chargers if i.casefold() == folded), None)
+        # The domain's own comparison, not a copy of it.
+        folded = fold_identity(identity)
+        return next((i for i in self.chargers if fold_identity(i) == folded), None)
 
     def record_unknown(self, identity, address):
         self.unknown_attempts.append((identity, address))

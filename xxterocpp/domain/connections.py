@@ -30,6 +30,16 @@ OFFLINE = "offline"
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
+def fold_identity(identity):
+    """
+    @return: C{identity} with its ASCII letters in lower case, as charger
+        identities are compared. Not C{str.casefold}: it makes C{"\u017fn1"}
+        ("long s") equal C{"SN1"}, so a made-up identity could take over a
+        configured one.
+    """
+    return identity.translate(_ASCII_LOWER)
+
+
 class Connections:
     """
     The connection side of every configured charger.
@@ -121,11 +131,9 @@ class Connections:
         """
         if identity in self._chargers:
             return identity
-        # Not str.casefold: it makes "\u017fn1" ("long s") equal "SN1", so
-        # a made-up identity could take over a configured one.
-        folded = identity.translate(_ASCII_LOWER)
+        folded = fold_identity(identity)
         for charger_id in self._chargers:
-            if charger_id.translate(_ASCII_LOWER) == folded:
+            if fold_identity(charger_id) == folded:
                 return charger_id
         return None
 
