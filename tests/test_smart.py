@@ -43,6 +43,23 @@ smart_tag = "SMART2"
 """
 
 
+class CreepingClock:
+    """
+    A clock on which time passes while the code under test reads it: every
+    L{seconds} moves the wrapped L{Clock} on by C{creep} (a slow machine).
+    """
+
+    def __init__(self, clock, creep):
+        self.clock, self.creep = clock, creep
+
+    def seconds(self):
+        self.clock.advance(self.creep)
+        return self.clock.seconds()
+
+    def callLater(self, delay, f, *args, **kwargs):
+        return self.clock.callLater(delay, f, *args, **kwargs)
+
+
 class Harness:
     """
     A manager on the real domain, a fake clock (local time Amsterdam) and a
@@ -296,6 +313,23 @@ class DelayTests(Harness, SynchronousTestCase):
         self.clock.advance(0.4)
         self.assertEqual(self.controller.profiles(), [])
         self.clock.advance(0.1)
+        self.assertEqual(len(self.controller.profiles()), 1)
+
+    def test_first_plan_goes_out_on_a_slow_machine(self):
+        """
+        Planning that takes longer than the rest of C{start_delay} (a loaded
+        controller) still wakes up for the first plan, not a slot later.
+        """
+        self.build()
+        self.manager.start_delay = 0.001
+        creeping = CreepingClock(self.clock, 0.0005)
+        self.manager.clock = creeping
+        self.handle("CP1", "StartTransaction", {
+            "connectorId": 1, "idTag": "SMART", "meterStart": 0,
+            "timestamp": self.now().isoformat()})
+        self.assertEqual(self.controller.profiles(), [])
+        creeping.creep = 0
+        self.clock.advance(0.01)
         self.assertEqual(len(self.controller.profiles()), 1)
 
     def test_constructor_arguments(self):

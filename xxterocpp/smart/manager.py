@@ -402,10 +402,16 @@ class SmartManager(service.Service):
         if not self.running:
             return
         now = self._now()
-        self._planning.follow_surplus(list(self._sessions.values()), self.clock.seconds(), now)
+        # One reading of the monotonic clock for the whole decision: a
+        # session found waiting for its first plan is scheduled from the
+        # same instant, however long the planning took (else, on a slow
+        # machine, its wake-up came out negative and was dropped, leaving
+        # the first TxProfile to the next slot boundary).
+        seconds = self.clock.seconds()
+        self._planning.follow_surplus(list(self._sessions.values()), seconds, now)
         self._share(now)
         for session in list(self._sessions.values()):
-            if self.clock.seconds() < session.not_before:
+            if seconds < session.not_before:
                 # The TxProfile waits for the transactionId, the limit need
                 # not: from its first second the session draws no more than
                 # its plan.
@@ -417,7 +423,7 @@ class SmartManager(service.Service):
                 self._planning.replan(session, now)
                 self._steering.send(session)
             self._steering.steer(session, session.plan.current_at(now))
-        self._schedule(now)
+        self._schedule(now, seconds)
 
     def _share(self, now):
         limit = self.config.smart.site_limit
@@ -460,17 +466,19 @@ class SmartManager(service.Service):
         whose limits carry the plan now.
         """
         if self._sessions.get(session.key) is session:
-            self._schedule(self._now())
+            self._schedule(self._now(), self.clock.seconds())
 
-    def _schedule(self, now):
+    def _schedule(self, now, seconds):
         """
         Wake up at the next moment something is due: a slot boundary, a
         surplus state change, a schedule refresh, a rotation.
+
+        @param seconds: the monotonic clock the decisions were made at.
         """
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        wall, seconds = self.wall(), self.clock.seconds()
+        wall = self.wall()
         due = [t for session in self._sessions.values() for t in session.due(wall, seconds)]
         if self._sessions or self._site.shares:
             # Re-balance and re-plan with the slot grid (surplus, shares).
