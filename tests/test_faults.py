@@ -12,6 +12,7 @@ import os
 import random
 import sqlite3
 import struct
+import sys
 from collections import Counter
 
 from twisted.internet import defer, protocol, reactor, task
@@ -268,7 +269,8 @@ class ReconnectTests(TestCase):
             # Replaced connections are freed once Autobahn's close-handshake
             # timers (5 s, batched) have fired: wait for them (bounded).
             return wait_autobahn_timers().addCallback(
-                lambda _: (live(), rss_kib(), Counter(type(o).__qualname__
+                lambda _: (live(), (rss_kib(), sys.getallocatedblocks()),
+                           Counter(type(o).__qualname__
                                                       for o in gc.get_objects())))
 
         # A first 1,000 to warm up (imports, caches); then two rounds of
@@ -291,12 +293,18 @@ class ReconnectTests(TestCase):
         self.assertEqual([p for p in protocols if p.transport is not None
                           and not p.transport.disconnected], [server_protocol(service, "CP1")])
         self.assertLessEqual(len(protocols), 2, f"{len(protocols)} server protocols alive")
-        (_, rss1, _), (_, rss2, objects2) = marks
+        (_, (rss1, blocks1), _), (_, (rss2, blocks2), objects2) = marks
         # Fewer than one object per connection left behind, and no growth
-        # in the second round (a leak of 1 KiB per connection would be 4.4 MiB).
+        # in the second round: the interpreter's allocated blocks count
+        # every object, strings and bytes too, which the collector's list
+        # does not (one left behind per connection would be 4,500). The
+        # RSS is the allocator's and moves by a few MiB from round to round
+        # (fragmentation) without a leak: only a gross one, C-level
+        # included (2.7 KiB per connection), fails it.
         self.assertLess(sum(objects2.values()) - sum(objects0.values()), 1000,
                         f"Python objects left behind: {(objects2 - objects0).most_common(8)}")
-        self.assertLess(rss2 - rss1, 4 * 1024, f"RSS {rss1} -> {rss2} KiB")
+        self.assertLess(blocks2 - blocks1, 1000, f"allocated blocks {blocks1} -> {blocks2}")
+        self.assertLess(rss2 - rss1, 12 * 1024, f"RSS {rss1} -> {rss2} KiB")
 
 
 class SlowConsumerTests(TestCase):
