@@ -166,9 +166,16 @@ def charger_signer(config, log):
         signing_certificate} and C{signing_key}, or None (one log line
         says why) when they cannot be used: signing is then disabled.
     """
+    ocpp = config.ocpp
+    if not os.path.exists(ocpp.signing_certificate):
+        # The usual case, no charger-signing CA made: the signing code
+        # (cryptography's x509 builders, the CA tool) is not even loaded.
+        log.info("chargers' certificate signing requests are refused: ocpp.signing_certificate:"
+                 " {path!r}: No such file or directory (make the charger-signing CA with"
+                 " 'xxterocpp-certs signing-ca')", path=ocpp.signing_certificate)
+        return None
     from xxterocpp.signing import ChargerSigner, SigningConfigurationError
 
-    ocpp = config.ocpp
     try:
         return ChargerSigner(ocpp.signing_certificate, ocpp.signing_key,
                              ocpp.organization or None)

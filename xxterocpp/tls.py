@@ -24,7 +24,6 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ISSLTransport
 from zope.interface import implementer
 
-from xxterocpp import certs
 
 #: TLS 1.2 suites, forward-secret AEAD first, then the suites the white paper
 #: requires a central system to offer (TLS_RSA_WITH_AES_*_GCM_*); no CBC, no
@@ -184,6 +183,10 @@ def client_certificate(transport):
     peer = transport.getPeerCertificate()
     if peer is None:
         return None
+    # The certificate tool's module (argparse and all) only once a charger
+    # presents a certificate, not with every plain ws:// service.
+    from xxterocpp import certs
+
     try:
         # Through cryptography: pyOpenSSL 26 deprecates X509.get_subject().
         cert = peer.to_cryptography()

@@ -15,7 +15,6 @@ from twisted.logger import Logger
 
 from xxterocpp.control.sender import refused
 from xxterocpp.ocpp import messages as m
-from xxterocpp.signing import RENEWAL_DAYS, certificate_info, needs_renewal
 
 #: Seconds between two looks for certificates due for renewal.
 CHECK_INTERVAL = 3600
@@ -67,9 +66,13 @@ class Certificates:
         now = self.central.now()
         for charger in self.central.chargers.values():
             certificate = self.central.security.certificate(charger.id)
-            if (certificate is None or self.central.security.profile(charger.id) < 3
-                    or not needs_renewal(certificate.not_after, now)
-                    or not self.sender.connected(charger)):
+            if certificate is None or self.central.security.profile(charger.id) < 3:
+                continue
+            # Loaded by the first certificate there is to check, not at
+            # start-up (most installations have none).
+            from xxterocpp.signing import RENEWAL_DAYS, needs_renewal
+
+            if not needs_renewal(certificate.not_after, now) or not self.sender.connected(charger):
                 continue
             asked = self._asked.get(charger.id)
             if asked is not None and now - asked < RETRY_AFTER:
@@ -128,6 +131,8 @@ class Certificates:
         except (OSError, UnicodeDecodeError) as e:
             return refused(f"cannot read [ocpp] root_certificate {path!r}"
                            f" ({getattr(e, 'strerror', None) or e})")
+        from xxterocpp.signing import certificate_info
+
         try:
             certificate_info(pem)
         except ValueError:

@@ -11,7 +11,6 @@ from twisted.logger import Logger
 from xxterocpp.domain.events import CertificateIssued
 from xxterocpp.domain.security import ChargerCertificate
 from xxterocpp.pacing import Pacer
-from xxterocpp.signing import CsrRejected
 
 #: Seconds from one certificate signed for a charger to the next: a charger
 #: sends one request and waits for CertificateSigned (white paper A02). One
@@ -77,6 +76,9 @@ class CertificateSigning:
                               more=f" ({held} more refused since the last such line)"
                               if held else "")
             return False
+        # Loaded with the signer (xxterocpp.tap.charger_signer), not before.
+        from xxterocpp.signing import CsrRejected
+
         try:
             signed = self.signer.sign(csr, charger_id, self._now())
         except CsrRejected as e:
