@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -127,6 +128,20 @@ def wake_ups(pid):
     return total
 
 
+def unit_environment():
+    """
+    @return: the C{Environment=} settings of the systemd unit, which the
+        service is started with, as the unit starts it.
+    """
+    settings = {}
+    with open(os.path.join(ROOT, "debian", "xxterocpp.service")) as f:
+        for line in f:
+            if line.startswith("Environment="):
+                name, _, value = line.strip().partition("=")[2].partition("=")
+                settings[name] = value
+    return settings
+
+
 def compile_tree():
     """
     Byte-compile the service's modules, as installing the package does.
@@ -165,6 +180,7 @@ class Server:
         log = open(os.path.join(self.workdir, f"{self.kind}-{self.port}.log"), "wb")
         env = dict(os.environ, PYTHONPATH=ROOT)
         if self.kind == "service":
+            env.update(unit_environment())
             config = write_config(self.workdir, self.n, self.ping, self.port)
             argv = [sys.executable, "-m", "xxterocpp", "--config", config]
         else:
@@ -242,12 +258,19 @@ def storm(server):
 #: each every 10 s) while the server's wake-ups are counted.
 IDLE_S = 10
 
+#: Seconds after both chargers connected before the count starts: the
+#: service's one-off work after a connection (the controller's set-up, the
+#: boot wait of xxterocpp.control.setup.BOOT_WAIT, which fires once even when
+#: the boot cancelled it: a cancelled Twisted timer still wakes the reactor
+#: at its time) is not rest. The floor is counted the same way.
+SETTLE_S = 6
+
 
 def startup(kind, workdir):
     """
-    Start-up time and its CPU time, then with 2 chargers connected and idle
-    for L{IDLE_S}: wake-ups per second and the RSS at the end; each the
-    median of three starts.
+    Start-up time and its CPU time, then with 2 chargers connected, after
+    L{SETTLE_S}, idle for L{IDLE_S}: wake-ups per second and the RSS at
+    the end; each the median of three starts.
     """
     runs = {"startup_s": [], "startup_cpu_s": [], "idle_rss_kib": [], "idle_wake_ups_per_s": []}
     for _ in range(3):
@@ -256,16 +279,21 @@ def startup(kind, workdir):
         runs["startup_cpu_s"].append(s.startup_cpu_s)
         marks = {}
 
-        def mark(what, s=s):
+        def count(what, s=s):
             marks[what] = (time.monotonic(), wake_ups(s.proc.pid))
-            if what == "done":
+
+        def mark(what, s=s):
+            if what == "connected":
+                threading.Timer(SETTLE_S, count, ("settled",)).start()
+            elif what == "done":
+                count("done")
                 runs["idle_rss_kib"].append(s.rss())
 
         try:
-            loadgen("scale", s.url, 2, IDLE_S, mark)
+            loadgen("scale", s.url, 2, SETTLE_S + IDLE_S, mark)
         finally:
             s.stop()
-        (t0, w0), (t1, w1) = marks["connected"], marks["done"]
+        (t0, w0), (t1, w1) = marks["settled"], marks["done"]
         runs["idle_wake_ups_per_s"].append((w1 - w0) / (t1 - t0))
     return {key: sorted(values)[1] for key, values in runs.items()}
 
@@ -443,7 +471,7 @@ def print_table(results):
     row("5 idle RSS, 2 chargers", a and a / 1024, b and b / 1024, r, "≤ 1.15× floor",
         None if r is None else r <= 1.15, " MiB")
     a, b = get(s, "startup", "idle_wake_ups_per_s"), get(f, "startup", "idle_wake_ups_per_s")
-    row(f"5 idle wake-ups/s, 2 chargers ({IDLE_S} s)", a, b, ratio(a, b),
+    row(f"5 idle wake-ups/s, 2 chargers ({IDLE_S} s, {SETTLE_S} s after connecting)", a, b, ratio(a, b),
         "no timer above 1/s", None, "", 2)
     for n, run in sorted((get(s, "flash") or {}).items()):
         label = f"6 disk writes per charger-hour of charging, {n} charger{'s' * (n > 1)}"
