@@ -393,6 +393,23 @@ class CentralClockTests(SynchronousTestCase):
         self.assertEqual([e for e in self.events if isinstance(e, ClockStepped)],
                          [ClockStepped(3600)])
 
+    def test_kept_lazily(self):
+        """
+        The trusted time is a lazy write: it rides with the next commit or
+        the store's lazy delay, never a commit of its own every
+        L{SAVE_EVERY} (most of an idle hour's writes on flash).
+        """
+        self.build(TRUSTED, kept=None)
+        for _ in range(3):
+            self.clock.advance(SAVE_EVERY)
+            self.wall.now += SAVE_EVERY
+            self.central.now()
+        self.central.shutdown()
+        saved = [args[:2] for args in self.store.written("put_setting")
+                 if args[:2] == ("central", "trusted_time")]
+        self.assertEqual(len(saved), 3)
+        self.assertEqual(self.store.lazy_settings, saved)
+
     def test_kept_at_shutdown(self):
         """
         The trusted time goes into the store when the service stops, and

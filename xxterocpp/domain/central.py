@@ -85,7 +85,11 @@ class CentralSystem:
         self.settings = {}
         self.time = TrustedTime(
             clock, wall or clock.seconds, floor,
-            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text)),
+            # Lazy: every SAVE_EVERY a commit of its own would be most of
+            # an idle hour's writes; a crash sets it back by minutes, and a
+            # floor a little older misses nothing (docs/architecture.md#time).
+            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text,
+                                                       lazy=True)),
             # After the answer or the call that noticed it, like ChargerBooted.
             on_step=lambda delta: clock.callLater(0, self.emit, ClockStepped(delta)))
         self.connections = Connections(config, self.chargers, self.refusals, self.settings,
