@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_profiles -*-
+# -*- test-case-name: tests.test_profiles,tests.test_signing_requests -*-
 """
 The chargers' certificate requests (docs/ocpp.md#certificates): a CSR signed
 with the charger-signing CA when it came over TLS from a charger that proved

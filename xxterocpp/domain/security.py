@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_profiles,tests.test_tls -*-
+# -*- test-case-name: tests.test_profiles,tests.test_tls,tests.test_signing_requests -*-
 """
 Each charger's security profile (docs/ocpp.md#security-profiles): the one
 configured, a raise since (white paper A05, kept in the persisted settings
