@@ -217,9 +217,9 @@ class CentralSystem:
         """L{Connections.lookup}."""
         return self.connections.lookup(identity)
 
-    def connected(self, charger_id, session, address):
+    def connected(self, charger_id, session, address, secure=False):
         """L{Connections.connected}."""
-        self.connections.connected(charger_id, session, address)
+        self.connections.connected(charger_id, session, address, secure)
 
     def disconnected(self, charger_id, session):
         """L{Connections.disconnected}."""
@@ -300,8 +300,17 @@ class CentralSystem:
         self.reports.reserved(charger_id, connector, reservation)
 
     def certificate_requested(self, charger_id, csr):
-        """L{CertificateSigning.requested}."""
-        return self.signing.requested(charger_id, csr)
+        """
+        L{CertificateSigning.requested}, for a CSR that came over the
+        charger's connection (TLS or not: L{Charger.secure}).
+        """
+        return self.signing.requested(charger_id, csr, self.chargers[charger_id].secure)
+
+    def signing_refusal(self, charger_id):
+        """
+        L{SecurityProfiles.signing_refusal} of the charger's connection.
+        """
+        return self.security.signing_refusal(charger_id, self.chargers[charger_id].secure)
 
     def certificate_installed(self, charger_id, serial, not_after):
         """L{CertificateSigning.installed}."""

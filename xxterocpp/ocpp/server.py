@@ -309,7 +309,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
             frame_observer=self._frame,
             close=self._close_replaced,
         )
-        central.connected(charger_id, self.session, self.peer_address())
+        central.connected(charger_id, self.session, self.peer_address(),
+                          ISSLTransport.providedBy(self.transport))
         self._honour_quirks()
 
     def _dispatch(self, action, request):
