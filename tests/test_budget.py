@@ -9,7 +9,8 @@ clock, never of wall time.
 import json
 
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -17,7 +18,8 @@ from tests.service import ClockedReactor, start_service
 from tests.sim import RECEIVED, connect_charger
 from tests.test_tls import secure_config, trusting
 from xxterocpp.ocpp.budget import (
-    FLOOD_CLOSE_CODE, FLOOD_SECONDS, FRAME_BATCH, FRAME_BURST, FRAME_BYTES, FRAME_RATE)
+    FLOOD_CLOSE_CODE, FLOOD_SECONDS, FRAME_BATCH, FRAME_BURST, FRAME_BYTES, FRAME_RATE,
+    FrameBudget)
 from xxterocpp.pacing import TokenBucket
 
 
@@ -56,6 +58,80 @@ class TokenBucketTests(SynchronousTestCase):
                 taken += 1
             per_second.append(taken)
         self.assertEqual(per_second, [FRAME_BURST] + [FRAME_RATE] * 4)
+
+
+class _Frame:
+    length = 0
+
+
+class _Frames:
+    """
+    What L{FrameBudget} needs of Autobahn: C{processData} announces one
+    buffered frame (C{self.data}, a count) at a time.
+    """
+
+    STATE_OPEN, STATE_CLOSING, STATE_CLOSED = 3, 2, 0
+    state = STATE_OPEN
+    current_frame = _Frame()
+
+    def __init__(self, clock, frames):
+        self.factory = self
+        self.clock = clock
+        self.data = frames
+        self.begun = 0
+        self.transport = StringTransport()
+
+    def processData(self):
+        if not self.data:
+            return False
+        self.data -= 1
+        self.onFrameBegin()
+        return True
+
+    def onFrameBegin(self):
+        self.begun += 1
+
+
+class _Budgeted(FrameBudget, _Frames):
+    pass
+
+
+class ReadingTests(SynchronousTestCase):
+    """
+    When L{FrameBudget} reads the transport: neither a hold nor a full
+    write buffer lets the other's end resume it.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.connection = _Budgeted(self.clock, FRAME_BURST + 50)
+        self.transport = self.connection.transport
+        self.connection.consumeData()
+
+    def test_held_after_the_burst(self):
+        self.assertEqual(self.connection.begun, FRAME_BURST)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.clock.advance(FRAME_BATCH / FRAME_RATE)
+        self.assertEqual(self.connection.begun, FRAME_BURST + FRAME_BATCH)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.clock.advance(1)
+        self.assertEqual(self.connection.begun, FRAME_BURST + 50)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_written_out_while_held(self):
+        self.connection.pauseProducing()
+        self.connection.resumeProducing()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.clock.advance(1)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_held_ends_while_the_writes_wait(self):
+        self.connection.pauseProducing()
+        self.clock.advance(1)
+        self.assertEqual(self.connection.begun, FRAME_BURST + 50)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.connection.resumeProducing()
+        self.assertEqual(self.transport.producerState, "producing")
 
 
 def client_frame(payload, opcode=0x1):
