@@ -116,6 +116,9 @@ class FrameBudget:
         if self.flooding_since is None:
             self.flooding_since, self._holds = now, 0
         self._holds += 1
+        if self._held is not None and self._held.active():
+            # Not reached (no frame is parsed while held); never two timers.
+            self._held.cancel()
         self._held = self.factory.clock.callLater(self._frames.until(FRAME_BATCH), self._release)
         self.transport.pauseProducing()
         if now - self.flooding_since >= FLOOD_SECONDS and self.state == self.STATE_OPEN:
