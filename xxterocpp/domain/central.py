@@ -15,7 +15,7 @@ workarounds (L{workarounds}).
 import attr
 from twisted.logger import Logger
 
-from xxterocpp.domain.book import TransactionBook
+from xxterocpp.domain.book import UNBOOKED, TransactionBook
 from xxterocpp.domain.certificates import CertificateSigning
 from xxterocpp.domain.connections import Connections
 from xxterocpp.domain.credentials import Credentials
@@ -96,7 +96,7 @@ class CentralSystem:
                                        store, clock, self.time.seconds, self.emit)
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
         self.book = TransactionBook(store, self.chargers, self.now, self.emit,
-                                    dated=self.time.dated)
+                                    dated=self.time.dated, seconds=clock.seconds)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.lookup)
@@ -347,7 +347,9 @@ class CentralSystem:
 
         @return: C{(transaction_id, authorization)}, or a Deferred firing
             with it once the transaction is stored (a charger that saw its
-            transactionId must find it again after a crash).
+            transactionId must find it again after a crash); for a start
+            beyond its connector's budget (L{TransactionBook.budgeted}),
+            C{(UNBOOKED, authorization)} at once, nothing booked.
         """
         known = self.book.retry_of(charger_id, connector, id_tag, meter_start, timestamp)
         if known is not None:
@@ -360,6 +362,12 @@ class CentralSystem:
         if authorization.status == "Accepted" and not self._own_tag(charger_id, id_tag) and (
                 self.book.running_elsewhere(id_tag, charger_id, connector)):
             authorization = attr.evolve(authorization, status="ConcurrentTx")
+        if not self.book.budgeted(charger_id, connector, meter_start, timestamp):
+            # docs/ocpp.md#start-budget: ConcurrentTx, not a verdict on the
+            # tag that the charger would keep in its authorization cache.
+            if authorization.status == "Accepted":
+                authorization = attr.evolve(authorization, status="ConcurrentTx")
+            return UNBOOKED, authorization
         d = self.book.start(charger_id, connector, id_tag, meter_start, timestamp,
                             reservation_id, authorization.status)
         return d.addCallback(lambda tx: (tx.id, authorization))
