@@ -7,11 +7,13 @@ import json
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import (
-    MAX_DEPTH, CallError, CallTimeout, NotConnected, OcppSession, nesting_depth)
+    LINE_BURST, LINE_RATE, MAX_DEPTH, CallError, CallTimeout, NotConnected, OcppSession,
+    nesting_depth)
 
 
 class SessionHarness:
@@ -197,6 +199,27 @@ class HostileFrameTests(SynchronousTestCase):
     def assertServing(self, h):
         h.receive([2, "alive", "Heartbeat", {}])
         self.assertEqual(h.last()[:2], [3, "alive"])
+
+    def test_garbage_flood_writes_few_lines(self):
+        """
+        1,000 malformed frames: every one is answered, but LINE_BURST log
+        lines are written, then one per 1 / LINE_RATE seconds, which counts
+        the lines held back.
+        """
+        h = SessionHarness()
+        with capturedLogs() as events:
+            for i in range(1000):
+                h.receive(f'[2,"g{i}","Heartbeat",{{]')
+            self.assertEqual(h.last()[:3], [4, "g999", "FormationViolation"])
+            self.assertEqual(len(events), LINE_BURST)
+            h.clock.advance(1 / LINE_RATE)
+            h.receive('[2,"late","Heartbeat",{]')
+            h.receive('[2,"later","Heartbeat",{]')
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(len(lines), LINE_BURST + 1)
+        self.assertIn("malformed frame", lines[-1])
+        self.assertIn(f"({1000 - LINE_BURST} such lines held back before this one)", lines[-1])
+        self.assertServing(h)
 
     def test_thousands_of_levels_get_formation_violation(self):
         """

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_domain,tests.test_server -*-
 """
 Rate limits: per remote address for what a stranger can make the service do
-as often as it connects (write to the store, write a log line), and the
-token bucket of what a connected charger may send (L{TokenBucket}).
+as often as it connects (write to the store, write a log line), the token
+bucket of what a connected charger may send (L{TokenBucket}), and the log
+lines a connected charger's frames cause (L{LineBudget}).
 """
 
 from collections import OrderedDict
@@ -113,3 +114,33 @@ class TokenBucket:
             C{tokens} again (0 when it does already).
         """
         return max(0.0, (tokens - self.tokens) / self.rate)
+
+
+class LineBudget:
+    """
+    The log lines one source may cause: C{burst} at once, then C{rate} a
+    second; the ones held back are counted, and the next line says how
+    many (a charger sending garbage 100 times a second writes a few lines
+    a minute to the journal, not 100 a second).
+    """
+
+    __slots__ = ("_bucket", "held")
+
+    def __init__(self, rate, burst, now):
+        """
+        @param now: the time now (seconds, a monotonic clock).
+        """
+        self._bucket = TokenBucket(rate, burst, now)
+        self.held = 0
+
+    def due(self, now):
+        """
+        @return: None when this line is held back; else how many were held
+            back since the last one written.
+        """
+        if self._bucket.level(now) < 1:
+            self.held += 1
+            return None
+        self._bucket.take(now)
+        held, self.held = self.held, 0
+        return held

@@ -17,11 +17,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from xxterocpp.ocpp import messages as m
+from xxterocpp.pacing import LineBudget
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
 #: OCPP-J §4.1.4: message ids are at most 36 characters (a GUID).
 MAX_ID_LENGTH = 36
+
+#: Log lines about a peer's frames (malformed, refused, tolerated, unknown
+#: answers) per connection: LINE_BURST at once, then one every
+#: 1 / LINE_RATE seconds; the next line written counts those held back.
+LINE_BURST = 20
+LINE_RATE = 1 / 6
 
 #: OCPP 1.6 §4.7, §4.10: StopTransaction and MeterValues must always be
 #: acknowledged, whatever their content, or the charger retries forever or
@@ -194,6 +201,7 @@ class OcppSession:
         self.open = True
         self.warnings = 0
         self.lenient_answers = False
+        self._lines = LineBudget(LINE_RATE, LINE_BURST, clock.seconds())
         self._lenience_logged = False
 
     def _next_id(self):
@@ -298,8 +306,7 @@ class OcppSession:
             self._answer_received(frame)
         else:
             # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
-            self.log.info("{identity}: ignored a frame of unknown type {kind}",
-                          identity=self.identity, kind=_quoted(kind))
+            self._complain("info", "ignored a frame of unknown type {kind}", kind=_quoted(kind))
 
     def _salvaged(self, text):
         """
@@ -320,18 +327,28 @@ class OcppSession:
 
     def _tolerated(self, action, warnings):
         if not self.lenient_answers:
-            self.log.info("{identity}: {action} answer tolerated: {warnings}",
-                          identity=self.identity, action=action, warnings=_listed(warnings))
+            self._complain("info", "{action} answer tolerated: {warnings}", action=action,
+                           warnings=_listed(warnings))
         elif not self._lenience_logged:
             self._lenience_logged = True
             self.log.info("{identity}: {action} answer tolerated: {warnings} (lenient-answers: "
                           "not logged again on this connection)", identity=self.identity,
                           action=action, warnings=_listed(warnings))
 
+    def _complain(self, level, format, **fields):
+        """
+        Log a line about the peer's frames, within the connection's
+        L{LINE_BURST} and L{LINE_RATE}.
+        """
+        held = self._lines.due(self._clock.seconds())
+        if held is not None:
+            more = f" ({held} such lines held back before this one)" if held else ""
+            getattr(self.log, level)("{identity}: " + format + more, identity=self.identity,
+                                     **fields)
+
     def _malformed(self, text, why):
         match = _CALL_ID.match(text)
-        self.log.warn("{identity}: malformed frame ({why}): {text}", identity=self.identity,
-                      why=why, text=text[:200])
+        self._complain("warn", "malformed frame ({why}): {text}", why=why, text=text[:200])
         if match:
             self._write([CALLERROR, match.group(1), m.FORMATION_VIOLATION, why, {}])
 
@@ -365,14 +382,14 @@ class OcppSession:
         try:
             request, warnings = m.decode(spec.request, payload, lenient=lenient)
         except m.ValidationError as e:
-            self.log.warn("{identity}: {action} refused with {code}: {message}",
-                          identity=self.identity, action=action, code=e.code, message=e.message)
+            self._complain("warn", "{action} refused with {code}: {message}", action=action,
+                           code=e.code, message=e.message)
             self._reply_error(unique_id, e.code, e.message)
             return
         if warnings:
             self.warnings += len(warnings)
-            self.log.info("{identity}: {action} tolerated: {warnings}", identity=self.identity,
-                          action=action, warnings=_listed(warnings))
+            self._complain("info", "{action} tolerated: {warnings}", action=action,
+                           warnings=_listed(warnings))
         try:
             response = self._dispatch(action, request)
         except Exception:
@@ -426,8 +443,8 @@ class OcppSession:
                 late(self._result(action, frame))
                 return
             # OCPP-J §4.1.4; typically the late answer of a timed-out call.
-            self.log.info("{identity}: dropped an answer to unknown message id {id}",
-                          identity=self.identity, id=_quoted(unique_id))
+            self._complain("info", "dropped an answer to unknown message id {id}",
+                           id=_quoted(unique_id))
             return
         action, d = self._finish_outstanding()
         result = self._result(action, frame)
