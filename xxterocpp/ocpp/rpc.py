@@ -160,6 +160,10 @@ class OcppSession:
 
     log = Logger()
 
+    #: The connection's L{LineBudget}, from its first complaint on (most
+    #: connections never have one: nothing to carry per charger).
+    _lines = None
+
     def __init__(self, identity, send, dispatch, clock, call_timeout,
                  frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS):
         """
@@ -201,7 +205,6 @@ class OcppSession:
         self.open = True
         self.warnings = 0
         self.lenient_answers = False
-        self._lines = LineBudget(LINE_RATE, LINE_BURST, clock.seconds())
         self._lenience_logged = False
 
     def _next_id(self):
@@ -340,7 +343,10 @@ class OcppSession:
         Log a line about the peer's frames, within the connection's
         L{LINE_BURST} and L{LINE_RATE}.
         """
-        held = self._lines.due(self._clock.seconds())
+        now = self._clock.seconds()
+        if self._lines is None:
+            self._lines = LineBudget(LINE_RATE, LINE_BURST, now)
+        held = self._lines.due(now)
         if held is not None:
             more = f" ({held} such lines held back before this one)" if held else ""
             getattr(self.log, level)("{identity}: " + format + more, identity=self.identity,
