@@ -27,13 +27,9 @@ from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.reports import ChargerReports
 from xxterocpp.domain.security import SecurityProfiles
 from xxterocpp.domain.tags import Authorization, TagRegistry
-from xxterocpp.domain.trusted import TrustedTime
+from xxterocpp.domain.trusted import TRUSTED_TIME, TrustedTime
 from xxterocpp.domain.unknown import UnknownAttempts, UnknownChargers
 from xxterocpp.domain.workarounds import Workarounds
-
-#: The setting (scope "central") of the newest time trusted
-#: (L{TrustedTime}).
-TRUSTED_TIME = "trusted_time"
 
 
 class CentralSystem:
@@ -156,6 +152,9 @@ class CentralSystem:
         Arm no more timers and cancel the offline timers (the service
         stops); keep the trusted time.
         """
+        # The chargers still connected were so until now: the next start
+        # counts their offline_after from the time kept here.
+        self.time.seconds()
         self.time.flush()
         self.connections.shutdown()
         self.accepted.shutdown()
