@@ -129,8 +129,8 @@ class AcceptedCommands:
             when the start was sent, or None: another one running already
             is the start (its StartTransaction came before the answer).
         """
-        tx = self._chargers[charger_id].connector(connector).transaction
-        if tx is not None and tx.running and tx.id != before:
+        tx = self._transaction(charger_id, connector)
+        if tx is False or (tx is not None and tx.running and tx.id != before):
             return
         self._wait(Pending(START, charger_id, connector, self._now(), within))
         self._emit(CommandPending(charger_id, connector, START))
@@ -140,9 +140,9 @@ class AcceptedCommands:
         A charger accepted a remote stop of transaction C{transaction_id}:
         its StopTransaction is due within C{within} seconds.
         """
-        tx = self._chargers[charger_id].connector(connector).transaction
-        if tx is None or tx.id != transaction_id or not tx.running:
-            # stopped already
+        tx = self._transaction(charger_id, connector)
+        if not tx or tx.id != transaction_id or not tx.running:
+            # stopped already (or no longer configured)
             return
         self._wait(Pending(STOP, charger_id, connector, self._now(), within,
                            transaction_id=transaction_id))
@@ -155,7 +155,7 @@ class AcceptedCommands:
         a change it C{scheduled} once no session runs there any more.
         """
         key = (charger_id, connector, AVAILABILITY)
-        if self._reached(charger_id, connector, operative):
+        if charger_id not in self._chargers or self._reached(charger_id, connector, operative):
             self._cancel(key)
             return
         pending = Pending(AVAILABILITY, charger_id, connector, self._now(), within,
@@ -292,9 +292,15 @@ class AcceptedCommands:
         if pending is not None and pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
 
+    def _transaction(self, charger_id, connector):
+        # The connector's transaction; False for a charger no longer
+        # configured (a reload while the command was under way).
+        charger = self._chargers.get(charger_id)
+        return False if charger is None else charger.connector(connector).transaction
+
     def _session_runs(self, charger_id, connector):
-        charger = self._chargers[charger_id]
-        return any(c.transaction is not None and c.transaction.running
+        charger = self._chargers.get(charger_id)
+        return charger is not None and any(c.transaction is not None and c.transaction.running
                    for n, c in charger.connectors.items() if connector in (0, n))
 
     def _session_ended(self, charger_id):
