@@ -105,6 +105,8 @@ class MemoryStore:
 
     def __init__(self):
         self.writes = []
+        #: The C{(scope, key)} of every setting written lazily.
+        self.lazy_settings = []
         self.hold = set()
         self.held = []
         self.settings = {}
@@ -227,8 +229,10 @@ class MemoryStore:
         return self._written("record_unknown_attempts", identity, address, first_seen,
                              last_seen, attempts)
 
-    def put_setting(self, scope, key, value):
+    def put_setting(self, scope, key, value, lazy=False):
         self.settings[(scope, key)] = json.loads(json.dumps(value))
+        if lazy:
+            self.lazy_settings.append((scope, key))
         return self._written("put_setting", scope, key, value)
 
     def delete_setting(self, scope, key):

@@ -197,8 +197,10 @@ class OcppLibCharger:
         future.add_done_callback(lambda future: self._reactor.callFromThread(deliver, future))
         return d.addTimeout(self._timeout + 5, self._reactor)
 
-    async def _connect(self, url: str, protocols) -> None:
-        self._ws = await asyncio.wait_for(_ws_connect(url, subprotocols=list(protocols) or None), self._timeout)
+    async def _connect(self, url: str, protocols, ssl=None) -> None:
+        options = {} if ssl is None else {"ssl": ssl}
+        self._ws = await asyncio.wait_for(
+            _ws_connect(url, subprotocols=list(protocols) or None, **options), self._timeout)
         self.cp = _ChargePoint(self.identity, self._ws, response_timeout=self._timeout)
         self.cp.peer = self
         self._serving = asyncio.ensure_future(self._serve())
@@ -242,7 +244,8 @@ class OcppLibCharger:
 
 
 def start_ocpplib_charger(
-    url: str, identity: str, protocols=("ocpp1.6",), *, timeout: float = 10, reactor=None
+    url: str, identity: str, protocols=("ocpp1.6",), *, timeout: float = 10, reactor=None,
+    ssl=None,
 ) -> Deferred:
     """
     Connect an ocpp-lib charge point to C{url} + C{identity} in a
@@ -254,6 +257,8 @@ def start_ocpplib_charger(
     @param protocols: Subprotocols to offer; empty sends none.
     @param timeout: Bounds the connect and each CALL (ocpp-lib's
         C{response_timeout}).
+    @param ssl: An L{ssl.SSLContext} for a C{wss://} URL (the trusted CA,
+        the client certificate), else the system's defaults.
     @return: A L{Deferred} firing with an L{OcppLibCharger} whose receive
         loop is running.  On failure the thread is already stopped.
     """
@@ -269,4 +274,4 @@ def start_ocpplib_charger(
         peer.negotiated_protocol = subprotocol
         return peer
 
-    return peer._run(peer._connect(full_url, protocols)).addCallbacks(connected, lambda failure: peer._stop(failure))
+    return peer._run(peer._connect(full_url, protocols, ssl)).addCallbacks(connected, lambda failure: peer._stop(failure))

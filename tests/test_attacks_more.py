@@ -24,12 +24,12 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 
-from tests.service import BASE_CONFIG, PASSWORD, start_service, write_config
+from tests.service import PASSWORD
 from tests.sim import basic_authorization, connect_charger
 from tests.test_attacks import (
     AttackTestCase, RawClient, bounded, connect_raw, logged, until, upgrade_request)
 from tests.test_signing import make_csr
-from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase, pki
+from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase
 from xxterocpp import certs, tls
 from xxterocpp.domain import refusals
 from xxterocpp.domain.unknown import UNKNOWN_INTERVAL
@@ -387,28 +387,28 @@ class UnreadableCertificateTests(SecureTestCase):
         self.assertIn(refused[0].detail, (tls.UNREADABLE, "self-signed certificate"))
 
 
-class SigningFloodTests(AttackTestCase):
+class SigningFloodTests(SecureTestCase):
     """
-    SignCertificate from a connected charger (any profile): each request
-    was signed and a CertificateSigned queued behind the others, 4.6 KB of
-    memory each, kept while the charger did not answer: 3,000 requests made
-    14 MB and 2.6 s of CPU.
+    SignCertificate from a connected charger (over TLS, where a request is
+    signed at all): each request was signed and a CertificateSigned queued
+    behind the others, 4.6 KB of memory each, kept while the charger did
+    not answer: 3,000 requests made 14 MB and 2.6 s of CPU.
     """
+
+    timeout = 30
+    raw_call = AttackTestCase.raw_call
 
     @defer.inlineCallbacks
     def setUp(self):
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        for name in ("signing-ca.pem", "signing-ca.key"):
-            with open(os.path.join(directory, name), "wb") as f:
-                f.write(pki()[name])
-        path = write_config(self, BASE_CONFIG.replace("[ocpp]\n", (
-            f'[ocpp]\nsigning_certificate = "{directory}/signing-ca.pem"\n'
-            f'signing_key = "{directory}/signing-ca.key"\n'), 1))
-        self.service = yield start_service(self, path)
-        self.cp = yield connect_charger(self.service.url, "CP1")
-        self.addCleanup(self.cp.close)
+        yield super().setUp()
+        self.cp = yield self.connect("RDAM 123", auth=("RDAM 123", PASSWORD))
         yield self.cp.boot()
+
+    @defer.inlineCallbacks
+    def assertServing(self):
+        self.assertIn("currentTime", (yield self.cp.heartbeat()))
+        twin = yield self.connect("TWIN")
+        self.assertIn("currentTime", (yield twin.heartbeat()))
 
     @defer.inlineCallbacks
     def test_300_requests_at_once_get_one_certificate(self):
@@ -418,7 +418,8 @@ class SigningFloodTests(AttackTestCase):
         out, one log line tells of the refused.
         """
         self.cp.never_answer("CertificateSigned")
-        csr = make_csr(ec.generate_private_key(ec.SECP256R1()))
+        csr = make_csr(ec.generate_private_key(ec.SECP256R1()),
+                       (NameOID.COMMON_NAME, "RDAM 123"))
         with capturedLogs() as events:
             answers = yield defer.gatherResults([
                 self.raw_call(json.dumps([2, f"sign{i}", "SignCertificate", {"csr": csr}]))

@@ -56,13 +56,14 @@ class ScriptedCharger:
     The charger end of a real L{OcppSession}: answers each CS->CP CALL from
     C{answers} (a payload dict, None for no answer, a C{("CALLERROR", code)}
     tuple, or a callable of the payload giving one of these) one reactor
-    turn later.
+    turn later. Its connection counts as TLS when C{secure} is given.
 
     @ivar calls: C{(unique_id, action, payload)} of every CALL received.
     @ivar frames: every frame the central system sent.
     """
 
-    def __init__(self, central, clock, charger_id="CP1", configuration=CONFIGURATION):
+    def __init__(self, central, clock, charger_id="CP1", configuration=CONFIGURATION,
+                 secure=False):
         self.clock = clock
         self.calls = []
         self.frames = []
@@ -75,7 +76,7 @@ class ScriptedCharger:
         }
         self.session = OcppSession(charger_id, self._sent, dispatcher(central, charger_id),
                                    clock, central.config.ocpp.call_timeout)
-        central.connected(charger_id, self.session, "127.0.0.1")
+        central.connected(charger_id, self.session, "127.0.0.1", secure)
 
     def _sent(self, text):
         frame = json.loads(text)

@@ -6,6 +6,7 @@ and has its certificate signed.
 """
 
 import os
+import ssl
 from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,10 +16,10 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.ocpplib_peer import SKIP_REASON, ocpplib_available, start_ocpplib_charger
-from tests.service import BASE_CONFIG, start_service, write_config
+from tests.service import start_service
 from tests.test_certs import openssl_verify
-from tests.test_profiles import write_pki
 from tests.test_signing import make_csr, pem_certificates
+from tests.test_tls import secure_config
 from xxterocpp import certs
 
 
@@ -97,12 +98,15 @@ class OcppLibCertificateTests(TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.tls = write_pki(self)
-        text = BASE_CONFIG.replace("[ocpp]\n", (
-            f'[ocpp]\nsigning_certificate = "{self.tls}/signing-ca.pem"\n'
-            f'signing_key = "{self.tls}/signing-ca.key"\n'), 1)
-        self.service = yield start_service(self, write_config(self, text))
-        self.cp = yield start_ocpplib_charger(self.service.url, "CP1")
+        # CP1 at profile 3, renewing its certificate over TLS: a request is
+        # signed only over TLS (docs/ocpp.md#certificates).
+        config_path, self.tls = secure_config(self, client_ca=True)
+        self.service = yield start_service(self, config_path)
+        context = ssl.create_default_context(cafile=os.path.join(self.tls, "ca.pem"))
+        context.load_cert_chain(os.path.join(self.tls, "cp1.pem"),
+                                os.path.join(self.tls, "cp1.key"))
+        self.cp = yield start_ocpplib_charger(self.service.url.replace("ws://", "wss://"),
+                                              "CP1", ssl=context)
         self.addCleanup(self.cp.close)
 
     def sign(self, csr):
@@ -131,12 +135,14 @@ class OcppLibCertificateTests(TestCase):
                                         purpose="sslclient")
         self.assertTrue(passed, output)
         self.assertEqual(leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "CP1")
-        for _ in range(100):
+        # It presented its old certificate; the new one is known once taken.
+        serial = format(leaf.serial_number, "x")
+        for _ in range(250):
             known = self.service.central.security.certificate("CP1")
-            if known is not None:
+            if known.serial == serial:
                 break
             yield deferLater(reactor, 0.02, lambda: None)
-        self.assertEqual(known.serial, format(leaf.serial_number, "x"))
+        self.assertEqual(known.serial, serial)
 
     @defer.inlineCallbacks
     def test_other_identity_or_garbage_is_rejected(self):

@@ -163,8 +163,12 @@ class ProfileHarness(ControllerHarness):
         self.central.subscribe(self.events.append)
         self.addCleanup(self.controller.shutdown)
 
-    def connect(self, boot=True, **kwargs):
-        cp = super().connect(boot, **kwargs)
+    def connect(self, boot=True, secure=True, **kwargs):
+        """
+        Connect a scripted charger, over TLS unless C{secure} is False (as
+        on a port still plain after C{secure = true} was set).
+        """
+        cp = super().connect(boot, secure=secure, **kwargs)
         self.settle()
         return cp
 

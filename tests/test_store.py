@@ -472,9 +472,9 @@ class BatchingTests(StoreTestCase):
     @inlineCallbacks
     def test_lazy_writes_wait_for_the_delay(self):
         """
-        Meter readings, statuses and unknown chargers' attempts are
-        committed together once the lazy delay has passed since the last
-        commit, not before.
+        Meter readings, statuses, unknown chargers' attempts and lazy
+        settings are committed together once the lazy delay has passed
+        since the last commit, not before.
         """
         clock = task.Clock()
         store = self.makeStore(clock=clock)
@@ -484,10 +484,11 @@ class BatchingTests(StoreTestCase):
             store.update_meter(1, 1500.0, T0),
             store.save_connector_status("CP1", 1, "Charging", "NoError", None, T0),
             store.record_unknown_attempts("SN999", "10.0.0.5", T0, T0, 1),
+            store.put_setting("central", "trusted_time", T0.isoformat(), lazy=True),
         ]
         clock.advance(LAZY_WRITE_DELAY - 1)
         yield task.deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual((store.commits, [d.called for d in lazy]), (before, [False] * 3))
+        self.assertEqual((store.commits, [d.called for d in lazy]), (before, [False] * 4))
         clock.advance(1)
         yield gatherResults(lazy)
         self.assertEqual(store.commits, before + 1)

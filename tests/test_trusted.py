@@ -356,6 +356,21 @@ class CentralClockTests(SynchronousTestCase):
         self.assertEqual((record.stop_time, record.time_uncertain),
                          (TRUSTED + timedelta(seconds=80), True))
 
+    def test_forgotten_session_ends_at_the_new_start_as_booked(self):
+        """
+        While our clock is wrong, a start at a connector whose session never
+        stopped, dated 1970 by the charger: the new session is booked at our
+        time, and the forgotten one ends there too (not in 1970, before its
+        own start), both marked uncertain.
+        """
+        self.build(EPOCH)
+        first = self.start((TRUSTED + timedelta(seconds=5)).isoformat()).transaction_id
+        self.clock.advance(60)
+        self.start("1970-01-01T00:05:00Z")
+        record = self.store.transactions[first]
+        self.assertEqual((record.stop_time, record.stop_reason, record.time_uncertain),
+                         (TRUSTED + timedelta(seconds=60), "Other", True))
+
     def test_session_while_the_clock_is_right(self):
         """
         While our clock is right, a charger's times are booked as they are,
@@ -392,6 +407,23 @@ class CentralClockTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual([e for e in self.events if isinstance(e, ClockStepped)],
                          [ClockStepped(3600)])
+
+    def test_kept_lazily(self):
+        """
+        The trusted time is a lazy write: it rides with the next commit or
+        the store's lazy delay, never a commit of its own every
+        L{SAVE_EVERY} (most of an idle hour's writes on flash).
+        """
+        self.build(TRUSTED, kept=None)
+        for _ in range(3):
+            self.clock.advance(SAVE_EVERY)
+            self.wall.now += SAVE_EVERY
+            self.central.now()
+        self.central.shutdown()
+        saved = [args[:2] for args in self.store.written("put_setting")
+                 if args[:2] == ("central", "trusted_time")]
+        self.assertEqual(len(saved), 3)
+        self.assertEqual(self.store.lazy_settings, saved)
 
     def test_kept_at_shutdown(self):
         """

@@ -335,6 +335,7 @@ class ChargerAnsweredTests(BackOfficeTestCase):
         from xxterocpp.upstream import delivery, outbox
 
         self.patch(delivery, "RETRY", (0.05, 0.1))
+        self.patch(outbox, "MAX_FAILURES", 5)
         yield self.start()
         self.office.errors["StartTransaction"] = outbox.MAX_FAILURES
         cp = yield self.charger()

@@ -196,9 +196,10 @@ class OutboxDeliveryTests(UpstreamTestCase):
 
     def test_retry_with_backoff_then_dead_letter(self):
         """
-        A CALLERROR is retried after a pause that doubles; after
-        L{MAX_FAILURES} the message is a dead letter, its later messages
-        too, and the queue goes on.
+        A CALLERROR that does not say the message is wrong (InternalError)
+        is retried after a pause that doubles up to 5 min; after
+        L{MAX_FAILURES} (hours) the message is a dead letter, its later
+        messages too, and the queue goes on.
         """
         self.connect()
         self.office.errors["StartTransaction"] = outbox.MAX_FAILURES
@@ -214,15 +215,17 @@ class OutboxDeliveryTests(UpstreamTestCase):
         self.assertEqual(self.uplink.outbox.depth, 0)
         self.assertEqual([(r.action, r.transaction_id) for r in self.tables.dead.values()],
                          [("StartTransaction", tx), ("StopTransaction", tx)])
-        self.assertIn("5 CALLERRORs", self.tables.dead[min(self.tables.dead)].error)
+        self.assertIn(f"{outbox.MAX_FAILURES} failed attempts, the last: InternalError",
+                      self.tables.dead[min(self.tables.dead)].error)
         self.assertEqual(self.office.payloads("StopTransaction"), [])
         status = self.upstream.status()["CP1"]
         self.assertEqual(status["dead_letters"], 2)
 
-    def test_no_answer_retried_without_counting(self):
+    def test_no_answer_retried(self):
         """
-        A message that got no answer is sent again after the pause and does
-        not count towards the dead letters.
+        A message that got no answer is sent again after the pause (it
+        counts as a failed attempt, of the L{outbox.MAX_FAILURES} before a
+        dead letter).
         """
         self.connect()
         self.office.silent.add("StartTransaction")
@@ -234,6 +237,7 @@ class OutboxDeliveryTests(UpstreamTestCase):
         self.assertEqual(len(self.office.payloads("StartTransaction")), 2)
         self.assertEqual(self.uplink.outbox.depth, 0)
         self.assertEqual(self.tables.dead, {})
+        self.assertEqual([name for name, _ in self.tables.writes].count("failed"), 1)
 
     def test_survives_a_restart(self):
         """

@@ -23,7 +23,7 @@ from xxterocpp.domain.central import CentralSystem
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import CallError, OcppSession
-from xxterocpp.store.upstream import DeadLetterRecord, UpstreamState
+from xxterocpp.store.upstream import DeadLetterRecord, QueuedRecord, UpstreamState
 from xxterocpp.upstream import Upstream
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -115,6 +115,18 @@ class MemoryTables:
                                           failed_at, error)
         return self._write("dead_letter", seq)
 
+    def dead_letters(self, charger_id, limit):
+        return defer.succeed([copy.deepcopy(self.dead[s]) for s in sorted(self.dead)
+                              if self.dead[s].charger_id == charger_id][:limit])
+
+    def requeue(self, seqs):
+        for seq in seqs:
+            rec = self.dead.pop(seq)
+            self.queue.setdefault(seq, QueuedRecord(
+                rec.seq, rec.charger_id, rec.action, rec.transaction_id, rec.payload,
+                rec.queued_at, 0, rec.error))
+        return self._write("requeue", *seqs)
+
 
 class MemoryBackOffice:
     """
@@ -126,6 +138,8 @@ class MemoryBackOffice:
         Accepted with 300 s.
     @ivar tags: C{{idTag: status}}, others Invalid.
     @ivar errors: C{{action: n}}: the next n CALLs answered with CALLERROR.
+    @ivar error_codes: C{{action: code}}: the code of those CALLERRORs
+        (default InternalError).
     @ivar silent: actions it does not answer.
     """
 
@@ -135,6 +149,7 @@ class MemoryBackOffice:
         self.boot_answers = []
         self.tags = {}
         self.errors = {}
+        self.error_codes = {}
         self.silent = set()
         self.next_transaction_id = 900001
         self.session = None
@@ -145,7 +160,8 @@ class MemoryBackOffice:
             return defer.Deferred()
         if self.errors.get(action, 0) > 0:
             self.errors[action] -= 1
-            raise CallError(m.INTERNAL_ERROR, f"injected for {action}")
+            raise CallError(self.error_codes.get(action, m.INTERNAL_ERROR),
+                            f"injected for {action}")
         info = m.IdTagInfo(status=self.tags.get(getattr(request, "id_tag", None), "Invalid"))
         if action == "BootNotification":
             status, interval = self.boot_answers.pop(0) if self.boot_answers else ("Accepted", 300)

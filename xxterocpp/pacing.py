@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_domain,tests.test_server -*-
 """
-Rate limits per remote address for what a stranger can make the service do
-as often as it connects: write to the store, write a log line.
+Rate limits: per remote address for what a stranger can make the service do
+as often as it connects (write to the store, write a log line), and the
+token bucket of what a connected charger may send (L{TokenBucket}).
 """
 
 from collections import OrderedDict
@@ -65,3 +66,50 @@ class Pacer:
         self._addresses.move_to_end(address)
         while len(self._addresses) > self.max_addresses:
             self._addresses.popitem(last=False)
+
+
+class TokenBucket:
+    """
+    A token bucket: C{rate} tokens a second flow in, at most C{burst} are
+    kept; it starts full. What it meters takes its tokens (L{take}) and may
+    run into debt; the caller decides what happens then (a charger's
+    connection is read more slowly, a StartTransaction is refused).
+
+    @ivar tokens: how many are left after the last L{take} (below 1: none
+        for the next).
+    """
+
+    __slots__ = ("rate", "burst", "tokens", "_at")
+
+    def __init__(self, rate, burst, now):
+        """
+        @param now: the time now (seconds, a monotonic clock).
+        """
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self._at = now
+
+    def take(self, now, cost=1):
+        """
+        Take C{cost} tokens at C{now}, into debt if need be.
+
+        @return: how many are left (L{tokens}).
+        """
+        tokens = self.tokens + (now - self._at) * self.rate
+        self._at = now
+        self.tokens = tokens = (self.burst if tokens > self.burst else tokens) - cost
+        return tokens
+
+    def level(self, now):
+        """
+        @return: how many tokens there are at C{now} (taking none).
+        """
+        return min(self.burst, self.tokens + (now - self._at) * self.rate)
+
+    def until(self, tokens):
+        """
+        @return: the seconds from the last L{take} until the bucket holds
+            C{tokens} again (0 when it does already).
+        """
+        return max(0.0, (tokens - self.tokens) / self.rate)

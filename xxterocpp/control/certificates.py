@@ -86,11 +86,16 @@ class Certificates:
 
     def renew(self, charger):
         """
-        Ask C{charger} for a new certificate signing request.
+        Ask C{charger} for a new certificate signing request; refused
+        without asking when its connection is one a request is not signed
+        over (L{xxterocpp.domain.security.SecurityProfiles.signing_refusal}).
 
         @return: a Deferred firing with a
             L{xxterocpp.control.sender.CommandResult}.
         """
+        why = self.central.signing_refusal(charger.id) if charger.connected else None
+        if why is not None:
+            return refused(f"its certificate request would be refused: {why}")
         self._asked[charger.id] = self.central.now()
         return self.sender.call(charger, m.ExtendedTriggerMessageRequest(
             requested_message="SignChargePointCertificate"))

@@ -3,7 +3,8 @@
 The transaction book: every transaction running and the recently finished
 ones, the transaction ids, and the meter readings booked on them (for a
 charger with C{session-register}, read as the energy of the session,
-docs/quirks.md#session-register).
+docs/quirks.md#session-register); and the budget of the rows a charger's
+transactions add to the store (docs/ocpp.md#start-budget).
 """
 
 from collections import OrderedDict
@@ -13,10 +14,34 @@ from twisted.logger import Logger
 
 from xxterocpp.domain.events import MeterChanged, TransactionStarted, TransactionStopped
 from xxterocpp.domain.model import Transaction, casefold, stored
+from xxterocpp.pacing import Pacer, TokenBucket
 
 #: How many finished transactions are kept in memory, to answer a retried
 #: StartTransaction with the same id and to recognise late meter values.
 RECENT_TRANSACTIONS = 200
+
+#: How many transactions one connector may start at once, and one more
+#: every L{START_INTERVAL} seconds: each is a row in the store for good. A
+#: real connector starts a few sessions a day; one back from a month
+#: offline uploads a few hundred at once, which pass whole. Beyond, a
+#: charger in a loop (or a hostile one) gets its starts refused: a thousand
+#: rows and one a minute, not one per frame it may send.
+START_BURST = 1000
+START_INTERVAL = 60
+
+#: The transactionId of a start beyond its connector's budget: no
+#: transaction has it (ids begin at 1) and none is booked.
+UNBOOKED = 0
+
+#: How many StopTransactions of unknown or finished transactions one
+#: charger may have recorded at once (each a row too), and one more every
+#: L{ORPHAN_INTERVAL} seconds; beyond, they are acknowledged and counted.
+ORPHAN_BURST = 1000
+ORPHAN_INTERVAL = 60
+
+#: Seconds between two log lines about one charger's starts or stops
+#: beyond its budget (the count of those in between in the next).
+OVER_BUDGET_LOG_INTERVAL = 60
 
 
 def _dedup_key(charger_id, connector, id_tag, meter_start, timestamp):
@@ -37,7 +62,7 @@ class TransactionBook:
 
     log = Logger()
 
-    def __init__(self, store, chargers, now, emit, dated=None, offered=None):
+    def __init__(self, store, chargers, now, emit, dated=None, seconds=None, offered=None):
         """
         @param chargers: the central system's L{Charger}s by identity (the
             running transaction of each connector is kept on it).
@@ -48,6 +73,8 @@ class TransactionBook:
             uncertain)} (L{xxterocpp.domain.trusted.TrustedTime.dated});
             by default a given time is booked as it is, a missing one as
             C{now()}.
+        @param seconds: a monotonic clock (seconds) for the budgets; by
+            default C{now()}'s.
         @param offered: C{offered(charger_id, connector)} is called when a
             reading told the current the charger offers the car, before
             its L{MeterChanged} (L{xxterocpp.domain.accepted.AcceptedCommands.offered}).
@@ -67,6 +94,8 @@ class TransactionBook:
         # (retries of its StartTransaction), while the insert is not; the id
         # maps to None once an insert failed (a retry inserts again).
         self._unstored = {}
+        #: The L{RowBudget} of the chargers' starts and orphan stops.
+        self.budget = RowBudget(seconds or (lambda: now().timestamp()))
 
     def load(self):
         """
@@ -119,6 +148,21 @@ class TransactionBook:
                    and (tx.charger_id, tx.connector) != (charger_id, connector)
                    for tx in self._transactions.values())
 
+    def budgeted(self, charger_id, connector, meter_start, timestamp):
+        """
+        Take a new start at a connector from its budget (L{START_BURST},
+        one more every L{START_INTERVAL} s). A start beyond it is not to be
+        booked (the caller answers it with L{UNBOOKED}); it still says that
+        the session running at the connector is over, which is closed at
+        its meterStart as by a booked start.
+
+        @return: whether the start may be booked.
+        """
+        if self.budget.start(charger_id, connector):
+            return True
+        self._close_forgotten(charger_id, connector, meter_start, *self._dated(timestamp))
+        return False
+
     def start(self, charger_id, connector, id_tag, meter_start, timestamp, reservation_id,
               status):
         """
@@ -139,15 +183,8 @@ class TransactionBook:
             dedup_key=_dedup_key(charger_id, connector, id_tag, meter_start, timestamp),
             time_uncertain=uncertain,
         )
+        self._close_forgotten(charger_id, connector, meter_start, start_time, uncertain)
         c = self._chargers[charger_id].connector(connector)
-        previous = c.transaction
-        if previous is not None and previous.running:
-            # The charger started anew without stopping the old session (a
-            # StopTransaction was lost): the new meterStart closes it.
-            self.log.warn("{id}/{connector}: transaction {old} never stopped; closing it at "
-                          "the new meterStart", id=charger_id, connector=connector,
-                          old=previous.id)
-            stored(self._close(previous, meter_start, timestamp, "Other", None))
         self._remember(tx)
         c.transaction = tx
         c.energy_register_wh = meter_start
@@ -164,6 +201,20 @@ class TransactionBook:
                       tag=id_tag, status=status, meter=meter_start)
         self._emit(TransactionStarted(charger_id, connector, tx))
         return self._insert(tx)
+
+    def _close_forgotten(self, charger_id, connector, meter_start, start_time, uncertain):
+        """
+        Close the transaction still running at a connector where a new one
+        starts at C{start_time} (its StopTransaction was lost): it ends
+        there, at the new meterStart.
+        """
+        previous = self._chargers[charger_id].connector(connector).transaction
+        if previous is None or not previous.running:
+            return
+        self.log.warn("{id}/{connector}: transaction {old} never stopped; closing it at "
+                      "the new meterStart", id=charger_id, connector=connector, old=previous.id)
+        previous.time_uncertain = previous.time_uncertain or uncertain
+        stored(self._close(previous, meter_start, start_time, "Other", None))
 
     def _insert(self, tx):
         # Not silenced: a start that could not be stored must not be
@@ -217,6 +268,8 @@ class TransactionBook:
         tx = self._transactions.get(transaction_id)
         if tx is None or tx.charger_id != charger_id or not tx.running:
             why = "unknown" if tx is None or tx.charger_id != charger_id else "already stopped"
+            if not self.budget.orphan_stop(charger_id, transaction_id, meter_stop):
+                return defer.succeed(None)
             self.log.warn("{id}: StopTransaction for {why} transaction {tx} acknowledged and "
                           "recorded", id=charger_id, why=why, tx=transaction_id)
             return stored(self._store.record_orphan_stop(
@@ -319,3 +372,72 @@ class TransactionBook:
                 old_id, old = self._recent.popitem(last=False)
                 self._transactions.pop(old_id, None)
                 self._dedup.pop(old.dedup_key, None)
+
+
+class RowBudget:
+    """
+    How many rows a charger's transactions may add to the store: starts per
+    connector (L{START_BURST}), orphan stops per charger (L{ORPHAN_BURST});
+    what is beyond is counted and logged one line a minute per charger.
+
+    @ivar refused_starts: how many starts were beyond their budget.
+    @ivar unrecorded_stops: how many orphan stops were.
+    """
+
+    log = Logger()
+
+    def __init__(self, seconds):
+        """
+        @param seconds: a monotonic clock (seconds).
+        """
+        self._seconds = seconds
+        # (charger, connector) -> the TokenBucket of its starts; charger ->
+        # that of its orphan stops. Made full, at the first use.
+        self._starts = {}
+        self._orphans = {}
+        self._lines = Pacer(OVER_BUDGET_LOG_INTERVAL)
+        self.refused_starts = 0
+        self.unrecorded_stops = 0
+
+    def start(self, charger_id, connector):
+        """
+        @return: whether a new start at the connector may be booked (one
+            taken from its budget).
+        """
+        if self._take(self._starts, (charger_id, connector), START_BURST, START_INTERVAL):
+            return True
+        self.refused_starts += 1
+        self._over(charger_id, "start", "StartTransactions at connector {connector} beyond its"
+                   f" budget ({START_BURST}, and one every {START_INTERVAL} s) refused, none"
+                   " booked", connector=connector)
+        return False
+
+    def orphan_stop(self, charger_id, transaction_id, meter_stop):
+        """
+        @return: whether the charger's StopTransaction of an unknown or
+            stopped transaction may be recorded (one taken from its budget).
+        """
+        if self._take(self._orphans, charger_id, ORPHAN_BURST, ORPHAN_INTERVAL):
+            return True
+        self.unrecorded_stops += 1
+        self._over(charger_id, "stop", "StopTransactions of unknown or stopped transactions"
+                   f" beyond its budget ({ORPHAN_BURST}, and one every {ORPHAN_INTERVAL} s)"
+                   " acknowledged, not recorded (the last: transaction {tx}, meterStop"
+                   " {meter})", tx=transaction_id, meter=meter_stop)
+        return False
+
+    def _take(self, budgets, key, burst, interval):
+        now = self._seconds()
+        bucket = budgets.get(key)
+        if bucket is None:
+            bucket = budgets[key] = TokenBucket(1 / interval, burst, now)
+        if bucket.level(now) < 1:
+            return False
+        bucket.take(now)
+        return True
+
+    def _over(self, charger_id, kind, text, **fields):
+        held = self._lines.due((charger_id, kind), self._seconds())
+        if held is not None:
+            self.log.warn("{id}: " + text + "{more}", id=charger_id, more=(
+                f" ({held} more since the last such line)" if held else ""), **fields)

@@ -17,7 +17,7 @@ import attr
 from twisted.logger import Logger
 
 from xxterocpp.domain.accepted import AcceptedCommands
-from xxterocpp.domain.book import TransactionBook
+from xxterocpp.domain.book import UNBOOKED, TransactionBook
 from xxterocpp.domain.certificates import CertificateSigning
 from xxterocpp.domain.connections import Connections
 from xxterocpp.domain.credentials import Credentials
@@ -86,7 +86,11 @@ class CentralSystem:
         self.settings = {}
         self.time = TrustedTime(
             clock, wall or clock.seconds, floor,
-            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text)),
+            # Lazy: every SAVE_EVERY a commit of its own would be most of
+            # an idle hour's writes; a crash sets it back by minutes, and a
+            # floor a little older misses nothing (docs/architecture.md#time).
+            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text,
+                                                       lazy=True)),
             # After the answer or the call that noticed it, like ChargerBooted.
             on_step=lambda delta: clock.callLater(0, self.emit, ClockStepped(delta)))
         self.connections = Connections(config, self.chargers, self.refusals, self.settings,
@@ -95,7 +99,8 @@ class CentralSystem:
         self.accepted = AcceptedCommands(self.chargers, self.point_status, clock, self.now,
                                          self.emit)
         self.book = TransactionBook(store, self.chargers, self.now, self.emit,
-                                    dated=self.time.dated, offered=self.accepted.offered)
+                                    dated=self.time.dated, seconds=clock.seconds,
+                                    offered=self.accepted.offered)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.lookup)
@@ -221,9 +226,9 @@ class CentralSystem:
         """L{Connections.lookup}."""
         return self.connections.lookup(identity)
 
-    def connected(self, charger_id, session, address):
+    def connected(self, charger_id, session, address, secure=False):
         """L{Connections.connected}."""
-        self.connections.connected(charger_id, session, address)
+        self.connections.connected(charger_id, session, address, secure)
 
     def disconnected(self, charger_id, session):
         """L{Connections.disconnected}."""
@@ -314,8 +319,17 @@ class CentralSystem:
         self.reports.reserved(charger_id, connector, reservation)
 
     def certificate_requested(self, charger_id, csr):
-        """L{CertificateSigning.requested}."""
-        return self.signing.requested(charger_id, csr)
+        """
+        L{CertificateSigning.requested}, for a CSR that came over the
+        charger's connection (TLS or not: L{Charger.secure}).
+        """
+        return self.signing.requested(charger_id, csr, self.chargers[charger_id].secure)
+
+    def signing_refusal(self, charger_id):
+        """
+        L{SecurityProfiles.signing_refusal} of the charger's connection.
+        """
+        return self.security.signing_refusal(charger_id, self.chargers[charger_id].secure)
 
     def certificate_installed(self, charger_id, serial, not_after):
         """L{CertificateSigning.installed}."""
@@ -352,7 +366,9 @@ class CentralSystem:
 
         @return: C{(transaction_id, authorization)}, or a Deferred firing
             with it once the transaction is stored (a charger that saw its
-            transactionId must find it again after a crash).
+            transactionId must find it again after a crash); for a start
+            beyond its connector's budget (L{TransactionBook.budgeted}),
+            C{(UNBOOKED, authorization)} at once, nothing booked.
         """
         known = self.book.retry_of(charger_id, connector, id_tag, meter_start, timestamp)
         if known is not None:
@@ -365,6 +381,12 @@ class CentralSystem:
         if authorization.status == "Accepted" and not self._own_tag(charger_id, id_tag) and (
                 self.book.running_elsewhere(id_tag, charger_id, connector)):
             authorization = attr.evolve(authorization, status="ConcurrentTx")
+        if not self.book.budgeted(charger_id, connector, meter_start, timestamp):
+            # docs/ocpp.md#start-budget: ConcurrentTx, not a verdict on the
+            # tag that the charger would keep in its authorization cache.
+            if authorization.status == "Accepted":
+                authorization = attr.evolve(authorization, status="ConcurrentTx")
+            return UNBOOKED, authorization
         d = self.book.start(charger_id, connector, id_tag, meter_start, timestamp,
                             reservation_id, authorization.status)
         return d.addCallback(lambda tx: (tx.id, authorization))

@@ -1,7 +1,8 @@
-# -*- test-case-name: tests.test_profiles -*-
+# -*- test-case-name: tests.test_profiles,tests.test_signing_requests -*-
 """
 The chargers' certificate requests (docs/ocpp.md#certificates): a CSR signed
-with the charger-signing CA when it is fit, L{CertificateIssued} for the
+with the charger-signing CA when it came over TLS from a charger that proved
+who it is and is fit, L{CertificateIssued} for the
 controller to send it, and the certificate the charger then installed
 remembered with its security profile (L{xxterocpp.domain.security}).
 """
@@ -47,19 +48,33 @@ class CertificateSigning:
         # Charger id -> when its last certificate was signed (clock seconds).
         self._signed_at = {}
         self._lines = Pacer(SIGNING_INTERVAL)
+        self._refusal_lines = Pacer(SIGNING_INTERVAL)
 
-    def requested(self, charger_id, csr):
+    def requested(self, charger_id, csr, secure):
         """
         A charger asks for its certificate to be signed (white paper A02,
-        A03). It is, with the charger-signing CA, when the CSR is fit
+        A03). It is, with the charger-signing CA, when it asks over a
+        connection that may (L{SecurityProfiles.signing_refusal}: TLS, and
+        the charger proved who it is), the CSR is fit
         (L{xxterocpp.signing.ChargerSigner.sign}: CN = the identity) and
         none was signed for the charger in the last L{SIGNING_INTERVAL};
         L{CertificateIssued} then follows in the next reactor turn, after
         the answer.
 
         @param csr: the PEM certificate signing request.
+        @param secure: whether the connection it came over is TLS.
         @return: whether it was signed.
         """
+        why = self._security.signing_refusal(charger_id, secure)
+        if why is not None:
+            # A charger retries; one line per charger per interval says why.
+            held = self._refusal_lines.due(charger_id, self._clock.seconds())
+            if held is not None:
+                self.log.warn("{id}: certificate signing request refused: {why}{more}",
+                              id=charger_id, why=why,
+                              more=f" ({held} more refused since the last such line)"
+                              if held else "")
+            return False
         if self.signer is None:
             self.log.warn("{id}: certificate signing request refused: signing is disabled (no"
                           " charger-signing CA; make one with 'xxterocpp-certs signing-ca')",

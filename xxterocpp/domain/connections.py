@@ -204,11 +204,12 @@ class Connections:
                 return charger_id
         return None
 
-    def connected(self, charger_id, session, address):
+    def connected(self, charger_id, session, address, secure=False):
         """
         A charger's connection is open; a previous one is replaced.
 
         @param session: the adapter's session (anything with C{close()}).
+        @param secure: whether the connection is TLS.
         """
         charger = self._chargers[charger_id]
         old = charger.session
@@ -222,7 +223,7 @@ class Connections:
             self.log.info("{id}: connected from {address}", id=charger_id, address=address)
         now = self._now()
         self._unwatch(charger_id)
-        charger.session, charger.address = session, address
+        charger.session, charger.address, charger.secure = session, address, secure
         charger.connected_since = charger.last_seen = now
         if old is None:
             self._contact(charger_id, "since", now)

@@ -298,6 +298,9 @@ class Charger:
     @ivar offline: whether it has been disconnected for at least C{[knx]
         offline_after} seconds (False while connected): its connectors then
         count as Unavailable (kept in the state store).
+    @ivar secure: whether its connection (the current one, else the last)
+        is TLS: a certificate signing request is signed only over TLS
+        (L{xxterocpp.domain.security.SecurityProfiles.signing_refusal}).
     @ivar quirks: the L{xxterocpp.quirks.ActiveQuirks} in force for it,
         chosen from its boot data and its configuration
         (L{xxterocpp.domain.workarounds.Workarounds}); the code that honours a
@@ -307,6 +310,7 @@ class Charger:
     id = attr.ib()
     session = attr.ib(default=None)
     address = attr.ib(default=None)
+    secure = attr.ib(default=False)
     connected_since = attr.ib(default=None)
     disconnected_since = attr.ib(default=None)
     # last_seen (a property): a datetime, or the POSIX seconds of the last

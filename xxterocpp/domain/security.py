@@ -1,9 +1,10 @@
-# -*- test-case-name: tests.test_profiles,tests.test_tls -*-
+# -*- test-case-name: tests.test_profiles,tests.test_tls,tests.test_signing_requests -*-
 """
 Each charger's security profile (docs/ocpp.md#security-profiles): the one
 configured, a raise since (white paper A05, kept in the persisted settings
-like a rotated key), who may connect at it, and the client certificate a
-charger is known to have.
+like a rotated key), who may connect at it, the client certificate a
+charger is known to have, and whether its certificate request may be
+signed.
 
 A raise is pending from the moment the ChangeConfiguration(SecurityProfile)
 is sent until the charger connects at the new profile: meanwhile it may
@@ -211,6 +212,36 @@ class SecurityProfiles:
         """
         if certificate != self.certificate(charger_id):
             self._put(charger_id, CERTIFICATE, certificate.as_setting())
+
+    # -- certificate requests ----------------------------------------------
+
+    def signing_refusal(self, charger_id, secure):
+        """
+        Whether a certificate signing request of C{charger_id} may be
+        signed (white paper A02, A03; docs/ocpp.md#certificates). The
+        certificate it gets opens profile 3, so the request must come over
+        TLS, where nobody on the way can swap the CSR for one of theirs,
+        and from a connection that proved it is the charger: Basic auth
+        with its key (profile 2 on the TLS port, also for a charger
+        configured at 1 there) or its client certificate (profile 3, a
+        renewal). A profile-0 charger without a key may be anyone.
+
+        @param secure: whether the connection the request came over is TLS
+            (L{xxterocpp.domain.model.Charger.secure}), which is what
+            counts, not the profile configured: the port may still be
+            plain after C{[ocpp] secure} was set without a restart.
+        @return: None when it may, else why not and what to do, for the
+            log line and the API.
+        """
+        if not secure:
+            return (f"its connection is not TLS (ws://), where anyone on the way could swap"
+                    f" the CSR; move {charger_id} to security profile 2 (TLS with its"
+                    f" password) first, then ask again")
+        if self.profile(charger_id) < 3 and not self._credentials.password_for(charger_id):
+            return (f"{charger_id} connects without a password (security profile 0), so"
+                    f" anyone could ask in its name; give it a password and move it to"
+                    f" security profile 2 first")
+        return None
 
     # -- raising ---------------------------------------------------------
 

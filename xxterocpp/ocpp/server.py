@@ -6,10 +6,12 @@ glue between Autobahn and L{OcppSession}, and the connection's own
 workarounds (C{no-ping}, C{keepalive}, C{lenient-answers};
 docs/quirks.md#no-ping).
 
-Why one module of some 620 lines: the handshake's limits (head size,
+Why one module of some 630 lines: the handshake's limits (head size,
 slots, deadline, throttle) and its checks act on the same Autobahn
 protocol object in the order a connection goes through them; split, each
-part would reach into the others' state of that object.
+part would reach into the others' state of that object. The frame budget
+of an open connection, which acts on Autobahn's frames alone, is apart
+(L{xxterocpp.ocpp.budget}).
 """
 
 import math
@@ -25,6 +27,7 @@ from twisted.logger import Logger
 from xxterocpp import basic_auth
 from xxterocpp.domain import refusals
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.budget import FrameBudget, Floods
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.pacing import Pacer
@@ -104,9 +107,10 @@ def identity_from_path(path):
 LOGGED = object()
 
 
-class OcppServerProtocol(WebSocketServerProtocol):
+class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
     """
-    One charger's WebSocket connection.
+    One charger's WebSocket connection, with its frame budget
+    (L{FrameBudget}).
     """
 
     # Our own log lines go to _log: Autobahn's C{log} is a txaio logger whose
@@ -144,7 +148,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
             HANDSHAKE_TIMEOUT, self._handshake_timed_out)
         # Backpressure: a charger that stops reading must not make us buffer
         # every answer and ping for it (unbounded memory): while the
-        # transport's write buffer is over its limit, stop reading its CALLs.
+        # transport's write buffer is over its limit, stop reading its CALLs
+        # (L{FrameBudget.pauseProducing}).
         self.transport.registerProducer(self, True)
 
     def _handshake_timed_out(self):
@@ -187,18 +192,6 @@ class OcppServerProtocol(WebSocketServerProtocol):
         # adapter's dataReceived only adds a debug line, whose arguments it
         # builds even with debug off (16,000 instructions a read).
         self._dataReceived(data)
-
-    # The connection is the streaming producer of its own transport: Twisted
-    # pauses it while the write buffer is full, and then the peer is not read.
-
-    def pauseProducing(self):
-        self.transport.pauseProducing()
-
-    def resumeProducing(self):
-        self.transport.resumeProducing()
-
-    def stopProducing(self):
-        pass
 
     def onConnect(self, request):
         try:
@@ -309,7 +302,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
             frame_observer=self._frame,
             close=self._close_replaced,
         )
-        central.connected(charger_id, self.session, self.peer_address())
+        central.connected(charger_id, self.session, self.peer_address(),
+                          ISSLTransport.providedBy(self.transport))
         self._honour_quirks()
 
     def _dispatch(self, action, request):
@@ -404,7 +398,8 @@ class OcppServerProtocol(WebSocketServerProtocol):
     def onAutoPingTimeout(self):
         # Autobahn drops the connection. One that never answered a ping
         # (a dead link answered the ones before) is worth a suggestion.
-        if self.charger_id is not None and not self._ponged:
+        # A flooding one's pong waits behind its flood (FrameBudget).
+        if self.charger_id is not None and not self._ponged and self.flooding_since is None:
             self.factory.central.suggest_quirk(
                 self.charger_id, "no-ping", "it did not answer a WebSocket ping")
         super().onAutoPingTimeout()
@@ -467,6 +462,8 @@ class OcppServerFactory(WebSocketServerFactory):
     @ivar dropped_connections: how many connections were dropped before
         their handshake was over: too many were in theirs
         (L{handshake_limits}), or it took over L{HANDSHAKE_TIMEOUT}.
+    @ivar floods: the L{Floods}: the connections closed for a flood of
+        frames.
     @ivar relay: the relay every charger's CALL goes through
         (L{xxterocpp.ocpp.handlers.dispatch}), or None.
     """
@@ -490,6 +487,7 @@ class OcppServerFactory(WebSocketServerFactory):
         self._tls_lines = Pacer(DROP_LOG_INTERVAL)
         self._failure_lines = Pacer(DROP_LOG_INTERVAL)
         self._throttle_lines = Pacer(DROP_LOG_INTERVAL)
+        self.floods = Floods(clock, DROP_LOG_INTERVAL)
         options = dict(
             maxFramePayloadSize=MAX_MESSAGE_SIZE,
             maxMessagePayloadSize=MAX_MESSAGE_SIZE,

@@ -143,11 +143,15 @@ class State:
             merge=_merge_attempts,
         )
 
-    def put_setting(self, scope, key, value):
+    def put_setting(self, scope, key, value, lazy=False):
         """
         Store a setting changed at run time (e.g. a limit set over KNX).
 
         @param value: anything L{json.dumps} accepts.
+        @param lazy: commit it with the next commit that happens anyway, or
+            C{lazy_delay} late at the latest, as a meter reading (for a
+            value that a crash may set back a little at no cost); by
+            default it is committed at the end of this reactor turn.
         @raise TypeError: at once, if C{value} is not JSON-serialisable.
         """
         return self._write(
@@ -155,6 +159,7 @@ class State:
             execute,
             "INSERT OR REPLACE INTO settings (scope, key, value) VALUES (?, ?, ?)",
             (scope, key, json.dumps(value)),
+            lazy=lazy,
         )
 
     def delete_setting(self, scope, key):

@@ -1,9 +1,10 @@
-# -*- test-case-name: tests.test_upstream_store -*-
+# -*- test-case-name: tests.test_upstream_store,tests.test_upstream_deadletters -*-
 """
 What the back office adapter (L{xxterocpp.upstream}) keeps in the state
 store: per charger, the messages not yet delivered to its back office, in
-order; the dead letters (messages the back office refused for good, kept to
-be shown); and which of the back office's transactionIds each of ours got.
+order; the dead letters (messages the back office refused for good or too
+often, kept to be shown and queued again by the installer); and which of
+the back office's transactionIds each of ours got.
 
 The writes go through the L{Store}'s own batches, so a queued message is
 committed with the transaction row it belongs to, with the same fsync.
@@ -49,8 +50,10 @@ class QueuedRecord:
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class DeadLetterRecord:
     """
-    A message the back office refused too often, or that can never be sent
-    (its StartTransaction got no transactionId): kept, never sent again.
+    A message the back office refused for good or failed on too often, or
+    that cannot be sent (its StartTransaction got no transactionId): kept,
+    never sent again unless the installer queues it again
+    (L{UpstreamStore.requeue}).
     """
 
     seq: int
@@ -137,6 +140,22 @@ def _dead_letter(db, seq, failed_at, error):
     db.execute("DELETE FROM upstream_queue WHERE seq = ?", (seq,))
 
 
+def _requeue(db, seqs):
+    # OR IGNORE: a message queued already stays as it is (never a commit
+    # that fails again at every retry).
+    db.executemany(
+        "INSERT OR IGNORE INTO upstream_queue (seq, charger_id, action, transaction_id,"
+        " payload, queued_at, failures, last_error) SELECT seq, charger_id, action,"
+        " transaction_id, payload, queued_at, 0, error FROM upstream_dead_letters"
+        " WHERE seq = ?", [(seq,) for seq in seqs])
+    db.executemany("DELETE FROM upstream_dead_letters WHERE seq = ?", [(seq,) for seq in seqs])
+
+
+def _dead_letter_record(row):
+    seq, c, a, t, p, q, f, e = row
+    return DeadLetterRecord(seq, c, a, t, json.loads(p), from_text(q), from_text(f), e)
+
+
 class UpstreamStore:
     """
     The back office's tables, written and read through a L{Store}.
@@ -165,8 +184,7 @@ class UpstreamStore:
                 " last_error FROM upstream_queue ORDER BY seq")
         ]
         dead = [
-            DeadLetterRecord(seq, c, a, t, json.loads(p), from_text(q), from_text(f), e)
-            for seq, c, a, t, p, q, f, e in self._select(
+            _dead_letter_record(row) for row in self._select(
                 "SELECT seq, charger_id, action, transaction_id, payload, queued_at, failed_at,"
                 " error FROM (SELECT *, row_number() OVER (PARTITION BY charger_id"
                 " ORDER BY seq DESC) AS n FROM upstream_dead_letters) WHERE n <= ? ORDER BY seq",
@@ -232,3 +250,25 @@ class UpstreamStore:
         """
         to_text(failed_at)
         return self._store._write(None, _dead_letter, seq, failed_at, error)
+
+    def dead_letters(self, charger_id, limit):
+        """
+        Read a charger's oldest dead letters (the writes queued so far
+        included), without blocking.
+
+        @return: a Deferred firing with at most C{limit}
+            L{DeadLetterRecord}s, oldest first.
+        """
+        d = self._store._read(
+            self._store._worker.select,
+            "SELECT seq, charger_id, action, transaction_id, payload, queued_at, failed_at,"
+            " error FROM upstream_dead_letters WHERE charger_id = ? ORDER BY seq LIMIT ?",
+            (charger_id, limit))
+        return d.addCallback(lambda rows: [_dead_letter_record(row) for row in rows])
+
+    def requeue(self, seqs):
+        """
+        Move dead letters back to the queue, in their places (their
+        C{seq}), with no failures counted.
+        """
+        return self._store._write(None, _requeue, list(seqs))

@@ -1,10 +1,10 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks,tests.test_upstream_deadletters -*-
 """
 The outbox delivered to the back office: one transaction message at a time,
 in the charger's order, with the back office's transactionId and
 reservationId put in at sending time; a message it did not take is sent
 again after a growing pause, or kept as a dead letter once it refused it
-too often (L{xxterocpp.upstream.outbox}).
+for good or failed too often (L{xxterocpp.upstream.outbox}).
 """
 
 from functools import partial
@@ -15,6 +15,12 @@ from twisted.python.failure import Failure
 
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
+from xxterocpp.upstream.outbox import REFUSED_FOR_GOOD
+
+#: An answer to a StartTransaction without a transactionId is taken as a
+#: GenericError with this description: the back office's answer is wrong,
+#: not our message, so it is retried like an InternalError.
+NO_TRANSACTION_ID = "the answer has no transactionId"
 
 #: The first and the longest pause (s) before a queued message the back
 #: office did not take (a CALLERROR, no answer) is sent again.
@@ -46,11 +52,31 @@ class Delivery:
         @return: a Deferred firing once it is stored.
         """
         uplink = self.uplink
-        thin = None if uplink.accepted else uplink.sample_interval
+        thin = uplink.sample_interval if self.stalled else None
         d = uplink.outbox.add(action, transaction_id, m.encode(request), thin)
         return d.addCallback(self._queued)
 
     def _queued(self, ignored):
+        self.pump()
+
+    @property
+    def stalled(self):
+        """
+        Whether the queue does not move: the back office is away, or the
+        head waits for its retry (it may for hours,
+        L{xxterocpp.upstream.outbox.MAX_FAILURES}). A transaction's
+        MeterValues are thinned meanwhile, so that the queue grows no
+        faster than while the back office is away.
+        """
+        return not self.uplink.accepted or self._retry is not None
+
+    def again(self):
+        """
+        Send the head now, the pause forgotten (dead letters were queued
+        again: the installer says the back office takes them).
+        """
+        self.halt()
+        self._failures = 0
         self.pump()
 
     def halt(self):
@@ -78,6 +104,8 @@ class Delivery:
             if request is not None:
                 break
         self._sending = message
+        # What the back office may have got is never replaced by thinning.
+        message.anchor = True
         uplink.session.call(request, late=partial(self._late, message)).addCallbacks(
             self._delivered, self._not_delivered, (message,), None, (message,))
 
@@ -118,8 +146,13 @@ class Delivery:
         """
         if isinstance(result, Failure):
             return
-        if message is not self.uplink.outbox.head():
+        if not self.uplink.outbox.holds(message):
             self._twice(message, result)
+            return
+        if self._sending is not None and self._sending is not message:
+            # Dead letters queued again went before it and one is on its
+            # way: this one is delivered all the same.
+            self._taken(result, message)
             return
         self.halt()
         self._sending = message
@@ -142,12 +175,22 @@ class Delivery:
             self._twice(message, response)
             return
         if message.action == "StartTransaction" and response.transaction_id is None:
-            self._not_delivered(Failure(CallError(
-                m.FORMATION_VIOLATION, "the answer has no transactionId")), message)
+            self._not_delivered(Failure(CallError(m.GENERIC_ERROR, NO_TRANSACTION_ID)), message)
             return
-        uplink = self.uplink
         self._sending = None
         self._failures = 0
+        self._taken(response, message)
+        self.pump()
+
+    def _taken(self, response, message):
+        """
+        The back office took C{message}: it leaves the queue; a
+        StartTransaction's answer goes into the id map.
+        """
+        uplink = self.uplink
+        if message.action == "StartTransaction" and response.transaction_id is None:
+            # A late answer without the id: the message stays queued.
+            return
         if message.action == "StartTransaction":
             info = response.id_tag_info
             status = (info.status if info is not None else None) or "Invalid"
@@ -159,7 +202,6 @@ class Delivery:
                 uplink.upstream.refused(uplink, mapping)
         else:
             uplink.outbox.delivered(message)
-        self.pump()
 
     def _check_reused(self, transaction_id, remote_id):
         """
@@ -184,10 +226,13 @@ class Delivery:
         if failure.check(NotConnected):
             # Sent again once the back office accepts the charger again.
             return
-        if failure.check(CallError) and uplink.outbox.failed(message, str(failure.value)):
-            self.log.warn("{id}: the back office refused {action} {seq} {n} times: kept as a"
-                          " dead letter", id=uplink.charger_id, action=message.action,
-                          seq=message.seq, n=message.failures)
+        error = failure.value
+        for_good = isinstance(error, CallError) and error.code in REFUSED_FOR_GOOD
+        if uplink.outbox.failed(message, str(error), for_good):
+            self.log.warn("{id}: the back office did not take {action} {seq} ({why}){times}:"
+                          " kept as a dead letter", id=uplink.charger_id, action=message.action,
+                          seq=message.seq, why=error,
+                          times="" if for_good else f", {message.failures} attempts")
             self.pump()
             return
         self._failures += 1

@@ -301,6 +301,30 @@ class Upstream(service.Service):
         if uplink.config.stop_refused and tx is not None and tx.running:
             stored(self.controller.stop(uplink.charger_id, tx.connector))
 
+    def requeue(self, charger_id):
+        """
+        Put a charger's dead letters back in its queue
+        (L{xxterocpp.upstream.outbox.Outbox.requeue}) and, with its back
+        office connected, send at once (docs/upstream.md#queue).
+
+        @return: a Deferred firing with C{(queued again, dead letters
+            left)}, or C{(None, left)} while a re-queue of it is under way.
+        @raise KeyError: the charger has no queue for a back office (it never
+            had one configured, and nothing of one is kept).
+        """
+        outbox = self._outboxes[charger_id]
+
+        def queued(count):
+            if count:
+                self.log.info("{id}: {n} dead letters queued again for the back office",
+                              id=charger_id, n=count)
+                uplink = self.uplinks.get(charger_id)
+                if uplink is not None:
+                    uplink.delivery.again()
+            return count, outbox.dead_letter_count
+
+        return outbox.requeue().addCallback(queued)
+
     def status(self):
         """
         @return: per charger with a back office, a JSON-able summary

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_outbox,tests.test_upstream_attacks -*-
+# -*- test-case-name: tests.test_upstream_outbox,tests.test_upstream_attacks,tests.test_upstream_deadletters -*-
 """
 One charger's outbox towards its back office: the transaction messages
 (StartTransaction, StopTransaction, MeterValues of a transaction) in the
@@ -13,14 +13,30 @@ from collections import OrderedDict, deque
 from datetime import datetime
 
 import attr
+from twisted.internet import defer
 
 from xxterocpp.domain.model import stored
+from xxterocpp.ocpp import messages as m
 from xxterocpp.store.upstream import (
     DEAD_LETTERS_LOADED, ID_MAP_KEPT, DeadLetterRecord, IdMapRecord, QueuedRecord)
 
-#: CALLERRORs the back office may answer one message with before it becomes
-#: a dead letter: a message it cannot take is kept, not retried forever.
-MAX_FAILURES = 5
+#: The CALLERROR codes saying that the message itself is wrong, or an
+#: action the back office does not take: sent again it gets the same
+#: answer, so it is a dead letter at once (docs/upstream.md#queue).
+REFUSED_FOR_GOOD = frozenset({
+    m.FORMATION_VIOLATION, m.PROPERTY_CONSTRAINT_VIOLATION, m.TYPE_CONSTRAINT_VIOLATION,
+    m.OCCURENCE_CONSTRAINT_VIOLATION, m.PROTOCOL_ERROR, m.NOT_IMPLEMENTED, m.NOT_SUPPORTED})
+
+#: Failed attempts at one message (a CALLERROR of any other code, such as
+#: InternalError from a back office restarting its database, or no answer in
+#: time) before it becomes a dead letter: at the longest pause between two
+#: (L{xxterocpp.upstream.delivery.RETRY}), about 6 hours of a back office
+#: that is connected but fails; kept, not retried forever.
+MAX_FAILURES = 80
+
+#: Dead letters put back in the queue by one L{Outbox.requeue}, the oldest
+#: first: what one request reads from the file and holds in memory.
+REQUEUE_BATCH = 1000
 
 #: The messages that go through the outbox.
 QUEUED_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
@@ -43,7 +59,7 @@ class Message:
     failures = attr.ib(default=0)
     last_error = attr.ib(default=None)
     #: For MeterValues thinned while the back office is away: False for
-    #: the one queued last that the next may replace.
+    #: the one queued last that the next may replace (never one sent).
     anchor = attr.ib(default=True)
 
 
@@ -57,6 +73,10 @@ def _sample_time(payload, default):
     except ValueError:
         # None given, or one that does not parse (decoded leniently).
         return default
+
+
+def _seq(message):
+    return message.seq
 
 
 class Outbox:
@@ -87,6 +107,7 @@ class Outbox:
         # Our transactionIds whose StartTransaction is queued or was
         # dead-lettered: their later messages are queued behind it.
         self._starts = set()
+        self._requeuing = False
 
     def restore(self, queue, dead_letters, dead_letter_count, ids):
         """
@@ -253,16 +274,23 @@ class Outbox:
         stored(self._store.delivered(message.seq, mapping))
         return mapping
 
-    def failed(self, message, error):
+    def failed(self, message, error, for_good=False):
         """
-        The back office answered C{message} with a CALLERROR.
+        The back office did not take C{message}: a CALLERROR, or no answer
+        in time.
 
-        @return: whether it is now a dead letter (L{MAX_FAILURES} reached).
+        @param for_good: whether the error says the message is wrong
+            (L{REFUSED_FOR_GOOD}).
+        @return: whether it is now a dead letter (refused for good, or
+            L{MAX_FAILURES} reached).
         """
         message.failures += 1
         message.last_error = error
+        if for_good:
+            self.dead(message, f"refused for good: {error}")
+            return True
         if message.failures >= MAX_FAILURES:
-            self.dead(message, f"{message.failures} CALLERRORs, the last: {error}")
+            self.dead(message, f"{message.failures} failed attempts, the last: {error}")
             return True
         stored(self._store.failed(message.seq, message.failures, error))
         return False
@@ -278,6 +306,57 @@ class Outbox:
             message.payload, message.queued_at, now, error))
         self.dead_letter_count += 1
         stored(self._store.dead_letter(message.seq, now, error))
+
+    # -- dead letters queued again ---------------------------------------------
+
+    def requeue(self):
+        """
+        Put the charger's dead letters back in its queue, at most
+        L{REQUEUE_BATCH} of them, the oldest first: the installer's, once
+        the back office takes them again. They go where their order puts
+        them, before the messages queued since (a transaction's messages
+        stay in the order the charger sent them), with no failures
+        counted.
+
+        @return: a Deferred firing with how many were queued again, or
+            None when a re-queue of this charger is under way already.
+        """
+        if self._requeuing:
+            return defer.succeed(None)
+        self._requeuing = True
+        d = self._store.dead_letters(self.charger_id, REQUEUE_BATCH)
+        d.addCallback(self._requeued)
+
+        def done(result):
+            self._requeuing = False
+            return result
+
+        return d.addBoth(done)
+
+    def _requeued(self, records):
+        queued = {message.seq for message in self.messages}
+        records = [r for r in records if r.seq not in queued]
+        if not records:
+            return 0
+        again = []
+        for rec in records:
+            again.append(Message(rec.seq, rec.action, rec.transaction_id, rec.payload,
+                                 rec.queued_at, 0, rec.error))
+            if rec.action == "StartTransaction":
+                self._starts.add(rec.transaction_id)
+        self.messages = deque(sorted([*self.messages, *again], key=_seq))
+        seqs = {rec.seq for rec in records}
+        self.dead_letters = deque((d for d in self.dead_letters if d.seq not in seqs),
+                                  maxlen=DEAD_LETTERS_LOADED)
+        self.dead_letter_count = max(0, self.dead_letter_count - len(records))
+        stored(self._store.requeue(sorted(seqs)))
+        return len(records)
+
+    def holds(self, message):
+        """
+        @return: whether C{message} is still to be delivered.
+        """
+        return message in self.messages
 
     def _remove(self, message):
         if self.messages and self.messages[0] is message:

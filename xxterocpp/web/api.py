@@ -8,7 +8,8 @@ status and the root certificate are L{WebInterface}'s own; the other routes
 are those of its route groups: L{xxterocpp.web.commands} (commands to a
 charger), L{xxterocpp.web.smart} (smart sessions), L{xxterocpp.web.tags}
 (the tag registry), L{xxterocpp.web.exports} (transactions and group
-addresses, also as CSV). Errors are JSON C{{"error": "..."}} with the
+addresses, also as CSV), L{xxterocpp.web.backoffice} (the back office's
+dead letters queued again). Errors are JSON C{{"error": "..."}} with the
 fitting status: 400 bad request body or query, 401 no or wrong
 credentials, 403 cross-site request or a foreign C{Host}, 404 unknown
 route, charger or tag, 405 wrong method, 409 charger offline or command
@@ -32,6 +33,7 @@ from twisted.web import resource, server
 
 from xxterocpp.control import UnknownChargingPoint
 from xxterocpp.web import ets
+from xxterocpp.web.backoffice import BackOfficeQueue
 from xxterocpp.web.commands import ChargerCommands
 from xxterocpp.web.exports import Exports
 from xxterocpp.web.gate import Gate, WebSite, header, host_name, reason
@@ -86,6 +88,7 @@ ROUTES = (
     Route("PUT", "/api/chargers/{charger_id}/smart", "smart.change"),
     Route("POST", "/api/chargers/{charger_id}/smart", "smart.change"),
     Route("POST", "/api/chargers/{charger_id}/ocpp/{action}", "commands.ocpp"),
+    Route("POST", "/api/chargers/{charger_id}/upstream/requeue", "backoffice.requeue"),
     Route("POST", "/api/chargers/{charger_id}/password", "commands.rotate_password"),
     Route("PUT", "/api/chargers/{charger_id}/password", "commands.put_password"),
     Route("POST", "/api/chargers/{charger_id}/{command}", "commands.command"),
@@ -134,6 +137,7 @@ class WebInterface(resource.Resource):
             "smart": SmartSessions(central, smart),
             "tags": Tags(central),
             "exports": Exports(central, store),
+            "backoffice": BackOfficeQueue(self.upstream),
         }
 
     def render(self, request):
