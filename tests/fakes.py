@@ -280,6 +280,8 @@ class FakeCentral:
         L{record_unknown}.
     @ivar refusals: C{(identity or None, address, reason, detail)} of every
         L{refused} and L{refused_unnamed}.
+    @ivar pending_commands: what L{pending} answers, by C{(charger id,
+        connector)}: lists of L{xxterocpp.domain.accepted.Pending}.
     """
 
     def __init__(self, *charging_points, config=None):
@@ -292,6 +294,7 @@ class FakeCentral:
         self.last_sessions = {}
         self.unknown_attempts = []
         self.refusals = []
+        self.pending_commands = {}
         self._observers = []
         for charger_id, connector in charging_points:
             self.chargers.setdefault(charger_id, FakeCharger(charger_id)).connector(connector)
@@ -325,6 +328,9 @@ class FakeCentral:
 
     def last_session(self, charger_id, connector):
         return self.last_sessions.get((charger_id, connector))
+
+    def pending(self, charger_id, connector):
+        return list(self.pending_commands.get((charger_id, connector), ()))
 
     def lookup(self, identity):
         if identity in self.chargers:

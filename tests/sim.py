@@ -969,12 +969,13 @@ class SimCharger:
         power_w=None,
         unit: str = "Wh",
         timestamp=None,
+        offered=None,
     ) -> Deferred:
         """
         MeterValues with one MeterValue holding the given samples:
         C{energy_wh} as Energy.Active.Import.Register in C{unit}, C{currents}
         as Current.Import with phases L1, L2, L3 in order, C{power_w} as
-        Power.Active.Import.
+        Power.Active.Import, C{offered} as Current.Offered (A).
         """
         samples = []
         if energy_wh is not None:
@@ -983,8 +984,10 @@ class SimCharger:
             samples.append({"value": _value(current), "measurand": "Current.Import", "phase": phase, "unit": "A"})
         if power_w is not None:
             samples.append({"value": _value(power_w), "measurand": "Power.Active.Import", "unit": "W"})
+        if offered is not None:
+            samples.append({"value": _value(offered), "measurand": "Current.Offered", "unit": "A"})
         if not samples:
-            raise ValueError("meter_values needs energy_wh, currents or power_w; use call() for an empty sampledValue")
+            raise ValueError("meter_values needs energy_wh, currents, power_w or offered; use call() for an empty sampledValue")
         payload = {
             "connectorId": connector,
             "meterValue": [{"timestamp": _timestamp(timestamp, self._reactor), "sampledValue": samples}],

@@ -7,10 +7,10 @@ still end with the right energy.
 import os
 import sqlite3
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
-from tests.service import ServiceProcess, kill_on_cleanup, write_config
+from tests.service import BASE_CONFIG, ServiceProcess, kill_on_cleanup, write_config
 from tests.sim import connect_charger
 
 
@@ -123,3 +123,44 @@ class CrashRestartTests(TestCase):
             [(tx, meter_start, meter_start + 2500 + connector, 2500 + connector)
              for charger, connector, meter_start, tx in sessions],
         )
+
+
+class CrashOfflineTests(TestCase):
+    """
+    SIGKILL while a charger is connected, and a restart later than
+    C{[knx] offline_after}.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_offline_after_counts_from_before_the_crash(self):
+        """
+        The store kept when the connection opened: the restarted service
+        counts the charger's offline_after from then (at the latest from
+        the time it kept last), so it is offline at once, not 1 s later.
+        """
+        config = write_config(self, BASE_CONFIG.replace('knxd = "{knxd}"',
+                                                         'knxd = "{knxd}"\noffline_after = 1'))
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        yield cp.boot()
+        # answered once on disk, after the batch of the connection
+        yield cp.start_transaction(1, "04A1B2C3", 1000)
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        yield task.deferLater(reactor, 1.5, lambda: None)
+        yield service.start()
+        yield service.wait_for_output(b"CP1: not heard from since")
+        yield service.stop()
+        db = sqlite3.connect(database)
+        try:
+            settings = dict(db.execute(
+                "select key, value from settings where scope = 'CP1'").fetchall())
+        finally:
+            db.close()
+        self.assertEqual(settings["offline"], "true")
+        self.assertIn('"left"', settings["contact"])

@@ -258,7 +258,8 @@ class RestartTests(StateTestCase):
         self.assertFalse(self.charger.ever_connected)
         self.connect()
         self.assertTrue(self.charger.ever_connected)
-        self.assertEqual(self.store.settings, {("CP1", "seen"): True})
+        self.assertEqual(self.store.settings, {("CP1", "seen"): True,
+                                               ("CP1", "contact"): {"since": T0.isoformat()}})
         self.connect()
         self.restart()
         self.assertEqual((self.charger.ever_connected,
@@ -307,3 +308,123 @@ class RestartTests(StateTestCase):
         self.restart()
         self.assertEqual((self.charger.connectors[1].limit, self.charger.connectors[2].limit),
                          (None, 10.0))
+
+
+class LastContactTests(StateTestCase):
+    """
+    C{[knx] offline_after} (30 s here) runs from a charger's last contact,
+    also across a restart: the store keeps when its connection opened and
+    when it ended, one write each, none per frame.
+    """
+
+    def disconnect(self, session, charger_id="CP1"):
+        self.central.disconnected(charger_id, session)
+
+    def stop(self):
+        """
+        The service stops (the connections end with it).
+        """
+        self.central.shutdown()
+
+    def offline_timer(self):
+        [timer] = self.clock.getDelayedCalls()
+        return timer.getTime() - self.clock.seconds()
+
+    def contact_writes(self):
+        return [value for scope, key, value in self.store.written("put_setting")
+                if key == "contact"]
+
+    def test_away_before_the_restart_counts(self):
+        self.disconnect(self.connect())
+        self.clock.advance(20)
+        self.stop()
+        self.restart()
+        self.assertEqual((self.offline_timer(), self.charger.disconnected_since), (10, T0))
+        self.clock.advance(10)
+        self.assertTrue(self.charger.offline)
+        self.assertEqual(self.status_events(), [StatusChanged("CP1", None)])
+
+    def test_away_for_longer_is_offline_at_once(self):
+        """
+        Offline as the state is loaded, before anybody publishes it: no
+        timer, no event.
+        """
+        self.disconnect(self.connect())
+        self.clock.advance(45)
+        self.restart()
+        self.assertEqual((self.charger.offline, self.clock.getDelayedCalls()), (True, []))
+        self.assertEqual(self.central.point_status("CP1", 1), ("Unavailable", "NoError"))
+        self.assertEqual(self.store.settings[("CP1", "offline")], True)
+        self.restart()
+        self.assertTrue(self.charger.offline)
+
+    def test_connected_when_the_service_stopped(self):
+        """
+        Its last contact was the stop (the time kept at the stop); the
+        store says so once, so a second restart does not count from its own
+        stop.
+        """
+        self.connect()
+        self.clock.advance(5)
+        self.stop()
+        self.clock.advance(20)
+        self.restart()
+        self.assertEqual(self.offline_timer(), 10)
+        self.assertEqual(self.charger.disconnected_since, T0 + timedelta(seconds=5))
+        self.assertEqual(self.contact_writes()[-1],
+                         {"left": (T0 + timedelta(seconds=5)).isoformat()})
+        self.clock.advance(3)
+        self.stop()
+        self.restart()
+        self.assertEqual(self.offline_timer(), 7)
+
+    def test_connected_at_a_crash(self):
+        """
+        No stop: nothing newer than the connection's start is kept (the
+        trusted time is written every ten minutes only).
+        """
+        self.connect()
+        self.clock.advance(10)
+        self.restart()
+        self.assertEqual(self.offline_timer(), 20)
+
+    def test_a_store_of_an_older_version(self):
+        """
+        Nothing kept of the last contact: offline_after from the start.
+        """
+        self.store.settings = {("CP1", "seen"): True}
+        self.clock.advance(3600)
+        self.restart()
+        self.assertEqual((self.offline_timer(), self.charger.disconnected_since), (30, None))
+
+    def test_a_clock_that_is_wrong_after_the_restart(self):
+        """
+        The system clock reads 1970: the time since the last contact is
+        known up to the stop only (the time kept then), so offline_after
+        may be longer than from the last contact, never longer than all
+        of it.
+        """
+        self.disconnect(self.connect())
+        self.clock.advance(10)
+        self.stop()
+        self.central = CentralSystem(parse_config(self.config), self.store, self.clock,
+                                     wall=lambda: 0.0)
+        self.central.load()
+        self.assertFalse(self.central.time.ok)
+        # away for the 10 s until the stop, as far as it can be known
+        self.assertEqual(self.offline_timer(), 20)
+
+    def test_one_write_per_connection_and_end(self):
+        """
+        A connection and its end are one write each; frames, a replacing
+        connection and the end of the replaced one write nothing.
+        """
+        first = self.connect()
+        for n in range(1000):
+            self.central.frame("CP1", "in", "[2,\"%d\",\"Heartbeat\",{}]" % n)
+            self.clock.advance(1)
+        second = self.connect()
+        self.disconnect(first)
+        self.disconnect(second)
+        self.assertEqual(self.contact_writes(), [
+            {"since": T0.isoformat()}, {"left": (T0 + timedelta(seconds=1000)).isoformat()}])

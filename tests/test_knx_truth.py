@@ -528,6 +528,28 @@ class OfflineTests(TruthTestCase):
             plugged=1))
 
     @defer.inlineCallbacks
+    def test_restart_counts_from_the_last_contact(self):
+        """
+        Connected and charging when the service stops, and the service is
+        down for longer than offline_after: from the restart on its status
+        is 7, not its last status for another offline_after.
+        """
+        cp = yield self.charger()
+        yield self.session(cp)
+        yield self.service.stopService()
+        yield cp.wait_closed()
+        yield task.deferLater(reactor, OFFLINE_AFTER + 0.2, lambda: None)
+        start = self.bus.mark()
+        yield self.start()
+        self.assertTrue(self.service.central.chargers["CP1"].offline)
+        yield self.expect("status", UNAVAILABLE)
+        yield self.bus.barrier(address("status"))
+        self.assertEqual((self.sent("status", start), self.sent("availability", start)),
+                         ([UNAVAILABLE], [0]))
+        self.assertEqual((yield self.answers(["online", "charging"])),
+                         {"online": 0, "charging": 1})
+
+    @defer.inlineCallbacks
     def test_back_within_offline_after_stays_available(self):
         cp = yield self.charger()
         start = self.bus.start

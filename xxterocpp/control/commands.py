@@ -63,6 +63,10 @@ class Controller:
     The composition root subscribes L{observe} to the central system's
     events, which the parts (L{xxterocpp.control.parts.Parts}) follow.
 
+    A start, a stop or a change of availability the charger accepts is
+    pending in the domain (L{xxterocpp.domain.accepted}) until the charger
+    shows it did it, for as long as L{waits} allow.
+
     Every command that ends not accepted (refused here or by the charger,
     failed, timed out, the charger offline) is announced as
     L{CommandRefused} through the central system, whichever adapter sent it.
@@ -78,6 +82,8 @@ class Controller:
         self._parts = Parts(central, clock)
         self._sender = self._parts.sender
         self._limits = self._parts.limits
+        #: The L{xxterocpp.control.remote.Waits} for what chargers accepted.
+        self.waits = self._parts.waits
 
     @property
     def boot_wait(self):
@@ -365,12 +371,21 @@ class Controller:
     def set_availability(self, charger_id, connector, available):
         """
         ChangeAvailability Operative/Inoperative (Scheduled counts as
-        accepted). Connector 0 is the whole charger.
+        accepted, and is pending until the session ends). Connector 0 is the
+        whole charger.
         """
         if connector != 0:
             self._point(charger_id, connector)
-        return self._sender.call(self._charger(charger_id), m.ChangeAvailabilityRequest(
+        d = self._sender.call(self._charger(charger_id), m.ChangeAvailabilityRequest(
             connector_id=connector, type="Operative" if available else "Inoperative"))
+        return d.addCallback(self._availability_answered, charger_id, connector, available)
+
+    def _availability_answered(self, result, charger_id, connector, available):
+        if result.accepted:
+            self.central.accepted.availability_accepted(
+                charger_id, connector, available, result.status == "Scheduled",
+                self.waits.availability)
+        return result
 
     @_announced
     def unlock(self, charger_id, connector=1):

@@ -165,7 +165,9 @@ class Limits:
     def in_force(self, point):
         """
         @return: the limit in force at the point (A): the one the charger
-            accepted last; for a charger without the SmartCharging feature
+            accepted last, unless its readings show it offers the car more
+            (L{xxterocpp.domain.accepted.AcceptedCommands.offered_above}:
+            then that); for a charger without the SmartCharging feature
             profile, which takes no limit, its max_current; None while
             unknown.
         """
@@ -173,7 +175,8 @@ class Limits:
         limit = charger.connector(point.connector).limit
         if limit is None and lacks_profile(charger.configuration, "SmartCharging"):
             return point.max_current
-        return limit
+        above = self.central.accepted.offered_above(point.id, point.connector)
+        return limit if above is None else above
 
     def mode(self, point):
         """
@@ -350,7 +353,9 @@ class Limits:
             result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx))
             if result.accepted:
                 self.cascade.accepted(charger_id, strategy)
-                self.central.limit_in_force(charger_id, connector, amps)
+                self.central.limit_in_force(
+                    charger_id, connector, amps,
+                    whole_charger=strategy.purpose == "ChargePointMaxProfile")
                 self._mode_in_force(point)
                 if self._state(point).stopped_tag is not None:
                     yield self._start_again(charger, point)

@@ -16,7 +16,7 @@ from xxterocpp.control.limits import Limits
 from xxterocpp.control.locallist import LocalList
 from xxterocpp.control.meterwatch import MeterWatch
 from xxterocpp.control.profiles import ProfileRaise
-from xxterocpp.control.remote import RemoteSessions
+from xxterocpp.control.remote import RemoteSessions, Waits
 from xxterocpp.control.reservations import Reservations
 from xxterocpp.control.sender import Sender
 from xxterocpp.control.setup import SetUp
@@ -55,6 +55,7 @@ class Parts:
     @ivar meter_watch: the L{MeterWatch}.
     @ivar finishing: the L{FinishingRecovery}.
     @ivar remote: the L{RemoteSessions}.
+    @ivar waits: the L{Waits} for what a charger accepted.
     """
 
     def __init__(self, central, clock):
@@ -74,7 +75,8 @@ class Parts:
                            self._save)
         self.meter_watch = MeterWatch(central, clock, self.sender)
         self.finishing = FinishingRecovery(central, clock, self.sender)
-        self.remote = RemoteSessions(central, self.sender, self.finishing)
+        self.waits = Waits()
+        self.remote = RemoteSessions(central, self.sender, self.finishing, self.waits)
         # The handlers of each event, in the order they run.
         self._handlers = {
             StateLoaded: (self._loaded,),

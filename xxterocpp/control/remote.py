@@ -5,13 +5,63 @@ RemoteStartTransaction with the tag a start stands for, sent only while
 the point may start charging (not unavailable, not reserved for another
 tag, not charging already), with the profile a smart start carries; and
 RemoteStopTransaction of the running session, after which a charger with
-C{finishing-recovery} is watched (L{xxterocpp.control.finishing}).
+C{finishing-recovery} is watched (L{xxterocpp.control.finishing}). What the
+charger accepts is pending in the domain (L{xxterocpp.domain.accepted})
+until its StartTransaction or StopTransaction comes, for as long as
+L{Waits} says.
 """
 
+import attr
+
+from xxterocpp.control.configuration import integer
 from xxterocpp.control.limits import start_profile
 from xxterocpp.control.sender import done, refused
 from xxterocpp.domain.model import casefold
 from xxterocpp.ocpp import messages as m
+
+
+#: The ConnectionTimeOut (s) of a charger that did not report one.
+CONNECTION_TIMEOUT = 60
+
+#: Seconds past a charger's ConnectionTimeOut for the StartTransaction of a
+#: remote start it accepted: a car plugged in at the last moment.
+START_MARGIN = 5.0
+
+#: Seconds for the StopTransaction of a remote stop a charger accepted.
+STOP_WAIT = 30.0
+
+#: Seconds for the status a ChangeAvailability asked for, once due (at
+#: once, or once the session ends when the charger answered Scheduled).
+AVAILABILITY_WAIT = 30.0
+
+
+@attr.s
+class Waits:
+    """
+    How long the effect of a command a charger accepted may take before it
+    counts as not carried out (L{xxterocpp.domain.accepted}); changed by
+    the tests.
+
+    @ivar connection_timeout: L{CONNECTION_TIMEOUT}.
+    @ivar start_margin: L{START_MARGIN}.
+    @ivar stop: L{STOP_WAIT}.
+    @ivar availability: L{AVAILABILITY_WAIT}.
+    """
+
+    connection_timeout = attr.ib(default=CONNECTION_TIMEOUT)
+    start_margin = attr.ib(default=START_MARGIN)
+    stop = attr.ib(default=STOP_WAIT)
+    availability = attr.ib(default=AVAILABILITY_WAIT)
+
+    def start(self, charger):
+        """
+        @return: how long (s) after an accepted remote start its
+            StartTransaction may take: the ConnectionTimeOut the charger
+            reported (the time it gives the driver to plug in), plus
+            L{start_margin}.
+        """
+        timeout = integer(charger.configuration.get("ConnectionTimeOut"), 0)
+        return (timeout if timeout > 0 else self.connection_timeout) + self.start_margin
 
 
 class RemoteSessions:
@@ -19,16 +69,18 @@ class RemoteSessions:
     Remote starts and stops, each checked against the domain first.
     """
 
-    def __init__(self, central, sender, finishing):
+    def __init__(self, central, sender, finishing, waits):
         """
         @param central: the L{xxterocpp.domain.central.CentralSystem}.
         @param sender: the L{xxterocpp.control.sender.Sender}.
         @param finishing: the L{xxterocpp.control.finishing.FinishingRecovery}
             told of every answered stop.
+        @param waits: the L{Waits}.
         """
         self.central = central
         self.sender = sender
         self.finishing = finishing
+        self.waits = waits
 
     def start(self, charger, point, id_tag, smart, charging_profile):
         """
@@ -61,12 +113,21 @@ class RemoteSessions:
         if reservation is not None and reservation.holds(self.central.now()) and not (
                 names_a_tag and reservation.admits(id_tag)):
             return refused("the charging point is reserved")
-        if c.transaction is not None and c.transaction.running and c.transaction.accepted:
+        tx = c.transaction
+        if tx is not None and tx.running and tx.accepted:
             return done("already charging")
         if charging_profile is None:
             charging_profile = start_profile(charger, point, id_tag, self.central.now())
-        return self.sender.call(charger, m.RemoteStartTransactionRequest(
+        before = tx.id if tx is not None and tx.running else None
+        d = self.sender.call(charger, m.RemoteStartTransactionRequest(
             connector_id=point.connector, id_tag=id_tag, charging_profile=charging_profile))
+        return d.addCallback(self._start_answered, charger, point.connector, before)
+
+    def _start_answered(self, result, charger, connector, before):
+        if result.accepted:
+            self.central.accepted.start_accepted(charger.id, connector,
+                                                 self.waits.start(charger), before)
+        return result
 
     def stop(self, charger, connector):
         """
@@ -77,6 +138,15 @@ class RemoteSessions:
         """
         tx = charger.connector(connector).transaction
         if tx is None or not tx.running:
+            # A start the charger accepted and has not begun is over too.
+            self.central.accepted.cancel(charger.id, connector, "start")
             return refused("no transaction to stop")
         d = self.sender.call(charger, m.RemoteStopTransactionRequest(transaction_id=tx.id))
+        d.addCallback(self._stop_answered, charger, connector, tx.id)
         return d.addCallback(self.finishing.stop_answered, charger.id, connector)
+
+    def _stop_answered(self, result, charger, connector, transaction_id):
+        if result.accepted:
+            self.central.accepted.stop_accepted(charger.id, connector, transaction_id,
+                                                self.waits.stop)
+        return result

@@ -62,7 +62,7 @@ class TransactionBook:
 
     log = Logger()
 
-    def __init__(self, store, chargers, now, emit, dated=None, seconds=None):
+    def __init__(self, store, chargers, now, emit, dated=None, seconds=None, offered=None):
         """
         @param chargers: the central system's L{Charger}s by identity (the
             running transaction of each connector is kept on it).
@@ -75,12 +75,16 @@ class TransactionBook:
             C{now()}.
         @param seconds: a monotonic clock (seconds) for the budgets; by
             default C{now()}'s.
+        @param offered: C{offered(charger_id, connector)} is called when a
+            reading told the current the charger offers the car, before
+            its L{MeterChanged} (L{xxterocpp.domain.accepted.AcceptedCommands.offered}).
         """
         self._store = store
         self._chargers = chargers
         self._now = now
         self._emit = emit
         self._dated = dated or (lambda timestamp: (timestamp or now(), False))
+        self._offered = offered or (lambda charger_id, connector: None)
         self._transactions = {}
         self._recent = OrderedDict()
         self._dedup = {}
@@ -320,9 +324,10 @@ class TransactionBook:
             connector.currents = reading.currents
         if reading.power_w is not None:
             connector.power_w = reading.power_w
+        connector.meter_time = reading.timestamp
         if reading.current_offered is not None:
             connector.current_offered = reading.current_offered
-        connector.meter_time = reading.timestamp
+            self._offered(charger.id, number)
         self._emit(MeterChanged(charger.id, number))
 
     def _close(self, tx, meter_stop, stop_time, reason, id_tag):

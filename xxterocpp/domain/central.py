@@ -8,13 +8,15 @@ connections and what each connector counts as (L{connections}), what
 chargers report and accept (L{reports}), the transaction book (L{book}), the tag registry (L{tags}),
 the chargers' passwords (L{credentials}), their security profiles
 (L{security}) and certificates (L{certificates}), the refused connection
-attempts (L{refusals}), the unknown identities (L{unknown}) and the
-workarounds (L{workarounds}).
+attempts (L{refusals}), the unknown identities (L{unknown}), the
+workarounds (L{workarounds}) and the commands chargers accepted but have
+not carried out (L{accepted}).
 """
 
 import attr
 from twisted.logger import Logger
 
+from xxterocpp.domain.accepted import AcceptedCommands
 from xxterocpp.domain.book import UNBOOKED, TransactionBook
 from xxterocpp.domain.certificates import CertificateSigning
 from xxterocpp.domain.connections import Connections
@@ -25,13 +27,9 @@ from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.reports import ChargerReports
 from xxterocpp.domain.security import SecurityProfiles
 from xxterocpp.domain.tags import Authorization, TagRegistry
-from xxterocpp.domain.trusted import TrustedTime
+from xxterocpp.domain.trusted import TRUSTED_TIME, TrustedTime
 from xxterocpp.domain.unknown import UnknownAttempts, UnknownChargers
 from xxterocpp.domain.workarounds import Workarounds
-
-#: The setting (scope "central") of the newest time trusted
-#: (L{TrustedTime}).
-TRUSTED_TIME = "trusted_time"
 
 
 class CentralSystem:
@@ -62,6 +60,9 @@ class CentralSystem:
     @ivar workarounds: the L{Workarounds}: each charger's choice.
     @ivar time: the L{TrustedTime}: L{now}, and whether the system clock
         is right (C{time.ok}).
+    @ivar accepted: the L{AcceptedCommands}: what chargers accepted and
+        have not done (yet), told by the control model; it sees every
+        event before the observers do.
     """
 
     log = Logger()
@@ -95,8 +96,11 @@ class CentralSystem:
         self.connections = Connections(config, self.chargers, self.refusals, self.settings,
                                        store, clock, self.time.seconds, self.emit)
         self.tags = TagRegistry(store, config.tags, on_change=lambda: self.emit(TagsChanged()))
+        self.accepted = AcceptedCommands(self.chargers, self.point_status, clock, self.now,
+                                         self.emit)
         self.book = TransactionBook(store, self.chargers, self.now, self.emit,
-                                    dated=self.time.dated, seconds=clock.seconds)
+                                    dated=self.time.dated, seconds=clock.seconds,
+                                    offered=self.accepted.offered)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.lookup)
@@ -104,7 +108,8 @@ class CentralSystem:
         self.workarounds = Workarounds(config)
         self.reports = ChargerReports(self.chargers, self.settings, store, clock, self.now,
                                       self.emit, self.workarounds)
-        self._observers = []
+        # The pending commands end before anybody looks at the event.
+        self._observers = [self.accepted.observe]
         #: An outside authority on the tags the registry does not accept
         #: (the back office of L{xxterocpp.upstream}), or None:
         #: C{authority(charger_id, id_tag)} returns an L{Authorization}, or
@@ -152,8 +157,12 @@ class CentralSystem:
         Arm no more timers and cancel the offline timers (the service
         stops); keep the trusted time.
         """
+        # The chargers still connected were so until now: the next start
+        # counts their offline_after from the time kept here.
+        self.time.seconds()
         self.time.flush()
         self.connections.shutdown()
+        self.accepted.shutdown()
 
     def _apply_chargers(self, config):
         wanted = config.charger_ids()[: config.ocpp.max_chargers]
@@ -233,6 +242,10 @@ class CentralSystem:
         """L{Connections.point_status}."""
         return self.connections.point_status(charger_id, connector)
 
+    def pending(self, charger_id, connector):
+        """L{AcceptedCommands.pending}."""
+        return self.accepted.pending(charger_id, connector)
+
     def refused(self, identity, address, reason, detail=None):
         """L{Connections.refused} (an unknown identity is L{record_unknown}'s)."""
         self.connections.refused(identity, address, reason, detail)
@@ -291,8 +304,14 @@ class CentralSystem:
         """L{ChargerReports.security_event}."""
         self.reports.security_event(charger_id, timestamp, kind, tech_info)
 
-    def limit_in_force(self, charger_id, connector, limit):
-        """L{ChargerReports.limit_in_force}."""
+    def limit_in_force(self, charger_id, connector, limit, whole_charger=False):
+        """
+        L{ChargerReports.limit_in_force}; C{whole_charger}: the charger took
+        it as its share of one limit of all its connectors together (a
+        ChargePointMaxProfile), by which L{AcceptedCommands.offered} judges
+        what it offers.
+        """
+        self.accepted.bounds(charger_id, connector, whole_charger)
         self.reports.limit_in_force(charger_id, connector, limit)
 
     def reserved(self, charger_id, connector, reservation):

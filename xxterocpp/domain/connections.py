@@ -5,15 +5,21 @@ for, its opening and closing, the frames it carries, a charger that stays
 away for C{[knx] offline_after} seconds going offline, what each connector
 counts as meanwhile (L{Connections.point_status}), and the attempts that
 were refused (L{xxterocpp.domain.refusals}).
+
+The offline_after of a charger runs from its last contact, also across a
+restart of the service: the state store keeps when its connection opened
+and when it ended (L{CONTACT}), one write at each, never one per frame.
 """
 
 import string
+from datetime import datetime
 
 from twisted.logger import Logger
 
 from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected, StatusChanged
 from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import stored, utc_from_seconds
+from xxterocpp.domain.trusted import TRUSTED_TIME
 
 #: Statuses of connector 0 (the whole charger) that hold for every connector
 #: until connector 0 reports otherwise.
@@ -26,8 +32,27 @@ SEEN = "seen"
 #: restart does not make it count as just disconnected.
 OFFLINE = "offline"
 
+#: The setting (scope: the charger id) of its last contact:
+#: C{{"since": time}} while connected (since when), C{{"left": time}} once
+#: the connection ended; ISO 8601 times.
+CONTACT = "contact"
+
 #: Upper-case ASCII letters to lower case, and nothing else.
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _seconds(text):
+    """
+    @return: the POSIX seconds of an ISO 8601 time kept in the store, or
+        None for anything else.
+    """
+    if not isinstance(text, str):
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
 
 
 def fold_identity(identity):
@@ -91,15 +116,57 @@ class Connections:
 
     def restore(self, charger):
         """
-        Take over what the settings keep of C{charger}'s connections; a
-        charger known from before waits offline_after for its connection,
-        like one that just disconnected.
+        Take over what the settings keep of C{charger}'s connections: a
+        charger known from before is offline once offline_after has passed
+        since its last contact (at once, if it has already), like one
+        that disconnected then.
         """
         charger.ever_connected = self._settings.get((charger.id, SEEN)) is True
         charger.offline = (self._settings.get((charger.id, OFFLINE)) is True
                            and not charger.connected)
-        if charger.ever_connected and not charger.connected:
-            self._watch(charger)
+        if not charger.ever_connected or charger.connected:
+            return
+        left = self._last_contact(charger)
+        if left is not None:
+            charger.disconnected_since = utc_from_seconds(left)
+        if charger.offline:
+            return
+        away = None if left is None else max(0.0, self._seconds() - left)
+        if away is not None and away >= self._config.knx.offline_after:
+            last = charger.disconnected_since.isoformat(timespec="seconds")
+            self._offline(charger, f"not heard from since {last}, {away:.0f} s ago")
+            return
+        self._watch(charger, away or 0.0)
+
+    def _last_contact(self, charger):
+        """
+        @return: the POSIX seconds of C{charger}'s last contact as the
+            store keeps it, or None (a store of an older version): when its
+            connection ended; for one that was connected when the service
+            stopped (or crashed), the newest time the service kept
+            (L{TRUSTED_TIME}), not earlier than the connection's start.
+            That connection ended with the service: the store is told once,
+            so that the next restart does not count from its own stop.
+        """
+        contact = self._settings.get((charger.id, CONTACT))
+        if not isinstance(contact, dict):
+            return None
+        left = _seconds(contact.get("left"))
+        if left is not None:
+            return left
+        since = _seconds(contact.get("since"))
+        if since is None:
+            return None
+        kept = _seconds(self._settings.get(("central", TRUSTED_TIME)))
+        left = since if kept is None else max(since, kept)
+        self._contact(charger.id, "left", utc_from_seconds(left))
+        return left
+
+    def _contact(self, charger_id, what, when):
+        # The one write of a connection's opening or end.
+        value = {what: when.isoformat()}
+        self._settings[(charger_id, CONTACT)] = value
+        stored(self._store.put_setting(charger_id, CONTACT, value))
 
     def removed(self, charger):
         """
@@ -158,6 +225,8 @@ class Connections:
         self._unwatch(charger_id)
         charger.session, charger.address, charger.secure = session, address, secure
         charger.connected_since = charger.last_seen = now
+        if old is None:
+            self._contact(charger_id, "since", now)
         if not charger.ever_connected:
             charger.ever_connected = True
             stored(self._store.put_setting(charger_id, SEEN, True))
@@ -176,6 +245,10 @@ class Connections:
             return
         charger.session = None
         charger.disconnected_since = self._now()
+        if self.watching:
+            # (not while the service stops: the store may be closed; the
+            # next start counts from the time the service kept last)
+            self._contact(charger_id, "left", charger.disconnected_since)
         self.log.info("{id}: disconnected", id=charger_id)
         self._emit(ChargerDisconnected(charger_id))
         self._watch(charger)
@@ -218,12 +291,13 @@ class Connections:
             return None, None
         return c.status, c.error_code
 
-    def _watch(self, charger):
-        # Not back within offline_after: offline.
+    def _watch(self, charger, away=0.0):
+        # Not back within offline_after (of which it has been away for
+        # C{away} s already): offline.
         self._unwatch(charger.id)
         if self.watching:
             self._offline_timers[charger.id] = self._clock.callLater(
-                self._config.knx.offline_after, self._gone, charger.id)
+                max(0.0, self._config.knx.offline_after - away), self._gone, charger.id)
 
     def _unwatch(self, charger_id):
         timer = self._offline_timers.pop(charger_id, None)
@@ -235,11 +309,14 @@ class Connections:
         charger = self._chargers.get(charger_id)
         if charger is None or charger.connected or charger.offline:
             return
-        charger.offline = True
-        stored(self._store.put_setting(charger_id, OFFLINE, True))
-        self.log.info("{id}: not back for {seconds} s, its connectors count as Unavailable",
-                      id=charger_id, seconds=self._config.knx.offline_after)
+        self._offline(charger, f"not back for {self._config.knx.offline_after:g} s")
         self._emit(StatusChanged(charger_id, None))
+
+    def _offline(self, charger, why):
+        charger.offline = True
+        stored(self._store.put_setting(charger.id, OFFLINE, True))
+        self.log.info("{id}: {why}, its connectors count as Unavailable", id=charger.id,
+                      why=why)
 
     # -- refused attempts ---------------------------------------------------
 

@@ -124,6 +124,37 @@ class CommandRefused:
 
 
 @attr.s(frozen=True)
+class CommandPending:
+    """
+    A charger accepted a command (C{command}: C{"start"}, C{"stop"},
+    C{"availability"}) whose effect has not shown yet
+    (L{xxterocpp.domain.accepted}): the values it concerns are to be told
+    as they are now, pending included (C{connector} None: the whole
+    charger).
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+    command = attr.ib()
+
+
+@attr.s(frozen=True)
+class CommandIneffective:
+    """
+    A charger accepted a command and did not carry it out
+    (L{xxterocpp.domain.accepted}): no effect within the wait, or its
+    readings contradict it (C{command} C{"limit"}); C{detail} says how.
+    As after L{CommandRefused}, the values it concerns are to be told
+    again as they are (C{connector} None: the whole charger).
+    """
+
+    charger_id = attr.ib()
+    connector = attr.ib()
+    command = attr.ib()
+    detail = attr.ib(default="")
+
+
+@attr.s(frozen=True)
 class StateLoaded:
     """
     The persisted state was restored (L{CentralSystem.settings} is filled).

@@ -18,6 +18,10 @@ from datetime import datetime, timezone
 
 from twisted.logger import Logger
 
+#: The setting (scope C{"central"}) of the newest time trusted, as
+#: L{TrustedTime}'s C{save} gets it.
+TRUSTED_TIME = "trusted_time"
+
 #: No correct clock reads earlier than this (this version was written
 #: later): a controller booting at 1970 or 2000 is wrong from its first
 #: second, even with a fresh state database.

@@ -13,6 +13,8 @@ L{KnxBridge} applies it:
     - a GroupValueWrite of a receive object becomes a L{Controller} command;
       when it is not carried out (or any command of the point is refused,
       L{CommandRefused}), the send objects it concerns are written again;
+      so are those of a command the charger accepted and has not carried
+      out yet (L{CommandPending}) or will not (L{CommandIneffective});
     - a GroupValueWrite to C{[smart] prices_ga} / C{surplus_ga} is a price
       or PV surplus for the L{SmartManager} (L{SMART_INPUTS});
     - once the knxd link is (back) up, every send object is published;
@@ -24,7 +26,7 @@ Values are kept in the domain's units (A, Wh, aware datetimes) and converted
 at the bus: currents to mA for DPT 9.021, times to the controller's local
 time for DPT 10.001 / 19.001.
 
-Why one module of some 650 lines: most of it is the behaviour table of the
+Why one module of some 690 lines: most of it is the behaviour table of the
 eighteen objects (one entry each, read as a list) beside the one class that
 applies it; the per-point state is in L{xxterocpp.knx.points} and the
 declarations in L{xxterocpp.knx.objects} already.
@@ -38,6 +40,8 @@ from twisted.logger import Logger
 
 from xxterocpp.control.electrical import watts
 from xxterocpp.domain.events import (
+    CommandIneffective,
+    CommandPending,
     CommandRefused,
     StateLoaded,
     TransactionStarted,
@@ -65,6 +69,15 @@ ENERGY_STEP = 100
 #: The statuses in which a vehicle is connected (C{plugged}).
 PLUGGED = frozenset(("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"))
 
+#: The send objects a command the charger accepted concerns, by the
+#: domain's name of it (L{CommandPending}, L{CommandIneffective}).
+_ACCEPTED_CONCERNS = {
+    "start": ("charging",),
+    "stop": ("charging",),
+    "availability": ("availability",),
+    "limit": ("max_current", "fast"),
+}
+
 _log = Logger()
 
 
@@ -74,6 +87,14 @@ def _index(names):
 
 _status_number = _index(objects.STATUSES)
 _error_number = _index(objects.ERROR_CODES)
+
+
+def _charging(state):
+    # A start or stop the charger accepted counts from then on; the domain
+    # ends it when the transaction does not follow.
+    if state.transaction is not None:
+        return not state.stopping
+    return state.starting
 
 
 def _available(state):
@@ -226,7 +247,7 @@ _BEHAVIOUR = {
     "status": dict(send=lambda s: _status_number(s.status)),
     "error_code": dict(send=lambda s: _error_number(s.error_code)),
     "charging": dict(
-        send=lambda s: s.transaction is not None,
+        send=_charging,
         receive=_boolean(
             lambda c, p: c.start(p.id, p.connector, id_tag=p.remote_tag),
             lambda c, p: c.stop(p.id, p.connector),
@@ -439,7 +460,8 @@ class KnxBridge(service.Service):
         return point.state(self.central.chargers[charger_id],
                            self.central.point_status(charger_id, connector),
                            lambda: self.controller.limit(charger_id, connector),
-                           lambda: self.controller.mode(charger_id, connector))
+                           lambda: self.controller.mode(charger_id, connector),
+                           self.central.pending(charger_id, connector))
 
     # -- domain -> bus ---------------------------------------------------
 
@@ -473,10 +495,15 @@ class KnxBridge(service.Service):
                 # a refused session is no session: nothing to send again
                 forced_by = None
         refused = isinstance(event, CommandRefused)
+        concerns = None
+        if isinstance(event, (CommandPending, CommandIneffective)):
+            # what holds now, also where a write left the bus another value
+            concerns = _ACCEPTED_CONCERNS.get(event.command, ())
         for point in self._points_of(event):
             if refused:
                 point.refusals += 1
-            self._refresh(point, force=refused, forced_by=forced_by)
+            self._refresh(point, force=refused or concerns is not None, forced_by=forced_by,
+                          only=concerns)
 
     def _remember(self, event):
         point = self.points.get((event.charger_id, event.connector))

@@ -40,6 +40,10 @@ class PointState:
         L{None}; only called for a linked C{max_current}.
     @ivar mode: a callable giving the mode in force (C{"fast"},
         C{"normal"} or L{None}); only called for a linked C{fast}.
+    @ivar starting: whether the charger accepted a remote start whose
+        StartTransaction is still to come (L{xxterocpp.domain.accepted}).
+    @ivar stopping: whether it accepted a remote stop of the running
+        transaction whose StopTransaction is still to come.
     """
 
     online = attr.ib(default=False)
@@ -56,6 +60,8 @@ class PointState:
     stopped_at = attr.ib(default=None)
     limit = attr.ib(default=lambda: None)
     mode = attr.ib(default=lambda: None)
+    starting = attr.ib(default=False)
+    stopping = attr.ib(default=False)
 
 
 def _running(connector):
@@ -142,18 +148,22 @@ class Point:
         self.sent = previous.sent
         return False
 
-    def state(self, charger, status, limit, mode):
+    def state(self, charger, status, limit, mode, pending=()):
         """
         @param charger: the domain's L{Charger} of this point.
         @param status: its C{(status, error_code)} from
             L{CentralSystem.point_status}.
         @param limit: a callable giving the limit in force (A) or L{None}.
         @param mode: a callable giving the mode in force or L{None}.
+        @param pending: the commands pending at the point
+            (L{CentralSystem.pending}).
         @return: the L{PointState} now.
         """
+        commands = {p.command for p in pending}
         common = dict(online=charger.connected, phases=self.config.phases,
                       started_at=self.started_at, last_session=self.last_session,
-                      stopped_at=self.stopped_at, limit=limit, mode=mode)
+                      stopped_at=self.stopped_at, limit=limit, mode=mode,
+                      starting="start" in commands, stopping="stop" in commands)
         connector = charger.connectors.get(self.config.connector)
         if connector is None:
             return PointState(status=status[0], error_code=status[1], **common)

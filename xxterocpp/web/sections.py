@@ -142,11 +142,16 @@ def _connector(t, charger, c):
                c["info"], c["vendor_error_code"]]
     if any(details):
         error += " (" + ", ".join(filter(None, details)) + ")"
-    session = t.context("session", "none")
+    # What the charger accepted and has not carried out yet.
+    pending = {p["command"]: p for p in c.get("pending") or ()}
+    session = t("start accepted, not begun") if "start" in pending else t.context(
+        "session", "none")
     if tx is not None:
         session = [t("#{id} tag").format(id=tx["id"]), " ", tags.code(tx["id_tag"]), ", ",
                    since_text(t, tx["start"]), ", ",
                    t("{energy} so far").format(energy=energy_text(t, tx["energy_wh"]))]
+        if "stop" in pending:
+            session += [", ", t("stop accepted, not done")]
     current = current_text(t, c["current_a"])
     if c["power_w"] is not None:
         current += " (" + t.number(c["power_w"] / 1000, ".1f") + "\N{NO-BREAK SPACE}kW)"
@@ -157,6 +162,12 @@ def _connector(t, charger, c):
             fast=current_text(t, c["max_current_a"])) + ")"
     available = {None: t("unknown"), True: t("operative"), False: t("inoperative")}[
         c["available"]]
+    change = pending.get("availability")
+    if change is not None:
+        state = t("operative") if change["operative"] else t("inoperative")
+        later = t("{state} after the session") if change["until"] is None else t(
+            "{state} pending")
+        available += " (" + later.format(state=state) + ")"
     buttons = []
     if c["configured"]:
         charger_id, n = charger["id"], {"connector": c["connector"]}

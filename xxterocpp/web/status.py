@@ -109,6 +109,17 @@ def reservation_status(reservation):
             "expiry": iso(reservation.expiry), "until_freed": reservation.until_freed}
 
 
+def pending_status(pending):
+    """
+    The commands a connector's charger accepted and has not carried out
+    yet (L{xxterocpp.domain.accepted.Pending}), oldest first: what, since
+    when, until when at most (None: a change Scheduled for after the
+    session), the availability asked for.
+    """
+    return [{"command": p.command, "since": iso(p.since), "until": iso(p.until),
+             "operative": p.operative, "scheduled": p.scheduled} for p in pending]
+
+
 def _when(record):
     return iso(utc_from_seconds(record.when))
 
@@ -200,6 +211,7 @@ def connector_status(controller, charger, connector, point, smart=None, journal=
         "max_current_a": point.max_current if point else None,
         "smart_tag": bool(point.smart_tag) if point else False,
         "transaction": transaction_status(connector.transaction),
+        "pending": pending_status(controller.central.pending(charger.id, connector.number)),
         # SmartManager.session(): the plan, its cost and the cost at once.
         "smart": smart.session(charger.id, connector.number)
         if smart is not None and point is not None else None,
