@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_store,tests.test_upstream_deadletters -*-
+# -*- test-case-name: tests.test_upstream_store,tests.test_upstream_deadletters,tests.test_upstream_writes -*-
 """
 What the back office adapter (L{xxterocpp.upstream}) keeps in the state
 store: per charger, the messages not yet delivered to its back office, in

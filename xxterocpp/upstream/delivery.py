@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks,tests.test_upstream_deadletters -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks,tests.test_upstream_deadletters,tests.test_upstream_writes -*-
 """
 The outbox delivered to the back office: one transaction message at a time,
 in the charger's order, with the back office's transactionId and

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks,tests.test_upstream_writes -*-
 """
 L{Upstream}: the back office adapter's front. It keeps an L{Uplink} per
 charger with a C{[charger.upstream]}, connects it while the charger is

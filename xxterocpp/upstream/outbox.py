@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_outbox,tests.test_upstream_attacks,tests.test_upstream_deadletters -*-
+# -*- test-case-name: tests.test_upstream_outbox,tests.test_upstream_attacks,tests.test_upstream_deadletters,tests.test_upstream_writes -*-
 """
 One charger's outbox towards its back office: the transaction messages
 (StartTransaction, StopTransaction, MeterValues of a transaction) in the
