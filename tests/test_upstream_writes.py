@@ -12,6 +12,7 @@ committed only with another commit (or when a test advances it), so what
 is counted does not depend on how fast the machine is.
 """
 
+import json
 import os
 import shutil
 
@@ -23,6 +24,7 @@ from tests.test_upstream_attacks import RealStoreTestCase, stop_payload
 from tests.test_upstream_backoffice import eventually
 from tests.upstream_memory import MemoryTables, UpstreamTestCase
 from xxterocpp.control import SAMPLE_INTERVAL
+from xxterocpp.ocpp import messages as m
 from xxterocpp.store import LAZY_WRITE_DELAY, Store
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Wallbox 11"}
@@ -206,6 +208,42 @@ class BudgetTests(QueueWritesTestCase):
         self.assertEqual([row[2] for row in (yield self.rows(store, "upstream_queue"))],
                          ["MeterValues"])
         self.assertEqual([action for seq, action in self.inserted], ["MeterValues"])
+
+    @defer.inlineCallbacks
+    def test_meter_values_refused_kept_as_dead_letter(self):
+        """
+        A MeterValues the back office refuses for good before its row was
+        committed is a dead letter in the file all the same (from memory),
+        and queued again goes to the back office and leaves the file.
+        """
+        store = self.open()
+        uplink = yield self.connected(store)
+        tx = (yield self.delivered(uplink, "StartTransaction", start_payload()))["transactionId"]
+        yield self.committed(store)
+        yield self.count_inserts(store)
+        self.office.errors["MeterValues"] = 1
+        self.office.error_codes["MeterValues"] = m.FORMATION_VIOLATION
+        yield self.delivered(uplink, "MeterValues", meter(tx, 60, 1100))
+        yield self.committed(store)
+        self.assertEqual(self.inserted, [])
+        dead = yield self.rows(store, "upstream_dead_letters")
+        self.assertEqual([(row[2], row[3], row[7]) for row in dead],
+                         [("MeterValues", tx, "refused for good: FormationViolation:"
+                                              " injected for MeterValues")])
+        self.assertEqual(value(json.loads(dead[0][4])), "1100")
+        self.assertEqual((yield self.upstream.requeue("CP1")), (1, 0))
+        yield eventually(lambda: uplink.outbox.depth == 0, step=0.01)
+        yield self.committed(store)
+        self.assertEqual([value(p) for p in self.office.payloads("MeterValues")],
+                         ["1100", "1100"])
+        self.assertEqual((yield self.rows(store, "upstream_dead_letters")), [])
+        # Back in the file's queue (committed), its delivery lazy.
+        self.assertEqual([row[2] for row in (yield self.rows(store, "upstream_queue"))],
+                         ["MeterValues"])
+        commits = store.commits
+        self.lazy_clock.advance(LAZY_WRITE_DELAY)
+        yield eventually(lambda: store.commits == commits + 1, step=0.01)
+        self.assertEqual((yield self.rows(store, "upstream_queue")), [])
 
 
 class CrashTests(QueueWritesTestCase):
