@@ -175,8 +175,8 @@ class Outbox:
             of a transaction's MeterValues, only the first, one per
             interval and the last stay queued (L{_thin}).
         @return: a Deferred firing once stored (never failing: the store
-            keeps retrying a commit that failed); the message is L{Message.ready}
-            then.
+            keeps retrying a commit that failed); the message is
+            L{Message.ready} then.
         """
         now = self._now()
         replaced, anchor = None, True
