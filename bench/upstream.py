@@ -122,6 +122,25 @@ class Setup:
                                          for u in self.upstream.uplinks.values()):
                 return
 
+    def count_queue_rows(self):
+        """
+        Count, in C{queue_rows}, each row the store inserts into or deletes
+        from the back office's queue from now on (temporary triggers on
+        the store's connection, in its worker thread).
+
+        @return: a Deferred firing once they are in place.
+        """
+        self.queue_rows = []
+
+        def install():
+            db = self.store._worker.db
+            db.create_function("queue_row", 0, lambda: self.queue_rows.append(1))
+            for event in ("INSERT", "DELETE"):
+                db.execute(f"CREATE TEMP TRIGGER count_{event.lower()} AFTER {event} ON"
+                           " upstream_queue BEGIN SELECT queue_row(); END")
+
+        return self.store._batches.read(install)
+
     @defer.inlineCallbacks
     def close(self):
         if self.relay is not None:
@@ -161,12 +180,15 @@ def cpu_per_call(upstream):
 @defer.inlineCallbacks
 def writes_per_hour(upstream):
     """
-    @return: C{(commits, upstream rows)} of one charger's hour-long session,
+    @return: C{(commits, queue rows)} of one charger's hour-long session,
         each call answered (and, with an upstream, forwarded) before the
-        next one, as the sample interval spreads them.
+        next one, as the sample interval spreads them: the rows are those
+        inserted into and deleted from the back office's queue on disk (a
+        lazy row delivered before its commit never gets there).
     """
     setup = Setup(1, upstream)
     yield setup.settle()
+    yield setup.count_queue_rows()
     commits = setup.store.commits
     start = yield setup.call("CP0", "StartTransaction", request(
         "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 1000,
@@ -181,7 +203,7 @@ def writes_per_hour(upstream):
     yield setup.settle()
     yield task.deferLater(reactor, 0.1, lambda: None)
     commits = setup.store.commits - commits
-    rows = 2 * (HOUR + 2) if upstream else 0
+    rows = len(setup.queue_rows)
     yield setup.close()
     return commits, rows
 

@@ -7,6 +7,7 @@ L{tests.test_store}).
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
+import attr
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
@@ -68,8 +69,9 @@ class UpstreamStoreTests(TestCase):
             tables.enqueue(queued(1, "StartTransaction", tx=7, payload={"idTag": "A"})),
             tables.enqueue(queued(2, tx=7)),
             tables.enqueue(queued(3, charger_id="TWIN", tx=8)),
-            tables.replace(2, {"meterValue": [{"x": 1}]}),
-            tables.failed(1, 2, "InternalError: busy"),
+            tables.replace(queued(2, tx=7, payload={"meterValue": [{"x": 1}]})),
+            tables.replace(attr.evolve(queued(1, "StartTransaction", tx=7, payload={"idTag": "A"}),
+                                       failures=2, last_error="InternalError: busy")),
         ])
         state = yield self.reopened()
         self.assertEqual(state.queue, [
@@ -114,7 +116,9 @@ class UpstreamStoreTests(TestCase):
         """
         tables = UpstreamStore(self.store)
         yield tables.enqueue(queued(5, "StopTransaction"))
-        yield tables.dead_letter(5, T0 + timedelta(minutes=1), "5 CALLERRORs")
+        yield tables.dead_letter(DeadLetterRecord(
+            5, "CP1", "StopTransaction", 1, {"seq": 5}, T0, T0 + timedelta(minutes=1),
+            "5 CALLERRORs"))
         state = yield self.reopened()
         self.assertEqual(state.queue, [])
         self.assertEqual(state.dead_letters, [DeadLetterRecord(

@@ -11,7 +11,6 @@ import json
 from datetime import datetime, timezone
 from functools import partial
 
-import attr
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -90,30 +89,26 @@ class MemoryTables:
         self.writes.append((name, args))
         return defer.succeed(None)
 
-    def enqueue(self, rec):
+    def enqueue(self, rec, lazy=False):
         self.queue[rec.seq] = copy.deepcopy(rec)
         return self._write("enqueue", rec.seq)
 
-    def replace(self, seq, payload):
-        self.queue[seq] = attr.evolve(self.queue[seq], payload=copy.deepcopy(payload))
-        return self._write("replace", seq)
+    def replace(self, rec, lazy=False):
+        # Named after what changed: a thinned payload, or a failure counted.
+        old = self.queue[rec.seq]
+        self.queue[rec.seq] = copy.deepcopy(rec)
+        return self._write("failed" if rec.failures != old.failures else "replace", rec.seq)
 
-    def delivered(self, seq, mapping=None):
+    def delivered(self, seq, mapping=None, lazy=False):
         del self.queue[seq]
         if mapping is not None:
             self.ids[mapping.transaction_id] = mapping
         return self._write("delivered", seq)
 
-    def failed(self, seq, failures, error):
-        self.queue[seq] = attr.evolve(self.queue[seq], failures=failures, last_error=error)
-        return self._write("failed", seq)
-
-    def dead_letter(self, seq, failed_at, error):
-        rec = self.queue.pop(seq)
-        self.dead[seq] = DeadLetterRecord(rec.seq, rec.charger_id, rec.action,
-                                          rec.transaction_id, rec.payload, rec.queued_at,
-                                          failed_at, error)
-        return self._write("dead_letter", seq)
+    def dead_letter(self, rec):
+        del self.queue[rec.seq]
+        self.dead[rec.seq] = copy.deepcopy(rec)
+        return self._write("dead_letter", rec.seq)
 
     def dead_letters(self, charger_id, limit):
         return defer.succeed([copy.deepcopy(self.dead[s]) for s in sorted(self.dead)

@@ -190,7 +190,11 @@ class Batcher:
         Queue C{apply(db, *args)} for the next batch.
 
         @param key: L{None}, or a key that coalesces: a write replaces the
-            one queued under the same key, and takes over its waiters.
+            one queued under the same key, and takes over its waiters; it
+            goes to the end of the batch, so what it writes must not depend
+            on a write queued after the one it replaced (and a write that
+            replaces one must do what both would: an update of a row whose
+            insert it replaces would update nothing).
         @param lazy: C{True} for a write that may wait in memory for up to
             C{lazy_delay} seconds (or the next batch, or the close); other
             writes are committed at the end of this reactor turn.

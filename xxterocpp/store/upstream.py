@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_store,tests.test_upstream_deadletters -*-
+# -*- test-case-name: tests.test_upstream_store,tests.test_upstream_deadletters,tests.test_upstream_writes -*-
 """
 What the back office adapter (L{xxterocpp.upstream}) keeps in the state
 store: per charger, the messages not yet delivered to its back office, in
@@ -8,6 +8,17 @@ the back office's transactionIds each of ours got.
 
 The writes go through the L{Store}'s own batches, so a queued message is
 committed with the transaction row it belongs to, with the same fsync.
+
+Every write of one queued message goes under the same key of the batches,
+C{("upstream", seq)}, and writes the whole state of its row (inserted,
+replaced, gone to the dead letters or delivered): a later write replaces
+one still pending (L{xxterocpp.store._batches.Batcher.write}), and what is
+committed is the latest state, whatever came before. So a lazy MeterValues
+row and its lazy delivery that meet in memory cost nothing on disk: the
+delete replaces the insert that never was, and deletes nothing. Such a
+write moves to the end of its batch, which no other write depends on: only
+L{UpstreamStore.requeue} reads rows another write made (the dead letters),
+and it acts on what it read from the file, so on committed rows.
 """
 
 import json
@@ -103,13 +114,23 @@ class UpstreamState:
 # In the worker thread, inside a batch.
 
 
+_ROW = ("(seq, charger_id, action, transaction_id, payload, queued_at, failures,"
+        " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _row(rec):
+    return (rec.seq, rec.charger_id, rec.action, rec.transaction_id, json.dumps(rec.payload),
+            to_text(rec.queued_at), rec.failures, rec.last_error)
+
+
 def _enqueue(db, rec):
-    db.execute(
-        "INSERT INTO upstream_queue (seq, charger_id, action, transaction_id, payload,"
-        " queued_at, failures, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (rec.seq, rec.charger_id, rec.action, rec.transaction_id, json.dumps(rec.payload),
-         to_text(rec.queued_at), rec.failures, rec.last_error),
-    )
+    db.execute("INSERT INTO upstream_queue " + _ROW, _row(rec))
+
+
+def _queued(db, rec):
+    # The row's whole state: it may be committed already, or still wait as
+    # the insert this replaced.
+    db.execute("INSERT OR REPLACE INTO upstream_queue " + _ROW, _row(rec))
 
 
 def _delivered(db, seq, mapping):
@@ -130,14 +151,16 @@ def _delivered(db, seq, mapping):
     )
 
 
-def _dead_letter(db, seq, failed_at, error):
+def _dead_letter(db, rec):
+    # From the record, not the queued row: that may never have been
+    # committed (a lazy write replaced by this one).
     db.execute(
-        "INSERT INTO upstream_dead_letters (seq, charger_id, action, transaction_id, payload,"
-        " queued_at, failed_at, error) SELECT seq, charger_id, action, transaction_id, payload,"
-        " queued_at, ?, ? FROM upstream_queue WHERE seq = ?",
-        (to_text(failed_at), error, seq),
+        "INSERT OR REPLACE INTO upstream_dead_letters (seq, charger_id, action,"
+        " transaction_id, payload, queued_at, failed_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (rec.seq, rec.charger_id, rec.action, rec.transaction_id, json.dumps(rec.payload),
+         to_text(rec.queued_at), to_text(rec.failed_at), rec.error),
     )
-    db.execute("DELETE FROM upstream_queue WHERE seq = ?", (seq,))
+    db.execute("DELETE FROM upstream_queue WHERE seq = ?", (rec.seq,))
 
 
 def _requeue(db, seqs):
@@ -203,53 +226,60 @@ class UpstreamStore:
             " coalesce((SELECT max(seq) FROM upstream_dead_letters), 0))")
         return UpstreamState(queue, dead, counts, ids, last_seq)
 
-    def enqueue(self, rec):
+    def _row_write(self, seq, apply, *args, lazy=False):
+        # The key every write of the message's row goes under (see above).
+        return self._store._write(("upstream", seq), apply, *args, lazy=lazy)
+
+    def enqueue(self, rec, lazy=False):
         """
         Queue a message for the back office.
 
         @type rec: L{QueuedRecord}
+        @param lazy: commit it with the next batch or C{lazy_delay} late,
+            like a meter reading (a MeterValues: a crash may lose it);
+            otherwise at the end of this reactor turn.
         @return: a Deferred firing once committed.
         """
         # Refuse what cannot be stored now, in the caller's stack.
         json.dumps(rec.payload)
         to_text(rec.queued_at)
-        return self._store._write(None, _enqueue, rec)
+        return self._row_write(rec.seq, _enqueue, rec, lazy=lazy)
 
-    def replace(self, seq, payload):
+    def replace(self, rec, lazy=False):
         """
-        Put a newer payload in a queued message's place (MeterValues thinned
-        while the back office is away); only the last of several queued
-        together is written.
-        """
-        return self._store._write(
-            ("upstream", seq), execute,
-            "UPDATE upstream_queue SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
+        Give a queued message a new state: a newer payload in its place
+        (MeterValues thinned while the back office is away), or its count
+        of failures. Only the last of several queued together is written.
 
-    def delivered(self, seq, mapping=None):
+        @param rec: the message's whole L{QueuedRecord}.
+        @param lazy: as for L{enqueue}.
+        """
+        json.dumps(rec.payload)
+        to_text(rec.queued_at)
+        return self._row_write(rec.seq, _queued, rec, lazy=lazy)
+
+    def delivered(self, seq, mapping=None, lazy=False):
         """
         The back office answered a queued message: it leaves the queue, with
         the id map entry its answer gave (a StartTransaction) in the same
         commit.
 
         @param mapping: an L{IdMapRecord}, or L{None}.
+        @param lazy: as for L{enqueue}; with the enqueue still in memory
+            too, neither costs a write.
         """
-        return self._store._write(None, _delivered, seq, mapping)
+        return self._row_write(seq, _delivered, seq, mapping, lazy=lazy)
 
-    def failed(self, seq, failures, error):
-        """
-        Count a CALLERROR of the back office to a queued message.
-        """
-        return self._store._write(
-            None, execute,
-            "UPDATE upstream_queue SET failures = ?, last_error = ? WHERE seq = ?",
-            (failures, error, seq))
-
-    def dead_letter(self, seq, failed_at, error):
+    def dead_letter(self, rec):
         """
         Move a queued message to the dead letters.
+
+        @type rec: L{DeadLetterRecord}
         """
-        to_text(failed_at)
-        return self._store._write(None, _dead_letter, seq, failed_at, error)
+        json.dumps(rec.payload)
+        to_text(rec.queued_at)
+        to_text(rec.failed_at)
+        return self._row_write(rec.seq, _dead_letter, rec)
 
     def dead_letters(self, charger_id, limit):
         """

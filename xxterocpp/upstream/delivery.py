@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks,tests.test_upstream_deadletters -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks,tests.test_upstream_deadletters,tests.test_upstream_writes -*-
 """
 The outbox delivered to the back office: one transaction message at a time,
 in the charger's order, with the back office's transactionId and
@@ -10,12 +10,13 @@ for good or failed too often (L{xxterocpp.upstream.outbox}).
 from functools import partial
 
 import attr
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
-from xxterocpp.upstream.outbox import REFUSED_FOR_GOOD
+from xxterocpp.upstream.outbox import LAZY_ACTIONS, REFUSED_FOR_GOOD
 
 #: An answer to a StartTransaction without a transactionId is taken as a
 #: GenericError with this description: the back office's answer is wrong,
@@ -47,13 +48,19 @@ class Delivery:
     def queue(self, action, transaction_id, request):
         """
         Put a transaction message in the outbox, thinned MeterValues while
-        the back office is away.
+        the back office is away, and send it when its turn comes: a lazy
+        one (L{xxterocpp.upstream.outbox.LAZY_ACTIONS}) at once, any other
+        once it is stored.
 
-        @return: a Deferred firing once it is stored.
+        @return: a Deferred firing once it is stored; for a lazy one, at
+            once (its commit may be minutes away).
         """
         uplink = self.uplink
         thin = uplink.sample_interval if self.stalled else None
         d = uplink.outbox.add(action, transaction_id, m.encode(request), thin)
+        if action in LAZY_ACTIONS:
+            self.pump()
+            return succeed(None)
         return d.addCallback(self._queued)
 
     def _queued(self, ignored):
@@ -90,15 +97,16 @@ class Delivery:
 
     def pump(self):
         """
-        Send the oldest queued message, unless one is on its way or a retry
-        is due.
+        Send the oldest queued message, unless one is on its way, a retry
+        is due, or it waits for its commit
+        (L{xxterocpp.upstream.outbox.Message.ready}).
         """
         uplink = self.uplink
         if not uplink.accepted or self._sending is not None or self._retry is not None:
             return
         while True:
             message = uplink.outbox.head()
-            if message is None:
+            if message is None or not message.ready:
                 return
             request = self._request(message)
             if request is not None:

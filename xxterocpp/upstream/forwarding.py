@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks -*-
+# -*- test-case-name: tests.test_upstream_uplink,tests.test_upstream_backoffice,tests.test_upstream_attacks,tests.test_upstream_writes -*-
 """
 L{Upstream}: the back office adapter's front. It keeps an L{Uplink} per
 charger with a C{[charger.upstream]}, connects it while the charger is
@@ -6,7 +6,8 @@ connected (it observes the domain's events), and sits between the
 charger's CALLs and the domain (L{handle}, the relay of
 L{xxterocpp.ocpp.handlers.dispatch}): the charger is answered by the
 controller as always, and what the back office must get is sent or queued
-before that answer.
+before that answer (stored before it, for a StartTransaction and a
+StopTransaction).
 """
 
 import attr
@@ -79,7 +80,9 @@ def _meter_values(upstream, uplink, req, local):
     if tx is None:
         uplink.send_live(req)
     elif uplink.outbox.forwards(tx):
-        return _after(answer, uplink.delivery.queue("MeterValues", tx, req))
+        # A lazy write (xxterocpp.upstream.outbox.LAZY_ACTIONS): the answer
+        # does not wait for its commit, as for the controller's own reading.
+        uplink.delivery.queue("MeterValues", tx, req)
     return answer
 
 
@@ -257,8 +260,8 @@ class Upstream(service.Service):
         """
         The relay of L{xxterocpp.ocpp.handlers.dispatch}: the charger's CALL
         is answered by C{local(request)} (the domain), and the back office
-        hears of it; a transaction message is queued (and stored) before
-        the answer.
+        hears of it; a transaction message is queued before the answer (a
+        StartTransaction or StopTransaction stored before it).
         """
         uplink = self.uplinks.get(charger_id)
         step = STEPS.get(action) if uplink is not None else None

@@ -1,9 +1,11 @@
-# -*- test-case-name: tests.test_upstream_outbox,tests.test_upstream_attacks,tests.test_upstream_deadletters -*-
+# -*- test-case-name: tests.test_upstream_outbox,tests.test_upstream_attacks,tests.test_upstream_deadletters,tests.test_upstream_writes -*-
 """
 One charger's outbox towards its back office: the transaction messages
 (StartTransaction, StopTransaction, MeterValues of a transaction) in the
-order the charger sent them, persisted before the charger is answered; the
-id map from our transactionIds to the back office's; and the dead letters.
+order the charger sent them, persisted (a StartTransaction and a
+StopTransaction before the charger is answered, MeterValues lazily, as the
+controller's own meter readings); the id map from our transactionIds to the
+back office's; and the dead letters.
 
 The outbox decides nothing about the connection: L{xxterocpp.upstream.uplink}
 takes the head, sends it and reports the outcome here.
@@ -41,6 +43,18 @@ REQUEUE_BATCH = 1000
 #: The messages that go through the outbox.
 QUEUED_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 
+#: The messages whose rows in the queue are lazy writes of the store
+#: (L{xxterocpp.store._batches.LAZY_WRITE_DELAY}): queued, thinned, counted
+#: and delivered in memory, committed with the next commit that happens
+#: anyway. One delivered before that costs no write at all; a crash may
+#: lose the last minutes of them, as of the controller's own meter
+#: readings (docs/upstream.md#queue). A StartTransaction and a
+#: StopTransaction are committed before the charger is answered, and their
+#: delivery at once: a StartTransaction sent again after a crash would be a
+#: second session at the back office, a StopTransaction sent again a
+#: repeated stop that it may refuse, holding the queue up for hours.
+LAZY_ACTIONS = frozenset({"MeterValues"})
+
 
 @attr.s(eq=False, slots=True)
 class Message:
@@ -61,6 +75,21 @@ class Message:
     #: For MeterValues thinned while the back office is away: False for
     #: the one queued last that the next may replace (never one sent).
     anchor = attr.ib(default=True)
+    #: Whether it may be sent: False while the commit of a message that is
+    #: not lazy is still to come (the back office must not get what a
+    #: crash could make us forget, and send again).
+    ready = attr.ib(default=True)
+
+    @property
+    def lazy(self):
+        return self.action in LAZY_ACTIONS
+
+    def record(self, charger_id):
+        """
+        @return: the L{QueuedRecord} of its row in the store.
+        """
+        return QueuedRecord(self.seq, charger_id, self.action, self.transaction_id,
+                            self.payload, self.queued_at, self.failures, self.last_error)
 
 
 def _sample_time(payload, default):
@@ -138,29 +167,38 @@ class Outbox:
 
     def add(self, action, transaction_id, payload, thin_interval=None):
         """
-        Queue a message; stored before the Deferred fires (the charger is
-        answered then).
+        Queue a message; stored before the Deferred fires (a StartTransaction
+        or StopTransaction is answered then), lazily for L{LAZY_ACTIONS}.
 
         @param payload: the request as JSON, with our transactionId.
         @param thin_interval: seconds, given while the back office is away:
             of a transaction's MeterValues, only the first, one per
             interval and the last stay queued (L{_thin}).
         @return: a Deferred firing once stored (never failing: the store
-            keeps retrying a commit that failed).
+            keeps retrying a commit that failed); the message is
+            L{Message.ready} then.
         """
         now = self._now()
         replaced, anchor = None, True
         if action == "MeterValues" and thin_interval:
             replaced, anchor = self._thin(transaction_id, payload, thin_interval, now)
             if replaced is not None:
-                return stored(self._store.replace(replaced.seq, payload))
+                return stored(self._store.replace(replaced.record(self.charger_id),
+                                                  lazy=replaced.lazy))
         message = Message(self._next_seq(), action, transaction_id, payload, now,
                           anchor=anchor)
+        message.ready = message.lazy
         self.messages.append(message)
         if action == "StartTransaction":
             self._starts.add(transaction_id)
-        return stored(self._store.enqueue(QueuedRecord(
-            message.seq, self.charger_id, action, transaction_id, payload, now)))
+        d = stored(self._store.enqueue(message.record(self.charger_id), lazy=message.lazy))
+        return d.addCallback(self._ready, message)
+
+    @staticmethod
+    def _ready(ignored, message):
+        # Also when the store closed before committing it: nothing is sent
+        # any more then.
+        message.ready = True
 
     def _thin(self, transaction_id, payload, interval, now):
         """
@@ -271,7 +309,7 @@ class Outbox:
             self.ids[message.transaction_id] = mapping
             while len(self.ids) > ID_MAP_KEPT:
                 self.ids.popitem(last=False)
-        stored(self._store.delivered(message.seq, mapping))
+        stored(self._store.delivered(message.seq, mapping, lazy=message.lazy))
         return mapping
 
     def failed(self, message, error, for_good=False):
@@ -292,7 +330,7 @@ class Outbox:
         if message.failures >= MAX_FAILURES:
             self.dead(message, f"{message.failures} failed attempts, the last: {error}")
             return True
-        stored(self._store.failed(message.seq, message.failures, error))
+        stored(self._store.replace(message.record(self.charger_id), lazy=message.lazy))
         return False
 
     def dead(self, message, error):
@@ -300,12 +338,12 @@ class Outbox:
         Make C{message} a dead letter: kept and shown, never sent again.
         """
         self._remove(message)
-        now = self._now()
-        self.dead_letters.append(DeadLetterRecord(
-            message.seq, self.charger_id, message.action, message.transaction_id,
-            message.payload, message.queued_at, now, error))
+        rec = DeadLetterRecord(message.seq, self.charger_id, message.action,
+                               message.transaction_id, message.payload, message.queued_at,
+                               self._now(), error)
+        self.dead_letters.append(rec)
         self.dead_letter_count += 1
-        stored(self._store.dead_letter(message.seq, now, error))
+        stored(self._store.dead_letter(rec))
 
     # -- dead letters queued again ---------------------------------------------
 
