@@ -219,3 +219,66 @@ class FullDiskTests(TestCase):
         yield service.start()
         yield service.stop()
         self.assertEqual(read_transactions(self.database), [(tx, 1000, 3000)])
+
+
+class VanishingDiskTests(TestCase):
+    """
+    The disk of the database goes away under the running service (unmounted
+    lazily, as a failing card or a pulled stick can be) and comes back: a
+    tmpfs of its own, bind-mounted where the configuration says.
+    """
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def mount(self, *args):
+        code = yield utils.getProcessValue("/bin/mount", args)
+        if code != 0:
+            raise SkipTest("cannot mount (needs root and mount permission)")
+        self.addCleanup(utils.getProcessValue, "/bin/umount", ["-l", args[-1]])
+
+    @defer.inlineCallbacks
+    def test_stop_waits_for_the_disk_to_be_back(self):
+        """
+        A StopTransaction that comes while the disk is gone is not
+        answered, and nothing is written to the directory that the path
+        leads to meanwhile (the mount point's own, on another file system:
+        a file there would be hidden once the disk is back); once it is
+        back the stop is committed to the database on it, and answered.
+        """
+        disk = os.path.abspath(self.mktemp())
+        os.makedirs(disk)
+        yield self.mount("-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", disk)
+        mount_point = os.path.abspath(self.mktemp())
+        os.makedirs(mount_point)
+        yield self.mount("--bind", disk, mount_point)
+        database = os.path.join(mount_point, "state.sqlite3")
+        service = ServiceProcess(write_config(self, database=database))
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.boot()
+        started = yield cp.start_transaction(1, "04A1B2C3", 1000)
+        tx = started["transactionId"]
+
+        code = yield utils.getProcessValue("/bin/umount", ["-l", mount_point])
+        self.assertEqual(code, 0)
+        stop = cp.call("StopTransaction", {
+            "transactionId": tx, "meterStop": 4000,
+            "timestamp": "2026-05-01T09:00:00.000Z"}, timeout=60)
+        yield service.wait_for_output(b"cannot commit")
+        [line] = output_lines(service, b"cannot commit")
+        self.assertIn(b"file system", line)
+        yield cp.heartbeat()
+        self.assertFalse(stop.called)
+        self.assertEqual(os.listdir(mount_point), [])
+
+        yield self.mount("--bind", disk, mount_point)
+        yield stop
+        yield service.wait_for_output(b"commits work again")
+        self.assertEqual(output_lines(service, b"rebuilt"), [])
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        self.assertEqual(read_transactions(os.path.join(disk, "state.sqlite3")),
+                         [(tx, 1000, 4000)])
