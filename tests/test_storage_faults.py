@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from twisted.internet import defer, reactor, task, utils
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.service import ServiceProcess, kill_on_cleanup, write_config
+from tests.service import MAIN, ServiceProcess, kill_on_cleanup, write_config
 from tests.sim import connect_charger
 from xxterocpp.store import Store, TransactionRecord
 
@@ -221,6 +221,83 @@ class FullDiskTests(TestCase):
         self.assertEqual(read_transactions(self.database), [(tx, 1000, 3000)])
 
 
+@defer.inlineCallbacks
+def mount(testcase, *args):
+    """
+    Run C{mount ARGS} (skip the test if that is not allowed); the mount
+    point, the last argument, is unmounted when the test ends.
+    """
+    code = yield utils.getProcessValue("/bin/mount", args)
+    if code != 0:
+        raise SkipTest("cannot mount (needs root and mount permission)")
+    testcase.addCleanup(utils.getProcessValue, "/bin/umount", ["-l", args[-1]])
+
+
+@defer.inlineCallbacks
+def exited(service, timeout=30):
+    """
+    @return: a Deferred firing with the exit of C{service} once it has
+        ended by itself, failing if it still runs after C{timeout} s.
+    """
+    for _ in range(int(timeout / 0.05)):
+        if service.exit is not None:
+            return service.exit
+        yield task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"still running; output:\n{service.output.decode()}")
+
+
+class ReadOnlyAtStartTests(TestCase):
+    """
+    The file system of the database is read-only when the service starts
+    (ext4 remounts itself read-only after an I/O error): a tmpfs of its own.
+    """
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_no_other_database_is_used(self):
+        """
+        The service, as the unit starts it, ends with the store's line and
+        a non-zero status (systemd starts it again) rather than keeping its
+        state elsewhere: a fresh database there would hand out
+        transactionIds the chargers know and forget the open sessions. Once
+        the file system is writable again it starts with its sessions.
+        """
+        disk = os.path.abspath(self.mktemp())
+        os.makedirs(disk)
+        yield mount(self, "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", disk)
+        database = os.path.join(disk, "state.sqlite3")
+        store = Store(database, reactor)
+        store.open()
+        yield defer.gatherResults([
+            store.insert_transaction(TransactionRecord(
+                n, "CP1", 1, "04A1B2C3", T0, 0, None, "Accepted", f"start-{n}"))
+            for n in (1, 2, 3)])
+        yield store.close()
+        code = yield utils.getProcessValue("/bin/mount", ["-o", "remount,ro", disk])
+        self.assertEqual(code, 0)
+        elsewhere = os.path.abspath(self.mktemp())
+        service = ServiceProcess(write_config(self, database=database), command=MAIN,
+                                 env={"XDG_STATE_HOME": elsewhere})
+        kill_on_cleanup(self, service)
+        service.start().addErrback(lambda failure: None)
+        exit = yield exited(service)
+        self.assertNotEqual(exit.exitCode, 0)
+        [line] = output_lines(service, b"cannot open the state database")
+        self.assertIn(database.encode(), line)
+        self.assertFalse(os.path.exists(elsewhere))
+
+        code = yield utils.getProcessValue("/bin/mount", ["-o", "remount,rw", disk])
+        self.assertEqual(code, 0)
+        yield service.start()
+        cp = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(cp.close)
+        started = yield cp.start_transaction(1, "04A1B2C3", 500)
+        self.assertEqual(started["transactionId"], 4)
+        yield cp.close()
+        yield service.stop()
+
+
 class VanishingDiskTests(TestCase):
     """
     The disk of the database goes away under the running service (unmounted
@@ -230,12 +307,8 @@ class VanishingDiskTests(TestCase):
 
     timeout = 90
 
-    @defer.inlineCallbacks
     def mount(self, *args):
-        code = yield utils.getProcessValue("/bin/mount", args)
-        if code != 0:
-            raise SkipTest("cannot mount (needs root and mount permission)")
-        self.addCleanup(utils.getProcessValue, "/bin/umount", ["-l", args[-1]])
+        return mount(self, *args)
 
     @defer.inlineCallbacks
     def test_stop_waits_for_the_disk_to_be_back(self):
