@@ -209,6 +209,15 @@ class SchemaTests(StoreTestCase):
         self.assertIn("newer", str(error))
         self.assertIn(self.path, str(error))
 
+    def test_directory_at_the_path_is_refused(self):
+        """
+        A directory where the file should be is left alone, and open() says
+        what is in the way (not that the directory is not writable).
+        """
+        os.makedirs(os.path.join(self.path, "inside"))
+        error = self.assertRaises(StoreError, Store(self.path, reactor).open)
+        self.assertIn(f"{self.path} is a directory", str(error))
+        self.assertEqual(os.listdir(self.path), ["inside"])
 
     @inlineCallbacks
     def test_version_1_gets_the_uncertain_time_column(self):

@@ -17,6 +17,7 @@ from ._damage import (
     reported_as_damage,
     salvage_counter,
 )
+from .errors import StoreError
 from .records import TRANSACTION_COLUMNS, transaction_from_row
 from .schema import advance_transaction_counter, migrate, read_transaction_counter
 
@@ -119,6 +120,11 @@ class Worker:
             else L{None}.
         """
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        if os.path.isdir(self.path):
+            raise StoreError(
+                f"{self.path} is a directory, not the state database: move it away or"
+                " configure [storage] database as a file in it"
+            )
         try:
             self._open()
             return None
