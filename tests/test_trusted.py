@@ -439,3 +439,29 @@ class CentralClockTests(SynchronousTestCase):
         self.assertEqual(kept, (TRUSTED + timedelta(seconds=100)).isoformat())
         self.build(EPOCH, kept=datetime.fromisoformat(kept))
         self.assertEqual(self.central.now(), TRUSTED + timedelta(seconds=100))
+
+    def test_session_across_the_end_of_a_step_back(self):
+        """
+        A session started while the clock was an hour back, with the time
+        the charger was told (the trusted time moved on), and stopped once
+        the clock reads the trusted time again and the charger has been
+        told so, an hour earlier than before: its stop is before its start,
+        so its times are marked uncertain (in the store too).
+        """
+        self.build(TRUSTED)
+        self.wall.now -= 3600
+        self.clock.advance(600)
+        self.wall.now += 600
+        told = self.handle("Heartbeat", {}).current_time
+        self.assertFalse(self.central.time.ok)
+        tx_id = self.start(told.isoformat()).transaction_id
+        self.assertFalse(self.central.book.get(tx_id).time_uncertain)
+        self.clock.advance(3000)
+        self.wall.now += 3000
+        told_again = self.handle("Heartbeat", {}).current_time
+        self.assertTrue(self.central.time.ok)
+        self.assertLess(told_again, told)
+        self.handle("StopTransaction", {"transactionId": tx_id, "meterStop": 900,
+                                        "timestamp": told_again.isoformat()})
+        record = self.store.transactions[tx_id]
+        self.assertEqual((record.stop_time, record.time_uncertain), (told_again, True))
