@@ -6,6 +6,7 @@ conversation with its back office, in memory on a clock
 """
 
 import re
+from datetime import timedelta
 
 import attr
 
@@ -339,6 +340,24 @@ class AuthorizationTests(UpstreamTestCase):
         self.start(tag="VISITOR")
         self.assertEqual(len(self.office.payloads("Authorize")), 1)
         self.clock.advance(verdicts.VERDICT_LIFETIME)
+        self.status("VISITOR")
+        self.assertEqual(len(self.office.payloads("Authorize")), 2)
+
+    def test_verdict_kept_until_its_expiry_date(self):
+        """
+        A verdict with an expiryDate is kept until then, however far the
+        monotonic clock of the timers is from the time of day.
+        """
+        self.shutdown()
+        self.build(wall=lambda: self.clock.seconds() + 10 * 365 * 86400)
+        self.connect()
+        self.office.tags = {"VISITOR": "Accepted"}
+        self.office.expiries = {"VISITOR": self.central.now() + timedelta(hours=1)}
+        self.status("VISITOR")
+        self.clock.advance(3599)
+        self.status("VISITOR")
+        self.assertEqual(len(self.office.payloads("Authorize")), 1)
+        self.clock.advance(2)
         self.status("VISITOR")
         self.assertEqual(len(self.office.payloads("Authorize")), 2)
 
