@@ -513,3 +513,16 @@ class StatusPageTests(UpstreamTestCase):
         self.assertEqual(status["upstream"], {})
         page = self.successResultOf(render_page(status, {}, [])).decode()
         self.assertNotIn('id="upstream"', page)
+
+    def test_link_since_is_a_time_of_day(self):
+        """
+        Since when the link is in its state is told as the central system's
+        time, not as the monotonic clock's seconds read as a date.
+        """
+        self.shutdown()
+        self.build(wall=lambda: self.clock.seconds() + 10 * 365 * 86400)
+        self.connect()
+        self.clock.advance(100)
+        status = self.upstream.status()["CP1"]
+        self.assertEqual((status["link"], status["since"]),
+                         ("open", (self.central.now() - timedelta(seconds=100)).isoformat()))

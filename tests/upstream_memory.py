@@ -211,7 +211,7 @@ class MemoryLink:
         self.identity = config.identity or charger_id
         self.url = "ws://bo.example/ocpp/" + self.identity
         self.state = "stopped"
-        self.since = 0
+        self.since = clock.seconds()
         self.last_error = None
         self.attempts = 0
         self.up = True
@@ -226,7 +226,7 @@ class MemoryLink:
             self.state = "waiting"
             return
         clock = self.uplink.clock
-        self.state = "open"
+        self.state, self.since = "open", clock.seconds()
         office = self.office
         ours = OcppSession(self.identity, lambda t: clock.callLater(0, self._to_office, t),
                            self.uplink.dispatch, clock, 30, accepts=m.CS_TO_CP)
