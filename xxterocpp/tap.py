@@ -277,7 +277,7 @@ class XxterocppService(service.MultiService):
             from xxterocpp.tls import ServerTLS, TLSConfigurationError
 
             try:
-                tls = ServerTLS(config.ocpp)
+                tls = ServerTLS(config.ocpp, now=self.central.now)
             except TLSConfigurationError as e:
                 # The one line of a bad configuration, not a traceback.
                 raise SystemExit(f"xxterocpp: {config.path}: {e}")
