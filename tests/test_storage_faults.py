@@ -11,6 +11,7 @@ import sqlite3
 from datetime import datetime, timezone
 
 from twisted.internet import defer, reactor, task, utils
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.service import MAIN, ServiceProcess, kill_on_cleanup, write_config
@@ -219,6 +220,51 @@ class FullDiskTests(TestCase):
         yield service.start()
         yield service.stop()
         self.assertEqual(read_transactions(self.database), [(tx, 1000, 3000)])
+
+
+    @defer.inlineCallbacks
+    def test_stopped_while_a_stop_waits_leaves_it_unanswered(self):
+        """
+        Stopped (SIGTERM) while the disk is full and a StopTransaction waits
+        for its commit: the charger gets no answer (it would drop the stop
+        from its queue), the log says writes are lost; after a start with
+        space again, the charger's StopTransaction sent again books the
+        session with its energy.
+        """
+        service = ServiceProcess(self.config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        yield cp.boot()
+        started = yield cp.start_transaction(1, "04A1B2C3", 1000)
+        tx = started["transactionId"]
+        filler = self.fill()
+        # As above: until a commit no longer fits.
+        for n in range(50):
+            if b"cannot commit" in service.output:
+                break
+            yield cp.boot(vendor=f"Vendor {n}")
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        stop = {"transactionId": tx, "meterStop": 4000, "timestamp": "2026-05-01T09:00:00.000Z"}
+        answers = []
+        cp.call("StopTransaction", stop, timeout=60).addBoth(answers.append)
+        yield service.wait_for_output(b"cannot commit")
+        yield cp.heartbeat()
+        self.assertEqual(answers, [])
+        yield service.signal("TERM")
+        yield cp.wait_closed()
+        self.assertEqual(len(answers), 1)
+        self.assertIsInstance(answers[0], Failure)
+        self.assertIn(b"not committed; they are lost", service.output)
+
+        os.unlink(filler)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.call("StopTransaction", stop)
+        yield cp.close()
+        yield service.stop()
+        self.assertEqual(read_transactions(self.database), [(tx, 1000, 4000)])
 
 
 @defer.inlineCallbacks
