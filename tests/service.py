@@ -146,11 +146,13 @@ class ClockedReactor:
 
 
 @defer.inlineCallbacks
-def start_service(testcase, config_path=None, on=None):
+def start_service(testcase, config_path=None, on=None, wall=None):
     """
     Start the whole service in-process, on the global reactor.
 
     @param on: the reactor to run it on instead (a L{ClockedReactor}).
+    @param wall: with C{on}, the service's system clock instead of C{on}'s
+        (a test that steps it).
     @return: a Deferred firing with the running L{XxterocppService}, with
         C{url} (C{ws://127.0.0.1:PORT/}) set; it is stopped at cleanup.
     """
@@ -162,7 +164,7 @@ def start_service(testcase, config_path=None, on=None):
         service = XxterocppService(config, reactor)
     else:
         # The test's time is the service's wall clock too.
-        service = XxterocppService(config, on, wall=on.seconds)
+        service = XxterocppService(config, on, wall=wall or on.seconds)
     service.startService()
     testcase.addCleanup(lambda: service.running and service.stopService())
     port = yield service.ocpp.when_listening()

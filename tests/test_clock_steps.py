@@ -11,7 +11,7 @@ import glob
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from io import BytesIO
 
 from twisted.internet import defer, reactor
@@ -224,5 +224,42 @@ class ClockStepTests(TestCase):
         output = service.output
         self.assertEqual(output.count(b"the system clock reads"), 1, output.decode())
         self.assertEqual(output.count(b"the system clock is right again"), 1, output.decode())
+        yield cp.close()
+        yield service.stop()
+
+    @defer.inlineCallbacks
+    def test_steps_during_the_boot_wait_and_a_reservation(self):
+        """
+        Forward 56 years while a charger that never booted waits for its
+        TriggerMessage(BootNotification): it still comes, once. Back an
+        hour: a reservation made then expires at the charger no earlier
+        than the time it was told plus the reservation's hold; set right
+        again, the charger that lost the reservation (Available) gets it
+        again with an expiry after the right time.
+        """
+        clock = SteppedClock(self, 0)
+        service = yield self.start(clock)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        clock.set(YEARS_56)
+        unique_id, _ = yield cp.wait_for_call("TriggerMessage", timeout=30)
+        yield cp.boot()
+        told = parse((yield cp.heartbeat())["currentTime"])
+        self.assertLess(abs(told.timestamp() - clock.now()), 60)
+
+        clock.set(YEARS_56 - 3600)
+        code, answer = yield self.api(service, "POST", "/api/chargers/CP1/reserve", {})
+        self.assertEqual((code, answer["status"]), (200, "Accepted"))
+        _, reserve = yield cp.wait_for_call("ReserveNow")
+        yield cp.status(1, "Reserved")
+        self.assertGreaterEqual(parse(reserve["expiryDate"]), told + timedelta(seconds=3600))
+
+        clock.set(YEARS_56)
+        yield cp.status(1, "Available")
+        _, again = yield cp.wait_for_call("ReserveNow")
+        self.assertEqual(again["reservationId"], reserve["reservationId"])
+        self.assertGreaterEqual(parse(again["expiryDate"]).timestamp(), clock.now() + 3500)
+        code, status = yield self.api(service, "GET", "/api/status")
+        self.assertEqual(status["clock_ok"], True)
         yield cp.close()
         yield service.stop()

@@ -124,6 +124,135 @@ class CrashRestartTests(TestCase):
              for charger, connector, meter_start, tx in sessions],
         )
 
+    @defer.inlineCallbacks
+    def test_sigkill_after_the_start_is_committed_retry_gets_the_same_id(self):
+        """
+        Killed once a StartTransaction is committed but (its charger being
+        one whose answer waits a second, docs/quirks.md#delay-start-answer)
+        most likely before it is answered: after the restart the charger's
+        retry of the same StartTransaction gets the id that was committed,
+        and one session is booked, not two.
+        """
+        config = write_config(self, BASE_CONFIG.replace(
+            'id = "CP1"\n', 'id = "CP1"\nquirks = ["delay-start-answer"]\n', 1))
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        twin = yield connect_charger(service.url, "TWIN")
+        start = {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": 1000,
+                 "timestamp": "2026-05-01T08:00:00.000Z"}
+        cp.call("StartTransaction", start).addErrback(lambda failure: None)
+        # Answered after the StartTransaction on the same connection: that
+        # one is booked and its row queued.
+        yield cp.heartbeat()
+        # Answered once stored: the batch with CP1's row (or a later one)
+        # is committed.
+        other = yield twin.start_transaction(2, "04A1B2C3", 300)
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        yield twin.wait_closed()
+        [(committed, connector, meter_start, meter_stop, reason), _] = read_transactions(database)
+        self.assertEqual((connector, meter_start, meter_stop), (1, 1000, None))
+
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        retried = yield cp.call("StartTransaction", start)
+        self.assertEqual(retried["transactionId"], committed)
+        self.assertEqual(retried["idTagInfo"]["status"], "Accepted")
+        yield cp.stop_transaction(committed, 4200)
+        yield cp.close()
+        yield service.stop()
+        self.assertEqual(read_transactions(database), [
+            (committed, 1, 1000, 4200, "Local"),
+            (other["transactionId"], 2, 300, None, None),
+        ])
+
+    @defer.inlineCallbacks
+    def test_sigkill_during_stop_transaction_then_retry_books_it_once(self):
+        """
+        Killed while StopTransactions are on their way (some stored, some
+        not): the chargers send them again after the restart, and every
+        session ends once, with meterStop - meterStart, whether its stop
+        was stored before the kill or only after it.
+        """
+        config = write_config(self)
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        twin = yield connect_charger(service.url, "TWIN")
+        sessions = []
+        for charger, connector, meter_start in ((cp, 1, 1000), (twin, 1, 20000), (twin, 2, 300)):
+            started = yield charger.start_transaction(connector, "04A1B2C3", meter_start)
+            tx = started["transactionId"]
+            yield charger.meter_values(connector, tx, energy_wh=meter_start + 700)
+            sessions.append((charger.identity, connector, meter_start, tx))
+        stops = {}
+        for identity, connector, meter_start, tx in sessions:
+            charger = {"CP1": cp, "TWIN": twin}[identity]
+            stops[tx] = {"transactionId": tx, "meterStop": meter_start + 1500 + connector,
+                         "timestamp": "2026-05-01T09:00:00.000Z", "reason": "EVDisconnected"}
+            charger.call("StopTransaction", stops[tx]).addErrback(lambda failure: None)
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        yield twin.wait_closed()
+
+        yield service.start()
+        chargers = {}
+        for identity in ("CP1", "TWIN"):
+            chargers[identity] = yield connect_charger(service.url, identity)
+            self.addCleanup(chargers[identity].close)
+        for identity, connector, meter_start, tx in sessions:
+            yield chargers[identity].call("StopTransaction", stops[tx])
+        for charger in chargers.values():
+            yield charger.close()
+        yield service.stop()
+        self.assertEqual(read_transactions(database), [
+            (tx, connector, meter_start, meter_start + 1500 + connector, "EVDisconnected")
+            for identity, connector, meter_start, tx in sessions])
+
+    @defer.inlineCallbacks
+    def test_sigkill_right_after_a_reconnect(self):
+        """
+        Killed again right after the chargers came back from a first kill
+        and sent their statuses and readings: the sessions are still open
+        after the second restart and end with the right energy.
+        """
+        config = write_config(self)
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        started = yield cp.start_transaction(1, "04A1B2C3", 1000)
+        tx = started["transactionId"]
+        for _ in range(2):
+            yield service.signal("KILL")
+            yield cp.wait_closed()
+            yield service.start()
+            cp = yield connect_charger(service.url, "CP1")
+            self.addCleanup(cp.close)
+            # What a charger sends when it is back, the kill right after.
+            cp.boot().addErrback(lambda failure: None)
+            cp.status(1, "Charging").addErrback(lambda failure: None)
+            cp.meter_values(1, tx, energy_wh=1600).addErrback(lambda failure: None)
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.stop_transaction(tx, 2900)
+        again = yield cp.start_transaction(1, "04A1B2C3", 2900)
+        self.assertGreater(again["transactionId"], tx)
+        yield cp.close()
+        yield service.stop()
+        self.assertEqual(read_transactions(database), [
+            (tx, 1, 1000, 2900, "Local"), (again["transactionId"], 1, 2900, None, None)])
+
 
 class CrashOfflineTests(TestCase):
     """

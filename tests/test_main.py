@@ -4,9 +4,10 @@ the systemd unit starts the service.
 """
 
 import os
+import sqlite3
 import sys
 
-from twisted.internet import defer, reactor, utils
+from twisted.internet import defer, reactor, task, utils
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
@@ -98,3 +99,29 @@ class MainTests(TestCase):
         self.assertIn(f"xxterocpp: Couldn't listen on 127.0.0.1:{taken}:", output)
         self.assertNotIn("Traceback", output)
         yield first.stop()
+
+    @defer.inlineCallbacks
+    def test_state_database_it_cannot_open_exits_with_one_line(self):
+        """
+        A state database it cannot use (written by a newer version) ends
+        it with a non-zero status and the store's one line saying what to
+        do, no traceback: it must not go on serving chargers without its
+        state (transactionIds from 1 again), and systemd starts it again.
+        """
+        path = write_config(self)
+        database = os.path.join(os.path.dirname(path), "state.sqlite3")
+        db = sqlite3.connect(database)
+        db.execute("PRAGMA user_version = 99")
+        db.close()
+        process = ServiceProcess(path, command=MAIN)
+        kill_on_cleanup(self, process)
+        process.start().addErrback(lambda failure: None)
+        for _ in range(600):
+            if process.exit is not None:
+                break
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.assertIsNotNone(process.exit, process.output.decode())
+        self.assertNotEqual(process.exit.exitCode, 0)
+        output = process.output.decode()
+        self.assertIn(f"xxterocpp: the state database {database} has schema version 99", output)
+        self.assertNotIn("Traceback", output)

@@ -11,9 +11,10 @@ import sqlite3
 from datetime import datetime, timezone
 
 from twisted.internet import defer, reactor, task, utils
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.service import ServiceProcess, kill_on_cleanup, write_config
+from tests.service import MAIN, ServiceProcess, kill_on_cleanup, write_config
 from tests.sim import connect_charger
 from xxterocpp.store import Store, TransactionRecord
 
@@ -219,3 +220,184 @@ class FullDiskTests(TestCase):
         yield service.start()
         yield service.stop()
         self.assertEqual(read_transactions(self.database), [(tx, 1000, 3000)])
+
+
+    @defer.inlineCallbacks
+    def test_stopped_while_a_stop_waits_leaves_it_unanswered(self):
+        """
+        Stopped (SIGTERM) while the disk is full and a StopTransaction waits
+        for its commit: the charger gets no answer (it would drop the stop
+        from its queue), the log says writes are lost; after a start with
+        space again, the charger's StopTransaction sent again books the
+        session with its energy.
+        """
+        service = ServiceProcess(self.config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        yield cp.boot()
+        started = yield cp.start_transaction(1, "04A1B2C3", 1000)
+        tx = started["transactionId"]
+        filler = self.fill()
+        # As above: until a commit no longer fits.
+        for n in range(50):
+            if b"cannot commit" in service.output:
+                break
+            yield cp.boot(vendor=f"Vendor {n}")
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        stop = {"transactionId": tx, "meterStop": 4000, "timestamp": "2026-05-01T09:00:00.000Z"}
+        answers = []
+        cp.call("StopTransaction", stop, timeout=60).addBoth(answers.append)
+        yield service.wait_for_output(b"cannot commit")
+        yield cp.heartbeat()
+        self.assertEqual(answers, [])
+        yield service.signal("TERM")
+        yield cp.wait_closed()
+        self.assertEqual(len(answers), 1)
+        self.assertIsInstance(answers[0], Failure)
+        self.assertIn(b"not committed; they are lost", service.output)
+
+        os.unlink(filler)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.call("StopTransaction", stop)
+        yield cp.close()
+        yield service.stop()
+        self.assertEqual(read_transactions(self.database), [(tx, 1000, 4000)])
+
+
+@defer.inlineCallbacks
+def mount(testcase, *args):
+    """
+    Run C{mount ARGS} (skip the test if that is not allowed); the mount
+    point, the last argument, is unmounted when the test ends.
+    """
+    code = yield utils.getProcessValue("/bin/mount", args)
+    if code != 0:
+        raise SkipTest("cannot mount (needs root and mount permission)")
+    testcase.addCleanup(utils.getProcessValue, "/bin/umount", ["-l", args[-1]])
+
+
+@defer.inlineCallbacks
+def exited(service, timeout=30):
+    """
+    @return: a Deferred firing with the exit of C{service} once it has
+        ended by itself, failing if it still runs after C{timeout} s.
+    """
+    for _ in range(int(timeout / 0.05)):
+        if service.exit is not None:
+            return service.exit
+        yield task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"still running; output:\n{service.output.decode()}")
+
+
+class ReadOnlyAtStartTests(TestCase):
+    """
+    The file system of the database is read-only when the service starts
+    (ext4 remounts itself read-only after an I/O error): a tmpfs of its own.
+    """
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_no_other_database_is_used(self):
+        """
+        The service, as the unit starts it, ends with the store's line and
+        a non-zero status (systemd starts it again) rather than keeping its
+        state elsewhere: a fresh database there would hand out
+        transactionIds the chargers know and forget the open sessions. Once
+        the file system is writable again it starts with its sessions.
+        """
+        disk = os.path.abspath(self.mktemp())
+        os.makedirs(disk)
+        yield mount(self, "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", disk)
+        database = os.path.join(disk, "state.sqlite3")
+        store = Store(database, reactor)
+        store.open()
+        yield defer.gatherResults([
+            store.insert_transaction(TransactionRecord(
+                n, "CP1", 1, "04A1B2C3", T0, 0, None, "Accepted", f"start-{n}"))
+            for n in (1, 2, 3)])
+        yield store.close()
+        code = yield utils.getProcessValue("/bin/mount", ["-o", "remount,ro", disk])
+        self.assertEqual(code, 0)
+        elsewhere = os.path.abspath(self.mktemp())
+        service = ServiceProcess(write_config(self, database=database), command=MAIN,
+                                 env={"XDG_STATE_HOME": elsewhere})
+        kill_on_cleanup(self, service)
+        service.start().addErrback(lambda failure: None)
+        exit = yield exited(service)
+        self.assertNotEqual(exit.exitCode, 0)
+        [line] = output_lines(service, b"cannot open the state database")
+        self.assertIn(database.encode(), line)
+        self.assertFalse(os.path.exists(elsewhere))
+
+        code = yield utils.getProcessValue("/bin/mount", ["-o", "remount,rw", disk])
+        self.assertEqual(code, 0)
+        yield service.start()
+        cp = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(cp.close)
+        started = yield cp.start_transaction(1, "04A1B2C3", 500)
+        self.assertEqual(started["transactionId"], 4)
+        yield cp.close()
+        yield service.stop()
+
+
+class VanishingDiskTests(TestCase):
+    """
+    The disk of the database goes away under the running service (unmounted
+    lazily, as a failing card or a pulled stick can be) and comes back: a
+    tmpfs of its own, bind-mounted where the configuration says.
+    """
+
+    timeout = 90
+
+    def mount(self, *args):
+        return mount(self, *args)
+
+    @defer.inlineCallbacks
+    def test_stop_waits_for_the_disk_to_be_back(self):
+        """
+        A StopTransaction that comes while the disk is gone is not
+        answered, and nothing is written to the directory that the path
+        leads to meanwhile (the mount point's own, on another file system:
+        a file there would be hidden once the disk is back); once it is
+        back the stop is committed to the database on it, and answered.
+        """
+        disk = os.path.abspath(self.mktemp())
+        os.makedirs(disk)
+        yield self.mount("-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", disk)
+        mount_point = os.path.abspath(self.mktemp())
+        os.makedirs(mount_point)
+        yield self.mount("--bind", disk, mount_point)
+        database = os.path.join(mount_point, "state.sqlite3")
+        service = ServiceProcess(write_config(self, database=database))
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.boot()
+        started = yield cp.start_transaction(1, "04A1B2C3", 1000)
+        tx = started["transactionId"]
+
+        code = yield utils.getProcessValue("/bin/umount", ["-l", mount_point])
+        self.assertEqual(code, 0)
+        stop = cp.call("StopTransaction", {
+            "transactionId": tx, "meterStop": 4000,
+            "timestamp": "2026-05-01T09:00:00.000Z"}, timeout=60)
+        yield service.wait_for_output(b"cannot commit")
+        [line] = output_lines(service, b"cannot commit")
+        self.assertIn(b"file system", line)
+        yield cp.heartbeat()
+        self.assertFalse(stop.called)
+        self.assertEqual(os.listdir(mount_point), [])
+
+        yield self.mount("--bind", disk, mount_point)
+        yield stop
+        yield service.wait_for_output(b"commits work again")
+        self.assertEqual(output_lines(service, b"rebuilt"), [])
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        self.assertEqual(read_transactions(os.path.join(disk, "state.sqlite3")),
+                         [(tx, 1000, 4000)])

@@ -8,6 +8,7 @@ and a L{Clock} only where a retry delay would otherwise make a test wait.
 
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import sys
@@ -208,6 +209,15 @@ class SchemaTests(StoreTestCase):
         self.assertIn("newer", str(error))
         self.assertIn(self.path, str(error))
 
+    def test_directory_at_the_path_is_refused(self):
+        """
+        A directory where the file should be is left alone, and open() says
+        what is in the way (not that the directory is not writable).
+        """
+        os.makedirs(os.path.join(self.path, "inside"))
+        error = self.assertRaises(StoreError, Store(self.path, reactor).open)
+        self.assertIn(f"{self.path} is a directory", str(error))
+        self.assertEqual(os.listdir(self.path), ["inside"])
 
     @inlineCallbacks
     def test_version_1_gets_the_uncertain_time_column(self):
@@ -912,6 +922,50 @@ class FailureTests(StoreTestCase):
         store = yield self.restart(store)
         self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
         self.assertEqual(store.last_transaction_id(), 2)
+
+    @inlineCallbacks
+    def test_deleted_database_directory_is_rebuilt(self):
+        """
+        Deleting the database's whole directory (rm -rf) loses nothing
+        either: the directory is made again and the file rebuilt from the
+        open connection, the only copy left of what was committed.
+        """
+        store = self.makeStore()
+        yield store.insert_transaction(started(1))
+        shutil.rmtree(os.path.dirname(self.path))
+        yield store.insert_transaction(started(2))
+        store = yield self.restart(store)
+        self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
+
+    @inlineCallbacks
+    def test_failed_rebuild_keeps_the_connection(self):
+        """
+        A deleted file that cannot be rebuilt yet (a plain file stands
+        where its directory was) is retried like any failed commit; the
+        open connection is kept meanwhile, and once the way is clear the
+        rebuilt file has everything.
+        """
+        clock = task.Clock()
+        store = self.makeStore(clock=clock)
+        yield store.insert_transaction(started(1))
+        directory = os.path.dirname(self.path)
+        shutil.rmtree(directory)
+        with open(directory, "w") as f:
+            f.write("in the way\n")
+        captured = self.enterContext(capturedLogs())
+        inserted = store.insert_transaction(started(2))
+        for _ in range(3):
+            clock.advance(60)
+            yield store.query_transactions()
+        self.assertNoResult(inserted)
+        [line] = store_events(captured)
+        self.assertIn("cannot commit", formatEvent(line))
+        os.unlink(directory)
+        clock.advance(60)
+        yield inserted
+        store = yield self.restart(store)
+        self.assertEqual([r.id for r in store.load_open_transactions()], [1, 2])
+        self.assertEqual([n for n in os.listdir(directory) if "rebuilt" in n], [])
 
     @inlineCallbacks
     def test_replaced_database_file_is_adopted(self):

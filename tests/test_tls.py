@@ -7,6 +7,7 @@ chargers connect with wss://. Also the AuthorizationKey rotation.
 import ipaddress
 import os
 import types
+from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +28,7 @@ from tests.test_signing import make_csr
 from tests.test_web import WebTestCase, web_agent
 from xxterocpp import certs, signing, tls
 from xxterocpp.config import load_config
+from xxterocpp.store import Store
 from xxterocpp.tap import XxterocppService
 
 #: The key the rotation tests give "RDAM 123" (20 bytes as 40 hex digits).
@@ -390,6 +392,72 @@ class SecureProfile3Tests(SecureTestCase):
         error = yield self.refused("CP1", trusting(client="twin"))
         self.assertEqual(error.status, 403)
         self.assertEqual(self.service.security_failures(), {"auth": 1, "tls": 0})
+
+
+class WrongClockProfile3Tests(TestCase):
+    """
+    Security profile 3 while the system clock is wrong: it reads three
+    years before the time the service trusted (as a controller without a
+    battery-backed clock reads 1970 before NTP): client certificates are
+    judged by the trusted time (docs/architecture.md#time).
+    """
+
+    AHEAD = timedelta(days=3 * 365)
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.events = self.enterContext(capturedLogs())
+        self.config_path, self.tls_dir = secure_config(self, client_ca=True)
+        self.trusted = datetime.now(timezone.utc) + self.AHEAD
+        store = Store(load_config(self.config_path).storage.database, reactor)
+        store.open()
+        yield store.put_setting("central", "trusted_time", self.trusted.isoformat())
+        yield store.close()
+        self.service = yield start_service(self, self.config_path)
+        self.url = self.service.url.replace("ws://", "wss://")
+        self.assertFalse(self.service.central.time.ok)
+
+    def signed(self, now):
+        """
+        @return: the TLS options of CP1 presenting a certificate the
+            signing CA made at C{now} (valid from a day before, two years).
+        """
+        signer = signing.ChargerSigner(os.path.join(self.tls_dir, "signing-ca.pem"),
+                                       os.path.join(self.tls_dir, "signing-ca.key"))
+        key = ec.generate_private_key(ec.SECP256R1())
+        chain = signer.sign(make_csr(key), "CP1", now).certificate_chain.encode("ascii")
+        path = os.path.join(self.tls_dir, f"cp1-{now:%Y%m%d}")
+        certs.write_file(path + ".key", certs.key_pem(key), private=True)
+        certs.write_file(path + "-chain.pem", chain)
+        return ChainClientTLS(path + "-chain.pem", path + ".key")
+
+    @defer.inlineCallbacks
+    def test_certificate_valid_at_the_trusted_time_connects(self):
+        """
+        A certificate not yet valid by the system clock, valid by the
+        trusted time: the charger connects.
+        """
+        charger = yield connect_charger(self.url, "CP1", tls=self.signed(self.trusted))
+        self.addCleanup(charger.close)
+        self.assertEqual((yield charger.boot())["status"], "Accepted")
+
+    @defer.inlineCallbacks
+    def test_certificate_expired_at_the_trusted_time_is_refused(self):
+        """
+        A certificate valid by the system clock that ended before the
+        trusted time is refused.
+        """
+        try:
+            charger = yield connect_charger(self.url, "CP1",
+                                            tls=self.signed(datetime.now(timezone.utc)))
+        except HandshakeRefused as e:
+            self.assertEqual(e.status, 403)
+        else:
+            self.addCleanup(charger.close)
+            self.fail("a certificate expired by the trusted time was let in")
+        self.assertIn("CP1: connection from 127.0.0.1 refused: its client certificate does not"
+                      " verify (certificate has expired)",
+                      [formatEvent(event) for event in self.events])
 
 
 class KeyRotationTests(SecureTestCase):

@@ -165,6 +165,37 @@ class TrustedTimeTests(SynchronousTestCase):
         self.assertEqual(self.time.seconds(), self.wall.now)
         self.assertTrue(self.time.ok)
 
+    def test_flapping_clock(self):
+        """
+        A system clock that NTP keeps stepping back and forth (an hour, less
+        than L{TOLERANCE} and a little more): no time given out is older
+        than the newest one given out while the clock was right, and while
+        it is wrong the time moves on with the monotonic clock from there;
+        each time it is wrong is said once, and once when it is right
+        again; in the end the system clock's time is given out again.
+        """
+        self.time.restore(None)
+        trusted, since = self.time.seconds(), 0
+        with capturedLogs() as events:
+            for back in (3600, TOLERANCE / 2, 3600, TOLERANCE + 10, TOLERANCE / 2) * 4:
+                self.wall.now -= back
+                for _ in range(3):
+                    self.advance(7)
+                    since += 7
+                    now = self.time.seconds()
+                    self.assertGreaterEqual(now, trusted)
+                    if self.time.ok:
+                        trusted, since = now, 0
+                    else:
+                        self.assertEqual(now, trusted + since)
+                self.wall.now += back
+                self.advance(7)
+                self.assertEqual(self.time.seconds(), self.wall.now)
+                trusted, since = self.wall.now, 0
+        self.assertTrue(self.time.ok)
+        said = [line for line in lines(events) if "stepped" not in line]
+        self.assertEqual(len(said), 2 * 4 * 3)
+
     def test_steps_are_noticed(self):
         """
         A change of the offset between the system and the monotonic clock
@@ -439,3 +470,29 @@ class CentralClockTests(SynchronousTestCase):
         self.assertEqual(kept, (TRUSTED + timedelta(seconds=100)).isoformat())
         self.build(EPOCH, kept=datetime.fromisoformat(kept))
         self.assertEqual(self.central.now(), TRUSTED + timedelta(seconds=100))
+
+    def test_session_across_the_end_of_a_step_back(self):
+        """
+        A session started while the clock was an hour back, with the time
+        the charger was told (the trusted time moved on), and stopped once
+        the clock reads the trusted time again and the charger has been
+        told so, an hour earlier than before: its stop is before its start,
+        so its times are marked uncertain (in the store too).
+        """
+        self.build(TRUSTED)
+        self.wall.now -= 3600
+        self.clock.advance(600)
+        self.wall.now += 600
+        told = self.handle("Heartbeat", {}).current_time
+        self.assertFalse(self.central.time.ok)
+        tx_id = self.start(told.isoformat()).transaction_id
+        self.assertFalse(self.central.book.get(tx_id).time_uncertain)
+        self.clock.advance(3000)
+        self.wall.now += 3000
+        told_again = self.handle("Heartbeat", {}).current_time
+        self.assertTrue(self.central.time.ok)
+        self.assertLess(told_again, told)
+        self.handle("StopTransaction", {"transactionId": tx_id, "meterStop": 900,
+                                        "timestamp": told_again.isoformat()})
+        record = self.store.transactions[tx_id]
+        self.assertEqual((record.stop_time, record.time_uncertain), (told_again, True))

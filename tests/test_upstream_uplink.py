@@ -6,6 +6,7 @@ conversation with its back office, in memory on a clock
 """
 
 import re
+from datetime import timedelta
 
 import attr
 
@@ -342,6 +343,24 @@ class AuthorizationTests(UpstreamTestCase):
         self.status("VISITOR")
         self.assertEqual(len(self.office.payloads("Authorize")), 2)
 
+    def test_verdict_kept_until_its_expiry_date(self):
+        """
+        A verdict with an expiryDate is kept until then, however far the
+        monotonic clock of the timers is from the time of day.
+        """
+        self.shutdown()
+        self.build(wall=lambda: self.clock.seconds() + 10 * 365 * 86400)
+        self.connect()
+        self.office.tags = {"VISITOR": "Accepted"}
+        self.office.expiries = {"VISITOR": self.central.now() + timedelta(hours=1)}
+        self.status("VISITOR")
+        self.clock.advance(3599)
+        self.status("VISITOR")
+        self.assertEqual(len(self.office.payloads("Authorize")), 1)
+        self.clock.advance(2)
+        self.status("VISITOR")
+        self.assertEqual(len(self.office.payloads("Authorize")), 2)
+
     def test_start_of_unknown_tag_asks_first(self):
         """
         A StartTransaction of a tag nobody decided yet waits for the back
@@ -494,3 +513,16 @@ class StatusPageTests(UpstreamTestCase):
         self.assertEqual(status["upstream"], {})
         page = self.successResultOf(render_page(status, {}, [])).decode()
         self.assertNotIn('id="upstream"', page)
+
+    def test_link_since_is_a_time_of_day(self):
+        """
+        Since when the link is in its state is told as the central system's
+        time, not as the monotonic clock's seconds read as a date.
+        """
+        self.shutdown()
+        self.build(wall=lambda: self.clock.seconds() + 10 * 365 * 86400)
+        self.connect()
+        self.clock.advance(100)
+        status = self.upstream.status()["CP1"]
+        self.assertEqual((status["link"], status["since"]),
+                         ("open", (self.central.now() - timedelta(seconds=100)).isoformat()))

@@ -65,13 +65,14 @@ class WorkaroundHarness:
         self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     @defer.inlineCallbacks
-    def start(self, *tables, registry=None, sections=""):
+    def start(self, *tables, registry=None, sections="", wall=None):
         """
         Start the service with the C{[[charger]]} C{tables}.
 
         @param registry: registry entries instead of the shipped registry.
         @param sections: TOML replacing the loopback configuration's
             C{key = value} lines of the same name.
+        @param wall: the service's system clock, if not the test's clock.
         """
         text = CONFIG
         for line in sections.strip().splitlines():
@@ -80,7 +81,7 @@ class WorkaroundHarness:
                              for l in text.splitlines())
         self.time = ClockedReactor(self)
         self.service = yield start_service(self, write_config(self, text + "".join(tables)),
-                                           on=self.time)
+                                           on=self.time, wall=wall)
         self.central = self.service.central
         self.controller = self.service.controller
         if registry is not None:
@@ -825,6 +826,41 @@ heartbeat_interval = 10
         yield self.start(table("CP1", quirks=["no-ping"]), sections=self.SECTIONS, registry=())
         cp = yield self.connect("CP1", lambda cp: cp.ignore_pings())
         yield self.check_no_pings_and_silence(cp)
+
+    @defer.inlineCallbacks
+    def test_steps_of_the_system_clock_are_no_silence(self):
+        """
+        The silence is counted on the monotonic clock: the system clock
+        stepped 56 years forward right after the charger spoke does not
+        make it count as gone, nor does one stepped back an hour and set
+        right again keep a silent one connected for longer.
+        """
+        offset = [0.0]
+        yield self.start(table("CP1", quirks=["no-ping"]), sections=self.SECTIONS,
+                         registry=(), wall=lambda: self.time.seconds() + offset[0])
+        cp = yield self.connect("CP1", lambda cp: cp.ignore_pings())
+        yield cp.heartbeat()
+        self.time.advance(15)
+        yield cp.heartbeat()
+        offset[0] = 56 * 365 * 86400
+        self.time.advance(15)
+        yield cp.heartbeat()
+        self.time.advance(29)
+        yield cp.heartbeat()
+        self.assertTrue(cp.is_open)
+        # Back an hour: the clock is wrong, the time given out moves on
+        # from the trusted one; then right again (an hour less).
+        offset[0] -= 3600
+        self.time.advance(10)
+        yield cp.heartbeat()
+        self.assertFalse(self.central.time.ok)
+        offset[0] += 3600
+        yield cp.heartbeat()
+        self.assertTrue(self.central.time.ok)
+        self.time.advance(29.9)
+        self.assertTrue(cp.is_open)
+        self.time.advance(0.1)
+        yield cp.wait_closed()
 
     @defer.inlineCallbacks
     def test_without_it_the_charger_is_dropped(self):

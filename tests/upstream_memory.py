@@ -132,6 +132,7 @@ class MemoryBackOffice:
     @ivar boot_answers: C{(status, interval)} for the next boots, then
         Accepted with 300 s.
     @ivar tags: C{{idTag: status}}, others Invalid.
+    @ivar expiries: C{{idTag: datetime}}: the expiryDate it gives them.
     @ivar errors: C{{action: n}}: the next n CALLs answered with CALLERROR.
     @ivar error_codes: C{{action: code}}: the code of those CALLERRORs
         (default InternalError).
@@ -143,6 +144,7 @@ class MemoryBackOffice:
         self.calls = []
         self.boot_answers = []
         self.tags = {}
+        self.expiries = {}
         self.errors = {}
         self.error_codes = {}
         self.silent = set()
@@ -157,7 +159,9 @@ class MemoryBackOffice:
             self.errors[action] -= 1
             raise CallError(self.error_codes.get(action, m.INTERNAL_ERROR),
                             f"injected for {action}")
-        info = m.IdTagInfo(status=self.tags.get(getattr(request, "id_tag", None), "Invalid"))
+        id_tag = getattr(request, "id_tag", None)
+        info = m.IdTagInfo(status=self.tags.get(id_tag, "Invalid"),
+                           expiry_date=self.expiries.get(id_tag))
         if action == "BootNotification":
             status, interval = self.boot_answers.pop(0) if self.boot_answers else ("Accepted", 300)
             return m.BootNotificationResponse(status=status, interval=interval,
@@ -202,7 +206,7 @@ class MemoryLink:
         self.identity = config.identity or charger_id
         self.url = "ws://bo.example/ocpp/" + self.identity
         self.state = "stopped"
-        self.since = 0
+        self.since = clock.seconds()
         self.last_error = None
         self.attempts = 0
         self.up = True
@@ -217,7 +221,7 @@ class MemoryLink:
             self.state = "waiting"
             return
         clock = self.uplink.clock
-        self.state = "open"
+        self.state, self.since = "open", clock.seconds()
         office = self.office
         ours = OcppSession(self.identity, lambda t: clock.callLater(0, self._to_office, t),
                            self.uplink.dispatch, clock, 30, accepts=m.CS_TO_CP)
@@ -269,12 +273,15 @@ class UpstreamTestCase(SynchronousTestCase):
         self.office = MemoryBackOffice(self.clock)
         self.build()
 
-    def build(self, offline="local", allow_reset="false", stop_refused="false"):
+    def build(self, offline="local", allow_reset="false", stop_refused="false", wall=None):
         """
         Make the service anew from what the stores keep (a restart).
+
+        @param wall: the system clock, if not C{self.clock} (which is the
+            monotonic one then).
         """
         config = self.config(offline, allow_reset, stop_refused)
-        self.central = CentralSystem(config, self.store, self.clock)
+        self.central = CentralSystem(config, self.store, self.clock, wall=wall)
         self.central.load()
         self.controller = Controller(self.central, self.clock)
         self.central.subscribe(self.controller.observe)

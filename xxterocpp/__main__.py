@@ -13,7 +13,7 @@ or a port in use ends it at once with one line and a non-zero status.
 
 import sys
 
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python import usage
 
 from xxterocpp import tap
@@ -38,9 +38,26 @@ def main(argv=None, reactor=None):
     # What twistd does with the service of a plugin: bind the ports now,
     # start the rest once the reactor runs, stop it before the reactor does.
     service.privilegedStartService()
-    reactor.callWhenRunning(service.startService)
+    failed = []
+
+    def start():
+        try:
+            service.startService()
+        except SystemExit as e:
+            # The state store cannot be opened: a running reactor would
+            # swallow the exit and serve chargers without their state.
+            failed.append(e)
+            reactor.stop()
+        except Exception:
+            Logger().failure("xxterocpp: the service could not start")
+            failed.append(SystemExit(1))
+            reactor.stop()
+
+    reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+    if failed:
+        raise failed[0]
 
 
 if __name__ == "__main__":

@@ -51,8 +51,14 @@ def database_path(configured, log=None):
     """
     Where the state database goes: the configured path when its directory
     is (or can be made) writable, else a per-user state directory, so that
-    C{make run} works as any user.
+    C{make run} works as any user. A database of ours (one this user can
+    read) at the configured path is never left for another: on a file
+    system that went read-only the service must not start afresh with
+    transactionIds from 1 and its open sessions forgotten; the store then
+    says it cannot open the file.
     """
+    if os.path.isfile(configured) and os.access(configured, os.R_OK):
+        return configured
     directory = os.path.dirname(os.path.abspath(configured))
     try:
         os.makedirs(directory, exist_ok=True)
@@ -271,7 +277,7 @@ class XxterocppService(service.MultiService):
             from xxterocpp.tls import ServerTLS, TLSConfigurationError
 
             try:
-                tls = ServerTLS(config.ocpp)
+                tls = ServerTLS(config.ocpp, now=self.central.now)
             except TLSConfigurationError as e:
                 # The one line of a bad configuration, not a traceback.
                 raise SystemExit(f"xxterocpp: {config.path}: {e}")
@@ -355,7 +361,15 @@ class XxterocppService(service.MultiService):
             raise SystemExit(f"xxterocpp: {e}")
 
     def startService(self):
-        self.store.open()
+        from xxterocpp.store import StoreError
+
+        try:
+            self.store.open()
+        except StoreError as e:
+            # One line saying what to do, not a traceback; the process must
+            # end (systemd starts it again), not serve chargers without
+            # its state.
+            raise SystemExit(f"xxterocpp: {e}")
         self.central.load()
         self._warn_open_chargers(self.config)
         super().startService()

@@ -210,10 +210,15 @@ class ServerTLS:
     certificate is served to new connections while open ones keep theirs.
     """
 
-    def __init__(self, ocpp):
+    def __init__(self, ocpp, now=None):
         """
+        @param now: zero-argument callable, the central system's time as an
+            aware datetime: client certificates are judged valid or not by
+            it, not by a system clock that may read 1970
+            (docs/architecture.md#time); None: by the system clock.
         @raise TLSConfigurationError: see L{server_context}.
         """
+        self._now = now
         self._context = server_context(ocpp)
 
     def reload(self, ocpp):
@@ -225,4 +230,9 @@ class ServerTLS:
         self._context = server_context(ocpp)
 
     def serverConnectionForTLS(self, tlsProtocol):
+        if self._now is not None:
+            # Verification happens within seconds of this, during the
+            # handshake; the context's store is shared by the connections
+            # made from it, each setting the time anew.
+            self._context.get_cert_store().set_time(self._now())
         return SSL.Connection(self._context, None)

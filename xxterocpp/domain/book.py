@@ -331,6 +331,10 @@ class TransactionBook:
         self._emit(MeterChanged(charger.id, number))
 
     def _close(self, tx, meter_stop, stop_time, reason, id_tag):
+        if stop_time < tx.start_time:
+            # Possible only if a clock was stepped meanwhile (ours once it
+            # is right again, after a step back: docs/architecture.md#time).
+            tx.time_uncertain = True
         tx.meter_stop, tx.stop_time, tx.stop_reason, tx.stop_id_tag = (
             meter_stop, stop_time, reason, id_tag)
         charger = self._chargers.get(tx.charger_id)

@@ -133,6 +133,10 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
     #: they run.
     _silence_call = None
     _keepalive_call = None
+    #: When the charger was last heard on this connection (the reactor's
+    #: monotonic clock): its silence is a duration, not a difference of
+    #: times of day that a step of the system clock would change.
+    _heard_at = None
     #: Whether the charger answered one of Autobahn's pings.
     _ponged = False
 
@@ -291,6 +295,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
     def onOpen(self):
         # Autobahn's own logger again (its class attribute).
         del self.log
+        self._heard_at = self.factory.clock.seconds()
         self._handshake_over()
         central = self.factory.central
         charger_id = self.charger_id
@@ -382,7 +387,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         if charger is None or charger.session is not self.session:
             return
         limit = SILENT_HEARTBEATS * central.config.ocpp.heartbeat_interval
-        silent = (central.now() - charger.last_seen).total_seconds()
+        silent = self.factory.clock.seconds() - self._heard_at
         if silent >= limit:
             self._log.warn("{id}: nothing heard for {silent:.0f} s ({n} heartbeat intervals): "
                            "the connection counts as dead", id=self.charger_id, silent=silent,
@@ -417,6 +422,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         self.sendClose(code=1000, reason="Replaced by a newer connection")
 
     def onMessage(self, payload, isBinary):
+        self._heard_at = self.factory.clock.seconds()
         if self.session is None:
             return
         if isBinary:

@@ -5,6 +5,7 @@ file, the checks that it still writes to the file at its path, and the
 transactions run on it. Everything here runs in that one thread.
 """
 
+import errno
 import os
 import sqlite3
 from stat import S_IMODE
@@ -16,6 +17,7 @@ from ._damage import (
     reported_as_damage,
     salvage_counter,
 )
+from .errors import StoreError
 from .records import TRANSACTION_COLUMNS, transaction_from_row
 from .schema import advance_transaction_counter, migrate, read_transaction_counter
 
@@ -118,6 +120,11 @@ class Worker:
             else L{None}.
         """
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        if os.path.isdir(self.path):
+            raise StoreError(
+                f"{self.path} is a directory, not the state database: move it away or"
+                " configure [storage] database as a file in it"
+            )
         try:
             self._open()
             return None
@@ -187,9 +194,14 @@ class Worker:
         Linux a deleted database keeps accepting commits that vanish at the
         next restart, so a deleted file is rebuilt from the still-open
         connection, and a replaced one (a restored backup) is adopted.
+        While the path leads to another file system than the open file
+        (its disk unmounted), nothing is rebuilt there: the commit fails
+        and is retried until the disk is back.
 
         @return: a note for the log when the file was rebuilt or adopted,
             or a damaged one moved aside (see L{connect}).
+        @raise OSError: the file is gone with its file system, or it could
+            not be rebuilt (the open connection is kept for the retry).
         """
         if self.db is None:
             return self.connect()
@@ -199,34 +211,64 @@ class Worker:
             stat = None
         if stat is not None and (stat.st_dev, stat.st_ino) == self._file_identity:
             return None
-        old, self.db = self.db, None
-        try:
-            if stat is None:
-                note = "the database file was deleted; rebuilt it from the open connection"
-                old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                rebuilt = self.path + ".rebuilt"
-                # Private before the keys are copied into it.
-                _make_private(rebuilt)
-                target = sqlite3.connect(rebuilt)
-                try:
-                    old.backup(target)
-                finally:
-                    target.close()
-                old.close()
-                self._remove_companions()
-                os.rename(rebuilt, self.path)
-            else:
-                note = "the database file was replaced; now using the new file"
-                # Whatever the new file says, never hand out an id again.
-                self._transaction_id_floor = max(
-                    self._transaction_id_floor, read_transaction_counter(old)
-                )
-                old.close()
-                self._remove_companions()
-            damaged = self.connect()
-        finally:
+        if stat is None:
+            self._rebuild()
+            note = "the database file was deleted; rebuilt it from the open connection"
+        else:
+            note = "the database file was replaced; now using the new file"
+            # Whatever the new file says, never hand out an id again.
+            self._transaction_id_floor = max(
+                self._transaction_id_floor, read_transaction_counter(self.db)
+            )
+            old, self.db = self.db, None
             old.close()
+            self._remove_companions()
+        damaged = self.connect()
         return note if damaged is None else f"{note}; {damaged}"
+
+    def _rebuild(self):
+        """
+        Write the database of the open connection to a new file at C{path}
+        (the old one was deleted, maybe with its directory) and close the
+        connection. Until that has worked the connection stays open: it
+        holds the only copy.
+
+        @raise OSError: the directory of C{path} is on another file system
+            than the deleted file (the disk is gone, the path leads to the
+            mount point's directory), or the new file cannot be written.
+        """
+        directory = os.path.dirname(os.path.abspath(self.path))
+        existing = directory
+        while not os.path.isdir(existing):
+            existing = os.path.dirname(existing)
+        if os.stat(existing).st_dev != self._file_identity[0]:
+            raise OSError(
+                errno.ENODEV,
+                f"the database file is gone with its file system ({existing} is on another"
+                " one now: the disk unmounted?); waiting for it to be back",
+            )
+        os.makedirs(directory, exist_ok=True)
+        rebuilt = self.path + ".rebuilt"
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Private before the keys are copied into it.
+            _make_private(rebuilt)
+            target = sqlite3.connect(rebuilt)
+            try:
+                self.db.backup(target)
+            finally:
+                target.close()
+            os.rename(rebuilt, self.path)
+        except BaseException:
+            # A partial copy would only take space from the next attempt.
+            try:
+                os.unlink(rebuilt)
+            except OSError:
+                pass
+            raise
+        old, self.db = self.db, None
+        old.close()
+        self._remove_companions()
 
     def _remove_companions(self):
         """

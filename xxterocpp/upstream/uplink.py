@@ -402,7 +402,10 @@ class Uplink:
             "url": self.link.url,
             "identity": self.link.identity,
             "link": self.link.state,
-            "since": utc_from_seconds(self.link.since).isoformat(),
+            # The link counts on the monotonic clock of the timers.
+            "since": utc_from_seconds(
+                self.central.time.seconds() - (self.clock.seconds() - self.link.since)
+            ).isoformat(),
             "last_error": self.link.last_error,
             "registration": self.registration,
             "tags": self.setting("tags", []),

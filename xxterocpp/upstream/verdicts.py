@@ -47,10 +47,14 @@ class Verdicts:
         """
         if not id_tag or info is None or info.status is None:
             return
+        # Timers and kept verdicts run on the monotonic clock; an expiry is
+        # a time of day, so it becomes the duration left by the central
+        # system's time (docs/architecture.md#time).
         now = self.uplink.clock.seconds()
         until = now + VERDICT_LIFETIME
         if info.expiry_date is not None:
-            until = min(until, info.expiry_date.timestamp())
+            left = (info.expiry_date - self.uplink.central.now()).total_seconds()
+            until = min(until, now + left)
         self._kept[casefold(id_tag)] = (
             Authorization(info.status, info.parent_id_tag, info.expiry_date), until)
 
