@@ -168,13 +168,13 @@ class SubscriptionTests(TestCase):
 
     def test_order(self):
         """
-        The controller, the smart manager, the back offices' forwarding, then
-        the KNX bridge; each
-        once.
+        The domain's own pending commands first (they are settled before any
+        adapter hears of the event), then the controller, the smart
+        manager, the back offices' forwarding and the KNX bridge; each once.
         """
         service = tap.XxterocppService(load_config(write_config(self, KNX_CONFIG)), reactor)
         self.assertEqual(service.central._observers, [
-            service.controller.observe, service.smart.observe, service.upstream.observe,
+            service.central.accepted.observe, service.controller.observe, service.smart.observe, service.upstream.observe,
             service.knx_bridge.observe])
 
 
