@@ -35,6 +35,29 @@ class CrashRestartTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
+    def three_sessions(self):
+        """
+        The service as its own process, killed at the end of the test if
+        still running, with chargers CP1 and TWIN and three sessions
+        started (CP1/1, TWIN/1, TWIN/2).
+
+        @return: C{(config, database, service, cp, twin, sessions)}, each
+            session C{(charger, connector, meter_start, transaction_id)}.
+        """
+        config = write_config(self)
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        twin = yield connect_charger(service.url, "TWIN")
+        sessions = []
+        for charger, connector, meter_start in ((cp, 1, 1000), (twin, 1, 20000), (twin, 2, 300)):
+            started = yield charger.start_transaction(connector, "04A1B2C3", meter_start)
+            sessions.append((charger, connector, meter_start, started["transactionId"]))
+        return config, database, service, cp, twin, sessions
+
+    @defer.inlineCallbacks
     def test_sigkill_mid_session_then_stop_gives_right_energy(self):
         """
         Transactions started before a SIGKILL are stopped after the restart
@@ -83,17 +106,7 @@ class CrashRestartTests(TestCase):
         still has every session open, stops each at its meterStop, and the
         energies are exact.
         """
-        config = write_config(self)
-        database = os.path.join(os.path.dirname(config), "state.sqlite3")
-        service = ServiceProcess(config)
-        kill_on_cleanup(self, service)
-        yield service.start()
-        cp = yield connect_charger(service.url, "CP1")
-        twin = yield connect_charger(service.url, "TWIN")
-        sessions = []
-        for charger, connector, meter_start in ((cp, 1, 1000), (twin, 1, 20000), (twin, 2, 300)):
-            started = yield charger.start_transaction(connector, "04A1B2C3", meter_start)
-            sessions.append((charger, connector, meter_start, started["transactionId"]))
+        config, database, service, cp, twin, sessions = yield self.three_sessions()
         burst = []
         for n in range(1, 201):
             for charger, connector, meter_start, tx in sessions:
@@ -178,17 +191,9 @@ class CrashRestartTests(TestCase):
         session ends once, with meterStop - meterStart, whether its stop
         was stored before the kill or only after it.
         """
-        config = write_config(self)
-        database = os.path.join(os.path.dirname(config), "state.sqlite3")
-        service = ServiceProcess(config)
-        kill_on_cleanup(self, service)
-        yield service.start()
-        cp = yield connect_charger(service.url, "CP1")
-        twin = yield connect_charger(service.url, "TWIN")
+        config, database, service, cp, twin, started = yield self.three_sessions()
         sessions = []
-        for charger, connector, meter_start in ((cp, 1, 1000), (twin, 1, 20000), (twin, 2, 300)):
-            started = yield charger.start_transaction(connector, "04A1B2C3", meter_start)
-            tx = started["transactionId"]
+        for charger, connector, meter_start, tx in started:
             yield charger.meter_values(connector, tx, energy_wh=meter_start + 700)
             sessions.append((charger.identity, connector, meter_start, tx))
         stops = {}
