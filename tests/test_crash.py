@@ -35,20 +35,30 @@ class CrashRestartTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def three_sessions(self):
+    def running(self):
         """
         The service as its own process, killed at the end of the test if
-        still running, with chargers CP1 and TWIN and three sessions
-        started (CP1/1, TWIN/1, TWIN/2).
+        still running.
 
-        @return: C{(config, database, service, cp, twin, sessions)}, each
-            session C{(charger, connector, meter_start, transaction_id)}.
+        @return: C{(config, database, service)}.
         """
         config = write_config(self)
         database = os.path.join(os.path.dirname(config), "state.sqlite3")
         service = ServiceProcess(config)
         kill_on_cleanup(self, service)
         yield service.start()
+        return config, database, service
+
+    @defer.inlineCallbacks
+    def three_sessions(self):
+        """
+        L{running}, with chargers CP1 and TWIN and three sessions started
+        (CP1/1, TWIN/1, TWIN/2).
+
+        @return: C{(config, database, service, cp, twin, sessions)}, each
+            session C{(charger, connector, meter_start, transaction_id)}.
+        """
+        config, database, service = yield self.running()
         cp = yield connect_charger(service.url, "CP1")
         twin = yield connect_charger(service.url, "TWIN")
         sessions = []
@@ -63,11 +73,7 @@ class CrashRestartTests(TestCase):
         Transactions started before a SIGKILL are stopped after the restart
         with meterStop - meterStart, and new ids never collide.
         """
-        config = write_config(self)
-        database = os.path.join(os.path.dirname(config), "state.sqlite3")
-        service = ServiceProcess(config)
-        kill_on_cleanup(self, service)
-        yield service.start()
+        config, database, service = yield self.running()
         cp = yield connect_charger(service.url, "CP1")
         twin = yield connect_charger(service.url, "TWIN")
         yield cp.boot()
@@ -227,11 +233,7 @@ class CrashRestartTests(TestCase):
         and sent their statuses and readings: the sessions are still open
         after the second restart and end with the right energy.
         """
-        config = write_config(self)
-        database = os.path.join(os.path.dirname(config), "state.sqlite3")
-        service = ServiceProcess(config)
-        kill_on_cleanup(self, service)
-        yield service.start()
+        config, database, service = yield self.running()
         cp = yield connect_charger(service.url, "CP1")
         started = yield cp.start_transaction(1, "04A1B2C3", 1000)
         tx = started["transactionId"]

@@ -177,6 +177,23 @@ class FullDiskTests(TestCase):
         return filler
 
     @defer.inlineCallbacks
+    def fill_until_full(self, service, cp):
+        """
+        L{fill}, then, since a commit may still fit in the last page of the
+        write-ahead log, boots of C{cp} with a new nameplate (one write
+        each) until the service says one cannot be committed.
+
+        @return: the name of the file that fills the file system.
+        """
+        filler = self.fill()
+        for n in range(50):
+            if b"cannot commit" in service.output:
+                break
+            yield cp.boot(vendor=f"Vendor {n}")
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        return filler
+
+    @defer.inlineCallbacks
     def test_start_is_answered_only_once_stored(self):
         """
         While the disk is full, a StartTransaction is not answered, other
@@ -190,14 +207,7 @@ class FullDiskTests(TestCase):
         cp = yield connect_charger(service.url, "CP1")
         self.addCleanup(cp.close)
         yield cp.boot()
-        filler = self.fill()
-        # A commit may still fit in the last page of the write-ahead log:
-        # boots with a new nameplate (one write each) until one does not.
-        for n in range(50):
-            if b"cannot commit" in service.output:
-                break
-            yield cp.boot(vendor=f"Vendor {n}")
-            yield task.deferLater(reactor, 0.05, lambda: None)
+        filler = yield self.fill_until_full(service, cp)
         start = cp.call("StartTransaction", {
             "connectorId": 1, "idTag": "04A1B2C3", "meterStart": 1000,
             "timestamp": "2024-05-01T08:00:00.000Z"}, timeout=60)
@@ -238,13 +248,7 @@ class FullDiskTests(TestCase):
         yield cp.boot()
         started = yield cp.start_transaction(1, "04A1B2C3", 1000)
         tx = started["transactionId"]
-        filler = self.fill()
-        # As above: until a commit no longer fits.
-        for n in range(50):
-            if b"cannot commit" in service.output:
-                break
-            yield cp.boot(vendor=f"Vendor {n}")
-            yield task.deferLater(reactor, 0.05, lambda: None)
+        filler = yield self.fill_until_full(service, cp)
         stop = {"transactionId": tx, "meterStop": 4000, "timestamp": "2026-05-01T09:00:00.000Z"}
         answers = []
         cp.call("StopTransaction", stop, timeout=60).addBoth(answers.append)
