@@ -235,7 +235,8 @@ class XxterocppService(service.MultiService):
     @ivar ocpp: the L{ServerService} of the OCPP server.
     @ivar controller: the L{Controller} every adapter steers chargers with.
     @ivar smart: the L{SmartManager} of smart sessions and the site limit.
-    @ivar upstream: the L{Upstream} forwarding chargers to their back offices.
+    @ivar upstream: the L{Upstream} forwarding chargers to their back offices,
+        or None while no charger has one (L{_apply_upstream}).
     @ivar knx_link: the knxd link, None without one ("not configured" on
         the status page).
     @ivar knx_bridge: the L{KnxBridge} over C{knx_link}, or None.
