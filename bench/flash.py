@@ -3,7 +3,7 @@ The write budget: bytes the service process writes to disk per charger-hour
 of charging at the default 60 s MeterValues interval, from its C{write_bytes}
 in /proc/PID/io.
 
-    python3 bench/flash.py WORKDIR [CHARGERS] [SPEED]
+    python3 bench/flash.py WORKDIR [CHARGERS] [SPEED] [upstream]
 
 The real service runs as its own process under libfaketime (Debian's
 faketime package), its clocks and timers sped up SPEED times (60: an hour
@@ -19,14 +19,24 @@ write budget), and what it writes in the whole hour, from the first
 StartTransaction until the store has written everything of that hour (the
 store's lazy delay after the last stop), sessions included.
 
+With C{upstream}, every charger is forwarded to a back office
+(docs/upstream.md): L{BackOffice}, a minimal OCPP 1.6J central system on
+loopback in this process, that accepts the boot and answers every call at
+once, a StartTransaction with an id of its own. The charging window then
+begins once the back office has answered the StartTransaction (its
+delivery, committed at once, is the session's cost, as the start itself
+is), and the hour ends once it has the StopTransaction and the store
+wrote everything after it.
+
 The kernel writes dirty pages back within about 30 s; on the compressed
 timescale the bench does it for the database files itself, by fsync'ing
 them every simulated minute, so that no page is counted once for several
 real minutes' worth of commits.
 
 Prints one JSON object: charging_bytes_per_charger_hour,
-hour_bytes_per_charger, chargers, speed, meter_values, close_bytes (written
-when the service stops: the last checkpoint of the write-ahead log). Run by
+hour_bytes_per_charger, chargers, speed, meter_values, upstream (the calls
+the back office got, per action, or null), close_bytes (written when the
+service stops: the last checkpoint of the write-ahead log). Run by
 bench/run.py.
 """
 
@@ -38,6 +48,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer, task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,6 +91,87 @@ database = "{database}"
 """
 
 POWER_W = 11000
+
+#: A charger's table with a back office (format: the port).
+UPSTREAM = '''
+[charger.upstream]
+url = "ws://127.0.0.1:{port}/ocpp"
+'''
+
+
+class _OfficeProtocol(WebSocketServerProtocol):
+    def onConnect(self, request):
+        self.identity = request.path.rsplit("/", 1)[-1]
+        return "ocpp1.6" if "ocpp1.6" in request.protocols else None
+
+    def onMessage(self, payload, isBinary):
+        message = json.loads(payload)
+        if message[0] != 2:
+            return
+        unique_id, action = message[1], message[2]
+        self.sendMessage(json.dumps([3, unique_id, self.factory.office.answer(action)]).encode())
+        self.factory.office.received(self.identity, action)
+
+
+class BackOffice:
+    """
+    A back office on loopback that accepts every charger and answers every
+    call at once.
+
+    @ivar calls: C{{(identity, action): how many came}}.
+    """
+
+    def __init__(self, reactor):
+        self.calls = {}
+        self._next_id = 900000
+        self._waiting = []
+        factory = WebSocketServerFactory(protocols=["ocpp1.6"])
+        factory.protocol = _OfficeProtocol
+        factory.office = self
+        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+    def answer(self, action):
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if action == "BootNotification":
+            return {"status": "Accepted", "currentTime": now, "interval": 3600}
+        if action == "Heartbeat":
+            return {"currentTime": now}
+        if action == "StartTransaction":
+            self._next_id += 1
+            return {"transactionId": self._next_id, "idTagInfo": {"status": "Accepted"}}
+        if action in ("Authorize", "StopTransaction"):
+            return {"idTagInfo": {"status": "Accepted"}}
+        return {}
+
+    def received(self, identity, action):
+        key = (identity, action)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        waiting, self._waiting = self._waiting, []
+        for wanted, count, d in waiting:
+            if self.calls.get(wanted, 0) >= count:
+                d.callback(None)
+            else:
+                self._waiting.append((wanted, count, d))
+
+    def answered(self, identity, action, count=1):
+        """
+        @return: a Deferred firing once C{count} C{action}s of C{identity}
+            were answered.
+        """
+        if self.calls.get((identity, action), 0) >= count:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append(((identity, action), count, d))
+        return d
+
+    def summary(self):
+        """
+        @return: C{{action: how many came}}, of all chargers.
+        """
+        actions = {}
+        for (identity, action), count in self.calls.items():
+            actions[action] = actions.get(action, 0) + count
+        return dict(sorted(actions.items()))
 
 
 def write_bytes(pid):
@@ -160,16 +252,25 @@ class Window:
 
 
 @defer.inlineCallbacks
-def charge(reactor, clock, window, cp, offset):
+def charge(reactor, clock, window, cp, offset, office=None):
     """
     One charger's hour: start, a MeterValues every INTERVAL, stop.
+
+    @param office: the L{BackOffice} it is forwarded to, or None.
     """
     yield clock.sleep(reactor, offset)
     yield cp.status(1, "Preparing", timestamp=clock.now())
     started = yield cp.start_transaction(1, "BENCH", 0, timestamp=clock.now())
     tx = started["transactionId"]
     yield cp.status(1, "Charging", timestamp=clock.now())
-    window.started()
+    if office is None:
+        window.started()
+    else:
+        # Once the back office answered the start and the store had some
+        # simulated seconds to commit its delivery.
+        office.answered(cp.identity, "StartTransaction").addCallback(
+            lambda ignored: clock.sleep(reactor, 10)).addCallback(
+            lambda ignored: window.started())
     for sample in range(1, SAMPLES + 1):
         yield clock.sleep(reactor, INTERVAL)
         yield cp.meter_values(1, tx, energy_wh=POWER_W * sample * INTERVAL // 3600,
@@ -178,19 +279,25 @@ def charge(reactor, clock, window, cp, offset):
     yield cp.stop_transaction(tx, POWER_W * SAMPLES * INTERVAL // 3600, timestamp=clock.now())
     yield cp.status(1, "Finishing", timestamp=clock.now())
     yield cp.status(1, "Available", timestamp=clock.now())
+    if office is not None:
+        yield office.answered(cp.identity, "StopTransaction")
 
 
 @defer.inlineCallbacks
-def main(reactor, workdir, chargers="2", speed="60"):
+def main(reactor, workdir, chargers="2", speed="60", upstream=""):
     n, speed = int(chargers), float(speed)
     if LIBFAKETIME is None:
         raise SystemExit("pending: libfaketime is missing (apt install faketime)")
+    if upstream not in ("", "upstream"):
+        raise SystemExit(f"unknown variant {upstream!r}: upstream or nothing")
+    office = BackOffice(reactor) if upstream else None
+    table = UPSTREAM.format(port=office.port.getHost().port) if office else ""
     database = os.path.join(workdir, "flash.sqlite3")
     config = os.path.join(workdir, "flash.toml")
     with open(config, "w") as f:
         f.write(CONFIG.format(n=n, database=database))
         f.write('\n[[tag]]\nid = "BENCH"\n')
-        f.write("".join(f'\n[[charger]]\nid = "CP{i:04d}"\nmax_current = 32\n'
+        f.write("".join(f'\n[[charger]]\nid = "CP{i:04d}"\nmax_current = 32\n{table}'
                         for i in range(n)))
     # Only the service's process gets the sped-up clock: ServiceProcess
     # passes this process's environment on.
@@ -217,7 +324,8 @@ def main(reactor, workdir, chargers="2", speed="60"):
         before = write_bytes(pid)
         window = Window(pid, n)
         hour = defer.gatherResults(
-            [charge(reactor, clock, window, cp, INTERVAL * i / n) for i, cp in enumerate(sims)],
+            [charge(reactor, clock, window, cp, INTERVAL * i / n, office)
+             for i, cp in enumerate(sims)],
             consumeErrors=True)
         ticks = 0
         while not hour.called or ticks < SETTLE // INTERVAL:
@@ -237,9 +345,13 @@ def main(reactor, workdir, chargers="2", speed="60"):
         for cp in sims:
             cp.close()
         yield service.stop()
+        if office is not None:
+            yield office.port.stopListening()
     print(json.dumps({"charging_bytes_per_charger_hour": window.per_charger_hour(speed),
                       "hour_bytes_per_charger": during / n, "chargers": n, "speed": speed,
-                      "meter_values": n * SAMPLES, "close_bytes": close_bytes}))
+                      "meter_values": n * SAMPLES,
+                      "upstream": office.summary() if office else None,
+                      "close_bytes": close_bytes}))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import compileall
 import contextlib
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -344,24 +345,31 @@ def small_page_fs(workdir):
             os.unlink(image)
 
 
+#: Scenario 6's runs: (chargers, "upstream" to forward them to a back office).
+FLASH_RUNS = ((1, ""), (2, ""), (1, "upstream"))
+
+
 def flash(workdir):
     """
     Scenario 6, the write budget: bench/flash.py with 1 and with 2 chargers,
-    side by side (each a service of its own, mostly idle), on the work
-    directory's file system and, where it can be made, on one with 4 KiB
-    pages (L{small_page_fs}).
+    and with 1 charger forwarded to a back office, side by side (each a
+    service of its own, mostly idle), on the work directory's file system
+    and, where it can be made, on one with 4 KiB pages (L{small_page_fs}).
 
-    @return: C{{"N": result, "N-4k": result}} for N chargers.
+    @return: C{{"N": result, "N-4k": result}} for N chargers, C{"1u"} and
+        C{"1u-4k"} with the back office.
     """
     with small_page_fs(workdir) as small:
         places = [("", workdir)] + ([("-4k", small)] if small else [])
         runs = {}
         for suffix, place in places:
-            for n in (1, 2):
-                directory = os.path.join(place, f"flash-{n}")
+            for n, upstream in FLASH_RUNS:
+                key = f"{n}{'u' if upstream else ''}"
+                directory = os.path.join(place, f"flash-{key}")
                 os.makedirs(directory)
-                runs[f"{n}{suffix}"] = subprocess.Popen(
-                    [sys.executable, os.path.join(BENCH, "flash.py"), directory, str(n)],
+                runs[f"{key}{suffix}"] = subprocess.Popen(
+                    [sys.executable, os.path.join(BENCH, "flash.py"), directory, str(n), "60",
+                     upstream],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                     env=dict(os.environ, PYTHONPATH=ROOT))
         results = {}
@@ -513,16 +521,18 @@ def print_table(results):
     row(f"5 idle wake-ups/s, 2 chargers ({IDLE_S} s, {SETTLE_S} s after connecting)", a, b, ratio(a, b),
         "no timer above 1/s", None, "", 2)
     for key, run in sorted((get(s, "flash") or {}).items(), key=lambda kv: str(kv[0])):
-        n, _, where = str(key).partition("-")
+        n, upstream, where = re.fullmatch(r"(\d+)(u?)(-4k)?", str(key)).groups()
         n = int(n)
         label = (f"6 disk writes per charger-hour of charging, {n} charger{'s' * (n > 1)}"
+                 + (" with a back office" if upstream else "")
                  + (", 4 KiB pages" if where else ""))
         if "error" in run:
             rows.append((label, "pending", "-", "-", "≤ 20 KB", str(run["error"])[:60]))
             continue
         a = run["charging_bytes_per_charger_hour"] / 1000
         row(label, a, None, None, "≤ 20 KB", a <= 20, " KB")
-        row(f"6   the hour with its session's start and stop, {n}{', 4 KiB pages' if where else ''}",
+        row(f"6   the hour with its session's start and stop, {n}{' with a back office' if upstream else ''}"
+            f"{', 4 KiB pages' if where else ''}",
             run["hour_bytes_per_charger"]
             / 1000, None, None, "", None, " KB")
     headers = ("scenario", "service", "floor", "ratio", "target", "")

@@ -19,10 +19,11 @@ from tests.sim import connect_charger
 from xxterocpp.tap import OnFirstConnection
 from xxterocpp.web.gate import WebSite
 
-#: Modules a started service without KNX, TLS or a visitor of its web
-#: interface does not load.
+#: Modules a started service without KNX, TLS, a back office or a visitor
+#: of its web interface does not load.
 UNUSED_AT_REST = ("twisted.web.server", "xxterocpp.web.api", "xxterocpp.knx.bridge",
-                  "xxterocpp.knx.knxd", "twisted.application.internet", "difflib")
+                  "xxterocpp.knx.knxd", "twisted.application.internet", "difflib",
+                  "xxterocpp.upstream", "xxterocpp.store.upstream")
 
 #: Starts the service on the real reactor (argv: the configuration, then
 #: module names), prints which of the modules are loaded ("-" for none),

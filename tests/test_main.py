@@ -3,6 +3,7 @@ Tests for L{xxterocpp.__main__}: C{python3 -m xxterocpp --config FILE}, as
 the systemd unit starts the service.
 """
 
+import linecache
 import os
 import sqlite3
 import sys
@@ -125,3 +126,43 @@ class MainTests(TestCase):
         output = process.output.decode()
         self.assertIn(f"xxterocpp: the state database {database} has schema version 99", output)
         self.assertNotIn("Traceback", output)
+
+
+class GeneratedSourcesTests(TestCase):
+    """
+    L{xxterocpp.__main__.forget_generated_sources}: the service keeps no
+    source of attrs' generated methods.
+    """
+
+    def setUp(self):
+        kept = linecache.cache
+        self.addCleanup(setattr, linecache, "cache", kept)
+
+    def test_none_kept_and_other_sources_still_read(self):
+        """
+        Those kept before are dropped and later ones not kept; a class made
+        afterwards works, and the source of a real file is still read (for
+        tracebacks).
+        """
+        import attr
+
+        from xxterocpp.__main__ import forget_generated_sources
+
+        @attr.s(frozen=True, slots=True)
+        class Before:
+            value = attr.ib()
+
+        self.assertTrue([n for n in linecache.cache if n.startswith("<attrs generated")])
+        forget_generated_sources()
+
+        @attr.s(frozen=True, slots=True)
+        class After:
+            value = attr.ib()
+
+        self.assertEqual([n for n in linecache.cache if n.startswith("<attrs generated")], [])
+        self.assertEqual((After(1), Before(2).value), (After(1), 2))
+        self.assertNotEqual(After(1), After(2))
+        source = self.mktemp() + ".py"
+        with open(source, "w") as f:
+            f.write("answer = 42\n")
+        self.assertEqual(linecache.getline(source, 1), "answer = 42\n")

@@ -6,6 +6,7 @@ get the domain's events in, SIGHUP reloads and where state is kept.
 
 import os
 import sys
+from datetime import datetime, timezone
 
 import attr
 
@@ -174,8 +175,77 @@ class SubscriptionTests(TestCase):
         """
         service = tap.XxterocppService(load_config(write_config(self, KNX_CONFIG)), reactor)
         self.assertEqual(service.central._observers, [
-            service.central.accepted.observe, service.controller.observe, service.smart.observe, service.upstream.observe,
+            service.central.accepted.observe, service.controller.observe, service.smart.observe,
+            service._observe_upstream,
             service.knx_bridge.observe])
+
+
+#: CP1's table in BASE_CONFIG, and the same with a back office at a port
+#: of this machine where nothing listens.
+CP1_TABLE = '[[charger]]\nid = "CP1"\nmax_current = 32\nnormal_current = 16\n'
+CP1_FORWARDED = CP1_TABLE + '[charger.upstream]\nurl = "ws://127.0.0.1:9/ocpp"\n'
+
+
+class BackOfficeForwardingTests(TestCase):
+    """
+    The back offices' forwarding (L{xxterocpp.upstream.Upstream}) is made
+    only for a charger that has one, or for messages the store keeps for
+    one.
+    """
+
+    @defer.inlineCallbacks
+    def test_none_without_a_back_office(self):
+        """
+        Without a C{[charger.upstream]} there is no forwarding and no relay,
+        and the charger's calls are answered by the domain.
+        """
+        service = yield start_service(self)
+        self.assertEqual((service.upstream, service.ocpp_factory.relay), (None, None))
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        started = yield cp.start_transaction(1, "04A1B2C3", 10)
+        self.assertEqual(started["idTagInfo"]["status"], "Accepted")
+
+    @defer.inlineCallbacks
+    def test_made_for_the_messages_the_store_keeps(self):
+        """
+        A charger whose C{[charger.upstream]} was removed while messages for
+        its back office were queued: the forwarding is made at start, and
+        they are shown, kept for when it has one again.
+        """
+        from xxterocpp.store import Store
+        from xxterocpp.store.upstream import QueuedRecord, UpstreamStore
+
+        path = write_config(self)
+        store = Store(load_config(path).storage.database, reactor)
+        store.open()
+        yield UpstreamStore(store).enqueue(QueuedRecord(
+            1, "CP1", "MeterValues", 7, {"connectorId": 1, "transactionId": 7,
+                                         "meterValue": []},
+            datetime(2026, 1, 1, tzinfo=timezone.utc)))
+        yield store.close()
+        service = yield start_service(self, path)
+        self.assertIsNotNone(service.upstream)
+        status = service.upstream.status()["CP1"]
+        self.assertEqual((status["link"], status["queue_depth"]), ("unconfigured", 1))
+
+    @defer.inlineCallbacks
+    def test_made_by_a_reload_that_gives_a_charger_one(self):
+        """
+        A reload that gives CP1 a back office makes the forwarding, which
+        relays its calls and opens its uplink when it connects.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        rewrite(path, BASE_CONFIG.replace(CP1_TABLE, CP1_FORWARDED, 1))
+        self.assertTrue(service.reload())
+        self.assertEqual(sorted(service.upstream.uplinks), ["CP1"])
+        self.assertEqual(service.ocpp_factory.relay, service.upstream.handle)
+        self.assertTrue(service.upstream.running)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.heartbeat()
+        self.assertIn(service.upstream.status()["CP1"]["link"], ("waiting", "connecting"))
 
 
 class OpenChargerTests(TestCase):

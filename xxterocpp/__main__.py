@@ -11,12 +11,41 @@ SIGINT and re-reads its configuration on SIGHUP; a bad configuration file
 or a port in use ends it at once with one line and a non-zero status.
 """
 
+import linecache
 import sys
 
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python import usage
 
 from xxterocpp import tap
+
+#: How the file names attrs gives the methods it generates begin.
+GENERATED = "<attrs generated"
+
+
+class _WithoutGeneratedSources(dict):
+    """
+    C{linecache.cache} that keeps no source of the methods attrs generates:
+    attrs puts each one's source there (for debuggers) and nothing else
+    reads it; a traceback through one shows no source line.
+    """
+
+    def setdefault(self, key, default=None):
+        if key.startswith(GENERATED):
+            # What attrs checks to know the name is its own.
+            return default
+        return super().setdefault(key, default)
+
+
+def forget_generated_sources():
+    """
+    Keep no source of attrs' generated methods from now on, and drop those
+    kept so far: the service's some 300 attrs classes (its messages,
+    events, records and configuration) held 0.5 MiB of it at rest.
+    """
+    linecache.cache = _WithoutGeneratedSources(
+        (name, entry) for name, entry in linecache.cache.items()
+        if not name.startswith(GENERATED))
 
 
 def main(argv=None, reactor=None):
@@ -26,6 +55,7 @@ def main(argv=None, reactor=None):
     @param argv: the command line after the program name (default
         C{sys.argv[1:]}): the options of L{tap.Options}.
     """
+    forget_generated_sources()
     options = tap.Options()
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)

@@ -235,7 +235,8 @@ class XxterocppService(service.MultiService):
     @ivar ocpp: the L{ServerService} of the OCPP server.
     @ivar controller: the L{Controller} every adapter steers chargers with.
     @ivar smart: the L{SmartManager} of smart sessions and the site limit.
-    @ivar upstream: the L{Upstream} forwarding chargers to their back offices.
+    @ivar upstream: the L{Upstream} forwarding chargers to their back offices,
+        or None while no charger has one (L{_apply_upstream}).
     @ivar knx_link: the knxd link, None without one ("not configured" on
         the status page).
     @ivar knx_bridge: the L{KnxBridge} over C{knx_link}, or None.
@@ -294,14 +295,11 @@ class XxterocppService(service.MultiService):
                                   wall=self.central.time.seconds)
         self.central.subscribe(self.smart.observe)
         self.smart.setServiceParent(self)
-        from xxterocpp.upstream import Upstream
-
         # The back offices: a second adapter, between the chargers' calls
-        # and the domain.
-        self.upstream = Upstream(self.central, self.controller, self.store, reactor)
-        self.upstream.setServiceParent(self)
-        self.central.subscribe(self.upstream.observe)
-        self.ocpp_factory.relay = self.upstream.handle
+        # and the domain, made when a charger has one (L{_apply_upstream}).
+        self.upstream = None
+        self.central.subscribe(self._observe_upstream)
+        self._apply_upstream(config)
         self.knx_link = None
         self.knx_bridge = None
         self._apply_knx(config)
@@ -321,6 +319,32 @@ class XxterocppService(service.MultiService):
                         self.reactor, smart=self.smart, refused=self.security_failures,
                         journal=lambda: self.knx_bridge and self.knx_bridge.journal,
                         upstream=lambda: self.upstream)
+
+    def _apply_upstream(self, config, kept=False):
+        """
+        Make the back offices' forwarding (L{xxterocpp.upstream.Upstream})
+        once a charger has a C{[charger.upstream]}, or the state store
+        keeps messages for a back office (C{kept}): without either, its
+        modules are not even loaded (0.5 MiB at rest). Once made, it stays
+        and follows the configuration.
+        """
+        if self.upstream is not None:
+            self.upstream.reconfigure(config)
+            return
+        if not kept and not any(config.upstream(c) for c in config.charger_ids()):
+            return
+        from xxterocpp.upstream import Upstream
+
+        self.upstream = Upstream(self.central, self.controller, self.store, self.reactor)
+        self.ocpp_factory.relay = self.upstream.handle
+        # Started at once by a running parent: the store is open then.
+        self.upstream.setServiceParent(self)
+
+    def _observe_upstream(self, event):
+        # Subscribed in the back offices' place among the observers, also
+        # before there is any.
+        if self.upstream is not None:
+            self.upstream.observe(event)
 
     def _apply_knx(self, config):
         """
@@ -371,6 +395,9 @@ class XxterocppService(service.MultiService):
             # its state.
             raise SystemExit(f"xxterocpp: {e}")
         self.central.load()
+        if self.upstream is None and self.store.keeps_upstream_messages():
+            # Shown and kept for when the charger has a back office again.
+            self._apply_upstream(self.config, kept=True)
         self._warn_open_chargers(self.config)
         super().startService()
         self._install_sighup()
@@ -410,7 +437,7 @@ class XxterocppService(service.MultiService):
         self.central.signing.signer = charger_signer(config, self.log)
         self._warn_open_chargers(config)
         self.smart.reconfigure(config)
-        self.upstream.reconfigure(config)
+        self._apply_upstream(config)
         self._reload_tls(config)
         self._apply_knx(config)
         self.log.info("configuration reloaded from {path}: {n} charger(s)", path=config.path,

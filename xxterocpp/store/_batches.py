@@ -27,8 +27,14 @@ _MAX_RETRY = 60.0
 
 #: Seconds a lazy write (a meter reading, a connector status) may wait in
 #: memory before a batch of its own commits it; any earlier batch takes it
-#: along. This is what a crash can lose of them.
-LAZY_WRITE_DELAY = 1200.0
+#: along. This is what a crash can lose of them. Every fsynced commit
+#: dirties at least one 4 KiB page of the file system, and a lone
+#: charger's lazy commit (its meter reading and the trusted time, two
+#: 1 KiB pages of the write-ahead log) about 6 KiB on average: 30 minutes
+#: makes that two commits, 12 KiB, per hour of charging, under the 20 KB
+#: budget in any hour (README, Performance, scenario 6); 20 minutes made
+#: three, 18.6 KiB on average and 20.5 KiB in some hours.
+LAZY_WRITE_DELAY = 1800.0
 
 
 @attr.s(slots=True)

@@ -92,6 +92,17 @@ class State:
         rows = self._load("SELECT scope, key, value FROM settings")
         return {(scope, key): json.loads(value) for scope, key, value in rows}
 
+    def keeps_upstream_messages(self):
+        """
+        @return: whether the file holds messages for a back office, queued
+            or dead letters (L{xxterocpp.store.upstream}), also of chargers
+            that have none configured any more.
+        """
+        [(kept,)] = self._load(
+            "SELECT EXISTS (SELECT 1 FROM upstream_queue)"
+            " OR EXISTS (SELECT 1 FROM upstream_dead_letters)")
+        return bool(kept)
+
     def load_tags(self):
         """
         @rtype: L{list} of L{TagRecord}
