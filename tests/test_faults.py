@@ -238,6 +238,11 @@ class ReconnectTests(TestCase):
         """
         from xxterocpp.ocpp.server import OcppServerProtocol
 
+        if getattr(sys.modules["__main__"], "__file__", "").endswith("workertrial.py"):
+            # Under trial -j, each line logged is a worker's AMP call to the
+            # manager, with its Deferred and callbacks, counted here as the
+            # service's. make test runs the suite in one process.
+            raise SkipTest("counts objects: run without trial -j")
         self.addCleanup(wait_autobahn_timers)
         service = yield start_service(self)
         charger = service.central.chargers["CP1"]
@@ -270,8 +275,7 @@ class ReconnectTests(TestCase):
             # timers (5 s, batched) have fired: wait for them (bounded).
             return wait_autobahn_timers().addCallback(
                 lambda _: (live(), (rss_kib(), sys.getallocatedblocks()),
-                           Counter(type(o).__qualname__
-                                                      for o in gc.get_objects())))
+                           Counter(type(o).__qualname__ for o in gc.get_objects())))
 
         # A first 1,000 to warm up (imports, caches); then two rounds of
         # 4,500. Replaced connections live until their close timers fire, so
