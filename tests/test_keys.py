@@ -25,7 +25,7 @@ class KeyRotationTests(ControllerHarness, SynchronousTestCase):
                             f'normal_current = 16\npassword = "{OLD_KEY}"\n')
 
     def accepts(self, key):
-        return self.central.check_password("CP1", key.encode())
+        return self.central.credentials.check_password("CP1", key.encode())
 
     def pending(self):
         return self.central.settings.get(("CP1", PENDING_AUTHORIZATION_KEY))
@@ -58,7 +58,7 @@ class KeyRotationTests(ControllerHarness, SynchronousTestCase):
         self.assertEqual(status, "Accepted")
         [payload] = cp.payloads("ChangeConfiguration")
         self.assertEqual(len(bytes.fromhex(payload["value"])), 20)
-        self.assertEqual(self.central.password_for("CP1"), payload["value"])
+        self.assertEqual(self.central.credentials.password_for("CP1"), payload["value"])
 
     def test_refusals_keep_the_old_key(self):
         """

@@ -173,7 +173,7 @@ class ProfileHarness(ControllerHarness):
         return cp
 
     def admit(self, charger_id, certificate=None, presented=None, secure=True):
-        return self.central.admit(charger_id, secure, certificate, presented)
+        return self.central.security.admit(charger_id, secure, certificate, presented)
 
     def now(self):
         return self.central.now()
@@ -503,7 +503,7 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
     """
 
     def accepts(self, key):
-        return self.central.check_password("SP2", key.encode())
+        return self.central.credentials.check_password("SP2", key.encode())
 
     def test_key_given_elsewhere(self):
         """
@@ -512,7 +512,7 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
         """
         cp = self.connect(charger_id="SP2")
         cp.take()
-        self.result(self.central.begin_key_change("SP2", "x" * 20))
+        self.result(self.central.credentials.begin_key_change("SP2", "x" * 20))
         self.result(self.central.credentials.key_given("SP2", OTHER_KEY))
         self.assertEqual(cp.calls, [])
         for _ in range(2):

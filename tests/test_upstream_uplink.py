@@ -137,7 +137,7 @@ class RegistrationTests(UpstreamTestCase):
         The link is closed when the charger disconnects.
         """
         charger = self.connect()
-        self.central.disconnected("CP1", charger.session)
+        self.central.connections.disconnected("CP1", charger.session)
         self.assertEqual(self.link.state, "stopped")
         self.assertIsNone(self.uplink.session)
 

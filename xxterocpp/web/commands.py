@@ -149,7 +149,7 @@ class ChargerCommands:
         if status not in KEY_ACCEPTED:
             code, why = _KEY_FAILURES.get(status, (409, "the old key stays in force"))
             raise HttpError(code, f"the charger answered {status}; {why}", status=status)
-        key = self.central.password_for(charger_id) if status == "Accepted" else (
+        key = self.central.credentials.password_for(charger_id) if status == "Accepted" else (
             self.central.settings.get((charger_id, PENDING_AUTHORIZATION_KEY)))
         return {"accepted": True, "status": status, "password": key}
 
