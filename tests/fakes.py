@@ -11,7 +11,8 @@ an L{AttributeError} instead of passing against a fake.
   - L{MemoryStore} for L{xxterocpp.store.Store}: keeps what is written and
     loads it back, as the database does across a restart;
   - L{FakeCentral} and L{FakeCharger} for the domain's central system and
-    chargers, whose state the test sets itself;
+    chargers, whose state the test sets itself, with its
+    L{FakeConnections} and L{FakeUnknownAttempts};
   - L{FakeSession} for an L{xxterocpp.ocpp.rpc.OcppSession};
   - L{FakeController} for L{xxterocpp.control.Controller}: records
     commands and answers them;
@@ -30,12 +31,13 @@ import json
 import attr
 from twisted.internet import defer
 
-from xxterocpp.domain.connections import fold_identity
+from xxterocpp.domain.connections import Connections, fold_identity
 from xxterocpp.config import parse_config
 from xxterocpp.control import CommandResult, Controller
 from xxterocpp.control.chargingprofiles import plan_profile, schedule_periods
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.model import Charger, Connector
+from xxterocpp.domain.unknown import UnknownAttempts
 from xxterocpp.knx.knxd import RESPONSE, WRITE, KnxdLink, Telegram
 from xxterocpp.knx.address import GroupAddress
 from xxterocpp.ocpp import messages
@@ -276,10 +278,8 @@ class FakeCentral:
 
     @ivar last_sessions: what L{last_session} answers, by C{(charger id,
         connector)}.
-    @ivar unknown_attempts: C{(identity, address)} of every
-        L{record_unknown}.
-    @ivar refusals: C{(identity or None, address, reason, detail)} of every
-        L{refused} and L{refused_unnamed}.
+    @ivar connections: its L{FakeConnections}.
+    @ivar unknown_attempts: its L{FakeUnknownAttempts}.
     @ivar pending_commands: what L{pending} answers, by C{(charger id,
         connector)}: lists of L{xxterocpp.domain.accepted.Pending}.
     """
@@ -292,8 +292,8 @@ class FakeCentral:
         self.config = parse_config("") if config is None else config
         self.chargers = {}
         self.last_sessions = {}
-        self.unknown_attempts = []
-        self.refusals = []
+        self.connections = FakeConnections(self.chargers)
+        self.unknown_attempts = FakeUnknownAttempts()
         self.pending_commands = {}
         self._observers = []
         for charger_id, connector in charging_points:
@@ -332,21 +332,48 @@ class FakeCentral:
     def pending(self, charger_id, connector):
         return list(self.pending_commands.get((charger_id, connector), ()))
 
+
+@fake_of(Connections)
+class FakeConnections:
+    """
+    The connections of a L{FakeCentral}: who an identity is, and the
+    refusals it was told of.
+
+    @ivar refusals: C{(identity or None, address, reason, detail)} of every
+        L{refused} and L{refused_unnamed}.
+    """
+
+    def __init__(self, chargers):
+        self._chargers = chargers
+        self.refusals = []
+
     def lookup(self, identity):
-        if identity in self.chargers:
+        if identity in self._chargers:
             return identity
         # The domain's own comparison, not a copy of it.
         folded = fold_identity(identity)
-        return next((i for i in self.chargers if fold_identity(i) == folded), None)
-
-    def record_unknown(self, identity, address):
-        self.unknown_attempts.append((identity, address))
+        return next((i for i in self._chargers if fold_identity(i) == folded), None)
 
     def refused(self, identity, address, reason, detail=None):
         self.refusals.append((identity, address, reason, detail))
 
     def refused_unnamed(self, address, reason, detail=None):
         self.refusals.append((None, address, reason, detail))
+
+
+@fake_of(UnknownAttempts)
+class FakeUnknownAttempts:
+    """
+    The unknown identities' attempts of a L{FakeCentral}.
+
+    @ivar recorded: C{(identity, address)} of every L{record}.
+    """
+
+    def __init__(self):
+        self.recorded = []
+
+    def record(self, identity, address):
+        self.recorded.append((identity, address))
 
 
 @fake_of(OcppSession)

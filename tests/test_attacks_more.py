@@ -33,7 +33,7 @@ from tests.test_tls import MIXED_CONFIG, ChainClientTLS, SecureTestCase
 from xxterocpp import certs, tls
 from xxterocpp.domain import refusals
 from xxterocpp.domain.unknown import UNKNOWN_INTERVAL
-from xxterocpp.ocpp.rpc import LINE_BURST
+from xxterocpp.ocpp.complaints import LINE_BURST
 from xxterocpp.ocpp.server import (
     DROP_LOG_INTERVAL, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS)
 from xxterocpp.pacing import MAX_ACTIONS_PER_INTERVAL

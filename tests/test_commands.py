@@ -149,7 +149,7 @@ class StartRuleTests(CommandsTestCase):
         self.status(cp, "Faulted", connector=0, error="GroundFailure")
         self.assertRefused(self.controller.start("CP1"), "the charging point is Faulted")
         self.status(cp, "Available", connector=0)
-        self.central.disconnected("CP1", cp.session)
+        self.central.connections.disconnected("CP1", cp.session)
         self.clock.advance(self.central.config.knx.offline_after)
         self.assertRefused(self.controller.start("CP1"), "the charging point is Unavailable")
 

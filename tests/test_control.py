@@ -76,7 +76,7 @@ class ScriptedCharger:
         }
         self.session = OcppSession(charger_id, self._sent, dispatcher(central, charger_id),
                                    clock, central.config.ocpp.call_timeout)
-        central.connected(charger_id, self.session, "127.0.0.1", secure)
+        central.connections.connected(charger_id, self.session, "127.0.0.1", secure)
 
     def _sent(self, text):
         frame = json.loads(text)

@@ -100,8 +100,8 @@ class CentralSystemTests(DomainTestCase):
         A flood of random identities keeps only the most recent ones.
         """
         for i in range(MAX_UNKNOWN + 50):
-            self.central.record_unknown(f"ID{i}", "127.0.0.1")
-        self.central.record_unknown("ID149", "127.0.0.2")
+            self.central.unknown_attempts.record(f"ID{i}", "127.0.0.1")
+        self.central.unknown_attempts.record("ID149", "127.0.0.2")
         self.assertEqual(len(self.central.unknown), MAX_UNKNOWN)
         self.assertNotIn("ID0", self.central.unknown)
         self.assertEqual(self.central.unknown["ID149"].count, 2)
@@ -116,12 +116,12 @@ class CentralSystemTests(DomainTestCase):
         """
         with capturedLogs() as events:
             for i in range(50):
-                self.central.record_unknown(f"ID{i}", "10.0.0.1")
-                self.central.record_unknown("ID0", "10.0.0.1")
-            self.central.record_unknown("OTHER", "10.0.0.2")
+                self.central.unknown_attempts.record(f"ID{i}", "10.0.0.1")
+                self.central.unknown_attempts.record("ID0", "10.0.0.1")
+            self.central.unknown_attempts.record("OTHER", "10.0.0.2")
             self.clock.advance(UNKNOWN_INTERVAL)
-            self.central.record_unknown("ID0", "10.0.0.1")
-            self.central.record_unknown("NEW", "10.0.0.1")
+            self.central.unknown_attempts.record("ID0", "10.0.0.1")
+            self.central.unknown_attempts.record("NEW", "10.0.0.1")
         writes = self.store.written("record_unknown_attempts")
         self.assertEqual([(w[0], w[1], w[4]) for w in writes],
                          [("ID0", "10.0.0.1", 1), ("OTHER", "10.0.0.2", 1),
@@ -144,9 +144,9 @@ class CentralSystemTests(DomainTestCase):
         clock, wall = Clock(), Clock()
         wall.advance(T0.timestamp())
         central = CentralSystem(parse_config(CONFIG), self.store, clock, wall=wall.seconds)
-        central.record_unknown("NOPE", "10.0.0.1")
+        central.unknown_attempts.record("NOPE", "10.0.0.1")
         wall.advance(3600)
-        central.record_unknown("NOPE", "10.0.0.1")
+        central.unknown_attempts.record("NOPE", "10.0.0.1")
         entry = central.unknown["NOPE"]
         self.assertEqual((entry.first_seen, entry.last_seen),
                          (T0, T0 + timedelta(seconds=3600)))
@@ -156,16 +156,16 @@ class CentralSystemTests(DomainTestCase):
 
     def test_unknown_attempts_held_back_are_saved_at_shutdown(self):
         """
-        L{CentralSystem.save_unknown} writes what the rate limit held back,
-        each identity once with its attempts.
+        L{xxterocpp.domain.unknown.UnknownAttempts.save} writes what the
+        rate limit held back, each identity once with its attempts.
         """
         for identity in ("A", "B", "B", "A", "C"):
-            self.central.record_unknown(identity, "10.0.0.1")
-        self.central.save_unknown()
+            self.central.unknown_attempts.record(identity, "10.0.0.1")
+        self.central.unknown_attempts.save()
         writes = self.store.written("record_unknown_attempts")
         self.assertEqual(sorted((w[0], w[4]) for w in writes),
                          [("A", 1), ("A", 1), ("B", 2), ("C", 1)])
-        self.central.save_unknown()
+        self.central.unknown_attempts.save()
         self.assertEqual(len(self.store.written("record_unknown_attempts")), 4)
 
     def test_loaded_unknown_identities_keep_the_most_recent(self):
@@ -177,7 +177,7 @@ class CentralSystemTests(DomainTestCase):
             f"ID{i}": UnknownChargerRecord(f"ID{i}", "10.0.0.1", T0, T0 + timedelta(seconds=i), 1)
             for i in reversed(range(MAX_UNKNOWN))}
         self.central.load()
-        self.central.record_unknown("NEW", "10.0.0.1")
+        self.central.unknown_attempts.record("NEW", "10.0.0.1")
         self.assertNotIn("ID0", self.central.unknown)
         self.assertEqual(list(self.central.unknown)[-2:], [f"ID{MAX_UNKNOWN - 1}", "NEW"])
 
@@ -188,7 +188,7 @@ class CentralSystemTests(DomainTestCase):
         every boot is still an event, one reactor turn later.
         """
         for firmware in ("1.0", "1.0", "1.1"):
-            self.central.booted("CP1", Boot(vendor="V", model="M", firmware=firmware))
+            self.central.reports.booted("CP1", Boot(vendor="V", model="M", firmware=firmware))
         self.assertEqual(self.events, [])
         self.clock.advance(0)
         self.assertEqual(self.store.written("put_setting"), [
@@ -217,7 +217,7 @@ class CentralSystemTests(DomainTestCase):
         report is stored.
         """
         for error in ("NoError", "NoError", "GroundFailure"):
-            self.central.status_reported("CP1", 1, "Charging", error)
+            self.central.reports.status_reported("CP1", 1, "Charging", error)
         self.assertEqual(self.of_type(StatusChanged), [StatusChanged("CP1", 1)] * 2)
         self.assertEqual(len(self.store.written("save_connector_status")), 3)
         self.assertEqual(self.charger.connectors[1].status_time, T0)
@@ -228,7 +228,7 @@ class CentralSystemTests(DomainTestCase):
         connector 0's; a change is a L{StatusChanged} of the whole charger.
         """
         for status in ("Unavailable", "Unavailable"):
-            self.central.status_reported("CP1", None, status)
+            self.central.reports.status_reported("CP1", None, status)
         self.assertEqual((self.charger.status, self.charger.error_code), ("Unavailable", "NoError"))
         self.assertEqual(self.of_type(StatusChanged), [StatusChanged("CP1", None)])
         self.assertEqual(self.store.written("save_connector_status"),
@@ -242,7 +242,7 @@ class CentralSystemTests(DomainTestCase):
         """
         self.central.book.meter_values("CP1", 1, None, MeterReading(
             T0, currents={"L1": 16.0, "L2": 15.0}, power_w=7000.0))
-        self.central.status_reported("CP1", 1, "SuspendedEV")
+        self.central.reports.status_reported("CP1", 1, "SuspendedEV")
         connector = self.charger.connectors[1]
         self.assertEqual((connector.currents, connector.power_w), ({"L1": 0.0, "L2": 0.0}, 0.0))
         self.assertEqual(self.of_type(MeterChanged), [MeterChanged("CP1", 1)] * 2)
@@ -251,11 +251,11 @@ class CentralSystemTests(DomainTestCase):
         """
         Progress reports are kept by kind, security events the last 20.
         """
-        self.central.progress_reported("CP1", "FirmwareStatusNotification", "Downloading")
+        self.central.reports.progress_reported("CP1", "FirmwareStatusNotification", "Downloading")
         self.assertEqual(self.charger.notifications,
                          {"FirmwareStatusNotification": (T0, "Downloading")})
         for i in range(25):
-            self.central.security_event("CP1", T0, f"Event{i}", None)
+            self.central.reports.security_event("CP1", T0, f"Event{i}", None)
         self.assertEqual(len(self.charger.security_events), 20)
         self.assertEqual(self.charger.security_events[-1], (T0, "Event24", None))
 
@@ -264,11 +264,11 @@ class CentralSystemTests(DomainTestCase):
         A charger presenting the key of a change whose answer got lost has
         taken it: only that key is accepted from then on.
         """
-        self.central.begin_key_change("CP1", "A" * 32)
+        self.central.credentials.begin_key_change("CP1", "A" * 32)
         self.assertEqual(self.central.credentials.pending_key("CP1"), "A" * 32)
-        self.assertTrue(self.central.check_password("CP1", b"A" * 32))
-        self.assertEqual(self.central.password_for("CP1"), "A" * 32)
-        self.assertFalse(self.central.check_password("CP1", None))
+        self.assertTrue(self.central.credentials.check_password("CP1", b"A" * 32))
+        self.assertEqual(self.central.credentials.password_for("CP1"), "A" * 32)
+        self.assertFalse(self.central.credentials.check_password("CP1", None))
         self.assertNotIn(("CP1", PENDING_AUTHORIZATION_KEY), self.central.settings)
 
 

@@ -74,7 +74,7 @@ class StateTestCase(SynchronousTestCase):
 
     def connect(self, charger_id="CP1"):
         session = FakeSession()
-        self.central.connected(charger_id, session, "127.0.0.1")
+        self.central.connections.connected(charger_id, session, "127.0.0.1")
         return session
 
     def start(self, connector=1, tag="GOOD", meter=100):
@@ -109,15 +109,15 @@ class PointStatusTests(StateTestCase):
         """
         central = self.central
         self.assertEqual(central.point_status("CP1", 1), (None, None))
-        central.status_reported("CP1", 1, "Available")
-        central.status_reported("CP1", 2, "Preparing")
+        central.reports.status_reported("CP1", 1, "Available")
+        central.reports.status_reported("CP1", 2, "Preparing")
         self.assertEqual(central.point_status("CP1", 1), ("Available", "NoError"))
-        central.status_reported("CP1", None, "Faulted", "GroundFailure")
+        central.reports.status_reported("CP1", None, "Faulted", "GroundFailure")
         self.assertEqual([central.point_status("CP1", n) for n in (1, 2)],
                          [("Faulted", "GroundFailure")] * 2)
-        central.status_reported("CP1", None, "Unavailable")
+        central.reports.status_reported("CP1", None, "Unavailable")
         self.assertEqual(central.point_status("CP1", 2), ("Unavailable", "NoError"))
-        central.status_reported("CP1", None, "Available")
+        central.reports.status_reported("CP1", None, "Available")
         self.assertEqual([central.point_status("CP1", n) for n in (1, 2)],
                          [("Available", "NoError"), ("Preparing", "NoError")])
         self.assertEqual(self.status_events(), [
@@ -134,8 +134,8 @@ class PointStatusTests(StateTestCase):
         L{ChargerConnected}.
         """
         session = self.connect()
-        self.central.status_reported("CP1", 1, "Charging")
-        self.central.disconnected("CP1", session)
+        self.central.reports.status_reported("CP1", 1, "Charging")
+        self.central.connections.disconnected("CP1", session)
         self.clock.advance(29.9)
         self.assertEqual((self.charger.offline, self.central.point_status("CP1", 1)),
                          (False, ("Charging", "NoError")))
@@ -156,7 +156,7 @@ class PointStatusTests(StateTestCase):
         """
         A reconnect within offline_after cancels the timer: no event.
         """
-        self.central.disconnected("CP1", self.connect())
+        self.central.connections.disconnected("CP1", self.connect())
         self.clock.advance(10)
         self.connect()
         self.clock.advance(60)
@@ -165,28 +165,28 @@ class PointStatusTests(StateTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_offline_wins_over_connector_0(self):
-        self.central.status_reported("CP1", None, "Faulted", "GroundFailure")
-        self.central.disconnected("CP1", self.connect())
+        self.central.reports.status_reported("CP1", None, "Faulted", "GroundFailure")
+        self.central.connections.disconnected("CP1", self.connect())
         self.clock.advance(30)
         self.assertEqual(self.central.point_status("CP1", 1), ("Unavailable", "NoError"))
 
     def test_zero_offline_after_is_the_next_turn(self):
         self.config = CONFIG.replace("offline_after = 30", "offline_after = 0")
         self.restart()
-        self.central.disconnected("CP1", self.connect())
+        self.central.connections.disconnected("CP1", self.connect())
         self.assertFalse(self.charger.offline)
         self.clock.advance(0)
         self.assertTrue(self.charger.offline)
 
     def test_shutdown_cancels_and_arms_no_timer(self):
-        self.central.disconnected("CP1", self.connect())
+        self.central.connections.disconnected("CP1", self.connect())
         self.central.shutdown()
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.central.disconnected("CP2", self.connect("CP2"))
+        self.central.connections.disconnected("CP2", self.connect("CP2"))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_removed_charger_loses_its_timer(self):
-        self.central.disconnected("CP2", self.connect("CP2"))
+        self.central.connections.disconnected("CP2", self.connect("CP2"))
         self.central.reconfigure(parse_config(CONFIG.split('[[charger]]\nid = "CP2"')[0]))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -203,7 +203,7 @@ class RefusedSessionTests(StateTestCase):
         apart by L{Transaction.accepted}), and ends no reservation.
         """
         reservation = Reservation(1, "GOOD", T0 + timedelta(hours=1))
-        self.central.reserved("CP1", 1, reservation)
+        self.central.reports.reserved("CP1", 1, reservation)
         tx_id, authorization = self.start(tag="BAD")
         self.assertEqual(authorization.status, "Blocked")
         [started] = [e.transaction for e in self.events if isinstance(e, TransactionStarted)]
@@ -284,8 +284,8 @@ class RestartTests(StateTestCase):
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
 
     def test_connector_0_status_survives(self):
-        self.central.status_reported("CP1", 1, "Available")
-        self.central.status_reported("CP1", None, "Faulted", "GroundFailure")
+        self.central.reports.status_reported("CP1", 1, "Available")
+        self.central.reports.status_reported("CP1", None, "Faulted", "GroundFailure")
         self.restart()
         self.assertEqual(self.central.point_status("CP1", 1), ("Faulted", "GroundFailure"))
         self.assertEqual(set(self.charger.connectors), {1, 2})
@@ -318,7 +318,7 @@ class LastContactTests(StateTestCase):
     """
 
     def disconnect(self, session, charger_id="CP1"):
-        self.central.disconnected(charger_id, session)
+        self.central.connections.disconnected(charger_id, session)
 
     def stop(self):
         """
@@ -421,7 +421,7 @@ class LastContactTests(StateTestCase):
         """
         first = self.connect()
         for n in range(1000):
-            self.central.frame("CP1", "in", "[2,\"%d\",\"Heartbeat\",{}]" % n)
+            self.central.connections.frame("CP1", "in", "[2,\"%d\",\"Heartbeat\",{}]" % n)
             self.clock.advance(1)
         second = self.connect()
         self.disconnect(first)

@@ -225,7 +225,7 @@ class DurabilityTests(DomainTestCase):
         self.sent = []
         self.session = OcppSession("CP1", self.sent.append, dispatcher(self.central, "CP1"),
                                    self.clock, 30)
-        self.central.connected("CP1", self.session, "127.0.0.1")
+        self.central.connections.connected("CP1", self.session, "127.0.0.1")
 
     def call(self, unique_id, action, payload):
         self.session.text_received(json.dumps([2, unique_id, action, payload]))

@@ -262,7 +262,7 @@ class PageTests(RoutesTestCase):
         ]:
             charger.session.text_received(json.dumps([2, action, action, payload]))
             self.clock.advance(0)
-        self.central.record_unknown("NEW-1", "192.0.2.7")
+        self.central.unknown_attempts.record("NEW-1", "192.0.2.7")
         self.store.transactions[1000] = transaction(1000, "CONFIGTAG")
 
     def page(self, accept_language):

@@ -117,7 +117,7 @@ class OcppLibCertificateTests(TestCase):
     @defer.inlineCallbacks
     def test_signed_chain_verifies_against_the_root(self):
         key = ec.generate_private_key(ec.SECP256R1())
-        yield self.service.controller.renew_certificate("CP1")
+        yield self.service.controller.security.renew_certificate("CP1")
         trigger = yield self.cp.wait_for("ExtendedTriggerMessage")
         self.assertEqual(trigger["requested_message"], "SignChargePointCertificate")
         answer = yield self.sign(make_csr(key, (NameOID.COMMON_NAME, "CP1")))

@@ -25,7 +25,7 @@ class KeyRotationTests(ControllerHarness, SynchronousTestCase):
                             f'normal_current = 16\npassword = "{OLD_KEY}"\n')
 
     def accepts(self, key):
-        return self.central.check_password("CP1", key.encode())
+        return self.central.credentials.check_password("CP1", key.encode())
 
     def pending(self):
         return self.central.settings.get(("CP1", PENDING_AUTHORIZATION_KEY))
@@ -35,7 +35,7 @@ class KeyRotationTests(ControllerHarness, SynchronousTestCase):
         cp.take()
         if answer is not None:
             cp.answers["ChangeConfiguration"] = answer
-        status = self.result(self.controller.change_authorization_key("CP1", key))
+        status = self.result(self.controller.security.change_authorization_key("CP1", key))
         return cp, status
 
     def test_accepted_key_replaces_the_old(self):
@@ -58,7 +58,7 @@ class KeyRotationTests(ControllerHarness, SynchronousTestCase):
         self.assertEqual(status, "Accepted")
         [payload] = cp.payloads("ChangeConfiguration")
         self.assertEqual(len(bytes.fromhex(payload["value"])), 20)
-        self.assertEqual(self.central.password_for("CP1"), payload["value"])
+        self.assertEqual(self.central.credentials.password_for("CP1"), payload["value"])
 
     def test_refusals_keep_the_old_key(self):
         """
@@ -79,7 +79,7 @@ class KeyRotationTests(ControllerHarness, SynchronousTestCase):
     def lost_answer(self):
         cp = self.connect()
         cp.answers["ChangeConfiguration"] = None
-        d = self.controller.change_authorization_key("CP1", NEW_KEY)
+        d = self.controller.security.change_authorization_key("CP1", NEW_KEY)
         self.clock.advance(5)
         self.assertEqual(self.successResultOf(d), "Timeout")
         self.assertEqual(self.pending(), NEW_KEY)
@@ -108,15 +108,16 @@ class KeyRotationTests(ControllerHarness, SynchronousTestCase):
         self.assertFalse(self.accepts(OLD_KEY))
 
     def test_offline_charger_is_not_asked(self):
-        status = self.result(self.controller.change_authorization_key("CP1", NEW_KEY))
+        status = self.result(self.controller.security.change_authorization_key("CP1", NEW_KEY))
         self.assertEqual(status, "NotConnected")
         self.assertIsNone(self.pending())
         self.assertTrue(self.accepts(OLD_KEY))
 
     def test_bad_keys_and_unknown_chargers_raise(self):
         for key in ("short", "0011", "G" * 40, "x" * 21, "00" * 21, "a:" * 9):
-            self.assertRaises(ValueError, self.controller.change_authorization_key, "CP1", key)
-        self.assertRaises(UnknownChargingPoint, self.controller.change_authorization_key,
+            self.assertRaises(ValueError, self.controller.security.change_authorization_key,
+                              "CP1", key)
+        self.assertRaises(UnknownChargingPoint, self.controller.security.change_authorization_key,
                           "NOPE", NEW_KEY)
 
     def test_raw_send_rotates_the_key(self):

@@ -804,7 +804,7 @@ class ClockJumpTests(ReservationTestCase):
         CP1 disconnects, and the clock jumps far past offline_after.
         """
         cp = self.connect()
-        self.central.disconnected("CP1", cp.session)
+        self.central.connections.disconnected("CP1", cp.session)
         self.clock.advance(self.central.config.knx.offline_after * 100)
 
     def test_offline_once_after_a_jump(self):

@@ -238,7 +238,7 @@ class ScheduleTests(ControllerHarness, SynchronousTestCase):
         result, _ = self.schedule(cp, tx)
         self.assertEqual((result.accepted, result.status), (False, "Rejected"))
         cp.session.connection_lost()
-        self.central.disconnected("CP1", cp.session)
+        self.central.connections.disconnected("CP1", cp.session)
         result = self.result(self.controller.set_schedule("CP1", 1, tx, self.START, [(0, 6.0)]))
         self.assertEqual(result.status, "NotConnected")
 

@@ -173,7 +173,7 @@ class ProfileHarness(ControllerHarness):
         return cp
 
     def admit(self, charger_id, certificate=None, presented=None, secure=True):
-        return self.central.admit(charger_id, secure, certificate, presented)
+        return self.central.security.admit(charger_id, secure, certificate, presented)
 
     def now(self):
         return self.central.now()
@@ -231,7 +231,7 @@ class RaiseTests(ProfileHarness, SynchronousTestCase):
         return self.connect(charger_id="SP2")
 
     def raise_to(self, charger_id, profile):
-        return self.result(self.controller.raise_security_profile(charger_id, profile))
+        return self.result(self.controller.security.raise_security_profile(charger_id, profile))
 
     def give_certificate(self):
         self.central.security.remember_certificate("SP2", ChargerCertificate(
@@ -322,7 +322,7 @@ class RaiseTests(ProfileHarness, SynchronousTestCase):
         cp.take()
         self.give_certificate()
         cp.answers["ChangeConfiguration"] = None
-        d = self.controller.raise_security_profile("SP2", 3)
+        d = self.controller.security.raise_security_profile("SP2", 3)
         self.clock.advance(5)
         self.assertEqual(self.successResultOf(d).status, "Timeout")
         self.assertEqual(self.central.security.pending("SP2"), 3)
@@ -432,7 +432,7 @@ class CertificateTests(ProfileHarness, SynchronousTestCase):
     def test_renewal_by_hand(self):
         cp = self.connect()
         cp.take()
-        result = self.result(self.controller.renew_certificate("CP1"))
+        result = self.result(self.controller.security.renew_certificate("CP1"))
         self.assertTrue(result.accepted)
         self.assertEqual(cp.payloads("ExtendedTriggerMessage"),
                          [{"requestedMessage": "SignChargePointCertificate"}])
@@ -480,7 +480,7 @@ class CertificateTests(ProfileHarness, SynchronousTestCase):
     def test_install_root_certificate(self):
         cp = self.connect()
         cp.take()
-        result = self.result(self.controller.install_root_certificate("CP1"))
+        result = self.result(self.controller.security.install_root_certificate("CP1"))
         self.assertTrue(result.accepted)
         self.assertEqual(cp.payloads("InstallCertificate"), [{
             "certificateType": "CentralSystemRootCertificate",
@@ -491,7 +491,7 @@ class CertificateTests(ProfileHarness, SynchronousTestCase):
                                           'root_certificate = "/nonexistent"')
         self.start()
         self.connect()
-        result = self.result(self.controller.install_root_certificate("CP1"))
+        result = self.result(self.controller.security.install_root_certificate("CP1"))
         self.assertEqual(result.status, "Refused")
         self.assertIn("'/nonexistent'", result.detail)
 
@@ -503,7 +503,7 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
     """
 
     def accepts(self, key):
-        return self.central.check_password("SP2", key.encode())
+        return self.central.credentials.check_password("SP2", key.encode())
 
     def test_key_given_elsewhere(self):
         """
@@ -512,7 +512,7 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
         """
         cp = self.connect(charger_id="SP2")
         cp.take()
-        self.result(self.central.begin_key_change("SP2", "x" * 20))
+        self.result(self.central.credentials.begin_key_change("SP2", "x" * 20))
         self.result(self.central.credentials.key_given("SP2", OTHER_KEY))
         self.assertEqual(cp.calls, [])
         for _ in range(2):
@@ -527,8 +527,9 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
         replaced; a new password there wins at a reload or a start.
         """
         self.connect(charger_id="SP2")
-        self.assertEqual(self.result(self.controller.change_authorization_key("SP2", OTHER_KEY)),
-                         "Accepted")
+        self.assertEqual(
+            self.result(self.controller.security.change_authorization_key("SP2", OTHER_KEY)),
+            "Accepted")
         self.central.reconfigure(parse_config(self.config))
         self.start()
         self.assertTrue(self.accepts(OTHER_KEY))
@@ -541,7 +542,7 @@ class KeyTests(ProfileHarness, SynchronousTestCase):
         self.assertFalse(self.accepts(OTHER_KEY))
         # A later rotation holds again, until the next change.
         self.connect(charger_id="SP2")
-        self.result(self.controller.change_authorization_key("SP2", KEY))
+        self.result(self.controller.security.change_authorization_key("SP2", KEY))
         self.config = changed
         self.start()
         self.assertTrue(self.accepts(KEY))

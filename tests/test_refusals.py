@@ -104,9 +104,9 @@ class RefusalsTests(SynchronousTestCase):
 
 class CentralRefusalsTests(SynchronousTestCase):
     """
-    L{CentralSystem.refused} and L{CentralSystem.refused_unnamed}: a refused
-    attempt before the identity was known goes to the chargers last known
-    at its address.
+    L{xxterocpp.domain.connections.Connections.refused} and
+    C{refused_unnamed}: a refused attempt before the identity was known
+    goes to the chargers last known at its address.
     """
 
     def setUp(self):
@@ -123,8 +123,8 @@ class CentralRefusalsTests(SynchronousTestCase):
         The identity is matched like the connection's (case differences
         tolerated); an unknown identity is not kept here.
         """
-        self.central.refused("cp1", "192.0.2.1", refusals.WRONG_PASSWORD)
-        self.central.refused("NOPE", "192.0.2.1", refusals.WRONG_PASSWORD)
+        self.central.connections.refused("cp1", "192.0.2.1", refusals.WRONG_PASSWORD)
+        self.central.connections.refused("NOPE", "192.0.2.1", refusals.WRONG_PASSWORD)
         self.assertEqual(self.reasons("CP1"), [("192.0.2.1", refusals.WRONG_PASSWORD)])
         self.assertEqual(self.central.refusals.of("CP1").last[0].at, T0)
         self.assertIsNone(self.central.refusals.of("NOPE"))
@@ -135,11 +135,12 @@ class CentralRefusalsTests(SynchronousTestCase):
         connect from is also that charger's; from elsewhere only the
         address's.
         """
-        self.central.connected("CP1", object(), "192.0.2.1")
-        self.central.refused("CP2", "192.0.2.2", refusals.MISSING_PASSWORD)
-        self.central.refused_unnamed("192.0.2.1", refusals.TLS_FAILED, "tlsv1 alert unknown ca")
-        self.central.refused_unnamed("192.0.2.2", refusals.TLS_FAILED, "wrong version number")
-        self.central.refused_unnamed("192.0.2.3", refusals.TLS_FAILED, "unsupported protocol")
+        connections = self.central.connections
+        connections.connected("CP1", object(), "192.0.2.1")
+        connections.refused("CP2", "192.0.2.2", refusals.MISSING_PASSWORD)
+        connections.refused_unnamed("192.0.2.1", refusals.TLS_FAILED, "tlsv1 alert unknown ca")
+        connections.refused_unnamed("192.0.2.2", refusals.TLS_FAILED, "wrong version number")
+        connections.refused_unnamed("192.0.2.3", refusals.TLS_FAILED, "unsupported protocol")
         self.assertEqual(self.reasons("CP1"), [("192.0.2.1", refusals.TLS_FAILED)])
         self.assertEqual(self.central.refusals.of("CP1").last[0].detail, "tlsv1 alert unknown ca")
         self.assertEqual(self.reasons("CP2"), [("192.0.2.2", refusals.MISSING_PASSWORD),
@@ -152,23 +153,23 @@ class CentralRefusalsTests(SynchronousTestCase):
         Connected from one address, then refused from another: the charger
         is at the other one now.
         """
-        self.central.connected("CP1", object(), "192.0.2.1")
+        self.central.connections.connected("CP1", object(), "192.0.2.1")
         self.clock.advance(10)
-        self.central.refused("CP1", "192.0.2.9", refusals.WRONG_PASSWORD)
-        self.central.refused_unnamed("192.0.2.1", refusals.TLS_FAILED)
-        self.central.refused_unnamed("192.0.2.9", refusals.NO_IDENTITY)
+        self.central.connections.refused("CP1", "192.0.2.9", refusals.WRONG_PASSWORD)
+        self.central.connections.refused_unnamed("192.0.2.1", refusals.TLS_FAILED)
+        self.central.connections.refused_unnamed("192.0.2.9", refusals.NO_IDENTITY)
         self.assertEqual(self.reasons("CP1"), [("192.0.2.9", refusals.WRONG_PASSWORD),
                                                ("192.0.2.9", refusals.NO_IDENTITY)])
 
     def test_chargers_behind_one_address_each_get_it(self):
-        self.central.refused("CP1", "192.0.2.1", refusals.WRONG_PASSWORD)
-        self.central.refused("CP2", "192.0.2.1", refusals.WRONG_PASSWORD)
-        self.central.refused_unnamed("192.0.2.1", refusals.TLS_FAILED)
+        self.central.connections.refused("CP1", "192.0.2.1", refusals.WRONG_PASSWORD)
+        self.central.connections.refused("CP2", "192.0.2.1", refusals.WRONG_PASSWORD)
+        self.central.connections.refused_unnamed("192.0.2.1", refusals.TLS_FAILED)
         self.assertEqual(self.central.refusals.of("CP1").counts[refusals.TLS_FAILED], 1)
         self.assertEqual(self.central.refusals.of("CP2").counts[refusals.TLS_FAILED], 1)
 
     def test_a_charger_removed_from_the_configuration_is_forgotten(self):
-        self.central.refused("CP2", "192.0.2.1", refusals.WRONG_PASSWORD)
+        self.central.connections.refused("CP2", "192.0.2.1", refusals.WRONG_PASSWORD)
         self.central.reconfigure(parse_config(CONFIG))
         self.assertIsNone(self.central.refusals.of("CP2"))
 
@@ -179,9 +180,9 @@ class CentralRefusalsTests(SynchronousTestCase):
         each language, whose catalogue has every text.
         """
         for reason in REASONS:
-            self.central.refused("CP1", "192.0.2.1", reason, f"detail of {reason}")
+            self.central.connections.refused("CP1", "192.0.2.1", reason, f"detail of {reason}")
             self.clock.advance(1)
-        self.central.refused_unnamed("192.0.2.5", refusals.NO_IDENTITY)
+        self.central.connections.refused_unnamed("192.0.2.5", refusals.NO_IDENTITY)
         controller = Controller(self.central, self.clock)
         self.addCleanup(controller.shutdown)
         status = snapshot(self.central, controller, None)

@@ -11,9 +11,9 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from xxterocpp.ocpp import messages as m
+from xxterocpp.ocpp.complaints import LINE_BURST, LINE_RATE
 from xxterocpp.ocpp.rpc import (
-    LINE_BURST, LINE_RATE, MAX_DEPTH, CallError, CallTimeout, NotConnected, OcppSession,
-    nesting_depth)
+    MAX_DEPTH, CallError, CallTimeout, NotConnected, OcppSession, nesting_depth)
 
 
 class SessionHarness:

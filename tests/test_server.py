@@ -709,7 +709,7 @@ class HandshakeLimitTests(SynchronousTestCase):
                 p.dataReceived(_upgrade("/ocpp/" + identity))
                 self.assertTrue(transport.value().startswith(b"HTTP/1.1 " + status + b" "),
                                 (identity, transport.value()))
-        self.assertEqual([len(i) for i, address in self.central.unknown_attempts],
+        self.assertEqual([len(i) for i, address in self.central.unknown_attempts.recorded],
                          [MAX_IDENTITY_LENGTH] * 2)
         self.assertFalse([e for e in events if "A" * (MAX_IDENTITY_LENGTH + 1) in repr(e)])
 
@@ -835,5 +835,5 @@ class AuthenticationThrottleTests(SynchronousTestCase):
         """
         self.assertTrue(self.handshake(PASSWORD, identity="rdam 123").startswith(
             b"HTTP/1.1 101 "))
-        self.assertEqual(self.central.lookup("cp1"), "CP1")
-        self.assertIsNone(self.central.lookup("\u0441p1"))
+        self.assertEqual(self.central.connections.lookup("cp1"), "CP1")
+        self.assertIsNone(self.central.connections.lookup("\u0441p1"))

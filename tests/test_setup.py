@@ -67,7 +67,7 @@ class SetUpTests(ControllerHarness, SynchronousTestCase):
         cp = self.connect()
         self.settle()
         self.assertEqual(self.controller.limit("CP1"), 16.0)
-        self.central.disconnected("CP1", cp.session)
+        self.central.connections.disconnected("CP1", cp.session)
         self.controller.fast("CP1")
         cp = self.connect()
         self.settle()

@@ -122,14 +122,14 @@ class SigningRefusalTests(ProfileHarness, SynchronousTestCase):
         """
         cp = self.connect(charger_id="SP2", secure=False)
         cp.take()
-        result = self.result(self.controller.renew_certificate("SP2"))
+        result = self.result(self.controller.security.renew_certificate("SP2"))
         self.assertEqual(result.status, "Refused")
         self.assertIn("its certificate request would be refused: its connection is not TLS",
                       result.detail)
         self.assertEqual(cp.actions(), [])
         tls = self.connect(charger_id="SP2")
         tls.take()
-        self.assertTrue(self.result(self.controller.renew_certificate("SP2")).accepted)
+        self.assertTrue(self.result(self.controller.security.renew_certificate("SP2")).accepted)
         self.assertEqual(tls.actions(), ["ExtendedTriggerMessage"])
 
 

@@ -476,7 +476,8 @@ class KeyRotationTests(SecureTestCase):
         yield charger.boot()
         if answer is not None:
             charger.handlers["ChangeConfiguration"] = answer
-        status = yield self.service.controller.change_authorization_key("RDAM 123", NEW_KEY)
+        security = self.service.controller.security
+        status = yield security.change_authorization_key("RDAM 123", NEW_KEY)
         return charger, status
 
     @defer.inlineCallbacks
@@ -543,7 +544,8 @@ class KeyRotationTests(SecureTestCase):
 
     def test_bad_keys_are_refused_at_once(self):
         for key in ("short", "0011", "G" * 40, "x" * 21, "00" * 21, "a:" * 9):
-            self.assertRaises(ValueError, self.service.controller.change_authorization_key,
+            self.assertRaises(ValueError,
+                              self.service.controller.security.change_authorization_key,
                               "RDAM 123", key)
 
 
@@ -790,7 +792,7 @@ class KeysFromOutsideTests(SecureWebTestCase):
         charger = yield self.rdam()
         yield charger.boot()
         self.assertEqual(
-            (yield self.service.controller.change_authorization_key("RDAM 123", NEW_KEY)),
+            (yield self.service.controller.security.change_authorization_key("RDAM 123", NEW_KEY)),
             "Accepted")
         yield charger.close()
         self.assertTrue(self.service.reload())

@@ -1,7 +1,7 @@
 """
-Unit tests for L{xxterocpp.upstream.uplink} (with its L{delivery} and
-L{verdicts}) and L{xxterocpp.upstream.forwarding}: one charger's
-conversation with its back office, in memory on a clock
+Unit tests for L{xxterocpp.upstream.uplink} (with its L{delivery},
+L{verdicts} and L{timers}) and L{xxterocpp.upstream.forwarding}: one
+charger's conversation with its back office, in memory on a clock
 (L{tests.upstream_memory}); both stacks.
 """
 
@@ -9,10 +9,42 @@ import re
 from datetime import timedelta
 
 import attr
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
 from tests.upstream_memory import UpstreamTestCase
 from xxterocpp.config import UpstreamConfig
 from xxterocpp.upstream import delivery, outbox, uplink, verdicts
+from xxterocpp.upstream.timers import NamedTimers
+
+
+class NamedTimersTests(SynchronousTestCase):
+    """
+    L{NamedTimers}: one armed timer per name.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.timers = NamedTimers(self.clock)
+        self.fired = []
+
+    def test_a_timer_armed_again_replaces_the_one_before(self):
+        self.timers.later("boot", 10, self.fired.append, "first")
+        self.timers.later("boot", 20, self.fired.append, "second")
+        self.clock.advance(15)
+        self.assertEqual((self.fired, "boot" in self.timers), ([], True))
+        self.clock.advance(5)
+        self.assertEqual((self.fired, "boot" in self.timers), (["second"], False))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancel_all(self):
+        self.timers.later("boot", 10, self.fired.append, "boot")
+        self.timers.later("heartbeat", 10, self.fired.append, "heartbeat")
+        self.timers.cancel("nothing armed")
+        self.timers.cancel_all()
+        self.clock.advance(10)
+        self.assertEqual((self.fired, self.clock.getDelayedCalls()), ([], []))
+        self.assertNotIn("heartbeat", self.timers)
 
 
 class RegistrationTests(UpstreamTestCase):
@@ -137,7 +169,7 @@ class RegistrationTests(UpstreamTestCase):
         The link is closed when the charger disconnects.
         """
         charger = self.connect()
-        self.central.disconnected("CP1", charger.session)
+        self.central.connections.disconnected("CP1", charger.session)
         self.assertEqual(self.link.state, "stopped")
         self.assertIsNone(self.uplink.session)
 

@@ -538,8 +538,8 @@ class PasswordTests(WebTestCase):
         yield (yield self.rdam(bytes.fromhex(new_key))).close()
         yield self.restart()
         central = self.service.central
-        self.assertTrue(central.check_password("RDAM 123", bytes.fromhex(new_key)))
-        self.assertFalse(central.check_password("RDAM 123", RDAM_KEY))
+        self.assertTrue(central.credentials.check_password("RDAM 123", bytes.fromhex(new_key)))
+        self.assertFalse(central.credentials.check_password("RDAM 123", RDAM_KEY))
 
     @defer.inlineCallbacks
     def test_generated_key(self):
@@ -552,8 +552,8 @@ class PasswordTests(WebTestCase):
         key = response.json["password"]
         self.assertEqual(len(bytes.fromhex(key)), 20)
         self.assertEqual(cp.configuration["AuthorizationKey"][0], key)
-        self.assertTrue(self.service.central.check_password("CP1", key.encode()))
-        self.assertFalse(self.service.central.check_password("CP1", None))
+        self.assertTrue(self.service.central.credentials.check_password("CP1", key.encode()))
+        self.assertFalse(self.service.central.credentials.check_password("CP1", None))
 
     @defer.inlineCallbacks
     def test_refused_key_keeps_the_old(self):
@@ -565,7 +565,7 @@ class PasswordTests(WebTestCase):
         response = yield self.post("/api/chargers/RDAM%20123/password",
                                    {"password": "0123456789abcdef0123"})
         self.assertError(response, 409, "Rejected", "old key")
-        self.assertTrue(self.service.central.check_password("RDAM 123", RDAM_KEY))
+        self.assertTrue(self.service.central.credentials.check_password("RDAM 123", RDAM_KEY))
 
     @defer.inlineCallbacks
     def test_errors(self):

@@ -67,7 +67,7 @@ class RecordingCharger:
         self.answer = {"status": "Accepted"} if answer is None else answer
         self.session = OcppSession(charger_id, self._sent, dispatcher(central, charger_id),
                                    clock, central.config.ocpp.call_timeout)
-        central.connected(charger_id, self.session, "127.0.0.1")
+        central.connections.connected(charger_id, self.session, "127.0.0.1")
 
     def _sent(self, text):
         frame = json.loads(text)

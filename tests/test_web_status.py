@@ -72,7 +72,7 @@ class StatusTests(ControllerHarness, SynchronousTestCase):
     def test_offline_charger_is_unavailable(self):
         cp = self.connect()
         self.report(cp, 1, "Charging")
-        self.central.disconnected("CP1", cp.session)
+        self.central.connections.disconnected("CP1", cp.session)
         charger, connectors = self.connectors()
         self.assertEqual((charger["offline"], connectors[1]["status"]), (False, "Charging"))
         self.clock.advance(self.central.config.knx.offline_after)

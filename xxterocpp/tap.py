@@ -85,7 +85,8 @@ def open_chargers(config, central):
     ocpp = config.ocpp
     if ocpp.is_loopback() or (ocpp.secure and ocpp.client_ca):
         return []
-    return [charger_id for charger_id in central.chargers if not central.password_for(charger_id)]
+    return [charger_id for charger_id in central.chargers
+            if not central.credentials.password_for(charger_id)]
 
 
 class ServerService(service.Service):
@@ -485,7 +486,7 @@ class XxterocppService(service.MultiService):
                 charger.session.close()
         # Queued before the store's last commit (not waited for: a full
         # disk must not hold up the stop).
-        self.central.save_unknown()
+        self.central.unknown_attempts.save()
         yield self.store.close()
 
 

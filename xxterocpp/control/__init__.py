@@ -4,8 +4,9 @@ The control model: the one domain-level API through which the KNX bridge,
 the web page and the Smart Energy Manager steer charging points. Each
 command turns into OCPP calls to the charger and returns its answer.
 
-L{Controller} (L{commands}) is the front; L{parts} builds its parts, one
-job each, and runs their handlers of the domain's events:
+L{Controller} (L{commands}) is the front, its security commands those of
+L{security} (C{controller.security}); L{parts} builds its parts, one job
+each, and runs their handlers of the domain's events:
 
   - L{sender}: every CS->CP call, and L{CommandResult};
   - L{remote}: RemoteStartTransaction and RemoteStopTransaction;

@@ -114,7 +114,7 @@ class Certificates:
             certificate_chain=signed.certificate_chain))
         if result.accepted:
             self._asked.pop(charger.id, None)
-            self.central.certificate_installed(charger.id, signed.serial, signed.not_after)
+            self.central.signing.installed(charger.id, signed.serial, signed.not_after)
         else:
             self.log.warn("{id}: did not install the certificate it was sent ({status})",
                           id=charger.id, status=result.status)

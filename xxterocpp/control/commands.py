@@ -11,12 +11,12 @@ import functools
 import inspect
 
 from xxterocpp.control.chargingprofiles import schedule_periods
-from xxterocpp.control.keys import check_key, is_key_change
+from xxterocpp.control.keys import is_key_change
 from xxterocpp.control.limits import clamp
 from xxterocpp.control.parts import Parts
+from xxterocpp.control.security import SecurityCommands
 from xxterocpp.control.sender import done
 from xxterocpp.domain.events import CommandRefused
-from xxterocpp.domain.keys import new_authorization_key
 from xxterocpp.ocpp import messages as m
 
 
@@ -58,7 +58,8 @@ class Controller:
 
     Every method returning a Deferred never fails it for charger-side
     problems: they come back as a L{xxterocpp.control.sender.CommandResult}.
-    Unknown charger ids raise L{UnknownChargingPoint} synchronously.
+    Unknown charger ids raise L{UnknownChargingPoint} synchronously. The
+    security commands of a charger are its L{security}'s.
 
     The composition root subscribes L{observe} to the central system's
     events, which the parts (L{xxterocpp.control.parts.Parts}) follow.
@@ -84,6 +85,8 @@ class Controller:
         self._limits = self._parts.limits
         #: The L{xxterocpp.control.remote.Waits} for what chargers accepted.
         self.waits = self._parts.waits
+        #: The L{SecurityCommands}: keys, security profiles, certificates.
+        self.security = SecurityCommands(self._parts, self._charger)
 
     @property
     def boot_wait(self):
@@ -137,7 +140,7 @@ class Controller:
         """
         Send any CS->CP request message and wait for the answer. A
         ChangeConfiguration of the AuthorizationKey is a key rotation
-        (L{change_authorization_key}).
+        (L{SecurityCommands.change_authorization_key}).
 
         @param request: a C{...Request} instance of L{m.ACTIONS}.
         @return: a Deferred firing with a L{CommandResult} whose C{response}
@@ -158,51 +161,6 @@ class Controller:
         if is_key_change(request):
             return self._parts.keys.route(charger, request)
         return self._sender.call(charger, request)
-
-    def change_authorization_key(self, charger_id, key=None):
-        """
-        Rotate a charger's AuthorizationKey (security white paper A01) with
-        ChangeConfiguration (L{xxterocpp.control.keys.KeyRotation.change}):
-        a lost answer cannot lock it out.
-
-        @param key: the new key, by default 20 random bytes as 40 hex digits.
-        @raise ValueError: for a key that is not 16..20 bytes.
-        @raise UnknownChargingPoint: for an unknown charger.
-        @return: a Deferred firing with the charger's status word, or
-            C{"NotConnected"}, C{"Timeout"}, C{"CallError"}.
-        """
-        key = new_authorization_key() if key is None else key
-        check_key(key)
-        d = self._parts.keys.change(self._charger(charger_id), key)
-        return d.addCallback(lambda result: result.status)
-
-    # -- security (white paper A02, A03, A05) -----------------------------
-
-    def raise_security_profile(self, charger_id, profile):
-        """
-        Raise the charger's security profile
-        (L{xxterocpp.control.profiles.ProfileRaise.raise_to}): refused when
-        it is not higher or what it needs is missing (a key for 1 and 2, TLS
-        for 2 and 3, a client certificate for 3).
-
-        @return: a Deferred firing with a L{CommandResult}.
-        """
-        return self._parts.profiles.raise_to(self._charger(charger_id), profile)
-
-    def renew_certificate(self, charger_id):
-        """
-        Ask the charger for a certificate signing request
-        (ExtendedTriggerMessage SignChargePointCertificate); the signed
-        certificate follows with CertificateSigned.
-        """
-        return self._parts.certificates.renew(self._charger(charger_id))
-
-    def install_root_certificate(self, charger_id):
-        """
-        InstallCertificate of the controller's root (C{[ocpp]
-        root_certificate}) as the charger's CentralSystemRootCertificate.
-        """
-        return self._parts.certificates.install_root(self._charger(charger_id))
 
     # -- commands --------------------------------------------------------
 

@@ -3,7 +3,7 @@
 AuthorizationKey rotation (security white paper A01): the new key goes out
 with ChangeConfiguration, and the domain learns before and after, so that
 the charger's Basic-auth password follows what the charger took
-(L{xxterocpp.domain.central.CentralSystem.begin_key_change},
+(L{xxterocpp.domain.credentials.Credentials.begin_key_change},
 C{end_key_change}).
 """
 
@@ -70,12 +70,12 @@ class KeyRotation:
 
     @defer.inlineCallbacks
     def _change(self, charger, key):
-        yield self.central.begin_key_change(charger.id, key)
+        yield self.central.credentials.begin_key_change(charger.id, key)
         result = yield self.sender.call(charger, m.ChangeConfigurationRequest(key=KEY, value=key))
         if result.status == "CallError":
             self.log.warn("{id}: AuthorizationKey change answered with a CALLERROR ({detail});"
                           " the old key stays", id=charger.id, detail=result.detail)
-        yield self.central.end_key_change(charger.id, key, result.status)
+        yield self.central.credentials.end_key_change(charger.id, key, result.status)
         return result
 
     def route(self, charger, request):

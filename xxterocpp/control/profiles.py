@@ -45,7 +45,7 @@ class ProfileRaise:
         if profile >= 2 and not ocpp.secure:
             return (f"profile {profile} needs TLS: set [ocpp] secure = true (the charger must"
                     f" have the controller's root certificate) and restart")
-        if profile in (1, 2) and not self.central.password_for(charger.id):
+        if profile in (1, 2) and not self.central.credentials.password_for(charger.id):
             return (f"profile {profile} needs a key: give {charger.id} one first (POST or PUT"
                     f" /api/chargers/{{id}}/password)")
         if profile == 3:

@@ -82,7 +82,7 @@ class Reservations:
                                       value.get("until_freed", False))
             connector = int(key[12:])
             if reservation.holds(self.central.now()):
-                self.central.reserved(charger_id, connector, reservation)
+                self.central.reports.reserved(charger_id, connector, reservation)
                 self._kept.add((charger_id, connector))
                 self._schedule(charger_id, connector, reservation)
 
@@ -250,7 +250,7 @@ class Reservations:
             timer.cancel()
 
     def _reserved(self, charger_id, connector, reservation):
-        self.central.reserved(charger_id, connector, reservation)
+        self.central.reports.reserved(charger_id, connector, reservation)
         self._schedule(charger_id, connector, reservation)
         if reservation is None:
             self._kept.discard((charger_id, connector))

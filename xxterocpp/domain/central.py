@@ -1,12 +1,13 @@
 # -*- test-case-name: tests.test_domain,tests.test_domain_state,tests.test_handlers,tests.test_server -*-
 """
-The central system: the facade a protocol adapter calls with plain values
-(the OCPP one: C{ocpp/handlers.py}), and what it keeps itself: the
-chargers configured, the persisted state loaded at start-up, the verdict
-on a tag, and the events observers see. Its parts do the rest: the
-connections and what each connector counts as (L{connections}), what
-chargers report and accept (L{reports}), the transaction book (L{book}), the tag registry (L{tags}),
-the chargers' passwords (L{credentials}), their security profiles
+The central system: what a protocol adapter calls with plain values (the
+OCPP one: C{ocpp/handlers.py}, C{ocpp/server.py}), itself or, for what one
+of them owns, its parts; and what it keeps itself: the chargers
+configured, the persisted state loaded at start-up, the verdict on a tag,
+and the events observers see. Its parts do the rest: the connections and
+what each connector counts as (L{connections}), what chargers report and
+accept (L{reports}), the transaction book (L{book}), the tag registry
+(L{tags}), the chargers' passwords (L{credentials}), their security profiles
 (L{security}) and certificates (L{certificates}), the refused connection
 attempts (L{refusals}), the unknown identities (L{unknown}), the
 workarounds (L{workarounds}) and the commands chargers accepted but have
@@ -34,15 +35,24 @@ from xxterocpp.domain.workarounds import Workarounds
 
 class CentralSystem:
     """
-    The central system's view of every charger: the facade the adapters,
-    the controller and the observers use.
+    The central system's view of every charger: what the adapters, the
+    controller and the observers start from. Its parts are public and
+    called directly for what each owns (a connection, a report, a
+    password); its own methods are those that span parts or need the
+    configuration, and what a charging point is now for the readers
+    (L{point_status}, L{pending}, L{last_session}).
 
     @ivar chargers: L{Charger} by identity, for every configured identity.
-    @ivar connections: the L{Connections} (its methods are also this
-        class's: L{connected}, L{point_status}, L{refused}, ...).
-    @ivar reports: the L{ChargerReports} (its methods are also this
-        class's: L{booted}, L{status_reported}, ...).
+    @ivar connections: the L{Connections}: the adapters tell it of each
+        connection, frame and refusal (L{Connections.connected},
+        L{Connections.refused}, ...) and ask it who an identity is
+        (L{Connections.lookup}).
+    @ivar reports: the L{ChargerReports}: what the chargers report
+        (L{ChargerReports.booted}, L{ChargerReports.status_reported}, ...).
     @ivar unknown: the L{UnknownChargers} that tried to connect.
+    @ivar unknown_attempts: the L{UnknownAttempts}: each attempt of an
+        unknown identity is recorded there (L{UnknownAttempts.record}),
+        and stored, the last at shutdown (L{UnknownAttempts.save}).
     @ivar refusals: the L{Refusals}: why connections were refused.
     @ivar settings: the persisted run-time settings, C{{(scope, key):
         value}}, once L{load}ed (L{StateLoaded} is emitted then).
@@ -50,11 +60,12 @@ class CentralSystem:
         L{TagsChanged}.
     @ivar book: the L{TransactionBook}; meter values go to it directly
         (L{TransactionBook.meter_values}).
-    @ivar credentials: the L{Credentials} (its methods are also this
-        class's: L{check_password}, L{password_for}, ...).
+    @ivar credentials: the L{Credentials}: the chargers' passwords and
+        their key changes (L{Credentials.check_password},
+        L{Credentials.begin_key_change}, ...).
     @ivar security: the L{SecurityProfiles}: the profile each charger is
         held to, its certificate, the admission of its connections
-        (L{admit}).
+        (L{SecurityProfiles.admit}).
     @ivar signing: the L{CertificateSigning} of the chargers' certificate
         requests (its C{signer} None: signing is disabled).
     @ivar workarounds: the L{Workarounds}: each charger's choice.
@@ -81,7 +92,7 @@ class CentralSystem:
         self.clock = clock
         self.chargers = {}
         self.unknown = UnknownChargers()
-        self._unknown_attempts = UnknownAttempts(self.unknown, store, clock, self.now)
+        self.unknown_attempts = UnknownAttempts(self.unknown, store, clock, self.now)
         self.refusals = Refusals()
         self.settings = {}
         self.time = TrustedTime(
@@ -103,7 +114,7 @@ class CentralSystem:
                                     offered=self.accepted.offered)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
-                                         self.lookup)
+                                         self.connections.lookup)
         self.signing = CertificateSigning(self.security, clock, self.now, self.emit, signer)
         self.workarounds = Workarounds(config)
         self.reports = ChargerReports(self.chargers, self.settings, store, clock, self.now,
@@ -132,7 +143,7 @@ class CentralSystem:
         """
         self.book.load()
         self.reports.load()
-        self._unknown_attempts.load()
+        self.unknown_attempts.load()
         # Filled in place: the credentials, the reports and the connections
         # share it.
         self.settings.clear()
@@ -220,23 +231,7 @@ class CentralSystem:
         """L{Workarounds.suggest} (once per charger and workaround)."""
         self.workarounds.suggest(self.chargers.get(charger_id), name, behaviour)
 
-    # -- connections, unknown identities -------------------------------------
-
-    def lookup(self, identity):
-        """L{Connections.lookup}."""
-        return self.connections.lookup(identity)
-
-    def connected(self, charger_id, session, address, secure=False):
-        """L{Connections.connected}."""
-        self.connections.connected(charger_id, session, address, secure)
-
-    def disconnected(self, charger_id, session):
-        """L{Connections.disconnected}."""
-        self.connections.disconnected(charger_id, session)
-
-    def frame(self, charger_id, direction, text):
-        """L{Connections.frame}."""
-        self.connections.frame(charger_id, direction, text)
+    # -- what a charging point is now (for the readers: KNX, web) -----------
 
     def point_status(self, charger_id, connector):
         """L{Connections.point_status}."""
@@ -246,63 +241,11 @@ class CentralSystem:
         """L{AcceptedCommands.pending}."""
         return self.accepted.pending(charger_id, connector)
 
-    def refused(self, identity, address, reason, detail=None):
-        """L{Connections.refused} (an unknown identity is L{record_unknown}'s)."""
-        self.connections.refused(identity, address, reason, detail)
+    def last_session(self, charger_id, connector):
+        """L{TransactionBook.last_session}."""
+        return self.book.last_session(charger_id, connector)
 
-    def refused_unnamed(self, address, reason, detail=None):
-        """L{Connections.refused_unnamed}."""
-        self.connections.refused_unnamed(address, reason, detail)
-
-    def record_unknown(self, identity, address):
-        """L{UnknownAttempts.record}."""
-        self._unknown_attempts.record(identity, address)
-
-    def save_unknown(self):
-        """L{UnknownAttempts.save} (at shutdown)."""
-        self._unknown_attempts.save()
-
-    # -- passwords and security profiles -------------------------------------
-
-    def password_for(self, charger_id):
-        """L{Credentials.password_for}."""
-        return self.credentials.password_for(charger_id)
-
-    def check_password(self, charger_id, presented):
-        """L{Credentials.check_password}."""
-        return self.credentials.check_password(charger_id, presented)
-
-    def admit(self, charger_id, secure, certificate, password):
-        """L{SecurityProfiles.admit}."""
-        return self.security.admit(charger_id, secure, certificate, password)
-
-    def begin_key_change(self, charger_id, key):
-        """L{Credentials.begin_key_change}."""
-        return self.credentials.begin_key_change(charger_id, key)
-
-    def end_key_change(self, charger_id, key, status):
-        """L{Credentials.end_key_change}."""
-        return self.credentials.end_key_change(charger_id, key, status)
-
-    # -- what chargers report and accept -------------------------------------
-
-    def booted(self, charger_id, boot):
-        """L{ChargerReports.booted}."""
-        self.reports.booted(charger_id, boot)
-
-    def status_reported(self, charger_id, connector, status, error_code="NoError", info=None,
-                        vendor_error_code=None, timestamp=None):
-        """L{ChargerReports.status_reported}."""
-        self.reports.status_reported(charger_id, connector, status, error_code, info,
-                                     vendor_error_code, timestamp)
-
-    def progress_reported(self, charger_id, kind, status):
-        """L{ChargerReports.progress_reported}."""
-        self.reports.progress_reported(charger_id, kind, status)
-
-    def security_event(self, charger_id, timestamp, kind, tech_info=None):
-        """L{ChargerReports.security_event}."""
-        self.reports.security_event(charger_id, timestamp, kind, tech_info)
+    # -- what chargers accept, what needs the charger's connection -----------
 
     def limit_in_force(self, charger_id, connector, limit, whole_charger=False):
         """
@@ -313,10 +256,6 @@ class CentralSystem:
         """
         self.accepted.bounds(charger_id, connector, whole_charger)
         self.reports.limit_in_force(charger_id, connector, limit)
-
-    def reserved(self, charger_id, connector, reservation):
-        """L{ChargerReports.reserved}."""
-        self.reports.reserved(charger_id, connector, reservation)
 
     def certificate_requested(self, charger_id, csr):
         """
@@ -330,10 +269,6 @@ class CentralSystem:
         L{SecurityProfiles.signing_refusal} of the charger's connection.
         """
         return self.security.signing_refusal(charger_id, self.chargers[charger_id].secure)
-
-    def certificate_installed(self, charger_id, serial, not_after):
-        """L{CertificateSigning.installed}."""
-        self.signing.installed(charger_id, serial, not_after)
 
     # -- tags and transactions -----------------------------------------------
 
@@ -390,10 +325,6 @@ class CentralSystem:
         d = self.book.start(charger_id, connector, id_tag, meter_start, timestamp,
                             reservation_id, authorization.status)
         return d.addCallback(lambda tx: (tx.id, authorization))
-
-    def last_session(self, charger_id, connector):
-        """L{TransactionBook.last_session}."""
-        return self.book.last_session(charger_id, connector)
 
     def _own_tag(self, charger_id, id_tag):
         # Remote starts may run at several connectors at once.

@@ -7,8 +7,8 @@ handshake, a URL without an identity).
 
 The adapter that refuses a connection says why, with one of the reasons
 below (the OCPP one: C{ocpp/server.py}, through
-L{CentralSystem.refused<xxterocpp.domain.central.CentralSystem.refused>} and
-L{CentralSystem.refused_unnamed<xxterocpp.domain.central.CentralSystem.refused_unnamed>}).
+L{Connections.refused<xxterocpp.domain.connections.Connections.refused>} and
+L{Connections.refused_unnamed<xxterocpp.domain.connections.Connections.refused_unnamed>}).
 Everything is bounded and kept in memory only (C{docs/ocpp.md#refusals}): a
 charger retrying with a wrong password every few seconds must not write to
 the disk each time, and after a restart its next attempt shows again.

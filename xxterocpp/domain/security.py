@@ -101,7 +101,8 @@ class SecurityProfiles:
         @param credentials: the L{xxterocpp.domain.credentials.Credentials}
             that check Basic auth.
         @param lookup: C{lookup(identity)}: the configured charger id of an
-            identity, or None (L{CentralSystem.lookup}).
+            identity, or None
+            (L{xxterocpp.domain.connections.Connections.lookup}).
         """
         self._config = config
         self._settings = settings

@@ -212,7 +212,7 @@ def boot_notification(central, charger_id, req):
     """
     BootNotification: the boot data for the domain, always Accepted.
     """
-    central.booted(charger_id, Boot(
+    central.reports.booted(charger_id, Boot(
         vendor=req.charge_point_vendor, model=req.charge_point_model,
         serial=req.charge_point_serial_number or req.charge_box_serial_number,
         firmware=req.firmware_version, meter_type=req.meter_type,
@@ -263,7 +263,7 @@ def security_event_notification(central, charger_id, req):
     SecurityEventNotification: kept by the domain.
     """
     # White paper A04.FR.03: every security event is confirmed.
-    central.security_event(charger_id, req.timestamp, req.type, req.tech_info)
+    central.reports.security_event(charger_id, req.timestamp, req.type, req.tech_info)
     return m.SecurityEventNotificationResponse()
 
 
@@ -309,8 +309,9 @@ def status_notification(central, charger_id, req):
     """
     _existing_connector(central, charger_id, req.connector_id)
     # Connector 0 is the charger itself.
-    central.status_reported(charger_id, req.connector_id or None, req.status, req.error_code,
-                            req.info, req.vendor_error_code, req.timestamp)
+    central.reports.status_reported(charger_id, req.connector_id or None, req.status,
+                                    req.error_code, req.info, req.vendor_error_code,
+                                    req.timestamp)
     return m.StatusNotificationResponse()
 
 
@@ -334,7 +335,7 @@ def _progress(action):
     response = m.ACTIONS[action].response
 
     def handle(central, charger_id, req):
-        central.progress_reported(charger_id, action, req.status)
+        central.reports.progress_reported(charger_id, action, req.status)
         return response()
 
     handle.__name__ = action

@@ -1227,6 +1227,10 @@ class SignedUpdateFirmwareResponse:
 # ---------------------------------------------------------------------------
 # The action table.
 
+#: The MessageTypeId of each kind of frame (OCPP-J 1.6 §4.1.3): its first
+#: element (L{xxterocpp.ocpp.rpc}).
+CALL, CALLRESULT, CALLERROR = 2, 3, 4
+
 #: The charge point sends the CALL, the central system answers.
 CP_TO_CS = "CP->CS"
 #: The central system sends the CALL, the charge point answers.

@@ -6,29 +6,23 @@ over one WebSocket, independent of the WebSocket library.
 An L{OcppSession} owns one conversation: it validates incoming CALLs against
 the schemas of L{xxterocpp.ocpp.messages}, hands them to a dispatcher, answers
 them, and sends our own CALLs one at a time (OCPP-J §4.1.1: a side should not
-send a CALL before the previous one was answered or timed out).
+send a CALL before the previous one was answered or timed out). What it does
+with a peer's frames that are not right, and the log lines about them, is
+L{xxterocpp.ocpp.complaints}'s.
 """
 
 import json
-import re
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from xxterocpp.ocpp import messages as m
-from xxterocpp.pacing import LineBudget
-
-CALL, CALLRESULT, CALLERROR = 2, 3, 4
+from xxterocpp.ocpp.complaints import Complaints, listed, quoted
+from xxterocpp.ocpp.messages import CALL, CALLERROR, CALLRESULT
 
 #: OCPP-J §4.1.4: message ids are at most 36 characters (a GUID).
 MAX_ID_LENGTH = 36
-
-#: Log lines about a peer's frames (malformed, refused, tolerated, unknown
-#: answers) per connection: LINE_BURST at once, then one every
-#: 1 / LINE_RATE seconds; the next line written counts those held back.
-LINE_BURST = 20
-LINE_RATE = 1 / 6
 
 #: OCPP 1.6 §4.7, §4.10: StopTransaction and MeterValues must always be
 #: acknowledged, whatever their content, or the charger retries forever or
@@ -41,21 +35,7 @@ ALWAYS_ACKNOWLEDGED = frozenset({"StopTransaction", "MeterValues"})
 #: as deep.
 MAX_DEPTH = 64
 
-_CALL_ID = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
-
-# An answer that is no JSON, from a charger with lenient-answers: its
-# message id, and a status word in it.
-_RESULT_ID = re.compile(r'^\s*\[\s*3\s*,\s*"([^"\\]{1,36})"')
-_STATUS_WORD = re.compile(r'"status"\s*:\s*"(\w+)"')
-
 _REQUEST_ACTIONS = {action.request: name for name, action in m.ACTIONS.items()}
-
-#: How many of a frame's tolerated problems its log line lists; the others
-#: are counted. A 64 KiB MeterValues of bad sampled values holds 18,000.
-MAX_LOGGED_WARNINGS = 10
-
-#: The longest part of a frame a log line quotes (a message id, a type).
-MAX_QUOTED = 60
 
 
 class CallError(Exception):
@@ -114,25 +94,6 @@ def nesting_depth(value):
 _CONTAINERS = frozenset({list, dict})
 
 
-def _quoted(value):
-    """
-    @return: C{repr(value)} for a log line, cut after L{MAX_QUOTED}
-        characters: what a peer put in a frame is as long as it likes.
-    """
-    text = repr(value)
-    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
-
-
-def _listed(warnings):
-    """
-    @return: the first L{MAX_LOGGED_WARNINGS} C{warnings} for a log line,
-        and how many more there were.
-    """
-    shown = "; ".join(warnings[:MAX_LOGGED_WARNINGS])
-    more = len(warnings) - MAX_LOGGED_WARNINGS
-    return shown + (f"; and {more} more" if more > 0 else "")
-
-
 def _shown(text):
     # A CALLERROR's texts are only shown (log, commands' results): a lone
     # surrogate, which no UTF-8 output can take, becomes "?".
@@ -146,9 +107,10 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _dumps_str = json.encoder.encode_basestring
 
 
-class OcppSession:
+class OcppSession(Complaints):
     """
-    One OCPP-J conversation.
+    One OCPP-J conversation; what it says of its peer's frames that are not
+    right is its L{Complaints}'.
 
     @ivar identity: the charger identity (for log lines).
     @ivar warnings: how many tolerated schema problems the charger sent.
@@ -159,10 +121,6 @@ class OcppSession:
     """
 
     log = Logger()
-
-    #: The connection's L{LineBudget}, from its first complaint on (most
-    #: connections never have one: nothing to carry per charger).
-    _lines = None
 
     def __init__(self, identity, send, dispatch, clock, call_timeout,
                  frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS):
@@ -309,54 +267,7 @@ class OcppSession:
             self._answer_received(frame)
         else:
             # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
-            self._complain("info", "ignored a frame of unknown type {kind}", kind=_quoted(kind))
-
-    def _salvaged(self, text):
-        """
-        An answer that is no JSON (lenient-answers): when it names the
-        call being waited for, it is taken, with the status word that can
-        be read in it.
-
-        @return: whether it was taken.
-        """
-        match = _RESULT_ID.match(text)
-        if match is None or self._outstanding is None or self._outstanding[0] != match.group(1):
-            return False
-        status = _STATUS_WORD.search(text)
-        payload = {"status": status.group(1)} if status else {}
-        self._tolerated(self._outstanding[1], [f"no valid JSON, read as {payload}"])
-        self._answer_received([CALLRESULT, match.group(1), payload])
-        return True
-
-    def _tolerated(self, action, warnings):
-        if not self.lenient_answers:
-            self._complain("info", "{action} answer tolerated: {warnings}", action=action,
-                           warnings=_listed(warnings))
-        elif not self._lenience_logged:
-            self._lenience_logged = True
-            self.log.info("{identity}: {action} answer tolerated: {warnings} (lenient-answers: "
-                          "not logged again on this connection)", identity=self.identity,
-                          action=action, warnings=_listed(warnings))
-
-    def _complain(self, level, format, **fields):
-        """
-        Log a line about the peer's frames, within the connection's
-        L{LINE_BURST} and L{LINE_RATE}.
-        """
-        now = self._clock.seconds()
-        if self._lines is None:
-            self._lines = LineBudget(LINE_RATE, LINE_BURST, now)
-        held = self._lines.due(now)
-        if held is not None:
-            more = f" ({held} such lines held back before this one)" if held else ""
-            getattr(self.log, level)("{identity}: " + format + more, identity=self.identity,
-                                     **fields)
-
-    def _malformed(self, text, why):
-        match = _CALL_ID.match(text)
-        self._complain("warn", "malformed frame ({why}): {text}", why=why, text=text[:200])
-        if match:
-            self._write([CALLERROR, match.group(1), m.FORMATION_VIOLATION, why, {}])
+            self._complain("info", "ignored a frame of unknown type {kind}", kind=quoted(kind))
 
     def _call_received(self, frame, text):
         if len(frame) != 4 or not isinstance(frame[1], str) or not isinstance(frame[2], str):
@@ -395,7 +306,7 @@ class OcppSession:
         if warnings:
             self.warnings += len(warnings)
             self._complain("info", "{action} tolerated: {warnings}", action=action,
-                           warnings=_listed(warnings))
+                           warnings=listed(warnings))
         try:
             response = self._dispatch(action, request)
         except Exception:
@@ -450,7 +361,7 @@ class OcppSession:
                 return
             # OCPP-J §4.1.4; typically the late answer of a timed-out call.
             self._complain("info", "dropped an answer to unknown message id {id}",
-                           id=_quoted(unique_id))
+                           id=quoted(unique_id))
             return
         action, d = self._finish_outstanding()
         result = self._result(action, frame)

@@ -229,7 +229,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         address = self.peer_address()
         identity = identity_from_path(request.path)
         if not identity:
-            central.refused_unnamed(address, refusals.NO_IDENTITY)
+            central.connections.refused_unnamed(address, refusals.NO_IDENTITY)
             raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "No charger identity in the URL")
         if len(identity) > MAX_IDENTITY_LENGTH:
             # Neither recorded nor logged: no charger has such an identity.
@@ -243,19 +243,20 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             protocol = None
         else:
             self._refusal = f"{identity!r} offered only {','.join(request.protocols)[:200]}"
-            central.refused(identity, address, refusals.SUBPROTOCOL, ",".join(request.protocols))
+            central.connections.refused(identity, address, refusals.SUBPROTOCOL,
+                                        ",".join(request.protocols))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST,
                                  "Unsupported subprotocol: this central system speaks ocpp1.6")
-        charger_id = central.lookup(identity)
+        charger_id = central.connections.lookup(identity)
         if charger_id is None:
-            central.record_unknown(identity, address)
+            central.unknown_attempts.record(identity, address)
             raise self._logged_denial(ConnectionDeny.NOT_FOUND, "Unknown charger identity")
         wait = self.factory.auth_throttle.refused_for((address, charger_id))
         if wait:
             # Guessing: refused unheard until the throttle's window is over.
             self.factory.auth_failures += 1
             self._retry_after = math.ceil(wait)
-            central.refused(charger_id, address, refusals.THROTTLED)
+            central.connections.refused(charger_id, address, refusals.THROTTLED)
             raise self._logged_denial(429, "Too many failed authentications; try again later")
         credentials = basic_auth.parse(request.headers.get("authorization"))
         presented = None
@@ -263,12 +264,12 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             presented = credentials.password
         # The charger's security profile decides what counts: the client
         # certificate (profile 3) or Basic auth (docs/ocpp.md#security-profiles).
-        refusal = central.admit(charger_id, ISSLTransport.providedBy(self.transport),
-                                client_certificate(self.transport), presented)
+        refusal = central.security.admit(charger_id, ISSLTransport.providedBy(self.transport),
+                                         client_certificate(self.transport), presented)
         if refusal is not None:
             # Never log what was presented (white paper A01.FR.09).
             self.factory.authentication_failed(address, charger_id, refusal.why)
-            central.refused(charger_id, address, refusal.reason, refusal.detail)
+            central.connections.refused(charger_id, address, refusal.reason, refusal.detail)
             raise self._logged_denial(refusal.code, _REFUSED[refusal.code])
         if central.chargers[charger_id].quirks.has("no-ping"):
             # docs/quirks.md#no-ping: it never answers them. Set before the
@@ -307,8 +308,8 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             frame_observer=self._frame,
             close=self._close_replaced,
         )
-        central.connected(charger_id, self.session, self.peer_address(),
-                          ISSLTransport.providedBy(self.transport))
+        central.connections.connected(charger_id, self.session, self.peer_address(),
+                                      ISSLTransport.providedBy(self.transport))
         self._honour_quirks()
 
     def _dispatch(self, action, request):
@@ -410,7 +411,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         super().onAutoPingTimeout()
 
     def _frame(self, direction, text):
-        self.factory.central.frame(self.charger_id, direction, text)
+        self.factory.central.connections.frame(self.charger_id, direction, text)
 
     def _send_text(self, text):
         # A replaced or closing connection takes no more frames (Autobahn
@@ -440,7 +441,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             if self.state == self.STATE_CONNECTING:
                 # Before the request named a charger (not a connection
                 # that was open).
-                self.factory.central.refused_unnamed(address, refusals.TLS_FAILED, why)
+                self.factory.central.connections.refused_unnamed(address, refusals.TLS_FAILED, why)
         self._handshake_over()
         super().connectionLost(reason)
 
@@ -449,7 +450,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         if self.session is not None:
             # The charger counts as gone before its outstanding calls fail:
             # what their failures write back must not say it is online.
-            self.factory.central.disconnected(self.charger_id, self.session)
+            self.factory.central.connections.disconnected(self.charger_id, self.session)
             self.session.connection_lost()
 
 

@@ -11,7 +11,7 @@ A second adapter next to L{xxterocpp.ocpp}, not a part of the domain:
   - L{uplink}: one charger's conversation with its back office (boot,
     heartbeats, statuses); its parts L{delivery} (the outbox delivered),
     L{verdicts} (the tags it decides) and L{relayed} (the reservations and
-    profiles it set);
+    profiles it set), its L{timers};
   - L{outbox}: the persistent queue of transaction messages, the id map,
     the dead letters (tables in L{xxterocpp.store.upstream});
   - L{link}: the WebSocket client connection, TLS and backoff;

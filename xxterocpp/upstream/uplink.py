@@ -21,6 +21,7 @@ from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 from xxterocpp.upstream import relay
 from xxterocpp.upstream.delivery import Delivery
 from xxterocpp.upstream.relayed import Relayed
+from xxterocpp.upstream.timers import NamedTimers
 from xxterocpp.upstream.verdicts import Verdicts
 
 #: Seconds a BootNotification that got no answer, or a CALLERROR, waits
@@ -99,7 +100,8 @@ class Uplink:
         self.heartbeat_interval = HEARTBEAT_INTERVAL
         self.frames = FrameHistory()
         self.asked = set()
-        self._timers = {}
+        # "boot" (sent again), "heartbeat" (the next one).
+        self._timers = NamedTimers(self.clock)
         # The back office's CALLs not answered yet (L{dispatch}).
         self._handling = 0
         # The session on which our BootNotification waits for its answer.
@@ -150,26 +152,6 @@ class Uplink:
         except ValueError:
             return SAMPLE_INTERVAL
 
-    # -- timers ------------------------------------------------------------
-
-    def _later(self, name, delay, f, *args):
-        self._cancel(name)
-        self._timers[name] = self.clock.callLater(delay, self._fire, name, f, *args)
-
-    def _fire(self, name, f, *args):
-        self._timers.pop(name, None)
-        f(*args)
-
-    def _cancel(self, name):
-        timer = self._timers.pop(name, None)
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _cancel_all(self):
-        for name in list(self._timers):
-            self._cancel(name)
-        self.delivery.halt()
-
     # -- life cycle --------------------------------------------------------
 
     @property
@@ -191,6 +173,10 @@ class Uplink:
         """
         self.link.stop()
         self._cancel_all()
+
+    def _cancel_all(self):
+        self._timers.cancel_all()
+        self.delivery.halt()
 
     def opened(self, session):
         """
@@ -264,7 +250,7 @@ class Uplink:
                           id=self.charger_id, status=status)
         self.registration = status
         if status != "Accepted":
-            self._later("boot", response.interval or BOOT_RETRY, self._boot)
+            self._timers.later("boot", response.interval or BOOT_RETRY, self._boot)
             return
         self.link.good()
         self.heartbeat_interval = response.interval or HEARTBEAT_INTERVAL
@@ -283,7 +269,7 @@ class Uplink:
         elif session is self.session:
             self.log.info("{id}: BootNotification to the back office: {why}",
                           id=self.charger_id, why=failure.getErrorMessage())
-            self._later("boot", BOOT_RETRY, self._boot)
+            self._timers.later("boot", BOOT_RETRY, self._boot)
 
     # -- heartbeats and statuses -------------------------------------------
 
@@ -292,7 +278,7 @@ class Uplink:
             interval = int(self.virtual("HeartbeatInterval", self.heartbeat_interval))
         except ValueError:
             interval = self.heartbeat_interval
-        self._later("heartbeat", max(interval, 1), self._heartbeat)
+        self._timers.later("heartbeat", max(interval, 1), self._heartbeat)
 
     def _heartbeat(self):
         if not self.accepted:

@@ -10,6 +10,8 @@ answer), 502 (a CALLERROR) or 400 (refused as invalid), see
 L{FAILURE_CODES}.
 """
 
+import functools
+
 import attr
 from twisted.internet import defer
 
@@ -23,7 +25,9 @@ from xxterocpp.web.reply import HttpError
 class Command:
     """
     A charger action of the API: the L{xxterocpp.control.Controller} method
-    and the body fields it takes as keywords (besides C{connector}).
+    (C{"security.name"}: one of its
+    L{xxterocpp.control.security.SecurityCommands}) and the body fields it
+    takes as keywords (besides C{connector}).
 
     @ivar fields: C{{JSON key: parser}}.
     @ivar required: the keys that must be present.
@@ -52,10 +56,11 @@ COMMANDS = {
     "reserve": Command("reserve", {"id_tag": parse.id_tag, "expiry": parse.instant}),
     "free": Command("free"),
     "reset": Command("reset", {"hard": parse.boolean}, per_connector=False),
-    "security-profile": Command("raise_security_profile", {"profile": parse.security_profile},
-                                required=("profile",), per_connector=False),
-    "certificate": Command("renew_certificate", per_connector=False),
-    "root-certificate": Command("install_root_certificate", per_connector=False),
+    "security-profile": Command("security.raise_security_profile",
+                                {"profile": parse.security_profile}, required=("profile",),
+                                per_connector=False),
+    "certificate": Command("security.renew_certificate", per_connector=False),
+    "root-certificate": Command("security.install_root_certificate", per_connector=False),
 }
 
 #: The HTTP status of a command that did not go through, by
@@ -112,8 +117,9 @@ class ChargerCommands:
         kwargs = parse.fields(parse.body(request), fields, spec.required)
         if spec.per_connector and "connector" not in kwargs:
             kwargs["connector"] = self.central.config.charging_points(charger_id)[0].connector
-        d = getattr(self.controller, spec.method)(charger_id, **kwargs)
-        return d.addCallback(_outcome)
+        # "security.name": the method of the controller's security.
+        method = functools.reduce(getattr, spec.method.split("."), self.controller)
+        return method(charger_id, **kwargs).addCallback(_outcome)
 
     def ocpp(self, request, charger_id, action):
         """
@@ -143,13 +149,13 @@ class ChargerCommands:
         key = parse.fields(parse.body(request),
                            {"password": parse.authorization_key}).get("password")
         try:
-            status = yield self.controller.change_authorization_key(charger_id, key)
+            status = yield self.controller.security.change_authorization_key(charger_id, key)
         except ValueError as e:
             raise HttpError(400, str(e)) from None
         if status not in KEY_ACCEPTED:
             code, why = _KEY_FAILURES.get(status, (409, "the old key stays in force"))
             raise HttpError(code, f"the charger answered {status}; {why}", status=status)
-        key = self.central.password_for(charger_id) if status == "Accepted" else (
+        key = self.central.credentials.password_for(charger_id) if status == "Accepted" else (
             self.central.settings.get((charger_id, PENDING_AUTHORIZATION_KEY)))
         return {"accepted": True, "status": status, "password": key}
 

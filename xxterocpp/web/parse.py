@@ -202,10 +202,10 @@ def query(request):
 def known_charger(central, charger_id):
     """
     @return: the configured identity of the charger of a path
-        (L{xxterocpp.domain.central.CentralSystem.lookup}).
+        (L{xxterocpp.domain.connections.Connections.lookup}).
     @raise HttpError: 404 when there is none.
     """
-    known = central.lookup(charger_id)
+    known = central.connections.lookup(charger_id)
     if known is None:
         raise HttpError(404, f"no charger {charger_id!r} in the configuration")
     return known
