@@ -17,9 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.service import ClockedReactor, start_service
 from tests.sim import RECEIVED, connect_charger
 from tests.test_tls import secure_config, trusting
+from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.budget import (
     FLOOD_CLOSE_CODE, FLOOD_SECONDS, FRAME_BATCH, FRAME_BURST, FRAME_BYTES, FRAME_RATE,
-    FrameBudget)
+    MAX_FRAGMENTS, FrameBudget)
 from xxterocpp.pacing import TokenBucket
 
 
@@ -61,6 +62,7 @@ class TokenBucketTests(SynchronousTestCase):
 
 
 class _Frame:
+    opcode = 0x1
     length = 0
 
 
@@ -134,19 +136,33 @@ class ReadingTests(SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "producing")
 
 
-def client_frame(payload, opcode=0x1):
+def client_frame(payload, opcode=0x1, fin=True):
     """
     One masked client-to-server WebSocket frame (RFC 6455 §5.2) of
     C{payload}; the masking key is zero, so the payload goes as it is.
+
+    @param fin: whether it is the last frame of its message.
     """
     length = len(payload)
+    first = (0x80 if fin else 0) | opcode
     if length < 126:
-        header = bytes([0x80 | opcode, 0x80 | length])
+        header = bytes([first, 0x80 | length])
     elif length < 65536:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+        header = bytes([first, 0x80 | 126]) + length.to_bytes(2, "big")
     else:
-        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
+        header = bytes([first, 0x80 | 127]) + length.to_bytes(8, "big")
     return header + b"\0\0\0\0" + payload
+
+
+def fragmented(payload, frames):
+    """
+    One text message of C{payload} in C{frames} frames (the first a text
+    frame, the others continuations, the last with FIN), the bytes shared
+    out as evenly as they go (some frames empty when there are fewer).
+    """
+    cuts = [len(payload) * i // frames for i in range(frames + 1)]
+    return b"".join(client_frame(payload[a:b], 0x1 if i == 0 else 0x0, fin=i == frames - 1)
+                    for i, (a, b) in enumerate(zip(cuts, cuts[1:])))
 
 
 def heartbeats(count, prefix="f"):
@@ -325,6 +341,75 @@ class FrameBudgetTests(TestCase):
                         "the pings handled or held again")
         self.assertIsNone(protocol._held)
         self.assertIn("currentTime", (yield cp.heartbeat()))
+
+    @defer.inlineCallbacks
+    def test_a_message_in_many_frames_is_taken(self):
+        """
+        A Heartbeat in L{MAX_FRAGMENTS} frames of a byte or two (a
+        client with a small buffer) is answered.
+        """
+        cp, protocol, handled = yield self.charger()
+        text = json.dumps([2, "frag", "Heartbeat", {}]).ljust(2 * MAX_FRAGMENTS)
+        self.send(cp, fragmented(text.encode(), MAX_FRAGMENTS))
+        yield until(lambda: handled.of("frag") == 1, "the message handled")
+        yield until(lambda: any(json.loads(t)[1] == "frag" for t in cp_answers(cp)),
+                    "its answer")
+        self.assertTrue(cp.is_open)
+
+    @defer.inlineCallbacks
+    def test_a_message_in_too_many_frames_is_closed(self):
+        """
+        A message whose fragments never end: Autobahn keeps each one, an
+        empty one too, and empty ones count against no size limit; sent
+        slower than the frame budget, they would grow its list for ever.
+        The frame after L{MAX_FRAGMENTS} closes the connection with 1008
+        and one log line, and what the message held is gone.
+        """
+        cp, protocol, handled = yield self.charger()
+        with capturedLogs() as events:
+            self.send(cp, client_frame(b"", 0x1, fin=False)
+                      + client_frame(b"", 0x0, fin=False) * MAX_FRAGMENTS)
+            yield until(lambda: cp.close_info is not None, "the connection closed")
+        self.assertEqual(cp.close_info[1:], (FLOOD_CLOSE_CODE,
+                                             f"More than {MAX_FRAGMENTS} frames in one message"))
+        self.assertEqual(self.service.ocpp_factory.floods.fragments, 1)
+        self.assertEqual(self.service.ocpp_factory.floods.count, 0)
+        lines = [formatEvent(e) for e in events if "frames" in formatEvent(e)]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("CP1", lines[0])
+        self.assertIn("127.0.0.1", lines[0])
+        self.assertLessEqual(len(protocol.message_data), MAX_FRAGMENTS)
+        self.assertEqual(handled, [])
+
+    @defer.inlineCallbacks
+    def test_our_call_waits_for_its_answer_behind_a_flood(self):
+        """
+        A charger sends 3,000 Heartbeats at once, then answers our call: its
+        answer comes behind them, read at L{FRAME_RATE} a second, some 20 s
+        of the fake clock, four times the call timeout. The call takes the
+        answer: the timeout does not count the time the connection was
+        held (the charger's frames were not read), however often the clock
+        moves meanwhile.
+        """
+        cp, protocol, handled = yield self.charger()
+        timeout = protocol.session.call_timeout
+        self.assertLess(timeout * 3, 2000 / FRAME_RATE)
+        # The set-up after the boot, answered, out of the way.
+        yield until(lambda: protocol.session._outstanding is None, "the set-up's calls")
+        self.send(cp, heartbeats(3000))
+        yield until(lambda: protocol._held is not None, "the connection held")
+        results = []
+        protocol.session.call(m.TriggerMessageRequest(requested_message="Heartbeat")).addBoth(
+            results.append)
+        while handled.of("f") < 3000 and not results:
+            self.time.advance(1)
+            yield until(lambda: protocol._held is not None or handled.of("f") == 3000 or results,
+                        "held again, or all handled")
+        # Its answer, right behind them (the clock stands still now).
+        yield until(lambda: results, "the call's answer")
+        self.assertEqual(results, [m.TriggerMessageResponse(status="Accepted")])
+        self.assertGreater(protocol.held_seconds(), 3 * timeout)
+        self.assertTrue(cp.is_open)
 
     @defer.inlineCallbacks
     def test_large_frames_cost_more(self):

@@ -165,7 +165,8 @@ class OcppSession:
     _lines = None
 
     def __init__(self, identity, send, dispatch, clock, call_timeout,
-                 frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS):
+                 frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS,
+                 held=None):
         """
         @param send: called with each outgoing frame as C{str}.
         @param dispatch: C{dispatch(action, request)} returns the response
@@ -181,8 +182,13 @@ class OcppSession:
             L{m.CP_TO_CS} when we are the central system (the peer is a
             charger), L{m.CS_TO_CP} when we speak as a charger to a back
             office.
+        @param held: optional zero-argument callable, for how many seconds
+            so far the connection's frames were not read
+            (L{xxterocpp.ocpp.budget.FrameBudget.held_seconds}): a call's
+            timeout does not count them, its answer may wait among them.
         """
         self.identity = identity
+        self._held = held
         self._send = send
         self._close = close
         self._dispatch = dispatch
@@ -255,11 +261,12 @@ class OcppSession:
         action, request, d, late = self._queue.pop(0)
         unique_id = self._id_factory()
         timer = self._clock.callLater(self.call_timeout, self._timed_out, unique_id)
-        self._outstanding = (unique_id, action, d, timer, late)
+        held = self._held() if self._held is not None else 0.0
+        self._outstanding = (unique_id, action, d, timer, late, held)
         self._write([CALL, unique_id, action, m.encode(request)])
 
     def _finish_outstanding(self):
-        unique_id, action, d, timer, late = self._outstanding
+        unique_id, action, d, timer, late, held = self._outstanding
         self._outstanding = None
         if timer.active():
             timer.cancel()
@@ -268,6 +275,18 @@ class OcppSession:
     def _timed_out(self, unique_id):
         if self._outstanding is None or self._outstanding[0] != unique_id:
             return
+        if self._held is not None:
+            # The connection's frames were not read for some of the wait
+            # (it sent more than its frame budget): the answer may be among
+            # them. The wait is made longer by as much; a connection held
+            # for long is closed (FLOOD_SECONDS), failing the call.
+            held = self._held()
+            longer = held - self._outstanding[5]
+            if longer > 0:
+                unique_id, action, d, timer, late, _ = self._outstanding
+                timer = self._clock.callLater(longer, self._timed_out, unique_id)
+                self._outstanding = (unique_id, action, d, timer, late, held)
+                return
         late = self._outstanding[4]
         action, d = self._finish_outstanding()
         self._late = None if late is None else (unique_id, action, late)

@@ -306,6 +306,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             central.config.ocpp.call_timeout,
             frame_observer=self._frame,
             close=self._close_replaced,
+            held=self.held_seconds,
         )
         central.connected(charger_id, self.session, self.peer_address(),
                           ISSLTransport.providedBy(self.transport))
