@@ -270,8 +270,11 @@ class TransactionBook:
             why = "unknown" if tx is None or tx.charger_id != charger_id else "already stopped"
             if not self.budget.orphan_stop(charger_id, transaction_id, meter_stop):
                 return defer.succeed(None)
-            self.log.warn("{id}: StopTransaction for {why} transaction {tx} acknowledged and "
-                          "recorded", id=charger_id, why=why, tx=transaction_id)
+            # A line each, within the charger's budget of lines.
+            self._chargers[charger_id].chatter(
+                self.log, "warn", self.budget.seconds(),
+                "{id}: StopTransaction for {why} transaction {tx} acknowledged and recorded",
+                id=charger_id, why=why, tx=transaction_id)
             return stored(self._store.record_orphan_stop(
                 charger_id, transaction_id, meter_stop, stop_time, reason, now, why))
         charger = self._chargers[charger_id]
@@ -394,7 +397,7 @@ class RowBudget:
         """
         @param seconds: a monotonic clock (seconds).
         """
-        self._seconds = seconds
+        self.seconds = self._seconds = seconds
         # (charger, connector) -> the TokenBucket of its starts; charger ->
         # that of its orphan stops. Made full, at the first use.
         self._starts = {}

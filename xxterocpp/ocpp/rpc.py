@@ -17,18 +17,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from xxterocpp.ocpp import messages as m
-from xxterocpp.pacing import LineBudget
+from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, held_back
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
 #: OCPP-J §4.1.4: message ids are at most 36 characters (a GUID).
 MAX_ID_LENGTH = 36
 
-#: Log lines about a peer's frames (malformed, refused, tolerated, unknown
-#: answers) per connection: LINE_BURST at once, then one every
-#: 1 / LINE_RATE seconds; the next line written counts those held back.
-LINE_BURST = 20
-LINE_RATE = 1 / 6
+# Log lines about a peer's frames (malformed, refused, tolerated, unknown
+# answers, a failed handler): LINE_BURST at once, then one every
+# 1 / LINE_RATE seconds (L{xxterocpp.pacing}), the next line written
+# counting those held back; per charger over all its connections when the
+# session is given the charger's budget (C{lines}), else per connection.
 
 #: OCPP 1.6 §4.7, §4.10: StopTransaction and MeterValues must always be
 #: acknowledged, whatever their content, or the charger retries forever or
@@ -161,12 +161,13 @@ class OcppSession:
     log = Logger()
 
     #: The connection's L{LineBudget}, from its first complaint on (most
-    #: connections never have one: nothing to carry per charger).
+    #: connections never have one: nothing to carry per charger), unless
+    #: the session was given C{lines}.
     _lines = None
 
     def __init__(self, identity, send, dispatch, clock, call_timeout,
                  frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS,
-                 held=None):
+                 lines=None, held=None):
         """
         @param send: called with each outgoing frame as C{str}.
         @param dispatch: C{dispatch(action, request)} returns the response
@@ -182,12 +183,19 @@ class OcppSession:
             L{m.CP_TO_CS} when we are the central system (the peer is a
             charger), L{m.CS_TO_CP} when we speak as a charger to a back
             office.
+        @param lines: optional C{lines(now)}, the budget of the log lines
+            the peer's frames cause (L{xxterocpp.domain.model.Charger.line_due}:
+            the charger's, over all its connections): None for a line held
+            back, else how many were held back before it. By default the
+            session has a L{LineBudget} of its own.
         @param held: optional zero-argument callable, for how many seconds
             so far the connection's frames were not read
             (L{xxterocpp.ocpp.budget.FrameBudget.held_seconds}): a call's
             timeout does not count them, its answer may wait among them.
         """
         self.identity = identity
+        if lines is not None:
+            self._line_due = lines
         self._held = held
         self._send = send
         self._close = close
@@ -328,7 +336,7 @@ class OcppSession:
             self._answer_received(frame)
         else:
             # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
-            self._complain("info", "ignored a frame of unknown type {kind}", kind=_quoted(kind))
+            self.complain("info", "ignored a frame of unknown type {kind}", kind=_quoted(kind))
 
     def _salvaged(self, text):
         """
@@ -349,7 +357,7 @@ class OcppSession:
 
     def _tolerated(self, action, warnings):
         if not self.lenient_answers:
-            self._complain("info", "{action} answer tolerated: {warnings}", action=action,
+            self.complain("info", "{action} answer tolerated: {warnings}", action=action,
                            warnings=_listed(warnings))
         elif not self._lenience_logged:
             self._lenience_logged = True
@@ -357,23 +365,29 @@ class OcppSession:
                           "not logged again on this connection)", identity=self.identity,
                           action=action, warnings=_listed(warnings))
 
-    def _complain(self, level, format, **fields):
-        """
-        Log a line about the peer's frames, within the connection's
-        L{LINE_BURST} and L{LINE_RATE}.
-        """
-        now = self._clock.seconds()
+    def _line_due(self, now):
+        # The session's own budget, when it was given none.
         if self._lines is None:
             self._lines = LineBudget(LINE_RATE, LINE_BURST, now)
-        held = self._lines.due(now)
+        return self._lines.due(now)
+
+    def complain(self, level, format, **fields):
+        """
+        Log a line about the peer's frames, within its budget of lines
+        (L{LINE_BURST}, L{LINE_RATE}: C{lines}).
+
+        @param level: C{"info"}, C{"warn"}, or C{"failure"} (with the
+            C{failure} field).
+        """
+        held = self._line_due(self._clock.seconds())
         if held is not None:
-            more = f" ({held} such lines held back before this one)" if held else ""
-            getattr(self.log, level)("{identity}: " + format + more, identity=self.identity,
-                                     **fields)
+            getattr(self.log, level)("{identity}: " + format + held_back(held),
+                                     identity=self.identity, **fields)
+
 
     def _malformed(self, text, why):
         match = _CALL_ID.match(text)
-        self._complain("warn", "malformed frame ({why}): {text}", why=why, text=text[:200])
+        self.complain("warn", "malformed frame ({why}): {text}", why=why, text=text[:200])
         if match:
             self._write([CALLERROR, match.group(1), m.FORMATION_VIOLATION, why, {}])
 
@@ -407,13 +421,13 @@ class OcppSession:
         try:
             request, warnings = m.decode(spec.request, payload, lenient=lenient)
         except m.ValidationError as e:
-            self._complain("warn", "{action} refused with {code}: {message}", action=action,
+            self.complain("warn", "{action} refused with {code}: {message}", action=action,
                            code=e.code, message=e.message)
             self._reply_error(unique_id, e.code, e.message)
             return
         if warnings:
             self.warnings += len(warnings)
-            self._complain("info", "{action} tolerated: {warnings}", action=action,
+            self.complain("info", "{action} tolerated: {warnings}", action=action,
                            warnings=_listed(warnings))
         try:
             response = self._dispatch(action, request)
@@ -451,8 +465,9 @@ class OcppSession:
         if failure.check(CallError):
             self._reply_error(unique_id, failure.value.code, failure.value.description)
             return
-        self.log.failure("{identity}: handling {action} failed", failure,
-                         identity=self.identity, action=action)
+        # Within the budget too: a fault a frame can trigger, a frame can
+        # trigger a hundred times a second.
+        self.complain("failure", "handling {action} failed", failure=failure, action=action)
         self._reply_error(unique_id, m.INTERNAL_ERROR, "the central system failed to process it")
 
     def _reply_error(self, unique_id, code, description):
@@ -468,7 +483,7 @@ class OcppSession:
                 late(self._result(action, frame))
                 return
             # OCPP-J §4.1.4; typically the late answer of a timed-out call.
-            self._complain("info", "dropped an answer to unknown message id {id}",
+            self.complain("info", "dropped an answer to unknown message id {id}",
                            id=_quoted(unique_id))
             return
         action, d = self._finish_outstanding()

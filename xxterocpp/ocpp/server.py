@@ -306,6 +306,9 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             central.config.ocpp.call_timeout,
             frame_observer=self._frame,
             close=self._close_replaced,
+            # The charger's budget of lines, not the connection's: one
+            # that reconnects gets no new one.
+            lines=central.chargers[charger_id].line_due,
             held=self.held_seconds,
         )
         central.connected(charger_id, self.session, self.peer_address(),
@@ -427,7 +430,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         if self.session is None:
             return
         if isBinary:
-            self._log.info("{id}: ignored a binary message (OCPP-J is text)", id=self.charger_id)
+            self.session.complain("info", "ignored a binary message (OCPP-J is text)")
             return
         self.session.text_received(payload.decode("utf-8"))
 

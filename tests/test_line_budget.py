@@ -1,0 +1,151 @@
+"""
+What a charger's traffic may make the service log and commit, however
+fast it comes (L{xxterocpp.pacing}: L{LINE_BURST} lines at once per
+charger, then one per 1 / L{LINE_RATE} s; a value it may change in a loop
+committed once a minute, L{CommitPacer}). The real service on loopback
+with the time of a L{ClockedReactor}: a simulated charger sending valid
+messages that each wrote a line (or a commit) before, and reconnecting in
+a loop.
+"""
+
+import json
+
+from twisted.internet import defer
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import TestCase
+
+from tests.service import ClockedReactor, reopen_store, start_service
+from tests.sim import connect_charger
+from tests.test_budget import client_frame, until
+from xxterocpp.domain.connections import CONTACT
+from xxterocpp.pacing import LINE_BURST, LINE_RATE
+
+#: A valid message of each kind that wrote a line each, by the text of the
+#: line; C{{i}} is the message's number.
+MESSAGES = {
+    "Authorize": ("Authorize", {"idTag": "GARBAGE{i}"}),
+    "DataTransfer": ("DataTransfer", {"vendorId": "vendor{i}"}),
+    "booted": ("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M{i}"}),
+    "(NoError)": ("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                         "status": "Preparing{i}"}),
+    "security event": ("SecurityEventNotification", {"type": "Event{i}",
+                                                     "timestamp": "2026-01-01T00:00:00Z"}),
+    "FirmwareStatusNotification": ("FirmwareStatusNotification", {"status": "Idle"}),
+    "DiagnosticsStatusNotification": ("DiagnosticsStatusNotification", {"status": "Idle"}),
+    "StopTransaction for unknown": ("StopTransaction", {
+        "transactionId": "{i}", "meterStop": 5, "timestamp": "2026-01-01T00:00:00Z"}),
+}
+
+
+def message(action, payload, i):
+    """
+    @return: the raw frame of a CALL of C{action} with C{payload}, its
+        C{{i}} made C{i} (a number where the whole value is C{{i}}).
+    """
+    text = json.dumps(payload).replace('"{i}"', str(10 ** 6 + i)).replace("{i}", str(i))
+    if action == "StatusNotification":
+        # Alternating: every one is a change.
+        text = text.replace(f"Preparing{i}", "Preparing" if i % 2 else "Available")
+    return client_frame(json.dumps([2, f"m{action[:4]}{i}", action, json.loads(text)]).encode())
+
+
+def lines_of(events, *texts):
+    """
+    @return: the captured lines that contain one of C{texts}.
+    """
+    return [line for line in map(formatEvent, events) if any(t in line for t in texts)]
+
+
+class ChargerTrafficTests(TestCase):
+    """
+    The real service on a L{ClockedReactor}: the line budget lasts a
+    second of the fake clock as long as the test likes.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.time = ClockedReactor(self)
+        self.service = yield start_service(self, on=self.time)
+        self.commits = lambda: self.service.store._batches.commits
+
+    @defer.inlineCallbacks
+    def booted(self):
+        cp = yield connect_charger(self.service.url, "CP1")
+        self.addCleanup(cp.close)
+        yield cp.boot()
+        # The set-up after the boot, and its lines, over.
+        session = self.service.central.chargers["CP1"].session
+        yield until(lambda: session._outstanding is None and not session.waiting,
+                    "the set-up's calls")
+        return cp
+
+    @defer.inlineCallbacks
+    def test_valid_messages_log_within_the_chargers_budget(self):
+        """
+        40 messages of each kind that logged a line each (a hundred a
+        second within the frame budget), and 40 binary messages: every
+        CALL is answered, and all of them together write at most
+        L{LINE_BURST} lines; the next one after 1 / L{LINE_RATE} s says
+        how many were held back.
+        """
+        cp = yield self.booted()
+        frames = [message(action, payload, i) for action, payload in MESSAGES.values()
+                  for i in range(40)]
+        answered = lambda: sum(1 for direction, text in cp.frames
+                               if isinstance(text, str) and text.startswith('[3,"m'))
+        with capturedLogs() as events:
+            cp._protocol.transport.write(b"".join(frames) + client_frame(b"[]", 0x2) * 40)
+            yield until(lambda: answered() == len(frames), "every CALL answered")
+        lines = lines_of(events, "binary", *MESSAGES)
+        self.assertLessEqual(len(lines), LINE_BURST)
+        self.assertGreater(len(lines), LINE_BURST // 2)
+        self.time.advance(1 / LINE_RATE)
+        with capturedLogs() as events:
+            self.assertIn("idTagInfo", (yield cp.authorize("LATER")))
+        [line] = lines_of(events, "Authorize")
+        held = len(frames) + 40 - len(lines)
+        self.assertIn(f"({held} such lines held back before this one)", line)
+
+    @defer.inlineCallbacks
+    def test_a_charger_reconnecting_in_a_loop(self):
+        """
+        50 connections of one charger, each opened and closed at once (a
+        new connection would also reset a budget of the connection's own):
+        at most L{LINE_BURST} lines of them, and a commit or two, not one
+        per connection (its last contact is a lazy write once it was
+        committed less than a minute before). The last contact is on disk
+        once the service stops.
+        """
+        before = self.commits()
+        with capturedLogs() as events:
+            for _ in range(50):
+                cp = yield connect_charger(self.service.url, "CP1")
+                cp.send_raw("not json")
+                yield cp.close()
+            yield until(lambda: self.service.central.chargers["CP1"].session is None,
+                        "the last connection gone")
+        self.assertLessEqual(len(lines_of(events, "CP1: ")), LINE_BURST)
+        self.assertLessEqual(self.commits() - before, 3)
+        left = self.service.central.chargers["CP1"].disconnected_since
+        yield self.service.stopService()
+        settings = reopen_store(self).load_settings()
+        self.assertEqual(settings[("CP1", CONTACT)], {"left": left.isoformat()})
+
+    @defer.inlineCallbacks
+    def test_boot_data_changing_at_every_boot(self):
+        """
+        30 BootNotifications a second apart, each with another model: their
+        data is committed once, the others are lazy writes; the last is
+        on disk once the service stops.
+        """
+        cp = yield self.booted()
+        before = self.commits()
+        for i in range(30):
+            yield cp.boot(model=f"Model {i}")
+            self.time.advance(1)
+        self.assertLessEqual(self.commits() - before, 3)
+        yield self.service.stopService()
+        settings = reopen_store(self).load_settings()
+        self.assertEqual(settings[("CP1", "boot")]["model"], "Model 29")
