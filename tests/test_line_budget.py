@@ -2,10 +2,11 @@
 What a charger's traffic may make the service log and commit, however
 fast it comes (L{xxterocpp.pacing}: L{LINE_BURST} lines at once per
 charger, then one per 1 / L{LINE_RATE} s; a value it may change in a loop
-committed once a minute, L{CommitPacer}). The real service on loopback
-with the time of a L{ClockedReactor}: a simulated charger sending valid
-messages that each wrote a line (or a commit) before, and reconnecting in
-a loop.
+committed once a minute, L{CommitPacer}), and the lines one KNX group
+address's writes may cause. The real service on loopback with the time of
+a L{ClockedReactor}: a simulated charger sending valid messages that each
+wrote a line (or a commit) before, and reconnecting in a loop; a real
+knxd with a second client writing garbage.
 """
 
 import json
@@ -14,9 +15,12 @@ from twisted.internet import defer
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
+from tests.knxdtest import LinkWatcher
+from tests.knxtruth import NEW_OBJECTS, TWELVE_OBJECTS, address
 from tests.service import ClockedReactor, reopen_store, start_service
 from tests.sim import connect_charger
 from tests.test_budget import client_frame, until
+from tests.test_knx_truth import TruthTestCase
 from xxterocpp.domain.connections import CONTACT
 from xxterocpp.pacing import LINE_BURST, LINE_RATE
 
@@ -149,3 +153,44 @@ class ChargerTrafficTests(TestCase):
         yield self.service.stopService()
         settings = reopen_store(self).load_settings()
         self.assertEqual(settings[("CP1", "boot")]["model"], "Model 29")
+
+
+class KnxWriteLinesTests(TruthTestCase):
+    """
+    A second client of knxd writes garbage to a receive object as fast as
+    knxd takes it: the lines of one group address are within its own
+    budget.
+    """
+
+    objects = TWELVE_OBJECTS + NEW_OBJECTS
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def start(self):
+        self.time = ClockedReactor(self)
+        self.service = yield start_service(self, self.config_path, on=self.time)
+        yield LinkWatcher(self.service.knx_link).wait(True)
+
+    @defer.inlineCallbacks
+    def test_garbage_writes_to_one_address(self):
+        """
+        200 writes of a value that is no DPT 1 to CP1's charging object:
+        each ignored, at most L{LINE_BURST} lines; another address still
+        gets its line, and the next line of the first after 1 /
+        L{LINE_RATE} s says how many were held back.
+        """
+        yield self.charger()
+        charging, reserve = address("charging"), address("reserve")
+        with capturedLogs() as events:
+            for _ in range(200):
+                self.bus.write(charging, b"\x01\x02\x03\x04")
+            self.bus.write(reserve, b"\x01\x02\x03\x04")
+            yield self.bus.barrier(address("status"))
+        self.assertEqual(len(lines_of(events, f"to {charging} ")), LINE_BURST)
+        self.assertEqual(len(lines_of(events, f"to {reserve} ")), 1)
+        self.time.advance(1 / LINE_RATE)
+        with capturedLogs() as events:
+            self.bus.write(charging, b"\x01\x02\x03\x04")
+            yield self.bus.barrier(address("status"))
+        [line] = lines_of(events, f"to {charging} ")
+        self.assertIn(f"({200 - LINE_BURST} such lines held back before this one)", line)

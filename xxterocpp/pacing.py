@@ -10,9 +10,9 @@ commits of what it may change as often as it likes (L{CommitPacer}).
 from collections import OrderedDict
 
 #: The log lines one charger's traffic may cause (its malformed or refused
-#: frames, the events its messages report, its connections): LINE_BURST at
-#: once, then one every 1 / LINE_RATE seconds; the next line written counts
-#: those held back.
+#: frames, the events its messages report, its connections; and the lines
+#: of one KNX group address's writes): LINE_BURST at once, then one every
+#: 1 / LINE_RATE seconds; the next line written counts those held back.
 LINE_BURST = 20
 LINE_RATE = 1 / 6
 
