@@ -116,6 +116,26 @@ class StartBudgetTests(DomainTestCase):
         self.assertEqual((tx_id, authorization.status), (42 + START_BURST, "Accepted"))
         self.assertEqual(len(self.store.written("insert_transaction")), START_BURST + 1)
 
+    def test_connectors_that_are_no_charging_point_share_one(self):
+        """
+        A charger may name connectors up to its NumberOfConnectors (32
+        until it told, up to 255): those that are no configured charging
+        point (3 and up here) share one budget, so that naming more of
+        them books no more rows. Connector 1 books still.
+        """
+        with capturedLogs() as events:
+            for i in range(START_BURST):
+                tx_id, _ = self.start(connector=3 + i % 30, meter=i,
+                                      at=T0 + timedelta(seconds=i))
+                self.assertNotEqual(tx_id, UNBOOKED)
+            self.assertEqual(self.start(connector=32, meter=1, at=T0 + timedelta(hours=1))[0],
+                             UNBOOKED)
+        self.assertEqual(len(self.store.written("insert_transaction")), START_BURST)
+        [line] = [formatEvent(e) for e in events if "beyond" in formatEvent(e)]
+        self.assertIn("connectors that are no charging point (the last: 32)", line)
+        self.assertNotEqual(self.start(connector=1, meter=2, at=T0 + timedelta(hours=2))[0],
+                            UNBOOKED)
+
     def test_stop_of_a_refused_start(self):
         """
         The charger's StopTransaction of a refused start (transactionId 0)

@@ -25,7 +25,10 @@ RECENT_TRANSACTIONS = 200
 #: real connector starts a few sessions a day; one back from a month
 #: offline uploads a few hundred at once, which pass whole. Beyond, a
 #: charger in a loop (or a hostile one) gets its starts refused: a thousand
-#: rows and one a minute, not one per frame it may send.
+#: rows and one a minute, not one per frame it may send. Each configured
+#: charging point has a budget of its own; the connectors of a charger that
+#: are none (it may name up to 255) share one, so that a charger's
+#: connector count does not multiply its rows.
 START_BURST = 1000
 START_INTERVAL = 60
 
@@ -148,7 +151,7 @@ class TransactionBook:
                    and (tx.charger_id, tx.connector) != (charger_id, connector)
                    for tx in self._transactions.values())
 
-    def budgeted(self, charger_id, connector, meter_start, timestamp):
+    def budgeted(self, charger_id, connector, meter_start, timestamp, point=True):
         """
         Take a new start at a connector from its budget (L{START_BURST},
         one more every L{START_INTERVAL} s). A start beyond it is not to be
@@ -156,9 +159,11 @@ class TransactionBook:
         the session running at the connector is over, which is closed at
         its meterStart as by a booked start.
 
+        @param point: whether the connector is a configured charging point
+            (with a budget of its own); the others of the charger share one.
         @return: whether the start may be booked.
         """
-        if self.budget.start(charger_id, connector):
+        if self.budget.start(charger_id, connector, point):
             return True
         self._close_forgotten(charger_id, connector, meter_start, *self._dated(timestamp))
         return False
@@ -406,17 +411,23 @@ class RowBudget:
         self.refused_starts = 0
         self.unrecorded_stops = 0
 
-    def start(self, charger_id, connector):
+    def start(self, charger_id, connector, point=True):
         """
+        @param point: whether the connector is a configured charging point:
+            it has a budget of its own; the charger's other connectors
+            share one.
         @return: whether a new start at the connector may be booked (one
             taken from its budget).
         """
-        if self._take(self._starts, (charger_id, connector), START_BURST, START_INTERVAL):
+        key = (charger_id, connector if point else None)
+        if self._take(self._starts, key, START_BURST, START_INTERVAL):
             return True
         self.refused_starts += 1
-        self._over(charger_id, "start", "StartTransactions at connector {connector} beyond its"
+        where = (f"connector {connector}" if point else
+                 f"connectors that are no charging point (the last: {connector})")
+        self._over(charger_id, "start", "StartTransactions at {where} beyond their"
                    f" budget ({START_BURST}, and one every {START_INTERVAL} s) refused, none"
-                   " booked", connector=connector)
+                   " booked", where=where)
         return False
 
     def orphan_stop(self, charger_id, transaction_id, meter_stop):

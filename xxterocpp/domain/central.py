@@ -381,7 +381,8 @@ class CentralSystem:
         if authorization.status == "Accepted" and not self._own_tag(charger_id, id_tag) and (
                 self.book.running_elsewhere(id_tag, charger_id, connector)):
             authorization = attr.evolve(authorization, status="ConcurrentTx")
-        if not self.book.budgeted(charger_id, connector, meter_start, timestamp):
+        point = self.config.charger(charger_id, connector) is not None
+        if not self.book.budgeted(charger_id, connector, meter_start, timestamp, point):
             # docs/ocpp.md#start-budget: ConcurrentTx, not a verdict on the
             # tag that the charger would keep in its authorization cache.
             if authorization.status == "Accepted":
