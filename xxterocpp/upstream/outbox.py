@@ -137,6 +137,11 @@ class Outbox:
         # dead-lettered: their later messages are queued behind it.
         self._starts = set()
         self._requeuing = False
+        # The seqs of dead letters queued again whose move back to the
+        # queue is not committed yet: the file still has them as dead
+        # letters, and a re-queue that reads them there (while commits
+        # fail) must not queue them a second time (L{_requeued}).
+        self._moving = set()
 
     def restore(self, queue, dead_letters, dead_letter_count, ids):
         """
@@ -373,7 +378,9 @@ class Outbox:
 
     def _requeued(self, records):
         queued = {message.seq for message in self.messages}
-        records = [r for r in records if r.seq not in queued]
+        # Queued already, or queued again and delivered since while the
+        # store could not commit the move: not a dead letter any more.
+        records = [r for r in records if r.seq not in queued and r.seq not in self._moving]
         if not records:
             return 0
         again = []
@@ -387,7 +394,13 @@ class Outbox:
         self.dead_letters = deque((d for d in self.dead_letters if d.seq not in seqs),
                                   maxlen=DEAD_LETTERS_LOADED)
         self.dead_letter_count = max(0, self.dead_letter_count - len(records))
-        stored(self._store.requeue(sorted(seqs)))
+        self._moving |= seqs
+
+        def moved(result):
+            self._moving -= seqs
+            return result
+
+        stored(self._store.requeue(sorted(seqs)).addBoth(moved))
         return len(records)
 
     def holds(self, message):
