@@ -20,7 +20,7 @@ from tests.test_tls import secure_config, trusting
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.budget import (
     FLOOD_CLOSE_CODE, FLOOD_SECONDS, FRAME_BATCH, FRAME_BURST, FRAME_BYTES, FRAME_RATE,
-    MAX_FRAGMENTS, FrameBudget)
+    MAX_FRAGMENTS, Floods, FrameBudget)
 from xxterocpp.pacing import TokenBucket
 
 
@@ -76,9 +76,12 @@ class _Frames:
     state = STATE_OPEN
     current_frame = _Frame()
 
+    charger_id = "CP1"
+
     def __init__(self, clock, frames):
         self.factory = self
         self.clock = clock
+        self.floods = Floods(clock, 10)
         self.data = frames
         self.begun = 0
         self.transport = StringTransport()
@@ -434,6 +437,65 @@ class SecureFrameBudgetTests(FrameBudgetTests):
     """
 
     secure = True
+
+
+class ReconnectingFloodTests(TestCase):
+    """
+    A charger that opens a new connection after each burst: the budget is
+    the charger's, not the connection's.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.time = ClockedReactor(self)
+        self.service = yield start_service(self, on=self.time)
+        self.handled = []
+        build = self.service.ocpp_factory.buildProtocol
+
+        def counting(address):
+            protocol = build(address)
+            on_message = protocol.onMessage
+
+            def counted(payload, isBinary):
+                self.handled.append(payload)
+                return on_message(payload, isBinary)
+
+            protocol.onMessage = counted
+            return protocol
+
+        self.service.ocpp_factory.buildProtocol = counting
+
+    @defer.inlineCallbacks
+    def test_a_new_connection_gets_no_new_burst(self):
+        """
+        Ten connections of CP1 one after the other, each sending 1,000
+        Heartbeats at once, the clock standing still: L{FRAME_BURST} of
+        them handled in all (each connection had a burst of its own: 9,990
+        were), the rest as the clock moves. Another charger's burst is
+        its own.
+        """
+        for i in range(10):
+            cp = yield connect_charger(self.service.url, "CP1")
+            self.addCleanup(cp.close)
+            cp._protocol.transport.write(heartbeats(FRAME_BURST, prefix=f"c{i}-"))
+        yield until(lambda: len(self.handled) >= FRAME_BURST - 1, "the first burst handled")
+        yield deferLater(reactor, 0.5, lambda: None)
+        self.assertLessEqual(len(self.handled), FRAME_BURST)
+        twin = yield connect_charger(self.service.url, "TWIN")
+        self.addCleanup(twin.close)
+        twin._protocol.transport.write(heartbeats(FRAME_BURST, prefix="t"))
+        # (The frame that empties the bucket waits for the next tokens.)
+        yield until(lambda: sum(1 for p in self.handled if p.startswith(b'[2, "t'))
+                    == FRAME_BURST - 1, "TWIN's burst handled at once")
+        # The last connection of CP1 goes on at the rate (less the frames
+        # each connection's first took on credit).
+        before = len(self.handled)
+        self.time.advance(1)
+        yield until(lambda: len(self.handled) - before >= FRAME_RATE - 20, "a second's frames")
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertLessEqual(len(self.handled) - before, FRAME_RATE + 1)
 
 
 class Handled(list):

@@ -7,8 +7,10 @@ charger for one CALL at a time, but nothing makes it wait, and a connected
 charger (authenticated or not yet booted) could send thousands of small
 frames a second.
 
-Each connection has a L{TokenBucket} of L{FRAME_RATE} frames a second and
-a burst of L{FRAME_BURST}. Beyond it, frames are not dropped (a real
+Each charger has a L{TokenBucket} of L{FRAME_RATE} frames a second and a
+burst of L{FRAME_BURST}, shared by its connections (L{Floods.bucket}): a
+new connection gets no new burst, or a charger reconnecting after each
+thousand frames would never be slowed. Beyond it, frames are not dropped (a real
 charger may have sent them): the connection is read more slowly. We stop
 reading its socket (C{transport.pauseProducing()}) and handle no more of
 what was read already until the bucket has refilled L{FRAME_BATCH} frames,
@@ -90,11 +92,11 @@ class FrameBudget:
     answer and ping for it), and then the charger is not read either. The
     transport is read again when neither holds it.
 
-    Needs C{self.factory.clock}, C{self.factory.floods} (a L{Floods}),
-    C{self.charger_id} and C{self.peer_address()}.
+    Needs C{self.factory.clock}, C{self.factory.floods} (a L{Floods}: the
+    charger's bucket), C{self.charger_id} and C{self.peer_address()}.
     """
 
-    #: The connection's L{TokenBucket}, from its first frame on.
+    #: The charger's L{TokenBucket}, from the connection's first frame on.
     _frames = None
     #: The timer that ends a hold (None: not held).
     _held = None
@@ -134,7 +136,7 @@ class FrameBudget:
         now = self.factory.clock.seconds()
         bucket = self._frames
         if bucket is None:
-            bucket = self._frames = TokenBucket(FRAME_RATE, FRAME_BURST, now)
+            bucket = self._frames = self.factory.floods.bucket(self.charger_id, now)
         left = bucket.take(now, 1 + self.current_frame.length // FRAME_BYTES)
         if left < 1:
             self._hold(now)
@@ -233,6 +235,19 @@ class Floods:
         self.fragments = 0
         self._clock = clock
         self._lines = Pacer(interval)
+        # charger id -> its TokenBucket (only configured chargers connect)
+        self._buckets = {}
+
+    def bucket(self, charger_id, now):
+        """
+        @param now: the time now (seconds, the clock of the connections).
+        @return: the L{TokenBucket} of C{charger_id}'s frames, shared by
+            all its connections; made full at its first frame.
+        """
+        bucket = self._buckets.get(charger_id)
+        if bucket is None:
+            bucket = self._buckets[charger_id] = TokenBucket(FRAME_RATE, FRAME_BURST, now)
+        return bucket
 
     def fragmented(self, charger_id, address):
         """

@@ -103,6 +103,10 @@ def identity_from_path(path):
     return unquote(segments[-1]) if segments else ""
 
 
+#: The close reason of a connection a newer one of its charger replaced.
+REPLACED_REASON = "Replaced by a newer connection"
+_REPLACED_CLOSE = (1000).to_bytes(2, "big") + REPLACED_REASON.encode()
+
 #: L{OcppServerProtocol._refusal} of a refusal logged already.
 LOGGED = object()
 
@@ -423,7 +427,14 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def _close_replaced(self):
-        self.sendClose(code=1000, reason="Replaced by a newer connection")
+        if self._held is not None:
+            # Held by its frame budget: the charger's close would come
+            # behind the frames not read yet. The close frame, then TCP, as
+            # for a flood (L{FrameBudget}).
+            self.sendFrame(opcode=8, payload=_REPLACED_CLOSE)
+            self.dropConnection(abort=False)
+            return
+        self.sendClose(code=1000, reason=REPLACED_REASON)
 
     def onMessage(self, payload, isBinary):
         self._heard_at = self.factory.clock.seconds()
