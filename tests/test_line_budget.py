@@ -11,15 +11,17 @@ knxd with a second client writing garbage.
 
 import json
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.knxdtest import LinkWatcher
 from tests.knxtruth import NEW_OBJECTS, TWELVE_OBJECTS, address
-from tests.service import ClockedReactor, reopen_store, start_service
+from tests.service import BASE_CONFIG, ClockedReactor, reopen_store, start_service, write_config
 from tests.sim import connect_charger
 from tests.test_budget import client_frame, until
+from tests.test_faults import wait_autobahn_timers
 from tests.test_knx_truth import TruthTestCase
 from xxterocpp.domain.connections import CONTACT
 from xxterocpp.pacing import LINE_BURST, LINE_RATE
@@ -100,7 +102,9 @@ class ChargerTrafficTests(TestCase):
         answered = lambda: sum(1 for direction, text in cp.frames
                                if isinstance(text, str) and text.startswith('[3,"m'))
         with capturedLogs() as events:
-            cp._protocol.transport.write(b"".join(frames) + client_frame(b"[]", 0x2) * 40)
+            # The binary ones (unanswered) first: all are read once the
+            # last CALL is answered.
+            cp._protocol.transport.write(client_frame(b"[]", 0x2) * 40 + b"".join(frames))
             yield until(lambda: answered() == len(frames), "every CALL answered")
         lines = lines_of(events, "binary", *MESSAGES)
         self.assertLessEqual(len(lines), LINE_BURST)
@@ -153,6 +157,63 @@ class ChargerTrafficTests(TestCase):
         yield self.service.stopService()
         settings = reopen_store(self).load_settings()
         self.assertEqual(settings[("CP1", "boot")]["model"], "Model 29")
+
+    @defer.inlineCallbacks
+    def test_a_charger_failing_its_connections_in_a_loop(self):
+        """
+        30 connections, each closed by us for a text message that is no
+        UTF-8 (1007): Autobahn wrote a line each, 90 in all with ours; at
+        most L{LINE_BURST} now.
+        """
+        # Autobahn's close-handshake timers (5 s, wall clock) fire first.
+        self.addCleanup(wait_autobahn_timers)
+        with capturedLogs() as events:
+            for _ in range(30):
+                cp = yield connect_charger(self.service.url, "CP1")
+                cp.send_raw(b'[2,"1","Heartbeat",{"x":"\xff\xfe"}]')
+                self.assertEqual((yield cp.wait_closed())[1], 1007)
+        self.assertLessEqual(len(lines_of(events, "CP1", "WebSocket", "dropping")), LINE_BURST)
+
+
+class AutobahnLinesTests(TestCase):
+    """
+    What Autobahn itself logs of an open connection with pings is within
+    the charger's line budget too.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        # Autobahn's timers of the connection it drops fire first.
+        self.addCleanup(wait_autobahn_timers)
+        self.time = ClockedReactor(self)
+        # Autobahn's pings keep to the wall clock: one a second.
+        self.service = yield start_service(self, write_config(
+            self, BASE_CONFIG.replace("ping_interval = 0", "ping_interval = 1")), on=self.time)
+
+    @defer.inlineCallbacks
+    def test_a_flood_of_pongs_that_answer_no_ping(self):
+        """
+        While our ping waits for its pong, 300 pongs with another payload:
+        Autobahn warns of each (300 lines); at most L{LINE_BURST} now.
+        """
+        protocols = []
+        build = self.service.ocpp_factory.buildProtocol
+        self.service.ocpp_factory.buildProtocol = lambda a: protocols.append(build(a)) or protocols[-1]
+        cp = yield connect_charger(self.service.url, "CP1")
+        self.addCleanup(cp.close)
+        cp.ignore_pings()
+        protocol = protocols[-1]
+        yield until(lambda: protocol.autoPingPending, "a ping waiting for its pong")
+        with capturedLogs() as events:
+            cp._protocol.transport.write(client_frame(b"not yours", 0xA) * 300)
+            yield until(lambda: not protocol.autoPingPending or not protocol.data
+                        and protocol.state != protocol.STATE_OPEN or not cp.is_open
+                        or len(lines_of(events, "pong")) >= LINE_BURST, "the pongs read")
+            yield deferLater(reactor, 0.3, lambda: None)
+        self.assertLessEqual(len(lines_of(events, "non-pending pong")), LINE_BURST)
+        self.assertGreater(len(lines_of(events, "non-pending pong")), 0)
 
 
 class KnxWriteLinesTests(TruthTestCase):
