@@ -46,6 +46,14 @@ ORPHAN_INTERVAL = 60
 #: beyond its budget (the count of those in between in the next).
 OVER_BUDGET_LOG_INTERVAL = 60
 
+#: The settings (scope: the charger id) that keep its budgets across a
+#: restart: C{ROW_BUDGET + "start/" + connector} (C{"start/other"}: its
+#: connectors that are no charging point) and C{ROW_BUDGET + "stop"}, each
+#: C{[tokens, when]} (POSIX seconds of the central system's time). A lazy
+#: write after each start or orphan stop booked, so it goes with that
+#: row's own commit: a restart (or a crash loop) does not fill them again.
+ROW_BUDGET = "row_budget/"
+
 
 def _dedup_key(charger_id, connector, id_tag, meter_start, timestamp):
     # What identifies a retried StartTransaction (stored with the
@@ -65,7 +73,8 @@ class TransactionBook:
 
     log = Logger()
 
-    def __init__(self, store, chargers, now, emit, dated=None, seconds=None, offered=None):
+    def __init__(self, store, chargers, now, emit, dated=None, seconds=None, offered=None,
+                 wall=None):
         """
         @param chargers: the central system's L{Charger}s by identity (the
             running transaction of each connector is kept on it).
@@ -81,6 +90,8 @@ class TransactionBook:
         @param offered: C{offered(charger_id, connector)} is called when a
             reading told the current the charger offers the car, before
             its L{MeterChanged} (L{xxterocpp.domain.accepted.AcceptedCommands.offered}).
+        @param wall: the time of day (POSIX seconds) the budgets are kept
+            with (L{ROW_BUDGET}); by default C{now()}'s.
         """
         self._store = store
         self._chargers = chargers
@@ -98,7 +109,11 @@ class TransactionBook:
         # maps to None once an insert failed (a retry inserts again).
         self._unstored = {}
         #: The L{RowBudget} of the chargers' starts and orphan stops.
-        self.budget = RowBudget(seconds or (lambda: now().timestamp()))
+        self.budget = RowBudget(
+            seconds or (lambda: now().timestamp()),
+            save=lambda charger_id, key, value: stored(
+                store.put_setting(charger_id, key, value, lazy=True)),
+            wall=wall or (lambda: now().timestamp()))
 
     def load(self):
         """
@@ -392,17 +407,25 @@ class RowBudget:
     connector (L{START_BURST}), orphan stops per charger (L{ORPHAN_BURST});
     what is beyond is counted and logged one line a minute per charger.
 
+    The budgets are kept in the settings (L{ROW_BUDGET}) and restored at a
+    start (L{restore}), refilled for the time in between.
+
     @ivar refused_starts: how many starts were beyond their budget.
     @ivar unrecorded_stops: how many orphan stops were.
     """
 
     log = Logger()
 
-    def __init__(self, seconds):
+    def __init__(self, seconds, save=None, wall=None):
         """
         @param seconds: a monotonic clock (seconds).
+        @param save: C{save(charger_id, key, value)} keeps a budget's level
+            (lazily), or None.
+        @param wall: the time of day (POSIX seconds), kept with a level.
         """
         self.seconds = self._seconds = seconds
+        self._save = save
+        self._wall = wall or seconds
         # (charger, connector) -> the TokenBucket of its starts; charger ->
         # that of its orphan stops. Made full, at the first use.
         self._starts = {}
@@ -420,7 +443,8 @@ class RowBudget:
             taken from its budget).
         """
         key = (charger_id, connector if point else None)
-        if self._take(self._starts, key, START_BURST, START_INTERVAL):
+        name = f"start/{connector if point else 'other'}"
+        if self._take(self._starts, key, START_BURST, START_INTERVAL, name):
             return True
         self.refused_starts += 1
         where = (f"connector {connector}" if point else
@@ -435,7 +459,7 @@ class RowBudget:
         @return: whether the charger's StopTransaction of an unknown or
             stopped transaction may be recorded (one taken from its budget).
         """
-        if self._take(self._orphans, charger_id, ORPHAN_BURST, ORPHAN_INTERVAL):
+        if self._take(self._orphans, charger_id, ORPHAN_BURST, ORPHAN_INTERVAL, "stop"):
             return True
         self.unrecorded_stops += 1
         self._over(charger_id, "stop", "StopTransactions of unknown or stopped transactions"
@@ -444,7 +468,7 @@ class RowBudget:
                    " {meter})", tx=transaction_id, meter=meter_stop)
         return False
 
-    def _take(self, budgets, key, burst, interval):
+    def _take(self, budgets, key, burst, interval, name):
         now = self._seconds()
         bucket = budgets.get(key)
         if bucket is None:
@@ -452,7 +476,39 @@ class RowBudget:
         if bucket.level(now) < 1:
             return False
         bucket.take(now)
+        if self._save is not None:
+            charger_id = key[0] if type(key) is tuple else key
+            self._save(charger_id, ROW_BUDGET + name, [round(bucket.tokens, 3), self._wall()])
         return True
+
+    def restore(self, settings):
+        """
+        Take the budgets kept in C{settings} (the central system's, at
+        start-up), each refilled for the time since it was kept.
+        """
+        now, wall = self._seconds(), self._wall()
+        for (charger_id, key), value in settings.items():
+            if not isinstance(key, str) or not key.startswith(ROW_BUDGET):
+                continue
+            name = key[len(ROW_BUDGET):]
+            try:
+                tokens, at = (float(v) for v in value)
+            except (TypeError, ValueError):
+                continue
+            if name == "stop":
+                budgets, budget_key, burst, interval = (
+                    self._orphans, charger_id, ORPHAN_BURST, ORPHAN_INTERVAL)
+            elif name.startswith("start/"):
+                connector = name[len("start/"):]
+                if connector != "other" and not connector.isdigit():
+                    continue
+                budgets, budget_key, burst, interval = (
+                    self._starts, (charger_id, None if connector == "other" else int(connector)),
+                    START_BURST, START_INTERVAL)
+            else:
+                continue
+            bucket = budgets[budget_key] = TokenBucket(1 / interval, burst, now)
+            bucket.tokens = max(0.0, min(burst, tokens + max(0.0, wall - at) / interval))
 
     def _over(self, charger_id, kind, text, **fields):
         held = self._lines.due((charger_id, kind), self._seconds())

@@ -100,7 +100,7 @@ class CentralSystem:
                                          self.emit)
         self.book = TransactionBook(store, self.chargers, self.now, self.emit,
                                     dated=self.time.dated, seconds=clock.seconds,
-                                    offered=self.accepted.offered)
+                                    offered=self.accepted.offered, wall=self.time.seconds)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.lookup)
@@ -138,6 +138,7 @@ class CentralSystem:
         self.settings.clear()
         self.settings.update(self.store.load_settings())
         self.time.restore(self.settings.get(("central", TRUSTED_TIME)))
+        self.book.budget.restore(self.settings)
         self.connections.start()
         for charger in self.chargers.values():
             self._restore(charger)
