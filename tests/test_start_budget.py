@@ -16,7 +16,7 @@ from tests.sim import connect_charger
 from tests.test_domain import CONFIG, T0, DomainTestCase
 from xxterocpp.config import parse_config
 from xxterocpp.domain.book import (
-    ORPHAN_BURST, ORPHAN_INTERVAL, START_BURST, START_INTERVAL, UNBOOKED)
+    KEPT_BELOW, ORPHAN_BURST, ORPHAN_INTERVAL, START_BURST, START_INTERVAL, UNBOOKED)
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.events import TransactionStopped
 from xxterocpp.domain.tags import Authorization
@@ -168,6 +168,18 @@ class StartBudgetTests(DomainTestCase):
                             UNBOOKED)
         self.assertIsNone(self.stop(10_000, meter=1, at=T0))
         self.assertEqual(len(self.store.written("record_orphan_stop")), 1)
+
+    def test_a_real_connectors_sessions_write_no_budget(self):
+        """
+        Sessions an hour apart (and a backlog of ten at once): the budget
+        is never more than L{KEPT_BELOW} short of full, nothing of it is
+        written.
+        """
+        for i in range(KEPT_BELOW + 5):
+            tx_id, _ = self.start(meter=i, at=T0 + timedelta(hours=i))
+            self.stop(tx_id, meter=i + 1, at=T0 + timedelta(hours=i, minutes=30))
+            self.clock.advance(0 if i < KEPT_BELOW - 1 else 3600)
+        self.assertEqual([k for k in self.store.lazy_settings if "budget" in k[1]], [])
 
     def test_orphan_stops_kept_across_a_restart(self):
         for i in range(ORPHAN_BURST):

@@ -50,9 +50,15 @@ OVER_BUDGET_LOG_INTERVAL = 60
 #: restart: C{ROW_BUDGET + "start/" + connector} (C{"start/other"}: its
 #: connectors that are no charging point) and C{ROW_BUDGET + "stop"}, each
 #: C{[tokens, when]} (POSIX seconds of the central system's time). A lazy
-#: write after each start or orphan stop booked, so it goes with that
-#: row's own commit: a restart (or a crash loop) does not fill them again.
+#: write after each start or orphan stop booked that leaves a budget more
+#: than L{KEPT_BELOW} short of full, so it goes with that row's own commit:
+#: a restart (or a crash loop) does not fill them again.
 ROW_BUDGET = "row_budget/"
+
+#: How far short of full a budget may be without being written: a real
+#: connector's is full again a minute after each session, and its starts
+#: cost no write; a restart gives a charger that many rows at most.
+KEPT_BELOW = 10
 
 
 def _dedup_key(charger_id, connector, id_tag, meter_start, timestamp):
@@ -476,7 +482,7 @@ class RowBudget:
         if bucket.level(now) < 1:
             return False
         bucket.take(now)
-        if self._save is not None:
+        if self._save is not None and bucket.tokens < burst - KEPT_BELOW:
             charger_id = key[0] if type(key) is tuple else key
             self._save(charger_id, ROW_BUDGET + name, [round(bucket.tokens, 3), self._wall()])
         return True
