@@ -10,6 +10,7 @@ a fake clock, and on a real state database.
 
 import json
 import os
+from datetime import datetime, timezone
 
 from twisted.internet import defer, reactor, task
 from twisted.logger import capturedLogs, formatEvent
@@ -421,6 +422,44 @@ class RealStoreRequeueTests(RealStoreTestCase):
         self.assertEqual(self.office.payloads("StopTransaction")[0]["transactionId"], 900001)
         tables = UpstreamStore(store)
         self.assertEqual((yield tables.dead_letters("CP1", 10)), [])
+
+
+class LargeDeadLettersTests(RealStoreTestCase):
+    """
+    Dead letters of large MeterValues (a charger may send 64 KiB ones).
+    """
+
+    @defer.inlineCallbacks
+    def test_queued_again_by_their_bytes(self):
+        """
+        50 dead MeterValues of some 70 kB: a re-queue takes as many as fit
+        in L{outbox.REQUEUE_BYTES} (it took all 50 at once, and a thousand
+        of them held 320 MB), the next the following ones, until all are
+        queued, in their order.
+        """
+        store = self.open()
+        tables = UpstreamStore(store)
+        now = datetime(2030, 6, 1, tzinfo=timezone.utc)
+        payload = meter(5, "2030-06-01T12:00:00Z", 1)
+        payload["meterValue"][0]["sampledValue"] *= 4000
+        size = len(json.dumps(payload).encode())
+        self.assertGreater(size, 60_000)
+        for seq in range(1, 51):
+            tables.dead_letter(DeadLetterRecord(seq, "CP1", "MeterValues", 5, payload, now,
+                                                now, "refused for good: FormationViolation"))
+        yield store.close()
+        store = self.open()
+        uplink = self.build(store)
+        uplink.link.up = False
+        per_request = -(-outbox.REQUEUE_BYTES // size)
+        self.assertLess(per_request, 50)
+        answers = []
+        while not answers or answers[-1][1]:
+            answers.append((yield self.upstream.requeue("CP1")))
+        self.assertEqual(answers[0], (per_request, 50 - per_request))
+        self.assertEqual(sum(n for n, _ in answers), 50)
+        self.assertEqual([m.seq for m in uplink.outbox.messages], list(range(1, 51)))
+        self.assertEqual((yield self.rows(store, "upstream_dead_letters")), [])
 
 
 class FullDiskRequeueTests(RealStoreTestCase):

@@ -37,8 +37,13 @@ REFUSED_FOR_GOOD = frozenset({
 MAX_FAILURES = 80
 
 #: Dead letters put back in the queue by one L{Outbox.requeue}, the oldest
-#: first: what one request reads from the file and holds in memory.
+#: first: what one request reads from the file and holds in memory; and
+#: the bytes of their payloads (as JSON) at most, the first always taken.
+#: A MeterValues of 64 KiB (a charger may send one) is some 300 KiB in
+#: memory: a thousand of them were 320 MB; a typical one (1.6 kB) passes
+#: a thousand at a time still.
 REQUEUE_BATCH = 1000
+REQUEUE_BYTES = 2 * 1024 * 1024
 
 #: The messages that go through the outbox.
 QUEUED_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
@@ -355,7 +360,8 @@ class Outbox:
     def requeue(self):
         """
         Put the charger's dead letters back in its queue, at most
-        L{REQUEUE_BATCH} of them, the oldest first: the installer's, once
+        L{REQUEUE_BATCH} of them and L{REQUEUE_BYTES} of payloads, the
+        oldest first: the installer's, once
         the back office takes them again. They go where their order puts
         them, before the messages queued since (a transaction's messages
         stay in the order the charger sent them), with no failures
@@ -367,7 +373,7 @@ class Outbox:
         if self._requeuing:
             return defer.succeed(None)
         self._requeuing = True
-        d = self._store.dead_letters(self.charger_id, REQUEUE_BATCH)
+        d = self._store.dead_letters(self.charger_id, REQUEUE_BATCH, REQUEUE_BYTES)
         d.addCallback(self._requeued)
 
         def done(result):
