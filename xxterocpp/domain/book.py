@@ -117,8 +117,8 @@ class TransactionBook:
         #: The L{RowBudget} of the chargers' starts and orphan stops.
         self.budget = RowBudget(
             seconds or (lambda: now().timestamp()),
-            save=lambda charger_id, key, value: stored(
-                store.put_setting(charger_id, key, value, lazy=True)),
+            save=lambda charger_id, key, value: store.put_setting(
+                charger_id, key, value, lazy=True, quiet=True),
             wall=wall or (lambda: now().timestamp()))
 
     def load(self):
@@ -348,7 +348,9 @@ class TransactionBook:
             if tx is not None and tx.running:
                 tx.energy_register_wh = energy
                 tx.energy_register_time = reading.timestamp
-                stored(self._store.update_meter(tx.id, energy, reading.timestamp or self._now()))
+                # Quiet: a reading a frame, none of them waited for.
+                self._store.update_meter(tx.id, energy, reading.timestamp or self._now(),
+                                         quiet=True)
         if reading.currents is not None:
             connector.currents = reading.currents
         if reading.power_w is not None:

@@ -176,7 +176,7 @@ class Connections:
         value = {what: when.isoformat()}
         self._settings[(charger_id, CONTACT)] = value
         lazy = self._contacts.lazy((charger_id, CONTACT), self._clock.seconds())
-        stored(self._store.put_setting(charger_id, CONTACT, value, lazy=lazy))
+        self._store.put_setting(charger_id, CONTACT, value, lazy=lazy, quiet=True)
 
     def removed(self, charger):
         """

@@ -99,7 +99,7 @@ class ChargerReports:
             # once a minute (L{BOOT_COMMITS}).
             charger.boot = record
             lazy = self._boots.lazy((charger_id, "boot"), seconds)
-            stored(self._store.put_setting(charger_id, "boot", record, lazy=lazy))
+            self._store.put_setting(charger_id, "boot", record, lazy=lazy, quiet=True)
         charger.booted_at = self._now()
         charger.chatter(self.log, "info", seconds,
                         "{id}: booted ({vendor} {model}, firmware {firmware})", id=charger_id,
@@ -126,7 +126,8 @@ class ChargerReports:
                                 "{id}: {status} ({error})", id=charger_id, status=status,
                                 error=error_code)
                 self._emit(StatusChanged(charger_id, None))
-            stored(self._store.save_connector_status(charger_id, 0, status, error_code, info, at))
+            self._store.save_connector_status(charger_id, 0, status, error_code, info, at,
+                                              quiet=True)
             return
         c = charger.connector(connector)
         changed = (c.status, c.error_code) != (status, error_code)
@@ -147,8 +148,9 @@ class ChargerReports:
                             "{id}/{connector}: {status} ({error})", id=charger_id,
                             connector=connector, status=status, error=error_code)
             self._emit(StatusChanged(charger_id, connector))
-        stored(self._store.save_connector_status(charger_id, connector, status, error_code,
-                                                 info, at))
+        # Quiet: a status a frame, none of them waited for.
+        self._store.save_connector_status(charger_id, connector, status, error_code, info, at,
+                                          quiet=True)
 
     def progress_reported(self, charger_id, kind, status):
         """
