@@ -287,7 +287,9 @@ class TransactionBook:
             reading (meter-less chargers omit it).
         @param timestamp: when it stopped, or None for now.
         @param reading: a L{MeterReading} sent with the stop, or None.
-        @return: a Deferred firing once the stop is stored.
+        @return: a Deferred firing once the stop is stored (failing when
+            it cannot be: the store closed first); of an unknown or
+            stopped one, once recorded, or at once.
         """
         now = self._now()
         stop_time, uncertain = self._dated(timestamp)
@@ -314,7 +316,10 @@ class TransactionBook:
             # kept as the register reading from meterStart on.
             meter_stop = tx.meter_start + meter_stop
         tx.time_uncertain = tx.time_uncertain or uncertain
-        return stored(self._close(tx, meter_stop, stop_time, reason, id_tag))
+        # Not silenced: a stop the store gave up (it closed before the
+        # commit, a full disk) must not be answered, or the charger drops
+        # it from its queue; it gets a CALLERROR and sends it again.
+        return self._close(tx, meter_stop, stop_time, reason, id_tag)
 
     def meter_values(self, charger_id, connector, transaction_id, reading):
         """
