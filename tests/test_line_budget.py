@@ -145,15 +145,16 @@ class ChargerTrafficTests(TestCase):
     def test_boot_data_changing_at_every_boot(self):
         """
         30 BootNotifications a second apart, each with another model: their
-        data is committed once, the others are lazy writes; the last is
-        on disk once the service stops.
+        data is committed once, the others are lazy writes (24 commits
+        before; the set-up after a boot may commit a setting of its own);
+        the last is on disk once the service stops.
         """
         cp = yield self.booted()
         before = self.commits()
         for i in range(30):
             yield cp.boot(model=f"Model {i}")
             self.time.advance(1)
-        self.assertLessEqual(self.commits() - before, 3)
+        self.assertLessEqual(self.commits() - before, 6)
         yield self.service.stopService()
         settings = reopen_store(self).load_settings()
         self.assertEqual(settings[("CP1", "boot")]["model"], "Model 29")
