@@ -125,6 +125,11 @@ class MemoryStore:
         """
         return [args for n, args in self.writes if n == name]
 
+    @staticmethod
+    def _quietly(quiet, d):
+        # Like the real store: a quiet write gives no Deferred.
+        return None if quiet else d
+
     def _written(self, name, *args):
         self.writes.append((name, args))
         if name in self.hold:
@@ -178,12 +183,12 @@ class MemoryStore:
         self.counter = max(self.counter, rec.id)
         return self._written("insert_transaction", rec)
 
-    def update_meter(self, tx_id, energy_wh, at):
+    def update_meter(self, tx_id, energy_wh, at, quiet=False):
         to_text(at)
         if tx_id in self.transactions:
             self.transactions[tx_id] = attr.evolve(
                 self.transactions[tx_id], last_meter_wh=energy_wh, last_meter_time=at)
-        return self._written("update_meter", tx_id, energy_wh, at)
+        return self._quietly(quiet, self._written("update_meter", tx_id, energy_wh, at))
 
     def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag,
                          time_uncertain=False):
@@ -205,12 +210,13 @@ class MemoryStore:
         self.orphan_stops.append(args)
         return self._written("record_orphan_stop", *args)
 
-    def save_connector_status(self, charger_id, connector, status, error_code, info, at):
+    def save_connector_status(self, charger_id, connector, status, error_code, info, at,
+                              quiet=False):
         to_text(at)
         self.statuses[(charger_id, connector)] = ConnectorStatusRecord(
             charger_id, connector, status, error_code, info, at)
-        return self._written("save_connector_status", charger_id, connector, status,
-                             error_code, info, at)
+        return self._quietly(quiet, self._written("save_connector_status", charger_id,
+                                                  connector, status, error_code, info, at))
 
     def record_unknown_attempts(self, identity, address, first_seen, last_seen, attempts):
         if len(identity) > MAX_IDENTITY_LENGTH:
@@ -231,11 +237,11 @@ class MemoryStore:
         return self._written("record_unknown_attempts", identity, address, first_seen,
                              last_seen, attempts)
 
-    def put_setting(self, scope, key, value, lazy=False):
+    def put_setting(self, scope, key, value, lazy=False, quiet=False):
         self.settings[(scope, key)] = json.loads(json.dumps(value))
         if lazy:
             self.lazy_settings.append((scope, key))
-        return self._written("put_setting", scope, key, value)
+        return self._quietly(quiet, self._written("put_setting", scope, key, value))
 
     def delete_setting(self, scope, key):
         self.settings.pop((scope, key), None)

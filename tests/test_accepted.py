@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_bridge import NEW_CONFIG, BridgeTestCase, transaction
 from tests.test_control import CONFIG, ControllerHarness
+from xxterocpp.control.remote import MAX_CONNECTION_TIMEOUT
 from xxterocpp.domain.accepted import OFFERED_TOLERANCE, SETTLE, Pending
 from xxterocpp.domain.events import CommandIneffective, CommandPending
 from xxterocpp.domain.meter import MeterReading
@@ -106,6 +107,43 @@ class RemoteStartTests(AcceptedTestCase):
         self.assertEqual(self.of_type(CommandIneffective), [])
         self.clock.advance(0.1)
         self.assertEqual(len(self.of_type(CommandIneffective)), 1)
+
+    def test_a_connection_timeout_beyond_belief(self):
+        """
+        A charger that reports a ConnectionTimeOut of a day: the start is
+        awaited for L{MAX_CONNECTION_TIMEOUT} (and the margin), not a day
+        of C{charging} 1 on the bus without a session.
+        """
+        cp = ControllerHarness.connect(self, boot=False)
+        cp.configuration["ConnectionTimeOut"] = "86400"
+        cp.boot()
+        self.settle()
+        self.assertTrue(self.result(self.controller.start("CP1")).accepted)
+        self.clock.advance(MAX_CONNECTION_TIMEOUT + self.controller.waits.start_margin - 0.1)
+        self.assertEqual(self.of_type(CommandIneffective), [])
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.of_type(CommandIneffective)), 1)
+        self.assertEqual(self.pending(), [])
+
+    def test_a_connection_timeout_no_timer_can_hold(self):
+        """
+        ConnectionTimeOut of twenty digits (no float holds it) or of 10^12 s
+        (beyond the year 9999): no number of 32 bits, so the default. The
+        accepted start is pending and its wait ends; the command's result
+        is the charger's Accepted (it failed with an OverflowError, and the
+        second left a wait without an end).
+        """
+        for value in ("9" * 20, str(10 ** 12)):
+            cp = ControllerHarness.connect(self, boot=False)
+            cp.configuration["ConnectionTimeOut"] = value
+            cp.boot()
+            self.settle()
+            self.assertTrue(self.result(self.controller.start("CP1")).accepted)
+            self.assertEqual(self.pending(), [("start", True)])
+            waits = self.controller.waits
+            self.clock.advance(waits.connection_timeout + waits.start_margin)
+            self.assertEqual(self.pending(), [])
+        self.assertEqual(len(self.of_type(CommandIneffective)), 2)
 
     def test_start_transaction_ends_the_wait(self):
         cp = self.connect()

@@ -268,7 +268,8 @@ class LogAmplificationTests(AttackTestCase):
         20 CALLRESULTs and CALLERRORs for ids never sent and a frame of an
         unknown type, each id or type 60,000 characters: dropped, a short
         line each (they were 1.2 MB), the last held back by the
-        connection's line budget (L{LINE_BURST}).
+        charger's line budget (L{LINE_BURST}, of which its connection and
+        boot took a few).
         """
         with capturedLogs() as events:
             for i in range(10):
@@ -277,7 +278,8 @@ class LogAmplificationTests(AttackTestCase):
             self.cp.send_raw(json.dumps(["z" * 60_000, "t"]))
             yield self.assertServing()
         dropped = [e for e in events if "unknown" in e.get("log_format", "")]
-        self.assertEqual(len(dropped), LINE_BURST)
+        self.assertLessEqual(len(dropped), LINE_BURST)
+        self.assertGreater(len(dropped), LINE_BURST - 5)
         self.assertLess(max(len(formatEvent(e)) for e in dropped), 200)
         self.assertLess(log_size(events), 21 * 200 + 4096)
 

@@ -17,9 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.service import ClockedReactor, start_service
 from tests.sim import RECEIVED, connect_charger
 from tests.test_tls import secure_config, trusting
+from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.budget import (
     FLOOD_CLOSE_CODE, FLOOD_SECONDS, FRAME_BATCH, FRAME_BURST, FRAME_BYTES, FRAME_RATE,
-    FrameBudget)
+    MAX_FRAGMENTS, Floods, FrameBudget)
 from xxterocpp.pacing import TokenBucket
 
 
@@ -61,6 +62,7 @@ class TokenBucketTests(SynchronousTestCase):
 
 
 class _Frame:
+    opcode = 0x1
     length = 0
 
 
@@ -74,9 +76,12 @@ class _Frames:
     state = STATE_OPEN
     current_frame = _Frame()
 
+    charger_id = "CP1"
+
     def __init__(self, clock, frames):
         self.factory = self
         self.clock = clock
+        self.floods = Floods(clock, 10)
         self.data = frames
         self.begun = 0
         self.transport = StringTransport()
@@ -134,19 +139,33 @@ class ReadingTests(SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "producing")
 
 
-def client_frame(payload, opcode=0x1):
+def client_frame(payload, opcode=0x1, fin=True):
     """
     One masked client-to-server WebSocket frame (RFC 6455 §5.2) of
     C{payload}; the masking key is zero, so the payload goes as it is.
+
+    @param fin: whether it is the last frame of its message.
     """
     length = len(payload)
+    first = (0x80 if fin else 0) | opcode
     if length < 126:
-        header = bytes([0x80 | opcode, 0x80 | length])
+        header = bytes([first, 0x80 | length])
     elif length < 65536:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+        header = bytes([first, 0x80 | 126]) + length.to_bytes(2, "big")
     else:
-        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
+        header = bytes([first, 0x80 | 127]) + length.to_bytes(8, "big")
     return header + b"\0\0\0\0" + payload
+
+
+def fragmented(payload, frames):
+    """
+    One text message of C{payload} in C{frames} frames (the first a text
+    frame, the others continuations, the last with FIN), the bytes shared
+    out as evenly as they go (some frames empty when there are fewer).
+    """
+    cuts = [len(payload) * i // frames for i in range(frames + 1)]
+    return b"".join(client_frame(payload[a:b], 0x1 if i == 0 else 0x0, fin=i == frames - 1)
+                    for i, (a, b) in enumerate(zip(cuts, cuts[1:])))
 
 
 def heartbeats(count, prefix="f"):
@@ -327,6 +346,106 @@ class FrameBudgetTests(TestCase):
         self.assertIn("currentTime", (yield cp.heartbeat()))
 
     @defer.inlineCallbacks
+    def test_a_message_in_many_frames_is_taken(self):
+        """
+        A Heartbeat in L{MAX_FRAGMENTS} frames of a byte or two (a
+        client with a small buffer) is answered.
+        """
+        cp, protocol, handled = yield self.charger()
+        text = json.dumps([2, "frag", "Heartbeat", {}]).ljust(2 * MAX_FRAGMENTS)
+        self.send(cp, fragmented(text.encode(), MAX_FRAGMENTS))
+        yield until(lambda: handled.of("frag") == 1, "the message handled")
+        yield until(lambda: any(json.loads(t)[1] == "frag" for t in cp_answers(cp)),
+                    "its answer")
+        self.assertTrue(cp.is_open)
+
+    @defer.inlineCallbacks
+    def test_a_message_in_too_many_frames_is_closed(self):
+        """
+        A message whose fragments never end: Autobahn keeps each one, an
+        empty one too, and empty ones count against no size limit; sent
+        slower than the frame budget, they would grow its list for ever.
+        The frame after L{MAX_FRAGMENTS} closes the connection with 1008
+        and one log line, and what the message held is gone.
+        """
+        cp, protocol, handled = yield self.charger()
+        with capturedLogs() as events:
+            self.send(cp, client_frame(b"", 0x1, fin=False)
+                      + client_frame(b"", 0x0, fin=False) * MAX_FRAGMENTS)
+            yield until(lambda: cp.close_info is not None, "the connection closed")
+        self.assertEqual(cp.close_info[1:], (FLOOD_CLOSE_CODE,
+                                             f"More than {MAX_FRAGMENTS} frames in one message"))
+        self.assertEqual(self.service.ocpp_factory.floods.fragments, 1)
+        self.assertEqual(self.service.ocpp_factory.floods.count, 0)
+        lines = [formatEvent(e) for e in events if "frames" in formatEvent(e)]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("CP1", lines[0])
+        self.assertIn("127.0.0.1", lines[0])
+        self.assertLessEqual(len(protocol.message_data), MAX_FRAGMENTS)
+        self.assertEqual(handled, [])
+
+    @defer.inlineCallbacks
+    def test_our_call_waits_for_its_answer_behind_a_flood(self):
+        """
+        A charger sends 3,000 Heartbeats at once, then answers our call: its
+        answer comes behind them, read at L{FRAME_RATE} a second, some 20 s
+        of the fake clock, four times the call timeout. The call takes the
+        answer: the timeout does not count the time the connection was
+        held (the charger's frames were not read), however often the clock
+        moves meanwhile.
+        """
+        cp, protocol, handled = yield self.charger()
+        timeout = protocol.session.call_timeout
+        self.assertLess(timeout * 3, 2000 / FRAME_RATE)
+        # The set-up after the boot, answered, out of the way.
+        yield until(lambda: protocol.session._outstanding is None, "the set-up's calls")
+        self.send(cp, heartbeats(3000))
+        yield until(lambda: protocol._held is not None, "the connection held")
+        results = []
+        protocol.session.call(m.TriggerMessageRequest(requested_message="Heartbeat")).addBoth(
+            results.append)
+        while handled.of("f") < 3000 and not results:
+            self.time.advance(1)
+            yield until(lambda: protocol._held is not None or handled.of("f") == 3000 or results,
+                        "held again, or all handled")
+        # Its answer, right behind them (the clock stands still now).
+        yield until(lambda: results, "the call's answer")
+        self.assertEqual(results, [m.TriggerMessageResponse(status="Accepted")])
+        self.assertGreater(protocol.held_seconds(), 3 * timeout)
+        self.assertTrue(cp.is_open)
+
+    @defer.inlineCallbacks
+    def test_readings_and_statuses_keep_nothing_per_frame(self):
+        """
+        2,000 MeterValues of a running session (a new reading each) and
+        2,000 StatusNotifications (alternating), within the budget over 20 s
+        of the fake clock: each is a lazy write that replaces the one
+        before, committed up to 20 minutes later; nothing of each frame
+        waits with it (a Deferred each did: 5,600 of 6,000 readings).
+        """
+        cp, protocol, handled = yield self.charger()
+        tx = (yield cp.start_transaction(1, "04A1B2C3", 0))["transactionId"]
+        frames = []
+        for i in range(2000):
+            frames.append(json.dumps([2, f"r{i}", "MeterValues", {
+                "connectorId": 1, "transactionId": tx, "meterValue": [{
+                    "timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": str(i)}]}]}]))
+            frames.append(json.dumps([2, f"s{i}", "StatusNotification", {
+                "connectorId": 1, "errorCode": "NoError",
+                "status": "SuspendedEV" if i % 2 else "Charging"}]))
+        pending = self.service.store._batches._pending
+        waiting = []
+        self.send(cp, b"".join(client_frame(f.encode()) for f in frames))
+        while handled.of("r") + handled.of("s") < len(frames):
+            self.time.advance(1)
+            yield until(lambda: protocol._held is not None
+                        or handled.of("r") + handled.of("s") == len(frames), "held or done")
+            # (Any commit meanwhile, of the set-up's settings, takes them.)
+            waiting.append(sum(len(w.waiters) for key, w in pending.items()
+                               if key in (("meter", tx), ("status", "CP1", 1))))
+        self.assertEqual(max(waiting), 0)
+
+    @defer.inlineCallbacks
     def test_large_frames_cost_more(self):
         """
         Heartbeats padded to 50 KiB each cost 13 frames of the budget: the
@@ -349,6 +468,65 @@ class SecureFrameBudgetTests(FrameBudgetTests):
     """
 
     secure = True
+
+
+class ReconnectingFloodTests(TestCase):
+    """
+    A charger that opens a new connection after each burst: the budget is
+    the charger's, not the connection's.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.time = ClockedReactor(self)
+        self.service = yield start_service(self, on=self.time)
+        self.handled = []
+        build = self.service.ocpp_factory.buildProtocol
+
+        def counting(address):
+            protocol = build(address)
+            on_message = protocol.onMessage
+
+            def counted(payload, isBinary):
+                self.handled.append(payload)
+                return on_message(payload, isBinary)
+
+            protocol.onMessage = counted
+            return protocol
+
+        self.service.ocpp_factory.buildProtocol = counting
+
+    @defer.inlineCallbacks
+    def test_a_new_connection_gets_no_new_burst(self):
+        """
+        Ten connections of CP1 one after the other, each sending 1,000
+        Heartbeats at once, the clock standing still: L{FRAME_BURST} of
+        them handled in all (each connection had a burst of its own: 9,990
+        were), the rest as the clock moves. Another charger's burst is
+        its own.
+        """
+        for i in range(10):
+            cp = yield connect_charger(self.service.url, "CP1")
+            self.addCleanup(cp.close)
+            cp._protocol.transport.write(heartbeats(FRAME_BURST, prefix=f"c{i}-"))
+        yield until(lambda: len(self.handled) >= FRAME_BURST - 1, "the first burst handled")
+        yield deferLater(reactor, 0.5, lambda: None)
+        self.assertLessEqual(len(self.handled), FRAME_BURST)
+        twin = yield connect_charger(self.service.url, "TWIN")
+        self.addCleanup(twin.close)
+        twin._protocol.transport.write(heartbeats(FRAME_BURST, prefix="t"))
+        # (The frame that empties the bucket waits for the next tokens.)
+        yield until(lambda: sum(1 for p in self.handled if p.startswith(b'[2, "t'))
+                    == FRAME_BURST - 1, "TWIN's burst handled at once")
+        # The last connection of CP1 goes on at the rate (less the frames
+        # each connection's first took on credit).
+        before = len(self.handled)
+        self.time.advance(1)
+        yield until(lambda: len(self.handled) - before >= FRAME_RATE - 20, "a second's frames")
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertLessEqual(len(self.handled) - before, FRAME_RATE + 1)
 
 
 class Handled(list):

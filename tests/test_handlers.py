@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timezone
 
 from twisted.internet import defer
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_domain import T0, DomainTestCase
@@ -16,6 +17,7 @@ from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import (
     DEFAULT_CONNECTORS, HANDLERS, connector_count, dispatch, dispatcher, read_meter_values)
 from xxterocpp.ocpp.rpc import CallError, OcppSession
+from xxterocpp.store.errors import StoreError
 
 
 def decode(action, payload):
@@ -259,6 +261,27 @@ class DurabilityTests(DomainTestCase):
         self.assertEqual(len(self.sent), 1)
         self.store.held[0].callback(None)
         self.assertEqual(json.loads(self.sent[-1]), [3, "s2", {}])
+
+    def test_stop_transaction_the_store_gave_up_is_not_acknowledged(self):
+        """
+        The store closes (the service stops on a full disk) before the
+        stop is committed: the charger gets a CALLERROR, not the
+        acknowledgement that makes it drop the stop from its queue (it was
+        answered C{{}}, the stop lost). It sends it again after the
+        restart.
+        """
+        self.store.hold.add("stop_transaction")
+        self.call("s1", "StartTransaction", {
+            "connectorId": 1, "idTag": "GOOD", "meterStart": 0,
+            "timestamp": "2026-01-01T00:00:00Z"})
+        self.call("s2", "StopTransaction", {
+            "transactionId": 42, "meterStop": 10, "timestamp": "2026-01-01T01:00:00Z"})
+        with capturedLogs():
+            self.store.held[0].errback(StoreError("state store closed before the write was"
+                                                  " committed"))
+        self.flushLoggedErrors(StoreError)
+        answer = json.loads(self.sent[-1])
+        self.assertEqual(answer[:3], [4, "s2", "InternalError"])
 
     def test_meter_values_answered_at_once(self):
         self.call("m1", "MeterValues", {"connectorId": 1, "meterValue": [

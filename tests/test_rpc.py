@@ -11,7 +11,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from xxterocpp.ocpp import messages as m
-from xxterocpp.ocpp.complaints import LINE_BURST, LINE_RATE
+from xxterocpp.pacing import LINE_BURST, LINE_RATE
 from xxterocpp.ocpp.rpc import (
     MAX_DEPTH, CallError, CallTimeout, NotConnected, OcppSession, nesting_depth)
 

@@ -11,11 +11,13 @@ from twisted.internet import defer
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
-from tests.service import reopen_store, start_service
+from tests.service import reopen_store, start_service, write_config
 from tests.sim import connect_charger
-from tests.test_domain import T0, DomainTestCase
+from tests.test_domain import CONFIG, T0, DomainTestCase
+from xxterocpp.config import parse_config
 from xxterocpp.domain.book import (
-    ORPHAN_BURST, ORPHAN_INTERVAL, START_BURST, START_INTERVAL, UNBOOKED)
+    KEPT_BELOW, ORPHAN_BURST, ORPHAN_INTERVAL, START_BURST, START_INTERVAL, UNBOOKED)
+from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.events import TransactionStopped
 from xxterocpp.domain.tags import Authorization
 
@@ -116,6 +118,77 @@ class StartBudgetTests(DomainTestCase):
         self.assertEqual((tx_id, authorization.status), (42 + START_BURST, "Accepted"))
         self.assertEqual(len(self.store.written("insert_transaction")), START_BURST + 1)
 
+    def test_connectors_that_are_no_charging_point_share_one(self):
+        """
+        A charger may name connectors up to its NumberOfConnectors (32
+        until it told, up to 255): those that are no configured charging
+        point (3 and up here) share one budget, so that naming more of
+        them books no more rows. Connector 1 books still.
+        """
+        with capturedLogs() as events:
+            for i in range(START_BURST):
+                tx_id, _ = self.start(connector=3 + i % 30, meter=i,
+                                      at=T0 + timedelta(seconds=i))
+                self.assertNotEqual(tx_id, UNBOOKED)
+            self.assertEqual(self.start(connector=32, meter=1, at=T0 + timedelta(hours=1))[0],
+                             UNBOOKED)
+        self.assertEqual(len(self.store.written("insert_transaction")), START_BURST)
+        [line] = [formatEvent(e) for e in events if "beyond" in formatEvent(e)]
+        self.assertIn("connectors that are no charging point (the last: 32)", line)
+        self.assertNotEqual(self.start(connector=1, meter=2, at=T0 + timedelta(hours=2))[0],
+                            UNBOOKED)
+
+    def restart(self):
+        """
+        A new central system on the same store, as after a restart.
+        """
+        self.central = CentralSystem(parse_config(CONFIG), self.store, self.clock)
+        self.central.load()
+        self.charger = self.central.chargers["CP1"]
+
+    def test_kept_across_a_restart(self):
+        """
+        Spent, then the service restarts (or crashes, and systemd starts it
+        again: 5 s later, for ever): the budget is not full again, each
+        start's level went lazily with its row's commit. Down for ten
+        minutes, it has ten starts more. Connector 2 and the orphan stops
+        keep theirs.
+        """
+        self.exhaust()
+        self.assertIn(("CP1", "row_budget/start/1"), self.store.lazy_settings)
+        self.restart()
+        self.assertEqual(self.start(meter=1, at=T0 + timedelta(hours=1))[0], UNBOOKED)
+        self.clock.advance(10 * START_INTERVAL)
+        self.restart()
+        booked = [self.start(meter=i, at=T0 + timedelta(hours=2, seconds=i))[0]
+                  for i in range(11)]
+        self.assertNotIn(UNBOOKED, booked[:10])
+        self.assertEqual(booked[10], UNBOOKED)
+        self.assertNotEqual(self.start(connector=2, meter=1, at=T0 + timedelta(hours=3))[0],
+                            UNBOOKED)
+        self.assertIsNone(self.stop(10_000, meter=1, at=T0))
+        self.assertEqual(len(self.store.written("record_orphan_stop")), 1)
+
+    def test_a_real_connectors_sessions_write_no_budget(self):
+        """
+        Sessions an hour apart (and a backlog of ten at once): the budget
+        is never more than L{KEPT_BELOW} short of full, nothing of it is
+        written.
+        """
+        for i in range(KEPT_BELOW + 5):
+            tx_id, _ = self.start(meter=i, at=T0 + timedelta(hours=i))
+            self.stop(tx_id, meter=i + 1, at=T0 + timedelta(hours=i, minutes=30))
+            self.clock.advance(0 if i < KEPT_BELOW - 1 else 3600)
+        self.assertEqual([k for k in self.store.lazy_settings if "budget" in k[1]], [])
+
+    def test_orphan_stops_kept_across_a_restart(self):
+        for i in range(ORPHAN_BURST):
+            self.stop(10_000 + i, meter=i, at=T0)
+        self.restart()
+        self.stop(99_999, meter=1, at=T0)
+        self.assertEqual(len(self.store.written("record_orphan_stop")), ORPHAN_BURST)
+        self.assertEqual(self.central.book.budget.unrecorded_stops, 1)
+
     def test_stop_of_a_refused_start(self):
         """
         The charger's StopTransaction of a refused start (transactionId 0)
@@ -165,9 +238,11 @@ class LoopingChargerTests(TestCase):
         sent at once: L{START_BURST} answered with their ids, the others
         with transactionId 0 and ConcurrentTx; their StopTransaction is
         acknowledged; the database holds L{START_BURST} transactions.
-        Another charger starts and stops its session meanwhile.
+        Another charger starts and stops its session meanwhile. Started
+        again, the service does not fill the budget again.
         """
-        service = yield start_service(self)
+        path = write_config(self)
+        service = yield start_service(self, path)
         cp = yield connect_charger(service.url, "CP1")
         self.addCleanup(cp.close)
         yield cp.boot()
@@ -188,6 +263,14 @@ class LoopingChargerTests(TestCase):
         started = yield twin.start_transaction(1, "04A1B2C3", 0)
         self.assertEqual(started["idTagInfo"]["status"], "Accepted")
         yield twin.stop_transaction(started["transactionId"], 10)
+        yield service.stopService()
+        # Started again on the same file: the budget is still spent.
+        service = yield start_service(self, path)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        again = yield cp.start_transaction(1, "04A1B2C3", 10_000)
+        self.assertEqual((again["transactionId"], again["idTagInfo"]["status"]),
+                         (UNBOOKED, "ConcurrentTx"))
         yield service.stopService()
         rows = reopen_store(self).load_recent_transactions(5000)
         self.assertEqual(len([r for r in rows if r.charger_id == "CP1"]), START_BURST)

@@ -41,6 +41,24 @@ def output_lines(service, text):
     return [line for line in service.output.splitlines() if text in line]
 
 
+def fill_up(directory):
+    """
+    Fill the file system of C{directory} up to the last byte.
+
+    @return: the name of the file that fills it.
+    """
+    filler = os.path.join(directory, "filler")
+    with open(filler, "wb", buffering=0) as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+    return filler
+
+
 class DamagedDatabaseTests(TestCase):
     """
     A database file that is damaged at start is moved aside, with one log
@@ -161,27 +179,20 @@ class FullDiskTests(TestCase):
 
     def fill(self):
         """
-        Fill the file system up to the last byte.
+        Fill the file system up to the last byte (L{fill_up}).
 
         @return: the name of the file that fills it.
         """
-        filler = os.path.join(self.mount, "filler")
-        with open(filler, "wb", buffering=0) as f:
-            for size in (65536, 4096, 512, 1):
-                try:
-                    while True:
-                        f.write(b"\0" * size)
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-        return filler
+        return fill_up(self.mount)
 
     @defer.inlineCallbacks
     def fill_until_full(self, service, cp):
         """
         L{fill}, then, since a commit may still fit in the last page of the
-        write-ahead log, boots of C{cp} with a new nameplate (one write
-        each) until the service says one cannot be committed.
+        write-ahead log, StopTransactions of C{cp} for transactions it
+        never started (a row, a commit each; a boot with a new nameplate
+        commits once a minute) until the service says one cannot be
+        committed. Their answers wait for their commits: not waited for.
 
         @return: the name of the file that fills the file system.
         """
@@ -189,7 +200,9 @@ class FullDiskTests(TestCase):
         for n in range(50):
             if b"cannot commit" in service.output:
                 break
-            yield cp.boot(vendor=f"Vendor {n}")
+            cp.call("StopTransaction", {"transactionId": 900_000 + n, "meterStop": n,
+                                        "timestamp": "2024-05-01T08:00:00.000Z"},
+                    timeout=60).addErrback(lambda failure: None)
             yield task.deferLater(reactor, 0.05, lambda: None)
         return filler
 

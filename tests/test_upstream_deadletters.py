@@ -9,12 +9,15 @@ a fake clock, and on a real state database.
 """
 
 import json
+import os
+from datetime import datetime, timezone
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_control import ScriptedCharger
+from tests.test_storage_faults import fill_up, mount
 from tests.test_upstream_attacks import RealStoreTestCase, stop_payload
 from tests.test_upstream_backoffice import eventually
 from tests.test_web_routes import RoutesTestCase
@@ -419,6 +422,99 @@ class RealStoreRequeueTests(RealStoreTestCase):
         self.assertEqual(self.office.payloads("StopTransaction")[0]["transactionId"], 900001)
         tables = UpstreamStore(store)
         self.assertEqual((yield tables.dead_letters("CP1", 10)), [])
+
+
+class LargeDeadLettersTests(RealStoreTestCase):
+    """
+    Dead letters of large MeterValues (a charger may send 64 KiB ones).
+    """
+
+    @defer.inlineCallbacks
+    def test_queued_again_by_their_bytes(self):
+        """
+        50 dead MeterValues of some 70 kB: a re-queue takes as many as fit
+        in L{outbox.REQUEUE_BYTES} (it took all 50 at once, and a thousand
+        of them held 320 MB), the next the following ones, until all are
+        queued, in their order.
+        """
+        store = self.open()
+        tables = UpstreamStore(store)
+        now = datetime(2030, 6, 1, tzinfo=timezone.utc)
+        payload = meter(5, "2030-06-01T12:00:00Z", 1)
+        payload["meterValue"][0]["sampledValue"] *= 4000
+        size = len(json.dumps(payload).encode())
+        self.assertGreater(size, 60_000)
+        for seq in range(1, 51):
+            tables.dead_letter(DeadLetterRecord(seq, "CP1", "MeterValues", 5, payload, now,
+                                                now, "refused for good: FormationViolation"))
+        yield store.close()
+        store = self.open()
+        uplink = self.build(store)
+        uplink.link.up = False
+        per_request = -(-outbox.REQUEUE_BYTES // size)
+        self.assertLess(per_request, 50)
+        answers = []
+        while not answers or answers[-1][1]:
+            answers.append((yield self.upstream.requeue("CP1")))
+        self.assertEqual(answers[0], (per_request, 50 - per_request))
+        self.assertEqual(sum(n for n, _ in answers), 50)
+        self.assertEqual([m.seq for m in uplink.outbox.messages], list(range(1, 51)))
+        self.assertEqual((yield self.rows(store, "upstream_dead_letters")), [])
+
+
+class FullDiskRequeueTests(RealStoreTestCase):
+    """
+    Dead letters queued again while the state database cannot commit (a
+    tmpfs of its own, filled up).
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        super().setUp()
+        self.mount = os.path.abspath(self.mktemp())
+        os.makedirs(self.mount)
+        yield mount(self, "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", self.mount)
+        self.path = os.path.join(self.mount, "state.sqlite3")
+
+    @defer.inlineCallbacks
+    def test_queued_again_twice_while_commits_fail(self):
+        """
+        A StartTransaction refused for good; the disk fills up; it is
+        queued again, and the back office takes it at once. Its move back
+        to the queue is not committed: the file still has it as a dead
+        letter. A second re-queue finds none to queue (it sent the start a
+        second time: a second session at the back office, one per click).
+        Once there is room, the file has neither the dead letter nor the
+        queued row.
+        """
+        store = self.open()
+        uplink = self.build(store)
+        ScriptedCharger(self.central, reactor)
+        yield self.send("BootNotification", {"chargePointVendor": "Acme",
+                                             "chargePointModel": "Wallbox 11"})
+        self.office.errors["StartTransaction"] = 1
+        self.office.error_codes["StartTransaction"] = m.NOT_IMPLEMENTED
+        start = yield self.send("StartTransaction", {
+            "connectorId": 1, "idTag": "GOOD", "meterStart": 1000,
+            "timestamp": "2030-06-01T12:00:00Z"})
+        yield eventually(lambda: uplink.outbox.dead_letter_count == 1)
+        filler = fill_up(self.mount)
+        for n in range(100):
+            if store._batches._failing:
+                break
+            store.put_setting("test", f"filler {n}", "x" * 1000)
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        self.assertTrue(store._batches._failing)
+        self.assertEqual((yield self.upstream.requeue("CP1")), (1, 0))
+        yield eventually(lambda: uplink.outbox.depth == 0)
+        self.assertEqual((yield self.upstream.requeue("CP1")), (0, 0))
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(len(self.office.payloads("StartTransaction")), 2)
+        self.assertEqual(uplink.outbox.remote_id(start["transactionId"]), 900001)
+        os.unlink(filler)
+        yield eventually(lambda: not store._batches._failing and not store._batches._pending)
+        self.assertEqual((yield self.rows(store, "upstream_dead_letters")), [])
+        self.assertEqual((yield self.rows(store, "upstream_queue")), [])
 
 
 class RequeueRouteTests(DeadLetterTestCase):

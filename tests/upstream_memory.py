@@ -110,9 +110,17 @@ class MemoryTables:
         self.dead[rec.seq] = copy.deepcopy(rec)
         return self._write("dead_letter", rec.seq)
 
-    def dead_letters(self, charger_id, limit):
-        return defer.succeed([copy.deepcopy(self.dead[s]) for s in sorted(self.dead)
-                              if self.dead[s].charger_id == charger_id][:limit])
+    def dead_letters(self, charger_id, limit, max_bytes=None):
+        found, size = [], 0
+        for seq in sorted(self.dead):
+            rec = self.dead[seq]
+            if rec.charger_id != charger_id or len(found) == limit:
+                continue
+            if max_bytes is not None and found and size >= max_bytes:
+                break
+            size += len(json.dumps(rec.payload).encode())
+            found.append(copy.deepcopy(rec))
+        return defer.succeed(found)
 
     def requeue(self, seqs):
         for seq in seqs:

@@ -2,11 +2,19 @@
 """
 Rate limits: per remote address for what a stranger can make the service do
 as often as it connects (write to the store, write a log line), the token
-bucket of what a connected charger may send (L{TokenBucket}), and the log
-lines a connected charger's frames cause (L{LineBudget}).
+bucket of what a connected charger may send (L{TokenBucket}), the log
+lines a charger's frames and connections cause (L{LineBudget}), and the
+commits of what it may change as often as it likes (L{CommitPacer}).
 """
 
 from collections import OrderedDict
+
+#: The log lines one charger's traffic may cause (its malformed or refused
+#: frames, the events its messages report, its connections; and the lines
+#: of one KNX group address's writes): LINE_BURST at once, then one every
+#: 1 / LINE_RATE seconds; the next line written counts those held back.
+LINE_BURST = 20
+LINE_RATE = 1 / 6
 
 #: How many remote addresses a L{Pacer} remembers; beyond, the one that
 #: acted longest ago is forgotten (and may act again at once).
@@ -144,3 +152,46 @@ class LineBudget:
         self._bucket.take(now)
         held, self.held = self.held, 0
         return held
+
+
+def held_back(held):
+    """
+    @return: what a line that L{LineBudget.due} let through says of the
+        C{held} lines held back before it (nothing when there were none).
+    """
+    return f" ({held} such lines held back before this one)" if held else ""
+
+
+class CommitPacer:
+    """
+    Whether a value a charger may change as often as it likes (when it was
+    last connected, what it said at its boot) is committed at once: the
+    first change of each key in C{interval} seconds is, the others are lazy
+    writes (L{xxterocpp.store._batches.LAZY_WRITE_DELAY}), which a later
+    change in memory replaces: a charger reconnecting in a loop costs a
+    commit a minute, not one per connection.
+    """
+
+    def __init__(self, interval):
+        self.interval = interval
+        # key -> when it was last committed at once
+        self._committed = {}
+
+    def lazy(self, key, now):
+        """
+        @param now: the time now (seconds, a monotonic clock).
+        @return: whether the write of C{key} now may be lazy.
+        """
+        last = self._committed.get(key)
+        if last is not None and now - last < self.interval:
+            return True
+        self._committed[key] = now
+        return False
+
+    def forget(self, scope):
+        """
+        Forget the keys whose first element is C{scope} (a charger removed
+        from the configuration).
+        """
+        for key in [k for k in self._committed if k[0] == scope]:
+            del self._committed[key]

@@ -25,15 +25,22 @@ def lacks_profile(configuration, profile):
     return entry is not None and entry.value is not None and profile not in csl(entry)
 
 
+#: The integers a configuration value may hold: OCPP's are 32-bit. A
+#: charger's value of twenty digits would make a timer or a date overflow.
+_INT32 = range(-2 ** 31, 2 ** 31)
+
+
 def integer(entry, default):
     """
     @param entry: a reported C{KeyValue}, or None.
-    @return: its value as an int, or C{default} when missing or no number.
+    @return: its value as an int, or C{default} when missing, no number or
+        beyond 32 bits.
     """
     try:
-        return int(entry.value)
+        value = int(entry.value)
     except (AttributeError, TypeError, ValueError):
         return default
+    return value if value in _INT32 else default
 
 
 def units(configuration):

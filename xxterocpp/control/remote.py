@@ -23,6 +23,12 @@ from xxterocpp.ocpp import messages as m
 #: The ConnectionTimeOut (s) of a charger that did not report one.
 CONNECTION_TIMEOUT = 60
 
+#: The longest ConnectionTimeOut (s) believed: a charger gives the driver
+#: a minute or a few to plug in. One that reports more (a day, or a number
+#: of twenty digits, which no timer or date can hold) gets an hour: the
+#: start is not awaited for longer.
+MAX_CONNECTION_TIMEOUT = 3600
+
 #: Seconds past a charger's ConnectionTimeOut for the StartTransaction of a
 #: remote start it accepted: a car plugged in at the last moment.
 START_MARGIN = 5.0
@@ -57,11 +63,13 @@ class Waits:
         """
         @return: how long (s) after an accepted remote start its
             StartTransaction may take: the ConnectionTimeOut the charger
-            reported (the time it gives the driver to plug in), plus
-            L{start_margin}.
+            reported (the time it gives the driver to plug in; at most
+            L{MAX_CONNECTION_TIMEOUT}), plus L{start_margin}.
         """
         timeout = integer(charger.configuration.get("ConnectionTimeOut"), 0)
-        return (timeout if timeout > 0 else self.connection_timeout) + self.start_margin
+        if timeout <= 0:
+            timeout = self.connection_timeout
+        return min(timeout, MAX_CONNECTION_TIMEOUT) + self.start_margin
 
 
 class RemoteSessions:

@@ -25,7 +25,10 @@ RECENT_TRANSACTIONS = 200
 #: real connector starts a few sessions a day; one back from a month
 #: offline uploads a few hundred at once, which pass whole. Beyond, a
 #: charger in a loop (or a hostile one) gets its starts refused: a thousand
-#: rows and one a minute, not one per frame it may send.
+#: rows and one a minute, not one per frame it may send. Each configured
+#: charging point has a budget of its own; the connectors of a charger that
+#: are none (it may name up to 255) share one, so that a charger's
+#: connector count does not multiply its rows.
 START_BURST = 1000
 START_INTERVAL = 60
 
@@ -42,6 +45,20 @@ ORPHAN_INTERVAL = 60
 #: Seconds between two log lines about one charger's starts or stops
 #: beyond its budget (the count of those in between in the next).
 OVER_BUDGET_LOG_INTERVAL = 60
+
+#: The settings (scope: the charger id) that keep its budgets across a
+#: restart: C{ROW_BUDGET + "start/" + connector} (C{"start/other"}: its
+#: connectors that are no charging point) and C{ROW_BUDGET + "stop"}, each
+#: C{[tokens, when]} (POSIX seconds of the central system's time). A lazy
+#: write after each start or orphan stop booked that leaves a budget more
+#: than L{KEPT_BELOW} short of full, so it goes with that row's own commit:
+#: a restart (or a crash loop) does not fill them again.
+ROW_BUDGET = "row_budget/"
+
+#: How far short of full a budget may be without being written: a real
+#: connector's is full again a minute after each session, and its starts
+#: cost no write; a restart gives a charger that many rows at most.
+KEPT_BELOW = 10
 
 
 def _dedup_key(charger_id, connector, id_tag, meter_start, timestamp):
@@ -62,7 +79,8 @@ class TransactionBook:
 
     log = Logger()
 
-    def __init__(self, store, chargers, now, emit, dated=None, seconds=None, offered=None):
+    def __init__(self, store, chargers, now, emit, dated=None, seconds=None, offered=None,
+                 wall=None):
         """
         @param chargers: the central system's L{Charger}s by identity (the
             running transaction of each connector is kept on it).
@@ -78,6 +96,8 @@ class TransactionBook:
         @param offered: C{offered(charger_id, connector)} is called when a
             reading told the current the charger offers the car, before
             its L{MeterChanged} (L{xxterocpp.domain.accepted.AcceptedCommands.offered}).
+        @param wall: the time of day (POSIX seconds) the budgets are kept
+            with (L{ROW_BUDGET}); by default C{now()}'s.
         """
         self._store = store
         self._chargers = chargers
@@ -95,7 +115,11 @@ class TransactionBook:
         # maps to None once an insert failed (a retry inserts again).
         self._unstored = {}
         #: The L{RowBudget} of the chargers' starts and orphan stops.
-        self.budget = RowBudget(seconds or (lambda: now().timestamp()))
+        self.budget = RowBudget(
+            seconds or (lambda: now().timestamp()),
+            save=lambda charger_id, key, value: store.put_setting(
+                charger_id, key, value, lazy=True, quiet=True),
+            wall=wall or (lambda: now().timestamp()))
 
     def load(self):
         """
@@ -148,7 +172,7 @@ class TransactionBook:
                    and (tx.charger_id, tx.connector) != (charger_id, connector)
                    for tx in self._transactions.values())
 
-    def budgeted(self, charger_id, connector, meter_start, timestamp):
+    def budgeted(self, charger_id, connector, meter_start, timestamp, point=True):
         """
         Take a new start at a connector from its budget (L{START_BURST},
         one more every L{START_INTERVAL} s). A start beyond it is not to be
@@ -156,9 +180,11 @@ class TransactionBook:
         the session running at the connector is over, which is closed at
         its meterStart as by a booked start.
 
+        @param point: whether the connector is a configured charging point
+            (with a budget of its own); the others of the charger share one.
         @return: whether the start may be booked.
         """
-        if self.budget.start(charger_id, connector):
+        if self.budget.start(charger_id, connector, point):
             return True
         self._close_forgotten(charger_id, connector, meter_start, *self._dated(timestamp))
         return False
@@ -261,7 +287,9 @@ class TransactionBook:
             reading (meter-less chargers omit it).
         @param timestamp: when it stopped, or None for now.
         @param reading: a L{MeterReading} sent with the stop, or None.
-        @return: a Deferred firing once the stop is stored.
+        @return: a Deferred firing once the stop is stored (failing when
+            it cannot be: the store closed first); of an unknown or
+            stopped one, once recorded, or at once.
         """
         now = self._now()
         stop_time, uncertain = self._dated(timestamp)
@@ -270,8 +298,11 @@ class TransactionBook:
             why = "unknown" if tx is None or tx.charger_id != charger_id else "already stopped"
             if not self.budget.orphan_stop(charger_id, transaction_id, meter_stop):
                 return defer.succeed(None)
-            self.log.warn("{id}: StopTransaction for {why} transaction {tx} acknowledged and "
-                          "recorded", id=charger_id, why=why, tx=transaction_id)
+            # A line each, within the charger's budget of lines.
+            self._chargers[charger_id].chatter(
+                self.log, "warn", self.budget.seconds(),
+                "{id}: StopTransaction for {why} transaction {tx} acknowledged and recorded",
+                id=charger_id, why=why, tx=transaction_id)
             return stored(self._store.record_orphan_stop(
                 charger_id, transaction_id, meter_stop, stop_time, reason, now, why))
         charger = self._chargers[charger_id]
@@ -285,7 +316,10 @@ class TransactionBook:
             # kept as the register reading from meterStart on.
             meter_stop = tx.meter_start + meter_stop
         tx.time_uncertain = tx.time_uncertain or uncertain
-        return stored(self._close(tx, meter_stop, stop_time, reason, id_tag))
+        # Not silenced: a stop the store gave up (it closed before the
+        # commit, a full disk) must not be answered, or the charger drops
+        # it from its queue; it gets a CALLERROR and sends it again.
+        return self._close(tx, meter_stop, stop_time, reason, id_tag)
 
     def meter_values(self, charger_id, connector, transaction_id, reading):
         """
@@ -319,7 +353,9 @@ class TransactionBook:
             if tx is not None and tx.running:
                 tx.energy_register_wh = energy
                 tx.energy_register_time = reading.timestamp
-                stored(self._store.update_meter(tx.id, energy, reading.timestamp or self._now()))
+                # Quiet: a reading a frame, none of them waited for.
+                self._store.update_meter(tx.id, energy, reading.timestamp or self._now(),
+                                         quiet=True)
         if reading.currents is not None:
             connector.currents = reading.currents
         if reading.power_w is not None:
@@ -384,17 +420,25 @@ class RowBudget:
     connector (L{START_BURST}), orphan stops per charger (L{ORPHAN_BURST});
     what is beyond is counted and logged one line a minute per charger.
 
+    The budgets are kept in the settings (L{ROW_BUDGET}) and restored at a
+    start (L{restore}), refilled for the time in between.
+
     @ivar refused_starts: how many starts were beyond their budget.
     @ivar unrecorded_stops: how many orphan stops were.
     """
 
     log = Logger()
 
-    def __init__(self, seconds):
+    def __init__(self, seconds, save=None, wall=None):
         """
         @param seconds: a monotonic clock (seconds).
+        @param save: C{save(charger_id, key, value)} keeps a budget's level
+            (lazily), or None.
+        @param wall: the time of day (POSIX seconds), kept with a level.
         """
-        self._seconds = seconds
+        self.seconds = self._seconds = seconds
+        self._save = save
+        self._wall = wall or seconds
         # (charger, connector) -> the TokenBucket of its starts; charger ->
         # that of its orphan stops. Made full, at the first use.
         self._starts = {}
@@ -403,17 +447,24 @@ class RowBudget:
         self.refused_starts = 0
         self.unrecorded_stops = 0
 
-    def start(self, charger_id, connector):
+    def start(self, charger_id, connector, point=True):
         """
+        @param point: whether the connector is a configured charging point:
+            it has a budget of its own; the charger's other connectors
+            share one.
         @return: whether a new start at the connector may be booked (one
             taken from its budget).
         """
-        if self._take(self._starts, (charger_id, connector), START_BURST, START_INTERVAL):
+        key = (charger_id, connector if point else None)
+        name = f"start/{connector if point else 'other'}"
+        if self._take(self._starts, key, START_BURST, START_INTERVAL, name):
             return True
         self.refused_starts += 1
-        self._over(charger_id, "start", "StartTransactions at connector {connector} beyond its"
+        where = (f"connector {connector}" if point else
+                 f"connectors that are no charging point (the last: {connector})")
+        self._over(charger_id, "start", "StartTransactions at {where} beyond their"
                    f" budget ({START_BURST}, and one every {START_INTERVAL} s) refused, none"
-                   " booked", connector=connector)
+                   " booked", where=where)
         return False
 
     def orphan_stop(self, charger_id, transaction_id, meter_stop):
@@ -421,7 +472,7 @@ class RowBudget:
         @return: whether the charger's StopTransaction of an unknown or
             stopped transaction may be recorded (one taken from its budget).
         """
-        if self._take(self._orphans, charger_id, ORPHAN_BURST, ORPHAN_INTERVAL):
+        if self._take(self._orphans, charger_id, ORPHAN_BURST, ORPHAN_INTERVAL, "stop"):
             return True
         self.unrecorded_stops += 1
         self._over(charger_id, "stop", "StopTransactions of unknown or stopped transactions"
@@ -430,7 +481,7 @@ class RowBudget:
                    " {meter})", tx=transaction_id, meter=meter_stop)
         return False
 
-    def _take(self, budgets, key, burst, interval):
+    def _take(self, budgets, key, burst, interval, name):
         now = self._seconds()
         bucket = budgets.get(key)
         if bucket is None:
@@ -438,7 +489,39 @@ class RowBudget:
         if bucket.level(now) < 1:
             return False
         bucket.take(now)
+        if self._save is not None and bucket.tokens < burst - KEPT_BELOW:
+            charger_id = key[0] if type(key) is tuple else key
+            self._save(charger_id, ROW_BUDGET + name, [round(bucket.tokens, 3), self._wall()])
         return True
+
+    def restore(self, settings):
+        """
+        Take the budgets kept in C{settings} (the central system's, at
+        start-up), each refilled for the time since it was kept.
+        """
+        now, wall = self._seconds(), self._wall()
+        for (charger_id, key), value in settings.items():
+            if not isinstance(key, str) or not key.startswith(ROW_BUDGET):
+                continue
+            name = key[len(ROW_BUDGET):]
+            try:
+                tokens, at = (float(v) for v in value)
+            except (TypeError, ValueError):
+                continue
+            if name == "stop":
+                budgets, budget_key, burst, interval = (
+                    self._orphans, charger_id, ORPHAN_BURST, ORPHAN_INTERVAL)
+            elif name.startswith("start/"):
+                connector = name[len("start/"):]
+                if connector != "other" and not connector.isdigit():
+                    continue
+                budgets, budget_key, burst, interval = (
+                    self._starts, (charger_id, None if connector == "other" else int(connector)),
+                    START_BURST, START_INTERVAL)
+            else:
+                continue
+            bucket = budgets[budget_key] = TokenBucket(1 / interval, burst, now)
+            bucket.tokens = max(0.0, min(burst, tokens + max(0.0, wall - at) / interval))
 
     def _over(self, charger_id, kind, text, **fields):
         held = self._lines.due((charger_id, kind), self._seconds())

@@ -111,7 +111,7 @@ class CentralSystem:
                                          self.emit)
         self.book = TransactionBook(store, self.chargers, self.now, self.emit,
                                     dated=self.time.dated, seconds=clock.seconds,
-                                    offered=self.accepted.offered)
+                                    offered=self.accepted.offered, wall=self.time.seconds)
         self.credentials = Credentials(config, self.settings, store)
         self.security = SecurityProfiles(config, self.settings, store, self.credentials,
                                          self.connections.lookup)
@@ -149,6 +149,7 @@ class CentralSystem:
         self.settings.clear()
         self.settings.update(self.store.load_settings())
         self.time.restore(self.settings.get(("central", TRUSTED_TIME)))
+        self.book.budget.restore(self.settings)
         self.connections.start()
         for charger in self.chargers.values():
             self._restore(charger)
@@ -316,7 +317,8 @@ class CentralSystem:
         if authorization.status == "Accepted" and not self._own_tag(charger_id, id_tag) and (
                 self.book.running_elsewhere(id_tag, charger_id, connector)):
             authorization = attr.evolve(authorization, status="ConcurrentTx")
-        if not self.book.budgeted(charger_id, connector, meter_start, timestamp):
+        point = self.config.charger(charger_id, connector) is not None
+        if not self.book.budgeted(charger_id, connector, meter_start, timestamp, point):
             # docs/ocpp.md#start-budget: ConcurrentTx, not a verdict on the
             # tag that the charger would keep in its authorization cache.
             if authorization.status == "Accepted":

@@ -8,7 +8,10 @@ were refused (L{xxterocpp.domain.refusals}).
 
 The offline_after of a charger runs from its last contact, also across a
 restart of the service: the state store keeps when its connection opened
-and when it ended (L{CONTACT}), one write at each, never one per frame.
+and when it ended (L{CONTACT}), one write at each, never one per frame; of
+a charger that reconnects in a loop, one commit per L{CONTACT_COMMITS}
+seconds, the others lazy writes (a crash may set its last contact back by
+as much as they wait, L{xxterocpp.store._batches.LAZY_WRITE_DELAY}).
 """
 
 import string
@@ -20,6 +23,7 @@ from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected, Statu
 from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import stored, utc_from_seconds
 from xxterocpp.domain.trusted import TRUSTED_TIME
+from xxterocpp.pacing import CommitPacer
 
 #: Statuses of connector 0 (the whole charger) that hold for every connector
 #: until connector 0 reports otherwise.
@@ -36,6 +40,10 @@ OFFLINE = "offline"
 #: C{{"since": time}} while connected (since when), C{{"left": time}} once
 #: the connection ended; ISO 8601 times.
 CONTACT = "contact"
+
+#: Seconds between two commits of one charger's L{CONTACT}; the changes in
+#: between are lazy writes (L{CommitPacer}).
+CONTACT_COMMITS = 60
 
 #: Upper-case ASCII letters to lower case, and nothing else.
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -95,6 +103,7 @@ class Connections:
         self._emit = emit
         # Charger id -> the timer that makes a disconnected charger offline.
         self._offline_timers = {}
+        self._contacts = CommitPacer(CONTACT_COMMITS)
         self.watching = False
 
     def configure(self, config):
@@ -166,7 +175,8 @@ class Connections:
         # The one write of a connection's opening or end.
         value = {what: when.isoformat()}
         self._settings[(charger_id, CONTACT)] = value
-        stored(self._store.put_setting(charger_id, CONTACT, value))
+        lazy = self._contacts.lazy((charger_id, CONTACT), self._clock.seconds())
+        self._store.put_setting(charger_id, CONTACT, value, lazy=lazy, quiet=True)
 
     def removed(self, charger):
         """
@@ -175,6 +185,7 @@ class Connections:
         """
         self._unwatch(charger.id)
         self._refusals.forget(charger.id)
+        self._contacts.forget(charger.id)
         if charger.session is not None:
             self.log.info("{id}: removed from the configuration, disconnecting", id=charger.id)
             charger.session.close()
@@ -213,14 +224,18 @@ class Connections:
         """
         charger = self._chargers[charger_id]
         old = charger.session
+        # Its lines within its budget: a charger may reconnect in a loop.
+        seconds = self._clock.seconds()
         if old is not None:
             charger.reconnects += 1
-            self.log.info("{id}: new connection from {address} replaces the old one",
-                          id=charger_id, address=address)
+            charger.chatter(self.log, "info", seconds,
+                            "{id}: new connection from {address} replaces the old one",
+                            id=charger_id, address=address)
             charger.session = None
             old.close()
         else:
-            self.log.info("{id}: connected from {address}", id=charger_id, address=address)
+            charger.chatter(self.log, "info", seconds, "{id}: connected from {address}",
+                            id=charger_id, address=address)
         now = self._now()
         self._unwatch(charger_id)
         charger.session, charger.address, charger.secure = session, address, secure
@@ -249,7 +264,8 @@ class Connections:
             # (not while the service stops: the store may be closed; the
             # next start counts from the time the service kept last)
             self._contact(charger_id, "left", charger.disconnected_since)
-        self.log.info("{id}: disconnected", id=charger_id)
+        charger.chatter(self.log, "info", self._clock.seconds(), "{id}: disconnected",
+                        id=charger_id)
         self._emit(ChargerDisconnected(charger_id))
         self._watch(charger)
 

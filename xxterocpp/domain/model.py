@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import attr
 
+from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, held_back
 from xxterocpp.quirks import NO_QUIRKS
 
 #: How many OCPP frames are kept per charger for the status page.
@@ -305,6 +306,8 @@ class Charger:
         chosen from its boot data and its configuration
         (L{xxterocpp.domain.workarounds.Workarounds}); the code that honours a
         workaround asks C{quirks.has(name)}.
+    @ivar lines: the L{LineBudget} of the log lines its traffic causes, over
+        all its connections (L{line_due}), from the first such line on.
     """
 
     id = attr.ib()
@@ -332,6 +335,34 @@ class Charger:
     ever_connected = attr.ib(default=False)
     offline = attr.ib(default=False)
     quirks = attr.ib(default=NO_QUIRKS, repr=False)
+    lines = attr.ib(default=None, repr=False)
+
+    def line_due(self, now):
+        """
+        Take a log line its traffic causes from its L{LineBudget}
+        (L{LINE_BURST} at once, then L{LINE_RATE} a second): what its
+        frames make us complain of, what its messages report, its
+        connections. A new connection does not fill it again.
+
+        @param now: the time now (seconds, a monotonic clock).
+        @return: None when the line is held back; else how many were held
+            back before it.
+        """
+        if self.lines is None:
+            self.lines = LineBudget(LINE_RATE, LINE_BURST, now)
+        return self.lines.due(now)
+
+    def chatter(self, log, level, now, format, **fields):
+        """
+        Log a line its traffic causes, within L{line_due}; the next line
+        written says how many were held back.
+
+        @param log: the L{twisted.logger.Logger} of the line.
+        @param level: C{"info"} or C{"warn"}.
+        """
+        held = self.line_due(now)
+        if held is not None:
+            getattr(log, level)(format + held_back(held), **fields)
 
     @property
     def connected(self):

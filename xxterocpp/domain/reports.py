@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from xxterocpp.domain.events import ChargerBooted, LimitChanged, MeterChanged, StatusChanged
 from xxterocpp.domain.model import stored
+from xxterocpp.pacing import CommitPacer
 
 #: Connector states in which no current flows, whatever the last sample said.
 _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishing",
@@ -20,6 +21,10 @@ _NOT_CHARGING = frozenset({"Available", "SuspendedEV", "SuspendedEVSE", "Finishi
 
 #: The setting prefix (+ connector) of the current limit in force.
 LIMIT_IN_FORCE = "limit_in_force/"
+
+#: Seconds between two commits of one charger's boot data when it changes;
+#: the changes in between are lazy writes (L{CommitPacer}).
+BOOT_COMMITS = 60
 
 
 class ChargerReports:
@@ -46,6 +51,7 @@ class ChargerReports:
         self._now = now
         self._emit = emit
         self._workarounds = workarounds
+        self._boots = CommitPacer(BOOT_COMMITS)
 
     def load(self):
         """
@@ -86,13 +92,18 @@ class ChargerReports:
         """
         charger = self._chargers[charger_id]
         record = boot.as_dict()
+        seconds = self._clock.seconds()
         if record != charger.boot:
-            # A reconnect storm after a controller restart writes nothing.
+            # A reconnect storm after a controller restart writes nothing;
+            # one that boots with new data a hundred times a second commits
+            # once a minute (L{BOOT_COMMITS}).
             charger.boot = record
-            stored(self._store.put_setting(charger_id, "boot", record))
+            lazy = self._boots.lazy((charger_id, "boot"), seconds)
+            self._store.put_setting(charger_id, "boot", record, lazy=lazy, quiet=True)
         charger.booted_at = self._now()
-        self.log.info("{id}: booted ({vendor} {model}, firmware {firmware})", id=charger_id,
-                      vendor=boot.vendor, model=boot.model, firmware=boot.firmware)
+        charger.chatter(self.log, "info", seconds,
+                        "{id}: booted ({vendor} {model}, firmware {firmware})", id=charger_id,
+                        vendor=boot.vendor, model=boot.model, firmware=boot.firmware)
         self._workarounds.choose(charger)
         self._clock.callLater(0, self._emit, ChargerBooted(charger_id))
 
@@ -111,10 +122,12 @@ class ChargerReports:
             changed = (charger.status, charger.error_code) != (status, error_code)
             charger.status, charger.error_code = status, error_code
             if changed:
-                self.log.info("{id}: {status} ({error})", id=charger_id, status=status,
-                              error=error_code)
+                charger.chatter(self.log, "info", self._clock.seconds(),
+                                "{id}: {status} ({error})", id=charger_id, status=status,
+                                error=error_code)
                 self._emit(StatusChanged(charger_id, None))
-            stored(self._store.save_connector_status(charger_id, 0, status, error_code, info, at))
+            self._store.save_connector_status(charger_id, 0, status, error_code, info, at,
+                                              quiet=True)
             return
         c = charger.connector(connector)
         changed = (c.status, c.error_code) != (status, error_code)
@@ -131,19 +144,23 @@ class ChargerReports:
             c.power_w = 0.0 if c.power_w is not None else None
             self._emit(MeterChanged(charger_id, connector))
         if changed:
-            self.log.info("{id}/{connector}: {status} ({error})", id=charger_id,
-                          connector=connector, status=status, error=error_code)
+            charger.chatter(self.log, "info", self._clock.seconds(),
+                            "{id}/{connector}: {status} ({error})", id=charger_id,
+                            connector=connector, status=status, error=error_code)
             self._emit(StatusChanged(charger_id, connector))
-        stored(self._store.save_connector_status(charger_id, connector, status, error_code,
-                                                 info, at))
+        # Quiet: a status a frame, none of them waited for.
+        self._store.save_connector_status(charger_id, connector, status, error_code, info, at,
+                                          quiet=True)
 
     def progress_reported(self, charger_id, kind, status):
         """
         A charger reported the progress of a firmware update, diagnostics or
         log upload (C{kind}), kept for the status page.
         """
-        self._chargers[charger_id].notifications[kind] = (self._now(), status)
-        self.log.info("{id}: {name} {status}", id=charger_id, name=kind, status=status)
+        charger = self._chargers[charger_id]
+        charger.notifications[kind] = (self._now(), status)
+        charger.chatter(self.log, "info", self._clock.seconds(), "{id}: {name} {status}",
+                        id=charger_id, name=kind, status=status)
 
     def security_event(self, charger_id, timestamp, kind, tech_info=None):
         """
@@ -153,8 +170,9 @@ class ChargerReports:
         if not isinstance(charger.security_events, deque):
             charger.security_events = deque(charger.security_events, maxlen=20)
         charger.security_events.append((timestamp, kind, tech_info))
-        self.log.warn("{id}: security event {type} {info}", id=charger_id, type=kind,
-                      info=tech_info or "")
+        charger.chatter(self.log, "warn", self._clock.seconds(),
+                        "{id}: security event {type} {info}", id=charger_id, type=kind,
+                        info=tech_info or "")
 
     def limit_in_force(self, charger_id, connector, limit):
         """

@@ -17,6 +17,10 @@ L{KnxBridge} applies it:
       out yet (L{CommandPending}) or will not (L{CommandIneffective});
     - a GroupValueWrite to C{[smart] prices_ga} / C{surplus_ga} is a price
       or PV surplus for the L{SmartManager} (L{SMART_INPUTS});
+    - the log lines the writes to one group address cause (ignored,
+      carried out or not, failed) are within that address's budget
+      (L{xxterocpp.pacing.LINE_BURST}, L{xxterocpp.pacing.LINE_RATE}):
+      another client of knxd may write as fast as the bus takes;
     - once the knxd link is (back) up, every send object is published;
     - nothing is written or answered for a charger that never connected.
 
@@ -52,6 +56,7 @@ from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, Float32, TimeOf
 from xxterocpp.knx.journal import Journal
 from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
 from xxterocpp.knx.points import linked_points
+from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, held_back
 
 __all__ = ["BridgedObject", "KnxBridge", "OBJECTS", "SMART_INPUTS", "has_group_objects"]
 
@@ -396,6 +401,9 @@ class KnxBridge(service.Service):
         # per address, the (point key, object key) that wrote to it last: a
         # GroupValueRead of an address shared by send objects gets that value
         self._last_writer = {}
+        # per group address written to, the LineBudget of the lines its
+        # writes cause (only configured receive addresses get one)
+        self._lines = {}
         self.journal = Journal()  # what went on and came from the bus, for the page
         self.reconfigure(config)
         link.add_telegram_observer(self._telegram)
@@ -620,26 +628,44 @@ class KnxBridge(service.Service):
             if entry is not None:
                 self._smart_received(entry, telegram)
 
+    def _line(self, dst, level, format, **fields):
+        """
+        Log a line a write to C{dst} caused, within that address's
+        L{LineBudget}; the next line written says how many were held back.
+
+        @param level: C{"info"}, C{"warn"}, or C{"failure"} (the current
+            exception's, or the C{failure} field's).
+        """
+        now = self.clock.seconds()
+        budget = self._lines.get(dst)
+        if budget is None:
+            budget = self._lines[dst] = LineBudget(LINE_RATE, LINE_BURST, now)
+        held = budget.due(now)
+        if held is not None:
+            getattr(_log, level)(format + held_back(held), **fields)
+
     def _smart_received(self, entry, telegram):
         what = f"KNX write {telegram.payload!r} from {telegram.src} to {telegram.dst} " \
                f"(smart.{entry.name})"
+        dst = telegram.dst
         if self.smart is None:
-            _log.warn("{what} ignored: no Smart Energy Manager", what=what)
+            self._line(dst, "warn", "{what} ignored: no Smart Energy Manager", what=what)
             return
         try:
             value = entry.dpt.decode(telegram.payload)
         except DPTError as e:
-            _log.warn("{what} ignored: {reason}", what=what, reason=e)
+            self._line(dst, "warn", "{what} ignored: {reason}", what=what, reason=e)
             return
         try:
             entry.apply(self.smart, value)
         except Exception:
-            _log.failure("{what} failed", what=what)
+            self._line(dst, "failure", "{what} failed", what=what)
 
     def _received(self, point, obj, telegram):
         dpt = obj.dpt_for(point.config)
         what = f"KNX write {telegram.payload!r} from {telegram.src} to {telegram.dst} " \
                f"({obj.key} of {point})"
+        dst = telegram.dst
         refusals = point.refusals
         try:
             value = dpt.decode(telegram.payload)
@@ -649,32 +675,32 @@ class KnxBridge(service.Service):
             self.journal.received(point.key, obj.key, value, self.wall(), telegram.src)
             d = obj.receive(self.controller, point.config, value)
         except DPTError as e:
-            _log.warn("{what} ignored: {reason}", what=what, reason=e)
+            self._line(dst, "warn", "{what} ignored: {reason}", what=what, reason=e)
             return
         except Exception:
-            _log.failure("{what} failed", what=what)
+            self._line(dst, "failure", "{what} failed", what=what)
             self._feed_back(point, obj)
             return
         if d is not None:
-            d.addCallback(self._answered, point, obj, what, refusals)
-            d.addErrback(self._failed, point, obj, what)
+            d.addCallback(self._answered, point, obj, what, refusals, dst)
+            d.addErrback(self._failed, point, obj, what, dst)
 
-    def _answered(self, result, point, obj, what, refusals):
+    def _answered(self, result, point, obj, what, refusals, dst):
         if result.accepted:
-            _log.info("{what}: {status}", what=what, status=result.status)
+            self._line(dst, "info", "{what}: {status}", what=what, status=result.status)
             if obj.echo:
                 self._feed_back(point, obj)
             return
         detail = f" ({result.detail})" if result.detail else ""
-        _log.warn("{what} not carried out: {status}{detail}", what=what,
-                  status=result.status, detail=detail)
+        self._line(dst, "warn", "{what} not carried out: {status}{detail}", what=what,
+                   status=result.status, detail=detail)
         # unless a CommandRefused (the controller's report of this very
         # refusal) has written the whole point since the write
         if point.refusals == refusals:
             self._feed_back(point, obj)
 
-    def _failed(self, failure, point, obj, what):
-        _log.failure("{what} failed", failure, what=what)
+    def _failed(self, failure, point, obj, what, dst):
+        self._line(dst, "failure", "{what} failed", failure=failure, what=what)
         self._feed_back(point, obj)
 
     def _feed_back(self, point, obj):

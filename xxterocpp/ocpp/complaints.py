@@ -12,13 +12,8 @@ import re
 
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.messages import CALLERROR, CALLRESULT
-from xxterocpp.pacing import LineBudget
+from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, held_back
 
-#: Log lines about a peer's frames (malformed, refused, tolerated, unknown
-#: answers) per connection: LINE_BURST at once, then one every
-#: 1 / LINE_RATE seconds; the next line written counts those held back.
-LINE_BURST = 20
-LINE_RATE = 1 / 6
 
 #: How many of a frame's tolerated problems its log line lists; the others
 #: are counted. A 64 KiB MeterValues of bad sampled values holds 18,000.
@@ -65,7 +60,7 @@ class Complaints:
     __slots__ = ()
 
     #: The connection's L{LineBudget}, from its first complaint on (most
-    #: connections never have one: nothing to carry per charger).
+    #: connections never have one), unless the session was given C{lines}.
     _lines = None
 
     def _salvaged(self, text):
@@ -87,7 +82,7 @@ class Complaints:
 
     def _tolerated(self, action, warnings):
         if not self.lenient_answers:
-            self._complain("info", "{action} answer tolerated: {warnings}", action=action,
+            self.complain("info", "{action} answer tolerated: {warnings}", action=action,
                            warnings=listed(warnings))
         elif not self._lenience_logged:
             self._lenience_logged = True
@@ -95,22 +90,30 @@ class Complaints:
                           "not logged again on this connection)", identity=self.identity,
                           action=action, warnings=listed(warnings))
 
-    def _complain(self, level, format, **fields):
-        """
-        Log a line about the peer's frames, within the connection's
-        L{LINE_BURST} and L{LINE_RATE}.
-        """
-        now = self._clock.seconds()
+    def _line_due(self, now):
+        # The connection's own budget, when the session was given none.
         if self._lines is None:
             self._lines = LineBudget(LINE_RATE, LINE_BURST, now)
-        held = self._lines.due(now)
+        return self._lines.due(now)
+
+    def complain(self, level, format, **fields):
+        """
+        Log a line about the peer's frames, within its budget of lines
+        (L{LINE_BURST} at once, then one every 1 / L{LINE_RATE} seconds,
+        L{xxterocpp.pacing}): per charger over all its connections when
+        the session was given the charger's (C{lines}), else per
+        connection. The next line written counts those held back.
+
+        @param level: C{"info"}, C{"warn"}, or C{"failure"} (with the
+            C{failure} field).
+        """
+        held = self._line_due(self._clock.seconds())
         if held is not None:
-            more = f" ({held} such lines held back before this one)" if held else ""
-            getattr(self.log, level)("{identity}: " + format + more, identity=self.identity,
-                                     **fields)
+            getattr(self.log, level)("{identity}: " + format + held_back(held),
+                                     identity=self.identity, **fields)
 
     def _malformed(self, text, why):
         match = _CALL_ID.match(text)
-        self._complain("warn", "malformed frame ({why}): {text}", why=why, text=text[:200])
+        self.complain("warn", "malformed frame ({why}): {text}", why=why, text=text[:200])
         if match:
             self._write([CALLERROR, match.group(1), m.FORMATION_VIOLATION, why, {}])

@@ -203,8 +203,11 @@ def authorize(central, charger_id, req):
     Authorize: the domain's verdict on the idTag at any of the charger's points.
     """
     authorization = central.authorize(charger_id, None, req.id_tag)
-    log.info("{id}: Authorize {tag}: {status}", id=charger_id, tag=req.id_tag,
-             status=authorization.status)
+    # A line per Authorize, within the charger's budget of lines: a charger
+    # may send a hundred a second.
+    central.chargers[charger_id].chatter(
+        log, "info", central.clock.seconds(), "{id}: Authorize {tag}: {status}",
+        id=charger_id, tag=req.id_tag, status=authorization.status)
     return m.AuthorizeResponse(id_tag_info=id_tag_info(authorization))
 
 
@@ -225,8 +228,10 @@ def data_transfer(central, charger_id, req):
     """
     DataTransfer: no vendor extension is understood.
     """
-    log.info("{id}: DataTransfer from vendor {vendor!r} ({message!r}) not understood",
-             id=charger_id, vendor=req.vendor_id, message=req.message_id)
+    central.chargers[charger_id].chatter(
+        log, "info", central.clock.seconds(),
+        "{id}: DataTransfer from vendor {vendor!r} ({message!r}) not understood",
+        id=charger_id, vendor=req.vendor_id, message=req.message_id)
     return m.DataTransferResponse(status="UnknownVendorId")
 
 

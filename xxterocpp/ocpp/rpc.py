@@ -123,7 +123,8 @@ class OcppSession(Complaints):
     log = Logger()
 
     def __init__(self, identity, send, dispatch, clock, call_timeout,
-                 frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS):
+                 frame_observer=None, id_factory=None, close=None, accepts=m.CP_TO_CS,
+                 lines=None, held=None):
         """
         @param send: called with each outgoing frame as C{str}.
         @param dispatch: C{dispatch(action, request)} returns the response
@@ -139,8 +140,20 @@ class OcppSession(Complaints):
             L{m.CP_TO_CS} when we are the central system (the peer is a
             charger), L{m.CS_TO_CP} when we speak as a charger to a back
             office.
+        @param lines: optional C{lines(now)}, the budget of the log lines
+            the peer's frames cause (L{xxterocpp.domain.model.Charger.line_due}:
+            the charger's, over all its connections): None for a line held
+            back, else how many were held back before it. By default the
+            session has a L{LineBudget} of its own.
+        @param held: optional zero-argument callable, for how many seconds
+            so far the connection's frames were not read
+            (L{xxterocpp.ocpp.budget.FrameBudget.held_seconds}): a call's
+            timeout does not count them, its answer may wait among them.
         """
         self.identity = identity
+        if lines is not None:
+            self._line_due = lines
+        self._held = held
         self._send = send
         self._close = close
         self._dispatch = dispatch
@@ -213,11 +226,12 @@ class OcppSession(Complaints):
         action, request, d, late = self._queue.pop(0)
         unique_id = self._id_factory()
         timer = self._clock.callLater(self.call_timeout, self._timed_out, unique_id)
-        self._outstanding = (unique_id, action, d, timer, late)
+        held = self._held() if self._held is not None else 0.0
+        self._outstanding = (unique_id, action, d, timer, late, held)
         self._write([CALL, unique_id, action, m.encode(request)])
 
     def _finish_outstanding(self):
-        unique_id, action, d, timer, late = self._outstanding
+        unique_id, action, d, timer, late, held = self._outstanding
         self._outstanding = None
         if timer.active():
             timer.cancel()
@@ -226,6 +240,18 @@ class OcppSession(Complaints):
     def _timed_out(self, unique_id):
         if self._outstanding is None or self._outstanding[0] != unique_id:
             return
+        if self._held is not None:
+            # The connection's frames were not read for some of the wait
+            # (it sent more than its frame budget): the answer may be among
+            # them. The wait is made longer by as much; a connection held
+            # for long is closed (FLOOD_SECONDS), failing the call.
+            held = self._held()
+            longer = held - self._outstanding[5]
+            if longer > 0:
+                unique_id, action, d, timer, late, _ = self._outstanding
+                timer = self._clock.callLater(longer, self._timed_out, unique_id)
+                self._outstanding = (unique_id, action, d, timer, late, held)
+                return
         late = self._outstanding[4]
         action, d = self._finish_outstanding()
         self._late = None if late is None else (unique_id, action, late)
@@ -267,7 +293,7 @@ class OcppSession(Complaints):
             self._answer_received(frame)
         else:
             # OCPP-J §4.1.3: an unknown MessageTypeId is ignored.
-            self._complain("info", "ignored a frame of unknown type {kind}", kind=quoted(kind))
+            self.complain("info", "ignored a frame of unknown type {kind}", kind=quoted(kind))
 
     def _call_received(self, frame, text):
         if len(frame) != 4 or not isinstance(frame[1], str) or not isinstance(frame[2], str):
@@ -299,13 +325,13 @@ class OcppSession(Complaints):
         try:
             request, warnings = m.decode(spec.request, payload, lenient=lenient)
         except m.ValidationError as e:
-            self._complain("warn", "{action} refused with {code}: {message}", action=action,
+            self.complain("warn", "{action} refused with {code}: {message}", action=action,
                            code=e.code, message=e.message)
             self._reply_error(unique_id, e.code, e.message)
             return
         if warnings:
             self.warnings += len(warnings)
-            self._complain("info", "{action} tolerated: {warnings}", action=action,
+            self.complain("info", "{action} tolerated: {warnings}", action=action,
                            warnings=listed(warnings))
         try:
             response = self._dispatch(action, request)
@@ -343,8 +369,9 @@ class OcppSession(Complaints):
         if failure.check(CallError):
             self._reply_error(unique_id, failure.value.code, failure.value.description)
             return
-        self.log.failure("{identity}: handling {action} failed", failure,
-                         identity=self.identity, action=action)
+        # Within the budget too: a fault a frame can trigger, a frame can
+        # trigger a hundred times a second.
+        self.complain("failure", "handling {action} failed", failure=failure, action=action)
         self._reply_error(unique_id, m.INTERNAL_ERROR, "the central system failed to process it")
 
     def _reply_error(self, unique_id, code, description):
@@ -360,7 +387,7 @@ class OcppSession(Complaints):
                 late(self._result(action, frame))
                 return
             # OCPP-J §4.1.4; typically the late answer of a timed-out call.
-            self._complain("info", "dropped an answer to unknown message id {id}",
+            self.complain("info", "dropped an answer to unknown message id {id}",
                            id=quoted(unique_id))
             return
         action, d = self._finish_outstanding()

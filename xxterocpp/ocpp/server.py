@@ -94,6 +94,51 @@ SILENT_HEARTBEATS = 3
 _SILENT_LOG = txaio.make_logger(level="none")
 
 
+#: Where Autobahn's lines of an open connection go (L{_ChargerLog}).
+_AUTOBAHN_LOG = Logger(namespace="autobahn.websocket.protocol")
+
+
+class _ChargerLog:
+    """
+    Autobahn's logger of a charger's open connection: its debug and trace
+    calls (several a frame) do nothing, as with its own logger at our
+    level; its other lines go within the charger's line budget
+    (L{xxterocpp.domain.model.Charger.line_due}). Autobahn writes one for
+    each pong that answers no pending ping, and one for each connection it
+    drops or fails: a charger may send a hundred such pongs a second, or
+    reconnect and misbehave in a loop.
+    """
+
+    __slots__ = ("_charger", "_clock")
+
+    def __init__(self, charger, clock):
+        self._charger = charger
+        self._clock = clock
+
+    def debug(self, *args, **kwargs):
+        pass
+
+    trace = debug
+
+    def _line(self, level, format, **fields):
+        self._charger.chatter(_AUTOBAHN_LOG, level, self._clock.seconds(),
+                              "{charger}: " + (format or ""), charger=self._charger.id, **fields)
+
+    def info(self, format=None, **fields):
+        self._line("info", format, **fields)
+
+    def warn(self, format=None, **fields):
+        self._line("warn", format, **fields)
+
+    def error(self, format=None, **fields):
+        self._line("error", format, **fields)
+
+    critical = error
+
+    def failure(self, format=None, failure=None, **fields):
+        self._line("failure", format, failure=failure, **fields)
+
+
 def identity_from_path(path):
     """
     The charger identity of a connection URL: its last path segment,
@@ -102,6 +147,10 @@ def identity_from_path(path):
     segments = [s for s in path.split("?", 1)[0].split("/") if s]
     return unquote(segments[-1]) if segments else ""
 
+
+#: The close reason of a connection a newer one of its charger replaced.
+REPLACED_REASON = "Replaced by a newer connection"
+_REPLACED_CLOSE = (1000).to_bytes(2, "big") + REPLACED_REASON.encode()
 
 #: L{OcppServerProtocol._refusal} of a refusal logged already.
 LOGGED = object()
@@ -294,12 +343,12 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         return getattr(peer, "host", str(peer))
 
     def onOpen(self):
-        # Autobahn's own logger again (its class attribute).
-        del self.log
-        self._heard_at = self.factory.clock.seconds()
-        self._handshake_over()
         central = self.factory.central
         charger_id = self.charger_id
+        # Autobahn's lines within the charger's budget from now on.
+        self.log = _ChargerLog(central.chargers[charger_id], self.factory.clock)
+        self._heard_at = self.factory.clock.seconds()
+        self._handshake_over()
         # Bound methods of this protocol, not closures: a connected charger
         # costs a few hundred bytes less.
         self.session = OcppSession(
@@ -307,6 +356,10 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             central.config.ocpp.call_timeout,
             frame_observer=self._frame,
             close=self._close_replaced,
+            # The charger's budget of lines, not the connection's: one
+            # that reconnects gets no new one.
+            lines=central.chargers[charger_id].line_due,
+            held=self.held_seconds,
         )
         central.connections.connected(charger_id, self.session, self.peer_address(),
                                       ISSLTransport.providedBy(self.transport))
@@ -420,14 +473,21 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             self.sendMessage(text.encode("utf-8"), isBinary=False)
 
     def _close_replaced(self):
-        self.sendClose(code=1000, reason="Replaced by a newer connection")
+        if self._held is not None:
+            # Held by its frame budget: the charger's close would come
+            # behind the frames not read yet. The close frame, then TCP, as
+            # for a flood (L{FrameBudget}).
+            self.sendFrame(opcode=8, payload=_REPLACED_CLOSE)
+            self.dropConnection(abort=False)
+            return
+        self.sendClose(code=1000, reason=REPLACED_REASON)
 
     def onMessage(self, payload, isBinary):
         self._heard_at = self.factory.clock.seconds()
         if self.session is None:
             return
         if isBinary:
-            self._log.info("{id}: ignored a binary message (OCPP-J is text)", id=self.charger_id)
+            self.session.complain("info", "ignored a binary message (OCPP-J is text)")
             return
         self.session.text_received(payload.decode("utf-8"))
 

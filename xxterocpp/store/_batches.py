@@ -191,7 +191,7 @@ class Batcher:
 
     # -- the queue ---------------------------------------------------------
 
-    def write(self, key, apply, *args, lazy=False, merge=None):
+    def write(self, key, apply, *args, lazy=False, merge=None, quiet=False):
         """
         Queue C{apply(db, *args)} for the next batch.
 
@@ -206,17 +206,25 @@ class Batcher:
             writes are committed at the end of this reactor turn.
         @param merge: how a write under C{key} combines with the one it
             replaces (see L{_Write}); by default it just replaces it.
+        @param quiet: C{True} for a caller that does not wait for the
+            commit: no L{Deferred} is made, and none kept. A lazy write
+            that replaces its older self a hundred times a second (a
+            charger's meter readings, for up to C{lazy_delay}) kept a
+            Deferred for each of them until the commit.
         @return: a L{Deferred} that fires with L{None} once committed, also
             when that takes retries, or fails with L{StoreError} when the
-            write is rejected or the store closes without committing it.
+            write is rejected or the store closes without committing it;
+            L{None} when C{quiet}.
         """
         if self._closing:
-            return fail(StoreError(f"state store {self._path} is closed"))
+            return None if quiet else fail(StoreError(f"state store {self._path} is closed"))
         if key is None:
             key = next(self._keys)
         write = _Write(apply, args, lazy, merge)
-        d = Deferred()
-        write.waiters.append(d)
+        d = None
+        if not quiet:
+            d = Deferred()
+            write.waiters.append(d)
         older = self._pending.pop(key, None)
         if older is not None:
             write.replace(older)

@@ -112,17 +112,22 @@ class State:
 
     # -- writes ------------------------------------------------------------
 
-    def save_connector_status(self, charger_id, connector, status, error_code, info, at):
+    def save_connector_status(self, charger_id, connector, status, error_code, info, at,
+                              quiet=False):
         """
         Record the last StatusNotification of a connector: a lazy write, of
         which only the last status counts. A status equal to the one known
         (the same status, error code and info) is not written again, so
         C{at} stays the time since when it holds.
+
+        @param quiet: C{True} when the caller does not wait for the
+            commit: L{None} is returned, no L{Deferred} made
+            (L{xxterocpp.store._batches.Batcher.write}).
         """
         key = ("status", charger_id, connector)
         state = (status, error_code, info)
         if self._statuses.get((charger_id, connector)) == state:
-            return self._batches.settled(key)
+            return None if quiet else self._batches.settled(key)
         self._statuses[charger_id, connector] = state
         return self._write(
             key,
@@ -130,7 +135,7 @@ class State:
             "INSERT OR REPLACE INTO connector_status (charger_id, connector,"
             " status, error_code, info, at) VALUES (?, ?, ?, ?, ?, ?)",
             (charger_id, connector, status, error_code, info, to_text(at)),
-            lazy=True,
+            lazy=True, quiet=quiet,
         )
 
     def record_unknown_attempts(self, identity, address, first_seen, last_seen, attempts):
@@ -154,7 +159,7 @@ class State:
             merge=_merge_attempts,
         )
 
-    def put_setting(self, scope, key, value, lazy=False):
+    def put_setting(self, scope, key, value, lazy=False, quiet=False):
         """
         Store a setting changed at run time (e.g. a limit set over KNX).
 
@@ -163,6 +168,9 @@ class State:
             C{lazy_delay} late at the latest, as a meter reading (for a
             value that a crash may set back a little at no cost); by
             default it is committed at the end of this reactor turn.
+        @param quiet: C{True} when the caller does not wait for the
+            commit: L{None} is returned, no L{Deferred} made
+            (L{xxterocpp.store._batches.Batcher.write}).
         @raise TypeError: at once, if C{value} is not JSON-serialisable.
         """
         return self._write(
@@ -170,7 +178,7 @@ class State:
             execute,
             "INSERT OR REPLACE INTO settings (scope, key, value) VALUES (?, ?, ?)",
             (scope, key, json.dumps(value)),
-            lazy=lazy,
+            lazy=lazy, quiet=quiet,
         )
 
     def delete_setting(self, scope, key):

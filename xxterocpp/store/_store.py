@@ -102,5 +102,5 @@ class Store(Transactions, State):
         """
         return self._batches.read(query, *args)
 
-    def _write(self, key, apply, *args, lazy=False, merge=None):
-        return self._batches.write(key, apply, *args, lazy=lazy, merge=merge)
+    def _write(self, key, apply, *args, lazy=False, merge=None, quiet=False):
+        return self._batches.write(key, apply, *args, lazy=lazy, merge=merge, quiet=quiet)

@@ -174,18 +174,22 @@ class Transactions:
         )
         return self._write(None, _insert_transaction, rec)
 
-    def update_meter(self, tx_id, energy_wh, at):
+    def update_meter(self, tx_id, energy_wh, at, quiet=False):
         """
         Record the latest energy register reading of a transaction: a lazy
         write, of which only the last reading counts; a reading equal to
         the one before is not written at all. The StopTransaction's
         meterStop is what books the energy.
+
+        @param quiet: C{True} when the caller does not wait for the
+            commit: L{None} is returned, no L{Deferred} made
+            (L{xxterocpp.store._batches.Batcher.write}).
         """
         key = ("meter", tx_id)
         text = to_text(at)
         known = self._meters.get(tx_id)
         if known is not None and known[0] == energy_wh:
-            return self._batches.settled(key)
+            return None if quiet else self._batches.settled(key)
         self._meters[tx_id] = (energy_wh, text)
         return self._write(
             key,
@@ -193,7 +197,7 @@ class Transactions:
             "UPDATE transactions SET last_meter_wh = ?, last_meter_time = ?"
             " WHERE id = ?",
             (energy_wh, text, tx_id),
-            lazy=True,
+            lazy=True, quiet=quiet,
         )
 
     def stop_transaction(self, tx_id, meter_stop, stop_time, reason, stop_id_tag,

@@ -281,19 +281,31 @@ class UpstreamStore:
         to_text(rec.failed_at)
         return self._row_write(rec.seq, _dead_letter, rec)
 
-    def dead_letters(self, charger_id, limit):
+    def dead_letters(self, charger_id, limit, max_bytes=None):
         """
         Read a charger's oldest dead letters (the writes queued so far
         included), without blocking.
 
+        @param max_bytes: if given, no more than the dead letters whose
+            payloads (as JSON) take this many bytes together, and at
+            least one: each is read whole into memory.
         @return: a Deferred firing with at most C{limit}
             L{DeadLetterRecord}s, oldest first.
         """
-        d = self._store._read(
-            self._store._worker.select,
-            "SELECT seq, charger_id, action, transaction_id, payload, queued_at, failed_at,"
-            " error FROM upstream_dead_letters WHERE charger_id = ? ORDER BY seq LIMIT ?",
-            (charger_id, limit))
+        if max_bytes is None:
+            sql = ("SELECT seq, charger_id, action, transaction_id, payload, queued_at,"
+                   " failed_at, error FROM upstream_dead_letters WHERE charger_id = ?"
+                   " ORDER BY seq LIMIT ?")
+            params = (charger_id, limit)
+        else:
+            # The bytes of the payloads before each row, in the order read.
+            sql = ("SELECT seq, charger_id, action, transaction_id, payload, queued_at,"
+                   " failed_at, error FROM (SELECT *, sum(length(CAST(payload AS BLOB)))"
+                   " OVER (ORDER BY seq) - length(CAST(payload AS BLOB)) AS before"
+                   " FROM upstream_dead_letters WHERE charger_id = ?)"
+                   " WHERE before < ? ORDER BY seq LIMIT ?")
+            params = (charger_id, max_bytes, limit)
+        d = self._store._read(self._store._worker.select, sql, params)
         return d.addCallback(lambda rows: [_dead_letter_record(row) for row in rows])
 
     def requeue(self, seqs):

@@ -37,8 +37,13 @@ REFUSED_FOR_GOOD = frozenset({
 MAX_FAILURES = 80
 
 #: Dead letters put back in the queue by one L{Outbox.requeue}, the oldest
-#: first: what one request reads from the file and holds in memory.
+#: first: what one request reads from the file and holds in memory; and
+#: the bytes of their payloads (as JSON) at most, the first always taken.
+#: A MeterValues of 64 KiB (a charger may send one) is some 300 KiB in
+#: memory: a thousand of them were 320 MB; a typical one (1.6 kB) passes
+#: a thousand at a time still.
 REQUEUE_BATCH = 1000
+REQUEUE_BYTES = 2 * 1024 * 1024
 
 #: The messages that go through the outbox.
 QUEUED_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
@@ -137,6 +142,11 @@ class Outbox:
         # dead-lettered: their later messages are queued behind it.
         self._starts = set()
         self._requeuing = False
+        # The seqs of dead letters queued again whose move back to the
+        # queue is not committed yet: the file still has them as dead
+        # letters, and a re-queue that reads them there (while commits
+        # fail) must not queue them a second time (L{_requeued}).
+        self._moving = set()
 
     def restore(self, queue, dead_letters, dead_letter_count, ids):
         """
@@ -350,7 +360,8 @@ class Outbox:
     def requeue(self):
         """
         Put the charger's dead letters back in its queue, at most
-        L{REQUEUE_BATCH} of them, the oldest first: the installer's, once
+        L{REQUEUE_BATCH} of them and L{REQUEUE_BYTES} of payloads, the
+        oldest first: the installer's, once
         the back office takes them again. They go where their order puts
         them, before the messages queued since (a transaction's messages
         stay in the order the charger sent them), with no failures
@@ -362,7 +373,7 @@ class Outbox:
         if self._requeuing:
             return defer.succeed(None)
         self._requeuing = True
-        d = self._store.dead_letters(self.charger_id, REQUEUE_BATCH)
+        d = self._store.dead_letters(self.charger_id, REQUEUE_BATCH, REQUEUE_BYTES)
         d.addCallback(self._requeued)
 
         def done(result):
@@ -373,7 +384,9 @@ class Outbox:
 
     def _requeued(self, records):
         queued = {message.seq for message in self.messages}
-        records = [r for r in records if r.seq not in queued]
+        # Queued already, or queued again and delivered since while the
+        # store could not commit the move: not a dead letter any more.
+        records = [r for r in records if r.seq not in queued and r.seq not in self._moving]
         if not records:
             return 0
         again = []
@@ -387,7 +400,13 @@ class Outbox:
         self.dead_letters = deque((d for d in self.dead_letters if d.seq not in seqs),
                                   maxlen=DEAD_LETTERS_LOADED)
         self.dead_letter_count = max(0, self.dead_letter_count - len(records))
-        stored(self._store.requeue(sorted(seqs)))
+        self._moving |= seqs
+
+        def moved(result):
+            self._moving -= seqs
+            return result
+
+        stored(self._store.requeue(sorted(seqs)).addBoth(moved))
         return len(records)
 
     def holds(self, message):
