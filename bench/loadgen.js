@@ -83,17 +83,19 @@ class Charger {
         for (const [, p] of this.pending) p.reject(new Error("closed"));
         this.pending.clear();
       });
-      ws.on("message", (data) => this.received(data));
+      ws.on("message", (data) => this.received(ws, data));
     });
   }
-  received(data) {
+  received(ws, data) {
     const frame = JSON.parse(data.toString());
     if (frame[0] === 2) {
-      // A CALL of the central system: answered as a real charger would.
+      // A CALL of the central system: answered as a real charger would, on
+      // the connection it came on (a reconnect may have replaced it).
       const action = frame[2];
       csCalls[action] = (csCalls[action] || 0) + 1;
       lastCsCall = now();
-      this.ws.send(JSON.stringify([3, frame[1], this.answer(action, frame[3] || {})]));
+      const answer = JSON.stringify([3, frame[1], this.answer(action, frame[3] || {})]);
+      if (ws.readyState === WebSocket.OPEN) ws.send(answer);
       return;
     }
     const p = this.pending.get(frame[1]);
