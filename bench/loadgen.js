@@ -14,6 +14,8 @@
 //       soak        N chargers for SECONDS: heartbeats every 10 s, charging
 //                   sessions (Start, MeterValues every 2 s, Stop) and now and
 //                   then a reconnect (bench/soak.py samples the server's RSS).
+//                   An optional SPEED after SECONDS makes all of it that many
+//                   times more frequent.
 // Every charger answers the central system's CALLs as a real one would.
 // Prints one JSON object on stdout.
 
@@ -23,6 +25,10 @@ const WebSocket = require("ws");
 const [mode, baseUrl, nArg, secondsArg] = process.argv.slice(2);
 const N = parseInt(nArg, 10);
 const SECONDS = parseFloat(secondsArg || "10");
+// soak only: how many times faster than real chargers its chargers live
+// (sessions, MeterValues, heartbeats, reconnects all that much more often),
+// so that a short soak goes through what an hour of real load does.
+const SPEED = parseFloat(process.argv[6] || "1");
 const ids = Array.from({ length: N }, (_, i) => "CP" + String(i).padStart(4, "0"));
 const cpuStart = process.cpuUsage();
 const wallStart = process.hrtime.bigint();
@@ -77,17 +83,19 @@ class Charger {
         for (const [, p] of this.pending) p.reject(new Error("closed"));
         this.pending.clear();
       });
-      ws.on("message", (data) => this.received(data));
+      ws.on("message", (data) => this.received(ws, data));
     });
   }
-  received(data) {
+  received(ws, data) {
     const frame = JSON.parse(data.toString());
     if (frame[0] === 2) {
-      // A CALL of the central system: answered as a real charger would.
+      // A CALL of the central system: answered as a real charger would, on
+      // the connection it came on (a reconnect may have replaced it).
       const action = frame[2];
       csCalls[action] = (csCalls[action] || 0) + 1;
       lastCsCall = now();
-      this.ws.send(JSON.stringify([3, frame[1], this.answer(action, frame[3] || {})]));
+      const answer = JSON.stringify([3, frame[1], this.answer(action, frame[3] || {})]);
+      if (ws.readyState === WebSocket.OPEN) ws.send(answer);
       return;
     }
     const p = this.pending.get(frame[1]);
@@ -256,10 +264,11 @@ async function soak() {
   const end = t0 + SECONDS * 1000;
   const counts = { sessions: 0, reconnects: 0, failures: 0 };
   const status = (c, s) => c.call("StatusNotification", { connectorId: 1, errorCode: "NoError", status: s });
+  const k = SPEED;
   async function life(c, i) {
-    await sleep((i * 10000) / N); // stagger
+    await sleep((i * 10000) / N / k); // stagger
     let nextBeat = now();
-    let nextReconnect = now() + 60000 + Math.random() * 120000;
+    let nextReconnect = now() + (60000 + Math.random() * 120000) / k;
     while (now() < end) {
       try {
         if (now() >= nextReconnect) {
@@ -268,7 +277,7 @@ async function soak() {
           await c.connect();
           await c.call("BootNotification", BOOT);
           counts.reconnects++;
-          nextReconnect = now() + 60000 + Math.random() * 120000;
+          nextReconnect = now() + (60000 + Math.random() * 120000) / k;
         }
         // A charging session of 20-40 s, MeterValues every 2 s.
         await status(c, "Preparing");
@@ -277,23 +286,23 @@ async function soak() {
           meterStart: Math.round(meterStart), timestamp: new Date().toISOString() });
         const tx = started[2] && started[2].transactionId;
         await status(c, "Charging");
-        const stopAt = now() + 20000 + Math.random() * 20000;
+        const stopAt = now() + (20000 + Math.random() * 20000) / k;
         while (now() < stopAt && now() < end) {
           c.energy = (c.energy || 0) + 6; // ~11 kW for 2 s
           const mv = meterValues(Math.round(c.energy));
           mv.transactionId = tx;
           await c.call("MeterValues", mv);
-          if (now() >= nextBeat) { await c.call("Heartbeat", {}); nextBeat = now() + 10000; }
-          await sleep(2000);
+          if (now() >= nextBeat) { await c.call("Heartbeat", {}); nextBeat = now() + 10000 / k; }
+          await sleep(2000 / k);
         }
         await c.call("StopTransaction", { transactionId: tx, meterStop: Math.round(c.energy || 0),
           timestamp: new Date().toISOString(), reason: "Local" });
         await status(c, "Available");
         counts.sessions++;
-        const idleUntil = now() + 5000 + Math.random() * 10000;
+        const idleUntil = now() + (5000 + Math.random() * 10000) / k;
         while (now() < idleUntil && now() < end) {
-          if (now() >= nextBeat) { await c.call("Heartbeat", {}); nextBeat = now() + 10000; }
-          await sleep(1000);
+          if (now() >= nextBeat) { await c.call("Heartbeat", {}); nextBeat = now() + 10000 / k; }
+          await sleep(1000 / k);
         }
       } catch (e) {
         counts.failures++;

@@ -173,8 +173,14 @@ class Server:
     The service (python -m xxterocpp) or the floor, as a child process.
     """
 
-    def __init__(self, kind, workdir, n=1000, ping=10):
+    def __init__(self, kind, workdir, n=1000, ping=10, launcher=None, env=None):
+        """
+        @param launcher: a script that runs the service module in its own
+            process instead of C{-m xxterocpp} (bench/probe.py), or L{None}.
+        @param env: more environment variables for the server.
+        """
         self.kind, self.workdir, self.n, self.ping = kind, workdir, n, ping
+        self.launcher, self.env = launcher, env or {}
         self.proc = None
 
     def start(self):
@@ -184,10 +190,12 @@ class Server:
         if self.kind == "service":
             env.update(unit_environment())
             config = write_config(self.workdir, self.n, self.ping, self.port)
-            argv = [sys.executable, "-m", "xxterocpp", "--config", config]
+            module = ["-m", "xxterocpp"] if self.launcher is None else [self.launcher]
+            argv = [sys.executable, *module, "--config", config]
         else:
             argv = [sys.executable, os.path.join(BENCH, "floor.py"), "--port", str(self.port),
                     "--ping", str(self.ping)]
+        env.update(self.env)
         t0 = time.monotonic()
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      preexec_fn=_pin(SERVER_CPUS),
@@ -214,8 +222,9 @@ class Server:
                 self.proc.wait()
 
 
-def loadgen(mode, url, n, seconds=10, on_marker=None):
-    argv = ["node", os.path.join(BENCH, "loadgen.js"), mode, url, str(n), str(seconds)]
+def loadgen(mode, url, n, seconds=10, on_marker=None, extra=()):
+    argv = ["node", os.path.join(BENCH, "loadgen.js"), mode, url, str(n), str(seconds),
+            *map(str, extra)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_pin(LOADGEN_CPUS))
     for line in proc.stderr:

@@ -3,6 +3,8 @@ Integration tests of the OCPP 1.6J central system: the real service on a
 loopback port, simulated chargers talking to it over real WebSockets.
 """
 
+import gc
+import weakref
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -483,6 +485,37 @@ class ActionTests(TestCase):
         self.assertEqual([d for _, d, _ in frames][-2:], ["in", "out"])
         self.assertIn('"Heartbeat"', frames[-2][2])
 
+
+
+class ClosedConnectionTests(TestCase):
+    """
+    A connection that is over is freed by reference counting alone.
+    """
+
+    @defer.inlineCallbacks
+    def test_closed_connection_is_freed_without_the_cycle_collector(self):
+        """
+        With the cyclic garbage collector off, the server's protocol and
+        session of a charger that disconnected are freed once it is gone:
+        nothing of theirs waits for a full collection.
+        """
+        service = yield start_service(self)
+        cp = yield connect_charger(service.url, "CP1")
+        yield cp.boot()
+        yield cp.heartbeat()
+        session = service.central.chargers["CP1"].session
+        dead = [weakref.ref(session), weakref.ref(session._send.__self__)]
+        del session
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        yield cp.close()
+        for _ in range(100):
+            if all(ref() is None for ref in dead):
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.assertFalse(service.central.chargers["CP1"].connected)
+        self.assertEqual([ref() for ref in dead], [None, None])
 
 
 class _SilentPeer(protocol.Protocol):

@@ -34,6 +34,7 @@ from xxterocpp.store import (
     TagRecord,
     TransactionRecord,
 )
+from xxterocpp.store._worker import CACHE_KIB
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -160,6 +161,18 @@ class SchemaTests(StoreTestCase):
                                    "sqlite_autoindex_unknown_chargers_1",
                                    "sqlite_autoindex_tags_1", "upstream_queue_by_charger",
                                    "upstream_transactions_by_charger"])
+
+    @inlineCallbacks
+    def test_page_cache_is_small_and_bounded(self):
+        """
+        The connection's page cache is bounded to L{CACHE_KIB}, far below
+        SQLite's default of 2,000 KiB, which a growing file would fill
+        with pages no commit touches again.
+        """
+        store = self.makeStore()
+        [(size,)] = yield self.inWorker(store, "PRAGMA cache_size")
+        self.assertEqual(size, -CACHE_KIB)
+        self.assertLessEqual(CACHE_KIB, 256)
 
     @inlineCallbacks
     def test_version_1_file_is_migrated_with_its_rows(self):

@@ -162,7 +162,10 @@ class OcppSession(Complaints):
         self.call_timeout = call_timeout
         self._observe = frame_observer
         self._counter = 0
-        self._id_factory = id_factory or self._next_id
+        # None: our own counter (a bound method of the session kept in it
+        # would be a reference cycle, the session freed only by the cyclic
+        # garbage collector).
+        self._id_factory = id_factory
         # A list, not a deque: rarely more than one entry, and an empty
         # deque costs 600 bytes per connected charger.
         self._queue = []
@@ -224,7 +227,7 @@ class OcppSession(Complaints):
         if self._outstanding is not None or not self._queue or not self.open:
             return
         action, request, d, late = self._queue.pop(0)
-        unique_id = self._id_factory()
+        unique_id = self._next_id() if self._id_factory is None else self._id_factory()
         timer = self._clock.callLater(self.call_timeout, self._timed_out, unique_id)
         held = self._held() if self._held is not None else 0.0
         self._outstanding = (unique_id, action, d, timer, late, held)

@@ -26,6 +26,15 @@ from .schema import advance_transaction_counter, migrate, read_transaction_count
 #: small pages write less (SQLite's default is 4096).
 PAGE_SIZE = 1024
 
+#: The page cache of the connection, in KiB. SQLite's default (2,000 KiB)
+#: fills as the file grows, with pages no commit touches again: the store
+#: appends sessions and rewrites a few rows per charger, and what it reads
+#: besides (start-up, the status page) is read once, from the operating
+#: system's cache. A file outgrows 256 KiB within its first thousand or so
+#: sessions; from then on the connection's memory is as large as it gets
+#: (README.md, Performance: the soak).
+CACHE_KIB = 256
+
 # Errors that come from one write's own data (a duplicate id, a value SQLite
 # cannot bind): retrying cannot help, so that write alone is rejected and the
 # rest of its batch goes on. Every other sqlite3.Error (read-only, disk full,
@@ -164,6 +173,7 @@ class Worker:
                 # FULL: the WAL is fsynced at every commit, i.e. once per
                 # batch.
                 db.execute("PRAGMA synchronous = FULL")
+                db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
                 check(db)
                 migrate(db, self.path)
                 if self._transaction_id_floor:
