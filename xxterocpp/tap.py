@@ -364,7 +364,11 @@ class XxterocppService(service.MultiService):
         from xxterocpp.store import StoreError
 
         try:
-            self.store.open()
+            # Closed by stopService, after the writes of the stop (the time
+            # given out, the chargers' last contact): the store's own
+            # shutdown trigger runs before twistd's stopService and would
+            # refuse them.
+            self.store.open(close_at_shutdown=False)
         except StoreError as e:
             # One line saying what to do, not a traceback; the process must
             # end (systemd starts it again), not serve chargers without
@@ -450,16 +454,20 @@ class XxterocppService(service.MultiService):
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
-        yield super().stopService()
-        self.controller.shutdown()
-        self.central.shutdown()
-        for charger in self.central.chargers.values():
-            if charger.session is not None:
-                charger.session.close()
-        # Queued before the store's last commit (not waited for: a full
-        # disk must not hold up the stop).
-        self.central.save_unknown()
-        yield self.store.close()
+        try:
+            yield super().stopService()
+            self.controller.shutdown()
+            self.central.shutdown()
+            for charger in self.central.chargers.values():
+                if charger.session is not None:
+                    charger.session.close()
+            # Queued before the store's last commit (not waited for: a full
+            # disk must not hold up the stop).
+            self.central.save_unknown()
+        finally:
+            # Whatever failed above, the store's thread must end, or the
+            # process would not.
+            yield self.store.close()
 
 
 def makeService(options, reactor=None):
