@@ -247,17 +247,21 @@ class DurabilityTests(DomainTestCase):
         self.assertEqual([json.loads(t) for t in self.sent], [
             [3, "s1", {"transactionId": 42, "idTagInfo": {"status": "Accepted"}}]])
 
-    def test_stop_transaction_answered_once_stored(self):
-        """
-        The CALLRESULT of a StopTransaction goes out only after the stop is
-        stored.
-        """
+    def _start_then_held_stop(self):
+        # A session started, and its StopTransaction waiting for the store.
         self.store.hold.add("stop_transaction")
         self.call("s1", "StartTransaction", {
             "connectorId": 1, "idTag": "GOOD", "meterStart": 0,
             "timestamp": "2026-01-01T00:00:00Z"})
         self.call("s2", "StopTransaction", {
             "transactionId": 42, "meterStop": 10, "timestamp": "2026-01-01T01:00:00Z"})
+
+    def test_stop_transaction_answered_once_stored(self):
+        """
+        The CALLRESULT of a StopTransaction goes out only after the stop is
+        stored.
+        """
+        self._start_then_held_stop()
         self.assertEqual(len(self.sent), 1)
         self.store.held[0].callback(None)
         self.assertEqual(json.loads(self.sent[-1]), [3, "s2", {}])
@@ -270,12 +274,7 @@ class DurabilityTests(DomainTestCase):
         answered C{{}}, the stop lost). It sends it again after the
         restart.
         """
-        self.store.hold.add("stop_transaction")
-        self.call("s1", "StartTransaction", {
-            "connectorId": 1, "idTag": "GOOD", "meterStart": 0,
-            "timestamp": "2026-01-01T00:00:00Z"})
-        self.call("s2", "StopTransaction", {
-            "transactionId": 42, "meterStop": 10, "timestamp": "2026-01-01T01:00:00Z"})
+        self._start_then_held_stop()
         with capturedLogs():
             self.store.held[0].errback(StoreError("state store closed before the write was"
                                                   " committed"))
