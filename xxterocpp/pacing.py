@@ -162,6 +162,20 @@ def held_back(held):
     return f" ({held} such lines held back before this one)" if held else ""
 
 
+def write_line(due, log, level, now, format, **fields):
+    """
+    Log a line within a budget of lines: C{due(now)} (a L{LineBudget}'s
+    C{due}, or what stands for it) says whether it is written; the line
+    written says how many were held back before it.
+
+    @param log: the L{twisted.logger.Logger} of the line.
+    @param level: C{"info"}, C{"warn"}, C{"error"} or C{"failure"}.
+    """
+    held = due(now)
+    if held is not None:
+        getattr(log, level)(format + held_back(held), **fields)
+
+
 class CommitPacer:
     """
     Whether a value a charger may change as often as it likes (when it was

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import attr
 
-from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, held_back
+from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, write_line
 from xxterocpp.quirks import NO_QUIRKS
 
 #: How many OCPP frames are kept per charger for the status page.
@@ -360,9 +360,7 @@ class Charger:
         @param log: the L{twisted.logger.Logger} of the line.
         @param level: C{"info"} or C{"warn"}.
         """
-        held = self.line_due(now)
-        if held is not None:
-            getattr(log, level)(format + held_back(held), **fields)
+        write_line(self.line_due, log, level, now, format, **fields)
 
     @property
     def connected(self):

@@ -56,7 +56,7 @@ from xxterocpp.knx.dpt import DateTime, DPTError, DPTRangeError, Float32, TimeOf
 from xxterocpp.knx.journal import Journal
 from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
 from xxterocpp.knx.points import linked_points
-from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, held_back
+from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, write_line
 
 __all__ = ["BridgedObject", "KnxBridge", "OBJECTS", "SMART_INPUTS", "has_group_objects"]
 
@@ -640,9 +640,7 @@ class KnxBridge(service.Service):
         budget = self._lines.get(dst)
         if budget is None:
             budget = self._lines[dst] = LineBudget(LINE_RATE, LINE_BURST, now)
-        held = budget.due(now)
-        if held is not None:
-            getattr(_log, level)(format + held_back(held), **fields)
+        write_line(budget.due, _log, level, now, format, **fields)
 
     def _smart_received(self, entry, telegram):
         what = f"KNX write {telegram.payload!r} from {telegram.src} to {telegram.dst} " \

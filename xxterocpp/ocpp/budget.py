@@ -255,12 +255,8 @@ class Floods:
         for a message in more than L{MAX_FRAGMENTS} frames.
         """
         self.fragments += 1
-        held = self._lines.due(address, self._clock.seconds())
-        if held is not None:
-            self.log.warn("{id}: connection from {address} closed: it sent a message in more"
-                          " than {n} frames{more}", id=charger_id, address=address,
-                          n=MAX_FRAGMENTS, more=f" ({held} more closed from this address since"
-                                                " the last such line)" if held else "")
+        self._line(charger_id, address, "it sent a message in more than {n} frames",
+                   n=MAX_FRAGMENTS)
 
     def closed(self, charger_id, address, holds, seconds):
         """
@@ -268,10 +264,14 @@ class Floods:
         after C{holds} holds in C{seconds}.
         """
         self.count += 1
+        self._line(charger_id, address, "it sent over {rate} frames a second for {seconds:.0f} s"
+                   " (held back {holds} times)", rate=FRAME_RATE, seconds=seconds, holds=holds)
+
+    def _line(self, charger_id, address, why, **fields):
+        # One line per address and interval, which counts those in between.
         held = self._lines.due(address, self._clock.seconds())
         if held is not None:
-            self.log.warn("{id}: connection from {address} closed: it sent over {rate} frames a"
-                          " second for {seconds:.0f} s (held back {holds} times){more}",
-                          id=charger_id, address=address, rate=FRAME_RATE, seconds=seconds,
-                          holds=holds, more=f" ({held} more closed from this address since the"
-                                            " last such line)" if held else "")
+            more = f" ({held} more closed from this address since the last such line)" \
+                if held else ""
+            self.log.warn("{id}: connection from {address} closed: " + why + "{more}",
+                          id=charger_id, address=address, more=more, **fields)

@@ -12,7 +12,7 @@ import re
 
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.messages import CALLERROR, CALLRESULT
-from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, held_back
+from xxterocpp.pacing import LINE_BURST, LINE_RATE, LineBudget, write_line
 
 
 #: How many of a frame's tolerated problems its log line lists; the others
@@ -107,10 +107,8 @@ class Complaints:
         @param level: C{"info"}, C{"warn"}, or C{"failure"} (with the
             C{failure} field).
         """
-        held = self._line_due(self._clock.seconds())
-        if held is not None:
-            getattr(self.log, level)("{identity}: " + format + held_back(held),
-                                     identity=self.identity, **fields)
+        write_line(self._line_due, self.log, level, self._clock.seconds(),
+                   "{identity}: " + format, identity=self.identity, **fields)
 
     def _malformed(self, text, why):
         match = _CALL_ID.match(text)
