@@ -1,8 +1,9 @@
 """
 The real service process with its system clock stepped (libfaketime,
 Debian's C{faketime} package): forward 56 years and back an hour while
-chargers are connected and calls are outstanding, and a start at 1970 that
-NTP sets right later. Only the service's clock is faked, through a
+chargers are connected and calls are outstanding, a start at 1970 that
+NTP sets right later, a clock flapping back and forth, a restart while it
+is wrong. Only the service's clock is faked, through a
 timestamp file rewritten by the test; its monotonic clock and the test's
 clocks stay real (see C{docs/architecture.md#time}).
 """
@@ -14,7 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from io import BytesIO
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
@@ -261,5 +262,69 @@ class ClockStepTests(TestCase):
         self.assertGreaterEqual(parse(again["expiryDate"]).timestamp(), clock.now() + 3500)
         code, status = yield self.api(service, "GET", "/api/status")
         self.assertEqual(status["clock_ok"], True)
+        yield cp.close()
+        yield service.stop()
+
+    @defer.inlineCallbacks
+    def beats(self, cp, count, pause=0.5):
+        """
+        @return: the times C{cp} is told by C{count} heartbeats, C{pause}
+            seconds apart.
+        """
+        told = []
+        for _ in range(count):
+            told.append(parse((yield cp.heartbeat())["currentTime"]))
+            yield task.deferLater(reactor, pause, lambda: None)
+        return told
+
+    @defer.inlineCallbacks
+    def test_flapping_then_back_beyond_the_tolerance(self):
+        """
+        A clock stepped back and forth (an hour, half a minute), then back
+        by a little more than the tolerance (70 s) for longer than it takes
+        to read the time given out before the step again: what the charger
+        is told never goes back, the clock is wrong while it is more than
+        the tolerance behind, and the time told moves on meanwhile.
+        """
+        clock = SteppedClock(self, 0)
+        service = yield self.start(clock)
+        cp = yield self.charger(service, "CP1")
+        told = yield self.beats(cp, 1)
+        for offset in (-3600, 0, -30, 0, -3600, -3570, 0):
+            clock.set(offset)
+            told += yield self.beats(cp, 2, 0.1)
+        clock.set(-70)
+        told += yield self.beats(cp, 1)
+        code, status = yield self.api(service, "GET", "/api/status")
+        self.assertEqual(status["clock_ok"], False)
+        told += yield self.beats(cp, 26)
+        self.assertEqual(told, sorted(told))
+        self.assertGreater(told[-1] - told[-27], timedelta(seconds=11))
+        self.assertEqual(service.output.count(b"the system clock reads"), 3,
+                         service.output.decode())
+        yield cp.close()
+        yield service.stop()
+
+    @defer.inlineCallbacks
+    def test_restart_while_the_clock_is_wrong(self):
+        """
+        Stopped while the clock is an hour back, started again with the
+        clock still back: the charger is told no time older than before
+        the stop, and the restarted service says the clock is wrong.
+        """
+        clock = SteppedClock(self, 0)
+        service = yield self.start(clock)
+        cp = yield self.charger(service, "CP1")
+        clock.set(-3600)
+        told = yield self.beats(cp, 3)
+        yield service.stop()
+        yield cp.wait_closed()
+        yield service.start()
+        yield service.wait_for_output(b"the system clock reads")
+        cp = yield self.charger(service, "CP1")
+        booted = parse((yield cp.heartbeat())["currentTime"])
+        self.assertGreaterEqual(booted, told[-1])
+        code, status = yield self.api(service, "GET", "/api/status")
+        self.assertEqual(status["clock_ok"], False)
         yield cp.close()
         yield service.stop()

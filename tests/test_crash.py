@@ -1,17 +1,22 @@
 """
 Nothing lost: the service killed with SIGKILL in the middle of charging
 sessions (and of a burst of meter values), started again, and the sessions
-still end with the right energy.
+still end with the right energy; stopped with SIGTERM, it keeps what it
+writes at the stop.
 """
 
+import json
 import os
 import sqlite3
+from datetime import datetime
 
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import readBody
 
-from tests.service import BASE_CONFIG, ServiceProcess, kill_on_cleanup, write_config
+from tests.service import (
+    BASE_CONFIG, MAIN, TWIST, ServiceProcess, kill_on_cleanup, write_config,
+)
 from tests.sim import connect_charger
 from tests.test_web import web_agent
 
@@ -309,3 +314,52 @@ class CrashOfflineTests(TestCase):
             db.close()
         self.assertEqual(settings["offline"], "true")
         self.assertIn('"left"', settings["contact"])
+
+
+def read_settings(path):
+    """
+    The settings of a state database as C{{(scope, key): value}}, read
+    directly with sqlite3.
+    """
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("select scope, key, value from settings").fetchall()
+    finally:
+        db.close()
+    return {(scope, key): json.loads(value) for scope, key, value in rows}
+
+
+class StopTests(TestCase):
+    """
+    SIGTERM of the service process, as systemd stops it (C{python3 -m
+    xxterocpp}) and as twistd runs it: the writes of the stop itself (the
+    time given out, from which the next start also counts the offline_after
+    of the chargers connected at the stop) are committed before the store
+    closes, not refused by a store already closed.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def stopped(self, command):
+        config = write_config(self)
+        database = os.path.join(os.path.dirname(config), "state.sqlite3")
+        service = ServiceProcess(config, command=command)
+        kill_on_cleanup(self, service)
+        yield service.start()
+        cp = yield connect_charger(service.url, "CP1")
+        yield cp.boot()
+        told = datetime.fromisoformat((yield cp.heartbeat())["currentTime"].replace("Z", "+00:00"))
+        yield service.stop()
+        yield cp.wait_closed()
+        settings = read_settings(database)
+        kept = settings.get(("central", "trusted_time"))
+        self.assertIsNotNone(kept, service.output.decode())
+        self.assertGreaterEqual(datetime.fromisoformat(kept), told)
+        self.assertNotIn(b"could not be kept", service.output)
+
+    def test_main_keeps_what_the_stop_writes(self):
+        return self.stopped(MAIN)
+
+    def test_twistd_keeps_what_the_stop_writes(self):
+        return self.stopped(TWIST)

@@ -13,7 +13,7 @@ import sys
 import time
 
 from twisted.application import service
-from twisted.internet import defer, endpoints, protocol
+from twisted.internet import defer, endpoints, protocol, task
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
@@ -309,6 +309,10 @@ class XxterocppService(service.MultiService):
             OnFirstConnection(self._web_site), "web interface")
         self.web.setServiceParent(self)
         self._previous_sighup = None
+        # The shutdown trigger that closes the store of a service nobody
+        # stops (see _store_at_shutdown), and whether stopService began.
+        self._store_trigger = None
+        self._stopping = False
 
     def _web_site(self):
         """
@@ -389,19 +393,52 @@ class XxterocppService(service.MultiService):
         from xxterocpp.store import StoreError
 
         try:
-            self.store.open()
+            # Closed by stopService, after the writes of the stop (the time
+            # given out): the store's own shutdown trigger would run before
+            # twistd's stopService and refuse them.
+            self.store.open(close_at_shutdown=False)
         except StoreError as e:
             # One line saying what to do, not a traceback; the process must
             # end (systemd starts it again), not serve chargers without
             # its state.
             raise SystemExit(f"xxterocpp: {e}")
-        self.central.load()
-        if self.upstream is None and self.store.keeps_upstream_messages():
-            # Shown and kept for when the charger has a back office again.
-            self._apply_upstream(self.config, kept=True)
-        self._warn_open_chargers(self.config)
-        super().startService()
+        self._store_trigger = self.reactor.addSystemEventTrigger(
+            "before", "shutdown", self._store_at_shutdown)
+        try:
+            self.central.load()
+            if self.upstream is None and self.store.keeps_upstream_messages():
+                # Shown and kept for when the charger has a back office again.
+                self._apply_upstream(self.config, kept=True)
+            self._warn_open_chargers(self.config)
+            super().startService()
+        except BaseException:
+            # Nobody may stop a service that did not start.
+            self._forget_store_trigger()
+            self.store.close()
+            raise
         self._install_sighup()
+
+    def _store_at_shutdown(self):
+        """
+        The reactor shuts down: close the store, unless stopService does
+        (after the writes of the stop). Its own trigger may come after this
+        one (twistd adds it after startService), so the answer waits for
+        the end of this reactor turn, once every trigger has been called;
+        a service embedded without a stopService still gets its store's
+        thread ended, or the process would not end.
+        """
+        self._store_trigger = None
+
+        def close():
+            if not self._stopping:
+                return self.store.close()
+
+        return task.deferLater(self.reactor, 0, close)
+
+    def _forget_store_trigger(self):
+        if self._store_trigger is not None:
+            self.reactor.removeSystemEventTrigger(self._store_trigger)
+            self._store_trigger = None
 
     def _warn_open_chargers(self, config):
         for charger_id in open_chargers(config, self.central):
@@ -475,19 +512,25 @@ class XxterocppService(service.MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        self._stopping = True
+        self._forget_store_trigger()
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
-        yield super().stopService()
-        self.controller.shutdown()
-        self.central.shutdown()
-        for charger in self.central.chargers.values():
-            if charger.session is not None:
-                charger.session.close()
-        # Queued before the store's last commit (not waited for: a full
-        # disk must not hold up the stop).
-        self.central.unknown_attempts.save()
-        yield self.store.close()
+        try:
+            yield super().stopService()
+            self.controller.shutdown()
+            self.central.shutdown()
+            for charger in self.central.chargers.values():
+                if charger.session is not None:
+                    charger.session.close()
+            # Queued before the store's last commit (not waited for: a full
+            # disk must not hold up the stop).
+            self.central.unknown_attempts.save()
+        finally:
+            # Whatever failed above, the store's thread must end, or the
+            # process would not.
+            yield self.store.close()
 
 
 def makeService(options, reactor=None):

@@ -23,7 +23,7 @@ from xxterocpp.domain.certificates import CertificateSigning
 from xxterocpp.domain.connections import Connections
 from xxterocpp.domain.credentials import Credentials
 from xxterocpp.domain.events import ClockStepped, StateLoaded, TagsChanged
-from xxterocpp.domain.model import Charger, casefold, stored, utc_from_seconds
+from xxterocpp.domain.model import Charger, casefold, utc_from_seconds
 from xxterocpp.domain.refusals import Refusals
 from xxterocpp.domain.reports import ChargerReports
 from xxterocpp.domain.security import SecurityProfiles
@@ -99,9 +99,9 @@ class CentralSystem:
             clock, wall or clock.seconds, floor,
             # Lazy: every SAVE_EVERY a commit of its own would be most of
             # an idle hour's writes; a crash sets it back by minutes, and a
-            # floor a little older misses nothing (docs/architecture.md#time).
-            save=lambda text: stored(store.put_setting("central", TRUSTED_TIME, text,
-                                                       lazy=True)),
+            # floor a little older misses nothing (docs/clock.md#kept). Its
+            # failure is the trusted time's to tell.
+            save=lambda text: store.put_setting("central", TRUSTED_TIME, text, lazy=True),
             # After the answer or the call that noticed it, like ChargerBooted.
             on_step=lambda delta: clock.callLater(0, self.emit, ClockStepped(delta)))
         self.connections = Connections(config, self.chargers, self.refusals, self.settings,

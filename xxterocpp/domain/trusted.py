@@ -6,19 +6,19 @@ wrong.
 A building controller often has no battery-backed clock: it boots at 1970
 (or 2000) and NTP sets it minutes later, and a clock can be stepped back.
 Chargers set their own clocks from our C{currentTime}, tags and
-reservations expire by it, sessions are booked with it. So the central
-system remembers the newest time it has trusted (kept in the state store)
-and never gives out an older one: while the system clock reads earlier
-than that, it is I{wrong}, and the time given out is the trusted time moved
-on by the monotonic clock (a lower bound of the real time). See
-C{docs/architecture.md#time}.
+reservations expire by it, sessions are booked with it. So the time given
+out never goes back, not even across a restart (the newest one is kept in
+the state store), and while the system clock reads clearly earlier than
+it, the clock is I{wrong}: the time given out runs on by the monotonic
+clock, a little slower than it (L{SLEW}), until the system clock meets it.
+See C{docs/clock.md}.
 """
 
 from datetime import datetime, timezone
 
 from twisted.logger import Logger
 
-#: The setting (scope C{"central"}) of the newest time trusted, as
+#: The setting (scope C{"central"}) of the newest time given out, as
 #: L{TrustedTime}'s C{save} gets it.
 TRUSTED_TIME = "trusted_time"
 
@@ -27,12 +27,21 @@ TRUSTED_TIME = "trusted_time"
 #: second, even with a fresh state database.
 EARLIEST = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
 
-#: How far (s) the system clock may read behind the trusted time and still
-#: count as right: NTP steps a drifting clock back by a few seconds. The
-#: time given out stands still meanwhile, it never goes back.
+#: How far (s) the system clock may read behind the time given out and
+#: still count as right: NTP steps a drifting clock back by a few seconds.
+#: Steps back add up: several small ones count like one as large as they
+#: are together.
 TOLERANCE = 60.0
 
-#: How often (s) at most the trusted time is written to the state store:
+#: How much slower than the monotonic clock the time given out runs while
+#: the system clock reads behind it (and no earlier than the floor): 1 %,
+#: 36 s an hour. A step back of an hour is caught up in 100 hours; a
+#: charger told the time every 5 minutes is set back by 3 s at most each
+#: time; a duration booked meanwhile is 1 % short at most
+#: (docs/clock.md#slew).
+SLEW = 0.01
+
+#: How often (s) at most the time given out is written to the state store:
 #: the flash is written once per SAVE_EVERY, not on every frame.
 SAVE_EVERY = 600.0
 
@@ -53,10 +62,13 @@ class TrustedTime:
     charger, every page): a step is noticed, and said, then; with no
     timer of its own an idle controller sleeps.
 
-    @ivar ok: whether the system clock reads no earlier than the trusted
-        time (the last L{seconds} found).
-    @ivar trusted: the newest time trusted (POSIX seconds), or None before
-        any (no state kept and no C{floor}).
+    @ivar ok: whether the system clock reads no more than L{TOLERANCE}
+        behind the time given out (the last L{seconds} found).
+    @ivar given: the newest time given out (POSIX seconds), or None before
+        any (no state kept and no C{floor}): no L{seconds} is earlier.
+    @ivar trusted: the time given out when the system clock was last right
+        (it stands while the clock is wrong): a charger's time no earlier
+        than this is plausible (L{dated}).
     """
 
     log = Logger()
@@ -68,70 +80,99 @@ class TrustedTime:
         @param wall: the system clock, a zero-argument callable (POSIX
             seconds).
         @param floor: the earliest time a right clock can read (e.g.
-            L{EARLIEST}), or None.
-        @param save: called with the trusted time to keep (ISO 8601 text),
-            at most every L{SAVE_EVERY} seconds (the first time SAVE_EVERY
-            after the first look or at once after a restart) and by
-            L{flush}.
+            L{EARLIEST}), or None: no time given out is earlier, and a
+            system clock earlier than it is not slewed to.
+        @param save: called with the time to keep (ISO 8601 text), at most
+            every L{SAVE_EVERY} seconds (the first time SAVE_EVERY after the
+            first look or at once after a restart) and by L{flush}; it may
+            return a Deferred firing once the time is kept: a failure is
+            logged (once until a save works again) and the time saved again
+            at the next chance.
         @param on_step: called with the size (s) of a step of the system
             clock, once it is noticed.
         """
         self._clock = clock
         self._wall = wall
+        self._floor = floor
         self._save = save or (lambda text: None)
         self._on_step = on_step or (lambda delta: None)
-        self.trusted = floor
+        self.given = self.trusted = floor
         self._since = clock.seconds()
-        # What the store has: a fresh store gets the time SAVE_EVERY after
-        # the first look, not at once.
+        # What the store has, or is committing: a fresh store gets the time
+        # SAVE_EVERY after the first look, not at once.
         self._saved = None
+        # Whether the last save failed (to do again even if nothing moved
+        # on), and whether that was said.
+        self._unsaved = False
+        self._failing = False
         self._offset = None
         self.ok = True
 
     def restore(self, kept):
         """
-        Take the trusted time kept in the state store (L{save}'s text, or
-        None) and look at the system clock: one log line if it is wrong.
+        Take the time kept in the state store (L{save}'s text, or None) and
+        look at the system clock: one log line if it is wrong.
         """
         if isinstance(kept, str):
             try:
                 seconds = datetime.fromisoformat(kept).timestamp()
             except ValueError:
                 seconds = None
-            if seconds is not None and (self.trusted is None or seconds > self.trusted):
-                self.trusted, self._since = seconds, self._clock.seconds()
+            if seconds is not None and (self.given is None or seconds > self.given):
+                self.given = self.trusted = seconds
+                self._since = self._clock.seconds()
                 self._saved = seconds
         self.seconds()
 
     def seconds(self):
         """
         @return: the time now (POSIX seconds): the system clock's while it
-            is right, never earlier than the trusted time.
+            reads no earlier than the time given out before; otherwise
+            that time moved on, never earlier than any given out.
         """
         wall, since_start = self._wall(), self._clock.seconds()
         offset = wall - since_start
         stepped = self._offset is not None and abs(offset - self._offset) > STEP
         delta = offset - self._offset if stepped else 0.0
         self._offset = offset
-        trusted = self.trusted
-        ok = trusted is None or wall >= trusted - TOLERANCE
+        now = self._moved_on(wall, since_start)
+        ok = wall >= now - TOLERANCE
         if ok != self.ok:
             # One line says it all: wrong, or right again.
             self.ok = ok
-            self._tell(wall)
+            self._tell(wall, now)
         elif stepped:
             self.log.info("the system clock stepped by {delta:+.0f} s", delta=delta)
         if stepped:
             self._on_step(delta)
-        if not ok:
-            # The trusted time, moved on by the monotonic clock.
-            return trusted + (since_start - self._since)
-        now = wall if trusted is None else max(wall, trusted)
-        self.trusted, self._since = now, since_start
+        if ok:
+            self.trusted = now
         if self._saved is None:
             self._saved = now
         elif now - self._saved >= SAVE_EVERY:
             self.flush()
+        return now
+
+    def _moved_on(self, wall, since_start):
+        """
+        @return: the time given out now, and keep it.
+        """
+        given, elapsed = self.given, since_start - self._since
+        self._since = since_start
+        if given is None:
+            now = wall
+        elif self._floor is not None and wall < self._floor:
+            # The system clock reads a time no right clock does (1970):
+            # the time given out runs on at the monotonic clock's pace, a
+            # lower bound of the real time.
+            now = given + elapsed
+        else:
+            # Behind the time given out, the system clock may be right and
+            # that time wrong (set an hour ahead by mistake, then back):
+            # the time given out runs a little slow until the system clock
+            # meets it, never back (docs/clock.md#slew).
+            now = max(wall, given + elapsed * (1.0 - SLEW))
+        self.given = now
         return now
 
     def system(self):
@@ -146,8 +187,8 @@ class TrustedTime:
 
         @param when: an aware datetime, or None (it said none).
         @return: C{(when, False)} while our clock is right or C{when} is no
-            earlier than the trusted time; otherwise C{(our time, True)}:
-            the time is uncertain.
+            earlier than the time given out when it was last right;
+            otherwise C{(our time, True)}: the time is uncertain.
         """
         now = self.seconds()
         if self.ok:
@@ -158,19 +199,40 @@ class TrustedTime:
 
     def flush(self):
         """
-        Keep the trusted time now, if it moved on (also when the service
-        stops).
+        Keep the time given out now, if it moved on or the last save failed
+        (also when the service stops).
         """
-        if self.trusted is not None and self.trusted != self._saved:
-            self._saved = self.trusted
-            self._save(_iso(self.trusted))
+        given = self.given
+        if given is None or (given == self._saved and not self._unsaved):
+            return
+        self._saved, self._unsaved = given, False
+        d = self._save(_iso(given))
+        if d is not None:
+            d.addCallbacks(self._kept, self._not_kept, errbackArgs=(given,))
 
-    def _tell(self, wall):
+    def _kept(self, ignored):
+        self._failing = False
+
+    def _not_kept(self, failure, given):
+        if given == self._saved:
+            # Saved again with the next SAVE_EVERY, or the stop.
+            self._unsaved = True
+        if not self._failing:
+            self._failing = True
+            self.log.error(
+                "the time given out to chargers ({given}) could not be kept in the state"
+                " store ({error}): a restart may give out an earlier one; trying again in"
+                " {minutes:.0f} minutes and at the stop",
+                given=_iso(given, "seconds"), error=failure.getErrorMessage(),
+                minutes=SAVE_EVERY / 60)
+
+    def _tell(self, wall, now):
         if self.ok:
             self.log.info("the system clock is right again ({now})",
                           now=_iso(wall, "seconds"))
         else:
             self.log.warn(
-                "the system clock reads {now}, before {trusted}, the newest time trusted:"
-                " chargers get the trusted time moved on until the clock is set (NTP, timedatectl)",
-                now=_iso(wall, "seconds"), trusted=_iso(self.trusted, "seconds"))
+                "the system clock reads {now}, before {given}, the time given out to chargers:"
+                " they get that time moved on, never an earlier one, until the clock is set"
+                " (NTP, timedatectl; docs/clock.md)",
+                now=_iso(wall, "seconds"), given=_iso(now, "seconds"))

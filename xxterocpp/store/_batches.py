@@ -108,16 +108,18 @@ class Batcher:
 
     # -- life cycle --------------------------------------------------------
 
-    def start(self):
+    def start(self, close_at_shutdown=True):
         """
         Start the worker thread and connect: see L{Store.open}.
         """
         self._pool.start()
-        # Stop the worker even if nobody calls close(): a leftover non-daemon
-        # thread would keep the process alive after the reactor stopped.
-        self._shutdown_trigger = self._reactor.addSystemEventTrigger(
-            "before", "shutdown", self.close
-        )
+        if close_at_shutdown:
+            # Stop the worker even if nobody calls close(): a leftover
+            # non-daemon thread would keep the process alive after the
+            # reactor stopped.
+            self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+                "before", "shutdown", self.close
+            )
         try:
             note = self.call_blocking(self._worker.connect)
         except StoreError:

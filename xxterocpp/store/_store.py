@@ -70,16 +70,21 @@ class Store(Transactions, State):
 
     # -- life cycle --------------------------------------------------------
 
-    def open(self):
+    def open(self, close_at_shutdown=True):
         """
         Create or migrate the database and start the worker thread. Called
         once at service start. A damaged file is moved aside and a fresh one
         created, with one line in the log.
 
+        @param close_at_shutdown: whether the store closes itself when the
+            reactor shuts down (a "before" trigger of its own). False for an
+            owner that closes it in its own stop, after the writes of the
+            stop: triggers run in the order they were added, and the
+            store's would refuse the writes of an owner's trigger behind it.
         @raise StoreError: the database cannot be opened or is newer than
             this program; the message says what to do.
         """
-        self._batches.start()
+        self._batches.start(close_at_shutdown)
 
     def close(self):
         """

@@ -173,7 +173,7 @@ setInterval(() => refresh().catch(() => {}), REFRESH_MS);
 
 def _clock(t, status, now):
     """
-    A warning while the system clock is wrong (before the time trusted).
+    A warning while the system clock is wrong (before the time given out).
     """
     if status.get("clock_ok", True):
         return []

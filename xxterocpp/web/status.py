@@ -306,15 +306,15 @@ def snapshot(central, controller, knx_link, smart=None, refused=None, journal=No
         None.
     @return: the body of C{GET /api/status}: C{time} (the central
         system's, what chargers are told), C{clock_ok} (False while the
-        system clock, C{system_time}, reads earlier than the time trusted
-        before), C{knx}, C{refused}, C{chargers}, C{unknown}, C{upstream}
+        system clock, C{system_time}, reads more than a minute earlier than
+        that time), C{knx}, C{refused}, C{chargers}, C{unknown}, C{upstream}
         (per charger forwarded to a back office: its link, queue, dead
         letters and the id map of recent sessions).
     """
     return {
         "time": iso(central.now()),
-        # The time above is the trusted one moved on while the system
-        # clock reads earlier than it (xxterocpp/domain/trusted.py).
+        # The time above runs on from the one given out before while the
+        # system clock reads earlier than it (docs/clock.md).
         "clock_ok": central.time.ok,
         "system_time": iso(utc_from_seconds(central.time.system())),
         "knx": knx_state(knx_link),
