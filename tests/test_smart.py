@@ -86,7 +86,7 @@ class Harness:
         self.central.load()
         self.controller = FakeController(self.central, ACCEPTED)
         self.manager = SmartManager(self.central, self.controller, self.clock, self.config, TZ,
-                                    wall=self.central.time.seconds)
+                                    wall=self.central.time.seconds, pace=self.central.time.pace)
         self.central.subscribe(self.manager.observe)
         self.manager.startService()
         self.addCleanup(self.manager.stopService)
@@ -394,6 +394,34 @@ class SteppedClockTests(Harness, SynchronousTestCase):
         self.assertEqual(len(self.controller.profiles()), 2)
         self.assertEqual(datetime.fromisoformat(self.manager.session("CP1", 1)["plan"][0]["start"]),
                          datetime(2024, 3, 5, 20, 0, 5, tzinfo=TZ))
+
+    def test_after_a_step_back_wakes_at_the_boundaries_of_the_time_given_out(self):
+        """
+        After a step back the time given out runs 1 % slow (docs/clock.md):
+        the manager still wakes up once per slot, when that time reaches the
+        slot's boundary, not 1 % of the slot before it (then again for the
+        rest: twice a slot, for as long as the time runs slow).
+        """
+        self.start()
+        self.step(-3600)
+        self.meter("CP1", 0)
+        self.clock.advance(0)
+        self.assertFalse(self.central.time.ok)
+        woken = []
+        seen = set(self.clock.getDelayedCalls())
+        first = self.central.time.seconds()
+        for _ in range(3 * 3600):
+            self.clock.advance(1)
+            new = [call for call in self.clock.getDelayedCalls()
+                   if call not in seen and call.func == self.manager._tick]
+            seen.update(new)
+            if new:
+                woken.append(self.central.time.seconds() % 900)
+        # One wake-up per quarter the time given out reached (11 in 3 h at
+        # 99 %), each within the second after its boundary.
+        boundaries = int(self.central.time.seconds() // 900 - first // 900)
+        self.assertEqual((len(woken), boundaries), (11, 11), woken)
+        self.assertTrue(all(at < 1 for at in woken), woken)
 
 
 class SiteLimitTests(Harness, SynchronousTestCase):

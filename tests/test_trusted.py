@@ -255,6 +255,24 @@ class TrustedTimeTests(SynchronousTestCase):
         said = [line for line in lines(events) if "stepped" not in line]
         self.assertEqual(len(said), 2 * 4 * 3)
 
+    def test_pace(self):
+        """
+        The time given out moves on at the monotonic clock's pace, except
+        while it runs slow ahead of a system clock stepped back (not one
+        before the floor): timers for a time of day wait by it.
+        """
+        self.time.restore(None)
+        self.assertEqual(self.time.pace(), 1.0)
+        self.wall.now -= 30
+        self.time.seconds()
+        self.assertEqual(self.time.pace(), 1.0 - SLEW)
+        self.advance(30 / SLEW)
+        self.time.seconds()
+        self.assertEqual(self.time.pace(), 1.0)
+        self.wall.set(EPOCH)
+        self.time.seconds()
+        self.assertEqual(self.time.pace(), 1.0)
+
     def test_steps_are_noticed(self):
         """
         A change of the offset between the system and the monotonic clock

@@ -293,7 +293,7 @@ class XxterocppService(service.MultiService):
         from xxterocpp.smart.manager import SmartManager
 
         self.smart = SmartManager(self.central, self.controller, reactor, config,
-                                  wall=self.central.time.seconds)
+                                  wall=self.central.time.seconds, pace=self.central.time.pace)
         self.central.subscribe(self.smart.observe)
         self.smart.setServiceParent(self)
         # The back offices: a second adapter, between the chargers' calls

@@ -175,6 +175,21 @@ class TrustedTime:
         self.given = now
         return now
 
+    def pace(self):
+        """
+        @return: how far the time given out moves on per second of the
+            monotonic clock now: 1 - L{SLEW} while it runs slow ahead of a
+            system clock stepped back, 1 otherwise. A timer for a time of
+            day (a smart slot's boundary) waits C{(that time - seconds())
+            / pace()} monotonic seconds: never early, and late by SLEW of
+            the wait at most if the system clock meets the time given out
+            meanwhile (docs/clock.md#slew).
+        """
+        given, wall = self.given, self._wall()
+        if given is None or wall >= given or (self._floor is not None and wall < self._floor):
+            return 1.0
+        return 1.0 - SLEW
+
     def system(self):
         """
         @return: what the system clock reads (POSIX seconds), right or not.

@@ -116,19 +116,21 @@ class _Session:
         lag = expected - (self.delivered_wh - self.planned_from_wh)
         return lag > max(LAG_WH, LAG_FRACTION * expected)
 
-    def due(self, wall, seconds):
+    def due(self, wall, seconds, pace=1.0):
         """
         @param wall: the time of day now (POSIX seconds).
         @param seconds: the monotonic clock now.
-        @return: in how many seconds something changes for this session:
-            its first plan and a change of the surplus follower (monotonic),
+        @param pace: how far the time of day moves on per monotonic second
+            (L{xxterocpp.domain.trusted.TrustedTime.pace}).
+        @return: in how many (monotonic) seconds something changes for this
+            session: its first plan and a change of the surplus follower,
             the plan's boundaries and a schedule refresh (times of day).
         """
         if self.plan is None:
             return [self.not_before - seconds]
-        due = [t.timestamp() - wall for t in self.plan.boundaries()]
+        due = [(t.timestamp() - wall) / pace for t in self.plan.boundaries()]
         if self.refresh_at is not None:
-            due.append(self.refresh_at.timestamp() - wall)
+            due.append((self.refresh_at.timestamp() - wall) / pace)
         if self.follower.next_change() is not None:
             due.append(self.follower.next_change() - seconds)
         return due
@@ -167,7 +169,7 @@ class SmartManager(service.Service):
 
     def __init__(self, central, controller, clock, config, tz=None, start_delay=START_DELAY,
                  surplus_start_delay=SURPLUS_START_DELAY,
-                 surplus_stop_delay=SURPLUS_STOP_DELAY, wall=None):
+                 surplus_stop_delay=SURPLUS_STOP_DELAY, wall=None, pace=None):
         """
         @param central: the L{xxterocpp.domain.central.CentralSystem}.
         @param controller: the L{xxterocpp.control.Controller}.
@@ -176,6 +178,10 @@ class SmartManager(service.Service):
         @param wall: the time of day (POSIX seconds) of departures, slots
             and prices, by default C{clock.seconds}; after a step of it
             (L{ClockStepped}) every session is planned again.
+        @param pace: how far C{wall} moves on per second of C{clock} now
+            (the central system's C{time.pace}: 99 % while the time given
+            out runs slow after a step back), by default 1: the timers of
+            slot boundaries wait for C{wall} to reach them, not 1 % less.
         @param tz: the local zone of departures and tariff (L{None}: the
             system's).
         @param start_delay: seconds from a StartTransaction to its first
@@ -195,6 +201,7 @@ class SmartManager(service.Service):
         self.controller = controller
         self.clock = clock
         self.wall = wall or clock.seconds
+        self.pace = pace or (lambda: 1.0)
         self.config = config
         self._site = SiteShare()
         self._planning = Planning(config, controller, self._site, tz)
@@ -478,11 +485,12 @@ class SmartManager(service.Service):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        wall = self.wall()
-        due = [t for session in self._sessions.values() for t in session.due(wall, seconds)]
+        wall, pace = self.wall(), self.pace()
+        due = [t for session in self._sessions.values()
+               for t in session.due(wall, seconds, pace)]
         if self._sessions or self._site.shares:
             # Re-balance and re-plan with the slot grid (surplus, shares).
-            due.append(planner.next_slot(now).timestamp() - wall)
+            due.append((planner.next_slot(now).timestamp() - wall) / pace)
         due = [t for t in due if t > 0]
         if due:
             self._timer = self.clock.callLater(min(due), self._tick)
