@@ -11,6 +11,9 @@ from datetime import datetime, timedelta
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_control import CONFIG, ControllerHarness
+from xxterocpp.config import parse_config
+from xxterocpp.control import Controller
+from xxterocpp.domain.central import CentralSystem
 from xxterocpp.control.reservations import RENEW_BEFORE, RETRY_AFTER
 
 #: Each ReserveNow holds for 100 s.
@@ -179,6 +182,57 @@ class HeldReservationTests(ReservationTestCase):
         self.reserved(cp)
         self.controller.shutdown()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SteppedClockReservationTests(ReservationTestCase):
+    """
+    A reservation held until freed and a step of the system clock (the
+    monotonic clock, C{self.clock}, goes on; the system clock is it plus
+    C{offset}).
+    """
+
+    offset = 0.0
+
+    def start(self):
+        self.central = CentralSystem(parse_config(self.config), self.store, self.clock,
+                                     wall=lambda: self.clock.seconds() + self.offset)
+        self.controller = Controller(self.central, self.clock)
+        self.central.subscribe(self.controller.observe)
+        self.central.load()
+        self.events = []
+        self.central.subscribe(self.events.append)
+
+    def test_renewed_at_once_after_a_step_forward(self):
+        """
+        NTP sets a clock that booted too early (a month forward): the
+        ReserveNow the charger holds expires by the time it is told at its
+        next heartbeat, so it is renewed at once (same id, an expiry after
+        the new time), not when the renewal would have been due by the
+        monotonic clock (halfway through reservation_expiry).
+        """
+        cp = self.connect()
+        first = self.reserved(cp)
+        self.offset += 30 * 86400
+        self.central.now()
+        self.settle()
+        [again] = cp.payloads("ReserveNow")
+        self.assertEqual(again["reservationId"], first["reservationId"])
+        self.assertEqual(expiry_of(again), self.central.now() + timedelta(seconds=EXPIRY))
+        self.assertEqual(datetime.fromisoformat(self.saved()["expiry"]), expiry_of(again))
+
+    def test_a_step_back_changes_nothing(self):
+        """
+        A step back (the time given out goes on, slower): the renewal stays
+        due halfway through, by the time given out.
+        """
+        cp = self.connect()
+        self.reserved(cp)
+        [due] = [call.getTime() for call in self.renewals()]
+        self.offset -= 3600
+        self.central.now()
+        self.settle()
+        self.assertEqual(cp.payloads("ReserveNow"), [])
+        self.assertGreaterEqual(min(call.getTime() for call in self.renewals()), due)
 
 
 class ExpiringReservationTests(ReservationTestCase):

@@ -25,6 +25,7 @@ from xxterocpp.domain.events import (
     ChargerBooted,
     ChargerConnected,
     ChargerDisconnected,
+    ClockStepped,
     MeterChanged,
     StateLoaded,
     StatusChanged,
@@ -41,8 +42,9 @@ class Parts:
     After each BootNotification the charger is set up (L{SetUp}) and gets
     the reservations held until freed again (L{Reservations}); the tag
     registry is followed (L{LocalList}), so are new transactions (L{Limits},
-    L{Reservations}), connectors that lost their reservation, and the
-    certificates the domain signed (L{Certificates}).
+    L{Reservations}), connectors that lost their reservation, steps of the
+    system clock (the renewals of reservations are due again by the new
+    time), and the certificates the domain signed (L{Certificates}).
 
     @ivar sender: the L{Sender} every part calls the chargers through.
     @ivar limits: the L{Limits}.
@@ -92,6 +94,7 @@ class Parts:
             TransactionStopped: (self.limits.transaction_stopped,
                                  self.meter_watch.transaction_stopped),
             CertificateIssued: (self.certificates.issued,),
+            ClockStepped: (self.reservations.clock_stepped,),
         }
         self._restore()
 

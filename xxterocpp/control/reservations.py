@@ -178,6 +178,19 @@ class Reservations:
                 charger.connector(tx.connector).reservation is None):
             self._reserved(tx.charger_id, tx.connector, None)
 
+    def clock_stepped(self, event):
+        """
+        The system clock was stepped: each renewal is due again by the time
+        given out now. After a step forward (NTP setting a clock that
+        booted at 1970) the expiry each charger holds is past by the time
+        it is told at its next heartbeat: renewed at once, not when the
+        monotonic clock reaches the renewal (up to half of
+        reservation_expiry later, the connector free at the charger
+        meanwhile).
+        """
+        for charger_id, connector in list(self._timers):
+            self._schedule(charger_id, connector, self._held(charger_id, connector))
+
     # -- renewals --------------------------------------------------------
 
     def _next_expiry(self):
