@@ -22,6 +22,7 @@ from twisted.web.http_headers import Headers
 
 from tests.service import BASE_CONFIG, ServiceProcess, kill_on_cleanup, write_config
 from tests.sim import connect_charger
+from tests.test_crash import read_settings
 from tests.test_web import web_agent
 from xxterocpp.domain.trusted import EARLIEST
 
@@ -326,5 +327,36 @@ class ClockStepTests(TestCase):
         self.assertGreaterEqual(booted, told[-1])
         code, status = yield self.api(service, "GET", "/api/status")
         self.assertEqual(status["clock_ok"], False)
+        yield cp.close()
+        yield service.stop()
+
+    @defer.inlineCallbacks
+    def test_crash_while_the_clock_is_wrong(self):
+        """
+        Killed (SIGKILL, a power cut) while the clock reads 1970, a charger
+        connected since, the time given out not kept again yet (every 10
+        minutes): started again at 1970, the charger is told no time
+        earlier than that of its connection, committed at once.
+        """
+        clock = SteppedClock(self, 0)
+        service = yield self.start(clock)
+        yield service.stop()
+        clock.set(-int(time.time()))
+        yield service.start()
+        yield service.wait_for_output(b"the system clock reads 1970-01-01")
+        yield task.deferLater(reactor, 4, lambda: None)
+        cp = yield self.charger(service, "CP1")
+        yield cp.heartbeat()
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        yield service.signal("KILL")
+        yield cp.wait_closed()
+        database = os.path.join(os.path.dirname(service.config_path), "state.sqlite3")
+        settings = read_settings(database)
+        since = parse(settings[("CP1", "contact")]["since"])
+        self.assertGreater(since, parse(settings[("central", "trusted_time")]))
+        yield service.start()
+        yield service.wait_for_output(b"the system clock reads 1970-01-01")
+        cp = yield self.charger(service, "CP1")
+        self.assertGreaterEqual(parse((yield cp.heartbeat())["currentTime"]), since)
         yield cp.close()
         yield service.stop()

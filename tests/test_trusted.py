@@ -645,6 +645,27 @@ class CentralClockTests(SynchronousTestCase):
         self.assertGreaterEqual(self.handle("Heartbeat", {}).current_time, told)
 
 
+    def test_crash_while_the_clock_is_wrong(self):
+        """
+        Killed while the clock reads 1970, after a charger connected and
+        before the time given out was kept again (every SAVE_EVERY, a lazy
+        write): its contact, committed at once, is a time given out too, so
+        the restart goes on from it, not from the older time kept (which
+        told the charger a time older than its own session start). Not
+        without a time kept: forgetting that one (docs/clock.md#reset)
+        forgets the contacts' too.
+        """
+        contact = TRUSTED + timedelta(minutes=7)
+        since = {("CP1", "contact"): {"since": contact.isoformat()},
+                 ("CP2", "contact"): {"left": (TRUSTED + timedelta(minutes=3)).isoformat()}}
+        self.build(EPOCH, settings=since)
+        self.assertEqual(self.handle("Heartbeat", {}).current_time, contact)
+        self.assertFalse(self.central.time.ok)
+        self.build(EPOCH, kept=None, settings=since)
+        self.assertEqual(self.handle("Heartbeat", {}).current_time,
+                         datetime.fromtimestamp(EARLIEST, timezone.utc))
+
+
 class KeptInTheStoreTests(TestCase):
     """
     The time given out in the real state store (SQLite, its worker thread),

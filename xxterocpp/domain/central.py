@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from xxterocpp.domain.accepted import AcceptedCommands
 from xxterocpp.domain.book import UNBOOKED, TransactionBook
 from xxterocpp.domain.certificates import CertificateSigning
-from xxterocpp.domain.connections import Connections
+from xxterocpp.domain.connections import CONTACT, Connections
 from xxterocpp.domain.credentials import Credentials
 from xxterocpp.domain.events import ClockStepped, StateLoaded, TagsChanged
 from xxterocpp.domain.model import Charger, casefold, utc_from_seconds
@@ -148,7 +148,9 @@ class CentralSystem:
         # share it.
         self.settings.clear()
         self.settings.update(self.store.load_settings())
-        self.time.restore(self.settings.get(("central", TRUSTED_TIME)))
+        self.time.restore(self.settings.get(("central", TRUSTED_TIME)), [
+            when for (scope, key), value in self.settings.items()
+            if key == CONTACT and isinstance(value, dict) for when in value.values()])
         self.book.budget.restore(self.settings)
         self.connections.start()
         for charger in self.chargers.values():

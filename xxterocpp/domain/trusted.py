@@ -50,6 +50,20 @@ SAVE_EVERY = 600.0
 STEP = 5.0
 
 
+def _seconds(text):
+    """
+    @return: the POSIX seconds of an ISO 8601 time with a zone, or None
+        for anything else.
+    """
+    if not isinstance(text, str):
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+
+
 def _iso(seconds, timespec="auto"):
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec=timespec)
 
@@ -108,20 +122,29 @@ class TrustedTime:
         self._offset = None
         self.ok = True
 
-    def restore(self, kept):
+    def restore(self, kept, also=()):
         """
         Take the time kept in the state store (L{save}'s text, or None) and
         look at the system clock: one log line if it is wrong.
+
+        @param also: other times given out that the store keeps (ISO 8601
+            texts: a charger's last contact, committed at once where this
+            one is written every L{SAVE_EVERY}): after a crash they may be
+            newer than C{kept}, and no time given out is earlier. Taken only
+            with a time kept: who forgot that one (docs/clock.md#reset)
+            forgets them too.
         """
-        if isinstance(kept, str):
-            try:
-                seconds = datetime.fromisoformat(kept).timestamp()
-            except ValueError:
-                seconds = None
-            if seconds is not None and (self.given is None or seconds > self.given):
-                self.given = self.trusted = seconds
-                self._since = self._clock.seconds()
-                self._saved = seconds
+        seconds = _seconds(kept)
+        if seconds is None:
+            self.seconds()
+            return
+        newest = max([seconds] + [t for t in map(_seconds, also) if t is not None])
+        if self.given is None or newest > self.given:
+            self.given = self.trusted = newest
+            self._since = self._clock.seconds()
+            # What the store has (a newer time from a contact is saved with
+            # the next SAVE_EVERY).
+            self._saved = seconds
         self.seconds()
 
     def seconds(self):
