@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import FakeController, MemoryStore
@@ -394,6 +395,25 @@ class SteppedClockTests(Harness, SynchronousTestCase):
         self.assertEqual(len(self.controller.profiles()), 2)
         self.assertEqual(datetime.fromisoformat(self.manager.session("CP1", 1)["plan"][0]["start"]),
                          datetime(2024, 3, 5, 20, 0, 5, tzinfo=TZ))
+
+    def test_a_flapping_clock_plans_nothing_again(self):
+        """
+        A system clock stepped back and forth by 30 s every 10 s (two time
+        daemons fighting), within the tolerance: the time given out goes on
+        without a step, so nothing is planned again and no profile sent
+        (it was: a profile and three log lines at every step, 60 profiles
+        in 10 minutes to each smart charger).
+        """
+        self.start()
+        sent = len(self.controller.profiles())
+        with capturedLogs() as events:
+            for flap in range(60):
+                self.step(-30 if flap % 2 == 0 else 30)
+                self.meter("CP1", 0)
+                self.clock.advance(10)
+        self.assertTrue(self.central.time.ok)
+        self.assertEqual(len(self.controller.profiles()), sent)
+        self.assertEqual([formatEvent(e) for e in events if "stepped" in formatEvent(e)], [])
 
     def test_after_a_step_back_wakes_at_the_boundaries_of_the_time_given_out(self):
         """

@@ -289,6 +289,30 @@ class TrustedTimeTests(SynchronousTestCase):
         self.time.seconds()
         self.assertEqual(self.steps, [56 * 365 * 86400, -3600])
 
+    def test_steps_the_time_given_out_does_not_follow(self):
+        """
+        Steps back within the tolerance and forward again to the time given
+        out (a clock flapping by 30 s) are not announced nor logged: nothing
+        planned by the time given out changes. A step forward beyond it is,
+        and so is one that makes the clock wrong.
+        """
+        self.time.restore(None)
+        with capturedLogs() as events:
+            for _ in range(10):
+                self.wall.now -= 30
+                self.advance(10)
+                self.time.seconds()
+                self.wall.now += 30
+                self.advance(10)
+                self.time.seconds()
+            self.assertEqual((self.steps, lines(events)), ([], []))
+            self.wall.now += 600
+            self.time.seconds()
+            self.wall.now -= 3600
+            self.time.seconds()
+        self.assertEqual(self.steps, [600, -3600])
+        self.assertEqual(len(lines(events)), 2)
+
     def test_saved_at_most_every_save_every(self):
         """
         The trusted time is kept SAVE_EVERY after the first look, not at

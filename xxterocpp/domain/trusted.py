@@ -103,7 +103,10 @@ class TrustedTime:
             logged (once until a save works again) and the time saved again
             at the next chance.
         @param on_step: called with the size (s) of a step of the system
-            clock, once it is noticed.
+            clock, once it is noticed, if the time given out jumped with it
+            (forward) or the clock became wrong or right again by it; not
+            for steps that change neither (a clock flapping back and forth
+            within the tolerance).
         """
         self._clock = clock
         self._wall = wall
@@ -155,19 +158,31 @@ class TrustedTime:
         """
         wall, since_start = self._wall(), self._clock.seconds()
         offset = wall - since_start
-        stepped = self._offset is not None and abs(offset - self._offset) > STEP
+        # Not at the first look (the time kept, or the floor, to now).
+        looked = self._offset is not None
+        stepped = looked and abs(offset - self._offset) > STEP
         delta = offset - self._offset if stepped else 0.0
         self._offset = offset
+        before = (self.given + (since_start - self._since)
+                  if looked and self.given is not None else None)
         now = self._moved_on(wall, since_start)
+        # Whether the time given out jumped (forward: it never goes back).
+        jumped = before is not None and now - before > STEP
         ok = wall >= now - TOLERANCE
         if ok != self.ok:
             # One line says it all: wrong, or right again.
             self.ok = ok
             self._tell(wall, now)
-        elif stepped:
-            self.log.info("the system clock stepped by {delta:+.0f} s", delta=delta)
-        if stepped:
-            self._on_step(delta)
+            announce = stepped
+        else:
+            # A step of the system clock that the time given out does not
+            # follow (back within the tolerance, or forward again to it: a
+            # clock flapping by seconds) changes nothing planned by it.
+            announce = jumped
+            if jumped:
+                self.log.info("the system clock stepped by {delta:+.0f} s", delta=delta)
+        if announce:
+            self._on_step(delta if stepped else now - before)
         if ok:
             self.trusted = now
         if self._saved is None:
