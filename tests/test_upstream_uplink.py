@@ -393,6 +393,27 @@ class AuthorizationTests(UpstreamTestCase):
         self.status("VISITOR")
         self.assertEqual(len(self.office.payloads("Authorize")), 2)
 
+    def test_verdict_ends_at_its_expiry_date_after_a_step(self):
+        """
+        A verdict kept while the system clock read a month early (booted
+        without a battery-backed clock), expiring an hour after the real
+        time: NTP steps the clock forward, and two hours later the verdict
+        is no longer kept (it was, for a day: its time left had been
+        counted on the early clock).
+        """
+        self.shutdown()
+        self.offset = 0.0
+        self.build(wall=lambda: self.clock.seconds() + 10 * 365 * 86400 + self.offset)
+        self.connect()
+        self.office.tags = {"VISITOR": "Accepted"}
+        month = 30 * 86400
+        self.office.expiries = {"VISITOR": self.central.now() + timedelta(seconds=month + 3600)}
+        self.status("VISITOR")
+        self.offset += month
+        self.clock.advance(2 * 3600)
+        self.status("VISITOR")
+        self.assertEqual(len(self.office.payloads("Authorize")), 2)
+
     def test_start_of_unknown_tag_asks_first(self):
         """
         A StartTransaction of a tag nobody decided yet waits for the back

@@ -66,7 +66,7 @@ class Verdicts:
         """
         kept = self._kept.get(casefold(id_tag))
         if kept is not None:
-            if kept[1] > self.uplink.clock.seconds():
+            if self._holds(*kept):
                 return kept[0]
             del self._kept[casefold(id_tag)]
         rule = self.uplink.config.offline_authorization
@@ -81,7 +81,19 @@ class Verdicts:
         @return: whether a verdict of the back office on C{id_tag} is kept.
         """
         kept = self._kept.get(casefold(id_tag))
-        return kept is not None and kept[1] > self.uplink.clock.seconds()
+        return kept is not None and self._holds(*kept)
+
+    def _holds(self, verdict, until):
+        """
+        @return: whether a kept verdict holds: until its time on the
+            monotonic clock, and its expiryDate by the time given out (the
+            time left was counted from the time given out when it came: a
+            step forward since, NTP setting a clock that booted early,
+            brings the expiry nearer).
+        """
+        if until <= self.uplink.clock.seconds():
+            return False
+        return verdict.expiry is None or verdict.expiry > self.uplink.central.now()
 
     def ask(self, id_tag):
         """
