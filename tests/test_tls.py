@@ -442,6 +442,19 @@ class WrongClockProfile3Tests(TestCase):
         self.assertEqual((yield charger.boot())["status"], "Accepted")
 
     @defer.inlineCallbacks
+    def test_certificate_not_yet_valid_at_the_trusted_time_connects(self):
+        """
+        A certificate valid only from a year after the time given out: while
+        the clock is wrong, that time is a lower bound of the real one, not
+        the real one (the controller lay on a shelf for a year, and booted
+        at 1970), so its start is not held against it; its end is.
+        """
+        charger = yield connect_charger(
+            self.url, "CP1", tls=self.signed(self.trusted + timedelta(days=365)))
+        self.addCleanup(charger.close)
+        self.assertEqual((yield charger.boot())["status"], "Accepted")
+
+    @defer.inlineCallbacks
     def test_certificate_expired_at_the_trusted_time_is_refused(self):
         """
         A certificate valid by the system clock that ended before the

@@ -279,7 +279,8 @@ class XxterocppService(service.MultiService):
             from xxterocpp.tls import ServerTLS, TLSConfigurationError
 
             try:
-                tls = ServerTLS(config.ocpp, now=self.central.now)
+                tls = ServerTLS(config.ocpp, now=self.central.now,
+                                clock_ok=lambda: self.central.time.ok)
             except TLSConfigurationError as e:
                 # The one line of a bad configuration, not a traceback.
                 raise SystemExit(f"xxterocpp: {config.path}: {e}")

@@ -134,8 +134,18 @@ _VERIFY_ERRORS = {
 _PROBLEMS = weakref.WeakKeyDictionary()
 
 
+#: The connections made while the system clock is wrong: the time their
+#: certificates are verified at (the time given out) is a lower bound of the
+#: real one, so a certificate's start after it is no fault
+#: (docs/clock.md#certificates).
+_EARLY = weakref.WeakSet()
+
+#: OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID.
+_NOT_YET_VALID = 9
+
+
 def _record_verification(connection, certificate, errno, depth, ok):
-    if not ok:
+    if not ok and not (errno == _NOT_YET_VALID and connection in _EARLY):
         _PROBLEMS.setdefault(connection, _VERIFY_ERRORS.get(
             errno, f"X.509 verification error {errno}"))
     # The handshake goes on: the WebSocket handshake reads the outcome.
@@ -210,15 +220,21 @@ class ServerTLS:
     certificate is served to new connections while open ones keep theirs.
     """
 
-    def __init__(self, ocpp, now=None):
+    def __init__(self, ocpp, now=None, clock_ok=None):
         """
         @param now: zero-argument callable, the central system's time as an
             aware datetime: client certificates are judged valid or not by
             it, not by a system clock that may read 1970
             (docs/architecture.md#time); None: by the system clock.
+        @param clock_ok: zero-argument callable, whether the system clock is
+            right (the central system's C{time.ok}); while it is not, the
+            time C{now} gives is a lower bound of the real time, and a
+            certificate valid only from later than it is not refused for
+            that (its end still counts). None: always right.
         @raise TLSConfigurationError: see L{server_context}.
         """
         self._now = now
+        self._clock_ok = clock_ok or (lambda: True)
         self._context = server_context(ocpp)
 
     def reload(self, ocpp):
@@ -235,4 +251,7 @@ class ServerTLS:
             # handshake; the context's store is shared by the connections
             # made from it, each setting the time anew.
             self._context.get_cert_store().set_time(self._now())
-        return SSL.Connection(self._context, None)
+        connection = SSL.Connection(self._context, None)
+        if not self._clock_ok():
+            _EARLY.add(connection)
+        return connection
