@@ -363,7 +363,11 @@ class SecureProfile3Tests(SecureTestCase):
         The CN is matched like the URL identity: case differences are
         tolerated, it is the same configured charger.
         """
-        yield self.connect("cp1", trusting(client="cp1"))
+        charger = yield self.connect("cp1", trusting(client="cp1"))
+        response = yield charger.boot()
+        self.assertEqual(response["status"], "Accepted")
+        self.assertTrue(self.service.central.chargers["CP1"].connected)
+        self.assertEqual(self.service.security_failures(), {"auth": 0, "tls": 0})
 
     @defer.inlineCallbacks
     def test_no_client_certificate_is_refused(self):
