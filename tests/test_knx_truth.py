@@ -24,7 +24,7 @@ from tests.knxtruth import (
     NEW_OBJECTS, PROMPT, TWELVE_OBJECTS, Bus, address, api, configuration, float32, int32,
     smart_values, uint8,
 )
-from tests.service import start_service, write_config
+from tests.service import set_up_over, start_service, write_config
 from tests.sim import connect_charger, timestamp_seconds
 
 #: The call timeout of L{configuration} (s).
@@ -124,6 +124,19 @@ class TruthTestCase(TestCase):
         cp = yield self.connect(identity)
         yield self.boot(cp, connectors)
         return cp
+
+    @defer.inlineCallbacks
+    def set_up(self, cp, timeout=PROMPT):
+        """
+        Wait until the set-up after C{cp}'s boot is over (its last call
+        answered): a test counting the calls from now on counts none of
+        it, however slow the machine.
+        """
+        for _ in range(int(timeout / 0.01)):
+            if set_up_over(self.service, cp.identity):
+                return
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.fail(f"{cp.identity}'s set-up not over within {timeout} s")
 
     @defer.inlineCallbacks
     def session(self, cp, tag="04A1B2C3", meter_start=1000, connector=1):
@@ -880,6 +893,7 @@ class NewObjectTests(TruthTestCase):
         fast = address("fast")
         with capturedLogs() as events:
             cp = yield self.charger()
+            yield self.set_up(cp)
             calls = len(cp.calls_received)
             self.bus.write(fast, 2)
             self.bus.write(fast, b"\x01\x02")
