@@ -13,7 +13,7 @@ Skipped when knxd is not installed (C{apt-get install knxd}).
 """
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from twisted.internet import defer, reactor, task
 from twisted.logger import LogLevel, capturedLogs, formatEvent
@@ -26,6 +26,7 @@ from tests.knxtruth import (
 )
 from tests.service import set_up_over, start_service, write_config
 from tests.sim import connect_charger, timestamp_seconds
+from xxterocpp.knx.dpt import TimeOfDay, lookup
 
 #: The call timeout of L{configuration} (s).
 CALL_TIMEOUT = 1.0
@@ -660,10 +661,25 @@ class RestartTests(TruthTestCase):
 
     @defer.inlineCallbacks
     def test_restart_answers_reads_with_the_last_values(self):
+        """
+        The session's start and end time are the controller's when their
+        messages arrived; after the restart the session's own ones
+        (docs/knx-objects.md#start_time, #end_time): the charger's
+        timestamps, whole seconds minutes ago here, so that the two
+        differ and neither falls on a second's edge (the bus carries
+        whole seconds; the controller's own time, a few milliseconds after
+        the charger's, sometimes was the next second).
+        """
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        started, stopped = now - timedelta(minutes=10), now - timedelta(minutes=1)
         cp = yield self.charger()
-        tx = yield self.session(cp, meter_start=1000)
+        yield cp.status(1, "Preparing")
+        answer = yield cp.start_transaction(1, "04A1B2C3", 1000, timestamp=started)
+        self.assertEqual(answer["idTagInfo"]["status"], "Accepted")
+        tx = answer["transactionId"]
+        yield cp.status(1, "Charging")
         yield cp.meter_values(1, tx, energy_wh=3000, currents=[NORMAL] * 3)
-        yield cp.stop_transaction(tx, 13345)
+        yield cp.stop_transaction(tx, 13345, timestamp=stopped)
         yield cp.status(1, "Finishing")
         yield self.bus.next(address("end_time"))
         yield self.bus.barrier(address("status"))
@@ -672,7 +688,11 @@ class RestartTests(TruthTestCase):
 
         yield self.service.stopService()
         yield self.start()
-        self.assertEqual((yield self.answers(sorted(last))), last)
+        tz = self.service.knx_bridge.tz
+        own = {name: lookup("10.001").encode(TimeOfDay.from_datetime(when, tz))
+               for name, when in (("start_time", started), ("end_time", stopped))}
+        self.assertNotEqual(own["end_time"], last["end_time"])
+        self.assertEqual((yield self.answers(sorted(last))), dict(last, **own))
 
 
 class SmartTestCase(TruthTestCase):
