@@ -19,6 +19,10 @@ an L{AttributeError} instead of passing against a fake.
   - L{FakeLink} for L{xxterocpp.knx.knxd.KnxdLink};
   - L{FakeSmart} for L{xxterocpp.smart.manager.SmartManager}.
 
+Fakes kept with the tests that use them are registered the same way:
+L{tests.upstream_memory} (the upstream tables and link) and
+L{tests.test_upstream_link} (the link's owner, an uplink).
+
 The observers of the domain's events are subscribed by the test, as by the
 composition root: C{central.subscribe(controller.observe)}.
 """

@@ -196,6 +196,30 @@ class KnxdProcess:
         return self._signal("KILL", timeout)
 
     @defer.inlineCallbacks
+    def start_hidden(self, timeout=5.0):
+        """
+        Start knxd on a socket path of its own: clients of L{endpoint}
+        (a link retrying) do not find it until L{reveal}, so that a peer
+        connected meanwhile is on the bus before they are.
+
+        @return: a L{Deferred} firing with the client endpoint string of
+            the hidden path.
+        """
+        shown, self.socket_path = self.socket_path, self.socket_path + ".hidden"
+        try:
+            yield self.start(timeout)
+        finally:
+            self.socket_path, self._hidden = shown, self.socket_path
+        return f"unix:{self._hidden}"
+
+    def reveal(self):
+        """
+        Move the socket of L{start_hidden} to L{socket_path} (in place of
+        a stale one a SIGKILL left): clients of L{endpoint} find knxd now.
+        """
+        os.replace(self._hidden, self.socket_path)
+
+    @defer.inlineCallbacks
     def restart(self):
         """
         Stop knxd if it runs, then start it again on the same socket.

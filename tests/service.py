@@ -172,6 +172,16 @@ def start_service(testcase, config_path=None, on=None, wall=None):
     return service
 
 
+def set_up_over(service, charger_id):
+    """
+    @return: whether the set-up after C{charger_id}'s boot is over (none
+        queued or running: its calls answered or timed out), for a test
+        that counts calls or frames, or moves a fake clock on, from then.
+    """
+    setup = service.controller._parts.setup
+    return charger_id not in setup.running and charger_id not in setup.queue
+
+
 def reopen_store(testcase):
     """
     Open the state database of the last L{start_service} anew, as the next
@@ -319,6 +329,6 @@ def kill_on_cleanup(testcase, process):
 
 
 __all__ = ["LOOPBACK_CONFIG", "BASE_CONFIG", "PASSWORD", "ClockedReactor", "write_config", "start_service",
-           "reopen_store",
+           "set_up_over", "reopen_store",
            "ServiceProcess",
            "kill_on_cleanup"]

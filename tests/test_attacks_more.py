@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import defer, endpoints, reactor
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import capturedLogs, formatEvent
 
 from tests.service import PASSWORD
@@ -166,6 +166,19 @@ class WebConnectionTests(AttackTestCase):
         # 30 s in service; the tests have no time for it.
         self.site.request_timeout = 2
 
+    def deadlines(self):
+        """
+        Put the web connections' request deadlines on a L{Clock} the test
+        moves (the site's clock is for them), for connections made from
+        now on: none closes while the test is still making or checking
+        them, however slow the machine.
+
+        @return: the L{Clock}.
+        """
+        clock = Clock()
+        self.site.reactor = clock
+        return clock
+
     def connect_web(self, data=b"", source="127.0.0.1"):
         client = RawClient(data)
         endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.web_port, timeout=5,
@@ -198,11 +211,21 @@ class WebConnectionTests(AttackTestCase):
     def test_request_whose_answer_takes_longer_is_answered(self):
         """
         The timeout is for receiving a request: a Reset that CP1 answers
-        after 3 s is answered.
+        only after the request timeout is over is answered.
         """
-        self.cp.handlers["Reset"] = lambda payload: deferLater(
-            reactor, 3, lambda: {"status": "Accepted"})
-        code, body = yield self.web("POST", "/api/chargers/CP1/reset", {})
+        clock = self.deadlines()
+        asked, answer = defer.Deferred(), defer.Deferred()
+
+        def reset(payload):
+            asked.callback(payload)
+            return answer
+
+        self.cp.handlers["Reset"] = reset
+        answered = self.web("POST", "/api/chargers/CP1/reset", {})
+        yield bounded(asked, 10)
+        clock.advance(self.site.request_timeout + 1)
+        answer.callback({"status": "Accepted"})
+        code, body = yield answered
         self.assertEqual(code, 200, body)
 
     @defer.inlineCallbacks
@@ -214,6 +237,7 @@ class WebConnectionTests(AttackTestCase):
         address with 32 gives its place), a charger connects; the request
         timeout closes the rest.
         """
+        clock = self.deadlines()
         with capturedLogs() as events:
             flood = yield defer.gatherResults(
                 [self.connect_web(source="127.0.0.2") for _ in range(40)])
@@ -233,6 +257,8 @@ class WebConnectionTests(AttackTestCase):
             self.assertEqual(self.site.connections, MAX_CONNECTIONS)
             yield self.api_status()
             yield self.assertServing()
+            self.assertLess(len(lost), len(flood))
+            clock.advance(self.site.request_timeout)
             yield until(lambda: len(lost) == len(flood), 5, "the idle connections closed")
         self.assertEqual(self.site.connections, 0)
         self.assertLess(len(logged(events, "web interface: connection from")), 10)

@@ -45,6 +45,10 @@ OVERFLOWING = """(() => {
   return out;
 })()"""
 
+#: Waits (awaited by L{_DevTools.evaluate}) until the page as it is now
+#: has been laid out and painted: two animation frames.
+RENDERED = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
                   "--disable-dev-shm-usage", "--remote-debugging-port=0",
@@ -199,7 +203,8 @@ class BrowserTests(TestCase):
         """
         yield devtools.command("Emulation.setDeviceMetricsOverride", width=width, height=800,
                                deviceScaleFactor=1, mobile=width < 600)
-        yield deferLater(reactor, 0.3, lambda: None)
+        yield devtools.wait_for(f"window.innerWidth === {width}")
+        yield devtools.evaluate(RENDERED)
         shot = yield devtools.command("Page.captureScreenshot", format="png",
                                       captureBeyondViewport=True)
         path = os.path.abspath(os.path.join(self.directory, name + ".png"))
@@ -215,7 +220,7 @@ class BrowserTests(TestCase):
 
         @return: their paths.
         """
-        yield deferLater(reactor, 0.3, lambda: None)
+        yield devtools.evaluate(RENDERED)
         total = yield devtools.evaluate("document.documentElement.scrollHeight")
         paths = []
         for i, top in enumerate(range(0, total, height), 1):
@@ -280,16 +285,19 @@ class BrowserTests(TestCase):
             # complete: the style sheet is there too, which wraps the long lines
             yield devtools.wait_for(f"document.documentElement?.lang === '{code}' && "
                                     f"document.readyState === 'complete'")
-            # the OCPP frames and the group objects too
-            yield devtools.evaluate("document.querySelectorAll('details').forEach("
-                                    "(d) => { d.open = true; })")
-            self.assertEqual((yield devtools.evaluate(OVERFLOWING)), [], code)
+            # the OCPP frames and the group objects too, measured in the
+            # same script: the page's refresh (every few seconds) cannot
+            # come in between
+            self.assertEqual((yield devtools.evaluate(
+                "document.querySelectorAll('details').forEach((d) => { d.open = true; }), "
+                + OVERFLOWING)), [], code)
             shots += yield self.screens(devtools, f"phone-{code}")
             # Copy selects the block to paste (headless Chromium grants no
-            # clipboard)
-            yield devtools.evaluate("document.querySelector('[data-copy=unknown-0]').click()")
-            self.assertEqual((yield devtools.evaluate("getSelection().toString()")),
-                             charger_block(language(code), unknown))
+            # clipboard); read in the same script, before a refresh
+            # replaces what is selected
+            self.assertEqual((yield devtools.evaluate(
+                "document.querySelector('[data-copy=unknown-0]').click(), "
+                "getSelection().toString()")), charger_block(language(code), unknown))
         print(f"\nscreenshots: {' '.join(shots)}")
 
     @defer.inlineCallbacks

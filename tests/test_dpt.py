@@ -138,7 +138,7 @@ class UnsignedCounterTests(SynchronousTestCase):
 
     def test_golden_vectors(self):
         """
-        §4.2: 0, 1, 42, 255 -> one byte, no scaling.
+        DPT 5.010: 0, 1, 42, 255 -> one byte, no scaling.
         """
         for value, data in [(0, "00"), (1, "01"), (42, "2A"), (255, "FF")]:
             self.assertEqual(self.dpt.encode(value), h(data))
@@ -178,7 +178,7 @@ class ActiveEnergyTests(SynchronousTestCase):
 
     def test_golden_vectors(self):
         """
-        §4.3: int32 two's complement, big-endian.
+        DPT 13.010: int32 two's complement, big-endian.
         """
         for value, data in [
             (0, "00 00 00 00"),
@@ -213,7 +213,7 @@ class Float32Tests(SynchronousTestCase):
 
     def test_golden_vectors(self):
         """
-        §4.5: IEEE-754 float32; decoding rounds to 7 significant digits.
+        DPT 14.019: IEEE-754 float32; decoding rounds to 7 significant digits.
         """
         for value, data in [
             (16.0, "41 80 00 00"),
@@ -264,7 +264,7 @@ class Float16Tests(SynchronousTestCase):
 
     def test_current_vectors(self):
         """
-        §4.4 table in mA: xknx's bytes (half-even on ties) and decoded values.
+        DPT 9.021 in mA: xknx's bytes (half-even on ties) and decoded values.
         """
         for value, data, decoded in [
             (0, "00 00", 0.0),
@@ -291,7 +291,7 @@ class Float16Tests(SynchronousTestCase):
 
     def test_generic_vectors(self):
         """
-        §4.4: xknx's own DPT 9 test vectors.
+        DPT 9.021: xknx's own DPT 9 test vectors.
         """
         for value, data in [
             (-30.00, "8A 24"),
@@ -352,7 +352,7 @@ class TimeOfDayTests(SynchronousTestCase):
 
     def test_golden_vectors(self):
         """
-        §4.6: C{DDDHHHHH 00MMMMMM 00SSSSSS}, day 1 = Monday, 0 = no day.
+        DPT 10.001: C{DDDHHHHH 00MMMMMM 00SSSSSS}, day 1 = Monday, 0 = no day.
         """
         for value, data in [
             (TimeOfDay(13, 23, 42, 2), "4D 17 2A"),
@@ -409,7 +409,7 @@ class DateTimeTests(SynchronousTestCase):
 
     def test_golden_vectors(self):
         """
-        §4.7, including each flag.
+        DPT 19.001, including each flag.
         """
         for value, data in [
             (DateTime(2017, 11, 28, 23, 7, 24), "75 0B 1C 17 07 18 24 00"),

@@ -5,10 +5,19 @@ than leaving tests that pass against a fake nobody calls that way any more.
 """
 
 import inspect
+import unittest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import fakes
+from tests import fakes, test_upstream_link, upstream_memory
+
+#: The modules with fakes of the service's classes: importing them
+#: registers those with L{fakes.fake_of}.
+FAKE_MODULES = (fakes, upstream_memory, test_upstream_link)
+
+#: Their classes that stand in for none of ours: a back office is not
+#: part of the service.
+NOT_FAKES = {upstream_memory.MemoryBackOffice}
 
 
 def _kind(value):
@@ -75,12 +84,14 @@ class FakeTests(SynchronousTestCase):
 
     def test_every_fake_is_checked(self):
         """
-        Every class of L{tests.fakes} is registered with L{fakes.fake_of}.
+        Every class of L{FAKE_MODULES} but their test cases and
+        L{NOT_FAKES} is registered with L{fakes.fake_of}.
         """
-        classes = {value for value in vars(fakes).values()
-                   if isinstance(value, type) and value.__module__ == fakes.__name__}
+        classes = {value for module in FAKE_MODULES for value in vars(module).values()
+                   if isinstance(value, type) and value.__module__ == module.__name__
+                   and not issubclass(value, unittest.TestCase)} - NOT_FAKES
         self.assertEqual(classes, {fake for fake, real, helpers in fakes.FAKES})
-        self.assertGreaterEqual(len(classes), 7)
+        self.assertGreaterEqual(len(classes), 13)
 
     def test_unknown_names_are_refused(self):
         self.assertRaises(AttributeError, getattr, fakes.MemoryStore(), "load_everything")

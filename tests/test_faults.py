@@ -376,9 +376,6 @@ class KnxdFaultTests(TestCase):
         With knxd gone the service keeps serving OCPP; once knxd is back the
         bridge reconnects and the next status reaches the bus.
         """
-        if not os.path.exists(os.path.join(os.path.dirname(m.__file__), "..", "knx",
-                                           "bridge.py")):
-            raise SkipTest("the KNX bridge (issue 4) is not there yet")
         from tests.knxdtest import connect_peer, start_knxd
 
         knxd = yield start_knxd(self)

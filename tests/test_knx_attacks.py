@@ -689,8 +689,10 @@ class BusNoiseTests(AttackTestCase):
         bridge goes on answering.
         """
         cp = yield self.charger()
+        # What the set-up sends and writes is over before the counts start.
+        yield self.set_up(cp)
+        start = yield self.bus.barrier(address("status"))
         calls = len(cp.calls_received)
-        start = self.bus.start
         for name, values in GARBAGE.items():
             for value in values:
                 self.bus.write(address(name), value)

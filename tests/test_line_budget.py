@@ -18,7 +18,8 @@ from twisted.trial.unittest import TestCase
 
 from tests.knxdtest import LinkWatcher
 from tests.knxtruth import NEW_OBJECTS, TWELVE_OBJECTS, address
-from tests.service import BASE_CONFIG, ClockedReactor, reopen_store, start_service, write_config
+from tests.service import (
+    BASE_CONFIG, ClockedReactor, reopen_store, set_up_over, start_service, write_config)
 from tests.sim import connect_charger
 from tests.test_budget import client_frame, until
 from tests.test_faults import wait_autobahn_timers
@@ -83,8 +84,8 @@ class ChargerTrafficTests(TestCase):
         yield cp.boot()
         # The set-up after the boot, and its lines, over.
         session = self.service.central.chargers["CP1"].session
-        yield until(lambda: session._outstanding is None and not session.waiting,
-                    "the set-up's calls")
+        yield until(lambda: set_up_over(self.service, "CP1") and session._outstanding is None
+                    and not session.waiting, "the set-up's calls")
         return cp
 
     @defer.inlineCallbacks
@@ -109,8 +110,8 @@ class ChargerTrafficTests(TestCase):
             # The boots' set-up over too: a call of it outstanding would
             # time out when the clock moves on, and take the next line.
             session = self.service.central.chargers["CP1"].session
-            yield until(lambda: session._outstanding is None and not session.waiting,
-                        "the set-up's calls")
+            yield until(lambda: set_up_over(self.service, "CP1") and session._outstanding is None
+                        and not session.waiting, "the set-up's calls")
         lines = lines_of(events, "binary", *MESSAGES)
         self.assertLessEqual(len(lines), LINE_BURST)
         self.assertGreater(len(lines), LINE_BURST // 2)

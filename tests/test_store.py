@@ -47,6 +47,19 @@ def store_events(events):
     return [event for event in events if event.get("log_namespace") == "xxterocpp.store"]
 
 
+@inlineCallbacks
+def refused(store, seconds=30):
+    """
+    Wait (polling, at most C{seconds}) until a commit of C{store} failed
+    and its writes wait for the retry.
+    """
+    for _ in range(int(seconds / 0.01)):
+        if store._batches._failing:
+            return
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError(f"no commit failed within {seconds} s")
+
+
 def started(tx_id, charger_id="CP1", start_time=T0, meter_start=1000):
     """
     A freshly started transaction.
@@ -906,7 +919,7 @@ class FailureTests(StoreTestCase):
 
         yield store._read(query_only, "ON")
         inserted = store.insert_transaction(started(1))
-        yield task.deferLater(reactor, 0.1, lambda: None)
+        yield refused(store)
         # A write made while waiting for the retry waits with it.
         waiting = store.update_meter(1, 1500.0, T0)
         for _ in range(3):
@@ -943,7 +956,7 @@ class FailureTests(StoreTestCase):
         store = self.makeStore(clock=task.Clock())
         yield store._read(lambda: store._db.execute("PRAGMA query_only = ON"))
         inserted = store.insert_transaction(started(1))
-        yield task.deferLater(reactor, 0.1, lambda: None)
+        yield refused(store)
         captured = self.enterContext(capturedLogs())
         yield store.close()
         yield self.assertFailure(inserted, StoreError)

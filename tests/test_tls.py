@@ -6,7 +6,6 @@ chargers connect with wss://. Also the AuthorizationKey rotation.
 
 import ipaddress
 import os
-import types
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
@@ -27,7 +26,7 @@ from tests.sim import NO_REPLY, HandshakeRefused, connect_charger
 from tests.test_signing import make_csr
 from tests.test_web import WebTestCase, web_agent
 from xxterocpp import certs, signing, tls
-from xxterocpp.config import load_config
+from xxterocpp.config import OcppConfig, load_config
 from xxterocpp.store import Store
 from xxterocpp.tap import XxterocppService
 
@@ -363,7 +362,11 @@ class SecureProfile3Tests(SecureTestCase):
         The CN is matched like the URL identity: case differences are
         tolerated, it is the same configured charger.
         """
-        yield self.connect("cp1", trusting(client="cp1"))
+        charger = yield self.connect("cp1", trusting(client="cp1"))
+        response = yield charger.boot()
+        self.assertEqual(response["status"], "Accepted")
+        self.assertTrue(self.service.central.chargers["CP1"].connected)
+        self.assertEqual(self.service.security_failures(), {"auth": 0, "tls": 0})
 
     @defer.inlineCallbacks
     def test_no_client_certificate_is_refused(self):
@@ -835,7 +838,7 @@ class ServerContextTests(SynchronousTestCase):
                 f.write(data)
 
     def ocpp(self, certificate="server.pem", private_key="server.key", client_ca=""):
-        return types.SimpleNamespace(
+        return OcppConfig(
             certificate=os.path.join(self.dir, certificate),
             private_key=os.path.join(self.dir, private_key),
             client_ca=client_ca and os.path.join(self.dir, client_ca))

@@ -10,6 +10,7 @@ import os
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.fakes import fake_of
 from tests.service import PASSWORD, start_service
 from tests.test_tls import pki, secure_config
 from xxterocpp.config import UpstreamConfig
@@ -17,8 +18,10 @@ from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.rpc import CallError
 from xxterocpp.upstream.link import (
     Link, LinkError, basic_authorization, client_tls, link_url)
+from xxterocpp.upstream.uplink import Uplink
 
 
+@fake_of(Uplink, helpers=("changed",))
 class Owner:
     """
     What an uplink does with its link, recorded.

@@ -22,7 +22,7 @@ from twisted.internet.task import Clock
 from tests.test_control import ScriptedCharger
 from tests.test_upstream_attacks import RealStoreTestCase, stop_payload
 from tests.test_upstream_backoffice import eventually
-from tests.upstream_memory import MemoryTables, UpstreamTestCase
+from tests.upstream_memory import HeldTables, UpstreamTestCase
 from xxterocpp.control import SAMPLE_INTERVAL
 from xxterocpp.ocpp import messages as m
 from xxterocpp.store import LAZY_WRITE_DELAY, Store
@@ -347,28 +347,6 @@ class CrashTests(QueueWritesTestCase):
         self.assertEqual([(m.action, m.transaction_id) for m in uplink.outbox.messages],
                          [("StartTransaction", tx), ("StopTransaction", tx)])
 
-
-class HeldTables(MemoryTables):
-    """
-    L{MemoryTables} whose enqueues that are not lazy are committed only
-    when the test fires them (L{held}), while L{holding}.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.holding = False
-        self.held = []
-        self.lazy = []
-
-    def enqueue(self, rec, lazy=False):
-        super().enqueue(rec, lazy)
-        if lazy:
-            self.lazy.append(rec.action)
-        if lazy or not self.holding:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self.held.append(d)
-        return d
 
 
 class SendingTests(UpstreamTestCase):

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.service import LOOPBACK_CONFIG, ClockedReactor, start_service, write_config
@@ -59,10 +59,14 @@ class WorkaroundHarness:
     timeout = 60
 
     def setUp(self):
-        self.lines = []
-        observer = lambda event: self.lines.append(formatEvent(event))
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.events = self.enterContext(capturedLogs())
+
+    @property
+    def lines(self):
+        """
+        The text of every event logged since the set-up.
+        """
+        return [formatEvent(event) for event in self.events]
 
     @defer.inlineCallbacks
     def start(self, *tables, registry=None, sections="", wall=None):

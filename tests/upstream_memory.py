@@ -15,6 +15,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.fakes import fake_of
 from tests.test_control import MemoryStore, ScriptedCharger
 from xxterocpp.config import parse_config
 from xxterocpp.control import Controller
@@ -22,8 +23,10 @@ from xxterocpp.domain.central import CentralSystem
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import CallError, OcppSession
-from xxterocpp.store.upstream import DeadLetterRecord, QueuedRecord, UpstreamState
+from xxterocpp.store.upstream import (
+    DeadLetterRecord, QueuedRecord, UpstreamState, UpstreamStore)
 from xxterocpp.upstream import Upstream
+from xxterocpp.upstream.link import Link
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -63,6 +66,7 @@ max_current = 16
 """
 
 
+@fake_of(UpstreamStore)
 class MemoryTables:
     """
     L{xxterocpp.store.upstream.UpstreamStore} in memory; what it keeps
@@ -129,6 +133,30 @@ class MemoryTables:
                 rec.seq, rec.charger_id, rec.action, rec.transaction_id, rec.payload,
                 rec.queued_at, 0, rec.error))
         return self._write("requeue", *seqs)
+
+
+@fake_of(UpstreamStore)
+class HeldTables(MemoryTables):
+    """
+    L{MemoryTables} whose enqueues that are not lazy are committed only
+    when the test fires them (L{held}), while L{holding}.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.holding = False
+        self.held = []
+        self.lazy = []
+
+    def enqueue(self, rec, lazy=False):
+        super().enqueue(rec, lazy)
+        if lazy:
+            self.lazy.append(rec.action)
+        if lazy or not self.holding:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self.held.append(d)
+        return d
 
 
 class MemoryBackOffice:
@@ -199,6 +227,7 @@ class MemoryBackOffice:
         return self.session.call(request)
 
 
+@fake_of(Link, helpers=("connect", "close"))
 class MemoryLink:
     """
     In place of L{xxterocpp.upstream.link.Link}: connects the uplink to a
