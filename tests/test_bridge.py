@@ -20,7 +20,8 @@ from tests.fakes import FakeCentral, FakeController, FakeLink, FakeSmart
 from xxterocpp.config import parse_config
 from xxterocpp.knx import objects
 from xxterocpp.knx.address import GroupAddress
-from xxterocpp.knx.bridge import OBJECTS, BridgedObject, KnxBridge, has_group_objects
+from xxterocpp.knx.behaviour import OBJECTS, BridgedObject, has_group_objects
+from xxterocpp.knx.bridge import KnxBridge
 from xxterocpp.knx.dpt import DPTS
 from xxterocpp.knx.knxd import READ, RESPONSE, WRITE
 from xxterocpp.knx.objects import ERROR_CODES, STATUSES

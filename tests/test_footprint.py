@@ -22,7 +22,8 @@ from xxterocpp.web.gate import WebSite
 #: Modules a started service without KNX, TLS, a back office or a visitor
 #: of its web interface does not load.
 UNUSED_AT_REST = ("twisted.web.server", "xxterocpp.web.api", "xxterocpp.knx.bridge",
-                  "xxterocpp.knx.knxd", "twisted.application.internet", "difflib",
+                  "xxterocpp.knx.behaviour", "xxterocpp.knx.knxd",
+                  "twisted.application.internet", "difflib",
                   "xxterocpp.upstream", "xxterocpp.store.upstream")
 
 #: Starts the service on the real reactor (argv: the configuration, then

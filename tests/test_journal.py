@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from xxterocpp.config import parse_config
 from xxterocpp.knx.address import GroupAddress
-from xxterocpp.knx.bridge import OBJECTS
+from xxterocpp.knx.behaviour import OBJECTS
 from xxterocpp.knx.journal import Journal, Record
 from xxterocpp.knx.knxd import WRITE, Telegram
 from xxterocpp.knx.points import linked_points

@@ -20,12 +20,11 @@ from xxterocpp.quirks import (
     ActiveQuirk,
     ActiveQuirks,
     Entry,
-    VersionRange,
     check_steps,
-    firmware_version,
     resolve,
     round_down_to_steps,
 )
+from xxterocpp.quirkmatch import VersionRange, firmware_version
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = (6.0, 8.0, 10.0, 13.0, 16.0)

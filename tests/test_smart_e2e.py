@@ -24,7 +24,7 @@ from twisted.web.http_headers import Headers
 from tests.knxdtest import LinkWatcher, connect_peer, start_knxd
 from tests.service import LOOPBACK_CONFIG, start_service, write_config
 from tests.sim import connect_charger
-from xxterocpp.knx.bridge import SMART_INPUTS
+from xxterocpp.knx.behaviour import SMART_INPUTS
 
 PRICE, POWER = (entry.dpt for entry in SMART_INPUTS)
 PRICES_GA, SURPLUS_GA = "5/0/1", "5/0/2"

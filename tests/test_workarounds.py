@@ -780,7 +780,7 @@ class TriggerMeterValuesTests(WorkaroundHarness, TestCase):
 
 class NoPingTests(WorkaroundHarness, TestCase):
     """
-    C{no-ping}: the charger never answers WebSocket pings (ocpp/server.py);
+    C{no-ping}: the charger never answers WebSocket pings (ocpp/connquirks.py);
     the service pings every second here.
     """
 
@@ -887,7 +887,7 @@ OCULAR = {"vendor": "BS AC EV Charger", "model": "BS-EV22", "firmwareVersion": "
 class KeepaliveTests(WorkaroundHarness, TestCase):
     """
     C{keepalive}: the charger closes a connection idle for about 110 s
-    (ocpp/server.py); the service sends no pings of its own here
+    (ocpp/connquirks.py); the service sends no pings of its own here
     (C{ping_interval = 0}).
     """
 

@@ -361,7 +361,8 @@ class XxterocppService(service.MultiService):
         if self.knx_bridge is None and not config.knx.knxd:
             # Without knxd the KNX modules are not even loaded.
             return
-        from xxterocpp.knx.bridge import KnxBridge, has_group_objects
+        from xxterocpp.knx.behaviour import has_group_objects
+        from xxterocpp.knx.bridge import KnxBridge
         from xxterocpp.knx.knxd import KnxdLink
 
         endpoint = config.knx.knxd if has_group_objects(config) else ""

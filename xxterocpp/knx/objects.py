@@ -10,10 +10,12 @@ Everything else follows from this table:
     - L{xxterocpp.config} builds the C{[charger.knx]} table from it (its
       keys, the C{time_dpt} / C{current_dpt} choices and which addresses
       must not be shared because a bus write to them acts);
-    - L{xxterocpp.knx.bridge} attaches each object's behaviour by key (how
-      the value follows from the domain, which command a write gives).
+    - L{xxterocpp.knx.behaviour} attaches each object's behaviour by key
+      (how the value follows from the domain, which command a write
+      gives), which L{xxterocpp.knx.bridge} applies.
 
-A new object is one row here plus its behaviour in the bridge.
+A new object is one row here plus its behaviour in
+L{xxterocpp.knx.behaviour}.
 
 This module is a plain declaration: it imports nothing of Twisted, so the
 configuration can read it without pulling in the service.

@@ -197,7 +197,7 @@ class Point:
 def linked_points(config, table):
     """
     @param config: the L{Config}.
-    @param table: the bridged objects (L{xxterocpp.knx.bridge.OBJECTS}).
+    @param table: the bridged objects (L{xxterocpp.knx.behaviour.OBJECTS}).
     @return: a L{Point} for each charging point that links at least one
         object, in file order.
     """

@@ -1,17 +1,16 @@
 # -*- test-case-name: tests.test_server -*-
 """
 The OCPP-J WebSocket server (OCPP-J 1.6 §3): the handshake rules (identity,
-subprotocol, Basic auth, the client certificate of security profile 3), the
-glue between Autobahn and L{OcppSession}, and the connection's own
-workarounds (C{no-ping}, C{keepalive}, C{lenient-answers};
-docs/quirks.md#no-ping).
+subprotocol, Basic auth, the client certificate of security profile 3) and
+the glue between Autobahn and L{OcppSession}.
 
-Why one module of some 630 lines: the handshake's limits (head size,
-slots, deadline, throttle) and its checks act on the same Autobahn
-protocol object in the order a connection goes through them; split, each
-part would reach into the others' state of that object. The frame budget
-of an open connection, which acts on Autobahn's frames alone, is apart
-(L{xxterocpp.ocpp.budget}).
+The handshake's limits (head size, slots, deadline, throttle) and its
+checks stay here together: they act on the same Autobahn protocol object
+in the order a connection goes through them. Apart are what acts on an
+open connection only: the frame budget (L{xxterocpp.ocpp.budget}), the
+connection's own workarounds (C{no-ping}, C{keepalive}, C{lenient-answers};
+L{xxterocpp.ocpp.connquirks}, docs/quirks.md#no-ping) and Autobahn's log
+lines within the charger's budget (L{xxterocpp.ocpp.chargerlog}).
 """
 
 import math
@@ -26,12 +25,12 @@ from twisted.logger import Logger
 
 from xxterocpp import basic_auth
 from xxterocpp.domain import refusals
-from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.budget import FrameBudget, Floods
+from xxterocpp.ocpp.chargerlog import ChargerLog
+from xxterocpp.ocpp.connquirks import ConnectionQuirks
 from xxterocpp.ocpp.handlers import dispatch
 from xxterocpp.ocpp.rpc import OcppSession
 from xxterocpp.pacing import Pacer
-from xxterocpp.quirks import NO_QUIRKS
 from xxterocpp.slots import PER_ADDRESS, Slots
 from xxterocpp.tls import client_certificate, openssl_reason
 
@@ -85,58 +84,9 @@ DROP_LOG_INTERVAL = 10
 #: writes one per address and interval instead. Errors still get through.
 _HANDSHAKE_LOG = txaio.make_logger(level="error")
 
-#: A charger that gets no WebSocket pings (C{no-ping}) counts as gone after
-#: this many heartbeat intervals without a frame from it.
-SILENT_HEARTBEATS = 3
-
 #: Autobahn's logger for a connection whose TLS failed: it writes an error
 #: line for each, which L{OcppServerFactory.tls_failed} paces instead.
 _SILENT_LOG = txaio.make_logger(level="none")
-
-
-#: Where Autobahn's lines of an open connection go (L{_ChargerLog}).
-_AUTOBAHN_LOG = Logger(namespace="autobahn.websocket.protocol")
-
-
-class _ChargerLog:
-    """
-    Autobahn's logger of a charger's open connection: its debug and trace
-    calls (several a frame) do nothing, as with its own logger at our
-    level; its other lines go within the charger's line budget
-    (L{xxterocpp.domain.model.Charger.line_due}). Autobahn writes one for
-    each pong that answers no pending ping, and one for each connection it
-    drops or fails: a charger may send a hundred such pongs a second, or
-    reconnect and misbehave in a loop.
-    """
-
-    __slots__ = ("_charger", "_clock")
-
-    def __init__(self, charger, clock):
-        self._charger = charger
-        self._clock = clock
-
-    def debug(self, *args, **kwargs):
-        pass
-
-    trace = debug
-
-    def _line(self, level, format, **fields):
-        self._charger.chatter(_AUTOBAHN_LOG, level, self._clock.seconds(),
-                              "{charger}: " + (format or ""), charger=self._charger.id, **fields)
-
-    def info(self, format=None, **fields):
-        self._line("info", format, **fields)
-
-    def warn(self, format=None, **fields):
-        self._line("warn", format, **fields)
-
-    def error(self, format=None, **fields):
-        self._line("error", format, **fields)
-
-    critical = error
-
-    def failure(self, format=None, failure=None, **fields):
-        self._line("failure", format, failure=failure, **fields)
 
 
 def identity_from_path(path):
@@ -156,10 +106,10 @@ _REPLACED_CLOSE = (1000).to_bytes(2, "big") + REPLACED_REASON.encode()
 LOGGED = object()
 
 
-class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
+class OcppServerProtocol(ConnectionQuirks, FrameBudget, WebSocketServerProtocol):
     """
     One charger's WebSocket connection, with its frame budget
-    (L{FrameBudget}).
+    (L{FrameBudget}) and its own workarounds (L{ConnectionQuirks}).
     """
 
     # Our own log lines go to _log: Autobahn's C{log} is a txaio logger whose
@@ -178,16 +128,6 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
     #: What the log line of a refused handshake says instead of the HTTP
     #: reason; L{LOGGED}: nothing, the refusal is logged already.
     _refusal = None
-    #: The timers of the no-ping silence watch and of the keepalive, while
-    #: they run.
-    _silence_call = None
-    _keepalive_call = None
-    #: When the charger was last heard on this connection (the reactor's
-    #: monotonic clock): its silence is a duration, not a difference of
-    #: times of day that a step of the system clock would change.
-    _heard_at = None
-    #: Whether the charger answered one of Autobahn's pings.
-    _ponged = False
 
     def connectionMade(self):
         self.log = _HANDSHAKE_LOG
@@ -346,7 +286,7 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         central = self.factory.central
         charger_id = self.charger_id
         # Autobahn's lines within the charger's budget from now on.
-        self.log = _ChargerLog(central.chargers[charger_id], self.factory.clock)
+        self.log = ChargerLog(central.chargers[charger_id], self.factory.clock)
         self._heard_at = self.factory.clock.seconds()
         self._handshake_over()
         # Bound methods of this protocol, not closures: a connected charger
@@ -372,96 +312,6 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
             # Its workarounds were chosen anew from its boot.
             self._honour_quirks()
         return answer
-
-    # -- the connection's workarounds (docs/quirks.md#named-workarounds) ----
-
-    def _honour_quirks(self):
-        """
-        Apply the charger's workarounds to this connection, when it opens
-        and after each boot.
-        """
-        charger = self.factory.central.chargers.get(self.charger_id)
-        quirks = NO_QUIRKS if charger is None else charger.quirks
-        self.session.lenient_answers = quirks.has("lenient-answers")
-        self._cancel_quirk_timers()
-        no_ping = quirks.has("no-ping")
-        if no_ping:
-            self._stop_pings()
-            self._watch_silence()
-        interval = quirks.parameter("keepalive", "interval")
-        if interval and (no_ping or not self.autoPingInterval or self.autoPingInterval > interval):
-            # Autobahn's pings alone would not come often enough.
-            self._keepalive_call = self.factory.clock.callLater(
-                interval, self._keep_alive, interval, no_ping)
-
-    def _cancel_quirk_timers(self):
-        for call in (self._silence_call, self._keepalive_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._silence_call = self._keepalive_call = None
-
-    def _keep_alive(self, interval, no_ping):
-        """
-        docs/quirks.md#keepalive: some traffic every C{interval} seconds, or
-        the charger closes the connection: a WebSocket ping, or for one that
-        takes none a TriggerMessage(Heartbeat) (an OCPP exchange of the
-        connection, like a ping, not a command).
-        """
-        self._keepalive_call = None
-        if self.state != self.STATE_OPEN:
-            return
-        if no_ping:
-            self.session.call(m.TriggerMessageRequest(requested_message="Heartbeat")).addErrback(
-                lambda failure: None)
-        else:
-            self.sendPing()
-        self._keepalive_call = self.factory.clock.callLater(
-            interval, self._keep_alive, interval, no_ping)
-
-    def _stop_pings(self):
-        # Learnt from a boot on an open connection: Autobahn's next ping (or
-        # the wait for its pong) is scheduled already.
-        self.autoPingInterval = 0
-        for name in ("autoPingPendingCall", "autoPingTimeoutCall"):
-            call = getattr(self, name, None)
-            if call is not None:
-                call.cancel()
-                setattr(self, name, None)
-        self.autoPingPending = None
-
-    def _watch_silence(self):
-        """
-        docs/quirks.md#no-ping: without pings, a dead connection shows by the
-        charger's silence: nothing for L{SILENT_HEARTBEATS} heartbeat
-        intervals, and it is dropped.
-        """
-        self._silence_call = None
-        central = self.factory.central
-        charger = central.chargers.get(self.charger_id)
-        if charger is None or charger.session is not self.session:
-            return
-        limit = SILENT_HEARTBEATS * central.config.ocpp.heartbeat_interval
-        silent = self.factory.clock.seconds() - self._heard_at
-        if silent >= limit:
-            self._log.warn("{id}: nothing heard for {silent:.0f} s ({n} heartbeat intervals): "
-                           "the connection counts as dead", id=self.charger_id, silent=silent,
-                           n=SILENT_HEARTBEATS)
-            self.transport.abortConnection()
-            return
-        self._silence_call = self.factory.clock.callLater(limit - silent, self._watch_silence)
-
-    def onAutoPong(self, *args):
-        self._ponged = True
-        super().onAutoPong(*args)
-
-    def onAutoPingTimeout(self):
-        # Autobahn drops the connection. One that never answered a ping
-        # (a dead link answered the ones before) is worth a suggestion.
-        # A flooding one's pong waits behind its flood (FrameBudget).
-        if self.charger_id is not None and not self._ponged and self.flooding_since is None:
-            self.factory.central.suggest_quirk(
-                self.charger_id, "no-ping", "it did not answer a WebSocket ping")
-        super().onAutoPingTimeout()
 
     def _frame(self, direction, text):
         self.factory.central.connections.frame(self.charger_id, direction, text)

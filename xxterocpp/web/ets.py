@@ -6,7 +6,7 @@ them.
 
 The rows come from the declaration of the group objects
 (L{xxterocpp.knx.objects.OBJECTS}) and the C{[smart]} bus inputs
-(L{xxterocpp.knx.bridge.SMART_INPUTS}): whatever is declared and linked in
+(L{xxterocpp.knx.behaviour.SMART_INPUTS}): whatever is declared and linked in
 the configuration is exported, with its datapoint type in ETS notation.
 
 The file is ETS's three-level CSV ("3/1": three name columns, one address
@@ -33,7 +33,7 @@ from itertools import groupby
 import attr
 
 from xxterocpp.knx import objects
-from xxterocpp.knx.bridge import SMART_INPUTS
+from xxterocpp.knx.behaviour import SMART_INPUTS
 from xxterocpp.web.knxvalues import spelled_out
 
 __all__ = ["CSV_COLUMNS", "EtsAddress", "MAIN_RANGE_NAME", "ets_csv", "ets_dpt",
