@@ -14,6 +14,7 @@ takes the head, sends it and reports the outcome here.
 import json
 from collections import OrderedDict, deque
 from datetime import datetime
+from itertools import islice
 
 import attr
 from twisted.internet import defer
@@ -49,8 +50,9 @@ REQUEUE_BATCH = 1000
 REQUEUE_BYTES = 2 * 1024 * 1024
 
 #: The messages one charger's queue holds at most, and the bytes of their
-#: payloads (as JSON): some 8 MB in memory of typical MeterValues, far
-#: more than the thinned meter values of a week of a session. At the cap
+#: payloads (as JSON): 5,000 MeterValues of five sampled values (530 bytes
+#: as JSON) took 16 MB in memory (tracemalloc); at a sample interval of
+#: 5 minutes, 17 days of a session's thinned values. At the cap
 #: the oldest queued MeterValues (never the head, which may be on its
 #: way) give way to what comes; with none left, a MeterValues is not
 #: queued, a StartTransaction is not forwarded (its transaction stays
@@ -284,7 +286,7 @@ class Outbox:
             return False
         drop = []
         count, total = len(self.messages), self.bytes
-        for message in list(self.messages)[1:]:
+        for message in islice(self.messages, 1, None):
             if count < MAX_QUEUED and total + size <= MAX_QUEUED_BYTES:
                 break
             if message.action == "MeterValues" and not message.sent:
