@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes import MemoryStore
@@ -22,6 +23,8 @@ from tests.service import BASE_CONFIG, start_service, write_config
 from tests.sim import NO_REPLY, CS_TO_CP_ACTIONS, CallErrorReply, ConfigurationKey, connect_charger
 from xxterocpp.config import TagConfig, parse_config
 from xxterocpp.control import Controller, UnknownChargingPoint
+from xxterocpp.control.sender import MAX_WAITING_CALLS
+from xxterocpp.domain.events import CommandRefused
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.ocpp.rpc import OcppSession
@@ -368,6 +371,95 @@ EXAMPLES = {
 
 #: The test configuration with a short call timeout.
 SHORT_TIMEOUT_CONFIG = BASE_CONFIG.replace("call_timeout = 5", "call_timeout = 0.5")
+
+
+class QueueBoundTests(ControllerHarness, SynchronousTestCase):
+    """
+    The calls waiting for a charger that does not answer are bounded
+    (L{MAX_WAITING_CALLS}); a newer call of a kind takes the queued one's
+    place (docs/architecture.md#bounds).
+    """
+
+    def silent(self):
+        cp = self.connect()
+        cp.take()
+        for action in ("GetConfiguration", "ChangeAvailability", "UnlockConnector",
+                       "RemoteStartTransaction", "DataTransfer"):
+            cp.answers[action] = None
+        return cp
+
+    def test_busy_beyond_the_bound(self):
+        """
+        One outstanding call and L{MAX_WAITING_CALLS} waiting; the next is
+        refused "Busy" without being queued, with a line within the
+        charger's budget; once the queue moves, calls go out again.
+        """
+        cp = self.silent()
+        logs = self.enterContext(capturedLogs())
+        session = self.central.chargers["CP1"].session
+        waiting = [self.controller.send("CP1", "DataTransfer", {"vendorId": f"v{i}"})
+                   for i in range(MAX_WAITING_CALLS + 1)]
+        self.clock.advance(0)
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        refused = [self.controller.send("CP1", "DataTransfer", {"vendorId": "x"})
+                   for _ in range(50)]
+        self.clock.advance(0)
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        self.assertEqual({self.successResultOf(d).status for d in refused}, {"Busy"})
+        for d in waiting:
+            self.assertNoResult(d)
+        lines = [formatEvent(e) for e in logs if "calls wait for the charger" in formatEvent(e)]
+        self.assertTrue(lines)
+        self.assertLess(len(lines), 50)
+        self.clock.advance(5)
+        self.assertEqual(self.successResultOf(waiting[0]).status, "Timeout")
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS - 1)
+        later = self.controller.send("CP1", "DataTransfer", {"vendorId": "y"})
+        self.assertNoResult(later)
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+
+    def test_newer_availability_replaces_the_queued_one(self):
+        """
+        Availability written off, on, off, ... 100 times while the first
+        call is unanswered: one waits, the last; the others end
+        "Superseded" and are announced as refused.
+        """
+        cp = self.silent()
+        session = self.central.chargers["CP1"].session
+        ds = [self.controller.set_availability("CP1", 1, i % 2 == 1) for i in range(100)]
+        self.clock.advance(0)
+        self.assertEqual(session.waiting, 1)
+        results = [self.successResultOf(d) for d in ds[1:-1]]
+        self.assertEqual([r.status for r in results], ["Superseded"] * 98)
+        self.assertFalse(any(r.accepted for r in results))
+        self.assertEqual(sum(isinstance(e, CommandRefused) for e in self.events), 98)
+        cp.answers["ChangeAvailability"] = {"status": "Accepted"}
+        self.clock.advance(5)
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(ds[0]).status, "Timeout")
+        self.assertEqual(self.successResultOf(ds[-1]).status, "Accepted")
+        self.assertEqual([p["type"] for p in cp.payloads("ChangeAvailability")],
+                         ["Inoperative", "Operative"])
+
+    def test_a_queued_kind_passes_the_bound(self):
+        """
+        At the bound, a call replacing a queued one of its kind is taken
+        (the queue does not grow).
+        """
+        cp = self.silent()
+        session = self.central.chargers["CP1"].session
+        first = self.controller.set_availability("CP1", 1, False)
+        queued = self.controller.set_availability("CP1", 1, True)
+        for i in range(MAX_WAITING_CALLS - 1):
+            self.controller.send("CP1", "DataTransfer", {"vendorId": f"v{i}"})
+        self.clock.advance(0)
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        newer = self.controller.set_availability("CP1", 1, False)
+        self.assertEqual(self.successResultOf(queued).status, "Superseded")
+        self.assertNoResult(newer)
+        self.assertNoResult(first)
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        self.assertEqual(len(cp.calls), 1)
 
 
 class EndToEndTests(TestCase):

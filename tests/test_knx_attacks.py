@@ -841,3 +841,35 @@ class ClockJumpTests(ReservationTestCase):
         [renewal] = cp.payloads("ReserveNow")
         self.assertGreater(expiry_of(renewal), self.central.now())
         self.assertEqual(self.result(self.controller.start("CP1")).status, "Refused")
+
+
+class FloodTests(AttackTestCase):
+    """
+    A second KNX client writing a charger's objects hundreds of times while
+    the charger answers none of its calls (docs/architecture.md#bounds).
+    """
+
+    @defer.inlineCallbacks
+    def test_availability_flood_keeps_one_call_queued(self):
+        """
+        200 writes of availability (0, 1, 0, ...) to a charger that never
+        answers ChangeAvailability: one call is outstanding, one waits (each
+        newer write takes the queued one's place), the replaced ones end
+        "Superseded"; once all timed out the object tells the truth: the
+        charger is still available.
+        """
+        cp = yield self.charger()
+        cp.never_answer("ChangeAvailability")
+        for i in range(200):
+            self.bus.write(address("availability"), i % 2)
+        yield self.bus.barrier(address("status"))
+        yield cp.wait_for_call("ChangeAvailability", timeout=PROMPT)
+        session = self.service.central.chargers["CP1"].session
+        self.assertLessEqual(session.waiting, 1)
+        # the outstanding one and the one queued behind it time out
+        yield pause(2 * CALL_TIMEOUT + 0.5)
+        yield self.bus.barrier(address("status"))
+        calls = [name for name, _ in cp.calls_received if name == "ChangeAvailability"]
+        self.assertLessEqual(len(calls), 2)
+        self.assertEqual(session.waiting, 0)
+        self.assertEqual((yield self.answers(["availability"])), {"availability": 1})

@@ -123,6 +123,38 @@ class ChargerTrafficTests(TestCase):
         self.assertIn(f"({held} such lines held back before this one)", line)
 
     @defer.inlineCallbacks
+    def test_milestones_after_a_flood(self):
+        """
+        A charger whose frames used up its budget of lines (200 refused
+        Authorize lines held back): its transaction's start and stop, and
+        its connection closing and opening again, are still logged, the
+        connections' within a budget of their own (docs/ocpp.md).
+        """
+        cp = yield self.booted()
+        frames = [message("Authorize", {"idTag": "GARBAGE{i}"}, i) for i in range(200)]
+        answered = lambda: sum(1 for direction, text in cp.frames
+                               if isinstance(text, str) and text.startswith('[3,"m'))
+        with capturedLogs() as events:
+            cp._protocol.transport.write(b"".join(frames))
+            yield until(lambda: answered() == len(frames), "every CALL answered")
+            self.assertLessEqual(len(lines_of(events, "Authorize")), LINE_BURST)
+            answer = yield cp.start_transaction(1, "04A1B2C3", 1000)
+            yield cp.stop_transaction(answer["transactionId"], 1500)
+            yield cp.close()
+            yield until(lambda: self.service.central.chargers["CP1"].session is None,
+                        "the connection gone")
+            cp = yield connect_charger(self.service.url, "CP1")
+            self.addCleanup(cp.close)
+            yield until(lambda: lines_of(events, "CP1: connected"), "the connection's line")
+        tx = answer["transactionId"]
+        self.assertEqual(len(lines_of(events, f"transaction {tx} started")), 1)
+        self.assertEqual(len(lines_of(events, f"transaction {tx} stopped")), 1)
+        self.assertEqual(len(lines_of(events, "CP1: disconnected")), 1)
+        self.assertEqual(len(lines_of(events, "CP1: connected from")), 1)
+        self.assertEqual(lines_of(events, "Authorize")[-1:],
+                         lines_of(events, "Authorize")[:LINE_BURST][-1:])
+
+    @defer.inlineCallbacks
     def test_a_charger_reconnecting_in_a_loop(self):
         """
         50 connections of one charger, each opened and closed at once (a
@@ -140,7 +172,11 @@ class ChargerTrafficTests(TestCase):
                 yield cp.close()
             yield until(lambda: self.service.central.chargers["CP1"].session is None,
                         "the last connection gone")
-        self.assertLessEqual(len(lines_of(events, "CP1: ")), LINE_BURST)
+        # its malformed frames' lines and its connections' (their own
+        # budget, of the same size)
+        self.assertLessEqual(len(lines_of(events, "CP1: ")), 2 * LINE_BURST)
+        self.assertLessEqual(len(lines_of(events, "CP1: connected", "CP1: disconnected")),
+                             LINE_BURST)
         self.assertLessEqual(self.commits() - before, 3)
         left = self.service.central.chargers["CP1"].disconnected_since
         yield self.service.stopService()
@@ -170,7 +206,7 @@ class ChargerTrafficTests(TestCase):
         """
         30 connections, each closed by us for a text message that is no
         UTF-8 (1007): Autobahn wrote a line each, 90 in all with ours; at
-        most L{LINE_BURST} now.
+        most L{LINE_BURST} now, and as many of its connections.
         """
         # Autobahn's close-handshake timers (5 s, wall clock) fire first.
         self.addCleanup(wait_autobahn_timers)
@@ -179,7 +215,11 @@ class ChargerTrafficTests(TestCase):
                 cp = yield connect_charger(self.service.url, "CP1")
                 cp.send_raw(b'[2,"1","Heartbeat",{"x":"\xff\xfe"}]')
                 self.assertEqual((yield cp.wait_closed())[1], 1007)
-        self.assertLessEqual(len(lines_of(events, "CP1", "WebSocket", "dropping")), LINE_BURST)
+        # Autobahn's and our lines of its frames, and its connections' (a
+        # budget of their own, of the same size)
+        self.assertLessEqual(len(lines_of(events, "CP1", "WebSocket", "dropping")),
+                             2 * LINE_BURST)
+        self.assertLessEqual(len(lines_of(events, "WebSocket", "dropping")), LINE_BURST)
 
 
 class AutobahnLinesTests(TestCase):

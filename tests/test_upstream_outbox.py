@@ -6,10 +6,13 @@ its back office, with in-memory tables.
 from datetime import datetime, timedelta, timezone
 from itertools import count
 
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.upstream_memory import MemoryTables
-from xxterocpp.upstream.outbox import MAX_FAILURES, Outbox
+from xxterocpp.store.upstream import DEAD_LETTERS_KEPT
+from xxterocpp.upstream import outbox as outbox_module
+from xxterocpp.upstream.outbox import MAX_FAILURES, MAX_QUEUED, MAX_QUEUED_BYTES, Outbox
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -142,3 +145,102 @@ class OutboxTests(SynchronousTestCase):
                          [("MeterValues", 7), ("StartTransaction", 8)])
         self.assertTrue(restored.forwards(8))
         self.assertEqual(restored.remote_id(7), 900001)
+
+
+class CapTests(SynchronousTestCase):
+    """
+    The queue of a back office that is away is capped in count and bytes
+    (L{MAX_QUEUED}, L{MAX_QUEUED_BYTES}), in memory and in the tables; at
+    the cap MeterValues give way first, transactions are kept, and one
+    line says so (docs/upstream.md#queue).
+    """
+
+    def setUp(self):
+        self.tables = MemoryTables()
+        self.seq = count(1)
+        self.outbox = Outbox("CP1", self.tables, lambda: next(self.seq), lambda: T0)
+        self.logs = self.enterContext(capturedLogs())
+
+    def lines(self, word):
+        return [formatEvent(e) for e in self.logs if word in formatEvent(e)]
+
+    def test_meter_values_give_way(self):
+        """
+        A start, then MeterValues (never thinned: each its own interval)
+        beyond the cap: the count stays at the cap, the start and the
+        newest values are kept, the tables hold what memory does, one line.
+        """
+        self.outbox.add("StartTransaction", 7, {"idTag": "A"})
+        for i in range(MAX_QUEUED + 500):
+            self.outbox.add("MeterValues", 7, meter(60 * i), thin_interval=60)
+        self.assertEqual(self.outbox.depth, MAX_QUEUED)
+        self.assertEqual(self.outbox.head().action, "StartTransaction")
+        self.assertEqual(self.outbox.messages[-1].payload, meter(60 * (MAX_QUEUED + 499)))
+        self.assertEqual(len(self.tables.queue), MAX_QUEUED)
+        self.assertEqual(self.outbox.dropped, 501)
+        self.assertEqual(len(self.lines("at its cap")), 1)
+        self.assertTrue(self.outbox.forwards(7))
+
+    def test_starts_only_cannot_defeat_the_cap(self):
+        """
+        A charger sending only StartTransactions (never thinned): beyond
+        the cap they are not queued (their transactions stay local), the
+        queue holds MAX_QUEUED; the stop of a queued start is still queued.
+        """
+        for tx in range(MAX_QUEUED + 300):
+            self.outbox.add("StartTransaction", tx, {"idTag": "A", "n": tx})
+        self.assertEqual(self.outbox.depth, MAX_QUEUED)
+        self.assertFalse(self.outbox.forwards(MAX_QUEUED + 1))
+        self.assertTrue(self.outbox.forwards(5))
+        self.outbox.add("StopTransaction", 5, {"transactionId": 5, "meterStop": 10,
+                                               "transactionData": [{"x": "y" * 100}]})
+        self.assertEqual(self.outbox.depth, MAX_QUEUED + 1)
+        stop = self.outbox.messages[-1]
+        self.assertEqual(stop.payload, {"transactionId": 5, "meterStop": 10})
+        self.assertEqual(len(self.tables.queue), MAX_QUEUED + 1)
+        self.assertEqual(len(self.lines("at its cap")), 1)
+
+    def test_bytes(self):
+        """
+        Large MeterValues (60 KiB each) are capped by their bytes long
+        before their count; the bytes counted are those of the queue.
+        """
+        big = "9" * 60 * 1024
+        self.outbox.add("StartTransaction", 7, {"idTag": "A"})
+        for i in range(200):
+            self.outbox.add("MeterValues", 7, meter(60 * i, big + str(i)), thin_interval=60)
+        self.assertLessEqual(self.outbox.bytes, MAX_QUEUED_BYTES)
+        self.assertLess(self.outbox.depth, 200)
+        self.assertEqual(self.outbox.bytes, sum(m.size for m in self.outbox.messages))
+        self.assertEqual(self.outbox.head().action, "StartTransaction")
+        # delivered, thinned and dead letters keep the count right
+        self.outbox.delivered(self.outbox.head(), 900001, "Accepted")
+        self.outbox.dead(self.outbox.head(), "refused")
+        self.assertEqual(self.outbox.bytes, sum(m.size for m in self.outbox.messages))
+
+    def test_room_again(self):
+        """
+        Once delivered below the cap, a line says so with the count dropped.
+        """
+        self.patch(outbox_module, "MAX_QUEUED", 10)
+        for tx in range(15):
+            self.outbox.add("StartTransaction", tx, {})
+        for _ in range(5):
+            self.outbox.delivered(self.outbox.head(), 1, "Accepted")
+        self.outbox.add("StartTransaction", 99, {})
+        self.assertEqual(len(self.lines("room again")), 1)
+        self.assertIn("5 messages dropped", self.lines("room again")[0])
+
+    def test_dead_letter_count_capped(self):
+        """
+        The dead letters in memory are the newest 100; the count stops at
+        what the tables keep, with one line.
+        """
+        self.patch(outbox_module, "DEAD_LETTERS_KEPT", 20)
+        for tx in range(50):
+            self.outbox.add("StartTransaction", tx, {})
+            self.outbox.dead(self.outbox.head(), "refused")
+        self.assertEqual(self.outbox.dead_letter_count, 20)
+        self.assertLessEqual(len(self.outbox.dead_letters), 100)
+        self.assertEqual(len(self.lines("dead letters kept")), 1)
+        self.assertGreater(DEAD_LETTERS_KEPT, 20)

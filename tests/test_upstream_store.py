@@ -13,8 +13,10 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from xxterocpp.store import MIGRATIONS, Store, TransactionRecord
+from xxterocpp.store import upstream as upstream_module
 from xxterocpp.store.upstream import (
-    ID_MAP_KEPT, DeadLetterRecord, IdMapRecord, QueuedRecord, UpstreamStore)
+    DEAD_LETTER_BYTES, DEAD_LETTERS_KEPT, ID_MAP_KEPT, DeadLetterRecord, IdMapRecord,
+    QueuedRecord, UpstreamStore)
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -126,6 +128,66 @@ class UpstreamStoreTests(TestCase):
             "5 CALLERRORs")])
         self.assertEqual(state.dead_letter_counts, {"CP1": 1})
         self.assertEqual(state.last_seq, 5)
+
+    def dead(self, tables, seq, charger_id="CP1", payload=None):
+        payload = payload or {"seq": seq}
+        return gatherResults([
+            tables.enqueue(queued(seq, "MeterValues", charger_id, payload=payload)),
+            tables.dead_letter(DeadLetterRecord(seq, charger_id, "MeterValues", 1, payload, T0,
+                                                T0, "refused"))])
+
+    @inlineCallbacks
+    def test_dead_letters_bounded_in_count(self):
+        """
+        Of a charger's dead letters the file keeps the newest
+        L{DEAD_LETTERS_KEPT}; another charger's are not touched.
+        """
+        self.patch(upstream_module, "DEAD_LETTERS_KEPT", 30)
+        tables = UpstreamStore(self.store)
+        yield gatherResults([self.dead(tables, seq) for seq in range(1, 51)])
+        yield self.dead(tables, 100, "TWIN")
+        state = yield self.reopened()
+        self.assertEqual(state.dead_letter_counts, {"CP1": 30, "TWIN": 1})
+        self.assertEqual([d.seq for d in state.dead_letters if d.charger_id == "CP1"][-1], 50)
+        self.assertEqual(min(d.seq for d in state.dead_letters if d.charger_id == "CP1"), 21)
+        self.assertGreaterEqual(DEAD_LETTERS_KEPT, 1000)
+
+    @inlineCallbacks
+    def test_dead_letters_bounded_in_bytes(self):
+        """
+        Dead letters of 100 KiB: the file keeps the newest whose payloads
+        take L{DEAD_LETTER_BYTES} together (and always the new one).
+        """
+        tables = UpstreamStore(self.store)
+        big = "x" * 100 * 1024
+        n = DEAD_LETTER_BYTES // len(big) + 20
+        for seq in range(1, n + 1):
+            yield self.dead(tables, seq, payload={"v": big})
+        yield self.store.close()
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        ((rows, total, newest),) = db.execute(
+            "SELECT count(*), sum(length(CAST(payload AS BLOB))), max(seq)"
+            " FROM upstream_dead_letters").fetchall()
+        self.assertLessEqual(total, DEAD_LETTER_BYTES + len(big) + 20)
+        self.assertLess(rows, n - 15)
+        self.assertEqual(newest, n)
+        self.assertEqual(db.execute("SELECT count(*) FROM upstream_queue").fetchone()[0], 0)
+
+    @inlineCallbacks
+    def test_dropped_leaves_the_file(self):
+        """
+        A message dropped at the queue's cap leaves the table, also lazily.
+        """
+        tables = UpstreamStore(self.store)
+        yield tables.enqueue(queued(1, "StartTransaction"))
+        # (lazy: committed with the next commit, here the drop of 1, or at
+        # the close)
+        tables.enqueue(queued(2), lazy=True)
+        tables.dropped(2, lazy=True)
+        yield tables.dropped(1)
+        state = yield self.reopened()
+        self.assertEqual(state.queue, [])
 
     @inlineCallbacks
     def test_id_map_bounded_per_charger(self):

@@ -109,6 +109,10 @@ class MemoryTables:
             self.ids[mapping.transaction_id] = mapping
         return self._write("delivered", seq)
 
+    def dropped(self, seq, lazy=False):
+        del self.queue[seq]
+        return self._write("dropped", seq)
+
     def dead_letter(self, rec):
         del self.queue[rec.seq]
         self.dead[rec.seq] = copy.deepcopy(rec)

@@ -10,7 +10,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from xxterocpp.ocpp import messages as m
-from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
+from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected, Superseded
 
 #: The status words meaning the charger did, or will do, what was asked:
 #: Scheduled (ChangeAvailability during a transaction), RebootRequired
@@ -18,7 +18,35 @@ from xxterocpp.ocpp.rpc import CallError, CallTimeout, NotConnected
 ACCEPTED = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired", "AcceptedCanceled"})
 
 #: Statuses after which asking the same charger again is pointless now.
-SILENT = frozenset({"Timeout", "NotConnected"})
+SILENT = frozenset({"Timeout", "NotConnected", "Busy"})
+
+#: How many of our calls may wait for a charger behind the one it has not
+#: answered yet; the next is refused (C{"Busy"}). A charger that takes its
+#: call timeout for each call, under a KNX or web flood of commands, keeps
+#: this many queued, not thousands (docs/architecture.md#bounds).
+MAX_WAITING_CALLS = 16
+
+#: The calls of which a newer one takes the place of the one still queued
+#: (not sent): what the charger is to do is the newer (a KNX object written
+#: on/off/on while the charger is slow), by action and what it concerns.
+_KINDS = {
+    "ChangeAvailability": "connector_id",
+    "RemoteStartTransaction": "connector_id",
+    "RemoteStopTransaction": "transaction_id",
+    "UnlockConnector": "connector_id",
+    "Reset": None,
+}
+
+
+def _kind(action, request):
+    """
+    @return: what a queued call of C{request} is replaced by (the same
+        action for the same connector or transaction), or None.
+    """
+    if action not in _KINDS:
+        return None
+    field = _KINDS[action]
+    return (action, None if field is None else getattr(request, field, None))
 
 
 @attr.s(frozen=True)
@@ -31,7 +59,9 @@ class CommandResult:
         C{"Unlocked"}, C{"Scheduled"}, ...) or one of C{"NotConnected"}
         (charger offline), C{"Timeout"} (no answer within call_timeout),
         C{"CallError"} (the charger answered with a CALLERROR; detail has the
-        code), C{"Refused"} (the central system refused: unavailable,
+        code), C{"Busy"} (L{MAX_WAITING_CALLS} wait for it already: not
+        sent), C{"Superseded"} (a newer call of its kind took its place
+        before it was sent), C{"Refused"} (the central system refused: unavailable,
         reserved, no transaction to stop, ...),
         C{"Invalid"} (a raw request that does not validate, or an
         AuthorizationKey that is none).
@@ -104,8 +134,19 @@ class Sender:
         action = type(request).__name__[: -len("Request")]
         if not self.connected(charger):
             return CommandResult(False, "NotConnected", f"{charger.id} is not connected")
+        kind = _kind(action, request)
+        session = charger.session
+        if session.waiting >= MAX_WAITING_CALLS and not (
+                kind is not None and session.queued(kind)):
+            charger.chatter(self.log, "warn", session.seconds(),
+                            "{id}: {action} not sent: {n} calls wait for the charger already",
+                            id=charger.id, action=action, n=session.waiting)
+            return CommandResult(False, "Busy", f"{action}: {session.waiting} calls wait for"
+                                 f" {charger.id} already")
         try:
-            response = yield charger.session.call(request)
+            response = yield session.call(request, kind=kind)
+        except Superseded as e:
+            return CommandResult(False, "Superseded", f"{action}: {e}")
         except CallTimeout as e:
             return CommandResult(False, "Timeout", f"{action}: {e}")
         except NotConnected as e:

@@ -230,12 +230,12 @@ class Connections:
             charger.reconnects += 1
             charger.chatter(self.log, "info", seconds,
                             "{id}: new connection from {address} replaces the old one",
-                            id=charger_id, address=address)
+                            milestone=True, id=charger_id, address=address)
             charger.session = None
             old.close()
         else:
             charger.chatter(self.log, "info", seconds, "{id}: connected from {address}",
-                            id=charger_id, address=address)
+                            milestone=True, id=charger_id, address=address)
         now = self._now()
         self._unwatch(charger_id)
         charger.session, charger.address, charger.secure = session, address, secure
@@ -265,7 +265,7 @@ class Connections:
             # next start counts from the time the service kept last)
             self._contact(charger_id, "left", charger.disconnected_since)
         charger.chatter(self.log, "info", self._clock.seconds(), "{id}: disconnected",
-                        id=charger_id)
+                        milestone=True, id=charger_id)
         self._emit(ChargerDisconnected(charger_id))
         self._watch(charger)
 

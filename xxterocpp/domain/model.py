@@ -308,6 +308,9 @@ class Charger:
         workaround asks C{quirks.has(name)}.
     @ivar lines: the L{LineBudget} of the log lines its traffic causes, over
         all its connections (L{line_due}), from the first such line on.
+    @ivar milestone_lines: the L{LineBudget} of its connections' lines
+        (opened, replaced, closed), of the same size: a charger whose
+        frames use up L{lines} still has them told (L{chatter}).
     """
 
     id = attr.ib()
@@ -336,6 +339,7 @@ class Charger:
     offline = attr.ib(default=False)
     quirks = attr.ib(default=NO_QUIRKS, repr=False)
     lines = attr.ib(default=None, repr=False)
+    milestone_lines = attr.ib(default=None, repr=False)
 
     def line_due(self, now):
         """
@@ -352,15 +356,28 @@ class Charger:
             self.lines = LineBudget(LINE_RATE, LINE_BURST, now)
         return self.lines.due(now)
 
-    def chatter(self, log, level, now, format, **fields):
+    def milestone_due(self, now):
+        """
+        Take a line of its connections from L{milestone_lines} (as
+        L{line_due}).
+        """
+        if self.milestone_lines is None:
+            self.milestone_lines = LineBudget(LINE_RATE, LINE_BURST, now)
+        return self.milestone_lines.due(now)
+
+    def chatter(self, log, level, now, format, milestone=False, **fields):
         """
         Log a line its traffic causes, within L{line_due}; the next line
         written says how many were held back.
 
         @param log: the L{twisted.logger.Logger} of the line.
         @param level: C{"info"} or C{"warn"}.
+        @param milestone: a line of a connection opened, replaced or
+            closed: within L{milestone_due} instead, which its other
+            lines do not use up (docs/ocpp.md#frame-budget).
         """
-        write_line(self.line_due, log, level, now, format, **fields)
+        write_line(self.milestone_due if milestone else self.line_due, log, level, now, format,
+                   **fields)
 
     @property
     def connected(self):

@@ -76,6 +76,16 @@ class NotConnected(Exception):
         return "charger not connected"
 
 
+class Superseded(Exception):
+    """
+    A newer CALL of the same kind took this one's place in the queue
+    before it was sent (L{Session.call}).
+    """
+
+    def __str__(self):
+        return "replaced by a newer one before it was sent"
+
+
 def nesting_depth(value):
     """
     @return: how deep lists and dicts nest in the parsed JSON C{value}
@@ -192,6 +202,18 @@ class OcppSession(Complaints):
         """
         return len(self._queue)
 
+    def queued(self, kind):
+        """
+        @return: whether a CALL of C{kind} waits in the queue (not sent).
+        """
+        return any(queued[4] == kind for queued in self._queue)
+
+    def seconds(self):
+        """
+        @return: the time now by the session's clock (seconds).
+        """
+        return self._clock.seconds()
+
     # -- outgoing -------------------------------------------------------
 
     def _write(self, frame):
@@ -202,7 +224,7 @@ class OcppSession(Complaints):
             self._observe("out", text)
         self._send(text)
 
-    def call(self, request, late=None):
+    def call(self, request, late=None, kind=None):
         """
         Send a CALL (queued behind the outstanding one).
 
@@ -211,22 +233,33 @@ class OcppSession(Complaints):
             response (or a L{Failure} of a L{CallError}) when the answer
             comes after the call timed out, while no later CALL timed out
             waiting for one of its own (a peer slower than the timeout).
+        @param kind: optional hashable: a CALL of the same C{kind} still
+            queued (not sent) gives way to this one, in its place; its
+            Deferred fails with L{Superseded}.
         @return: a Deferred firing with the decoded response message, or
-            failing with L{CallError}, L{CallTimeout} or L{NotConnected}.
+            failing with L{CallError}, L{CallTimeout}, L{NotConnected} or
+            L{Superseded}.
         """
         action = _REQUEST_ACTIONS[type(request)]
         d = defer.Deferred()
         if not self.open:
             d.errback(NotConnected())
             return d
-        self._queue.append((action, request, d, late))
+        entry = (action, request, d, late, kind)
+        if kind is not None:
+            for i, queued in enumerate(self._queue):
+                if queued[4] == kind:
+                    self._queue[i] = entry
+                    queued[2].errback(Superseded())
+                    return d
+        self._queue.append(entry)
         self._send_next()
         return d
 
     def _send_next(self):
         if self._outstanding is not None or not self._queue or not self.open:
             return
-        action, request, d, late = self._queue.pop(0)
+        action, request, d, late, _ = self._queue.pop(0)
         unique_id = self._next_id() if self._id_factory is None else self._id_factory()
         timer = self._clock.callLater(self.call_timeout, self._timed_out, unique_id)
         held = self._held() if self._held is not None else 0.0

@@ -32,8 +32,14 @@ from .records import from_text, to_text
 #: few sessions running, older ones matter only on the status page.
 ID_MAP_KEPT = 100
 
-#: Dead letters loaded per charger at start (all stay in the file).
+#: Dead letters loaded per charger at start.
 DEAD_LETTERS_LOADED = 100
+
+#: Dead letters kept per charger in the file, and the bytes of their
+#: payloads (as JSON): beyond, the oldest are deleted as a new one comes
+#: (docs/upstream.md#queue).
+DEAD_LETTERS_KEPT = 1000
+DEAD_LETTER_BYTES = 8 * 1024 * 1024
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -161,6 +167,15 @@ def _dead_letter(db, rec):
          to_text(rec.queued_at), to_text(rec.failed_at), rec.error),
     )
     db.execute("DELETE FROM upstream_queue WHERE seq = ?", (rec.seq,))
+    # The newest within both bounds stay (the new one always).
+    db.execute(
+        "DELETE FROM upstream_dead_letters WHERE charger_id = ? AND seq NOT IN"
+        " (SELECT seq FROM (SELECT seq, sum(length(CAST(payload AS BLOB)))"
+        " OVER (ORDER BY seq DESC) - length(CAST(payload AS BLOB)) AS after"
+        " FROM upstream_dead_letters WHERE charger_id = ?)"
+        " WHERE after < ? ORDER BY seq DESC LIMIT ?)",
+        (rec.charger_id, rec.charger_id, DEAD_LETTER_BYTES, DEAD_LETTERS_KEPT),
+    )
 
 
 def _requeue(db, seqs):
@@ -269,6 +284,15 @@ class UpstreamStore:
             too, neither costs a write.
         """
         return self._row_write(seq, _delivered, seq, mapping, lazy=lazy)
+
+    def dropped(self, seq, lazy=False):
+        """
+        A queued message dropped at the queue's cap
+        (L{xxterocpp.upstream.outbox.MAX_QUEUED}): it leaves the queue.
+
+        @param lazy: as for L{enqueue}.
+        """
+        return self._row_write(seq, _delivered, seq, None, lazy=lazy)
 
     def dead_letter(self, rec):
         """

@@ -112,8 +112,10 @@ class Delivery:
             if request is not None:
                 break
         self._sending = message
-        # What the back office may have got is never replaced by thinning.
+        # What the back office may have got is never replaced by thinning,
+        # nor dropped at the queue's cap.
         message.anchor = True
+        message.sent = True
         uplink.session.call(request, late=partial(self._late, message)).addCallbacks(
             self._delivered, self._not_delivered, (message,), None, (message,))
 

@@ -11,16 +11,20 @@ The outbox decides nothing about the connection: L{xxterocpp.upstream.uplink}
 takes the head, sends it and reports the outcome here.
 """
 
+import json
 from collections import OrderedDict, deque
 from datetime import datetime
+from itertools import islice
 
 import attr
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from xxterocpp.domain.model import stored
 from xxterocpp.ocpp import messages as m
 from xxterocpp.store.upstream import (
-    DEAD_LETTERS_LOADED, ID_MAP_KEPT, DeadLetterRecord, IdMapRecord, QueuedRecord)
+    DEAD_LETTERS_KEPT, DEAD_LETTERS_LOADED, ID_MAP_KEPT, DeadLetterRecord, IdMapRecord,
+    QueuedRecord)
 
 #: The CALLERROR codes saying that the message itself is wrong, or an
 #: action the back office does not take: sent again it gets the same
@@ -44,6 +48,19 @@ MAX_FAILURES = 80
 #: a thousand at a time still.
 REQUEUE_BATCH = 1000
 REQUEUE_BYTES = 2 * 1024 * 1024
+
+#: The messages one charger's queue holds at most, and the bytes of their
+#: payloads (as JSON): 5,000 MeterValues of five sampled values (530 bytes
+#: as JSON) took 16 MB in memory (tracemalloc); at a sample interval of
+#: 5 minutes, 17 days of a session's thinned values. At the cap
+#: the oldest queued MeterValues (never the head, which may be on its
+#: way) give way to what comes; with none left, a MeterValues is not
+#: queued, a StartTransaction is not forwarded (its transaction stays
+#: local, as one whose charger had no back office then), and a
+#: StopTransaction, whose start is queued, is queued without its
+#: transactionData (docs/upstream.md#queue).
+MAX_QUEUED = 5000
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
 #: The messages that go through the outbox.
 QUEUED_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
@@ -84,6 +101,11 @@ class Message:
     #: not lazy is still to come (the back office must not get what a
     #: crash could make us forget, and send again).
     ready = attr.ib(default=True)
+    #: The bytes of C{payload} as JSON (L{MAX_QUEUED_BYTES}).
+    size = attr.ib(default=0)
+    #: Whether it was sent (since the service started): never dropped at
+    #: the cap then, an answer to it may come.
+    sent = attr.ib(default=False)
 
     @property
     def lazy(self):
@@ -113,6 +135,10 @@ def _seq(message):
     return message.seq
 
 
+def _size(payload):
+    return len(json.dumps(payload))
+
+
 class Outbox:
     """
     The messages of one charger waiting for its back office.
@@ -121,7 +147,12 @@ class Outbox:
     @ivar ids: C{{our transactionId: L{IdMapRecord}}}, oldest first.
     @ivar dead_letters: the newest L{DeadLetterRecord}s, oldest first.
     @ivar dead_letter_count: how many dead letters the charger has in all.
+    @ivar bytes: the bytes of the queued payloads (L{MAX_QUEUED_BYTES}).
+    @ivar dropped: how many messages the cap dropped, or left local, since
+        the service started.
     """
+
+    log = Logger()
 
     def __init__(self, charger_id, store, next_seq, now):
         """
@@ -147,14 +178,24 @@ class Outbox:
         # letters, and a re-queue that reads them there (while commits
         # fail) must not queue them a second time (L{_requeued}).
         self._moving = set()
+        self.bytes = 0
+        self.dropped = 0
+        # How many MeterValues are queued (none: nothing to look for at
+        # the cap).
+        self._meters = 0
+        # Whether the queue is at its cap: the line saying so is written
+        # once, and one more when it has room again.
+        self._capped = False
+        self._dead_capped = False
 
     def restore(self, queue, dead_letters, dead_letter_count, ids):
         """
         Take over what the store kept of this charger (at service start).
         """
         for rec in queue:
-            self.messages.append(Message(rec.seq, rec.action, rec.transaction_id, rec.payload,
-                                         rec.queued_at, rec.failures, rec.last_error))
+            self._append(Message(rec.seq, rec.action, rec.transaction_id, rec.payload,
+                                 rec.queued_at, rec.failures, rec.last_error,
+                                 size=_size(rec.payload)))
             if rec.action == "StartTransaction":
                 self._starts.add(rec.transaction_id)
         for rec in dead_letters:
@@ -190,19 +231,83 @@ class Outbox:
         """
         now = self._now()
         replaced, anchor = None, True
+        size = _size(payload)
         if action == "MeterValues" and thin_interval:
             replaced, anchor = self._thin(transaction_id, payload, thin_interval, now)
             if replaced is not None:
+                self.bytes += size - replaced.size
+                replaced.size = size
                 return stored(self._store.replace(replaced.record(self.charger_id),
                                                   lazy=replaced.lazy))
+        if not self._room(size):
+            if action != "StopTransaction":
+                self._drop(action, transaction_id)
+                return defer.succeed(None)
+            if "transactionData" in payload:
+                payload = {k: v for k, v in payload.items() if k != "transactionData"}
+                size = _size(payload)
+        elif self._capped and self._below():
+            self._capped = False
+            self.log.info("{id}: the queue for the back office has room again ({n} messages"
+                          " dropped or left local at its cap since the service started)",
+                          id=self.charger_id, n=self.dropped)
         message = Message(self._next_seq(), action, transaction_id, payload, now,
-                          anchor=anchor)
+                          anchor=anchor, size=size)
         message.ready = message.lazy
-        self.messages.append(message)
+        self._append(message)
         if action == "StartTransaction":
             self._starts.add(transaction_id)
         d = stored(self._store.enqueue(message.record(self.charger_id), lazy=message.lazy))
         return d.addCallback(self._ready, message)
+
+    def _append(self, message):
+        self.messages.append(message)
+        self.bytes += message.size
+        self._meters += message.action == "MeterValues"
+
+    def _full(self, size):
+        return len(self.messages) >= MAX_QUEUED or self.bytes + size > MAX_QUEUED_BYTES
+
+    def _below(self):
+        # Room again: well below the cap (not a line at each message
+        # around it).
+        return len(self.messages) < MAX_QUEUED * 0.9 and self.bytes < MAX_QUEUED_BYTES * 0.9
+
+    def _room(self, size):
+        """
+        Make room for a message of C{size} bytes at the cap: the oldest
+        queued MeterValues (not the head, none sent) give way.
+
+        @return: whether there is room now.
+        """
+        if not self._full(size):
+            return True
+        if not self._meters:
+            return False
+        drop = []
+        count, total = len(self.messages), self.bytes
+        for message in islice(self.messages, 1, None):
+            if count < MAX_QUEUED and total + size <= MAX_QUEUED_BYTES:
+                break
+            if message.action == "MeterValues" and not message.sent:
+                drop.append(message)
+                count -= 1
+                total -= message.size
+        for message in drop:
+            self._remove(message)
+            self._drop(message.action, message.transaction_id)
+            stored(self._store.dropped(message.seq, lazy=message.lazy))
+        return not self._full(size)
+
+    def _drop(self, action, transaction_id):
+        self.dropped += 1
+        if not self._capped:
+            self._capped = True
+            self.log.warn("{id}: the queue for the back office is at its cap ({n} messages,"
+                          " {kib} KiB): its oldest MeterValues are dropped; with none left,"
+                          " new ones and new transactions stay local (first: {action} of"
+                          " transaction {tx})", id=self.charger_id, n=len(self.messages),
+                          kib=self.bytes // 1024, action=action, tx=transaction_id)
 
     @staticmethod
     def _ready(ignored, message):
@@ -245,6 +350,7 @@ class Outbox:
         # of its own when a new interval began.
         last.payload = payload
         last.anchor = since >= interval
+        # (its size is the caller's to set)
         return last, None
 
     def head(self):
@@ -273,6 +379,8 @@ class Outbox:
         return {
             "queue_depth": self.depth,
             "oldest_queued": None if oldest is None else oldest.queued_at.isoformat(),
+            "queue_bytes": self.bytes,
+            "dropped": self.dropped,
             "dead_letters": self.dead_letter_count,
             "recent_dead_letters": [
                 {"seq": d.seq, "action": d.action, "transaction_id": d.transaction_id,
@@ -352,7 +460,12 @@ class Outbox:
                                message.transaction_id, message.payload, message.queued_at,
                                self._now(), error)
         self.dead_letters.append(rec)
-        self.dead_letter_count += 1
+        self.dead_letter_count = min(self.dead_letter_count + 1, DEAD_LETTERS_KEPT)
+        if self.dead_letter_count >= DEAD_LETTERS_KEPT and not self._dead_capped:
+            self._dead_capped = True
+            self.log.warn("{id}: {n} dead letters kept for the back office: from now on the"
+                          " oldest is dropped for each new one", id=self.charger_id,
+                          n=DEAD_LETTERS_KEPT)
         stored(self._store.dead_letter(rec))
 
     # -- dead letters queued again ---------------------------------------------
@@ -392,10 +505,12 @@ class Outbox:
         again = []
         for rec in records:
             again.append(Message(rec.seq, rec.action, rec.transaction_id, rec.payload,
-                                 rec.queued_at, 0, rec.error))
+                                 rec.queued_at, 0, rec.error, size=_size(rec.payload)))
             if rec.action == "StartTransaction":
                 self._starts.add(rec.transaction_id)
         self.messages = deque(sorted([*self.messages, *again], key=_seq))
+        self.bytes += sum(message.size for message in again)
+        self._meters += sum(message.action == "MeterValues" for message in again)
         seqs = {rec.seq for rec in records}
         self.dead_letters = deque((d for d in self.dead_letters if d.seq not in seqs),
                                   maxlen=DEAD_LETTERS_LOADED)
@@ -420,3 +535,5 @@ class Outbox:
             self.messages.popleft()
         else:
             self.messages.remove(message)
+        self.bytes -= message.size
+        self._meters -= message.action == "MeterValues"
