@@ -156,6 +156,12 @@ _REPLACED_CLOSE = (1000).to_bytes(2, "big") + REPLACED_REASON.encode()
 LOGGED = object()
 
 
+#: The attributes of Autobahn's server protocol that hold its opening
+#: handshake (L{OcppServerProtocol.onOpen}).
+_HANDSHAKE_TEXTS = ("http_headers", "http_request_data", "http_response_data",
+                    "http_status_line", "_wskey")
+
+
 class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
     """
     One charger's WebSocket connection, with its frame budget
@@ -343,6 +349,11 @@ class OcppServerProtocol(FrameBudget, WebSocketServerProtocol):
         return getattr(peer, "host", str(peer))
 
     def onOpen(self):
+        # What Autobahn kept of the opening handshake, which it reads no
+        # more once the connection is open: the request's bytes and header
+        # dict, the response's text (some 1.5 KiB per connected charger).
+        for name in _HANDSHAKE_TEXTS:
+            setattr(self, name, None)
         central = self.factory.central
         charger_id = self.charger_id
         # Autobahn's lines within the charger's budget from now on.
