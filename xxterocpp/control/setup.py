@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from xxterocpp.control.configuration import csl, integer
 from xxterocpp.control.sender import SILENT
+from xxterocpp.domain.model import shared
 from xxterocpp.ocpp import messages as m
 
 #: Seconds a connected charger that never booted gets before it is asked
@@ -211,7 +212,8 @@ class SetUp:
     def _learn(self, charger, refused):
         entry = charger.configuration.get("MeterValuesSampledData")
         learned = {
-            "measurands": None if entry is None else csl(entry),
+            # Interned: a fleet's chargers mostly sample the same ones.
+            "measurands": None if entry is None else [shared(item) for item in csl(entry)],
             "read_only": sorted(key for key in _WRITTEN
                                 if key in refused or getattr(
                                     charger.configuration.get(key), "readonly", False)),
