@@ -3,16 +3,19 @@ Unit tests for L{xxterocpp.upstream.outbox}: one charger's queue towards
 its back office, with in-memory tables.
 """
 
+import tracemalloc
 from datetime import datetime, timedelta, timezone
 from itertools import count
 
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.upstream_memory import MemoryTables
+from tests.upstream_memory import ForgettingTables, MemoryTables
 from xxterocpp.store.upstream import DEAD_LETTERS_KEPT
 from xxterocpp.upstream import outbox as outbox_module
+from xxterocpp.upstream import room as room_module
 from xxterocpp.upstream.outbox import MAX_FAILURES, MAX_QUEUED, MAX_QUEUED_BYTES, Outbox
+from xxterocpp.upstream.room import MESSAGE_OVERHEAD, Budget, cost
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -177,7 +180,7 @@ class CapTests(SynchronousTestCase):
         self.assertEqual(self.outbox.head().action, "StartTransaction")
         self.assertEqual(self.outbox.messages[-1].payload, meter(60 * (MAX_QUEUED + 499)))
         self.assertEqual(len(self.tables.queue), MAX_QUEUED)
-        self.assertEqual(self.outbox.dropped, 501)
+        self.assertEqual(self.outbox.room.dropped, 501)
         self.assertEqual(len(self.lines("at its cap")), 1)
         self.assertTrue(self.outbox.forwards(7))
 
@@ -209,20 +212,20 @@ class CapTests(SynchronousTestCase):
         self.outbox.add("StartTransaction", 7, {"idTag": "A"})
         for i in range(200):
             self.outbox.add("MeterValues", 7, meter(60 * i, big + str(i)), thin_interval=60)
-        self.assertLessEqual(self.outbox.bytes, MAX_QUEUED_BYTES)
+        self.assertLessEqual(self.outbox.room.bytes, MAX_QUEUED_BYTES)
         self.assertLess(self.outbox.depth, 200)
-        self.assertEqual(self.outbox.bytes, sum(m.size for m in self.outbox.messages))
+        self.assertEqual(self.outbox.room.bytes, sum(m.size for m in self.outbox.messages))
         self.assertEqual(self.outbox.head().action, "StartTransaction")
         # delivered, thinned and dead letters keep the count right
         self.outbox.delivered(self.outbox.head(), 900001, "Accepted")
         self.outbox.dead(self.outbox.head(), "refused")
-        self.assertEqual(self.outbox.bytes, sum(m.size for m in self.outbox.messages))
+        self.assertEqual(self.outbox.room.bytes, sum(m.size for m in self.outbox.messages))
 
     def test_room_again(self):
         """
         Once delivered below the cap, a line says so with the count dropped.
         """
-        self.patch(outbox_module, "MAX_QUEUED", 10)
+        self.patch(room_module, "MAX_QUEUED", 10)
         for tx in range(15):
             self.outbox.add("StartTransaction", tx, {})
         for _ in range(5):
@@ -244,3 +247,173 @@ class CapTests(SynchronousTestCase):
         self.assertLessEqual(len(self.outbox.dead_letters), 100)
         self.assertEqual(len(self.lines("dead letters kept")), 1)
         self.assertGreater(DEAD_LETTERS_KEPT, 20)
+
+
+def sampled(seconds):
+    """
+    A MeterValues of five sampled values (energy, three currents, power).
+    """
+    payload = meter(seconds, 1000 + seconds)
+    payload["meterValue"][0]["sampledValue"] = [
+        {"value": str(1000 + seconds), "context": "Sample.Periodic",
+         "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        *({"value": "16.0", "measurand": "Current.Import", "phase": phase, "unit": "A"}
+          for phase in ("L1", "L2", "L3")),
+        {"value": "11040", "measurand": "Power.Active.Import", "unit": "W"}]
+    return payload
+
+
+class GlobalBoundTests(SynchronousTestCase):
+    """
+    All chargers' queues together stay within one L{Budget} of memory
+    (L{MAX_MEMORY}); at it the oldest MeterValues of the charger with the
+    most queued give way, never a head, one sent or a transaction's stop;
+    one line when reached, one when below 90 % again
+    (docs/upstream.md#queue).
+    """
+
+    def setUp(self):
+        self.tables = MemoryTables()
+        self.seq = count(1)
+        self.budget = Budget(limit=20_000)
+        self.logs = self.enterContext(capturedLogs())
+        self.a, self.b, self.c = (
+            Outbox(name, self.tables, lambda: next(self.seq), lambda: T0, self.budget)
+            for name in ("A", "B", "C"))
+
+    def lines(self, word):
+        return [formatEvent(e) for e in self.logs if word in formatEvent(e)]
+
+    def values(self, outbox):
+        return [m.payload["meterValue"][0]["sampledValue"][0]["value"]
+                for m in outbox.messages if m.action == "MeterValues"]
+
+    def test_most_queued_gives_way(self):
+        """
+        A with 30 MeterValues (its second sent), B with 10: C's values
+        beyond the bound take the room of A's oldest; B's, the heads and
+        the one sent stay; the tables hold what memory does.
+        """
+        for outbox, tx, n in ((self.a, 1, 30), (self.b, 2, 10)):
+            outbox.add("StartTransaction", tx, {"idTag": "A"})
+            for i in range(n):
+                outbox.add("MeterValues", tx, meter(60 * i))
+        self.a.messages[1].sent = True
+        self.c.add("StartTransaction", 3, {"idTag": "A"})
+        i = 0
+        while not self.budget.dropped:
+            self.c.add("MeterValues", 3, meter(60 * i))
+            i += 1
+        for j in range(i, i + 5):
+            self.c.add("MeterValues", 3, meter(60 * j))
+        self.assertLessEqual(self.budget.used, self.budget.limit)
+        self.assertEqual(self.budget.used, sum(cost(m) for o in (self.a, self.b, self.c)
+                                               for m in o.messages))
+        self.assertEqual(self.budget.dropped, 6)
+        self.assertEqual(self.a.room.dropped, 6)
+        # The sent one (0 s), then its values from the 7th on.
+        self.assertEqual(self.values(self.a), [str(60 * k) for k in (0, *range(7, 30))])
+        self.assertEqual(self.a.head().action, "StartTransaction")
+        self.assertEqual(self.values(self.b), [str(60 * k) for k in range(10)])
+        self.assertEqual(len(self.values(self.c)), i + 5)
+        self.assertEqual(len(self.tables.queue), sum(o.depth for o in (self.a, self.b, self.c)))
+        self.assertEqual(len(self.lines("are at their bound of memory")), 1)
+        self.assertEqual(self.lines("room again"), [])
+
+    def test_next_largest_when_none_left(self):
+        """
+        A charger with the most queued but no MeterValues that may go: the
+        next one's give way.
+        """
+        for tx in range(20):
+            self.a.add("StartTransaction", tx, {"idTag": "A", "n": "x" * 200})
+        self.b.add("StartTransaction", 99, {"idTag": "A"})
+        i = 0
+        while not self.budget.dropped:
+            self.b.add("MeterValues", 99, meter(60 * i))
+            i += 1
+        self.assertEqual(self.a.depth, 20)
+        self.assertEqual(self.values(self.b), [str(60 * k) for k in range(1, i)])
+        self.assertLessEqual(self.budget.used, self.budget.limit)
+
+    def test_transactions_at_the_bound(self):
+        """
+        Only transactions queued: beyond the bound a new start stays local
+        (not forwarded), a MeterValues is not queued, the stop of a queued
+        start is queued without its transactionData; below 90 % again one
+        line says so.
+        """
+        tx = 0
+        while not self.budget.dropped:
+            (self.a if tx % 2 else self.b).add("StartTransaction", tx, {"idTag": "A"})
+            tx += 1
+        self.assertFalse(self.b.forwards(tx - 1))
+        self.c.add("StartTransaction", 1000, {"idTag": "A"})
+        self.c.add("MeterValues", 1, meter(0))
+        self.assertEqual(self.c.depth, 0)
+        self.a.add("StopTransaction", 1, {"transactionId": 1, "meterStop": 10,
+                                          "transactionData": [{"x": "y" * 100}]})
+        stop = self.a.messages[-1]
+        self.assertEqual(stop.payload, {"transactionId": 1, "meterStop": 10})
+        self.assertEqual(len(self.lines("are at their bound of memory")), 1)
+        self.assertEqual(self.budget.dropped, 3)
+        while self.budget.used >= self.budget.limit * 0.9:
+            self.b.delivered(self.b.head(), 1, "Accepted")
+        self.b.delivered(self.b.head(), 1, "Accepted")
+        self.a.add("StartTransaction", 2000, {"idTag": "A"})
+        self.assertTrue(self.a.forwards(2000))
+        [line] = self.lines("room again")
+        self.assertIn("3 messages dropped", line)
+        self.assertEqual(len(self.lines("are at their bound of memory")), 1)
+
+    def test_restored_within_the_bound(self):
+        """
+        Queues restored beyond the bound (kept under another) are brought
+        within it, the charger with the most queued giving way, in the
+        tables too.
+        """
+        for tx, outbox, n in ((1, self.a, 40), (2, self.b, 5)):
+            outbox.add("StartTransaction", tx, {"idTag": "A"})
+            for i in range(n):
+                outbox.add("MeterValues", tx, meter(60 * i))
+        state = self.tables.load()
+        budget = Budget(limit=12_000)
+        restored = {}
+        for name in ("A", "B"):
+            restored[name] = Outbox(name, self.tables, lambda: next(self.seq), lambda: T0, budget)
+            restored[name].restore([r for r in state.queue if r.charger_id == name], [], 0, [])
+        self.assertLessEqual(budget.used, 12_000)
+        self.assertEqual(self.values(restored["B"]), [str(60 * k) for k in range(5)])
+        self.assertEqual(self.values(restored["A"])[-1], str(60 * 39))
+        self.assertLess(restored["A"].depth, 41)
+        self.assertEqual(sorted(self.tables.queue),
+                         sorted(m.seq for o in restored.values() for m in o.messages))
+
+
+class MemoryTests(SynchronousTestCase):
+    """
+    What a queued message costs in memory, by tracemalloc: within what
+    the budget counts for it (L{MESSAGE_OVERHEAD}).
+    """
+
+    def test_cost_of_queued_meter_values(self):
+        """
+        5,000 MeterValues of five sampled values take no more memory than
+        the budget counts, under 1 kB each (parsed dicts took 3.2 kB).
+        """
+        payloads = [sampled(60 * i) for i in range(MAX_QUEUED)]
+        seq = count(1)
+        budget = Budget()
+        outbox = Outbox("CP1", ForgettingTables(), lambda: next(seq),
+                        lambda: datetime.now(timezone.utc), budget)
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        before = tracemalloc.take_snapshot()
+        for payload in payloads:
+            outbox.add("MeterValues", 7, payload)
+        after = tracemalloc.take_snapshot()
+        traced = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        self.assertEqual(outbox.depth, MAX_QUEUED)
+        self.assertLessEqual(traced, budget.used)
+        self.assertLess(traced / MAX_QUEUED, 1000)
+        self.assertEqual(budget.used, outbox.room.bytes + MAX_QUEUED * MESSAGE_OVERHEAD)

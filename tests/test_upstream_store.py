@@ -4,6 +4,7 @@ SQLite file, through the store's own batches (global reactor, as in
 L{tests.test_store}).
 """
 
+import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +18,8 @@ from xxterocpp.store import upstream as upstream_module
 from xxterocpp.store.upstream import (
     DEAD_LETTER_BYTES, DEAD_LETTERS_KEPT, ID_MAP_KEPT, DeadLetterRecord, IdMapRecord,
     QueuedRecord, UpstreamStore)
+from xxterocpp.upstream.outbox import Outbox
+from xxterocpp.upstream.room import MESSAGE_OVERHEAD, Budget
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -64,7 +67,7 @@ class UpstreamStoreTests(TestCase):
     def test_queue_in_order(self):
         """
         Queued messages come back in order, per charger, with their payload
-        as JSON and the newer payload a replace gave.
+        as JSON text and the newer payload a replace gave.
         """
         tables = UpstreamStore(self.store)
         yield gatherResults([
@@ -76,7 +79,9 @@ class UpstreamStoreTests(TestCase):
                                        failures=2, last_error="InternalError: busy")),
         ])
         state = yield self.reopened()
-        self.assertEqual(state.queue, [
+        # As text, parsed only when sent.
+        self.assertEqual({type(r.payload) for r in state.queue}, {str})
+        self.assertEqual([attr.evolve(r, payload=json.loads(r.payload)) for r in state.queue], [
             QueuedRecord(1, "CP1", "StartTransaction", 7, {"idTag": "A"}, T0, 2,
                          "InternalError: busy"),
             QueuedRecord(2, "CP1", "MeterValues", 7, {"meterValue": [{"x": 1}]}, T0),
@@ -207,6 +212,53 @@ class UpstreamStoreTests(TestCase):
         cp1 = [i.transaction_id for i in state.ids if i.charger_id == "CP1"]
         self.assertEqual(cp1, list(range(6, ID_MAP_KEPT + 6)))
         self.assertEqual([i.transaction_id for i in state.ids if i.charger_id == "TWIN"], [999])
+
+    @inlineCallbacks
+    def test_global_bound_in_the_file(self):
+        """
+        Two chargers' queues kept beyond a bound of memory for all (under
+        another): restored, the oldest MeterValues of the one with the
+        most queued give way, in the file too; what comes after a restart
+        stays within the bound, its start never dropped.
+        """
+        tables = UpstreamStore(self.store)
+        writes, seq = [], 0
+        for charger_id, n in (("CP1", 60), ("CP2", 10)):
+            seq += 1
+            writes.append(tables.enqueue(queued(seq, "StartTransaction", charger_id,
+                                                payload={"idTag": "A"})))
+            for i in range(n):
+                seq += 1
+                writes.append(tables.enqueue(queued(seq, charger_id=charger_id,
+                                                    payload={"n": i, "v": "x" * 100})))
+        yield gatherResults(writes)
+        state = yield self.reopened()
+        seqs = iter(range(seq + 1, seq + 1000))
+        budget = Budget(limit=20_000)
+        outboxes = {}
+        for charger_id in ("CP1", "CP2"):
+            outbox = outboxes[charger_id] = Outbox(
+                charger_id, UpstreamStore(self.store), lambda: next(seqs), lambda: T0, budget)
+            outbox.restore([r for r in state.queue if r.charger_id == charger_id], [], 0, [])
+        self.assertLessEqual(budget.used, 20_000)
+        for i in range(5):
+            outboxes["CP2"].add("MeterValues", 1, {"n": 100 + i, "v": "x" * 100})
+        self.assertLessEqual(budget.used, 20_000)
+        state = yield self.reopened()
+        kept = {c: [r for r in state.queue if r.charger_id == c] for c in ("CP1", "CP2")}
+        self.assertEqual([r.seq for r in state.queue],
+                         sorted(m.seq for o in outboxes.values() for m in o.messages))
+        self.assertLessEqual(sum(len(r.payload) + MESSAGE_OVERHEAD for r in state.queue),
+                             20_000)
+        self.assertEqual([r.action for r in kept["CP1"][:1]], ["StartTransaction"])
+        self.assertEqual([r.action for r in kept["CP2"][:1]], ["StartTransaction"])
+        # CP1 had the most, and has still: its oldest went, at the restart
+        # and for CP2's new ones; CP2 kept all it had.
+        cp1 = [json.loads(r.payload)["n"] for r in kept["CP1"][1:]]
+        self.assertEqual(cp1, list(range(60 - len(cp1), 60)))
+        self.assertGreater(len(cp1), 16)
+        self.assertEqual([json.loads(r.payload)["n"] for r in kept["CP2"][1:]],
+                         [*range(10), *range(100, 105)])
 
     def test_bad_payload_refused_at_once(self):
         """

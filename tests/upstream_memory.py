@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timezone
 from functools import partial
 
+import attr
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -66,6 +67,16 @@ max_current = 16
 """
 
 
+def _parsed(rec):
+    """
+    @return: a copy of C{rec} with its payload a dict (the outbox gives its
+        text, as the table keeps it).
+    """
+    payload = rec.payload
+    return attr.evolve(rec, payload=json.loads(payload) if isinstance(payload, str)
+                       else copy.deepcopy(payload))
+
+
 @fake_of(UpstreamStore)
 class MemoryTables:
     """
@@ -94,13 +105,13 @@ class MemoryTables:
         return defer.succeed(None)
 
     def enqueue(self, rec, lazy=False):
-        self.queue[rec.seq] = copy.deepcopy(rec)
+        self.queue[rec.seq] = _parsed(rec)
         return self._write("enqueue", rec.seq)
 
     def replace(self, rec, lazy=False):
         # Named after what changed: a thinned payload, or a failure counted.
         old = self.queue[rec.seq]
-        self.queue[rec.seq] = copy.deepcopy(rec)
+        self.queue[rec.seq] = _parsed(rec)
         return self._write("failed" if rec.failures != old.failures else "replace", rec.seq)
 
     def delivered(self, seq, mapping=None, lazy=False):
@@ -115,7 +126,7 @@ class MemoryTables:
 
     def dead_letter(self, rec):
         del self.queue[rec.seq]
-        self.dead[rec.seq] = copy.deepcopy(rec)
+        self.dead[rec.seq] = _parsed(rec)
         return self._write("dead_letter", rec.seq)
 
     def dead_letters(self, charger_id, limit, max_bytes=None):
@@ -137,6 +148,20 @@ class MemoryTables:
                 rec.seq, rec.charger_id, rec.action, rec.transaction_id, rec.payload,
                 rec.queued_at, 0, rec.error))
         return self._write("requeue", *seqs)
+
+
+@fake_of(UpstreamStore)
+class ForgettingTables(MemoryTables):
+    """
+    L{MemoryTables} that keep nothing of the queue: what an outbox holds
+    in memory is then all that tracemalloc sees.
+    """
+
+    def enqueue(self, rec, lazy=False):
+        return defer.succeed(None)
+
+    def dropped(self, seq, lazy=False):
+        return defer.succeed(None)
 
 
 @fake_of(UpstreamStore)

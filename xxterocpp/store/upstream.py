@@ -49,7 +49,9 @@ class QueuedRecord:
 
     @ivar seq: its place in the order of delivery (per charger, ascending).
     @ivar transaction_id: our transactionId it concerns, or L{None}.
-    @ivar payload: the charger's request as JSON (a L{dict}), with our ids.
+    @ivar payload: the charger's request as JSON (a L{dict}, or its JSON
+        text: L{UpstreamStore.load} gives the text, which the outbox keeps
+        in memory as it is), with our ids.
     @ivar failures: how many times the back office answered it with a
         CALLERROR.
     """
@@ -124,8 +126,14 @@ _ROW = ("(seq, charger_id, action, transaction_id, payload, queued_at, failures,
         " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
+def _text(payload):
+    # A payload is given as a dict or as its JSON text (the outbox keeps
+    # the text).
+    return payload if isinstance(payload, str) else json.dumps(payload)
+
+
 def _row(rec):
-    return (rec.seq, rec.charger_id, rec.action, rec.transaction_id, json.dumps(rec.payload),
+    return (rec.seq, rec.charger_id, rec.action, rec.transaction_id, _text(rec.payload),
             to_text(rec.queued_at), rec.failures, rec.last_error)
 
 
@@ -163,7 +171,7 @@ def _dead_letter(db, rec):
     db.execute(
         "INSERT OR REPLACE INTO upstream_dead_letters (seq, charger_id, action,"
         " transaction_id, payload, queued_at, failed_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (rec.seq, rec.charger_id, rec.action, rec.transaction_id, json.dumps(rec.payload),
+        (rec.seq, rec.charger_id, rec.action, rec.transaction_id, _text(rec.payload),
          to_text(rec.queued_at), to_text(rec.failed_at), rec.error),
     )
     db.execute("DELETE FROM upstream_queue WHERE seq = ?", (rec.seq,))
@@ -216,7 +224,10 @@ class UpstreamStore:
         @rtype: L{UpstreamState}
         """
         queue = [
-            QueuedRecord(seq, c, a, t, json.loads(p), from_text(q), f, e)
+            # The text as it is: parsed only when sent (the queue is
+            # within L{xxterocpp.upstream.room.MAX_MEMORY} as text, not
+            # parsed).
+            QueuedRecord(seq, c, a, t, p, from_text(q), f, e)
             for seq, c, a, t, p, q, f, e in self._select(
                 "SELECT seq, charger_id, action, transaction_id, payload, queued_at, failures,"
                 " last_error FROM upstream_queue ORDER BY seq")
@@ -288,7 +299,7 @@ class UpstreamStore:
     def dropped(self, seq, lazy=False):
         """
         A queued message dropped at the queue's cap
-        (L{xxterocpp.upstream.outbox.MAX_QUEUED}): it leaves the queue.
+        (L{xxterocpp.upstream.room}): it leaves the queue.
 
         @param lazy: as for L{enqueue}.
         """

@@ -19,6 +19,7 @@ from xxterocpp.domain.model import stored
 from xxterocpp.store.upstream import UpstreamStore
 from xxterocpp.upstream.link import Link
 from xxterocpp.upstream.outbox import Outbox
+from xxterocpp.upstream.room import Budget
 from xxterocpp.upstream.uplink import Uplink
 
 
@@ -153,6 +154,8 @@ class Upstream(service.Service):
         self.store = store
         self.uplinks = {}
         self._outboxes = {}
+        # The memory of all chargers' queues together (docs/upstream.md#queue).
+        self._budget = Budget()
         self._tables = tables or UpstreamStore(store)
         self._last_seq = 0
         self._restored = None
@@ -229,7 +232,7 @@ class Upstream(service.Service):
         outbox = self._outboxes.get(charger_id)
         if outbox is None:
             outbox = self._outboxes[charger_id] = Outbox(
-                charger_id, self._tables, self._next_seq, self.central.now)
+                charger_id, self._tables, self._next_seq, self.central.now, self._budget)
             state = self._restored
             outbox.restore(
                 [r for r in state.queue if r.charger_id == charger_id],

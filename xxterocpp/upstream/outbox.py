@@ -13,8 +13,6 @@ takes the head, sends it and reports the outcome here.
 
 import json
 from collections import OrderedDict, deque
-from datetime import datetime
-from itertools import islice
 
 import attr
 from twisted.internet import defer
@@ -25,6 +23,9 @@ from xxterocpp.ocpp import messages as m
 from xxterocpp.store.upstream import (
     DEAD_LETTERS_KEPT, DEAD_LETTERS_LOADED, ID_MAP_KEPT, DeadLetterRecord, IdMapRecord,
     QueuedRecord)
+# (MAX_QUEUED and MAX_QUEUED_BYTES as they were here before.)
+from xxterocpp.upstream.room import (  # noqa: F401
+    MAX_QUEUED, MAX_QUEUED_BYTES, Account, Budget, thin)
 
 #: The CALLERROR codes saying that the message itself is wrong, or an
 #: action the back office does not take: sent again it gets the same
@@ -49,18 +50,13 @@ MAX_FAILURES = 80
 REQUEUE_BATCH = 1000
 REQUEUE_BYTES = 2 * 1024 * 1024
 
-#: The messages one charger's queue holds at most, and the bytes of their
-#: payloads (as JSON): 5,000 MeterValues of five sampled values (530 bytes
-#: as JSON) took 16 MB in memory (tracemalloc); at a sample interval of
-#: 5 minutes, 17 days of a session's thinned values. At the cap
-#: the oldest queued MeterValues (never the head, which may be on its
-#: way) give way to what comes; with none left, a MeterValues is not
-#: queued, a StartTransaction is not forwarded (its transaction stays
+#: The bounds of the queues, per charger and for all (L{Account},
+#: L{Budget}, docs/upstream.md#queue): at a bound the oldest queued
+#: MeterValues give way to what comes; with none left, a MeterValues is
+#: not queued, a StartTransaction is not forwarded (its transaction stays
 #: local, as one whose charger had no back office then), and a
 #: StopTransaction, whose start is queued, is queued without its
-#: transactionData (docs/upstream.md#queue).
-MAX_QUEUED = 5000
-MAX_QUEUED_BYTES = 4 * 1024 * 1024
+#: transactionData.
 
 #: The messages that go through the outbox.
 QUEUED_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
@@ -83,14 +79,17 @@ class Message:
     """
     A message in the outbox.
 
-    @ivar payload: the charger's request as JSON, with our ids; the ids of
-        the back office are put in when it is sent.
+    @ivar payload: the charger's request as JSON (parsed from C{text} at
+        each use), with our ids; the ids of the back office are put in when
+        it is sent.
     """
 
     seq = attr.ib()
     action = attr.ib()
     transaction_id = attr.ib()
-    payload = attr.ib()
+    #: The payload as compact JSON text, parsed when sent: a MeterValues
+    #: kept parsed took four times the memory (docs/upstream.md#queue).
+    text = attr.ib()
     queued_at = attr.ib()
     failures = attr.ib(default=0)
     last_error = attr.ib(default=None)
@@ -101,11 +100,23 @@ class Message:
     #: not lazy is still to come (the back office must not get what a
     #: crash could make us forget, and send again).
     ready = attr.ib(default=True)
-    #: The bytes of C{payload} as JSON (L{MAX_QUEUED_BYTES}).
+    #: The bytes of C{text} (L{MAX_QUEUED_BYTES}).
     size = attr.ib(default=0)
     #: Whether it was sent (since the service started): never dropped at
     #: the cap then, an answer to it may come.
     sent = attr.ib(default=False)
+
+    @classmethod
+    def of(cls, seq, action, transaction_id, payload, queued_at, *args, **kwargs):
+        """
+        @param payload: a dict, or its JSON text (as the store loads it).
+        """
+        text = payload if isinstance(payload, str) else compact(payload)
+        return cls(seq, action, transaction_id, text, queued_at, *args, size=len(text), **kwargs)
+
+    @property
+    def payload(self):
+        return json.loads(self.text)
 
     @property
     def lazy(self):
@@ -113,30 +124,22 @@ class Message:
 
     def record(self, charger_id):
         """
-        @return: the L{QueuedRecord} of its row in the store.
+        @return: the L{QueuedRecord} of its row in the store (the payload
+            as text).
         """
         return QueuedRecord(self.seq, charger_id, self.action, self.transaction_id,
-                            self.payload, self.queued_at, self.failures, self.last_error)
+                            self.text, self.queued_at, self.failures, self.last_error)
 
 
-def _sample_time(payload, default):
+def compact(payload):
     """
-    @return: when a MeterValues payload was sampled (its latest timestamp).
+    @return: C{payload} as compact JSON text (ASCII: a byte a character).
     """
-    times = [mv.get("timestamp") for mv in payload.get("meterValue") or () if isinstance(mv, dict)]
-    try:
-        return max(datetime.fromisoformat(t) for t in times if isinstance(t, str))
-    except ValueError:
-        # None given, or one that does not parse (decoded leniently).
-        return default
+    return json.dumps(payload, separators=(",", ":"))
 
 
 def _seq(message):
     return message.seq
-
-
-def _size(payload):
-    return len(json.dumps(payload))
 
 
 class Outbox:
@@ -147,16 +150,17 @@ class Outbox:
     @ivar ids: C{{our transactionId: L{IdMapRecord}}}, oldest first.
     @ivar dead_letters: the newest L{DeadLetterRecord}s, oldest first.
     @ivar dead_letter_count: how many dead letters the charger has in all.
-    @ivar bytes: the bytes of the queued payloads (L{MAX_QUEUED_BYTES}).
-    @ivar dropped: how many messages the cap dropped, or left local, since
-        the service started.
+    @ivar room: its L{Account}: the bytes of the queued payloads, how
+        many were dropped or left local at a bound.
     """
 
     log = Logger()
 
-    def __init__(self, charger_id, store, next_seq, now):
+    def __init__(self, charger_id, store, next_seq, now, budget=None):
         """
         @param store: the L{xxterocpp.store.upstream.UpstreamStore}.
+        @param budget: the L{Budget} of all chargers' queues (one of its
+            own if not given).
         @param next_seq: zero-argument callable giving the next C{seq}
             (shared by every charger: the order in the table).
         @param now: zero-argument callable, the time as an aware datetime.
@@ -178,14 +182,7 @@ class Outbox:
         # letters, and a re-queue that reads them there (while commits
         # fail) must not queue them a second time (L{_requeued}).
         self._moving = set()
-        self.bytes = 0
-        self.dropped = 0
-        # How many MeterValues are queued (none: nothing to look for at
-        # the cap).
-        self._meters = 0
-        # Whether the queue is at its cap: the line saying so is written
-        # once, and one more when it has room again.
-        self._capped = False
+        self.room = Account(charger_id, self.messages, budget or Budget(), self._give_way)
         self._dead_capped = False
 
     def restore(self, queue, dead_letters, dead_letter_count, ids):
@@ -193,11 +190,12 @@ class Outbox:
         Take over what the store kept of this charger (at service start).
         """
         for rec in queue:
-            self._append(Message(rec.seq, rec.action, rec.transaction_id, rec.payload,
-                                 rec.queued_at, rec.failures, rec.last_error,
-                                 size=_size(rec.payload)))
+            self._append(Message.of(rec.seq, rec.action, rec.transaction_id, rec.payload,
+                                    rec.queued_at, rec.failures, rec.last_error))
             if rec.action == "StartTransaction":
                 self._starts.add(rec.transaction_id)
+        # Kept by an older version, or under other bounds.
+        self.room.fit()
         for rec in dead_letters:
             self.dead_letters.append(rec)
             if rec.action == "StartTransaction":
@@ -224,35 +222,32 @@ class Outbox:
         @param payload: the request as JSON, with our transactionId.
         @param thin_interval: seconds, given while the back office is away:
             of a transaction's MeterValues, only the first, one per
-            interval and the last stay queued (L{_thin}).
+            interval and the last stay queued (L{thin}).
         @return: a Deferred firing once stored (never failing: the store
             keeps retrying a commit that failed); the message is
             L{Message.ready} then.
         """
         now = self._now()
         replaced, anchor = None, True
-        size = _size(payload)
+        text = compact(payload)
         if action == "MeterValues" and thin_interval:
-            replaced, anchor = self._thin(transaction_id, payload, thin_interval, now)
+            replaced, anchor = thin(self.messages, transaction_id, payload, thin_interval,
+                                    now)
             if replaced is not None:
-                self.bytes += size - replaced.size
-                replaced.size = size
-                return stored(self._store.replace(replaced.record(self.charger_id),
-                                                  lazy=replaced.lazy))
-        if not self._room(size):
+                replaced.text = text
+                self.room.resized(replaced, len(text))
+                d = stored(self._store.replace(replaced.record(self.charger_id),
+                                               lazy=replaced.lazy))
+                self.room.fit()
+                return d
+        if not self.room.room(action, transaction_id, len(text)):
             if action != "StopTransaction":
-                self._drop(action, transaction_id)
                 return defer.succeed(None)
             if "transactionData" in payload:
-                payload = {k: v for k, v in payload.items() if k != "transactionData"}
-                size = _size(payload)
-        elif self._capped and self._below():
-            self._capped = False
-            self.log.info("{id}: the queue for the back office has room again ({n} messages"
-                          " dropped or left local at its cap since the service started)",
-                          id=self.charger_id, n=self.dropped)
-        message = Message(self._next_seq(), action, transaction_id, payload, now,
-                          anchor=anchor, size=size)
+                # Always queued: its start is.
+                text = compact({k: v for k, v in payload.items() if k != "transactionData"})
+        message = Message(self._next_seq(), action, transaction_id, text, now,
+                          anchor=anchor, size=len(text))
         message.ready = message.lazy
         self._append(message)
         if action == "StartTransaction":
@@ -262,96 +257,18 @@ class Outbox:
 
     def _append(self, message):
         self.messages.append(message)
-        self.bytes += message.size
-        self._meters += message.action == "MeterValues"
+        self.room.added(message)
 
-    def _full(self, size):
-        return len(self.messages) >= MAX_QUEUED or self.bytes + size > MAX_QUEUED_BYTES
-
-    def _below(self):
-        # Room again: well below the cap (not a line at each message
-        # around it).
-        return len(self.messages) < MAX_QUEUED * 0.9 and self.bytes < MAX_QUEUED_BYTES * 0.9
-
-    def _room(self, size):
-        """
-        Make room for a message of C{size} bytes at the cap: the oldest
-        queued MeterValues (not the head, none sent) give way.
-
-        @return: whether there is room now.
-        """
-        if not self._full(size):
-            return True
-        if not self._meters:
-            return False
-        drop = []
-        count, total = len(self.messages), self.bytes
-        for message in islice(self.messages, 1, None):
-            if count < MAX_QUEUED and total + size <= MAX_QUEUED_BYTES:
-                break
-            if message.action == "MeterValues" and not message.sent:
-                drop.append(message)
-                count -= 1
-                total -= message.size
-        for message in drop:
-            self._remove(message)
-            self._drop(message.action, message.transaction_id)
-            stored(self._store.dropped(message.seq, lazy=message.lazy))
-        return not self._full(size)
-
-    def _drop(self, action, transaction_id):
-        self.dropped += 1
-        if not self._capped:
-            self._capped = True
-            self.log.warn("{id}: the queue for the back office is at its cap ({n} messages,"
-                          " {kib} KiB): its oldest MeterValues are dropped; with none left,"
-                          " new ones and new transactions stay local (first: {action} of"
-                          " transaction {tx})", id=self.charger_id, n=len(self.messages),
-                          kib=self.bytes // 1024, action=action, tx=transaction_id)
+    def _give_way(self, message):
+        # At a bound (L{Account.give_way}).
+        self._remove(message)
+        stored(self._store.dropped(message.seq, lazy=message.lazy))
 
     @staticmethod
     def _ready(ignored, message):
         # Also when the store closed before committing it: nothing is sent
         # any more then.
         message.ready = True
-
-    def _thin(self, transaction_id, payload, interval, now):
-        """
-        Keep, of a transaction's MeterValues queued while the back office is
-        away, the first, one per C{interval} (each an I{anchor} at least
-        C{interval} after the one before) and the last.
-
-        @return: C{(replaced, anchor)}: the queued MeterValues that
-            C{payload} replaced (None when it is to be queued), and whether
-            a C{payload} to be queued is an anchor.
-        """
-        tail = []
-        for message in reversed(self.messages):
-            if message.transaction_id != transaction_id:
-                continue
-            if message.action != "MeterValues" or len(tail) == 2:
-                break
-            tail.append(message)
-            if message.anchor:
-                break
-        if not tail:
-            return None, True
-        last, anchor = tail[0], tail[-1]
-        try:
-            since = (_sample_time(payload, now)
-                     - _sample_time(anchor.payload, anchor.queued_at)).total_seconds()
-        except TypeError:
-            # An aware and a naive time: keep both rather than guess.
-            return None, True
-        if last.anchor:
-            # After the anchor: a new one, or the latest value for now.
-            return None, since >= interval
-        # The latest value so far gives way to this one, which is an anchor
-        # of its own when a new interval began.
-        last.payload = payload
-        last.anchor = since >= interval
-        # (its size is the caller's to set)
-        return last, None
 
     def head(self):
         """
@@ -379,8 +296,8 @@ class Outbox:
         return {
             "queue_depth": self.depth,
             "oldest_queued": None if oldest is None else oldest.queued_at.isoformat(),
-            "queue_bytes": self.bytes,
-            "dropped": self.dropped,
+            "queue_bytes": self.room.bytes,
+            "dropped": self.room.dropped,
             "dead_letters": self.dead_letter_count,
             "recent_dead_letters": [
                 {"seq": d.seq, "action": d.action, "transaction_id": d.transaction_id,
@@ -504,13 +421,16 @@ class Outbox:
             return 0
         again = []
         for rec in records:
-            again.append(Message(rec.seq, rec.action, rec.transaction_id, rec.payload,
-                                 rec.queued_at, 0, rec.error, size=_size(rec.payload)))
+            again.append(Message.of(rec.seq, rec.action, rec.transaction_id, rec.payload,
+                                    rec.queued_at, 0, rec.error))
             if rec.action == "StartTransaction":
                 self._starts.add(rec.transaction_id)
-        self.messages = deque(sorted([*self.messages, *again], key=_seq))
-        self.bytes += sum(message.size for message in again)
-        self._meters += sum(message.action == "MeterValues" for message in again)
+        # In place: the account counts this deque.
+        queue = sorted([*self.messages, *again], key=_seq)
+        self.messages.clear()
+        self.messages.extend(queue)
+        for message in again:
+            self.room.added(message)
         seqs = {rec.seq for rec in records}
         self.dead_letters = deque((d for d in self.dead_letters if d.seq not in seqs),
                                   maxlen=DEAD_LETTERS_LOADED)
@@ -535,5 +455,4 @@ class Outbox:
             self.messages.popleft()
         else:
             self.messages.remove(message)
-        self.bytes -= message.size
-        self._meters -= message.action == "MeterValues"
+        self.room.removed(message)
