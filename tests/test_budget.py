@@ -322,15 +322,24 @@ class FrameBudgetTests(TestCase):
         self.send(cp, heartbeats(1500, prefix="b"))
         yield until(lambda: protocol._held is not None, "the connection held")
         self.assertLess(handled.of("b"), 1500)
-        for _ in range(10):
+        # Five seconds of the budget's rate would do, if every frame were
+        # in the socket when the clock moves on; a loaded machine (TLS)
+        # may bring the last of them later, and then a held connection
+        # waits for the next second of the fake clock.
+        for _ in range(100):
             self.time.advance(1)
             yield until(lambda: protocol._held is not None or handled.of("b") == 1500,
                         "held again or done")
             if handled.of("b") == 1500:
                 break
-        yield until(lambda: len({json.loads(t)[1] for t in cp_answers(cp)
-                                 if json.loads(t)[1].startswith("b")}) == 1500,
-                    "every Heartbeat answered")
+        answered = lambda: len({json.loads(t)[1] for t in cp_answers(cp)
+                                if json.loads(t)[1].startswith("b")})
+        try:
+            yield until(lambda: answered() == 1500, "every Heartbeat answered")
+        except AssertionError as e:
+            # What a loaded machine left where (seen once in a while).
+            self.fail(f"{e}: {handled.of('b')} handled, {answered()} answered, held"
+                      f" {protocol._held is not None}, open {cp.is_open}")
         self.assertTrue(cp.is_open)
         self.assertEqual(self.service.ocpp_factory.floods.count, 0)
 
