@@ -875,3 +875,39 @@ class AuthenticationThrottleTests(SynchronousTestCase):
             b"HTTP/1.1 101 "))
         self.assertEqual(self.central.connections.lookup("cp1"), "CP1")
         self.assertIsNone(self.central.connections.lookup("\u0441p1"))
+
+
+class CompressionOfferTests(SynchronousTestCase):
+    """
+    A charger offering permessage-deflate (many WebSocket libraries do) on
+    an L{OcppServerFactory} with a fake transport: the connection opens
+    without it. The option that refuses it is a function the factory's
+    connections hold as a class attribute (L{OcppServerFactory.buildProtocol});
+    called as a method it failed every such handshake.
+    """
+
+    def test_offer_refused_connection_opened(self):
+        clock = Clock()
+        clock.advance(1_800_000_000)
+        central = CentralSystem(parse_config(BASE_CONFIG.format(
+            database="state.sqlite3", password=PASSWORD, knxd="", max_chargers=4)),
+            MemoryStore(), clock)
+        central.load()
+        self.addCleanup(central.shutdown)
+        factory = OcppServerFactory(central, clock, ping_interval=0)
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        connection = factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        connection.makeConnection(transport)
+        with capturedLogs() as events:
+            connection.dataReceived("\r\n".join([
+                "GET /CP1 HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket",
+                "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6",
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+                "", ""]).encode())
+        answer = transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 101 "), answer)
+        self.assertNotIn(b"sec-websocket-extensions", answer.lower())
+        self.assertEqual([e for e in events if e.get("log_failure")], [])
+        connection.connectionLost(protocol.connectionDone)

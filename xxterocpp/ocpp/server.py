@@ -14,6 +14,7 @@ lines within the charger's budget (L{xxterocpp.ocpp.chargerlog}).
 """
 
 import math
+from types import FunctionType
 from urllib.parse import unquote
 
 import txaio
@@ -476,9 +477,12 @@ class OcppServerFactory(WebSocketServerFactory):
         options = [getattr(self, name) for name in names]
         cls = self._options_class
         if cls is None or cls.__bases__[0] is not base or self._options != options:
+            # A function among them (perMessageCompressionAccept) is
+            # called as the option, not as a method of the connection.
+            held = {name: staticmethod(value) if isinstance(value, FunctionType) else value
+                    for name, value in zip(names, options)}
             cls = self._options_class = type(base.__name__, (base,), dict(
-                zip(names, options), __module__=base.__module__,
-                __qualname__=base.__qualname__))
+                held, __module__=base.__module__, __qualname__=base.__qualname__))
             self._options = options
         p = cls()
         p.factory = self
