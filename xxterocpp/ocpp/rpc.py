@@ -5,9 +5,9 @@ over one WebSocket, independent of the WebSocket library.
 
 An L{OcppSession} owns one conversation: it validates incoming CALLs against
 the schemas of L{xxterocpp.ocpp.messages}, hands them to a dispatcher, answers
-them, and sends our own CALLs one at a time (OCPP-J §4.1.1: a side should not
-send a CALL before the previous one was answered or timed out). What it does
-with a peer's frames that are not right, and the log lines about them, is
+them, and sends our own CALLs one at a time (how, and how it times them
+out, is L{xxterocpp.ocpp.outgoing}'s). What it does with a peer's frames
+that are not right, and the log lines about them, is
 L{xxterocpp.ocpp.complaints}'s.
 """
 
@@ -20,6 +20,8 @@ from twisted.python.failure import Failure
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.complaints import Complaints, listed, quoted
 from xxterocpp.ocpp.messages import CALL, CALLERROR, CALLRESULT
+# The failures of our own calls are re-exported: callers import this module.
+from xxterocpp.ocpp.outgoing import CallTimeout, NotConnected, Outgoing, Superseded  # noqa: F401
 
 #: OCPP-J §4.1.4: message ids are at most 36 characters (a GUID).
 MAX_ID_LENGTH = 36
@@ -34,9 +36,6 @@ ALWAYS_ACKNOWLEDGED = frozenset({"StopTransaction", "MeterValues"})
 #: refused before anything (a repr, a walk over the kept frames) recurses
 #: as deep.
 MAX_DEPTH = 64
-
-_REQUEST_ACTIONS = {action.request: name for name, action in m.ACTIONS.items()}
-
 
 class CallError(Exception):
     """
@@ -56,34 +55,6 @@ class CallError(Exception):
 
     def __str__(self):
         return f"{self.code}: {self.description}" if self.description else self.code
-
-
-class CallTimeout(Exception):
-    """
-    The charger did not answer our CALL within the call timeout.
-    """
-
-    def __str__(self):
-        return "no answer within the call timeout"
-
-
-class NotConnected(Exception):
-    """
-    The connection went away before the CALL was answered (or sent).
-    """
-
-    def __str__(self):
-        return "charger not connected"
-
-
-class Superseded(Exception):
-    """
-    A newer CALL of the same kind took this one's place in the queue
-    before it was sent (L{Session.call}).
-    """
-
-    def __str__(self):
-        return "replaced by a newer one before it was sent"
 
 
 def nesting_depth(value):
@@ -117,10 +88,10 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _dumps_str = json.encoder.encode_basestring
 
 
-class OcppSession(Complaints):
+class OcppSession(Outgoing, Complaints):
     """
-    One OCPP-J conversation; what it says of its peer's frames that are not
-    right is its L{Complaints}'.
+    One OCPP-J conversation; its own CALLs are its L{Outgoing}'s, what it
+    says of its peer's frames that are not right is its L{Complaints}'.
 
     @ivar identity: the charger identity (for log lines).
     @ivar warnings: how many tolerated schema problems the charger sent.
@@ -191,30 +162,13 @@ class OcppSession(Complaints):
         self.lenient_answers = False
         self._lenience_logged = False
 
-    def _next_id(self):
-        self._counter += 1
-        return str(self._counter)
-
-    @property
-    def waiting(self):
-        """
-        How many of our CALLs wait behind the outstanding one.
-        """
-        return len(self._queue)
-
-    def queued(self, kind):
-        """
-        @return: whether a CALL of C{kind} waits in the queue (not sent).
-        """
-        return any(queued[4] == kind for queued in self._queue)
-
     def seconds(self):
         """
         @return: the time now by the session's clock (seconds).
         """
         return self._clock.seconds()
 
-    # -- outgoing -------------------------------------------------------
+    # -- frames out (our own CALLs: Outgoing) ---------------------------
 
     def _write(self, frame):
         self._write_text(_dumps(frame))
@@ -223,78 +177,6 @@ class OcppSession(Complaints):
         if self._observe is not None:
             self._observe("out", text)
         self._send(text)
-
-    def call(self, request, late=None, kind=None):
-        """
-        Send a CALL (queued behind the outstanding one).
-
-        @param request: a C{...Request} message instance.
-        @param late: optional C{late(result)}, called with the decoded
-            response (or a L{Failure} of a L{CallError}) when the answer
-            comes after the call timed out, while no later CALL timed out
-            waiting for one of its own (a peer slower than the timeout).
-        @param kind: optional hashable: a CALL of the same C{kind} still
-            queued (not sent) gives way to this one, in its place; its
-            Deferred fails with L{Superseded}.
-        @return: a Deferred firing with the decoded response message, or
-            failing with L{CallError}, L{CallTimeout}, L{NotConnected} or
-            L{Superseded}.
-        """
-        action = _REQUEST_ACTIONS[type(request)]
-        d = defer.Deferred()
-        if not self.open:
-            d.errback(NotConnected())
-            return d
-        entry = (action, request, d, late, kind)
-        if kind is not None:
-            for i, queued in enumerate(self._queue):
-                if queued[4] == kind:
-                    self._queue[i] = entry
-                    queued[2].errback(Superseded())
-                    return d
-        self._queue.append(entry)
-        self._send_next()
-        return d
-
-    def _send_next(self):
-        if self._outstanding is not None or not self._queue or not self.open:
-            return
-        action, request, d, late, _ = self._queue.pop(0)
-        unique_id = self._next_id() if self._id_factory is None else self._id_factory()
-        timer = self._clock.callLater(self.call_timeout, self._timed_out, unique_id)
-        held = self._held() if self._held is not None else 0.0
-        self._outstanding = (unique_id, action, d, timer, late, held)
-        self._write([CALL, unique_id, action, m.encode(request)])
-
-    def _finish_outstanding(self):
-        unique_id, action, d, timer, late, held = self._outstanding
-        self._outstanding = None
-        if timer.active():
-            timer.cancel()
-        return action, d
-
-    def _timed_out(self, unique_id):
-        if self._outstanding is None or self._outstanding[0] != unique_id:
-            return
-        if self._held is not None:
-            # The connection's frames were not read for some of the wait
-            # (it sent more than its frame budget): the answer may be among
-            # them. The wait is made longer by as much; a connection held
-            # for long is closed (FLOOD_SECONDS), failing the call.
-            held = self._held()
-            longer = held - self._outstanding[5]
-            if longer > 0:
-                unique_id, action, d, timer, late, _ = self._outstanding
-                timer = self._clock.callLater(longer, self._timed_out, unique_id)
-                self._outstanding = (unique_id, action, d, timer, late, held)
-                return
-        late = self._outstanding[4]
-        action, d = self._finish_outstanding()
-        self._late = None if late is None else (unique_id, action, late)
-        self.log.warn("{identity}: {action} got no answer within {timeout} s",
-                      identity=self.identity, action=action, timeout=self.call_timeout)
-        self._send_next()
-        d.errback(CallTimeout())
 
     # -- incoming -------------------------------------------------------
 
@@ -477,11 +359,4 @@ class OcppSession(Complaints):
         The WebSocket is gone: fail every queued and outstanding call.
         """
         self.open = False
-        self._late = None
-        pending = []
-        if self._outstanding is not None:
-            pending.append(self._finish_outstanding()[1])
-        while self._queue:
-            pending.append(self._queue.pop(0)[2])
-        for d in pending:
-            d.errback(NotConnected())
+        self._fail_calls()
