@@ -461,6 +461,30 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
         self.assertEqual(session.waiting, MAX_WAITING_CALLS)
         self.assertEqual(len(cp.calls), 1)
 
+    def test_set_up_after_a_boot_at_the_bound(self):
+        """
+        A charger boots while L{MAX_WAITING_CALLS} of the web's calls wait
+        for it: the set-up after the boot is not refused "Busy" (it would
+        end having configured nothing, and nothing runs it again until the
+        next boot); its calls go out once the queue moves.
+        """
+        cp = self.connect(boot=False)
+        cp.answers["DataTransfer"] = None
+        for i in range(MAX_WAITING_CALLS + 1):
+            self.controller.send("CP1", "DataTransfer", {"vendorId": f"v{i}"})
+        self.clock.advance(0)
+        session = self.central.chargers["CP1"].session
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        cp.boot()
+        for _ in range(MAX_WAITING_CALLS + 2):
+            self.clock.advance(5)
+            self.settle()
+        actions = cp.actions()
+        self.assertEqual(actions.count("DataTransfer"), MAX_WAITING_CALLS + 1)
+        self.assertIn("GetConfiguration", actions)
+        self.assertIn("MeterValuesSampledData",
+                      [p["key"] for p in cp.payloads("ChangeConfiguration")])
+
 
 class EndToEndTests(TestCase):
     """

@@ -121,12 +121,15 @@ class Sender:
         return charger.session is not None and self.running
 
     @defer.inlineCallbacks
-    def call(self, charger, request):
+    def call(self, charger, request, bounded=True):
         """
         Send a request and wait for the answer.
 
         @param charger: the L{xxterocpp.domain.model.Charger}.
         @param request: a C{...Request} instance of L{m.ACTIONS}.
+        @param bounded: False for a call that is queued even beyond
+            L{MAX_WAITING_CALLS} (the set-up after a boot: a few calls one
+            after the other, which a flood of commands must not turn away).
         @return: a Deferred firing with a L{CommandResult} whose C{response}
             is the decoded response message (None without an answer); it
             never fails for charger-side problems.
@@ -136,7 +139,7 @@ class Sender:
             return CommandResult(False, "NotConnected", f"{charger.id} is not connected")
         kind = _kind(action, request)
         session = charger.session
-        if session.waiting >= MAX_WAITING_CALLS and not (
+        if bounded and session.waiting >= MAX_WAITING_CALLS and not (
                 kind is not None and session.queued(kind)):
             charger.chatter(self.log, "warn", session.seconds(),
                             "{id}: {action} not sent: {n} calls wait for the charger already",

@@ -229,7 +229,10 @@ class SetUp:
         charger = self.central.chargers.get(charger_id)
         if charger is None:
             return None
-        result = yield self.sender.call(charger, m.GetConfigurationRequest())
+        # Its own calls are not refused "Busy" by a queue full of commands:
+        # the set-up would end having configured nothing, and run again
+        # only at the next boot.
+        result = yield self.sender.call(charger, m.GetConfigurationRequest(), bounded=False)
         if result.response is not None:
             charger.configuration = {kv.key: kv for kv in result.response.configuration_key or ()
                                      if kv is not None}
@@ -243,7 +246,8 @@ class SetUp:
 
     @defer.inlineCallbacks
     def _change(self, charger, key, value):
-        result = yield self.sender.call(charger, m.ChangeConfigurationRequest(key=key, value=value))
+        result = yield self.sender.call(charger, m.ChangeConfigurationRequest(key=key, value=value),
+                                        bounded=False)
         if result.accepted:
             charger.configuration[key] = m.KeyValue(key=key, readonly=False, value=value)
         return result
