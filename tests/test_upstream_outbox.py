@@ -3,15 +3,19 @@ Unit tests for L{xxterocpp.upstream.outbox}: one charger's queue towards
 its back office, with in-memory tables.
 """
 
+import gc
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 from itertools import count
 
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.upstream_memory import ForgettingTables, MemoryTables
-from xxterocpp.store.upstream import DEAD_LETTERS_KEPT
+from tests.test_control import MemoryStore
+from tests.upstream_memory import (ForgettingTables, MemoryBackOffice, MemoryTables,
+                                   UpstreamTestCase)
+from xxterocpp.store.upstream import DEAD_LETTERS_KEPT, QueuedRecord
 from xxterocpp.upstream import outbox as outbox_module
 from xxterocpp.upstream import room as room_module
 from xxterocpp.upstream.outbox import MAX_FAILURES, MAX_QUEUED, MAX_QUEUED_BYTES, Outbox
@@ -417,3 +421,36 @@ class MemoryTests(SynchronousTestCase):
         self.assertLessEqual(traced, budget.used)
         self.assertLess(traced / MAX_QUEUED, 1000)
         self.assertEqual(budget.used, outbox.room.bytes + MAX_QUEUED * MESSAGE_OVERHEAD)
+
+
+class RestartTests(UpstreamTestCase):
+    """
+    The queues restored by the service at its start (L{Upstream}).
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0.timestamp())
+        self.store = MemoryStore()
+        self.tables = MemoryTables()
+        self.office = MemoryBackOffice(self.clock)
+
+    def test_dropped_at_the_restart_let_go(self):
+        """
+        Messages kept beyond the bound of memory, dropped when restored, are
+        not held on to afterwards by what the store loaded: the service's
+        memory is within the bound after a restart too.
+        """
+        self.tables.enqueue(QueuedRecord(1, "CP1", "StartTransaction", 7, {"idTag": "A"},
+                                         T0, 0, None))
+        for i in range(40):
+            self.tables.enqueue(QueuedRecord(2 + i, "CP1", "MeterValues", 7, sampled(60 * i),
+                                             T0, 0, None))
+        self.patch(room_module, "MAX_MEMORY", 12_000)
+        self.build()
+        dropped = {args[0] for name, args in self.tables.writes if name == "dropped"}
+        self.assertGreater(len(dropped), 10)
+        self.assertLessEqual(self.upstream._budget.used, 12_000)
+        gc.collect()
+        held = [o for o in gc.get_objects() if isinstance(o, QueuedRecord)]
+        self.assertEqual([r.seq for r in held if r.seq in dropped], [])

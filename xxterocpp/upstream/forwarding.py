@@ -158,7 +158,7 @@ class Upstream(service.Service):
         self._budget = Budget()
         self._tables = tables or UpstreamStore(store)
         self._last_seq = 0
-        self._restored = None
+        self._restored = {}
         central.authority = self.authority
 
     @property
@@ -189,9 +189,17 @@ class Upstream(service.Service):
         super().startService()
         state = self._tables.load()
         self._last_seq = state.last_seq
-        self._restored = state
-        self.reconfigure(self.central.config)
+        # Each charger's part, handed over (and let go) when its outbox is
+        # made: what the restore drops at the bound of memory, and what is
+        # delivered later, is not held on to here.
+        self._restored = restored = {}
+        for i, records in ((0, state.queue), (1, state.dead_letters), (3, state.ids)):
+            for rec in records:
+                restored.setdefault(rec.charger_id, [[], [], 0, []])[i].append(rec)
+        for charger_id, n in state.dead_letter_counts.items():
+            restored.setdefault(charger_id, [[], [], 0, []])[2] = n
         kept = {r.charger_id for r in state.queue} | set(state.dead_letter_counts)
+        self.reconfigure(self.central.config)
         for charger_id in sorted(kept - set(self.uplinks)):
             # Kept, and shown, for when it has a back office again.
             outbox = self._outbox(charger_id)
@@ -233,12 +241,8 @@ class Upstream(service.Service):
         if outbox is None:
             outbox = self._outboxes[charger_id] = Outbox(
                 charger_id, self._tables, self._next_seq, self.central.now, self._budget)
-            state = self._restored
-            outbox.restore(
-                [r for r in state.queue if r.charger_id == charger_id],
-                [r for r in state.dead_letters if r.charger_id == charger_id],
-                state.dead_letter_counts.get(charger_id, 0),
-                [r for r in state.ids if r.charger_id == charger_id])
+            queue, dead, dead_count, ids = self._restored.pop(charger_id, ((), (), 0, ()))
+            outbox.restore(queue, dead, dead_count, ids)
         return outbox
 
     def observe(self, event):
