@@ -138,6 +138,15 @@ def compact(payload):
     return json.dumps(payload, separators=(",", ":"))
 
 
+def _shown(rec):
+    """
+    @return: the dead letter C{rec} as kept in memory, for the page: without
+        its payload (the file has it; parsed, a MeterValues of five sampled
+        values took 3.2 kB, outside L{xxterocpp.upstream.room.MAX_MEMORY}).
+    """
+    return attr.evolve(rec, payload=None)
+
+
 def _seq(message):
     return message.seq
 
@@ -148,7 +157,8 @@ class Outbox:
 
     @ivar messages: the L{Message}s, in the order of delivery.
     @ivar ids: C{{our transactionId: L{IdMapRecord}}}, oldest first.
-    @ivar dead_letters: the newest L{DeadLetterRecord}s, oldest first.
+    @ivar dead_letters: the newest L{DeadLetterRecord}s, oldest first (without
+        their payloads: L{_shown}).
     @ivar dead_letter_count: how many dead letters the charger has in all.
     @ivar room: its L{Account}: the bytes of the queued payloads, how
         many were dropped or left local at a bound.
@@ -197,7 +207,7 @@ class Outbox:
         # Kept by an older version, or under other bounds.
         self.room.fit()
         for rec in dead_letters:
-            self.dead_letters.append(rec)
+            self.dead_letters.append(_shown(rec))
             if rec.action == "StartTransaction":
                 self._starts.add(rec.transaction_id)
         self.dead_letter_count = dead_letter_count
@@ -374,9 +384,9 @@ class Outbox:
         """
         self._remove(message)
         rec = DeadLetterRecord(message.seq, self.charger_id, message.action,
-                               message.transaction_id, message.payload, message.queued_at,
+                               message.transaction_id, message.text, message.queued_at,
                                self._now(), error)
-        self.dead_letters.append(rec)
+        self.dead_letters.append(_shown(rec))
         self.dead_letter_count = min(self.dead_letter_count + 1, DEAD_LETTERS_KEPT)
         if self.dead_letter_count >= DEAD_LETTERS_KEPT and not self._dead_capped:
             self._dead_capped = True
