@@ -23,7 +23,7 @@ from xxterocpp.config import parse_config
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.ocpp.server import (
     DROP_LOG_INTERVAL, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS, MAX_IDENTITY_LENGTH,
-    MAX_REQUEST_HEAD, OcppServerFactory)
+    MAX_REQUEST_HEAD, OcppServerFactory, OcppServerProtocol)
 
 
 class HandshakeTests(TestCase):
@@ -911,3 +911,54 @@ class CompressionOfferTests(SynchronousTestCase):
         self.assertNotIn(b"sec-websocket-extensions", answer.lower())
         self.assertEqual([e for e in events if e.get("log_failure")], [])
         connection.connectionLost(protocol.connectionDone)
+
+
+class OptionsChangedTests(SynchronousTestCase):
+    """
+    The factory's Autobahn options changed while connections exist
+    (L{OcppServerFactory.buildProtocol} holds them as class attributes):
+    a connection keeps those it was built with, a newer one gets the new
+    ones, as with Autobahn's copy into each connection.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.central = CentralSystem(parse_config(BASE_CONFIG.format(
+            database="state.sqlite3", password=PASSWORD, knxd="", max_chargers=4)),
+            MemoryStore(), self.clock)
+        self.central.load()
+        self.addCleanup(self.central.shutdown)
+        self.factory = OcppServerFactory(self.central, self.clock, ping_interval=0)
+
+    def open(self, port, charger_id):
+        address = IPv4Address("TCP", "127.0.0.1", port)
+        connection = self.factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        connection.makeConnection(transport)
+        connection.dataReceived("\r\n".join([
+            f"GET /{charger_id} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket",
+            "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6", "", ""]).encode())
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "), transport.value())
+        transport.clear()
+        return connection, transport
+
+    def test_changed_options(self):
+        old, old_transport = self.open(40001, "CP1")
+        self.factory.setProtocolOptions(autoPingInterval=30, autoPingTimeout=15)
+        new, new_transport = self.open(40002, "TWIN")
+        self.assertEqual((old.autoPingInterval, new.autoPingInterval), (0, 30))
+        self.assertEqual(new.autoPingTimeout, 15)
+        self.assertIsInstance(old, OcppServerProtocol)
+        self.assertIsInstance(new, OcppServerProtocol)
+        self.assertNotIn("autoPingInterval", vars(new))
+        self.assertIsNone(new.http_headers)
+        # The newer one has its first ping scheduled by the new options
+        # (on Autobahn's own timer, on the reactor); the older one none.
+        self.assertIsNone(old.autoPingPendingCall)
+        self.assertIsNotNone(new.autoPingPendingCall)
+        new._stop_pings()
+        self.assertEqual((old_transport.value(), new_transport.value()), (b"", b""))
+        for c in (old, new):
+            c.connectionLost(protocol.connectionDone)
