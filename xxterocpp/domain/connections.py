@@ -15,14 +15,13 @@ as much as they wait, L{xxterocpp.store._batches.LAZY_WRITE_DELAY}).
 """
 
 import string
-from datetime import datetime
 
 from twisted.logger import Logger
 
 from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected, StatusChanged
 from xxterocpp.domain.keys import masked_frame
 from xxterocpp.domain.model import stored, utc_from_seconds
-from xxterocpp.domain.trusted import TRUSTED_TIME
+from xxterocpp.domain.trusted import TRUSTED_TIME, stored_seconds
 from xxterocpp.pacing import CommitPacer
 
 #: Statuses of connector 0 (the whole charger) that hold for every connector
@@ -47,20 +46,6 @@ CONTACT_COMMITS = 60
 
 #: Upper-case ASCII letters to lower case, and nothing else.
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-
-
-def _seconds(text):
-    """
-    @return: the POSIX seconds of an ISO 8601 time kept in the store, or
-        None for anything else.
-    """
-    if not isinstance(text, str):
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when.timestamp() if when.tzinfo is not None else None
 
 
 def fold_identity(identity):
@@ -160,13 +145,13 @@ class Connections:
         contact = self._settings.get((charger.id, CONTACT))
         if not isinstance(contact, dict):
             return None
-        left = _seconds(contact.get("left"))
+        left = stored_seconds(contact.get("left"))
         if left is not None:
             return left
-        since = _seconds(contact.get("since"))
+        since = stored_seconds(contact.get("since"))
         if since is None:
             return None
-        kept = _seconds(self._settings.get(("central", TRUSTED_TIME)))
+        kept = stored_seconds(self._settings.get(("central", TRUSTED_TIME)))
         left = since if kept is None else max(since, kept)
         self._contact(charger.id, "left", utc_from_seconds(left))
         return left

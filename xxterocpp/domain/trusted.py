@@ -50,10 +50,10 @@ SAVE_EVERY = 600.0
 STEP = 5.0
 
 
-def _seconds(text):
+def stored_seconds(text):
     """
-    @return: the POSIX seconds of an ISO 8601 time with a zone, or None
-        for anything else.
+    @return: the POSIX seconds of an ISO 8601 time with a zone (as the
+        store keeps times), or None for anything else.
     """
     if not isinstance(text, str):
         return None
@@ -137,11 +137,11 @@ class TrustedTime:
             with a time kept: who forgot that one (docs/clock.md#reset)
             forgets them too.
         """
-        seconds = _seconds(kept)
+        seconds = stored_seconds(kept)
         if seconds is None:
             self.seconds()
             return
-        newest = max([seconds] + [t for t in map(_seconds, also) if t is not None])
+        newest = max([seconds] + [t for t in map(stored_seconds, also) if t is not None])
         if self.given is None or newest > self.given:
             self.given = self.trusted = newest
             self._since = self._clock.seconds()
