@@ -8,13 +8,10 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 from itertools import count
 
-from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_control import MemoryStore
-from tests.upstream_memory import (ForgettingTables, MemoryBackOffice, MemoryTables,
-                                   UpstreamTestCase)
+from tests.upstream_memory import ForgettingTables, MemoryTables, UpstreamTestCase
 from xxterocpp.store.upstream import DEAD_LETTERS_KEPT, QueuedRecord
 from xxterocpp.upstream import outbox as outbox_module
 from xxterocpp.upstream import room as room_module
@@ -429,11 +426,8 @@ class RestartTests(UpstreamTestCase):
     """
 
     def setUp(self):
-        self.clock = Clock()
-        self.clock.advance(T0.timestamp())
-        self.store = MemoryStore()
-        self.tables = MemoryTables()
-        self.office = MemoryBackOffice(self.clock)
+        # Each test builds the service itself, from what it put in the stores.
+        self.stores()
 
     def test_dropped_at_the_restart_let_go(self):
         """

@@ -332,12 +332,18 @@ class UpstreamTestCase(SynchronousTestCase):
     """
 
     def setUp(self):
+        self.stores()
+        self.build()
+
+    def stores(self):
+        """
+        The clock, the stores and the back office, before any service.
+        """
         self.clock = Clock()
         self.clock.advance(T0.timestamp())
         self.store = MemoryStore()
         self.tables = MemoryTables()
         self.office = MemoryBackOffice(self.clock)
-        self.build()
 
     def build(self, offline="local", allow_reset="false", stop_refused="false", wall=None):
         """
