@@ -126,6 +126,13 @@ _ROW = ("(seq, charger_id, action, transaction_id, payload, queued_at, failures,
         " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
+def _storable(payload):
+    # Refuse a payload that cannot be stored, in the caller's stack; a
+    # payload kept as its JSON text (the queue's) is stored as it is.
+    if not isinstance(payload, str):
+        json.dumps(payload)
+
+
 def _text(payload):
     # A payload is given as a dict or as its JSON text (the outbox keeps
     # the text).
@@ -267,7 +274,7 @@ class UpstreamStore:
         @return: a Deferred firing once committed.
         """
         # Refuse what cannot be stored now, in the caller's stack.
-        json.dumps(rec.payload)
+        _storable(rec.payload)
         to_text(rec.queued_at)
         return self._row_write(rec.seq, _enqueue, rec, lazy=lazy)
 
@@ -280,7 +287,7 @@ class UpstreamStore:
         @param rec: the message's whole L{QueuedRecord}.
         @param lazy: as for L{enqueue}.
         """
-        json.dumps(rec.payload)
+        _storable(rec.payload)
         to_text(rec.queued_at)
         return self._row_write(rec.seq, _queued, rec, lazy=lazy)
 
@@ -311,7 +318,7 @@ class UpstreamStore:
 
         @type rec: L{DeadLetterRecord}
         """
-        json.dumps(rec.payload)
+        _storable(rec.payload)
         to_text(rec.queued_at)
         to_text(rec.failed_at)
         return self._row_write(rec.seq, _dead_letter, rec)
