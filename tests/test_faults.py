@@ -268,7 +268,10 @@ class ReconnectTests(TestCase):
             gc.collect()
             objects = gc.get_objects()
             return ([o for o in objects if isinstance(o, OcppSession) and o.open],
-                    [o for o in objects if isinstance(o, OcppServerProtocol)])
+                    # This service's: a failed test earlier in the process
+                    # keeps its protocols in its traceback's frames.
+                    [o for o in objects if isinstance(o, OcppServerProtocol)
+                     and o.factory is service.ocpp_factory])
 
         def settled():
             # Replaced connections are freed once Autobahn's close-handshake
@@ -296,7 +299,18 @@ class ReconnectTests(TestCase):
         self.assertIs(sessions[0], charger.session)
         self.assertEqual([p for p in protocols if p.transport is not None
                           and not p.transport.disconnected], [server_protocol(service, "CP1")])
-        self.assertLessEqual(len(protocols), 2, f"{len(protocols)} server protocols alive")
+        # A connection the client dropped last may still be on its way out
+        # on a loaded machine (its connectionLost not yet run): wait for it,
+        # bounded. A leaked protocol stays, and fails this.
+        for _ in range(300):
+            if len(protocols) <= 2:
+                break
+            yield sleep(0.1)
+            protocols = live()[1]
+        self.assertLessEqual(len(protocols), 2, f"{len(protocols)} server protocols alive: "
+                             + "; ".join(f"{p.transport!r} referred by "
+                                         f"{[type(r).__qualname__ for r in gc.get_referrers(p)]}"
+                                         for p in protocols))
         (_, (rss1, blocks1), _), (_, (rss2, blocks2), objects2) = marks
         # Fewer than one object per connection left behind, and no growth
         # in the second round: the interpreter's allocated blocks count
