@@ -177,6 +177,15 @@ def heartbeats(count, prefix="f"):
                     for i in range(count))
 
 
+def heartbeat_id(prefix):
+    """
+    @return: a regular expression matching the start of a CALL of
+        L{heartbeats} with ids C{prefix}, C{prefix0}, ... only (the simulated
+        charger's own ids are uuids, which may start with the same letter).
+    """
+    return r'\[2, "%s\d*"' % re.escape(prefix)
+
+
 @defer.inlineCallbacks
 def until(condition, what, seconds=30):
     """
@@ -545,7 +554,7 @@ class ReconnectingFloodTests(TestCase):
         self.assertLessEqual(len(self.handled) - before, FRAME_RATE + 1)
 
 
-TWIN_ID = re.compile(rb'\[2, "t\d+"')
+TWIN_ID = re.compile(heartbeat_id("t").encode())
 
 
 class Handled(list):
@@ -555,11 +564,9 @@ class Handled(list):
 
     def of(self, prefix):
         """
-        @return: how many were CALLs with an id of C{prefix} and any digits (as
-            L{heartbeats} makes them; the simulated charger's own ids are
-            uuids, which may start with the same letter).
+        @return: how many were CALLs of L{heartbeats} with ids C{prefix}...
         """
-        ids = re.compile(r'\[2, "%s\d*"' % re.escape(prefix))
+        ids = re.compile(heartbeat_id(prefix))
         return sum(1 for text in self if ids.match(text))
 
 
