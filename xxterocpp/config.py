@@ -317,27 +317,38 @@ class Config:
     tags: tuple[TagConfig, ...] = ()
     chargers: tuple[ChargerConfig, ...] = ()
     path: str = "<string>"
+    # Each id's tables by connector, in file order of the ids: the lookups
+    # below run per connection and per charger at start (a scan of the
+    # tuple each made a start with 1,000 chargers quadratic).
+    _points: dict = attr.ib(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self):
+        points = {}
+        for c in self.chargers:
+            points.setdefault(c.id, []).append(c)
+        object.__setattr__(self, "_points", {
+            charger_id: tuple(sorted(tables, key=lambda c: c.connector))
+            for charger_id, tables in points.items()})
 
     def charger_ids(self):
         """
         @return: the distinct charger ids, in file order.
         """
-        return tuple(dict.fromkeys(c.id for c in self.chargers))
+        return tuple(self._points)
 
     def charging_points(self, charger_id):
         """
         @return: the L{ChargerConfig}s of C{charger_id}, by connector.
         """
-        points = (c for c in self.chargers if c.id == charger_id)
-        return tuple(sorted(points, key=lambda c: c.connector))
+        return self._points.get(charger_id, ())
 
     def upstream(self, charger_id):
         """
         @return: the L{UpstreamConfig} of C{charger_id}'s back office, or
             L{None} when it has none.
         """
-        for c in self.chargers:
-            if c.id == charger_id and c.upstream.url:
+        for c in self._points.get(charger_id, ()):
+            if c.upstream.url:
                 return c.upstream
         return None
 
@@ -345,8 +356,8 @@ class Config:
         """
         @return: the L{ChargerConfig} of that charging point, or L{None}.
         """
-        for c in self.chargers:
-            if (c.id, c.connector) == (charger_id, connector):
+        for c in self._points.get(charger_id, ()):
+            if c.connector == connector:
                 return c
         return None
 
@@ -367,7 +378,7 @@ class Config:
             tables says (they were checked to agree); empty for an unknown
             id.
         """
-        return quirk_settings([c for c in self.chargers if c.id == charger_id])
+        return quirk_settings(self._points.get(charger_id, ()))
 
 
 # Reading tables.

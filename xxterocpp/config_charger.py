@@ -426,8 +426,11 @@ def _check_quirks(chargers):
     def where(charger_id, key):
         return f"charger[{first[(charger_id, key)]}].{key}"
 
-    for charger_id in dict.fromkeys(c.id for c in chargers):
-        add, remove, steps = _quirk_keys([c for c in chargers if c.id == charger_id])
+    tables = {}
+    for charger in chargers:
+        tables.setdefault(charger.id, []).append(charger)
+    for charger_id, points in tables.items():
+        add, remove, steps = _quirk_keys(points)
         both = [name for name in add if name in remove]
         if both:
             raise Invalid(
