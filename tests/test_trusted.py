@@ -20,7 +20,8 @@ from xxterocpp.control import Controller
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.events import ClockStepped
 from xxterocpp.domain.model import Reservation
-from xxterocpp.domain.trusted import EARLIEST, SAVE_EVERY, SLEW, STEP, TOLERANCE, TrustedTime
+from xxterocpp.domain.trusted import (
+    EARLIEST, MAX_AHEAD, SAVE_EVERY, SLEW, STEP, TOLERANCE, TrustedTime)
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.store import LAZY_WRITE_DELAY, Store, StoreError
@@ -407,6 +408,24 @@ class TrustedTimeTests(SynchronousTestCase):
         self.assertEqual(self.time.dated(early), (ours, True))
         self.assertEqual(self.time.dated(None), (ours, True))
 
+    def test_dated_far_ahead(self):
+        """
+        While our clock is wrong, a charger's time more than L{MAX_AHEAD}
+        ahead of the time given out is not plausible either (a charger that
+        says 2099): ours is booked and marked uncertain. Up to MAX_AHEAD
+        ahead it is taken (our controller may have been switched off for
+        months, the charger's clock ran on).
+        """
+        self.time.restore(None)
+        self.wall.set(EPOCH)
+        self.advance(10)
+        ours = TRUSTED + timedelta(seconds=10)
+        months = ours + timedelta(seconds=MAX_AHEAD)
+        self.assertEqual(self.time.dated(months), (months, False))
+        for far in (months + timedelta(seconds=1), datetime(2099, 1, 1, tzinfo=timezone.utc)):
+            self.assertEqual(self.time.dated(far), (ours, True))
+        self.assertGreater(MAX_AHEAD, 365 * 86400)
+
 
 class CentralClockTests(SynchronousTestCase):
     """
@@ -534,6 +553,18 @@ class CentralClockTests(SynchronousTestCase):
         record = self.store.transactions[tx_id]
         self.assertEqual((record.stop_time, record.time_uncertain),
                          (TRUSTED + timedelta(seconds=80), True))
+
+    def test_session_with_charger_time_far_ahead_is_marked(self):
+        """
+        While our clock is wrong, a charger that says 2099 gets the session
+        booked with our time, marked uncertain in the store.
+        """
+        self.build(EPOCH)
+        self.clock.advance(20)
+        tx_id = self.start("2099-01-01T00:00:00Z").transaction_id
+        record = self.store.transactions[tx_id]
+        self.assertEqual((record.start_time, record.time_uncertain),
+                         (TRUSTED + timedelta(seconds=20), True))
 
     def test_forgotten_session_ends_at_the_new_start_as_booked(self):
         """

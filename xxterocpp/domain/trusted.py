@@ -49,6 +49,16 @@ SAVE_EVERY = 600.0
 #: that counts as a step of the system clock.
 STEP = 5.0
 
+#: How far (s) ahead of the time given out a charger's time may be and still
+#: be plausible while our clock is wrong (L{TrustedTime.dated}): 400 days.
+#: While it is wrong, the time given out is only a lower bound of the real
+#: time, which may be much later: a controller that stayed switched off for
+#: months (a holiday home over the winter, a spare unit on a shelf) starts
+#: again from the time it kept, while the charger's own clock ran on and is
+#: right. So the bound is generous, more than a year, and refuses only what
+#: no clock there can be right about (a charger that says 2099).
+MAX_AHEAD = 400 * 86400.0
+
 
 def stored_seconds(text):
     """
@@ -82,7 +92,8 @@ class TrustedTime:
         any (no state kept and no C{floor}): no L{seconds} is earlier.
     @ivar trusted: the time given out when the system clock was last right
         (it stands while the clock is wrong): a charger's time no earlier
-        than this is plausible (L{dated}).
+        than this (and no more than L{MAX_AHEAD} ahead of the time given
+        out) is plausible (L{dated}).
     """
 
     log = Logger()
@@ -239,14 +250,16 @@ class TrustedTime:
         Judge a time a charger reported (a session's start or stop).
 
         @param when: an aware datetime, or None (it said none).
-        @return: C{(when, False)} while our clock is right or C{when} is no
-            earlier than the time given out when it was last right;
-            otherwise C{(our time, True)}: the time is uncertain.
+        @return: C{(when, False)} while our clock is right or C{when} is
+            plausible: no earlier than the time given out when our clock was
+            last right, and no more than L{MAX_AHEAD} later than the time
+            given out now; otherwise C{(our time, True)}: the time is
+            uncertain (docs/clock.md#sessions).
         """
         now = self.seconds()
         if self.ok:
             return (when or datetime.fromtimestamp(now, timezone.utc)), False
-        if when is not None and when.timestamp() >= self.trusted:
+        if when is not None and self.trusted <= when.timestamp() <= now + MAX_AHEAD:
             return when, False
         return datetime.fromtimestamp(now, timezone.utc), True
 
