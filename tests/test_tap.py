@@ -13,13 +13,14 @@ import attr
 from twisted.internet import defer, endpoints, reactor, utils
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
     BASE_CONFIG, LOOPBACK_CONFIG, ROOT, ServiceProcess, kill_on_cleanup, start_service,
     write_config)
 from tests.sim import HandshakeRefused, connect_charger
+from tests.test_faults import server_protocol
 from xxterocpp import tap
 from xxterocpp.config import load_config, parse_config
 
@@ -367,6 +368,36 @@ class ReloadTests(TestCase):
         self.assertTrue(cp.is_open)
         result = yield cp.heartbeat()
         self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
+    def test_ping_interval_applies_to_chargers_that_connect_after(self):
+        """
+        A changed C{[ocpp] ping_interval} is said in one line and pings the
+        chargers that connect after the reload; one connected before keeps
+        its interval (none here) and its connection. It needs no restart.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        rewrite(path, BASE_CONFIG.replace("ping_interval = 0", "ping_interval = 30"))
+        with capturedLogs() as events:
+            self.assertTrue(service.reload())
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        before, after = server_protocol(service, "CP1"), server_protocol(service, "TWIN")
+        self.assertEqual((before.autoPingInterval, after.autoPingInterval), (0, 30))
+        self.assertEqual(after.autoPingTimeout, 15)
+        self.assertIsNone(before.autoPingPendingCall)
+        self.assertIsNotNone(after.autoPingPendingCall)
+        # Not left to the end of the test: on Autobahn's own timer.
+        after._stop_pings()
+        result = yield cp.heartbeat()
+        self.assertIn("currentTime", result)
+        [line] = [formatEvent(e) for e in events if "[ocpp] ping_interval" in formatEvent(e)]
+        self.assertIn("from 0 (no pings) to 30 s", line)
+        self.assertIn("the connected ones keep 0 (no pings) until they reconnect", line)
+        self.assertEqual([e for e in events if "restart the service" in formatEvent(e)], [])
 
     @defer.inlineCallbacks
     def test_sighup_reloads_the_running_process(self):

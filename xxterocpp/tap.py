@@ -472,7 +472,8 @@ class XxterocppService(service.MultiService):
             return False
         if config.storage.database != self.config.storage.database:
             self.log.warn("[storage] database changed: restart the service to apply")
-        self.config = config
+        old, self.config = self.config, config
+        self._reload_pings(old, config)
         self.central.reconfigure(config)
         self.central.signing.signer = charger_signer(config, self.log)
         self._warn_open_chargers(config)
@@ -483,6 +484,24 @@ class XxterocppService(service.MultiService):
         self.log.info("configuration reloaded from {path}: {n} charger(s)", path=config.path,
                       n=len(config.charger_ids()))
         return True
+
+    def _reload_pings(self, old, config):
+        """
+        Ping the chargers connecting from now on as C{[ocpp] ping_interval}
+        says now; the connected ones keep the interval they connected with
+        until they reconnect (L{OcppServerFactory.set_ping_interval}).
+        """
+        before, after = old.ocpp.ping_interval, config.ocpp.ping_interval
+        if before == after:
+            return
+        self.ocpp_factory.set_ping_interval(after)
+
+        def pings(interval):
+            return f"{interval} s" if interval else "0 (no pings)"
+
+        self.log.info("[ocpp] ping_interval changed from {before} to {after}: chargers that"
+                      " connect from now on get it, the connected ones keep {before} until they"
+                      " reconnect", before=pings(before), after=pings(after))
 
     def _reload_tls(self, config):
         """
