@@ -400,6 +400,30 @@ class ReloadTests(TestCase):
         self.assertEqual([e for e in events if "restart the service" in formatEvent(e)], [])
 
     @defer.inlineCallbacks
+    def test_settings_a_reload_cannot_apply_are_named(self):
+        """
+        Where the OCPP server and the web interface listen and the state
+        database stay as they were at the start: a reload that changes them
+        logs one warning naming them and asking for a restart, and the
+        service goes on where it is.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        changed = BASE_CONFIG.replace(
+            'interface = "127.0.0.1"\nport = 0\n', 'interface = "localhost"\nport = 8017\n', 1
+        ).replace("[web]\nport = 0", '[web]\ninterface = "localhost"\nport = 8089', 1)
+        rewrite(path, changed, database=service.config.storage.database + "-new")
+        with capturedLogs() as events:
+            self.assertTrue(service.reload())
+        warned = [formatEvent(e) for e in events if "restart the service" in formatEvent(e)]
+        self.assertEqual(warned, ["[ocpp] interface, [ocpp] port, [web] interface, [web] port,"
+                                  " [storage] database changed: restart the service to apply"])
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        result = yield cp.heartbeat()
+        self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
     def test_sighup_reloads_the_running_process(self):
         """
         A real SIGHUP to the twistd process reloads; a new charger connects.
