@@ -962,3 +962,23 @@ class OptionsChangedTests(SynchronousTestCase):
         self.assertEqual((old_transport.value(), new_transport.value()), (b"", b""))
         for c in (old, new):
             c.connectionLost(protocol.connectionDone)
+
+    def test_ping_interval_changed(self):
+        """
+        L{OcppServerFactory.set_ping_interval} ([ocpp] ping_interval
+        re-read): the connections opened after get the new pings, with half
+        the interval to answer; those opened before keep theirs, also when
+        it changes again.
+        """
+        none, _ = self.open(40001, "CP1")
+        self.factory.set_ping_interval(30)
+        pinged, _ = self.open(40002, "TWIN")
+        self.factory.set_ping_interval(0)
+        after = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40003))
+        self.assertEqual([(c.autoPingInterval, c.autoPingTimeout) for c in (none, pinged, after)],
+                         [(0, 0), (30, 15), (0, 0)])
+        self.assertEqual([c.autoPingPendingCall is not None for c in (none, pinged)],
+                         [False, True])
+        pinged._stop_pings()
+        for c in (none, pinged):
+            c.connectionLost(protocol.connectionDone)

@@ -13,13 +13,14 @@ import attr
 from twisted.internet import defer, endpoints, reactor, utils
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
     BASE_CONFIG, LOOPBACK_CONFIG, ROOT, ServiceProcess, kill_on_cleanup, start_service,
     write_config)
 from tests.sim import HandshakeRefused, connect_charger
+from tests.test_faults import server_protocol
 from xxterocpp import tap
 from xxterocpp.config import load_config, parse_config
 
@@ -365,6 +366,60 @@ class ReloadTests(TestCase):
         self.assertFalse(service.reload())
         self.assertEqual(service.central.config.charger_ids(), ("CP1", "TWIN", "RDAM 123"))
         self.assertTrue(cp.is_open)
+        result = yield cp.heartbeat()
+        self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
+    def test_ping_interval_applies_to_chargers_that_connect_after(self):
+        """
+        A changed C{[ocpp] ping_interval} is said in one line and pings the
+        chargers that connect after the reload; one connected before keeps
+        its interval (none here) and its connection. It needs no restart.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        rewrite(path, BASE_CONFIG.replace("ping_interval = 0", "ping_interval = 30"))
+        with capturedLogs() as events:
+            self.assertTrue(service.reload())
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        before, after = server_protocol(service, "CP1"), server_protocol(service, "TWIN")
+        self.assertEqual((before.autoPingInterval, after.autoPingInterval), (0, 30))
+        self.assertEqual(after.autoPingTimeout, 15)
+        self.assertIsNone(before.autoPingPendingCall)
+        self.assertIsNotNone(after.autoPingPendingCall)
+        # Not left to the end of the test: on Autobahn's own timer.
+        after._stop_pings()
+        result = yield cp.heartbeat()
+        self.assertIn("currentTime", result)
+        [line] = [formatEvent(e) for e in events if "[ocpp] ping_interval" in formatEvent(e)]
+        self.assertIn("from 0 (no pings) to 30 s", line)
+        self.assertIn("the connected ones keep 0 (no pings) until they reconnect", line)
+        self.assertEqual([e for e in events if "restart the service" in formatEvent(e)], [])
+
+    @defer.inlineCallbacks
+    def test_settings_a_reload_cannot_apply_are_named(self):
+        """
+        Where the OCPP server and the web interface listen and the state
+        database stay as they were at the start: a reload that changes them
+        logs one warning naming them and asking for a restart, and the
+        service goes on where it is.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        changed = BASE_CONFIG.replace(
+            'interface = "127.0.0.1"\nport = 0\n', 'interface = "localhost"\nport = 8017\n', 1
+        ).replace("[web]\nport = 0", '[web]\ninterface = "localhost"\nport = 8089', 1)
+        rewrite(path, changed, database=service.config.storage.database + "-new")
+        with capturedLogs() as events:
+            self.assertTrue(service.reload())
+        warned = [formatEvent(e) for e in events if "restart the service" in formatEvent(e)]
+        self.assertEqual(warned, ["[ocpp] interface, [ocpp] port, [web] interface, [web] port,"
+                                  " [storage] database changed: restart the service to apply"])
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
         result = yield cp.heartbeat()
         self.assertIn("currentTime", result)
 

@@ -20,7 +20,9 @@ from xxterocpp.control import Controller
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.domain.events import ClockStepped
 from xxterocpp.domain.model import Reservation
-from xxterocpp.domain.trusted import EARLIEST, SAVE_EVERY, SLEW, STEP, TOLERANCE, TrustedTime
+from xxterocpp.domain.trusted import (
+    CLOCK_LINE_EVERY, CLOCK_LINES, EARLIEST, MAX_AHEAD, SAVE_EVERY, SLEW, STEP, TOLERANCE,
+    TrustedTime)
 from xxterocpp.ocpp import messages as m
 from xxterocpp.ocpp.handlers import dispatcher
 from xxterocpp.store import LAZY_WRITE_DELAY, Store, StoreError
@@ -232,8 +234,9 @@ class TrustedTimeTests(SynchronousTestCase):
         than L{TOLERANCE} and a little more): the time given out never goes
         back, never reads earlier than the system clock, never later than
         the time counted on the monotonic clock; back on the right time,
-        the system clock's time is given out again. Each time the clock is
-        wrong is said once, and once when it is right again.
+        the system clock's time is given out again. The first
+        L{CLOCK_LINES} changes between wrong and right are said, the others
+        counted in the next line, due L{CLOCK_LINE_EVERY} later.
         """
         self.time.restore(None)
         start, real = self.clock.seconds(), TRUSTED.timestamp()
@@ -250,10 +253,51 @@ class TrustedTimeTests(SynchronousTestCase):
                 self.advance(7)
                 told.append(self.time.seconds())
                 self.assertEqual(told[-1], self.wall.now)
-        self.assertEqual(told, sorted(told))
-        self.assertTrue(self.time.ok)
+            self.assertEqual(told, sorted(told))
+            self.assertTrue(self.time.ok)
+            said = [line for line in lines(events) if "stepped" not in line]
+            self.assertEqual(len(said), CLOCK_LINES)
+            self.advance(CLOCK_LINE_EVERY)
+            self.time.seconds()
+        [last] = [line for line in lines(events) if "stepped" not in line][CLOCK_LINES:]
+        self.assertIn("right again", last)
+        self.assertIn(f"({2 * 4 * 3 - CLOCK_LINES - 1} more changes between wrong and right",
+                      last)
+
+    def test_lines_of_a_flapping_clock_are_bounded(self):
+        """
+        A clock flapping across the tolerance every 10 s for two hours (two
+        time daemons fighting): L{TrustedTime.ok} and the steps announced
+        follow every change at once, but the lines about it are the first
+        L{CLOCK_LINES}, then one per L{CLOCK_LINE_EVERY} of the monotonic
+        clock, each counting the changes left out before it: together they
+        account for every change.
+        """
+        self.time.restore(None)
+        flaps, back = 2 * 3600 // 20, TOLERANCE * 2
+        with capturedLogs() as events:
+            for _ in range(flaps):
+                self.wall.now -= back
+                self.advance(10)
+                self.time.seconds()
+                self.assertFalse(self.time.ok)
+                self.wall.now += back
+                self.advance(10)
+                self.time.seconds()
+                self.assertTrue(self.time.ok)
+            said = [line for line in lines(events) if "stepped" not in line]
+            self.assertLessEqual(len(said), CLOCK_LINES + 2 * 3600 / CLOCK_LINE_EVERY)
+            self.assertGreater(len(said), CLOCK_LINES)
+            # The changes since the last line are said at the first look once
+            # the next is due.
+            self.advance(CLOCK_LINE_EVERY)
+            self.time.seconds()
+        self.assertEqual(len(self.steps), 2 * flaps)
         said = [line for line in lines(events) if "stepped" not in line]
-        self.assertEqual(len(said), 2 * 4 * 3)
+        self.assertIn("right again", said[-1])
+        left_out = [int(line.split(" more changes between")[0].rsplit("(", 1)[1])
+                    for line in said if " more changes between" in line]
+        self.assertEqual(len(said) + sum(left_out), 2 * flaps)
 
     def test_pace(self):
         """
@@ -407,6 +451,24 @@ class TrustedTimeTests(SynchronousTestCase):
         self.assertEqual(self.time.dated(early), (ours, True))
         self.assertEqual(self.time.dated(None), (ours, True))
 
+    def test_dated_far_ahead(self):
+        """
+        While our clock is wrong, a charger's time more than L{MAX_AHEAD}
+        ahead of the time given out is not plausible either (a charger that
+        says 2099): ours is booked and marked uncertain. Up to MAX_AHEAD
+        ahead it is taken (our controller may have been switched off for
+        months, the charger's clock ran on).
+        """
+        self.time.restore(None)
+        self.wall.set(EPOCH)
+        self.advance(10)
+        ours = TRUSTED + timedelta(seconds=10)
+        months = ours + timedelta(seconds=MAX_AHEAD)
+        self.assertEqual(self.time.dated(months), (months, False))
+        for far in (months + timedelta(seconds=1), datetime(2099, 1, 1, tzinfo=timezone.utc)):
+            self.assertEqual(self.time.dated(far), (ours, True))
+        self.assertGreater(MAX_AHEAD, 365 * 86400)
+
 
 class CentralClockTests(SynchronousTestCase):
     """
@@ -534,6 +596,18 @@ class CentralClockTests(SynchronousTestCase):
         record = self.store.transactions[tx_id]
         self.assertEqual((record.stop_time, record.time_uncertain),
                          (TRUSTED + timedelta(seconds=80), True))
+
+    def test_session_with_charger_time_far_ahead_is_marked(self):
+        """
+        While our clock is wrong, a charger that says 2099 gets the session
+        booked with our time, marked uncertain in the store.
+        """
+        self.build(EPOCH)
+        self.clock.advance(20)
+        tx_id = self.start("2099-01-01T00:00:00Z").transaction_id
+        record = self.store.transactions[tx_id]
+        self.assertEqual((record.start_time, record.time_uncertain),
+                         (TRUSTED + timedelta(seconds=20), True))
 
     def test_forgotten_session_ends_at_the_new_start_as_booked(self):
         """

@@ -462,7 +462,9 @@ class XxterocppService(service.MultiService):
     def reload(self):
         """
         Re-read the configuration file ("Load configuration", SIGHUP); a bad
-        file is refused and the running configuration stays in force.
+        file is refused and the running configuration stays in force. The
+        settings it cannot apply (L{_RESTART_TO_APPLY}) are named in a
+        warning.
         """
         try:
             config = load_config(self.config.path)
@@ -470,9 +472,9 @@ class XxterocppService(service.MultiService):
             self.log.error("configuration not reloaded, the running one stays in force: {e}",
                            e=str(e))
             return False
-        if config.storage.database != self.config.storage.database:
-            self.log.warn("[storage] database changed: restart the service to apply")
-        self.config = config
+        old, self.config = self.config, config
+        self._warn_unapplied(old, config)
+        self._reload_pings(old, config)
         self.central.reconfigure(config)
         self.central.signing.signer = charger_signer(config, self.log)
         self._warn_open_chargers(config)
@@ -483,6 +485,42 @@ class XxterocppService(service.MultiService):
         self.log.info("configuration reloaded from {path}: {n} charger(s)", path=config.path,
                       n=len(config.charger_ids()))
         return True
+
+    #: The settings a reload cannot apply: where the OCPP server and the
+    #: web interface listen, and whether with TLS (their ports are bound
+    #: once, at the start), and the state database (open for the life of
+    #: the process).
+    _RESTART_TO_APPLY = (("ocpp", "interface"), ("ocpp", "port"), ("ocpp", "secure"),
+                         ("web", "interface"), ("web", "port"), ("storage", "database"))
+
+    def _warn_unapplied(self, old, config):
+        """
+        One line naming the settings of L{_RESTART_TO_APPLY} that changed
+        from C{old} to C{config}, if any.
+        """
+        changed = [f"[{section}] {key}" for section, key in self._RESTART_TO_APPLY
+                   if getattr(getattr(old, section), key) != getattr(getattr(config, section), key)]
+        if changed:
+            self.log.warn("{settings} changed: restart the service to apply",
+                          settings=", ".join(changed))
+
+    def _reload_pings(self, old, config):
+        """
+        Ping the chargers connecting from now on as C{[ocpp] ping_interval}
+        says now; the connected ones keep the interval they connected with
+        until they reconnect (L{OcppServerFactory.set_ping_interval}).
+        """
+        before, after = old.ocpp.ping_interval, config.ocpp.ping_interval
+        if before == after:
+            return
+        self.ocpp_factory.set_ping_interval(after)
+
+        def pings(interval):
+            return f"{interval} s" if interval else "0 (no pings)"
+
+        self.log.info("[ocpp] ping_interval changed from {before} to {after}: chargers that"
+                      " connect from now on get it, the connected ones keep {before} until they"
+                      " reconnect", before=pings(before), after=pings(after))
 
     def _reload_tls(self, config):
         """

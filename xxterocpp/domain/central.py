@@ -198,7 +198,6 @@ class CentralSystem:
         Apply a re-read configuration (SIGHUP): chargers that stay keep their
         connection and state.
         """
-        old = self.config
         self.config = config
         self.tags.configure(config.tags)
         self.credentials.configure(config)
@@ -206,9 +205,6 @@ class CentralSystem:
         self.connections.configure(config)
         self.workarounds.configure(config)
         self._apply_chargers(config)
-        if (old.ocpp.interface, old.ocpp.port, old.ocpp.secure) != (
-                config.ocpp.interface, config.ocpp.port, config.ocpp.secure):
-            self.log.warn("[ocpp] interface/port/secure changed: restart the service to apply")
 
     # -- events --------------------------------------------------------------
 

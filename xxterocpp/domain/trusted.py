@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 
 from twisted.logger import Logger
 
+from xxterocpp.pacing import TokenBucket
+
 #: The setting (scope C{"central"}) of the newest time given out, as
 #: L{TrustedTime}'s C{save} gets it.
 TRUSTED_TIME = "trusted_time"
@@ -48,6 +50,27 @@ SAVE_EVERY = 600.0
 #: A change (s) of the offset between the system and the monotonic clock
 #: that counts as a step of the system clock.
 STEP = 5.0
+
+#: The lines saying that the system clock is wrong or right again:
+#: CLOCK_LINES at once (a boot at 1970 and NTP, twice), then one every
+#: CLOCK_LINE_EVERY seconds of the monotonic clock. A clock flapping across
+#: the TOLERANCE (two time sources fighting) wrote two lines every few
+#: seconds; now the changes left out are counted in the next line, written
+#: at the first look once it is due (docs/clock.md#flapping). Only the lines
+#: are bounded: L{TrustedTime.ok}, and what it drives, follows the clock at
+#: once.
+CLOCK_LINES = 4
+CLOCK_LINE_EVERY = 600.0
+
+#: How far (s) ahead of the time given out a charger's time may be and still
+#: be plausible while our clock is wrong (L{TrustedTime.dated}): 400 days.
+#: While it is wrong, the time given out is only a lower bound of the real
+#: time, which may be much later: a controller that stayed switched off for
+#: months (a holiday home over the winter, a spare unit on a shelf) starts
+#: again from the time it kept, while the charger's own clock ran on and is
+#: right. So the bound is generous, more than a year, and refuses only what
+#: no clock there can be right about (a charger that says 2099).
+MAX_AHEAD = 400 * 86400.0
 
 
 def stored_seconds(text):
@@ -82,7 +105,8 @@ class TrustedTime:
         any (no state kept and no C{floor}): no L{seconds} is earlier.
     @ivar trusted: the time given out when the system clock was last right
         (it stands while the clock is wrong): a charger's time no earlier
-        than this is plausible (L{dated}).
+        than this (and no more than L{MAX_AHEAD} ahead of the time given
+        out) is plausible (L{dated}).
     """
 
     log = Logger()
@@ -124,6 +148,9 @@ class TrustedTime:
         self._failing = False
         self._offset = None
         self.ok = True
+        self._lines = TokenBucket(1 / CLOCK_LINE_EVERY, CLOCK_LINES, self._since)
+        # The changes of ok since the last line about them (L{_tell}).
+        self._unsaid = 0
 
     def restore(self, kept, also=()):
         """
@@ -169,10 +196,15 @@ class TrustedTime:
         # Whether the time given out jumped (forward: it never goes back).
         jumped = before is not None and now - before > STEP
         ok = wall >= now - TOLERANCE
-        if ok != self.ok:
-            # One line says it all: wrong, or right again.
+        changed = ok != self.ok
+        if changed:
             self.ok = ok
-            self._tell(wall, now)
+            self._unsaid += 1
+        if self._unsaid:
+            # One line says it all (wrong, or right again), or a line held
+            # back comes now that it is due.
+            self._tell(wall, now, since_start)
+        if changed:
             announce = stepped
         else:
             # A step of the system clock that the time given out does not
@@ -239,14 +271,16 @@ class TrustedTime:
         Judge a time a charger reported (a session's start or stop).
 
         @param when: an aware datetime, or None (it said none).
-        @return: C{(when, False)} while our clock is right or C{when} is no
-            earlier than the time given out when it was last right;
-            otherwise C{(our time, True)}: the time is uncertain.
+        @return: C{(when, False)} while our clock is right or C{when} is
+            plausible: no earlier than the time given out when our clock was
+            last right, and no more than L{MAX_AHEAD} later than the time
+            given out now; otherwise C{(our time, True)}: the time is
+            uncertain (docs/clock.md#sessions).
         """
         now = self.seconds()
         if self.ok:
             return (when or datetime.fromtimestamp(now, timezone.utc)), False
-        if when is not None and when.timestamp() >= self.trusted:
+        if when is not None and self.trusted <= when.timestamp() <= now + MAX_AHEAD:
             return when, False
         return datetime.fromtimestamp(now, timezone.utc), True
 
@@ -279,13 +313,26 @@ class TrustedTime:
                 given=_iso(given, "seconds"), error=failure.getErrorMessage(),
                 minutes=SAVE_EVERY / 60)
 
-    def _tell(self, wall, now):
+    def _tell(self, wall, now, at):
+        """
+        Say whether the clock is wrong or right again, unless the lines
+        about it are used up (L{CLOCK_LINES}); then the next line, at the
+        first look once one is due, says how many changes it leaves out.
+
+        @param at: the monotonic clock's time now.
+        """
+        if self._lines.level(at) < 1:
+            return
+        self._lines.take(at)
+        held, self._unsaid = self._unsaid - 1, 0
+        more = (f" ({held} more changes between wrong and right since the last such line,"
+                " not logged)" if held else "")
         if self.ok:
-            self.log.info("the system clock is right again ({now})",
-                          now=_iso(wall, "seconds"))
+            self.log.info("the system clock is right again ({now}){more}",
+                          now=_iso(wall, "seconds"), more=more)
         else:
             self.log.warn(
                 "the system clock reads {now}, before {given}, the time given out to chargers:"
                 " they get that time moved on, never an earlier one, until the clock is set"
-                " (NTP, timedatectl; docs/clock.md)",
-                now=_iso(wall, "seconds"), given=_iso(now, "seconds"))
+                " (NTP, timedatectl; docs/clock.md){more}",
+                now=_iso(wall, "seconds"), given=_iso(now, "seconds"), more=more)

@@ -448,12 +448,22 @@ class OcppServerFactory(WebSocketServerFactory):
             # A plain GET gets 426, not Autobahn's page naming its version.
             webStatus=False,
         )
-        if ping_interval:
-            # Half-open links are found within one interval and a half; some
-            # chargers (Ocular, Morek) also need the traffic to stay up.
-            options.update(autoPingInterval=ping_interval,
-                           autoPingTimeout=max(1, ping_interval / 2))
         self.setProtocolOptions(**options)
+        self.set_ping_interval(ping_interval)
+
+    def set_ping_interval(self, interval):
+        """
+        Ping the connections opened from now on every C{interval} seconds
+        (C{[ocpp] ping_interval}; 0: not at all), each dropped when its pong
+        is not back within half of that. The connections open keep the
+        pings they were opened with until their charger reconnects: each
+        reads its options from the class it was built with
+        (L{buildProtocol}).
+        """
+        # Half-open links are found within one interval and a half; some
+        # chargers (Ocular, Morek) also need the traffic to stay up.
+        self.setProtocolOptions(autoPingInterval=interval,
+                                autoPingTimeout=max(1, interval / 2) if interval else 0)
 
     #: The protocol class of L{buildProtocol} (see there) and the options it
     #: holds, until they change.
