@@ -466,7 +466,10 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
         A charger boots while L{MAX_WAITING_CALLS} of the web's calls wait
         for it: the set-up after the boot is not refused "Busy" (it would
         end having configured nothing, and nothing runs it again until the
-        next boot); its calls go out once the queue moves.
+        next boot), nor what follows it: the limit put in force and the
+        local authorization list (each one run at a time per charger, so
+        they cannot pile up either); their calls go out once the queue
+        moves.
         """
         cp = self.connect(boot=False)
         cp.answers["DataTransfer"] = None
@@ -475,15 +478,37 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
         self.clock.advance(0)
         session = self.central.chargers["CP1"].session
         self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        controller = self.controller
+
+        class Refilling(dict):
+            """
+            The web keeps the queue full all along: whenever a call goes
+            out, another takes its place before it is answered (each of the
+            web's takes the call timeout).
+            """
+
+            def get(self, action, default=None):
+                while session.waiting < MAX_WAITING_CALLS:
+                    controller.send("CP1", "DataTransfer", {"vendorId": "more"})
+                return super().get(action, default)
+
+        cp.answers = Refilling(cp.answers)
         cp.boot()
-        for _ in range(MAX_WAITING_CALLS + 2):
+        for _ in range(20 * MAX_WAITING_CALLS):
+            if cp.payloads("SendLocalList"):
+                break
             self.clock.advance(5)
             self.settle()
         actions = cp.actions()
-        self.assertEqual(actions.count("DataTransfer"), MAX_WAITING_CALLS + 1)
+        self.assertIn("DataTransfer", actions)
         self.assertIn("GetConfiguration", actions)
         self.assertIn("MeterValuesSampledData",
                       [p["key"] for p in cp.payloads("ChangeConfiguration")])
+        self.assertEqual([self.profile(p)[-1] for p in cp.payloads("SetChargingProfile")],
+                         [16])
+        self.assertEqual(len(cp.payloads("SendLocalList")), 1)
+        point = self.central.chargers["CP1"].connector(1)
+        self.assertEqual(point.limit, 16)
 
 
 class EndToEndTests(TestCase):
