@@ -11,6 +11,7 @@ whole service against simulated chargers over real WebSockets.
 """
 
 import json
+import os
 from datetime import datetime, timezone
 
 from twisted.internet import defer
@@ -387,6 +388,15 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
                        "RemoteStartTransaction", "DataTransfer"):
             cp.answers[action] = None
         return cp
+
+    def test_the_architecture_page_gives_the_bound(self):
+        """
+        docs/architecture.md#bounds names the bound with its value.
+        """
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "architecture.md")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn(f"`MAX_WAITING_CALLS` ({MAX_WAITING_CALLS})", text)
 
     def test_busy_beyond_the_bound(self):
         """
