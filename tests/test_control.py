@@ -391,12 +391,15 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
 
     def test_the_architecture_page_gives_the_bound(self):
         """
-        docs/architecture.md#bounds names the bound with its value.
+        docs/architecture.md#bounds and docs/knx-objects.md#feedback name
+        the bound with its value.
         """
         path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "architecture.md")
         with open(path, encoding="utf-8") as f:
             text = f.read()
         self.assertIn(f"`MAX_WAITING_CALLS` ({MAX_WAITING_CALLS})", text)
+        with open(os.path.join(os.path.dirname(path), "knx-objects.md"), encoding="utf-8") as f:
+            self.assertIn(f"`Busy`: {MAX_WAITING_CALLS} calls wait", f.read())
 
     def test_busy_beyond_the_bound(self):
         """
