@@ -11,6 +11,7 @@ whole service against simulated chargers over real WebSockets.
 """
 
 import json
+import os
 from datetime import datetime, timezone
 
 from twisted.internet import defer
@@ -388,6 +389,18 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
             cp.answers[action] = None
         return cp
 
+    def test_the_architecture_page_gives_the_bound(self):
+        """
+        docs/architecture.md#bounds and docs/knx-objects.md#feedback name
+        the bound with its value.
+        """
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "architecture.md")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn(f"`MAX_WAITING_CALLS` ({MAX_WAITING_CALLS})", text)
+        with open(os.path.join(os.path.dirname(path), "knx-objects.md"), encoding="utf-8") as f:
+            self.assertIn(f"`Busy`: {MAX_WAITING_CALLS} calls wait", f.read())
+
     def test_busy_beyond_the_bound(self):
         """
         One outstanding call and L{MAX_WAITING_CALLS} waiting; the next is
@@ -466,7 +479,10 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
         A charger boots while L{MAX_WAITING_CALLS} of the web's calls wait
         for it: the set-up after the boot is not refused "Busy" (it would
         end having configured nothing, and nothing runs it again until the
-        next boot); its calls go out once the queue moves.
+        next boot), nor what follows it: the limit put in force and the
+        local authorization list (each one run at a time per charger, so
+        they cannot pile up either); their calls go out once the queue
+        moves.
         """
         cp = self.connect(boot=False)
         cp.answers["DataTransfer"] = None
@@ -475,15 +491,37 @@ class QueueBoundTests(ControllerHarness, SynchronousTestCase):
         self.clock.advance(0)
         session = self.central.chargers["CP1"].session
         self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        controller = self.controller
+
+        class Refilling(dict):
+            """
+            The web keeps the queue full all along: whenever a call goes
+            out, another takes its place before it is answered (each of the
+            web's takes the call timeout).
+            """
+
+            def get(self, action, default=None):
+                while session.waiting < MAX_WAITING_CALLS:
+                    controller.send("CP1", "DataTransfer", {"vendorId": "more"})
+                return super().get(action, default)
+
+        cp.answers = Refilling(cp.answers)
         cp.boot()
-        for _ in range(MAX_WAITING_CALLS + 2):
+        for _ in range(20 * MAX_WAITING_CALLS):
+            if cp.payloads("SendLocalList"):
+                break
             self.clock.advance(5)
             self.settle()
         actions = cp.actions()
-        self.assertEqual(actions.count("DataTransfer"), MAX_WAITING_CALLS + 1)
+        self.assertIn("DataTransfer", actions)
         self.assertIn("GetConfiguration", actions)
         self.assertIn("MeterValuesSampledData",
                       [p["key"] for p in cp.payloads("ChangeConfiguration")])
+        self.assertEqual([self.profile(p)[-1] for p in cp.payloads("SetChargingProfile")],
+                         [16])
+        self.assertEqual(len(cp.payloads("SendLocalList")), 1)
+        point = self.central.chargers["CP1"].connector(1)
+        self.assertEqual(point.limit, 16)
 
 
 class EndToEndTests(TestCase):

@@ -26,6 +26,7 @@ from tests.knxtruth import (
 )
 from tests.service import set_up_over, start_service, write_config
 from tests.sim import connect_charger, timestamp_seconds
+from xxterocpp.control.sender import MAX_WAITING_CALLS
 from xxterocpp.knx.dpt import TimeOfDay, lookup
 
 #: The call timeout of L{configuration} (s).
@@ -339,6 +340,44 @@ class FeedbackTests(TruthTestCase):
         code, body = yield api(self.service, "POST", "/api/chargers/CP1/start", {})
         self.assertEqual((code, body.get("status")), (409, "Rejected"))
         yield self.expect("charging", 0)
+
+
+class BusyTests(TruthTestCase):
+    """
+    A KNX write while the calls waiting for the charger are at their bound
+    (L{MAX_WAITING_CALLS}: it is refused "Busy", not sent): the bus gets
+    the actual value back, as for any refusal.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        # A call timeout no queue drains within: the bound holds all along.
+        self.knxd = yield start_knxd(self)
+        self.peer = yield connect_peer(self, self.knxd)
+        self.bus = Bus(self.peer)
+        text = configuration(self.objects).replace("call_timeout = 1", "call_timeout = 60")
+        self.config_path = write_config(self, text, knxd=self.knxd.endpoint)
+        yield self.start()
+
+    @defer.inlineCallbacks
+    def test_a_write_at_the_bound_sends_the_value_back(self):
+        cp = yield self.charger()
+        yield self.set_up(cp)
+        cp.never_answer("DataTransfer")
+        controller = self.service.controller
+        waiting = [controller.send("CP1", "DataTransfer", {"vendorId": f"v{i}"})
+                   for i in range(MAX_WAITING_CALLS + 1)]
+        yield cp.wait_for_call("DataTransfer", timeout=PROMPT)
+        self.assertEqual(self.service.central.chargers["CP1"].session.waiting,
+                         MAX_WAITING_CALLS)
+        yield self.bus.barrier(address("status"))
+        with capturedLogs() as logs:
+            self.bus.write(address("availability"), 0)
+            yield self.expect("availability", 1)
+        self.assertNotIn("ChangeAvailability", [name for name, _ in cp.calls_received])
+        self.assertTrue([e for e in logs if "Busy" in formatEvent(e)])
+        for d in waiting:
+            self.assertNoResult(d)
 
 
 class RefusedSessionTests(TruthTestCase):

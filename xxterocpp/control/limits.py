@@ -350,7 +350,8 @@ class Limits:
         result = None
         for strategy in self.cascade.candidates(charger, tx):
             amps = sendable(charger, self.wanted(point))
-            result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx))
+            result = yield self.sender.call(charger, self._profile(charger, point, strategy, tx),
+                                            bounded=False)
             if result.accepted:
                 self.cascade.accepted(charger_id, strategy)
                 self.central.limit_in_force(
@@ -382,7 +383,7 @@ class Limits:
     def _stop_instead_of_zero(self, charger, point, tx):
         if tx is not None:
             result = yield self.sender.call(
-                charger, m.RemoteStopTransactionRequest(transaction_id=tx.id))
+                charger, m.RemoteStopTransactionRequest(transaction_id=tx.id), bounded=False)
             if not result.accepted:
                 return result
             self._state(point).stopped_tag = tx.id_tag
@@ -403,7 +404,7 @@ class Limits:
             # Started again or unplugged meanwhile.
             return
         result = yield self.sender.call(charger, m.RemoteStartTransactionRequest(
-            connector_id=point.connector, id_tag=tag))
+            connector_id=point.connector, id_tag=tag), bounded=False)
         if not result.accepted:
             self.log.warn("{id}/{connector}: the session stopped for 0 A was not started again: "
                           "{detail}", id=charger.id, connector=point.connector,

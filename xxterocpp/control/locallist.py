@@ -71,7 +71,7 @@ class LocalList:
         profiles = csl(charger.configuration.get("SupportedFeatureProfiles"))
         if "LocalAuthListManagement" not in profiles:
             return CommandResult(True, "Accepted", "no local authorization list")
-        result = yield self.sender.call(charger, m.GetLocalListVersionRequest())
+        result = yield self.sender.call(charger, m.GetLocalListVersionRequest(), bounded=False)
         if not result.accepted:
             return result
         version = result.response.list_version
@@ -98,7 +98,8 @@ class LocalList:
     @defer.inlineCallbacks
     def _send(self, charger, version, update_type, data, entries):
         result = yield self.sender.call(charger, m.SendLocalListRequest(
-            list_version=version, update_type=update_type, local_authorization_list=tuple(data)))
+            list_version=version, update_type=update_type, local_authorization_list=tuple(data)),
+            bounded=False)
         if result.accepted:
             self._sent[charger.id] = {"version": version, "entries": entries}
             self._save(charger.id, "local_list", self._sent[charger.id])

@@ -405,9 +405,14 @@ class KnxBridge(service.Service):
             if obj.echo:
                 self._feed_back(point, obj)
             return
-        detail = f" ({result.detail})" if result.detail else ""
-        self._line(dst, "warn", "{what} not carried out: {status}{detail}", what=what,
-                   status=result.status, detail=detail)
+        if result.status == "Superseded":
+            # Not a failure: the newer write is carried out instead.
+            self._line(dst, "info", "{what}: replaced by a newer write before it was sent",
+                       what=what)
+        else:
+            detail = f" ({result.detail})" if result.detail else ""
+            self._line(dst, "warn", "{what} not carried out: {status}{detail}", what=what,
+                       status=result.status, detail=detail)
         # unless a CommandRefused (the controller's report of this very
         # refusal) has written the whole point since the write
         if point.refusals == refusals:
