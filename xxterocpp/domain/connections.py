@@ -254,20 +254,27 @@ class Connections:
         self._emit(ChargerDisconnected(charger_id))
         self._watch(charger)
 
-    def frame(self, charger_id, direction, text):
+    def frame(self, charger_id, direction, text, seconds=None):
         """
         Keep a frame of a charger's connection for the status page.
 
         @param direction: C{"in"} (from the charger) or C{"out"}.
+        @param seconds: its time, when the adapter has it already (an
+            answer written while the frame it answers is handled); by
+            default the time now.
+        @return: the time it is kept with (None for an unknown charger).
         """
         charger = self._chargers.get(charger_id)
-        if charger is not None:
-            # The status page must not show an AuthorizationKey (A01.FR.09).
-            text = masked_frame(text)
+        if charger is None:
+            return None
+        # The status page must not show an AuthorizationKey (A01.FR.09).
+        text = masked_frame(text)
+        if seconds is None:
             seconds = self._seconds()
-            charger.frames.add(seconds, direction, text)
-            if direction == "in":
-                charger._last_seen_s = seconds
+        charger.frames.add(seconds, direction, text)
+        if direction == "in":
+            charger._last_seen_s = seconds
+        return seconds
 
     # -- what a connector counts as; offline --------------------------------
 

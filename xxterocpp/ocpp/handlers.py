@@ -80,6 +80,9 @@ def connector_count(charger):
         GetConfiguration reported it), else L{DEFAULT_CONNECTORS}.
     """
     entry = charger.configuration.get("NumberOfConnectors")
+    if entry is None:
+        # Not reported (asked on every MeterValues: no exception for it).
+        return DEFAULT_CONNECTORS
     try:
         reported = int(entry.value)
     except (AttributeError, TypeError, ValueError):

@@ -325,8 +325,17 @@ class OcppServerProtocol(ConnectionQuirks, FrameBudget, WebSocketServerProtocol)
             self._honour_quirks()
         return answer
 
+    #: The time the message being handled was kept with, which what is
+    #: written while it is handled (its answer) shares: one look at the
+    #: clock for both frames of a call (None between messages).
+    _message_seconds = None
+
     def _frame(self, direction, text):
-        self.factory.central.connections.frame(self.charger_id, direction, text)
+        connections = self.factory.central.connections
+        if direction == "in":
+            self._message_seconds = connections.frame(self.charger_id, direction, text)
+        else:
+            connections.frame(self.charger_id, direction, text, self._message_seconds)
 
     def _send_text(self, text):
         # A replaced or closing connection takes no more frames (Autobahn
@@ -351,7 +360,10 @@ class OcppServerProtocol(ConnectionQuirks, FrameBudget, WebSocketServerProtocol)
         if isBinary:
             self.session.complain("info", "ignored a binary message (OCPP-J is text)")
             return
-        self.session.text_received(payload.decode("utf-8"))
+        try:
+            self.session.text_received(payload.decode("utf-8"))
+        finally:
+            self._message_seconds = None
 
     def connectionLost(self, reason):
         if reason.check(SSL.Error):
