@@ -299,6 +299,60 @@ class TrustedTimeTests(SynchronousTestCase):
                     for line in said if " more changes between" in line]
         self.assertEqual(len(said) + sum(left_out), 2 * flaps)
 
+    def test_held_line_said_when_the_service_stops(self):
+        """
+        A change held back (the lines used up) is said when the service
+        stops (L{TrustedTime.tell_held}, from
+        L{CentralSystem.shutdown}): otherwise the journal's last word about
+        the clock is the opposite of what it was when the service stopped.
+        Nothing more is said when nothing is held.
+        """
+        self.time.restore(None)
+        back = TOLERANCE * 2
+        with capturedLogs() as events:
+            for _ in range(CLOCK_LINES // 2):
+                self.wall.now -= back
+                self.advance(10)
+                self.time.seconds()
+                self.wall.now += back
+                self.advance(10)
+                self.time.seconds()
+            self.wall.now -= back
+            self.advance(10)
+            self.time.seconds()
+            self.assertFalse(self.time.ok)
+            said = [line for line in lines(events) if "stepped" not in line]
+            self.assertEqual(len(said), CLOCK_LINES)
+            self.assertIn("right again", said[-1])
+            self.time.tell_held()
+            self.time.tell_held()
+        said = [line for line in lines(events) if "stepped" not in line]
+        self.assertEqual(len(said), CLOCK_LINES + 1)
+        self.assertIn("the system clock reads", said[-1])
+        self.assertNotIn("more changes", said[-1])
+
+    def test_held_line_due_said_once_when_the_service_stops(self):
+        """
+        A held change whose line is due by the time the service stops is
+        said once, by the look of L{TrustedTime.tell_held}.
+        """
+        self.time.restore(None)
+        back = TOLERANCE * 2
+        with capturedLogs() as events:
+            for _ in range(CLOCK_LINES // 2 + 1):
+                self.wall.now -= back
+                self.advance(10)
+                self.time.seconds()
+                self.wall.now += back
+                self.advance(10)
+                self.time.seconds()
+            self.advance(CLOCK_LINE_EVERY)
+            self.time.tell_held()
+        said = [line for line in lines(events) if "stepped" not in line]
+        self.assertEqual(len(said), CLOCK_LINES + 1)
+        self.assertIn("right again", said[-1])
+        self.assertIn("(1 more changes between wrong and right", said[-1])
+
     def test_pace(self):
         """
         The time given out moves on at the monotonic clock's pace, except

@@ -174,6 +174,7 @@ class CentralSystem:
         # The chargers still connected were so until now: the next start
         # counts their offline_after from the time kept here.
         self.time.seconds()
+        self.time.tell_held()
         self.time.flush()
         self.connections.shutdown()
         self.accepted.shutdown()

@@ -313,15 +313,29 @@ class TrustedTime:
                 given=_iso(given, "seconds"), error=failure.getErrorMessage(),
                 minutes=SAVE_EVERY / 60)
 
-    def _tell(self, wall, now, at):
+    def tell_held(self):
+        """
+        Say now what the clock is, if a change between wrong and right is
+        held back (L{CLOCK_LINES} used up), whether a line is due or not:
+        the service stops, and there is no later look to say it at. Without
+        it the journal's last word could be the opposite of the clock's
+        state at the stop.
+        """
+        # A look says it already when a line is due.
+        now = self.seconds()
+        if self._unsaid:
+            self._tell(self._wall(), now, self._clock.seconds(), due=True)
+
+    def _tell(self, wall, now, at, due=False):
         """
         Say whether the clock is wrong or right again, unless the lines
         about it are used up (L{CLOCK_LINES}); then the next line, at the
         first look once one is due, says how many changes it leaves out.
 
         @param at: the monotonic clock's time now.
+        @param due: say it even with the lines used up (L{tell_held}).
         """
-        if self._lines.level(at) < 1:
+        if not due and self._lines.level(at) < 1:
             return
         self._lines.take(at)
         held, self._unsaid = self._unsaid - 1, 0
