@@ -1,6 +1,10 @@
 """
-Attacks on the changes after 971ddfc (a review): the index of charger
-tables in L{xxterocpp.config.Config}, ...
+Attacks on a review's changes, kept as regression tests: the index of
+charger tables in L{xxterocpp.config.Config}; the time an OCPP frame is
+kept with (an answer written while its CALL is handled shares its time);
+the calls that pass the bound of waiting calls
+(L{xxterocpp.control.sender.MAX_WAITING_CALLS}), which must not pile up,
+and the Smart Energy Manager's plan, which a full queue must not turn away.
 """
 
 import copy
@@ -20,6 +24,8 @@ from tests.fakes import MemoryStore
 from tests.service import BASE_CONFIG, PASSWORD
 from tests.test_config import charger
 from tests.test_control import ControllerHarness
+from tests.test_smart import START_DELAY, ControlledHarness
+from xxterocpp.control.sender import MAX_WAITING_CALLS
 from xxterocpp.config import ConfigError, TagConfig, parse_config
 from xxterocpp.domain.central import CentralSystem
 from xxterocpp.ocpp import messages as m
@@ -271,3 +277,31 @@ class UnboundedCallsTests(ControllerHarness, SynchronousTestCase):
             self.clock.advance(5)
             self.settle()
         self.assertEqual(session.waiting, 0)
+
+
+class SmartPlanAtTheBoundTests(ControlledHarness, SynchronousTestCase):
+    """
+    A smart session starts while the web's calls fill the queue of a slow
+    charger up to the bound of waiting calls.
+    """
+
+    def test_plan_not_refused_busy(self):
+        """
+        The plan's TxProfile is not refused "Busy" (it would wait for the
+        next re-plan, hours away): like a limit put in force, it goes out
+        once the queue moves.
+        """
+        self.build()
+        self.cp.answers["DataTransfer"] = None
+        session = self.central.chargers["CP1"].session
+        for i in range(MAX_WAITING_CALLS + 1):
+            self.controller.send("CP1", "DataTransfer", {"vendorId": f"v{i}"})
+        self.settle()
+        self.assertEqual(session.waiting, MAX_WAITING_CALLS)
+        self.start_transaction()
+        self.clock.advance(START_DELAY)
+        self.settle()
+        for _ in range(2 * MAX_WAITING_CALLS + 4):
+            self.clock.advance(self.central.config.ocpp.call_timeout)
+            self.settle()
+        self.assertEqual(len(self.plans()), 1)

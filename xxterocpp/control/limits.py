@@ -118,6 +118,10 @@ class Limits:
         self._save = save
         self._limits = {}
         self._runs = {}
+        # The newest plan asked for per charging point, until a run of
+        # L{set_schedule} takes it, and those runs.
+        self._plans = {}
+        self._plan_runs = {}
         self.cascade = Cascade(save)
         self._modes = {}
         self.observers = []
@@ -418,9 +422,20 @@ class Limits:
 
     def set_schedule(self, charger, point, transaction_id, start, periods):
         """
-        Send a Smart Energy Manager plan (L{plan_profile}).
+        Send a Smart Energy Manager plan (L{plan_profile}); coalesced per
+        charging point: a plan asked for while one is on its way goes out
+        after it, the newest of those only. So, like a limit put in force,
+        it cannot pile up and is not refused "Busy" by a queue full of
+        commands (it would wait for the next re-plan, hours away).
 
-        @return: a Deferred firing with a L{CommandResult}.
+        @return: a Deferred firing with a L{CommandResult} of the plan sent
+            after this request (this one or a newer).
         """
-        return self.sender.call(charger, plan_profile(charger, point, transaction_id, start,
-                                                      periods))
+        key = (point.id, point.connector)
+        self._plans[key] = (charger, point, transaction_id, start, periods)
+        return coalesced(self._plan_runs, key, lambda: self._send_plan(key))
+
+    def _send_plan(self, key):
+        charger, point, transaction_id, start, periods = self._plans.pop(key)
+        return self.sender.call(
+            charger, plan_profile(charger, point, transaction_id, start, periods), bounded=False)

@@ -131,8 +131,9 @@ class Sender:
             L{MAX_WAITING_CALLS}: the service's own calls that cannot pile
             up, which a flood of commands must not turn away (the set-up
             after a boot, a few calls one after the other; a limit put in
-            force and the local list kept in step, each one run at a time
-            per connector or charger: L{xxterocpp.control.coalesce}).
+            force, a Smart Energy Manager plan and the local list kept in
+            step, each one run at a time per connector or charger:
+            L{xxterocpp.control.coalesce}).
         @return: a Deferred firing with a L{CommandResult} whose C{response}
             is the decoded response message (None without an answer); it
             never fails for charger-side problems.
