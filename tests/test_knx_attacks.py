@@ -868,7 +868,7 @@ class FloodTests(AttackTestCase):
             yield cp.wait_for_call("ChangeAvailability", timeout=PROMPT)
         lines = [formatEvent(e) for e in logs]
         # A replaced write is no failure: it is said so, not as "not carried out".
-        self.assertTrue([line for line in lines if "replaced by a newer write" in line])
+        self.assertTrue([line for line in lines if "replaced by a newer command of its kind" in line])
         self.assertFalse([line for line in lines if "not carried out: Superseded" in line])
         session = self.service.central.chargers["CP1"].session
         self.assertLessEqual(session.waiting, 1)

@@ -400,6 +400,28 @@ class ReloadTests(TestCase):
         self.assertEqual([e for e in events if "restart the service" in formatEvent(e)], [])
 
     @defer.inlineCallbacks
+    def test_call_timeout_applies_to_chargers_that_connect_after(self):
+        """
+        A changed C{[ocpp] call_timeout} is said in one line: the chargers
+        that connect after the reload wait as long as it says, the
+        connected ones as before.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        rewrite(path, BASE_CONFIG.replace("call_timeout = 5", "call_timeout = 7"))
+        with capturedLogs() as events:
+            self.assertTrue(service.reload())
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        before, after = server_protocol(service, "CP1"), server_protocol(service, "TWIN")
+        self.assertEqual((before.session.call_timeout, after.session.call_timeout), (5, 7))
+        [line] = [formatEvent(e) for e in events if "[ocpp] call_timeout" in formatEvent(e)]
+        self.assertIn("from 5 s to 7 s", line)
+        self.assertIn("the connected ones keep 5 s until they reconnect", line)
+
+    @defer.inlineCallbacks
     def test_settings_a_reload_cannot_apply_are_named(self):
         """
         Where the OCPP server and the web interface listen and the state

@@ -475,6 +475,7 @@ class XxterocppService(service.MultiService):
         old, self.config = self.config, config
         self._warn_unapplied(old, config)
         self._reload_pings(old, config)
+        self._reload_call_timeout(old, config)
         self.central.reconfigure(config)
         self.central.signing.signer = charger_signer(config, self.log)
         self._warn_open_chargers(config)
@@ -521,6 +522,18 @@ class XxterocppService(service.MultiService):
         self.log.info("[ocpp] ping_interval changed from {before} to {after}: chargers that"
                       " connect from now on get it, the connected ones keep {before} until they"
                       " reconnect", before=pings(before), after=pings(after))
+
+    def _reload_call_timeout(self, old, config):
+        """
+        C{[ocpp] call_timeout} is read when a charger connects: the chargers
+        connecting from now on wait as it says now, the connected ones as
+        before until they reconnect; one line says so.
+        """
+        before, after = old.ocpp.call_timeout, config.ocpp.call_timeout
+        if before != after:
+            self.log.info("[ocpp] call_timeout changed from {before:g} s to {after:g} s: chargers"
+                          " that connect from now on get it, the connected ones keep {before:g} s"
+                          " until they reconnect", before=before, after=after)
 
     def _reload_tls(self, config):
         """

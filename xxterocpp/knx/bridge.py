@@ -406,9 +406,10 @@ class KnxBridge(service.Service):
                 self._feed_back(point, obj)
             return
         if result.status == "Superseded":
-            # Not a failure: the newer write is carried out instead.
-            self._line(dst, "info", "{what}: replaced by a newer write before it was sent",
-                       what=what)
+            # Not a failure: a newer command of its kind (a write, the page,
+            # the service's own) is carried out instead.
+            self._line(dst, "info", "{what}: replaced by a newer command of its kind before"
+                       " it was sent", what=what)
         else:
             detail = f" ({result.detail})" if result.detail else ""
             self._line(dst, "warn", "{what} not carried out: {status}{detail}", what=what,
