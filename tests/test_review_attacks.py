@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.fakes import MemoryStore
 from tests.service import BASE_CONFIG, PASSWORD
 from tests.test_config import charger
-from tests.test_control import ControllerHarness
+from tests.test_control import CONFIG, ControllerHarness
 from tests.test_smart import START_DELAY, ControlledHarness
 from xxterocpp.control.sender import MAX_WAITING_CALLS
 from xxterocpp.config import ConfigError, TagConfig, parse_config
@@ -216,20 +216,9 @@ class FrameTimeTests(SynchronousTestCase):
         self.assertEqual([(d, i) for _, d, i in self.frames()], [("in", "h1"), ("out", "h1")])
 
 
-TWIN_CONFIG = """
-[ocpp]
-call_timeout = 5
-max_chargers = 2
-
-[[tag]]
-id = "GOOD"
-
-[[charger]]
-id = "CP1"
-connector = 2
-max_current = 32
-normal_current = 16
-
+#: test_control's configuration with CP1 a twin: connectors 2 and 1, in
+#: that order in the file.
+TWIN_CONFIG = CONFIG.replace('id = "CP1"\n', 'id = "CP1"\nconnector = 2\n') + """
 [[charger]]
 id = "CP1"
 connector = 1

@@ -370,22 +370,35 @@ class ReloadTests(TestCase):
         self.assertIn("currentTime", result)
 
     @defer.inlineCallbacks
+    def reloaded_between_connections(self, setting, changed):
+        """
+        Start the service, connect CP1, reload with C{setting} of the base
+        configuration changed to C{changed}, then connect TWIN.
+
+        @return: a Deferred of CP1's simulated charger, the events logged by
+            the reload, and the server protocols of CP1 and TWIN.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path)
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        self.assertIn(setting, BASE_CONFIG)
+        rewrite(path, BASE_CONFIG.replace(setting, changed))
+        with capturedLogs() as events:
+            self.assertTrue(service.reload())
+        twin = yield connect_charger(service.url, "TWIN")
+        self.addCleanup(twin.close)
+        return cp, events, server_protocol(service, "CP1"), server_protocol(service, "TWIN")
+
+    @defer.inlineCallbacks
     def test_ping_interval_applies_to_chargers_that_connect_after(self):
         """
         A changed C{[ocpp] ping_interval} is said in one line and pings the
         chargers that connect after the reload; one connected before keeps
         its interval (none here) and its connection. It needs no restart.
         """
-        path = write_config(self)
-        service = yield start_service(self, path)
-        cp = yield connect_charger(service.url, "CP1")
-        self.addCleanup(cp.close)
-        rewrite(path, BASE_CONFIG.replace("ping_interval = 0", "ping_interval = 30"))
-        with capturedLogs() as events:
-            self.assertTrue(service.reload())
-        twin = yield connect_charger(service.url, "TWIN")
-        self.addCleanup(twin.close)
-        before, after = server_protocol(service, "CP1"), server_protocol(service, "TWIN")
+        cp, events, before, after = yield self.reloaded_between_connections(
+            "ping_interval = 0", "ping_interval = 30")
         self.assertEqual((before.autoPingInterval, after.autoPingInterval), (0, 30))
         self.assertEqual(after.autoPingTimeout, 15)
         self.assertIsNone(before.autoPingPendingCall)
@@ -406,16 +419,8 @@ class ReloadTests(TestCase):
         that connect after the reload wait as long as it says, the
         connected ones as before.
         """
-        path = write_config(self)
-        service = yield start_service(self, path)
-        cp = yield connect_charger(service.url, "CP1")
-        self.addCleanup(cp.close)
-        rewrite(path, BASE_CONFIG.replace("call_timeout = 5", "call_timeout = 7"))
-        with capturedLogs() as events:
-            self.assertTrue(service.reload())
-        twin = yield connect_charger(service.url, "TWIN")
-        self.addCleanup(twin.close)
-        before, after = server_protocol(service, "CP1"), server_protocol(service, "TWIN")
+        _, events, before, after = yield self.reloaded_between_connections(
+            "call_timeout = 5", "call_timeout = 7")
         self.assertEqual((before.session.call_timeout, after.session.call_timeout), (5, 7))
         [line] = [formatEvent(e) for e in events if "[ocpp] call_timeout" in formatEvent(e)]
         self.assertIn("from 5 s to 7 s", line)

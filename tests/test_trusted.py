@@ -299,6 +299,19 @@ class TrustedTimeTests(SynchronousTestCase):
                     for line in said if " more changes between" in line]
         self.assertEqual(len(said) + sum(left_out), 2 * flaps)
 
+    def flap(self, times, back):
+        """
+        Step the system clock C{back} seconds back and forward again
+        C{times} times, 10 s apart, looking at the clock after each step.
+        """
+        for _ in range(times):
+            self.wall.now -= back
+            self.advance(10)
+            self.time.seconds()
+            self.wall.now += back
+            self.advance(10)
+            self.time.seconds()
+
     def test_held_line_said_when_the_service_stops(self):
         """
         A change held back (the lines used up) is said when the service
@@ -310,13 +323,7 @@ class TrustedTimeTests(SynchronousTestCase):
         self.time.restore(None)
         back = TOLERANCE * 2
         with capturedLogs() as events:
-            for _ in range(CLOCK_LINES // 2):
-                self.wall.now -= back
-                self.advance(10)
-                self.time.seconds()
-                self.wall.now += back
-                self.advance(10)
-                self.time.seconds()
+            self.flap(CLOCK_LINES // 2, back)
             self.wall.now -= back
             self.advance(10)
             self.time.seconds()
@@ -339,13 +346,7 @@ class TrustedTimeTests(SynchronousTestCase):
         self.time.restore(None)
         back = TOLERANCE * 2
         with capturedLogs() as events:
-            for _ in range(CLOCK_LINES // 2 + 1):
-                self.wall.now -= back
-                self.advance(10)
-                self.time.seconds()
-                self.wall.now += back
-                self.advance(10)
-                self.time.seconds()
+            self.flap(CLOCK_LINES // 2 + 1, back)
             self.advance(CLOCK_LINE_EVERY)
             self.time.tell_held()
         said = [line for line in lines(events) if "stepped" not in line]
