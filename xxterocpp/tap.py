@@ -474,8 +474,7 @@ class XxterocppService(service.MultiService):
             return False
         old, self.config = self.config, config
         self._warn_unapplied(old, config)
-        self._reload_pings(old, config)
-        self._reload_call_timeout(old, config)
+        self._reload_per_connection(old, config)
         self.central.reconfigure(config)
         self.central.signing.signer = charger_signer(config, self.log)
         self._warn_open_chargers(config)
@@ -505,35 +504,31 @@ class XxterocppService(service.MultiService):
             self.log.warn("{settings} changed: restart the service to apply",
                           settings=", ".join(changed))
 
-    def _reload_pings(self, old, config):
-        """
-        Ping the chargers connecting from now on as C{[ocpp] ping_interval}
-        says now; the connected ones keep the interval they connected with
-        until they reconnect (L{OcppServerFactory.set_ping_interval}).
-        """
-        before, after = old.ocpp.ping_interval, config.ocpp.ping_interval
-        if before == after:
-            return
-        self.ocpp_factory.set_ping_interval(after)
+    #: The C{[ocpp]} settings each connection reads when its charger
+    #: connects, and how a value of each is shown: the chargers connecting
+    #: after a reload get the new one, the connected ones keep theirs until
+    #: they reconnect.
+    _PER_CONNECTION = (
+        ("ping_interval", lambda value: f"{value} s" if value else "0 (no pings)"),
+        ("call_timeout", lambda value: f"{value:g} s"),
+    )
 
-        def pings(interval):
-            return f"{interval} s" if interval else "0 (no pings)"
-
-        self.log.info("[ocpp] ping_interval changed from {before} to {after}: chargers that"
-                      " connect from now on get it, the connected ones keep {before} until they"
-                      " reconnect", before=pings(before), after=pings(after))
-
-    def _reload_call_timeout(self, old, config):
+    def _reload_per_connection(self, old, config):
         """
-        C{[ocpp] call_timeout} is read when a charger connects: the chargers
-        connecting from now on wait as it says now, the connected ones as
-        before until they reconnect; one line says so.
+        Apply the changed settings of L{_PER_CONNECTION} to the chargers
+        connecting from now on (the pings through
+        L{OcppServerFactory.set_ping_interval}; the call timeout is read
+        from the configuration at each connection), one line for each.
         """
-        before, after = old.ocpp.call_timeout, config.ocpp.call_timeout
-        if before != after:
-            self.log.info("[ocpp] call_timeout changed from {before:g} s to {after:g} s: chargers"
-                          " that connect from now on get it, the connected ones keep {before:g} s"
-                          " until they reconnect", before=before, after=after)
+        if old.ocpp.ping_interval != config.ocpp.ping_interval:
+            self.ocpp_factory.set_ping_interval(config.ocpp.ping_interval)
+        for key, shown in self._PER_CONNECTION:
+            before, after = getattr(old.ocpp, key), getattr(config.ocpp, key)
+            if before != after:
+                self.log.info("[ocpp] {key} changed from {before} to {after}: chargers that"
+                              " connect from now on get it, the connected ones keep {before}"
+                              " until they reconnect", key=key, before=shown(before),
+                              after=shown(after))
 
     def _reload_tls(self, config):
         """
