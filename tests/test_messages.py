@@ -5,6 +5,7 @@ Tests for L{xxterocpp.ocpp.messages}.
 import datetime
 import decimal
 import json
+import weakref
 
 import attr
 
@@ -16,6 +17,7 @@ from xxterocpp.ocpp._schema import integer, message, string
 UTC = datetime.timezone.utc
 
 T1 = "2024-01-01T10:00:00.000Z"
+T1_AWARE = datetime.datetime(2024, 1, 1, 10, tzinfo=datetime.timezone.utc)
 T2 = "2024-01-01T11:30:15.250Z"
 
 _ID_TAG_INFO = {"expiryDate": T2, "parentIdTag": "FAMILY", "status": "Accepted"}
@@ -521,13 +523,13 @@ def _assert_no_none(testcase, instance, where):
     """
     Every attribute of C{instance}, nested ones included, is set.
     """
-    for attribute in attr.fields(type(instance)):
-        value = getattr(instance, attribute.name)
-        testcase.assertIsNot(value, None, f"{where}.{attribute.name}")
+    for name in m.field_names(type(instance)):
+        value = getattr(instance, name)
+        testcase.assertIsNot(value, None, f"{where}.{name}")
         items = value if isinstance(value, tuple) else (value,)
         for item in items:
-            if attr.has(type(item)):
-                _assert_no_none(testcase, item, f"{where}.{attribute.name}")
+            if m.is_message(item):
+                _assert_no_none(testcase, item, f"{where}.{name}")
 
 
 class ActionTableTests(SynchronousTestCase):
@@ -567,8 +569,8 @@ class ActionTableTests(SynchronousTestCase):
         for name, action in m.ACTIONS.items():
             self.assertIs(getattr(m, name + "Request"), action.request)
             self.assertIs(getattr(m, name + "Response"), action.response)
-            self.assertTrue(attr.has(action.request))
-            self.assertTrue(attr.has(action.response))
+            self.assertTrue(m.is_message(action.request))
+            self.assertTrue(m.is_message(action.response))
 
 
 class FullSampleTests(SynchronousTestCase):
@@ -608,15 +610,15 @@ class FullSampleTests(SynchronousTestCase):
 
     def test_decoded_samples_can_be_rebuilt_from_python(self):
         """
-        A decoded full sample passes the attrs validators: the Python
+        A decoded full sample passes the checks of the constructor: the Python
         constructor accepts exactly what the wire accepts.
         """
         for name, action in m.ACTIONS.items():
             classes = (action.request, action.response)
             for cls, payload in zip(classes, FULL_SAMPLES[name]):
                 instance, _ = m.decode(cls, _copy(payload))
-                self.assertEqual(attr.evolve(instance), instance)
-                self.assertEqual(hash(attr.evolve(instance)), hash(instance))
+                self.assertEqual(m.replace(instance), instance)
+                self.assertEqual(hash(m.replace(instance)), hash(instance))
 
     def test_samples_are_valid_against_the_ocpp_package_schemas(self):
         """
@@ -1269,6 +1271,58 @@ class PythonConstructionTests(SynchronousTestCase):
         )
 
 
+    def test_construction_is_keyword_only_and_exact(self):
+        """
+        Positional arguments, unknown names and a missing required one are
+        refused with L{TypeError}; an optional one defaults to None. The
+        first instance of a class (its __init__ compiled then) and the next
+        are built alike.
+        """
+        self.assertRaises(TypeError, m.ResetRequest, "Soft")
+        self.assertRaises(TypeError, m.ResetRequest, type="Soft", kind="Hard")
+        self.assertRaises(TypeError, m.ResetRequest)
+        first = m.StopTransactionRequest(meter_stop=5, timestamp=T1_AWARE, transaction_id=1)
+        second = m.StopTransactionRequest(meter_stop=5, timestamp=T1_AWARE, transaction_id=1)
+        self.assertEqual(first, second)
+        self.assertIsNone(second.reason)
+        self.assertRaises(TypeError, m.StopTransactionRequest, meter_stop=5)
+
+    def test_messages_cannot_lose_or_gain_attributes(self):
+        """
+        No attribute can be deleted or added, and a message holds no
+        C{__dict__}; a weak reference to one can be made.
+        """
+        request = m.ResetRequest(type="Soft")
+        self.assertRaises(attr.exceptions.FrozenInstanceError, delattr, request, "type")
+        self.assertRaises(AttributeError, setattr, request, "other", 1)
+        self.assertFalse(hasattr(request, "__dict__"))
+        self.assertIs(weakref.ref(request)(), request)
+
+    def test_replace_builds_a_checked_copy(self):
+        """
+        L{m.replace} changes the named attributes and checks the result as
+        the constructor does; the original stays as it was.
+        """
+        period = m.ChargingSchedulePeriod(start_period=0, limit=16.0)
+        changed = m.replace(period, limit=10)
+        self.assertEqual((changed.limit, type(changed.limit)), (10.0, float))
+        self.assertEqual(period.limit, 16.0)
+        self.assertEqual(m.replace(period), period)
+        self.assertRaises(ValueError, m.replace, period, limit=-1.0)
+        self.assertRaises(TypeError, m.replace, period, watts=1.0)
+
+    def test_introspection(self):
+        """
+        L{m.is_message} tells message classes and instances from anything
+        else; L{m.field_names} lists the attributes in declaration order.
+        """
+        self.assertTrue(m.is_message(m.IdTagInfo))
+        self.assertTrue(m.is_message(m.IdTagInfo(status="Accepted")))
+        self.assertFalse(m.is_message(m.Action))
+        self.assertFalse(m.is_message({"status": "Accepted"}))
+        self.assertEqual(m.field_names(m.IdTagInfo), ("expiry_date", "parent_id_tag", "status"))
+
+
 class DeclarationTests(SynchronousTestCase):
     """
     The declaration helpers derive JSON names, and allow overriding them.
@@ -1310,6 +1364,26 @@ class DeclarationTests(SynchronousTestCase):
         self.assertEqual(len(m.CHARGE_POINT_ERROR_CODE), 16)
         self.assertEqual(len(m.MEASURAND), 22)
         self.assertEqual(m.READING_CONTEXT[-1], "Other")
+
+    def test_every_attribute_is_declared_with_a_helper(self):
+        """
+        An annotated attribute without a helper, or a helper without an
+        annotation, is a mistake in the table: refused when the class is
+        built.
+        """
+
+        def undeclared():
+            @message
+            class Sample:
+                connector_id: int = 1
+
+        def unannotated():
+            @message
+            class Sample:
+                connector_id = integer()
+
+        self.assertRaises(TypeError, undeclared)
+        self.assertRaises(TypeError, unannotated)
 
 
 class ErrorCodeConstantTests(SynchronousTestCase):

@@ -162,7 +162,7 @@ class Sender:
             self.log.info("{id}: {action} answered with CALLERROR {error}", id=charger.id,
                           action=action, error=str(e))
             return CommandResult(False, "CallError", f"{action}: {e}", None)
-        if not attr.has(type(response)) or "status" not in attr.fields_dict(type(response)):
+        if not m.is_message(response) or "status" not in m.field_names(type(response)):
             return CommandResult(True, "Accepted", action, response)
         # A lenient decode leaves a missing or unknown status None.
         status = response.status or "Rejected"

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_messages -*-
 """
-The OCPP 1.6 messages, one attrs class per request and response.
+The OCPP 1.6 messages, one frozen class per request and response.
 
 Each class reads like the spec's field table: the attribute is the field in
 snake_case (its JSON name is the camelCase form), the declaration helper is
@@ -46,12 +46,15 @@ from ._schema import (  # noqa: F401
     decode,
     encode,
     enum,
+    field_names,
     has_lone_surrogate,
     integer,
+    is_message,
     message,
     nested,
     normalize_error_code,
     number,
+    replace,
     string,
 )
 

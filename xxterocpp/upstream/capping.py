@@ -6,11 +6,10 @@ one that would replace a profile of the controller (same id, or the same
 purpose at a stack level the controller uses) is refused.
 """
 
-import attr
-
 from xxterocpp.control.configuration import integer
 from xxterocpp.control.electrical import (
     PLAN_PROFILE_ID, PROFILE_IDS, limit_stack_level, plan_stack_level, watts)
+from xxterocpp.ocpp import messages as m
 
 
 class Collision(Exception):
@@ -84,6 +83,6 @@ def cap(central, charger_id, connector, profile):
         # phases it has.
         highest = amps if schedule.charging_rate_unit == "A" else watts(
             amps, min(period.number_phases or phases, phases))
-        periods.append(attr.evolve(period, limit=min(period.limit, round(highest, 1))))
-    return attr.evolve(profile, charging_schedule=attr.evolve(
+        periods.append(m.replace(period, limit=min(period.limit, round(highest, 1))))
+    return m.replace(profile, charging_schedule=m.replace(
         schedule, charging_schedule_period=tuple(periods)))

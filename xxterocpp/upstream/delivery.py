@@ -9,7 +9,6 @@ for good or failed too often (L{xxterocpp.upstream.outbox}).
 
 from functools import partial
 
-import attr
 from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -139,14 +138,14 @@ class Delivery:
             reservation = request.reservation_id
             if reservation is not None:
                 reservation = self.uplink.relayed.remote_reservation(reservation)
-                request = attr.evolve(request, reservation_id=reservation)
+                request = m.replace(request, reservation_id=reservation)
             return request
         remote = outbox.remote_id(message.transaction_id)
         if remote is None:
             outbox.dead(message, "its StartTransaction got no transactionId from the"
                                  " back office")
             return None
-        return attr.evolve(request, transaction_id=remote)
+        return m.replace(request, transaction_id=remote)
 
     def _late(self, message, result):
         """

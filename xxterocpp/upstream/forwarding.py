@@ -10,12 +10,12 @@ before that answer (stored before it, for a StartTransaction and a
 StopTransaction).
 """
 
-import attr
 from twisted.application import service
 from twisted.logger import Logger
 
 from xxterocpp.domain.events import ChargerConnected, ChargerDisconnected, LimitChanged
 from xxterocpp.domain.model import stored
+from xxterocpp.ocpp import messages as m
 from xxterocpp.store.upstream import UpstreamStore
 from xxterocpp.upstream.link import Link
 from xxterocpp.upstream.outbox import Outbox
@@ -71,7 +71,7 @@ def _stop_transaction(upstream, uplink, req, local):
     if req.meter_stop is None and tx is not None and tx.meter_stop is not None:
         # A meter-less charger: the back office needs the register the
         # controller booked.
-        req = attr.evolve(req, meter_stop=int(tx.meter_stop))
+        req = m.replace(req, meter_stop=int(tx.meter_stop))
     return _after(answer, uplink.delivery.queue("StopTransaction", req.transaction_id, req))
 
 

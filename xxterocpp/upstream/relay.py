@@ -14,7 +14,6 @@ asked.
 
 import re
 
-import attr
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -423,7 +422,7 @@ def set_charging_profile(uplink, req):
         local = uplink.outbox.local_id(profile.transaction_id)
         if local is None:
             return m.SetChargingProfileResponse(status="Rejected")
-        profile = attr.evolve(profile, transaction_id=local)
+        profile = m.replace(profile, transaction_id=local)
     try:
         capped_profile = cap(uplink.central, uplink.charger_id, req.connector_id, profile)
     except Collision as e:

@@ -14,6 +14,8 @@ import re
 
 import attr
 
+from xxterocpp.ocpp import messages as m
+
 #: The headers of every answer: never cached (it is live state), never
 #: sniffed as another type, never framed, no script or style from elsewhere.
 SECURITY_HEADERS = (
@@ -39,7 +41,7 @@ def without_surrogates(text):
 def scrubbed(value):
     """
     @param value: a JSON-like value (dicts, lists, tuples, strings, numbers),
-        or an attrs instance (its string fields are scrubbed).
+        or an attrs or message instance (its string fields are scrubbed).
     @return: a copy whose strings have no lone surrogates.
     """
     if isinstance(value, str):
@@ -48,12 +50,16 @@ def scrubbed(value):
         return {scrubbed(k): scrubbed(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrubbed(v) for v in value]
-    if attr.has(type(value)):
-        changes = {f.name: without_surrogates(text) for f in attr.fields(type(value))
-                   if f.init and isinstance(text := getattr(value, f.name), str)
-                   and _SURROGATE.search(text)}
-        return attr.evolve(value, **changes) if changes else value
-    return value
+    if m.is_message(value):
+        names, evolve = m.field_names(type(value)), m.replace
+    elif attr.has(type(value)):
+        names = [f.name for f in attr.fields(type(value)) if f.init]
+        evolve = attr.evolve
+    else:
+        return value
+    changes = {name: without_surrogates(text) for name in names
+               if isinstance(text := getattr(value, name), str) and _SURROGATE.search(text)}
+    return evolve(value, **changes) if changes else value
 
 
 class HttpError(Exception):
