@@ -1270,7 +1270,6 @@ class PythonConstructionTests(SynchronousTestCase):
             attr.exceptions.FrozenInstanceError, setattr, request, "type", "Hard"
         )
 
-
     def test_construction_is_keyword_only_and_exact(self):
         """
         Positional arguments, unknown names and a missing required one are
