@@ -166,3 +166,73 @@ class GeneratedSourcesTests(TestCase):
         with open(source, "w") as f:
             f.write("answer = 42\n")
         self.assertEqual(linecache.getline(source, 1), "answer = 42\n")
+
+
+class SettleTests(TestCase):
+    """
+    L{xxterocpp.__main__.settle}: the end of the start-up of C{python3 -m
+    xxterocpp}, which loads with the cyclic collector off.
+    """
+
+    def setUp(self):
+        import gc
+
+        self.gc = gc
+        enabled = gc.isenabled()
+        self.addCleanup(lambda: gc.enable() if enabled else gc.disable())
+        self.addCleanup(gc.unfreeze)
+
+    def test_collects_then_sets_aside_what_start_up_made(self):
+        """
+        With the collector off (as the module turns it off when run), the
+        garbage of the start-up is collected, what is alive is set aside,
+        and collection is on again.
+        """
+        from xxterocpp.__main__ import settle
+
+        gc = self.gc
+        gc.disable()
+        cycle = []
+        cycle.append(cycle)
+        alive = [cycle]
+        del cycle
+        garbage = []
+        garbage.append(garbage)
+        witness = _Witness()
+        garbage.append(witness)
+        del garbage, witness
+        self.assertTrue(_Witness.alive)
+        settle()
+        self.assertTrue(gc.isenabled())
+        self.assertFalse(_Witness.alive)
+        self.assertGreater(gc.get_freeze_count(), 0)
+        # Set aside: no longer among the objects the collector walks.
+        self.assertFalse(any(o is alive[0] for o in gc.get_objects()))
+
+    def test_nothing_when_collecting_already(self):
+        """
+        A service run from a test (the collector on) is left alone: nothing
+        is set aside.
+        """
+        from xxterocpp.__main__ import settle
+
+        gc = self.gc
+        gc.enable()
+        gc.unfreeze()
+        settle()
+        self.assertEqual(gc.get_freeze_count(), 0)
+        self.assertTrue(gc.isenabled())
+
+
+class _Witness:
+    """
+    An object whose finalizer tells when it is freed.
+    """
+
+    alive = False
+
+    def __init__(self):
+        _Witness.alive = True
+
+    def __del__(self):
+        _Witness.alive = False

@@ -11,8 +11,13 @@ SIGINT and re-reads its configuration on SIGHUP; a bad configuration file
 or a port in use ends it at once with one line and a non-zero status.
 """
 
+import gc
 import linecache
 import sys
+
+if __name__ == "__main__":
+    # No cyclic garbage collection while the service loads: see settle().
+    gc.disable()
 
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python import usage
@@ -46,6 +51,25 @@ def forget_generated_sources():
     linecache.cache = _WithoutGeneratedSources(
         (name, entry) for name, entry in linecache.cache.items()
         if not name.startswith(GENERATED))
+
+
+def settle():
+    """
+    End of the start-up, once the reactor runs: one full collection, then
+    every object alive (the modules, classes and configuration loaded)
+    set aside for good, then collection as usual.
+
+    While the service loads its some 600 modules, the collector would run
+    about 150 times and find next to nothing (a tenth of the start-up on
+    this machine); afterwards each full collection would walk those 200,000
+    objects again. Nothing is frozen when collection was on already (the
+    service run from a test): only C{python3 -m xxterocpp} turns it off.
+    """
+    if gc.isenabled():
+        return
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 def main(argv=None, reactor=None):
@@ -84,6 +108,7 @@ def main(argv=None, reactor=None):
             reactor.stop()
 
     reactor.callWhenRunning(start)
+    reactor.callWhenRunning(settle)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
     if failed:
