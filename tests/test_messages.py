@@ -2,9 +2,11 @@
 Tests for L{xxterocpp.ocpp.messages}.
 """
 
+import copy
 import datetime
 import decimal
 import json
+import pickle
 import weakref
 
 import attr
@@ -1296,6 +1298,19 @@ class PythonConstructionTests(SynchronousTestCase):
         self.assertRaises(AttributeError, setattr, request, "other", 1)
         self.assertFalse(hasattr(request, "__dict__"))
         self.assertIs(weakref.ref(request)(), request)
+
+    def test_copied_and_pickled_as_they_are(self):
+        """
+        copy, deepcopy and pickle give an equal message, also one decoded
+        leniently with None in a required field (which __init__ refuses).
+        """
+        request = m.StopTransactionRequest(meter_stop=5, timestamp=T1_AWARE, transaction_id=1)
+        lenient, _ = m.decode(m.StopTransactionRequest, {"meterStop": 5}, lenient=True)
+        for message in (request, lenient):
+            self.assertEqual(copy.copy(message), message)
+            self.assertEqual(copy.deepcopy(message), message)
+            self.assertEqual(pickle.loads(pickle.dumps(message)), message)
+        self.assertIsNone(copy.deepcopy(lenient).timestamp)
 
     def test_replace_builds_a_checked_copy(self):
         """

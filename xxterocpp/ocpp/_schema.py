@@ -846,6 +846,13 @@ def _hash(self):
     return hash((type(self),) + _values(self))
 
 
+def _setstate(self, state):
+    # copy, deepcopy and pickle restore a message through this, never
+    # through __init__: a leniently decoded one may hold what it refuses.
+    for name, value in zip(self._ocpp_schema.names, state):
+        _set(self, name, value)
+
+
 def message(cls):
     """
     Class decorator: make C{cls} a frozen, slotted class with keyword-only
@@ -875,7 +882,8 @@ def message(cls):
                  if key not in names and key not in ("__dict__", "__weakref__")}
     namespace.update(__slots__=names + ("__weakref__",), __init__=_first_init,
                      __setattr__=_frozen, __delattr__=_frozen,
-                     __repr__=_repr, __eq__=_eq, __hash__=_hash)
+                     __repr__=_repr, __eq__=_eq, __hash__=_hash,
+                     __getstate__=_values, __setstate__=_setstate)
     built = type(cls)(cls.__name__, cls.__bases__, namespace)
     built.__qualname__ = cls.__qualname__
     built._ocpp_schema = _ObjectSchema(built, declared)
