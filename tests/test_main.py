@@ -209,6 +209,30 @@ class SettleTests(TestCase):
         # Set aside: no longer among the objects the collector walks.
         self.assertFalse(any(o is alive[0] for o in gc.get_objects()))
 
+    @defer.inlineCallbacks
+    def test_run_as_the_program_loads_with_the_collector_off(self):
+        """
+        Run as C{python3 -m xxterocpp}, the module turns the collector off
+        before it loads the service (and main, here stopped by --help at
+        once, would turn it on again in settle); imported, it leaves it on.
+        """
+        probe = (
+            "import gc, runpy, sys\n"
+            "sys.argv = ['xxterocpp', '--help']\n"
+            "try:\n"
+            "    runpy.run_module('xxterocpp', run_name='__main__')\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('run', gc.isenabled())\n"
+            "gc.enable()\n"
+            "import xxterocpp.__main__\n"
+            "print('imported', gc.isenabled())\n")
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable, ["-c", probe], env=dict(os.environ, PYTHONPATH=ROOT), path=ROOT,
+            reactor=reactor)
+        self.assertEqual((code, out.decode().splitlines()[-2:]),
+                         (0, ["run False", "imported True"]), err)
+
     def test_nothing_when_collecting_already(self):
         """
         A service run from a test (the collector on) is left alone: nothing

@@ -915,8 +915,7 @@ def replace(instance, **changes):
     @raise TypeError: a name that is not an attribute, or a value the
         attribute does not allow.
     """
-    values = {name: getattr(instance, name) for name in instance._ocpp_schema.names}
-    values.update(changes)
+    values = dict(zip(instance._ocpp_schema.names, _values(instance)), **changes)
     return type(instance)(**values)
 
 
