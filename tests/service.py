@@ -249,7 +249,8 @@ class ServiceProcess:
         @return: a Deferred firing once the OCPP port listens.
         """
         self.output, self.url, self.web_url, self.exit = b"", None, None, None
-        env = dict(os.environ, PYTHONPATH=ROOT, **self.env)
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        env.update(self.env)
         self.transport = reactor.spawnProcess(
             _Output(self), sys.executable,
             [sys.executable, *self.command, "--config", self.config_path],

@@ -18,6 +18,10 @@ import sys
 if __name__ == "__main__":
     # No cyclic garbage collection while the service loads: see settle().
     gc.disable()
+    # The OCPP port listens before Twisted is even loaded: see early.
+    from xxterocpp import early
+
+    early.bind(sys.argv[1:])
 
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python import usage

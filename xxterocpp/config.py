@@ -26,6 +26,8 @@ from datetime import date, datetime, time, timezone
 import attr
 from twisted.internet.endpoints import clientFromString
 
+from xxterocpp import early
+
 # The [[charger]] part; its tables are re-exported: callers import this module.
 from xxterocpp.config_charger import (  # noqa: F401
     ChargerConfig,
@@ -164,8 +166,8 @@ class OcppConfig:
         what InstallCertificate gives a charger.
     """
 
-    interface: str = setting("0.0.0.0", _INTERFACE)
-    port: int = setting(8016, _PORT)
+    interface: str = setting(early.DEFAULT_INTERFACE, _INTERFACE)
+    port: int = setting(early.DEFAULT_PORT, _PORT)
     secure: bool = setting(False, scalar(bool))
     certificate: str = setting("/etc/xxterocpp/tls/server.pem", scalar(str))
     private_key: str = setting("/etc/xxterocpp/tls/server.key", scalar(str))

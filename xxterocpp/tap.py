@@ -15,18 +15,16 @@ import time
 from twisted.application import service
 from twisted.internet import defer, endpoints, protocol, task
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
+from zope.interface import implementer
 
+from xxterocpp import early
 from xxterocpp.clock import use_monotonic
 from xxterocpp.config import ConfigError, load_config
+from xxterocpp.early import DEFAULT_CONFIG, LISTEN_BACKLOG
 
-DEFAULT_CONFIG = "/etc/xxterocpp/xxterocpp.toml"
-
-#: The listen backlog of the OCPP port. Twisted's default of 50 drops the
-#: SYNs of a reconnect storm (every charger at once after a controller
-#: reboot), and each dropped one costs its charger a 1 s / 3 s retransmit.
-LISTEN_BACKLOG = 1024
 
 
 class Options(usage.Options):
@@ -156,15 +154,63 @@ class ServerService(service.Service):
         return listened.addCallback(lambda port: port.stopListening())
 
 
-def server_endpoint(reactor, interface, port, tls=None):
+def server_endpoint(reactor, interface, port, tls=None, bound=None):
     """
     A TCP (or TLS) server endpoint on C{interface}, IPv4 or IPv6.
+
+    @param bound: a socket listening there already (L{early.take}), which
+        the endpoint's first listen takes over, or None.
     """
     if tls is not None:
-        return endpoints.SSL4ServerEndpoint(reactor, port, tls, backlog=LISTEN_BACKLOG,
-                                            interface=interface)
-    return endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG,
-                                        interface=interface)
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, port, tls, backlog=LISTEN_BACKLOG,
+                                                interface=interface)
+    else:
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG,
+                                                interface=interface)
+    if bound is not None:
+        return AdoptingEndpoint(reactor, bound, tls, endpoint)
+    return endpoint
+
+
+@implementer(IStreamServerEndpoint)
+class AdoptingEndpoint:
+    """
+    A server endpoint whose first listen is on a socket bound and listening
+    already (L{xxterocpp.early}), with the connections it holds; the ones
+    after (a service stopped and started again) bind anew through
+    C{then}.
+    """
+
+    def __init__(self, reactor, sock, tls, then):
+        """
+        @param sock: the listening socket; closed once taken over.
+        @param tls: the server TLS context factory, or None for plain TCP.
+        @param then: the endpoint of the listens after the first.
+        """
+        self.reactor = reactor
+        self.sock = sock
+        self.tls = tls
+        self.then = then
+
+    def listen(self, factory):
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return self.then.listen(factory)
+        if self.tls is not None:
+            # What the reactor's listenSSL does with a TCP port.
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            factory = TLSMemoryBIOFactory(self.tls, False, factory)
+        try:
+            # The port listens on a duplicate of the descriptor.
+            port = self.reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+        except Exception:
+            return defer.fail()
+        finally:
+            sock.close()
+        if self.tls is not None:
+            port._type = "TLS"
+        return defer.succeed(port)
 
 
 def charger_signer(config, log):
@@ -286,7 +332,8 @@ class XxterocppService(service.MultiService):
                 raise SystemExit(f"xxterocpp: {config.path}: {e}")
         self.ocpp_tls = tls
         self.ocpp = ServerService(
-            server_endpoint(reactor, config.ocpp.interface, config.ocpp.port, tls),
+            server_endpoint(reactor, config.ocpp.interface, config.ocpp.port, tls,
+                            early.take(config.ocpp.interface, config.ocpp.port)),
             self.ocpp_factory, "OCPP server (wss)" if tls else "OCPP server (ws)")
         self.ocpp.setServiceParent(self)
         self.controller = Controller(self.central, reactor)

@@ -1,0 +1,431 @@
+"""
+The OCPP port bound before anything is loaded (L{xxterocpp.early}): read from
+the configuration file, taken over by the service, and a charger connecting
+during the start-up is served instead of refused.
+"""
+
+import os
+import socket
+import sys
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from tests.service import (
+    BASE_CONFIG, LOOPBACK_CONFIG, MAIN, ROOT, ServiceProcess, kill_on_cleanup, start_service, write_config)
+from tests.sim import connect_charger
+from tests.test_tls import secure_config, trusting
+from xxterocpp import early
+from xxterocpp.tap import AdoptingEndpoint, server_endpoint
+
+
+def forget_bound(testcase):
+    """
+    Close at cleanup whatever socket L{early.bind} left untaken.
+    """
+    testcase.addCleanup(early.take, None, None)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def refused(port):
+    """
+    @return: whether a connection to C{port} on 127.0.0.1 is refused.
+    """
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        return True
+    finally:
+        s.close()
+    return False
+
+
+class ConfigPathTests(TestCase):
+    """
+    L{early.config_path} reads the command line as L{xxterocpp.tap.Options}
+    does, or gives up.
+    """
+
+    def test_forms(self):
+        for argv, expected in [
+            ([], early.DEFAULT_CONFIG),
+            (["--config", "a.toml"], "a.toml"),
+            (["--config=a.toml"], "a.toml"),
+            (["-c", "a.toml"], "a.toml"),
+            (["-ca.toml"], "a.toml"),
+            (["-c", "a.toml", "--config", "b.toml"], "b.toml"),
+        ]:
+            self.assertEqual(early.config_path(argv), expected, argv)
+
+    def test_anything_else_gives_up(self):
+        for argv in (["--help"], ["--config"], ["-c"], ["a.toml"], ["--conifg", "a.toml"],
+                     ["--config", "a.toml", "--verbose"]):
+            self.assertIsNone(early.config_path(argv), argv)
+
+    def test_same_default_as_the_service(self):
+        from xxterocpp import tap
+
+        self.assertEqual(tap.Options()["config"], early.DEFAULT_CONFIG)
+
+
+class ListenAddressTests(TestCase):
+    """
+    L{early.listen_address} reads C{[ocpp] interface} and C{port}, with the
+    configuration's defaults, and gives up on anything unclear.
+    """
+
+    def write(self, text):
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def test_given(self):
+        path = self.write('[ocpp]\ninterface = "127.0.0.2"\nport = 9000\n')
+        self.assertEqual(early.listen_address(path), ("127.0.0.2", 9000))
+
+    def test_defaults_are_the_configuration_s(self):
+        from xxterocpp.config import parse_config
+
+        config = parse_config("", "empty.toml")
+        self.assertEqual(early.listen_address(self.write("")),
+                         (config.ocpp.interface, config.ocpp.port))
+
+    def test_unclear_gives_up(self):
+        for text in ('[ocpp]\nport = "8016"\n', "[ocpp]\nport = true\n", "[ocpp]\nport = 70000\n",
+                     "[ocpp]\nport = -1\n", "[ocpp]\ninterface = 1\n", "ocpp = 5\n",
+                     "[ocpp\n", "port = = 1\n"):
+            self.assertIsNone(early.listen_address(self.write(text)), text)
+
+    def test_unreadable_or_not_utf8_gives_up(self):
+        self.assertIsNone(early.listen_address(self.mktemp()))
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b'[ocpp]\ninterface = "\xff"\n')
+        self.assertIsNone(early.listen_address(path))
+
+
+class BindTests(TestCase):
+    """
+    L{early.bind} and L{early.take} on real sockets.
+    """
+
+    def bind(self, text):
+        forget_bound(self)
+        path = write_config(self, text)
+        return early.bind(["--config", path])
+
+    def test_bound_listening_and_taken_once(self):
+        port = free_port()
+        self.assertTrue(self.bind(f'[ocpp]\ninterface = "127.0.0.1"\nport = {port}\n'))
+        self.assertFalse(refused(port))
+        sock = early.take("127.0.0.1", port)
+        self.addCleanup(sock.close)
+        self.assertEqual(sock.getsockname(), ("127.0.0.1", port))
+        self.assertFalse(sock.getblocking())
+        self.assertIsNone(early.take("127.0.0.1", port))
+
+    def test_taken_for_another_address_closes_it(self):
+        port = free_port()
+        self.assertTrue(self.bind(f'[ocpp]\ninterface = "127.0.0.1"\nport = {port}\n'))
+        self.assertIsNone(early.take("127.0.0.1", port + 1))
+        self.assertTrue(refused(port))
+
+    def test_port_in_use_binds_nothing(self):
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        self.assertFalse(self.bind(f'[ocpp]\ninterface = "127.0.0.1"\nport = {port}\n'))
+        self.assertIsNone(early.take("127.0.0.1", port))
+
+    def test_a_name_is_left_to_the_service(self):
+        self.assertFalse(self.bind('[ocpp]\ninterface = "localhost"\nport = 0\n'))
+
+    def test_address_not_on_this_machine_binds_nothing(self):
+        # 192.0.2.0/24 is TEST-NET-1: no interface has it.
+        self.assertFalse(self.bind('[ocpp]\ninterface = "192.0.2.1"\nport = 0\n'))
+
+    def test_ipv6(self):
+        try:
+            probe = socket.socket(socket.AF_INET6)
+            probe.bind(("::1", 0))
+            probe.close()
+        except OSError as e:
+            raise self.skipTest(f"no IPv6 loopback: {e}")
+        self.assertTrue(self.bind('[ocpp]\ninterface = "::1"\nport = 0\n'))
+        sock = early.take("::1", 0)
+        self.addCleanup(sock.close)
+        self.assertEqual(sock.family, socket.AF_INET6)
+
+    def test_loads_nothing_but_the_standard_library(self):
+        """
+        Bound in a fresh interpreter with neither Twisted nor the rest of
+        the service loaded.
+        """
+        port = free_port()
+        path = write_config(self, f'[ocpp]\ninterface = "127.0.0.1"\nport = {port}\n')
+        code = ("import sys\n"
+                "from xxterocpp import early\n"
+                f"print(early.bind(['--config', {path!r}]))\n"
+                "print(sorted(m for m in sys.modules"
+                " if m.split('.')[0] in ('twisted', 'autobahn', 'attr', 'OpenSSL')"
+                " or m.startswith('xxterocpp')))\n")
+        from twisted.internet import utils
+
+        d = utils.getProcessOutputAndValue(sys.executable, ["-c", code],
+                                           env=dict(os.environ, PYTHONPATH=ROOT), path=ROOT,
+                                           reactor=reactor)
+
+        def check(result):
+            out, err, code = result
+            self.assertEqual((code, out.decode().splitlines()),
+                             (0, ["True", "['xxterocpp', 'xxterocpp.early']"]), err)
+
+        return d.addCallback(check)
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+
+class EchoClient(protocol.Protocol):
+    def connectionMade(self):
+        self.received = defer.Deferred()
+        self.transport.write(b"ping")
+
+    def dataReceived(self, data):
+        self.received.callback(data)
+        self.transport.loseConnection()
+
+
+class AdoptingEndpointTests(TestCase):
+    """
+    L{AdoptingEndpoint} on the real reactor.
+    """
+
+    def listening_socket(self):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        return sock
+
+    @defer.inlineCallbacks
+    def echo(self, port):
+        client = yield protocol.ClientCreator(reactor, EchoClient).connectTCP("127.0.0.1", port)
+        return (yield client.received)
+
+    @defer.inlineCallbacks
+    def test_serves_connections_made_before_it_listened(self):
+        """
+        Connections queued in the backlog before the reactor took the
+        socket over are served, and so are later ones: the port does not
+        block the reactor.
+        """
+        sock = self.listening_socket()
+        number = sock.getsockname()[1]
+        early_clients = []
+        for _ in range(3):
+            c = socket.create_connection(("127.0.0.1", number))
+            self.addCleanup(c.close)
+            c.sendall(b"early")
+            early_clients.append(c)
+        endpoint = server_endpoint(reactor, "127.0.0.1", number, None, sock)
+        self.assertIsInstance(endpoint, AdoptingEndpoint)
+        factory = protocol.Factory.forProtocol(Echo)
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        self.assertEqual(sock.fileno(), -1, "the endpoint closes its copy")
+        self.assertEqual(port.getHost().port, number)
+        self.assertEqual((yield self.echo(number)), b"ping")
+        for c in early_clients:
+            c.settimeout(10)
+            # Served while the reactor runs: read from a thread-free loop.
+            data = yield self.read_without_blocking(c)
+            self.assertEqual(data, b"early")
+
+    @defer.inlineCallbacks
+    def read_without_blocking(self, sock):
+        sock.setblocking(False)
+        for _ in range(200):
+            try:
+                return sock.recv(100)
+            except BlockingIOError:
+                yield deferLater(reactor, 0.02, lambda: None)
+        self.fail("nothing came back")
+
+    @defer.inlineCallbacks
+    def test_listens_anew_after_stopping(self):
+        """
+        The second listen (the service stopped and started again) binds
+        through the ordinary endpoint.
+        """
+        sock = self.listening_socket()
+        number = sock.getsockname()[1]
+        endpoint = server_endpoint(reactor, "127.0.0.1", number, None, sock)
+        factory = protocol.Factory.forProtocol(Echo)
+        port = yield endpoint.listen(factory)
+        yield port.stopListening()
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        self.assertEqual(port.getHost().port, number)
+        self.assertEqual((yield self.echo(number)), b"ping")
+
+    def test_a_socket_it_cannot_take_fails_the_listen(self):
+        sock = self.listening_socket()
+        number = sock.getsockname()[1]
+        endpoint = server_endpoint(reactor, "127.0.0.1", number, None, sock)
+        sock.close()
+        d = endpoint.listen(protocol.Factory.forProtocol(Echo))
+        return self.assertFailure(d, OSError, ValueError)
+
+
+class ServiceTests(TestCase):
+    """
+    The whole service, in-process, on a socket L{early.bind} bound.
+    """
+
+    @defer.inlineCallbacks
+    def test_plain_charger_connected_before_the_start_is_served(self):
+        forget_bound(self)
+        path = write_config(self)
+        self.assertTrue(early.bind(["--config", path]))
+        bound = early._bound[2].getsockname()[1]
+        # The charger's TCP connection is accepted by the kernel already.
+        waiting = socket.create_connection(("127.0.0.1", bound))
+        self.addCleanup(waiting.close)
+        service = yield start_service(self, path)
+        self.assertEqual(service.url, f"ws://127.0.0.1:{bound}/")
+        cp = yield connect_charger(service.url, "CP1")
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+
+    @defer.inlineCallbacks
+    def test_tls_on_the_taken_socket(self):
+        """
+        With C{secure = true} the taken socket speaks TLS: a wss charger
+        is served, and a plain ws one is refused and counted.
+        """
+        forget_bound(self)
+        path, _ = secure_config(self)
+        self.assertTrue(early.bind(["--config", path]))
+        bound = early._bound[2].getsockname()[1]
+        service = yield start_service(self, path)
+        self.assertEqual(service.ocpp.endpoint.sock, None)
+        url = f"wss://127.0.0.1:{bound}/"
+        cp = yield connect_charger(url, "CP1", tls=trusting())
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+        try:
+            plain = yield connect_charger(f"ws://127.0.0.1:{bound}/", "CP1", timeout=5)
+        except Exception:
+            pass
+        else:
+            self.addCleanup(plain.close)
+            self.fail("a plain ws:// charger was let in on the TLS port")
+        for _ in range(100):
+            if service.security_failures()["tls"]:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(service.security_failures()["tls"], 1)
+
+
+#: A site module for the service's process that holds it up when it first
+#: imports Twisted, until the test writes a byte into the FIFO it names.
+GATE = """\
+import os
+import sys
+
+
+class Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name == "twisted":
+            sys.meta_path.remove(self)
+            with open(os.environ["XXTEROCPP_TEST_GATE"], "rb") as fifo:
+                fifo.read(1)
+        return None
+
+
+sys.meta_path.insert(0, Gate())
+"""
+
+
+class ProgramTests(TestCase):
+    """
+    C{python3 -m xxterocpp} listens before it loads Twisted.
+    """
+
+    @defer.inlineCallbacks
+    def test_charger_connecting_during_the_start_up_is_served(self):
+        """
+        While the service is held before it loads Twisted, its OCPP port
+        accepts a connection already; once it goes on, the charger's
+        WebSocket handshake, sent meanwhile, is answered and its boot
+        accepted, on the one port the log names.
+        """
+        site = os.path.abspath(self.mktemp())
+        os.makedirs(site)
+        with open(os.path.join(site, "sitecustomize.py"), "w") as f:
+            f.write(GATE)
+        gate = os.path.join(site, "gate")
+        os.mkfifo(gate)
+        port = free_port()
+        path = write_config(self, BASE_CONFIG.replace("port = 0", f"port = {port}", 1))
+        # The gate's directory first on the process's path, then the tree.
+        process = ServiceProcess(path, command=MAIN, env={
+            "XXTEROCPP_TEST_GATE": gate, "PYTHONPATH": os.pathsep.join([site, ROOT])})
+        kill_on_cleanup(self, process)
+        started = process.start()
+        for _ in range(400):
+            if not refused(port):
+                break
+            self.assertIsNone(process.exit, process.output.decode())
+            yield deferLater(reactor, 0.025, lambda: None)
+        else:
+            self.fail("the port never accepted a connection")
+        self.assertIsNone(process.url, "the service loaded Twisted already")
+        charger = connect_charger(f"ws://127.0.0.1:{port}/", "CP1", timeout=30)
+        yield deferLater(reactor, 0.1, lambda: None)
+        self.assertFalse(charger.called, "a handshake was answered before Twisted loaded")
+        with open(gate, "wb") as fifo:
+            fifo.write(b"x")
+        self.assertEqual((yield started), f"ws://127.0.0.1:{port}/")
+        cp = yield charger
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+        yield cp.close()
+        self.assertEqual(process.output.count(b"OCPP server (ws) listening on"), 1)
+        exit = yield process.stop()
+        self.assertEqual(exit.exitCode, 0, process.output.decode())
+
+    @defer.inlineCallbacks
+    def test_port_in_use_still_one_line(self):
+        """
+        When the early bind fails, the service binds itself and a port in
+        use still ends it with its one line.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        path = write_config(self, LOOPBACK_CONFIG.replace("port = 0", f"port = {port}", 1))
+        from tests.test_main import run_main
+
+        out, err, code = yield run_main("--config", path)
+        self.assertNotEqual(code, 0)
+        output = (out + err).decode()
+        self.assertIn(f"xxterocpp: Couldn't listen on 127.0.0.1:{port}:", output)
+        self.assertNotIn("Traceback", output)
