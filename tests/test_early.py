@@ -4,6 +4,7 @@ the configuration file, taken over by the service, and a charger connecting
 during the start-up is served instead of refused.
 """
 
+import errno
 import os
 import socket
 import sys
@@ -155,6 +156,20 @@ class BindTests(TestCase):
     def test_address_not_on_this_machine_binds_nothing(self):
         # 192.0.2.0/24 is TEST-NET-1: no interface has it.
         self.assertFalse(self.bind('[ocpp]\ninterface = "192.0.2.1"\nport = 0\n'))
+
+    def test_socket_it_cannot_make_binds_nothing(self):
+        """
+        socket() refused (IPv6 disabled, no descriptors left): nothing is
+        bound and the service reports it with its one line; it raised from
+        python3 -m xxterocpp before (found by the attack on 38defec).
+        """
+
+        def refuse(*args, **kwargs):
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+        self.patch(early.socket, "socket", refuse)
+        self.assertFalse(self.bind('[ocpp]\ninterface = "::1"\nport = 0\n'))
+        self.assertIsNone(early._bound)
 
     def test_ipv6(self):
         try:

@@ -114,7 +114,12 @@ def bind(argv):
     family = None if address is None else _family(address[0])
     if family is None:
         return False
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Refused without IPv6 (ipv6.disable=1, a unit's address families)
+        # or without descriptors left.
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        return False
     try:
         # As Twisted's own listening ports do.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
