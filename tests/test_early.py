@@ -424,23 +424,3 @@ class ProgramTests(TestCase):
         self.assertEqual(process.output.count(b"OCPP server (ws) listening on"), 1)
         exit = yield process.stop()
         self.assertEqual(exit.exitCode, 0, process.output.decode())
-
-    @defer.inlineCallbacks
-    def test_port_in_use_still_one_line(self):
-        """
-        When the early bind fails, the service binds itself and a port in
-        use still ends it with its one line.
-        """
-        taken = socket.socket()
-        self.addCleanup(taken.close)
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
-        path = write_config(self, LOOPBACK_CONFIG.replace("port = 0", f"port = {port}", 1))
-        from tests.test_main import run_main
-
-        out, err, code = yield run_main("--config", path)
-        self.assertNotEqual(code, 0)
-        output = (out + err).decode()
-        self.assertIn(f"xxterocpp: Couldn't listen on 127.0.0.1:{port}:", output)
-        self.assertNotIn("Traceback", output)

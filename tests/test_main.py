@@ -87,7 +87,8 @@ class MainTests(TestCase):
     def test_port_in_use_exits_with_one_line(self):
         """
         A taken OCPP port ends it with a non-zero status and one line naming
-        the port, no traceback.
+        the port, no traceback: the early bind (L{xxterocpp.early}) gives
+        up and the service's own listen reports it.
         """
         first = ServiceProcess(write_config(self), command=MAIN)
         kill_on_cleanup(self, first)
