@@ -14,7 +14,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
-    BASE_CONFIG, LOOPBACK_CONFIG, MAIN, ROOT, ServiceProcess, kill_on_cleanup, start_service, write_config)
+    BASE_CONFIG, MAIN, ROOT, ServiceProcess, kill_on_cleanup, start_service, write_config)
 from tests.sim import connect_charger
 from tests.test_tls import secure_config, trusting
 from xxterocpp import early
