@@ -40,7 +40,7 @@ def main():
     if args.ping:
         options.update(autoPingInterval=args.ping, autoPingTimeout=max(10, args.ping // 2))
     factory.setProtocolOptions(**options)
-    # The service's listen backlog (xxterocpp.tap.LISTEN_BACKLOG): with
+    # The service's listen backlog (xxterocpp.early.LISTEN_BACKLOG): with
     # Twisted's default of 50 a storm measures SYN retransmits, not the floor.
     port = reactor.listenTCP(args.port, factory, interface="127.0.0.1", backlog=1024)
     print(f"floor listening on {port.getHost().port}", flush=True)

@@ -210,6 +210,21 @@ class BindTests(TestCase):
         return d.addCallback(check)
 
 
+@defer.inlineCallbacks
+def first_bytes(sock):
+    """
+    @return: a Deferred firing with the first bytes C{sock} receives, read
+        without blocking the reactor that serves the other end.
+    """
+    sock.setblocking(False)
+    for _ in range(500):
+        try:
+            return sock.recv(100)
+        except BlockingIOError:
+            yield deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError("nothing came back")
+
+
 class Echo(protocol.Protocol):
     def dataReceived(self, data):
         self.transport.write(data)
@@ -252,7 +267,9 @@ class AdoptingEndpointTests(TestCase):
         sock = self.listening_socket()
         number = sock.getsockname()[1]
         early_clients = []
-        for _ in range(3):
+        # More than the reactor accepts in one go (tcp.Port.numberAccepts
+        # starts at 100 and adapts), fewer than the backlog of 128 here.
+        for _ in range(8):
             c = socket.create_connection(("127.0.0.1", number))
             self.addCleanup(c.close)
             c.sendall(b"early")
@@ -266,20 +283,8 @@ class AdoptingEndpointTests(TestCase):
         self.assertEqual(port.getHost().port, number)
         self.assertEqual((yield self.echo(number)), b"ping")
         for c in early_clients:
-            c.settimeout(10)
-            # Served while the reactor runs: read from a thread-free loop.
-            data = yield self.read_without_blocking(c)
+            data = yield first_bytes(c)
             self.assertEqual(data, b"early")
-
-    @defer.inlineCallbacks
-    def read_without_blocking(self, sock):
-        sock.setblocking(False)
-        for _ in range(200):
-            try:
-                return sock.recv(100)
-            except BlockingIOError:
-                yield deferLater(reactor, 0.02, lambda: None)
-        self.fail("nothing came back")
 
     @defer.inlineCallbacks
     def test_listens_anew_after_stopping(self):
@@ -318,11 +323,24 @@ class ServiceTests(TestCase):
         path = write_config(self)
         self.assertTrue(early.bind(["--config", path]))
         bound = early._bound[2].getsockname()[1]
-        # The charger's TCP connection is accepted by the kernel already.
+        # A charger's TCP connection is accepted by the kernel already, and
+        # its opening handshake waits in the socket.
         waiting = socket.create_connection(("127.0.0.1", bound))
         self.addCleanup(waiting.close)
+        waiting.sendall(b"GET /TWIN HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n")
         service = yield start_service(self, path)
+        self.assertIsNone(service.ocpp.endpoint.sock, "the socket was not taken over")
         self.assertEqual(service.url, f"ws://127.0.0.1:{bound}/")
+        answer = yield first_bytes(waiting)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 101 "), answer)
+        waiting.close()
+        for _ in range(250):
+            if service.central.chargers["TWIN"].session is None:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.assertIsNone(service.central.chargers["TWIN"].session)
         cp = yield connect_charger(service.url, "CP1")
         self.addCleanup(cp.close)
         self.assertEqual((yield cp.boot())["status"], "Accepted")
@@ -338,7 +356,7 @@ class ServiceTests(TestCase):
         self.assertTrue(early.bind(["--config", path]))
         bound = early._bound[2].getsockname()[1]
         service = yield start_service(self, path)
-        self.assertEqual(service.ocpp.endpoint.sock, None)
+        self.assertIsNone(service.ocpp.endpoint.sock, "the socket was not taken over")
         url = f"wss://127.0.0.1:{bound}/"
         cp = yield connect_charger(url, "CP1", tls=trusting())
         self.addCleanup(cp.close)

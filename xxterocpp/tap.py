@@ -26,7 +26,6 @@ from xxterocpp.config import ConfigError, load_config
 from xxterocpp.early import DEFAULT_CONFIG, LISTEN_BACKLOG
 
 
-
 class Options(usage.Options):
     """
     The command line of the C{xxterocpp} twistd plugin.
