@@ -234,6 +234,26 @@ class SettleTests(TestCase):
         self.assertEqual((code, out.decode().splitlines()[-2:]),
                          (0, ["run False", "imported True"]), err)
 
+    def test_later_once_the_waiting_chargers_are_served(self):
+        """
+        The program settles L{SETTLE_AFTER} seconds after the reactor
+        started, not before it reads the connections queued while it
+        loaded.
+        """
+        from xxterocpp.__main__ import SETTLE_AFTER, settle_later
+
+        gc = self.gc
+        gc.disable()
+        clock = task.Clock()
+        call = settle_later(clock)
+        self.assertEqual(call.getTime(), SETTLE_AFTER)
+        self.assertGreaterEqual(SETTLE_AFTER, 0.5)
+        clock.advance(SETTLE_AFTER - 0.01)
+        self.assertFalse(gc.isenabled())
+        clock.advance(0.01)
+        self.assertTrue(gc.isenabled())
+        self.assertGreater(gc.get_freeze_count(), 0)
+
     def test_nothing_when_collecting_already(self):
         """
         A service run from a test (the collector on) is left alone: nothing

@@ -57,23 +57,48 @@ def forget_generated_sources():
         if not name.startswith(GENERATED))
 
 
+#: Seconds from the reactor's start to L{settle}: the chargers that
+#: connected while the service loaded are answered first.
+SETTLE_AFTER = 1.0
+
+
 def settle():
     """
-    End of the start-up, once the reactor runs: one full collection, then
-    every object alive (the modules, classes and configuration loaded)
-    set aside for good, then collection as usual.
+    End of the start-up, L{SETTLE_AFTER} seconds after the reactor started:
+    one full collection, then every object alive (the modules, classes and
+    configuration loaded, and the connections of that first second) set
+    aside for good, then collection as usual.
 
     While the service loads its some 580 modules, the collector would run
     some 140 times and find next to nothing; afterwards each full
     collection would walk those 60,000 objects again (30 ms on the bench
     machine). Nothing is frozen when collection was on already (the
     service run from a test): only C{python3 -m xxterocpp} turns it off.
+
+    The collection takes 50-70 ms; run before the first connection was
+    read, it delayed the answer to every charger queued in the backlog
+    (L{xxterocpp.early}) by as much. A connection alive when the objects
+    are set aside is still freed when it closes: it breaks its own cycles
+    (L{xxterocpp.ocpp.server.OcppServerProtocol._let_go}). What Debian's
+    Twisted 22.4 leaves in a cycle is kept instead: each C{inlineCallbacks}
+    still running then (a charger's set-up after its boot) keeps some 15
+    small objects for good once it ends, 70 KB after 100 chargers booted
+    at once (README.md, Performance).
     """
     if gc.isenabled():
         return
     gc.collect()
     gc.freeze()
     gc.enable()
+
+
+def settle_later(reactor):
+    """
+    L{settle} in L{SETTLE_AFTER} seconds on C{reactor}.
+
+    @return: the L{IDelayedCall}.
+    """
+    return reactor.callLater(SETTLE_AFTER, settle)
 
 
 def main(argv=None, reactor=None):
@@ -112,7 +137,7 @@ def main(argv=None, reactor=None):
             reactor.stop()
 
     reactor.callWhenRunning(start)
-    reactor.callWhenRunning(settle)
+    reactor.callWhenRunning(settle_later, reactor)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
     if failed:
