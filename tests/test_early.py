@@ -6,6 +6,7 @@ during the start-up is served instead of refused.
 
 import errno
 import os
+import signal
 import socket
 import sys
 
@@ -48,6 +49,24 @@ def refused(port):
     finally:
         s.close()
     return False
+
+
+class HoldSighupTests(TestCase):
+    """
+    L{early.hold_sighup} keeps a SIGHUP for the service, which
+    L{early.sighup_held} tells once.
+    """
+
+    def setUp(self):
+        self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
+        early.sighup_held()
+
+    def test_held_and_told_once(self):
+        early.hold_sighup()
+        self.assertFalse(early.sighup_held())
+        os.kill(os.getpid(), signal.SIGHUP)
+        self.assertTrue(early.sighup_held())
+        self.assertFalse(early.sighup_held())
 
 
 class ConfigPathTests(TestCase):
@@ -401,12 +420,14 @@ class ProgramTests(TestCase):
     """
 
     @defer.inlineCallbacks
-    def test_charger_connecting_during_the_start_up_is_served(self):
+    def held(self):
         """
-        While the service is held before it loads Twisted, its OCPP port
-        accepts a connection already; once it goes on, the charger's
-        WebSocket handshake, sent meanwhile, is answered and its boot
-        accepted, on the one port the log names.
+        Start the service held at L{GATE}, before it loads Twisted, and
+        wait until its early-bound OCPP port accepts a connection.
+
+        @return: a Deferred firing with C{(process, port, started, gate)}:
+            C{started} fires once the service listens, after a byte is
+            written to the FIFO C{gate}.
         """
         site = os.path.abspath(self.mktemp())
         os.makedirs(site)
@@ -429,6 +450,17 @@ class ProgramTests(TestCase):
         else:
             self.fail("the port never accepted a connection")
         self.assertIsNone(process.url, "the service loaded Twisted already")
+        return process, port, started, gate
+
+    @defer.inlineCallbacks
+    def test_charger_connecting_during_the_start_up_is_served(self):
+        """
+        While the service is held before it loads Twisted, its OCPP port
+        accepts a connection already; once it goes on, the charger's
+        WebSocket handshake, sent meanwhile, is answered and its boot
+        accepted, on the one port the log names.
+        """
+        process, port, started, gate = yield self.held()
         charger = connect_charger(f"ws://127.0.0.1:{port}/", "CP1", timeout=30)
         yield deferLater(reactor, 0.1, lambda: None)
         self.assertFalse(charger.called, "a handshake was answered before Twisted loaded")
@@ -442,3 +474,29 @@ class ProgramTests(TestCase):
         self.assertEqual(process.output.count(b"OCPP server (ws) listening on"), 1)
         exit = yield process.stop()
         self.assertEqual(exit.exitCode, 0, process.output.decode())
+
+    @defer.inlineCallbacks
+    def test_reload_asked_during_the_start_up_is_carried_out(self):
+        """
+        A SIGHUP (C{systemctl reload}: the unit is C{Type=simple}, so it may
+        come while the service still loads) sent before Twisted is loaded
+        does not end the process, as SIGHUP does by default: once started,
+        the service re-reads its configuration and serves on.
+        """
+        process, port, started, gate = yield self.held()
+        yield process.signal("HUP")
+        # Delivered while the process waits at the gate.
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertIsNone(process.exit, process.output.decode())
+        with open(gate, "wb") as fifo:
+            fifo.write(b"x")
+        yield started
+        yield process.wait_for_output(b"configuration reloaded")
+        self.assertEqual(process.output.count(b"configuration reloaded"), 1)
+        cp = yield connect_charger(f"ws://127.0.0.1:{port}/", "CP1")
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+        yield cp.close()
+        exit = yield process.stop()
+        self.assertEqual(exit.exitCode, 0, process.output.decode())
+        self.assertNotIn(b"Traceback", process.output)

@@ -5,6 +5,7 @@ get the domain's events in, SIGHUP reloads and where state is kept.
 """
 
 import os
+import signal
 import sys
 from datetime import datetime, timezone
 
@@ -17,11 +18,11 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
-    BASE_CONFIG, LOOPBACK_CONFIG, ROOT, ServiceProcess, kill_on_cleanup, start_service,
-    write_config)
+    BASE_CONFIG, LOOPBACK_CONFIG, ROOT, ClockedReactor, ServiceProcess, kill_on_cleanup,
+    start_service, write_config)
 from tests.sim import HandshakeRefused, connect_charger
 from tests.test_faults import server_protocol
-from xxterocpp import tap
+from xxterocpp import early, tap
 from xxterocpp.config import load_config, parse_config
 
 
@@ -449,6 +450,27 @@ class ReloadTests(TestCase):
         self.addCleanup(cp.close)
         result = yield cp.heartbeat()
         self.assertIn("currentTime", result)
+
+    @defer.inlineCallbacks
+    def test_sighup_held_while_loading_reloads_once_started(self):
+        """
+        A SIGHUP that L{early.hold_sighup} held while the service loaded
+        makes it re-read the file once it has started: the file may have
+        changed since it was read. A later one goes to the service's own
+        handler.
+        """
+        self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
+        early.sighup_held()
+        early.hold_sighup()
+        os.kill(os.getpid(), signal.SIGHUP)
+        path = write_config(self)
+        clock = ClockedReactor(self)
+        service = yield start_service(self, path, on=clock)
+        self.assertNotIn("NEW1", service.config.charger_ids())
+        rewrite(path, CHANGED_CONFIG)
+        clock.advance(0)
+        self.assertIn("NEW1", service.config.charger_ids())
+        self.assertFalse(early.sighup_held())
 
     @defer.inlineCallbacks
     def test_sighup_reloads_the_running_process(self):

@@ -21,6 +21,7 @@ if __name__ == "__main__":
     # The OCPP port listens before Twisted is even loaded: see early.
     from xxterocpp import early
 
+    early.hold_sighup()
     early.bind(sys.argv[1:])
 
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver

@@ -151,3 +151,38 @@ def take(interface, port):
         return bound[2]
     bound[2].close()
     return None
+
+
+#: Whether a SIGHUP came while L{hold_sighup} held it.
+_sighup_held = False
+
+
+def _hold(signum, frame):
+    global _sighup_held
+    _sighup_held = True
+
+
+def hold_sighup():
+    """
+    From now until the service installs its own handler, a SIGHUP ("Load
+    configuration", C{systemctl reload}) is kept for it instead of ending
+    the process, which is what SIGHUP does by default: the unit is
+    C{Type=simple}, so systemd may send one while the service still loads.
+    """
+    import signal
+
+    try:
+        signal.signal(signal.SIGHUP, _hold)
+    except ValueError:
+        # Not the main thread: no signals.
+        pass
+
+
+def sighup_held():
+    """
+    @return: whether a SIGHUP was held since L{hold_sighup}, once: the
+        second call says False.
+    """
+    global _sighup_held
+    held, _sighup_held = _sighup_held, False
+    return held

@@ -501,6 +501,11 @@ class XxterocppService(service.MultiService):
         except ValueError:
             # Not the main thread (embedded in a test runner): no signals.
             self._previous_sighup = None
+            return
+        if early.sighup_held():
+            # Sent while the service loaded: the file may have changed
+            # since it was read.
+            self.reactor.callLater(0, self.reload)
 
     def _sighup(self, signum, frame):
         self.reactor.callFromThread(self.reload)
