@@ -279,7 +279,12 @@ def loadgen(mode, url, n, seconds=10, on_marker=None, extra=()):
             sys.stderr.write("loadgen: " + line)
     out = proc.stdout.read()
     proc.wait()
-    result = json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    if not lines:
+        # It died before its result (node or bench/node_modules missing):
+        # its stderr, printed above, says why.
+        raise RuntimeError(f"loadgen {mode} ended with status {proc.returncode} and no result")
+    result = json.loads(lines[-1])
     if proc.returncode:
         raise RuntimeError(f"loadgen {mode} failed: {result}")
     return result
