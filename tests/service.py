@@ -213,6 +213,19 @@ TWIST = ("-m", "twisted", "--log-format=text", "xxterocpp")
 MAIN = ("-m", "xxterocpp")
 
 
+def unit_wrapper():
+    """
+    @return: what the systemd unit's C{ExecStart=} runs the interpreter
+        with: the words before C{/usr/bin/python3}.
+    """
+    with open(os.path.join(ROOT, "debian", "xxterocpp.service")) as f:
+        for line in f:
+            if line.startswith("ExecStart="):
+                words = line.strip().partition("=")[2].split()
+                return tuple(words[:words.index("/usr/bin/python3")])
+    raise AssertionError("no ExecStart= in debian/xxterocpp.service")
+
+
 class ServiceProcess:
     """
     The service as its own process (C{python -m twisted xxterocpp}, or
@@ -227,15 +240,18 @@ class ServiceProcess:
     _LISTENING = re.compile(rb"OCPP server \(wss?\) listening on \S+ port (\d+)")
     _WEB = re.compile(rb"web interface listening on \S+ port (\d+)")
 
-    def __init__(self, config_path, env=None, command=TWIST):
+    def __init__(self, config_path, env=None, command=TWIST, wrapper=()):
         """
         @param env: environment variables for the process, beside the
             test's own.
         @param command: the interpreter's arguments before C{--config}.
+        @param wrapper: a program and its arguments that runs the
+            interpreter (L{unit_wrapper}), or none.
         """
         self.config_path = config_path
         self.env = env or {}
         self.command = command
+        self.wrapper = tuple(wrapper)
         self.output = b""
         self.url = None
         self.web_url = None
@@ -251,10 +267,8 @@ class ServiceProcess:
         self.output, self.url, self.web_url, self.exit = b"", None, None, None
         env = dict(os.environ, PYTHONPATH=ROOT)
         env.update(self.env)
-        self.transport = reactor.spawnProcess(
-            _Output(self), sys.executable,
-            [sys.executable, *self.command, "--config", self.config_path],
-            env=env, path=ROOT)
+        args = [*self.wrapper, sys.executable, *self.command, "--config", self.config_path]
+        self.transport = reactor.spawnProcess(_Output(self), args[0], args, env=env, path=ROOT)
         d = defer.Deferred()
         self._waiting.append(d)
         return d

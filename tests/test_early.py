@@ -15,7 +15,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
-    BASE_CONFIG, MAIN, ROOT, ServiceProcess, kill_on_cleanup, start_service, write_config)
+    BASE_CONFIG, MAIN, ROOT, ServiceProcess, kill_on_cleanup, start_service, unit_wrapper,
+    write_config)
 from tests.sim import connect_charger
 from tests.test_tls import secure_config, trusting
 from xxterocpp import early
@@ -395,7 +396,8 @@ class ServiceTests(TestCase):
 
 
 #: A site module for the service's process that holds it up when it first
-#: imports Twisted, until the test writes a byte into the FIFO it names.
+#: imports the module C{XXTEROCPP_TEST_GATE_AT} names, after saying so,
+#: until the test writes a byte into the FIFO C{XXTEROCPP_TEST_GATE}.
 GATE = """\
 import os
 import sys
@@ -403,8 +405,10 @@ import sys
 
 class Gate:
     def find_spec(self, name, path=None, target=None):
-        if name == "twisted":
+        if name == os.environ["XXTEROCPP_TEST_GATE_AT"]:
             sys.meta_path.remove(self)
+            sys.stdout.write(f"held at the import of {name}\\n")
+            sys.stdout.flush()
             with open(os.environ["XXTEROCPP_TEST_GATE"], "rb") as fifo:
                 fifo.read(1)
         return None
@@ -420,11 +424,14 @@ class ProgramTests(TestCase):
     """
 
     @defer.inlineCallbacks
-    def held(self):
+    def held(self, at="twisted", wrapper=()):
         """
-        Start the service held at L{GATE}, before it loads Twisted, and
-        wait until its early-bound OCPP port accepts a connection.
+        Start the service held at L{GATE}, by default before it loads
+        Twisted, then wait until its early-bound OCPP port accepts a
+        connection; held at another module, until it waits there.
 
+        @param at: the module the service is held at the import of.
+        @param wrapper: what runs the interpreter (L{unit_wrapper}).
         @return: a Deferred firing with C{(process, port, started, gate)}:
             C{started} fires once the service listens, after a byte is
             written to the FIFO C{gate}.
@@ -438,10 +445,14 @@ class ProgramTests(TestCase):
         port = free_port()
         path = write_config(self, BASE_CONFIG.replace("port = 0", f"port = {port}", 1))
         # The gate's directory first on the process's path, then the tree.
-        process = ServiceProcess(path, command=MAIN, env={
-            "XXTEROCPP_TEST_GATE": gate, "PYTHONPATH": os.pathsep.join([site, ROOT])})
+        process = ServiceProcess(path, command=MAIN, wrapper=wrapper, env={
+            "XXTEROCPP_TEST_GATE": gate, "XXTEROCPP_TEST_GATE_AT": at,
+            "PYTHONPATH": os.pathsep.join([site, ROOT])})
         kill_on_cleanup(self, process)
         started = process.start()
+        yield process.wait_for_output(f"held at the import of {at}\n".encode(), timeout=30)
+        if at != "twisted":
+            return process, port, started, gate
         for _ in range(400):
             if not refused(port):
                 break
@@ -478,8 +489,9 @@ class ProgramTests(TestCase):
     @defer.inlineCallbacks
     def test_reload_asked_during_the_start_up_is_carried_out(self):
         """
-        A SIGHUP (C{systemctl reload}: the unit is C{Type=simple}, so it may
-        come while the service still loads) sent before Twisted is loaded
+        A SIGHUP (C{systemctl reload}: the unit counts as started once the
+        program runs, so it may come while the service still loads) sent
+        before Twisted is loaded
         does not end the process, as SIGHUP does by default: once started,
         the service re-reads its configuration and serves on.
         """
@@ -500,3 +512,83 @@ class ProgramTests(TestCase):
         exit = yield process.stop()
         self.assertEqual(exit.exitCode, 0, process.output.decode())
         self.assertNotIn(b"Traceback", process.output)
+
+    @defer.inlineCallbacks
+    def serves_without_reload(self, process, port, started, gate):
+        """
+        Let the service held at the gate go on, after a SIGHUP while it was
+        held, and check it starts, serves a charger, reloads nothing (the
+        signal came before the configuration was read) and stops with 0.
+        """
+        yield process.signal("HUP")
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertIsNone(process.exit, process.output.decode())
+        with open(gate, "wb") as fifo:
+            fifo.write(b"x")
+        self.assertEqual((yield started), f"ws://127.0.0.1:{port}/")
+        cp = yield connect_charger(f"ws://127.0.0.1:{port}/", "CP1")
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+        yield cp.close()
+        self.assertNotIn(b"configuration reloaded", process.output)
+        exit = yield process.stop()
+        self.assertEqual(exit.exitCode, 0, process.output.decode())
+        self.assertNotIn(b"Traceback", process.output)
+
+    def test_reload_while_the_interpreter_starts_as_the_unit_runs_it(self):
+        """
+        Started as the unit's C{ExecStart=} starts it, the service is not
+        ended by a SIGHUP that comes while the interpreter itself still
+        starts, before the first line of L{xxterocpp.__main__} runs (held
+        at the import of the package, which C{-m} makes first).
+        """
+        self.assertTrue(unit_wrapper(), "the unit runs the interpreter directly")
+        d = self.held(at="xxterocpp", wrapper=unit_wrapper())
+        return d.addCallback(lambda held: self.serves_without_reload(*held))
+
+    @defer.inlineCallbacks
+    def test_without_the_unit_s_wrapper_that_sighup_ends_it(self):
+        """
+        What the unit's wrapper is for: the same SIGHUP ends a service
+        started without it, by the signal's default action.
+        """
+        process, port, started, gate = yield self.held(at="xxterocpp")
+        started.addErrback(lambda failure: failure.trap(RuntimeError))
+        yield process.signal("HUP")
+        for _ in range(200):
+            if process.exit is not None:
+                break
+            yield deferLater(reactor, 0.025, lambda: None)
+        self.assertIsNotNone(process.exit, "the process outlived a SIGHUP")
+        self.assertEqual(process.exit.signal, signal.SIGHUP)
+
+    def test_reload_before_anything_is_loaded(self):
+        """
+        Started without the unit's wrapper, the service is not ended by a
+        SIGHUP once L{xxterocpp.__main__} runs: held at its first import
+        of its own, L{xxterocpp.early}.
+        """
+        d = self.held(at="xxterocpp.early")
+        return d.addCallback(lambda held: self.serves_without_reload(*held))
+
+    @defer.inlineCallbacks
+    def test_reload_during_the_stop_leaves_status_0(self):
+        """
+        A SIGHUP after the reactor stopped, while Python finalises, does
+        not end the process with the signal: the exit status stays 0.
+        """
+        port = free_port()
+        path = write_config(self, BASE_CONFIG.replace("port = 0", f"port = {port}", 1))
+        process = ServiceProcess(path, command=MAIN)
+        kill_on_cleanup(self, process)
+        url = yield process.start()
+        # Started: the reactor runs and handles SIGTERM.
+        cp = yield connect_charger(url, "CP1")
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+        ended = process.signal("TERM")
+        yield process.wait_for_output(b"Main loop terminated.")
+        if process.exit is None:
+            process.transport.signalProcess("HUP")
+        exit = yield ended
+        self.assertEqual((exit.exitCode, exit.signal), (0, None), process.output.decode())

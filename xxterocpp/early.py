@@ -166,8 +166,10 @@ def hold_sighup():
     """
     From now until the service installs its own handler, a SIGHUP ("Load
     configuration", C{systemctl reload}) is kept for it instead of ending
-    the process, which is what SIGHUP does by default: the unit is
-    C{Type=simple}, so systemd may send one while the service still loads.
+    the process, which is what SIGHUP does by default: the unit counts as
+    started once the program runs, so systemd may send one while the
+    service still loads. Before this, the interpreter's start and the
+    first lines of L{xxterocpp.__main__} ignore it (nothing is read yet).
     """
     import signal
 
