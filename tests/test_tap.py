@@ -14,6 +14,7 @@ import attr
 from twisted.internet import defer, endpoints, reactor, utils
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
@@ -471,6 +472,31 @@ class ReloadTests(TestCase):
         clock.advance(0)
         self.assertIn("NEW1", service.config.charger_ids())
         self.assertFalse(early.sighup_held())
+
+    @defer.inlineCallbacks
+    def test_sighups_before_the_reload_runs_are_one(self):
+        """
+        The SIGHUPs that come before the reactor gets to the reload make
+        one reload, not one each; one after it makes another.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path, on=ClockedReactor(self))
+        self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
+        self.assertEqual(signal.getsignal(signal.SIGHUP), service._sighup)
+        rewrite(path, CHANGED_CONFIG)
+
+        def reloads(events):
+            return sum("configuration reloaded" in formatEvent(e) for e in events)
+
+        with capturedLogs() as events:
+            for _ in range(20):
+                os.kill(os.getpid(), signal.SIGHUP)
+            yield deferLater(reactor, 0.05, lambda: None)
+            self.assertEqual(reloads(events), 1)
+            self.assertIn("NEW1", service.config.charger_ids())
+            os.kill(os.getpid(), signal.SIGHUP)
+            yield deferLater(reactor, 0.05, lambda: None)
+            self.assertEqual(reloads(events), 2)
 
     @defer.inlineCallbacks
     def test_sighup_reloads_the_running_process(self):

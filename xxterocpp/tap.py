@@ -356,6 +356,8 @@ class XxterocppService(service.MultiService):
             OnFirstConnection(self._web_site), "web interface")
         self.web.setServiceParent(self)
         self._previous_sighup = None
+        #: Whether a reload a SIGHUP asked for waits for the reactor.
+        self._reload_asked = False
         # The shutdown trigger that closes the store of a service nobody
         # stops (see _store_at_shutdown), and whether stopService began.
         self._store_trigger = None
@@ -508,7 +510,17 @@ class XxterocppService(service.MultiService):
             self.reactor.callLater(0, self.reload)
 
     def _sighup(self, signum, frame):
-        self.reactor.callFromThread(self.reload)
+        # The signals that come before the reactor gets to the reload are
+        # one reload (a storm of them starved the chargers: 6,000 reloads
+        # in 3 s); one that comes while it runs makes one more, as the
+        # file may have changed after it was read.
+        if not self._reload_asked:
+            self._reload_asked = True
+            self.reactor.callFromThread(self._reload_asked_by_signal)
+
+    def _reload_asked_by_signal(self):
+        self._reload_asked = False
+        self.reload()
 
     def reload(self):
         """
