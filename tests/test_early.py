@@ -489,9 +489,8 @@ class ProgramTests(TestCase):
     @defer.inlineCallbacks
     def test_reload_asked_during_the_start_up_is_carried_out(self):
         """
-        A SIGHUP (C{systemctl reload}: the unit counts as started once the
-        program runs, so it may come while the service still loads) sent
-        before Twisted is loaded
+        A SIGHUP (C{kill -HUP}, or another supervisor's reload: it may come
+        while the service still loads) sent before Twisted is loaded
         does not end the process, as SIGHUP does by default: once started,
         the service re-reads its configuration and serves on.
         """

@@ -5,10 +5,14 @@ the systemd unit starts the service.
 
 import linecache
 import os
+import shutil
+import socket
 import sqlite3
 import sys
+import tempfile
 
 from twisted.internet import defer, reactor, task, utils
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.service import (
@@ -127,6 +131,90 @@ class MainTests(TestCase):
         output = process.output.decode()
         self.assertIn(f"xxterocpp: the state database {database} has schema version 99", output)
         self.assertNotIn("Traceback", output)
+
+
+class NotifyReadyTests(TestCase):
+    """
+    L{xxterocpp.__main__.notify_ready}: systemd's C{READY=1}, for the
+    unit's C{Type=notify}, on a real datagram socket.
+    """
+
+    def listening(self, abstract=False):
+        """
+        @return: C{(socket, NOTIFY_SOCKET value)} of a datagram socket the
+            test reads, at a path or an abstract name.
+        """
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(s.close)
+        if abstract:
+            name = f"xxterocpp-test-{os.getpid()}-{id(self)}"
+            s.bind("\0" + name)
+            return s, "@" + name
+        # Short: a socket's path has at most 107 bytes.
+        directory = tempfile.mkdtemp(prefix="xxt")
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "notify")
+        s.bind(path)
+        return s, path
+
+    def test_path_and_abstract_name(self):
+        from xxterocpp.__main__ import notify_ready
+
+        for abstract in (False, True):
+            s, address = self.listening(abstract)
+            self.assertTrue(notify_ready({"NOTIFY_SOCKET": address}))
+            s.settimeout(5)
+            self.assertEqual(s.recv(100), b"READY=1")
+
+    def test_not_run_by_systemd(self):
+        from xxterocpp.__main__ import notify_ready
+
+        s, address = self.listening()
+        self.assertFalse(notify_ready({}))
+        self.assertFalse(notify_ready({"NOTIFY_SOCKET": ""}))
+        s.setblocking(False)
+        self.assertRaises(BlockingIOError, s.recv, 100)
+
+    def test_socket_gone_is_one_warning(self):
+        from xxterocpp.__main__ import notify_ready
+
+        s, address = self.listening()
+        s.close()
+        os.unlink(address)
+        with capturedLogs() as events:
+            self.assertFalse(notify_ready({"NOTIFY_SOCKET": address}))
+        self.assertEqual(len(events), 1)
+        self.assertIn("systemd was not told that the service started", formatEvent(events[0]))
+
+    @defer.inlineCallbacks
+    def test_the_program_tells_once_it_serves(self):
+        """
+        C{python3 -m xxterocpp} under a C{NOTIFY_SOCKET} says C{READY=1}
+        once, after its port listens: a charger is served then.
+        """
+        s, address = self.listening(abstract=True)
+        s.setblocking(False)
+        process = ServiceProcess(write_config(self), command=MAIN, env={"NOTIFY_SOCKET": address})
+        kill_on_cleanup(self, process)
+        started = process.start()
+        for _ in range(600):
+            try:
+                message = s.recv(100)
+                break
+            except BlockingIOError:
+                self.assertIsNone(process.exit, process.output.decode())
+                yield task.deferLater(reactor, 0.05, lambda: None)
+        else:
+            self.fail("no READY=1 within 30 s")
+        self.assertEqual(message, b"READY=1")
+        url = yield started
+        cp = yield connect_charger(url, "CP1")
+        self.addCleanup(cp.close)
+        self.assertEqual((yield cp.boot())["status"], "Accepted")
+        yield cp.close()
+        exit = yield process.stop()
+        self.assertEqual(exit.exitCode, 0, process.output.decode())
+        self.assertRaises(BlockingIOError, s.recv, 100)
 
 
 class GeneratedSourcesTests(TestCase):

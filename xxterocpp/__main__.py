@@ -113,6 +113,36 @@ def settle_later(reactor):
     return reactor.callLater(SETTLE_AFTER, settle)
 
 
+def notify_ready(environ=None):
+    """
+    Tell systemd the service has started (C{sd_notify(3)}'s C{READY=1}):
+    its ports listen and its state is open. Under the unit's C{Type=notify}
+    C{systemctl start} returns only then, and a C{systemctl reload} asked
+    before waits for it instead of sending a SIGHUP into the start.
+
+    @param environ: the environment (default C{os.environ}), whose
+        C{NOTIFY_SOCKET} names systemd's datagram socket, a path or, after
+        C{@}, an abstract name; without it (not run by systemd), nothing.
+    @return: whether it was told.
+    """
+    import os
+    import socket
+
+    address = (os.environ if environ is None else environ).get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(b"READY=1", address)
+    except OSError as e:
+        Logger().warn("systemd was not told that the service started ({e}): under a"
+                      " Type=notify unit it stops the service at the start timeout", e=e)
+        return False
+    return True
+
+
 def main(argv=None, reactor=None):
     """
     Run the service until the reactor stops.
@@ -147,6 +177,8 @@ def main(argv=None, reactor=None):
             Logger().failure("xxterocpp: the service could not start")
             failed.append(SystemExit(1))
             reactor.stop()
+        else:
+            notify_ready()
 
     reactor.callWhenRunning(start)
     reactor.callWhenRunning(settle_later, reactor)

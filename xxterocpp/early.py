@@ -166,10 +166,11 @@ def hold_sighup():
     """
     From now until the service installs its own handler, a SIGHUP ("Load
     configuration", C{systemctl reload}) is kept for it instead of ending
-    the process, which is what SIGHUP does by default: the unit counts as
-    started once the program runs, so systemd may send one while the
-    service still loads. Before this, the interpreter's start and the
-    first lines of L{xxterocpp.__main__} ignore it (nothing is read yet).
+    the process, which is what SIGHUP does by default. The unit's
+    C{systemctl reload} waits for the start (L{xxterocpp.__main__.notify_ready}),
+    but a SIGHUP sent another way (C{kill}, another supervisor) may come
+    while the service still loads. Before this, the interpreter's start and
+    the first lines of L{xxterocpp.__main__} ignore it (nothing is read yet).
     """
     import signal
 
