@@ -586,8 +586,15 @@ class ProgramTests(TestCase):
         self.addCleanup(cp.close)
         self.assertEqual((yield cp.boot())["status"], "Accepted")
         ended = process.signal("TERM")
-        yield process.wait_for_output(b"Main loop terminated.")
-        if process.exit is None:
+        while b"Main loop terminated." not in process.output:
+            self.assertIsNone(process.exit, process.output.decode())
+            yield deferLater(reactor, 0.002, lambda: None)
+        # Through the whole finalisation, until the process has ended.
+        sent = 0
+        while process.exit is None:
             process.transport.signalProcess("HUP")
+            sent += 1
+            yield deferLater(reactor, 0.005, lambda: None)
         exit = yield ended
+        self.assertGreater(sent, 0, "the process ended before a SIGHUP was sent")
         self.assertEqual((exit.exitCode, exit.signal), (0, None), process.output.decode())

@@ -469,7 +469,7 @@ class ReloadTests(TestCase):
         service = yield start_service(self, path, on=clock)
         self.assertNotIn("NEW1", service.config.charger_ids())
         rewrite(path, CHANGED_CONFIG)
-        clock.advance(0)
+        yield deferLater(reactor, 0.05, lambda: None)
         self.assertIn("NEW1", service.config.charger_ids())
         self.assertFalse(early.sighup_held())
 
@@ -497,6 +497,26 @@ class ReloadTests(TestCase):
             os.kill(os.getpid(), signal.SIGHUP)
             yield deferLater(reactor, 0.05, lambda: None)
             self.assertEqual(reloads(events), 2)
+
+    @defer.inlineCallbacks
+    def test_sighup_just_before_the_stop_reloads_nothing(self):
+        """
+        A reload a SIGHUP asked for that the reactor gets to only once the
+        stop began is not carried out: nothing to apply it to.
+        """
+        path = write_config(self)
+        service = yield start_service(self, path, on=ClockedReactor(self))
+        self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
+        rewrite(path, CHANGED_CONFIG)
+        with capturedLogs() as events:
+            os.kill(os.getpid(), signal.SIGHUP)
+            stopped = service.stopService()
+            yield deferLater(reactor, 0.05, lambda: None)
+            yield stopped
+        texts = [formatEvent(e) for e in events]
+        self.assertIn("the service stops: the configuration is not reloaded", texts)
+        self.assertFalse([t for t in texts if "configuration reloaded" in t])
+        self.assertNotIn("NEW1", service.config.charger_ids())
 
     @defer.inlineCallbacks
     def test_sighup_reloads_the_running_process(self):

@@ -507,7 +507,7 @@ class XxterocppService(service.MultiService):
         if early.sighup_held():
             # Sent while the service loaded: the file may have changed
             # since it was read.
-            self.reactor.callLater(0, self.reload)
+            self._sighup(signal.SIGHUP, None)
 
     def _sighup(self, signum, frame):
         # The signals that come before the reactor gets to the reload are
@@ -520,6 +520,11 @@ class XxterocppService(service.MultiService):
 
     def _reload_asked_by_signal(self):
         self._reload_asked = False
+        if self._stopping:
+            # Asked just before the stop: nothing to apply it to (a reload
+            # would start the back office's and knxd's links again).
+            self.log.info("the service stops: the configuration is not reloaded")
+            return
         self.reload()
 
     def reload(self):
